@@ -1,0 +1,57 @@
+// Builds the bundles: the extension (node/cjs, `vscode` external), the CLI, the tfjs probe (runner,
+// stats worker, ESM loader hooks; run inside the user's child process), the extension-host test
+// suite, and every unit test (test/unit/**/*.test.ts → dist/test/unit/, run by `node --test`).
+// Type-checking is separate: `npm run typecheck`.
+import { build, context } from 'esbuild';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const watch = process.argv.includes('--watch');
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: true,
+  logLevel: 'warning',
+  // tfjs is resolved at run time in the child (the user's own copy first), never bundled.
+  external: ['vscode', '@tensorflow/*', 'esbuild', 'mocha', 'playwright-core'],
+  define: { PACKAGE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
+};
+
+function testsUnder(dir) {
+  if (!existsSync(dir)) return {};
+  const out = {};
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    if (statSync(p).isDirectory()) Object.assign(out, testsUnder(p));
+    else if (f.endsWith('.test.ts')) out[p.replace(/\.ts$/, '')] = p;
+  }
+  return out;
+}
+
+const entries = [
+  { entryPoints: { extension: 'src/extension.ts', cli: 'src/cli/main.ts' } },
+  {
+    entryPoints: {
+      'probe/tfjs/runner': 'src/probe/tfjs/runner.ts',
+      'probe/tfjs/statsWorker': 'src/probe/tfjs/statsWorker.ts',
+    },
+  },
+  { entryPoints: { 'probe/tfjs/esmHooks': 'src/probe/tfjs/esmHooks.ts' }, format: 'esm', outExtension: { '.js': '.mjs' } },
+  { entryPoints: { 'test/suite/index': 'test/suite/index.ts' } },
+  { entryPoints: testsUnder('test/unit') },
+].map((e) => {
+  // Entries whose source does not exist yet are skipped with a warning, so one missing part
+  // does not stop the others from building.
+  const present = Object.fromEntries(Object.entries(e.entryPoints).filter(([, src]) => existsSync(src)));
+  for (const [, src] of Object.entries(e.entryPoints)) if (!existsSync(src)) console.warn(`build: skipping missing ${src}`);
+  return { ...common, outdir: 'dist', ...e, entryPoints: present };
+}).filter((e) => Object.keys(e.entryPoints).length > 0);
+
+rmSync('dist', { recursive: true, force: true });
+if (watch) {
+  for (const e of entries) await (await context(e)).watch();
+} else {
+  await Promise.all(entries.map((e) => build(e)));
+}

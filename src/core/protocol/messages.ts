@@ -1,0 +1,165 @@
+// The one definition of GradScope's wire messages (protocol v1). docs/protocol.md is the
+// byte-level specification; the Python probe implements the same layout.
+//
+// Metadata messages (HELLO, TENSORS, EVENT, END) carry a UTF-8 JSON object: they are rare and
+// their fields evolve. Hot-path messages (STEP, DETAIL) are fixed binary layouts whose size is
+// checked exactly against the shape they declare.
+
+export const MAGIC = 0x50435347; // bytes "GSCP" read as a little-endian u32
+export const PROTOCOL_VERSION = 1;
+export const HEADER_BYTES = 16;
+/** No frame may declare a payload larger than this; a larger length is a protocol error. */
+export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+
+export const MsgType = {
+  Hello: 1,
+  Tensors: 2,
+  Step: 3,
+  Detail: 4,
+  Event: 5,
+  End: 6,
+} as const;
+export type MsgTypeCode = (typeof MsgType)[keyof typeof MsgType];
+
+export const MSG_TYPE_NAMES: Record<number, string> = {
+  1: 'HELLO',
+  2: 'TENSORS',
+  3: 'STEP',
+  4: 'DETAIL',
+  5: 'EVENT',
+  6: 'END',
+};
+
+/**
+ * Per-step statistics, one float64 column per statistic over all tensors of the step.
+ * The numeric id is what travels on the wire; a STEP frame lists the ids it carries.
+ */
+export const STAT_IDS = {
+  /** L2 norm of the finite entries, computed overflow-safe (scaled by max |g|). */
+  norm: 1,
+  /** Largest finite |g|. */
+  maxAbs: 2,
+  nanCount: 3,
+  infCount: 4,
+  /** L2 norm of the parameter after the update. */
+  paramNorm: 5,
+  /** L2 norm of (parameter after − parameter before) this step; NaN when unknown. */
+  updateNorm: 6,
+} as const;
+export type StatName = keyof typeof STAT_IDS;
+export const STAT_NAMES: readonly StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
+export const STAT_BY_ID: ReadonlyMap<number, StatName> = new Map(
+  STAT_NAMES.map((n) => [STAT_IDS[n], n] as const),
+);
+
+export type Framework = 'tfjs' | 'torch';
+
+export interface SourceLocation {
+  /** Absolute path. */
+  file: string;
+  /** 1-based. */
+  line: number;
+  /** 1-based. */
+  column: number;
+}
+
+export interface HelloMsg {
+  type: 'hello';
+  probeVersion: string;
+  framework: Framework;
+  /** e.g. "tensorflow" (tfjs-node/-gpu), "wasm", "cpu", "cuda". */
+  backend: string;
+  /** Human-readable device, e.g. "CPU (wasm, SIMD)" or "NVIDIA H100". */
+  device: string;
+  /** Why this backend was chosen, in words a user can act on. */
+  backendReason: string;
+  pid: number;
+  rank: number;
+  script: string;
+  /** Steps between DETAIL tiers as the probe chose it. */
+  detailEvery: number;
+}
+
+export interface TensorInfo {
+  /** Dense, stable id, 0-based; the index of the tensor in every STEP column. */
+  id: number;
+  name: string;
+  layer: string;
+  layerType: string;
+  shape: number[];
+  source: SourceLocation | null;
+}
+
+export interface TensorsMsg {
+  type: 'tensors';
+  /** Newly known tensors; ids continue from those sent before. */
+  tensors: TensorInfo[];
+}
+
+export interface StepMsg {
+  type: 'step';
+  step: number;
+  /** Loss of this step when the probe could see it, else NaN. */
+  loss: number;
+  /** Milliseconds since the probe started. */
+  wallMs: number;
+  /** Statistic names in the order of `columns`. */
+  stats: StatName[];
+  /** One column per statistic, each of length `nTensors`. */
+  columns: Float64Array[];
+  nTensors: number;
+}
+
+export interface DetailMsg {
+  type: 'detail';
+  step: number;
+  tensorId: number;
+  mean: number;
+  std: number;
+  zeroFrac: number;
+  /** log10 |g| range covered by the bins; values outside are clamped into the edge bins. */
+  histLo: number;
+  histHi: number;
+  /** Counts of finite non-zero |g| per bin. */
+  hist: Uint32Array;
+  thumbRows: number;
+  thumbCols: number;
+  /** Mean |g| per cell, row-major; empty when the tensor has no 2-D view. */
+  thumb: Float32Array;
+}
+
+export type EventKind = 'non-finite' | 'warning' | 'dropped' | 'backend' | 'info';
+
+export interface EventMsg {
+  type: 'event';
+  kind: EventKind;
+  message: string;
+  step?: number;
+  tensorId?: number;
+  /** For `dropped`: frames dropped since the previous such event. */
+  count?: number;
+}
+
+export type ProbeEndReason = 'completed' | 'crashed' | 'step-limit';
+
+export interface ErrorInfo {
+  message: string;
+  stack?: string;
+  /** The first frame of the user's own code in the stack, when one exists. */
+  frame?: SourceLocation;
+}
+
+export interface EndMsg {
+  type: 'end';
+  reason: ProbeEndReason;
+  steps: number;
+  error?: ErrorInfo;
+}
+
+export type Message = HelloMsg | TensorsMsg | StepMsg | DetailMsg | EventMsg | EndMsg;
+export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
+
+/** Compile-time exhaustiveness helper for switches over message types. */
+export function assertNever(x: never, what = 'value'): never {
+  throw new Error(`unhandled ${what}: ${JSON.stringify(x)}`);
+}

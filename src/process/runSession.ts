@@ -1,0 +1,289 @@
+// One training run: spawns the probe around the user's script (Program), decodes its frames
+// (FrameDecoder), keeps them in a RunStore, writes them to the run file as they arrive, and decides
+// how the run ended. The CLI and the extension are both thin shells over this class.
+import { existsSync } from 'node:fs';
+import { dirname, extname, join, resolve } from 'node:path';
+import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
+import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
+import { RunFileWriter, type RunExitRecord } from '../core/store/runFile';
+import { RunStore } from '../core/store/runStore';
+import { Emitter, type Disposable } from '../core/util/emitter';
+import { Program, type ProgramExit } from './program';
+
+export type ExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
+
+export interface RunExit {
+  reason: ExitReason;
+  code: number | null;
+  signal: string | null;
+  error: ErrorInfo | null;
+  /** One line a person can read: "crashed at train.js:20: TypeError: …". */
+  message: string;
+  steps: number;
+}
+
+export interface RunOptions {
+  script: string;
+  args?: string[];
+  cwd?: string;
+  /** Node executable for tfjs scripts (default: the one running this code). */
+  nodePath?: string;
+  /** Stop cleanly after this many optimizer steps (0 or undefined: no limit). */
+  maxSteps?: number;
+  /** Stop after this many seconds (0 or undefined: no limit). */
+  timeoutSec?: number;
+  /** Steps between detail frames (0 or undefined: the probe chooses). */
+  detailEvery?: number;
+  /** Folder for the run file. */
+  runDir: string;
+  env?: Record<string, string>;
+  /** ms between SIGTERM and SIGKILL when stopping. */
+  graceMs?: number;
+  /** Override where the probe bundles live (tests). */
+  probeDir?: string;
+}
+
+export interface OutputChunk {
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+const TFJS_EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']);
+
+/** Where the built probe lives: next to this bundle (dist/), or under dist/ of an enclosing checkout. */
+export function findProbeDir(start = __dirname): string {
+  for (let d = start; ; d = dirname(d)) {
+    for (const cand of [join(d, 'probe'), join(d, 'dist', 'probe')]) {
+      if (existsSync(join(cand, 'tfjs', 'runner.js'))) return cand;
+    }
+    if (dirname(d) === d) throw new Error(`GradScope's probe is not built (no probe/tfjs/runner.js above ${start}): run \`npm run build\``);
+  }
+}
+
+export function frameworkOf(script: string): Framework | null {
+  const ext = extname(script).toLowerCase();
+  if (TFJS_EXTENSIONS.has(ext)) return 'tfjs';
+  if (ext === '.py') return 'torch';
+  return null;
+}
+
+function newRunId(): string {
+  const t = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
+  return `${t}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export class RunSession {
+  readonly id = newRunId();
+  readonly store = new RunStore();
+  readonly script: string;
+  readonly runFile: string;
+
+  private readonly output = new Emitter<OutputChunk>();
+  private readonly ended = new Emitter<RunExit>();
+  readonly onOutput = this.output.event;
+  readonly onDidEnd = this.ended.event;
+  /** Every decoded message, in order (for views that want more than the store's change signal). */
+  private readonly messages = new Emitter<Message>();
+  readonly onMessage = this.messages.event;
+
+  readonly done: Promise<RunExit>;
+
+  private program: Program | undefined;
+  private readonly writer: RunFileWriter;
+  private readonly decoder = new FrameDecoder();
+  private protocolError: ProtocolError | null = null;
+  private endMsg: EndMsg | null = null;
+  private stopReason: 'stopped' | 'time-limit' | 'protocol-error' | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private settle!: (exit: RunExit) => void;
+  private settled = false;
+  private finishing = false;
+  private channelClosed: Promise<void> = Promise.resolve();
+  private readonly opts: RunOptions;
+
+  /** Starts a run. Never throws for bad input: a failure to start arrives as the exit. */
+  static start(opts: RunOptions): RunSession {
+    return new RunSession(opts);
+  }
+
+  private constructor(opts: RunOptions) {
+    this.opts = opts;
+    this.script = resolve(opts.cwd ?? process.cwd(), opts.script);
+    this.done = new Promise<RunExit>((r) => (this.settle = r));
+    const framework = frameworkOf(this.script) ?? 'tfjs';
+    this.writer = RunFileWriter.create(opts.runDir, {
+      runId: this.id,
+      script: this.script,
+      args: opts.args ?? [],
+      cwd: resolve(opts.cwd ?? dirname(this.script)),
+      startedAt: new Date().toISOString(),
+      framework,
+    });
+    this.runFile = this.writer.path;
+    this.launch();
+  }
+
+  get pid(): number | undefined {
+    return this.program?.pid;
+  }
+
+  get exited(): boolean {
+    return this.settled;
+  }
+
+  /** Stops the run (SIGTERM to its process group, SIGKILL after the grace period). Idempotent. */
+  stop(): Promise<RunExit> {
+    return this.halt('stopped');
+  }
+
+  private halt(reason: 'stopped' | 'time-limit' | 'protocol-error'): Promise<RunExit> {
+    if (!this.settled && !this.stopReason) this.stopReason = reason;
+    if (this.program) {
+      // Close our end of the channel first: the probe's watchdog exits on EOF even if a signal is blocked.
+      this.program.channel?.destroy();
+      void this.program.stop(this.opts.graceMs);
+    }
+    return this.done;
+  }
+
+  private launch(): void {
+    const fw = frameworkOf(this.script);
+    if (!existsSync(this.script)) return this.failEarly(`script not found: ${this.script}`);
+    if (fw === 'torch') return this.failEarly('PyTorch scripts are not supported yet (only TensorFlow.js: .js, .mjs, .cjs, .ts)');
+    if (fw === null) {
+      return this.failEarly(`don't know how to run ${this.script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts)`);
+    }
+    let probeDir: string;
+    try {
+      probeDir = this.opts.probeDir ?? findProbeDir();
+    } catch (e) {
+      return this.failEarly((e as Error).message);
+    }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...this.opts.env,
+      GRADSCOPE_CHANNEL_FD: '3',
+      GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
+      GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
+    };
+    // The extension host's own Node options (inspector ports, loaders) must not leak into the child.
+    delete env.NODE_OPTIONS;
+    delete env.ELECTRON_RUN_AS_NODE;
+    this.program = Program.start({
+      command: this.opts.nodePath || process.execPath,
+      args: ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])],
+      cwd: resolve(this.opts.cwd ?? dirname(this.script)),
+      env,
+      graceMs: this.opts.graceMs,
+    });
+    const p = this.program;
+    p.onStdout((b) => this.output.fire({ stream: 'stdout', text: b.toString('utf8') }));
+    p.onStderr((b) => this.output.fire({ stream: 'stderr', text: b.toString('utf8') }));
+    const ch = p.channel;
+    if (ch) {
+      ch.on('data', (chunk: Buffer) => this.onData(chunk));
+      this.channelClosed = new Promise((r) => ch.once('close', () => r()));
+    }
+    // A socket error here means the child went away; its exit is reported through `exited`.
+    p.channel?.on('error', () => {});
+    if (this.opts.timeoutSec && this.opts.timeoutSec > 0) {
+      this.timer = setTimeout(() => void this.halt('time-limit'), this.opts.timeoutSec * 1000);
+      this.timer.unref?.();
+    }
+    void p.exited.then((x) => this.finish(x));
+  }
+
+  private onData(chunk: Buffer): void {
+    // Never throw out of a data handler: the decoder returns errors, the store and writer are guarded.
+    const err = this.decoder.push(chunk, (f) => {
+      try {
+        this.writer.append(f.raw);
+        this.store.ingest(f.message);
+        if (f.message.type === 'end') this.endMsg = f.message;
+        this.messages.fire(f.message);
+      } catch (e) {
+        this.output.fire({ stream: 'stderr', text: `[gradscope] internal error handling a ${f.message.type} frame: ${(e as Error).message}\n` });
+      }
+    });
+    if (err && !this.protocolError) {
+      this.protocolError = err;
+      void this.halt('protocol-error');
+    }
+  }
+
+  private failEarly(message: string): void {
+    this.output.fire({ stream: 'stderr', text: `[gradscope] ${message}\n` });
+    void this.finish({ code: null, signal: null, stopRequested: false, stderrTail: '', spawnError: new Error(message) });
+  }
+
+  private async finish(x: ProgramExit): Promise<void> {
+    if (this.finishing) return;
+    this.finishing = true;
+    clearTimeout(this.timer);
+    // The process can exit before the last bytes of fd 3 are read: wait for the channel to close
+    // (bounded, in case a grandchild inherited it and keeps it open).
+    await Promise.race([this.channelClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    if (!this.protocolError && this.program) {
+      const err = this.decoder.end();
+      if (err) this.protocolError = err;
+    }
+    const exit = this.classify(x);
+    this.settled = true;
+    const record: RunExitRecord = {
+      reason: exit.reason,
+      code: exit.code,
+      signal: exit.signal,
+      error: exit.error,
+      endedAt: new Date().toISOString(),
+      steps: exit.steps,
+    };
+    try {
+      await this.writer.close(record);
+    } catch (e) {
+      exit.message += ` (the run file could not be completed: ${(e as Error).message})`;
+    }
+    this.ended.fire(exit);
+    this.settle(exit);
+  }
+
+  private classify(x: ProgramExit): RunExit {
+    const steps = this.store.stepCount;
+    const base = { code: x.code, signal: x.signal, steps };
+    const where = (e: ErrorInfo | null | undefined): string =>
+      e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '';
+    if (x.spawnError) {
+      const error = { message: x.spawnError.message };
+      return { ...base, reason: 'crashed', error, message: `could not start: ${x.spawnError.message}` };
+    }
+    if (this.protocolError) {
+      const error = { message: this.protocolError.message };
+      return { ...base, reason: 'protocol-error', error, message: `stopped: the probe's data stream is corrupt: ${this.protocolError.message}` };
+    }
+    if (this.stopReason === 'time-limit') {
+      return { ...base, reason: 'time-limit', error: null, message: `stopped after the ${this.opts.timeoutSec}s time limit, ${steps} steps` };
+    }
+    if (this.endMsg?.reason === 'step-limit') {
+      return { ...base, reason: 'step-limit', error: null, message: `stopped cleanly after ${this.endMsg.steps} steps (step limit)` };
+    }
+    if (this.stopReason === 'stopped') {
+      return { ...base, reason: 'stopped', error: null, message: `stopped by the user after ${steps} steps` };
+    }
+    if (this.endMsg?.reason === 'crashed' || x.code !== 0 || x.signal) {
+      const error: ErrorInfo = this.endMsg?.error ?? { message: lastErrorLine(x.stderrTail) ?? describeExit(x) };
+      return { ...base, reason: 'crashed', error, message: `crashed${where(error)}: ${error.message}` };
+    }
+    return { ...base, reason: 'completed', error: null, message: `completed, ${steps} steps` };
+  }
+}
+
+function describeExit(x: ProgramExit): string {
+  return x.signal ? `killed by ${x.signal}` : `exited with code ${x.code}`;
+}
+
+/** The last line of stderr that looks like an error, for crashes the probe could not report. */
+function lastErrorLine(stderr: string): string | undefined {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return [...lines].reverse().find((l) => /\b(Error|Exception)\b|^\w*Error:/.test(l)) ?? lines[lines.length - 1];
+}
+
+export type { Disposable };

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { UsageError, parseArgs } from '../../../src/cli/args';
+
+describe('gradscope argument parsing', () => {
+  it('takes our flags anywhere and gives the rest to the script in order', () => {
+    const a = parseArgs(['run', 'train.js', '--epochs', '3', '--steps', '50', '--json', 'data.csv', '--timeout=2.5', '--out', 'o']);
+    assert.equal(a.command, 'run');
+    if (a.command !== 'run') return;
+    assert.equal(a.script, 'train.js');
+    assert.deepEqual(a.scriptArgs, ['--epochs', '3', 'data.csv']);
+    assert.equal(a.steps, 50);
+    assert.equal(a.timeoutSec, 2.5);
+    assert.equal(a.json, true);
+    assert.equal(a.outDir, 'o');
+  });
+
+  it('passes everything after -- verbatim, even our own flag names', () => {
+    const a = parseArgs(['run', '--steps', '5', 'train.js', '--', '--steps', '9', '--json']);
+    assert.equal(a.command, 'run');
+    if (a.command !== 'run') return;
+    assert.equal(a.steps, 5);
+    assert.equal(a.json, false);
+    assert.deepEqual(a.scriptArgs, ['--steps', '9', '--json']);
+  });
+
+  it('rejects bad values with a message naming the flag', () => {
+    assert.throws(() => parseArgs(['run', 'x.js', '--steps', '0']), (e: Error) => e instanceof UsageError && /--steps must be a positive integer/.test(e.message));
+    assert.throws(() => parseArgs(['run', 'x.js', '--steps', 'ten']), /--steps/);
+    assert.throws(() => parseArgs(['run', 'x.js', '--timeout', '-1']), /--timeout/);
+    assert.throws(() => parseArgs(['run', 'x.js', '--steps']), /--steps needs a value/);
+    assert.throws(() => parseArgs(['run']), /needs a script/);
+    assert.throws(() => parseArgs(['fly']), /unknown command "fly"/);
+  });
+
+  it('help and version', () => {
+    assert.equal(parseArgs([]).command, 'help');
+    assert.equal(parseArgs(['--help']).command, 'help');
+    assert.equal(parseArgs(['run', 'x.js', '--help']).command, 'help');
+    assert.equal(parseArgs(['-v']).command, 'version');
+  });
+});

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { FrameDecoder, ProtocolError, decodeAll, encodeMessage, type DecodedFrame } from '../../../src/core/protocol/codec';
+import { MAX_PAYLOAD_BYTES, type Message } from '../../../src/core/protocol/messages';
+import { fixture } from '../support/paths';
+
+const golden = (name: string): Uint8Array => new Uint8Array(readFileSync(fixture('protocol', name)));
+const expected = JSON.parse(readFileSync(fixture('protocol', 'expected.json'), 'utf8')) as {
+  valid: Record<string, Record<string, unknown>>;
+  stream: string[];
+  malformed: Record<string, string>;
+};
+
+/** Message → plain JSON (typed arrays to arrays, NaN to null) for comparison with expected.json. */
+function plain(m: Message): unknown {
+  return JSON.parse(
+    JSON.stringify(m, (_k, v) => {
+      if (v instanceof Float64Array || v instanceof Float32Array || v instanceof Uint32Array) return Array.from(v);
+      if (typeof v === 'number' && Number.isNaN(v)) return null;
+      return v;
+    }),
+  );
+}
+
+/** expected.json → Message, so the TypeScript encoder can be checked byte for byte. */
+function toMessage(o: Record<string, unknown>): Message {
+  const m = structuredClone(o) as Record<string, unknown>;
+  if (m.type === 'step') m.columns = (m.columns as (number | null)[][]).map((c) => Float64Array.from(c, (v) => (v === null ? NaN : v)));
+  if (m.type === 'detail') {
+    m.hist = Uint32Array.from(m.hist as number[]);
+    m.thumb = Float32Array.from(m.thumb as number[]);
+  }
+  return m as unknown as Message;
+}
+
+function decodeChunked(bytes: Uint8Array, chunkSize: number): { frames: DecodedFrame[]; error: ProtocolError | null } {
+  const d = new FrameDecoder();
+  const frames: DecodedFrame[] = [];
+  for (let i = 0; i < bytes.length; i += chunkSize) {
+    const err = d.push(bytes.subarray(i, i + chunkSize), (f) => frames.push(f));
+    if (err) return { frames, error: err };
+  }
+  return { frames, error: d.end() };
+}
+
+describe('protocol v1 golden frames (written by an independent Python encoder)', () => {
+  for (const [file, want] of Object.entries(expected.valid)) {
+    it(`decodes ${file}`, () => {
+      const { messages, error } = decodeAll(golden(file));
+      assert.equal(error, null);
+      assert.equal(messages.length, 1);
+      assert.deepEqual(plain(messages[0].message), want);
+    });
+    it(`encodes ${file} to the same bytes`, () => {
+      const seq = expected.stream.indexOf(file);
+      assert.deepEqual(Buffer.from(encodeMessage(toMessage(want), seq)), Buffer.from(golden(file)));
+    });
+  }
+
+  it('decodes the whole stream with sequence numbers and offsets', () => {
+    const { messages, error } = decodeAll(golden('stream.bin'));
+    assert.equal(error, null);
+    assert.deepEqual(
+      messages.map((m) => m.message.type),
+      ['hello', 'tensors', 'step', 'detail', 'event', 'end'],
+    );
+    assert.deepEqual(messages.map((m) => m.seq), [0, 1, 2, 3, 4, 5]);
+    let off = 0;
+    for (const m of messages) {
+      assert.equal(m.offset, off);
+      off += m.raw.byteLength;
+    }
+  });
+
+  it('gives the same messages when bytes arrive one at a time, or in odd chunks', () => {
+    const bytes = golden('stream.bin');
+    const whole = decodeAll(bytes).messages.map((m) => plain(m.message));
+    for (const size of [1, 3, 7, 16, 17, 100]) {
+      const { frames, error } = decodeChunked(bytes, size);
+      assert.equal(error, null, `chunk size ${size}`);
+      assert.deepEqual(frames.map((f) => plain(f.message)), whole, `chunk size ${size}`);
+    }
+  });
+
+  it('keeps the raw bytes of each frame so a run file can store them verbatim', () => {
+    const { messages } = decodeAll(golden('stream.bin'));
+    assert.deepEqual(Buffer.concat(messages.map((m) => m.raw)), Buffer.from(golden('stream.bin')));
+  });
+});
+
+describe('malformed input gives a typed error and never throws', () => {
+  for (const [file, code] of Object.entries(expected.malformed)) {
+    it(`${file} → ${code}`, () => {
+      const bytes = golden(`malformed/${file}`);
+      for (const size of [bytes.length || 1, 1]) {
+        const { error } = decodeChunked(bytes, size);
+        assert.ok(error instanceof ProtocolError, `chunk size ${size}`);
+        assert.equal(error.code, code);
+        assert.match(error.message, new RegExp(`protocol error \\(${code}\\) at byte \\d+: .+`));
+      }
+    });
+  }
+
+  it('reports frames decoded before the error, and stays failed afterwards', () => {
+    const good = golden('hello.bin');
+    const bad = golden('malformed/bad-magic.bin');
+    const d = new FrameDecoder();
+    const got: string[] = [];
+    const err = d.push(Buffer.concat([good, bad, good]), (f) => got.push(f.message.type));
+    assert.deepEqual(got, ['hello']);
+    assert.equal(err?.code, 'bad-magic');
+    assert.equal(err?.offset, good.length);
+    assert.equal(d.push(good, () => got.push('late')), err);
+    assert.deepEqual(got, ['hello']);
+  });
+
+  it('rejects a declared length over the cap before buffering it', () => {
+    const d = new FrameDecoder();
+    const h = new Uint8Array(16);
+    const dv = new DataView(h.buffer);
+    dv.setUint32(0, 0x50435347, true);
+    dv.setUint16(4, 1, true);
+    dv.setUint16(6, 3, true);
+    dv.setUint32(8, MAX_PAYLOAD_BYTES + 1, true);
+    assert.equal(d.push(h, () => assert.fail('no frame expected'))?.code, 'oversize');
+  });
+
+  it('random garbage never throws out of push()', () => {
+    let seed = 12345;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const stream = golden('stream.bin');
+    for (let trial = 0; trial < 500; trial++) {
+      const bytes = new Uint8Array(stream);
+      // Flip a few bytes anywhere (header or payload).
+      for (let k = 0; k < 1 + Math.floor(rnd() * 4); k++) bytes[Math.floor(rnd() * bytes.length)] = Math.floor(rnd() * 256);
+      const d = new FrameDecoder();
+      assert.doesNotThrow(() => {
+        d.push(bytes.subarray(0, Math.floor(rnd() * bytes.length)), () => {});
+        d.push(bytes.subarray(Math.floor(rnd() * bytes.length)), () => {});
+        d.end();
+      });
+    }
+  });
+});
+
+describe('encoder', () => {
+  it('round-trips a large step and rejects columns of the wrong length', () => {
+    const n = 200;
+    const stats = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'] as const;
+    const columns = stats.map((_, s) => Float64Array.from({ length: n }, (_, i) => s * 1000 + i + 0.5));
+    const bytes = encodeMessage({ type: 'step', step: 99, loss: NaN, wallMs: 5, nTensors: n, stats: [...stats], columns }, 9);
+    const { messages, error } = decodeAll(bytes);
+    assert.equal(error, null);
+    const m = messages[0].message;
+    assert.equal(m.type, 'step');
+    if (m.type !== 'step') return;
+    assert.ok(Number.isNaN(m.loss));
+    assert.deepEqual(m.columns.map((c) => Array.from(c)), columns.map((c) => Array.from(c)));
+    assert.throws(() =>
+      encodeMessage({ type: 'step', step: 1, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0),
+    );
+  });
+
+  it('writes non-finite numbers in JSON messages as null', () => {
+    const bytes = encodeMessage({ type: 'event', kind: 'warning', message: 'x', step: 3 }, 0);
+    assert.equal(decodeAll(bytes).error, null);
+  });
+});
