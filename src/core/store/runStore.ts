@@ -1,0 +1,754 @@
+// RunStore: everything one run has sent, held columnar and bounded, for the analyzer and the views.
+// Pure TypeScript (no Node, no vscode): it also runs in tests and could run in a worker.
+//
+// Layout and memory bound (docs/run-file.md, "RunStore memory bound"):
+//   For each statistic seen, typed arrays over all tensors:
+//   - a ring of the most recent R steps at full resolution: Float32 R × T;
+//   - E envelope buckets for the steps that left the ring: min, max, last (Float32) and a flags byte
+//     (NaN / +Inf / −Inf seen), E × T each. When all E buckets are full, neighbours are merged
+//     pairwise and the bucket width (in steps) doubles, so the envelope always covers the whole run.
+//   bytes ≤ T × S × (4R + 13E)                 series (T = tensor capacity, S = statistics seen ≤ 6)
+//          + 13R + 16E + 16T                     step indices, per-step tensor count and stat mask,
+//                                                bucket step ranges, each tensor's first step
+//          + 2 × 17G                             global-norm and loss curves (step, value, flag)
+//          + T × (D × (4B + 160) + 4B + 4P + 160)  detail history (B bins, P thumbnail cells)
+//          + events kept × ~(200 + message length)
+//   Defaults R = 2048, E = 512, G = 16384, D = 64: for 200 tensors × 6 statistics the series take
+//   200 × 6 × 14,848 B ≈ 17.8 MB, whatever the length of the run.
+//   T is the tensor capacity: exactly the count of the first STEP, grown by at least 1/8 when a
+//   later STEP has more tensors, so T ≤ ⌈1.125 × tensors⌉; and T ≤ maxStoredTensors (default: what
+//   fits 512 MiB), so a malformed or enormous STEP cannot exhaust the host's memory.
+//
+// Statistics are stored as Float32: finite float64 values beyond ±3.4e38 read back as ±Inf and
+// values below 1.4e-45 as 0. The global norm, the loss and summary() are computed from the
+// float64 message itself.
+//
+// Non-finite values are information and survive folding: min/max of a bucket are over its finite
+// values, and the bucket's flags record a NaN, +Inf or −Inf among the values folded into it.
+// Note that the protocol itself uses NaN for "unknown" in some statistics (updateNorm).
+import {
+  STAT_IDS,
+  STAT_NAMES,
+  assertNever,
+  type DetailMsg,
+  type EndMsg,
+  type EventMsg,
+  type HelloMsg,
+  type Message,
+  type StatName,
+  type StepMsg,
+  type TensorInfo,
+} from '../protocol/messages';
+import { Emitter, type Disposable } from '../util/emitter';
+
+export interface RunStoreOptions {
+  /** R: steps kept at full resolution (ring). Default 2048. */
+  recentSteps?: number;
+  /** E: envelope buckets for older steps; rounded up to an even number ≥ 2. Default 512. */
+  envelopeBuckets?: number;
+  /** G: points of the global-norm and loss curves before they are decimated; even ≥ 2. Default 16384. */
+  curvePoints?: number;
+  /** N: events kept (the first N); later ones are only counted. Default 1000. */
+  maxEvents?: number;
+  /** D: DETAIL messages kept per tensor for the history view. Default 64. */
+  detailHistory?: number;
+  /**
+   * Series are kept for tensor ids below this; higher ids still count in the global norm and
+   * summary. Default: as many as fit 512 MiB of series with 6 statistics (6,026 with R and E at
+   * their defaults), so a malformed or enormous STEP cannot exhaust the host's memory.
+   */
+  maxStoredTensors?: number;
+}
+
+/** Memory the default maxStoredTensors allows the series. */
+export const DEFAULT_SERIES_BUDGET_BYTES = 512 * 1024 * 1024;
+
+export const STORE_DEFAULTS: Readonly<Required<Omit<RunStoreOptions, 'maxStoredTensors'>>> = Object.freeze({
+  recentSteps: 2048,
+  envelopeBuckets: 512,
+  curvePoints: 16384,
+  maxEvents: 1000,
+  detailHistory: 64,
+});
+
+/** Bucket flags: which non-finite values were folded into an envelope bucket. */
+export const FLAG_NAN = 1;
+export const FLAG_POS_INF = 2;
+export const FLAG_NEG_INF = 4;
+
+export interface SeriesEnvelope {
+  /** First and last step index folded into each bucket, oldest bucket first. */
+  stepFirst: Float64Array;
+  stepLast: Float64Array;
+  /** Smallest and largest finite value in the bucket; NaN when it held no finite value. */
+  min: Float32Array;
+  max: Float32Array;
+  /** The bucket's last value as it came (may be NaN or ±Inf). */
+  last: Float32Array;
+  /** FLAG_NAN | FLAG_POS_INF | FLAG_NEG_INF seen among the bucket's values. */
+  flags: Uint8Array;
+  /** STEP messages per bucket (the last bucket may be partly filled). */
+  width: number;
+}
+
+export interface Series {
+  tensorId: number;
+  stat: StatName;
+  /** Older steps, folded (steps before the recent part). Empty while the run fits the ring. */
+  envelope: SeriesEnvelope;
+  /** Recent steps at full resolution, oldest first: optimizer step indices as they came. */
+  steps: Float64Array;
+  values: Float32Array;
+}
+
+export interface Curve {
+  /** Step index of each point; for a decimated point, the step of the value kept. */
+  steps: Float64Array;
+  values: Float64Array;
+  /** 1 where the point (or, decimated, the point kept for its bucket) was non-finite. */
+  nonFinite: Uint8Array;
+  /** Steps per point: 1 at full resolution, doubling with each decimation. */
+  width: number;
+}
+
+export interface RunSummary {
+  globalNorm: { first: number | null; max: number | null; last: number | null };
+  firstNonFiniteStep: number | null;
+  firstNonFinite: { step: number; tensorId: number } | null;
+}
+
+export interface RunStoreChange {
+  /** Incremented on every ingested message. */
+  readonly version: number;
+  readonly stepCount: number;
+}
+
+const NSTATS = STAT_NAMES.length;
+const S_NORM = STAT_IDS.norm - 1;
+const S_NAN = STAT_IDS.nanCount - 1;
+const S_INF = STAT_IDS.infCount - 1;
+const EMPTY_F32 = new Float32Array(0);
+const EMPTY_F64 = new Float64Array(0);
+const EMPTY_U8 = new Uint8Array(0);
+const MAX_TENSOR_ID = 1 << 20;
+
+const isFiniteNum = (v: number): boolean => v - v === 0;
+const evenAtLeast2 = (n: number): number => Math.max(2, Math.ceil(n / 2) * 2);
+
+/** Per-statistic columns: ring rows and envelope rows, each `cap` tensors wide. */
+interface StatColumns {
+  ring: Float32Array;
+  min: Float32Array;
+  max: Float32Array;
+  last: Float32Array;
+  flags: Uint8Array;
+}
+
+/**
+ * A curve of one value per step that stays within G points: full resolution until G points,
+ * then neighbours merge pairwise keeping the larger (non-finite beats finite, NaN beats ±Inf), so
+ * a spike and a NaN step survive any amount of decimation with their own step index.
+ */
+class DecimatedCurve {
+  private readonly steps: Float64Array;
+  private readonly values: Float64Array;
+  private readonly flags: Uint8Array;
+  private count = 0;
+  private width = 1;
+  private pCount = 0;
+  private pStep = 0;
+  private pValue = 0;
+  private pFlag = 0;
+
+  constructor(private readonly cap: number) {
+    this.steps = new Float64Array(cap);
+    this.values = new Float64Array(cap);
+    this.flags = new Uint8Array(cap);
+  }
+
+  get byteLength(): number {
+    return this.steps.byteLength + this.values.byteLength + this.flags.byteLength;
+  }
+
+  push(step: number, value: number, flag: number): void {
+    if (this.pCount === 0 || DecimatedCurve.beats(value, flag, this.pValue, this.pFlag)) {
+      this.pStep = step;
+      this.pValue = value;
+      this.pFlag = flag;
+    }
+    if (++this.pCount < this.width) return;
+    const i = this.count++;
+    this.steps[i] = this.pStep;
+    this.values[i] = this.pValue;
+    this.flags[i] = this.pFlag;
+    this.pCount = 0;
+    if (this.count === this.cap) this.halve();
+  }
+
+  read(): Curve {
+    const n = this.count + (this.pCount > 0 ? 1 : 0);
+    const steps = new Float64Array(n);
+    const values = new Float64Array(n);
+    const nonFinite = new Uint8Array(n);
+    steps.set(this.steps.subarray(0, this.count));
+    values.set(this.values.subarray(0, this.count));
+    nonFinite.set(this.flags.subarray(0, this.count));
+    if (this.pCount > 0) {
+      steps[n - 1] = this.pStep;
+      values[n - 1] = this.pValue;
+      nonFinite[n - 1] = this.pFlag;
+    }
+    return { steps, values, nonFinite, width: this.width };
+  }
+
+  private static beats(v: number, f: number, w: number, g: number): boolean {
+    if (f !== g) return f > g;
+    if (v !== v) return w === w; // NaN beats anything but an earlier NaN
+    return w === w && v > w;
+  }
+
+  private halve(): void {
+    const half = this.cap >> 1;
+    for (let k = 0; k < half; k++) {
+      const a = 2 * k;
+      const b = a + 1;
+      const src = DecimatedCurve.beats(this.values[b], this.flags[b], this.values[a], this.flags[a]) ? b : a;
+      this.steps[k] = this.steps[src];
+      this.values[k] = this.values[src];
+      this.flags[k] = this.flags[src];
+    }
+    this.count = half;
+    this.width *= 2;
+  }
+}
+
+interface DetailSlot {
+  latest: DetailMsg;
+  history: DetailMsg[];
+}
+
+export class RunStore {
+  private readonly R: number;
+  private readonly E: number;
+  private readonly maxEvents: number;
+  private readonly detailCap: number;
+  private readonly maxStored: number;
+
+  private _hello: HelloMsg | null = null;
+  private _end: EndMsg | null = null;
+  private readonly _tensors: TensorInfo[] = [];
+  private readonly _events: EventMsg[] = [];
+  private _eventsDropped = 0;
+  private _stepCount = 0;
+  private _lastStep = -1;
+  private _lastWallMs = NaN;
+  private version = 0;
+
+  // Tensor capacity of every column (row stride) and the most tensors any STEP carried.
+  private cap = 0;
+  private tensorsInSteps = 0;
+  // Per tensor: ordinal and step index of the first STEP that carried it.
+  private firstOrd = new Float64Array(0);
+  private firstStep = new Float64Array(0);
+  private readonly cols: (StatColumns | undefined)[] = new Array<StatColumns | undefined>(NSTATS).fill(undefined);
+
+  // Per ring slot: step index, tensors in that STEP, bit mask of statistics it carried.
+  private readonly stepRing: Float64Array;
+  private readonly ringN: Uint32Array;
+  private readonly ringMask: Uint8Array;
+
+  // Envelope: buckets in use (the last one is open), steps folded into the open one, width.
+  private nBuckets = 0;
+  private openFill = 0;
+  private width = 1;
+  private readonly bucketFirst: Float64Array;
+  private readonly bucketLast: Float64Array;
+
+  private readonly gnorm: DecimatedCurve;
+  private readonly lossCurve: DecimatedCurve;
+  private lossSeen = false;
+  private gFirst: number | null = null;
+  private gMax: number | null = null;
+  private gLast: number | null = null;
+  private _firstNonFinite: { step: number; tensorId: number } | null = null;
+
+  private readonly detailSlots = new Map<number, DetailSlot>();
+  private detailBytes = 0;
+  private eventBytes = 0;
+  private tensorInfoBytes = 0;
+
+  private readonly changed = new Emitter<RunStoreChange>();
+  private notifyQueued = false;
+  /** Fires at most once per microtask (a whole decoded chunk or run file is one notification). */
+  readonly onDidChange: (listener: (change: RunStoreChange) => void) => Disposable = this.changed.event;
+
+  constructor(opts: RunStoreOptions = {}) {
+    this.R = Math.max(1, Math.floor(opts.recentSteps ?? STORE_DEFAULTS.recentSteps));
+    this.E = evenAtLeast2(Math.floor(opts.envelopeBuckets ?? STORE_DEFAULTS.envelopeBuckets));
+    this.maxEvents = Math.max(0, Math.floor(opts.maxEvents ?? STORE_DEFAULTS.maxEvents));
+    this.detailCap = Math.max(1, Math.floor(opts.detailHistory ?? STORE_DEFAULTS.detailHistory));
+    const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
+    this.maxStored = Math.max(1, Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (NSTATS * (4 * this.R + 13 * this.E))));
+    this.stepRing = new Float64Array(this.R);
+    this.ringN = new Uint32Array(this.R);
+    this.ringMask = new Uint8Array(this.R);
+    this.bucketFirst = new Float64Array(this.E);
+    this.bucketLast = new Float64Array(this.E);
+    this.gnorm = new DecimatedCurve(G);
+    this.lossCurve = new DecimatedCurve(G);
+  }
+
+  get hello(): HelloMsg | null {
+    return this._hello;
+  }
+  get end(): EndMsg | null {
+    return this._end;
+  }
+  /** Tensor metadata by id, from TENSORS messages. */
+  get tensors(): readonly TensorInfo[] {
+    return this._tensors;
+  }
+  /** Most tensors any STEP carried (may exceed tensors.length if TENSORS was late). */
+  get stepTensorCount(): number {
+    return this.tensorsInSteps;
+  }
+  /** Tensors carried by STEPs whose series are not kept (ids ≥ maxStoredTensors). */
+  get tensorsNotStored(): number {
+    return Math.max(0, this.tensorsInSteps - this.maxStored);
+  }
+  get stepCount(): number {
+    return this._stepCount;
+  }
+  get lastStep(): number {
+    return this._lastStep;
+  }
+  get lastWallMs(): number {
+    return this._lastWallMs;
+  }
+  /** The first `maxEvents` events; see eventsDropped for the rest. */
+  get events(): readonly EventMsg[] {
+    return this._events;
+  }
+  get eventsDropped(): number {
+    return this._eventsDropped;
+  }
+  get options(): { recentSteps: number; envelopeBuckets: number } {
+    return { recentSteps: this.R, envelopeBuckets: this.E };
+  }
+
+  ingest(msg: Message): void {
+    switch (msg.type) {
+      case 'step':
+        this.ingestStep(msg);
+        break;
+      case 'detail':
+        this.ingestDetail(msg);
+        break;
+      case 'tensors':
+        for (const t of msg.tensors) {
+          if (t.id >= MAX_TENSOR_ID) continue;
+          if (this._tensors[t.id] === undefined) this.tensorInfoBytes += 200 + 2 * (t.name.length + t.layer.length + (t.source?.file.length ?? 0));
+          this._tensors[t.id] = t;
+        }
+        break;
+      case 'event':
+        if (this._events.length < this.maxEvents) {
+          this._events.push(msg);
+          this.eventBytes += 200 + 2 * msg.message.length;
+        } else this._eventsDropped++;
+        break;
+      case 'hello':
+        this._hello = msg;
+        break;
+      case 'end':
+        this._end = msg;
+        break;
+      default:
+        assertNever(msg, 'message');
+    }
+    this.version++;
+    if (!this.notifyQueued) {
+      this.notifyQueued = true;
+      queueMicrotask(this.notify);
+    }
+  }
+
+  private readonly notify = (): void => {
+    this.notifyQueued = false;
+    this.changed.fire({ version: this.version, stepCount: this._stepCount });
+  };
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // STEP: the hot path. Copies each float64 column into the ring (one typed-array set per stat),
+  // folds the row the ring evicts into the envelope, and updates the global norm and summary.
+
+  private ingestStep(m: StepMsg): void {
+    const all = m.nTensors;
+    const n = Math.min(all, this.maxStored); // tensors whose series are kept
+    if (n > this.cap) this.growTensors(n);
+    const ord = this._stepCount;
+    if (all > this.tensorsInSteps) {
+      const from = Math.min(this.tensorsInSteps, n);
+      this.firstOrd.fill(ord, from, n);
+      this.firstStep.fill(m.step, from, n);
+      this.tensorsInSteps = all;
+    }
+    const slot = ord % this.R;
+    if (ord >= this.R) this.fold(slot);
+
+    const base = slot * this.cap;
+    let mask = 0;
+    let normCol: Float64Array | null = null;
+    let nanCol: Float64Array | null = null;
+    let infCol: Float64Array | null = null;
+    const nStats = m.stats.length;
+    for (let k = 0; k < nStats; k++) {
+      const s = STAT_IDS[m.stats[k]] - 1;
+      if (!(s >= 0 && s < NSTATS)) continue;
+      const col = m.columns[k];
+      if (!col) continue;
+      const sc = this.cols[s] ?? this.allocStat(s);
+      if (col.length === n) sc.ring.set(col, base);
+      else if (col.length > n) sc.ring.set(col.subarray(0, n), base);
+      else {
+        sc.ring.set(col, base);
+        sc.ring.fill(NaN, base + col.length, base + n);
+      }
+      mask |= 1 << s;
+      if (s === S_NORM) normCol = col;
+      else if (s === S_NAN) nanCol = col;
+      else if (s === S_INF) infCol = col;
+    }
+    this.stepRing[slot] = m.step;
+    this.ringN[slot] = n;
+    this.ringMask[slot] = mask;
+    this._stepCount = ord + 1;
+    this._lastStep = m.step;
+    this._lastWallMs = m.wallMs;
+
+    // Non-finite in this step: any norm non-finite or any NaN/Inf count > 0. First tensor wins.
+    let bad = -1;
+    const nn = Math.min(all, normCol ? normCol.length : 0);
+    const na = Math.min(all, nanCol ? nanCol.length : 0);
+    const ni = Math.min(all, infCol ? infCol.length : 0);
+    const scan = Math.max(nn, na, ni);
+    for (let i = 0; i < scan; i++) {
+      if ((i < nn && !isFiniteNum(normCol![i])) || (i < na && nanCol![i] > 0) || (i < ni && infCol![i] > 0)) {
+        bad = i;
+        break;
+      }
+    }
+    if (bad >= 0 && this._firstNonFinite === null) this._firstNonFinite = { step: m.step, tensorId: bad };
+
+    if (normCol && nn > 0) {
+      const g = globalNormOf(normCol, nn);
+      this.gnorm.push(m.step, g, bad >= 0 ? 1 : 0);
+      if (this.gFirst === null) this.gFirst = g;
+      this.gLast = g;
+      if (isFiniteNum(g) && (this.gMax === null || g > this.gMax)) this.gMax = g;
+    }
+
+    // Loss: NaN means "not seen" until a finite loss has been seen; after that it is a NaN loss.
+    const loss = m.loss;
+    if (isFiniteNum(loss)) {
+      this.lossSeen = true;
+      this.lossCurve.push(m.step, loss, 0);
+    } else if (this.lossSeen || loss === Infinity || loss === -Infinity) {
+      this.lossCurve.push(m.step, loss, 1);
+    }
+  }
+
+  private allocStat(s: number): StatColumns {
+    const cap = Math.max(this.cap, 1);
+    const sc: StatColumns = {
+      ring: new Float32Array(this.R * cap),
+      min: new Float32Array(this.E * cap).fill(Infinity),
+      max: new Float32Array(this.E * cap).fill(-Infinity),
+      last: new Float32Array(this.E * cap).fill(NaN),
+      flags: new Uint8Array(this.E * cap),
+    };
+    this.cols[s] = sc;
+    return sc;
+  }
+
+  private growTensors(n: number): void {
+    const old = this.cap;
+    const cap = old === 0 ? n : Math.max(n, old + Math.ceil(old / 8));
+    const restride = <A extends Float32Array | Uint8Array>(src: A, rows: number, make: (len: number) => A): A => {
+      const dst = make(rows * cap);
+      if (old > 0) for (let r = 0; r < rows; r++) dst.set(src.subarray(r * old, r * old + old), r * cap);
+      return dst;
+    };
+    for (let s = 0; s < NSTATS; s++) {
+      const sc = this.cols[s];
+      if (!sc) continue;
+      sc.ring = restride(sc.ring, this.R, (l) => new Float32Array(l));
+      sc.min = restride(sc.min, this.E, (l) => new Float32Array(l).fill(Infinity));
+      sc.max = restride(sc.max, this.E, (l) => new Float32Array(l).fill(-Infinity));
+      sc.last = restride(sc.last, this.E, (l) => new Float32Array(l).fill(NaN));
+      sc.flags = restride(sc.flags, this.E, (l) => new Uint8Array(l));
+    }
+    const fo = new Float64Array(cap);
+    fo.set(this.firstOrd);
+    this.firstOrd = fo;
+    const fs = new Float64Array(cap);
+    fs.set(this.firstStep);
+    this.firstStep = fs;
+    this.cap = cap;
+  }
+
+  /** Folds the ring row at `slot` (about to be overwritten) into the open envelope bucket. */
+  private fold(slot: number): void {
+    const cap = this.cap;
+    if (this.nBuckets === 0 || this.openFill === this.width) {
+      if (this.nBuckets === this.E) this.mergeBuckets();
+      const b = this.nBuckets++;
+      this.openFill = 0;
+      this.bucketFirst[b] = this.stepRing[slot];
+      const lo = b * cap;
+      const hi = lo + cap;
+      for (let s = 0; s < NSTATS; s++) {
+        const sc = this.cols[s];
+        if (!sc) continue;
+        sc.min.fill(Infinity, lo, hi);
+        sc.max.fill(-Infinity, lo, hi);
+        sc.last.fill(NaN, lo, hi);
+        sc.flags.fill(0, lo, hi);
+      }
+    }
+    const b = this.nBuckets - 1;
+    this.bucketLast[b] = this.stepRing[slot];
+    this.openFill++;
+    const n = this.ringN[slot];
+    const mask = this.ringMask[slot];
+    const src = slot * cap;
+    const dst = b * cap;
+    for (let s = 0; s < NSTATS; s++) {
+      if (!(mask & (1 << s))) continue;
+      const sc = this.cols[s]!;
+      const ring = sc.ring;
+      const mn = sc.min;
+      const mx = sc.max;
+      const last = sc.last;
+      for (let i = 0; i < n; i++) {
+        const v = ring[src + i];
+        const e = dst + i;
+        last[e] = v;
+        if (v - v === 0) {
+          if (v < mn[e]) mn[e] = v;
+          if (v > mx[e]) mx[e] = v;
+        } else {
+          sc.flags[e] |= v !== v ? FLAG_NAN : v > 0 ? FLAG_POS_INF : FLAG_NEG_INF;
+        }
+      }
+    }
+  }
+
+  /** All E buckets full: merge neighbours pairwise into E/2 buckets of twice the width. */
+  private mergeBuckets(): void {
+    const cap = this.cap;
+    const half = this.E >> 1;
+    for (let k = 0; k < half; k++) {
+      const a = 2 * k * cap;
+      const b = a + cap;
+      const d = k * cap;
+      for (let s = 0; s < NSTATS; s++) {
+        const sc = this.cols[s];
+        if (!sc) continue;
+        const { min, max, last, flags } = sc;
+        for (let i = 0; i < cap; i++) {
+          const bHas = min[b + i] <= max[b + i] || flags[b + i] !== 0;
+          min[d + i] = Math.min(min[a + i], min[b + i]);
+          max[d + i] = Math.max(max[a + i], max[b + i]);
+          last[d + i] = bHas ? last[b + i] : last[a + i];
+          flags[d + i] = flags[a + i] | flags[b + i];
+        }
+      }
+      this.bucketFirst[k] = this.bucketFirst[2 * k];
+      this.bucketLast[k] = this.bucketLast[2 * k + 1];
+    }
+    this.nBuckets = half;
+    this.width *= 2;
+  }
+
+  private ingestDetail(m: DetailMsg): void {
+    if (m.tensorId >= MAX_TENSOR_ID) return;
+    // History entries drop the thumbnail (the latest keeps it): the history view needs histograms.
+    const h: DetailMsg = m.thumb.length === 0 ? m : { ...m, thumb: EMPTY_F32, thumbRows: 0, thumbCols: 0 };
+    const hBytes = 160 + h.hist.byteLength;
+    let slot = this.detailSlots.get(m.tensorId);
+    if (!slot) {
+      slot = { latest: m, history: [] };
+      this.detailSlots.set(m.tensorId, slot);
+    } else {
+      this.detailBytes -= 160 + slot.latest.hist.byteLength + slot.latest.thumb.byteLength;
+      slot.latest = m;
+    }
+    this.detailBytes += 160 + m.hist.byteLength + m.thumb.byteLength;
+    const hist = slot.history;
+    if (hist.length >= this.detailCap) {
+      // Full: drop every other entry (the newest stays), so older history thins out gradually.
+      let w = 0;
+      for (let r = 0; r < hist.length; r++) {
+        if (r % 2 === 1 || r === hist.length - 1) hist[w++] = hist[r];
+        else this.detailBytes -= 160 + hist[r].hist.byteLength;
+      }
+      hist.length = w;
+    }
+    hist.push(h);
+    this.detailBytes += hBytes;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Queries. Each returns fresh arrays (the caller may keep or transfer them).
+
+  /** sqrt(Σ norm²) over tensors, per step; decimated keeping the max (non-finite first) per bucket. */
+  globalNorm(): Curve {
+    return this.gnorm.read();
+  }
+
+  /** The loss per step (steps without a loss are absent), decimated like globalNorm(). */
+  loss(): Curve {
+    return this.lossCurve.read();
+  }
+
+  series(tensorId: number, stat: StatName): Series {
+    const s = STAT_IDS[stat] - 1;
+    const sc = this.cols[s];
+    if (!sc || !(tensorId >= 0 && tensorId < Math.min(this.tensorsInSteps, this.maxStored))) return emptySeries(tensorId, stat);
+    const cap = this.cap;
+    const bit = 1 << s;
+
+    // Recent part: ring slots in ingest order, only steps that carried this tensor and statistic.
+    const count = Math.min(this._stepCount, this.R);
+    const start = this._stepCount - count;
+    let m = 0;
+    for (let o = start; o < this._stepCount; o++) {
+      const slot = o % this.R;
+      if (this.ringN[slot] > tensorId && this.ringMask[slot] & bit) m++;
+    }
+    const steps = new Float64Array(m);
+    const values = new Float32Array(m);
+    let j = 0;
+    for (let o = start; o < this._stepCount; o++) {
+      const slot = o % this.R;
+      if (this.ringN[slot] > tensorId && this.ringMask[slot] & bit) {
+        steps[j] = this.stepRing[slot];
+        values[j++] = sc.ring[slot * cap + tensorId];
+      }
+    }
+
+    // Envelope: buckets where this tensor had any value.
+    let nb = 0;
+    for (let b = 0; b < this.nBuckets; b++) {
+      const e = b * cap + tensorId;
+      if (sc.min[e] <= sc.max[e] || sc.flags[e] !== 0) nb++;
+    }
+    const env: SeriesEnvelope = {
+      stepFirst: new Float64Array(nb),
+      stepLast: new Float64Array(nb),
+      min: new Float32Array(nb),
+      max: new Float32Array(nb),
+      last: new Float32Array(nb),
+      flags: new Uint8Array(nb),
+      width: this.width,
+    };
+    // Bucket b holds the steps of ordinals [b·width, (b+1)·width); a tensor that appeared inside
+    // a bucket starts there at its own first step.
+    const fo = this.firstOrd[tensorId];
+    j = 0;
+    for (let b = 0; b < this.nBuckets; b++) {
+      const e = b * cap + tensorId;
+      const hasFinite = sc.min[e] <= sc.max[e];
+      if (!hasFinite && sc.flags[e] === 0) continue;
+      env.stepFirst[j] = fo > b * this.width ? this.firstStep[tensorId] : this.bucketFirst[b];
+      env.stepLast[j] = this.bucketLast[b];
+      env.min[j] = hasFinite ? sc.min[e] : NaN;
+      env.max[j] = hasFinite ? sc.max[e] : NaN;
+      env.last[j] = sc.last[e];
+      env.flags[j++] = sc.flags[e];
+    }
+    return { tensorId, stat, envelope: env, steps, values };
+  }
+
+  latestDetail(tensorId: number): DetailMsg | undefined {
+    return this.detailSlots.get(tensorId)?.latest;
+  }
+
+  /**
+   * DETAIL history of a tensor, oldest first, at most `detailHistory` entries (older ones thinned
+   * by halving when full). Entries carry the histogram; only latestDetail() keeps the thumbnail.
+   */
+  details(tensorId: number): readonly DetailMsg[] {
+    return this.detailSlots.get(tensorId)?.history ?? [];
+  }
+
+  summary(): RunSummary {
+    const f = this._firstNonFinite;
+    return {
+      globalNorm: { first: this.gFirst, max: this.gMax, last: this.gLast },
+      firstNonFiniteStep: f ? f.step : null,
+      firstNonFinite: f ? { step: f.step, tensorId: f.tensorId } : null,
+    };
+  }
+
+  /** Bytes held: typed arrays exactly, details, events and tensor metadata estimated. */
+  memoryBytes(): number {
+    let b = this.stepRing.byteLength + this.ringN.byteLength + this.ringMask.byteLength;
+    b += this.firstOrd.byteLength + this.firstStep.byteLength;
+    b += this.bucketFirst.byteLength + this.bucketLast.byteLength;
+    b += this.gnorm.byteLength + this.lossCurve.byteLength;
+    for (const sc of this.cols) {
+      if (!sc) continue;
+      b += sc.ring.byteLength + sc.min.byteLength + sc.max.byteLength + sc.last.byteLength + sc.flags.byteLength;
+    }
+    return b + this.detailBytes + this.eventBytes + this.tensorInfoBytes;
+  }
+}
+
+/**
+ * The stated bound, in bytes, for `tensors` tensors and `stats` statistics, excluding details,
+ * events and tensor metadata (see the header comment). memoryBytes() stays at or below
+ * this plus those parts, with `tensors` the tensor capacity.
+ */
+export function seriesMemoryBound(tensors: number, stats: number, opts: RunStoreOptions = {}): number {
+  const R = Math.max(1, Math.floor(opts.recentSteps ?? STORE_DEFAULTS.recentSteps));
+  const E = evenAtLeast2(Math.floor(opts.envelopeBuckets ?? STORE_DEFAULTS.envelopeBuckets));
+  const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
+  return tensors * stats * (4 * R + 13 * E) + 13 * R + 16 * E + 16 * tensors + 2 * 17 * G;
+}
+
+/** Overflow-safe sqrt(Σ v²) of the first n values: NaN if any is NaN, Inf if any is ±Inf. */
+function globalNormOf(col: Float64Array, n: number): number {
+  let scale = 0;
+  let inf = false;
+  for (let i = 0; i < n; i++) {
+    const v = col[i];
+    if (v !== v) return NaN;
+    const a = v < 0 ? -v : v;
+    if (a === Infinity) inf = true;
+    else if (a > scale) scale = a;
+  }
+  if (inf) return Infinity;
+  if (scale === 0) return 0;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const r = col[i] / scale;
+    sum += r * r;
+  }
+  return scale * Math.sqrt(sum);
+}
+
+function emptySeries(tensorId: number, stat: StatName): Series {
+  return {
+    tensorId,
+    stat,
+    envelope: { stepFirst: EMPTY_F64, stepLast: EMPTY_F64, min: EMPTY_F32, max: EMPTY_F32, last: EMPTY_F32, flags: EMPTY_U8, width: 1 },
+    steps: EMPTY_F64,
+    values: EMPTY_F32,
+  };
+}
