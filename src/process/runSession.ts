@@ -3,6 +3,7 @@
 // how the run ended. The CLI and the extension are both thin shells over this class.
 import { existsSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
 import { RunFileWriter, type RunExitRecord } from '../core/store/runFile';
@@ -177,8 +178,11 @@ export class RunSession {
       graceMs: this.opts.graceMs,
     });
     const p = this.program;
-    p.onStdout((b) => this.output.fire({ stream: 'stdout', text: b.toString('utf8') }));
-    p.onStderr((b) => this.output.fire({ stream: 'stderr', text: b.toString('utf8') }));
+    // One decoder per stream, so a multi-byte character split across chunks stays whole.
+    const outText = new StringDecoder('utf8');
+    const errText = new StringDecoder('utf8');
+    p.onStdout((b) => this.output.fire({ stream: 'stdout', text: outText.write(b) }));
+    p.onStderr((b) => this.output.fire({ stream: 'stderr', text: errText.write(b) }));
     const ch = p.channel;
     if (ch) {
       ch.on('data', (chunk: Buffer) => this.onData(chunk));

@@ -1,0 +1,27 @@
+// GradScope's entry point: build the context, register the features, return the API. Short on purpose.
+import * as vscode from 'vscode';
+import { registerCommands } from './features/commands';
+import { GradScopeContext, type GradScopeApi } from './features/context';
+import { describeError } from './features/errors';
+
+let ctx: GradScopeContext | undefined;
+
+export function activate(context: vscode.ExtensionContext): GradScopeApi {
+  try {
+    ctx = new GradScopeContext(context);
+    context.subscriptions.push(ctx);
+    registerCommands(ctx);
+    ctx.log.info(`GradScope ${context.extension.packageJSON.version as string} activated (${vscode.env.appName} ${vscode.version})`);
+    return ctx.api();
+  } catch (e) {
+    void vscode.window.showErrorMessage(`GradScope failed to start: ${e instanceof Error ? e.message : String(e)}`);
+    ctx?.log.error(describeError(e));
+    throw e;
+  }
+}
+
+export async function deactivate(): Promise<void> {
+  // The host gives deactivate about 5 s; the run's process group must not outlive it.
+  await ctx?.stopRuns();
+  ctx = undefined;
+}

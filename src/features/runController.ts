@@ -1,0 +1,170 @@
+// One run at a time: starts a RunSession, wires its per-run scope (terminal, status bar, listeners,
+// context key), and tears that scope down when the run ends. The extension's scope owns this object.
+import { mkdirSync } from 'node:fs';
+import { basename } from 'node:path';
+import * as vscode from 'vscode';
+import { RunSession, type RunExit, type RunOptions } from '../process/runSession';
+import { GradScopeError } from './errors';
+import { RunStatusBar, SHOW_TERMINAL_COMMAND } from './runStatusBar';
+import { RunTerminal } from './runTerminal';
+
+export const RUNNING_CONTEXT_KEY = 'gradscope.running';
+
+export interface RunEnded {
+  run: RunSession;
+  exit: RunExit;
+}
+
+/** The disposables that live exactly as long as one run. */
+class RunScope implements vscode.Disposable {
+  private readonly items: { dispose(): unknown }[] = [];
+  add<T extends { dispose(): unknown }>(d: T): T {
+    this.items.push(d);
+    return d;
+  }
+  dispose(): void {
+    for (const d of this.items.splice(0).reverse()) {
+      try {
+        d.dispose();
+      } catch {
+        // one failing disposable must not keep the others alive
+      }
+    }
+  }
+}
+
+export class RunController implements vscode.Disposable {
+  private live: { run: RunSession; scope: RunScope } | undefined;
+  /** The terminal of the latest run; kept after the run ends so its output stays readable. */
+  private terminal: RunTerminal | undefined;
+  private readonly statusBar = new RunStatusBar();
+  private readonly started = new vscode.EventEmitter<RunSession>();
+  private readonly ended = new vscode.EventEmitter<RunEnded>();
+  readonly onDidStartRun = this.started.event;
+  readonly onDidEndRun = this.ended.event;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(
+    private readonly runRoot: vscode.Uri,
+    private readonly log: vscode.LogOutputChannel,
+  ) {
+    this.disposables.push(
+      this.statusBar,
+      this.started,
+      this.ended,
+      vscode.commands.registerCommand(SHOW_TERMINAL_COMMAND, () => this.terminal?.show(false)),
+    );
+    void vscode.commands.executeCommand('setContext', RUNNING_CONTEXT_KEY, false);
+  }
+
+  current(): RunSession | undefined {
+    return this.live?.run;
+  }
+
+  inspect(): { statusText: string; running: boolean; terminalName: string | undefined; terminalText: string } {
+    return {
+      statusText: this.statusBar.text,
+      running: this.live !== undefined,
+      terminalName: this.terminal?.terminal.name,
+      terminalText: this.terminal?.transcript() ?? '',
+    };
+  }
+
+  /** Starts a run; the caller has checked trust and that no other run is live. */
+  start(opts: Omit<RunOptions, 'runDir'>): RunSession {
+    if (this.live) throw new GradScopeError('internal', 'a run is already live');
+    const runDir = vscode.Uri.joinPath(this.runRoot, 'runs').fsPath;
+    try {
+      mkdirSync(runDir, { recursive: true });
+    } catch (e) {
+      throw new GradScopeError('environment', `cannot create the run folder ${runDir}: ${(e as Error).message}`, { cause: e });
+    }
+
+    // The previous run's terminal goes when the next run starts, so terminals do not pile up.
+    this.terminal?.dispose();
+    const scope = new RunScope();
+    let run: RunSession | undefined;
+    const terminal = new RunTerminal(`GradScope: ${basename(opts.script)}`, {
+      onInterrupt: () => void this.stopRun(run),
+      onClosed: () => {
+        if (this.terminal === terminal) this.terminal = undefined;
+        void this.stopRun(run);
+      },
+    });
+    this.terminal = terminal;
+    terminal.note(`GradScope: running ${opts.script}${opts.args?.length ? ' ' + opts.args.join(' ') : ''}`);
+    terminal.show(true);
+
+    try {
+      run = RunSession.start({ ...opts, runDir });
+    } catch (e) {
+      // RunSession reports bad input through its exit; a throw here is a bug.
+      terminal.end(`GradScope: the run could not start: ${(e as Error).message}`, true);
+      throw new GradScopeError('internal', `the run could not start: ${(e as Error).message}`, { cause: e });
+    }
+    const session = run;
+    this.live = { run: session, scope };
+    this.log.info(`run ${session.id}: started ${session.script} (pid ${session.pid ?? '?'}), run file ${session.runFile}`);
+
+    scope.add(session.onOutput((chunk) => terminal.write(chunk.text)));
+    // The probe tells the user which backend ran, in the terminal; the log keeps it too.
+    let helloShown = false;
+    scope.add(
+      session.store.onDidChange(() => {
+        const hello = session.store.hello;
+        if (hello && !helloShown) {
+          helloShown = true;
+          this.log.info(`run ${session.id}: backend ${hello.backend} (${hello.device}): ${hello.backendReason}`);
+        }
+      }),
+    );
+    this.statusBar.showLive(session);
+    void vscode.commands.executeCommand('setContext', RUNNING_CONTEXT_KEY, true);
+
+    void session.done.then(
+      (exit) => this.onEnded(session, exit),
+      (e: unknown) => this.log.error(`run ${session.id}: ${String(e)}`),
+    );
+    this.started.fire(session);
+    return session;
+  }
+
+  /** Stops the live run (SIGTERM to its group, then SIGKILL); resolves with its exit. */
+  async stop(): Promise<RunExit | undefined> {
+    return this.stopRun(this.live?.run);
+  }
+
+  dispose(): void {
+    // deactivate() awaits stop(); this is the last resort when the scope is torn down without it.
+    void this.live?.run.stop();
+    this.live?.scope.dispose();
+    this.live = undefined;
+    this.terminal?.dispose();
+    this.terminal = undefined;
+    for (const d of this.disposables.splice(0)) d.dispose();
+  }
+
+  private async stopRun(run: RunSession | undefined): Promise<RunExit | undefined> {
+    if (!run || run.exited) return run ? run.done : undefined;
+    this.log.info(`run ${run.id}: stopping (pid ${run.pid ?? '?'})`);
+    return run.stop();
+  }
+
+  private onEnded(run: RunSession, exit: RunExit): void {
+    const failed = exit.reason === 'crashed' || exit.reason === 'protocol-error';
+    let line = `GradScope: run ${exit.message}`;
+    if (exit.reason === 'crashed' && exit.steps === 0 && /ENOENT/.test(exit.error?.message ?? '')) {
+      line += ' (is Node.js installed? set gradscope.nodePath to its path)';
+    }
+    if (this.terminal && this.live?.run === run) this.terminal.end(line, failed);
+    (failed ? this.log.warn : this.log.info).call(this.log, `run ${run.id}: ${exit.reason}: ${exit.message}`);
+    if (exit.error?.stack) this.log.debug(exit.error.stack);
+    this.statusBar.showEnded(run, exit);
+    if (this.live?.run === run) {
+      this.live.scope.dispose();
+      this.live = undefined;
+      void vscode.commands.executeCommand('setContext', RUNNING_CONTEXT_KEY, false);
+    }
+    this.ended.fire({ run, exit });
+  }
+}
