@@ -1,0 +1,306 @@
+// RunStore → the panel's view model (PanelSnapshot, PanelAppend). Pure: no vscode, no DOM, so the
+// CLI's HTML report and the live panel draw the same numbers.
+//
+// Alignment: tensors can appear mid-run, and the store folds old steps into envelope buckets, so
+// series of different tensors need not share steps. The column grid is taken from the tensor that
+// has been known longest (its buckets + recent steps); every other series' points are placed in the
+// column whose step range contains them. A layer's norm in a folded column combines the tensors'
+// bucket maxima, an upper bound of the true layer norm over that bucket (spikes survive folding).
+import type { Finding } from '../core/analysis/finding';
+import type { DetailMsg, StatName, TensorInfo } from '../core/protocol/messages';
+import { FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series } from '../core/store/runStore';
+import type {
+  HeatmapMetric,
+  PanelAppend,
+  PanelCurve,
+  PanelHeatmap,
+  PanelRunHeader,
+  PanelSnapshot,
+  PanelTensor,
+  PanelTensorDetail,
+} from './messages';
+
+type Cell = number | 'NaN' | 'Inf' | '-Inf' | null;
+
+export function toPanelCurve(steps: ArrayLike<number>, values: ArrayLike<number>, from = 0): PanelCurve {
+  const out: PanelCurve = { steps: [], values: [] };
+  const nan: number[] = [];
+  const inf: number[] = [];
+  for (let i = from; i < steps.length; i++) {
+    const v = values[i];
+    const k = out.steps.length;
+    out.steps.push(steps[i]);
+    if (Number.isFinite(v)) out.values.push(v);
+    else {
+      out.values.push(null);
+      (Number.isNaN(v) ? nan : inf).push(k);
+    }
+  }
+  if (nan.length) out.nan = nan;
+  if (inf.length) out.inf = inf;
+  return out;
+}
+
+const curveOf = (c: Curve, sinceStep = -Infinity): PanelCurve => toPanelCurve(c.steps, c.values, firstAfter(c.steps, sinceStep));
+
+/** Index of the first element > x in an ascending array. */
+function firstAfter(steps: ArrayLike<number>, x: number): number {
+  let lo = 0;
+  let hi = steps.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (steps[m] <= x) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+export function panelTensors(tensors: readonly TensorInfo[]): PanelTensor[] {
+  return tensors.map((t) => ({ id: t.id, name: t.name, layer: t.layer, layerType: t.layerType, shape: [...t.shape], source: t.source ? { ...t.source } : null }));
+}
+
+/** Layers in model order: the order in which their first tensor became known. */
+export function layersInOrder(tensors: readonly TensorInfo[]): string[] {
+  return [...new Set(tensors.map((t) => t.layer))];
+}
+
+interface Point {
+  first: number;
+  last: number;
+  value: number;
+  flags: number;
+}
+
+/** A series as points after `sinceStep`, oldest first: envelope buckets (with their max) then recent steps. */
+function points(s: Series, sinceStep = -Infinity): Point[] {
+  const e = s.envelope;
+  const out: Point[] = [];
+  if (e.stepLast.length && e.stepLast[e.stepLast.length - 1] > sinceStep) {
+    for (let i = 0; i < e.stepFirst.length; i++) {
+      if (e.stepLast[i] > sinceStep) out.push({ first: e.stepFirst[i], last: e.stepLast[i], value: e.max[i], flags: e.flags[i] });
+    }
+  }
+  for (let i = firstAfter(s.steps, sinceStep); i < s.steps.length; i++) {
+    const v = s.values[i];
+    const flags = Number.isNaN(v) ? FLAG_NAN : v === Infinity ? FLAG_POS_INF : v === -Infinity ? FLAG_NEG_INF : 0;
+    out.push({ first: s.steps[i], last: s.steps[i], value: v, flags });
+  }
+  return out;
+}
+
+interface Grid {
+  first: number[];
+  last: number[];
+  sinceStep: number;
+}
+
+function gridOf(store: RunStore, sinceStep: number): Grid {
+  const grid: Grid = { first: [], last: [], sinceStep };
+  let best: Point[] = [];
+  for (const t of store.tensors) {
+    const p = points(store.series(t.id, 'norm'), sinceStep);
+    if (p.length && (!best.length || p[0].first < best[0].first)) best = p;
+  }
+  for (const p of best) {
+    grid.first.push(p.first);
+    grid.last.push(p.last);
+  }
+  return grid;
+}
+
+/** Column of a point: the first column whose last step ≥ the point's last step (or -1). */
+function columnOf(grid: Grid, step: number): number {
+  let lo = 0;
+  let hi = grid.last.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (grid.last[m] < step) lo = m + 1;
+    else hi = m;
+  }
+  return lo < grid.last.length ? lo : -1;
+}
+
+/** Per layer × column accumulation of one statistic over the layer's tensors. */
+function accumulate(
+  store: RunStore,
+  grid: Grid,
+  layers: string[],
+  stat: StatName,
+  combine: 'sumsq' | 'max',
+): { values: Float64Array; flags: Uint8Array; seen: Uint8Array } {
+  const nCols = grid.last.length;
+  const values = new Float64Array(layers.length * nCols);
+  const flags = new Uint8Array(layers.length * nCols);
+  const seen = new Uint8Array(layers.length * nCols);
+  const row = new Map(layers.map((l, i) => [l, i]));
+  for (const t of store.tensors) {
+    const r = row.get(t.layer);
+    if (r === undefined) continue;
+    for (const p of points(store.series(t.id, stat), grid.sinceStep)) {
+      if (p.last < (grid.first[0] ?? Infinity)) continue;
+      const c = columnOf(grid, p.last);
+      if (c < 0) continue;
+      const k = r * nCols + c;
+      seen[k] = 1;
+      flags[k] |= p.flags;
+      if (!Number.isFinite(p.value)) continue;
+      values[k] = combine === 'sumsq' ? values[k] + p.value * p.value : Math.max(values[k], p.value);
+    }
+  }
+  if (combine === 'sumsq') for (let k = 0; k < values.length; k++) values[k] = Math.sqrt(values[k]);
+  return { values, flags, seen };
+}
+
+function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Array {
+  const nan = accumulate(store, grid, layers, 'nanCount', 'max');
+  const inf = accumulate(store, grid, layers, 'infCount', 'max');
+  const out = new Uint8Array(nan.values.length);
+  for (let k = 0; k < out.length; k++) {
+    if (nan.values[k] > 0 || nan.flags[k] & FLAG_NAN) out[k] = FLAG_NAN;
+    else if (inf.values[k] > 0) out[k] = FLAG_POS_INF;
+  }
+  return out;
+}
+
+const log10 = (v: number): Cell => (v > 0 ? Math.log10(v) : v === 0 ? '-Inf' : null);
+
+/** Layers × steps heatmap for one metric, for steps after `sinceStep` (all when omitted). */
+export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep = -Infinity): PanelHeatmap {
+  const layers = layersInOrder(store.tensors);
+  const grid = gridOf(store, sinceStep);
+  const nCols = grid.last.length;
+  const cells: Cell[] = new Array(layers.length * nCols).fill(null);
+  if (metric === 'zeroFrac') {
+    fillZeroFrac(store, grid, layers, cells);
+  } else {
+    const bad = nonFiniteCells(store, grid, layers);
+    let main: ReturnType<typeof accumulate>;
+    let denom: ReturnType<typeof accumulate> | null = null;
+    if (metric === 'norm') main = accumulate(store, grid, layers, 'norm', 'sumsq');
+    else if (metric === 'maxAbs') main = accumulate(store, grid, layers, 'maxAbs', 'max');
+    else {
+      main = accumulate(store, grid, layers, 'updateNorm', 'sumsq');
+      denom = accumulate(store, grid, layers, 'paramNorm', 'sumsq');
+    }
+    for (let k = 0; k < cells.length; k++) {
+      if (bad[k] & FLAG_NAN) cells[k] = 'NaN';
+      else if (bad[k] & FLAG_POS_INF) cells[k] = 'Inf';
+      else if (!main.seen[k]) cells[k] = null;
+      else if (denom) cells[k] = denom.values[k] > 0 && main.values[k] > 0 ? Math.log10(main.values[k] / denom.values[k]) : null;
+      else cells[k] = log10(main.values[k]);
+    }
+  }
+  return { metric, layers, steps: grid.last.slice(), values: cells };
+}
+
+function fillZeroFrac(store: RunStore, grid: Grid, layers: string[], cells: Cell[]): void {
+  const nCols = grid.last.length;
+  const row = new Map(layers.map((l, i) => [l, i]));
+  const sum = new Float64Array(cells.length);
+  const weight = new Float64Array(cells.length);
+  for (const t of store.tensors) {
+    const r = row.get(t.layer);
+    if (r === undefined) continue;
+    const size = t.shape.reduce((a, b) => a * b, 1) || 1;
+    for (const d of store.details(t.id)) {
+      const c = columnOf(grid, d.step);
+      if (c < 0 || d.step < (grid.first[0] ?? Infinity)) continue;
+      sum[r * nCols + c] += d.zeroFrac * size;
+      weight[r * nCols + c] += size;
+    }
+  }
+  for (let k = 0; k < cells.length; k++) cells[k] = weight[k] > 0 ? sum[k] / weight[k] : null;
+}
+
+/** Per-layer gradient norm curves: sqrt of the sum of the layer's tensors' squared norms per column. */
+export function buildLayerNorms(store: RunStore, sinceStep = -Infinity): Record<string, PanelCurve> {
+  const layers = layersInOrder(store.tensors);
+  const grid = gridOf(store, sinceStep);
+  const acc = accumulate(store, grid, layers, 'norm', 'sumsq');
+  const bad = nonFiniteCells(store, grid, layers);
+  const nCols = grid.last.length;
+  const out: Record<string, PanelCurve> = {};
+  layers.forEach((layer, r) => {
+    const steps: number[] = [];
+    const values: number[] = [];
+    for (let c = 0; c < nCols; c++) {
+      const k = r * nCols + c;
+      if (!acc.seen[k]) continue;
+      steps.push(grid.last[c]);
+      values.push(bad[k] & FLAG_NAN ? NaN : acc.values[k]);
+    }
+    out[layer] = toPanelCurve(steps, values);
+  });
+  return out;
+}
+
+export function buildTensorDetail(store: RunStore, tensorId: number, step: number | null): PanelTensorDetail {
+  const details = store.details(tensorId);
+  const histograms = details.map((d) => ({ step: d.step, histLo: d.histLo, histHi: d.histHi, counts: Array.from(d.hist) }));
+  let chosen: DetailMsg | undefined;
+  const latest = store.latestDetail(tensorId);
+  const candidates = latest && !details.includes(latest) ? [...details, latest] : details;
+  for (const d of candidates) {
+    if (step !== null && d.step > step) continue;
+    if (d.thumb.length && (!chosen || d.step >= chosen.step)) chosen = d;
+  }
+  if (!chosen && step === null && latest?.thumb.length) chosen = latest;
+  const statsFrom = [...candidates].reverse().find((d) => step === null || d.step <= step) ?? latest;
+  return {
+    tensorId,
+    histograms,
+    thumbnail: chosen ? { step: chosen.step, rows: chosen.thumbRows, cols: chosen.thumbCols, values: Array.from(chosen.thumb) } : null,
+    stats: statsFrom ? { step: statsFrom.step, mean: statsFrom.mean, std: statsFrom.std, zeroFrac: statsFrom.zeroFrac } : null,
+  };
+}
+
+export interface SnapshotContext {
+  header: PanelRunHeader;
+  findings: Finding[];
+  metric: HeatmapMetric;
+  compare: PanelSnapshot['compare'];
+  savedRuns: PanelSnapshot['savedRuns'];
+}
+
+export function buildSnapshot(store: RunStore, ctx: SnapshotContext): PanelSnapshot {
+  return {
+    header: ctx.header,
+    tensors: panelTensors(store.tensors),
+    layers: layersInOrder(store.tensors),
+    globalNorm: curveOf(store.globalNorm()),
+    loss: curveOf(store.loss()),
+    layerNorms: buildLayerNorms(store),
+    heatmap: buildHeatmap(store, ctx.metric),
+    findings: ctx.findings,
+    compare: ctx.compare,
+    savedRuns: ctx.savedRuns,
+  };
+}
+
+/** What arrived after `sinceStep`: the live delta. `knownTensors` is how many tensors the webview has. */
+export function buildAppend(
+  store: RunStore,
+  sinceStep: number,
+  knownTensors: number,
+  header: PanelRunHeader,
+  metric: HeatmapMetric,
+  findings: Finding[] | null,
+): PanelAppend {
+  const tensors = panelTensors(store.tensors.slice(knownTensors));
+  const before = new Set(layersInOrder(store.tensors.slice(0, knownTensors)));
+  return {
+    header,
+    globalNorm: curveOf(store.globalNorm(), sinceStep),
+    loss: curveOf(store.loss(), sinceStep),
+    layerNorms: buildLayerNorms(store, sinceStep),
+    heatmap: buildHeatmap(store, metric, sinceStep),
+    tensors,
+    layers: layersInOrder(store.tensors).filter((l) => !before.has(l)),
+    findings,
+  };
+}
+
+/** Global-norm overlay of a saved run, for before/after comparisons. */
+export function compareCurve(store: RunStore): PanelCurve {
+  return curveOf(store.globalNorm());
+}
