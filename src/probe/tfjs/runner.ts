@@ -1,0 +1,150 @@
+// The tfjs runner: the child process's entry point, started by the host as
+//   node --enable-source-maps dist/probe/tfjs/runner.js <abs script> [args…]
+// with fd 3 a socket to the host (GRADSCOPE_CHANNEL_FD=3). Like a debugger's bootloader it prepares
+// everything first — channel, backend (awaited: wasm must be ready before any user op), module
+// redirects, hooks, HELLO — and only then runs the user's script, unchanged, as the main module.
+//
+// Without GRADSCOPE_CHANNEL_FD the script runs on the same backend with no hooks (the benchmark's
+// baseline). The probe never writes to stdout; on stderr only the one backend line and real
+// warnings. Its own failures become EVENT warnings; the user's errors stay the user's (Node prints
+// them and exits 1 as usual; we only observe them to send END crashed).
+import Module from 'node:module';
+import { extname, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { selectBackend, type BackendSelection } from './backend';
+import { Probe } from './probe';
+import { installResolution } from './resolve';
+
+function envInt(name: string): number {
+  const v = Number(process.env[name] ?? '');
+  return Number.isFinite(v) && v > 0 ? Math.floor(v) : 0;
+}
+
+function isEsm(file: string): boolean {
+  const ext = extname(file);
+  if (ext === '.mjs' || ext === '.mts') return true;
+  if (ext === '.cjs' || ext === '.cts') return false;
+  for (let d = dirname(file); ; d = dirname(d)) {
+    try {
+      return (JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { type?: string }).type === 'module';
+    } catch {
+      /* up */
+    }
+    if (dirname(d) === d) return false;
+  }
+}
+
+async function main(): Promise<void> {
+  const [scriptArg, ...args] = process.argv.slice(2);
+  if (!scriptArg) {
+    process.stderr.write('usage: runner.js <script> [args…]\n');
+    process.exit(2);
+  }
+  const script = resolvePath(scriptArg);
+  // The script must see `node <script> args…`.
+  process.argv = [process.argv[0], script, ...args];
+
+  const fdRaw = process.env.GRADSCOPE_CHANNEL_FD;
+  const channelFd = fdRaw !== undefined && fdRaw !== '' && Number.isInteger(Number(fdRaw)) ? Number(fdRaw) : null;
+  const maxSteps = envInt('GRADSCOPE_MAX_STEPS');
+  const detailEvery = envInt('GRADSCOPE_DETAIL_EVERY');
+  const force = process.env.GRADSCOPE_BACKEND;
+  const statsMode = (process.env.GRADSCOPE_STATS ?? '') as 'host' | 'device' | '';
+  // The script (and anything it spawns) should not inherit the probe's settings.
+  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS']) delete process.env[k];
+
+  let probe: Probe | null = null;
+  if (channelFd !== null) {
+    try {
+      probe = new Probe({
+        channelFd,
+        script,
+        maxSteps,
+        detailEvery,
+        statsMode,
+        // Watchdog: the host is gone, nobody will read our frames or stop us: stop now.
+        onHostGone: () => process.exit(1),
+      });
+    } catch (e) {
+      process.stderr.write(`[gradscope] warning: cannot open the channel on fd ${channelFd} (${(e as Error).message}); running without inspection\n`);
+      probe = null;
+    }
+  }
+
+  let sel: BackendSelection | null = null;
+  try {
+    sel = await selectBackend(script, { force, load: (p) => require(p) });
+  } catch (e) {
+    const msg = `could not prepare TensorFlow.js: ${(e as Error).message}`;
+    process.stderr.write(`[gradscope] warning: ${msg}\n`);
+    probe?.hello(null, msg);
+  }
+
+  if (sel) {
+    const redirects: Record<string, string> = { '@tensorflow/tfjs': sel.tfjsPath };
+    for (const spec of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const) {
+      if (sel.nativePackage !== spec) redirects[spec] = sel.tfPath;
+    }
+    try {
+      installResolution({ redirects });
+    } catch (e) {
+      process.stderr.write(`[gradscope] warning: module redirection failed (${(e as Error).message})\n`);
+    }
+    process.stderr.write(`[gradscope] ${sel.reason} (${sel.device})\n`);
+    if (probe) {
+      probe.hello(sel);
+      try {
+        probe.start(sel);
+      } catch (e) {
+        probe.warn('start', e);
+      }
+    }
+  }
+
+  if (probe) installLifecycle(probe);
+  runScript(script);
+}
+
+function installLifecycle(probe: Probe): void {
+  // A non-zero process.exit() from the script: remember where, for END.
+  let exitCall: Error | null = null;
+  const realExit = process.exit.bind(process);
+  process.exit = ((code?: number | string | null) => {
+    const c = code ?? process.exitCode;
+    if (c !== undefined && c !== null && Number(c) !== 0 && !exitCall) exitCall = new Error(`the script called process.exit(${c})`);
+    return realExit(code as number | undefined);
+  }) as typeof process.exit;
+
+  // Observes uncaught errors without changing what Node does with them (print, exit 1).
+  process.on('uncaughtExceptionMonitor', (err) => {
+    if (process.listenerCount('uncaughtException') > 0) return; // the script handles its own
+    probe.finish('crashed', err);
+  });
+  process.on('exit', (code) => {
+    if (code === 0) probe.finish('completed');
+    else probe.finish('crashed', exitCall ?? new Error(`the script exited with code ${code}`));
+  });
+}
+
+function runScript(script: string): void {
+  // Run from a fresh macrotask so a synchronous throw is a genuine uncaught exception (Node's own
+  // message, exit code 1), not a rejection of main()'s promise.
+  setImmediate(() => {
+    if (isEsm(script)) {
+      import(pathToFileURL(script).href).catch((e: unknown) =>
+        process.nextTick(() => {
+          throw e;
+        }),
+      );
+    } else {
+      // The CommonJS main module, as `node script.js` would load it (require.main === module).
+      (Module as unknown as { runMain(main?: string): void }).runMain(script);
+    }
+  });
+}
+
+main().catch((e) => {
+  process.stderr.write(`[gradscope] warning: the probe failed to start (${(e as Error)?.stack ?? e})\n`);
+});

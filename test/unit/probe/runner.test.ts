@@ -1,0 +1,316 @@
+// The tfjs probe end to end: real child processes running the real runner on the real tfjs, frames
+// decoded from fd 3 with FrameDecoder. Step counts are kept small (GRADSCOPE_MAX_STEPS) for time.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Readable } from 'node:stream';
+import type { Message, StepMsg, TensorInfo } from '../../../src/core/protocol/messages';
+import { EXAMPLES, SCRIPTS, runProbe, siteLine, type ProbeRun } from './runProbe';
+
+const tmp = mkdtempSync(join(tmpdir(), 'gradscope-probe-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function tensorsOf(r: ProbeRun): TensorInfo[] {
+  return r.of('tensors').flatMap((m) => m.tensors);
+}
+
+function byName(r: ProbeRun, name: string): TensorInfo {
+  const t = tensorsOf(r).find((x) => x.name === name);
+  assert.ok(t, `tensor ${name} in ${tensorsOf(r).map((x) => x.name)}`);
+  return t;
+}
+
+function stat(s: StepMsg, name: StepMsg['stats'][number], id: number): number {
+  return s.columns[s.stats.indexOf(name)][id];
+}
+
+/** Protocol invariants every run must satisfy. */
+function assertWellFormed(r: ProbeRun): void {
+  assert.equal(r.decodeError, null, `decoder: ${r.decodeError?.message}`);
+  assert.ok(r.messages.length >= 2, `frames: ${r.messages.map((m) => m.type)}; stderr ${r.stderr}`);
+  assert.equal(r.messages[0].type, 'hello');
+  assert.equal(r.messages[r.messages.length - 1].type, 'end');
+  assert.equal(r.of('end').length, 1);
+  let known = 0;
+  let last = -1;
+  for (const m of r.messages) {
+    if (m.type === 'tensors') {
+      for (const t of m.tensors) assert.equal(t.id, known++, 'tensor ids dense from 0');
+    }
+    if (m.type === 'step') {
+      assert.ok(m.nTensors <= known, 'a STEP only covers announced tensors');
+      assert.ok(m.step > last, 'steps increase');
+      last = m.step;
+      assert.deepEqual(m.stats, ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm']);
+    }
+  }
+  assert.ok(!/warning/.test(r.stderr), `no probe warnings on stderr: ${r.stderr}`);
+  for (const e of r.of('event')) assert.notEqual(e.kind, 'warning', `probe warning: ${e.message}`);
+}
+
+function assertSite(t: TensorInfo, file: string, tag: string): void {
+  assert.ok(t.source, `${t.name} has a source`);
+  assert.equal(t.source.file, file);
+  assert.equal(t.source.line, siteLine(file, tag), `${t.name} line`);
+  assert.ok(t.source.column >= 1);
+}
+
+describe('tfjs probe: script styles', () => {
+  it('Sequential model.fit (CommonJS example): names, shapes, source lines, loss, completed', async () => {
+    const file = join(EXAMPLES, 'healthy-mlp.js');
+    const r = await runProbe(file, { env: { GRADSCOPE_MAX_STEPS: '6' } });
+    assertWellFormed(r);
+    const hello = r.of('hello')[0];
+    assert.equal(hello.backend, 'wasm');
+    assert.equal(hello.script, file);
+    assert.match(hello.backendReason, /tfjs-node-gpu is not installed.*running on wasm/);
+    assert.match(r.stderr, /\[gradscope\] .*running on wasm/);
+    assert.equal(r.of('event').filter((e) => e.kind === 'backend').length, 1);
+    const ts = tensorsOf(r);
+    assert.deepEqual(ts.map((t) => t.name), ['dense_Dense1/kernel', 'dense_Dense1/bias', 'dense_Dense2/kernel', 'dense_Dense2/bias', 'dense_Dense3/kernel', 'dense_Dense3/bias']);
+    assert.deepEqual(ts.map((t) => t.shape), [[8, 32], [32], [32, 32], [32], [32, 1], [1]]);
+    assert.ok(ts.every((t) => t.layerType === 'Dense'));
+    assert.equal(ts[0].layer, 'dense_Dense1');
+    assert.equal(ts[0].source?.file, file);
+    // model.add(tf.layers.dense(...)) lines 15, 16, 17 of the example
+    assert.deepEqual(ts.map((t) => t.source?.line), [15, 15, 16, 16, 17, 17]);
+    const steps = r.of('step');
+    assert.equal(steps.length, 6);
+    assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5), `losses ${steps.map((s) => s.loss)}`);
+    assert.ok(steps.every((s) => s.nTensors === 6 && s.columns[0].every((v) => v > 0)));
+    assert.ok(steps.every((s) => s.columns[4].every((v) => v > 0) && s.columns[5].every((v) => v > 0)), 'param and update norms');
+    assert.equal(r.of('end')[0].reason, 'step-limit');
+    assert.equal(r.of('end')[0].steps, 6);
+    assert.equal(r.code, 0);
+    assert.ok(r.of('detail').length > 0);
+  });
+
+  it('functional model: layer names and lines', async () => {
+    const file = join(SCRIPTS, 'functional-fit.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.match(r.stdout, /functional done/);
+    assertSite(byName(r, 'hidden/kernel'), file, 'hidden');
+    assertSite(byName(r, 'hidden/bias'), file, 'hidden');
+    assertSite(byName(r, 'head/kernel'), file, 'head');
+    assert.deepEqual(byName(r, 'head/kernel').shape, [5, 2]);
+    assert.equal(byName(r, 'head/kernel').layer, 'head');
+    assert.equal(r.of('step').length, 8); // 2 epochs × 4 batches
+    assert.equal(r.of('end')[0].reason, 'completed');
+  });
+
+  it('fitDataset', async () => {
+    const file = join(SCRIPTS, 'fit-dataset.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assertSite(byName(r, 'dense_Dense1/kernel'), file, 'first');
+    assertSite(byName(r, 'dense_Dense2/bias'), file, 'second');
+    assert.equal(r.of('step').length, 8);
+    assert.ok(r.of('step').every((s) => Number.isFinite(s.loss)));
+  });
+
+  for (const mode of ['host', 'device'] as const) {
+    it(`variableGrads + applyGradients with a map: statistics of a known gradient (${mode} path)`, async () => {
+      const file = join(SCRIPTS, 'variable-grads-map.js');
+      const env: Record<string, string> = { GRADSCOPE_DETAIL_EVERY: '1' };
+      if (mode === 'device') Object.assign(env, { GRADSCOPE_STATS: 'device', GRADSCOPE_BACKEND: 'cpu' });
+      const r = await runProbe(file, { env });
+      assertWellFormed(r);
+      if (mode === 'device') {
+        assert.equal(r.of('hello')[0].backend, 'cpu');
+        assert.match(r.of('hello')[0].backendReason, /GRADSCOPE_BACKEND=cpu/);
+      }
+      const w = byName(r, 'w');
+      const v = byName(r, 'v');
+      assertSite(w, file, 'w');
+      assertSite(v, file, 'v');
+      assert.equal(w.layerType, 'Variable');
+      const [s0, s1] = r.of('step');
+      // Step 0: ∂/∂w Σ w⊙C = C = [[3,−4],[0,12]]; SGD(0.5) moves w by 0.5·C.
+      assert.equal(s0.nTensors, 1);
+      assert.equal(s0.loss, 43); // Σ [[1,2],[3,4]] ⊙ C
+      assert.ok(Math.abs(stat(s0, 'norm', w.id) - 13) < 1e-6);
+      assert.equal(stat(s0, 'maxAbs', w.id), 12);
+      assert.equal(stat(s0, 'nanCount', w.id), 0);
+      assert.ok(Math.abs(stat(s0, 'updateNorm', w.id) - 6.5) < 1e-6);
+      assert.ok(Math.abs(stat(s0, 'paramNorm', w.id) - Math.sqrt(29.25)) < 1e-6); // ‖[[−0.5,4],[3,−2]]‖
+      // Step 1: D = [1, NaN, Inf, −2, 0]: NaN and Inf counted, kept out of norm and max.
+      assert.equal(s1.nTensors, 2);
+      assert.ok(Number.isNaN(stat(s1, 'norm', w.id)), 'w is not in step 1');
+      assert.ok(Math.abs(stat(s1, 'norm', v.id) - Math.sqrt(5)) < 1e-6);
+      assert.equal(stat(s1, 'maxAbs', v.id), 2);
+      assert.equal(stat(s1, 'nanCount', v.id), 1);
+      assert.equal(stat(s1, 'infCount', v.id), 1);
+      assert.ok(Number.isNaN(s1.loss));
+      const nf = r.of('event').filter((e) => e.kind === 'non-finite');
+      assert.equal(nf.length, 1);
+      assert.equal(nf[0].step, 1);
+      assert.equal(nf[0].tensorId, v.id);
+      const d0 = r.of('detail').find((d) => d.step === 0 && d.tensorId === w.id);
+      assert.ok(d0, 'detail of w at step 0');
+      assert.equal(d0.mean, 2.75);
+      assert.ok(Math.abs(d0.std - Math.sqrt(34.6875)) < 1e-9);
+      assert.equal(d0.zeroFrac, 0.25);
+      assert.equal(d0.hist[20], 2); // |3|, |−4|: decade 10⁰ (bin 0 is 10⁻²⁰)
+      assert.equal(d0.hist[21], 1); // 12
+      assert.deepEqual([d0.thumbRows, d0.thumbCols], [2, 2]);
+      assert.deepEqual([...d0.thumb], [3, 4, 0, 12]);
+    });
+  }
+
+  it('optimizer subclass calling super counts one step per batch', async () => {
+    const file = join(SCRIPTS, 'optimizer-subclass.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.equal(r.of('step').length, 8); // 2 epochs × 4 batches, not 16
+    assert.equal(r.of('end')[0].steps, 8);
+    // The hook sees what the subclass passes on: clipped to ±0.1.
+    assert.ok(r.of('step').every((s) => stat(s, 'maxAbs', 0) <= 0.1 + 1e-7));
+    assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
+  });
+
+  it('custom Layer subclass built with new: its class and the `new` line', async () => {
+    const file = join(SCRIPTS, 'custom-layer.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    const t = byName(r, 'scaler/scale');
+    assert.equal(t.layer, 'scaler');
+    assert.equal(t.layerType, 'Scale');
+    assert.deepEqual(t.shape, [4]);
+    assertSite(t, file, 'scale');
+    assert.equal(r.of('step').length, 2);
+  });
+
+  it('TypeScript: runs, and sources point at the .ts lines', async () => {
+    const file = join(SCRIPTS, 'ts-script.ts');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.match(r.stdout, /ts done/);
+    assertSite(byName(r, 'dense_Dense1/kernel'), file, 'ts-dense');
+    assert.equal(r.of('step').length, 4);
+  });
+
+  it('.cjs script runs as the main module with node-like argv', async () => {
+    const file = join(SCRIPTS, 'cjs-script.cjs');
+    const r = await runProbe(file, { args: ['--epochs', '3'] });
+    assertWellFormed(r);
+    assert.match(r.stdout, /argv \["--epochs","3"\] script cjs-script\.cjs/);
+    assertSite(byName(r, 'dense_Dense1/kernel'), file, 'cjs-dense');
+    assert.equal(r.of('step').length, 3);
+  });
+
+  it('ESM custom loop with optimizer.minimize (example): raw variables, their lines, the loss', async () => {
+    const file = join(EXAMPLES, 'healthy-custom-loop.mjs');
+    const r = await runProbe(file, { env: { GRADSCOPE_MAX_STEPS: '5' } });
+    assertWellFormed(r);
+    assert.deepEqual(tensorsOf(r).map((t) => t.name), ['hidden/w', 'hidden/b', 'out/w', 'out/b']);
+    assert.deepEqual(tensorsOf(r).map((t) => t.source?.line), [10, 11, 12, 13]);
+    const steps = r.of('step');
+    assert.equal(steps.length, 5);
+    assert.ok(steps[0].loss > steps[4].loss, 'loss falls');
+    assert.equal(r.of('end')[0].reason, 'step-limit');
+  });
+
+  it('a fully synchronous loop still gets every step', async () => {
+    const r = await runProbe(join(SCRIPTS, 'sync-loop.js'));
+    assertWellFormed(r);
+    assert.equal(r.of('step').length, 30);
+    assert.ok(!r.of('event').some((e) => e.kind === 'dropped'));
+  });
+});
+
+describe('tfjs probe: run endings and backends', () => {
+  it('a script that throws at step 5: END crashed with the user frame, Node prints the error, exit 1', async () => {
+    const file = join(SCRIPTS, 'throws-at-step-5.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Error: boom at step 5\n\s+at checkStep/);
+    const end = r.of('end')[0];
+    assert.equal(end.reason, 'crashed');
+    assert.equal(end.steps, 5);
+    assert.equal(end.error?.message, 'boom at step 5');
+    assert.deepEqual(end.error?.frame && { file: end.error.frame.file, line: end.error.frame.line }, { file, line: siteLine(file, 'throw') });
+    assert.equal(r.of('step').length, 5);
+  });
+
+  it('the exploding example reports a non-finite gradient within its first steps', async () => {
+    const r = await runProbe(join(EXAMPLES, 'exploding-mlp.js'), { env: { GRADSCOPE_MAX_STEPS: '30' } });
+    assertWellFormed(r);
+    const nf = r.of('event').filter((e) => e.kind === 'non-finite');
+    assert.equal(nf.length, 1);
+    assert.ok(nf[0].step! < 30);
+    const steps = r.of('step');
+    const global = (s: StepMsg) => Math.hypot(...s.columns[0]);
+    assert.ok(global(steps[nf[0].step! - 1]) > 100 * global(steps[0]), 'the norm grew before going non-finite');
+    assert.ok(r.of('detail').some((d) => d.step === nf[0].step), 'a detail tier at the anomaly');
+    assert.equal(r.of('end')[0].reason, 'step-limit');
+    assert.equal(r.of('end')[0].steps, 30);
+  });
+
+  it('a script requiring tfjs-node-gpu runs where it is absent and says why', async () => {
+    const file = join(SCRIPTS, 'requires-node-gpu.js');
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.match(r.stdout, /gpu script done on wasm/);
+    assert.match(r.of('hello')[0].backendReason, /tfjs-node-gpu is not installed/);
+    assert.match(r.stderr, /tfjs-node-gpu is not installed.*running on wasm/);
+    assertSite(byName(r, 'dense_Dense1/kernel'), file, 'gpu-dense');
+  });
+
+  it('an installed tfjs-node-gpu whose native binding fails to load counts as absent, with the reason (ESM, no tfjs of its own)', async () => {
+    // A project folder with no tfjs of its own (the extension's copy is used) and a tfjs-node-gpu
+    // whose binding is missing, as npm 11 leaves it without install scripts.
+    const proj = join(tmp, 'proj');
+    const pkg = join(proj, 'node_modules', '@tensorflow', 'tfjs-node-gpu');
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@tensorflow/tfjs-node-gpu', version: '4.22.0', main: 'index.js' }));
+    writeFileSync(join(pkg, 'index.js'), "throw new Error(\"Cannot find module '/x/lib/napi-v8/tfjs_binding.node'\");\n");
+    const script = join(proj, 'train.mjs');
+    writeFileSync(
+      script,
+      [
+        "import * as tf from '@tensorflow/tfjs-node-gpu';",
+        'const w = tf.variable(tf.scalar(3), true, "w");',
+        'const opt = tf.train.sgd(0.1);',
+        'for (let i = 0; i < 3; i++) opt.minimize(() => w.square());',
+        "console.log('esm gpu done', tf.getBackend());",
+        '',
+      ].join('\n'),
+    );
+    const r = await runProbe(script, { cwd: proj });
+    assertWellFormed(r);
+    assert.match(r.stdout, /esm gpu done wasm/);
+    assert.match(r.of('hello')[0].backendReason, /tfjs-node-gpu is installed but failed to load \(Cannot find module .*tfjs_binding\.node.*\).*npm rebuild/);
+    const [s0] = r.of('step');
+    assert.ok(Math.abs(stat(s0, 'norm', 0) - 6) < 1e-6); // d/dw w² = 2w = 6
+    assert.equal(s0.loss, 9);
+    assert.equal(byName(r, 'w').source?.line, 2);
+  });
+
+  it('without a channel the script runs plainly on the same backend', async () => {
+    const r = await runProbe(join(SCRIPTS, 'cjs-script.cjs'), { noChannel: true });
+    assert.equal(r.code, 0);
+    assert.equal(r.messages.length, 0);
+    assert.match(r.stdout, /cjs done/);
+    assert.match(r.stderr, /running on wasm/);
+  });
+
+  it('watchdog: the child exits promptly when the host end of the channel closes', async () => {
+    let closedAt = 0;
+    const r = await runProbe(join(SCRIPTS, 'endless.js'), {
+      timeoutMs: 20000,
+      onMessage: (m: Message, child) => {
+        if (m.type === 'step' && m.step === 3 && !closedAt) {
+          closedAt = Date.now();
+          (child.stdio[3] as Readable).destroy();
+        }
+      },
+    });
+    assert.ok(closedAt > 0, 'steps arrived');
+    assert.ok(Date.now() - closedAt < 5000, 'exited soon after the host went away');
+    assert.notEqual(r.code, 0);
+  });
+});
