@@ -54,7 +54,9 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       const norm = store.series(t.id, 'norm');
       const bad = (seriesMax(store.series(t.id, 'nanCount')) ?? 0) + (seriesMax(store.series(t.id, 'infCount')) ?? 0) > 0;
       const src = t.source ? `${relative(process.cwd(), t.source.file) || t.source.file}:${t.source.line}` : '?';
-      rows.push([t.name, `[${t.shape.join(',')}]`, src, fmt(seriesLast(norm)), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
+      // The norm column covers finite entries only: show NaN/Inf when the last step had them.
+      const last = (seriesLast(store.series(t.id, 'nanCount')) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount')) ?? 0) > 0 ? Infinity : seriesLast(norm);
+      rows.push([t.name, `[${t.shape.join(',')}]`, src, fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
     }
     out.push('');
     out.push(table(rows));

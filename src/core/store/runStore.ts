@@ -445,7 +445,15 @@ export class RunStore {
     if (bad >= 0 && this._firstNonFinite === null) this._firstNonFinite = { step: m.step, tensorId: bad };
 
     if (normCol && nn > 0) {
-      const g = globalNormOf(normCol, nn);
+      // The per-tensor norms cover finite entries only (protocol); the global norm of a step whose
+      // gradients hold NaN or Inf is reported as what it truly is, NaN or Inf, so that "last 0"
+      // never hides a run that blew up.
+      let g = globalNormOf(normCol, nn);
+      if (bad >= 0) {
+        let nan = false;
+        for (let i = 0; i < scan && !nan; i++) nan = (i < na && nanCol![i] > 0) || (i < nn && Number.isNaN(normCol![i]));
+        g = nan ? NaN : Infinity;
+      }
       this.gnorm.push(m.step, g, bad >= 0 ? 1 : 0);
       if (this.gFirst === null) this.gFirst = g;
       this.gLast = g;
