@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import { registerCommands } from './features/commands';
 import { GradScopeContext, type GradScopeApi } from './features/context';
 import { describeError } from './features/errors';
+import { PanelFeature } from './features/panel';
 
 let ctx: GradScopeContext | undefined;
 
@@ -11,6 +12,8 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx = new GradScopeContext(context);
     context.subscriptions.push(ctx);
     registerCommands(ctx);
+    ctx.panel = new PanelFeature(ctx);
+    ctx.subscriptions.push(ctx.panel);
     ctx.log.info(`GradScope ${context.extension.packageJSON.version as string} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api();
   } catch (e) {

@@ -1,6 +1,7 @@
 // The extension's one context object: its scope (disposed on deactivation), the log, the runs.
 import * as vscode from 'vscode';
 import type { RunExit, RunSession } from '../process/runSession';
+import type { PanelFeature } from './panel';
 import { RunController, type RunEnded } from './runController';
 
 /** What activate() returns: enough for tests (and other extensions) to observe runs. */
@@ -9,7 +10,7 @@ export interface GradScopeApi {
   readonly onDidStartRun: vscode.Event<RunSession>;
   readonly onDidEndRun: vscode.Event<RunEnded>;
   /** What the views show now: the status bar text and what the latest run's terminal was sent. */
-  inspect(): { statusText: string; running: boolean; terminalName: string | undefined; terminalText: string };
+  inspect(): { statusText: string; running: boolean; terminalName: string | undefined; terminalText: string; panel: { open: boolean; runId: string | null; ready: boolean; snapshots: number; appends: number } };
 }
 
 export class GradScopeContext implements vscode.Disposable {
@@ -17,6 +18,8 @@ export class GradScopeContext implements vscode.Disposable {
   readonly runs: RunController;
   /** The extension's scope: everything here lives until deactivation. */
   readonly subscriptions: vscode.Disposable[] = [];
+  /** The inspection panel feature (set by activate()). */
+  panel: PanelFeature | undefined;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('GradScope', { log: true });
@@ -31,7 +34,14 @@ export class GradScopeContext implements vscode.Disposable {
       currentRun: () => runs.current(),
       onDidStartRun: runs.onDidStartRun,
       onDidEndRun: runs.onDidEndRun,
-      inspect: () => runs.inspect(),
+      inspect: () => {
+        const shown = this.panel?.current?.shown;
+        const sent = this.panel?.current?.sent;
+        return {
+          ...runs.inspect(),
+          panel: { open: this.panel?.current !== undefined, runId: shown?.runId ?? null, ready: sent?.ready ?? false, snapshots: sent?.snapshots ?? 0, appends: sent?.appends ?? 0 },
+        };
+      },
     };
   }
 

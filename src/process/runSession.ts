@@ -6,7 +6,7 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
-import { RunFileWriter, type RunExitRecord } from '../core/store/runFile';
+import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
 import { Program, type ProgramExit } from './program';
@@ -68,13 +68,8 @@ export function frameworkOf(script: string): Framework | null {
   return null;
 }
 
-function newRunId(): string {
-  const t = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
-  return `${t}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
 export class RunSession {
-  readonly id = newRunId();
+  readonly id = makeRunId();
   readonly store = new RunStore();
   readonly script: string;
   readonly runFile: string;

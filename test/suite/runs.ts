@@ -120,6 +120,16 @@ export function defineRunTests(): void {
       assert.equal(again, undefined);
     });
 
+    it('the inspection panel opens when a run starts, gets the snapshot after its ready handshake, then live appends', async function () {
+      const { run } = await openAndRun(api, join(workspaceRoot(), 'train-forever.js'));
+      await waitFor('the panel to show this run', () => api.inspect().panel.open && api.inspect().panel.runId === run.id, 20_000);
+      await waitFor('the webview to post ready and receive the snapshot', () => api.inspect().panel.ready && api.inspect().panel.snapshots >= 1, 30_000);
+      await waitFor('steps', () => run.store.stepCount >= 3 || run.exited, 60_000);
+      await waitFor('live appends to reach the webview', () => api.inspect().panel.appends >= 1, 10_000);
+      await screenshot('panel-live');
+      await stopAndCheck(api, run);
+    });
+
     it('a script that throws ends "crashed" with the user\'s frame', async function () {
       const file = join(workspaceRoot(), 'crash.js');
       const { run, output } = await openAndRun(api, file);
@@ -127,12 +137,9 @@ export function defineRunTests(): void {
       assert.ok(exit, 'the crashing run ended within 60 s');
       assert.equal(exit.reason, 'crashed', exit.message);
       assert.match(exit.error?.message ?? '', /boom from the training script/);
-      if (exit.error?.frame) {
-        assert.equal(exit.error.frame.file, file);
-        assert.equal(exit.error.frame.line, 11);
-      } else {
-        console.log('(the crash carried no user frame)');
-      }
+      assert.ok(exit.error?.frame, 'the crash names the user frame');
+      assert.equal(exit.error.frame.file, file);
+      assert.equal(exit.error.frame.line, 11);
       assert.match(output(), /crash: about to fail/);
       assert.match(api.inspect().statusText, /^\$\(error\) GradScope: crashed/);
       assert.match(api.inspect().terminalText, /boom from the training script/);

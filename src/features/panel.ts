@@ -1,0 +1,123 @@
+// Wires the inspection panel into the extension: it opens when a run starts, `GradScope: Show Panel`
+// and `GradScope: Open Run…` bring it back, and VS Code restores it after a reload (serializer).
+import { basename, join } from 'node:path';
+import * as vscode from 'vscode';
+import type { Finding } from '../core/analysis/finding';
+import { listRuns, readRunFileAsync } from '../core/store/runFile';
+import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
+import type { RunSession } from '../process/runSession';
+import type { GradScopeContext } from './context';
+import { GradScopeError } from './errors';
+
+export class PanelFeature implements vscode.Disposable {
+  private panel: InspectionPanel | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly host: PanelHost;
+
+  constructor(private readonly ctx: GradScopeContext) {
+    this.host = {
+      log: ctx.log,
+      extensionUri: ctx.extension.extensionUri,
+      findings: (source) => this.findingsFor(source),
+      savedRuns: async () => this.savedRuns(),
+      loadRun: (runFile) => this.loadRun(runFile),
+      rerun: (source) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(source.script)),
+      applyRemedy: (source, finding, remedyId) =>
+        vscode.commands.executeCommand('gradscope.applyRemedy', { runId: source.runId, findingId: finding.id, remedyId }),
+    };
+    this.disposables.push(
+      ctx.runs.onDidStartRun((run) => this.showLive(run)),
+      vscode.commands.registerCommand('gradscope.showPanel', () => this.ensure().panel.reveal(undefined, false)),
+      vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()),
+      vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
+        deserializeWebviewPanel: async (webviewPanel, state: unknown) => this.restore(webviewPanel, state),
+      }),
+    );
+  }
+
+  /** The panel shown now, for tests and other features. */
+  get current(): InspectionPanel | undefined {
+    return this.panel;
+  }
+
+  dispose(): void {
+    this.panel?.dispose();
+    for (const d of this.disposables.splice(0)) d.dispose();
+  }
+
+  private get runDir(): string {
+    const root = this.ctx.extension.storageUri ?? this.ctx.extension.globalStorageUri;
+    return join(root.fsPath, 'runs');
+  }
+
+  private ensure(webviewPanel?: vscode.WebviewPanel): InspectionPanel {
+    if (this.panel && !webviewPanel) return this.panel;
+    this.panel?.dispose();
+    const p = new InspectionPanel(this.host, webviewPanel);
+    p.onDidDispose(() => {
+      if (this.panel === p) this.panel = undefined;
+    });
+    this.panel = p;
+    return p;
+  }
+
+  private showLive(run: RunSession): void {
+    const source: PanelSource = { runId: run.id, script: run.script, runFile: run.runFile, store: run.store, live: run, exit: null };
+    this.ensure().show(source);
+  }
+
+  private findingsFor(_source: PanelSource): Finding[] {
+    // The analyzer (diagnosis) fills this; until it is wired, the panel shows its empty state.
+    return [];
+  }
+
+  private savedRuns(): SavedRunRef[] {
+    return listRuns(this.runDir).map((r) => ({
+      runFile: r.path,
+      label: `${basename(r.meta.script)} · ${new Date(r.meta.startedAt).toLocaleString()} · ${r.exit ? r.exit.reason : 'no exit record'}`,
+    }));
+  }
+
+  private async loadRun(runFile: string): Promise<PanelSource> {
+    const live = this.ctx.runs.current();
+    if (live && live.runFile === runFile) return { runId: live.id, script: live.script, runFile, store: live.store, live, exit: null };
+    const r = await readRunFileAsync(runFile);
+    if (r.error && r.store.stepCount === 0 && !r.store.hello) {
+      throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${r.error.message}`);
+    }
+    if (r.error) this.ctx.log.warn(`open run ${runFile}: ${r.error.message} (showing what was read before it)`);
+    return { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
+  }
+
+  private async pickRun(): Promise<void> {
+    const runs = this.savedRuns();
+    if (!runs.length) {
+      void vscode.window.showInformationMessage('GradScope: no saved runs yet. Run GradScope: Train & Inspect first.');
+      return;
+    }
+    const pick = await vscode.window.showQuickPick(
+      runs.map((r) => ({ label: r.label, description: basename(r.runFile), runFile: r.runFile })),
+      { title: 'GradScope: Open Run', placeHolder: 'A saved run to inspect' },
+    );
+    if (!pick) return;
+    try {
+      this.ensure().show(await this.loadRun(pick.runFile));
+    } catch (e) {
+      void vscode.window.showErrorMessage(`GradScope: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** VS Code restored a panel after a reload: show the run it showed (state from the webview), else the newest. */
+  private async restore(webviewPanel: vscode.WebviewPanel, state: unknown): Promise<void> {
+    const p = this.ensure(webviewPanel);
+    const runId = typeof state === 'object' && state !== null && typeof (state as { runId?: unknown }).runId === 'string' ? (state as { runId: string }).runId : null;
+    const runs = listRuns(this.runDir);
+    const ref = runs.find((r) => r.meta.runId === runId) ?? runs[0];
+    if (!ref) return;
+    try {
+      p.show(await this.loadRun(ref.path), false);
+    } catch (e) {
+      this.ctx.log.warn(`panel restore: ${String(e)}`);
+    }
+  }
+}

@@ -1,0 +1,384 @@
+// Host side of the inspection panel: one WebviewPanel showing one run (live or saved). It sends one
+// snapshot after the webview's `ready`, then appends at most 20 times a second, and acts only on
+// messages that pass `parseWebviewMessage` (anything else is logged and dropped).
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import * as vscode from 'vscode';
+import type { Finding } from '../core/analysis/finding';
+import type { RunExitRecord } from '../core/store/runFile';
+import type { RunStore } from '../core/store/runStore';
+import type { RunExit, RunSession } from '../process/runSession';
+import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
+import { buildReportHtml } from './report';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, compareCurve, toPanelCurve } from './snapshot';
+
+export const PANEL_VIEW_TYPE = 'gradscope.inspection';
+/** Deltas are batched: at most one message per this many ms (20 Hz). */
+const FLUSH_MS = 50;
+
+/** What the panel shows: a live run, or one read back from its run file. */
+export interface PanelSource {
+  runId: string;
+  script: string;
+  runFile: string;
+  store: RunStore;
+  /** Set while the run is live; null for a saved run. */
+  live: RunSession | null;
+  exit: RunExit | RunExitRecord | null;
+}
+
+export interface SavedRunRef {
+  runFile: string;
+  label: string;
+}
+
+/** What the panel needs from the rest of the extension; injected so the panel stays testable. */
+export interface PanelHost {
+  log: vscode.LogOutputChannel;
+  extensionUri: vscode.Uri;
+  findings(source: PanelSource): Finding[];
+  savedRuns(): Promise<SavedRunRef[]>;
+  loadRun(runFile: string): Promise<PanelSource>;
+  rerun(source: PanelSource): Thenable<unknown>;
+  applyRemedy(source: PanelSource, finding: Finding, remedyId: string): Thenable<unknown>;
+}
+
+export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): string {
+  const nonce = randomBytes(16).toString('base64');
+  const js = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'main.js'));
+  const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'main.css'));
+  const csp = [
+    `default-src 'none'`,
+    `img-src ${webview.cspSource} data:`,
+    // Chart.js and the web components set styles from script (CSSOM), which CSP allows; inline
+    // style attributes in markup are not used.
+    `style-src ${webview.cspSource} 'unsafe-inline'`,
+    `font-src ${webview.cspSource}`,
+    `script-src 'nonce-${nonce}'`,
+  ].join('; ');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="${css.toString()}">
+<title>GradScope</title>
+</head>
+<body>
+<div id="gradscope"></div>
+<script nonce="${nonce}" src="${js.toString()}"></script>
+</body>
+</html>`;
+}
+
+export class InspectionPanel implements vscode.Disposable {
+  private source: PanelSource | null = null;
+  private ready = false;
+  private metric: HeatmapMetric = 'norm';
+  private selected: { tensorId: number; step: number | null } | null = null;
+  private compare: PanelSnapshot['compare'] = null;
+  private savedRuns: SavedRunRef[] = [];
+  private sentStep = -1;
+  private sentTensors = 0;
+  private sentFindings = '';
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lastFlush = 0;
+  private rate: { step: number; t: number; perSec: number | null } = { step: 0, t: Date.now(), perSec: null };
+  /** Listeners on the source shown now; replaced when another run is shown. */
+  private sourceScope: { dispose(): unknown }[] = [];
+  private readonly disposables: vscode.Disposable[] = [];
+  private disposed = false;
+  private readonly onDisposed = new vscode.EventEmitter<void>();
+  readonly onDidDispose = this.onDisposed.event;
+
+  /** Creates a panel beside the editor, or adopts one VS Code restored (serializer). */
+  constructor(
+    private readonly host: PanelHost,
+    readonly panel: vscode.WebviewPanel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, 'GradScope', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, {}),
+  ) {
+    panel.webview.options = {
+      enableScripts: true,
+      localResourceRoots: [vscode.Uri.joinPath(host.extensionUri, 'dist', 'webview'), vscode.Uri.joinPath(host.extensionUri, 'media')],
+    };
+    panel.iconPath = vscode.Uri.joinPath(host.extensionUri, 'media', 'icon.png');
+    panel.webview.html = panelHtml(panel.webview, host.extensionUri);
+    this.disposables.push(
+      panel.webview.onDidReceiveMessage((raw: unknown) => this.onMessage(raw)),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  get shown(): PanelSource | null {
+    return this.source;
+  }
+
+  /** What reached the webview so far (for tests and the log): `ready` seen, snapshots and appends posted. */
+  readonly sent = { ready: false, snapshots: 0, appends: 0, deltas: 0 };
+
+  /** Shows a run; a live run keeps updating until it ends. */
+  show(source: PanelSource, reveal = true): void {
+    for (const d of this.sourceScope.splice(0)) d.dispose();
+    this.source = source;
+    this.rate = { step: source.store.stepCount, t: Date.now(), perSec: null };
+    this.selected = null;
+    this.compare = null;
+    this.panel.title = `GradScope: ${basename(source.script)}`;
+    if (source.live) {
+      const run = source.live;
+      this.sourceScope.push(
+        source.store.onDidChange(() => this.schedule()),
+        run.onDidEnd((exit) => {
+          source.exit = exit;
+          source.live = null;
+          this.sendFull();
+        }),
+      );
+    }
+    if (reveal) this.panel.reveal(vscode.ViewColumn.Beside, true);
+    void this.refreshSavedRuns().then(() => this.sendFull());
+  }
+
+  /** Re-sends findings (after the analyzer ran) with the next batch. */
+  findingsChanged(): void {
+    this.schedule();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    clearTimeout(this.flushTimer);
+    for (const d of this.sourceScope.splice(0)) d.dispose();
+    for (const d of this.disposables.splice(0)) d.dispose();
+    this.panel.dispose();
+    this.onDisposed.fire();
+    this.onDisposed.dispose();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private post(msg: HostToWebview): void {
+    if (this.disposed || !this.ready) return;
+    if (msg.type === 'snapshot') this.sent.snapshots++;
+    else if (msg.type === 'append') this.sent.appends++;
+    else if (msg.type === 'delta') this.sent.deltas++;
+    void this.panel.webview.postMessage(msg).then(undefined, (e: unknown) => this.host.log.warn(`panel: post failed: ${String(e)}`));
+  }
+
+  private header(): PanelRunHeader {
+    const s = this.source!;
+    const store = s.store;
+    const hello = store.hello;
+    const now = Date.now();
+    if (now - this.rate.t >= 1000) {
+      this.rate = { step: store.stepCount, t: now, perSec: ((store.stepCount - this.rate.step) * 1000) / (now - this.rate.t) };
+    }
+    let status: RunStatus;
+    let statusMessage: string;
+    if (s.live && !s.live.exited) {
+      status = hello ? 'running' : 'starting';
+      statusMessage = hello ? `running on ${hello.backend}` : 'starting…';
+    } else if (s.exit) {
+      status = s.exit.reason;
+      statusMessage = 'message' in s.exit ? s.exit.message : s.exit.reason;
+    } else {
+      status = 'saved';
+      statusMessage = 'saved run (ended without an exit record: the host may have stopped mid-run)';
+    }
+    const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
+    return {
+      runId: s.runId,
+      script: s.script,
+      backend: hello?.backend ?? null,
+      device: hello?.device ?? null,
+      backendReason: hello?.backendReason ?? null,
+      status,
+      statusMessage,
+      step: store.lastStep,
+      stepsPerSec: s.live ? this.rate.perSec : null,
+      droppedFrames: dropped,
+      clipNorm: null,
+    };
+  }
+
+  private findings(): Finding[] {
+    try {
+      return this.host.findings(this.source!);
+    } catch (e) {
+      this.host.log.error(`panel: findings failed: ${String(e)}`);
+      return [];
+    }
+  }
+
+  private sendFull(): void {
+    if (!this.source || !this.ready) return;
+    const findings = this.findings();
+    const snapshot = buildSnapshot(this.source.store, {
+      header: this.header(),
+      findings,
+      metric: this.metric,
+      compare: this.compare,
+      savedRuns: this.savedRuns,
+    });
+    this.sentStep = this.source.store.lastStep;
+    this.sentTensors = this.source.store.tensors.length;
+    this.sentFindings = JSON.stringify(findings);
+    this.post({ type: 'snapshot', snapshot });
+    if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
+  }
+
+  private schedule(): void {
+    if (this.flushTimer || this.disposed) return;
+    const wait = Math.max(0, FLUSH_MS - (Date.now() - this.lastFlush));
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.lastFlush = Date.now();
+      this.flush();
+    }, wait);
+  }
+
+  private flush(): void {
+    const s = this.source;
+    if (!s || !this.ready) return;
+    const findings = this.findings();
+    const fj = JSON.stringify(findings);
+    const changed = fj !== this.sentFindings;
+    this.sentFindings = fj;
+    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null);
+    this.sentStep = s.store.lastStep;
+    this.sentTensors = s.store.tensors.length;
+    this.post({ type: 'append', ...append });
+  }
+
+  private async refreshSavedRuns(): Promise<void> {
+    try {
+      this.savedRuns = await this.host.savedRuns();
+    } catch (e) {
+      this.host.log.warn(`panel: cannot list saved runs: ${String(e)}`);
+      this.savedRuns = [];
+    }
+  }
+
+  private onMessage(raw: unknown): void {
+    const msg = parseWebviewMessage(raw);
+    if (!msg) {
+      this.host.log.warn(`panel: dropped a malformed message from the webview: ${safePreview(raw)}`);
+      return;
+    }
+    void this.handle(msg).catch((e: unknown) => {
+      this.host.log.error(`panel: ${msg.type} failed: ${e instanceof Error ? e.message : String(e)}`);
+      void vscode.window.showErrorMessage(`GradScope: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  }
+
+  private async handle(msg: WebviewToHost): Promise<void> {
+    const s = this.source;
+    switch (msg.type) {
+      case 'ready':
+        this.ready = true;
+        this.sent.ready = true;
+        this.sendFull();
+        return;
+      case 'selectTensor':
+        if (!s || msg.tensorId >= s.store.tensors.length) return;
+        this.selected = { tensorId: msg.tensorId, step: msg.step };
+        this.post({ type: 'tensorDetail', detail: buildTensorDetail(s.store, msg.tensorId, msg.step) });
+        return;
+      case 'setHeatmapMetric':
+        this.metric = msg.metric;
+        if (!s) return;
+        this.post({
+          type: 'delta',
+          header: this.header(),
+          globalNorm: toPanelCurveFromStore(s.store),
+          loss: toPanelCurveFromStore(s.store, 'loss'),
+          layerNorms: buildLayerNorms(s.store),
+          heatmap: buildHeatmap(s.store, this.metric),
+          findings: this.findings(),
+        });
+        this.sentStep = s.store.lastStep;
+        return;
+      case 'goToLayer': {
+        const f = s && this.findings().find((x) => x.id === msg.findingId);
+        if (!f?.source) return;
+        await revealSource(f.source.file, f.source.line, f.source.column);
+        return;
+      }
+      case 'applyRemedy': {
+        const f = s && this.findings().find((x) => x.id === msg.findingId);
+        if (!s || !f || !f.remedies.some((r) => r.id === msg.remedyId)) return;
+        await this.host.applyRemedy(s, f, msg.remedyId);
+        return;
+      }
+      case 'stop':
+        await s?.live?.stop();
+        return;
+      case 'rerun':
+        if (s) await this.host.rerun(s);
+        return;
+      case 'openRun': {
+        // Only runs the host listed: the webview never names an arbitrary file.
+        if (!this.savedRuns.some((r) => r.runFile === msg.runFile)) return;
+        this.show(await this.host.loadRun(msg.runFile), false);
+        return;
+      }
+      case 'compareRun': {
+        if (msg.runFile === null) this.compare = null;
+        else {
+          const ref = this.savedRuns.find((r) => r.runFile === msg.runFile);
+          if (!ref) return;
+          const other = await this.host.loadRun(ref.runFile);
+          this.compare = { runId: other.runId, label: ref.label, globalNorm: compareCurve(other.store) };
+        }
+        this.sendFull();
+        return;
+      }
+      case 'exportReport':
+        await this.exportReport();
+        return;
+    }
+  }
+
+  private async exportReport(): Promise<void> {
+    const s = this.source;
+    if (!s) return;
+    const dist = vscode.Uri.joinPath(this.host.extensionUri, 'dist', 'webview').fsPath;
+    const [js, css] = await Promise.all([readFile(join(dist, 'main.js'), 'utf8'), readFile(join(dist, 'main.css'), 'utf8').catch(() => '')]);
+    const snapshot = buildSnapshot(s.store, { header: this.header(), findings: this.findings(), metric: this.metric, compare: this.compare, savedRuns: [] });
+    const details = s.store.tensors.map((t) => buildTensorDetail(s.store, t.id, null));
+    const html = buildReportHtml(snapshot, { js, css }, details);
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(dirname(s.script));
+    const target = await vscode.window.showSaveDialog({
+      defaultUri: vscode.Uri.joinPath(folder, `gradscope-report-${basename(s.script).replace(/\.[^.]+$/, '')}.html`),
+      filters: { HTML: ['html'] },
+      title: 'Export GradScope report',
+    });
+    if (!target) return;
+    await writeFile(target.fsPath, html, 'utf8');
+    this.host.log.info(`panel: report written to ${target.fsPath} (${html.length} bytes)`);
+    void vscode.window.showInformationMessage(`GradScope: report written to ${basename(target.fsPath)}.`, 'Open in Browser').then((pick) => {
+      if (pick) void vscode.env.openExternal(target);
+    });
+  }
+}
+
+function toPanelCurveFromStore(store: RunStore, which: 'globalNorm' | 'loss' = 'globalNorm') {
+  const c = which === 'loss' ? store.loss() : store.globalNorm();
+  return toPanelCurve(c.steps, c.values);
+}
+
+export async function revealSource(file: string, line: number, column: number): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
+  const pos = new vscode.Position(Math.max(0, line - 1), Math.max(0, column - 1));
+  await vscode.window.showTextDocument(doc, { selection: new vscode.Range(pos, pos), viewColumn: vscode.ViewColumn.One, preserveFocus: false });
+}
+
+function safePreview(raw: unknown): string {
+  try {
+    const s = JSON.stringify(raw) ?? String(raw);
+    return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+  } catch {
+    return '(unserialisable)';
+  }
+}
