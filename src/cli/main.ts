@@ -8,6 +8,8 @@ import { formatSummary } from './summary';
 
 declare const PACKAGE_VERSION: string | undefined;
 
+/** Reads a layer's activation from the line that built it (files cached; unreadable: unknown). */
+
 /** Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage, 3 protocol error. */
 function exitCodeFor(exit: RunExit): number {
   switch (exit.reason) {
@@ -51,12 +53,13 @@ async function run(a: RunArgs): Promise<number> {
   const exit = await session.done;
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
+  const findings = [...session.findings];
 
   if (a.json) {
-    const doc = buildRunJson(session.store, session.script, exit, session.runFile);
+    const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
-    process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }));
+    process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings));
   }
   return exitCodeFor(exit);
 }

@@ -1,5 +1,6 @@
 // The readable summary `gradscope run` prints without --json.
 import { relative } from 'node:path';
+import type { Finding } from '../core/analysis/finding';
 import type { RunStore, Series } from '../core/store/runStore';
 import type { RunExit } from '../process/runSession';
 
@@ -31,7 +32,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c >= 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
 }
 
-export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }): string {
+export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = []): string {
   const out: string[] = [];
   const h = store.hello;
   const s = store.summary();
@@ -61,6 +62,16 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
     out.push('');
     out.push(table(rows));
   }
+  out.push('');
+  if (findings.length) {
+    out.push(`findings  ${findings.length}`);
+    for (const f of findings) {
+      const at = f.source ? `${relative(process.cwd(), f.source.file) || f.source.file}:${f.source.line}` : f.layer ? '?' : '(global)';
+      out.push(`  ${f.severity.padEnd(7)} ${f.kind} at step ${f.step} · ${at}${f.layer ? ` · ${f.layer}` : ''}`);
+      out.push(`          ${f.message}`);
+      if (f.remedies.length) out.push(`          remedies: ${f.remedies.map((r) => r.id).join(', ')}`);
+    }
+  } else if (store.stepCount) out.push('findings  none');
   out.push('');
   out.push(`run file  ${where.runFile}`);
   out.push('');

@@ -2,7 +2,10 @@
 // and `GradScope: Open Run…` bring it back, and VS Code restores it after a reload (serializer).
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
+import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
+import type { RunStore } from '../core/store/runStore';
+import { activationFromFiles } from '../process/activationFromFiles';
 import { listRuns, readRunFileAsync } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
@@ -11,6 +14,8 @@ import { GradScopeError } from './errors';
 
 export class PanelFeature implements vscode.Disposable {
   private panel: InspectionPanel | undefined;
+  /** The analyzer of each run shown: a live run's own, or one run once over a saved run's store. */
+  private readonly analyzers = new WeakMap<RunStore, Analyzer>();
   private readonly disposables: vscode.Disposable[] = [];
   private readonly host: PanelHost;
 
@@ -62,13 +67,19 @@ export class PanelFeature implements vscode.Disposable {
   }
 
   private showLive(run: RunSession): void {
+    this.analyzers.set(run.store, run.analyzer);
     const source: PanelSource = { runId: run.id, script: run.script, runFile: run.runFile, store: run.store, live: run, exit: null };
     this.ensure().show(source);
   }
 
-  private findingsFor(_source: PanelSource): Finding[] {
-    // The analyzer (diagnosis) fills this; until it is wired, the panel shows its empty state.
-    return [];
+  private findingsFor(source: PanelSource): Finding[] {
+    let a = this.analyzers.get(source.store);
+    if (!a) {
+      a = new Analyzer(source.store, { activationOf: activationFromFiles() });
+      a.finish();
+      this.analyzers.set(source.store, a);
+    }
+    return [...a.findings];
   }
 
   private savedRuns(): SavedRunRef[] {
@@ -80,7 +91,10 @@ export class PanelFeature implements vscode.Disposable {
 
   private async loadRun(runFile: string): Promise<PanelSource> {
     const live = this.ctx.runs.current();
-    if (live && live.runFile === runFile) return { runId: live.id, script: live.script, runFile, store: live.store, live, exit: null };
+    if (live && live.runFile === runFile) {
+      this.analyzers.set(live.store, live.analyzer);
+      return { runId: live.id, script: live.script, runFile, store: live.store, live, exit: null };
+    }
     const r = await readRunFileAsync(runFile);
     if (r.error && r.store.stepCount === 0 && !r.store.hello) {
       throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${r.error.message}`);

@@ -4,11 +4,14 @@
 import { existsSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { Analyzer } from '../core/analysis/analyzer';
+import type { Finding } from '../core/analysis/finding';
 import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
 import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
+import { activationFromFiles } from './activationFromFiles';
 import { Program, type ProgramExit } from './program';
 
 export type ExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
@@ -83,6 +86,8 @@ export class RunSession {
   readonly onMessage = this.messages.event;
 
   readonly done: Promise<RunExit>;
+  /** Diagnoses the run as steps arrive (one cheap update per store change) and once more at the end. */
+  readonly analyzer: Analyzer;
 
   private program: Program | undefined;
   private readonly writer: RunFileWriter;
@@ -116,7 +121,14 @@ export class RunSession {
       framework,
     });
     this.runFile = this.writer.path;
+    this.analyzer = new Analyzer(this.store, { activationOf: activationFromFiles() });
+    this.store.onDidChange(() => this.analyzer.update());
     this.launch();
+  }
+
+  /** The current findings (final once the run has ended). */
+  get findings(): readonly Finding[] {
+    return this.analyzer.findings;
   }
 
   get pid(): number | undefined {
@@ -227,6 +239,11 @@ export class RunSession {
       if (err) this.protocolError = err;
     }
     const exit = this.classify(x);
+    try {
+      this.analyzer.finish();
+    } catch (e) {
+      this.output.fire({ stream: 'stderr', text: `[gradscope] the diagnosis failed: ${(e as Error).message}\n` });
+    }
     this.settled = true;
     const record: RunExitRecord = {
       reason: exit.reason,

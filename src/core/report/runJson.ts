@@ -1,5 +1,6 @@
 // The `gradscope.run/1` JSON document: what `gradscope run --json` prints. Built from a run's store
 // and exit only, so a saved run file produces the same document as the live run did.
+import type { Finding } from '../analysis/finding';
 import type { ErrorInfo, SourceLocation } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
 
@@ -26,8 +27,14 @@ export interface RunJson {
     firstNonFiniteStep: number | null;
     droppedFrames: number;
   };
-  findings: unknown[];
+  findings: RunJsonFinding[];
 }
+
+/** A finding as the JSON carries it (docs/findings.md). */
+export type RunJsonFinding = Pick<Finding, 'kind' | 'severity' | 'step' | 'tensors' | 'layer' | 'source' | 'message' | 'evidence' | 'remedies'> & {
+  id: string;
+  stepRange: [number, number];
+};
 
 /** JSON has no NaN/Infinity: non-finite numbers become null. */
 const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -37,6 +44,7 @@ export function buildRunJson(
   script: string,
   exit: RunJsonExit & { message?: string },
   runFile: string | null,
+  findings: readonly Finding[] = [],
 ): RunJson {
   const s = store.summary();
   const hello = store.hello;
@@ -64,6 +72,18 @@ export function buildRunJson(
       firstNonFiniteStep: s.firstNonFiniteStep,
       droppedFrames: dropped,
     },
-    findings: [],
+    findings: findings.map((f) => ({
+      id: f.id,
+      kind: f.kind,
+      severity: f.severity,
+      step: f.step,
+      stepRange: [f.stepRange[0], f.stepRange[1]],
+      tensors: [...f.tensors],
+      layer: f.layer,
+      source: f.source ? { ...f.source } : null,
+      message: f.message,
+      evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),
+      remedies: f.remedies.map((r) => ({ id: r.id, title: r.title })),
+    })),
   };
 }

@@ -57,7 +57,13 @@ describe('gradscope run --json', () => {
     assert.equal(typeof doc.summary.firstNonFiniteStep, 'number', 'the exploding MLP goes non-finite');
     assert.ok(doc.summary.globalNorm.first !== null && doc.summary.globalNorm.max !== null);
     assert.ok(doc.summary.globalNorm.max > 100 * doc.summary.globalNorm.first, 'the norm grows before it goes non-finite');
-    assert.deepEqual(doc.findings, []);
+    // The diagnosis: an exploding-gradient finding on one of the dense layers, flagged before the
+    // first non-finite step, with remedies.
+    const explode = (doc.findings as { kind: string; step: number; source: { line: number } | null; remedies: { id: string }[] }[]).find((f) => f.kind === 'exploding-gradient');
+    assert.ok(explode, `findings: ${JSON.stringify(doc.findings.map((f) => (f as { kind: string }).kind))}`);
+    assert.ok(explode.source && denseLines.includes(explode.source.line), 'the finding sits on a dense layer line');
+    assert.ok(explode.step < (doc.summary.firstNonFiniteStep ?? Infinity), 'flagged before the first non-finite step');
+    assert.ok(explode.remedies.some((r) => r.id === 'clip-global-norm'));
     assert.ok(doc.runFile?.startsWith(outDir));
   });
 
@@ -67,6 +73,7 @@ describe('gradscope run --json', () => {
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.equal(doc.summary.firstNonFiniteStep, null);
     assert.ok(doc.steps > 0);
+    assert.deepEqual(doc.findings, [], 'a healthy run gets no warning');
   });
 
   it('a crashing script exits 1 and names the user frame', () => {

@@ -1,0 +1,243 @@
+// Exploding gradients: the global gradient norm grows by orders of magnitude within a few steps
+// while the loss does not fall. Detected on the growth itself, so it fires before the first
+// non-finite step whenever the norm grows before it. See docs/findings.md.
+import type { Detector, DetectorEnv } from '../detector';
+import type { Finding } from '../finding';
+import {
+  ev,
+  fmtNum,
+  gainOf,
+  initRemedies,
+  isFiniteNum,
+  median,
+  remedies,
+  type AnalysisContext,
+  type LayerInfo,
+  type StepRow,
+} from '../model';
+
+export const EXPLODING = {
+  /** Finite steps kept for the baseline (their median). */
+  window: 10,
+  /** One jump: norm ≥ this × the median of the previous `window` finite steps. */
+  jumpFactor: 100,
+  /** Sustained growth: norm ≥ this × the value where the current non-decreasing run began… */
+  runFactor: 20,
+  /** …over at least this many rising steps. */
+  runSteps: 2,
+  /** A kernel whose initial gain rms(W)·√fan-in is at least this is initialised too large (He: √2). */
+  gainTooLarge: 2,
+  /** Initial gains are trusted only where the first update moved the weights by less than this. */
+  reliableRatio: 0.3,
+  /** A layer leads the growth when its growth is this many times that of every other layer. */
+  leadFactor: 3,
+  /** The norm must also reach this × the largest norm seen before (a new high). */
+  newHigh: 5,
+  /** A decade jump: ≥ this × the median AND ≥ this × every earlier norm, the loss not clearly falling. */
+  decade: 10,
+  /** Median first-step update ratio above which the learning rate is ranked first. */
+  highRatio: 0.1,
+};
+
+interface Detection {
+  /** Per-layer baseline norms (median over the baseline rows). */
+  layerBase: Float64Array;
+  step: number;
+  base: number;
+  baseStep: number;
+  norm: number;
+  lossBase: number;
+  loss: number;
+  baseRow: StepRow;
+  row: StepRow;
+}
+
+export interface InitGain {
+  layer: number;
+  tensorId: number;
+  gain: number;
+}
+
+/** Kernels whose first-step gain is reliable and too large, input side first. */
+export function initialGains(first: StepRow | null, ctx: AnalysisContext): InitGain[] {
+  if (!first) return [];
+  const out: InitGain[] = [];
+  for (const l of ctx.layers) {
+    for (const id of l.kernels) {
+      const p = first.paramNorm[id];
+      const u = first.updateNorm[id];
+      if (!(p > 0) || !isFiniteNum(p)) continue;
+      if (isFiniteNum(u) && u / p > EXPLODING.reliableRatio) continue;
+      const g = gainOf(p, ctx.tensors[id].shape);
+      if (isFiniteNum(g)) out.push({ layer: l.index, tensorId: id, gain: g });
+    }
+  }
+  return out;
+}
+
+/** Median over kernels of ‖Δw‖/‖w‖ at a row (NaN when no kernel has both). */
+export function medianUpdateRatio(row: StepRow, ctx: AnalysisContext): number {
+  return median(updateRatios(row, ctx));
+}
+
+/** ‖Δw‖/‖w‖ of each kernel that received a non-zero gradient and has both norms. */
+export function updateRatios(row: StepRow, ctx: AnalysisContext): number[] {
+  const rs: number[] = [];
+  for (const l of ctx.layers) {
+    for (const id of l.kernels) {
+      const p = row.paramNorm[id];
+      const u = row.updateNorm[id];
+      if (p > 0 && isFiniteNum(p) && isFiniteNum(u) && row.norm[id] > 0) rs.push(u / p);
+    }
+  }
+  return rs;
+}
+
+function layerMedians(rows: readonly StepRow[], env: DetectorEnv): Float64Array {
+  const L = env.ctx.layers.length;
+  const out = new Float64Array(L);
+  for (let i = 0; i < L; i++) out[i] = median(rows.map((r) => r.layerNorm[i]).filter(isFiniteNum));
+  return out;
+}
+
+export class ExplodingDetector implements Detector {
+  private readonly rows: StepRow[] = [];
+  private runBaseRow: StepRow | null = null;
+  private runLen = 0;
+  private prev = NaN;
+  private maxBefore = 0;
+  private stopped = false;
+  private det: Detection | null = null;
+
+  step(row: StepRow, env: DetectorEnv): void {
+    if (this.det || this.stopped) return;
+    if (row.nonFinite.length > 0) {
+      // Past the first non-finite step the norm means little; the non-finite finding takes over.
+      this.stopped = true;
+      return;
+    }
+    const g = row.globalNorm;
+    if (!(g > 0) || !isFiniteNum(g)) return;
+    if (this.rows.length > 0) {
+      const norms = this.rows.map((r) => r.globalNorm);
+      const base = median(norms);
+      const losses = this.rows.map((r) => r.loss).filter(isFiniteNum);
+      const lossBase = losses.length ? median(losses) : NaN;
+      const lossKnown = isFiniteNum(row.loss) && isFiniteNum(lossBase);
+      const lossOk = (!lossKnown || row.loss >= lossBase) && g >= EXPLODING.newHigh * this.maxBefore;
+      // The loss of a step is computed before its update: at the first big jump it may not have risen yet.
+      const decadeOk = (!lossKnown || row.loss >= 0.5 * lossBase) && g >= EXPLODING.decade * base && g >= EXPLODING.decade * this.maxBefore;
+      if (g >= this.prev) this.runLen++;
+      else {
+        this.runLen = 0;
+        this.runBaseRow = row;
+      }
+      const runBase = this.runBaseRow ? this.runBaseRow.globalNorm : g;
+      if ((lossOk && g >= EXPLODING.jumpFactor * base) || decadeOk) {
+        const baseRow = this.rows[this.rows.length - 1];
+        this.det = { layerBase: layerMedians(this.rows, env), step: row.step, base, baseStep: this.rows[0].step, norm: g, lossBase, loss: row.loss, baseRow, row };
+      } else if (lossOk && this.runBaseRow && this.runLen >= EXPLODING.runSteps && g >= EXPLODING.runFactor * runBase) {
+        const rb = this.runBaseRow;
+        this.det = { layerBase: rb.layerNorm, step: row.step, base: runBase, baseStep: rb.step, norm: g, lossBase: isFiniteNum(rb.loss) ? rb.loss : lossBase, loss: row.loss, baseRow: rb, row };
+      }
+      if (this.det) {
+        env.shared.explodingAt = this.det.step;
+        env.shared.explodingFrom = this.det.baseStep;
+        return;
+      }
+    } else {
+      this.runBaseRow = row;
+    }
+    this.prev = g;
+    if (g > this.maxBefore) this.maxBefore = g;
+    this.rows.push(row);
+    if (this.rows.length > EXPLODING.window) this.rows.shift();
+  }
+
+  findings(env: DetectorEnv, _final: boolean): Finding[] {
+    const d = this.det;
+    if (!d) return [];
+    return [explodingFinding(d, env)];
+  }
+}
+
+function explodingFinding(d: Detection, env: DetectorEnv): Finding {
+  const { ctx, shared } = env;
+  const first = shared.firstRow;
+  const tooLarge = initialGains(first, ctx).filter((g) => g.gain >= EXPLODING.gainTooLarge);
+  const firstRatio = first ? medianUpdateRatio(first, ctx) : NaN;
+
+  // Per-layer growth between the baseline row and the detection row.
+  const growth = ctx.layers.map((l) => {
+    const a = d.layerBase[l.index];
+    const b = d.row.layerNorm[l.index];
+    return a > 0 && isFiniteNum(b) ? b / a : NaN;
+  });
+  const order = growth.map((g, i) => [g, i] as const).filter(([g]) => isFiniteNum(g)).sort((x, y) => y[0] - x[0]);
+
+  let layer: LayerInfo | null = null;
+  let cause: 'initialisation' | 'learning-rate' | 'layer-growth' | 'global';
+  if (tooLarge.length > 0) {
+    layer = ctx.layers[tooLarge[0].layer];
+    cause = 'initialisation';
+  } else if (firstRatio >= EXPLODING.highRatio) {
+    // The very first update was already too large: the learning rate, a global cause.
+    cause = 'learning-rate';
+  } else if (order.length >= 2 && order[0][0] >= EXPLODING.leadFactor * order[1][0]) {
+    layer = ctx.layers[order[0][1]];
+    cause = 'layer-growth';
+  } else if (order.length === 1) {
+    layer = ctx.layers[order[0][1]];
+    cause = 'layer-growth';
+  } else cause = 'global';
+
+  const ids =
+    cause === 'initialisation'
+      ? [...initRemedies(layer), 'clip-global-norm', 'lower-lr']
+      : cause === 'learning-rate'
+        ? ['lower-lr', 'clip-global-norm']
+        : ['clip-global-norm', 'lower-lr'];
+
+  const factor = d.norm / d.base;
+  const over = d.step - d.baseStep;
+  const where = layer ? `in ${layer.name}` : 'across all layers';
+  const why =
+    cause === 'initialisation'
+      ? ` ${layer!.name}'s kernel starts ${fmtNum(tooLarge[0].gain / Math.SQRT2)}× larger than He initialisation (gain ${fmtNum(tooLarge[0].gain)}, He √2).`
+      : cause === 'layer-growth'
+        ? ` ${layer!.name} grows first (×${fmtNum(order[0][0])}, next ×${order.length > 1 ? fmtNum(order[1][0]) : '–'}).`
+        : cause === 'learning-rate'
+          ? ` The first update already moved the weights by ${fmtNum(firstRatio * 100)}% (median ‖Δw‖/‖w‖): the learning rate is too high.`
+          : '';
+  const ev0: Record<string, number | string | null> = {
+    growthFactor: ev(factor),
+    overSteps: over,
+    normAtStart: ev(d.base),
+    startStep: d.baseStep,
+    normAtDetection: ev(d.norm),
+    lossAtStart: ev(d.lossBase),
+    lossAtDetection: ev(d.loss),
+    firstUpdateRatio: ev(firstRatio),
+    cause,
+  };
+  if (layer) ev0.layerGrowth = ev(growth[layer.index]);
+  ev0.growthByLayer = ctx.layers.map((l) => `${l.name} ×${fmtNum(growth[l.index])}`).join(', ');
+  if (cause === 'initialisation') {
+    ev0.initialGain = ev(tooLarge[0].gain);
+    ev0.heGain = ev(Math.SQRT2);
+  }
+  if (shared.firstNonFiniteAt !== null) ev0.firstNonFiniteStep = shared.firstNonFiniteAt;
+  return {
+    id: `exploding-gradient:${layer ? layer.name : 'global'}`,
+    kind: 'exploding-gradient',
+    severity: 'error',
+    step: d.step,
+    stepRange: [d.baseStep, d.step],
+    tensors: layer ? layer.tensors.map((i) => ctx.tensors[i].name) : [],
+    layer: layer ? layer.name : null,
+    source: layer ? layer.source : ctx.optimizerSource,
+    message: `Exploding gradients ${where}: the gradient norm grew ×${fmtNum(factor)} in ${over} step(s) (${fmtNum(d.base)} → ${fmtNum(d.norm)}) by step ${d.step}.${why}`,
+    evidence: ev0,
+    remedies: remedies(ids),
+  };
+}

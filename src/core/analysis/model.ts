@@ -1,0 +1,225 @@
+// What the detectors see: the run's tensors grouped into layers (input side first), and one row
+// of statistics per optimizer step. Pure TypeScript: no Node, no vscode.
+import type { SourceLocation, TensorInfo } from '../protocol/messages';
+import type { Remedy } from './finding';
+
+/** Guess of a layer's activation family, for the choice between He and Glorot initialisation. */
+export type ActivationFamily = 'relu' | 'tanh' | 'sigmoid' | 'linear' | 'unknown';
+
+export interface LayerInfo {
+  /** Position, input side first (order of the layer's first tensor id). */
+  index: number;
+  /** The tfjs layer name, or for raw tf.variables the variable name up to its last '/'. */
+  name: string;
+  layerType: string;
+  /** Tensor ids of the layer. */
+  tensors: number[];
+  /** Tensor ids with ≥ 2 dimensions (kernels): what fan-in/gain and update ratios are read on. */
+  kernels: number[];
+  source: SourceLocation | null;
+  activation: ActivationFamily;
+}
+
+/** One optimizer step as the detectors see it. Arrays are indexed by tensor id. */
+export interface StepRow {
+  step: number;
+  /** NaN when unknown. */
+  loss: number;
+  /** sqrt(Σ finite norms²); NaN when no norm was sent. */
+  globalNorm: number;
+  /** Tensors with a NaN/Inf gradient entry (or a non-finite norm) at this step. */
+  nonFinite: number[];
+  nanCount: number;
+  infCount: number;
+  norm: Float64Array;
+  paramNorm: Float64Array;
+  /** NaN when unknown. */
+  updateNorm: Float64Array;
+  /** Layer norms: sqrt(Σ norm²) over the layer's tensors (finite entries), by layer index. */
+  layerNorm: Float64Array;
+}
+
+export interface AnalysisContext {
+  tensors: readonly TensorInfo[];
+  layers: readonly LayerInfo[];
+  /** Layer index of each tensor id. */
+  layerOf: readonly number[];
+  /** Where the optimizer was built, when known (global findings point there). */
+  optimizerSource: SourceLocation | null;
+}
+
+export interface ZeroObservation {
+  step: number;
+  tensorId: number;
+  zeroFrac: number;
+}
+
+export const isFiniteNum = (v: number): boolean => v - v === 0;
+
+/** The layer key of a tensor: its layer, or for a raw variable the name up to its last '/'. */
+export function layerKey(t: TensorInfo): string {
+  if (t.layer) return t.layer;
+  const i = t.name.lastIndexOf('/');
+  return i > 0 ? t.name.slice(0, i) : t.name;
+}
+
+const RELU = /relu|elu|selu|swish|gelu|leaky|prelu/i;
+const TANH = /tanh|rnn|lstm|gru/i;
+const SIGMOID = /sigmoid|softmax/i;
+
+/** Activation family from the layer type or name (the tensor info carries no activation). */
+export function guessActivation(layerType: string, name: string): ActivationFamily {
+  const s = `${layerType} ${name}`;
+  if (RELU.test(s)) return 'relu';
+  if (TANH.test(s)) return 'tanh';
+  if (SIGMOID.test(s)) return 'sigmoid';
+  return 'unknown';
+}
+
+export function buildLayers(tensors: readonly TensorInfo[], activationOf?: (t: TensorInfo) => ActivationFamily | null): { layers: LayerInfo[]; layerOf: number[] } {
+  const byKey = new Map<string, LayerInfo>();
+  const layers: LayerInfo[] = [];
+  const layerOf: number[] = [];
+  for (const t of tensors) {
+    if (!t) continue;
+    const key = layerKey(t);
+    let l = byKey.get(key);
+    if (!l) {
+      const hinted = activationOf?.(t) ?? null;
+      l = {
+        index: layers.length,
+        name: key,
+        layerType: t.layerType,
+        tensors: [],
+        kernels: [],
+        source: t.source,
+        activation: hinted ?? guessActivation(t.layerType, key),
+      };
+      byKey.set(key, l);
+      layers.push(l);
+    }
+    l.tensors.push(t.id);
+    if (t.shape.length >= 2) l.kernels.push(t.id);
+    if (!l.source && t.source) l.source = t.source;
+    layerOf[t.id] = l.index;
+  }
+  return { layers, layerOf };
+}
+
+/** Fan-in of a kernel: all dimensions but the last (Dense [in, out], Conv2D [kh, kw, cin, cout]). */
+export function fanIn(shape: readonly number[]): number {
+  let f = 1;
+  for (let i = 0; i < shape.length - 1; i++) f *= shape[i];
+  return f;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * Initialisation gain of a kernel: rms(W)·sqrt(fan-in). He initialisation gives √2 ≈ 1.41,
+ * Glorot ≤ 1.41, LeCun 1. A layer with gain g multiplies the scale of the signal by about g/√2
+ * (ReLU) or g (linear/tanh) on each pass.
+ */
+export function gainOf(paramNorm: number, shape: readonly number[]): number {
+  const n = numel(shape);
+  if (!(n > 0) || !isFiniteNum(paramNorm)) return NaN;
+  return (paramNorm / Math.sqrt(n)) * Math.sqrt(fanIn(shape));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remedies: ids are the contract with the quick fixes (docs/findings.md).
+
+export const REMEDY_TITLES: Record<string, string> = {
+  'clip-global-norm': 'Clip gradients by global norm',
+  'he-init': 'Use He initialisation (heNormal) for this layer',
+  'glorot-init': 'Use Glorot initialisation (glorotUniform) for this layer',
+  'lower-lr': 'Lower the learning rate (÷10)',
+  'raise-lr': 'Raise the learning rate (×10)',
+  'guard-loss': 'Guard log/sqrt/division in the loss with a small epsilon',
+  'zero-bias-init': "Initialise this layer's bias to zeros",
+};
+
+export function remedy(id: string): Remedy {
+  return { id, title: REMEDY_TITLES[id] ?? id };
+}
+
+/** Initialisation remedies for a layer, best first: He for the ReLU family, Glorot for tanh/sigmoid/linear. */
+export function initRemedies(layer: LayerInfo | null): string[] {
+  if (!layer) return ['he-init', 'glorot-init'];
+  switch (layer.activation) {
+    case 'relu':
+      return ['he-init'];
+    case 'tanh':
+    case 'sigmoid':
+    case 'linear':
+      return ['glorot-init'];
+    case 'unknown':
+      return ['he-init', 'glorot-init'];
+  }
+}
+
+export function remedies(ids: string[]): Remedy[] {
+  const seen = new Set<string>();
+  const out: Remedy[] = [];
+  for (const id of ids) {
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(remedy(id));
+  }
+  return out;
+}
+
+/** Numbers for evidence: rounded to 4 significant digits, non-finite as strings. */
+export function ev(v: number | null | undefined): number | string | null {
+  if (v === null || v === undefined) return null;
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v > 0 ? 'Infinity' : '-Infinity';
+  if (v === 0) return 0;
+  return Number(v.toPrecision(4));
+}
+
+export function fmtNum(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v > 0 ? 'Inf' : '-Inf';
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-3 ? v.toExponential(1).replace('e+', 'e') : String(Number(v.toPrecision(3)));
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** A fixed-capacity ring of numbers (the detectors' bounded memory). */
+export class Ring {
+  private readonly buf: Float64Array;
+  private n = 0;
+  private head = 0;
+  constructor(readonly capacity: number) {
+    this.buf = new Float64Array(capacity);
+  }
+  push(v: number): void {
+    this.buf[this.head] = v;
+    this.head = (this.head + 1) % this.capacity;
+    if (this.n < this.capacity) this.n++;
+  }
+  get length(): number {
+    return this.n;
+  }
+  /** i-th value, oldest first. */
+  at(i: number): number {
+    return this.buf[(this.head - this.n + i + this.capacity * 2) % this.capacity];
+  }
+  values(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.n; i++) out.push(this.at(i));
+    return out;
+  }
+}

@@ -1,0 +1,23 @@
+// Reads the activation of a layer from the line of the user's code that built it (the probe's
+// tensor info has the layer class, not its activation); files are read once per run.
+import { readFileSync } from 'node:fs';
+import { activationFromSource } from '../core/analysis/activation';
+import type { ActivationFamily } from '../core/analysis/model';
+import type { TensorInfo } from '../core/protocol/messages';
+
+export function activationFromFiles(): (t: TensorInfo) => ActivationFamily | null {
+  const texts = new Map<string, string | null>();
+  return (t) => {
+    if (!t.source) return null;
+    let text = texts.get(t.source.file);
+    if (text === undefined) {
+      try {
+        text = readFileSync(t.source.file, 'utf8');
+      } catch {
+        text = null;
+      }
+      texts.set(t.source.file, text);
+    }
+    return text === null ? null : activationFromSource(text, t.source.line, t.layerType);
+  };
+}

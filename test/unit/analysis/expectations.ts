@@ -1,0 +1,61 @@
+// What each recorded diagnosis run should produce, read from markers in its script:
+//   // gs:expect KIND KIND …      the finding kinds expected (none: a healthy run)
+//   … // gs:layer KIND            the finding of KIND must point at this line (its layer's construction)
+//   … // gs:global KIND           the finding of KIND must be global (layer null)
+// The examples (examples/tfjs, not ours to annotate) are described in EXAMPLES.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { repoRoot } from '../support/paths';
+
+export interface Expectation {
+  name: string;
+  script: string;
+  runFile: string;
+  kinds: string[];
+  /** Kind → expected 1-based source line, or null for a global finding. */
+  where: Map<string, number | null>;
+}
+
+export const DIAGNOSIS_DIR = join(repoRoot, 'test', 'fixtures', 'diagnosis');
+export const RUNS_DIR = join(DIAGNOSIS_DIR, 'runs');
+
+export function parseMarkers(text: string): { kinds: string[]; where: Map<string, number | null> } {
+  const lines = text.split('\n');
+  let kinds: string[] | null = null;
+  const where = new Map<string, number | null>();
+  lines.forEach((l, i) => {
+    const e = /\/\/ gs:expect\b(.*)$/.exec(l);
+    if (e) kinds = e[1].trim().split(/\s+/).filter(Boolean);
+    for (const m of l.matchAll(/\/\/ gs:(layer|global) ([a-z-]+)/g)) where.set(m[2], m[1] === 'layer' ? i + 1 : null);
+  });
+  if (!kinds) throw new Error('no // gs:expect marker');
+  return { kinds, where };
+}
+
+/** The examples' expectations (their scripts carry no markers). Lines are those of examples/tfjs. */
+export const EXAMPLES: { name: string; script: string; kinds: string[]; where: [string, number | null][] }[] = [
+  // The script's comment: too large for 64 inputs, i.e. from the second Dense layer on.
+  { name: 'example-exploding-mlp', script: 'exploding-mlp.js', kinds: ['exploding-gradient', 'non-finite-gradient'], where: [['exploding-gradient', 17]] },
+  // The recurrent layer's weights blow up first.
+  { name: 'example-exploding-rnn', script: 'exploding-rnn.js', kinds: ['exploding-gradient', 'non-finite-gradient'], where: [['exploding-gradient', 13]] },
+  { name: 'example-vanishing-deep', script: 'vanishing-deep.js', kinds: ['vanishing-gradient'], where: [['vanishing-gradient', 13]] },
+  { name: 'example-healthy-mlp', script: 'healthy-mlp.js', kinds: [], where: [] },
+  { name: 'example-healthy-custom-loop', script: 'healthy-custom-loop.mjs', kinds: [], where: [] },
+  { name: 'example-conv-net', script: 'conv-net.js', kinds: [], where: [] },
+];
+
+export function expectations(): Expectation[] {
+  const out: Expectation[] = [];
+  for (const f of readdirSync(DIAGNOSIS_DIR).sort()) {
+    if (!f.endsWith('.js')) continue;
+    const script = join(DIAGNOSIS_DIR, f);
+    const { kinds, where } = parseMarkers(readFileSync(script, 'utf8'));
+    out.push({ name: basename(f, '.js'), script, runFile: join(RUNS_DIR, basename(f, '.js') + '.gsrun'), kinds, where });
+  }
+  for (const e of EXAMPLES) {
+    const runFile = join(RUNS_DIR, e.name + '.gsrun');
+    if (!existsSync(runFile)) continue;
+    out.push({ name: e.name, script: join(repoRoot, 'examples', 'tfjs', e.script), runFile, kinds: e.kinds, where: new Map(e.where) });
+  }
+  return out;
+}
