@@ -41,6 +41,8 @@ const entries = [
   { entryPoints: { 'probe/tfjs/esmHooks': 'src/probe/tfjs/esmHooks.ts' }, format: 'esm', outExtension: { '.js': '.mjs' } },
   { entryPoints: { 'test/suite/index': 'test/suite/index.ts' } },
   { entryPoints: testsUnder('test/unit') },
+  // The panel's webview (browser): dist/webview/main.js + main.css, also inlined into HTML reports.
+  { entryPoints: { 'webview/main': 'webview/main.ts' }, platform: 'browser', format: 'iife', target: 'es2022', minify: true, external: [] },
 ].map((e) => {
   // Entries whose source does not exist yet are skipped with a warning, so one missing part
   // does not stop the others from building.

@@ -1,0 +1,285 @@
+// Norm curves: global gradient norm per step on a log axis, the loss on a second (linear) axis,
+// chosen per-layer norms, a compared run, and the clipping threshold. Long series go through
+// Chart.js decimation (parsing: false, linear x). Non-finite points are never dropped: they break
+// the line and are marked at the top edge (NaN, +Inf) or bottom edge (-Inf, and 0 on the log axis).
+import type { ChartOptions, Chart, ChartDataset, Plugin } from 'chart.js';
+import { axisStyle, ensureChartJs } from './chartSetup';
+import type { Palette } from './theme';
+
+/** One curve. values may hold NaN / ±Inf. steps ascend. */
+export interface Series {
+  label: string;
+  steps: ArrayLike<number>;
+  values: ArrayLike<number>;
+  color: string;
+  dashed?: boolean;
+}
+
+export interface NormCurvesData {
+  globalNorm: Series;
+  loss: Series | null;
+  layers: Series[];
+  compare: Series | null;
+  clipNorm: number | null;
+}
+
+export interface NormCurvesOptions {
+  palette: Palette;
+  /** Selected step, drawn as a vertical line. */
+  selectedStep?: number | null;
+}
+
+export interface NormCurvesHandle {
+  update(data: NormCurvesData, options?: Partial<NormCurvesOptions>): void;
+  readonly canvas: HTMLCanvasElement;
+  dispose(): void;
+}
+
+type Pt = { x: number; y: number | null };
+type Mark = { x: number; kind: 'nan' | 'inf' | 'low' };
+
+/** Points and non-finite markers of one series, extended in place when the series only grew. */
+interface Cache {
+  points: Pt[];
+  marks: Mark[];
+  len: number;
+  lastStep: number;
+  log: boolean;
+}
+
+function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
+  const n = s.steps.length;
+  let c = cache;
+  if (!c || c.log !== log || n < c.len || (c.len > 0 && s.steps[c.len - 1] !== c.lastStep)) {
+    c = { points: [], marks: [], len: 0, lastStep: NaN, log };
+  }
+  for (let i = c.len; i < n; i++) {
+    const x = s.steps[i] as number;
+    const v = s.values[i] as number;
+    if (v !== v) {
+      c.points.push({ x, y: null });
+      c.marks.push({ x, kind: 'nan' });
+    } else if (v === Infinity || v === -Infinity) {
+      c.points.push({ x, y: null });
+      c.marks.push({ x, kind: v > 0 ? 'inf' : 'low' });
+    } else if (log && v <= 0) {
+      c.points.push({ x, y: null });
+      c.marks.push({ x, kind: 'low' });
+    } else c.points.push({ x, y: v });
+  }
+  c.len = n;
+  c.lastStep = n > 0 ? (s.steps[n - 1] as number) : NaN;
+  return c;
+}
+
+export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options: NormCurvesOptions): NormCurvesHandle {
+  const ChartJs = ensureChartJs();
+  let opts = options;
+  let current = data;
+  const caches = new Map<string, Cache>();
+  const dsByKey = new Map<string, ChartDataset<'line', Pt[]>>();
+  const assigned = new Map<string, Pt[]>();
+  // The markers of each drawn series, with the axis it belongs to.
+  let markSets: { marks: Mark[]; color: string }[] = [];
+
+  el.classList.add('gs-norms');
+  const wrap = document.createElement('div');
+  wrap.className = 'gs-chart-wrap';
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('role', 'img');
+  wrap.append(canvas);
+  el.append(wrap);
+
+  const markers: Plugin = {
+    id: 'gsNonFinite',
+    afterDatasetsDraw(chart) {
+      const x = chart.scales['x'];
+      if (!x) return;
+      const { ctx, chartArea: a } = chart;
+      const p = opts.palette;
+      ctx.save();
+      for (const set of markSets) {
+        let lastPx = -1;
+        let lastKind = '';
+        for (const m of set.marks) {
+          const px = Math.round(x.getPixelForValue(m.x));
+          if (px < a.left - 1 || px > a.right + 1) continue;
+          if (px === lastPx && m.kind === lastKind) continue;
+          lastPx = px;
+          lastKind = m.kind;
+          ctx.fillStyle = m.kind === 'nan' ? p.nan : m.kind === 'inf' ? p.inf : p.zero;
+          ctx.beginPath();
+          if (m.kind === 'low') {
+            ctx.moveTo(px - 4, a.bottom);
+            ctx.lineTo(px + 4, a.bottom);
+            ctx.lineTo(px, a.bottom - 7);
+          } else {
+            ctx.moveTo(px - 4, a.top);
+            ctx.lineTo(px + 4, a.top);
+            ctx.lineTo(px, a.top + 7);
+          }
+          ctx.closePath();
+          ctx.fill();
+        }
+      }
+      const sel = opts.selectedStep;
+      if (sel !== null && sel !== undefined) {
+        const px = x.getPixelForValue(sel);
+        if (px >= a.left && px <= a.right) {
+          ctx.strokeStyle = p.muted;
+          ctx.setLineDash([3, 3]);
+          ctx.beginPath();
+          ctx.moveTo(px, a.top);
+          ctx.lineTo(px, a.bottom);
+          ctx.stroke();
+        }
+      }
+      ctx.restore();
+    },
+    afterDraw(chart) {
+      const a = chart.chartArea;
+      const y = chart.scales['y'];
+      chart.canvas.dataset['area'] = [a.left, a.top, a.right, a.bottom].map((v) => Math.round(v)).join(',');
+      if (y) chart.canvas.dataset['yRange'] = `${y.min},${y.max}`;
+    },
+  };
+
+  function datasets(): ChartDataset<'line', Pt[]>[] {
+    const p = opts.palette;
+    const d = current;
+    const used = new Set<string>();
+    const out: ChartDataset<'line', Pt[]>[] = [];
+    markSets = [];
+    const add = (s: Series, axis: 'y' | 'y2', width: number, key: string): void => {
+      used.add(key);
+      const c = extend(caches.get(key), s, axis === 'y');
+      caches.set(key, c);
+      markSets.push({ marks: c.marks, color: s.color });
+      // Dataset objects are kept across updates (Chart.js keys its element caches by them), and
+      // their point arrays only grow, so an append costs the new points only.
+      let ds = dsByKey.get(key);
+      if (!ds) {
+        ds = { label: s.label, data: c.points, pointRadius: 0, pointHoverRadius: 3, spanGaps: false, tension: 0 };
+        dsByKey.set(key, ds);
+        assigned.set(key, c.points);
+      } else if (assigned.get(key) !== c.points) {
+        ds.data = c.points;
+        assigned.set(key, c.points);
+      }
+      ds.label = s.label;
+      ds.yAxisID = axis;
+      ds.borderColor = s.color;
+      ds.backgroundColor = s.color;
+      ds.borderWidth = width;
+      ds.borderDash = s.dashed ? [5, 4] : [];
+      out.push(ds);
+    };
+    add(d.globalNorm, 'y', 2, 'global');
+    if (d.compare) add(d.compare, 'y', 1.5, `compare:${d.compare.label}`);
+    for (const s of d.layers) add(s, 'y', 1.25, `layer:${s.label}`);
+    if (d.loss && d.loss.steps.length > 0) add(d.loss, 'y2', 1, 'loss');
+    if (d.clipNorm !== null && d.clipNorm > 0 && d.globalNorm.steps.length > 0) {
+      const x0 = d.globalNorm.steps[0] as number;
+      const x1 = d.globalNorm.steps[d.globalNorm.steps.length - 1] as number;
+      out.push({
+        label: `clip ${d.clipNorm}`,
+        data: [{ x: x0, y: d.clipNorm }, { x: Math.max(x1, x0 + 1), y: d.clipNorm }],
+        yAxisID: 'y',
+        borderColor: p.clip,
+        backgroundColor: p.clip,
+        borderWidth: 1,
+        borderDash: [2, 3],
+        pointRadius: 0,
+      });
+    }
+    const kinds = new Set(markSets.flatMap((m) => (m.marks.length > 0 ? m.marks.map((k) => k.kind) : [])));
+    if (kinds.has('nan')) out.push(legendOnly('NaN', p.nan));
+    if (kinds.has('inf')) out.push(legendOnly('Inf', p.inf));
+    if (kinds.has('low')) out.push(legendOnly('0 / -Inf', p.zero));
+    for (const k of [...caches.keys()]) if (!used.has(k)) caches.delete(k);
+    for (const k of [...dsByKey.keys()]) if (!used.has(k)) {
+      dsByKey.delete(k);
+      assigned.delete(k);
+    }
+    canvas.dataset['series'] = JSON.stringify(out.map((s) => ({ label: s.label, color: s.borderColor, points: (assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data).length })));
+    canvas.setAttribute('aria-label', `Gradient norm curves: ${out.map((s) => s.label).join(', ')}`);
+    return out;
+  }
+
+  function chartOptions(): ChartOptions<'line'> {
+    const p = opts.palette;
+    const ax = axisStyle(p);
+    const hasLoss = current.loss !== null && current.loss.steps.length > 0;
+    return {
+      animation: false,
+      responsive: true,
+      maintainAspectRatio: false,
+      parsing: false,
+      normalized: true,
+      interaction: { mode: 'nearest', axis: 'x', intersect: false },
+      plugins: {
+        decimation: { enabled: true, algorithm: 'min-max' },
+        legend: { labels: { color: p.foreground, boxWidth: 14, boxHeight: 2 } },
+        tooltip: {
+          callbacks: {
+            title: (items) => (items[0] ? `step ${items[0].parsed.x}` : ''),
+          },
+        },
+      },
+      scales: {
+        x: { type: 'linear', ...ax, title: { display: true, text: 'step', color: p.foreground }, ticks: { color: p.foreground, maxRotation: 0 } },
+        y: {
+          type: 'logarithmic', ...ax, title: { display: true, text: 'gradient norm (log)', color: p.foreground },
+          // Only powers of ten, thinned to about 8: Chart.js measures every tick label on each update.
+          afterBuildTicks: (scale) => {
+            const pow = scale.ticks.filter((t) => logTick(t.value) !== '');
+            const every = Math.ceil(pow.length / 8);
+            scale.ticks = pow.filter((_, i) => i % every === 0);
+          },
+          ticks: { color: p.foreground, callback: (v) => logTick(Number(v)) },
+        },
+        y2: { type: 'linear', position: 'right', display: hasLoss, ...ax, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss', color: p.foreground } },
+      },
+    };
+  }
+
+  let chart: Chart<'line', Pt[]> | null = new ChartJs<'line', Pt[]>(canvas, {
+    type: 'line',
+    data: { datasets: datasets() },
+    options: chartOptions(),
+    plugins: [markers],
+  });
+
+  return {
+    canvas,
+    update(next, patch) {
+      if (!chart) return;
+      const restyle = patch !== undefined && (patch.palette !== undefined || (next.loss === null) !== (current.loss === null));
+      if (patch) opts = { ...opts, ...patch };
+      const lossShown = current.loss !== null && current.loss.steps.length > 0;
+      current = next;
+      const lossNow = current.loss !== null && current.loss.steps.length > 0;
+      chart.data.datasets = datasets();
+      if (restyle || lossShown !== lossNow) chart.options = chartOptions();
+      chart.update('none');
+    },
+    dispose() {
+      chart?.destroy();
+      chart = null;
+      el.replaceChildren();
+    },
+  };
+}
+
+/** Labels powers of ten only: 0.01, 0.1, 1, 10, 100, 1000, then 1e4, 1e5 … */
+export function logTick(v: number): string {
+  if (!(v > 0)) return '';
+  const l = Math.log10(v);
+  const k = Math.round(l);
+  if (Math.abs(l - k) > 1e-6) return '';
+  return k >= -2 && k <= 3 ? String(Number(v.toPrecision(1))) : `1e${k}`;
+}
+
+function legendOnly(label: string, color: string): ChartDataset<'line', Pt[]> {
+  return { label, data: [], borderColor: color, backgroundColor: color, borderWidth: 6, pointRadius: 0 };
+}

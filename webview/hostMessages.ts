@@ -1,0 +1,264 @@
+// Validation of what the host (or an embedded report) hands the webview. Anything that is not
+// exactly one of the declared messages, within size limits, is dropped: a bad message must never
+// break the page or reach the DOM unchecked. Mirrors parseWebviewMessage on the host side.
+import type { Finding, Remedy, Severity } from '../src/core/analysis/finding';
+import type { SourceLocation } from '../src/core/protocol/messages';
+import type {
+  HeatmapMetric,
+  HostToWebview,
+  PanelCurve,
+  PanelHeatmap,
+  PanelHistogramRow,
+  PanelRunHeader,
+  PanelSnapshot,
+  PanelTensor,
+  PanelTensorDetail,
+  RunStatus,
+} from '../src/panel/messages';
+
+const MAX_STRING = 4096;
+const MAX_LIST = 100_000;
+const MAX_POINTS = 5_000_000;
+const MAX_CELLS = 50_000_000;
+const METRICS: readonly HeatmapMetric[] = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'];
+const STATUSES: readonly RunStatus[] = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'saved'];
+const SEVERITIES: readonly Severity[] = ['error', 'warning', 'info'];
+
+type Obj = Record<string, unknown>;
+class Invalid extends Error {}
+const fail = (what: string): never => {
+  throw new Invalid(what);
+};
+
+const obj = (v: unknown, what: string): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : fail(what));
+const own = (o: Obj, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+const str = (v: unknown, what: string): string => (typeof v === 'string' && v.length <= MAX_STRING ? v : fail(what));
+const strOrNull = (v: unknown, what: string): string | null => (v === null ? null : str(v, what));
+const num = (v: unknown, what: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(what));
+const numOrNull = (v: unknown, what: string): number | null => (v === null ? null : num(v, what));
+const int = (v: unknown, what: string): number => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= Number.MAX_SAFE_INTEGER ? (v as number) : fail(what));
+const arr = (v: unknown, what: string, max = MAX_LIST): unknown[] => (Array.isArray(v) && v.length <= max ? v : fail(what));
+const oneOf = <T extends string>(v: unknown, set: readonly T[], what: string): T => (set.includes(v as T) ? (v as T) : fail(what));
+
+function source(v: unknown): SourceLocation | null {
+  if (v === null || v === undefined) return null;
+  const o = obj(v, 'source');
+  return { file: str(own(o, 'file'), 'source.file'), line: int(own(o, 'line'), 'source.line'), column: int(own(o, 'column'), 'source.column') };
+}
+
+function indexList(v: unknown, n: number, what: string): number[] | undefined {
+  if (v === undefined) return undefined;
+  return arr(v, what, MAX_POINTS).map((i) => {
+    const k = int(i, what);
+    return k < n ? k : fail(what);
+  });
+}
+
+export function parseCurve(v: unknown, what = 'curve'): PanelCurve {
+  const o = obj(v, what);
+  const steps = arr(own(o, 'steps'), `${what}.steps`, MAX_POINTS);
+  const values = arr(own(o, 'values'), `${what}.values`, MAX_POINTS);
+  if (steps.length !== values.length) fail(`${what}: steps and values differ in length`);
+  for (const s of steps) if (typeof s !== 'number' || !Number.isFinite(s)) fail(`${what}.steps`);
+  for (const x of values) if (x !== null && (typeof x !== 'number' || !Number.isFinite(x))) fail(`${what}.values`);
+  const out: PanelCurve = { steps: steps as number[], values: values as (number | null)[] };
+  const nan = indexList(own(o, 'nan'), steps.length, `${what}.nan`);
+  const inf = indexList(own(o, 'inf'), steps.length, `${what}.inf`);
+  if (nan) out.nan = nan;
+  if (inf) out.inf = inf;
+  return out;
+}
+
+export function parseHeatmap(v: unknown): PanelHeatmap {
+  const o = obj(v, 'heatmap');
+  const metric = oneOf(own(o, 'metric'), METRICS, 'heatmap.metric');
+  const layers = arr(own(o, 'layers'), 'heatmap.layers').map((l) => str(l, 'heatmap.layers'));
+  const steps = arr(own(o, 'steps'), 'heatmap.steps', MAX_POINTS);
+  for (const s of steps) if (typeof s !== 'number' || !Number.isFinite(s)) fail('heatmap.steps');
+  const values = arr(own(o, 'values'), 'heatmap.values', MAX_CELLS);
+  if (values.length !== layers.length * steps.length) fail('heatmap: values is not layers × steps');
+  for (const x of values) {
+    if (typeof x === 'number') {
+      if (!Number.isFinite(x)) fail('heatmap.values');
+    } else if (x !== null && x !== 'NaN' && x !== 'Inf' && x !== '-Inf') fail('heatmap.values');
+  }
+  return { metric, layers, steps: steps as number[], values: values as PanelHeatmap['values'] };
+}
+
+function header(v: unknown): PanelRunHeader {
+  const o = obj(v, 'header');
+  return {
+    runId: str(own(o, 'runId'), 'header.runId'),
+    script: str(own(o, 'script'), 'header.script'),
+    backend: strOrNull(own(o, 'backend'), 'header.backend'),
+    device: strOrNull(own(o, 'device'), 'header.device'),
+    backendReason: strOrNull(own(o, 'backendReason') ?? null, 'header.backendReason'),
+    status: oneOf(own(o, 'status'), STATUSES, 'header.status'),
+    statusMessage: str(own(o, 'statusMessage') ?? '', 'header.statusMessage'),
+    step: int(own(o, 'step'), 'header.step'),
+    stepsPerSec: numOrNull(own(o, 'stepsPerSec') ?? null, 'header.stepsPerSec'),
+    droppedFrames: int(own(o, 'droppedFrames') ?? 0, 'header.droppedFrames'),
+    clipNorm: numOrNull(own(o, 'clipNorm') ?? null, 'header.clipNorm'),
+  };
+}
+
+function tensor(v: unknown): PanelTensor {
+  const o = obj(v, 'tensor');
+  return {
+    id: int(own(o, 'id'), 'tensor.id'),
+    name: str(own(o, 'name'), 'tensor.name'),
+    layer: str(own(o, 'layer'), 'tensor.layer'),
+    layerType: str(own(o, 'layerType') ?? '', 'tensor.layerType'),
+    shape: arr(own(o, 'shape'), 'tensor.shape', 16).map((d) => int(d, 'tensor.shape')),
+    source: source(own(o, 'source')),
+  };
+}
+
+export function parseFinding(v: unknown): Finding {
+  const o = obj(v, 'finding');
+  const range = arr(own(o, 'stepRange'), 'finding.stepRange', 2);
+  if (range.length !== 2) fail('finding.stepRange');
+  const evidence: Record<string, number | string | null> = {};
+  const ev = obj(own(o, 'evidence') ?? {}, 'finding.evidence');
+  const keys = Object.keys(ev);
+  if (keys.length > 64) fail('finding.evidence');
+  for (const k of keys) {
+    if (k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
+    const x = ev[k];
+    if (x !== null && typeof x !== 'string' && typeof x !== 'number') fail('finding.evidence');
+    evidence[str(k, 'finding.evidence')] = typeof x === 'string' ? str(x, 'finding.evidence') : (x as number | null);
+  }
+  const remedies: Remedy[] = arr(own(o, 'remedies'), 'finding.remedies', 32).map((r) => {
+    const ro = obj(r, 'remedy');
+    return { id: str(own(ro, 'id'), 'remedy.id'), title: str(own(ro, 'title'), 'remedy.title') };
+  });
+  return {
+    id: str(own(o, 'id'), 'finding.id'),
+    kind: str(own(o, 'kind'), 'finding.kind') as Finding['kind'],
+    severity: oneOf(own(o, 'severity'), SEVERITIES, 'finding.severity'),
+    step: int(own(o, 'step'), 'finding.step'),
+    stepRange: [int(range[0], 'finding.stepRange'), int(range[1], 'finding.stepRange')],
+    tensors: arr(own(o, 'tensors'), 'finding.tensors').map((t) => str(t, 'finding.tensors')),
+    layer: strOrNull(own(o, 'layer') ?? null, 'finding.layer'),
+    source: source(own(o, 'source')),
+    message: str(own(o, 'message'), 'finding.message'),
+    evidence,
+    remedies,
+  };
+}
+
+function layerNorms(v: unknown): Record<string, PanelCurve> {
+  const o = obj(v, 'layerNorms');
+  const out: Record<string, PanelCurve> = Object.create(null) as Record<string, PanelCurve>;
+  const keys = Object.keys(o);
+  if (keys.length > MAX_LIST) fail('layerNorms');
+  for (const k of keys) out[str(k, 'layerNorms key')] = parseCurve(o[k], `layerNorms[${k}]`);
+  return out;
+}
+
+export function parseSnapshot(v: unknown): PanelSnapshot {
+  const o = obj(v, 'snapshot');
+  const cmp = own(o, 'compare');
+  let compare: PanelSnapshot['compare'] = null;
+  if (cmp !== null && cmp !== undefined) {
+    const c = obj(cmp, 'compare');
+    compare = { runId: str(own(c, 'runId'), 'compare.runId'), label: str(own(c, 'label'), 'compare.label'), globalNorm: parseCurve(own(c, 'globalNorm'), 'compare.globalNorm') };
+  }
+  return {
+    header: header(own(o, 'header')),
+    tensors: arr(own(o, 'tensors'), 'tensors').map(tensor),
+    layers: arr(own(o, 'layers'), 'layers').map((l) => str(l, 'layers')),
+    globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
+    loss: parseCurve(own(o, 'loss'), 'loss'),
+    layerNorms: layerNorms(own(o, 'layerNorms')),
+    heatmap: parseHeatmap(own(o, 'heatmap')),
+    findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
+    compare,
+    savedRuns: arr(own(o, 'savedRuns') ?? [], 'savedRuns', 1000).map((r) => {
+      const ro = obj(r, 'savedRun');
+      return { runFile: str(own(ro, 'runFile'), 'savedRun.runFile'), label: str(own(ro, 'label'), 'savedRun.label') };
+    }),
+  };
+}
+
+export function parseDetail(v: unknown): PanelTensorDetail {
+  const o = obj(v, 'detail');
+  const histograms: PanelHistogramRow[] = arr(own(o, 'histograms'), 'detail.histograms').map((r) => {
+    const ro = obj(r, 'histogram');
+    return {
+      step: int(own(ro, 'step'), 'histogram.step'),
+      histLo: num(own(ro, 'histLo'), 'histogram.histLo'),
+      histHi: num(own(ro, 'histHi'), 'histogram.histHi'),
+      counts: arr(own(ro, 'counts'), 'histogram.counts', 1024).map((c) => num(c, 'histogram.counts')),
+    };
+  });
+  const t = own(o, 'thumbnail');
+  let thumbnail: PanelTensorDetail['thumbnail'] = null;
+  if (t !== null && t !== undefined) {
+    const to = obj(t, 'thumbnail');
+    const rows = int(own(to, 'rows'), 'thumbnail.rows');
+    const cols = int(own(to, 'cols'), 'thumbnail.cols');
+    if (rows > 256 || cols > 256) fail('thumbnail too large');
+    const values = arr(own(to, 'values'), 'thumbnail.values', 65536);
+    if (values.length !== rows * cols) fail('thumbnail.values');
+    // Non-finite |g| arrives as null (JSON) and is drawn in the NaN colour.
+    thumbnail = { step: int(own(to, 'step'), 'thumbnail.step'), rows, cols, values: values.map((x) => (x === null ? NaN : num(x, 'thumbnail.values'))) };
+  }
+  const s = own(o, 'stats');
+  let stats: PanelTensorDetail['stats'] = null;
+  if (s !== null && s !== undefined) {
+    const so = obj(s, 'stats');
+    stats = { step: int(own(so, 'step'), 'stats.step'), mean: num(own(so, 'mean'), 'stats.mean'), std: num(own(so, 'std'), 'stats.std'), zeroFrac: num(own(so, 'zeroFrac'), 'stats.zeroFrac') };
+  }
+  return { tensorId: int(own(o, 'tensorId'), 'detail.tensorId'), histograms, thumbnail, stats };
+}
+
+/** Returns the message, validated and copied, or null (with the reason in `onError`) when it is not a HostToWebview. */
+export function parseHostMessage(raw: unknown, onError?: (reason: string) => void): HostToWebview | null {
+  try {
+    const o = obj(raw, 'message');
+    const type = own(o, 'type');
+    switch (type) {
+      case 'snapshot':
+        return { type, snapshot: parseSnapshot(own(o, 'snapshot')) };
+      case 'delta':
+        return {
+          type,
+          header: header(own(o, 'header')),
+          globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
+          loss: parseCurve(own(o, 'loss'), 'loss'),
+          layerNorms: layerNorms(own(o, 'layerNorms')),
+          heatmap: parseHeatmap(own(o, 'heatmap')),
+          findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
+        };
+      case 'append': {
+        const f = own(o, 'findings');
+        return {
+          type,
+          header: header(own(o, 'header')),
+          globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
+          loss: parseCurve(own(o, 'loss'), 'loss'),
+          layerNorms: layerNorms(own(o, 'layerNorms')),
+          heatmap: parseHeatmap(own(o, 'heatmap')),
+          tensors: arr(own(o, 'tensors') ?? [], 'tensors').map(tensor),
+          layers: arr(own(o, 'layers') ?? [], 'layers').map((l) => str(l, 'layers')),
+          findings: f === null || f === undefined ? null : arr(f, 'findings', 1000).map(parseFinding),
+        };
+      }
+      case 'tensorDetail':
+        return { type, detail: parseDetail(own(o, 'detail')) };
+      case 'select': {
+        const step = own(o, 'step');
+        return { type, layer: str(own(o, 'layer'), 'select.layer'), step: step === null || step === undefined ? null : int(step, 'select.step') };
+      }
+      default:
+        return fail(`unknown message type ${JSON.stringify(String(type)).slice(0, 64)}`);
+    }
+  } catch (e) {
+    if (e instanceof Invalid) {
+      onError?.(e.message);
+      return null;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,627 @@
+// The inspection panel. Runs inside the VS Code webview (acquireVsCodeApi present: `ready`
+// handshake, one snapshot, then batched deltas) or standalone in an exported HTML report (the
+// snapshot is embedded as JSON in <script type="application/json" id="gradscope-data">, and the
+// controls that need the extension are hidden). Everything the host sends is validated first.
+import '../media/panel.css';
+import type { Finding } from '../src/core/analysis/finding';
+import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, WebviewToHost } from '../src/panel/messages';
+import { applyFont } from './charts/chartSetup';
+import { renderHeatmap, type HeatmapCell, type HeatmapHandle } from './charts/heatmap';
+import { renderHistogramOverTime, type ChartHandle, type HistogramOptions, type HistogramRow } from './charts/histogram';
+import { renderNormCurves, type NormCurvesData, type NormCurvesHandle, type Series } from './charts/normCurves';
+import { readPalette, type Palette } from './charts/theme';
+import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
+import { parseDetail, parseHostMessage } from './hostMessages';
+import { applyAppend, applyReplace, boundedModel, type Curve, type PanelModel } from './model';
+
+interface VsCodeApi {
+  postMessage(message: WebviewToHost): void;
+  getState(): unknown;
+  setState(state: unknown): void;
+}
+declare const acquireVsCodeApi: (() => VsCodeApi) | undefined;
+
+interface ViewState {
+  /** The run shown, so VS Code's serializer can reopen it after a reload. */
+  runId?: string | null;
+  metric: HeatmapMetric | null;
+  /** Layers whose norm curves are shown. */
+  layers: string[];
+  selectedLayer: string | null;
+  tensorId: number | null;
+  step: number | null;
+}
+
+const METRICS: { id: HeatmapMetric; label: string; value: string }[] = [
+  { id: 'norm', label: 'log10 ‖g‖', value: 'log10 ‖g‖' },
+  { id: 'maxAbs', label: 'max |g|', value: 'log10 max|g|' },
+  { id: 'updateRatio', label: 'update / weight', value: 'log10 ‖Δw‖/‖w‖' },
+  { id: 'zeroFrac', label: 'zero fraction', value: 'zero fraction' },
+];
+
+const TEMPLATE = `
+<header class="gs-header">
+  <div class="gs-header-main">
+    <h1 class="gs-script" id="gs-script">GradScope</h1>
+    <span class="gs-status" id="gs-status" role="status"></span>
+  </div>
+  <dl class="gs-facts">
+    <div><dt>Backend</dt><dd id="gs-backend">—</dd></div>
+    <div><dt>Step</dt><dd id="gs-step">—</dd></div>
+    <div><dt>Steps/s</dt><dd id="gs-rate">—</dd></div>
+    <div><dt>Dropped frames</dt><dd id="gs-dropped">0</dd></div>
+  </dl>
+  <div class="gs-actions">
+    <button type="button" id="gs-stop" class="gs-host-only">Stop</button>
+    <button type="button" id="gs-rerun" class="gs-host-only gs-secondary">Re-run</button>
+    <button type="button" id="gs-export" class="gs-host-only gs-secondary">Export report</button>
+  </div>
+  <div class="gs-runs gs-host-only">
+    <label>Run <select id="gs-run"></select></label>
+    <label>Compare with <select id="gs-compare"></select></label>
+  </div>
+</header>
+<main>
+  <section class="gs-section" aria-labelledby="gs-h-norms">
+    <h2 id="gs-h-norms">Gradient norm</h2>
+    <div class="gs-norms-layout">
+      <div id="gs-norms" class="gs-chart"></div>
+      <fieldset class="gs-layer-picker"><legend>Layer curves</legend><div id="gs-layer-list" class="gs-layer-list"></div></fieldset>
+    </div>
+  </section>
+  <section class="gs-section" aria-labelledby="gs-h-heat">
+    <div class="gs-section-head">
+      <h2 id="gs-h-heat">Layers × steps</h2>
+      <div role="radiogroup" aria-label="Heatmap metric" id="gs-metric" class="gs-metric"></div>
+    </div>
+    <div id="gs-heatmap" class="gs-chart gs-chart-tall"></div>
+  </section>
+  <section class="gs-section" aria-labelledby="gs-h-tensor" id="gs-tensor-section">
+    <div class="gs-section-head">
+      <h2 id="gs-h-tensor">Selected tensor</h2>
+      <label>Tensor <select id="gs-tensor"></select></label>
+    </div>
+    <p id="gs-tensor-empty" class="gs-empty">Click a heatmap cell to select a layer and step.</p>
+    <div class="gs-tensor-layout">
+      <div id="gs-hist" class="gs-chart"></div>
+      <div id="gs-thumb" class="gs-chart gs-chart-thumb"></div>
+    </div>
+    <p id="gs-tensor-stats" class="gs-muted"></p>
+  </section>
+  <section class="gs-section" aria-labelledby="gs-h-findings">
+    <h2 id="gs-h-findings">Findings</h2>
+    <ul id="gs-findings" class="gs-findings"></ul>
+  </section>
+</main>`;
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+};
+
+const STATUS_TEXT: Record<string, string> = {
+  starting: 'Starting', running: 'Running', completed: 'Completed', crashed: 'Crashed', stopped: 'Stopped',
+  'step-limit': 'Step limit reached', 'time-limit': 'Time limit reached', 'protocol-error': 'Protocol error', saved: 'Saved run',
+};
+
+class Panel {
+  private model: PanelModel | null = null;
+  private palette: Palette = readPalette();
+  private state: ViewState;
+  private norms: NormCurvesHandle | null = null;
+  private heat: HeatmapHandle | null = null;
+  private hist: ChartHandle<readonly HistogramRow[], HistogramOptions> | null = null;
+  private thumb: ChartHandle<Thumbnail, ThumbnailOptions> | null = null;
+  private details = new Map<number, PanelTensorDetail>();
+  private renders = 0;
+
+  constructor(
+    private readonly api: VsCodeApi | null,
+    embeddedDetails: PanelTensorDetail[] = [],
+  ) {
+    const saved = api?.getState();
+    this.state = isViewState(saved) ? saved : { metric: null, layers: [], selectedLayer: null, tensorId: null, step: null };
+    for (const d of embeddedDetails) this.details.set(d.tensorId, d);
+    document.body.classList.toggle('gs-standalone', api === null);
+    const root = document.getElementById('gradscope') ?? document.body.appendChild(document.createElement('div'));
+    root.id = 'gradscope';
+    root.innerHTML = TEMPLATE; // constant markup: no data is ever interpolated into HTML
+    this.wire();
+    applyFont(this.palette);
+    new MutationObserver(() => this.retheme()).observe(document.body, { attributes: true, attributeFilter: ['class', 'data-vscode-theme-kind', 'style'] });
+  }
+
+  private post(m: WebviewToHost): void {
+    this.api?.postMessage(m);
+  }
+
+  private saveState(): void {
+    this.api?.setState(this.state);
+  }
+
+  private wire(): void {
+    $('gs-stop').addEventListener('click', () => this.post({ type: 'stop' }));
+    $('gs-rerun').addEventListener('click', () => this.post({ type: 'rerun' }));
+    $('gs-export').addEventListener('click', () => this.post({ type: 'exportReport' }));
+    $<HTMLSelectElement>('gs-run').addEventListener('change', (e) => {
+      const v = (e.target as HTMLSelectElement).value;
+      if (v) this.post({ type: 'openRun', runFile: v });
+    });
+    $<HTMLSelectElement>('gs-compare').addEventListener('change', (e) => {
+      const v = (e.target as HTMLSelectElement).value;
+      this.post({ type: 'compareRun', runFile: v === '' ? null : v });
+    });
+    $<HTMLSelectElement>('gs-tensor').addEventListener('change', (e) => {
+      const id = Number((e.target as HTMLSelectElement).value);
+      if (Number.isInteger(id)) this.selectTensor(id, this.state.step);
+    });
+    const metric = $('gs-metric');
+    for (const m of METRICS) {
+      const label = document.createElement('label');
+      const input = document.createElement('input');
+      input.type = 'radio';
+      input.name = 'gs-metric';
+      input.value = m.id;
+      input.addEventListener('change', () => {
+        if (!input.checked) return;
+        this.state.metric = m.id;
+        this.saveState();
+        this.post({ type: 'setHeatmapMetric', metric: m.id });
+      });
+      label.append(input, document.createTextNode(m.label));
+      metric.append(label);
+    }
+  }
+
+  handle(msg: HostToWebview): void {
+    switch (msg.type) {
+      case 'snapshot':
+        this.snapshot(msg.snapshot);
+        this.state.runId = msg.snapshot.header.runId;
+        this.saveState();
+        break;
+      case 'append': {
+        if (!this.model) return;
+        const statusBefore = this.model.header.status;
+        const { heatmapReplaced, layersChanged } = applyAppend(this.model, msg);
+        this.renderHeader();
+        if (!msg.findings && statusBefore !== msg.header.status) this.renderFindings();
+        if (layersChanged) this.renderLayerList();
+        this.scheduleNorms();
+        this.heat?.update(this.model.heatmap, heatmapReplaced ? this.heatOptions() : undefined);
+        if (msg.findings) this.renderFindings();
+        this.bump();
+        break;
+      }
+      case 'delta': {
+        if (!this.model) return;
+        applyReplace(this.model, msg);
+        this.renderHeader();
+        this.norms?.update(this.normData());
+        this.heat?.update(this.model.heatmap, this.heatOptions());
+        this.renderFindings();
+        this.syncMetricRadios();
+        this.bump();
+        break;
+      }
+      case 'tensorDetail':
+        this.details.set(msg.detail.tensorId, msg.detail);
+        if (msg.detail.tensorId === this.state.tensorId) this.renderTensor();
+        break;
+      case 'select': {
+        if (!this.model) return;
+        const row = this.model.heatmap.layers.indexOf(msg.layer);
+        if (row < 0 && !this.model.layers.includes(msg.layer)) return;
+        this.selectLayer(msg.layer, msg.step);
+        break;
+      }
+      default: {
+        const never: never = msg;
+        return never;
+      }
+    }
+  }
+
+  private snapshot(s: PanelSnapshot): void {
+    this.model = boundedModel(s);
+    const known = new Set(this.model.layers);
+    this.state.layers = this.state.layers.filter((l) => known.has(l));
+    if (this.state.selectedLayer && !known.has(this.state.selectedLayer)) this.state.selectedLayer = null;
+    if (this.state.tensorId !== null && !this.model.tensors.some((t) => t.id === this.state.tensorId)) this.state.tensorId = null;
+    this.renderHeader();
+    this.renderRunPickers();
+    this.renderLayerList();
+    this.syncMetricRadios();
+    if (this.norms) this.norms.update(this.normData(), { palette: this.palette });
+    else this.norms = renderNormCurves($('gs-norms'), this.normData(), { palette: this.palette, selectedStep: this.state.step });
+    if (this.heat) this.heat.update(this.model.heatmap, this.heatOptions());
+    else this.heat = renderHeatmap($('gs-heatmap'), this.model.heatmap, this.heatOptions());
+    this.renderFindings();
+    this.renderTensor();
+    // A reload restores the view: ask the host for what the saved state shows.
+    if (this.api && this.state.metric && this.state.metric !== this.model.metric) this.post({ type: 'setHeatmapMetric', metric: this.state.metric });
+    if (this.api && this.state.tensorId !== null && !this.details.has(this.state.tensorId)) this.post({ type: 'selectTensor', tensorId: this.state.tensorId, step: this.state.step });
+    this.bump();
+  }
+
+  private normsAt = 0;
+  private normsTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /**
+   * Live appends redraw the norm curves at most 5 times a second: a Chart.js update of the line
+   * chart (layout, decimation) costs several ms, the heatmap's bitmap update about one.
+   */
+  private scheduleNorms(): void {
+    const wait = this.normsAt + 200 - performance.now();
+    if (wait <= 0) {
+      this.normsAt = performance.now();
+      this.norms?.update(this.normData());
+    } else if (this.normsTimer === null) {
+      this.normsTimer = setTimeout(() => {
+        this.normsTimer = null;
+        this.normsAt = performance.now();
+        if (this.model) this.norms?.update(this.normData());
+      }, wait);
+    }
+  }
+
+  private bump(): void {
+    this.renders++;
+    document.body.dataset['gsRenders'] = String(this.renders);
+  }
+
+  private retheme(): void {
+    const p = readPalette();
+    if (JSON.stringify(p) === JSON.stringify(this.palette)) return;
+    this.palette = p;
+    applyFont(p);
+    if (!this.model) return;
+    this.norms?.update(this.normData(), { palette: p });
+    this.heat?.update(this.model.heatmap, this.heatOptions());
+    this.hist?.dispose();
+    this.thumb?.dispose();
+    this.hist = this.thumb = null;
+    this.renderTensor();
+  }
+
+  // ---- header -------------------------------------------------------------------------------
+
+  private renderHeader(): void {
+    const h = this.model!.header;
+    $('gs-script').textContent = h.script || 'GradScope';
+    $('gs-script').title = h.script;
+    const status = $('gs-status');
+    status.textContent = STATUS_TEXT[h.status] ?? h.status;
+    status.dataset['status'] = h.status;
+    status.title = h.statusMessage;
+    const backend = [h.backend, h.device].filter((x) => x).join(' · ') || '—';
+    $('gs-backend').textContent = backend;
+    $('gs-backend').title = h.backendReason ?? '';
+    $('gs-step').textContent = String(h.step);
+    $('gs-rate').textContent = h.stepsPerSec === null ? '—' : h.stepsPerSec.toFixed(h.stepsPerSec < 10 ? 1 : 0);
+    $('gs-dropped').textContent = String(h.droppedFrames);
+    $('gs-dropped').classList.toggle('gs-warn', h.droppedFrames > 0);
+    const live = h.status === 'running' || h.status === 'starting';
+    $<HTMLButtonElement>('gs-stop').disabled = !live;
+    $<HTMLButtonElement>('gs-rerun').disabled = live;
+  }
+
+  private renderRunPickers(): void {
+    const m = this.model!;
+    const run = $<HTMLSelectElement>('gs-run');
+    const cmp = $<HTMLSelectElement>('gs-compare');
+    run.replaceChildren(option('', `${m.header.runId} (shown)`));
+    cmp.replaceChildren(option('', 'None'));
+    for (const r of m.savedRuns) {
+      run.append(option(r.runFile, r.label));
+      cmp.append(option(r.runFile, r.label));
+    }
+    if (m.compare) {
+      const hit = m.savedRuns.find((r) => r.label === m.compare!.label || r.runFile.includes(m.compare!.runId));
+      cmp.value = hit ? hit.runFile : '';
+    }
+  }
+
+  // ---- norm curves --------------------------------------------------------------------------
+
+  private layerColor(layer: string): string {
+    const i = this.model ? Math.max(0, this.model.layers.indexOf(layer)) : 0;
+    return this.palette.series[i % this.palette.series.length] ?? this.palette.foreground;
+  }
+
+  private normData(): NormCurvesData {
+    const m = this.model!;
+    const shown = new Set(this.state.layers);
+    if (this.state.selectedLayer) shown.add(this.state.selectedLayer);
+    const layers: Series[] = [];
+    for (const l of m.layers) {
+      const c = m.layerNorms.get(l);
+      if (shown.has(l) && c) layers.push(series(l, c, this.layerColor(l)));
+    }
+    return {
+      globalNorm: series('global norm', m.globalNorm, this.palette.norm),
+      loss: m.loss.steps.length > 0 ? series('loss', m.loss, this.palette.loss, true) : null,
+      layers,
+      compare: m.compare ? series(`${m.compare.label} (global)`, m.compare.globalNorm, this.palette.compare, true) : null,
+      clipNorm: m.header.clipNorm,
+    };
+  }
+
+  private renderLayerList(): void {
+    const m = this.model!;
+    const list = $('gs-layer-list');
+    list.replaceChildren();
+    for (const l of m.layers) {
+      const label = document.createElement('label');
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.value = l;
+      box.checked = this.state.layers.includes(l);
+      box.disabled = !m.layerNorms.has(l);
+      box.addEventListener('change', () => {
+        this.state.layers = box.checked ? [...this.state.layers, l] : this.state.layers.filter((x) => x !== l);
+        this.saveState();
+        this.norms?.update(this.normData());
+      });
+      const sw = document.createElement('span');
+      sw.className = 'gs-swatch-box';
+      sw.style.background = this.layerColor(l);
+      label.append(box, sw, document.createTextNode(l));
+      label.title = l;
+      list.append(label);
+    }
+  }
+
+  // ---- heatmap ------------------------------------------------------------------------------
+
+  private heatOptions(): Parameters<typeof renderHeatmap>[2] {
+    const m = this.model!;
+    const meta = METRICS.find((x) => x.id === m.metric) ?? METRICS[0]!;
+    const row = this.state.selectedLayer ? m.heatmap.layers.indexOf(this.state.selectedLayer) : -1;
+    return {
+      palette: this.palette,
+      valueLabel: meta.value,
+      domain: m.metric === 'zeroFrac' ? [0, 1] : null,
+      formatValue: (v) => (m.metric === 'zeroFrac' ? v.toFixed(3) : v.toFixed(2)),
+      selected: row >= 0 ? { row, step: this.state.step } : null,
+      onSelect: (cell: HeatmapCell) => this.selectLayer(cell.layer, cell.step),
+    };
+  }
+
+  private syncMetricRadios(): void {
+    const m = this.model!;
+    for (const input of document.querySelectorAll<HTMLInputElement>('input[name="gs-metric"]')) {
+      input.checked = input.value === m.metric;
+      // The report carries one metric only.
+      input.disabled = this.api === null && input.value !== m.metric;
+    }
+  }
+
+  // ---- selection ----------------------------------------------------------------------------
+
+  private selectLayer(layer: string, step: number | null): void {
+    const m = this.model!;
+    this.state.selectedLayer = layer;
+    this.state.step = step;
+    const t = kernelOf(m.tensors, layer);
+    this.state.tensorId = t ? t.id : null;
+    this.saveState();
+    if (t) this.selectTensor(t.id, step);
+    else this.renderTensor();
+    this.norms?.update(this.normData(), { selectedStep: step });
+    this.heat?.update(m.heatmap, this.heatOptions());
+  }
+
+  private selectTensor(id: number, step: number | null): void {
+    this.state.tensorId = id;
+    this.saveState();
+    this.post({ type: 'selectTensor', tensorId: id, step });
+    this.renderTensor();
+  }
+
+  private renderTensor(): void {
+    const m = this.model;
+    if (!m) return;
+    const select = $<HTMLSelectElement>('gs-tensor');
+    const layer = this.state.selectedLayer;
+    const tensors = layer ? m.tensors.filter((t) => t.layer === layer) : [];
+    select.replaceChildren(...tensors.map((t) => option(String(t.id), `${t.name} [${t.shape.join('×')}]`)));
+    select.disabled = tensors.length === 0;
+    if (this.state.tensorId !== null) select.value = String(this.state.tensorId);
+    const detail = this.state.tensorId !== null ? this.details.get(this.state.tensorId) : undefined;
+    const empty = $('gs-tensor-empty');
+    const stats = $('gs-tensor-stats');
+    if (!layer) {
+      empty.textContent = 'Click a heatmap cell (or focus it and press Enter) to select a layer and step.';
+      empty.hidden = false;
+    } else if (!detail) {
+      empty.textContent = this.api ? `Loading ${layer}…` : `No histogram or thumbnail was recorded for ${layer}.`;
+      empty.hidden = false;
+    } else empty.hidden = true;
+    const rows = detail?.histograms ?? [];
+    if (rows.length > 0) {
+      if (this.hist) this.hist.update(rows, { palette: this.palette });
+      else this.hist = renderHistogramOverTime($('gs-hist'), rows, { palette: this.palette });
+    } else {
+      this.hist?.dispose();
+      this.hist = null;
+    }
+    const th = detail?.thumbnail ?? null;
+    if (th) {
+      if (this.thumb) this.thumb.update(th, { palette: this.palette });
+      else this.thumb = renderThumbnail($('gs-thumb'), th, { palette: this.palette });
+    } else {
+      this.thumb?.dispose();
+      this.thumb = null;
+    }
+    $('gs-hist').hidden = rows.length === 0;
+    $('gs-thumb').hidden = th === null;
+    const s = detail?.stats;
+    stats.textContent = s ? `step ${s.step}: mean ${fmt(s.mean)}, std ${fmt(s.std)}, zeros ${(s.zeroFrac * 100).toFixed(1)}%` : '';
+  }
+
+  // ---- findings -----------------------------------------------------------------------------
+
+  private renderFindings(): void {
+    const m = this.model!;
+    const list = $('gs-findings');
+    list.replaceChildren();
+    if (m.findings.length === 0) {
+      const li = document.createElement('li');
+      li.className = 'gs-empty';
+      const done = !(m.header.status === 'running' || m.header.status === 'starting');
+      li.textContent = done ? 'No problems found.' : 'No findings yet.';
+      list.append(li);
+      return;
+    }
+    const order = { error: 0, warning: 1, info: 2 } as const;
+    for (const f of [...m.findings].sort((a, b) => order[a.severity] - order[b.severity] || a.step - b.step)) list.append(this.findingItem(f));
+  }
+
+  private findingItem(f: Finding): HTMLElement {
+    const li = document.createElement('li');
+    li.className = `gs-finding gs-sev-${f.severity}`;
+    li.dataset['findingId'] = f.id;
+    const head = document.createElement('div');
+    head.className = 'gs-finding-head';
+    const sev = document.createElement('span');
+    sev.className = 'gs-sev';
+    sev.textContent = f.severity;
+    const msg = document.createElement('span');
+    msg.className = 'gs-finding-msg';
+    msg.textContent = f.message;
+    head.append(sev, msg);
+    li.append(head);
+    const meta = document.createElement('div');
+    meta.className = 'gs-muted';
+    const where = f.source ? ` · ${basename(f.source.file)}:${f.source.line}` : '';
+    meta.textContent = `${f.kind}${f.layer ? ` · ${f.layer}` : ''} · steps ${f.stepRange[0]}–${f.stepRange[1]}${where}`;
+    li.append(meta);
+    const keys = Object.keys(f.evidence);
+    if (keys.length > 0) {
+      const dl = document.createElement('dl');
+      dl.className = 'gs-evidence';
+      for (const k of keys) {
+        const row = document.createElement('div');
+        const dt = document.createElement('dt');
+        dt.textContent = k;
+        const dd = document.createElement('dd');
+        const v = f.evidence[k];
+        dd.textContent = v === null || v === undefined ? '—' : typeof v === 'number' ? fmt(v) : v;
+        row.append(dt, dd);
+        dl.append(row);
+      }
+      li.append(dl);
+    }
+    const actions = document.createElement('div');
+    actions.className = 'gs-finding-actions';
+    if (f.layer) {
+      const show = button('Show in heatmap', 'gs-secondary', () => this.selectLayer(f.layer!, f.step));
+      actions.append(show);
+    }
+    if (f.source) {
+      const go = button('Go to layer', 'gs-secondary gs-host-only', () => this.post({ type: 'goToLayer', findingId: f.id }));
+      actions.append(go);
+    }
+    for (const r of f.remedies) {
+      const b = button(r.title, 'gs-host-only', () => this.post({ type: 'applyRemedy', findingId: f.id, remedyId: r.id }));
+      b.dataset['remedy'] = r.id;
+      actions.append(b);
+    }
+    li.append(actions);
+    return li;
+  }
+}
+
+function series(label: string, c: Curve, color: string, dashed = false): Series {
+  return { label, steps: c.steps, values: c.values, color, dashed };
+}
+
+/** The tensor to show for a layer: its kernel / weight matrix when there is one, else the first. */
+export function kernelOf(tensors: readonly PanelTensor[], layer: string): PanelTensor | undefined {
+  const own = tensors.filter((t) => t.layer === layer);
+  return own.find((t) => /kernel|weight/i.test(t.name) && t.shape.length >= 2) ?? own.find((t) => t.shape.length >= 2) ?? own[0];
+}
+
+function option(value: string, label: string): HTMLOptionElement {
+  const o = document.createElement('option');
+  o.value = value;
+  o.textContent = label;
+  return o;
+}
+
+function button(label: string, cls: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = cls;
+  b.textContent = label;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : Number(v.toPrecision(4)).toString();
+}
+
+function basename(p: string): string {
+  return p.split(/[\\/]/).pop() ?? p;
+}
+
+function isViewState(v: unknown): v is ViewState {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return Array.isArray(o['layers']) && (o['layers'] as unknown[]).every((l) => typeof l === 'string')
+    && (o['metric'] === null || typeof o['metric'] === 'string')
+    && (o['selectedLayer'] === null || typeof o['selectedLayer'] === 'string')
+    && (o['tensorId'] === null || Number.isInteger(o['tensorId']))
+    && (o['step'] === null || Number.isInteger(o['step']))
+    && (o['runId'] === undefined || o['runId'] === null || typeof o['runId'] === 'string');
+}
+
+function boot(): void {
+  const api = typeof acquireVsCodeApi === 'function' ? acquireVsCodeApi() : null;
+  const warn = (reason: string): void => console.warn(`gradscope: dropped a malformed message: ${reason}`);
+  if (api) {
+    const panel = new Panel(api);
+    window.addEventListener('message', (e: MessageEvent<unknown>) => {
+      const msg = parseHostMessage(e.data, warn);
+      if (!msg) return;
+      try {
+        panel.handle(msg);
+      } catch (err) {
+        console.error('gradscope: failed to apply a message', err);
+      }
+    });
+    api.postMessage({ type: 'ready' });
+    return;
+  }
+  // Standalone report: the data is embedded as JSON (never as script).
+  const el = document.getElementById('gradscope-data');
+  let raw: unknown = null;
+  try {
+    raw = el?.textContent ? JSON.parse(el.textContent) : null;
+  } catch {
+    raw = null;
+  }
+  const o = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+  const details: PanelTensorDetail[] = [];
+  if (Array.isArray(o['details'])) {
+    for (const d of o['details']) {
+      try {
+        details.push(parseDetail(d));
+      } catch {
+        warn('detail');
+      }
+    }
+  }
+  const panel = new Panel(null, details);
+  const msg = parseHostMessage({ type: 'snapshot', snapshot: o['snapshot'] }, warn);
+  if (msg) panel.handle(msg);
+  else document.body.dataset['gsError'] = 'no valid snapshot embedded';
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+else boot();

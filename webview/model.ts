@@ -1,0 +1,206 @@
+// The panel's data: the snapshot decoded into typed, appendable series (non-finite values restored
+// from the null + index lists of the wire), and the merge of a delta into it.
+import type { Finding } from '../src/core/analysis/finding';
+import type { HeatmapMetric, HostToWebview, PanelCurve, PanelHeatmap, PanelRunHeader, PanelSnapshot, PanelTensor } from '../src/panel/messages';
+import { HeatmapMatrix, MISSING } from './charts/heatmapMatrix';
+
+export interface Curve {
+  steps: number[];
+  /** NaN and ±Inf restored. */
+  values: number[];
+}
+
+export interface PanelModel {
+  header: PanelRunHeader;
+  tensors: PanelTensor[];
+  layers: string[];
+  globalNorm: Curve;
+  loss: Curve;
+  layerNorms: Map<string, Curve>;
+  heatmap: HeatmapMatrix;
+  metric: HeatmapMetric;
+  findings: Finding[];
+  compare: { runId: string; label: string; globalNorm: Curve } | null;
+  savedRuns: { runFile: string; label: string }[];
+}
+
+/** Decodes a wire curve: null at an index listed in `nan` is NaN, in `inf` +Inf; other nulls are gaps (dropped). */
+export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: [] }, afterStep = -Infinity): Curve {
+  const nan = new Set(c.nan ?? []);
+  const inf = new Set(c.inf ?? []);
+  for (let i = 0; i < c.steps.length; i++) {
+    const s = c.steps[i] as number;
+    if (!(s > afterStep)) continue;
+    const v = c.values[i];
+    let x: number;
+    if (v === null || v === undefined) {
+      if (nan.has(i)) x = NaN;
+      else if (inf.has(i)) x = Infinity;
+      else continue;
+    } else x = v;
+    into.steps.push(s);
+    into.values.push(x);
+    afterStep = s;
+  }
+  return into;
+}
+
+const lastStep = (c: Curve): number => (c.steps.length > 0 ? (c.steps[c.steps.length - 1] as number) : -Infinity);
+
+export function cellValue(v: PanelHeatmap['values'][number]): number {
+  if (v === null || v === undefined) return MISSING;
+  if (v === 'NaN') return NaN;
+  if (v === 'Inf') return Infinity;
+  if (v === '-Inf') return -Infinity;
+  return v;
+}
+
+/** Builds a matrix from a wire heatmap, keeping only the columns after `afterStep`. */
+function appendHeatmap(m: HeatmapMatrix, h: PanelHeatmap, rowOf: (layer: string) => number): void {
+  const n = h.steps.length;
+  const after = m.lastStep;
+  let first = 0;
+  while (first < n && !((h.steps[first] as number) > after)) first++;
+  const k = n - first;
+  if (k <= 0) return;
+  const L = m.rows;
+  const vals = new Float32Array(L * k).fill(MISSING);
+  for (let r = 0; r < h.layers.length; r++) {
+    const target = rowOf(h.layers[r] as string);
+    if (target < 0) continue;
+    const src = r * n + first;
+    for (let c = 0; c < k; c++) vals[target * k + c] = cellValue(h.values[src + c] ?? null);
+  }
+  m.append(vals, h.steps.slice(first));
+}
+
+export function heatmapMatrix(h: PanelHeatmap): HeatmapMatrix {
+  const m = new HeatmapMatrix(h.layers, h.steps.length);
+  appendHeatmap(m, h, (l) => h.layers.indexOf(l));
+  return m;
+}
+
+function indexer(layers: readonly string[]): (l: string) => number {
+  const map = new Map(layers.map((l, i) => [l, i] as const));
+  return (l) => map.get(l) ?? -1;
+}
+
+export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
+  const layerNorms = new Map<string, Curve>();
+  for (const k of Object.keys(s.layerNorms)) layerNorms.set(k, decodeCurve(s.layerNorms[k] as PanelCurve));
+  const m = new HeatmapMatrix(s.heatmap.layers, s.heatmap.steps.length);
+  appendHeatmap(m, s.heatmap, indexer(s.heatmap.layers));
+  return {
+    header: s.header,
+    tensors: s.tensors,
+    layers: s.layers,
+    globalNorm: decodeCurve(s.globalNorm),
+    loss: decodeCurve(s.loss),
+    layerNorms,
+    heatmap: m,
+    metric: s.heatmap.metric,
+    findings: s.findings,
+    compare: s.compare ? { runId: s.compare.runId, label: s.compare.label, globalNorm: decodeCurve(s.compare.globalNorm) } : null,
+    savedRuns: s.savedRuns,
+  };
+}
+
+/** Builds the model and bounds it (a saved run may hold more than the webview keeps). */
+export function boundedModel(s: PanelSnapshot): PanelModel {
+  const m = modelFromSnapshot(s);
+  bound(m);
+  return m;
+}
+
+/** Bounds of the webview's own copy: beyond them, old points/columns are folded pairwise (max, NaN winning). */
+export const LIMITS = { globalPoints: 65_536, layerPoints: 8_192, heatmapColumns: 65_536 };
+
+/** Halves a curve: each pair of points becomes the larger one (NaN winning), at its own step. */
+export function foldCurve(c: Curve): void {
+  const n = c.steps.length;
+  let k = 0;
+  for (let i = 0; i < n; i += 2) {
+    let j = i;
+    if (i + 1 < n) {
+      const a = c.values[i] as number;
+      const b = c.values[i + 1] as number;
+      j = a !== a ? i : b !== b ? i + 1 : b > a ? i + 1 : i;
+    }
+    c.steps[k] = c.steps[j] as number;
+    c.values[k] = c.values[j] as number;
+    k++;
+  }
+  c.steps.length = k;
+  c.values.length = k;
+}
+
+function bound(model: PanelModel): void {
+  for (const c of [model.globalNorm, model.loss]) while (c.steps.length > LIMITS.globalPoints) foldCurve(c);
+  for (const c of model.layerNorms.values()) while (c.steps.length > LIMITS.layerPoints) foldCurve(c);
+  while (model.heatmap.columns > LIMITS.heatmapColumns) model.heatmap.fold();
+}
+
+export interface AppendEffect {
+  /** The heatmap matrix object was replaced (metric or layers changed) rather than appended to. */
+  heatmapReplaced: boolean;
+  layersChanged: boolean;
+}
+
+/** Rebuilds the matrix with more layers (new ones appended in the order given), keeping the values. */
+function withLayers(m: HeatmapMatrix, layers: string[]): HeatmapMatrix {
+  const grown = new HeatmapMatrix(layers, m.columns);
+  const vals = new Float32Array(layers.length * m.columns).fill(MISSING);
+  for (let r = 0; r < m.rows; r++) {
+    const target = layers.indexOf(m.layers[r] as string);
+    for (let c = 0; c < m.columns; c++) vals[target * m.columns + c] = m.get(r, c);
+  }
+  grown.append(vals, m.steps.subarray(0, m.columns));
+  return grown;
+}
+
+/**
+ * Merges an `append`: curve points and heatmap columns after the last known step are appended
+ * (anything at or before it is ignored, so a repeated message is harmless); new tensors and layers
+ * are added; findings, when given, replace the list; the header is replaced. A heatmap of another
+ * metric than the one shown is ignored (a `delta` with the new metric follows a switch).
+ */
+export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type: 'append' }>): AppendEffect {
+  model.header = a.header;
+  decodeCurve(a.globalNorm, model.globalNorm, lastStep(model.globalNorm));
+  decodeCurve(a.loss, model.loss, lastStep(model.loss));
+  for (const k of Object.keys(a.layerNorms)) {
+    const cur = model.layerNorms.get(k) ?? { steps: [], values: [] };
+    decodeCurve(a.layerNorms[k] as PanelCurve, cur, lastStep(cur));
+    model.layerNorms.set(k, cur);
+  }
+  const knownIds = new Set(model.tensors.map((t) => t.id));
+  const newTensors = a.tensors.filter((t) => !knownIds.has(t.id));
+  if (newTensors.length > 0) model.tensors = [...model.tensors, ...newTensors];
+  const newLayers = [...a.layers, ...newTensors.map((t) => t.layer)].filter((l, i, all) => !model.layers.includes(l) && all.indexOf(l) === i);
+  if (newLayers.length > 0) model.layers = [...model.layers, ...newLayers];
+  let heatmapReplaced = false;
+  const h = a.heatmap;
+  if (h.metric === model.metric && h.steps.length > 0) {
+    const missing = h.layers.filter((l) => !model.heatmap.layers.includes(l));
+    if (missing.length > 0) {
+      model.heatmap = withLayers(model.heatmap, [...model.heatmap.layers, ...missing]);
+      heatmapReplaced = true;
+    }
+    appendHeatmap(model.heatmap, h, indexer(model.heatmap.layers));
+  }
+  if (a.findings) model.findings = a.findings;
+  bound(model);
+  return { heatmapReplaced, layersChanged: newLayers.length > 0 };
+}
+
+/** Applies a `delta`: curves, heatmap and findings replaced wholesale (metric switch, host-side folding). */
+export function applyReplace(model: PanelModel, d: Extract<HostToWebview, { type: 'delta' }>): void {
+  model.header = d.header;
+  model.globalNorm = decodeCurve(d.globalNorm);
+  model.loss = decodeCurve(d.loss);
+  model.layerNorms = new Map(Object.keys(d.layerNorms).map((k) => [k, decodeCurve(d.layerNorms[k] as PanelCurve)] as const));
+  model.heatmap = heatmapMatrix(d.heatmap);
+  model.metric = d.heatmap.metric;
+  model.findings = d.findings;
+  bound(model);
+}
