@@ -11,6 +11,8 @@ export interface RunArgs {
   json: boolean;
   outDir: string | null;
   detailEvery: number;
+  /** Write the self-contained HTML report here. */
+  report: string | null;
 }
 
 export type CliArgs = RunArgs | { command: 'help'; topic?: string } | { command: 'version' };
@@ -20,7 +22,7 @@ export class UsageError extends Error {
 }
 
 export const USAGE = `Usage:
-  gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--detail-every K]
+  gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
 
 Runs a TensorFlow.js training script unchanged, watches every optimizer step's gradients, and
 prints what it saw.
@@ -31,6 +33,7 @@ Options:
   --json             print one JSON document (schema gradscope.run/1) on stdout; the script's
                      own output goes to stderr
   --out DIR          folder for the run file (default: .gradscope/runs in the current folder)
+  --report FILE      also write a self-contained HTML report (charts and findings; opens offline)
   --detail-every K   send histograms and thumbnails every K steps (default: chosen by the probe)
   --                 pass everything after it to the script
   -h, --help         this help
@@ -55,7 +58,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return { command: 'help', topic: rest[0] };
   if (command === '-v' || command === '--version') return { command: 'version' };
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
-  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0 };
+  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null };
   const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
@@ -78,6 +81,10 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--out':
         out.outDir = value() ?? null;
         if (!out.outDir) throw new UsageError('--out needs a folder');
+        break;
+      case '--report':
+        out.report = value() ?? null;
+        if (!out.report) throw new UsageError('--report needs a file name');
         break;
       case '--detail-every':
         out.detailEvery = positiveInt('--detail-every', value(), true);

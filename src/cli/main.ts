@@ -4,13 +4,15 @@ import { relative, resolve } from 'node:path';
 import { buildRunJson } from '../core/report/runJson';
 import { RunSession, type RunExit } from '../process/runSession';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
+import { runHeader } from '../panel/snapshot';
+import { writeReport } from './report';
 import { formatSummary } from './summary';
 
 declare const PACKAGE_VERSION: string | undefined;
 
 /** Reads a layer's activation from the line that built it (files cached; unreadable: unknown). */
 
-/** Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage, 3 protocol error. */
+/** Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage, 3 protocol error, 4 the report could not be written. */
 function exitCodeFor(exit: RunExit): number {
   switch (exit.reason) {
     case 'completed':
@@ -54,6 +56,18 @@ async function run(a: RunArgs): Promise<number> {
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   const findings = [...session.findings];
+  let reportFailed = false;
+  if (a.report) {
+    const file = resolve(cwd, a.report);
+    try {
+      const header = runHeader(session.store, { runId: session.id, script: session.script, status: exit.reason, statusMessage: exit.message });
+      const bytes = writeReport(file, session.store, header, findings);
+      process.stderr.write(`gradscope: report written to ${relative(cwd, file) || file} (${(bytes / 1024).toFixed(0)} KiB)\n`);
+    } catch (e) {
+      process.stderr.write(`gradscope: could not write the report ${file}: ${(e as Error).message}\n`);
+      reportFailed = true;
+    }
+  }
 
   if (a.json) {
     const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
@@ -61,7 +75,8 @@ async function run(a: RunArgs): Promise<number> {
   } else {
     process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings));
   }
-  return exitCodeFor(exit);
+  const code = exitCodeFor(exit);
+  return code === 0 && reportFailed ? 4 : code;
 }
 
 async function main(argv: string[]): Promise<number> {

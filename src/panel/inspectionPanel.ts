@@ -11,7 +11,7 @@ import type { RunStore } from '../core/store/runStore';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
 import { buildReportHtml } from './report';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, compareCurve, toPanelCurve } from './snapshot';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, compareCurve, reportData, runHeader, toPanelCurve } from './snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
@@ -169,7 +169,6 @@ export class InspectionPanel implements vscode.Disposable {
   private header(): PanelRunHeader {
     const s = this.source!;
     const store = s.store;
-    const hello = store.hello;
     const now = Date.now();
     if (now - this.rate.t >= 1000) {
       this.rate = { step: store.stepCount, t: now, perSec: ((store.stepCount - this.rate.step) * 1000) / (now - this.rate.t) };
@@ -177,8 +176,8 @@ export class InspectionPanel implements vscode.Disposable {
     let status: RunStatus;
     let statusMessage: string;
     if (s.live && !s.live.exited) {
-      status = hello ? 'running' : 'starting';
-      statusMessage = hello ? `running on ${hello.backend}` : 'starting…';
+      status = store.hello ? 'running' : 'starting';
+      statusMessage = store.hello ? `running on ${store.hello.backend}` : 'starting…';
     } else if (s.exit) {
       status = s.exit.reason;
       statusMessage = 'message' in s.exit ? s.exit.message : s.exit.reason;
@@ -186,20 +185,7 @@ export class InspectionPanel implements vscode.Disposable {
       status = 'saved';
       statusMessage = 'saved run (ended without an exit record: the host may have stopped mid-run)';
     }
-    const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
-    return {
-      runId: s.runId,
-      script: s.script,
-      backend: hello?.backend ?? null,
-      device: hello?.device ?? null,
-      backendReason: hello?.backendReason ?? null,
-      status,
-      statusMessage,
-      step: store.lastStep,
-      stepsPerSec: s.live ? this.rate.perSec : null,
-      droppedFrames: dropped,
-      clipNorm: null,
-    };
+    return runHeader(store, { runId: s.runId, script: s.script, status, statusMessage, stepsPerSec: s.live ? this.rate.perSec : null });
   }
 
   private findings(): Finding[] {
@@ -345,8 +331,7 @@ export class InspectionPanel implements vscode.Disposable {
     if (!s) return;
     const dist = vscode.Uri.joinPath(this.host.extensionUri, 'dist', 'webview').fsPath;
     const [js, css] = await Promise.all([readFile(join(dist, 'main.js'), 'utf8'), readFile(join(dist, 'main.css'), 'utf8').catch(() => '')]);
-    const snapshot = buildSnapshot(s.store, { header: this.header(), findings: this.findings(), metric: this.metric, compare: this.compare, savedRuns: [] });
-    const details = s.store.tensors.map((t) => buildTensorDetail(s.store, t.id, null));
+    const { snapshot, details } = reportData(s.store, this.header(), this.findings());
     const html = buildReportHtml(snapshot, { js, css }, details);
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(dirname(s.script));
     const target = await vscode.window.showSaveDialog({

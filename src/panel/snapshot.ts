@@ -254,6 +254,33 @@ export function buildTensorDetail(store: RunStore, tensorId: number, step: numbe
   };
 }
 
+/** The run header shared by the live panel and the report. */
+export function runHeader(
+  store: RunStore,
+  run: { runId: string; script: string; status: PanelRunHeader['status']; statusMessage: string; stepsPerSec?: number | null },
+): PanelRunHeader {
+  const hello = store.hello;
+  return {
+    runId: run.runId,
+    script: run.script,
+    backend: hello?.backend ?? null,
+    device: hello?.device ?? null,
+    backendReason: hello?.backendReason ?? null,
+    status: run.status,
+    statusMessage: run.statusMessage,
+    step: store.lastStep,
+    stepsPerSec: run.stepsPerSec ?? null,
+    droppedFrames: store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0),
+    clipNorm: null,
+  };
+}
+
+/** Everything the HTML report needs: the snapshot and every tensor's detail. */
+export function reportData(store: RunStore, header: PanelRunHeader, findings: Finding[]): { snapshot: PanelSnapshot; details: PanelTensorDetail[] } {
+  const snapshot = buildSnapshot(store, { header, findings, metric: 'norm', compare: null, savedRuns: [] });
+  return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)) };
+}
+
 export interface SnapshotContext {
   header: PanelRunHeader;
   findings: Finding[];
