@@ -23,6 +23,7 @@ model
   .fit(x, y, {
     epochs: 10,
     batchSize: 64,
+    shuffle: false, // deterministic: the same run every time
     verbose: 0,
     callbacks: {
       onBatchEnd: (batch, logs) => {
