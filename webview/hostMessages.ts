@@ -95,7 +95,8 @@ function header(v: unknown): PanelRunHeader {
     backendReason: strOrNull(own(o, 'backendReason') ?? null, 'header.backendReason'),
     status: oneOf(own(o, 'status'), STATUSES, 'header.status'),
     statusMessage: str(own(o, 'statusMessage') ?? '', 'header.statusMessage'),
-    step: int(own(o, 'step'), 'header.step'),
+    // −1 before the first step of a live run.
+    step: own(o, 'step') === -1 ? -1 : int(own(o, 'step'), 'header.step'),
     stepsPerSec: numOrNull(own(o, 'stepsPerSec') ?? null, 'header.stepsPerSec'),
     droppedFrames: int(own(o, 'droppedFrames') ?? 0, 'header.droppedFrames'),
     clipNorm: numOrNull(own(o, 'clipNorm') ?? null, 'header.clipNorm'),

@@ -78,9 +78,11 @@ export class InspectionPanel implements vscode.Disposable {
   private ready = false;
   private metric: HeatmapMetric = 'norm';
   private selected: { tensorId: number; step: number | null } | null = null;
+  private pendingSelect: { layer: string; step: number | null } | null = null;
   private compare: PanelSnapshot['compare'] = null;
   private savedRuns: SavedRunRef[] = [];
   private sentStep = -1;
+  private snapshotPending = true;
   private sentTensors = 0;
   private sentFindings = '';
   private flushTimer: NodeJS.Timeout | undefined;
@@ -121,6 +123,11 @@ export class InspectionPanel implements vscode.Disposable {
   show(source: PanelSource, reveal = true): void {
     for (const d of this.sourceScope.splice(0)) d.dispose();
     this.source = source;
+    // Nothing may be appended until this run's snapshot went out: an append computed against the
+    // previous run's cursors would be merged into the previous run's data in the webview.
+    this.snapshotPending = true;
+    this.sentStep = -1;
+    this.sentTensors = 0;
     this.rate = { step: source.store.stepCount, t: Date.now(), perSec: null };
     this.selected = null;
     this.compare = null;
@@ -138,6 +145,19 @@ export class InspectionPanel implements vscode.Disposable {
     }
     if (reveal) this.panel.reveal(vscode.ViewColumn.Beside, true);
     void this.refreshSavedRuns().then(() => this.sendFull());
+  }
+
+  /** Selects a layer in the webview (the hover's "open in panel" link); waits for `ready` if needed. */
+  selectLayer(layer: string, step: number | null = null): void {
+    this.pendingSelect = { layer, step };
+    if (this.ready) this.flushSelect();
+  }
+
+  private flushSelect(): void {
+    if (!this.pendingSelect || !this.source) return;
+    const { layer, step } = this.pendingSelect;
+    this.pendingSelect = null;
+    this.post({ type: 'select', layer, step });
   }
 
   /** Re-sends findings (after the analyzer ran) with the next batch. */
@@ -210,6 +230,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.sentStep = this.source.store.lastStep;
     this.sentTensors = this.source.store.tensors.length;
     this.sentFindings = JSON.stringify(findings);
+    this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
     if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
   }
@@ -226,7 +247,7 @@ export class InspectionPanel implements vscode.Disposable {
 
   private flush(): void {
     const s = this.source;
-    if (!s || !this.ready) return;
+    if (!s || !this.ready || this.snapshotPending) return;
     const findings = this.findings();
     const fj = JSON.stringify(findings);
     const changed = fj !== this.sentFindings;
@@ -265,6 +286,7 @@ export class InspectionPanel implements vscode.Disposable {
         this.ready = true;
         this.sent.ready = true;
         this.sendFull();
+        this.flushSelect();
         return;
       case 'selectTensor':
         if (!s || msg.tensorId >= s.store.tensors.length) return;

@@ -58,6 +58,7 @@ export interface PanelRunHeader {
   backendReason: string | null;
   status: RunStatus;
   statusMessage: string;
+  /** Index of the last step received; −1 before the first. */
   step: number;
   stepsPerSec: number | null;
   droppedFrames: number;

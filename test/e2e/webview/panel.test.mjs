@@ -264,3 +264,17 @@ describe('webview panel', () => {
     await page.close();
   });
 });
+
+describe('a live run, from its first message', () => {
+  test('the snapshot of a run with no step yet (header.step −1) replaces the previous run, then appends build on it', async () => {
+    const { page, errors } = await panel();
+    const empty = explodingSnapshot({ steps: 0, layers: 0, findings: false });
+    empty.header = { ...empty.header, runId: 'second-run', step: -1, status: 'starting' };
+    await send(page, { type: 'snapshot', snapshot: empty });
+    const points = () => page.$eval('#gs-norms canvas', (c) => JSON.parse(c.dataset.series).find((s) => s.label === 'global norm')?.points ?? 0);
+    await page.waitForFunction(() => JSON.parse(document.querySelector('#gs-norms canvas').dataset.series).find((s) => s.label === 'global norm')?.points === 0);
+    assert.equal(await points(), 0, 'the previous run’s 40 points are gone');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+});
