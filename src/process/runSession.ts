@@ -12,6 +12,7 @@ import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runF
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
+import { findBuilt } from './distPaths';
 import { Program, type ProgramExit } from './program';
 
 export type ExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
@@ -56,12 +57,7 @@ const TFJS_EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']);
 
 /** Where the built probe lives: next to this bundle (dist/), or under dist/ of an enclosing checkout. */
 export function findProbeDir(start = __dirname): string {
-  for (let d = start; ; d = dirname(d)) {
-    for (const cand of [join(d, 'probe'), join(d, 'dist', 'probe')]) {
-      if (existsSync(join(cand, 'tfjs', 'runner.js'))) return cand;
-    }
-    if (dirname(d) === d) throw new Error(`GradScope's probe is not built (no probe/tfjs/runner.js above ${start}): run \`npm run build\``);
-  }
+  return findBuilt('probe', join('tfjs', 'runner.js'), start);
 }
 
 export function frameworkOf(script: string): Framework | null {
