@@ -44,14 +44,22 @@ const entries = [
   // The panel's webview (browser): dist/webview/main.js + main.css, also inlined into HTML reports.
   { entryPoints: { 'webview/main': 'webview/main.ts' }, platform: 'browser', format: 'iife', target: 'es2022', minify: true, external: [] },
 ].map((e) => {
-  // Entries whose source does not exist yet are skipped with a warning, so one missing part
-  // does not stop the others from building.
-  const present = Object.fromEntries(Object.entries(e.entryPoints).filter(([, src]) => existsSync(src)));
-  for (const [, src] of Object.entries(e.entryPoints)) if (!existsSync(src)) console.warn(`build: skipping missing ${src}`);
-  return { ...common, outdir: 'dist', ...e, entryPoints: present };
-}).filter((e) => Object.keys(e.entryPoints).length > 0);
+  for (const [, src] of Object.entries(e.entryPoints)) if (!existsSync(src)) throw new Error(`build: entry ${src} does not exist`);
+  return { ...common, outdir: 'dist', ...e };
+});
 
-rmSync('dist', { recursive: true, force: true });
+// dist/ is overwritten in place, not wiped first: a wipe would break runs and tests that use
+// dist/ while a build is under way. Only stale test bundles (whose source is gone) are removed, so
+// `node --test dist/test/unit/` never runs a test that no longer exists.
+function pruneStaleTests(dir = 'dist/test/unit') {
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    if (statSync(p).isDirectory()) pruneStaleTests(p);
+    else if (f.endsWith('.test.js') && !existsSync(p.replace(/^dist\//, '').replace(/\.js$/, '.ts'))) rmSync(p, { force: true });
+  }
+}
+pruneStaleTests();
 if (watch) {
   for (const e of entries) await (await context(e)).watch();
 } else {

@@ -3,7 +3,11 @@ import * as vscode from 'vscode';
 import { registerCommands } from './features/commands';
 import { GradScopeContext, type GradScopeApi } from './features/context';
 import { describeError } from './features/errors';
+import { registerCodeActions } from './features/codeActions';
+import { DiagnosticsFeature } from './features/diagnostics';
+import { registerHover } from './features/hover';
 import { PanelFeature } from './features/panel';
+import { registerRemedies } from './features/remedies';
 
 let ctx: GradScopeContext | undefined;
 
@@ -14,6 +18,11 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     registerCommands(ctx);
     ctx.panel = new PanelFeature(ctx);
     ctx.subscriptions.push(ctx.panel);
+    const diagnostics = new DiagnosticsFeature(ctx);
+    ctx.subscriptions.push(diagnostics);
+    ctx.subscriptions.push(registerHover(ctx, diagnostics));
+    ctx.subscriptions.push(registerCodeActions(ctx, diagnostics));
+    ctx.subscriptions.push(registerRemedies(ctx, diagnostics));
     ctx.log.info(`GradScope ${context.extension.packageJSON.version as string} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api();
   } catch (e) {

@@ -15,7 +15,23 @@ export interface RunArgs {
   report: string | null;
 }
 
-export type CliArgs = RunArgs | { command: 'help'; topic?: string } | { command: 'version' };
+export interface FixArgs {
+  command: 'fix';
+  /** The training script; may be empty with --from-run (the run file names it). */
+  script: string;
+  scriptArgs: string[];
+  finding: string | null;
+  remedy: string | null;
+  verify: boolean;
+  dryRun: boolean;
+  force: boolean;
+  /** Step budget of the diagnosis run and of each verification run. */
+  steps: number;
+  timeoutSec: number;
+  fromRun: string | null;
+}
+
+export type CliArgs = RunArgs | FixArgs | { command: 'help'; topic?: string } | { command: 'version' };
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -24,8 +40,15 @@ export class UsageError extends Error {
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
 
-Runs a TensorFlow.js training script unchanged, watches every optimizer step's gradients, and
+  gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
+                [--dry-run] [--steps N] [--timeout S] [--from-run FILE]
+
+run: runs a TensorFlow.js training script unchanged, watches every optimizer step's gradients, and
 prints what it saw.
+
+fix: diagnoses the script (a run of --steps steps, default 100, or the run file given with
+--from-run), takes the top finding (or the first of --finding KIND) and its best remedy that applies
+(or --remedy ID), prints the edit as a unified diff and writes it to the file.
 
 Options:
   --steps N          stop the run cleanly after N optimizer steps
@@ -36,6 +59,19 @@ Options:
   --report FILE      also write a self-contained HTML report (charts and findings; opens offline)
   --detail-every K   send histograms and thumbnails every K steps (default: chosen by the probe)
   --                 pass everything after it to the script
+fix options:
+  --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
+                     non-finite-gradient, dead-units, update-ratio
+  --remedy ID        the remedy: clip-global-norm, he-init, glorot-init, lower-lr, raise-lr,
+                     guard-loss, zero-bias-init
+  --verify           re-run a fixed copy for the same number of steps and print before/after;
+                     the file is written only if the fix cures the run (or with --force)
+  --force            with --verify: write the fix even if it does not cure the run
+  --dry-run          print the diff, change nothing
+  --from-run FILE    diagnose from a recorded run file (.gsrun) instead of running the script
+  Exit codes: 0 fixed (or, with --dry-run, fixable; or nothing to fix), 1 the script could not be
+  diagnosed, 2 usage, 4 no remedy applies, 5 verified not cured (file left unchanged).
+
   -h, --help         this help
   -v, --version      the version`;
 
@@ -57,6 +93,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return { command: 'help', topic: rest[0] };
   if (command === '-v' || command === '--version') return { command: 'version' };
+  if (command === 'fix') return parseFixArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
   const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null };
   const positional: string[] = [];
@@ -99,6 +136,64 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   const [script, ...scriptArgs] = positional;
   if (!script) throw new UsageError('run needs a script: gradscope run <script> [args…]');
   out.script = script;
+  out.scriptArgs = scriptArgs;
+  return out;
+}
+
+const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'];
+
+function parseFixArgs(rest: readonly string[]): CliArgs {
+  const out: FixArgs = { command: 'fix', script: '', scriptArgs: [], finding: null, remedy: null, verify: false, dryRun: false, force: false, steps: 100, timeoutSec: 0, fromRun: null };
+  const positional: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? rest[++i];
+    switch (flag) {
+      case '--':
+        positional.push(...rest.slice(i + 1));
+        i = rest.length;
+        break;
+      case '--finding': {
+        const v = value();
+        if (!v) throw new UsageError('--finding needs a kind');
+        if (!FINDING_KINDS.includes(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
+        out.finding = v;
+        break;
+      }
+      case '--remedy':
+        out.remedy = value() ?? null;
+        if (!out.remedy) throw new UsageError('--remedy needs an id');
+        break;
+      case '--verify':
+        out.verify = true;
+        break;
+      case '--force':
+        out.force = true;
+        break;
+      case '--dry-run':
+        out.dryRun = true;
+        break;
+      case '--steps':
+        out.steps = positiveInt('--steps', value());
+        break;
+      case '--timeout':
+        out.timeoutSec = positiveNumber('--timeout', value());
+        break;
+      case '--from-run':
+        out.fromRun = value() ?? null;
+        if (!out.fromRun) throw new UsageError('--from-run needs a run file');
+        break;
+      case '-h':
+      case '--help':
+        return { command: 'help', topic: 'fix' };
+      default:
+        positional.push(a);
+    }
+  }
+  const [script, ...scriptArgs] = positional;
+  if (!script && !out.fromRun) throw new UsageError('fix needs a script: gradscope fix <script> [args…] (or --from-run FILE)');
+  out.script = script ?? '';
   out.scriptArgs = scriptArgs;
   return out;
 }

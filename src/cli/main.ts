@@ -4,6 +4,7 @@ import { relative, resolve } from 'node:path';
 import { buildRunJson } from '../core/report/runJson';
 import { RunSession, type RunExit } from '../process/runSession';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
+import { fix } from './fix';
 import { runHeader } from '../panel/snapshot';
 import { writeReport } from './report';
 import { formatSummary } from './summary';
@@ -99,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'run':
       return run(args);
+    case 'fix':
+      return fix(args);
   }
 }
 

@@ -32,7 +32,7 @@ export class PanelFeature implements vscode.Disposable {
     };
     this.disposables.push(
       ctx.runs.onDidStartRun((run) => this.showLive(run)),
-      vscode.commands.registerCommand('gradscope.showPanel', () => this.ensure().panel.reveal(undefined, false)),
+      vscode.commands.registerCommand('gradscope.showPanel', (arg?: unknown) => this.showAt(arg)),
       vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()),
       vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
         deserializeWebviewPanel: async (webviewPanel, state: unknown) => this.restore(webviewPanel, state),
@@ -64,6 +64,16 @@ export class PanelFeature implements vscode.Disposable {
     });
     this.panel = p;
     return p;
+  }
+
+  /** `gradscope.showPanel`, optionally `{ layer, runId }` (the hover's link): shows that run if it is live, selects the layer. */
+  private showAt(arg: unknown): void {
+    const a = typeof arg === 'object' && arg !== null ? (arg as { layer?: unknown; runId?: unknown }) : {};
+    const live = this.ctx.runs.current();
+    if (live && a.runId === live.id && this.panel?.shown?.runId !== live.id) this.showLive(live);
+    const p = this.ensure();
+    p.panel.reveal(undefined, false);
+    if (typeof a.layer === 'string' && a.layer) p.selectLayer(a.layer);
   }
 
   private showLive(run: RunSession): void {

@@ -150,7 +150,8 @@ export class InspectionPanel implements vscode.Disposable {
   /** Selects a layer in the webview (the hover's "open in panel" link); waits for `ready` if needed. */
   selectLayer(layer: string, step: number | null = null): void {
     this.pendingSelect = { layer, step };
-    if (this.ready) this.flushSelect();
+    // After the run's snapshot (sendFull flushes it), so the webview selects in the right run.
+    if (this.ready && !this.snapshotPending) this.flushSelect();
   }
 
   private flushSelect(): void {
@@ -233,6 +234,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
     if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
+    this.flushSelect();
   }
 
   private schedule(): void {
@@ -286,7 +288,6 @@ export class InspectionPanel implements vscode.Disposable {
         this.ready = true;
         this.sent.ready = true;
         this.sendFull();
-        this.flushSelect();
         return;
       case 'selectTensor':
         if (!s || msg.tensorId >= s.store.tensors.length) return;

@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import type MochaType from 'mocha';
 import * as vscode from 'vscode';
+import { defineDiagnosisTests } from './diagnosis';
 import { defineRunTests } from './runs';
 import { defineTrustTests } from './trust';
 
@@ -16,7 +17,10 @@ export function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'gradscope-suite', mocha);
   const untrusted = process.env.GRADSCOPE_HOST_TRUST === 'untrusted' || !vscode.workspace.isTrusted;
   if (untrusted) defineTrustTests();
-  else defineRunTests();
+  else {
+    defineRunTests();
+    defineDiagnosisTests();
+  }
 
   return new Promise((resolve, reject) => {
     const runner = mocha.run((failures) => {

@@ -1,0 +1,76 @@
+// guard-loss: NaN that appears at once comes from log(0), sqrt(0) (whose derivative is infinite) or
+// 0/0 in the loss or a custom op. The fix adds a small epsilon to the argument of every unguarded
+// tfjs log and sqrt: `tf.log(p)` → `tf.log(p.add(1e-7))`, `u.sqrt()` → `u.add(1e-12).sqrt()`. The
+// calls on the finding's line when there are any there (the line of the op), otherwise every one in
+// the file (a global finding, or one that points at the layer whose gradient went NaN first).
+// Divisions are left alone: adding an epsilon to a denominator of either sign is not a safe edit.
+import * as ts from 'typescript';
+import type { Finding } from '../analysis/finding';
+import { isPrimaryLike, isTfNamespace, lineOf, type TfBindings } from './ast';
+import type { TextEdit } from './types';
+
+/** log: 1e-7 (Keras's epsilon); sqrt: 1e-12 (its derivative at 1e-12 is 5e5: large but finite). */
+export const GUARD_EPSILON: Record<'log' | 'sqrt', string> = { log: '1e-7', sqrt: '1e-12' };
+
+type Site = { op: 'log' | 'sqrt'; operand: ts.Expression; form: 'function' | 'method'; line: number };
+
+function isGuarded(e: ts.Expression, b: TfBindings): boolean {
+  let x = e;
+  while (ts.isParenthesizedExpression(x)) x = x.expression;
+  if (ts.isNumericLiteral(x)) return true;
+  if (!ts.isCallExpression(x) || !ts.isPropertyAccessExpression(x.expression)) return false;
+  const m = x.expression.name.text;
+  // Clipped from below, or an epsilon already added (sigmoid/exp are not guards: they reach 0 in float32).
+  if (m === 'clipByValue' || m === 'maximum') return true;
+  if (m === 'add') {
+    const args = x.arguments;
+    const lit = (a: ts.Expression | undefined): boolean => !!a && (ts.isNumericLiteral(a) || (ts.isIdentifier(a) && /eps/i.test(a.text)));
+    return isTfNamespace(x.expression.expression, b) ? lit(args[1]) || lit(args[0]) : lit(args[0]);
+  }
+  return false;
+}
+
+function findSites(sf: ts.SourceFile, b: TfBindings): Site[] {
+  const out: Site[] = [];
+  const visit = (n: ts.Node): void => {
+    if (ts.isCallExpression(n) && ts.isPropertyAccessExpression(n.expression)) {
+      const name = n.expression.name.text;
+      if (name === 'log' || name === 'sqrt') {
+        const recv = n.expression.expression;
+        const line = lineOf(sf, n.expression.name.getStart(sf));
+        if (isTfNamespace(recv, b) && n.arguments.length >= 1 && !ts.isSpreadElement(n.arguments[0])) out.push({ op: name, operand: n.arguments[0], form: 'function', line });
+        else if (!isTfNamespace(recv, b) && n.arguments.length === 0 && !(ts.isIdentifier(recv) && ['console', 'Math', 'logger'].includes(recv.text))) out.push({ op: name, operand: recv, form: 'method', line });
+      }
+    } else if (ts.isCallExpression(n) && ts.isIdentifier(n.expression) && (b.named.get('log') === n.expression.text || b.named.get('sqrt') === n.expression.text) && n.arguments.length >= 1) {
+      const op = b.named.get('log') === n.expression.text ? 'log' : 'sqrt';
+      out.push({ op, operand: n.arguments[0], form: 'function', line: lineOf(sf, n.getStart(sf)) });
+    }
+    ts.forEachChild(n, visit);
+  };
+  ts.forEachChild(sf, visit);
+  return out;
+}
+
+export type GuardOutcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
+
+export function computeGuardLoss(sf: ts.SourceFile, b: TfBindings, finding: Finding): GuardOutcome {
+  const all = findSites(sf, b);
+  if (all.length === 0) return { ok: false, reason: 'no tfjs log or sqrt in this file to guard (the NaN may come from a division or an op in another file)' };
+  const onLine = finding.source ? all.filter((s) => s.line === finding.source!.line) : [];
+  const scope = onLine.length ? onLine : all;
+  const todo = scope.filter((s) => !isGuarded(s.operand, b));
+  if (todo.length === 0) return { ok: false, alreadyApplied: true, reason: `every log/sqrt ${onLine.length ? `on line ${finding.source!.line}` : 'in this file'} already has an epsilon or a clip` };
+  const edits: TextEdit[] = [];
+  for (const s of todo) {
+    const eps = GUARD_EPSILON[s.op];
+    const start = s.operand.getStart(sf);
+    if (isPrimaryLike(s.operand)) edits.push({ start: s.operand.end, end: s.operand.end, newText: `.add(${eps})` });
+    else {
+      edits.push({ start, end: start, newText: '(' });
+      edits.push({ start: s.operand.end, end: s.operand.end, newText: `).add(${eps})` });
+    }
+  }
+  const lines = [...new Set(todo.map((s) => s.line))];
+  const ops = [...new Set(todo.map((s) => s.op))].join('/');
+  return { ok: true, title: `Guard ${todo.length} ${ops} call${todo.length > 1 ? 's' : ''} with an epsilon (line${lines.length > 1 ? 's' : ''} ${lines.join(', ')})`, edits };
+}

@@ -1,0 +1,87 @@
+// The fix engine: (source text, finding, remedy) in, text edits out, computed on the TypeScript
+// compiler's syntax tree (it parses JS and TS). Edits insert or replace the least text they can and
+// never reformat: the user's formatting and comments stay as they were. Pure: no vscode, no Node.
+// The editor's code actions, the panel's remedy buttons and `gradscope fix` all call computeFix.
+import type { Finding, Remedy, RemedyId } from '../analysis/finding';
+import { applyEdits, parse, styleOf, syntaxErrors, tfBindings } from './ast';
+import { computeClip } from './clip';
+import { computeGuardLoss } from './guardLoss';
+import { computeInit, computeZeroBias } from './init';
+import { computeLr } from './lr';
+import type { ComputeFix, FixContext, FixResult, TextEdit } from './types';
+
+export { applyEdits };
+
+/** The remedies this engine can compute (others get ok:false). */
+export const SUPPORTED_REMEDIES: readonly RemedyId[] = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init'];
+
+type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
+
+export const computeFix: ComputeFix = (text: string, finding: Finding, remedy: RemedyId, ctx: FixContext): FixResult => {
+  const file = ctx.file || finding.source?.file || 'script.js';
+  // A finding located in another file (a layer built in a helper module) does not apply to this text.
+  if (finding.source && ctx.file && !samePath(finding.source.file, ctx.file)) {
+    return { ok: false, remedy, reason: `the finding points at ${finding.source.file}, not at ${ctx.file}` };
+  }
+  let out: Outcome;
+  let sfErrors = 0;
+  try {
+    const sf = parse(text, file);
+    sfErrors = syntaxErrors(sf).length;
+    const b = tfBindings(sf);
+    const style = styleOf(sf);
+    switch (remedy) {
+      case 'clip-global-norm':
+        out = computeClip(sf, b, style, finding, ctx);
+        break;
+      case 'he-init':
+        out = computeInit(sf, b, style, finding, 'he');
+        break;
+      case 'glorot-init':
+        out = computeInit(sf, b, style, finding, 'glorot');
+        break;
+      case 'lower-lr':
+        out = computeLr(sf, b, style, finding, 'lower');
+        break;
+      case 'raise-lr':
+        out = computeLr(sf, b, style, finding, 'raise');
+        break;
+      case 'guard-loss':
+        out = computeGuardLoss(sf, b, finding);
+        break;
+      case 'zero-bias-init':
+        out = computeZeroBias(sf, b, style, finding);
+        break;
+      default:
+        out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };
+    }
+  } catch (e) {
+    return { ok: false, remedy, reason: `internal error computing the fix: ${(e as Error).message}` };
+  }
+  if (!out.ok) return { ok: false, remedy, reason: out.reason, ...(out.alreadyApplied ? { alreadyApplied: true } : {}) };
+  const after = applyEdits(text, out.edits);
+  // A fix must never break the file: the text after must parse with no more errors than before.
+  const afterErrors = syntaxErrors(parse(after, file)).length;
+  if (afterErrors > sfErrors) return { ok: false, remedy, reason: `internal error: the edit would not parse (${out.title})` };
+  const edits = [...out.edits].sort((a, b) => a.start - b.start);
+  return { ok: true, remedy, title: out.title, edits, after, ...(ctx.version !== undefined ? { version: ctx.version } : {}) };
+};
+
+export interface RemedyOption {
+  remedy: Remedy;
+  result: FixResult;
+}
+
+/**
+ * Every ranked remedy of the finding, in rank order, with what applying it would do: `result.ok`
+ * for the ones that can be applied to this text, `alreadyApplied` for the ones already there, a
+ * reason for the rest. A code-action provider offers the `ok` ones, best first.
+ */
+export function availableRemedies(text: string, finding: Finding, ctx: FixContext = { file: finding.source?.file ?? '' }): RemedyOption[] {
+  return finding.remedies.map((remedy) => ({ remedy, result: computeFix(text, finding, remedy.id, ctx) }));
+}
+
+function samePath(a: string, b: string): boolean {
+  const norm = (p: string): string => p.replace(/\\/g, '/').replace(/^([a-z]):/, (_, d: string) => d.toUpperCase() + ':');
+  return norm(a) === norm(b);
+}

@@ -1,0 +1,416 @@
+// The "gradscope" DiagnosticCollection: each finding of a run on the line that built its layer (or
+// the optimizer, for global findings), updated live (≤ 4 times a second), replaced when the same
+// script runs again, cleared by `GradScope: Clear Diagnostics`.
+//
+// Lines move: findings name lines of the text as it was when the run started. Every edit of a file
+// the run points into is logged and each anchor is shifted through it (lineAnchors.ts); an anchor
+// whose line was replaced is dropped, and one whose line no longer holds the layer's construction
+// text is hidden. So a diagnostic, a hover or a quick fix never points at a stale line.
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import * as vscode from 'vscode';
+import { Analyzer } from '../core/analysis/analyzer';
+import type { Finding } from '../core/analysis/finding';
+import type { RunStore } from '../core/store/runStore';
+import { activationFromFiles } from '../process/activationFromFiles';
+import type { RunSession } from '../process/runSession';
+import type { GradScopeContext } from './context';
+import { diagnosticMessage, isFindingKind, levelOf } from './diagnosisModel';
+import { anchorHolds, assignedName, constructionText, findOptimizerLine, shiftLineThrough, spanOf, type LineAnchor, type LineEdit } from './lineAnchors';
+
+export const DIAGNOSTIC_SOURCE = 'GradScope';
+export const CLEAR_DIAGNOSTICS_COMMAND = 'gradscope.clearDiagnostics';
+/** Live updates are batched to at most one per this many ms (4 per second). */
+const REFRESH_MS = 250;
+
+/** A run as the editor features see it: live (a RunSession) or read back from its run file. */
+export interface RunView {
+  runId: string;
+  script: string;
+  cwd: string;
+  args: string[];
+  store: RunStore;
+  findings(): readonly Finding[];
+  live: RunSession | null;
+}
+
+/** One anchored line of a file: where a layer (or the optimizer) was built. */
+interface Anchor extends LineAnchor {
+  /** 1-based line in the text of the run, as findings and tensor sources name it. */
+  baseLine: number;
+  column: number;
+  /** null once an edit removed the line. */
+  alive: boolean;
+  /** The variable the layer is assigned to on that line, if any. */
+  name: string | null;
+  /** line 1 for a global finding whose optimizer was not found: holds whatever the text. */
+  fallback: boolean;
+  /** The line's text as of the last edit (to tell where the anchored text sat before the next). */
+  lineText: string | undefined;
+}
+
+class FileTrack {
+  /** Anchors by base line (1-based). */
+  readonly anchors = new Map<number, Anchor>();
+  readonly baseLines: string[];
+  /** Every edit since the run's text, batch by batch, to bring late anchors up to date. */
+  private readonly edits: LineEdit[][] = [];
+
+  constructor(
+    readonly file: string,
+    baseText: string,
+  ) {
+    this.baseLines = baseText.split('\n').map((l) => l.replace(/\r$/, ''));
+  }
+
+  anchor(baseLine: number, column: number | null, fallback = false): Anchor {
+    let a = this.anchors.get(baseLine);
+    if (a) return a;
+    const lineText = this.baseLines[baseLine - 1] ?? '';
+    const text = fallback ? '' : constructionText(lineText, column);
+    let line: number | null = baseLine - 1;
+    this.edits.forEach((batch, i) => {
+      if (line !== null) line = i === 0 ? shiftLineThrough(line, batch, spanOf({ line, text }, lineText)) : shiftThrough(line, batch);
+    });
+    a = {
+      baseLine,
+      column: column ?? 1,
+      line: line ?? -1,
+      text,
+      alive: line !== null,
+      lineText: this.edits.length === 0 ? lineText : line !== null ? openLine(this.file, line) : undefined,
+      name: fallback ? null : assignedName(lineText, column),
+      fallback,
+    };
+    this.anchors.set(baseLine, a);
+    return a;
+  }
+
+  /**
+   * Shifts every anchor through one batch of edits (coordinates of the text before it); `lineAt`
+   * reads the text after it. True when anything may have changed.
+   */
+  edit(batch: LineEdit[], lineAt: (line: number) => string | undefined): boolean {
+    this.edits.push(batch);
+    for (const a of this.anchors.values()) {
+      if (!a.alive) continue;
+      const next = shiftLineThrough(a.line, batch, spanOf(a, a.lineText));
+      if (next === null) a.alive = false;
+      else a.line = next;
+      a.lineText = a.alive ? lineAt(a.line) : undefined;
+    }
+    return batch.length > 0;
+  }
+}
+
+function shiftThrough(line: number, batch: readonly LineEdit[]): number | null {
+  // Late anchors (a layer first seen after edits): where their text sat is unknown, so a
+  // multi-line edit that touches their line drops them (never stale, at worst hidden).
+  return shiftLineThrough(line, batch);
+}
+
+/** A finding placed in a file, with the anchor that keeps its line. */
+export interface PlacedFinding {
+  finding: Finding;
+  file: string;
+  anchor: Anchor;
+  placement: 'layer' | 'optimizer' | 'fallback';
+}
+
+/** Where a layer of the run sits now. */
+export interface PlacedLayer {
+  layer: string;
+  file: string;
+  /** 0-based line now. */
+  line: number;
+  name: string | null;
+}
+
+export class RunDiagnostics {
+  readonly files = new Map<string, FileTrack>();
+  placed: PlacedFinding[] = [];
+  layers = new Map<string, { file: string; anchor: Anchor }>();
+  private layerCount = -1;
+
+  constructor(readonly run: RunView) {
+    // The script as it ran: the run command saved it just before starting.
+    this.track(run.script);
+  }
+
+  track(file: string): FileTrack | null {
+    let t = this.files.get(file);
+    if (t) return t;
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
+    let text: string;
+    if (doc) text = doc.getText();
+    else {
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        return null;
+      }
+    }
+    t = new FileTrack(file, text);
+    this.files.set(file, t);
+    return t;
+  }
+
+  /** Re-reads the run: new layers get anchors, findings get placed. */
+  refresh(): void {
+    const ts = this.run.store.tensors;
+    if (ts.length !== this.layerCount) {
+      this.layerCount = ts.length;
+      for (const t of ts) {
+        if (!t.source || this.layers.has(t.layer)) continue;
+        const track = this.track(t.source.file);
+        if (!track) continue;
+        this.layers.set(t.layer, { file: t.source.file, anchor: track.anchor(t.source.line, t.source.column) });
+      }
+    }
+    const placed: PlacedFinding[] = [];
+    for (const f of this.run.findings()) {
+      if (f.source) {
+        const track = this.track(f.source.file);
+        if (!track) continue;
+        placed.push({ finding: f, file: f.source.file, anchor: track.anchor(f.source.line, f.source.column), placement: f.layer ? 'layer' : 'optimizer' });
+        continue;
+      }
+      const track = this.track(this.run.script);
+      if (!track) continue;
+      const opt = findOptimizerLine(track.baseLines.join('\n'));
+      if (opt) placed.push({ finding: f, file: this.run.script, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' });
+      else placed.push({ finding: f, file: this.run.script, anchor: track.anchor(1, 1, true), placement: 'fallback' });
+    }
+    this.placed = placed;
+  }
+
+  /** The finding with its source moved to where its line is now (null: the line is gone or changed). */
+  current(p: PlacedFinding): Finding | null {
+    if (!anchorValid(p.anchor, p.file)) return null;
+    if (!p.finding.source || p.placement === 'fallback') return p.finding;
+    return { ...p.finding, source: { ...p.finding.source, line: p.anchor.line + 1 } };
+  }
+
+  layersAtLine(file: string, line: number): PlacedLayer[] {
+    const out: PlacedLayer[] = [];
+    for (const [layer, l] of this.layers) {
+      if (l.file === file && l.anchor.line === line && anchorValid(l.anchor, file)) out.push({ layer, file, line, name: l.anchor.name });
+    }
+    return out;
+  }
+
+  layersNamed(file: string, word: string): PlacedLayer[] {
+    const out: PlacedLayer[] = [];
+    for (const [layer, l] of this.layers) {
+      if (l.file === file && l.anchor.name === word && anchorValid(l.anchor, file)) out.push({ layer, file, line: l.anchor.line, name: word });
+    }
+    return out;
+  }
+}
+
+/** A line of the file's open document, if it is open. */
+function openLine(file: string, line: number): string | undefined {
+  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
+  return doc && line >= 0 && line < doc.lineCount ? doc.lineAt(line).text : undefined;
+}
+
+/** Whether the anchor's line still holds its construction text, in the open document or on disk. */
+function anchorValid(a: Anchor, file: string): boolean {
+  if (!a.alive || a.line < 0) return false;
+  if (a.fallback) return true;
+  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
+  if (doc) return a.line < doc.lineCount && anchorHolds(a, doc.lineAt(a.line).text);
+  return true;
+}
+
+function toEdits(e: vscode.TextDocumentChangeEvent): LineEdit[] {
+  return e.contentChanges.map((c) => ({
+    startLine: c.range.start.line,
+    startChar: c.range.start.character,
+    endLine: c.range.end.line,
+    endChar: c.range.end.character,
+    newText: c.text,
+  }));
+}
+
+const LEVEL: Record<'error' | 'warning' | 'info', vscode.DiagnosticSeverity> = {
+  error: vscode.DiagnosticSeverity.Error,
+  warning: vscode.DiagnosticSeverity.Warning,
+  info: vscode.DiagnosticSeverity.Information,
+};
+
+export class DiagnosticsFeature implements vscode.Disposable {
+  readonly collection = vscode.languages.createDiagnosticCollection('gradscope');
+  /** One diagnosed run per script: a new run of the same script replaces it. */
+  private readonly byScript = new Map<string, { diag: RunDiagnostics; scope: vscode.Disposable[] }>();
+  /** What each published diagnostic stands for, to find the finding from a diagnostic. */
+  private published = new Map<string, { diagnostic: vscode.Diagnostic; placed: PlacedFinding; run: RunDiagnostics }[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private lastRefresh = 0;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly changed = new vscode.EventEmitter<void>();
+  /** Fires after the diagnostics were republished. */
+  readonly onDidChange = this.changed.event;
+
+  constructor(private readonly ctx: GradScopeContext) {
+    this.disposables.push(
+      this.collection,
+      this.changed,
+      ctx.runs.onDidStartRun((run) => this.showLive(run)),
+      vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)),
+      vscode.workspace.onDidOpenTextDocument(() => this.schedule()),
+      vscode.commands.registerCommand(CLEAR_DIAGNOSTICS_COMMAND, () => this.clear()),
+    );
+  }
+
+  /** Diagnoses a live run: replaces the diagnostics of an earlier run of the same script. */
+  showLive(run: RunSession): RunDiagnostics {
+    return this.show(
+      {
+        runId: run.id,
+        script: run.script,
+        cwd: vscode.workspace.getWorkspaceFolder(vscode.Uri.file(run.script))?.uri.fsPath ?? dirname(run.script),
+        args: [],
+        store: run.store,
+        findings: () => run.findings,
+        live: run,
+      },
+      (refresh) => [run.store.onDidChange(() => refresh()), run.onDidEnd(() => this.refreshNow())],
+    );
+  }
+
+  /** Diagnoses a saved run (e.g. the one the panel shows): its findings computed once. */
+  showSaved(view: Omit<RunView, 'findings' | 'live'> & { findings?: readonly Finding[] }): RunDiagnostics {
+    const existing = this.runById(view.runId);
+    if (existing) return existing;
+    let findings = view.findings;
+    if (!findings) {
+      const a = new Analyzer(view.store, { activationOf: activationFromFiles() });
+      findings = [...a.finish()];
+    }
+    const fixed = findings;
+    return this.show({ ...view, findings: () => fixed, live: null }, () => []);
+  }
+
+  runById(runId: string): RunDiagnostics | undefined {
+    for (const r of this.byScript.values()) if (r.diag.run.runId === runId) return r.diag;
+    return undefined;
+  }
+
+  /** The runs diagnosed now, newest first. */
+  runs(): RunDiagnostics[] {
+    return [...this.byScript.values()].map((r) => r.diag).reverse();
+  }
+
+  /** The finding a diagnostic of ours stands for (matched by line, code and message). */
+  findingFor(uri: vscode.Uri, d: vscode.Diagnostic): { run: RunDiagnostics; placed: PlacedFinding } | undefined {
+    if (d.source !== DIAGNOSTIC_SOURCE || !isFindingKind(codeOf(d))) return undefined;
+    const hit = this.published
+      .get(uri.toString())
+      ?.find((p) => p.diagnostic.range.start.line === d.range.start.line && codeOf(p.diagnostic) === codeOf(d) && p.diagnostic.message === d.message);
+    return hit ? { run: hit.run, placed: hit.placed } : undefined;
+  }
+
+  clear(): void {
+    for (const r of this.byScript.values()) for (const d of r.scope) d.dispose();
+    this.byScript.clear();
+    this.published.clear();
+    this.collection.clear();
+    this.changed.fire();
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    for (const r of this.byScript.values()) for (const d of r.scope) d.dispose();
+    this.byScript.clear();
+    for (const d of this.disposables.splice(0)) d.dispose();
+  }
+
+  private show(view: RunView, listen: (refresh: () => void) => { dispose(): unknown }[]): RunDiagnostics {
+    const old = this.byScript.get(view.script);
+    if (old) for (const d of old.scope) d.dispose();
+    this.byScript.delete(view.script);
+    const diag = new RunDiagnostics(view);
+    const scope = listen(() => this.schedule()).map((d) => ({ dispose: () => void d.dispose() }));
+    this.byScript.set(view.script, { diag, scope });
+    this.refreshNow();
+    return diag;
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    const wait = Math.max(0, REFRESH_MS - (Date.now() - this.lastRefresh));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.refreshNow();
+    }, wait);
+  }
+
+  private refreshNow(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.lastRefresh = Date.now();
+    for (const r of this.byScript.values()) {
+      try {
+        r.diag.refresh();
+      } catch (e) {
+        this.ctx.log.error(`diagnostics: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    this.publish();
+  }
+
+  private onEdit(e: vscode.TextDocumentChangeEvent): void {
+    if (e.document.uri.scheme !== 'file' || e.contentChanges.length === 0) return;
+    const file = e.document.uri.fsPath;
+    let touched = false;
+    for (const r of this.byScript.values()) {
+      const track = r.diag.files.get(file);
+      if (track && track.edit(toEdits(e), (n) => (n < e.document.lineCount ? e.document.lineAt(n).text : undefined))) touched = true;
+    }
+    // Republished at once, not throttled: a diagnostic must not sit on a line that changed.
+    if (touched) this.publish();
+  }
+
+  private publish(): void {
+    const byUri = new Map<string, { uri: vscode.Uri; items: { diagnostic: vscode.Diagnostic; placed: PlacedFinding; run: RunDiagnostics }[] }>();
+    for (const r of this.byScript.values()) {
+      for (const p of r.diag.placed) {
+        if (!anchorValid(p.anchor, p.file)) continue;
+        const uri = vscode.Uri.file(p.file);
+        const diagnostic = new vscode.Diagnostic(rangeOf(p), diagnosticMessage(p.finding, p.placement), LEVEL[levelOf(p.finding)]);
+        diagnostic.code = p.finding.kind;
+        diagnostic.source = DIAGNOSTIC_SOURCE;
+        let entry = byUri.get(uri.toString());
+        if (!entry) byUri.set(uri.toString(), (entry = { uri, items: [] }));
+        entry.items.push({ diagnostic, placed: p, run: r.diag });
+      }
+    }
+    for (const key of this.published.keys()) if (!byUri.has(key)) this.collection.delete(vscode.Uri.parse(key));
+    this.published = new Map();
+    for (const [key, { uri, items }] of byUri) {
+      this.collection.set(uri, items.map((i) => i.diagnostic));
+      this.published.set(key, items);
+    }
+    this.changed.fire();
+  }
+}
+
+function codeOf(d: vscode.Diagnostic): string | undefined {
+  const c = d.code;
+  if (typeof c === 'string') return c;
+  if (typeof c === 'object' && c !== null && typeof c.value === 'string') return c.value;
+  return undefined;
+}
+
+/** From the construction text to the end of the line (trimmed); the whole line for line 1 fallbacks. */
+function rangeOf(p: PlacedFinding): vscode.Range {
+  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === p.file);
+  const a = p.anchor;
+  const lineText = doc && a.line < doc.lineCount ? doc.lineAt(a.line).text : '';
+  const at = a.text ? lineText.indexOf(a.text) : -1;
+  const start = at >= 0 ? at : Math.max(0, lineText.search(/\S/));
+  const end = Math.max(start + 1, lineText.trimEnd().length);
+  if (!doc) return new vscode.Range(a.line, Math.max(0, a.column - 1), a.line, Math.max(a.column, 1000));
+  return new vscode.Range(a.line, start, a.line, end);
+}
