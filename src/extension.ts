@@ -19,6 +19,7 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx.panel = new PanelFeature(ctx);
     ctx.subscriptions.push(ctx.panel);
     const diagnostics = new DiagnosticsFeature(ctx);
+    ctx.diagnostics = diagnostics;
     ctx.subscriptions.push(diagnostics);
     ctx.subscriptions.push(registerHover(ctx, diagnostics));
     ctx.subscriptions.push(registerCodeActions(ctx, diagnostics));

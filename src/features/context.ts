@@ -1,6 +1,7 @@
 // The extension's one context object: its scope (disposed on deactivation), the log, the runs.
 import * as vscode from 'vscode';
 import type { RunExit, RunSession } from '../process/runSession';
+import type { DiagnosticsFeature } from './diagnostics';
 import type { PanelFeature } from './panel';
 import { RunController, type RunEnded } from './runController';
 
@@ -20,6 +21,8 @@ export class GradScopeContext implements vscode.Disposable {
   readonly subscriptions: vscode.Disposable[] = [];
   /** The inspection panel feature (set by activate()). */
   panel: PanelFeature | undefined;
+  /** Diagnostics, hover and quick fixes read this (set by activate()). */
+  diagnostics: DiagnosticsFeature | undefined;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('GradScope', { log: true });

@@ -110,7 +110,10 @@ export class PanelFeature implements vscode.Disposable {
       throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${r.error.message}`);
     }
     if (r.error) this.ctx.log.warn(`open run ${runFile}: ${r.error.message} (showing what was read before it)`);
-    return { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
+    const source: PanelSource = { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
+    // A saved run's findings go into the editor too, on the lines they name (if still there).
+    this.ctx.diagnostics?.showSaved({ runId: r.meta.runId, script: r.meta.script, cwd: r.meta.cwd, args: r.meta.args, store: r.store, findings: this.findingsFor(source) });
+    return source;
   }
 
   private async pickRun(): Promise<void> {
