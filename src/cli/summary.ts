@@ -71,6 +71,10 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       out.push(`          ${f.message}`);
       if (f.remedies.length) out.push(`          remedies: ${f.remedies.map((r) => r.id).join(', ')}`);
     }
+    if (findings.some((f) => f.remedies.length)) {
+      out.push('');
+      out.push(`fix       npx gradscope fix ${where.script} --verify   (shows the diff of the top remedy, re-runs to check it, then writes it)`);
+    }
   } else if (store.stepCount) out.push('findings  none');
   out.push('');
   out.push(`run file  ${where.runFile}`);
