@@ -58,6 +58,7 @@ export class Channel {
     if (droppable && this.queuedBytes > this.maxQueuedBytes) {
       this.droppedSinceReport++;
       this.droppedTotal++;
+      this.seq++; // a dropped frame leaves a gap in the sequence numbers (docs/protocol.md)
       return false;
     }
     this.enqueue(encodeMessage(msg, this.seq++));

@@ -1,0 +1,84 @@
+// The probe never blocks training on the pipe: with the host not reading, send() returns at once,
+// frames beyond the bound are dropped and counted, the count is reported in `dropped` events once
+// there is room, and the dropped frames leave gaps in the sequence numbers.
+// This file is also the child: with GS_CHANNEL_CHILD set it writes through a real Channel on fd 3.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { FrameDecoder } from '../../../src/core/protocol/codec';
+import type { StatName } from '../../../src/core/protocol/messages';
+import { Channel } from '../../../src/probe/tfjs/channel';
+
+const FRAMES = 4000;
+const TENSORS = 50;
+const BOUND = 256 * 1024;
+
+function child(): void {
+  const ch = new Channel(3, () => {}, BOUND);
+  const stats: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
+  const columns = stats.map(() => new Float64Array(TENSORS).fill(1));
+  let worst = 0;
+  let accepted = 0;
+  for (let step = 0; step < FRAMES; step++) {
+    const t0 = performance.now();
+    if (ch.send({ type: 'step', step, loss: 1, wallMs: 0, stats, columns, nTensors: TENSORS })) accepted++;
+    worst = Math.max(worst, performance.now() - t0);
+  }
+  process.stderr.write(JSON.stringify({ accepted, dropped: ch.droppedTotal, worstSendMs: worst }) + '\n');
+  // Tell the host we are done sending, then let the queue drain as the host reads.
+  ch.send({ type: 'end', reason: 'completed', steps: FRAMES });
+  ch.flushSync(20_000);
+  process.exit(0);
+}
+
+if (process.env.GS_CHANNEL_CHILD) {
+  child();
+} else {
+  describe('probe channel (bounded queue)', () => {
+    it('never blocks, drops over the bound, counts and reports drops, leaves seq gaps', async () => {
+      const p = spawn(process.execPath, [__filename], { env: { ...process.env, GS_CHANNEL_CHILD: '1' }, stdio: ['ignore', 'inherit', 'pipe', 'pipe'] });
+      let report = '';
+      p.stderr!.on('data', (b: Buffer) => (report += b.toString()));
+      const host = p.stdio[3] as import('node:net').Socket;
+      host.pause(); // the host does not read while the child sends
+      await new Promise<void>((resolve, reject) => {
+        const t = setInterval(() => {
+          if (report.includes('\n')) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 20);
+        p.once('exit', (code) => (code ? reject(new Error(`child exited ${code}: ${report}`)) : undefined));
+      });
+      const r = JSON.parse(report.split('\n')[0]) as { accepted: number; dropped: number; worstSendMs: number };
+      const dec = new FrameDecoder();
+      const seqs: number[] = [];
+      let steps = 0;
+      let droppedReported = 0;
+      let ended = false;
+      host.on('data', (chunk: Buffer) => {
+        const err = dec.push(chunk, (f) => {
+          seqs.push(f.seq);
+          if (f.message.type === 'step') steps++;
+          if (f.message.type === 'event' && f.message.kind === 'dropped') droppedReported += f.message.count ?? 0;
+          if (f.message.type === 'end') ended = true;
+        });
+        assert.equal(err, null);
+      });
+      host.resume();
+      await new Promise((r2) => p.once('exit', r2));
+      await new Promise((r2) => setTimeout(r2, 100));
+      assert.ok(ended, 'END arrived');
+      assert.ok(r.dropped > 0, 'frames were dropped while the host did not read');
+      assert.equal(r.accepted + r.dropped, FRAMES);
+      assert.equal(steps, r.accepted, 'every accepted frame arrived');
+      assert.equal(droppedReported, r.dropped, 'every drop was reported');
+      // Sequence numbers: strictly increasing; the STEP frames' gaps add up to the drops.
+      for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1]);
+      const lastSeq = seqs[seqs.length - 1];
+      assert.equal(lastSeq + 1 - seqs.length, r.dropped, 'gaps in seq = frames dropped');
+      console.log(`sent ${FRAMES}: accepted ${r.accepted}, dropped ${r.dropped}, worst send() ${r.worstSendMs.toFixed(2)} ms`);
+      assert.ok(r.worstSendMs < 1000, 'send() never waited for the host');
+    });
+  });
+}
