@@ -65,3 +65,25 @@ if (watch) {
 } else {
   await Promise.all(entries.map((e) => build(e)));
 }
+
+// The PyTorch probe is plain Python, shipped as is: dist/probe/torch/gradscope_probe/ (put on
+// PYTHONPATH by the host). Tests and caches are left out.
+{
+  const { cpSync, mkdirSync } = await import('node:fs');
+  const dest = 'dist/probe/torch/gradscope_probe';
+  rmSync(dest, { recursive: true, force: true });
+  mkdirSync(dest, { recursive: true });
+  for (const f of readdirSync('src/probe/torch/gradscope_probe')) {
+    if (f.endsWith('.py')) cpSync(join('src/probe/torch/gradscope_probe', f), join(dest, f));
+  }
+}
+
+// The Python fix engine's parser (src/core/fixes/python/parser.ts): Tree-sitter's runtime wasm and
+// the Python grammar, next to the bundles (dist/tree-sitter/), where the bundled tree-sitter.js is
+// pointed at them (it cannot find them relative to itself once bundled).
+{
+  const { cpSync, mkdirSync } = await import('node:fs');
+  const from = 'node_modules/@vscode/tree-sitter-wasm/wasm';
+  mkdirSync('dist/tree-sitter', { recursive: true });
+  for (const f of ['tree-sitter.js', 'tree-sitter.wasm', 'tree-sitter-python.wasm']) cpSync(join(from, f), join('dist/tree-sitter', f));
+}

@@ -8,6 +8,7 @@ import { DiagnosticsFeature } from './features/diagnostics';
 import { registerHover } from './features/hover';
 import { PanelFeature } from './features/panel';
 import { registerRemedies } from './features/remedies';
+import { prepareFixes } from './core/fixes/index';
 
 let ctx: GradScopeContext | undefined;
 
@@ -24,6 +25,9 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx.subscriptions.push(registerHover(ctx, diagnostics));
     ctx.subscriptions.push(registerCodeActions(ctx, diagnostics));
     ctx.subscriptions.push(registerRemedies(ctx, diagnostics));
+    // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
+    // PyTorch run starts, so the fixes are ready when its diagnostics appear.
+    ctx.subscriptions.push(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
     ctx.log.info(`GradScope ${context.extension.packageJSON.version as string} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api();
   } catch (e) {

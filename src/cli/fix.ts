@@ -6,7 +6,7 @@ import { relative, resolve } from 'node:path';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding, FindingKind } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
-import { availableRemedies, computeFix } from '../core/fixes/index';
+import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
 import type { FixResult } from '../core/fixes/types';
 import { readRunFile } from '../core/store/runFile';
@@ -111,6 +111,7 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
     return FIX_EXIT.notDiagnosed;
   }
   const text = readFileSync(file, 'utf8');
+  await prepareFixes(file); // loads the Python parser (wasm) for .py files
   const ctx = { file, globalNorms: globalNormsOf(d.store) };
   const rel = relative(cwd, file) || file;
   process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}\n`);

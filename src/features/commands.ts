@@ -10,7 +10,7 @@ export type TrainResult =
   | { started: true; runId: string }
   | { started: false; reason: 'untrusted' | 'no-script' | 'cancelled' | 'failed'; message: string };
 
-const SCRIPT_LANGUAGES = new Set(['javascript', 'typescript', 'javascriptreact', 'typescriptreact']);
+const SCRIPT_LANGUAGES = new Set(['javascript', 'typescript', 'javascriptreact', 'typescriptreact', 'python']);
 
 export function registerCommands(ctx: GradScopeContext): void {
   ctx.subscriptions.push(
@@ -82,11 +82,14 @@ async function trainAndInspect(ctx: GradScopeContext, arg: unknown): Promise<Tra
   const config = vscode.workspace.getConfiguration('gradscope', uri);
   const folder = vscode.workspace.getWorkspaceFolder(uri);
   const nodePath = config.get<string>('nodePath', '').trim();
+  const pythonPath = config.get<string>('pythonPath', '').trim();
   const run = ctx.runs.start({
     script: uri.fsPath,
     cwd: folder?.uri.fsPath ?? dirname(uri.fsPath),
     // An empty setting means the `node` on PATH (the extension host may be Electron, not Node).
     nodePath: nodePath || 'node',
+    // Empty: RunSession uses GRADSCOPE_PYTHON or the `python3` on PATH, and checks torch imports first.
+    pythonPath: pythonPath || undefined,
     maxSteps: nonNegative(config.get<number>('maxSteps', 0)),
     timeoutSec: nonNegative(config.get<number>('timeoutSeconds', 0)),
     detailEvery: nonNegative(config.get<number>('detailEvery', 0)),
@@ -107,9 +110,9 @@ async function resolveScript(arg: unknown): Promise<vscode.Uri> {
   let uri: vscode.Uri | undefined = arg instanceof vscode.Uri ? arg : undefined;
   if (!uri) {
     const editor = vscode.window.activeTextEditor;
-    if (!editor) throw new GradScopeError('user', 'open a TensorFlow.js training script (.js, .mjs, .cjs or .ts) first.');
-    if (!SCRIPT_LANGUAGES.has(editor.document.languageId) && !/\.[cm]?[jt]s$/i.test(editor.document.fileName)) {
-      throw new GradScopeError('user', `${editor.document.fileName.split(/[\\/]/).pop()} is not a JavaScript or TypeScript file.`);
+    if (!editor) throw new GradScopeError('user', 'open a training script first: TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py).');
+    if (!SCRIPT_LANGUAGES.has(editor.document.languageId) && !/\.([cm]?[jt]s|py)$/i.test(editor.document.fileName)) {
+      throw new GradScopeError('user', `${editor.document.fileName.split(/[\\/]/).pop()} is not a TensorFlow.js (JavaScript/TypeScript) or PyTorch (Python) script.`);
     }
     uri = editor.document.uri;
   }

@@ -6,6 +6,7 @@ import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
+import { prepareFixes } from '../core/fixes/index';
 import { listRuns, readRunFileAsync } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
@@ -111,6 +112,7 @@ export class PanelFeature implements vscode.Disposable {
     }
     if (r.error) this.ctx.log.warn(`open run ${runFile}: ${r.error.message} (showing what was read before it)`);
     const source: PanelSource = { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
+    void prepareFixes(r.meta.script).catch(() => undefined); // Python fixes need their parser loaded
     // A saved run's findings go into the editor too, on the lines they name (if still there).
     this.ctx.diagnostics?.showSaved({ runId: r.meta.runId, script: r.meta.script, cwd: r.meta.cwd, args: r.meta.args, store: r.store, findings: this.findingsFor(source) });
     return source;

@@ -271,7 +271,7 @@ export function runHeader(
     step: store.lastStep,
     stepsPerSec: run.stepsPerSec ?? null,
     droppedFrames: store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0),
-    clipNorm: null,
+    clipNorm: [...store.events].reverse().find((e) => e.kind === 'clip' && e.value !== undefined && Number.isFinite(e.value))?.value ?? null,
   };
 }
 

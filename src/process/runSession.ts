@@ -2,7 +2,7 @@
 // (FrameDecoder), keeps them in a RunStore, writes them to the run file as they arrive, and decides
 // how the run ended. The CLI and the extension are both thin shells over this class.
 import { existsSync } from 'node:fs';
-import { dirname, extname, join, resolve } from 'node:path';
+import { delimiter, dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
@@ -14,6 +14,7 @@ import { Emitter, type Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
 import { findBuilt } from './distPaths';
 import { Program, type ProgramExit } from './program';
+import { checkTorch, choosePython } from './python';
 
 export type ExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
 
@@ -33,6 +34,8 @@ export interface RunOptions {
   cwd?: string;
   /** Node executable for tfjs scripts (default: the one running this code). */
   nodePath?: string;
+  /** Python interpreter for PyTorch scripts (default: GRADSCOPE_PYTHON, else `python3` on PATH). */
+  pythonPath?: string;
   /** Stop cleanly after this many optimizer steps (0 or undefined: no limit). */
   maxSteps?: number;
   /** Stop after this many seconds (0 or undefined: no limit). */
@@ -58,6 +61,11 @@ const TFJS_EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']);
 /** Where the built probe lives: next to this bundle (dist/), or under dist/ of an enclosing checkout. */
 export function findProbeDir(start = __dirname): string {
   return findBuilt('probe', join('tfjs', 'runner.js'), start);
+}
+
+/** Where the PyTorch probe lives: the folder holding `gradscope_probe/` (it goes first on PYTHONPATH). */
+export function findTorchProbeDir(start = __dirname): string {
+  return findBuilt(join('probe', 'torch'), join('gradscope_probe', '__main__.py'), start);
 }
 
 export function frameworkOf(script: string): Framework | null {
@@ -153,9 +161,12 @@ export class RunSession {
   private launch(): void {
     const fw = frameworkOf(this.script);
     if (!existsSync(this.script)) return this.failEarly(`script not found: ${this.script}`);
-    if (fw === 'torch') return this.failEarly('PyTorch scripts are not supported yet (only TensorFlow.js: .js, .mjs, .cjs, .ts)');
+    if (fw === 'torch') {
+      void this.launchTorch();
+      return;
+    }
     if (fw === null) {
-      return this.failEarly(`don't know how to run ${this.script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts)`);
+      return this.failEarly(`don't know how to run ${this.script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts) or a PyTorch script (.py)`);
     }
     let probeDir: string;
     try {
@@ -173,9 +184,46 @@ export class RunSession {
     // The extension host's own Node options (inspector ports, loaders) must not leak into the child.
     delete env.NODE_OPTIONS;
     delete env.ELECTRON_RUN_AS_NODE;
+    this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])], env);
+  }
+
+  /**
+   * PyTorch: check that torch imports with the chosen interpreter (one clear message if not), then
+   * run `<python> -m gradscope_probe <script> args…` with the probe's folder first on PYTHONPATH.
+   */
+  private async launchTorch(): Promise<void> {
+    let probeDir: string;
+    try {
+      probeDir = this.opts.probeDir ? join(this.opts.probeDir, 'torch') : findTorchProbeDir();
+    } catch (e) {
+      return this.failEarly((e as Error).message);
+    }
+    const cwd = resolve(this.opts.cwd ?? dirname(this.script));
+    const baseEnv: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env };
+    const check = await checkTorch(choosePython(this.opts.pythonPath, baseEnv), { env: baseEnv, cwd });
+    if (this.stopReason) {
+      // Stopped while checking: nothing was started.
+      return void this.finish({ code: null, signal: null, stopRequested: true, stderrTail: '' });
+    }
+    if (!check.ok) return this.failEarly(check.message);
+    const env: NodeJS.ProcessEnv = {
+      ...baseEnv,
+      PYTHONPATH: baseEnv.PYTHONPATH ? `${probeDir}${delimiter}${baseEnv.PYTHONPATH}` : probeDir,
+      // The script's output shows up as it prints, not when a pipe buffer fills.
+      PYTHONUNBUFFERED: baseEnv.PYTHONUNBUFFERED ?? '1',
+      GRADSCOPE_CHANNEL_FD: '3',
+      GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
+      GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
+    };
+    delete env.NODE_OPTIONS;
+    delete env.ELECTRON_RUN_AS_NODE;
+    this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...(this.opts.args ?? [])], env);
+  }
+
+  private startProgram(command: string, args: string[], env: NodeJS.ProcessEnv): void {
     this.program = Program.start({
-      command: this.opts.nodePath || process.execPath,
-      args: ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])],
+      command,
+      args,
       cwd: resolve(this.opts.cwd ?? dirname(this.script)),
       env,
       graceMs: this.opts.graceMs,

@@ -46,7 +46,7 @@ export function sortFindings(fs: Finding[]): Finding[] {
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 export class Analyzer {
-  private ctx: AnalysisContext = { tensors: [], layers: [], layerOf: [], optimizerSource: null };
+  private ctx: AnalysisContext = { tensors: [], layers: [], layerOf: [], optimizerSource: null, framework: 'tfjs' };
   private tensorCount = -1;
   private cursor = -Infinity;
   private readonly detectors: Detector[] = [new ExplodingDetector(), new NonFiniteDetector(), new VanishingDetector(), new DeadUnitsDetector(), new UpdateRatioDetector()];
@@ -113,7 +113,8 @@ export class Analyzer {
     if (ts.length === this.tensorCount) return;
     this.tensorCount = ts.length;
     const { layers, layerOf } = buildLayers(ts, this.opts.activationOf);
-    this.ctx = { tensors: ts, layers, layerOf, optimizerSource: this.opts.optimizerSource ?? null };
+    const framework = this.store.hello?.framework === 'torch' ? 'torch' : 'tfjs';
+    this.ctx = { tensors: ts, layers, layerOf, optimizerSource: this.opts.optimizerSource ?? null, framework };
   }
 
   /** Rows for the steps after the cursor, from the store's full-resolution ring. */

@@ -46,6 +46,8 @@ export interface AnalysisContext {
   layerOf: readonly number[];
   /** Where the optimizer was built, when known (global findings point there). */
   optimizerSource: SourceLocation | null;
+  /** Decides the weight layout: tfjs kernels are [in…, out], torch weights [out, in, …]. */
+  framework: 'tfjs' | 'torch';
 }
 
 export interface ZeroObservation {
@@ -106,10 +108,14 @@ export function buildLayers(tensors: readonly TensorInfo[], activationOf?: (t: T
   return { layers, layerOf };
 }
 
-/** Fan-in of a kernel: all dimensions but the last (Dense [in, out], Conv2D [kh, kw, cin, cout]). */
-export function fanIn(shape: readonly number[]): number {
+/**
+ * Fan-in of a kernel. TF.js: all dimensions but the last (Dense [in, out], Conv2D [kh, kw, cin, cout]).
+ * PyTorch: all dimensions but the first (Linear [out, in], Conv2d [cout, cin, kh, kw]).
+ */
+export function fanIn(shape: readonly number[], framework: 'tfjs' | 'torch' = 'tfjs'): number {
   let f = 1;
-  for (let i = 0; i < shape.length - 1; i++) f *= shape[i];
+  if (framework === 'torch') for (let i = 1; i < shape.length; i++) f *= shape[i];
+  else for (let i = 0; i < shape.length - 1; i++) f *= shape[i];
   return f;
 }
 
@@ -124,10 +130,10 @@ export function numel(shape: readonly number[]): number {
  * Glorot ≤ 1.41, LeCun 1. A layer with gain g multiplies the scale of the signal by about g/√2
  * (ReLU) or g (linear/tanh) on each pass.
  */
-export function gainOf(paramNorm: number, shape: readonly number[]): number {
+export function gainOf(paramNorm: number, shape: readonly number[], framework: 'tfjs' | 'torch' = 'tfjs'): number {
   const n = numel(shape);
   if (!(n > 0) || !isFiniteNum(paramNorm)) return NaN;
-  return (paramNorm / Math.sqrt(n)) * Math.sqrt(fanIn(shape));
+  return (paramNorm / Math.sqrt(n)) * Math.sqrt(fanIn(shape, framework));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,9 +8,19 @@ import { computeClip } from './clip';
 import { computeGuardLoss } from './guardLoss';
 import { computeInit, computeZeroBias } from './init';
 import { computeLr } from './lr';
+import { computePythonFix, isPythonFile, loadPythonParser } from './python/index';
 import type { ComputeFix, FixContext, FixResult, TextEdit } from './types';
 
 export { applyEdits };
+
+/**
+ * Loads what computing a fix for `file` needs: the Python parser (wasm, asynchronous) for .py
+ * files, nothing for JS/TS. Await it once before calling computeFix on a Python script; until it
+ * has resolved, computeFix answers ok:false ("still loading") for .py files.
+ */
+export async function prepareFixes(file?: string): Promise<void> {
+  if (file === undefined || isPythonFile(file)) await loadPythonParser();
+}
 
 /** The remedies this engine can compute (others get ok:false). */
 export const SUPPORTED_REMEDIES: readonly RemedyId[] = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init'];
@@ -23,6 +33,8 @@ export const computeFix: ComputeFix = (text: string, finding: Finding, remedy: R
   if (finding.source && ctx.file && !samePath(finding.source.file, ctx.file)) {
     return { ok: false, remedy, reason: `the finding points at ${finding.source.file}, not at ${ctx.file}` };
   }
+  // Python (PyTorch) scripts: the Tree-sitter engine in ./python.
+  if (isPythonFile(file)) return computePythonFix(text, finding, remedy, ctx);
   let out: Outcome;
   let sfErrors = 0;
   try {

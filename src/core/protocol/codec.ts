@@ -222,7 +222,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
     case MsgType.Event: {
       const m: EventMsg = {
         type: 'event',
-        kind: req(o, 'kind', oneOf('non-finite', 'warning', 'dropped', 'backend', 'info'), 'a known event kind'),
+        kind: req(o, 'kind', oneOf('non-finite', 'warning', 'dropped', 'backend', 'info', 'clip'), 'a known event kind'),
         message: req(o, 'message', isStr, 'a string'),
       };
       const step = opt(o, 'step', isUint, 'a non-negative integer');
@@ -231,6 +231,8 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
       if (step !== undefined) m.step = step;
       if (tensorId !== undefined) m.tensorId = tensorId;
       if (count !== undefined) m.count = count;
+      const value = opt(o, 'value', isNum, 'a number');
+      if (value !== undefined) m.value = value;
       return m;
     }
     case MsgType.End: {

@@ -128,7 +128,7 @@ export interface DetailMsg {
   thumb: Float32Array;
 }
 
-export type EventKind = 'non-finite' | 'warning' | 'dropped' | 'backend' | 'info';
+export type EventKind = 'non-finite' | 'warning' | 'dropped' | 'backend' | 'info' | 'clip';
 
 export interface EventMsg {
   type: 'event';
@@ -138,6 +138,8 @@ export interface EventMsg {
   tensorId?: number;
   /** For `dropped`: frames dropped since the previous such event. */
   count?: number;
+  /** For `clip`: the max norm the script clips gradients to (the reported norms are before clipping). */
+  value?: number;
 }
 
 export type ProbeEndReason = 'completed' | 'crashed' | 'step-limit';

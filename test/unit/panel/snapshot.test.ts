@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RunStore } from '../../../src/core/store/runStore';
 import type { StatName } from '../../../src/core/protocol/messages';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, layersInOrder } from '../../../src/panel/snapshot';
+import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, layersInOrder, runHeader } from '../../../src/panel/snapshot';
 import type { PanelRunHeader } from '../../../src/panel/messages';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
@@ -91,5 +92,16 @@ describe('panel snapshot', () => {
     assert.equal(d.histograms.length, 1);
     assert.equal(d.stats?.zeroFrac, 0.5);
     assert.equal(buildTensorDetail(s, 0, 1).thumbnail, null, 'no thumbnail before its step');
+  });
+});
+
+describe('clip threshold', () => {
+  it('a clip event travels the wire and sets the header clipNorm (the panel draws its line)', () => {
+    const s = storeWith(2, () => 1);
+    assert.equal(runHeader(s, { runId: 'r', script: 's', status: 'running', statusMessage: '' }).clipNorm, null);
+    const { messages, error } = decodeAll(encodeMessage({ type: 'event', kind: 'clip', message: 'clips at 5', step: 1, value: 5 }, 0));
+    assert.equal(error, null);
+    s.ingest(messages[0].message);
+    assert.equal(runHeader(s, { runId: 'r', script: 's', status: 'running', statusMessage: '' }).clipNorm, 5);
   });
 });

@@ -68,7 +68,7 @@ export function initialGains(first: StepRow | null, ctx: AnalysisContext): InitG
       const u = first.updateNorm[id];
       if (!(p > 0) || !isFiniteNum(p)) continue;
       if (isFiniteNum(u) && u / p > EXPLODING.reliableRatio) continue;
-      const g = gainOf(p, ctx.tensors[id].shape);
+      const g = gainOf(p, ctx.tensors[id].shape, ctx.framework);
       if (isFiniteNum(g)) out.push({ layer: l.index, tensorId: id, gain: g });
     }
   }

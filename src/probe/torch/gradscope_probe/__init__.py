@@ -1,0 +1,11 @@
+"""GradScope's PyTorch probe: run a training script unchanged and stream its gradient statistics.
+
+    python -m gradscope_probe script.py [args...]
+
+runs ``script.py`` as ``python script.py args...`` would. With ``GRADSCOPE_CHANNEL_FD`` set (the
+host opens fd 3), it hooks every optimizer step and writes protocol-v1 frames (docs/protocol.md)
+to that fd. Needs only the standard library and torch (>= 1.13).
+"""
+from .wire import decode_all, encode  # noqa: F401
+
+__all__ = ["decode_all", "encode"]

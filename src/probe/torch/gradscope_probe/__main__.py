@@ -1,0 +1,152 @@
+"""Entry point: ``python -m gradscope_probe <script.py> [args...]``.
+
+Like ``python script.py args...``: the script runs as ``__main__`` (runpy.run_path), ``sys.argv`` is
+``[script, args...]``, the script's folder is first on ``sys.path`` (so its own modules import),
+and the probe's folder (put on PYTHONPATH by the host) is taken off ``sys.path`` and PYTHONPATH
+again so neither the script nor its children see it.
+
+Environment (read, then removed so the script and its children do not inherit them):
+GRADSCOPE_CHANNEL_FD (the fd to write frames to; without it the script runs uninstrumented),
+GRADSCOPE_MAX_STEPS (stop cleanly after N optimizer steps), GRADSCOPE_DETAIL_EVERY (steps between
+detail frames; 0 = automatic).
+
+Exit status: the script's own (0, 1 after an uncaught exception, sys.exit's code); 0 after the
+step limit; 1 when the host goes away (the channel's watchdog).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY")
+
+
+def _env_int(name: str) -> int:
+    try:
+        v = int(os.environ.get(name, "") or 0)
+    except ValueError:
+        return 0
+    return v if v > 0 else 0
+
+
+def _clean_paths() -> None:
+    def ours(p: str) -> bool:
+        try:
+            return bool(p) and os.path.realpath(p) == os.path.realpath(_PKG_PARENT)
+        except OSError:
+            return False
+
+    # `python -m` put the current directory first; `python script.py` would not have it.
+    if sys.path and sys.path[0] in ("", os.getcwd()) and getattr(sys.modules.get("__main__"), "__spec__", None) is not None:
+        del sys.path[0]
+    sys.path[:] = [p for p in sys.path if not ours(p)]
+    pp = os.environ.get("PYTHONPATH")
+    if pp is not None:
+        rest = [p for p in pp.split(os.pathsep) if not ours(p)]
+        if rest:
+            os.environ["PYTHONPATH"] = os.pathsep.join(rest)
+        else:
+            del os.environ["PYTHONPATH"]
+
+
+def _trim(tb):
+    """The traceback from the first frame outside the probe and runpy (what `python script.py` shows)."""
+    import runpy
+
+    skip = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(runpy.__file__)) + os.sep + "runpy.py")
+    t = tb
+    while t is not None:
+        raw = t.tb_frame.f_code.co_filename
+        f = os.path.abspath(raw)
+        if not (f.startswith(skip[0] + os.sep) or f == skip[1] or raw.startswith("<frozen runpy")):
+            return t
+        t = t.tb_next
+    return tb
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m gradscope_probe <script.py> [args...]\n")
+        sys.exit(2)
+    script = os.path.abspath(argv[0])
+    fd_raw = os.environ.get("GRADSCOPE_CHANNEL_FD", "")
+    max_steps = _env_int("GRADSCOPE_MAX_STEPS")
+    detail_every = _env_int("GRADSCOPE_DETAIL_EVERY")
+    for k in _ENV:
+        os.environ.pop(k, None)
+    _clean_paths()
+    if not os.path.exists(script):
+        sys.stderr.write("python: can't open file %r: [Errno 2] No such file or directory\n" % argv[0])
+        sys.exit(2)
+
+    probe = None
+    if fd_raw.strip().isdigit():
+        probe = _start_probe(int(fd_raw), script, max_steps, detail_every)
+
+    sys.argv = [script] + argv[1:]
+    sys.path.insert(0, os.path.dirname(script))
+    import runpy
+
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        if probe is not None and not probe.finished:
+            code = e.code
+            if code is None or code == 0:
+                probe.finish("completed")
+            else:
+                from .probe import error_info
+
+                info = error_info(e)
+                info["message"] = "the script called sys.exit(%r)" % (code,)
+                probe.finish("crashed", info)
+        raise
+    except BaseException as e:  # noqa: BLE001 - the user's error: report it, then behave like Python
+        if probe is not None:
+            try:
+                from .probe import error_info
+
+                probe.finish("crashed", error_info(e))
+            except Exception:  # noqa: BLE001
+                pass
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        tb = _trim(e.__traceback__)
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        sys.stdout.flush()
+        sys.exit(1)
+    if probe is not None:
+        probe.finish("completed")
+
+
+def _start_probe(fd, script, max_steps, detail_every):
+    try:
+        from .channel import Channel
+        from .probe import Probe
+    except Exception as e:  # noqa: BLE001 - e.g. torch does not import: run the script as is
+        sys.stderr.write("[gradscope] warning: the probe could not start (%s); running without inspection\n" % (e,))
+        return None
+    try:
+        channel = Channel(fd, on_host_gone=_host_gone)
+    except Exception as e:  # noqa: BLE001
+        sys.stderr.write("[gradscope] warning: cannot open the channel on fd %d (%s); running without inspection\n" % (fd, e))
+        return None
+    probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every)
+    probe.install()
+    return probe
+
+
+def _host_gone(why: str) -> None:
+    # Watchdog: nobody reads our frames or will stop us any more: stop now.
+    try:
+        sys.stderr.write("[gradscope] %s: stopping the script\n" % why)
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    os._exit(1)
+
+
+if __name__ == "__main__":
+    main()

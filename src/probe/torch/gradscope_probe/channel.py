@@ -1,0 +1,168 @@
+"""The probe's end of fd 3: frames out through a bounded queue and a writer thread, hang-up in.
+
+The training thread only encodes and enqueues (never blocks on the pipe). A daemon writer thread
+writes the frames; while more than `max_queued_bytes` wait, droppable frames (STEP, DETAIL) are
+dropped and counted (their sequence numbers leave gaps), and a `dropped` EVENT reports the count
+once there is room again. A daemon watchdog thread reads fd 3: end-of-file or an error means the
+host is gone, and `on_host_gone` runs (the probe exits the process).
+
+Only the process that created the channel writes: in a forked child (DataLoader workers) `send`
+does nothing and the child closes its inherited copy of the fd, so it neither writes nor keeps the
+host's end open.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import threading
+import time
+
+from . import wire
+
+DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
+_DROPPABLE = ("step", "detail")
+
+
+class Channel:
+    def __init__(self, fd: int, on_host_gone=None, max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES, watch: bool = True):
+        self.fd = fd
+        self.pid = os.getpid()
+        self.max_queued_bytes = max_queued_bytes
+        self.on_host_gone = on_host_gone
+        self.host_gone = False
+        self.closed = False
+        self.dropped_total = 0
+        self._dropped_since_report = 0
+        self._seq = 0
+        self._queue = collections.deque()
+        self._queued_bytes = 0
+        self._writing = False  # the writer holds a frame it has not finished writing
+        self._cv = threading.Condition()
+        try:
+            os.set_inheritable(fd, False)  # exec'd children (subprocess) do not get it
+        except OSError:
+            pass
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self._writer = threading.Thread(target=self._write_loop, name="gradscope-writer", daemon=True)
+        self._writer.start()
+        if watch:
+            threading.Thread(target=self._watch_loop, name="gradscope-watchdog", daemon=True).start()
+
+    # -- training thread ---------------------------------------------------------------------
+
+    def send(self, msg: dict) -> bool:
+        """Encodes and queues one message. False when dropped, the host is gone, or in a fork."""
+        if self.host_gone or self.closed or os.getpid() != self.pid:
+            return False
+        with self._cv:
+            seq = self._seq
+            self._seq += 1
+            if msg["type"] in _DROPPABLE and self._queued_bytes > self.max_queued_bytes:
+                self._dropped_since_report += 1
+                self.dropped_total += 1
+                return False
+        data = wire.encode(msg, seq)
+        with self._cv:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            self._cv.notify()
+        return True
+
+    def note_dropped(self, n: int) -> None:
+        with self._cv:
+            self._dropped_since_report += n
+            self.dropped_total += n
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._queued_bytes
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until everything queued is written (or the host is gone, or the timeout passes)."""
+        if os.getpid() != self.pid:
+            return False
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while (self._queue or self._writing) and not self.host_gone:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return not self._queue
+
+    def close(self) -> None:
+        """Stops accepting frames (what is queued still goes out). The fd stays open: the process
+        is about to exit, and closing it under the watchdog's read is not safe."""
+        self.closed = True
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue:
+                    self._cv.wait()
+                data = self._queue.popleft()
+                self._writing = True
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self.fd, view)
+                    view = view[n:]
+            except OSError as e:
+                with self._cv:
+                    self._writing = False
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    self._cv.notify_all()
+                self._gone("write failed: %s" % (errno.errorcode.get(e.errno, e),))
+                return
+            with self._cv:
+                self._writing = False
+                self._queued_bytes -= len(data)
+                report = None
+                if self._dropped_since_report and self._queued_bytes < self.max_queued_bytes // 2:
+                    count = self._dropped_since_report
+                    self._dropped_since_report = 0
+                    report = {"type": "event", "kind": "dropped", "count": count,
+                              "message": "%d frame(s) dropped: the host did not keep up" % count}
+                    seq = self._seq
+                    self._seq += 1
+                    enc = wire.encode(report, seq)
+                    self._queue.append(enc)
+                    self._queued_bytes += len(enc)
+                self._cv.notify_all()
+
+    def _watch_loop(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno in (errno.EBADF, errno.EINVAL) and not self.closed:
+                    return  # not readable (a plain pipe's write end in a test): rely on EPIPE on write
+                self._gone("channel error: %s" % (errno.errorcode.get(e.errno, e),))
+                return
+            if not data:
+                self._gone("the host closed the channel")
+                return
+
+    def _gone(self, why: str) -> None:
+        if self.host_gone or os.getpid() != self.pid:
+            return
+        self.host_gone = True
+        cb = self.on_host_gone
+        if cb is not None:
+            cb(why)
+
+    def _after_fork_in_child(self) -> None:
+        # Threads do not survive fork; the fd does. The child must never write to it and should not
+        # keep the host's end open after the parent is gone.
+        self.closed = True
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass

@@ -1,0 +1,117 @@
+"""Where things happen in the user's own code: construction sites of modules, crash frames.
+
+A file is the user's when it is not part of torch, of this probe, of the standard library or of an
+installed package (site-/dist-packages), and is a real file (not "<stdin>", "<frozen ...>").
+Columns are 1-based, in characters, from the position table of the calling instruction where the
+interpreter has one (Python 3.11+: co_positions), else 1.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import sysconfig
+
+_PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _library_dirs():
+    dirs = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            p = sysconfig.get_paths().get(key)
+        except Exception:  # noqa: BLE001 - odd interpreters
+            p = None
+        if p:
+            dirs.add(os.path.realpath(p))
+    try:
+        import torch  # noqa: F401
+
+        dirs.add(os.path.realpath(os.path.dirname(torch.__file__)))
+    except Exception:  # noqa: BLE001
+        pass
+    dirs.add(os.path.realpath(_PROBE_DIR))
+    return tuple(sorted(dirs))
+
+
+_LIB_DIRS = None
+_user_cache = {}
+
+
+def is_user_file(filename: str) -> bool:
+    r = _user_cache.get(filename)
+    if r is not None:
+        return r
+    global _LIB_DIRS
+    if _LIB_DIRS is None:
+        _LIB_DIRS = _library_dirs()
+    if not filename or filename.startswith("<"):
+        r = False
+    else:
+        real = os.path.realpath(filename)
+        r = not (
+            any(real == d or real.startswith(d + os.sep) for d in _LIB_DIRS)
+            or os.sep + "site-packages" + os.sep in real
+            or os.sep + "dist-packages" + os.sep in real
+        )
+    _user_cache[filename] = r
+    return r
+
+
+def frame_location(frame, lasti=None, lineno=None):
+    """{file, line, column} of the instruction a frame is executing (or of `lasti` in it)."""
+    code = frame.f_code
+    if lasti is None:
+        lasti = frame.f_lasti
+    line = lineno if lineno is not None else frame.f_lineno
+    column = 1
+    positions = getattr(code, "co_positions", None)
+    if positions is not None and lasti >= 0:
+        try:
+            pos = None
+            for i, p in enumerate(positions()):
+                if i == lasti // 2:
+                    pos = p
+                    break
+            if pos is not None:
+                start_line, _end_line, col, _end_col = pos
+                if start_line is not None:
+                    line = start_line
+                if col is not None:
+                    column = _char_column(code.co_filename, line, col) + 1
+        except Exception:  # noqa: BLE001
+            column = 1
+    return {"file": os.path.abspath(code.co_filename), "line": int(line or 1), "column": int(column)}
+
+
+def _char_column(filename: str, line: int, byte_col: int) -> int:
+    """co_positions gives UTF-8 byte offsets; editors count characters."""
+    text = linecache.getline(filename, line)
+    if not text or text.isascii():
+        return byte_col
+    return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="replace"))
+
+
+def user_call_site(start_depth: int = 1):
+    """Location of the innermost frame of the current stack that is in the user's code, or None."""
+    try:
+        f = sys._getframe(start_depth + 1)
+    except ValueError:
+        return None
+    while f is not None:
+        if is_user_file(f.f_code.co_filename):
+            return frame_location(f)
+        f = f.f_back
+    return None
+
+
+def user_frame_of_traceback(tb):
+    """The innermost traceback entry in the user's code (where their code was when it failed)."""
+    found = None
+    while tb is not None:
+        if is_user_file(tb.tb_frame.f_code.co_filename):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return None
+    return frame_location(found.tb_frame, lasti=found.tb_lasti, lineno=found.tb_lineno)

@@ -1,0 +1,74 @@
+"""The bounded queue: a host that does not read makes the probe drop (and count) STEP frames
+instead of blocking training; seq numbers show the gaps; a `dropped` EVENT reports them."""
+import socket
+import threading
+import time
+import unittest
+
+from gradscope_probe import wire
+from gradscope_probe.channel import Channel
+
+
+def step(i):
+    return {"type": "step", "step": i, "loss": 0.0, "wallMs": 0.0, "stats": list(wire.STAT_NAMES),
+            "columns": [[0.0] * 50 for _ in wire.STAT_NAMES], "nTensors": 50}
+
+
+class ChannelTest(unittest.TestCase):
+    def test_drops_when_the_host_does_not_read(self):
+        host, child = socket.socketpair()
+        gone = []
+        ch = Channel(child.fileno(), on_host_gone=gone.append, max_queued_bytes=64 * 1024, watch=False)
+        t0 = time.monotonic()
+        n = 3000  # ~2.5 KB each: far more than the socket buffer plus the queue bound
+        for i in range(n):
+            ch.send(step(i))
+        self.assertLess(time.monotonic() - t0, 5, "send never blocks")
+        self.assertGreater(ch.dropped_total, 0)
+        chunks = []
+
+        def read():
+            while True:
+                d = host.recv(1 << 16)
+                if not d:
+                    return
+                chunks.append(d)
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        self.assertTrue(ch.flush(10))
+        ch.send({"type": "end", "reason": "completed", "steps": n})
+        self.assertTrue(ch.flush(10))
+        child.shutdown(socket.SHUT_WR)
+        t.join(10)
+        frames, err = wire.decode_all(b"".join(chunks))
+        self.assertIsNone(err)
+        steps = [s for s, m in frames if m["type"] == "step"]
+        dropped = [m for _, m in frames if m["type"] == "event" and m["kind"] == "dropped"]
+        self.assertEqual(len(steps) + ch.dropped_total, n)
+        self.assertEqual(sum(m["count"] for m in dropped), ch.dropped_total)
+        self.assertEqual(frames[-1][1]["type"], "end")
+        seqs = [s for s, _ in frames]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(len(set(seqs)), len(seqs))
+        self.assertEqual(seqs[-1] + 1, len(frames) + ch.dropped_total)  # the gaps are the drops
+        self.assertEqual(gone, [])
+        host.close()
+        child.close()
+
+    def test_write_error_means_the_host_is_gone(self):
+        host, child = socket.socketpair()
+        gone = []
+        ch = Channel(child.fileno(), on_host_gone=gone.append, watch=True)
+        host.close()
+        deadline = time.monotonic() + 5
+        while not gone and time.monotonic() < deadline:
+            ch.send(step(0))
+            time.sleep(0.01)
+        self.assertTrue(gone)
+        self.assertFalse(ch.send(step(1)))
+        child.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,388 @@
+"""The probe end to end: real child processes (python -m gradscope_probe), real torch, frames read
+from the channel fd and decoded with the reference decoder."""
+import json
+import math
+import os
+import time
+import unittest
+
+from .helpers import TempDirMixin, line_of, run_probe
+
+MLP = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)  # @fc1
+        self.fc2 = nn.Linear(8, 1)  # @fc2
+        self.scale = nn.Parameter(torch.ones(1))  # @scale
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x))) * self.scale
+
+model = Net()  # @model
+head = nn.Sequential(
+    nn.Linear(1, 3),  # @seq0
+    nn.Tanh(),
+)
+"""
+
+
+class SourcesAndStepsTest(TempDirMixin, unittest.TestCase):
+    def test_names_sources_and_statistics(self):
+        path = self.script("train.py", MLP + """
+opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(12):
+    opt.zero_grad()
+    loss = head(model(x)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    last = loss.item()
+print("final", repr(last))
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "5"})
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0, r.stderr)
+        hello = r.messages[0]
+        self.assertEqual((hello["framework"], hello["backend"], hello["script"]), ("torch", "cpu", path))
+        self.assertTrue(hello["device"] and hello["backendReason"])
+        self.assertEqual(hello["pid"] > 0, True)
+        fc1 = r.tensor("model.fc1.weight")
+        self.assertEqual((fc1["layer"], fc1["layerType"], fc1["shape"]), ("model.fc1", "Linear", [8, 4]))
+        self.assertEqual(fc1["source"], {"file": path, "line": line_of(path, "# @fc1"), "column": 20})
+        self.assertEqual(r.tensor("model.fc1.bias")["source"]["line"], line_of(path, "# @fc1"))
+        self.assertEqual(r.tensor("model.fc2.weight")["source"]["line"], line_of(path, "# @fc2"))
+        # A parameter created in the user's own module class: its own line.
+        self.assertEqual(r.tensor("model.scale")["source"]["line"], line_of(path, "# @scale"))
+        self.assertEqual(r.tensor("model.scale")["layerType"], "Net")
+        seq0 = r.tensor("head.0.weight")
+        self.assertEqual(seq0["source"]["line"], line_of(path, "# @seq0"))
+        self.assertEqual(seq0["source"]["column"], 5)
+        steps = r.of("step")
+        self.assertEqual([s["step"] for s in steps], list(range(12)))
+        self.assertEqual(r.of("end")[0], {"type": "end", "reason": "completed", "steps": 12})
+        final = float(r.stdout.split("final ")[1])
+        self.assertAlmostEqual(steps[-1]["loss"], final, places=6)
+        for s in steps:
+            for tid in range(s["nTensors"]):
+                self.assertGreater(r.stat(s, "norm", tid), 0)
+                self.assertGreater(r.stat(s, "paramNorm", tid), 0)
+                # SGD without momentum: the update is lr · g.
+                self.assertAlmostEqual(r.stat(s, "updateNorm", tid), 0.1 * r.stat(s, "norm", tid), places=5)
+        details = r.of("detail")
+        self.assertEqual(sorted({d["step"] for d in details}), [0, 5, 10])
+        d = [x for x in details if x["tensorId"] == fc1["id"] and x["step"] == 0][0]
+        self.assertEqual((d["thumbRows"], d["thumbCols"], len(d["hist"])), (8, 4, 32))
+        self.assertEqual(sum(d["hist"]), 32 - round(d["zeroFrac"] * 32))
+
+    def test_results_are_unchanged_by_the_probe(self):
+        path = self.script("train.py", MLP + """
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+x = torch.randn(32, 4)
+for i in range(20):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+    opt.step()
+print("final", repr(loss.item()), repr(float(model.fc1.weight.sum())), repr(torch.rand(1).item()))
+""")
+        with_probe = run_probe(path)
+        without = run_probe(path, channel=False)
+        self.assertWellFormed(with_probe)
+        self.assertEqual(with_probe.stdout, without.stdout)
+        self.assertEqual(without.rc, 0)
+
+    def test_clip_grad_norm_is_seen_before_clipping(self):
+        path = self.script("clip.py", MLP + """
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(16, 4) * 100
+for i in range(3):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    total = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
+    print("total", float(total))
+    opt.step()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        totals = [float(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("total")]
+        for s, total in zip(r.of("step"), totals):
+            norms = [r.stat(s, "norm", t) for t in range(s["nTensors"])]
+            self.assertAlmostEqual(math.sqrt(sum(n * n for n in norms)) / total, 1.0, places=4)
+            self.assertGreater(total, 0.5 * 10)
+        clips = [e for e in r.of("event") if e["kind"] == "clip"]
+        self.assertEqual(len(clips), 1)
+        self.assertEqual(clips[0]["value"], 0.5)
+        self.assertIn("max_norm=0.5", clips[0]["message"])
+
+    def test_two_optimizers_and_super_step_counted_once(self):
+        path = self.script("gan.py", """
+import torch
+from torch import nn
+torch.manual_seed(0)
+G = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+D = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+
+class MyAdam(torch.optim.Adam):
+    def step(self, closure=None):
+        return super().step(closure)
+
+class MySGD(torch.optim.SGD):
+    pass
+
+opt_g = MyAdam(G.parameters(), lr=1e-3)
+opt_d = MySGD(D.parameters(), lr=1e-2)
+plain = torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # an Adam instance: Adam.step wrapped too
+for i in range(5):
+    z = torch.randn(8, 2)
+    opt_d.zero_grad()
+    D(G(z).detach()).mean().backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    (-D(G(z)).mean()).backward()
+    opt_g.step()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        names = [t["name"] for t in r.tensors]
+        self.assertEqual(sorted(names), sorted(["D.0.weight", "D.0.bias", "D.2.weight", "D.2.bias",
+                                                "G.0.weight", "G.0.bias", "G.2.weight", "G.2.bias"]))
+        steps = r.of("step")
+        self.assertEqual(len(steps), 10)  # 5 × D + 5 × G, super().step() not counted twice
+        d_ids = {t["id"] for t in r.tensors if t["name"].startswith("D.")}
+        for s in steps[0::2]:
+            covered = {i for i in range(s["nTensors"]) if not math.isnan(r.stat(s, "norm", i))}
+            self.assertEqual(covered, d_ids)
+        self.assertEqual(r.of("end")[0]["steps"], 10)
+
+    def test_lbfgs_closure(self):
+        path = self.script("lbfgs.py", MLP + """
+opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
+x = torch.randn(16, 4)
+def closure():
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    return loss
+first = [float(opt.step(closure)) for _ in range(3)]
+print("losses", first)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        losses = json.loads(r.stdout.split("losses ")[1])
+        for s, want in zip(steps, losses):
+            self.assertAlmostEqual(s["loss"], want, places=5)
+            self.assertEqual(s["nTensors"], 5)
+            self.assertGreater(r.stat(s, "norm", 0), 0)
+
+    def test_non_finite_gradient_event(self):
+        path = self.script("nan.py", MLP + """
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(4):
+    opt.zero_grad()
+    out = model(x).mean()
+    loss = out * (float("nan") if i == 2 else 1.0)
+    loss.backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "100"})
+        self.assertWellFormed(r)
+        ev = [e for e in r.of("event") if e["kind"] == "non-finite"]
+        self.assertEqual(len(ev), 1)
+        self.assertEqual(ev[0]["step"], 2)
+        s2 = r.of("step")[2]
+        self.assertGreater(r.stat(s2, "nanCount", ev[0]["tensorId"]), 0)
+        self.assertEqual(r.stat(s2, "norm", ev[0]["tensorId"]), 0.0)  # every entry NaN: nothing finite
+        self.assertTrue(math.isnan(s2["loss"]))
+        self.assertEqual({d["step"] for d in r.of("detail")}, {0, 2})  # detail on the anomaly too
+
+
+class DataLoaderTest(TempDirMixin, unittest.TestCase):
+    def test_forked_workers_write_nothing(self):
+        path = self.script("loader.py", """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+torch.manual_seed(0)
+
+class Data(Dataset):
+    def __len__(self):
+        return 64
+    def __getitem__(self, i):
+        # Inside a forked worker: build a module and even run an optimizer step. None of it may
+        # reach the channel.
+        m = nn.Linear(3, 1)
+        o = torch.optim.SGD(m.parameters(), lr=0.1)
+        m(torch.ones(1, 3)).sum().backward()
+        o.step()
+        return torch.randn(3), torch.randn(1)
+
+model = nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = DataLoader(Data(), batch_size=8, num_workers=2, multiprocessing_context="fork")
+n = 0
+for epoch in range(2):
+    for xb, yb in loader:
+        opt.zero_grad()
+        ((model(xb) - yb) ** 2).mean().backward()
+        opt.step()
+        n += 1
+print("steps", n)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertIn("steps 16", r.stdout)
+        self.assertEqual(len(r.of("step")), 16)
+        self.assertEqual([t["name"] for t in r.tensors], ["model.weight", "model.bias"])
+        self.assertEqual({m.get("pid") for m in r.of("hello")}, {r.messages[0]["pid"]})
+
+
+class RunpyTest(TempDirMixin, unittest.TestCase):
+    def test_runs_like_python_script(self):
+        sub = os.path.join(self.tmp, "proj")
+        os.mkdir(sub)
+        self.script(os.path.join("proj", "helper.py"), """
+VALUE = 42
+""")
+        path = self.script(os.path.join("proj", "main.py"), """
+import json, os, sys
+import helper
+from helper import VALUE
+print(json.dumps({"name": __name__, "argv": sys.argv, "path0": sys.path[0], "value": VALUE,
+                  "file": __file__, "pp": os.environ.get("PYTHONPATH", ""),
+                  "env": sorted(k for k in os.environ if k.startswith("GRADSCOPE_")),
+                  "probe_on_path": any(p.endswith(os.path.join("src", "probe", "torch")) for p in sys.path)}))
+if __name__ == "__main__":
+    print("main")
+""")
+        r = run_probe(path, args=["--epochs", "3", "x y"], cwd=self.tmp)
+        self.assertWellFormed(r)
+        out = json.loads(r.stdout.splitlines()[0])
+        self.assertEqual(out["name"], "__main__")
+        self.assertEqual(out["argv"], [path, "--epochs", "3", "x y"])
+        self.assertEqual(out["path0"], sub)
+        self.assertEqual(out["value"], 42)
+        self.assertEqual(out["file"], path)
+        self.assertEqual(out["env"], [])
+        self.assertFalse(out["probe_on_path"])
+        self.assertNotIn("probe", out["pp"])
+        self.assertIn("main", r.stdout.splitlines())
+        self.assertEqual(r.of("end")[0]["reason"], "completed")
+
+
+class LifecycleTest(TempDirMixin, unittest.TestCase):
+    def test_crash_reports_the_user_frame(self):
+        self.script("lib.py", """
+def boom(x):
+    raise ValueError("bad value %d" % x)  # @raise
+""")
+        path = self.script("crash.py", MLP + """
+import lib
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model(torch.randn(2, 4)).sum().backward()
+opt.step()
+lib.boom(7)  # @call
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 1)
+        end = r.of("end")[0]
+        self.assertEqual((end["reason"], end["steps"]), ("crashed", 1))
+        self.assertEqual(end["error"]["message"], "ValueError: bad value 7")
+        lib = os.path.join(self.tmp, "lib.py")
+        self.assertEqual(end["error"]["frame"], {"file": lib, "line": line_of(lib, "# @raise"), "column": 5})
+        self.assertIn("ValueError: bad value 7", r.stderr)
+        self.assertNotIn("runpy", r.stderr)  # the traceback starts at the script, as with `python crash.py`
+        self.assertNotIn("gradscope_probe", r.stderr)
+
+    def test_sys_exit(self):
+        path = self.script("exit.py", "import sys\nsys.exit(3)\n")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 3)
+        end = r.of("end")[0]
+        self.assertEqual(end["reason"], "crashed")
+        self.assertEqual(end["error"]["frame"]["line"], 2)
+
+    def test_step_limit(self):
+        path = self.script("limit.py", MLP + """
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+try:
+    for i in range(1000):
+        opt.zero_grad()
+        model(torch.randn(4, 4)).sum().backward()
+        opt.step()
+        print("step", i)
+finally:
+    print("finally ran")
+print("after the loop")
+""")
+        r = run_probe(path, env={"GRADSCOPE_MAX_STEPS": "3"})
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0)
+        self.assertEqual(r.of("end")[0], {"type": "end", "reason": "step-limit", "steps": 3})
+        self.assertEqual(len(r.of("step")), 3)
+        # The third optimizer step ran, and the run stopped inside it (SystemExit out of step()).
+        self.assertIn("step 1", r.stdout)
+        self.assertNotIn("step 2", r.stdout)
+        self.assertIn("finally ran", r.stdout)
+        self.assertNotIn("after the loop", r.stdout)
+
+    def test_watchdog_exits_when_the_host_goes_away(self):
+        path = self.script("forever.py", MLP + """
+import time
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model(torch.randn(2, 4)).sum().backward()
+opt.step()
+for i in range(600):
+    time.sleep(0.1)
+""")
+        started = {}
+
+        def close_after_first_step(p, host, chunks):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and b"".join(chunks).count(b"GSCP") < 4:
+                time.sleep(0.05)
+            started["t"] = time.monotonic()
+            import socket
+
+            host.shutdown(socket.SHUT_RDWR)
+
+        r = run_probe(path, timeout=30, on_started=close_after_first_step)
+        self.assertLess(time.monotonic() - started["t"], 10)
+        self.assertEqual(r.rc, 1)
+        self.assertIn("host closed the channel", r.stderr)
+
+    def test_probe_errors_become_warnings(self):
+        path = self.script("broken.py", MLP + """
+import sys
+def broken(g):
+    raise RuntimeError("stats exploded")
+sys.modules["gradscope_probe.stats"].grad_stats = broken  # break the probe, not the script
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for i in range(3):
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+print("still fine")
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r, warnings_ok=True)
+        self.assertEqual(r.rc, 0)
+        self.assertIn("still fine", r.stdout)
+        self.assertEqual(len(r.warnings()), 1)  # reported once
+        self.assertIn("stats exploded", r.warnings()[0])
+        self.assertEqual(r.of("end")[0]["reason"], "completed")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,126 @@
+"""Statistics against values computed by hand (plain Python over the same numbers)."""
+import math
+import unittest
+
+import torch
+
+from gradscope_probe import stats
+
+
+def naive_hist(values):
+    h = [0] * 32
+    for v in values:
+        a = abs(v)
+        if math.isfinite(a) and a > 0:
+            k = math.floor(math.log10(a))
+            h[min(31, max(0, k + 20))] += 1
+    return h
+
+
+class GradStatsTest(unittest.TestCase):
+    def test_hand_computed_gradient(self):
+        g = torch.tensor([[3.0, -4.0], [0.0, 12.0]])
+        norm, max_abs, nan, inf = stats.grad_stats(g).tolist()
+        self.assertAlmostEqual(norm, 13.0, places=5)  # sqrt(9 + 16 + 144)
+        self.assertEqual(max_abs, 12.0)
+        self.assertEqual((nan, inf), (0.0, 0.0))
+
+    def test_nan_and_inf_are_counted_and_excluded(self):
+        g = torch.tensor([3.0, float("nan"), -4.0, float("inf"), float("-inf"), float("nan"), 0.0])
+        norm, max_abs, nan, inf = stats.grad_stats(g).tolist()
+        self.assertAlmostEqual(norm, 5.0, places=5)
+        self.assertEqual(max_abs, 4.0)
+        self.assertEqual((nan, inf), (2.0, 2.0))
+
+    def test_all_non_finite(self):
+        g = torch.tensor([float("nan"), float("inf")])
+        self.assertEqual(stats.grad_stats(g).tolist(), [0.0, 0.0, 1.0, 1.0])
+
+    def test_overflow_safe(self):
+        g = torch.tensor([3e30, 4e30], dtype=torch.float32)  # squares overflow float32
+        norm, max_abs, _, _ = stats.grad_stats(g).tolist()
+        self.assertAlmostEqual(norm / 5e30, 1.0, places=5)
+        self.assertAlmostEqual(max_abs / 4e30, 1.0, places=5)
+        g = torch.tensor([3e30, float("nan"), 4e30], dtype=torch.float32)
+        self.assertAlmostEqual(stats.grad_stats(g).tolist()[0] / 5e30, 1.0, places=5)
+
+    def test_tiny_values_do_not_underflow(self):
+        g = torch.tensor([3e-30, 4e-30], dtype=torch.float32)  # squares underflow float32
+        self.assertAlmostEqual(stats.grad_stats(g).tolist()[0] / 5e-30, 1.0, places=5)
+
+    def test_half_and_empty(self):
+        self.assertAlmostEqual(stats.grad_stats(torch.tensor([3.0, 4.0], dtype=torch.float16)).tolist()[0], 5.0, places=3)
+        self.assertEqual(stats.grad_stats(torch.zeros(0)).tolist(), [0.0, 0.0, 0.0, 0.0])
+
+    def test_param_norm_propagates_nan(self):
+        self.assertAlmostEqual(float(stats.norm(torch.tensor([6.0, 8.0]))), 10.0, places=5)
+        self.assertTrue(math.isnan(float(stats.norm(torch.tensor([1.0, float("nan")])))))
+        self.assertAlmostEqual(float(stats.norm(torch.tensor([3e30, 4e30]))) / 5e30, 1.0, places=5)
+
+    def test_random_against_float64(self):
+        torch.manual_seed(0)
+        g = torch.randn(1000, 37)
+        norm, max_abs, _, _ = stats.grad_stats(g).tolist()
+        self.assertAlmostEqual(norm / float(g.double().norm()), 1.0, places=5)
+        self.assertEqual(max_abs, float(g.abs().max()))
+
+
+class DetailStatsTest(unittest.TestCase):
+    def test_moments_zero_fraction_and_histogram(self):
+        vals = [0.5, -0.25, 0.0, 2e-3, float("nan"), 7.0, -1e-25, 1e15, 0.0]
+        g = torch.tensor(vals, dtype=torch.float64)
+        v, tr, tc = stats.detail_stats(g, [9])
+        v = v.tolist()
+        finite = [x for x in vals if math.isfinite(x)]
+        mean = sum(finite) / len(finite)
+        std = math.sqrt(sum((x - mean) ** 2 for x in finite) / len(finite))
+        self.assertAlmostEqual(v[0] / mean, 1.0, places=9)
+        self.assertAlmostEqual(v[1] / std, 1.0, places=6)
+        self.assertAlmostEqual(v[2], 2 / 9)
+        self.assertEqual([int(x) for x in v[3:35]], naive_hist(vals))
+        self.assertEqual((tr, tc), (0, 0))
+        self.assertEqual(len(v), 35)
+
+    def test_histogram_at_powers_of_ten(self):
+        vals = [1.0, 10.0, 100.0, 0.1, 0.01, 1e-3]
+        v, _, _ = stats.detail_stats(torch.tensor(vals), [6])
+        self.assertEqual([int(x) for x in v.tolist()[3:35]], naive_hist(torch.tensor(vals).tolist()))
+
+    def test_thumbnail_even_cells(self):
+        g = torch.arange(64 * 64, dtype=torch.float32).reshape(64, 64) - 2000
+        v, tr, tc = stats.detail_stats(g, [64, 64])
+        self.assertEqual((tr, tc), (32, 32))
+        thumb = v.tolist()[35:]
+        a = g.abs()
+        want = a.reshape(32, 2, 32, 2).mean(dim=(1, 3)).reshape(-1).tolist()
+        for x, y in zip(thumb, want):
+            self.assertAlmostEqual(x, y, places=3)
+
+    def test_thumbnail_uneven_cells_and_conv_view(self):
+        torch.manual_seed(1)
+        g = torch.randn(5, 3, 3, 3)  # conv weight: view [5, 27] → thumbnail 5 × 27
+        g[0, 0, 0, 0] = float("nan")
+        v, tr, tc = stats.detail_stats(g, list(g.shape))
+        self.assertEqual((tr, tc), (5, 27))
+        thumb = v.tolist()[35:]
+        a = g.reshape(5, 27).abs()
+        self.assertAlmostEqual(thumb[1], float(a[0, 1]), places=5)
+        self.assertTrue(math.isnan(thumb[0]))  # a cell with no finite entry
+        g = torch.randn(70, 45)
+        v, tr, tc = stats.detail_stats(g, [70, 45])
+        self.assertEqual((tr, tc), (32, 32))
+        thumb = v.tolist()[35:]
+        # naive: row r in cell floor(r·32/70), column c in cell floor(c·32/45)
+        sums = [[0.0] * 32 for _ in range(32)]
+        cnt = [[0] * 32 for _ in range(32)]
+        for r in range(70):
+            for c in range(45):
+                sums[r * 32 // 70][c * 32 // 45] += abs(float(g[r, c]))
+                cnt[r * 32 // 70][c * 32 // 45] += 1
+        for i in range(32):
+            for j in range(32):
+                self.assertAlmostEqual(thumb[i * 32 + j], sums[i][j] / cnt[i][j], places=5)
+
+
+if __name__ == "__main__":
+    unittest.main()

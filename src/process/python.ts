@@ -1,0 +1,90 @@
+// Finding the Python interpreter for PyTorch scripts, and checking that torch imports with it
+// before a run starts (a missing torch should be one clear line, not a traceback from the probe).
+//
+// Order: an explicit path (the `gradscope.pythonPath` setting, passed as RunOptions.pythonPath),
+// else GRADSCOPE_PYTHON in the environment (the CLI's way to pick one), else `python3` on PATH.
+// (The interpreter the VS Code Python extension selected comes first once that route exists.)
+import { execFile } from 'node:child_process';
+
+export const MIN_TORCH = [1, 13] as const;
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export interface PythonChoice {
+  /** What will be executed: a path or a command name looked up on PATH. */
+  python: string;
+  /** Where the choice came from, for messages. */
+  from: 'setting' | 'env' | 'path';
+}
+
+export type TorchCheck =
+  | { ok: true; python: string; torchVersion: string; pythonVersion: string }
+  | { ok: false; python: string; message: string };
+
+export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = process.env): PythonChoice {
+  const set = pythonPath?.trim();
+  if (set) return { python: set, from: 'setting' };
+  const fromEnv = env.GRADSCOPE_PYTHON?.trim();
+  if (fromEnv) return { python: fromEnv, from: 'env' };
+  return { python: 'python3', from: 'path' };
+}
+
+/** How a user picks another interpreter, for the end of an error message. */
+export const HOW_TO_CHOOSE =
+  'Install PyTorch (≥ 1.13) for that interpreter, or choose another one: the gradscope.pythonPath setting in VS Code, ' +
+  'or GRADSCOPE_PYTHON=/path/to/python for the gradscope CLI.';
+
+function describe(c: PythonChoice): string {
+  switch (c.from) {
+    case 'setting':
+      return `${c.python} (the gradscope.pythonPath setting)`;
+    case 'env':
+      return `${c.python} (GRADSCOPE_PYTHON)`;
+    case 'path':
+      return `${c.python} (the first on PATH)`;
+  }
+}
+
+const CHECK_SCRIPT = 'import sys, torch; print(torch.__version__); print("%d.%d.%d" % sys.version_info[:3])';
+
+// Successful checks only: a failure is re-checked next time (the user may have installed torch since).
+const okCache = new Map<string, TorchCheck>();
+
+/**
+ * Runs `<python> -c "import torch, sys; …"` with a timeout. Never throws: a failure comes back as
+ * `{ ok: false, message }` naming the interpreter tried and how to pick another.
+ */
+export function checkTorch(choice: PythonChoice, opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<TorchCheck> {
+  const key = `${choice.python}\0${opts.env?.PATH ?? process.env.PATH ?? ''}`;
+  const hit = okCache.get(key);
+  if (hit) return Promise.resolve(hit);
+  const who = describe(choice);
+  const fail = (why: string): TorchCheck => ({ ok: false, python: choice.python, message: `PyTorch is not usable with ${who}: ${why}. ${HOW_TO_CHOOSE}` });
+  return new Promise((resolve) => {
+    execFile(
+      choice.python,
+      ['-c', CHECK_SCRIPT],
+      { timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, env: opts.env ?? process.env, cwd: opts.cwd, encoding: 'utf8', windowsHide: true },
+      (err, stdout, stderr) => {
+        if (err) {
+          const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string | null };
+          if (e.code === 'ENOENT') return resolve(fail(choice.from === 'path' ? `${choice.python} was not found on PATH` : 'no such file'));
+          if (e.code === 'EACCES') return resolve(fail('it is not executable'));
+          if (e.killed || e.signal) return resolve(fail(`\`import torch\` did not finish within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)} s`));
+          const lines = String(stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+          const last = lines[lines.length - 1] ?? `exit code ${String(e.code)}`;
+          return resolve(fail(/No module named ['"]?torch/.test(last) ? 'torch is not installed for it' : `\`import torch\` failed (${last})`));
+        }
+        const [torchVersion = '', pythonVersion = ''] = String(stdout).trim().split('\n').map((s) => s.trim());
+        const m = /^(\d+)\.(\d+)/.exec(torchVersion);
+        if (!m) return resolve(fail(`unexpected output of the torch check: ${JSON.stringify(String(stdout).slice(0, 200))}`));
+        const [major, minor] = [Number(m[1]), Number(m[2])];
+        if (major < MIN_TORCH[0] || (major === MIN_TORCH[0] && minor < MIN_TORCH[1])) {
+          return resolve(fail(`it has torch ${torchVersion}, GradScope needs ${MIN_TORCH.join('.')} or later`));
+        }
+        const ok: TorchCheck = { ok: true, python: choice.python, torchVersion, pythonVersion };
+        okCache.set(key, ok);
+        resolve(ok);
+      },
+    );
+  });
+}
