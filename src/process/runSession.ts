@@ -36,6 +36,8 @@ export interface RunOptions {
   nodePath?: string;
   /** Python interpreter for PyTorch scripts (default: GRADSCOPE_PYTHON, else `python3` on PATH). */
   pythonPath?: string;
+  /** Where pythonPath came from, for messages (default 'setting'). */
+  pythonSource?: 'python-extension' | 'setting';
   /** Stop cleanly after this many optimizer steps (0 or undefined: no limit). */
   maxSteps?: number;
   /** Stop after this many seconds (0 or undefined: no limit). */
@@ -174,9 +176,15 @@ export class RunSession {
     } catch (e) {
       return this.failEarly((e as Error).message);
     }
+    const env = this.probeEnv({ ...process.env, ...this.opts.env });
+    this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])], env);
+  }
+
+  /** The child's environment: the probe's settings added, the host's own Node options removed. */
+  private probeEnv(base: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...this.opts.env,
+      ...base,
+      ...extra,
       GRADSCOPE_CHANNEL_FD: '3',
       GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
       GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
@@ -184,7 +192,7 @@ export class RunSession {
     // The extension host's own Node options (inspector ports, loaders) must not leak into the child.
     delete env.NODE_OPTIONS;
     delete env.ELECTRON_RUN_AS_NODE;
-    this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])], env);
+    return env;
   }
 
   /**
@@ -200,23 +208,17 @@ export class RunSession {
     }
     const cwd = resolve(this.opts.cwd ?? dirname(this.script));
     const baseEnv: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env };
-    const check = await checkTorch(choosePython(this.opts.pythonPath, baseEnv), { env: baseEnv, cwd });
+    const check = await checkTorch(choosePython(this.opts.pythonPath, baseEnv, this.opts.pythonSource), { env: baseEnv, cwd });
     if (this.stopReason) {
       // Stopped while checking: nothing was started.
       return void this.finish({ code: null, signal: null, stopRequested: true, stderrTail: '' });
     }
     if (!check.ok) return this.failEarly(check.message);
-    const env: NodeJS.ProcessEnv = {
-      ...baseEnv,
+    const env = this.probeEnv(baseEnv, {
       PYTHONPATH: baseEnv.PYTHONPATH ? `${probeDir}${delimiter}${baseEnv.PYTHONPATH}` : probeDir,
       // The script's output shows up as it prints, not when a pipe buffer fills.
       PYTHONUNBUFFERED: baseEnv.PYTHONUNBUFFERED ?? '1',
-      GRADSCOPE_CHANNEL_FD: '3',
-      GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
-      GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
-    };
-    delete env.NODE_OPTIONS;
-    delete env.ELECTRON_RUN_AS_NODE;
+    });
     this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...(this.opts.args ?? [])], env);
   }
 
