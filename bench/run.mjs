@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './lib/bundle.mjs';
 
-const benches = ['ipc.mjs', 'store.mjs', 'probeOverhead.mjs'];
+const benches = ['ipc.mjs', 'store.mjs', 'probeOverhead.mjs', 'torchOverhead.mjs'];
 for (const b of benches) {
   const p = join(repoRoot, 'bench', b);
   if (!existsSync(p)) {

@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { RunExit } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import { asGradScopeError, describeError, GradScopeError } from './errors';
+import { pickInterpreter } from './pythonInterpreter';
 
 export type TrainResult =
   | { started: true; runId: string }
@@ -82,14 +83,20 @@ async function trainAndInspect(ctx: GradScopeContext, arg: unknown): Promise<Tra
   const config = vscode.workspace.getConfiguration('gradscope', uri);
   const folder = vscode.workspace.getWorkspaceFolder(uri);
   const nodePath = config.get<string>('nodePath', '').trim();
-  const pythonPath = config.get<string>('pythonPath', '').trim();
+  // PyTorch: the Python extension's interpreter for this folder, else gradscope.pythonPath.
+  const python = /\.py$/i.test(uri.fsPath)
+    ? await pickInterpreter(uri, config.get<string>('pythonPath', ''), { extensions: vscode.extensions })
+    : undefined;
+  if (python?.note) ctx.log.info(`Python interpreter: ${python.note}`);
+  if (python?.source) ctx.log.info(`Python interpreter: ${python.python} (${python.source === 'setting' ? 'gradscope.pythonPath' : 'Python extension'})`);
   const run = ctx.runs.start({
     script: uri.fsPath,
     cwd: folder?.uri.fsPath ?? dirname(uri.fsPath),
     // An empty setting means the `node` on PATH (the extension host may be Electron, not Node).
     nodePath: nodePath || 'node',
-    // Empty: RunSession uses GRADSCOPE_PYTHON or the `python3` on PATH, and checks torch imports first.
-    pythonPath: pythonPath || undefined,
+    // Undefined: RunSession uses GRADSCOPE_PYTHON or the `python3` on PATH. It checks torch imports first.
+    pythonPath: python?.python,
+    pythonSource: python?.source,
     maxSteps: nonNegative(config.get<number>('maxSteps', 0)),
     timeoutSec: nonNegative(config.get<number>('timeoutSeconds', 0)),
     detailEvery: nonNegative(config.get<number>('detailEvery', 0)),

@@ -12,7 +12,8 @@ export const SCRIPT_SELECTOR: vscode.DocumentSelector = [
   { scheme: 'file', language: 'typescript' },
   { scheme: 'file', language: 'javascriptreact' },
   { scheme: 'file', language: 'typescriptreact' },
-  { scheme: 'file', pattern: '**/*.{js,mjs,cjs,ts,mts,cts}' },
+  { scheme: 'file', language: 'python' },
+  { scheme: 'file', pattern: '**/*.{js,mjs,cjs,ts,mts,cts,py}' },
 ];
 
 /** At most this many layers in one hover (layers built in a loop share a line). */

@@ -13,6 +13,7 @@ import { fmt } from './diagnosisModel';
 import type { DiagnosticsFeature, PlacedFinding, RunDiagnostics } from './diagnostics';
 import { asGradScopeError, describeError, GradScopeError } from './errors';
 import { computeFix, verifyFix, type FixResult, type RunMeasure, type VerifyResult } from './fixEngine';
+import { pickInterpreter } from './pythonInterpreter';
 
 export const APPLY_REMEDY_COMMAND = 'gradscope.applyRemedy';
 export const VERIFY_FIX_COMMAND = 'gradscope.verifyFix';
@@ -211,13 +212,17 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
   }
   if (ctx.runs.current()) throw new GradScopeError('user', 'a run is in progress; stop it before verifying a fix.');
   const steps = verifySteps(finding);
+  // PyTorch: the same interpreter as Train & Inspect would use (Python extension, else gradscope.pythonPath).
+  const python = /\.py$/i.test(script)
+    ? await pickInterpreter(vscode.Uri.file(script), vscode.workspace.getConfiguration('gradscope', vscode.Uri.file(script)).get<string>('pythonPath', ''), { extensions: vscode.extensions })
+    : undefined;
   const result = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `GradScope: verifying "${prepared.title}" (${steps} steps, before and after)`, cancellable: true },
     async (_progress, token) => {
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
       try {
-        return await verifyFix({ script, args: run.run.args, cwd: run.run.cwd, fixedText: prepared.after, steps, kind: finding.kind, timeoutSec: 120, signal: abort.signal });
+        return await verifyFix({ script, args: run.run.args, cwd: run.run.cwd, fixedText: prepared.after, steps, kind: finding.kind, timeoutSec: 120, signal: abort.signal, pythonPath: python?.python, pythonSource: python?.source });
       } catch (e) {
         if (abort.signal.aborted) return null;
         throw new GradScopeError('environment', `verification failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

@@ -1,9 +1,10 @@
 // Finding the Python interpreter for PyTorch scripts, and checking that torch imports with it
 // before a run starts (a missing torch should be one clear line, not a traceback from the probe).
 //
-// Order: an explicit path (the `gradscope.pythonPath` setting, passed as RunOptions.pythonPath),
-// else GRADSCOPE_PYTHON in the environment (the CLI's way to pick one), else `python3` on PATH.
-// (The interpreter the VS Code Python extension selected comes first once that route exists.)
+// Order: an explicit path (from VS Code: the interpreter the Python extension selected, else the
+// `gradscope.pythonPath` setting — src/features/pythonInterpreter.ts picks; passed as
+// RunOptions.pythonPath with its source), else GRADSCOPE_PYTHON in the environment (the CLI's way
+// to pick one), else `python3` on PATH.
 import { execFile } from 'node:child_process';
 
 export const MIN_TORCH = [1, 13] as const;
@@ -13,16 +14,20 @@ export interface PythonChoice {
   /** What will be executed: a path or a command name looked up on PATH. */
   python: string;
   /** Where the choice came from, for messages. */
-  from: 'setting' | 'env' | 'path';
+  from: 'python-extension' | 'setting' | 'env' | 'path';
 }
 
 export type TorchCheck =
   | { ok: true; python: string; torchVersion: string; pythonVersion: string }
   | { ok: false; python: string; message: string };
 
-export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = process.env): PythonChoice {
+export function choosePython(
+  pythonPath?: string,
+  env: NodeJS.ProcessEnv = process.env,
+  source: 'python-extension' | 'setting' = 'setting',
+): PythonChoice {
   const set = pythonPath?.trim();
-  if (set) return { python: set, from: 'setting' };
+  if (set) return { python: set, from: source };
   const fromEnv = env.GRADSCOPE_PYTHON?.trim();
   if (fromEnv) return { python: fromEnv, from: 'env' };
   return { python: 'python3', from: 'path' };
@@ -30,11 +35,14 @@ export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = proce
 
 /** How a user picks another interpreter, for the end of an error message. */
 export const HOW_TO_CHOOSE =
-  'Install PyTorch (≥ 1.13) for that interpreter, or choose another one: the gradscope.pythonPath setting in VS Code, ' +
-  'or GRADSCOPE_PYTHON=/path/to/python for the gradscope CLI.';
+  'Install PyTorch (≥ 1.13) for that interpreter, or choose another one: in VS Code, with the Python extension\'s ' +
+  'interpreter picker ("Python: Select Interpreter") or the gradscope.pythonPath setting (used when the Python ' +
+  'extension is not installed); for the gradscope CLI, with GRADSCOPE_PYTHON=/path/to/python.';
 
 function describe(c: PythonChoice): string {
   switch (c.from) {
+    case 'python-extension':
+      return `${c.python} (the interpreter selected in the Python extension)`;
     case 'setting':
       return `${c.python} (the gradscope.pythonPath setting)`;
     case 'env':

@@ -27,6 +27,9 @@ export interface VerifyOptions {
   /** Where run files go (default: a temporary folder, removed afterwards). */
   runDir?: string;
   nodePath?: string;
+  /** Python interpreter for PyTorch scripts, and where it came from (as RunOptions). */
+  pythonPath?: string;
+  pythonSource?: 'python-extension' | 'setting';
   /** Aborting stops the run in progress; the copy is still removed. */
   signal?: AbortSignal;
   onOutput?: (which: 'before' | 'after', chunk: OutputChunk) => void;
@@ -59,6 +62,8 @@ async function runOnce(script: string, o: VerifyOptions, runDir: string, which: 
     timeoutSec: o.timeoutSec ?? 0,
     runDir,
     nodePath: o.nodePath,
+    pythonPath: o.pythonPath,
+    pythonSource: o.pythonSource,
     probeDir: o.probeDir,
   });
   const stop = (): void => void session.stop();

@@ -6,6 +6,7 @@ import type MochaType from 'mocha';
 import * as vscode from 'vscode';
 import { defineDiagnosisTests } from './diagnosis';
 import { defineRunTests } from './runs';
+import { defineTorchTests } from './torch';
 import { defineTrustTests } from './trust';
 
 export function run(): Promise<void> {
@@ -20,6 +21,7 @@ export function run(): Promise<void> {
   else {
     defineRunTests();
     defineDiagnosisTests();
+    defineTorchTests();
   }
 
   return new Promise((resolve, reject) => {

@@ -101,7 +101,9 @@ def _cell_sums(a: torch.Tensor, tr: int, tc: int) -> torch.Tensor:
     """Sums of a [R, C] matrix over a tr×tc grid of cells; row r is in cell floor(r·tr/R)."""
     R, C = a.shape
     if R % tr == 0 and C % tc == 0:
-        return a.reshape(tr, R // tr, tc, C // tc).sum(dim=(1, 3))
+        return a.reshape(tr, R // tr, tc, C // tc).sum(dim=(1, 3), dtype=F64)
+    # Prefix sums subtract large partial sums: float64 keeps them exact enough.
+    a = a.to(F64)
     # Uneven cells: prefix sums, read at the cell boundaries (cell c starts at ceil(c·C/tc)).
     def bounds(n, k):
         return torch.tensor([-(-c * n // k) for c in range(k + 1)], device=a.device)
@@ -125,11 +127,14 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
             tr = tc = 0
         if n == 0:
             return torch.full((3 + HIST_BINS,), float("nan"), dtype=F64, device=x.device), 0, 0
+        # Element-wise work stays in the gradient's own dtype (one float64 copy of a 2M-element
+        # gradient costs more than all the statistics); only the reductions accumulate in float64.
         finite = torch.isfinite(x)
         nf = finite.sum().to(F64)
-        z = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device)).to(F64)
-        s = z.sum()
-        ss = (z * z).sum()
+        z = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        s = z.sum(dtype=F64)
+        # vector_norm casts to float64 before squaring: no overflow for |g| > 1.8e19 in float32.
+        ss = torch.linalg.vector_norm(z, dtype=F64) ** 2
         safe = torch.clamp(nf, min=1.0)
         mean = s / safe
         std = torch.sqrt(torch.clamp(ss / safe - mean * mean, min=0.0))
@@ -139,7 +144,17 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
         zero_frac = (x == 0).sum().to(F64) / n
         a = z.abs()
         valid = finite & (a > 0)
-        k = torch.floor(torch.log10(torch.where(valid, a, torch.ones_like(a))))
+        if x.device.type == "cpu" and a.dtype != F64:
+            # log10 in float32 can put a value at a power of ten one decade off: recompute, in
+            # float64, only the (rare) elements within 1e-4 of a decade boundary. (On CUDA the
+            # nonzero() would cost a device sync per tensor, so the float64 path is used there.)
+            la = torch.log10(torch.where(valid, a, torch.ones_like(a)))
+            k = torch.floor(la)
+            near = (valid & ((la - torch.round(la)).abs() < 1e-4)).nonzero(as_tuple=True)
+            if near[0].numel():
+                k[near] = torch.floor(torch.log10(a[near].to(F64))).to(k.dtype)
+        else:
+            k = torch.floor(torch.log10(torch.where(valid, a, torch.ones_like(a)).to(F64)))
         idx = (k.clamp(HIST_LO, HIST_HI - 1) - HIST_LO).to(torch.int64)
         idx = torch.where(valid, idx, torch.full_like(idx, HIST_BINS))
         if x.device.type != "cpu" and torch.are_deterministic_algorithms_enabled():
@@ -148,13 +163,11 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
             edges = torch.searchsorted(srt, torch.arange(HIST_BINS + 1, device=x.device))
             hist = (edges[1:] - edges[:-1]).to(F64)
         else:
-            hist = torch.zeros(HIST_BINS + 1, dtype=torch.int64, device=x.device)
-            hist.scatter_add_(0, idx, torch.ones_like(idx))
-            hist = hist[:HIST_BINS].to(F64)
+            hist = torch.bincount(idx, minlength=HIST_BINS + 1)[:HIST_BINS].to(F64)
         parts = [mean.reshape(1), std.reshape(1), zero_frac.reshape(1), hist]
         if tr:
             sums = _cell_sums(a.reshape(R, C), tr, tc)
-            cnts = _cell_sums(finite.reshape(R, C).to(F64), tr, tc)
+            cnts = _cell_sums(finite.reshape(R, C).to(x.dtype), tr, tc)
             thumb = torch.where(cnts > 0, sums / torch.clamp(cnts, min=1.0), nanv)
             parts.append(thumb.reshape(-1))
         return torch.cat(parts), tr, tc
