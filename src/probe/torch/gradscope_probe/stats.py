@@ -97,23 +97,47 @@ def thumb_shape(shape) -> tuple:
     return (rows, cols), (min(THUMB_MAX, rows), min(THUMB_MAX, cols))
 
 
+def _assign(n: int, k: int, dtype, device) -> torch.Tensor:
+    """[k, n] 0/1 matrix: index i belongs to cell floor(i·k/n)."""
+    m = torch.zeros(k, n, dtype=dtype, device=device)
+    i = torch.arange(n, device=device)
+    m[i * k // n, i] = 1
+    return m
+
+
 def _cell_sums(a: torch.Tensor, tr: int, tc: int) -> torch.Tensor:
-    """Sums of a [R, C] matrix over a tr×tc grid of cells; row r is in cell floor(r·tr/R)."""
+    """Sums of a non-negative [R, C] matrix over a tr×tc grid of cells; row r is in cell floor(r·tr/R).
+    Uneven grids use two products with 0/1 assignment matrices (no cancellation: the values are ≥ 0)."""
     R, C = a.shape
     if R % tr == 0 and C % tc == 0:
         return a.reshape(tr, R // tr, tc, C // tc).sum(dim=(1, 3), dtype=F64)
-    # Prefix sums subtract large partial sums: float64 keeps them exact enough.
-    a = a.to(F64)
-    # Uneven cells: prefix sums, read at the cell boundaries (cell c starts at ceil(c·C/tc)).
-    def bounds(n, k):
-        return torch.tensor([-(-c * n // k) for c in range(k + 1)], device=a.device)
+    rows = _assign(R, tr, a.dtype, a.device)
+    cols = _assign(C, tc, a.dtype, a.device).t()
+    return (rows @ a @ cols).to(F64)
 
-    cs = torch.nn.functional.pad(a.cumsum(dim=1), (1, 0))
-    bc = bounds(C, tc)
-    a2 = cs[:, bc[1:]] - cs[:, bc[:-1]]  # [R, tc]
-    rs = torch.nn.functional.pad(a2.cumsum(dim=0), (0, 0, 1, 0))
-    br = bounds(R, tr)
-    return rs[br[1:]] - rs[br[:-1]]  # [tr, tc]
+
+_EDGES: dict = {}
+
+
+def _decade_edges(dtype: torch.dtype, device) -> torch.Tensor:
+    """The interior bin edges 10^(HIST_LO+1) … 10^(HIST_HI-1) in `dtype`, each the smallest value
+    of that dtype that is ≥ the exact power of ten, so `bucketize(|g|, edges, right=True)` is the
+    decade bin floor(log10 |g|) − HIST_LO (clamped into the edge bins) with no rounding error, and no
+    per-element log10 or float64 copy."""
+    key = (dtype, str(device))
+    e = _EDGES.get(key)
+    if e is None:
+        from fractions import Fraction
+        vals = []
+        for k in range(int(HIST_LO) + 1, int(HIST_HI)):
+            exact = Fraction(10) ** k
+            b = torch.tensor(float(exact), dtype=dtype)
+            if Fraction(float(b.item())) < exact:
+                b = torch.nextafter(b, torch.tensor(float("inf"), dtype=dtype))
+            vals.append(b)
+        e = torch.stack(vals).to(device)
+        _EDGES[key] = e
+    return e
 
 
 def detail_stats(g: torch.Tensor, shape) -> tuple:
@@ -144,18 +168,7 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
         zero_frac = (x == 0).sum().to(F64) / n
         a = z.abs()
         valid = finite & (a > 0)
-        if x.device.type == "cpu" and a.dtype != F64:
-            # log10 in float32 can put a value at a power of ten one decade off: recompute, in
-            # float64, only the (rare) elements within 1e-4 of a decade boundary. (On CUDA the
-            # nonzero() would cost a device sync per tensor, so the float64 path is used there.)
-            la = torch.log10(torch.where(valid, a, torch.ones_like(a)))
-            k = torch.floor(la)
-            near = (valid & ((la - torch.round(la)).abs() < 1e-4)).nonzero(as_tuple=True)
-            if near[0].numel():
-                k[near] = torch.floor(torch.log10(a[near].to(F64))).to(k.dtype)
-        else:
-            k = torch.floor(torch.log10(torch.where(valid, a, torch.ones_like(a)).to(F64)))
-        idx = (k.clamp(HIST_LO, HIST_HI - 1) - HIST_LO).to(torch.int64)
+        idx = torch.bucketize(a, _decade_edges(a.dtype, a.device), right=True)
         idx = torch.where(valid, idx, torch.full_like(idx, HIST_BINS))
         if x.device.type != "cpu" and torch.are_deterministic_algorithms_enabled():
             # scatter_add_ on CUDA is not deterministic: count from the sorted bins instead.
@@ -167,7 +180,11 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
         parts = [mean.reshape(1), std.reshape(1), zero_frac.reshape(1), hist]
         if tr:
             sums = _cell_sums(a.reshape(R, C), tr, tc)
-            cnts = _cell_sums(finite.reshape(R, C).to(x.dtype), tr, tc)
+            if x.device.type == "cpu" and bool(finite.all()):
+                # All finite (the common case): the counts are the cell sizes, no second pass.
+                cnts = _assign(R, tr, F64, x.device).sum(1)[:, None] * _assign(C, tc, F64, x.device).sum(1)[None, :]
+            else:
+                cnts = _cell_sums(finite.reshape(R, C).to(x.dtype), tr, tc)
             thumb = torch.where(cnts > 0, sums / torch.clamp(cnts, min=1.0), nanv)
             parts.append(thumb.reshape(-1))
         return torch.cat(parts), tr, tc

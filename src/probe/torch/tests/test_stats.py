@@ -96,6 +96,29 @@ class DetailStatsTest(unittest.TestCase):
         for x, y in zip(thumb, want):
             self.assertAlmostEqual(x, y, places=3)
 
+    def test_thumbnail_uneven_grid_matches_a_naive_mean(self):
+        torch.manual_seed(2)
+        g = torch.randn(70, 45) * 3
+        g[3, 4] = float("nan")
+        v, tr, tc = stats.detail_stats(g, [70, 45])
+        self.assertEqual((tr, tc), (32, 32))
+        thumb = v.tolist()[35:]
+        rows, cols = g.shape
+        for i in range(tr):
+            for j in range(tc):
+                cell = [abs(float(g[r, c])) for r in range(rows) for c in range(cols)
+                        if r * tr // rows == i and c * tc // cols == j and math.isfinite(float(g[r, c]))]
+                want = sum(cell) / len(cell) if cell else float("nan")
+                got = thumb[i * tc + j]
+                if math.isnan(want):
+                    self.assertTrue(math.isnan(got))
+                else:
+                    self.assertAlmostEqual(got, want, places=4)
+        # And with every entry finite (the counts come from the cell sizes then).
+        v2, _, _ = stats.detail_stats(torch.nan_to_num(g), [70, 45])
+        cell00 = [abs(float(torch.nan_to_num(g)[r, c])) for r in range(rows) for c in range(cols) if r * tr // rows == 0 and c * tc // cols == 0]
+        self.assertAlmostEqual(v2.tolist()[35], sum(cell00) / len(cell00), places=4)
+
     def test_thumbnail_uneven_cells_and_conv_view(self):
         torch.manual_seed(1)
         g = torch.randn(5, 3, 3, 3)  # conv weight: view [5, 27] → thumbnail 5 × 27
