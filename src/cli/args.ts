@@ -89,6 +89,29 @@ function positiveNumber(flag: string, v: string | undefined): number {
   return n;
 }
 
+/**
+ * Walks a sub-command's arguments: `--flag value` or `--flag=value`; everything after `--`, and every
+ * argument `onFlag` does not claim (returns false), goes to the script in order. `onFlag` returns
+ * 'help' for -h/--help.
+ */
+function scanArgs(rest: readonly string[], onFlag: (flag: string, value: () => string | undefined) => boolean | 'help'): { positional: string[]; help: boolean } {
+  const positional: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    if (a === '--') {
+      positional.push(...rest.slice(i + 1));
+      break;
+    }
+    if (a === '-h' || a === '--help') return { positional, help: true };
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const [flag, inline] = eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const claimed = onFlag(flag, () => inline ?? rest[++i]);
+    if (claimed === 'help') return { positional, help: true };
+    if (!claimed) positional.push(a);
+  }
+  return { positional, help: false };
+}
+
 export function parseArgs(argv: readonly string[]): CliArgs {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return { command: 'help', topic: rest[0] };
@@ -96,43 +119,33 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === 'fix') return parseFixArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
   const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null };
-  const positional: string[] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? rest[++i];
+  const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
-      case '--':
-        positional.push(...rest.slice(i + 1));
-        i = rest.length;
-        break;
       case '--steps':
         out.steps = positiveInt('--steps', value());
-        break;
+        return true;
       case '--timeout':
         out.timeoutSec = positiveNumber('--timeout', value());
-        break;
+        return true;
       case '--json':
         out.json = true;
-        break;
+        return true;
       case '--out':
         out.outDir = value() ?? null;
         if (!out.outDir) throw new UsageError('--out needs a folder');
-        break;
+        return true;
       case '--report':
         out.report = value() ?? null;
         if (!out.report) throw new UsageError('--report needs a file name');
-        break;
+        return true;
       case '--detail-every':
         out.detailEvery = positiveInt('--detail-every', value(), true);
-        break;
-      case '-h':
-      case '--help':
-        return { command: 'help', topic: 'run' };
+        return true;
       default:
-        positional.push(a);
+        return false;
     }
-  }
+  });
+  if (help) return { command: 'help', topic: 'run' };
   const [script, ...scriptArgs] = positional;
   if (!script) throw new UsageError('run needs a script: gradscope run <script> [args…]');
   out.script = script;
@@ -144,53 +157,43 @@ const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-g
 
 function parseFixArgs(rest: readonly string[]): CliArgs {
   const out: FixArgs = { command: 'fix', script: '', scriptArgs: [], finding: null, remedy: null, verify: false, dryRun: false, force: false, steps: 100, timeoutSec: 0, fromRun: null };
-  const positional: string[] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? rest[++i];
+  const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
-      case '--':
-        positional.push(...rest.slice(i + 1));
-        i = rest.length;
-        break;
       case '--finding': {
         const v = value();
         if (!v) throw new UsageError('--finding needs a kind');
         if (!FINDING_KINDS.includes(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
         out.finding = v;
-        break;
+        return true;
       }
       case '--remedy':
         out.remedy = value() ?? null;
         if (!out.remedy) throw new UsageError('--remedy needs an id');
-        break;
+        return true;
       case '--verify':
         out.verify = true;
-        break;
+        return true;
       case '--force':
         out.force = true;
-        break;
+        return true;
       case '--dry-run':
         out.dryRun = true;
-        break;
+        return true;
       case '--steps':
         out.steps = positiveInt('--steps', value());
-        break;
+        return true;
       case '--timeout':
         out.timeoutSec = positiveNumber('--timeout', value());
-        break;
+        return true;
       case '--from-run':
         out.fromRun = value() ?? null;
         if (!out.fromRun) throw new UsageError('--from-run needs a run file');
-        break;
-      case '-h':
-      case '--help':
-        return { command: 'help', topic: 'fix' };
+        return true;
       default:
-        positional.push(a);
+        return false;
     }
-  }
+  });
+  if (help) return { command: 'help', topic: 'fix' };
   const [script, ...scriptArgs] = positional;
   if (!script && !out.fromRun) throw new UsageError('fix needs a script: gradscope fix <script> [args…] (or --from-run FILE)');
   out.script = script ?? '';

@@ -11,8 +11,10 @@ import {
   PointElement,
   ScatterController,
   Tooltip,
+  type ChartOptions,
   type Plugin,
 } from 'chart.js';
+import type { ChartHandle } from './histogram';
 import type { Palette } from './theme';
 
 let registered = false;
@@ -73,4 +75,34 @@ export function applyFont(p: Palette): void {
   const C = ensureChartJs();
   C.defaults.font.family = p.fontFamily;
   C.defaults.color = p.foreground;
+}
+
+/**
+ * The handle every one-bitmap chart shares: a Chart.js scatter chart with the bitmap plugin under it;
+ * `update` lets the caller take the new data and repaint, then refreshes the options (axes follow the
+ * bitmap's extent) without animation.
+ */
+export function bitmapChart<D, O>(
+  el: HTMLElement,
+  canvas: HTMLCanvasElement,
+  layer: BitmapLayer,
+  chartOptions: () => ChartOptions<'scatter'>,
+  take: (next: D, patch?: Partial<O>) => void,
+): ChartHandle<D, O> {
+  const ChartJs = ensureChartJs();
+  let chart: Chart | null = new ChartJs(canvas, { type: 'scatter', data: { datasets: [] }, options: chartOptions(), plugins: [bitmapPlugin(() => layer)] });
+  return {
+    canvas,
+    update(next, patch) {
+      take(next, patch);
+      if (!chart) return;
+      chart.options = chartOptions();
+      chart.update('none');
+    },
+    dispose() {
+      chart?.destroy();
+      chart = null;
+      el.replaceChildren();
+    },
+  };
 }

@@ -1,7 +1,7 @@
 // One tensor's log10 |g| histogram over time: a steps × bins image (one column per histogram row,
 // y = log10 |g| on a common grid), drawn as a bitmap under Chart.js axes.
-import type { ChartOptions, Chart } from 'chart.js';
-import { axisStyle, bitmapPlugin, ensureChartJs, type BitmapLayer } from './chartSetup';
+import type { ChartOptions } from 'chart.js';
+import { axisStyle, bitmapChart, type BitmapLayer } from './chartSetup';
 import { cividisLut, type Palette } from './theme';
 
 export interface HistogramRow {
@@ -65,7 +65,6 @@ export function histogramGrid(rows: readonly HistogramRow[], bins: number): { lo
 }
 
 export function renderHistogramOverTime(el: HTMLElement, data: readonly HistogramRow[], options: HistogramOptions): ChartHandle<readonly HistogramRow[], HistogramOptions> {
-  const ChartJs = ensureChartJs();
   let opts = options;
   let rows = data;
   const lut = cividisLut();
@@ -124,21 +123,9 @@ export function renderHistogramOverTime(el: HTMLElement, data: readonly Histogra
   }
 
   paint();
-  let chart: Chart | null = new ChartJs(canvas, { type: 'scatter', data: { datasets: [] }, options: chartOptions(), plugins: [bitmapPlugin(() => layer)] });
-  return {
-    canvas,
-    update(next, patch) {
-      if (patch) opts = { ...opts, ...patch };
-      rows = next;
-      paint();
-      if (!chart) return;
-      chart.options = chartOptions();
-      chart.update('none');
-    },
-    dispose() {
-      chart?.destroy();
-      chart = null;
-      el.replaceChildren();
-    },
-  };
+  return bitmapChart(el, canvas, layer, chartOptions, (next, patch) => {
+    if (patch) opts = { ...opts, ...patch };
+    rows = next;
+    paint();
+  });
 }

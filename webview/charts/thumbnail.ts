@@ -1,6 +1,6 @@
 // The gradient thumbnail of one tensor at one step: a rows × cols image of log10 |g|.
-import type { ChartOptions, Chart } from 'chart.js';
-import { axisStyle, bitmapPlugin, ensureChartJs, type BitmapLayer } from './chartSetup';
+import type { ChartOptions } from 'chart.js';
+import { axisStyle, bitmapChart, type BitmapLayer } from './chartSetup';
 import type { ChartHandle } from './histogram';
 import { cividisLut, packRgba, toRgba, type Palette } from './theme';
 
@@ -17,7 +17,6 @@ export interface ThumbnailOptions {
 }
 
 export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: ThumbnailOptions): ChartHandle<Thumbnail, ThumbnailOptions> {
-  const ChartJs = ensureChartJs();
   let opts = options;
   let thumb = data;
   const lut = cividisLut();
@@ -90,21 +89,9 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
   }
 
   paint();
-  let chart: Chart | null = new ChartJs(canvas, { type: 'scatter', data: { datasets: [] }, options: chartOptions(), plugins: [bitmapPlugin(() => layer)] });
-  return {
-    canvas,
-    update(next, patch) {
-      if (patch) opts = { ...opts, ...patch };
-      thumb = next;
-      paint();
-      if (!chart) return;
-      chart.options = chartOptions();
-      chart.update('none');
-    },
-    dispose() {
-      chart?.destroy();
-      chart = null;
-      el.replaceChildren();
-    },
-  };
+  return bitmapChart(el, canvas, layer, chartOptions, (next, patch) => {
+    if (patch) opts = { ...opts, ...patch };
+    thumb = next;
+    paint();
+  });
 }
