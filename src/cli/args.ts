@@ -43,8 +43,9 @@ export const USAGE = `Usage:
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE]
 
-run: runs a TensorFlow.js training script unchanged, watches every optimizer step's gradients, and
-prints what it saw.
+run: runs a TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py) training script unchanged, watches
+every optimizer step's gradients, and prints what it saw. PyTorch scripts run with the python3 of
+GRADSCOPE_PYTHON if set, else python3 on PATH (it must import torch).
 
 fix: diagnoses the script (a run of --steps steps, default 100, or the run file given with
 --from-run), takes the top finding (or the first of --finding KIND) and its best remedy that applies

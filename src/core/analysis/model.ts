@@ -143,14 +143,21 @@ export const REMEDY_TITLES: Record<string, string> = {
   'clip-global-norm': 'Clip gradients by global norm',
   'he-init': 'Use He initialisation (heNormal) for this layer',
   'glorot-init': 'Use Glorot initialisation (glorotUniform) for this layer',
-  'lower-lr': 'Lower the learning rate (÷10)',
-  'raise-lr': 'Raise the learning rate (×10)',
+  'lower-lr': 'Lower the learning rate',
+  'raise-lr': 'Raise the learning rate',
   'guard-loss': 'Guard log/sqrt/division in the loss with a small epsilon',
   'zero-bias-init': "Initialise this layer's bias to zeros",
 };
 
-export function remedy(id: string): Remedy {
-  return { id, title: REMEDY_TITLES[id] ?? id };
+/** The titles a PyTorch user reads (torch's names for the same remedies). */
+const TORCH_TITLES: Record<string, string> = {
+  'clip-global-norm': 'Clip gradients by global norm (clip_grad_norm_)',
+  'he-init': 'Use He initialisation (kaiming_normal_) for this layer',
+  'glorot-init': 'Use Glorot initialisation (xavier_uniform_) for this layer',
+};
+
+export function remedy(id: string, framework: 'tfjs' | 'torch' = 'tfjs'): Remedy {
+  return { id, title: (framework === 'torch' ? TORCH_TITLES[id] : undefined) ?? REMEDY_TITLES[id] ?? id };
 }
 
 /** Initialisation remedies for a layer, best first: He for the ReLU family, Glorot for tanh/sigmoid/linear. */
@@ -168,13 +175,13 @@ export function initRemedies(layer: LayerInfo | null): string[] {
   }
 }
 
-export function remedies(ids: string[]): Remedy[] {
+export function remedies(ids: string[], framework: 'tfjs' | 'torch' = 'tfjs'): Remedy[] {
   const seen = new Set<string>();
   const out: Remedy[] = [];
   for (const id of ids) {
     if (seen.has(id)) continue;
     seen.add(id);
-    out.push(remedy(id));
+    out.push(remedy(id, framework));
   }
   return out;
 }

@@ -1,4 +1,4 @@
-// lower-lr (÷10) and raise-lr (×10 to ×1000, from the run): the learning rate of the optimizer
+// lower-lr (÷10 to ÷1000, from the run) and raise-lr (×10 to ×1000, from the run): the learning rate of the optimizer
 // the script creates. A literal is rewritten; a named constant with a literal initializer is edited
 // where it is declared; any other expression is divided/multiplied in place; a left-out learning
 // rate (Adam's default) or a Keras-style string optimizer is written out explicitly.
@@ -23,6 +23,23 @@ export function raiseFactor(finding: Finding): number {
   const r = finding.evidence.medianRatio;
   if (typeof r !== 'number' || !(r > 0) || !Number.isFinite(r)) return 10;
   const p = Math.ceil(Math.log10(RAISE_TARGET_RATIO / r) - 1e-9);
+  return 10 ** Math.min(3, Math.max(1, p));
+}
+
+/** The update/weight ratio lower-lr aims at or below (the top of the healthy range; DeepDiagnosis's 1e-1 is where it flags). */
+export const LOWER_TARGET_RATIO = 1e-2;
+
+/**
+ * lower-lr's factor: the power of ten that brings the run's measured update ratio (evidence
+ * `firstUpdateRatio` of an exploding finding blamed on the learning rate, or `medianRatio` of a high
+ * update-ratio finding) down to 1e-2 or below, between ÷10 and ÷1000; ÷10 when the run gave no ratio
+ * or a small one. examples/torch/exploding_lr.py (SGD lr 0.9, first update 87% of the weights): ÷100
+ * → 0.009, which trains; ÷10 (0.09, first update 17%) still explodes by step 3.
+ */
+export function lowerFactor(finding: Finding): number {
+  const r = finding.kind === 'update-ratio' ? finding.evidence.medianRatio : finding.evidence.firstUpdateRatio;
+  if (typeof r !== 'number' || !(r > 0) || !Number.isFinite(r)) return 10;
+  const p = Math.ceil(Math.log10(r / LOWER_TARGET_RATIO) - 1e-9);
   return 10 ** Math.min(3, Math.max(1, p));
 }
 
@@ -59,7 +76,7 @@ export function computeLr(sf: ts.SourceFile, b: TfBindings, style: Style, findin
   const picked = pickOptimizer(sf, b, finding);
   if ('reason' in picked) return { ok: false, reason: picked.reason };
   const site = picked.site;
-  const factor = direction === 'lower' ? 10 : raiseFactor(finding);
+  const factor = direction === 'lower' ? lowerFactor(finding) : raiseFactor(finding);
   const op = direction === 'lower' ? '/' : '*';
   const scale = (x: number): number => (direction === 'lower' ? x / factor : x * factor);
   const verb = `${direction === 'lower' ? 'Lower' : 'Raise'} the learning rate ${direction === 'lower' ? '÷' : '×'}${factor}`;

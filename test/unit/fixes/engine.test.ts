@@ -8,7 +8,7 @@ import { formatNumber } from '../../../src/core/fixes/ast';
 import { maxNormFromRun } from '../../../src/core/fixes/clip';
 import { unifiedDiff } from '../../../src/core/fixes/diff';
 import { applyEdits, availableRemedies, computeFix } from '../../../src/core/fixes/index';
-import { raiseFactor } from '../../../src/core/fixes/lr';
+import { lowerFactor, raiseFactor } from '../../../src/core/fixes/lr';
 import { lossTrend, verdict, type RunMeasure } from '../../../src/core/fixes/measure';
 
 function finding(p: Partial<Finding> = {}): Finding {
@@ -85,6 +85,18 @@ describe('fix engine parts', () => {
     assert.equal(raiseFactor(finding({ kind: 'update-ratio', evidence: { medianRatio: 1e-12 } })), 1000);
     assert.equal(raiseFactor(finding({ kind: 'update-ratio', evidence: { medianRatio: 2e-4 } })), 10);
     assert.equal(raiseFactor(finding({ kind: 'update-ratio' })), 10);
+  });
+
+  it("lower-lr's factor brings the measured update ratio to 1e-2 or below, ÷10 to ÷1000", () => {
+    // exploding_lr.py: SGD lr 0.9 moved the weights by 86.6% on the first update → ÷100 (0.009 trains; 0.09 still explodes).
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 0.866 } })), 100);
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 0.17 } })), 100);
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 0.1 } })), 10);
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 40 } })), 1000);
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 0.001 } })), 10);
+    assert.equal(lowerFactor(finding({ kind: 'exploding-gradient', evidence: { firstUpdateRatio: 'NaN' } })), 10);
+    assert.equal(lowerFactor(finding({ kind: 'update-ratio', evidence: { medianRatio: 0.35 } })), 100);
+    assert.equal(lowerFactor(finding({ kind: 'non-finite-gradient' })), 10);
   });
 
   it('availableRemedies: every ranked remedy with its result, in rank order; the version is echoed', () => {

@@ -149,7 +149,7 @@ export class DeadUnitsDetector implements Detector {
           layersBelowDead: below.length ? below.join(', ') : null,
           explodingFlaggedAt: shared.explodingAt,
         },
-        remedies: remedies(ids),
+        remedies: remedies(ids, env.ctx.framework),
       },
     ];
   }

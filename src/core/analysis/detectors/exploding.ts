@@ -238,6 +238,6 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     source: layer ? layer.source : ctx.optimizerSource,
     message: `Exploding gradients ${where}: the gradient norm grew ×${fmtNum(factor)} in ${over} step(s) (${fmtNum(d.base)} → ${fmtNum(d.norm)}) by step ${d.step}.${why}`,
     evidence: ev0,
-    remedies: remedies(ids),
+    remedies: remedies(ids, ctx.framework),
   };
 }

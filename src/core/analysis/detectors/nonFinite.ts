@@ -106,7 +106,7 @@ export class NonFiniteDetector implements Detector {
           explodingFlaggedAt: h.explodingAt,
           cause,
         },
-        remedies: remedies(ids),
+        remedies: remedies(ids, env.ctx.framework),
       },
     ];
   }

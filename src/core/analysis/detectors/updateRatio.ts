@@ -79,7 +79,7 @@ export class UpdateRatioDetector implements Detector {
           sinceStep: h.since,
           detectedAt: h.step,
         },
-        remedies: remedies(high ? ['lower-lr', 'clip-global-norm'] : ['raise-lr']),
+        remedies: remedies(high ? ['lower-lr', 'clip-global-norm'] : ['raise-lr'], env.ctx.framework),
       },
     ];
   }

@@ -104,7 +104,7 @@ export class VanishingDetector implements Detector {
           steps: f.streak,
           layersBetween: f.last - f.first - 1,
         },
-        remedies: remedies(initRemedies(layer)),
+        remedies: remedies(initRemedies(layer), env.ctx.framework),
       },
     ];
   }

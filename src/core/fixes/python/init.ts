@@ -2,10 +2,13 @@
 // bias) right after the statement that builds it (`self.fc1 = nn.Linear(784, 256)` →
 // `nn.init.kaiming_normal_(self.fc1.weight, nonlinearity="relu")`), or replacing the init call that
 // sets it there already (the bad init). A layer built inside `nn.Sequential(…)` assigned to a name
-// is reached by its index: `self.net[2].weight`.
+// is reached by its index: `self.net[2].weight`. When the layer's weights are set last by a loop over
+// the layers (`for m in (self.fc1, self.fc2): nn.init.normal_(m.weight, std=0.4)`, or over
+// `self.modules()` behind `isinstance(m, nn.Linear)`), the call in the loop is replaced: the shared
+// scheme is the bad one, and fixing one layer of it leaves the others exploding.
 import type { Finding } from '../../analysis/finding';
 import type { TextEdit } from '../types';
-import { afterStatement, argumentsOf, calls, dotted, flat, indentAt, lineOf, resolve, sharesLine, spell, statementOf, walk, type Bindings, type Layout, type SyntaxNode } from './syntax';
+import { afterStatement, argumentsOf, calls, dotted, flat, indentAt, lineOf, named, resolve, sharesLine, spell, statementOf, walk, type Bindings, type Layout, type SyntaxNode } from './syntax';
 import type { Outcome } from './types';
 
 /** torch.nn modules with a `weight` an init scheme applies to (and a `bias` unless bias=False). */
@@ -95,36 +98,123 @@ function sequentialIndex(c: SyntaxNode, b: Bindings): number | null {
 
 interface Writer {
   stmt: SyntaxNode;
-  /** The init call, when the statement is only that call (replaceable). */
+  /** The init call, when its statement is only that call (replaceable). */
   call: SyntaxNode | null;
   fn: string;
+  /** How the writer names the tensor: `self.fc1.weight`, or `m.weight` inside a loop over the layers. */
+  tensor: string;
+  /** For a loop over the layers: what it iterates over (`(self.fc1, self.fc2)`, `self.modules()`). */
+  loop?: string;
+}
+
+/** Layer-iterating methods of nn.Module whose items are the modules themselves. */
+const MODULE_ITERATORS = new Set(['modules', 'children']);
+
+/**
+ * Whether `for v in <iter>` visits the layer: a literal tuple/list naming it, or `<owner>.modules()` /
+ * `.children()` of the object that holds it (`self` for `self.fc1`).
+ */
+function loopCovers(iter: SyntaxNode, layer: Layer): boolean {
+  let it = iter;
+  while (it.type === 'parenthesized_expression' && it.firstNamedChild) it = it.firstNamedChild;
+  if (it.type === 'tuple' || it.type === 'list' || it.type === 'expression_list') return named(it).some((e) => flat(e.text) === flat(layer.ref));
+  if (it.type === 'call') {
+    const f = it.childForFieldName('function');
+    if (f?.type !== 'attribute' || !MODULE_ITERATORS.has(f.childForFieldName('attribute')?.text ?? '') || argumentsOf(it).all.length > 0) return false;
+    const owner = flat(f.childForFieldName('object')!.text);
+    return flat(layer.ref).startsWith(owner + '.') || flat(layer.ref).startsWith(owner + '[');
+  }
+  return false;
+}
+
+/**
+ * Whether every `if` between a loop's body and the call lets the layer through: `isinstance(v, nn.Linear)`
+ * (or a tuple of classes) naming the layer's class. Any other condition: unknown (null).
+ */
+function guardAdmits(call: SyntaxNode, loop: SyntaxNode, v: string, layer: Layer, b: Bindings): boolean | null {
+  // Walking up: in an `elif` its own condition guards the call (the `if`'s was false, so it is skipped);
+  // in an `else` the guard is a negation GradScope does not reason about.
+  let skipIf = false;
+  for (let x = call.parent; x && !x.equals(loop); x = x.parent) {
+    if (x.type === 'else_clause') return null;
+    let cond: SyntaxNode | null = null;
+    if (x.type === 'elif_clause') {
+      cond = x.childForFieldName('condition');
+      skipIf = true;
+    } else if (x.type === 'if_statement') {
+      if (skipIf) {
+        skipIf = false;
+        continue;
+      }
+      cond = x.childForFieldName('condition');
+    } else continue;
+    if (!cond || cond.type !== 'call' || cond.childForFieldName('function')?.text !== 'isinstance') return null;
+    const [obj, classes] = argumentsOf(cond).positional;
+    if (!obj || !classes || obj.text !== v) return null;
+    const list = classes.type === 'tuple' ? named(classes) : [classes];
+    const names = list.map((c) => resolve(c, b));
+    if (names.some((q) => q === null)) return null;
+    if (!names.includes(`torch.nn.${layer.cls}`)) return false;
+  }
+  return true;
+}
+
+/** The init call (or in-place tensor method) in `n` that sets one of `targets`, with its function name. */
+function initCallOn(n: SyntaxNode, targets: Set<string>, b: Bindings): string | null {
+  if (n.type !== 'call') return null;
+  const f = n.childForFieldName('function');
+  const q = resolve(f, b);
+  const first = argumentsOf(n).positional[0];
+  if (q && q.startsWith('torch.nn.init.') && first && targets.has(flat(first.text))) return q.slice('torch.nn.init.'.length);
+  if (f?.type === 'attribute' && targets.has(flat(f.childForFieldName('object')!.text)) && f.childForFieldName('attribute')!.text.endsWith('_')) return `.${f.childForFieldName('attribute')!.text}`;
+  return null;
+}
+
+/** Whether the call is its statement (`nn.init.normal_(…)` alone on its line): it can be replaced. */
+function isWholeStatement(call: SyntaxNode): boolean {
+  const st = statementOf(call);
+  return !!st && st.type === 'expression_statement' && st.firstNamedChild?.equals(call) === true;
 }
 
 /** Statements after the construction, in its block, that set the tensor (`ref.weight`). */
 function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
   const out: Writer[] = [];
   const targets = new Set([flat(tensor), flat(tensor) + '.data']);
+  const suffix = tensor.slice(layer.ref.length); // '.weight' or '.bias'
   for (let s = layer.stmt.nextNamedSibling; s; s = s.nextNamedSibling) {
     if (s.type === 'comment' || s.type === 'function_definition' || s.type === 'class_definition' || s.type === 'decorated_definition') continue;
     let hit: Writer | null = null;
     walk(s, (n) => {
       if (hit && hit.call === null) return false;
-      if (n.type === 'call') {
-        const f = n.childForFieldName('function');
-        const q = resolve(f, b);
-        const first = argumentsOf(n).positional[0];
-        let fn: string | null = null;
-        if (q && q.startsWith('torch.nn.init.') && first && targets.has(flat(first.text))) fn = q.slice('torch.nn.init.'.length);
-        else if (f?.type === 'attribute' && targets.has(flat(f.childForFieldName('object')!.text)) && f.childForFieldName('attribute')!.text.endsWith('_')) fn = `.${f.childForFieldName('attribute')!.text}`;
-        if (fn) {
-          const whole = s!.type === 'expression_statement' && s!.firstNamedChild?.equals(n) === true;
-          hit = { stmt: s!, call: whole ? n : null, fn };
-        }
-      }
-      if ((n.type === 'assignment' || n.type === 'augmented_assignment') && targets.has(flat(n.childForFieldName('left')?.text ?? ''))) hit = { stmt: s!, call: null, fn: '=' };
+      const fn = initCallOn(n, targets, b);
+      if (fn) hit = { stmt: s!, call: s!.type === 'expression_statement' && s!.firstNamedChild?.equals(n) === true ? n : null, fn, tensor };
+      if ((n.type === 'assignment' || n.type === 'augmented_assignment') && targets.has(flat(n.childForFieldName('left')?.text ?? ''))) hit = { stmt: s!, call: null, fn: '=', tensor };
       return true;
     });
-    // A loop over the modules or an .apply(init_fn) later in the block re-initialises every layer.
+    // A loop over the layers that initialises each (`for m in (self.fc1, self.fc2): nn.init.normal_(m.weight, …)`,
+    // `for m in self.modules(): if isinstance(m, nn.Linear): …`): the call in the loop is the writer, and
+    // replacing it fixes every layer the loop touches (the shared scheme is what is wrong).
+    if (!hit && s.type === 'for_statement') {
+      const v = s.childForFieldName('left');
+      const iter = s.childForFieldName('right');
+      if (v?.type === 'identifier' && iter && loopCovers(iter, layer)) {
+        const vt = `${v.text}${suffix}`;
+        const vTargets = new Set([flat(vt), flat(vt) + '.data']);
+        let found: Writer | null = null;
+        let unknown = false;
+        walk(s.childForFieldName('body') ?? s, (n) => {
+          const fn = initCallOn(n, vTargets, b);
+          if (fn) {
+            const admits = guardAdmits(n, s!, v.text, layer, b);
+            if (admits === null) unknown = true;
+            else if (admits) found = { stmt: s!, call: isWholeStatement(n) ? n : null, fn, tensor: vt, loop: iter.text.replace(/\s+/g, ' ') };
+          }
+          return true;
+        });
+        if (found && !unknown) hit = found;
+      }
+    }
+    // Any other loop over the modules or an .apply(init_fn) later in the block re-initialises every layer.
     if (!hit && (s.type === 'for_statement' || s.type === 'expression_statement')) {
       let generic = false;
       walk(s, (n) => {
@@ -135,7 +225,7 @@ function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
         }
         return !generic;
       });
-      if (generic) hit = { stmt: s, call: null, fn: 'loop' };
+      if (generic) hit = { stmt: s, call: null, fn: 'loop', tensor };
     }
     if (hit) out.push(hit);
   }
@@ -181,16 +271,21 @@ export function computeInitPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   }
   const fn = spell(fnQ, b);
   if (!fn) return { ok: false, reason: `this file does not import torch (or torch.nn) under a name ${fnQ.split('.').pop()} can be written with` };
-  const callText = `${fn}(${tensor}${extra})`;
+  const callFor = (t: string): string => `${fn}(${t}${extra})`;
+  const callText = callFor(tensor);
   const what = scheme === 'he' ? 'Use He initialisation' : scheme === 'glorot' ? 'Use Glorot initialisation' : 'Initialise the bias to zeros';
   const writers = writersOf(layer, tensor, b);
   const last = writers[writers.length - 1];
-  if (last && isWanted(last, scheme)) return { ok: false, alreadyApplied: true, reason: `${tensor} is already initialised by ${last.call!.text.replace(/\s+/g, ' ')} (line ${lineOf(last.stmt)})` };
+  if (last && isWanted(last, scheme)) return { ok: false, alreadyApplied: true, reason: `${tensor} is already initialised by ${last.call!.text.replace(/\s+/g, ' ')} (line ${lineOf(last.call!)})` };
   let edit: TextEdit;
   let how: string;
   if (last && last.call) {
-    edit = { start: last.call.startIndex, end: last.call.endIndex, newText: callText };
-    how = `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.stmt)}`;
+    const text = callFor(last.tensor);
+    edit = { start: last.call.startIndex, end: last.call.endIndex, newText: text };
+    how = last.loop
+      ? `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.call)}, in the loop over ${last.loop} that initialises ${layer.ref} and the layers beside it`
+      : `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.stmt)}`;
+    return { ok: true, title: `${what}: ${text} (${how})`, edits: [edit] };
   } else {
     const after = last ? last.stmt : layer.stmt;
     const shared = sharesLine(after);

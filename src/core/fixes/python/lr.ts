@@ -1,10 +1,10 @@
-// lower-lr (÷10) / raise-lr (×10 to ×1000, from the run) for PyTorch: the `lr` of the optimizer's
+// lower-lr (÷10 to ÷1000) / raise-lr (×10 to ×1000, from the run) for PyTorch: the `lr` of the optimizer's
 // constructor (keyword or second positional argument). A literal is rewritten; a name bound to a
 // literal (`LR = 0.5`, at module level or in the enclosing function) is edited where it is bound;
 // any other expression is divided/multiplied in place; a left-out lr gets `lr=<default ÷ 10>`.
 import type { Finding } from '../../analysis/finding';
 import { formatNumber } from '../ast';
-import { raiseFactor } from '../lr';
+import { lowerFactor, raiseFactor } from '../lr';
 import { DEFAULT_LR, describeOptimizer, pickOptimizer } from './optimizer';
 import { argumentsOf, enclosingFunction, isPrimary, lineOf, named, statementsOf, type Bindings, type SyntaxNode } from './syntax';
 import type { Outcome } from './types';
@@ -55,7 +55,7 @@ export function computeLrPy(root: SyntaxNode, b: Bindings, finding: Finding, dir
   const picked = pickOptimizer(root, b, finding);
   if ('reason' in picked) return { ok: false, reason: picked.reason };
   const site = picked.site;
-  const factor = direction === 'lower' ? 10 : raiseFactor(finding);
+  const factor = direction === 'lower' ? lowerFactor(finding) : raiseFactor(finding);
   const scale = (x: number): number => (direction === 'lower' ? x / factor : x * factor);
   const op = direction === 'lower' ? '/' : '*';
   const verb = `${direction === 'lower' ? 'Lower' : 'Raise'} the learning rate ${direction === 'lower' ? '÷' : '×'}${factor}`;
