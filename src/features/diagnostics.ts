@@ -177,7 +177,7 @@ export class RunDiagnostics {
       }
       const track = this.track(this.run.script);
       if (!track) continue;
-      const opt = findOptimizerLine(track.baseLines.join('\n'));
+      const opt = findOptimizerLine(track.baseLines.join('\n'), this.run.script.endsWith('.py'));
       if (opt) placed.push({ finding: f, file: this.run.script, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' });
       else placed.push({ finding: f, file: this.run.script, anchor: track.anchor(1, 1, true), placement: 'fallback' });
     }

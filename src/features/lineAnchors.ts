@@ -103,8 +103,13 @@ export function assignedName(lineText: string, column: number | null): string | 
   return /^(?:const|let|var|await|return|new|this)$/.test(name) ? null : name;
 }
 
-/** The 0-based line of the first optimizer built with `tf.train.*(` (comments skipped), or null. */
-export function findOptimizerLine(text: string): { line: number; column: number; text: string } | null {
+/**
+ * The 0-based line of the first optimizer built with `tf.train.*(` (comments skipped), or for a
+ * Python script with `torch.optim.<Class>(` / `optim.<Class>(` (comments and triple-quoted strings
+ * skipped), or null. Global findings (no layer) are shown there.
+ */
+export function findOptimizerLine(text: string, python = false): { line: number; column: number; text: string } | null {
+  if (python) return findTorchOptimizerLine(text);
   const lines = text.split('\n');
   let inBlock = false;
   for (let i = 0; i < lines.length; i++) {
@@ -124,6 +129,44 @@ export function findOptimizerLine(text: string): { line: number; column: number;
     const comment = l.indexOf('//');
     if (comment >= 0) l = l.slice(0, comment);
     const m = /\btf\s*\.\s*train\s*\.\s*[A-Za-z_$][\w$]*\s*\(/.exec(l);
+    if (m) return { line: i, column: m.index + 1, text: m[0] };
+  }
+  return null;
+}
+
+function findTorchOptimizerLine(text: string): { line: number; column: number; text: string } | null {
+  const lines = text.split('\n');
+  let quote: string | null = null; // inside a triple-quoted string opened by this delimiter
+  for (let i = 0; i < lines.length; i++) {
+    // Blank out triple-quoted strings (possibly spanning lines), then the comment.
+    let l = '';
+    let rest = lines[i];
+    while (rest.length) {
+      if (quote) {
+        const end = rest.indexOf(quote);
+        if (end < 0) {
+          l += ' '.repeat(rest.length);
+          rest = '';
+        } else {
+          l += ' '.repeat(end + 3);
+          rest = rest.slice(end + 3);
+          quote = null;
+        }
+        continue;
+      }
+      const m = /"""|\'\'\'/.exec(rest);
+      if (!m) {
+        l += rest;
+        rest = '';
+      } else {
+        l += rest.slice(0, m.index) + '   ';
+        rest = rest.slice(m.index + 3);
+        quote = m[0];
+      }
+    }
+    const hash = l.indexOf('#');
+    if (hash >= 0) l = l.slice(0, hash);
+    const m = /\b(?:torch\s*\.\s*)?optim\s*\.\s*[A-Z]\w*\s*\(/.exec(l);
     if (m) return { line: i, column: m.index + 1, text: m[0] };
   }
   return null;

@@ -19,6 +19,8 @@ import {
 const SUITE_TIMEOUT_S = Number(process.env.GRADSCOPE_E2E_TIMEOUT_S || 280);
 const ONLY = process.env.GRADSCOPE_E2E_ONLY ? new RegExp(process.env.GRADSCOPE_E2E_ONLY, 'i') : null;
 const SHOTS = join(ROOT, 'screenshots', 'e2e');
+/** The interpreter with torch (Debian's python3-torch), given to the workspace as gradscope.pythonPath. */
+const TORCH_PYTHON = process.env.GRADSCOPE_TEST_PYTHON || '/usr/bin/python3';
 
 const missing = ensureCodeServer();
 if (missing) {
@@ -37,18 +39,8 @@ const shot = shooter(SHOTS);
 const scratch = mkdtempSync(join(tmpdir(), 'gradscope-e2e-'));
 const workbenches = [];
 
-/** A workspace outside the repository (the scripts find tfjs as a user's would: GradScope's own). */
-function makeWorkspace(name) {
-  const ws = join(scratch, name);
-  mkdirSync(join(ws, '.vscode'), { recursive: true });
-  cpSync(join(ROOT, 'examples', 'tfjs', 'exploding-mlp.js'), join(ws, 'exploding-mlp.js'));
-  cpSync(join(ROOT, 'test', 'fixtures', 'workspace', 'train-forever.js'), join(ws, 'train-forever.js'));
-  writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'gradscope.maxSteps': 0, 'gradscope.pythonPath': '/usr/bin/python3' }, null, 2));
-  return ws;
-}
-
 /** Processes of runs started in `ws` (the probe runner or the scripts themselves). */
-const runProcesses = (ws) => processes(new RegExp(`(probe/tfjs/runner\\.js|probe/torch).*${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(train-forever|exploding)`));
+const runProcesses = (ws) => processes(new RegExp(`(probe/tfjs/runner\\.js|probe/torch).*${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(train.forever|exploding)`));
 
 let cleaning = false;
 async function cleanup() {
@@ -71,9 +63,57 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scenarios (run in order; later ones use the state the earlier ones leave: the open editor, the panel).
+// The two examples the three user flows run on: TF.js (scenarios 1-3) and PyTorch (scenario 4).
 
-const state = { ws: '', page: null, context: null, original: '', heFixed: '', explodingLine: '' };
+const TORCH_BAD_INIT = 'nn.init.normal_(m.weight, mean=0.0, std=0.4)';
+const TORCH_HE_INIT = 'nn.init.kaiming_normal_(m.weight, nonlinearity="relu")';
+
+const EXAMPLES = {
+  tfjs: {
+    shots: '',
+    file: 'exploding-mlp.js',
+    forever: 'train-forever.js',
+    output: /batch \d+: loss/,
+    layerCall: 'tf.layers.dense(',
+    hover: /Exploding gradients in dense_Dense\d/,
+    fixedMark: /heNormal/,
+    /** The four layers that shared badInit now use heNormal; nothing else changed. */
+    checkFixed(text, original) {
+      assert.equal(text.match(/kernelInitializer: 'heNormal'/g)?.length, 4, 'four layers use heNormal');
+      assert.doesNotMatch(text, /kernelInitializer: badInit/);
+      assert.equal(text.replace(/kernelInitializer: 'heNormal'/g, 'kernelInitializer: badInit'), original);
+    },
+  },
+  torch: {
+    shots: 'torch-',
+    file: 'exploding_init.py',
+    forever: 'train_forever.py',
+    output: /step \d+: loss/,
+    layerCall: 'nn.Linear(',
+    hover: /Exploding gradients in model\.fc1/,
+    fixedMark: /kaiming_normal_/,
+    /** The init call in the loop over the four layers is replaced (every layer gets He); nothing else changed. */
+    checkFixed(text, original) {
+      assert.ok(original.includes(TORCH_BAD_INIT), 'the example has the bad init in its loop');
+      assert.equal(text, original.replace(TORCH_BAD_INIT, TORCH_HE_INIT));
+    },
+  },
+};
+
+/** A workspace outside the repository (the scripts find tfjs as a user's would: GradScope's own; torch from TORCH_PYTHON). */
+function makeWorkspace(name) {
+  const ws = join(scratch, name);
+  mkdirSync(join(ws, '.vscode'), { recursive: true });
+  cpSync(join(ROOT, 'examples', 'tfjs', 'exploding-mlp.js'), join(ws, 'exploding-mlp.js'));
+  cpSync(join(ROOT, 'examples', 'torch', 'exploding_init.py'), join(ws, 'exploding_init.py'));
+  cpSync(join(ROOT, 'test', 'fixtures', 'workspace', 'train-forever.js'), join(ws, 'train-forever.js'));
+  cpSync(join(ROOT, 'test', 'fixtures', 'workspace', 'train_forever.py'), join(ws, 'train_forever.py'));
+  writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'gradscope.maxSteps': 0, 'gradscope.pythonPath': TORCH_PYTHON }, null, 2));
+  return ws;
+}
+
+/** Per example: the file as copied, the quick fix's text, the line the warning is on. */
+const state = { ws: '', page: null, context: null, tfjs: { original: '', fixed: '', line: '', top: 0 }, torch: { original: '', fixed: '', line: '', top: 0 } };
 
 /** Opens a file with Quick Open and waits for its editor tab. */
 async function openFile(page, name) {
@@ -82,17 +122,22 @@ async function openFile(page, name) {
   await page.locator('.editor-group-container.active .monaco-editor .view-line').first().waitFor({ timeout: 10_000 });
 }
 
-/** Palette → Train & Inspect on the active editor; waits for the run's status bar entry. */
+const ENDED = /GradScope: (completed|step limit|crashed|stopped|time limit)/i;
+
+/**
+ * Palette → Train & Inspect on the active editor; waits for the new run to show in the status bar
+ * (starting, or a live step), so that an earlier run's "completed" is not taken for this one's.
+ */
 async function trainAndInspect(page) {
   await palette(page, 'GradScope: Train & Inspect');
-  await waitFor('the status bar to show the GradScope run', async () => /GradScope/.test(await statusBar(page)), 20_000);
+  await waitFor('the status bar to show the new run', async () => /GradScope: (starting|step \d+)/.test(await statusBar(page)), 20_000, 50);
 }
 
-/** Waits for the exploding example's run to end (status bar says completed or similar). */
+/** Waits for the run to end (status bar says completed or similar). */
 async function waitRunEnded(page, ms = 60_000) {
   return waitFor('the run to end', async () => {
     const s = await statusBar(page);
-    return /GradScope: (completed|step limit|crashed|stopped|time limit)/i.test(s) ? s : null;
+    return ENDED.test(s) ? s : null;
   }, ms, 300);
 }
 
@@ -107,174 +152,204 @@ async function focusEditor(page, name) {
   await sleep(300);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The three user flows, for one example.
+
+/** Train & inspect: palette run, terminal output, panel heatmap + norm curve pixels, status bar; Stop Run leaves no process. */
+async function trainFlow(ex) {
+  const page = state.page;
+  await openFile(page, ex.file);
+  await shot(page, `${ex.shots}train-opened-exploding`);
+  await trainAndInspect(page);
+  await shot(page, `${ex.shots}train-started`);
+  const ended = await waitRunEnded(page);
+  log(`status bar: ${ended}`);
+  // The terminal shows the script's own output.
+  const term = await waitFor('the script output in the terminal', async () => {
+    const t = await terminalText(page);
+    return ex.output.test(t) ? t : null;
+  }, 15_000);
+  log(`terminal: ${term.split('\n').filter((l) => ex.output.test(l)).slice(0, 3).join(' / ')}`);
+  // The panel: heatmap and norm curve are painted; the explosion leaves NaN (magenta) cells.
+  const wv = webview(page);
+  await wv.locator('#gs-heatmap canvas').first().waitFor({ timeout: 15_000 });
+  const heat = await waitFor('a painted heatmap with NaN cells', async () => {
+    const s = await canvasStats(wv, '#gs-heatmap canvas');
+    return s.painted > 500 && s.magenta > 20 ? s : null;
+  }, 15_000);
+  const norms = await waitFor('a drawn norm curve', async () => {
+    const s = await canvasStats(wv, '#gs-norms canvas');
+    return s.painted > 200 ? s : null;
+  }, 15_000);
+  log(`heatmap ${heat.w}×${heat.h}: ${heat.painted} painted, ${heat.magenta} NaN-magenta; norms ${norms.w}×${norms.h}: ${norms.painted} painted`);
+  assert.match(await findingsText(page), /Exploding gradients/i);
+  await shot(page, `${ex.shots}train-panel-norms`);
+  await wv.locator('#gs-heatmap').scrollIntoViewIfNeeded();
+  await sleep(300);
+  await shot(page, `${ex.shots}train-panel-heatmap`);
+
+  // Stop: a run that goes on until stopped.
+  const before = runProcesses(state.ws);
+  assert.equal(before.length, 0, `no run process before: ${JSON.stringify(before)}`);
+  await openFile(page, ex.forever);
+  await trainAndInspect(page);
+  await waitFor('the status bar to show a live step', async () => /GradScope.*step \d+/i.test(await statusBar(page)) && !ENDED.test(await statusBar(page)), 30_000);
+  const live = await waitFor('the run process', () => (runProcesses(state.ws).length ? runProcesses(state.ws) : null), 10_000);
+  log(`live run: ${live.map((p) => `${p.pid} ${p.cmd.slice(0, 120)}`).join('; ')} · status: ${await statusBar(page)}`);
+  await waitFor('the train-forever output in the terminal', async () => /train-forever: epoch \d+/.test(await terminalText(page)), 15_000);
+  await shot(page, `${ex.shots}stop-live-run`);
+  await palette(page, 'GradScope: Stop Run');
+  const stopped = await waitFor('the status bar to say stopped', async () => {
+    const s = await statusBar(page);
+    return /GradScope: stopped/i.test(s) ? s : null;
+  }, 15_000);
+  log(`after Stop Run: ${stopped}`);
+  await waitFor('no run process left', () => runProcesses(state.ws).length === 0, 5000);
+  await waitFor('"stopped by the user" in the terminal', async () => /stopped by the user/.test(await terminalText(page)), 5000);
+  await shot(page, `${ex.shots}stop-stopped`);
+}
+
+/** Hover gradient warning: squiggle on the layer line, the hover shows "Exploding gradients" with numbers. */
+async function hoverFlow(ex, st) {
+  const page = state.page;
+  await openFile(page, ex.file);
+  const lines = await waitFor('a squiggly layer line', async () => {
+    const l = (await squigglyLines(page)).filter((x) => x.text.includes(ex.layerCall));
+    return l.length ? l : null;
+  }, 15_000);
+  log(`squiggly layer lines: ${lines.map((l) => l.text.trim().slice(0, 60)).join(' | ')}`);
+  let hover = '';
+  for (const l of lines) {
+    const box = await wordBox(page, l.top, ex.layerCall);
+    assert.ok(box, 'the word box');
+    await page.mouse.move(5, 5);
+    await sleep(200);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
+    hover = await waitFor('the hover with the warning', async () => {
+      const t = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join('\n');
+      hover = t;
+      return /Exploding gradients/.test(t) ? t : null;
+    }, 5000).catch(() => hover);
+    if (/Exploding gradients/.test(hover)) {
+      st.line = l.text;
+      st.top = l.top;
+      break;
+    }
+  }
+  log(`hover: ${hover.replace(/\s+/g, ' ').slice(0, 300)}`);
+  assert.match(hover, ex.hover);
+  assert.match(hover, /growthFactor [\d.]+|\d+(\.\d+)?e[+-]?\d+/);
+  await sleep(500); // the hover fades in
+  await shot(page, `${ex.shots}hover-exploding`);
+  await page.mouse.move(5, 5);
+  await page.keyboard.press('Escape');
+}
+
+/** Apply quick-fix remedy: Ctrl+. → He initialisation, the file changes as expected, re-run: no exploding finding. */
+async function quickFixFlow(ex, st) {
+  const page = state.page;
+  const file = join(state.ws, ex.file);
+  assert.ok(st.line, 'the hover flow found the exploding line');
+  const box = await wordBox(page, st.top, ex.layerCall);
+  await page.mouse.click(box.x + 4, box.y + box.height / 2);
+  await sleep(300);
+  await page.keyboard.press('Control+.');
+  const menu = page.locator('.action-widget');
+  await menu.waitFor({ state: 'visible', timeout: 10_000 });
+  await sleep(300);
+  const rows = await menu.locator('.monaco-list-row').allInnerTexts();
+  log(`quick fixes: ${rows.map((r) => r.replace(/\s+/g, ' ').trim()).join(' | ')}`);
+  await shot(page, `${ex.shots}quickfix-menu`);
+  let picked = '';
+  for (let i = 0; i < rows.length + 2; i++) {
+    const focused = (await menu.locator('.monaco-list-row.focused').first().innerText().catch(() => '')).trim();
+    if (/He initialisation/.test(focused)) {
+      picked = focused;
+      break;
+    }
+    await page.keyboard.press('ArrowDown');
+    await sleep(120);
+  }
+  assert.ok(picked, `the He initialisation fix in ${JSON.stringify(rows)}`);
+  log(`picked: ${picked}`);
+  await page.keyboard.press('Enter');
+  await waitFor('the edit in the editor', async () => ex.fixedMark.test(await editorText(page)), 10_000);
+  await shot(page, `${ex.shots}quickfix-applied-unsaved`);
+  await page.keyboard.press('Control+s');
+  const text = await waitFor('the fixed file on disk', () => {
+    const t = readFileSync(file, 'utf8');
+    return t !== st.original ? t : null;
+  }, 10_000);
+  const before = st.original.split('\n');
+  log(`changed lines: ${text.split('\n').filter((l, i) => l !== before[i]).map((l) => l.trim()).join(' | ')}`);
+  ex.checkFixed(text, st.original);
+  st.fixed = text;
+  await shot(page, `${ex.shots}quickfix-applied`);
+  // Re-run: the explosion is gone.
+  await trainAndInspect(page);
+  const ended = await waitRunEnded(page);
+  log(`re-run: ${ended}`);
+  const findings = await waitFor('the findings of the re-run', async () => {
+    const t = await findingsText(page);
+    return /Exploding/.test(t) || !/No problems found/.test(t) ? null : t;
+  }, 20_000);
+  log(`findings after the fix: ${findings.replace(/\s+/g, ' ').slice(0, 200)}`);
+  await shot(page, `${ex.shots}quickfix-rerun-panel`);
+  await focusEditor(page, ex.file);
+  const squiggles = await squigglyLines(page);
+  log(`squiggly lines after the fix: ${JSON.stringify(squiggles.map((l) => l.text.trim().slice(0, 50)))}`);
+  assert.equal(squiggles.filter((l) => l.text.includes(ex.layerCall)).length, 0, 'no squiggle on a layer line');
+  await shot(page, `${ex.shots}quickfix-rerun-editor`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios (run in order; later ones use the state the earlier ones leave: the open editor, the panel).
+
 const scenarios = [
   {
-    name: '1. Train & inspect: palette run, terminal output, panel heatmap + norm curve pixels, status bar; Stop Run leaves no process',
+    name: '1. Train & inspect (TF.js): palette run, terminal output, panel heatmap + norm curve pixels, status bar; Stop Run leaves no process',
+    run: () => trainFlow(EXAMPLES.tfjs),
+  },
+  {
+    name: '2. Hover gradient warning (TF.js): squiggle on the layer line, hover shows "Exploding gradients" with numbers',
     async run() {
-      const page = state.page;
-      await openFile(page, 'exploding-mlp.js');
-      await shot(page, 'train-opened-exploding');
-      await trainAndInspect(page);
-      await shot(page, 'train-started');
-      const ended = await waitRunEnded(page);
-      log(`status bar: ${ended}`);
-      // The terminal shows the script's own output.
-      const term = await waitFor('the script output in the terminal', async () => {
-        const t = await terminalText(page);
-        return /batch \d+: loss/.test(t) ? t : null;
-      }, 15_000);
-      log(`terminal: ${term.split('\n').filter((l) => l.trim()).slice(0, 3).join(' / ')}`);
-      // The panel: heatmap and norm curve are painted; the explosion leaves NaN (magenta) cells.
-      const wv = webview(page);
-      await wv.locator('#gs-heatmap canvas').first().waitFor({ timeout: 15_000 });
-      const heat = await waitFor('a painted heatmap with NaN cells', async () => {
-        const s = await canvasStats(wv, '#gs-heatmap canvas');
-        return s.painted > 500 && s.magenta > 20 ? s : null;
-      }, 15_000);
-      const norms = await waitFor('a drawn norm curve', async () => {
-        const s = await canvasStats(wv, '#gs-norms canvas');
-        return s.painted > 200 ? s : null;
-      }, 15_000);
-      log(`heatmap ${heat.w}×${heat.h}: ${heat.painted} painted, ${heat.magenta} NaN-magenta; norms ${norms.w}×${norms.h}: ${norms.painted} painted`);
-      assert.match(await findingsText(page), /Exploding gradients/i);
-      await shot(page, 'train-panel-norms');
-      await wv.locator('#gs-heatmap').scrollIntoViewIfNeeded();
+      await openFile(state.page, EXAMPLES.tfjs.file);
+      await state.page.keyboard.press('Control+j'); // hide the bottom panel: more editor lines visible
       await sleep(300);
-      await shot(page, 'train-panel-heatmap');
-
-      // Stop: a run that goes on until stopped.
-      const before = runProcesses(state.ws);
-      assert.equal(before.length, 0, `no run process before: ${JSON.stringify(before)}`);
-      await openFile(page, 'train-forever.js');
-      await trainAndInspect(page);
-      await waitFor('the status bar to show a live step', async () => /GradScope.*step \d+/i.test(await statusBar(page)) && !/stopped|completed/i.test(await statusBar(page)), 30_000);
-      const live = await waitFor('the run process', () => (runProcesses(state.ws).length ? runProcesses(state.ws) : null), 10_000);
-      log(`live run: ${live.map((p) => `${p.pid} ${p.cmd.slice(0, 120)}`).join('; ')} · status: ${await statusBar(page)}`);
-      await waitFor('the train-forever output in the terminal', async () => /train-forever: epoch \d+/.test(await terminalText(page)), 15_000);
-      await shot(page, 'stop-live-run');
-      await palette(page, 'GradScope: Stop Run');
-      const stopped = await waitFor('the status bar to say stopped', async () => {
-        const s = await statusBar(page);
-        return /GradScope: stopped/i.test(s) ? s : null;
-      }, 15_000);
-      log(`after Stop Run: ${stopped}`);
-      await waitFor('no run process left', () => runProcesses(state.ws).length === 0, 5000);
-      await waitFor('"stopped by the user" in the terminal', async () => /stopped by the user/.test(await terminalText(page)), 5000);
-      await shot(page, 'stop-stopped');
+      await hoverFlow(EXAMPLES.tfjs, state.tfjs);
     },
   },
   {
-    name: '2. Hover gradient warning: squiggle on the layer line, hover shows "Exploding gradients" with numbers',
+    name: '3. Apply quick-fix remedy (TF.js): Ctrl+. → He initialisation, the file changes, re-run: no exploding finding',
+    run: () => quickFixFlow(EXAMPLES.tfjs, state.tfjs),
+  },
+  {
+    name: '4a. Train & inspect (PyTorch, exploding_init.py): palette run, terminal, panel pixels, status bar; Stop Run leaves no process',
+    run: () => trainFlow(EXAMPLES.torch),
+  },
+  {
+    name: '4b. Hover gradient warning (PyTorch): squiggle on self.fc1 = nn.Linear(…), hover shows "Exploding gradients in model.fc1" with numbers',
     async run() {
-      const page = state.page;
-      await openFile(page, 'exploding-mlp.js');
-      await page.keyboard.press('Control+j'); // hide the bottom panel: more editor lines visible
+      await openFile(state.page, EXAMPLES.torch.file);
+      await state.page.keyboard.press('Control+j');
       await sleep(300);
-      const lines = await waitFor('a squiggly layer line', async () => {
-        const l = (await squigglyLines(page)).filter((x) => x.text.includes('tf.layers.dense('));
-        return l.length ? l : null;
-      }, 15_000);
-      log(`squiggly layer lines: ${lines.map((l) => l.text.trim().slice(0, 60)).join(' | ')}`);
-      let hover = '';
-      for (const l of lines) {
-        const box = await wordBox(page, l.top, 'tf.layers.dense(');
-        assert.ok(box, 'the word box');
-        await page.mouse.move(5, 5);
-        await sleep(200);
-        await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
-        hover = await waitFor('the hover with the warning', async () => {
-          const t = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join('\n');
-          hover = t;
-          return /Exploding gradients/.test(t) ? t : null;
-        }, 5000).catch(() => hover);
-        if (/Exploding gradients/.test(hover)) {
-          state.explodingLine = l.text;
-          state.explodingTop = l.top;
-          break;
-        }
-      }
-      log(`hover: ${hover.replace(/\s+/g, ' ').slice(0, 300)}`);
-      assert.match(hover, /Exploding gradients in dense_Dense\d/);
-      assert.match(hover, /growthFactor [\d.]+|\d+(\.\d+)?e[+-]?\d+/);
-      await sleep(500); // the hover fades in
-      await shot(page, 'hover-exploding');
-      await page.mouse.move(5, 5);
-      await page.keyboard.press('Escape');
+      await hoverFlow(EXAMPLES.torch, state.torch);
     },
   },
   {
-    name: '3. Apply quick-fix remedy: Ctrl+. → He initialisation, the file changes, re-run: no exploding finding',
-    async run() {
-      const page = state.page;
-      const file = join(state.ws, 'exploding-mlp.js');
-      assert.ok(state.explodingLine, 'scenario 2 found the exploding line');
-      const box = await wordBox(page, state.explodingTop, 'tf.layers.dense(');
-      await page.mouse.click(box.x + 4, box.y + box.height / 2);
-      await sleep(300);
-      await page.keyboard.press('Control+.');
-      const menu = page.locator('.action-widget');
-      await menu.waitFor({ state: 'visible', timeout: 10_000 });
-      await sleep(300);
-      const rows = await menu.locator('.monaco-list-row').allInnerTexts();
-      log(`quick fixes: ${rows.map((r) => r.replace(/\s+/g, ' ').trim()).join(' | ')}`);
-      await shot(page, 'quickfix-menu');
-      let picked = '';
-      for (let i = 0; i < rows.length + 2; i++) {
-        const focused = (await menu.locator('.monaco-list-row.focused').first().innerText().catch(() => '')).trim();
-        if (/He initialisation/.test(focused)) {
-          picked = focused;
-          break;
-        }
-        await page.keyboard.press('ArrowDown');
-        await sleep(120);
-      }
-      assert.ok(picked, `the He initialisation fix in ${JSON.stringify(rows)}`);
-      log(`picked: ${picked}`);
-      await page.keyboard.press('Enter');
-      await waitFor('the edit in the editor', async () => /heNormal/.test(await editorText(page)), 10_000);
-      await shot(page, 'quickfix-applied-unsaved');
-      await page.keyboard.press('Control+s');
-      const text = await waitFor('the fixed file on disk', () => {
-        const t = readFileSync(file, 'utf8');
-        return t !== state.original ? t : null;
-      }, 10_000);
-      const changed = text.split('\n').filter((l, i) => l !== state.original.split('\n')[i]);
-      log(`changed lines: ${changed.map((l) => l.trim()).join(' | ')}`);
-      // The four layers that shared badInit now use heNormal; nothing else changed.
-      assert.equal(text.match(/kernelInitializer: 'heNormal'/g)?.length, 4, 'four layers use heNormal');
-      assert.doesNotMatch(text, /kernelInitializer: badInit/);
-      assert.equal(text.replace(/kernelInitializer: 'heNormal'/g, 'kernelInitializer: badInit'), state.original);
-      state.heFixed = text;
-      await shot(page, 'quickfix-applied');
-      // Re-run: the explosion is gone.
-      await trainAndInspect(page);
-      await waitFor('the new run to start', async () => !/GradScope: completed/.test(await statusBar(page)), 10_000, 100).catch(() => {});
-      const ended = await waitRunEnded(page);
-      log(`re-run: ${ended}`);
-      const findings = await waitFor('the findings of the re-run', async () => {
-        const t = await findingsText(page);
-        return /Exploding/.test(t) || !/No problems found/.test(t) ? null : t;
-      }, 20_000);
-      log(`findings after the fix: ${findings.replace(/\s+/g, ' ').slice(0, 200)}`);
-      await shot(page, 'quickfix-rerun-panel');
-      await focusEditor(page, 'exploding-mlp.js');
-      const squiggles = await squigglyLines(page);
-      log(`squiggly lines after the fix: ${JSON.stringify(squiggles.map((l) => l.text.trim().slice(0, 50)))}`);
-      assert.equal(squiggles.filter((l) => l.text.includes('tf.layers.dense(')).length, 0, 'no squiggle on a layer line');
-      await shot(page, 'quickfix-rerun-editor');
-    },
+    name: '4c. Apply quick-fix remedy (PyTorch): Ctrl+. → He initialisation replaces the init in the loop, re-run: no exploding finding',
+    run: () => quickFixFlow(EXAMPLES.torch, state.torch),
   },
   {
     name: '6. Panel actions: the remedy button applies the same edit; Export report writes HTML that renders offline',
     async run() {
       const page = state.page;
       const file = join(state.ws, 'exploding-mlp.js');
-      assert.ok(state.heFixed, 'scenario 3 recorded the quick fix\'s text');
-      writeFileSync(file, state.original);
+      assert.ok(state.tfjs.fixed, 'scenario 3 recorded the quick fix\'s text');
+      writeFileSync(file, state.tfjs.original);
       await focusEditor(page, 'exploding-mlp.js');
       await waitFor('the editor to reload the original', async () => !/heNormal/.test(await editorText(page)), 10_000);
       await trainAndInspect(page);
-      await waitFor('the new run to start', async () => !/GradScope: completed/.test(await statusBar(page)), 10_000, 100).catch(() => {});
       await waitRunEnded(page);
       const wv = webview(page);
       const btn = wv.locator('#gs-findings button', { hasText: /He initialisation/ }).first();
@@ -287,9 +362,9 @@ const scenarios = [
       await palette(page, 'File: Save All');
       const text = await waitFor('the panel-fixed file on disk', () => {
         const t = readFileSync(file, 'utf8');
-        return t !== state.original ? t : null;
+        return t !== state.tfjs.original ? t : null;
       }, 10_000);
-      assert.equal(text, state.heFixed, 'the panel applied the same edit as the quick fix');
+      assert.equal(text, state.tfjs.fixed, 'the panel applied the same edit as the quick fix');
       await shot(page, 'panel-remedy-applied');
 
       // Export report → the simple save dialog (a path box) → an HTML file that renders offline.
@@ -368,7 +443,7 @@ try {
   workbenches.push(wb);
   state.page = wb.page;
   state.context = wb.context;
-  state.original = readFileSync(join(state.ws, 'exploding-mlp.js'), 'utf8');
+  for (const k of ['tfjs', 'torch']) state[k].original = readFileSync(join(state.ws, EXAMPLES[k].file), 'utf8');
   log(`workbench ready in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   for (const s of scenarios) {
     if (ONLY && !ONLY.test(s.name)) continue;

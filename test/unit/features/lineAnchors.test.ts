@@ -107,4 +107,19 @@ describe('construction text, variable names, the optimizer line', () => {
     assert.deepEqual(findOptimizerLine(text), { line: 3, column: 28, text: 'tf.train.sgd(' });
     assert.equal(findOptimizerLine('model.compile({ optimizer: "adam" })'), null);
   });
+  it('finds the first torch.optim.<Class>( in a Python script, outside comments and docstrings', () => {
+    const text = [
+      '"""Trains with torch.optim.SGD(model.parameters(), lr=0.9)',
+      'and a long docstring."""',
+      '# optimizer = torch.optim.Adam(model.parameters())',
+      "note = '''torch.optim.RMSprop(x)'''",
+      'from torch import optim',
+      'opt_d = optim.Adam(disc.parameters(), lr=2e-4)  # the discriminator',
+      'opt_g = torch.optim.Adam(gen.parameters())',
+    ].join('\n');
+    assert.deepEqual(findOptimizerLine(text, true), { line: 5, column: 9, text: 'optim.Adam(' });
+    assert.deepEqual(findOptimizerLine('x = 1\noptimizer = torch.optim.SGD(model.parameters(), lr=0.007)', true), { line: 1, column: 13, text: 'torch.optim.SGD(' });
+    assert.equal(findOptimizerLine('opt = make_optimizer(model)  # torch.optim.SGD(', true), null);
+    assert.equal(findOptimizerLine('optimizer = tf.train.sgd(0.1)', true), null);
+  });
 });

@@ -283,7 +283,7 @@ export function computeInitPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
     const text = callFor(last.tensor);
     edit = { start: last.call.startIndex, end: last.call.endIndex, newText: text };
     how = last.loop
-      ? `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.call)}, in the loop over ${last.loop} that initialises ${layer.ref} and the layers beside it`
+      ? `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.call)}, for every layer of the loop over ${last.loop}`
       : `replaces ${last.call.text.replace(/\s+/g, ' ')} on line ${lineOf(last.stmt)}`;
     return { ok: true, title: `${what}: ${text} (${how})`, edits: [edit] };
   } else {
