@@ -3,8 +3,10 @@
 // verified (verifyFix: the original and a fixed copy, each for the same number of steps), and the
 // table says whether it cured the run, with the max global norm and the first non-finite step
 // before → after. `--all` tries every ranked remedy, not only the best applicable one.
-// Usage: node bench/fix-table.mjs [--steps N] [--all] [--markdown] [--only NAME]   (after npm run build)
-import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+// The PyTorch examples (examples/torch/*.py) are recorded fresh and verified the same way.
+// Usage: node bench/fix-table.mjs [--steps N] [--all] [--markdown] [--only NAME] [--no-torch]   (after npm run build)
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { loadTs, repoRoot } from './lib/bundle.mjs';
 
@@ -84,6 +86,56 @@ for (const run of readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort(
     }
   }
 }
+// PyTorch: the examples in examples/torch/, each recorded fresh (there are no recorded torch runs
+// in the fixtures), with the interpreter GRADSCOPE_PYTHON or /usr/bin/python3 (it must import torch).
+const { prepareFixes } = await loadTs('src/core/fixes/index.ts');
+const python = process.env.GRADSCOPE_PYTHON || '/usr/bin/python3';
+const torchDir = join(repoRoot, 'examples', 'torch');
+const hasTorch = !argv.includes('--no-torch') && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+if (!hasTorch && !argv.includes('--no-torch')) process.stderr.write(`fix-table: ${python} cannot import torch: the PyTorch examples are left out\n`);
+const scratch = join(repoRoot, 'bench', 'out', 'fix-table-torch');
+for (const name of hasTorch ? readdirSync(torchDir).filter((f) => f.endsWith('.py')).sort() : []) {
+  if (only && !name.includes(only)) continue;
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const script = join(scratch, name);
+  cpSync(join(torchDir, name), script);
+  const rec = spawnSync(process.execPath, [join(repoRoot, 'bin', 'gradscope.js'), 'run', script, '--steps', String(steps), '--json', '--out', scratch], { cwd: scratch, encoding: 'utf8', env: { ...process.env, GRADSCOPE_PYTHON: python } });
+  const doc = JSON.parse(rec.stdout);
+  const { store } = readRunFile(doc.runFile);
+  const findings = new Analyzer(store, { activationOf: activationFromFiles() }).finish();
+  await prepareFixes(script);
+  const norms = globalNormsOf(store);
+  const text = readFileSync(script, 'utf8');
+  let baseline;
+  const seenKinds = new Set();
+  for (const f of findings) {
+    if (seenKinds.has(f.kind)) continue;
+    seenKinds.add(f.kind);
+    const res = f.remedies.map((r) => computeFix(text, f, r.id, { file: script, globalNorms: norms })).find((r) => r.ok);
+    if (!res) {
+      rows.push([`examples/torch/${name}`, short(f.kind), '(none applies)', '–', '–', '–', '–', '–']);
+      continue;
+    }
+    const v = await verifyFix({ script, args: [], cwd: scratch, fixedText: res.after, steps, baseline, kind: f.kind, probeDir, pythonPath: python });
+    baseline = v.before;
+    tried++;
+    if (v.cured) cured++;
+    rows.push([
+      `examples/torch/${name}`,
+      short(f.kind),
+      res.remedy,
+      v.cured ? 'yes' : 'no',
+      `${fmt(v.before.maxNorm)} → ${fmt(v.after.maxNorm)}`,
+      `${v.before.firstNonFiniteStep ?? '–'} → ${v.after.firstNonFiniteStep ?? '–'}`,
+      v.after.loss.first === null ? '–' : `${fmt(v.after.loss.first)} → ${fmt(v.after.loss.last)}`,
+      v.after.kinds.map(short).join(', ') || 'none',
+    ]);
+    process.stderr.write(`${name} ${f.kind} ${res.remedy}: ${v.summary}\n`);
+  }
+}
+rmSync(scratch, { recursive: true, force: true });
+
 if (argv.includes('--markdown')) {
   console.log(`| ${rows[0].join(' | ')} |\n| ${rows[0].map(() => '---').join(' | ')} |`);
   for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
