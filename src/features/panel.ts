@@ -1,5 +1,7 @@
 // Wires the inspection panel into the extension: it opens when a run starts, `GradScope: Show Panel`
 // and `GradScope: Open Run…` bring it back, and VS Code restores it after a reload (serializer).
+// While no run is live, it follows the active editor: switching to a script shows that script's
+// latest run (so the hover, the squiggles and the panel speak of the same run).
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { Analyzer } from '../core/analysis/analyzer';
@@ -12,6 +14,9 @@ import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, typ
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import { GradScopeError } from './errors';
+
+/** Files Train & Inspect runs (TF.js and PyTorch scripts). */
+const SCRIPT = /\.(?:[cm]?js|ts|py)$/i;
 
 export class PanelFeature implements vscode.Disposable {
   private panel: InspectionPanel | undefined;
@@ -33,6 +38,9 @@ export class PanelFeature implements vscode.Disposable {
     };
     this.disposables.push(
       ctx.runs.onDidStartRun((run) => this.showLive(run)),
+      vscode.window.onDidChangeActiveTextEditor((e) => {
+        if (e) void this.followEditor(e.document.uri).catch((err) => ctx.log.warn(`panel follow: ${String(err)}`));
+      }),
       vscode.commands.registerCommand('gradscope.showPanel', (arg?: unknown) => this.showAt(arg)),
       vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()),
       vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
@@ -81,6 +89,24 @@ export class PanelFeature implements vscode.Disposable {
     this.analyzers.set(run.store, run.analyzer);
     const source: PanelSource = { runId: run.id, script: run.script, runFile: run.runFile, store: run.store, live: run, exit: null };
     this.ensure().show(source);
+  }
+
+  /** The active editor changed: show its script's latest run, unless a run is live or the panel is closed. */
+  private async followEditor(uri: vscode.Uri): Promise<void> {
+    const p = this.panel;
+    if (!p || uri.scheme !== 'file' || !SCRIPT.test(uri.fsPath)) return;
+    if (!vscode.workspace.getConfiguration('gradscope').get<boolean>('panel.followEditor', true)) return;
+    const file = uri.fsPath;
+    if (p.shown?.script === file || this.ctx.runs.current()) return;
+    // The run whose findings the editor shows for this file, else the newest saved one.
+    const diagnosed = this.ctx.diagnostics?.runs().find((r) => r.run.script === file);
+    const refs = listRuns(this.runDir).filter((r) => r.meta.script === file);
+    const ref = (diagnosed && refs.find((r) => r.meta.runId === diagnosed.run.runId)) ?? refs[0];
+    if (!ref) return;
+    const source = await this.loadRun(ref.path);
+    // The user may have moved on (or started a run) while the file was read.
+    if (this.panel !== p || this.ctx.runs.current() || vscode.window.activeTextEditor?.document.uri.fsPath !== file) return;
+    p.show(source, false);
   }
 
   private findingsFor(source: PanelSource): Finding[] {

@@ -46,6 +46,8 @@ async function stopAndCheck(api: GradScopeApi, run: RunSession): Promise<RunExit
 export function defineRunTests(): void {
   describe('GradScope in a real VS Code (trusted workspace)', function () {
     let api: GradScopeApi;
+    /** The exploding example's run (the theme test), for the follow-the-editor test. */
+    let explodingRunId = '';
 
     before(async function () {
       api = await activateExtension();
@@ -139,6 +141,7 @@ export function defineRunTests(): void {
     it('the panel during the exploding example, in the dark and the light theme (screenshots)', async function () {
       const example = join(workspaceRoot(), 'examples', 'tfjs', 'exploding-mlp.js');
       const { run } = await openAndRun(api, example);
+      explodingRunId = run.id;
       await waitFor('the panel to show this run', () => api.inspect().panel.runId === run.id && api.inspect().panel.snapshots >= 1, 30_000);
       await waitFor('the run to go non-finite', () => run.store.summary().firstNonFiniteStep !== null || run.exited, 60_000);
       await waitFor('the exploding finding', () => run.findings.some((f) => f.kind === 'exploding-gradient') || run.exited, 30_000);
@@ -169,6 +172,28 @@ export function defineRunTests(): void {
       assert.match(api.inspect().terminalText, /boom from the training script/);
       assert.equal(api.currentRun(), undefined);
       assert.equal(processGroupAlive(run.pid), false);
+    });
+
+    it('with no run live, the panel follows the active editor to that script\'s latest run', async function () {
+      assert.ok(explodingRunId, 'the exploding example ran in an earlier test');
+      const crash = join(workspaceRoot(), 'crash.js');
+      const { run } = await openAndRun(api, crash);
+      await run.done;
+      await waitFor('the panel to show the crash run', () => api.inspect().panel.runId === run.id, 10_000);
+      const example = vscode.Uri.file(join(workspaceRoot(), 'examples', 'tfjs', 'exploding-mlp.js'));
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(example));
+      await waitFor('the panel to follow to the exploding run', () => api.inspect().panel.runId === explodingRunId, 10_000);
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(vscode.Uri.file(crash)));
+      await waitFor('the panel to follow back to the crash run', () => api.inspect().panel.runId === run.id, 10_000);
+      // Off: the panel stays where it is.
+      await vscode.workspace.getConfiguration('gradscope').update('panel.followEditor', false, vscode.ConfigurationTarget.Workspace);
+      try {
+        await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(example));
+        await sleep(1500);
+        assert.equal(api.inspect().panel.runId, run.id);
+      } finally {
+        await vscode.workspace.getConfiguration('gradscope').update('panel.followEditor', undefined, vscode.ConfigurationTarget.Workspace);
+      }
     });
   });
 }

@@ -118,7 +118,8 @@ const state = { ws: '', page: null, context: null, tfjs: { original: '', fixed: 
 /** Opens a file with Quick Open and waits for its editor tab. */
 async function openFile(page, name) {
   await quickOpen(page, name);
-  await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: 10_000 });
+  // By the resource name: the panel's tab ("GradScope: <script>") carries the file's name too.
+  await page.locator(`.tabs-container .tab.active[data-resource-name="${name}"]`).waitFor({ timeout: 10_000 });
   await page.locator('.editor-group-container.active .monaco-editor .view-line').first().waitFor({ timeout: 10_000 });
 }
 
@@ -148,7 +149,7 @@ const findingsText = (page) => webview(page).locator('#gs-findings').innerText({
 const editorText = (page) => page.locator('.editor-group-container.active .monaco-editor .view-lines').first().innerText();
 
 async function focusEditor(page, name) {
-  await page.locator('.tabs-container .tab', { hasText: name }).first().click();
+  await page.locator(`.tabs-container .tab[data-resource-name="${name}"]`).first().click();
   await sleep(300);
 }
 
@@ -213,6 +214,8 @@ async function trainFlow(ex) {
 async function hoverFlow(ex, st) {
   const page = state.page;
   await openFile(page, ex.file);
+  // No run is live: the panel follows the editor to this script's latest run.
+  await waitFor(`the panel to show ${ex.file}'s run`, async () => (await page.locator('.tabs-container .tab', { hasText: `GradScope: ${ex.file}` }).count()) > 0, 10_000);
   const lines = await waitFor('a squiggly layer line', async () => {
     const l = (await squigglyLines(page)).filter((x) => x.text.includes(ex.layerCall));
     return l.length ? l : null;
