@@ -1,7 +1,8 @@
 // Reads the activation of a layer from the line of the user's code that built it (the probe's
-// tensor info has the layer class, not its activation); files are read once per run.
+// tensor info has the layer class, not its activation), or for a PyTorch script from the module after
+// it in a Sequential or the function its output goes through; files are read once per run.
 import { readFileSync } from 'node:fs';
-import { activationFromSource } from '../core/analysis/activation';
+import { activationFromSource, torchActivationFromSource } from '../core/analysis/activation';
 import type { ActivationFamily } from '../core/analysis/model';
 import type { TensorInfo } from '../core/protocol/messages';
 
@@ -18,6 +19,7 @@ export function activationFromFiles(): (t: TensorInfo) => ActivationFamily | nul
       }
       texts.set(t.source.file, text);
     }
-    return text === null ? null : activationFromSource(text, t.source.line, t.layerType);
+    if (text === null) return null;
+    return /\.py$/i.test(t.source.file) ? torchActivationFromSource(text, t.source.line) : activationFromSource(text, t.source.line, t.layerType);
   };
 }
