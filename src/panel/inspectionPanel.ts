@@ -87,7 +87,11 @@ export class InspectionPanel implements vscode.Disposable {
   private sentFindings = '';
   private flushTimer: NodeJS.Timeout | undefined;
   private lastFlush = 0;
-  private rate: { step: number; t: number; perSec: number | null } = { step: 0, t: Date.now(), perSec: null };
+  /**
+   * Steps/s over windows of at least a second, the first starting at the first step the panel sees
+   * (not when the run started: a torch import takes seconds, and that window would read 0).
+   */
+  private rate: { step: number; t: number; perSec: number | null } | null = null;
   /** Listeners on the source shown now; replaced when another run is shown. */
   private sourceScope: { dispose(): unknown }[] = [];
   private readonly disposables: vscode.Disposable[] = [];
@@ -128,7 +132,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.snapshotPending = true;
     this.sentStep = -1;
     this.sentTensors = 0;
-    this.rate = { step: source.store.stepCount, t: Date.now(), perSec: null };
+    this.rate = null;
     this.selected = null;
     this.compare = null;
     this.panel.title = `GradScope: ${basename(source.script)}`;
@@ -191,7 +195,9 @@ export class InspectionPanel implements vscode.Disposable {
     const s = this.source!;
     const store = s.store;
     const now = Date.now();
-    if (now - this.rate.t >= 1000) {
+    if (!this.rate) {
+      if (store.stepCount > 0) this.rate = { step: store.stepCount, t: now, perSec: null };
+    } else if (now - this.rate.t >= 1000) {
       this.rate = { step: store.stepCount, t: now, perSec: ((store.stepCount - this.rate.step) * 1000) / (now - this.rate.t) };
     }
     let status: RunStatus;
@@ -206,7 +212,7 @@ export class InspectionPanel implements vscode.Disposable {
       status = 'saved';
       statusMessage = 'saved run (ended without an exit record: the host may have stopped mid-run)';
     }
-    return runHeader(store, { runId: s.runId, script: s.script, status, statusMessage, stepsPerSec: s.live ? this.rate.perSec : null });
+    return runHeader(store, { runId: s.runId, script: s.script, status, statusMessage, stepsPerSec: s.live ? (this.rate?.perSec ?? null) : null });
   }
 
   private findings(): Finding[] {
