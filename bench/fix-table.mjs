@@ -42,6 +42,22 @@ const rows = [['script', 'finding', 'remedy', 'cured', 'max norm before → afte
 let cured = 0;
 let tried = 0;
 const t0 = Date.now();
+/** One verified fix: a table row, the tally, a progress line. */
+function record(label, f, res, v) {
+  tried++;
+  if (v.cured) cured++;
+  rows.push([
+    label,
+    short(f.kind),
+    res.remedy,
+    v.cured ? 'yes' : 'no',
+    `${fmt(v.before.maxNorm)} → ${fmt(v.after.maxNorm)}`,
+    `${v.before.firstNonFiniteStep ?? '–'} → ${v.after.firstNonFiniteStep ?? '–'}`,
+    v.after.loss.first === null ? '–' : `${fmt(v.after.loss.first)} → ${fmt(v.after.loss.last)}`,
+    v.after.kinds.map(short).join(', ') || 'none',
+  ]);
+  process.stderr.write(`${label} ${f.kind} ${res.remedy}: ${v.summary}\n`);
+}
 for (const run of readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort()) {
   if (only && !run.includes(only)) continue;
   const { store, meta } = readRunFile(join(runsDir, run));
@@ -70,19 +86,7 @@ for (const run of readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort(
     for (const res of candidates) {
       const v = await verifyFix({ script, args: meta.args ?? [], cwd: meta.cwd && existsSync(meta.cwd) ? meta.cwd : repoRoot, fixedText: res.after, steps, baseline, kind: f.kind, probeDir });
       baseline = v.before;
-      tried++;
-      if (v.cured) cured++;
-      rows.push([
-        relative(repoRoot, script).replace(/^test\/fixtures\/diagnosis\//, '').replace(/^examples\/tfjs\//, 'examples/'),
-        short(f.kind),
-        res.remedy,
-        v.cured ? 'yes' : 'no',
-        `${fmt(v.before.maxNorm)} → ${fmt(v.after.maxNorm)}`,
-        `${v.before.firstNonFiniteStep ?? '–'} → ${v.after.firstNonFiniteStep ?? '–'}`,
-        v.after.loss.first === null ? '–' : `${fmt(v.after.loss.first)} → ${fmt(v.after.loss.last)}`,
-        v.after.kinds.map(short).join(', ') || 'none',
-      ]);
-      process.stderr.write(`${basename(script)} ${f.kind} ${res.remedy}: ${v.summary}\n`);
+      record(relative(repoRoot, script).replace(/^test\/fixtures\/diagnosis\//, '').replace(/^examples\/tfjs\//, 'examples/'), f, res, v);
     }
   }
 }
@@ -119,19 +123,7 @@ for (const name of hasTorch ? readdirSync(torchDir).filter((f) => f.endsWith('.p
     }
     const v = await verifyFix({ script, args: [], cwd: scratch, fixedText: res.after, steps, baseline, kind: f.kind, probeDir, pythonPath: python });
     baseline = v.before;
-    tried++;
-    if (v.cured) cured++;
-    rows.push([
-      `examples/torch/${name}`,
-      short(f.kind),
-      res.remedy,
-      v.cured ? 'yes' : 'no',
-      `${fmt(v.before.maxNorm)} → ${fmt(v.after.maxNorm)}`,
-      `${v.before.firstNonFiniteStep ?? '–'} → ${v.after.firstNonFiniteStep ?? '–'}`,
-      v.after.loss.first === null ? '–' : `${fmt(v.after.loss.first)} → ${fmt(v.after.loss.last)}`,
-      v.after.kinds.map(short).join(', ') || 'none',
-    ]);
-    process.stderr.write(`${name} ${f.kind} ${res.remedy}: ${v.summary}\n`);
+    record(`examples/torch/${name}`, f, res, v);
   }
 }
 rmSync(scratch, { recursive: true, force: true });
