@@ -1,6 +1,8 @@
 """The probe's end of fd 3: frames out through a bounded queue and a writer thread, hang-up in.
 
-The training thread only encodes and enqueues (never blocks on the pipe). A daemon writer thread
+The training thread (and the probe's detail thread) only encode and enqueue (never block on the
+pipe); a frame gets its sequence number as it is queued, so the frames of several senders are
+written in sequence order. A daemon writer thread
 writes the frames; while more than `max_queued_bytes` wait, droppable frames (STEP, DETAIL) are
 dropped and counted (their sequence numbers leave gaps), and a `dropped` EVENT reports the count
 once there is room again. A daemon watchdog thread reads fd 3: end-of-file or an error means the
@@ -56,15 +58,17 @@ class Channel:
         """Encodes and queues one message. False when dropped, the host is gone, or in a fork."""
         if self.host_gone or self.closed or os.getpid() != self.pid:
             return False
-        with self._cv:
-            seq = self._seq
-            self._seq += 1
-            if msg["type"] in _DROPPABLE and self._queued_bytes > self.max_queued_bytes:
+        droppable = msg["type"] in _DROPPABLE
+        if droppable and self._queued_bytes > self.max_queued_bytes:
+            with self._cv:
+                self._seq += 1  # a dropped frame leaves a gap
                 self._dropped_since_report += 1
                 self.dropped_total += 1
-                return False
-        data = wire.encode(msg, seq)
+            return False
+        code, payload = wire.encode_payload(msg)  # outside the lock: the costly part
         with self._cv:
+            data = wire.frame(code, payload, self._seq)
+            self._seq += 1
             self._queue.append(data)
             self._queued_bytes += len(data)
             self._cv.notify()

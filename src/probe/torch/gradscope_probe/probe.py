@@ -24,6 +24,17 @@ runs (what it is about to apply). A step with a closure (LBFGS, or any optimizer
 gradient of the last closure evaluation), and the loss is the value ``step`` returns. A step that
 is never called (``GradScaler`` skipping an overflow step) produces no STEP frame.
 
+The detail tier (histogram, thumbnail) of CPU gradients is computed off the training thread: on a
+detail step the training thread copies the gradients into buffers kept for that purpose and hands
+them to one background thread, which sends the DETAIL frames when done (its kernels run in
+TorchScript, without the GIL: see stats.py). One job at a time, nothing queues: with a fixed
+interval a detail step that comes while the previous job still runs is skipped and counted (an
+``info`` EVENT before END); with the automatic one it is put off to the next step. END waits
+(bounded) for the job in flight; an anomaly's detail waits for it too (a tensor's frames stay in step
+order). Small steps (DETAIL_INLINE_MAX_ELEMENTS gradient entries or fewer), gradients elsewhere
+(CUDA), sparse ones, or more than GRADSCOPE_DETAIL_COPY_MAX_BYTES of them: the detail tier runs on
+the training thread, as before (on CUDA, in the step's one device→host copy).
+
 Everything here runs inside try/except: the probe's own failures become ``warning`` EVENTs and
 never reach the user's code.
 """
@@ -43,9 +54,20 @@ import torch
 from . import sources, stats, wire
 
 AUTO_DETAIL_START = 10
-# Fraction of the step interval the detail tier may cost on average in automatic mode.
+# Fraction of the step interval the detail tier may cost on average in automatic mode: its time on
+# the training thread plus the background job's CPU time (a free CPU for that job is not assumed:
+# other work, or torch's own threads, may be using them all).
 DETAIL_BUDGET = 0.05
 UPDATE_SNAPSHOT_MAX_BYTES = int(os.environ.get("GRADSCOPE_UPDATE_NORM_MAX_BYTES", str(512 * 1024 * 1024)) or 0)
+# A step with at most this many gradient entries computes its detail tier on the training thread:
+# that costs less than handing it over (the background thread needs the GIL for its Python parts,
+# which a Python-bound training loop seldom leaves it), and its frames come out with the step.
+DETAIL_INLINE_MAX_ELEMENTS = 1 << 16
+# Copies of the gradients kept for the background detail job (CPU gradients only).
+DETAIL_COPY_MAX_BYTES = int(os.environ.get("GRADSCOPE_DETAIL_COPY_MAX_BYTES", str(256 * 1024 * 1024)) or 0)
+# How long END waits for a detail job still running (then its remaining frames are not sent), and
+# how long an anomaly's detail waits for the job before it, so the frames of a tensor stay in order.
+DETAIL_DRAIN_S = 10.0
 
 
 def probe_version() -> str:
@@ -67,13 +89,68 @@ def _err(e) -> str:
 
 
 class _Known:
-    __slots__ = ("id", "ref", "info", "snapshot")
+    __slots__ = ("id", "ref", "info", "snapshot", "detail_buf")
 
     def __init__(self, tid, p, info):
         self.id = tid
         self.ref = weakref.ref(p)
         self.info = info
         self.snapshot = None  # copy of the parameter before this step (update norm)
+        self.detail_buf = None  # copy of the gradient for the background detail job
+
+
+class _DetailWorker:
+    """The background thread of the detail tier: runs one job at a time. submit() refuses a job
+    while one is running (the caller skips that step's detail): nothing queues up."""
+
+    def __init__(self, run):
+        self._run = run
+        self._cv = threading.Condition()
+        self._job = None  # the job submitted or running; None when idle
+        self.last_cpu_ms = 0.0  # CPU time of the last job, on this thread
+        self.jobs_done = 0
+        self.thread = threading.Thread(target=self._loop, name="gradscope-detail", daemon=True)
+        self.thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def submit(self, job) -> bool:
+        with self._cv:
+            if self._job is not None:
+                return False
+            self._job = job
+            self._cv.notify_all()
+            return True
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._job is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None:
+                    self._cv.wait()
+                job = self._job
+            t0 = time.thread_time()
+            try:
+                self._run(job)
+            except BaseException:  # noqa: BLE001 - the runner reports its own errors
+                pass
+            finally:
+                with self._cv:
+                    self.last_cpu_ms = (time.thread_time() - t0) * 1e3
+                    self.jobs_done += 1
+                    self._job = None
+                    self._cv.notify_all()
 
 
 class StepLimitReached(SystemExit):
@@ -117,6 +194,18 @@ class Probe:
         self._plain_cost_ms = 0.0
         self._dropped_steps = 0
         self._installed = []
+        # Detail tier off the training thread (see the module's docstring).
+        self._worker = None
+        self._worker_failed = False
+        self._detail_lock = threading.Lock()  # the background thread sends under it; END closes it
+        self._detail_closed = False
+        self._detail_bytes = 0  # bytes held in _Known.detail_buf
+        self._detail_skipped = 0  # scheduled detail steps skipped: the previous job was still running
+        self._detail_job_step = None
+        self._detail_fg_ms = 0.0  # the detail tier's cost on the training thread, last detail step
+        self._detail_jobs_seen = 0
+        self._detail_bg_ms = 0.0  # the background job's CPU time, smoothed (automatic interval)
+        self._last_detail_step = None  # automatic interval: the next detail step is this + detail_every
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -582,12 +671,32 @@ class Probe:
             fresh_ids = set()
             if fresh:
                 for p in fresh:
-                    self._known.pop(id(p), None)
+                    old = self._known.pop(id(p), None)
+                    if old is not None and old.detail_buf is not None:  # a job in flight keeps its own reference
+                        self._detail_bytes -= old.detail_buf.numel() * old.detail_buf.element_size()
+                        old.detail_buf = None
                 infos = self._describe_new(fresh)
                 fresh_ids = {id(p) for p in fresh}
                 self.send({"type": "tensors", "tensors": infos})
             step = self.steps
-            detail = step % self.detail_every == 0
+            if self.auto_detail:
+                detail = self._last_detail_step is None or step - self._last_detail_step >= self.detail_every
+            else:
+                detail = step % self.detail_every == 0
+            deferred = None  # (known, copy of the gradient, shape) for the background job
+            if detail and self._can_defer(grads):
+                if self._worker.busy:
+                    # Skipped (a fixed interval: counted) or, automatic, put off to the next step.
+                    detail = False
+                    if not self.auto_detail:
+                        self._detail_skipped += 1
+                else:
+                    deferred = []
+            if detail:
+                self._last_detail_step = step
+            inline = detail and deferred is None
+            # CPU gradients on the training thread: all at once after the loop (small tensors together).
+            inline_cpu = inline and all(p.grad is not None and p.grad.device.type == "cpu" for p, _ in grads)
             # Everything this step reports, per device, as float64 tensors; one copy per device.
             per_device = {}
             layout = []  # (known, device key, offset of the 6 stats, offset of detail or -1, tr, tc)
@@ -604,10 +713,12 @@ class Probe:
                     un = torch.full((1,), float("nan"), dtype=torch.float64, device=dev)
                 parts.extend((gs, pn.to(dev), un.to(dev)))
                 doff, tr, tc = -1, 0, 0
-                if detail:
+                if inline and not inline_cpu:
                     dv, tr, tc = stats.detail_stats(p.grad, p.shape)
                     doff = off + 6
                     parts.append(dv)
+                elif deferred is not None:
+                    deferred.append((k, self._detail_copy(k, p.grad), tuple(p.shape)))
                 layout.append((k, dev, off, doff, tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
@@ -621,6 +732,7 @@ class Probe:
             host = {}
             for dev, parts in per_device.items():
                 host[dev] = torch.cat(parts).cpu().tolist()  # the one device→host copy
+            inline_values = stats.detail_stats_many([(p.grad, p.shape) for p, _ in grads]) if inline_cpu else None
             if loss_dev is not None:
                 loss = host[loss_dev][-1]
             elif isinstance(loss_t, torch.Tensor):
@@ -652,18 +764,115 @@ class Probe:
             self.send({"type": "event", "kind": "non-finite", "step": step, "tensorId": k.id,
                        "message": "first non-finite gradient at step %d: %s has %d NaN and %d Inf value(s)" % (
                            step, k.info["name"], columns[2][k.id], columns[3][k.id])})
-        if detail:
+        if inline_values is not None:
+            for (k, *_rest), (v, tr, tc) in zip(layout, inline_values):
+                self._send_detail(step, k, v, 0, tr, tc)
+        elif inline:
             for k, dev, _off, doff, tr, tc in layout:
                 self._send_detail(step, k, host[dev], doff, tr, tc)
+        elif deferred is not None:
+            self._submit_detail(step, deferred)
         elif first_nonfinite is not None or jump:
-            # An anomaly: the detail tier for this step too (a second copy, on anomalies only).
-            with torch.no_grad():
-                for p, _ in grads:
-                    k = self._known[id(p)]
-                    dv, tr, tc = stats.detail_stats(p.grad, p.shape)
-                    self._send_detail(step, k, dv.cpu().tolist(), 0, tr, tc)
+            # An anomaly: the detail tier for this step too, after the job in flight (a tensor's
+            # DETAIL frames stay in step order), in the background when it can be.
+            detail = True
+            if self._can_defer(grads) and self._worker.wait_idle(DETAIL_DRAIN_S):
+                with torch.no_grad():
+                    self._submit_detail(step, [(self._known[id(p)], self._detail_copy(self._known[id(p)], p.grad),
+                                                tuple(p.shape)) for p, _ in grads])
+            else:
+                with torch.no_grad():  # a second device→host copy, on anomalies only
+                    values = stats.detail_stats_many([(p.grad, p.shape) for p, _ in grads])
+                for (p, _), (v, tr, tc) in zip(grads, values):
+                    self._send_detail(step, self._known[id(p)], v, 0, tr, tc)
         end = time.perf_counter()
         self._tune(ctx, t_after, end, detail)
+
+    # ------------------------------------------------------------------------------------------
+    # Detail tier in the background
+
+    def _can_defer(self, grads) -> bool:
+        """Whether this step's detail tier can go to the background thread (started here, once)."""
+        if self._worker_failed:
+            return False
+        need = 0
+        total = 0
+        for p, _ in grads:
+            g = p.grad
+            if g is None or g.device.type != "cpu" or g.layout != torch.strided:
+                return False
+            total += g.numel()
+            k = self._known.get(id(p))
+            buf = k.detail_buf if k is not None else None
+            if buf is None or buf.shape != g.shape or buf.dtype != g.dtype:
+                need += g.numel() * g.element_size()
+        if total <= DETAIL_INLINE_MAX_ELEMENTS or self._detail_bytes + need > DETAIL_COPY_MAX_BYTES:
+            return False
+        if self._worker is None:
+            try:
+                self._worker = _DetailWorker(self._run_detail_job)
+            except Exception as e:  # noqa: BLE001 - e.g. no threads: the training thread does it
+                self._worker_failed = True
+                self.warn("starting the detail thread", e)
+                return False
+        return True
+
+    def _detail_copy(self, k, g):
+        """Copies a CPU gradient into the tensor's own buffer (kept: no allocation per step)."""
+        buf = k.detail_buf
+        if buf is None or buf.shape != g.shape or buf.dtype != g.dtype:
+            if buf is not None:
+                self._detail_bytes -= buf.numel() * buf.element_size()
+            buf = torch.empty(g.shape, dtype=g.dtype)
+            self._detail_bytes += buf.numel() * buf.element_size()
+            k.detail_buf = buf
+        buf.copy_(g.detach())
+        return buf
+
+    def _submit_detail(self, step, items) -> None:
+        self._detail_job_step = step
+        if not self._worker.submit((step, items)):
+            self._detail_skipped += 1  # not reached: callers check that the worker is idle
+
+    def _run_detail_job(self, job) -> None:
+        """On the detail thread: the DETAIL frames of one step, from the copies."""
+        step, items = job
+        with torch.no_grad():
+            # Small tensors all at once, then the large ones one by one (each sent when done).
+            small = [it for it in items if it[1].numel() < stats.BATCH_TENSOR_MAX]
+            large = [it for it in items if it[1].numel() >= stats.BATCH_TENSOR_MAX]
+            for part in ([small] if small else []) + [[it] for it in large]:
+                if self._detail_closed:
+                    return
+                try:
+                    values = stats.detail_stats_many([(buf, shape) for _k, buf, shape in part])
+                except Exception as e:  # noqa: BLE001
+                    with self._detail_lock:
+                        if not self._detail_closed:
+                            self.warn("computing the detail tier", e)
+                    continue
+                with self._detail_lock:
+                    if self._detail_closed:
+                        return
+                    for (k, _buf, _shape), (v, tr, tc) in zip(part, values):
+                        self._send_detail(step, k, v, 0, tr, tc)
+
+    def _close_detail(self) -> None:
+        """Before END: waits (bounded) for the job in flight; later frames of it are not sent."""
+        done = True
+        if self._worker is not None:
+            done = self._worker.wait_idle(DETAIL_DRAIN_S)
+        with self._detail_lock:
+            self._detail_closed = True
+        if not done:
+            self.send({"type": "event", "kind": "warning", "message":
+                       "the detail tier of step %s was still being computed when the run ended: "
+                       "its remaining DETAIL frames were not sent" % self._detail_job_step})
+        if self._detail_skipped:
+            self.send({"type": "event", "kind": "info", "count": self._detail_skipped, "message":
+                       "detail tier skipped on %d step(s): the histograms and thumbnails of an earlier step "
+                       "were still being computed in the background (GRADSCOPE_DETAIL_EVERY=%d)" % (
+                           self._detail_skipped, self.detail_every)})
 
     def _send_detail(self, step, k, v, off, tr, tc) -> None:
         hist = [int(x) for x in v[off + 3: off + 3 + stats.HIST_BINS]]
@@ -673,7 +882,8 @@ class Probe:
                    "thumbRows": tr, "thumbCols": tc, "thumb": thumb})
 
     def _tune(self, ctx, t_after, end, detail) -> None:
-        """Automatic detail interval: keep the detail tier's extra cost under DETAIL_BUDGET of a step."""
+        """Automatic detail interval: keep the detail tier's cost (on the training thread, plus the
+        background job's CPU time) under DETAIL_BUDGET of the step interval on average."""
         cost_ms = ctx["probe_ms"] + (end - t_after) * 1e3
         if self._last_step_end is not None:
             dt = (end - self._last_step_end) * 1e3
@@ -681,10 +891,20 @@ class Probe:
         self._last_step_end = end
         if not detail:
             self._plain_cost_ms = cost_ms if not self._plain_cost_ms else 0.8 * self._plain_cost_ms + 0.2 * cost_ms
-        elif self.auto_detail and self._interval_ms > 0 and self.steps > 1:
-            extra = max(0.0, cost_ms - self._plain_cost_ms)
-            every = math.ceil(extra / (DETAIL_BUDGET * self._interval_ms)) if extra > 0 else 1
-            self.detail_every = int(min(1000, max(AUTO_DETAIL_START, every)))
+        elif self.steps > 1:
+            self._detail_fg_ms = max(0.0, cost_ms - self._plain_cost_ms)
+        w = self._worker
+        fresh_job = w is not None and w.jobs_done != self._detail_jobs_seen
+        if not (self.auto_detail and self._interval_ms > 0 and self.steps > 1 and (detail or fresh_job)):
+            return
+        if w is not None and w.jobs_done:
+            if w.jobs_done > 1 and w.jobs_done != self._detail_jobs_seen:
+                # (not the first job: it also compiled the kernels, as step 0 is not counted)
+                bg = w.last_cpu_ms
+                self._detail_bg_ms = bg if not self._detail_bg_ms else 0.5 * self._detail_bg_ms + 0.5 * bg
+            self._detail_jobs_seen = w.jobs_done
+        every = math.ceil((self._detail_fg_ms + self._detail_bg_ms) / (DETAIL_BUDGET * self._interval_ms))
+        self.detail_every = int(min(1000, max(AUTO_DETAIL_START, every)))
 
     def _check_limit(self) -> None:
         if self.max_steps > 0 and self.steps >= self.max_steps and not self.finished:
@@ -709,6 +929,10 @@ class Probe:
         msg = {"type": "end", "reason": reason, "steps": self.steps}
         if error is not None:
             msg["error"] = error
+        try:
+            self._close_detail()
+        except Exception:  # noqa: BLE001
+            pass
         try:
             if self._dropped_steps:
                 self.send({"type": "event", "kind": "warning", "message": "statistics of %d step(s) skipped" % self._dropped_steps})

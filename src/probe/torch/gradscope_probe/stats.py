@@ -8,10 +8,18 @@ NaN and ±Inf are counted and kept out of every other statistic; norms are overf
 On the CPU, where reading a scalar costs nothing, the common all-finite case takes a fast path
 (one min/max pass and one norm pass, no full-size temporaries) and the exclusion work is done only
 for tensors that do hold NaN/Inf. Elsewhere (CUDA) the branch-free path runs, so nothing syncs.
+
+The detail tier's all-finite CPU path bins |g| by decade from the float's bits (exponent → table
+of the decade and of the one power of ten inside that binary octave, one integer comparison), which
+gives exactly the bins of a comparison against the power-of-ten edges; its thumbnail cell sums use
+index_add_ rather than a BLAS product, so the probe's background thread never enters (and never
+waits on) the BLAS thread pool the training uses.
 """
 from __future__ import annotations
 
 import math
+import threading
+from typing import List
 
 import torch
 
@@ -105,10 +113,21 @@ def _assign(n: int, k: int, dtype, device) -> torch.Tensor:
     return m
 
 
+def _cells(n: int, k: int, device) -> torch.Tensor:
+    """[n] int64: index i belongs to cell floor(i·k/n)."""
+    return torch.arange(n, device=device) * k // n
+
+
 def _cell_sums(a: torch.Tensor, tr: int, tc: int) -> torch.Tensor:
     """Sums of a non-negative [R, C] matrix over a tr×tc grid of cells; row r is in cell floor(r·tr/R).
-    Uneven grids use two products with 0/1 assignment matrices (no cancellation: the values are ≥ 0)."""
+    CPU: index_add_ of the rows into tr rows (in a's dtype, non-negative terms: no cancellation), then
+    of the columns of that small matrix in float64. Elsewhere: even grids by reshaping, uneven ones
+    with two products with 0/1 assignment matrices (deterministic on CUDA, unlike index_add_)."""
     R, C = a.shape
+    if a.device.type == "cpu":
+        rows = torch.zeros(tr, C, dtype=a.dtype).index_add_(0, _cells(R, tr, a.device), a)
+        cols = torch.zeros(tc, tr, dtype=F64).index_add_(0, _cells(C, tc, a.device), rows.t().to(F64))
+        return cols.t()
     if R % tr == 0 and C % tc == 0:
         return a.reshape(tr, R // tr, tc, C // tc).sum(dim=(1, 3), dtype=F64)
     rows = _assign(R, tr, a.dtype, a.device)
@@ -140,6 +159,303 @@ def _decade_edges(dtype: torch.dtype, device) -> torch.Tensor:
     return e
 
 
+# Decade bins from the bits of |g| (all-finite CPU path). Bin index of the extra counters:
+_NONFINITE_BIN = HIST_BINS  # NaN/Inf (exponent all ones; never reached on the all-finite path)
+_ZERO_BIN = HIST_BINS + 1  # exactly 0
+_SUBNORMAL_BIN = HIST_BINS + 2  # subnormal: below 10^(HIST_LO+1), counted in bin 0
+_LUTS: dict = {}
+
+
+def _decade_lut(dtype: torch.dtype):
+    """(int dtype, mantissa bits, base, thr) for float32/float64 |g| viewed as integers: for the
+    biased exponent e of a finite non-zero |g| (bits b), its bin is base[e] + (b >= thr[e]).
+
+    A binary octave [2^k, 2^(k+1)) holds at most one decade edge (edges are ×10 apart), so base[e]
+    is the bin of the octave's smallest value and thr[e] the bits of the edge inside the octave (or
+    the next octave's first bits when there is none). Non-negative floats order like their bits, so
+    `b >= thr[e]` is `|g| >= edge` exactly: the same bins as bucketize against _decade_edges.
+    Exponent 0 (0 and subnormals): 0 goes to _ZERO_BIN, subnormals to _SUBNORMAL_BIN."""
+    hit = _LUTS.get(dtype)
+    if hit is not None:
+        return hit
+    if dtype == torch.float32:
+        itype, mant, nexp, top = torch.int32, 23, 256, 0x7FFFFFFF
+    else:
+        itype, mant, nexp, top = torch.int64, 52, 2048, 0x7FFFFFFFFFFFFFFF
+    edges = _decade_edges(dtype, "cpu")
+    ebits = edges.view(itype).tolist()
+    octave_lo = (torch.arange(nexp, dtype=torch.int64) << mant).to(itype)
+    base = torch.bucketize(octave_lo.view(dtype), edges, right=True).to(torch.int32)
+    thr = [0] * nexp
+    for e in range(nexp):
+        lo, hi = e << mant, (e + 1) << mant
+        inside = [b for b in ebits if lo < b < hi]
+        thr[e] = inside[0] if inside else min(hi, top)
+    base[0] = _ZERO_BIN
+    thr[0] = 1  # bits ≥ 1 with exponent 0: subnormal
+    base[nexp - 1] = _NONFINITE_BIN
+    thr[nexp - 1] = top
+    hit = (itype, mant, base, torch.tensor(thr, dtype=itype))
+    _LUTS[dtype] = hit
+    return hit
+
+
+# The all-finite CPU path works through the gradient in chunks of at most this many elements (whole
+# rows of the thumbnail view when a row fits): no full-size temporary, so no page faults on fresh
+# memory, the chunk stays in cache, and each op is below ATen's GRAIN_SIZE (32768), so it runs on the
+# calling thread alone: the probe's detail thread never starts an OpenMP team of its own next to the
+# training's, whatever torch.set_num_threads says.
+CHUNK = 32767
+_tls = threading.local()
+
+
+def _chunk_stats(xc: torch.Tensor, a: torch.Tensor, bits: torch.Tensor, base: torch.Tensor, thr: torch.Tensor,
+                 mant: int, mom: torch.Tensor, counts: torch.Tensor) -> bool:
+    """Adds one chunk's Σx, Σx² (float64) and decade counts; leaves |xc| in a (bits: a's memory as
+    integers). False, and nothing added, when the chunk holds NaN/Inf."""
+    torch.abs(xc, out=a)
+    if not bool(torch.isfinite(a.max())):  # NaN and Inf propagate into the max
+        return False
+    d = xc.to(torch.float64)  # xc itself when x is float64: never written to
+    mom[0] += d.sum()
+    mom[1] += (d * d).sum()  # squares of float32 values are exact in float64
+    e = torch.bitwise_right_shift(bits, mant)
+    counts += torch.bincount(torch.index_select(base, 0, e) + torch.ge(bits, torch.index_select(thr, 0, e)),
+                             minlength=35)
+    return True
+
+
+def _finite_kernel(x: torch.Tensor, A: torch.Tensor, Abits: torch.Tensor, base: torch.Tensor, thr: torch.Tensor,
+                   mant: int, R: int, C: int, tr: int, tc: int, step: int) -> torch.Tensor:
+    """detail_stats' values of a flat contiguous CPU x, [mean, std, zeroFrac, hist × 32, thumb ×
+    tr·tc] in float64, or an empty tensor when some entry is NaN/Inf (the general path then runs).
+    A: a buffer of `step` elements of x's dtype; Abits, the same memory viewed as integers
+    (TorchScript has no view(dtype)). Chunks of `step` entries: whole rows of the [R, C] view when
+    C ≤ step, else pieces of one row. Compiled with TorchScript when it can be: the whole of it then
+    runs without the GIL, so the probe's detail thread neither waits for the training thread's
+    Python nor holds it up.
+
+    Same definitions as the general path: moments accumulated in float64, decade bins from the bits
+    (equal to bucketize's), thumbnail cells summed in x's dtype over rows then in float64 over
+    columns, counts from the cell sizes."""
+    n = x.numel()
+    counts = torch.zeros(35, dtype=torch.int64)  # 32 bins, non-finite, zero, subnormal
+    mom = torch.zeros(2, dtype=torch.float64)
+    rowcell = torch.div(torch.arange(R) * tr, R, rounding_mode="floor")
+    rows = torch.zeros(tr, C, dtype=x.dtype)
+    if tr > 0 and C > step:
+        for r in range(R):
+            cell_row = rows[int(rowcell[r])]
+            for c0 in range(0, C, step):
+                L = min(step, C - c0)
+                a = A[:L]
+                if not _chunk_stats(x[r * C + c0:r * C + c0 + L], a, Abits[:L], base, thr, mant, mom, counts):
+                    return torch.zeros(0, dtype=torch.float64)
+                cell_row[c0:c0 + L] += a
+    else:
+        for i in range(0, n, step):
+            L = min(step, n - i)
+            a = A[:L]
+            if not _chunk_stats(x[i:i + L], a, Abits[:L], base, thr, mant, mom, counts):
+                return torch.zeros(0, dtype=torch.float64)
+            if tr > 0:
+                r0 = i // C
+                rows.index_add_(0, rowcell[r0:r0 + L // C], a.view(L // C, C))
+    mean = mom[0] / n
+    std = torch.sqrt(torch.clamp(mom[1] / n - mean * mean, min=0.0))
+    hist = counts[:32].clone()
+    hist[0] += counts[34]
+    head = torch.cat([torch.stack([mean, std, counts[33].to(torch.float64) / n]), hist.to(torch.float64)])
+    if tr == 0:
+        return head
+    colcell = torch.div(torch.arange(C) * tc, C, rounding_mode="floor")
+    sums = torch.zeros(tc, tr, dtype=torch.float64).index_add_(0, colcell, rows.t().to(torch.float64)).t()
+    cnts = torch.bincount(rowcell, minlength=tr).to(torch.float64)[:, None] * \
+        torch.bincount(colcell, minlength=tc).to(torch.float64)[None, :]
+    return torch.cat([head, (sums / cnts).reshape(-1)])
+
+
+def _batch_kernel(x: torch.Tensor, seg: torch.Tensor, cell: torch.Tensor, A: torch.Tensor, Abits: torch.Tensor,
+                  base: torch.Tensor, thr: torch.Tensor, mant: int, T: int, ncell: int, step: int) -> List[torch.Tensor]:
+    """Many small tensors at once: x, their values end to end (flat, contiguous, CPU); seg, the
+    tensor of each entry (0 … T-1); cell, its thumbnail cell (0 … ncell-1, ncell for none). Returns
+    [Σx per tensor, Σx² per tensor (float64), decade counts (T × 35, as _finite_kernel's),
+    Σ|x| per cell (ncell + 1, float64)], or [] when some entry is NaN/Inf. One call for all of a
+    step's small tensors: their cost is then per entry, not per tensor."""
+    n = x.numel()
+    s = torch.zeros(T, dtype=torch.float64)
+    ss = torch.zeros(T, dtype=torch.float64)
+    counts = torch.zeros(T * 35, dtype=torch.int64)
+    sums = torch.zeros(ncell + 1, dtype=torch.float64)
+    for i in range(0, n, step):
+        xc = x[i:i + step]
+        L = xc.numel()
+        sc = seg[i:i + L]
+        a = A[:L]
+        torch.abs(xc, out=a)
+        if not bool(torch.isfinite(a.max())):
+            return []
+        d = xc.to(torch.float64)  # xc itself when x is float64: never written to
+        s += torch.bincount(sc, weights=d, minlength=T)
+        ss += torch.bincount(sc, weights=d * d, minlength=T)
+        bits = Abits[:L]
+        e = torch.bitwise_right_shift(bits, mant)
+        b = torch.index_select(base, 0, e) + torch.ge(bits, torch.index_select(thr, 0, e))
+        counts += torch.bincount(sc * 35 + b, minlength=T * 35)
+        sums += torch.bincount(cell[i:i + L], weights=a.to(torch.float64), minlength=ncell + 1)
+    return [s, ss, counts, sums]
+
+
+assert HIST_BINS + 3 == 35  # the counters of the kernels
+_kernels: dict = {}
+
+
+def _run_kernel(fn, *args):
+    """fn compiled with TorchScript (once; the same code eagerly where TorchScript is missing or
+    fails), run on args."""
+    k = _kernels.get(fn)
+    if k is None:
+        try:
+            k = torch.jit.script(fn)
+        except Exception:  # noqa: BLE001
+            k = fn
+        _kernels[fn] = k
+    if k is fn:
+        return fn(*args)
+    try:
+        return k(*args)
+    except Exception:  # noqa: BLE001 - a TorchScript failure: run it eagerly from now on
+        _kernels[fn] = fn
+        return fn(*args)
+
+
+def _chunk_buffer(dtype: torch.dtype, step: int) -> torch.Tensor:
+    """This thread's buffer of `step` elements for the kernels (kept: no allocation per call)."""
+    bufs = getattr(_tls, "bufs", None)
+    if bufs is None:
+        bufs = _tls.bufs = {}
+    A = bufs.get(dtype)
+    if A is None or A.numel() < step:
+        A = bufs[dtype] = torch.empty(step, dtype=dtype)
+    return A[:step]
+
+
+def _detail_finite_cpu(x: torch.Tensor, R: int, C: int, tr: int, tc: int):
+    """detail_stats of a CPU gradient (x: flat, contiguous, float32/float64) when every entry is
+    finite; None when some is not. See _finite_kernel."""
+    itype, mant, base, thr = _decade_lut(x.dtype)
+    if tr:
+        step = max(1, CHUNK // C) * C if C <= CHUNK else CHUNK
+    else:
+        step, R, C = CHUNK, 0, 1
+    A = _chunk_buffer(x.dtype, step)
+    v = _run_kernel(_finite_kernel, x, A, A.view(itype), base, thr, mant, R, C, tr, tc, step)
+    return v if v.numel() else None
+
+
+# detail_stats_many: CPU tensors with fewer entries than this go through _batch_kernel together, at
+# most BATCH_MAX entries per call (one chunk: every op below GRAIN_SIZE, as above); the index vectors
+# of a batch are kept for the next step (a few batch layouts, typically one per optimizer).
+BATCH_TENSOR_MAX = CHUNK
+BATCH_MAX = CHUNK
+_BATCH_IDS: dict = {}
+
+
+def _batch_ids(layout):
+    """(seg, cell, ncell, per tensor (n, first cell, cell sizes)) for a batch layout, a tuple of
+    (n, R, C, tr, tc) per tensor."""
+    hit = _BATCH_IDS.get(layout)
+    if hit is not None:
+        return hit
+    segs, cells, info = [], [], []
+    ncell = 0
+    pending_none = []
+    for t, (n, R, C, tr, tc) in enumerate(layout):
+        segs.append(torch.full((n,), t, dtype=torch.int32))
+        if tr:
+            rc = torch.div(torch.arange(R) * tr, R, rounding_mode="floor")
+            cc = torch.div(torch.arange(C) * tc, C, rounding_mode="floor")
+            cells.append((ncell + rc[:, None] * tc + cc[None, :]).reshape(-1).to(torch.int32))
+            sizes = (torch.bincount(rc, minlength=tr)[:, None] * torch.bincount(cc, minlength=tc)[None, :]).reshape(-1)
+            info.append((n, ncell, sizes.tolist()))
+            ncell += tr * tc
+        else:
+            cells.append(None)
+            pending_none.append(t)
+            info.append((n, ncell, []))
+    for t in pending_none:
+        cells[t] = torch.full((layout[t][0],), -1, dtype=torch.int32)
+    cell = torch.cat(cells)
+    cell[cell < 0] = ncell
+    hit = (torch.cat(segs), cell, ncell, info)
+    if len(_BATCH_IDS) >= 8:
+        _BATCH_IDS.pop(next(iter(_BATCH_IDS)))
+    _BATCH_IDS[layout] = hit
+    return hit
+
+
+def _detail_batch(batch):
+    """[(x, R, C, tr, tc)] small all-CPU tensors of one dtype → [(values list, tr, tc)], or None
+    when one of them holds NaN/Inf (each then goes through detail_stats)."""
+    dtype = batch[0][0].dtype
+    layout = tuple((x.numel(), R, C, tr, tc) for x, R, C, tr, tc in batch)
+    seg, cell, ncell, info = _batch_ids(layout)
+    x = torch.cat([b[0] for b in batch]) if len(batch) > 1 else batch[0][0]
+    itype, mant, base, thr = _decade_lut(dtype)
+    A = _chunk_buffer(dtype, CHUNK)
+    res = _run_kernel(_batch_kernel, x, seg, cell, A, A.view(itype), base, thr, mant, len(batch), ncell, CHUNK)
+    if not res:
+        return None
+    s, ss, counts, sums = (t.tolist() for t in res)
+    out = []
+    for t, ((n, c0, sizes), (_x, _R, _C, tr, tc)) in enumerate(zip(info, batch)):
+        mean = s[t] / n
+        std = math.sqrt(max(ss[t] / n - mean * mean, 0.0))
+        c = counts[t * 35:(t + 1) * 35]
+        hist = c[:HIST_BINS]
+        hist[0] += c[_SUBNORMAL_BIN]
+        thumb = [sums[c0 + j] / sizes[j] for j in range(len(sizes))]
+        out.append(([mean, std, c[_ZERO_BIN] / n] + [float(h) for h in hist] + thumb, tr, tc))
+    return out
+
+
+def detail_stats_many(items) -> list:
+    """detail_stats of many gradients, [(g, shape)] → [(values as a list of floats, rows, cols)]:
+    the same values, per item, as detail_stats(g, shape). Small CPU tensors are done together (one
+    pass over all of them, not ~30 ops per tensor); the others one by one."""
+    out = [None] * len(items)
+    groups = {}
+    with torch.no_grad():
+        for i, (g, shape) in enumerate(items):
+            x = _work(g)
+            n = x.numel()
+            (R, C), (tr, tc) = thumb_shape(list(shape))
+            if R * C != n:
+                tr = tc = 0
+            if x.device.type == "cpu" and 0 < n < BATCH_TENSOR_MAX:
+                groups.setdefault(x.dtype, []).append((i, (x.contiguous(), R, C, tr, tc)))
+            else:
+                v, tr, tc = detail_stats(g, shape)
+                out[i] = (v.cpu().tolist(), tr, tc)
+        for group in groups.values():
+            start = 0
+            while start < len(group):
+                end, total = start, 0
+                while end < len(group) and (end == start or total + group[end][1][0].numel() <= BATCH_MAX):
+                    total += group[end][1][0].numel()
+                    end += 1
+                part = group[start:end]
+                res = _detail_batch([b for _, b in part])
+                for j, (i, _b) in enumerate(part):
+                    if res is not None:
+                        out[i] = res[j]
+                    else:
+                        v, tr, tc = detail_stats(items[i][0], items[i][1])
+                        out[i] = (v.tolist(), tr, tc)
+                start = end
+    return out
+
+
 def detail_stats(g: torch.Tensor, shape) -> tuple:
     """The detail tier of one gradient: (values, thumb_rows, thumb_cols) where values is a float64
     tensor on g's device holding [mean, std, zeroFrac, hist × 32, thumb × rows·cols]."""
@@ -151,6 +467,18 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
             tr = tc = 0
         if n == 0:
             return torch.full((3 + HIST_BINS,), float("nan"), dtype=F64, device=x.device), 0, 0
+        if x.device.type == "cpu":
+            v = _detail_finite_cpu(x.contiguous(), R, C, tr, tc)
+            if v is not None:
+                return v, tr, tc
+        return _detail_general(x, R, C, tr, tc), tr, tc
+
+
+def _detail_general(x: torch.Tensor, R: int, C: int, tr: int, tc: int) -> torch.Tensor:
+    """detail_stats' values for a flat, non-empty x on any device, NaN/Inf included; branch-free
+    (nothing syncs on CUDA)."""
+    with torch.no_grad():
+        n = x.numel()
         # Element-wise work stays in the gradient's own dtype (one float64 copy of a 2M-element
         # gradient costs more than all the statistics); only the reductions accumulate in float64.
         finite = torch.isfinite(x)
@@ -187,4 +515,4 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
                 cnts = _cell_sums(finite.reshape(R, C).to(x.dtype), tr, tc)
             thumb = torch.where(cnts > 0, sums / torch.clamp(cnts, min=1.0), nanv)
             parts.append(thumb.reshape(-1))
-        return torch.cat(parts), tr, tc
+        return torch.cat(parts)

@@ -99,8 +99,9 @@ def detail_payload(msg: dict) -> bytes:
     ))
 
 
-def encode(msg: dict, seq: int) -> bytes:
-    """One message as one frame."""
+def encode_payload(msg: dict) -> tuple:
+    """(type code, payload) of one message: everything of its frame but the header, which holds the
+    sequence number (the channel numbers frames as it queues them)."""
     t = msg["type"]
     if t == "step":
         payload = step_payload(msg["step"], msg["loss"], msg["wallMs"], msg["stats"], msg["columns"], msg["nTensors"])
@@ -110,7 +111,13 @@ def encode(msg: dict, seq: int) -> bytes:
         payload = json_payload(msg)
     else:
         raise ValueError("unknown message type %r" % (t,))
-    return frame(TYPE_CODES[t], payload, seq)
+    return TYPE_CODES[t], payload
+
+
+def encode(msg: dict, seq: int) -> bytes:
+    """One message as one frame."""
+    code, payload = encode_payload(msg)
+    return frame(code, payload, seq)
 
 
 # ---------------------------------------------------------------------------------------------

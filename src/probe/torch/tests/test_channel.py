@@ -56,6 +56,42 @@ class ChannelTest(unittest.TestCase):
         host.close()
         child.close()
 
+    def test_two_senders_frames_written_in_sequence_order(self):
+        # The training thread and the probe's detail thread both send: numbers stay in write order.
+        host, child = socket.socketpair()
+        ch = Channel(child.fileno(), max_queued_bytes=1 << 30, watch=False)
+        chunks = []
+
+        def read():
+            while True:
+                d = host.recv(1 << 16)
+                if not d:
+                    return
+                chunks.append(d)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
+        def detail_sender():
+            for i in range(400):
+                ch.send({"type": "detail", "step": i, "tensorId": 0, "mean": 0.0, "std": 0.0, "zeroFrac": 0.0,
+                         "histLo": -20.0, "histHi": 12.0, "hist": [1] * 32, "thumbRows": 4, "thumbCols": 4,
+                         "thumb": [0.5] * 16})
+
+        other = threading.Thread(target=detail_sender)
+        other.start()
+        for i in range(400):
+            ch.send(step(i))
+        other.join()
+        self.assertTrue(ch.flush(10))
+        child.shutdown(socket.SHUT_WR)
+        reader.join(10)
+        frames, err = wire.decode_all(b"".join(chunks))
+        self.assertIsNone(err)
+        self.assertEqual([s for s, _ in frames], list(range(800)))
+        host.close()
+        child.close()
+
     def test_write_error_means_the_host_is_gone(self):
         host, child = socket.socketpair()
         gone = []

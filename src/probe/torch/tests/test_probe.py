@@ -384,5 +384,253 @@ print("still fine")
         self.assertEqual(r.of("end")[0]["reason"], "completed")
 
 
+# A script's handle on the probe that runs it (tests only): the one Probe object in the process.
+FIND_PROBE = """
+import gc, sys, threading, time
+def the_probe():
+    return next(o for o in gc.get_objects() if type(o).__name__ == "Probe" and type(o).__module__ == "gradscope_probe.probe")
+if "gradscope_probe.probe" in sys.modules:  # small steps too: on the background thread
+    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+"""
+
+
+def naive_detail(values, rows, cols):
+    """mean, std, zeroFrac, hist (exact decades), thumbnail means of |g| over the naive grid."""
+    from fractions import Fraction
+    finite = [v for v in values if math.isfinite(v)]
+    mean = math.fsum(finite) / len(finite)
+    std = math.sqrt(max(math.fsum(v * v for v in finite) / len(finite) - mean * mean, 0.0))
+    hist = [0] * 32
+    for v in finite:
+        if v != 0:
+            lg = math.log10(abs(v))
+            k = math.floor(lg)
+            if abs(lg - round(lg)) < 1e-6:  # near a power of ten: decide exactly
+                a = Fraction(abs(v))
+                while a < Fraction(10) ** k:
+                    k -= 1
+                while a >= Fraction(10) ** (k + 1):
+                    k += 1
+            hist[min(31, max(0, k + 20))] += 1
+    thumb = []
+    if rows:
+        tr, tc = min(32, rows), min(32, cols)
+        sums = [[0.0] * tc for _ in range(tr)]
+        cnt = [[0] * tc for _ in range(tr)]
+        for i, v in enumerate(values):
+            r, c = divmod(i, cols)
+            sums[r * tr // rows][c * tc // cols] += abs(v)
+            cnt[r * tr // rows][c * tc // cols] += 1
+        thumb = [sums[i][j] / cnt[i][j] for i in range(tr) for j in range(tc)]
+    return mean, std, sum(1 for v in values if v == 0) / len(values), hist, thumb
+
+
+class DetailTierTest(TempDirMixin, unittest.TestCase):
+    """The detail tier of CPU gradients, computed on the probe's background thread."""
+
+    def test_values_equal_a_naive_computation_on_the_gradients_the_script_saw(self):
+        path = self.script("train.py", """
+import sys, torch
+from torch import nn
+if sys.argv[2] == "background":
+    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(40, 1000), nn.ReLU(), nn.Linear(1000, 70), nn.ReLU(), nn.Linear(70, 3))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+x = torch.randn(64, 40)
+seen = []
+for i in range(4):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    seen.append([p.grad.detach().clone().tolist() for p in model.parameters()])
+torch.save(seen, sys.argv[1])
+""")
+        for where in ("background", "training thread"):
+            with self.subTest(where=where):
+                self.check_against_naive(path, where)
+
+    def check_against_naive(self, path, where):
+        import torch
+        out = os.path.join(self.tmp, "grads.pt")
+        r = run_probe(path, args=[out, where], env={"GRADSCOPE_DETAIL_EVERY": "2"})
+        self.assertWellFormed(r)
+        seen = torch.load(out)
+        details = r.of("detail")
+        steps = sorted({d["step"] for d in details})
+        self.assertEqual([s for s in steps if s % 2 == 0], [0, 2])  # (and any anomaly's step)
+        tensors = r.tensors
+        self.assertEqual(len(details), len(steps) * len(tensors))
+        for d in details:
+            t = tensors[d["tensorId"]]
+            g = torch.tensor(seen[d["step"]][d["tensorId"]], dtype=torch.float32)
+            values = g.reshape(-1).tolist()
+            rows, cols = (t["shape"][0], len(values) // t["shape"][0]) if len(t["shape"]) >= 2 else (0, 0)
+            mean, std, zf, hist, thumb = naive_detail(values, rows, cols)
+            self.assertAlmostEqual(d["mean"], mean, delta=1e-12 + 1e-9 * abs(mean))
+            self.assertAlmostEqual(d["std"] / std, 1.0, places=9)
+            self.assertEqual(d["zeroFrac"], zf)
+            if t["name"].endswith("2.weight"):
+                self.assertGreater(zf, 0)  # ReLU: dead units give exact zeros
+            self.assertEqual(d["hist"], hist)
+            self.assertEqual(len(d["thumb"]), len(thumb))
+            for a, b in zip(d["thumb"], thumb):
+                self.assertAlmostEqual(a, b, delta=1e-6 * b + 1e-30)
+
+    def test_detail_every_step_results_unchanged_and_frames_complete_before_end(self):
+        path = self.script("train.py", FIND_PROBE + """
+import torch
+from torch import nn
+if "gradscope_probe.stats" in sys.modules:
+    st = sys.modules["gradscope_probe.stats"]
+    orig = st.detail_stats_many
+    def slow(items):  # the background job takes longer than the script's last step
+        if threading.current_thread().name == "gradscope-detail":
+            time.sleep(0.8)
+        return orig(items)
+    st.detail_stats_many = slow
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(30, 50), nn.Tanh(), nn.Linear(50, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+x = torch.randn(32, 30)
+for i in range(5):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    opt.step()
+print("final", repr(loss.item()), repr(float(model[0].weight.sum())))
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1"})
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0, r.stderr)
+        without = run_probe(path, channel=False)
+        self.assertEqual(r.stdout, without.stdout)
+        details = r.of("detail")
+        steps = sorted({d["step"] for d in details})
+        self.assertEqual(steps[0], 0)
+        for s in steps:  # every job's frames arrived whole
+            self.assertEqual(sorted(d["tensorId"] for d in details if d["step"] == s), list(range(4)))
+        skipped = [e for e in r.of("event") if e["kind"] == "info" and "detail tier skipped" in e["message"]]
+        self.assertEqual(len(steps) + (skipped[0]["count"] if skipped else 0), 5)
+        self.assertTrue(skipped)  # a job takes 0.8 s, the steps far less
+        # DETAIL frames only after their own STEP frame, and all before END.
+        order = [(m["type"], m.get("step")) for m in r.messages]
+        for s in steps:
+            self.assertLess(order.index(("step", s)), order.index(("detail", s)))
+        self.assertEqual(r.messages[-1]["type"], "end")
+
+    def test_busy_thread_skips_and_counts(self):
+        path = self.script("train.py", MLP + FIND_PROBE + """
+st = sys.modules["gradscope_probe.stats"]
+orig = st.detail_stats_many
+release = threading.Event()
+where = set()
+def blocking(items):
+    where.add(threading.current_thread().name)
+    if threading.current_thread().name == "gradscope-detail":
+        release.wait(30)
+    return orig(items)
+st.detail_stats_many = blocking
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(16, 4)
+for i in range(7):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    if i == 3:
+        release.set()
+    if i >= 3:
+        assert the_probe()._worker.wait_idle(10)
+print(sorted(where))
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1"})
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "['gradscope-detail']")  # never on the training thread
+        self.assertEqual(sorted({d["step"] for d in r.of("detail")}), [0, 4, 5, 6])
+        info = [e for e in r.of("event") if e["kind"] == "info" and "detail tier skipped" in e["message"]]
+        self.assertEqual(len(info), 1)
+        self.assertEqual(info[0]["count"], 3)  # steps 1, 2, 3
+        self.assertIn("detail tier skipped on 3 step(s)", info[0]["message"])
+
+    def test_a_job_still_running_at_the_end_is_abandoned_cleanly(self):
+        path = self.script("train.py", MLP + FIND_PROBE + """
+sys.modules["gradscope_probe.probe"].DETAIL_DRAIN_S = 0.3
+st = sys.modules["gradscope_probe.stats"]
+orig = st.detail_stats_many
+def stuck(items):
+    if threading.current_thread().name == "gradscope-detail":
+        time.sleep(8)
+    return orig(items)
+st.detail_stats_many = stuck
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+opt.zero_grad()
+model(torch.randn(16, 4)).pow(2).mean().backward()
+opt.step()
+""")
+        started = time.monotonic()
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1"})
+        self.assertLess(time.monotonic() - started, 7)  # END did not wait for the job
+        self.assertWellFormed(r, warnings_ok=True)
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual(r.of("detail"), [])
+        self.assertEqual(len(r.warnings()), 1)
+        self.assertIn("detail tier of step 0 was still being computed", r.warnings()[0])
+
+    def test_automatic_interval_spaces_detail_steps_and_puts_off_when_busy(self):
+        path = self.script("train.py", MLP + FIND_PROBE + """
+st = sys.modules["gradscope_probe.stats"]
+orig = st.detail_stats_many
+release = threading.Event()
+def blocking(items):
+    if threading.current_thread().name == "gradscope-detail":
+        release.wait(30)
+    return orig(items)
+st.detail_stats_many = blocking
+opt = torch.optim.SGD(model.parameters(), lr=0.001)
+x = torch.randn(16, 4)
+for i in range(40):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    if i == 12:
+        release.set()  # the job of step 0 held the thread until now: step 10's detail waits
+        assert the_probe()._worker.wait_idle(10)
+""")
+        r = run_probe(path)  # GRADSCOPE_DETAIL_EVERY unset: automatic
+        self.assertWellFormed(r)
+        self.assertEqual(r.messages[0]["detailEvery"], 10)
+        steps = sorted({d["step"] for d in r.of("detail")})
+        self.assertEqual(steps[:2], [0, 13])  # put off while busy, then as soon as free
+        self.assertTrue(all(b - a >= 10 for a, b in zip(steps, steps[1:])), steps)
+        self.assertEqual([e for e in r.of("event") if "detail tier skipped" in e["message"]], [])
+
+    def test_anomaly_detail_waits_for_the_job_before_it(self):
+        path = self.script("nan.py", MLP + """
+import sys, threading, time
+sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+st = sys.modules["gradscope_probe.stats"]
+orig = st.detail_stats_many
+def slow(items):
+    if threading.current_thread().name == "gradscope-detail":
+        time.sleep(0.5)
+    return orig(items)
+st.detail_stats_many = slow
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(3):
+    opt.zero_grad()
+    loss = model(x).mean() * (float("nan") if i == 1 else 1.0)
+    loss.backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "100"})
+        self.assertWellFormed(r)
+        per_tensor = {}
+        for d in r.of("detail"):
+            per_tensor.setdefault(d["tensorId"], []).append(d["step"])
+        self.assertEqual(set(map(tuple, per_tensor.values())), {(0, 1)})  # in step order, none skipped
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -145,5 +145,130 @@ class DetailStatsTest(unittest.TestCase):
                 self.assertAlmostEqual(thumb[i * 32 + j], sums[i][j] / cnt[i][j], places=5)
 
 
+def exact_bin(v):
+    """floor(log10 |v|) − HIST_LO clamped to [0, 31], with exact rational comparisons."""
+    from fractions import Fraction
+    a = Fraction(abs(v))
+    k = math.floor(math.log10(abs(v)))
+    while a < Fraction(10) ** k:
+        k -= 1
+    while a >= Fraction(10) ** (k + 1):
+        k += 1
+    return min(31, max(0, k + 20))
+
+
+def general(g, shape):
+    """The general (masking, bucketize) path on the same values: the reference of the fast path."""
+    x = stats._work(g)
+    (R, C), (tr, tc) = stats.thumb_shape(list(shape))
+    if R * C != x.numel():
+        tr = tc = 0
+    return stats._detail_general(x, R, C, tr, tc), tr, tc
+
+
+class DetailFastPathTest(unittest.TestCase):
+    """The all-finite CPU path (decade bins from the bits, chunks, index_add_ cells) against the
+    general path and against exact arithmetic."""
+
+    def edge_values(self, dtype):
+        vals = [0.0, -0.0]
+        inf = torch.tensor(float("inf"), dtype=dtype)
+        zero = torch.tensor(0.0, dtype=dtype)
+        for e in stats._decade_edges(dtype, "cpu"):
+            vals += [float(torch.nextafter(e, zero)), float(e), float(torch.nextafter(e, inf))]
+        for k in range(-150, 128, 7):  # powers of two (octave boundaries), both sides
+            p = torch.tensor(2.0 ** k, dtype=dtype)
+            vals += [float(p), float(torch.nextafter(p, zero))]
+        tiny = torch.finfo(dtype).tiny
+        vals += [tiny, tiny / 4, float(torch.nextafter(zero, inf)), torch.finfo(dtype).max, 1e-30, 3e15, 0.123]
+        vals = [v for v in vals if v == 0 or abs(v) <= torch.finfo(dtype).max]
+        return vals + [-v for v in vals]
+
+    def test_bins_equal_exact_decades_at_every_edge(self):
+        for dtype in (torch.float32, torch.float64):
+            vals = self.edge_values(dtype)
+            g = torch.tensor(vals, dtype=dtype)
+            v, _, _ = stats.detail_stats(g, [len(vals)])
+            want = [0] * 32
+            for x in g.tolist():
+                if x != 0:
+                    want[exact_bin(x)] += 1
+            self.assertEqual([int(x) for x in v.tolist()[3:35]], want, dtype)
+            ref, _, _ = general(g, [len(vals)])
+            self.assertEqual(v.tolist()[:35], ref.tolist()[:35], dtype)
+            self.assertEqual(v.tolist()[2], sum(1 for x in vals if x == 0) / len(vals))
+
+    def test_many_chunks_match_the_general_path(self):
+        torch.manual_seed(3)
+        for shape in ([400, 200], [3, 40000], [100003], [64, 3, 5, 5], [2, stats.CHUNK + 5]):
+            for dtype in (torch.float32, torch.float64, torch.float16):
+                g = torch.randn(*shape).to(dtype) * torch.logspace(-12, 3, shape[-1]).to(dtype)
+                g.view(-1)[::7] = 0.0
+                v, tr, tc = stats.detail_stats(g, shape)
+                ref, rtr, rtc = general(g, shape)
+                self.assertEqual((tr, tc), (rtr, rtc))
+                v, ref = v.tolist(), ref.tolist()
+                self.assertEqual(len(v), len(ref))
+                self.assertAlmostEqual(v[0], ref[0], delta=1e-12 * max(1.0, abs(ref[0])) + 1e-9 * ref[1])
+                self.assertAlmostEqual(v[1] / ref[1], 1.0, places=9)
+                self.assertEqual(v[2:35], ref[2:35], (shape, dtype))  # zero fraction and histogram: exact
+                for x, y in zip(v[35:], ref[35:]):
+                    self.assertAlmostEqual(x, y, delta=1e-5 * abs(y))
+
+    def test_non_finite_in_a_later_chunk_takes_the_general_path(self):
+        g = torch.randn(5, stats.CHUNK)
+        g[4, -1] = float("inf")
+        g[3, 7] = float("nan")
+        v, tr, tc = stats.detail_stats(g, list(g.shape))
+        ref, _, _ = general(g, list(g.shape))
+        self.assertEqual(v.tolist()[2:35], ref.tolist()[2:35])
+        self.assertEqual(sum(v.tolist()[3:35]), g.numel() - 2 - int((g == 0).sum()))
+        x = g[torch.isfinite(g)].double()
+        self.assertAlmostEqual(v.tolist()[0], float(x.mean()), places=9)
+
+    def test_many_at_once_equal_one_by_one(self):
+        torch.manual_seed(4)
+        shapes = [[16, 1, 3, 3], [16], [32, 16, 3, 3], [32], [10, 800], [10], [300, 200], [7, 3], [1], [40, 40]]
+        items = [(torch.randn(*s) * 10.0 ** (i - 5), s) for i, s in enumerate(shapes)]
+        items[3][0][5] = 0.0
+        items.append((torch.randn(50, 9, dtype=torch.float64), [50, 9]))  # another dtype: its own batch
+        items.append((torch.randn(6, 6).half(), [6, 6]))
+        for nan_at in (None, 1, 6):
+            batch = [(g.clone(), s) for g, s in items]
+            if nan_at is not None:
+                batch[nan_at][0].view(-1)[2] = float("nan")
+            many = stats.detail_stats_many(batch)
+            self.assertEqual(len(many), len(batch))
+            for (g, s), (v, tr, tc) in zip(batch, many):
+                ref, rtr, rtc = stats.detail_stats(g, s)
+                ref = ref.tolist()
+                self.assertEqual((tr, tc), (rtr, rtc))
+                self.assertEqual(len(v), len(ref))
+                self.assertEqual(v[2:35], ref[2:35], s)  # zero fraction and histogram: exact
+                self.assertAlmostEqual(v[0], ref[0], delta=1e-12 * abs(ref[0]) + 1e-15 * ref[1])
+                self.assertAlmostEqual(v[1], ref[1], delta=1e-9 * ref[1])
+                for x, y in zip(v[35:], ref[35:]):
+                    self.assertAlmostEqual(x, y, delta=1e-6 * abs(y))
+        # More small tensors than one batch holds: split over several calls.
+        old = stats.BATCH_MAX
+        try:
+            stats.BATCH_MAX = 100
+            many = stats.detail_stats_many(items)
+            for (g, s), (v, tr, tc) in zip(items, many):
+                self.assertEqual(v[3:35], stats.detail_stats(g, s)[0].tolist()[3:35])
+        finally:
+            stats.BATCH_MAX = old
+
+    def test_does_not_touch_its_input(self):
+        for dtype in (torch.float32, torch.float64):
+            for shape in ([300, 200], [20, 7], [5]):
+                g = torch.randn(*shape, dtype=dtype)
+                g.view(-1)[0] = 0.0
+                before = g.clone()
+                stats.detail_stats(g, shape)
+                stats.detail_stats_many([(g, shape), (g[:1], shape[:1])])
+                self.assertTrue(torch.equal(g, before), (dtype, shape))
+
+
 if __name__ == "__main__":
     unittest.main()
