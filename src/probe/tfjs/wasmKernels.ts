@@ -119,28 +119,17 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
     const info = bu.computeConv2DInfo(x.shape, filterShape, strides, dilations ?? 1, pad, dimRoundingMode, true);
     const xs = args.backend.readSync(x.dataId);
     const g = args.backend.readSync(dy.dataId);
-    const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: CO } = info;
+    const { inChannels: C, outChannels: CO } = info;
     const M = CO / C;
     const [kh, kw] = [filterShape[0], filterShape[1]];
     const out = new Float32Array(kh * kw * C * M);
-    for (let b = 0; b < B; b++)
-      for (let p = 0; p < OH; p++)
-        for (let i = 0; i < kh; i++) {
-          const ih = p * info.strideHeight + i * info.dilationHeight - info.padInfo.top;
-          if (ih < 0 || ih >= H) continue;
-          for (let q = 0; q < OW; q++)
-            for (let j = 0; j < kw; j++) {
-              const iw = q * info.strideWidth + j * info.dilationWidth - info.padInfo.left;
-              if (iw < 0 || iw >= W) continue;
-              const xo = ((b * H + ih) * W + iw) * C;
-              const go = ((b * OH + p) * OW + q) * CO;
-              const fo = (i * kw + j) * C * M;
-              for (let c = 0; c < C; c++) {
-                const xv = xs[xo + c];
-                for (let m = 0; m < M; m++) out[fo + c * M + m] += xv * g[go + c * M + m];
-              }
-            }
-        }
+    forEachTap(info, kh, kw, (xo, go, tap) => {
+      const fo = tap * C * M;
+      for (let c = 0; c < C; c++) {
+        const xv = xs[xo + c];
+        for (let m = 0; m < M; m++) out[fo + c * M + m] += xv * g[go + c * M + m];
+      }
+    });
     return args.backend.makeOutput([kh, kw, C, M], 'float32', undefined, out);
   });
 
@@ -152,29 +141,18 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
     const info = bu.computeConv2DInfo(inputShape, filter.shape, strides, dilations ?? 1, pad, dimRoundingMode, true);
     const f = args.backend.readSync(filter.dataId);
     const g = args.backend.readSync(dy.dataId);
-    const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: CO } = info;
+    const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outChannels: CO } = info;
     const M = CO / C;
     const [kh, kw] = [filter.shape[0], filter.shape[1]];
     const out = new Float32Array(B * H * W * C);
-    for (let b = 0; b < B; b++)
-      for (let p = 0; p < OH; p++)
-        for (let i = 0; i < kh; i++) {
-          const ih = p * info.strideHeight + i * info.dilationHeight - info.padInfo.top;
-          if (ih < 0 || ih >= H) continue;
-          for (let q = 0; q < OW; q++)
-            for (let j = 0; j < kw; j++) {
-              const iw = q * info.strideWidth + j * info.dilationWidth - info.padInfo.left;
-              if (iw < 0 || iw >= W) continue;
-              const xo = ((b * H + ih) * W + iw) * C;
-              const go = ((b * OH + p) * OW + q) * CO;
-              const fo = (i * kw + j) * C * M;
-              for (let c = 0; c < C; c++) {
-                let acc = 0;
-                for (let m = 0; m < M; m++) acc += g[go + c * M + m] * f[fo + c * M + m];
-                out[xo + c] += acc;
-              }
-            }
-        }
+    forEachTap(info, kh, kw, (xo, go, tap) => {
+      const fo = tap * C * M;
+      for (let c = 0; c < C; c++) {
+        let acc = 0;
+        for (let m = 0; m < M; m++) acc += g[go + c * M + m] * f[fo + c * M + m];
+        out[xo + c] += acc;
+      }
+    });
     return args.backend.makeOutput([B, H, W, C], 'float32', undefined, out);
   });
 
@@ -222,12 +200,30 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
   return registered;
 }
 
-/** Reference loops for Conv2DBackpropFilter (NHWC), used where the composition does not apply. */
-function conv2dFilterLoops(backend: WasmBackend, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
+/** Reference loops for Conv2DBackpropFilter (NHWC), used where the composition does not apply (exported for its test). */
+export function conv2dFilterLoops(backend: WasmBackend, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
   const xs = backend.readSync(x.dataId);
   const g = backend.readSync(dy.dataId);
-  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: O, filterHeight: kh, filterWidth: kw } = info;
+  const { inChannels: C, outChannels: O, filterHeight: kh, filterWidth: kw } = info;
   const out = new Float32Array(kh * kw * C * O);
+  forEachTap(info, kh, kw, (xo, go, tap) => {
+    const fo = tap * C * O;
+    for (let c = 0; c < C; c++) {
+      const xv = xs[xo + c];
+      for (let o = 0; o < O; o++) out[fo + c * O + o] += xv * g[go + o];
+    }
+  });
+  return backend.makeOutput([kh, kw, C, O], 'float32', undefined, out);
+}
+
+/**
+ * Every (input pixel, output pixel, filter tap) a 2-D convolution pairs (NHWC; stride, dilation and
+ * padding applied, taps that fall in the padding skipped): `xo` is the input pixel's offset (times
+ * the input channels), `go` the output pixel's (times the output channels), `tap` the filter
+ * position i·kw + j. The kernels above differ only in what they do per pair.
+ */
+function forEachTap(info: ConvInfo, kh: number, kw: number, visit: (xo: number, go: number, tap: number) => void): void {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: CO } = info;
   for (let b = 0; b < B; b++)
     for (let p = 0; p < OH; p++)
       for (let i = 0; i < kh; i++) {
@@ -237,14 +233,7 @@ function conv2dFilterLoops(backend: WasmBackend, x: TensorInfo, dy: TensorInfo, 
           for (let j = 0; j < kw; j++) {
             const iw = q * info.strideWidth + j * info.dilationWidth - info.padInfo.left;
             if (iw < 0 || iw >= W) continue;
-            const xo = ((b * H + ih) * W + iw) * C;
-            const go = ((b * OH + p) * OW + q) * O;
-            const fo = (i * kw + j) * C * O;
-            for (let c = 0; c < C; c++) {
-              const xv = xs[xo + c];
-              for (let o = 0; o < O; o++) out[fo + c * O + o] += xv * g[go + o];
-            }
+            visit(((b * H + ih) * W + iw) * C, ((b * OH + p) * OW + q) * CO, i * kw + j);
           }
       }
-  return backend.makeOutput([kh, kw, C, O], 'float32', undefined, out);
 }

@@ -3,7 +3,7 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { registerMissingWasmKernels } from '../../../src/probe/tfjs/wasmKernels';
+import { conv2dFilterLoops, registerMissingWasmKernels } from '../../../src/probe/tfjs/wasmKernels';
 
 type Tf = typeof tfTypes;
 let tf: Tf;
@@ -73,6 +73,28 @@ describe('wasm backprop kernels', () => {
       assert.ok(relErr(cdk, wdk) < 1e-5, `depthwise dW error ${relErr(cdk, wdk)}`);
     });
   }
+
+  it('the reference loops for Conv2DBackpropFilter (the fallback) match cpu', async () => {
+    for (const c of cases) {
+      await tf.setBackend('cpu');
+      const x = tf.randomNormal([...c.x], 0, 1, 'float32', 5) as tfTypes.Tensor4D;
+      const k = tf.randomNormal([...c.k], 0, 1, 'float32', 6) as tfTypes.Tensor4D;
+      const pad = c.p as 'same';
+      const dy = tf.randomNormal(tf.conv2d(x, k, c.s as number, pad).shape, 0, 1, 'float32', 7);
+      // d/dk Σ conv(x, k)·dy is the filter gradient for the output gradient dy.
+      const want = await tf.grad((kk: tfTypes.Tensor) => tf.conv2d(x, kk as tfTypes.Tensor4D, c.s as number, pad).mul(dy).sum())(k).data();
+      await tf.setBackend('wasm');
+      const [xw, dyw] = [tf.tensor(await x.data(), x.shape), tf.tensor(await dy.data(), dy.shape)];
+      const info = tf.backend_util.computeConv2DInfo(x.shape, [...c.k] as [number, number, number, number], c.s as number, 1, pad, undefined, false, 'channelsLast');
+      const backend = tf.backend() as unknown as Parameters<typeof conv2dFilterLoops>[0];
+      const out = conv2dFilterLoops(backend, xw, dyw, info);
+      const got = backend.readSync(out.dataId) as Float32Array;
+      backend.disposeData(out.dataId);
+      tf.dispose([xw, dyw]);
+      assert.deepEqual(out.shape, [...c.k]);
+      assert.ok(relErr(want, got) < 1e-5, `loops dW error ${relErr(want, got)} for ${JSON.stringify(c)}`);
+    }
+  });
 
   it('gather (embedding) gradient, via UnsortedSegmentSum, matches cpu', async () => {
     await tf.setBackend('cpu');
