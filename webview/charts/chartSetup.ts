@@ -37,6 +37,21 @@ export interface BitmapLayer {
   y1: number;
 }
 
+/** An offscreen bitmap and its layer, spanning the data square 0..1 until the chart sets its extent. */
+export function newBitmapLayer(): BitmapLayer & { image: HTMLCanvasElement } {
+  return { image: document.createElement('canvas'), x0: 0, x1: 1, y0: 0, y1: 1 };
+}
+
+/** A chart's canvas (role img) in its sizing wrapper (`.gs-chart-wrap`), not yet attached. */
+export function chartCanvas(): { wrap: HTMLDivElement; canvas: HTMLCanvasElement } {
+  const wrap = document.createElement('div');
+  wrap.className = 'gs-chart-wrap';
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('role', 'img');
+  wrap.append(canvas);
+  return { wrap, canvas };
+}
+
 /** Draws `get()`'s bitmap under the datasets, and records the chart area on the canvas (data-area) so tests and tools can locate cells. */
 export function bitmapPlugin(get: () => BitmapLayer | null): Plugin {
   return {

@@ -3,7 +3,7 @@
 // then +Inf), with power-of-two bucket sizes so that appending steps only recomputes the last
 // buckets and a growing run re-buckets by merging pairs instead of rescanning the matrix.
 import type { ChartOptions, Chart } from 'chart.js';
-import { axisStyle, bitmapPlugin, ensureChartJs, type BitmapLayer } from './chartSetup';
+import { axisStyle, bitmapPlugin, chartCanvas, ensureChartJs, newBitmapLayer } from './chartSetup';
 import { HeatmapMatrix, MISSING } from './heatmapMatrix';
 import { cividisLut, lutCss, packRgba, toRgba, type Palette } from './theme';
 
@@ -72,24 +72,21 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
   let matrix = data;
 
   el.classList.add('gs-heatmap');
-  const wrap = document.createElement('div');
-  wrap.className = 'gs-chart-wrap';
-  const canvas = document.createElement('canvas');
+  const { wrap, canvas } = chartCanvas();
   canvas.tabIndex = 0;
-  canvas.setAttribute('role', 'img');
   const tip = document.createElement('div');
   tip.className = 'gs-tooltip';
   tip.setAttribute('role', 'status');
   tip.hidden = true;
   const legend = document.createElement('div');
   legend.className = 'gs-colorbar';
-  wrap.append(canvas, tip);
+  wrap.append(tip);
   el.append(wrap, legend);
 
   const lut = cividisLut();
   let colors = paletteColors(opts.palette);
-  const image = document.createElement('canvas');
-  const layer: BitmapLayer = { image, x0: 0, x1: 1, y0: 0, y1: 1 };
+  const layer = newBitmapLayer();
+  const { image } = layer;
 
   // Reduction state.
   let reduced = new Float32Array(0);

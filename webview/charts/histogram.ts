@@ -1,7 +1,7 @@
 // One tensor's log10 |g| histogram over time: a steps × bins image (one column per histogram row,
 // y = log10 |g| on a common grid), drawn as a bitmap under Chart.js axes.
 import type { ChartOptions } from 'chart.js';
-import { axisStyle, bitmapChart, type BitmapLayer } from './chartSetup';
+import { axisStyle, bitmapChart, chartCanvas, newBitmapLayer } from './chartSetup';
 import { cividisLut, type Palette } from './theme';
 
 export interface HistogramRow {
@@ -68,13 +68,9 @@ export function renderHistogramOverTime(el: HTMLElement, data: readonly Histogra
   let opts = options;
   let rows = data;
   const lut = cividisLut();
-  const image = document.createElement('canvas');
-  const layer: BitmapLayer = { image, x0: 0, x1: 1, y0: 0, y1: 1 };
-  const canvas = document.createElement('canvas');
-  canvas.setAttribute('role', 'img');
-  const wrap = document.createElement('div');
-  wrap.className = 'gs-chart-wrap';
-  wrap.append(canvas);
+  const layer = newBitmapLayer();
+  const { image } = layer;
+  const { wrap, canvas } = chartCanvas();
   el.append(wrap);
 
   function paint(): void {

@@ -3,7 +3,7 @@
 // Chart.js decimation (parsing: false, linear x). Non-finite points are never dropped: they break
 // the line and are marked at the top edge (NaN, +Inf) or bottom edge (-Inf, and 0 on the log axis).
 import type { ChartOptions, Chart, ChartDataset, Plugin } from 'chart.js';
-import { axisStyle, ensureChartJs } from './chartSetup';
+import { axisStyle, chartCanvas, ensureChartJs } from './chartSetup';
 import type { Palette } from './theme';
 
 /** One curve. values may hold NaN / ±Inf. steps ascend. */
@@ -83,11 +83,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
   let markSets: { marks: Mark[]; color: string }[] = [];
 
   el.classList.add('gs-norms');
-  const wrap = document.createElement('div');
-  wrap.className = 'gs-chart-wrap';
-  const canvas = document.createElement('canvas');
-  canvas.setAttribute('role', 'img');
-  wrap.append(canvas);
+  const { wrap, canvas } = chartCanvas();
   el.append(wrap);
 
   const markers: Plugin = {

@@ -1,6 +1,6 @@
 // The gradient thumbnail of one tensor at one step: a rows × cols image of log10 |g|.
 import type { ChartOptions } from 'chart.js';
-import { axisStyle, bitmapChart, type BitmapLayer } from './chartSetup';
+import { axisStyle, bitmapChart, chartCanvas, newBitmapLayer } from './chartSetup';
 import type { ChartHandle } from './histogram';
 import { cividisLut, packRgba, toRgba, type Palette } from './theme';
 
@@ -20,13 +20,9 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
   let opts = options;
   let thumb = data;
   const lut = cividisLut();
-  const image = document.createElement('canvas');
-  const layer: BitmapLayer = { image, x0: 0, x1: 1, y0: 0, y1: 1 };
-  const canvas = document.createElement('canvas');
-  canvas.setAttribute('role', 'img');
-  const wrap = document.createElement('div');
-  wrap.className = 'gs-chart-wrap';
-  wrap.append(canvas);
+  const layer = newBitmapLayer();
+  const { image } = layer;
+  const { wrap, canvas } = chartCanvas();
   el.append(wrap);
   let range: [number, number] = [0, 1];
 
