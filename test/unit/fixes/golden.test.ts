@@ -14,13 +14,14 @@ import { basename, extname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { activationFromSource } from '../../../src/core/analysis/activation';
 import { Analyzer } from '../../../src/core/analysis/analyzer';
-import type { Finding, FindingKind } from '../../../src/core/analysis/finding';
+import type { Finding } from '../../../src/core/analysis/finding';
 import { parse, syntaxErrors } from '../../../src/core/fixes/ast';
 import { computeFix } from '../../../src/core/fixes/index';
 import { globalNormsOf } from '../../../src/core/fixes/measure';
 import type { FixResult } from '../../../src/core/fixes/types';
 import type { TensorInfo } from '../../../src/core/protocol/messages';
 import { readRunFile } from '../../../src/core/store/runFile';
+import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture, repoRoot } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
@@ -108,31 +109,6 @@ describe('fix engine: every remedy of every finding of the recorded runs', () =>
 
 // --- Script shapes ------------------------------------------------------------------------------
 
-interface CaseFix {
-  name: string;
-  remedy: string;
-  finding: { kind: FindingKind; line?: number; column?: number; layer?: string; step?: number; evidence?: Record<string, number | string | null> };
-  globalNorms?: (number | null)[];
-}
-
-function makeFinding(file: string, c: CaseFix): Finding {
-  const g = c.finding;
-  const layer = g.layer ?? (g.line ? 'layer' : null);
-  return {
-    id: `${g.kind}:${layer ?? 'global'}`,
-    kind: g.kind,
-    severity: 'error',
-    step: g.step ?? 0,
-    stepRange: [0, g.step ?? 0],
-    tensors: [],
-    layer,
-    source: g.line ? { file, line: g.line, column: g.column ?? 1 } : null,
-    message: '',
-    evidence: g.evidence ?? {},
-    remedies: [{ id: c.remedy, title: '' }],
-  };
-}
-
 describe('fix engine: script shapes', () => {
   const shapesDir = fixture('fixes', 'shapes');
   for (const dirName of readdirSync(shapesDir).sort()) {
@@ -145,7 +121,7 @@ describe('fix engine: script shapes', () => {
     for (const c of spec.fixes) {
       it(`${dirName}: ${c.name} (${c.remedy})`, () => {
         const text = readFileSync(file, 'utf8');
-        const f = makeFinding(file, c);
+        const f = makeFinding(file, c, 'layer');
         const ctx = { file, globalNorms: c.globalNorms?.map((x) => x ?? NaN), version: 7 };
         const r = computeFix(text, f, c.remedy, ctx);
         checkGolden(dir, c.name, ext, file, text, r);

@@ -8,41 +8,17 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import type { Finding, FindingKind } from '../../../src/core/analysis/finding';
+import type { Finding } from '../../../src/core/analysis/finding';
 import { computeFix, prepareFixes, SUPPORTED_REMEDIES } from '../../../src/core/fixes/index';
 import { computePythonFix, pythonParserReady } from '../../../src/core/fixes/python/index';
 import { parsePython, wasmDir } from '../../../src/core/fixes/python/parser';
 import { errorCount } from '../../../src/core/fixes/python/syntax';
 import type { FixResult } from '../../../src/core/fixes/types';
+import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
 const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init']);
-
-interface CaseFix {
-  name: string;
-  remedy: string;
-  finding: { kind: FindingKind; line?: number; column?: number; layer?: string; step?: number; evidence?: Record<string, number | string | null> };
-  globalNorms?: (number | null)[];
-}
-
-function makeFinding(file: string, c: CaseFix): Finding {
-  const g = c.finding;
-  const layer = g.layer ?? null;
-  return {
-    id: `${g.kind}:${layer ?? 'global'}`,
-    kind: g.kind,
-    severity: 'error',
-    step: g.step ?? 0,
-    stepRange: [0, g.step ?? 0],
-    tensors: [],
-    layer,
-    source: g.line ? { file, line: g.line, column: g.column ?? 1 } : null,
-    message: '',
-    evidence: g.evidence ?? {},
-    remedies: [{ id: c.remedy, title: '' }],
-  };
-}
 
 function parsesClean(text: string): number {
   const tree = parsePython(text);
