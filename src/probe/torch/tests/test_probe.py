@@ -429,11 +429,12 @@ class DetailTierTest(TempDirMixin, unittest.TestCase):
     """The detail tier of CPU gradients, computed on the probe's background thread."""
 
     def test_values_equal_a_naive_computation_on_the_gradients_the_script_saw(self):
-        path = self.script("train.py", """
+        path = self.script("train.py", FIND_PROBE + """
 import sys, torch
 from torch import nn
-if sys.argv[2] == "background":
-    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+background = sys.argv[2] == "background"
+if not background:  # every step's detail inline, on the training thread (FIND_PROBE set 0: all in the background)
+    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 1 << 40
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(40, 1000), nn.ReLU(), nn.Linear(1000, 70), nn.ReLU(), nn.Linear(70, 3))
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -443,8 +444,12 @@ for i in range(4):
     opt.zero_grad()
     model(x).pow(2).mean().backward()
     opt.step()
+    # Each job done before the next detail step, however loaded the machine: none is skipped as busy.
+    worker = the_probe()._worker if background else None
+    if worker is not None:
+        worker.wait_idle(60)
     seen.append([p.grad.detach().clone().tolist() for p in model.parameters()])
-torch.save(seen, sys.argv[1])
+torch.save({"seen": seen, "worker": the_probe()._worker is not None}, sys.argv[1])
 """)
         for where in ("background", "training thread"):
             with self.subTest(where=where):
@@ -455,7 +460,9 @@ torch.save(seen, sys.argv[1])
         out = os.path.join(self.tmp, "grads.pt")
         r = run_probe(path, args=[out, where], env={"GRADSCOPE_DETAIL_EVERY": "2"})
         self.assertWellFormed(r)
-        seen = torch.load(out)
+        saved = torch.load(out)
+        seen = saved["seen"]
+        self.assertEqual(saved["worker"], where == "background", "the detail tier ran where the subtest says")
         details = r.of("detail")
         steps = sorted({d["step"] for d in details})
         self.assertEqual([s for s in steps if s % 2 == 0], [0, 2])  # (and any anomaly's step)
