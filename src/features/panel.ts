@@ -2,6 +2,7 @@
 // and `GradScope: Open Run…` bring it back, and VS Code restores it after a reload (serializer).
 // While no run is live, it follows the active editor: switching to a script shows that script's
 // latest run (so the hover, the squiggles and the panel speak of the same run).
+import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { Analyzer } from '../core/analysis/analyzer';
@@ -9,7 +10,7 @@ import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
 import { prepareFixes } from '../core/fixes/index';
-import { listRuns, readRunFileAsync } from '../core/store/runFile';
+import { listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
@@ -98,12 +99,13 @@ export class PanelFeature implements vscode.Disposable {
     if (!vscode.workspace.getConfiguration('gradscope').get<boolean>('panel.followEditor', true)) return;
     const file = uri.fsPath;
     if (p.shown?.script === file || this.ctx.runs.current()) return;
-    // The run whose findings the editor shows for this file, else the newest saved one.
+    // The run whose findings the editor shows for this file (its file named by its id, no listing),
+    // else the newest saved run of this script.
     const diagnosed = this.ctx.diagnostics?.runs().find((r) => r.run.script === file);
-    const refs = listRuns(this.runDir).filter((r) => r.meta.script === file);
-    const ref = (diagnosed && refs.find((r) => r.meta.runId === diagnosed.run.runId)) ?? refs[0];
-    if (!ref) return;
-    const source = await this.loadRun(ref.path);
+    const known = diagnosed ? runFilePath(this.runDir, diagnosed.run.runId) : null;
+    const path = known && existsSync(known) ? known : listRuns(this.runDir).find((r) => r.meta.script === file)?.path;
+    if (!path) return;
+    const source = await this.loadRun(path);
     // The user may have moved on (or started a run) while the file was read.
     if (this.panel !== p || this.ctx.runs.current() || vscode.window.activeTextEditor?.document.uri.fsPath !== file) return;
     p.show(source, false);
