@@ -143,3 +143,92 @@ describe('python fix engine: dispatch and loading', () => {
     if (r.ok) assert.equal(r.after, 'import torch\nm = torch.nn.Linear(2, 2)\ntorch.nn.init.xavier_uniform_(m.weight)\n');
   });
 });
+
+describe('python fix engine: where the learning rate is written', () => {
+  before(async () => {
+    await prepareFixes('train.py');
+  });
+
+  const global: Finding = { id: 'x', kind: 'exploding-gradient', severity: 'error', step: 0, stepRange: [0, 0], tensors: [], layer: null, source: null, message: '', evidence: {}, remedies: [] };
+  const lower = (text: string): FixResult => computeFix(text, global, 'lower-lr', { file: '/tmp/train.py' });
+  const head = 'import argparse\nimport torch\nm = torch.nn.Linear(2, 2)\np = argparse.ArgumentParser()\n';
+
+  const cases: { name: string; text: string; edited: string | RegExp; title?: RegExp }[] = [
+    { name: 'a numeric string default keeps its quotes', text: `${head}p.add_argument("--lr", type=float, default="0.1")\nargs = p.parse_args()\nopt = torch.optim.SGD(m.parameters(), lr=args.lr)\n`, edited: 'default="0.01"', title: /lower the default of --lr from "0\.1" to "0\.01"/ },
+    { name: 'set_defaults overrides the add_argument default', text: `${head}p.add_argument("--lr", type=float, default=0.1)\np.set_defaults(lr=0.3)\nargs = p.parse_args()\nopt = torch.optim.SGD(m.parameters(), lr=args.lr)\n`, edited: 'p.set_defaults(lr=0.03)', title: /set_defaults on line 6/ },
+    { name: 'vars(parse_args()) and a subscript', text: `${head}p.add_argument("--base-lr", type=float, default=2e-3)\ncfg = vars(p.parse_args())\nopt = torch.optim.Adam(m.parameters(), lr=cfg["base_lr"])\n`, edited: 'default=2e-4' },
+    { name: 'parse_known_args into a tuple', text: `${head}p.add_argument("-l", "--lr", dest="learning_rate", type=float, default=0.5)\nargs, rest = p.parse_known_args()\nopt = torch.optim.SGD(m.parameters(), lr=args.learning_rate)\n`, edited: 'default=0.05' },
+    { name: 'a constant used as the argparse default', text: `${head}LR = 0.4\np.add_argument("--lr", type=float, default=LR)\nargs = p.parse_args()\nopt = torch.optim.SGD(m.parameters(), lr=args.lr)\n`, edited: 'LR = 0.04', title: /a --lr given on the command line still wins/ },
+    { name: 'a dict literal config', text: 'import torch\nm = torch.nn.Linear(2, 2)\nconfig = {"lr": 0.2, "epochs": 3}\nopt = torch.optim.SGD(m.parameters(), lr=config["lr"])\n', edited: '{"lr": 0.02, "epochs": 3}', title: /config\["lr"\] = 0\.2 → 0\.02/ },
+    { name: 'float() around a name', text: 'import os\nimport torch\nm = torch.nn.Linear(2, 2)\nLR = "0.3"\nopt = torch.optim.SGD(m.parameters(), lr=float(LR))\n', edited: 'LR = "0.03"' },
+    { name: 'a parsed namespace passed into main(args)', text: `${head}p.add_argument("--lr", type=float, default=0.1)\n\n\ndef main(args):\n    return torch.optim.SGD(m.parameters(), lr=args.lr)\n\n\nmain(p.parse_args())\n`, edited: 'default=0.01' },
+    { name: 'an attribute of an unknown object is divided at the use site, and the title says so', text: 'import torch\nimport yaml\nm = torch.nn.Linear(2, 2)\ncfg = yaml.safe_load(open("c.yaml"))\nopt = torch.optim.SGD(m.parameters(), lr=cfg.lr)\n', edited: 'lr=cfg.lr / 10', title: /scales whatever value cfg\.lr has/ },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const r = lower(c.text);
+      assert.ok(r.ok, r.ok ? '' : r.reason);
+      if (!r.ok) return;
+      if (typeof c.edited === 'string') assert.ok(r.after.includes(c.edited), `${c.edited} in:\n${r.after}`);
+      else assert.match(r.after, c.edited);
+      assert.equal(r.edits.length, 1);
+      if (c.title) assert.match(r.title, c.title);
+    });
+  }
+
+  it('two declarations of the same destination are refused', () => {
+    const r = lower(`${head}p.add_argument("--lr", type=float, default=0.1)\nq = argparse.ArgumentParser()\nq.add_argument("--lr", type=float, default=0.2)\nargs = p.parse_args()\nopt = torch.optim.SGD(m.parameters(), lr=args.lr)\n`);
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.match(r.reason, /2 command-line arguments store into lr/);
+  });
+});
+
+describe('python fix engine: a keyword added to a framework call keeps its layout', () => {
+  before(async () => {
+    await prepareFixes('train.py');
+  });
+
+  const global: Finding = { id: 'x', kind: 'exploding-gradient', severity: 'error', step: 0, stepRange: [0, 0], tensors: [], layer: null, source: null, message: '', evidence: {}, remedies: [] };
+  const hfLower = (args: string): FixResult => computeFix(`from transformers import TrainingArguments\nargs = ${args}\n`, global, 'lower-lr', { file: '/tmp/train.py' });
+
+  const layouts: [string, string, string][] = [
+    ['empty call', 'TrainingArguments()', 'TrainingArguments(learning_rate=5e-6)'],
+    ['one line', 'TrainingArguments("out", max_steps=3)', 'TrainingArguments("out", max_steps=3, learning_rate=5e-6)'],
+    ['hanging indent closed on the last line', 'TrainingArguments("out",\n                         max_steps=3)', 'TrainingArguments("out",\n                         max_steps=3, learning_rate=5e-6)'],
+    ['one per line with a trailing comma and a comment', 'TrainingArguments(\n    "out",\n    max_steps=3,  # short\n)', 'TrainingArguments(\n    "out",\n    max_steps=3,  # short\n    learning_rate=5e-6,\n)'],
+    ['one per line without a trailing comma, a comment on the last', 'TrainingArguments(\n    "out",\n    max_steps=3  # short\n)', 'TrainingArguments(\n    "out",\n    max_steps=3,  # short\n    learning_rate=5e-6\n)'],
+  ];
+  for (const [name, call, want] of layouts) {
+    it(name, () => {
+      const r = hfLower(call);
+      assert.ok(r.ok, r.ok ? '' : r.reason);
+      if (r.ok) assert.equal(r.after, `from transformers import TrainingArguments\nargs = ${want}\n`);
+    });
+  }
+
+  it('a Lightning Trainer built on one line of a function body and used by a plain function elsewhere', () => {
+    const text = 'import torch\nimport pytorch_lightning as pl\n\n\ndef fit(model, lr=0.5):\n    return torch.optim.SGD(model.parameters(), lr=lr)\n\n\ndef main(model):\n    pl.Trainer(max_epochs=1).fit(model)\n';
+    const clip = computeFix(text, global, 'clip-global-norm', { file: '/tmp/train.py', globalNorms: [3, 3, 3] });
+    assert.ok(clip.ok, clip.ok ? '' : clip.reason);
+    if (clip.ok) assert.ok(clip.after.includes('pl.Trainer(max_epochs=1, gradient_clip_val=6).fit(model)'));
+    // `trainer.fit(model)` is not a call of the script's `fit`: the parameter's default is the value.
+    const lr = computeFix(text, global, 'lower-lr', { file: '/tmp/train.py' });
+    assert.ok(lr.ok && lr.after.includes('def fit(model, lr=0.05):'), lr.ok ? lr.after : lr.reason);
+  });
+
+  it('save_hyperparameters(ignore=[…]) does not store the ignored name', () => {
+    const text = 'import torch\nimport lightning as L\n\n\nclass M(L.LightningModule):\n    def __init__(self, lr=0.1):\n        super().__init__()\n        self.save_hyperparameters(ignore=["lr"])\n        self.f = torch.nn.Linear(2, 2)\n\n    def configure_optimizers(self):\n        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)\n';
+    const r = computeFix(text, global, 'lower-lr', { file: '/tmp/train.py' });
+    assert.ok(r.ok && r.after.includes('lr=self.hparams.lr / 10'), r.ok ? r.after : r.reason);
+  });
+
+  it('a module that already clips in on_before_optimizer_step is not clipped again', () => {
+    const text = 'import torch\nimport lightning as L\n\n\nclass M(L.LightningModule):\n    def on_before_optimizer_step(self, optimizer):\n        torch.nn.utils.clip_grad_norm_(self.parameters(), 1.0)\n\n\nL.Trainer().fit(M())\n';
+    const r = computeFix(text, global, 'clip-global-norm', { file: '/tmp/train.py', globalNorms: [3, 3, 3] });
+    assert.equal(r.ok, false);
+    if (!r.ok) {
+      assert.equal(r.alreadyApplied, true);
+      assert.match(r.reason, /already clips its gradients \(torch\.nn\.utils\.clip_grad_norm_\(…\) on line 7\)/);
+    }
+  });
+});

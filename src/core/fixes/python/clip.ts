@@ -36,6 +36,28 @@ interface StepSite {
   receiver: string;
   /** `scaler.step(opt)`: the scaler's text. */
   scaler: string | null;
+  /** The step runs inside this function (`@torch.compile def fn(): opt.step()`), and `call` is a call of it. */
+  via?: { name: string; step: SyntaxNode };
+}
+
+/**
+ * A step inside a small function with no backward of its own (PyTorch's "compiling the optimizer"
+ * recipe: `@torch.compile def fn(): opt.step()`, then `loss.backward(); fn()`): the calls of that
+ * function that follow a backward, where the clip goes instead. Null when the step is not in such a function.
+ */
+function wrapperCalls(root: SyntaxNode, st: StepSite): StepSite[] | null {
+  const fn = enclosingFunction(st.call);
+  const name = fn?.childForFieldName('name')?.text;
+  if (!fn || !name || enclosingClass(fn) || hasCall(fn.childForFieldName('body')!, isBackward)) return null;
+  const out: StepSite[] = [];
+  for (const c of calls(root)) {
+    const f = c.childForFieldName('function');
+    if (f?.type !== 'identifier' || f.text !== name || argumentsOf(c).all.length > 0) continue;
+    const stmt = statementOf(c);
+    if (!stmt || !(precedingBackward(stmt) || backwardBefore(stmt))) continue;
+    out.push({ ...st, call: c, stmt, via: { name, step: st.call } });
+  }
+  return out.length ? out : null;
 }
 
 function isBackward(c: SyntaxNode): boolean {
@@ -170,7 +192,7 @@ export function computeClipPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   if ('reason' in picked) return { ok: false, reason: picked.reason };
   const site = picked.site;
   const where = describeOptimizer(site);
-  const steps = stepCalls(root, site, allSites === 1);
+  const steps = stepCalls(root, site, allSites === 1).flatMap((st) => (precedingBackward(st.stmt) || backwardBefore(st.stmt) ? [st] : wrapperCalls(root, st) ?? [st]));
   if (steps.length === 0) {
     return { ok: false, reason: site.target ? `no ${site.target}.step() call for ${where} in this file (the training loop may be in another file or a library)` : `the optimizer (${where}) is not assigned to a name, so its step() call cannot be found` };
   }
@@ -183,7 +205,7 @@ export function computeClipPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   const edits: TextEdit[] = [];
   const done: string[] = [];
   const refused: string[] = [];
-  const lines: number[] = [];
+  const lines: string[] = [];
   const allCalls = calls(root);
   for (const st of steps) {
     const stepLine = lineOf(st.call);
@@ -229,7 +251,7 @@ export function computeClipPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
     if (st.scaler && !unscaled) block_ += `${indent}${st.scaler}.unscale_(${st.receiver})${layout.eol}`;
     block_ += `${indent}${clipName}(${params}, max_norm=${maxText})${layout.eol}`;
     edits.push({ start: at.pos, end: at.pos, newText: at.prefix + block_ });
-    lines.push(stepLine);
+    lines.push(st.via ? `${stepLine} (the call of ${st.via.name}(), which runs ${st.via.step.text} on line ${lineOf(st.via.step)})` : `${stepLine}`);
   }
   if (edits.length === 0) {
     if (done.length && refused.length === 0) return { ok: false, alreadyApplied: true, reason: `the gradients are already clipped before ${done.join(', ')}` };

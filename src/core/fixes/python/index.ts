@@ -2,6 +2,8 @@
 // offset edits and the text after), computed on a Tree-sitter syntax tree of the script. Edits
 // insert or replace the least text they can; new lines take the indentation of the block they go
 // in (spaces or tabs, as written) and the file's line ending; comments and formatting stay.
+// Under PyTorch Lightning and the Hugging Face Trainer the remedies are written in their idiom
+// (framework.ts, trainer.ts): Trainer(gradient_clip_val=…), TrainingArguments(max_grad_norm=…, learning_rate=…).
 // The parser is wasm and loads asynchronously: `loadPythonParser()` must have resolved before
 // `computePythonFix` can compute anything (until then it answers ok:false and starts loading).
 import type { Finding, RemedyId } from '../../analysis/finding';
@@ -11,9 +13,11 @@ import { computeClipPy } from './clip';
 import { computeGuardLossPy } from './guardLoss';
 import { computeInitPy } from './init';
 import { computeLrPy } from './lr';
+import { frameworkOf, type Framework } from './framework';
 import { findOptimizers } from './optimizer';
 import { loadPythonParser, parsePython, pythonParserError, pythonParserReady } from './parser';
-import { errorCount, layoutOf, torchBindings } from './syntax';
+import { errorCount, layoutOf, torchBindings, type Bindings, type Layout, type SyntaxNode } from './syntax';
+import { computeHfClip, computeLightningClip } from './trainer';
 import type { Outcome } from './types';
 
 export { loadPythonParser, pythonParserReady };
@@ -36,9 +40,10 @@ export function computePythonFix(text: string, finding: Finding, remedy: RemedyI
     beforeErrors = errorCount(root);
     const b = torchBindings(root);
     const layout = layoutOf(text, root);
+    const fw = frameworkOf(root);
     switch (remedy) {
       case 'clip-global-norm':
-        out = computeClipPy(root, b, layout, finding, ctx, findOptimizers(root, b).length);
+        out = computeClipFor(root, b, layout, finding, ctx, fw);
         break;
       case 'he-init':
         out = computeInitPy(root, b, layout, finding, 'he');
@@ -50,10 +55,10 @@ export function computePythonFix(text: string, finding: Finding, remedy: RemedyI
         out = computeInitPy(root, b, layout, finding, 'zero-bias');
         break;
       case 'lower-lr':
-        out = computeLrPy(root, b, finding, 'lower');
+        out = computeLrPy(root, b, layout, finding, 'lower', fw);
         break;
       case 'raise-lr':
-        out = computeLrPy(root, b, finding, 'raise');
+        out = computeLrPy(root, b, layout, finding, 'raise', fw);
         break;
       case 'guard-loss':
         out = computeGuardLossPy(root, b, finding);
@@ -75,4 +80,26 @@ export function computePythonFix(text: string, finding: Finding, remedy: RemedyI
   if (afterErrors > beforeErrors) return { ok: false, remedy, reason: `internal error: the edit would not parse (${out.title})` };
   const edits = [...out.edits].sort((a, b) => a.start - b.start);
   return { ok: true, remedy, title: out.title, edits, after, ...(ctx.version !== undefined ? { version: ctx.version } : {}) };
+}
+
+/** Clipping in the script's idiom: the Lightning Trainer's or TrainingArguments' threshold, else clip_grad_norm_ before each step. */
+function computeClipFor(root: SyntaxNode, b: Bindings, layout: Layout, finding: Finding, ctx: FixContext, fw: Framework): Outcome {
+  switch (fw.kind) {
+    case 'lightning': {
+      const out = computeLightningClip(root, layout, fw, finding, ctx);
+      if (out.ok || fw.trainers.length > 0) return out;
+      // A LightningModule with no Trainer here may be stepped by a plain loop in this file.
+      const plain = computeClipPy(root, b, layout, finding, ctx, findOptimizers(root, b).length);
+      return plain.ok || plain.alreadyApplied ? plain : out;
+    }
+    case 'hf': {
+      const out = computeHfClip(root, layout, fw, finding, ctx);
+      if (out.ok || fw.args.length > 0 || fw.trainers.length > 0) return out;
+      // HfArgumentParser feeding a loop of the script's own (no Trainer here).
+      const plain = computeClipPy(root, b, layout, finding, ctx, findOptimizers(root, b).length);
+      return plain.ok || plain.alreadyApplied ? plain : out;
+    }
+    case 'plain':
+      return computeClipPy(root, b, layout, finding, ctx, findOptimizers(root, b).length);
+  }
 }

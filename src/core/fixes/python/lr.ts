@@ -1,13 +1,23 @@
 // lower-lr (÷10 to ÷1000) / raise-lr (×10 to ×1000, from the run) for PyTorch: the `lr` of the optimizer's
-// constructor (keyword or second positional argument). A literal is rewritten; a name bound to a
-// literal (`LR = 0.5`, at module level or in the enclosing function) is edited where it is bound;
-// any other expression is divided/multiplied in place; a left-out lr gets `lr=<default ÷ 10>`.
+// constructor (keyword or second positional argument), changed where its value is written (value.ts):
+// a literal is rewritten; `LR = 0.5` where it is bound; `args.lr` at the default of `--lr` in its
+// add_argument (dividing at the use site would also divide whatever the user passes); a
+// LightningModule's `self.hparams.lr` / `self.lr` at its `__init__` default or at the argument its
+// instantiation passes. Any other expression is divided/multiplied in place; a left-out lr gets
+// `lr=<default ÷ 10>`. Under the Hugging Face Trainer the learning rate is
+// `TrainingArguments(learning_rate=…)` (5e-5 when left out), unless the Trainer is given its own optimizer.
 import type { Finding } from '../../analysis/finding';
 import { formatNumber } from '../ast';
 import { lowerFactor, raiseFactor } from '../lr';
-import { DEFAULT_LR, describeOptimizer, pickOptimizer } from './optimizer';
-import { argumentsOf, enclosingFunction, isPrimary, lineOf, named, statementsOf, type Bindings, type SyntaxNode } from './syntax';
+import { hfOwnOptimizer, type Framework } from './framework';
+import { DEFAULT_LR, describeOptimizer, findOptimizers, pickOptimizer } from './optimizer';
+import { addKeyword, keywordOf } from './trainer';
+import { argumentsOf, enclosingFunction, isPrimary, lineOf, type Bindings, type Layout, type SyntaxNode } from './syntax';
 import type { Outcome } from './types';
+import { changePhrase, formatWritten, originWhere, resolveValue } from './value';
+
+/** Hugging Face TrainingArguments' learning_rate when it is not given. */
+export const HF_DEFAULT_LR = 5e-5;
 
 /** The numeric value of a literal (`0.5`, `1e-3`, `(0.1)`), or null. */
 export function literalValue(n: SyntaxNode): { value: number; node: SyntaxNode } | null {
@@ -18,81 +28,102 @@ export function literalValue(n: SyntaxNode): { value: number; node: SyntaxNode }
   return Number.isFinite(v) && !/[jJ]$/.test(x.text) ? { value: v, node: x } : null;
 }
 
-/** The single `name = <literal>` binding visible from `from` (its function, then the module). */
-function bindingOf(root: SyntaxNode, from: SyntaxNode, name: string): SyntaxNode | 'several' | null {
-  const scopes: SyntaxNode[] = [];
-  const fn = enclosingFunction(from);
-  if (fn?.childForFieldName('body')) scopes.push(fn.childForFieldName('body')!);
-  scopes.push(root);
-  for (const scope of scopes) {
-    const found: SyntaxNode[] = [];
-    const visit = (block: SyntaxNode): void => {
-      for (const s of statementsOf(block)) {
-        if (s.type === 'expression_statement') {
-          const a = s.firstNamedChild;
-          if (a?.type === 'assignment' && a.childForFieldName('left')?.type === 'identifier' && a.childForFieldName('left')!.text === name) found.push(a);
-          if (a?.type === 'augmented_assignment' && a.childForFieldName('left')?.text === name) found.push(a);
-        } else if (s.type === 'if_statement' || s.type === 'with_statement' || s.type === 'try_statement') {
-          // `if __name__ == "__main__":` blocks hold most scripts' constants.
-          for (const c of named(s)) if (c.type === 'block') visit(c);
-          for (const c of named(s)) for (const d of named(c)) if (d.type === 'block') visit(d);
-        }
-      }
-    };
-    visit(scope);
-    if (found.length > 1) return 'several';
-    if (found.length === 1) return found[0].type === 'assignment' ? found[0] : 'several';
-    // A parameter of the function shadows the module's binding.
-    if (scope !== root && fn) {
-      const params = fn.childForFieldName('parameters');
-      if (params && named(params).some((p) => (p.type === 'identifier' ? p.text : p.childForFieldName('name')?.text ?? p.namedChild(0)?.text) === name)) return null;
-    }
-  }
-  return null;
+interface Direction {
+  direction: 'lower' | 'raise';
+  factor: number;
+  scale(x: number): number;
+  op: '/' | '*';
+  /** `Lower the learning rate ÷10` */
+  verb: string;
 }
 
-export function computeLrPy(root: SyntaxNode, b: Bindings, finding: Finding, direction: 'lower' | 'raise'): Outcome {
-  const picked = pickOptimizer(root, b, finding);
-  if ('reason' in picked) return { ok: false, reason: picked.reason };
-  const site = picked.site;
+function directionOf(finding: Finding, direction: 'lower' | 'raise'): Direction {
   const factor = direction === 'lower' ? lowerFactor(finding) : raiseFactor(finding);
-  const scale = (x: number): number => (direction === 'lower' ? x / factor : x * factor);
-  const op = direction === 'lower' ? '/' : '*';
-  const verb = `${direction === 'lower' ? 'Lower' : 'Raise'} the learning rate ${direction === 'lower' ? '÷' : '×'}${factor}`;
-  const where = describeOptimizer(site);
+  return {
+    direction,
+    factor,
+    scale: (x: number): number => (direction === 'lower' ? x / factor : x * factor),
+    op: direction === 'lower' ? '/' : '*',
+    verb: `${direction === 'lower' ? 'Lower' : 'Raise'} the learning rate ${direction === 'lower' ? '÷' : '×'}${factor}`,
+  };
+}
+
+/**
+ * Changes the learning rate given by expression `lr` (used by `usedBy`) where its value is written.
+ * `atUse`: how a change of a literal at the use site is said (`TrainingArguments(learning_rate=2e-4 → 2e-5) on line 4`).
+ */
+function changeLr(root: SyntaxNode, lr: SyntaxNode, usedBy: string, d: Direction, atUse?: (old: string, nu: string) => string): Outcome {
+  const r = resolveValue(root, lr);
+  if (r && !r.ok) {
+    return { ok: false, reason: `the learning rate ${lr.text} (${usedBy}): ${r.reason}; ${d.direction === 'lower' ? 'lower' : 'raise'} it by hand (${d.direction === 'lower' ? '÷' : '×'}${d.factor})` };
+  }
+  if (r && r.ok && r.written.value !== null && r.written.value > 0) {
+    const w = r.written;
+    const nv = formatWritten(w, d.scale(w.value!));
+    const phrase = changePhrase(w, nv, d.direction);
+    const at = originWhere(w);
+    const tail = [at ? `${at}, used by ${usedBy}` : usedBy, ...w.notes].join('; ');
+    const title = w.origin.kind === 'literal' && atUse ? `${d.verb}: ${atUse(w.node.text, nv)}` : `${d.verb}: ${phrase} (${tail})`;
+    return { ok: true, title, edits: [{ start: w.node.startIndex, end: w.node.endIndex, newText: nv }] };
+  }
+  const wrapped = isPrimary(lr) ? lr.text : `(${lr.text})`;
+  return { ok: true, title: `${d.verb}: ${lr.text} → ${wrapped} ${d.op} ${d.factor} (${usedBy}; this scales whatever value ${lr.text} has when the script runs)`, edits: [{ start: lr.startIndex, end: lr.endIndex, newText: `${wrapped} ${d.op} ${d.factor}` }] };
+}
+
+export function computeLrPy(root: SyntaxNode, b: Bindings, layout: Layout, finding: Finding, direction: 'lower' | 'raise', fw: Framework): Outcome {
+  const d = directionOf(finding, direction);
+  if (fw.kind === 'hf' && !hfOwnOptimizer(fw)) {
+    const out = computeHfLr(root, layout, fw, d);
+    if (out.ok || fw.args.length > 0 || fw.trainers.length > 0) return out;
+    // HfArgumentParser feeding a loop of the script's own (no Trainer here): its optimizer's lr.
+    const plain = computeTorchLr(root, b, finding, d, fw);
+    return plain.ok ? plain : out;
+  }
+  return computeTorchLr(root, b, finding, d, fw);
+}
+
+/** The lr of the script's torch.optim optimizer. */
+function computeTorchLr(root: SyntaxNode, b: Bindings, finding: Finding, d: Direction, fw: Framework): Outcome {
+  const picked = pickOptimizer(root, b, finding);
+  if ('reason' in picked) {
+    if (fw.kind === 'lightning' && findOptimizers(root, b).length === 0) return { ok: false, reason: `${picked.reason}: a LightningModule creates it in configure_optimizers, which is not in this file (another file, or LightningCLI's --optimizer)` };
+    return { ok: false, reason: picked.reason };
+  }
+  const site = picked.site;
+  const fn = enclosingFunction(site.call)?.childForFieldName('name')?.text;
+  const where = `${describeOptimizer(site)}${fn === 'configure_optimizers' ? ' in configure_optimizers' : ''}`;
   const lr = site.lr;
 
   if (!lr) {
     const def = DEFAULT_LR[site.cls];
     if (def === undefined) return { ok: false, reason: `${where} has no lr argument and GradScope does not know torch.optim.${site.cls}'s default` };
-    const v = formatNumber(scale(def));
+    const v = formatNumber(d.scale(def));
     const { all, list } = argumentsOf(site.call);
     const lastArg = all[all.length - 1];
     const edit = lastArg ? { start: lastArg.endIndex, end: lastArg.endIndex, newText: `, lr=${v}` } : { start: list!.startIndex + 1, end: list!.startIndex + 1, newText: `lr=${v}` };
     if (lastArg && (lastArg.type === 'dictionary_splat' || lastArg.type === 'list_splat')) return { ok: false, reason: `${where} takes its arguments from ${lastArg.text}: the learning rate may be in there` };
-    return { ok: true, title: `${verb}: ${formatNumber(def)} (torch.optim.${site.cls}'s default) → ${v} (${where})`, edits: [edit] };
+    return { ok: true, title: `${d.verb}: ${formatNumber(def)} (torch.optim.${site.cls}'s default) → ${v} (${where})`, edits: [edit] };
   }
+  return changeLr(root, lr, where, d);
+}
 
-  const lit = literalValue(lr);
-  if (lit) {
-    const v = formatNumber(scale(lit.value), lit.node.text);
-    return { ok: true, title: `${verb}: ${lr.text} → ${v} (${where})`, edits: [{ start: lr.startIndex, end: lr.endIndex, newText: v }] };
+/** `TrainingArguments(learning_rate=…)`. */
+function computeHfLr(root: SyntaxNode, layout: Layout, fw: Extract<Framework, { kind: 'hf' }>, d: Direction): Outcome {
+  if (fw.args.length === 0) {
+    if (fw.parsers.length) return { ok: false, reason: `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): pass --learning_rate with a ${d.direction === 'lower' ? 'lower' : 'higher'} value (${d.direction === 'lower' ? '÷' : '×'}${d.factor}; the default is ${formatNumber(HF_DEFAULT_LR, '5e-5')})` };
+    return { ok: false, reason: `no TrainingArguments(…) in this file: the Trainer${fw.trainers.length ? ` on line ${lineOf(fw.trainers[0])}` : ''} takes its arguments from elsewhere` };
   }
-
-  if (lr.type === 'identifier') {
-    const bound = bindingOf(root, site.call, lr.text);
-    const right = bound && bound !== 'several' ? bound.childForFieldName('right') : null;
-    const v = right ? literalValue(right) : null;
-    if (bound && bound !== 'several' && right && v) {
-      const nv = formatNumber(scale(v.value), v.node.text);
-      return {
-        ok: true,
-        title: `${verb}: ${lr.text} = ${right.text} → ${nv} (bound on line ${lineOf(bound)}, used by ${where})`,
-        edits: [{ start: right.startIndex, end: right.endIndex, newText: nv }],
-      };
-    }
+  if (fw.args.length > 1) return { ok: false, reason: `${fw.args.length} TrainingArguments(…) calls in this file (lines ${fw.args.map(lineOf).join(', ')}): GradScope cannot tell which one the run used` };
+  const call = fw.args[0];
+  const name = call.childForFieldName('function')!.text;
+  const where = `${name}(…) on line ${lineOf(call)}`;
+  const kw = keywordOf(root, call, 'learning_rate');
+  if ('unknown' in kw) return { ok: false, reason: `${where} takes its arguments from ${kw.unknown}: learning_rate may be in there` };
+  const lr = kw.node;
+  if (lr) {
+    const via = kw.via;
+    return changeLr(root, lr, where, d, (o, n) => (via ? `"learning_rate": ${o} → ${n} in ${via} (line ${lineOf(lr)}), passed to ${where}` : `${name}(learning_rate=${o} → ${n}) on line ${lineOf(call)}`));
   }
-
-  const wrapped = isPrimary(lr) ? lr.text : `(${lr.text})`;
-  return { ok: true, title: `${verb}: ${lr.text} → ${wrapped} ${op} ${factor} (${where})`, edits: [{ start: lr.startIndex, end: lr.endIndex, newText: `${wrapped} ${op} ${factor}` }] };
+  const v = formatNumber(d.scale(HF_DEFAULT_LR), '5e-5');
+  return { ok: true, title: `${d.verb}: set ${name}(learning_rate=${v}) (not set on line ${lineOf(call)}, so the Trainer used its default ${formatNumber(HF_DEFAULT_LR, '5e-5')})`, edits: addKeyword(layout, call, `learning_rate=${v}`) };
 }

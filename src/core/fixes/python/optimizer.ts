@@ -120,7 +120,8 @@ export function pickOptimizer(root: SyntaxNode, b: Bindings, finding: Finding): 
   const owners = new Set<string>();
   if (finding.layer) {
     const parts = finding.layer.split('.');
-    for (let i = 1; i < parts.length; i++) owners.add(parts.slice(0, i).join('.'));
+    // `G.fc1` → G; a LightningModule's `discriminator` → self.discriminator.parameters().
+    for (let i = 1; i <= parts.length; i++) owners.add(parts.slice(0, i).join('.'));
   }
   if (finding.source) {
     const node = root.descendantForPosition({ row: finding.source.line - 1, column: Math.max(0, finding.source.column - 1) });

@@ -173,22 +173,33 @@ export function sharesLine(stmt: SyntaxNode): string | null {
 export type Bindings = Map<string, string>;
 
 export function torchBindings(root: SyntaxNode): Bindings {
+  return importBindings(root, ['torch']);
+}
+
+/**
+ * The file's names for the top-level packages `roots` (torch; lightning, pytorch_lightning and
+ * transformers for the framework idioms), read from its imports anywhere in the file.
+ */
+export function importBindings(root: SyntaxNode, roots: readonly string[]): Bindings {
   const b: Bindings = new Map();
+  const ours = (dottedText: string): boolean => roots.includes(dottedText.split('.')[0].trim());
   walk(root, (n) => {
     if (n.type === 'import_statement') {
       for (const c of named(n)) {
-        if (c.type === 'dotted_name' && c.text.split('.')[0] === 'torch') b.set('torch', 'torch');
-        else if (c.type === 'aliased_import') {
+        if (c.type === 'dotted_name' && ours(c.text)) {
+          const top = c.text.split('.')[0].trim();
+          b.set(top, top);
+        } else if (c.type === 'aliased_import') {
           const name = c.childForFieldName('name');
           const alias = c.childForFieldName('alias');
-          if (name && alias && name.text.split('.')[0] === 'torch') b.set(alias.text, flat(name.text));
+          if (name && alias && ours(name.text)) b.set(alias.text, flat(name.text));
         }
       }
       return false;
     }
     if (n.type === 'import_from_statement') {
       const mod = n.childForFieldName('module_name');
-      if (!mod || mod.type !== 'dotted_name' || mod.text.split('.')[0] !== 'torch') return false;
+      if (!mod || mod.type !== 'dotted_name' || !ours(mod.text)) return false;
       const base = flat(mod.text);
       for (const c of n.childrenForFieldName('name')) {
         if (!c) continue;
