@@ -4,25 +4,47 @@ Hooks (installed once, before the user's script runs):
 - ``nn.Module.__init__`` and ``nn.Parameter.__new__``: record where each module / parameter was
   built in the user's code (the first stack frame outside torch, the probe, the standard library and
   installed packages; a module's own ``__init__`` frames are skipped, so ``model = Net()`` rather
-  than the ``super().__init__()`` line).
+  than the ``super().__init__()`` line), and for modules a library builds inside that line
+  (transformers), the library's line too. ``nn.Module.__setstate__`` does the same for modules
+  ``copy.deepcopy`` makes (``nn.TransformerEncoder``'s layers), which never run ``__init__``.
+  Names and the choice between sites: see ``_describe`` and names.py.
 - ``Optimizer.__init__``: wraps ``step`` of every Optimizer class in the instance's MRO, once per
   class. A thread-local depth counter makes ``super().step()`` (and torch's own profiling wrapper)
   count once. This is the same on torch 1.13 and 2.x: torch 2.x's global
   ``register_optimizer_step_post_hook`` hooks run inside an equivalent per-class wrapper (installed by
   ``Optimizer.__init__`` too), so they would reach no more optimizers, and they do not run their
-  post hooks when ``step`` raises, which would leave a re-entrancy guard stale.
-- ``torch.autograd.backward`` (what ``Tensor.backward`` calls): remembers the scalar being
-  back-propagated as the step's loss (``GradScaler.scale`` is wrapped too, so a scaled loss is
-  reported unscaled).
-- ``torch.nn.utils.clip_grad_norm_``: computes the gradient statistics of the parameters it is given
-  before clipping; the next step reports those (the norm the script actually produced). An ``info``
-  EVENT gives the ``max_norm`` once.
+  post hooks when ``step`` raises, which would leave a re-entrancy guard stale. The optimizer's name
+  is the variable the user's code assigns it to (read from the bytecode after the constructor call,
+  followed through user functions that return it), else ``<ClassName>#<id>``; an OPTIMIZER frame
+  announces it and its tensors before its first STEP, and every STEP names its optimizer.
+- ``torch.compile``: dynamo would trace into these wrappers (``torch.compile(opt.step)``, a compiled
+  function that calls ``opt.step()``), graph-break and fail each step. On the first
+  ``torch.compile`` call the wrappers are excluded from tracing, non-recursively (what they call, the
+  optimizer's own ``step``, stays compiled), and the probe's work inside them recursively.
+- ``torch.autograd.backward`` (what ``Tensor.backward`` calls): adds the scalar being back-propagated
+  to the step's loss (the loss of a step with accumulation is the sum over its micro-batches;
+  ``GradScaler.scale`` is wrapped too, so a scaled loss is reported unscaled). When the script never
+  builds a torch.optim optimizer, each backward pass is a step (see ``_after_backward``).
+- ``clip_grad_norm_`` / ``clip_grad_value_`` (the module's and ``torch.nn.utils``' re-export, which is
+  what Lightning calls, inside its closure): computes the gradient statistics of the parameters given
+  before clipping; the step reports those (the norm the script actually produced). A ``clip`` EVENT
+  gives the threshold once. Clipping gradients a GradScaler still scales is recognised: the
+  statistics are divided by the scale and a ``warning`` EVENT says so.
+- ``GradScaler`` (torch.amp's base class in 2.x, torch.cuda.amp's in 1.13): ``step`` and ``update``
+  tell skipped (overflow) steps, each a ``skipped-step`` EVENT with the scale after back-off.
+- ``multiprocessing`` ``Process.start`` and ``torch.multiprocessing.spawn``/``start_processes`` in the
+  main process (not DataLoader workers): a ``warning`` EVENT, training there is not observed.
+
+Every STEP covers every tensor known so far: those of the stepping optimizer that have a gradient
+get ``hasGrad`` 1; the others (``None`` gradient, another optimizer's) ``hasGrad`` 0 and NaN in the
+other columns. DTensor (FSDP2) gradients and parameters are measured on their local shard.
 
 A step without a closure: gradient statistics are taken just before the optimizer's own ``step``
-runs (what it is about to apply). A step with a closure (LBFGS, or any optimizer called as
+runs (what it is about to apply). A step with a closure (LBFGS, Lightning, or any optimizer called as
 ``step(closure)``): gradients are computed inside ``step``, so they are read just after it (the
-gradient of the last closure evaluation), and the loss is the value ``step`` returns. A step that
-is never called (``GradScaler`` skipping an overflow step) produces no STEP frame.
+gradient of the last closure evaluation, before a clip inside the closure), and the loss is the value
+``step`` returns. A step that is never called (``GradScaler`` skipping an overflow step) produces no
+STEP frame.
 
 The detail tier (histogram, thumbnail) of CPU gradients is computed off the training thread: on a
 detail step the training thread copies the gradients into buffers kept for that purpose and hands
@@ -40,6 +62,7 @@ never reach the user's code.
 """
 from __future__ import annotations
 
+import dis
 import functools
 import json
 import math
@@ -51,7 +74,7 @@ import weakref
 
 import torch
 
-from . import sources, stats, wire
+from . import names, sources, stats, wire
 
 AUTO_DETAIL_START = 10
 # Fraction of the step interval the detail tier may cost on average in automatic mode: its time on
@@ -97,6 +120,97 @@ class _Known:
         self.info = info
         self.snapshot = None  # copy of the parameter before this step (update norm)
         self.detail_buf = None  # copy of the gradient for the background detail job
+
+
+class _Opt:
+    """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
+    __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail")
+
+    def __init__(self, oid, ref, name, class_name, mode):
+        self.id = oid
+        self.ref = ref  # weakref to the optimizer; None for the backward passes
+        self.name = name
+        self.class_name = class_name
+        self.mode = mode
+        self.tensor_ids = None  # as last sent
+        self.param_key = None  # ids of the parameter objects they were sent for
+        self.steps = 0  # this optimizer's steps: the detail tier is scheduled per optimizer
+        self.last_detail = None  # automatic interval: this optimizer's step of its last detail tier
+
+
+_STORE_OPS = {"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"}
+_LOAD_OPS = {"LOAD_NAME", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"}
+_CODE_INSTRUCTIONS = {}
+
+
+def _assignment_after_call(f):
+    """What the frame does with the value of the call it is executing: the variable it stores it in
+    (``opt``, ``self.optimizer``), "<return>" when it returns it, or None."""
+    code = f.f_code
+    ins = _CODE_INSTRUCTIONS.get(code)
+    if ins is None:
+        ins = [(i.offset, i.opname, i.argval) for i in dis.get_instructions(code)]
+        if len(_CODE_INSTRUCTIONS) > 256:
+            _CODE_INSTRUCTIONS.clear()
+        _CODE_INSTRUCTIONS[code] = ins
+    after = [x for x in ins if x[0] > f.f_lasti][:3]
+    while after and after[0][1] in ("COPY", "DUP_TOP", "CACHE", "NOP", "EXTENDED_ARG"):
+        after = after[1:]
+    if not after:
+        return None
+    op, arg = after[0][1], after[0][2]
+    if op in _STORE_OPS:
+        return str(arg)
+    if op in ("RETURN_VALUE",):
+        return "<return>"
+    if op in _LOAD_OPS and len(after) > 1 and after[1][1] == "STORE_ATTR":
+        return "%s.%s" % (arg, after[1][2])
+    return None
+
+
+def _assigned_name(f, obj):
+    """The name the user's code gives `obj`, built by the call frame `f` is executing: followed through
+    user functions that return it (``def make_opt(): return Adam(...)``)."""
+    for _ in range(4):
+        if f is None or not sources.is_user_file(f.f_code.co_filename):
+            return None
+        target = _assignment_after_call(f)
+        if target != "<return>":
+            return target
+        f = f.f_back
+    return None
+
+
+def _no_dynamo():
+    """(non-recursive, recursive) exclusions from TorchDynamo's tracing, or None where torch has no
+    dynamo (1.13). A wrapper is excluded non-recursively, so what it calls (a compiled optimizer's own
+    ``step``) stays compiled; the probe's work it does is excluded recursively (dynamo cannot trace
+    it, and would otherwise compile each function the wrapper calls as a frame of its own)."""
+    disable = None
+    try:
+        import torch.compiler as tc
+        disable = getattr(tc, "disable", None)
+    except Exception:  # noqa: BLE001
+        pass
+    if disable is None:
+        try:
+            import torch._dynamo as dyn
+            disable = getattr(dyn, "disable", None)
+        except Exception:  # noqa: BLE001
+            return None
+    if disable is None:
+        return None
+
+    def apply(fn):
+        try:
+            return disable(fn, recursive=False)
+        except TypeError:  # (2.0: no `recursive`) the whole call runs uncompiled, but is seen
+            return disable(fn)
+    return apply, disable
+
+
+def _call(fn, *args):
+    return fn(*args)
 
 
 class _DetailWorker:
@@ -177,9 +291,9 @@ class Probe:
         self._tensors = []  # _Known in id order
         self._module_refs = []  # weakrefs to modules, construction order
         self._module_refs_live = 0
-        self._module_sites = {}  # id(module) -> site (modules are weak-referenced alongside)
+        self._module_sites = {}  # id(module) -> (user site, library site) (modules are weak-referenced alongside)
         self._param_sites = {}  # id(parameter) -> (weakref, site)
-        self._root_names = {}  # id(root module) -> variable name found where an optimizer was built
+        self._root_names = {}  # id(module) -> (weakref, variable name found where an optimizer was built)
         self._raw_names = {}  # id(tensor) -> variable name, for tensors given to an optimizer directly
         self._pending_loss = None
         self._scaled = {}  # id(scaled loss) -> (weakref(scaled), unscaled)
@@ -205,7 +319,21 @@ class Probe:
         self._detail_fg_ms = 0.0  # the detail tier's cost on the training thread, last detail step
         self._detail_jobs_seen = 0
         self._detail_bg_ms = 0.0  # the background job's CPU time, smoothed (automatic interval)
-        self._last_detail_step = None  # automatic interval: the next detail step is this + detail_every
+        # Optimizers (OPTIMIZER messages), GradScaler, backward passes as steps, child processes.
+        self._opts = {}  # id(optimizer) -> _Opt, in the order of their first step
+        self._opt_count = 0
+        self._opt_names = {}  # id(optimizer) -> (weakref, name found where it was built, or None)
+        self._optimizers = []  # weakrefs to every optimizer built (GradScaler state, clip ownership)
+        self._optimizer_seen = False  # an Optimizer was constructed: steps are optimizer steps
+        self._bw_opt = None  # _Opt of the backward passes, once counted
+        self._bw_pending = None  # backward mode: ctx of the last backward pass, its STEP not yet sent
+        self._scalers = {}  # id(GradScaler) -> [weakref, scale() called since update()]
+        self._skipped = 0  # optimizer steps GradScaler skipped
+        self._skip_pending = None  # (scale before back-off) of a skipped step whose update() is due
+        self._scaled_clip_warned = set()
+        self._nodynamo = None  # fn -> fn, once torch.compile is used (see _exclude_from_dynamo)
+        self._run = _call  # runs the probe's own work from a wrapper: outside dynamo once it matters
+        self._dynamo_targets = []  # (owner, attr) of wrappers that may be reached from compiled code
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -231,11 +359,25 @@ class Probe:
         """HELLO goes out with the first frame that needs it: by then the script has usually put its
         model on a device, so the backend is what actually ran, not a guess."""
         self._hello_sent = True
+        if not params:
+            params = self._some_parameters()
         backend, device, reason = self._backend(params)
         self.send({"type": "hello", "probeVersion": probe_version(), "framework": "torch", "backend": backend,
                    "device": device, "backendReason": reason, "pid": self.pid, "rank": _rank(), "script": self.script,
                    "detailEvery": self.detail_every})
         self.send({"type": "event", "kind": "backend", "message": "%s: %s (torch %s)" % (device, reason, torch.__version__)})
+
+    def _some_parameters(self) -> list:
+        """Parameters to tell the backend by when HELLO goes out before any step (a clip, a warning):
+        the tensors described so far, else those of the modules built so far."""
+        out = [p for p in (k.ref() for k in self._tensors[:64]) if p is not None]
+        for r in reversed(self._module_refs):
+            if out:
+                break
+            m = r()
+            if m is not None:
+                out = list(m.parameters())[:64]
+        return out
 
     def _backend(self, params):
         devs = []
@@ -279,20 +421,68 @@ class Probe:
     def install(self) -> None:
         for name, fn in (("module sites", self._install_modules), ("optimizer hooks", self._install_optimizers),
                          ("loss capture", self._install_backward), ("clip_grad_norm_", self._install_clip),
-                         ("GradScaler", self._install_scaler)):
+                         ("GradScaler", self._install_scaler), ("child process", self._install_children),
+                         ("torch.compile", self._install_compile)):
             try:
                 fn()
             except Exception as e:  # noqa: BLE001
                 self.warn("installing the %s hook" % name, e)
 
-    def _patch(self, owner, attr, wrapper_factory):
+    def _patch(self, owner, attr, wrapper_factory, dynamo=False):
+        """Replaces owner.attr by wrapper_factory(orig). dynamo: the wrapper may be called from code
+        torch.compile traces; it is excluded from tracing once torch.compile is used."""
         orig = getattr(owner, attr)
         if getattr(orig, "_gradscope_wrapped", False):
             return
         w = wrapper_factory(orig)
         w._gradscope_wrapped = True
+        if dynamo:
+            self._dynamo_targets.append((owner, attr))
+            if self._nodynamo is not None:
+                w = self._nodynamo(w)
+                w._gradscope_wrapped = True
         setattr(owner, attr, w)
         self._installed.append((owner, attr, orig))
+
+    def _install_compile(self) -> None:
+        """Dynamo traces into any Python wrapper a compiled function calls (``torch.compile(opt.step)``,
+        a compiled train step): the probe's wrappers are excluded from tracing before the first
+        torch.compile (importing dynamo earlier would cost every run ~0.7 s of start-up)."""
+        compile_fn = getattr(torch, "compile", None)
+        if compile_fn is None:
+            return  # torch 1.13
+        if "torch._dynamo" in sys.modules:
+            self._exclude_from_dynamo()
+        probe = self
+
+        def compile_wrapper(orig):
+            @functools.wraps(orig)
+            def compile(*args, **kwargs):
+                if probe._nodynamo is None:
+                    try:
+                        probe._exclude_from_dynamo()
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("preparing for torch.compile", e)
+                return orig(*args, **kwargs)
+            return compile
+
+        self._patch(torch, "compile", compile_wrapper)
+
+    def _exclude_from_dynamo(self) -> None:
+        if self._nodynamo is not None:
+            return
+        nd = _no_dynamo()
+        if nd is None:
+            return
+        self._nodynamo = nd[0]
+        self._run = nd[1](_call)
+        for owner, attr in self._dynamo_targets:
+            w = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+            if w is None or not getattr(w, "_gradscope_wrapped", False) or getattr(w, "_torchdynamo_disable", False):
+                continue
+            d = self._nodynamo(w)
+            d._gradscope_wrapped = True
+            setattr(owner, attr, d)
 
     def uninstall(self) -> None:
         """Restores what install() replaced (tests)."""
@@ -333,7 +523,19 @@ class Probe:
                 return p
             return __new__
 
+        def module_setstate(orig):
+            @functools.wraps(orig)
+            def __setstate__(self, state):
+                orig(self, state)
+                if os.getpid() == probe.pid:
+                    try:
+                        probe._on_module(self)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("recording a copied module", e)
+            return __setstate__
+
         self._patch(torch.nn.Module, "__init__", module_init)
+        self._patch(torch.nn.Module, "__setstate__", module_setstate)
         orig_new = torch.nn.Parameter.__dict__["__new__"]
         fn = orig_new.__func__ if isinstance(orig_new, staticmethod) else orig_new
         if not getattr(fn, "_gradscope_wrapped", False):
@@ -343,19 +545,18 @@ class Probe:
             self._installed.append((torch.nn.Parameter, "__new__", orig_new))
 
     def _on_module(self, m) -> None:
-        # Skip the frames of the module's own constructors (Net.__init__ → super().__init__()).
-        f = sys._getframe(2)
-        while f is not None:
-            code = f.f_code
-            if sources.is_user_file(code.co_filename):
-                if not (code.co_name == "__init__" and code.co_argcount and f.f_locals.get(code.co_varnames[0]) is m):
-                    break
-            f = f.f_back
-        site = sources.frame_location(f) if f is not None else None
+        """Records where ``m`` was built: the user's line and, when a library (transformers) built it
+        inside that line, the library's line. Called from ``Module.__init__`` and from
+        ``Module.__setstate__``: copies made by ``copy.deepcopy`` (``nn.TransformerEncoder`` clones
+        its layer) and unpickled modules never run ``__init__``; their site is the line that copied or
+        loaded them."""
         key = id(m)
         sites = self._module_sites
+        if key in sites:
+            return  # Module.__init__ run twice on one object (multiple inheritance): the first call's site
+        site, built = sources.construction_sites(sys._getframe(2), m)
         self._module_refs.append(weakref.ref(m, lambda _r, k=key: sites.pop(k, None)))
-        sites[key] = site
+        sites[key] = (site, built)
         # Scripts that build modules in every forward pass: keep the list to the live ones.
         if len(self._module_refs) > 2 * self._module_refs_live + 1024:
             self._module_refs = [r for r in self._module_refs if r() is not None]
@@ -390,7 +591,12 @@ class Probe:
             orig = c.__dict__["step"]
             if getattr(orig, "_gradscope_wrapped", False) or not callable(orig):
                 continue
-            c.step = self._step_wrapper(orig)
+            w = self._step_wrapper(orig)
+            self._dynamo_targets.append((c, "step"))
+            if self._nodynamo is not None:
+                w = self._nodynamo(w)
+                w._gradscope_wrapped = True
+            c.step = w
             self._installed.append((c, "step", orig))
 
     def _step_wrapper(self, orig):
@@ -407,7 +613,7 @@ class Probe:
             ctx = None
             try:
                 try:
-                    ctx = probe._before_step(opt, args, kwargs)
+                    ctx = probe._run(probe._before_step, opt, args, kwargs)
                 except Exception as e:  # noqa: BLE001
                     probe.warn("before optimizer.step", e)
                 out = orig(opt, *args, **kwargs)
@@ -415,10 +621,10 @@ class Probe:
                 tls.depth = 0
             if ctx is not None:
                 try:
-                    probe._after_step(ctx, out)
+                    probe._run(probe._after_step, ctx, out)
                 except Exception as e:  # noqa: BLE001
                     probe.warn("after optimizer.step", e)
-                probe._check_limit()
+                probe._run(probe._check_limit)
             return out
 
         step._gradscope_wrapped = True
@@ -430,6 +636,7 @@ class Probe:
         f = sys._getframe(2)
         while f is not None and not sources.is_user_file(f.f_code.co_filename):
             f = f.f_back
+        self._on_optimizer_built(opt, f)
         if f is None:
             return
         params = {id(p) for g in opt.param_groups for p in g["params"]}
@@ -439,14 +646,95 @@ class Probe:
                 if name.startswith("__"):
                     continue
                 if isinstance(v, torch.nn.Module):
-                    self._root_names.setdefault(id(v), name)
+                    # Built inside the model's own method (Lightning's configure_optimizers): names are
+                    # the model's own (``fc1.weight``), without ``self.``.
+                    self._name_root(v, "" if name == "self" else name)
                 elif isinstance(v, torch.Tensor):
                     if id(v) in params:
                         self._raw_names.setdefault(id(v), name)
                 elif name == "self" and hasattr(v, "__dict__"):
+                    # A trainer object holding the model as ``self.model``: ``model.fc1.weight``.
                     for attr, av in list(vars(v).items()):
                         if isinstance(av, torch.nn.Module):
-                            self._root_names.setdefault(id(av), "self." + attr)
+                            self._name_root(av, attr)
+                        elif isinstance(av, torch.Tensor) and id(av) in params:
+                            self._raw_names.setdefault(id(av), attr)
+
+    def _name_root(self, m, name) -> None:
+        old = self._root_names.get(id(m))
+        if old is None or old[0]() is not m:
+            self._root_names[id(m)] = (weakref.ref(m), name)
+
+    def _on_optimizer_built(self, opt, f) -> None:
+        """Every optimizer as it is built: its name (the variable the user's code assigns it to, read
+        from the bytecode after the call), and a switch away from counting backward passes."""
+        try:
+            # The frame that called the constructor (past the optimizer classes' own __init__ and
+            # this probe's): only there is the value assigned (not in the user's frame that called a
+            # library which built it: `result = trainer.train()`).
+            g = sys._getframe(1)
+            while g is not None and (g.f_code.co_filename == __file__ or (
+                    g.f_code.co_name == "__init__" and g.f_code.co_argcount
+                    and g.f_locals.get(g.f_code.co_varnames[0]) is opt)):
+                g = g.f_back
+            name = _assigned_name(g, opt) if g is not None else None
+        except Exception:  # noqa: BLE001
+            name = None
+        self._opt_names[id(opt)] = (weakref.ref(opt), name)
+        self._optimizers = [r for r in self._optimizers if r() is not None] + [weakref.ref(opt)]
+        if not self._optimizer_seen:
+            self._optimizer_seen = True
+            if self._bw_opt is not None:
+                self._finish_backward_step()
+                self.send({"type": "event", "kind": "info", "step": self.steps, "message":
+                           "the script built an optimizer (%s) after %d backward pass(es) counted as steps: "
+                           "from step %d on, steps are its optimizer steps" % (type(opt).__name__, self._bw_opt.steps,
+                                                                              self.steps)})
+
+    def _optimizer_name(self, opt) -> str:
+        hit = self._opt_names.get(id(opt))
+        name = hit[1] if hit is not None and hit[0]() is opt else None
+        if not name:
+            main = sys.modules.get("__main__")
+            for k, v in list(getattr(main, "__dict__", {}).items()):
+                if v is opt and not k.startswith("_"):
+                    name = k
+                    break
+        return name or "%s#%d" % (type(opt).__name__, self._opt_count)
+
+    def _opt_rec(self, opt) -> _Opt:
+        """The optimizer's _Opt (opt None: the backward passes), made on first use."""
+        if opt is None:
+            rec = self._bw_opt
+            if rec is None:
+                rec = self._bw_opt = _Opt(self._opt_count, None, "backward passes", "backward", "backward")
+                self._opt_count += 1
+        else:
+            rec = self._opts.get(id(opt))
+            if rec is None or rec.ref() is not opt:
+                rec = _Opt(self._opt_count, weakref.ref(opt), self._optimizer_name(opt), type(opt).__name__, "optimizer")
+                self._opt_count += 1
+                self._opts[id(opt)] = rec
+        return rec
+
+    def _announce(self, rec, params) -> None:
+        """OPTIMIZER goes out before an optimizer's first STEP and again when its tensors change."""
+        key = (len(self._tensors), tuple(map(id, params)))
+        if key == rec.param_key:
+            return
+        rec.param_key = key
+        ids = sorted(self._known[id(p)].id for p in params if id(p) in self._known)
+        if ids != rec.tensor_ids:
+            rec.tensor_ids = ids
+            self.send({"type": "optimizer", "id": rec.id, "name": rec.name, "className": rec.class_name,
+                       "mode": rec.mode, "tensorIds": ids})
+
+    def _detail_due(self, rec) -> bool:
+        """Whether this step of `rec` gets the detail tier: counted in its own steps, so that several
+        optimizers taking turns all get it."""
+        if self.auto_detail:
+            return rec.last_detail is None or rec.steps - rec.last_detail >= self.detail_every
+        return rec.steps % self.detail_every == 0
 
     def _install_backward(self) -> None:
         probe = self
@@ -454,19 +742,134 @@ class Probe:
         def backward(orig):
             @functools.wraps(orig)
             def wrapper(tensors, *args, **kwargs):
-                if os.getpid() == probe.pid:
+                loss = None
+                if os.getpid() == probe.pid and not probe.finished:
                     try:
-                        t = tensors
-                        if isinstance(t, (list, tuple)) and len(t) == 1:
-                            t = t[0]
-                        if isinstance(t, torch.Tensor) and t.numel() == 1:
-                            probe._pending_loss = probe._unscaled(t).detach()
+                        loss = probe._run(probe._on_backward, tensors)
                     except Exception as e:  # noqa: BLE001
                         probe.warn("reading the loss", e)
-                return orig(tensors, *args, **kwargs)
+                    if loss is not None:
+                        probe._run(probe._check_limit)
+                elif probe.end_reason == "step-limit" and os.getpid() == probe.pid and not probe._optimizer_seen:
+                    probe._exit_after_limit()
+                out = orig(tensors, *args, **kwargs)
+                if loss is not None and not probe._optimizer_seen and not probe.finished and os.getpid() == probe.pid:
+                    try:
+                        probe._run(probe._after_backward, loss)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("after a backward pass", e)
+                return out
             return wrapper
 
-        self._patch(torch.autograd, "backward", backward)
+        self._patch(torch.autograd, "backward", backward, dynamo=True)
+
+    def _on_backward(self, tensors):
+        """Before a backward pass: adds its scalar (unscaled) to the loss of the step in progress.
+        Backward mode: sends the previous backward pass's STEP; returns (scalar, leaves) for after."""
+        self._preclip.clear()  # new gradients: what a clip saw before is stale
+        t = tensors
+        if isinstance(t, (list, tuple)) and len(t) == 1:
+            t = t[0]
+        if not (isinstance(t, torch.Tensor) and t.numel() == 1):
+            return None
+        scalar = self._unscaled(t).detach()
+        self._pending_loss = scalar if self._pending_loss is None else self._pending_loss + scalar
+        if self._optimizer_seen:
+            return None
+        self._finish_backward_step()
+        return t, self._leaves_of(t)
+
+    def _leaves_of(self, t) -> list:
+        """The leaf tensors a backward pass from `t` accumulates gradients into (AccumulateGrad
+        nodes of its graph), in the order the script built their modules where known."""
+        fn = t.grad_fn
+        if fn is None:
+            return []
+        out = []
+        seen = {}  # id -> node: held, as the Python objects of graph nodes are made on access
+        stack = [fn]
+        while stack and len(seen) < 200000:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen[id(node)] = node
+            v = getattr(node, "variable", None)
+            if isinstance(v, torch.Tensor):
+                out.append(v)
+                continue
+            stack.extend(n for n, _ in node.next_functions)
+        out.reverse()
+        new = [p for p in out if id(p) not in self._known or self._known[id(p)].ref() is not p]
+        if new:
+            self._name_from_backward_call(new)
+        if len(new) > 1:
+            index = self._module_index()
+            order = {k: i for i, k in enumerate(getattr(index, "owners", index))}
+            out.sort(key=lambda p: order.get(id(p), len(order)))
+        return out
+
+    def _name_from_backward_call(self, leaves) -> None:
+        """Backward mode has no optimizer construction to name the models from: the variables of the
+        user's frame that calls backward() name them (``model`` → ``model.0.weight``)."""
+        f = sys._getframe(1)
+        while f is not None and not sources.is_user_file(f.f_code.co_filename):
+            f = f.f_back
+        if f is None:
+            return
+        ids = {id(p) for p in leaves}
+        scopes = [f.f_locals, f.f_globals] if f.f_locals is not f.f_globals else [f.f_globals]
+        for scope in scopes:
+            for name, v in list(scope.items()):
+                if name.startswith("__"):
+                    continue
+                if isinstance(v, torch.nn.Module):
+                    self._name_root(v, "" if name == "self" else name)
+                elif isinstance(v, torch.Tensor) and id(v) in ids:
+                    self._raw_names.setdefault(id(v), name)
+
+    def _after_backward(self, loss) -> None:
+        """Backward mode (the script never built a torch.optim optimizer): the backward pass that just
+        ended is a step; its gradient statistics are taken now, its STEP is sent (with the update the
+        script applied by hand) at the start of the next backward pass or at the end of the run."""
+        t, leaves = loss
+        if self._bw_opt is None and not leaves:
+            return
+        t_start = time.perf_counter()
+        if self._bw_opt is None:
+            self.send({"type": "event", "kind": "info", "step": self.steps, "message":
+                       "the script built no torch.optim optimizer: GradScope counts each backward pass as a step "
+                       "(the update norm is the change of the parameters until the next backward pass)"})
+        rec = self._opt_rec(None)
+        detail = self._detail_due(rec)
+        with torch.no_grad():
+            grads = []
+            for p in leaves:
+                g = p.grad
+                if g is None:
+                    continue
+                # The gradient itself may be zeroed in place before the STEP goes out: copy it on detail steps.
+                grads.append((p, stats.grad_stats(g), stats.local(g).detach().clone() if detail else None))
+            fresh = {}
+            for p in leaves:
+                k = self._known.get(id(p))
+                if k is None or k.ref() is not p:
+                    if self._snapshot_bytes + p.numel() * p.element_size() <= UPDATE_SNAPSHOT_MAX_BYTES:
+                        fresh[id(p)] = stats.local(p).detach().clone()
+                else:
+                    self._snapshot(k, p)
+        self._pending_loss = None
+        self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads,
+                            "loss": self._unscaled(t).detach(), "t_start": t_start, "fresh_snapshots": fresh,
+                            "detail": detail, "probe_ms": (time.perf_counter() - t_start) * 1e3}
+
+    def _finish_backward_step(self) -> None:
+        ctx, self._bw_pending = self._bw_pending, None
+        if ctx is None:
+            return
+        try:
+            self._after_step(ctx, None)
+        except Exception as e:  # noqa: BLE001
+            self.warn("after a backward pass", e)
 
     def _unscaled(self, t):
         hit = self._scaled.get(id(t))
@@ -474,62 +877,255 @@ class Probe:
             return hit[1]
         return t
 
+    # ------------------------------------------------------------------------------------------
+    # GradScaler
+
     def _install_scaler(self) -> None:
+        """The base GradScaler (torch.amp's in 2.x: torch.cuda.amp's is a subclass that defines no
+        scale; torch.cuda.amp's in 1.13): scale (the loss is reported unscaled), step (skipped
+        steps), update (the scale after a skip's back-off)."""
         probe = self
+        GradScaler = None
         try:
-            from torch.cuda.amp import GradScaler
+            from torch.amp.grad_scaler import GradScaler
         except Exception:  # noqa: BLE001
-            return
+            try:
+                from torch.cuda.amp.grad_scaler import GradScaler
+            except Exception:  # noqa: BLE001
+                return
 
         def scale(orig):
             @functools.wraps(orig)
             def wrapper(self, outputs, *args, **kwargs):
                 out = orig(self, outputs, *args, **kwargs)
-                try:
-                    if isinstance(outputs, torch.Tensor) and isinstance(out, torch.Tensor) and out is not outputs and outputs.numel() == 1:
-                        probe._scaled.clear()  # only the latest scaled loss matters
-                        probe._scaled[id(out)] = (weakref.ref(out), outputs.detach())
-                except Exception as e:  # noqa: BLE001
-                    probe.warn("reading the scaled loss", e)
+                if os.getpid() == probe.pid:
+                    try:
+                        probe._run(probe._after_scale, self, outputs, out)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading the scaled loss", e)
                 return out
             return wrapper
 
-        self._patch(GradScaler, "scale", scale)
+        def step(orig):
+            @functools.wraps(orig)
+            def wrapper(self, optimizer, *args, **kwargs):
+                before = probe.steps
+                out = orig(self, optimizer, *args, **kwargs)
+                if os.getpid() == probe.pid and not probe.finished:
+                    try:
+                        probe._run(probe._after_scaler_step, self, optimizer, before)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading GradScaler.step", e)
+                return out
+            return wrapper
+
+        def update(orig):
+            @functools.wraps(orig)
+            def wrapper(self, *args, **kwargs):
+                out = orig(self, *args, **kwargs)
+                if os.getpid() == probe.pid and not probe.finished:
+                    try:
+                        probe._run(probe._after_scaler_update, self)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading GradScaler.update", e)
+                return out
+            return wrapper
+
+        self._patch(GradScaler, "scale", scale, dynamo=True)
+        self._patch(GradScaler, "step", step, dynamo=True)
+        self._patch(GradScaler, "update", update, dynamo=True)
+
+    def _after_scale(self, scaler, outputs, out) -> None:
+        self._scalers.setdefault(id(scaler), [weakref.ref(scaler), False])[1] = True
+        if isinstance(outputs, torch.Tensor) and isinstance(out, torch.Tensor) and out is not outputs and outputs.numel() == 1:
+            self._scaled.clear()  # only the latest scaled loss matters
+            self._scaled[id(out)] = (weakref.ref(out), outputs.detach())
+
+    def _after_scaler_step(self, scaler, optimizer, steps_before) -> None:
+        if not getattr(scaler, "_enabled", False):
+            return
+        state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
+        found = (state or {}).get("found_inf_per_device") or {}
+        if self.steps != steps_before or not sum(float(v) for v in found.values()):
+            return
+        # Skipped: optimizer.step never ran. This iteration's loss and clip readings go with it.
+        self._skipped += 1
+        self._pending_loss = None
+        self._preclip.clear()
+        self._skip_pending = float(scaler._scale) if getattr(scaler, "_scale", None) is not None else float("nan")
+
+    def _after_scaler_update(self, scaler) -> None:
+        hit = self._scalers.get(id(scaler))
+        if hit is not None:
+            hit[1] = False
+        if self._skip_pending is None:
+            return
+        before, self._skip_pending = self._skip_pending, None
+        try:
+            after = float(scaler.get_scale())
+        except Exception:  # noqa: BLE001
+            after = float("nan")
+        self.send({"type": "event", "kind": "skipped-step", "step": self.steps, "count": self._skipped, "value": after,
+                   "message": "GradScaler skipped an optimizer step: inf/NaN gradients at loss scale %g; the scale "
+                              "is now %g (%d step(s) skipped so far)" % (before, after, self._skipped)})
+
+    def _loss_scale_of(self, params):
+        """The loss scale the gradients of `params` are still multiplied by (a GradScaler scaled the
+        loss since its last update() and has not unscaled their optimizer), or None."""
+        ids = {id(p) for p in params}
+        for sref, scaled in list(self._scalers.values()):
+            sc = sref()
+            if sc is None or not scaled or not getattr(sc, "_enabled", False) or getattr(sc, "_scale", None) is None:
+                continue
+            states = getattr(sc, "_per_optimizer_states", {})
+            for oref in self._optimizers:
+                opt = oref()
+                if opt is None or not any(id(p) in ids for g in opt.param_groups for p in g["params"]):
+                    continue
+                st = states.get(id(opt))
+                stage = getattr(st.get("stage") if st else None, "name", "READY")
+                if stage == "READY":
+                    return float(sc._scale)
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # Clipping
 
     def _install_clip(self) -> None:
         probe = self
         import torch.nn.utils as nn_utils
         import torch.nn.utils.clip_grad as clip_mod
 
-        def clip(orig):
-            @functools.wraps(orig)
-            def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
-                if os.getpid() == probe.pid and not probe.finished:
-                    try:
-                        if isinstance(parameters, torch.Tensor):
-                            parameters = [parameters]
-                        parameters = list(parameters)  # it may be a generator: we consume it, pass the list on
-                        probe._before_clip(parameters, max_norm, args, kwargs)
-                    except Exception as e:  # noqa: BLE001
-                        probe.warn("reading gradients before clip_grad_norm_", e)
-                return orig(parameters, max_norm, *args, **kwargs)
-            return clip_grad_norm_
+        def clip(kind):
+            def factory(orig):
+                @functools.wraps(orig)
+                def clip_fn(*args, **kwargs):
+                    if os.getpid() == probe.pid and not probe.finished:
+                        try:
+                            args, kwargs = probe._run(probe._before_clip, kind, args, kwargs)
+                        except Exception as e:  # noqa: BLE001
+                            probe.warn("reading gradients before %s" % kind, e)
+                    return orig(*args, **kwargs)
+                return clip_fn
+            return factory
 
-        self._patch(clip_mod, "clip_grad_norm_", clip)
-        if getattr(nn_utils, "clip_grad_norm_", None) is not clip_mod.clip_grad_norm_:
-            self._patch(nn_utils, "clip_grad_norm_", clip)
+        # Both the module and its re-export (`torch.nn.utils.clip_grad_norm_`, what Lightning and
+        # `from torch.nn.utils import clip_grad_norm_` reach): each wrapper calls the original.
+        for kind in ("clip_grad_norm_", "clip_grad_value_"):
+            for owner in (clip_mod, nn_utils):
+                if getattr(owner, kind, None) is not None:
+                    self._patch(owner, kind, clip(kind), dynamo=True)
 
-    def _before_clip(self, parameters, max_norm, args, kwargs) -> None:
-        for p in parameters:
-            if isinstance(p, torch.Tensor) and p.grad is not None:
-                self._preclip[id(p)] = stats.grad_stats(p.grad)
-        norm_type = kwargs.get("norm_type", args[0] if args else 2.0)
-        key = (float(max_norm), float(norm_type))
+    def _before_clip(self, kind, args, kwargs):
+        """Statistics of the gradients about to be clipped; returns the call's arguments, with the
+        parameters made a list (they may be a generator, which this consumes)."""
+        names = ("parameters", "max_norm", "norm_type") if kind == "clip_grad_norm_" else ("parameters", "clip_value")
+        call = dict(zip(names, args))
+        call.update(kwargs)
+        parameters = call.get("parameters")
+        threshold = call.get(names[1])
+        if parameters is None or threshold is None:
+            return args, kwargs
+        parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        if args:
+            args = (parameters,) + tuple(args[1:])
+        else:
+            kwargs = dict(kwargs, parameters=parameters)
+        params = [p for p in parameters if isinstance(p, torch.Tensor)]
+        if not self._hello_sent:
+            self._send_hello(params)
+        scale = self._loss_scale_of(params) if self._scalers else None
+        inv = None
+        if scale is not None and scale > 0 and scale != 1.0:
+            inv = torch.tensor([1.0 / scale, 1.0 / scale, 1.0, 1.0], dtype=torch.float64)
+        for p in params:
+            # The first clip since the backward pass sees the gradients the script produced (a second
+            # one, e.g. clip_grad_value_ after clip_grad_norm_, sees clipped ones).
+            if p.grad is not None and id(p) not in self._preclip:
+                s = stats.grad_stats(p.grad)
+                self._preclip[id(p)] = s * inv.to(s.device) if inv is not None else s
+        if kind == "clip_grad_norm_":
+            key = (kind, float(threshold), float(call.get("norm_type", 2.0)))
+            what = "clip_grad_norm_(max_norm=%g, norm_type=%g)" % key[1:]
+        else:
+            key = (kind, float(threshold))
+            what = "clip_grad_value_(clip_value=%g)" % key[1]
         if key not in self._clip_reported and len(self._clip_reported) < 10:
             self._clip_reported.add(key)
-            self.send({"type": "event", "kind": "clip", "step": self.steps, "value": float(max_norm),
-                       "message": "the script clips gradients with clip_grad_norm_(max_norm=%g, norm_type=%g); "
-                                  "GradScope reports the gradients before clipping" % key})
+            self.send({"type": "event", "kind": "clip", "step": self.steps, "value": float(threshold),
+                       "message": "the script clips gradients with %s; GradScope reports the gradients before clipping" % what})
+        if inv is not None and key not in self._scaled_clip_warned and len(self._scaled_clip_warned) < 10:
+            self._scaled_clip_warned.add(key)
+            self.send({"type": "event", "kind": "warning", "step": self.steps, "value": float(threshold) / scale,
+                       "message": "%s was called on gradients still multiplied by the GradScaler's loss scale (%g): on the "
+                                  "true gradients it clips at %g / %g = %.3g. Call scaler.unscale_(optimizer) before "
+                                  "clipping. GradScope reports the unscaled gradients" % (
+                                      what, scale, float(threshold), scale, float(threshold) / scale)})
+        return args, kwargs
+
+    # ------------------------------------------------------------------------------------------
+    # Child processes
+
+    def _install_children(self) -> None:
+        """Training in child processes is not observed: say so when the script starts some (not the
+        DataLoader's workers, which only load data)."""
+        probe = self
+        import multiprocessing.process as mp_process
+
+        def start(orig):
+            @functools.wraps(orig)
+            def wrapper(self, *args, **kwargs):
+                if os.getpid() == probe.pid and not getattr(probe._tls, "spawning", False):
+                    try:
+                        target = getattr(self, "_target", None)
+                        if getattr(target, "__module__", "") != "torch.utils.data._utils.worker":
+                            probe._child_warning("multiprocessing.Process(target=%s).start()" % _callable_name(target))
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("noticing a child process", e)
+                return orig(self, *args, **kwargs)
+            return wrapper
+
+        self._patch(mp_process.BaseProcess, "start", start)
+        try:
+            import torch.multiprocessing as tmp
+            import torch.multiprocessing.spawn as tspawn
+        except Exception:  # noqa: BLE001
+            return
+
+        def spawn(name):
+            def factory(orig):
+                @functools.wraps(orig)
+                def wrapper(fn, *args, **kwargs):
+                    outer = not getattr(probe._tls, "spawning", False)
+                    if outer and os.getpid() == probe.pid:
+                        try:
+                            n = kwargs.get("nprocs", args[1] if len(args) > 1 else 1)
+                            probe._child_warning("torch.multiprocessing.%s(%s, nprocs=%s)" % (name, _callable_name(fn), n))
+                        except Exception as e:  # noqa: BLE001
+                            probe.warn("noticing a child process", e)
+                    probe._tls.spawning = True
+                    try:
+                        return orig(fn, *args, **kwargs)
+                    finally:
+                        if outer:
+                            probe._tls.spawning = False
+                return wrapper
+            return factory
+
+        for name in ("spawn", "start_processes"):
+            for owner in (tmp, tspawn):
+                if callable(getattr(owner, name, None)) and not isinstance(getattr(owner, name), type(tmp)):
+                    self._patch(owner, name, spawn(name))
+
+    def _child_warning(self, call) -> None:
+        if call in self._warned or len(self._warned) > 50:
+            return
+        self._warned.add(call)
+        site = sources.user_call_site(2)
+        where = " at %s:%d" % (os.path.basename(site["file"]), site["line"]) if site else ""
+        self.send({"type": "event", "kind": "warning", "step": self.steps, "message":
+                   "the script started child processes with %s%s: GradScope observes only the main process, "
+                   "training in the children is not captured" % (call, where)})
 
     # ------------------------------------------------------------------------------------------
     # Parameter metadata
@@ -547,13 +1143,15 @@ class Probe:
             fresh.append(info)
         return fresh
 
-    def _module_index(self) -> dict:
-        """id(param) -> (root, qualified module name, module, local param name) over live modules."""
+    def _module_index(self):
+        """names.ParameterIndex over the live modules whose construction was seen."""
         mods = []
         alive = []
+        seen = set()
         for r in self._module_refs:
             m = r()
-            if m is not None:
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
                 mods.append(m)
                 alive.append(r)
         self._module_refs = alive
@@ -562,33 +1160,52 @@ class Probe:
         for m in mods:
             for c in m.children():
                 children.add(id(c))
-        index = {}
-        for root in (m for m in mods if id(m) not in children):
-            for qn, m in root.named_modules():
-                for pn, q in m.named_parameters(recurse=False):
-                    index.setdefault(id(q), (root, qn, m, pn))
-        return index
+        roots_named = self._root_names
+
+        def variable_of(m):
+            hit = roots_named.get(id(m))
+            return hit[1] if hit is not None and hit[0]() is m else None
+
+        return names.index_parameters([m for m in mods if id(m) not in children], variable_of)
+
+    def _module_site(self, owner):
+        """(user site, library site) of a parameter's module; a module whose construction was not
+        seen, or seen outside the user's code, takes the site of the nearest module above it."""
+        entry = self._module_sites.get(id(owner.module))
+        built = entry[1] if entry is not None else None
+        if entry is not None and entry[0] is not None:
+            return entry[0], built
+        for a in reversed(owner.ancestors):
+            up = self._module_sites.get(id(a))
+            if up is not None and up[0] is not None:
+                return up[0], built if entry is not None else up[1]
+        return None, built
 
     def _describe(self, p, tid, index) -> dict:
         shape = [int(d) for d in p.shape]
-        hit = index.get(id(p))
+        owners = index.owners.get(id(p))
         psite = self._param_sites.get(id(p))
         psite = psite[1] if psite is not None and psite[0]() is p else None
-        if hit is None:
+        if not owners:
             name = self._raw_names.get(id(p)) or "param%d" % tid
             return {"id": tid, "name": name, "layer": name, "layerType": type(p).__name__, "shape": shape, "source": psite}
-        root, qn, m, pn = hit
-        prefix = self._root_names.get(id(root), "")
-        layer = ".".join(x for x in (prefix, qn) if x)
-        name = ".".join(x for x in (layer, pn) if x)
-        site = self._module_sites.get(id(m))
-        # A parameter the user created in their own module class: its own line is the precise one.
-        if psite is not None and sources.is_user_file(getattr(sys.modules.get(type(m).__module__), "__file__", "") or ""):
+        owner = owners[0]
+        m = owner.module
+        site, built = self._module_site(owner)
+        # A parameter created in the user's own module class: its own line is the precise one, unless
+        # the model holds several instances of the class: then each instance's line tells them apart.
+        if psite is not None and index.count(owner) <= 1 and (
+                type(m).__module__ == "__main__"
+                or sources.is_user_file(getattr(sys.modules.get(type(m).__module__), "__file__", "") or "")):
             site = psite
-        elif type(m).__module__ == "__main__" and psite is not None:
-            site = psite
-        return {"id": tid, "name": name, "layer": layer or type(m).__name__, "layerType": type(m).__name__,
+        info = {"id": tid, "name": owner.name, "layer": owner.layer or type(m).__name__, "layerType": type(m).__name__,
                 "shape": shape, "source": site}
+        aliases = [o.name for o in owners[1:]]
+        if aliases:
+            info["aliases"] = aliases
+        if built is not None:
+            info["builtIn"] = built
+        return info
 
     # ------------------------------------------------------------------------------------------
     # Steps
@@ -605,6 +1222,8 @@ class Probe:
 
     def _before_step(self, opt, args, kwargs):
         t_start = time.perf_counter()
+        if self._bw_pending is not None:
+            self._finish_backward_step()
         closure = args[0] if args else kwargs.get("closure")
         params = self._params_of(opt)
         ctx = {"opt": opt, "closure": closure is not None, "params": params, "grads": None,
@@ -612,10 +1231,8 @@ class Probe:
         self._pending_loss = None
         with torch.no_grad():
             if closure is None:
-                with_grad = [p for p in params if p.grad is not None]
-                ctx["grads"] = [(p, self._preclip.pop(id(p), None)) for p in with_grad]
-                ctx["grads"] = [(p, s if s is not None else stats.grad_stats(p.grad)) for p, s in ctx["grads"]]
-                snap = with_grad
+                ctx["grads"] = self._grads_of(params)
+                snap = [p for p, _, _ in ctx["grads"]]
             else:
                 snap = params
             self._preclip.clear()
@@ -625,14 +1242,27 @@ class Probe:
                 if k is None or k.ref() is not p:
                     # New: described after the step; a one-off copy gives its first update norm.
                     if self._snapshot_bytes + p.numel() * p.element_size() <= UPDATE_SNAPSHOT_MAX_BYTES:
-                        fresh[id(p)] = p.detach().clone()
+                        fresh[id(p)] = stats.local(p).detach().clone()
                     continue
                 self._snapshot(k, p)
             ctx["fresh_snapshots"] = fresh
         ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
 
+    def _grads_of(self, params) -> list:
+        """(param, its gradient statistics, its gradient) for the params that have a gradient; the
+        statistics taken before clipping where the script clipped (and unscaled, see _before_clip)."""
+        out = []
+        for p in params:
+            g = p.grad
+            if g is None:
+                continue
+            s = self._preclip.pop(id(p), None)
+            out.append((p, s if s is not None else stats.grad_stats(g), g))
+        return out
+
     def _snapshot(self, k, p) -> None:
+        p = stats.local(p)
         buf = k.snapshot
         if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
             nbytes = p.numel() * p.element_size()
@@ -655,18 +1285,26 @@ class Probe:
         t_after = time.perf_counter()
         with torch.no_grad():
             if ctx["closure"]:
-                grads = [(p, stats.grad_stats(p.grad)) for p in ctx["params"] if p.grad is not None]
+                grads = self._grads_of(ctx["params"])
+                self._preclip.clear()
+                # The loss: backward passes before the step (accumulation) plus what step(closure)
+                # returns, or the closure's own backward passes when it returns nothing.
+                inside, self._pending_loss = self._pending_loss, None
+                ret = None
                 if isinstance(out, torch.Tensor) and out.numel() == 1:
-                    ctx["loss"] = out.detach()
+                    ret = out.detach()
                 elif isinstance(out, (int, float)):
-                    ctx["loss"] = float(out)
+                    ret = float(out)
+                cur = ret if ret is not None else inside
+                before = ctx["loss"]
+                ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
             else:
                 grads = ctx["grads"]
             if not grads:
                 return  # nothing had a gradient: not a training step we can describe
-            params = [p for p, _ in grads]
+            params = ctx["params"]  # every tensor of the optimizer: those without a gradient are absent
             if not self._hello_sent:
-                self._send_hello(params)
+                self._send_hello([p for p, _, _ in grads])
             fresh = [p for p in params if self._known.get(id(p)) is None or self._known[id(p)].ref() is not p]
             fresh_ids = set()
             if fresh:
@@ -678,13 +1316,14 @@ class Probe:
                 infos = self._describe_new(fresh)
                 fresh_ids = {id(p) for p in fresh}
                 self.send({"type": "tensors", "tensors": infos})
+            rec = self._opt_rec(ctx["opt"])
+            self._announce(rec, params)
             step = self.steps
-            if self.auto_detail:
-                detail = self._last_detail_step is None or step - self._last_detail_step >= self.detail_every
-            else:
-                detail = step % self.detail_every == 0
+            detail = ctx["detail"] if "detail" in ctx else self._detail_due(rec)
+            # The gradients the detail tier reads: a backward pass's copies, else p.grad as it is now.
+            items = [(p, g if g is not None else p.grad) for p, _, g in grads]
             deferred = None  # (known, copy of the gradient, shape) for the background job
-            if detail and self._can_defer(grads):
+            if detail and self._can_defer(items):
                 if self._worker.busy:
                     # Skipped (a fixed interval: counted) or, automatic, put off to the next step.
                     detail = False
@@ -693,32 +1332,33 @@ class Probe:
                 else:
                     deferred = []
             if detail:
-                self._last_detail_step = step
+                rec.last_detail = rec.steps
             inline = detail and deferred is None
             # CPU gradients on the training thread: all at once after the loop (small tensors together).
-            inline_cpu = inline and all(p.grad is not None and p.grad.device.type == "cpu" for p, _ in grads)
+            inline_cpu = inline and all(g is not None and g.device.type == "cpu" for _, g in items)
             # Everything this step reports, per device, as float64 tensors; one copy per device.
             per_device = {}
             layout = []  # (known, device key, offset of the 6 stats, offset of detail or -1, tr, tc)
-            for p, gs in grads:
+            for (p, gs, _g), (_p, g) in zip(grads, items):
                 k = self._known[id(p)]
                 dev = gs.device
                 parts = per_device.setdefault(dev, [])
                 off = sum(t.numel() for t in parts)
-                pn = stats.norm(p).reshape(1)
+                pl = stats.local(p)
+                pn = stats.norm(pl).reshape(1)
                 before = ctx["fresh_snapshots"].get(id(p)) if id(p) in fresh_ids else k.snapshot
                 if before is not None:
-                    un = stats.norm(before.sub_(p.detach())).reshape(1)
+                    un = stats.norm(before.sub_(pl.detach())).reshape(1)
                 else:
                     un = torch.full((1,), float("nan"), dtype=torch.float64, device=dev)
                 parts.extend((gs, pn.to(dev), un.to(dev)))
                 doff, tr, tc = -1, 0, 0
-                if inline and not inline_cpu:
-                    dv, tr, tc = stats.detail_stats(p.grad, p.shape)
+                if inline and not inline_cpu and g is not None:
+                    dv, tr, tc = stats.detail_stats(g, tuple(pl.shape))
                     doff = off + 6
                     parts.append(dv)
                 elif deferred is not None:
-                    deferred.append((k, self._detail_copy(k, p.grad), tuple(p.shape)))
+                    deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(pl.shape)))
                 layout.append((k, dev, off, doff, tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
@@ -732,22 +1372,24 @@ class Probe:
             host = {}
             for dev, parts in per_device.items():
                 host[dev] = torch.cat(parts).cpu().tolist()  # the one device→host copy
-            inline_values = stats.detail_stats_many([(p.grad, p.shape) for p, _ in grads]) if inline_cpu else None
+            inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
+                if inline_cpu else None
             if loss_dev is not None:
                 loss = host[loss_dev][-1]
             elif isinstance(loss_t, torch.Tensor):
                 loss = float(loss_t)  # a loss on another device than the parameters: rare
-        now = time.perf_counter()
         wall_ms = (ctx["t_start"] - self.t0) * 1e3
         n = len(self._tensors)
         nan = float("nan")
         columns = [[nan] * n for _ in wire.STAT_NAMES]
+        has = columns[wire.STAT_NAMES.index("hasGrad")] = [0.0] * n  # absent unless it has a gradient now
         first_nonfinite = None
         jump = False
         for k, dev, off, _doff, _tr, _tc in layout:
             v = host[dev]
             for s in range(6):
                 columns[s][k.id] = v[off + s]
+            has[k.id] = 1.0
             bad = v[off + 2] + v[off + 3]
             if bad > 0 and not self._nonfinite_reported and first_nonfinite is None:
                 first_nonfinite = k
@@ -756,8 +1398,9 @@ class Probe:
                 jump = True
             self._prev_norm[k.id] = v[off]
         self.steps += 1
-        self.send({"type": "step", "step": step, "loss": loss, "wallMs": wall_ms, "stats": list(wire.STAT_NAMES),
-                   "columns": columns, "nTensors": n})
+        rec.steps += 1
+        self.send({"type": "step", "step": step, "optimizer": rec.id, "loss": loss, "wallMs": wall_ms,
+                   "stats": list(wire.STAT_NAMES), "columns": columns, "nTensors": n})
         if first_nonfinite is not None:
             self._nonfinite_reported = True
             k = first_nonfinite
@@ -769,21 +1412,23 @@ class Probe:
                 self._send_detail(step, k, v, 0, tr, tc)
         elif inline:
             for k, dev, _off, doff, tr, tc in layout:
-                self._send_detail(step, k, host[dev], doff, tr, tc)
+                if doff >= 0:
+                    self._send_detail(step, k, host[dev], doff, tr, tc)
         elif deferred is not None:
             self._submit_detail(step, deferred)
         elif first_nonfinite is not None or jump:
             # An anomaly: the detail tier for this step too, after the job in flight (a tensor's
             # DETAIL frames stay in step order), in the background when it can be.
             detail = True
-            if self._can_defer(grads) and self._worker.wait_idle(DETAIL_DRAIN_S):
+            live = [(p, g) for p, g in items if g is not None]
+            if self._can_defer(live) and self._worker.wait_idle(DETAIL_DRAIN_S):
                 with torch.no_grad():
-                    self._submit_detail(step, [(self._known[id(p)], self._detail_copy(self._known[id(p)], p.grad),
-                                                tuple(p.shape)) for p, _ in grads])
+                    self._submit_detail(step, [(self._known[id(p)], self._detail_copy(self._known[id(p)], stats.local(g)),
+                                                tuple(stats.local(p).shape)) for p, g in live])
             else:
                 with torch.no_grad():  # a second device→host copy, on anomalies only
-                    values = stats.detail_stats_many([(p.grad, p.shape) for p, _ in grads])
-                for (p, _), (v, tr, tc) in zip(grads, values):
+                    values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in live])
+                for (p, _g), (v, tr, tc) in zip(live, values):
                     self._send_detail(step, self._known[id(p)], v, 0, tr, tc)
         end = time.perf_counter()
         self._tune(ctx, t_after, end, detail)
@@ -791,14 +1436,15 @@ class Probe:
     # ------------------------------------------------------------------------------------------
     # Detail tier in the background
 
-    def _can_defer(self, grads) -> bool:
-        """Whether this step's detail tier can go to the background thread (started here, once)."""
+    def _can_defer(self, items) -> bool:
+        """Whether this step's detail tier can go to the background thread (started here, once).
+        items: (param, the gradient to describe)."""
         if self._worker_failed:
             return False
         need = 0
         total = 0
-        for p, _ in grads:
-            g = p.grad
+        for p, g in items:
+            g = stats.local(g) if g is not None else None
             if g is None or g.device.type != "cpu" or g.layout != torch.strided:
                 return False
             total += g.numel()
@@ -926,6 +1572,11 @@ class Probe:
             return
         self.finished = True
         self.end_reason = reason
+        try:
+            if self._bw_pending is not None:
+                self._finish_backward_step()
+        except Exception:  # noqa: BLE001
+            pass
         msg = {"type": "end", "reason": reason, "steps": self.steps}
         if error is not None:
             msg["error"] = error
@@ -957,6 +1608,10 @@ def error_info(exc: BaseException) -> dict:
     if fr is not None:
         info["frame"] = fr
     return info
+
+
+def _callable_name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def _rank() -> int:

@@ -58,6 +58,65 @@ def is_user_file(filename: str) -> bool:
     return r
 
 
+# Top-level directories of installed packages that are never a "library" site of a module: torch builds
+# its own submodules (MultiheadAttention's out_proj), which says nothing the user's line does not.
+_NOT_LIBRARIES = frozenset(("torch", "functorch", "torchgen", "gradscope_probe"))
+_package_cache = {}
+
+
+def library_package(filename: str):
+    """Top-level package name of a file of an installed third-party library (``transformers``,
+    ``timm``), or None for the user's code, torch, this probe and the standard library."""
+    r = _package_cache.get(filename, False)
+    if r is not False:
+        return r
+    r = None
+    if filename and not filename.startswith("<") and not is_user_file(filename):
+        real = os.path.realpath(filename)
+        if not real.startswith(os.path.realpath(_PROBE_DIR) + os.sep):
+            for marker in (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep):
+                i = real.rfind(marker)
+                if i >= 0:
+                    top = real[i + len(marker):].split(os.sep, 1)[0]
+                    if top.endswith(".py"):
+                        top = top[:-3]
+                    if top and top not in _NOT_LIBRARIES and not top.endswith((".dist-info", ".egg-info")):
+                        r = top
+                    break
+    _package_cache[filename] = r
+    return r
+
+
+def construction_sites(frame, obj=None):
+    """(user site, library site) of the code that is constructing ``obj``, walking out from ``frame``.
+
+    The user site is the innermost frame in the user's code; the library site, the innermost frame
+    of a third-party library (see library_package) inside it, as ``{file, line, column, package}``,
+    or None when the user's code built ``obj`` itself. Frames of ``obj``'s own constructors
+    (``Net.__init__`` → ``super().__init__()``) are skipped, so a module's site is the line that
+    called its class, not the ``super().__init__()`` line.
+    """
+    built = None
+    f = frame
+    while f is not None:
+        code = f.f_code
+        user = is_user_file(code.co_filename)
+        pkg = None if user or built is not None else library_package(code.co_filename)
+        # Only frames that could be the answer pay for f_locals (a dict built per call on 3.11-3.12).
+        if (user or pkg is not None) and not (
+                obj is not None and code.co_name == "__init__" and code.co_argcount
+                and f.f_locals.get(code.co_varnames[0]) is obj):
+            if user:
+                return frame_location(f), built
+            built = frame_location(f)
+            built["package"] = pkg
+        f = f.f_back
+    return None, built
+
+
+_positions = {}  # code object -> its co_positions(), one entry per 2-byte instruction
+
+
 def frame_location(frame, lasti=None, lineno=None):
     """{file, line, column} of the instruction a frame is executing (or of `lasti` in it)."""
     code = frame.f_code
@@ -65,14 +124,14 @@ def frame_location(frame, lasti=None, lineno=None):
         lasti = frame.f_lasti
     line = lineno if lineno is not None else frame.f_lineno
     column = 1
-    positions = getattr(code, "co_positions", None)
-    if positions is not None and lasti >= 0:
+    if lasti >= 0 and hasattr(code, "co_positions"):
         try:
-            pos = None
-            for i, p in enumerate(positions()):
-                if i == lasti // 2:
-                    pos = p
-                    break
+            table = _positions.get(code)
+            if table is None:
+                # Once per code object: modules are built by the thousand from the same few lines.
+                table = _positions[code] = tuple(code.co_positions())
+            i = lasti // 2
+            pos = table[i] if i < len(table) else None
             if pos is not None:
                 start_line, _end_line, col, _end_col = pos
                 if start_line is not None:

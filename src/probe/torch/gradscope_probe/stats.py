@@ -31,9 +31,19 @@ STEP_STATS = 4  # norm, maxAbs, nanCount, infCount
 F64 = torch.float64
 
 
+def local(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (FSDP2 / tensor parallel): its own ops would reshape by sharding
+    propagation, which fails or communicates; statistics are taken on the shard this rank holds.
+    Any other tensor as it is."""
+    to_local = getattr(t, "to_local", None)
+    if to_local is not None and type(t).__name__ == "DTensor":
+        return to_local()
+    return t
+
+
 def _work(g: torch.Tensor) -> torch.Tensor:
     """The values to measure: dense, real, at least float32, flat."""
-    g = g.detach()
+    g = local(g).detach()
     if g.is_sparse:
         g = g.coalesce().values()
     if g.is_complex():

@@ -4,7 +4,7 @@ Byte-for-byte the layout of src/core/protocol/codec.ts: a 16-byte little-endian 
 (u32 magic "GSCP", u16 version, u16 type, u32 payload length, u32 sequence number) and a payload
 that is UTF-8 JSON (HELLO, TENSORS, EVENT, END) or a fixed binary layout (STEP, DETAIL).
 Messages are plain dicts shaped like the TypeScript interfaces in messages.ts, with a "type" key
-("hello", "tensors", "step", "detail", "event", "end"). Stdlib only.
+("hello", "tensors", "step", "detail", "event", "end", "optimizer"). Stdlib only.
 """
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ VERSION = 1
 HEADER_BYTES = 16
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
-HELLO, TENSORS, STEP, DETAIL, EVENT, END = 1, 2, 3, 4, 5, 6
-TYPE_CODES = {"hello": HELLO, "tensors": TENSORS, "step": STEP, "detail": DETAIL, "event": EVENT, "end": END}
+HELLO, TENSORS, STEP, DETAIL, EVENT, END, OPTIMIZER = 1, 2, 3, 4, 5, 6, 7
+TYPE_CODES = {"hello": HELLO, "tensors": TENSORS, "step": STEP, "detail": DETAIL, "event": EVENT, "end": END,
+              "optimizer": OPTIMIZER}
 TYPE_NAMES = {v: k for k, v in TYPE_CODES.items()}
 
-STAT_IDS = {"norm": 1, "maxAbs": 2, "nanCount": 3, "infCount": 4, "paramNorm": 5, "updateNorm": 6}
+# hasGrad (7): 1 when the tensor had a gradient at this step, 0 when it had none (absent, not NaN).
+STAT_IDS = {"norm": 1, "maxAbs": 2, "nanCount": 3, "infCount": 4, "paramNorm": 5, "updateNorm": 6, "hasGrad": 7}
 STAT_NAMES = list(STAT_IDS)
 STAT_BY_ID = {v: k for k, v in STAT_IDS.items()}
+
+EVENT_KINDS = ("non-finite", "warning", "dropped", "backend", "info", "clip", "skipped-step")
+OPTIMIZER_MODES = ("optimizer", "backward")
 
 STEP_FIXED_BYTES = 32
 DETAIL_FIXED_BYTES = 48
@@ -70,12 +75,13 @@ def frame(mtype: int, payload: bytes, seq: int) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, mtype, len(payload), seq & 0xFFFFFFFF) + payload
 
 
-def step_payload(step: int, loss: float, wall_ms: float, stats, columns, n_tensors: int) -> bytes:
-    """`columns`: one sequence of n_tensors floats per statistic, in the order of `stats`."""
+def step_payload(step: int, loss: float, wall_ms: float, stats, columns, n_tensors: int, optimizer: int = 0) -> bytes:
+    """`columns`: one sequence of n_tensors floats per statistic, in the order of `stats`; `optimizer`:
+    the id (OPTIMIZER message) of the optimizer whose step this is."""
     n_stats = len(stats)
     ids = bytes(STAT_IDS[s] for s in stats)
     ids += b"\0" * (_pad8(n_stats) - n_stats)
-    parts = [_STEP_HEAD.pack(step, n_tensors, n_stats, 0, float(loss), float(wall_ms)), ids]
+    parts = [_STEP_HEAD.pack(step, n_tensors, n_stats, optimizer, float(loss), float(wall_ms)), ids]
     flat = []
     for s, col in zip(stats, columns):
         if len(col) != n_tensors:
@@ -104,7 +110,8 @@ def encode_payload(msg: dict) -> tuple:
     sequence number (the channel numbers frames as it queues them)."""
     t = msg["type"]
     if t == "step":
-        payload = step_payload(msg["step"], msg["loss"], msg["wallMs"], msg["stats"], msg["columns"], msg["nTensors"])
+        payload = step_payload(msg["step"], msg["loss"], msg["wallMs"], msg["stats"], msg["columns"], msg["nTensors"],
+                               msg.get("optimizer", 0))
     elif t == "detail":
         payload = detail_payload(msg)
     elif t in TYPE_CODES:
@@ -175,15 +182,35 @@ def _decode_json(mtype: int, payload: bytes) -> dict:
             shape = _req(t, "shape", lambda v: isinstance(v, list), "an array")
             if not all(_is_uint(d) for d in shape):
                 raise _FieldError("shape must hold non-negative integers")
-            out["tensors"].append({"id": _req(t, "id", _is_uint, "a non-negative integer"),
-                                   "name": _req(t, "name", _is_str, "a string"),
-                                   "layer": _req(t, "layer", _is_str, "a string"),
-                                   "layerType": _req(t, "layerType", _is_str, "a string"),
-                                   "shape": shape, "source": _source(t.get("source"))})
+            info = {"id": _req(t, "id", _is_uint, "a non-negative integer"),
+                    "name": _req(t, "name", _is_str, "a string"),
+                    "layer": _req(t, "layer", _is_str, "a string"),
+                    "layerType": _req(t, "layerType", _is_str, "a string"),
+                    "shape": shape, "source": _source(t.get("source"))}
+            if t.get("aliases") is not None:
+                if not isinstance(t["aliases"], list) or not all(_is_str(a) for a in t["aliases"]):
+                    raise _FieldError('field "aliases" must be an array of strings')
+                info["aliases"] = list(t["aliases"])
+            if t.get("builtIn") is not None:
+                b = t["builtIn"]
+                if not isinstance(b, dict):
+                    raise _FieldError('field "builtIn" must be an object')
+                info["builtIn"] = dict(_source(b), package=_req(b, "package", _is_str, "a string"))
+            out["tensors"].append(info)
     elif mtype == EVENT:
-        if o.get("kind") not in ("non-finite", "warning", "dropped", "backend", "info", "clip"):
+        if o.get("kind") not in EVENT_KINDS:
             raise _FieldError('field "kind" must be a known event kind')
         _req(o, "message", _is_str, "a string")
+        out.update(o)
+    elif mtype == OPTIMIZER:
+        _req(o, "id", _is_uint, "a non-negative integer")
+        _req(o, "name", _is_str, "a string")
+        _req(o, "className", _is_str, "a string")
+        if o.get("mode") not in OPTIMIZER_MODES:
+            raise _FieldError('field "mode" must be "optimizer" or "backward"')
+        ids = _req(o, "tensorIds", lambda v: isinstance(v, list), "an array")
+        if not all(_is_uint(i) for i in ids):
+            raise _FieldError("tensorIds must hold non-negative integers")
         out.update(o)
     elif mtype == END:
         if o.get("reason") not in ("completed", "crashed", "step-limit"):
@@ -203,7 +230,7 @@ def _decode_json(mtype: int, payload: bytes) -> dict:
 def _decode_step(p: bytes) -> dict:
     if len(p) < STEP_FIXED_BYTES:
         raise ProtocolError("shape-mismatch", "STEP payload of %d bytes is shorter than its fixed part" % len(p))
-    step, n, n_stats, _r, loss, wall = _STEP_HEAD.unpack_from(p, 0)
+    step, n, n_stats, optimizer, loss, wall = _STEP_HEAD.unpack_from(p, 0)
     if n_stats > 64:
         raise ProtocolError("shape-mismatch", "STEP declares %d statistics (at most 64)" % n_stats)
     base = STEP_FIXED_BYTES + _pad8(n_stats)
@@ -217,7 +244,8 @@ def _decode_step(p: bytes) -> dict:
         stats.append(name)
     flat = struct.unpack_from("<%dd" % (n_stats * n), p, base)
     columns = [list(flat[s * n:(s + 1) * n]) for s in range(n_stats)]
-    return {"type": "step", "step": step, "loss": loss, "wallMs": wall, "nTensors": n, "stats": stats, "columns": columns}
+    return {"type": "step", "step": step, "optimizer": optimizer, "loss": loss, "wallMs": wall, "nTensors": n,
+            "stats": stats, "columns": columns}
 
 
 def _decode_detail(p: bytes) -> dict:
@@ -240,7 +268,7 @@ def decode_payload(mtype: int, payload: bytes, offset: int = 0) -> dict:
             return _decode_step(payload)
         if mtype == DETAIL:
             return _decode_detail(payload)
-        if mtype in (HELLO, TENSORS, EVENT, END):
+        if mtype in (HELLO, TENSORS, EVENT, END, OPTIMIZER):
             return _decode_json(mtype, payload)
         raise ProtocolError("unknown-type", "unknown message type %d" % mtype)
     except ProtocolError as e:

@@ -3,6 +3,7 @@ child's end passed as GRADSCOPE_CHANNEL_FD, the probe's folder on PYTHONPATH, an
 decoded with the reference decoder."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -126,15 +127,27 @@ class TempDirMixin:
         self.assertEqual(r.seqs, sorted(r.seqs))
         known = 0
         last = -1
+        optimizers = {}
         for m in r.messages:
             if m["type"] == "tensors":
                 for t in m["tensors"]:
                     self.assertEqual(t["id"], known)
                     known += 1
+            if m["type"] == "optimizer":
+                self.assertTrue(all(i < known for i in m["tensorIds"]))
+                optimizers[m["id"]] = m
             if m["type"] == "step":
-                self.assertLessEqual(m["nTensors"], known)
+                self.assertEqual(m["nTensors"], known)  # every known tensor, absent ones too
                 self.assertGreater(m["step"], last)
                 last = m["step"]
-                self.assertEqual(m["stats"], ["norm", "maxAbs", "nanCount", "infCount", "paramNorm", "updateNorm"])
+                self.assertEqual(m["stats"], ["norm", "maxAbs", "nanCount", "infCount", "paramNorm", "updateNorm", "hasGrad"])
+                self.assertIn(m["optimizer"], optimizers, "STEP before its OPTIMIZER")
+                has = m["columns"][6]
+                self.assertTrue(all(h in (0.0, 1.0) for h in has))
+                for i, h in enumerate(has):
+                    if h == 1.0:
+                        self.assertIn(i, optimizers[m["optimizer"]]["tensorIds"])
+                    else:  # absent: NaN in every other column
+                        self.assertTrue(all(math.isnan(m["columns"][c][i]) for c in range(6)))
         if not warnings_ok:
             self.assertEqual(r.warnings(), [])

@@ -1,0 +1,515 @@
+"""Step capture as people train with torch today: absent gradients, several optimizers, torch.compile,
+closures with clipping (Lightning), GradScaler, accumulation, DTensor, loops without torch.optim,
+child processes. Real child processes and real torch, as test_probe.py; features missing from the
+running torch (1.13) are skipped, nothing else."""
+import json
+import math
+import os
+import unittest
+
+import torch
+
+from .helpers import TempDirMixin, run_probe
+
+HAS_COMPILE = hasattr(torch, "compile") and hasattr(torch, "compiler")
+try:
+    from torch.amp import GradScaler as AmpGradScaler  # noqa: F401
+    HAS_CPU_SCALER = True
+except Exception:  # noqa: BLE001 - torch 1.13: torch.cuda.amp's only, which disables itself without CUDA
+    HAS_CPU_SCALER = False
+try:
+    import lightning  # noqa: F401
+    HAS_LIGHTNING = True
+except Exception:  # noqa: BLE001
+    HAS_LIGHTNING = False
+try:
+    from torch.distributed.tensor import DTensor  # noqa: F401
+    HAS_DTENSOR = True
+except Exception:  # noqa: BLE001
+    HAS_DTENSOR = False
+
+NORMS = """
+import json, math, torch
+def total_norm(params):
+    return math.sqrt(sum(float(p.grad.detach().double().norm()) ** 2 for p in params if p.grad is not None))
+def report(**kw):
+    print("REPORT " + json.dumps(kw))
+"""
+
+
+def reports(r):
+    return [json.loads(l[len("REPORT "):]) for l in r.stdout.splitlines() if l.startswith("REPORT ")]
+
+
+def global_norm(r, s):
+    present = [i for i in range(s["nTensors"]) if r.stat(s, "hasGrad", i) == 1.0]
+    return math.sqrt(sum(r.stat(s, "norm", i) ** 2 for i in present))
+
+
+class AbsentGradientTest(TempDirMixin, unittest.TestCase):
+    def test_none_gradients_are_absent_not_nan(self):
+        path = self.script("absent.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head_a = nn.Linear(8, 1)
+        self.head_b = nn.Linear(8, 1)  # used on odd steps only
+        self.frozen = nn.Linear(8, 8)
+        self.frozen.requires_grad_(False)
+    def forward(self, x, i):
+        h = self.frozen(torch.relu(self.body(x)))
+        return (self.head_b if i % 2 else self.head_a)(h)
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)  # the frozen layer too: it never has a gradient
+x = torch.randn(16, 4)
+for i in range(4):
+    opt.zero_grad(set_to_none=True)
+    model(x, i).pow(2).mean().backward()
+    opt.step()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        names = {t["name"]: t["id"] for t in r.tensors}
+        self.assertEqual(len(names), 8)  # every tensor of the optimizer is described, absent ones too
+        for i, s in enumerate(steps):
+            self.assertEqual(s["nTensors"], 8)
+            present = {n for n, tid in names.items() if r.stat(s, "hasGrad", tid) == 1.0}
+            head = "model.head_b" if i % 2 else "model.head_a"
+            self.assertEqual(present, {"model.body.weight", "model.body.bias", head + ".weight", head + ".bias"})
+            for n, tid in names.items():
+                if n in present:
+                    self.assertGreater(r.stat(s, "norm", tid), 0)
+                    self.assertEqual(r.stat(s, "nanCount", tid), 0)
+                else:
+                    self.assertTrue(math.isnan(r.stat(s, "norm", tid)))
+        self.assertEqual([e for e in r.of("event") if e["kind"] == "non-finite"], [])
+        opt_msgs = r.of("optimizer")
+        self.assertEqual(len(opt_msgs), 1)
+        self.assertEqual(sorted(opt_msgs[0]["tensorIds"]), list(range(8)))
+
+
+class OptimizersTest(TempDirMixin, unittest.TestCase):
+    def test_each_optimizer_named_announced_and_given_the_detail_tier(self):
+        path = self.script("gan.py", """
+import torch
+from torch import nn
+torch.manual_seed(0)
+G = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+D = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+extra = nn.Linear(2, 2)
+
+def make_opt(params):
+    return torch.optim.SGD(params, lr=1e-2)
+
+class Trainer:
+    def __init__(self):
+        self.optimizer = torch.optim.Adam(G.parameters(), lr=1e-3)
+
+trainer = Trainer()
+opt_g = trainer.optimizer
+opt_d = make_opt(D.parameters())
+for i in range(6):
+    z = torch.randn(8, 2)
+    opt_d.zero_grad()
+    D(G(z).detach()).mean().backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    (-D(G(z)).mean()).backward()
+    opt_g.step()
+    if i == 3:
+        opt_d.add_param_group({"params": extra.parameters()})
+        (extra(z).sum() + D(z).sum()).backward()
+        opt_d.step()
+        opt_d.zero_grad()
+""")
+        for every in ("2", ""):
+            with self.subTest(detail_every=every or "automatic"):
+                r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": every} if every else {})
+                self.assertWellFormed(r)
+                opts = r.of("optimizer")
+                self.assertEqual([(o["id"], o["name"], o["className"], o["mode"]) for o in opts[:2]],
+                                 [(0, "opt_d", "SGD", "optimizer"), (1, "self.optimizer", "Adam", "optimizer")])
+                ids = {t["name"]: t["id"] for t in r.tensors}
+                self.assertEqual(sorted(opts[0]["tensorIds"]), sorted(ids[n] for n in ids if n.startswith("D.")))
+                # add_param_group: OPTIMIZER again with the same id and the new tensors.
+                self.assertEqual(len(opts), 3)
+                self.assertEqual(opts[2]["id"], 0)
+                self.assertEqual(sorted(opts[2]["tensorIds"]),
+                                 sorted(ids[n] for n in ids if n.startswith("D.") or n.startswith("extra.")))
+                steps = r.of("step")
+                self.assertEqual(len(steps), 13)
+                self.assertEqual([s["optimizer"] for s in steps[:8]], [0, 1] * 4)
+                for s in steps:
+                    present = {i for i in range(s["nTensors"]) if r.stat(s, "hasGrad", i) == 1.0}
+                    mine = [o for o in opts if o["id"] == s["optimizer"]][-1]["tensorIds"]
+                    self.assertTrue(present and present <= set(mine))
+                # The detail tier reaches both optimizers' tensors, at each one's first step.
+                detail_tensors = {d["tensorId"] for d in r.of("detail")}
+                self.assertEqual(detail_tensors, {ids[n] for n in ids if not n.startswith("extra.")} |
+                                 ({ids["extra.weight"], ids["extra.bias"]} if every == "2" else set()))
+                by_opt = {s["step"]: s["optimizer"] for s in steps}
+                self.assertEqual({by_opt[d["step"]] for d in r.of("detail")}, {0, 1})
+
+
+@unittest.skipUnless(HAS_COMPILE, "torch.compile needs torch 2.x")
+class CompileTest(TempDirMixin, unittest.TestCase):
+    def test_compiled_model_and_optimizer_step_every_step_no_extra_breaks(self):
+        path = self.script("compiled.py", """
+import json, torch
+from torch import nn
+from torch._dynamo.utils import counters
+torch.manual_seed(0)
+def snapshot(phase):
+    return {"phase": phase, "breaks": sum(counters["graph_break"].values()),
+            "graphs": counters["stats"]["unique_graphs"], "recompiles": sum(counters["recompiles"].values())}
+out = []
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+cmodel = torch.compile(model, backend="eager")
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+step = torch.compile(opt.step, backend="eager")  # the compiled optimizer step
+x = torch.randn(16, 4)
+norms = []
+for i in range(3):
+    opt.zero_grad()
+    cmodel(x).pow(2).mean().backward()
+    norms.append(sum(float(p.grad.norm()) ** 2 for p in model.parameters()) ** 0.5)
+    step()
+out.append(snapshot("model+step"))
+opt2 = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+@torch.compile(fullgraph=False, backend="eager")  # PyTorch's "compiling the optimizer" recipe
+def fn():
+    opt2.step()
+for i in range(3):
+    opt2.zero_grad()
+    model(x).pow(2).mean().backward()
+    norms.append(sum(float(p.grad.norm()) ** 2 for p in model.parameters()) ** 0.5)
+    fn()
+out.append(snapshot("recipe"))
+print(json.dumps({"counters": out, "norms": norms, "w": float(model[0].weight.sum())}))
+""")
+        r = run_probe(path)
+        bare = run_probe(path, channel=False)
+        self.assertEqual(bare.rc, 0, bare.stderr)
+        self.assertWellFormed(r)
+        got, want = json.loads(r.stdout), json.loads(bare.stdout)
+        self.assertEqual(got["counters"], want["counters"])  # no graph break, graph or recompile added
+        self.assertEqual(got["w"], want["w"])
+        steps = r.of("step")
+        self.assertEqual(len(steps), 6)
+        for s, n in zip(steps, got["norms"]):
+            self.assertAlmostEqual(global_norm(r, s) / n, 1.0, places=5)
+        self.assertEqual([o["name"] for o in r.of("optimizer")], ["opt", "opt2"])
+
+
+class ClosureClipTest(TempDirMixin, unittest.TestCase):
+    def test_clip_inside_a_closure_reports_the_norm_before_clipping(self):
+        path = self.script("closure.py", NORMS + """
+from torch import nn
+from torch.nn.utils import clip_grad_norm_
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(16, 4) * 30
+for i in range(3):
+    def closure():
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        report(norm=total_norm(model.parameters()), loss=float(loss))
+        clip_grad_norm_(parameters=model.parameters(), max_norm=0.5)
+        torch.nn.utils.clip_grad_value_(model.parameters(), clip_value=10.0)
+        return loss
+    opt.step(closure)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        seen = reports(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        for s, want in zip(steps, seen):
+            self.assertGreater(want["norm"], 0.5 * 2)  # clipped: the probe must not show 0.5
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], want["loss"], places=4)
+        clips = sorted((e["value"], e["message"]) for e in r.of("event") if e["kind"] == "clip")
+        self.assertEqual([v for v, _ in clips], [0.5, 10.0])
+        self.assertIn("clip_grad_norm_(max_norm=0.5", clips[0][1])
+        self.assertIn("clip_grad_value_(clip_value=10)", clips[1][1])
+
+    def test_clip_before_the_first_step_sends_a_true_hello(self):
+        path = self.script("clipfirst.py", """
+import torch
+model = torch.nn.Linear(3, 1)
+model(torch.randn(4, 3)).sum().backward()
+torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.messages[0]["type"], "hello")
+        self.assertNotIn("no optimizer step ran", r.messages[0]["backendReason"])
+        self.assertEqual(r.messages[0]["backend"], "cpu")
+
+    @unittest.skipUnless(HAS_LIGHTNING, "lightning is not installed")
+    def test_lightning_gradient_clip_val(self):
+        path = self.script("lit.py", NORMS + """
+import lightning as L
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+class Lit(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+    def training_step(self, batch, i):
+        x, y = batch
+        return (self.net(x) - y).pow(2).mean()
+    def on_before_optimizer_step(self, optimizer):  # before Lightning clips
+        report(norm=total_norm(self.parameters()))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-3)
+data = TensorDataset(torch.randn(64, 4) * 20, torch.randn(64, 1) * 50)
+trainer = L.Trainer(max_epochs=1, gradient_clip_val=0.5, accelerator="cpu", logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Lit(), DataLoader(data, batch_size=16))
+""")
+        r = run_probe(path, timeout=120)
+        self.assertWellFormed(r, warnings_ok=True)
+        seen = reports(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        for s, want in zip(steps, seen):
+            self.assertGreater(want["norm"], 1.0)
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+        clips = [e for e in r.of("event") if e["kind"] == "clip"]
+        self.assertEqual([e["value"] for e in clips], [0.5])
+        self.assertEqual(r.of("optimizer")[0]["name"], "SGD#0")
+
+
+@unittest.skipUnless(HAS_CPU_SCALER, "a CPU GradScaler needs torch.amp (2.x); torch.cuda.amp's needs CUDA")
+class GradScalerTest(TempDirMixin, unittest.TestCase):
+    SCRIPT = NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+mode = sys.argv[1]
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+x = torch.randn(16, 4) * 10
+for i in range(5):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean() * (float("inf") if i == 2 else 1.0)  # step 2 overflows
+    scaler.scale(loss).backward()
+    if mode == "unscale":
+        scaler.unscale_(opt)
+        true = total_norm(model.parameters())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    else:  # clips the scaled gradients (a common mistake), or does not clip
+        true = total_norm(model.parameters()) / scaler.get_scale()
+        if mode == "clip-scaled":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    report(norm=true, loss=float(loss), scale=scaler.get_scale())
+    scaler.step(opt)
+    scaler.update()
+"""
+
+    def test_unscaled_loss_and_norms_skipped_steps_and_clip_on_scaled_gradients(self):
+        path = self.script("amp.py", self.SCRIPT)
+        for mode in ("unscale", "clip-scaled", "no-clip"):
+            with self.subTest(mode=mode):
+                r = run_probe(path, args=[mode])
+                self.assertWellFormed(r, warnings_ok=True)
+                self.assertEqual(r.rc, 0, r.stderr)
+                seen = reports(r)
+                steps = r.of("step")
+                self.assertEqual(len(steps), 4)  # 5 iterations, one skipped
+                kept = [w for i, w in enumerate(seen) if i != 2]
+                for s, want in zip(steps, kept):
+                    self.assertAlmostEqual(s["loss"], want["loss"], places=3)  # unscaled
+                    self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=4)
+                skipped = [e for e in r.of("event") if e["kind"] == "skipped-step"]
+                self.assertEqual([(e["step"], e["count"], e["value"]) for e in skipped], [(2, 1, 2.0 ** 15)])
+                warnings = r.warnings()
+                if mode == "clip-scaled":
+                    self.assertEqual(len(warnings), 1)
+                    self.assertIn("scaler.unscale_(optimizer) before clipping", warnings[0])
+                    self.assertIn("65536", warnings[0])
+                else:
+                    self.assertEqual(warnings, [])
+
+
+class AccumulationTest(TempDirMixin, unittest.TestCase):
+    def test_loss_of_a_step_is_the_sum_over_its_micro_batches(self):
+        path = self.script("accum.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Linear(4, 1)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for step in range(3):
+    total = 0.0
+    for micro in range(4):
+        loss = model(torch.randn(8, 4)).pow(2).mean() / 4
+        loss.backward()
+        total += float(loss)
+    report(loss=total)
+    opt.step()
+    opt.zero_grad()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+
+
+@unittest.skipUnless(HAS_DTENSOR, "DTensor needs torch 2.x")
+class DTensorTest(TempDirMixin, unittest.TestCase):
+    def test_fsdp2_or_dtensor_gradients_on_one_rank(self):
+        path = self.script("fsdp.py", NORMS + """
+import os, sys, tempfile
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+torch.manual_seed(0)
+init = "file://" + os.path.join(tempfile.mkdtemp(), "pg")
+dist.init_process_group("gloo", init_method=init, rank=0, world_size=1)
+mesh = init_device_mesh("cpu", (1,))
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+try:
+    from torch.distributed.fsdp import fully_shard
+except ImportError:
+    from torch.distributed._composable.fsdp import fully_shard
+fully_shard(model, mesh=mesh)
+what = "fsdp2"
+from torch.distributed.tensor import DTensor
+assert all(isinstance(p, DTensor) for p in model.parameters())
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(3):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    report(norm=math.sqrt(sum(float(p.grad.to_local().norm()) ** 2 for p in model.parameters())), loss=float(loss))
+    opt.step()
+dist.destroy_process_group()
+""")
+        r = run_probe(path, timeout=120)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0, r.stderr)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+            for i in range(s["nTensors"]):
+                self.assertGreater(r.stat(s, "updateNorm", i), 0)
+        self.assertEqual([t["shape"] for t in r.tensors], [[8, 4], [8], [1, 8], [1]])
+
+
+class BackwardPassesTest(TempDirMixin, unittest.TestCase):
+    SCRIPT = NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+w = torch.zeros(1, requires_grad=True)  # a raw tensor, not in any module
+lr = 0.05
+x, y = torch.randn(32, 4), torch.randn(32, 1)
+for i in range(int(sys.argv[1])):
+    loss = ((model(x) + w - y) ** 2).mean()
+    model.zero_grad()
+    w.grad = None
+    loss.backward()
+    report(norm=total_norm(list(model.parameters()) + [w]), loss=float(loss),
+           update=[lr * float(p.grad.norm()) for p in model.parameters()])
+    with torch.no_grad():
+        for p in list(model.parameters()) + [w]:
+            p.data.add_(p.grad, alpha=-lr)
+    print("iteration", i, flush=True)
+if len(sys.argv) > 2:  # an optimizer after all
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for i in range(2):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+"""
+
+    def test_each_backward_pass_is_a_step_without_an_optimizer(self):
+        path = self.script("manual.py", self.SCRIPT)
+        r = run_probe(path, args=["4"])
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        self.assertEqual(r.of("end")[0]["steps"], 4)
+        opts = r.of("optimizer")
+        self.assertEqual([(o["name"], o["className"], o["mode"]) for o in opts],
+                         [("backward passes", "backward", "backward")])
+        self.assertEqual(sorted(opts[0]["tensorIds"]), list(range(5)))
+        info = [e for e in r.of("event") if e["kind"] == "info" and "backward pass" in e["message"]]
+        self.assertEqual(len(info), 1)
+        names = [t["name"] for t in r.tensors]
+        self.assertEqual(names[:4], ["model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias"])
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+            for tid, u in enumerate(want["update"]):  # the update the script applied by hand
+                self.assertAlmostEqual(r.stat(s, "updateNorm", tid) / u, 1.0, places=4)
+        self.assertTrue(r.of("detail"))
+
+    def test_step_limit_and_a_later_optimizer(self):
+        path = self.script("manual.py", self.SCRIPT)
+        r = run_probe(path, args=["50"], env={"GRADSCOPE_MAX_STEPS": "3"})
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 0)
+        self.assertEqual(r.of("end")[0], {"type": "end", "reason": "step-limit", "steps": 3})
+        self.assertIn("iteration 2", r.stdout)
+        self.assertNotIn("iteration 3", r.stdout)  # stopped in the 4th backward pass, which ends step 2
+        r = run_probe(path, args=["2", "then-an-optimizer"])
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        opts = r.of("optimizer")
+        self.assertEqual([o["mode"] for o in opts], ["backward", "optimizer"])
+        self.assertEqual([s["optimizer"] for s in steps], [opts[0]["id"]] * 2 + [opts[1]["id"]] * 2)
+        switch = [e for e in r.of("event") if e["kind"] == "info" and "from step 2 on" in e["message"]]
+        self.assertEqual(len(switch), 1)
+
+
+class ChildProcessTest(TempDirMixin, unittest.TestCase):
+    def test_child_processes_are_said(self):
+        path = self.script("children.py", """
+import multiprocessing as mp
+import torch
+import torch.multiprocessing as tmp
+
+def train(rank=0):
+    m = torch.nn.Linear(2, 1)
+    o = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(torch.ones(1, 2)).sum().backward()
+    o.step()
+
+if __name__ == "__main__":
+    p = mp.get_context("fork").Process(target=train)
+    p.start()
+    p.join()
+    tmp.spawn(train, nprocs=1, start_method="fork")
+    print("done")
+""")
+        r = run_probe(path, timeout=120)
+        self.assertWellFormed(r, warnings_ok=True)
+        self.assertIn("done", r.stdout)
+        w = r.warnings()
+        self.assertEqual(len(w), 2, w)
+        self.assertIn("multiprocessing.Process(target=train).start()", w[0])
+        self.assertIn("children.py:", w[0])
+        self.assertIn("torch.multiprocessing.spawn(train, nprocs=1)", w[1])
+        self.assertEqual(r.of("step"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
