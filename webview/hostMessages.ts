@@ -2,13 +2,15 @@
 // exactly one of the declared messages, within size limits, is dropped: a bad message must never
 // break the page or reach the DOM unchecked. Mirrors parseWebviewMessage on the host side.
 import type { Finding, Remedy, Severity } from '../src/core/analysis/finding';
-import type { SourceLocation } from '../src/core/protocol/messages';
+import { OPTIMIZER_MODES, type SourceLocation } from '../src/core/protocol/messages';
+import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src/core/report/warnings';
 import type {
   HeatmapMetric,
   HostToWebview,
   PanelCurve,
   PanelHeatmap,
   PanelHistogramRow,
+  PanelOptimizer,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
@@ -23,6 +25,8 @@ const MAX_CELLS = 50_000_000;
 const METRICS: readonly HeatmapMetric[] = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'];
 const STATUSES: readonly RunStatus[] = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'saved'];
 const SEVERITIES: readonly Severity[] = ['error', 'warning', 'info'];
+const WARNING_LEVELS: readonly RunWarningLevel[] = ['warning', 'info'];
+const MAX_WARNINGS = 200;
 
 type Obj = Record<string, unknown>;
 class Invalid extends Error {}
@@ -64,8 +68,10 @@ export function parseCurve(v: unknown, what = 'curve'): PanelCurve {
   const out: PanelCurve = { steps: steps as number[], values: values as (number | null)[] };
   const nan = indexList(own(o, 'nan'), steps.length, `${what}.nan`);
   const inf = indexList(own(o, 'inf'), steps.length, `${what}.inf`);
+  const absent = indexList(own(o, 'absent'), steps.length, `${what}.absent`);
   if (nan) out.nan = nan;
   if (inf) out.inf = inf;
+  if (absent) out.absent = absent;
   return out;
 }
 
@@ -80,7 +86,7 @@ export function parseHeatmap(v: unknown): PanelHeatmap {
   for (const x of values) {
     if (typeof x === 'number') {
       if (!Number.isFinite(x)) fail('heatmap.values');
-    } else if (x !== null && x !== 'NaN' && x !== 'Inf' && x !== '-Inf') fail('heatmap.values');
+    } else if (x !== null && x !== 'NaN' && x !== 'Inf' && x !== '-Inf' && x !== 'absent') fail('heatmap.values');
   }
   return { metric, layers, steps: steps as number[], values: values as PanelHeatmap['values'] };
 }
@@ -100,7 +106,20 @@ function header(v: unknown): PanelRunHeader {
     stepsPerSec: numOrNull(own(o, 'stepsPerSec') ?? null, 'header.stepsPerSec'),
     droppedFrames: int(own(o, 'droppedFrames') ?? 0, 'header.droppedFrames'),
     clipNorm: numOrNull(own(o, 'clipNorm') ?? null, 'header.clipNorm'),
+    warnings: arr(own(o, 'warnings') ?? [], 'header.warnings', MAX_WARNINGS).map(runWarning),
   };
+}
+
+function runWarning(v: unknown): RunWarning {
+  const o = obj(v, 'warning');
+  const w: RunWarning = {
+    code: oneOf(own(o, 'code'), RUN_WARNING_CODES, 'warning.code'),
+    level: oneOf(own(o, 'level'), WARNING_LEVELS, 'warning.level'),
+    message: str(own(o, 'message'), 'warning.message'),
+  };
+  if (own(o, 'step') !== undefined) w.step = int(own(o, 'step'), 'warning.step');
+  if (own(o, 'count') !== undefined) w.count = int(own(o, 'count'), 'warning.count');
+  return w;
 }
 
 function tensor(v: unknown): PanelTensor {
@@ -157,6 +176,21 @@ function layerNorms(v: unknown): Record<string, PanelCurve> {
   return out;
 }
 
+/** The run's optimizers; older snapshots (a report written before 1.1) have none. */
+function optimizers(v: unknown): PanelOptimizer[] {
+  if (v === undefined || v === null) return [];
+  return arr(v, 'optimizers', 1000).map((x) => {
+    const o = obj(x, 'optimizer');
+    return {
+      id: int(own(o, 'id'), 'optimizer.id'),
+      name: str(own(o, 'name'), 'optimizer.name'),
+      className: str(own(o, 'className'), 'optimizer.className'),
+      mode: oneOf(own(o, 'mode'), OPTIMIZER_MODES, 'optimizer.mode'),
+      steps: int(own(o, 'steps'), 'optimizer.steps'),
+    };
+  });
+}
+
 export function parseSnapshot(v: unknown): PanelSnapshot {
   const o = obj(v, 'snapshot');
   const cmp = own(o, 'compare');
@@ -165,8 +199,11 @@ export function parseSnapshot(v: unknown): PanelSnapshot {
     const c = obj(cmp, 'compare');
     compare = { runId: str(own(c, 'runId'), 'compare.runId'), label: str(own(c, 'label'), 'compare.label'), globalNorm: parseCurve(own(c, 'globalNorm'), 'compare.globalNorm') };
   }
+  const sel = own(o, 'optimizer');
   return {
     header: header(own(o, 'header')),
+    optimizers: optimizers(own(o, 'optimizers')),
+    optimizer: sel === null || sel === undefined ? null : int(sel, 'optimizer'),
     tensors: arr(own(o, 'tensors'), 'tensors').map(tensor),
     layers: arr(own(o, 'layers'), 'layers').map((l) => str(l, 'layers')),
     globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
@@ -244,6 +281,7 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
           tensors: arr(own(o, 'tensors') ?? [], 'tensors').map(tensor),
           layers: arr(own(o, 'layers') ?? [], 'layers').map((l) => str(l, 'layers')),
           findings: f === null || f === undefined ? null : arr(f, 'findings', 1000).map(parseFinding),
+          optimizers: optimizers(own(o, 'optimizers')),
         };
       }
       case 'tensorDetail':

@@ -30,6 +30,8 @@ interface ViewState {
   selectedLayer: string | null;
   tensorId: number | null;
   step: number | null;
+  /** The optimizer whose steps are shown (null or absent: all). */
+  optimizer?: number | null;
 }
 
 const METRICS: { id: HeatmapMetric; label: string; value: string }[] = [
@@ -61,6 +63,7 @@ const TEMPLATE = `
     <label>Compare with <select id="gs-compare"></select></label>
   </div>
 </header>
+<ul id="gs-warnings" class="gs-warnings" role="status" aria-label="What GradScope could not see" hidden></ul>
 <main>
   <section class="gs-section" aria-labelledby="gs-h-norms">
     <h2 id="gs-h-norms">Gradient norm</h2>
@@ -73,6 +76,7 @@ const TEMPLATE = `
     <div class="gs-section-head">
       <h2 id="gs-h-heat">Layers × steps</h2>
       <div role="radiogroup" aria-label="Heatmap metric" id="gs-metric" class="gs-metric"></div>
+      <label id="gs-optimizer-label" class="gs-host-only" hidden>Steps of <select id="gs-optimizer"></select></label>
     </div>
     <div id="gs-heatmap" class="gs-chart gs-chart-tall"></div>
   </section>
@@ -156,6 +160,12 @@ class Panel {
       const id = Number((e.target as HTMLSelectElement).value);
       if (Number.isInteger(id)) this.selectTensor(id, this.state.step);
     });
+    $<HTMLSelectElement>('gs-optimizer').addEventListener('change', (e) => {
+      const v = (e.target as HTMLSelectElement).value;
+      this.state.optimizer = v === '' ? null : Number(v);
+      this.saveState();
+      this.post({ type: 'setOptimizer', optimizer: this.state.optimizer });
+    });
     const metric = $('gs-metric');
     for (const m of METRICS) {
       const label = document.createElement('label');
@@ -184,8 +194,9 @@ class Panel {
       case 'append': {
         if (!this.model) return;
         const statusBefore = this.model.header.status;
-        const { heatmapReplaced, layersChanged } = applyAppend(this.model, msg);
+        const { heatmapReplaced, layersChanged, optimizersChanged } = applyAppend(this.model, msg);
         this.renderHeader();
+        if (optimizersChanged) this.renderOptimizers();
         if (!msg.findings && statusBefore !== msg.header.status) this.renderFindings();
         if (layersChanged) this.renderLayerList();
         this.scheduleNorms();
@@ -224,6 +235,8 @@ class Panel {
   }
 
   private snapshot(s: PanelSnapshot): void {
+    // Another run: its optimizers are other ones.
+    if (this.state.runId !== undefined && this.state.runId !== null && this.state.runId !== s.header.runId) this.state.optimizer = null;
     this.model = boundedModel(s);
     const known = new Set(this.model.layers);
     this.state.layers = this.state.layers.filter((l) => known.has(l));
@@ -231,6 +244,7 @@ class Panel {
     if (this.state.tensorId !== null && !this.model.tensors.some((t) => t.id === this.state.tensorId)) this.state.tensorId = null;
     this.renderHeader();
     this.renderRunPickers();
+    this.renderOptimizers();
     this.renderLayerList();
     this.syncMetricRadios();
     if (this.norms) this.norms.update(this.normData(), { palette: this.palette });
@@ -241,8 +255,30 @@ class Panel {
     this.renderTensor();
     // A reload restores the view: ask the host for what the saved state shows.
     if (this.api && this.state.metric && this.state.metric !== this.model.metric) this.post({ type: 'setHeatmapMetric', metric: this.state.metric });
+    const want = this.state.optimizer ?? null;
+    if (this.api && want !== null && want !== this.model.optimizer && this.model.optimizers.some((o) => o.id === want)) this.post({ type: 'setOptimizer', optimizer: want });
     if (this.api && this.state.tensorId !== null && !this.details.has(this.state.tensorId)) this.post({ type: 'selectTensor', tensorId: this.state.tensorId, step: this.state.step });
     this.bump();
+  }
+
+  /** The optimizer picker (All / each by name): shown when the run has two or more, in the live panel only. */
+  private renderOptimizers(): void {
+    const m = this.model;
+    if (!m) return;
+    const label = $('gs-optimizer-label');
+    const sel = $<HTMLSelectElement>('gs-optimizer');
+    label.hidden = m.optimizers.length < 2 || this.api === null;
+    const all = document.createElement('option');
+    all.value = '';
+    all.textContent = 'all optimizers';
+    const opts = m.optimizers.map((o) => {
+      const e = document.createElement('option');
+      e.value = String(o.id);
+      e.textContent = `${o.name}${o.className ? ` (${o.className})` : ''} · ${o.steps} steps`;
+      return e;
+    });
+    sel.replaceChildren(all, ...opts);
+    sel.value = m.optimizer === null ? '' : String(m.optimizer);
   }
 
   private normsAt = 0;
@@ -302,9 +338,34 @@ class Panel {
     $('gs-rate').textContent = h.stepsPerSec === null ? '—' : h.stepsPerSec.toFixed(h.stepsPerSec < 10 ? 1 : 0);
     $('gs-dropped').textContent = String(h.droppedFrames);
     $('gs-dropped').classList.toggle('gs-warn', h.droppedFrames > 0);
+    this.renderWarnings();
     const live = h.status === 'running' || h.status === 'starting';
     $<HTMLButtonElement>('gs-stop').disabled = !live;
     $<HTMLButtonElement>('gs-rerun').disabled = live;
+  }
+
+  /** The banner above the charts: what GradScope could not see (warnings first, then notes). */
+  private renderWarnings(): void {
+    const ws = this.model!.header.warnings;
+    const list = $('gs-warnings');
+    const key = JSON.stringify(ws);
+    if (list.dataset['key'] === key) return;
+    list.dataset['key'] = key;
+    list.replaceChildren(
+      ...ws.map((w) => {
+        const li = document.createElement('li');
+        li.className = `gs-run-warning gs-level-${w.level}`;
+        li.dataset['code'] = w.code;
+        const tag = document.createElement('span');
+        tag.className = 'gs-sev';
+        tag.textContent = w.level === 'warning' ? 'warning' : 'note';
+        const msg = document.createElement('span');
+        msg.textContent = w.step !== undefined ? `${w.message} (step ${w.step})` : w.message;
+        li.append(tag, msg);
+        return li;
+      }),
+    );
+    list.hidden = ws.length === 0;
   }
 
   private renderRunPickers(): void {
@@ -578,7 +639,8 @@ function isViewState(v: unknown): v is ViewState {
     && (o['selectedLayer'] === null || typeof o['selectedLayer'] === 'string')
     && (o['tensorId'] === null || Number.isInteger(o['tensorId']))
     && (o['step'] === null || Number.isInteger(o['step']))
-    && (o['runId'] === undefined || o['runId'] === null || typeof o['runId'] === 'string');
+    && (o['runId'] === undefined || o['runId'] === null || typeof o['runId'] === 'string')
+    && (o['optimizer'] === undefined || o['optimizer'] === null || Number.isInteger(o['optimizer']));
 }
 
 function boot(): void {

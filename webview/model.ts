@@ -1,12 +1,13 @@
 // The panel's data: the snapshot decoded into typed, appendable series (non-finite values restored
 // from the null + index lists of the wire), and the merge of a delta into it.
 import type { Finding } from '../src/core/analysis/finding';
-import type { HeatmapMetric, HostToWebview, PanelCurve, PanelHeatmap, PanelRunHeader, PanelSnapshot, PanelTensor } from '../src/panel/messages';
-import { HeatmapMatrix, MISSING } from './charts/heatmapMatrix';
+import type { HeatmapMetric, HostToWebview, PanelCurve, PanelHeatmap, PanelOptimizer, PanelRunHeader, PanelSnapshot, PanelTensor } from '../src/panel/messages';
+import { ABSENT, HeatmapMatrix, MISSING } from './charts/heatmapMatrix';
+import { GAP } from './charts/normCurves';
 
 export interface Curve {
   steps: number[];
-  /** NaN and ±Inf restored. */
+  /** NaN and ±Inf restored; GAP where there was no gradient (absent): the line breaks, no marker. */
   values: number[];
 }
 
@@ -22,12 +23,19 @@ export interface PanelModel {
   findings: Finding[];
   compare: { runId: string; label: string; globalNorm: Curve } | null;
   savedRuns: { runFile: string; label: string }[];
+  optimizers: PanelOptimizer[];
+  /** The optimizer whose steps the heatmap and layer curves show; null: all. */
+  optimizer: number | null;
 }
 
-/** Decodes a wire curve: null at an index listed in `nan` is NaN, in `inf` +Inf; other nulls are gaps (dropped). */
+/**
+ * Decodes a wire curve: null at an index listed in `nan` is NaN, in `inf` +Inf, in `absent` a GAP
+ * (no gradient there: the line breaks); other nulls are dropped.
+ */
 export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: [] }, afterStep = -Infinity): Curve {
   const nan = new Set(c.nan ?? []);
   const inf = new Set(c.inf ?? []);
+  const absent = new Set(c.absent ?? []);
   for (let i = 0; i < c.steps.length; i++) {
     const s = c.steps[i] as number;
     if (!(s > afterStep)) continue;
@@ -36,6 +44,7 @@ export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: []
     if (v === null || v === undefined) {
       if (nan.has(i)) x = NaN;
       else if (inf.has(i)) x = Infinity;
+      else if (absent.has(i)) x = GAP;
       else continue;
     } else x = v;
     into.steps.push(s);
@@ -52,6 +61,7 @@ export function cellValue(v: PanelHeatmap['values'][number]): number {
   if (v === 'NaN') return NaN;
   if (v === 'Inf') return Infinity;
   if (v === '-Inf') return -Infinity;
+  if (v === 'absent') return ABSENT;
   return v;
 }
 
@@ -102,6 +112,8 @@ export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
     findings: s.findings,
     compare: s.compare ? { runId: s.compare.runId, label: s.compare.label, globalNorm: decodeCurve(s.compare.globalNorm) } : null,
     savedRuns: s.savedRuns,
+    optimizers: s.optimizers,
+    optimizer: s.optimizer,
   };
 }
 
@@ -144,6 +156,7 @@ export interface AppendEffect {
   /** The heatmap matrix object was replaced (metric or layers changed) rather than appended to. */
   heatmapReplaced: boolean;
   layersChanged: boolean;
+  optimizersChanged: boolean;
 }
 
 /** Rebuilds the matrix with more layers (new ones appended in the order given), keeping the values. */
@@ -189,8 +202,10 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
     appendHeatmap(model.heatmap, h, indexer(model.heatmap.layers));
   }
   if (a.findings) model.findings = a.findings;
+  const optimizersChanged = JSON.stringify(a.optimizers.map((o) => [o.id, o.name])) !== JSON.stringify(model.optimizers.map((o) => [o.id, o.name]));
+  model.optimizers = a.optimizers;
   bound(model);
-  return { heatmapReplaced, layersChanged: newLayers.length > 0 };
+  return { heatmapReplaced, layersChanged: newLayers.length > 0, optimizersChanged };
 }
 
 /** Applies a `delta`: curves, heatmap and findings replaced wholesale (metric switch, host-side folding). */

@@ -13,6 +13,8 @@ export interface RunArgs {
   detailEvery: number;
   /** Write the self-contained HTML report here. */
   report: string | null;
+  /** Show only this optimizer's tensors and steps in the table (its name, or its numeric id). */
+  optimizer: string | null;
 }
 
 export interface FixArgs {
@@ -39,6 +41,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
+                [--optimizer NAME]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE]
@@ -54,12 +57,17 @@ fix: diagnoses the script (a run of --steps steps, default 100, or the run file 
 Options:
   --steps N          stop the run cleanly after N optimizer steps
   --timeout S        stop the run after S seconds
-  --json             print one JSON document (schema gradscope.run/1) on stdout; the script's
+  --json             print one JSON document (schema gradscope.run/1.1) on stdout; the script's
                      own output goes to stderr
   --out DIR          folder for the run file (default: .gradscope/runs in the current folder)
   --report FILE      also write a self-contained HTML report (charts and findings; opens offline)
   --detail-every K   send histograms and thumbnails every K steps (default: chosen by the probe)
+  --optimizer NAME   the table shows only this optimizer's tensors and steps (its variable name, e.g.
+                     opt_d, or its id); the JSON document always lists every optimizer
   --                 pass everything after it to the script
+  Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage,
+  3 the probe's data stream was corrupt, 4 the report could not be written, 6 the script ran but
+  no optimizer step was observed (nothing was diagnosed; the summary says why it may be).
 fix options:
   --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
                      non-finite-gradient, dead-units, update-ratio
@@ -119,7 +127,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === '-v' || command === '--version') return { command: 'version' };
   if (command === 'fix') return parseFixArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
-  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null };
+  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null, optimizer: null };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
       case '--steps':
@@ -141,6 +149,10 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         return true;
       case '--detail-every':
         out.detailEvery = positiveInt('--detail-every', value(), true);
+        return true;
+      case '--optimizer':
+        out.optimizer = value() ?? null;
+        if (!out.optimizer) throw new UsageError('--optimizer needs a name (the variable the script built it in) or an id');
         return true;
       default:
         return false;

@@ -2,6 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { buildRunJson } from '../core/report/runJson';
+import { observedNothing, runWarnings } from '../core/report/warnings';
 import { RunSession, type RunExit } from '../process/runSession';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
 import { fix } from './fix';
@@ -13,14 +14,19 @@ declare const PACKAGE_VERSION: string | undefined;
 
 /** Reads a layer's activation from the line that built it (files cached; unreadable: unknown). */
 
-/** Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage, 3 protocol error, 4 the report could not be written. */
-function exitCodeFor(exit: RunExit): number {
+/**
+ * Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed,
+ * 2 usage, 3 protocol error, 4 the report could not be written, 6 the script ran but GradScope
+ * observed no optimizer step (or the probe never connected): nothing was diagnosed. (5 is `fix`'s
+ * "not cured"; the codes differ so a script can tell them apart.)
+ */
+function exitCodeFor(exit: RunExit, nothingObserved: boolean): number {
   switch (exit.reason) {
     case 'completed':
     case 'step-limit':
     case 'time-limit':
     case 'stopped':
-      return 0;
+      return nothingObserved ? 6 : 0;
     case 'crashed':
       return 1;
     case 'protocol-error':
@@ -74,9 +80,9 @@ async function run(a: RunArgs): Promise<number> {
     const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
-    process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings));
+    process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }));
   }
-  const code = exitCodeFor(exit);
+  const code = exitCodeFor(exit, observedNothing(runWarnings(session.store, { reason: exit.reason })));
   return code === 0 && reportFailed ? 4 : code;
 }
 

@@ -1,7 +1,8 @@
 // The readable summary `gradscope run` prints without --json.
 import { relative } from 'node:path';
 import type { Finding } from '../core/analysis/finding';
-import type { RunStore, Series } from '../core/store/runStore';
+import { runWarnings } from '../core/report/warnings';
+import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
 import type { RunExit } from '../process/runSession';
 
 export const fmt = (v: number | null | undefined): string => {
@@ -21,10 +22,43 @@ export function seriesMax(s: Series): number | null {
   return m === -Infinity ? null : m;
 }
 
+/** The last present value of a series (buckets of absent cells only have none). */
 function seriesLast(s: Series): number | null {
   if (s.values.length) return s.values[s.values.length - 1];
-  const l = s.envelope.last;
-  return l.length ? l[l.length - 1] : null;
+  const { last, absent } = s.envelope;
+  for (let b = last.length - 1; b >= 0; b--) if (absent[b] !== BUCKET_ALL_ABSENT) return last[b];
+  return null;
+}
+
+/** The optimizer `--optimizer` names: its name, or its id; null when none matches. */
+export function findOptimizer(store: RunStore, key: string): OptimizerInfo | null {
+  const all = store.optimizers;
+  return all.find((o) => o.name === key) ?? (/^\d+$/.test(key) ? all.find((o) => o.id === Number(key)) : undefined) ?? null;
+}
+
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * "frozen.weight (every step), head.weight (150 of 300 steps)": tensors that had no gradient at some
+ * steps, over the whole run, or with `optimizer` over that optimizer's steps still held at full
+ * resolution.
+ */
+function absentLine(store: RunStore, ids: readonly number[], optimizer: number | null): string | null {
+  const parts: string[] = [];
+  let n = 0;
+  const ofOptimizer = optimizer === null ? 0 : store.optimizerSteps(optimizer).length;
+  for (const id of ids) {
+    const a = optimizer === null ? store.absentSteps(id) : store.series(id, 'norm', { optimizer }).absentSteps.length;
+    if (!(a > 0)) continue;
+    n++;
+    if (parts.length < 4) {
+      const t = store.tensors[id];
+      const seen = optimizer === null ? store.stepsSince(id) : ofOptimizer;
+      parts.push(`${t ? t.name : `tensor ${id}`} (${a >= seen ? 'every step' : `${a} of ${seen} steps`})`);
+    }
+  }
+  if (n === 0) return null;
+  return `${plural(n, 'tensor')} had no gradient at some steps (left out of the analysis, not counted as non-finite): ${parts.join(', ')}${n > parts.length ? ', …' : ''}`;
 }
 
 function table(rows: string[][]): string {
@@ -32,7 +66,18 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c >= 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
 }
 
-export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = []): string {
+export interface SummaryOptions {
+  /** Restrict the table to this optimizer's tensors and steps (`--optimizer`: its name or id). */
+  optimizer?: string | null;
+}
+
+export function formatSummary(
+  store: RunStore,
+  exit: RunExit,
+  where: { script: string; runFile: string },
+  findings: readonly Finding[] = [],
+  opts: SummaryOptions = {},
+): string {
   const out: string[] = [];
   const h = store.hello;
   const s = store.summary();
@@ -42,21 +87,40 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
   out.push(`run       ${exit.message}`);
   if (exit.error?.stack && exit.reason === 'crashed' && !exit.error.frame) out.push(exit.error.stack.split('\n').slice(0, 4).join('\n'));
   out.push(`steps     ${store.stepCount}`);
+  // What GradScope could not see comes right under the outcome: "completed, 0 steps" is not a success.
+  for (const w of runWarnings(store, { reason: exit.reason })) {
+    // A count over the run (skipped steps) is not about the one step of its first occurrence.
+    const at = w.step !== undefined && w.code !== 'skipped-steps' ? ` (step ${w.step})` : '';
+    out.push(`${w.level === 'warning' ? 'warning' : 'note   '}   ${w.message}${at}`);
+  }
   out.push(`‖g‖       first ${fmt(s.globalNorm.first)} · max ${fmt(s.globalNorm.max)} · last ${fmt(s.globalNorm.last)}`);
   if (s.firstNonFinite) {
     const t = store.tensors[s.firstNonFinite.tensorId];
     out.push(`non-finite  first at step ${s.firstNonFinite.step} in ${t ? t.name : `tensor ${s.firstNonFinite.tensorId}`}`);
   } else if (store.stepCount) out.push('non-finite  none');
-  const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
-  if (dropped) out.push(`dropped   ${dropped} frames (the pipe was full; statistics of those steps are missing)`);
-  if (store.tensors.length) {
+  const optimizers = store.optimizers;
+  if (optimizers.length > 1 || optimizers.some((o) => o.mode === 'backward')) {
+    const desc = (o: OptimizerInfo): string => `${o.name}${o.className ? ` (${o.className})` : ''}${o.mode === 'backward' ? ' — no optimizer: each backward pass is a step' : ''}, ${plural(o.steps, 'step')}`;
+    out.push(`optimizers  ${optimizers.map(desc).join(' · ')}`);
+  }
+  let picked: OptimizerInfo | null = null;
+  if (opts.optimizer) {
+    picked = findOptimizer(store, opts.optimizer);
+    if (picked) out.push(`optimizer   ${picked.name}: ${plural(picked.steps, 'step')}${picked.firstStep !== null ? ` (${picked.firstStep}–${picked.lastStep})` : ''}, ${plural(picked.tensorIds.length, 'tensor')}; the table shows only these`);
+    else out.push(`warning   no optimizer named "${opts.optimizer}" in this run${optimizers.length ? ` (it has: ${optimizers.map((o) => o.name).join(', ')})` : ''}; the table shows every tensor`);
+  }
+  const shown = picked ? store.tensors.filter((t) => t && picked.tensorIds.includes(t.id)) : store.tensors.filter((t) => t);
+  const absent = absentLine(store, shown.map((t) => t.id), picked ? picked.id : null);
+  if (absent) out.push(`no grad   ${absent}`);
+  if (shown.length) {
     const rows = [['tensor', 'shape', 'built at', 'last ‖g‖', 'max ‖g‖', 'NaN/Inf']];
-    for (const t of store.tensors) {
-      const norm = store.series(t.id, 'norm');
-      const bad = (seriesMax(store.series(t.id, 'nanCount')) ?? 0) + (seriesMax(store.series(t.id, 'infCount')) ?? 0) > 0;
+    const sel = picked ? { optimizer: picked.id } : {};
+    for (const t of shown) {
+      const norm = store.series(t.id, 'norm', sel);
+      const bad = (seriesMax(store.series(t.id, 'nanCount', sel)) ?? 0) + (seriesMax(store.series(t.id, 'infCount', sel)) ?? 0) > 0;
       const src = t.source ? `${relative(process.cwd(), t.source.file) || t.source.file}:${t.source.line}` : '?';
       // The norm column covers finite entries only: show NaN/Inf when the last step had them.
-      const last = (seriesLast(store.series(t.id, 'nanCount')) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount')) ?? 0) > 0 ? Infinity : seriesLast(norm);
+      const last = (seriesLast(store.series(t.id, 'nanCount', sel)) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount', sel)) ?? 0) > 0 ? Infinity : seriesLast(norm);
       rows.push([t.name, `[${t.shape.join(',')}]`, src, fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
     }
     out.push('');

@@ -3,7 +3,8 @@
 // diagnostics.ts, hover.ts and codeActions.ts turn it into VS Code objects.
 import type { Finding, FindingKind } from '../core/analysis/finding';
 import { sparklineBlocks, sparklineDataUri } from '../core/analysis/sparkline';
-import type { StatName } from '../core/protocol/messages';
+import { pathToFileURL } from 'node:url';
+import type { LibrarySite, StatName, TensorInfo } from '../core/protocol/messages';
 import type { RunStore } from '../core/store/runStore';
 
 export type DiagnosticLevel = 'error' | 'warning' | 'info';
@@ -76,6 +77,10 @@ export interface LayerStats {
   firstNonFiniteStep: number | null;
   /** ‖Δw‖/‖w‖ over the layer's tensors at the last step where both were finite. */
   updateRatio: { step: number; ratio: number } | null;
+  /** Where a library (transformers) constructed the layer inside the user's line, when one did. */
+  builtIn?: LibrarySite;
+  /** Other names of the layer's tensors (tied or shared weights: "lm_head.weight"). */
+  aliases?: string[];
 }
 
 /** Reads the layer's statistics; null when the store knows no tensor of that layer. */
@@ -145,7 +150,30 @@ export function layerStats(store: RunStore, layer: string): LayerStats | null {
     max,
     firstNonFiniteStep: firstNonFinite,
     updateRatio,
+    ...originOf(ts),
   };
+}
+
+function originOf(ts: readonly TensorInfo[]): Pick<LayerStats, 'builtIn' | 'aliases'> {
+  const out: Pick<LayerStats, 'builtIn' | 'aliases'> = {};
+  const built = ts.find((t) => t.builtIn)?.builtIn;
+  if (built) out.builtIn = built;
+  const aliases = ts.flatMap((t) => t.aliases ?? []);
+  if (aliases.length) out.aliases = aliases;
+  return out;
+}
+
+/** "built in transformers: modeling_bert.py:154 · also: lm_head.weight" as hover Markdown (the file
+ * a link to that line), or null when the layer has neither. */
+export function originMarkdown(s: Pick<LayerStats, 'builtIn' | 'aliases'>): string | null {
+  const parts: string[] = [];
+  const b = s.builtIn;
+  if (b) {
+    const where = `${b.file.split(/[\\/]/).pop() ?? b.file}:${b.line}`;
+    parts.push(`built in ${mdEscape(b.package)}: [${mdEscape(where)}](${pathToFileURL(b.file).href}#L${b.line},${b.column})`);
+  }
+  if (s.aliases?.length) parts.push(`also: ${s.aliases.map(mdEscape).join(', ')}`);
+  return parts.length ? parts.join(' · ') : null;
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -198,6 +226,11 @@ export function hoverMarkdown(m: HoverModel): string {
     ].join(' · '),
   );
   out.push('');
+  const origin = originMarkdown(s);
+  if (origin) {
+    out.push(origin);
+    out.push('');
+  }
   if (m.findings.length) {
     for (const f of m.findings) {
       out.push(`${LEVEL_ICON[levelOf(f)]} **${f.kind}** — ${mdEscape(f.message)}`);

@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
+import { runWarnings } from '../core/report/warnings';
 import { RunSession, type RunExit, type RunOptions } from '../process/runSession';
 import { GradScopeError } from './errors';
 import { RunStatusBar, SHOW_TERMINAL_COMMAND } from './runStatusBar';
@@ -156,8 +157,10 @@ export class RunController implements vscode.Disposable {
     if (exit.reason === 'crashed' && exit.steps === 0 && /ENOENT/.test(exit.error?.message ?? '')) {
       line += ' (is Node.js installed? set gradscope.nodePath to its path)';
     }
-    if (this.terminal && this.live?.run === run) this.terminal.end(line, failed);
+    const warnings = runWarnings(run.store, { reason: exit.reason });
+    if (this.terminal && this.live?.run === run) this.terminal.end(line, failed, warnings);
     (failed ? this.log.warn : this.log.info).call(this.log, `run ${run.id}: ${exit.reason}: ${exit.message}`);
+    for (const w of warnings) (w.level === 'warning' ? this.log.warn : this.log.info).call(this.log, `run ${run.id}: ${w.level === 'warning' ? 'warning' : 'note'}: ${w.message}`);
     if (exit.error?.stack) this.log.debug(exit.error.stack);
     this.statusBar.showEnded(run, exit);
     if (this.live?.run === run) {

@@ -1,6 +1,7 @@
 // The terminal that shows one run's stdout/stderr: a Pseudoterminal, so the child keeps plain pipes
 // (its fd 3 carries the wire protocol) and GradScope decides what the user sees.
 import * as vscode from 'vscode';
+import type { RunWarning } from '../core/report/warnings';
 
 /** How much of the terminal's text is kept for `GradScopeApi.inspect()`. */
 const TRANSCRIPT_CHARS = 64 * 1024;
@@ -70,10 +71,13 @@ export class RunTerminal implements vscode.Disposable {
   }
 
   /** The run is over: say why, and let any key close the terminal. */
-  end(line: string, failed: boolean): void {
+  /** The last lines: the outcome, then what GradScope could not see (a run with warnings is not drawn green). */
+  end(line: string, failed: boolean, warnings: readonly RunWarning[] = []): void {
     if (this.ended) return;
-    const colour = failed ? '\x1b[31m' : '\x1b[32m';
-    this.emit(`\r\n${colour}■ ${line}\x1b[0m\r\n\x1b[2mPress any key to close the terminal.\x1b[0m\r\n`);
+    const warned = warnings.some((w) => w.level === 'warning');
+    const colour = failed ? '\x1b[31m' : warned ? '\x1b[33m' : '\x1b[32m';
+    const notes = warnings.map((w) => (w.level === 'warning' ? `\x1b[33m  warning: ${w.message}\x1b[0m\r\n` : `\x1b[2m  note: ${w.message}\x1b[0m\r\n`)).join('');
+    this.emit(`\r\n${colour}■ ${line}\x1b[0m\r\n${notes}\x1b[2mPress any key to close the terminal.\x1b[0m\r\n`);
     this.ended = true;
   }
 

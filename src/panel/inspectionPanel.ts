@@ -11,7 +11,18 @@ import type { RunStore } from '../core/store/runStore';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
 import { buildReportHtml } from './report';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, compareCurve, reportData, runHeader, toPanelCurve } from './snapshot';
+import {
+  buildAppend,
+  buildHeatmap,
+  buildLayerNorms,
+  buildSnapshot,
+  buildTensorDetail,
+  compareCurve,
+  optimizerSelection,
+  reportData,
+  runHeader,
+  toPanelCurve,
+} from './snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
@@ -77,6 +88,8 @@ export class InspectionPanel implements vscode.Disposable {
   private source: PanelSource | null = null;
   private ready = false;
   private metric: HeatmapMetric = 'norm';
+  /** The optimizer whose steps the heatmap and layer curves show (null: all steps). */
+  private optimizer: number | null = null;
   private selected: { tensorId: number; step: number | null } | null = null;
   private pendingSelect: { layer: string; step: number | null } | null = null;
   private compare: PanelSnapshot['compare'] = null;
@@ -135,6 +148,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.rate = null;
     this.selected = null;
     this.compare = null;
+    this.optimizer = null;
     this.panel.title = `GradScope: ${basename(source.script)}`;
     if (source.live) {
       const run = source.live;
@@ -231,6 +245,7 @@ export class InspectionPanel implements vscode.Disposable {
       header: this.header(),
       findings,
       metric: this.metric,
+      optimizer: this.optimizer,
       compare: this.compare,
       savedRuns: this.savedRuns,
     });
@@ -260,7 +275,7 @@ export class InspectionPanel implements vscode.Disposable {
     const fj = JSON.stringify(findings);
     const changed = fj !== this.sentFindings;
     this.sentFindings = fj;
-    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null);
+    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null, this.optimizer);
     this.sentStep = s.store.lastStep;
     this.sentTensors = s.store.tensors.length;
     this.post({ type: 'append', ...append });
@@ -300,6 +315,11 @@ export class InspectionPanel implements vscode.Disposable {
         this.selected = { tensorId: msg.tensorId, step: msg.step };
         this.post({ type: 'tensorDetail', detail: buildTensorDetail(s.store, msg.tensorId, msg.step) });
         return;
+      case 'setOptimizer':
+        this.optimizer = msg.optimizer;
+        // Another set of steps: the webview's columns and curves are rebuilt from a new snapshot.
+        this.sendFull();
+        return;
       case 'setHeatmapMetric':
         this.metric = msg.metric;
         if (!s) return;
@@ -308,8 +328,8 @@ export class InspectionPanel implements vscode.Disposable {
           header: this.header(),
           globalNorm: toPanelCurveFromStore(s.store),
           loss: toPanelCurveFromStore(s.store, 'loss'),
-          layerNorms: buildLayerNorms(s.store),
-          heatmap: buildHeatmap(s.store, this.metric),
+          layerNorms: buildLayerNorms(s.store, -Infinity, optimizerSelection(s.store, this.optimizer)),
+          heatmap: buildHeatmap(s.store, this.metric, -Infinity, optimizerSelection(s.store, this.optimizer)),
           findings: this.findings(),
         });
         this.sentStep = s.store.lastStep;

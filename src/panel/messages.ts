@@ -2,7 +2,8 @@
 // extension (node) and the webview (browser, dom lib): it must import nothing at run time.
 // Every message from the webview is validated with `parseWebviewMessage`; anything else is dropped.
 import type { Finding } from '../core/analysis/finding';
-import type { SourceLocation } from '../core/protocol/messages';
+import type { OptimizerMode, SourceLocation } from '../core/protocol/messages';
+import type { RunWarning } from '../core/report/warnings';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'saved';
 
@@ -23,6 +24,8 @@ export interface PanelCurve {
   nan?: number[];
   /** Indices of points whose value was +Inf or -Inf. */
   inf?: number[];
+  /** Indices of points where there was no gradient (absent): a gap in the line, not a NaN. */
+  absent?: number[];
 }
 
 /** Layers × steps matrix for one metric; layers in model order. Row-major: values[layer * steps.length + col]. */
@@ -30,8 +33,11 @@ export interface PanelHeatmap {
   metric: HeatmapMetric;
   layers: string[];
   steps: number[];
-  /** log10 applied already for norm/maxAbs/updateRatio; NaN cells as the string "NaN", ±Inf as "Inf"/"-Inf" after JSON. */
-  values: (number | 'NaN' | 'Inf' | '-Inf' | null)[];
+  /**
+   * log10 applied already for norm/maxAbs/updateRatio; NaN cells as the string "NaN", ±Inf as
+   * "Inf"/"-Inf" after JSON; "absent" where the layer had no gradient (not NaN); null: no data.
+   */
+  values: (number | 'NaN' | 'Inf' | '-Inf' | 'absent' | null)[];
 }
 export type HeatmapMetric = 'norm' | 'maxAbs' | 'updateRatio' | 'zeroFrac';
 
@@ -64,10 +70,25 @@ export interface PanelRunHeader {
   droppedFrames: number;
   /** Max norm of the clipping in effect, when the probe saw one. */
   clipNorm: number | null;
+  /** What GradScope could not see in this run (core/report/warnings.ts): the panel's banner. */
+  warnings: RunWarning[];
+}
+
+/** An optimizer of the run, for the panel's picker (All / each optimizer by name). */
+export interface PanelOptimizer {
+  id: number;
+  name: string;
+  className: string;
+  mode: OptimizerMode;
+  steps: number;
 }
 
 export interface PanelSnapshot {
   header: PanelRunHeader;
+  /** The run's optimizers (the picker shows when there are two or more). */
+  optimizers: PanelOptimizer[];
+  /** The optimizer whose steps the heatmap and layer curves show; null: all steps. */
+  optimizer: number | null;
   tensors: PanelTensor[];
   /** Layers in model order (first built first). */
   layers: string[];
@@ -100,6 +121,8 @@ export interface PanelAppend {
   layers: string[];
   /** The complete current findings list when it changed, else null. */
   findings: Finding[] | null;
+  /** The run's optimizers (an OPTIMIZER can arrive mid-run). */
+  optimizers: PanelOptimizer[];
 }
 
 export type HostToWebview =
@@ -114,6 +137,8 @@ export type WebviewToHost =
   | { type: 'ready' }
   | { type: 'selectTensor'; tensorId: number; step: number | null }
   | { type: 'setHeatmapMetric'; metric: HeatmapMetric }
+  /** Show one optimizer's steps in the heatmap and layer curves (null: all). */
+  | { type: 'setOptimizer'; optimizer: number | null }
   | { type: 'goToLayer'; findingId: string }
   | { type: 'applyRemedy'; findingId: string; remedyId: string }
   | { type: 'stop' }
@@ -153,6 +178,10 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
     case 'setHeatmapMetric': {
       const metric = own(o, 'metric');
       return METRICS.includes(metric as HeatmapMetric) ? { type, metric: metric as HeatmapMetric } : null;
+    }
+    case 'setOptimizer': {
+      const optimizer = own(o, 'optimizer');
+      return optimizer === null || idx(optimizer) ? { type, optimizer } : null;
     }
     case 'goToLayer': {
       const findingId = own(o, 'findingId');

@@ -6,21 +6,27 @@
 // has been known longest (its buckets + recent steps); every other series' points are placed in the
 // column whose step range contains them. A layer's norm in a folded column combines the tensors'
 // bucket maxima, an upper bound of the true layer norm over that bucket (spikes survive folding).
+//
+// Absent gradients (a tensor with no gradient at a step) are their own state, never NaN: a heatmap
+// cell where no tensor of the layer was present but one was absent is 'absent', and a layer's norm
+// curve has a gap there (an index in `absent`, value null), not a NaN point.
 import type { Finding } from '../core/analysis/finding';
 import type { DetailMsg, StatName, TensorInfo } from '../core/protocol/messages';
-import { FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series } from '../core/store/runStore';
+import { runWarnings, type RunWarningExit } from '../core/report/warnings';
+import { BUCKET_ALL_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series, type SeriesOptions } from '../core/store/runStore';
 import type {
   HeatmapMetric,
   PanelAppend,
   PanelCurve,
   PanelHeatmap,
+  PanelOptimizer,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
   PanelTensorDetail,
 } from './messages';
 
-type Cell = number | 'NaN' | 'Inf' | '-Inf' | null;
+type Cell = PanelHeatmap['values'][number];
 
 export function toPanelCurve(steps: ArrayLike<number>, values: ArrayLike<number>, from = 0): PanelCurve {
   const out: PanelCurve = { steps: [], values: [] };
@@ -69,21 +75,34 @@ interface Point {
   last: number;
   value: number;
   flags: number;
+  /** The tensor had no gradient here (every step of a folded bucket): not a value. */
+  absent: boolean;
 }
 
-/** A series as points after `sinceStep`, oldest first: envelope buckets (with their max) then recent steps. */
+/**
+ * A series as points after `sinceStep`, oldest first: envelope buckets (with their max) then recent
+ * steps, present and absent ones merged in step order.
+ */
 function points(s: Series, sinceStep = -Infinity): Point[] {
   const e = s.envelope;
   const out: Point[] = [];
   if (e.stepLast.length && e.stepLast[e.stepLast.length - 1] > sinceStep) {
     for (let i = 0; i < e.stepFirst.length; i++) {
-      if (e.stepLast[i] > sinceStep) out.push({ first: e.stepFirst[i], last: e.stepLast[i], value: e.max[i], flags: e.flags[i] });
+      if (e.stepLast[i] > sinceStep) out.push({ first: e.stepFirst[i], last: e.stepLast[i], value: e.max[i], flags: e.flags[i], absent: e.absent[i] === BUCKET_ALL_ABSENT });
     }
   }
-  for (let i = firstAfter(s.steps, sinceStep); i < s.steps.length; i++) {
-    const v = s.values[i];
-    const flags = Number.isNaN(v) ? FLAG_NAN : v === Infinity ? FLAG_POS_INF : v === -Infinity ? FLAG_NEG_INF : 0;
-    out.push({ first: s.steps[i], last: s.steps[i], value: v, flags });
+  let i = firstAfter(s.steps, sinceStep);
+  let j = firstAfter(s.absentSteps, sinceStep);
+  while (i < s.steps.length || j < s.absentSteps.length) {
+    if (j >= s.absentSteps.length || (i < s.steps.length && s.steps[i] <= s.absentSteps[j])) {
+      const v = s.values[i];
+      const flags = Number.isNaN(v) ? FLAG_NAN : v === Infinity ? FLAG_POS_INF : v === -Infinity ? FLAG_NEG_INF : 0;
+      out.push({ first: s.steps[i], last: s.steps[i], value: v, flags, absent: false });
+      i++;
+    } else {
+      const a = s.absentSteps[j++];
+      out.push({ first: a, last: a, value: NaN, flags: 0, absent: true });
+    }
   }
   return out;
 }
@@ -92,14 +111,16 @@ interface Grid {
   first: number[];
   last: number[];
   sinceStep: number;
+  /** Which steps the series are read at (one optimizer's, or all). */
+  sel: SeriesOptions;
 }
 
-function gridOf(store: RunStore, sinceStep: number): Grid {
-  const grid: Grid = { first: [], last: [], sinceStep };
+function gridOf(store: RunStore, sinceStep: number, sel: SeriesOptions = {}): Grid {
+  const grid: Grid = { first: [], last: [], sinceStep, sel };
   let best: Point[] = [];
   for (const t of store.tensors) {
-    const p = points(store.series(t.id, 'norm'), sinceStep);
-    if (p.length && (!best.length || p[0].first < best[0].first)) best = p;
+    const p = points(store.series(t.id, 'norm', sel), sinceStep);
+    if (p.length && (!best.length || p[0].first < best[0].first || (p[0].first === best[0].first && p.length > best.length))) best = p;
   }
   for (const p of best) {
     grid.first.push(p.first);
@@ -127,20 +148,25 @@ function accumulate(
   layers: string[],
   stat: StatName,
   combine: 'sumsq' | 'max',
-): { values: Float64Array; flags: Uint8Array; seen: Uint8Array } {
+): { values: Float64Array; flags: Uint8Array; seen: Uint8Array; absent: Uint8Array } {
   const nCols = grid.last.length;
   const values = new Float64Array(layers.length * nCols);
   const flags = new Uint8Array(layers.length * nCols);
   const seen = new Uint8Array(layers.length * nCols);
+  const absent = new Uint8Array(layers.length * nCols);
   const row = new Map(layers.map((l, i) => [l, i]));
   for (const t of store.tensors) {
     const r = row.get(t.layer);
     if (r === undefined) continue;
-    for (const p of points(store.series(t.id, stat), grid.sinceStep)) {
+    for (const p of points(store.series(t.id, stat, grid.sel), grid.sinceStep)) {
       if (p.last < (grid.first[0] ?? Infinity)) continue;
       const c = columnOf(grid, p.last);
       if (c < 0) continue;
       const k = r * nCols + c;
+      if (p.absent) {
+        absent[k] = 1;
+        continue;
+      }
       seen[k] = 1;
       flags[k] |= p.flags;
       if (!Number.isFinite(p.value)) continue;
@@ -148,7 +174,7 @@ function accumulate(
     }
   }
   if (combine === 'sumsq') for (let k = 0; k < values.length; k++) values[k] = Math.sqrt(values[k]);
-  return { values, flags, seen };
+  return { values, flags, seen, absent };
 }
 
 function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Array {
@@ -164,10 +190,13 @@ function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Arr
 
 const log10 = (v: number): Cell => (v > 0 ? Math.log10(v) : v === 0 ? '-Inf' : null);
 
-/** Layers × steps heatmap for one metric, for steps after `sinceStep` (all when omitted). */
-export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep = -Infinity): PanelHeatmap {
+/**
+ * Layers × steps heatmap for one metric, for steps after `sinceStep` (all when omitted), of all
+ * steps or of one optimizer's (`sel.optimizer`).
+ */
+export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep = -Infinity, sel: SeriesOptions = {}): PanelHeatmap {
   const layers = layersInOrder(store.tensors);
-  const grid = gridOf(store, sinceStep);
+  const grid = gridOf(store, sinceStep, sel);
   const nCols = grid.last.length;
   const cells: Cell[] = new Array(layers.length * nCols).fill(null);
   if (metric === 'zeroFrac') {
@@ -185,7 +214,7 @@ export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep =
     for (let k = 0; k < cells.length; k++) {
       if (bad[k] & FLAG_NAN) cells[k] = 'NaN';
       else if (bad[k] & FLAG_POS_INF) cells[k] = 'Inf';
-      else if (!main.seen[k]) cells[k] = null;
+      else if (!main.seen[k]) cells[k] = main.absent[k] ? 'absent' : null;
       else if (denom) cells[k] = denom.values[k] > 0 && main.values[k] > 0 ? Math.log10(main.values[k] / denom.values[k]) : null;
       else cells[k] = log10(main.values[k]);
     }
@@ -212,10 +241,13 @@ function fillZeroFrac(store: RunStore, grid: Grid, layers: string[], cells: Cell
   for (let k = 0; k < cells.length; k++) cells[k] = weight[k] > 0 ? sum[k] / weight[k] : null;
 }
 
-/** Per-layer gradient norm curves: sqrt of the sum of the layer's tensors' squared norms per column. */
-export function buildLayerNorms(store: RunStore, sinceStep = -Infinity): Record<string, PanelCurve> {
+/**
+ * Per-layer gradient norm curves: sqrt of the sum of the layer's tensors' squared norms per column.
+ * A column where the layer had no gradient is a gap (null, listed in `absent`), not a NaN point.
+ */
+export function buildLayerNorms(store: RunStore, sinceStep = -Infinity, sel: SeriesOptions = {}): Record<string, PanelCurve> {
   const layers = layersInOrder(store.tensors);
-  const grid = gridOf(store, sinceStep);
+  const grid = gridOf(store, sinceStep, sel);
   const acc = accumulate(store, grid, layers, 'norm', 'sumsq');
   const bad = nonFiniteCells(store, grid, layers);
   const nCols = grid.last.length;
@@ -223,13 +255,24 @@ export function buildLayerNorms(store: RunStore, sinceStep = -Infinity): Record<
   layers.forEach((layer, r) => {
     const steps: number[] = [];
     const values: number[] = [];
+    const gaps: number[] = [];
     for (let c = 0; c < nCols; c++) {
       const k = r * nCols + c;
-      if (!acc.seen[k]) continue;
+      if (!acc.seen[k]) {
+        if (acc.absent[k]) {
+          gaps.push(steps.length);
+          steps.push(grid.last[c]);
+          values.push(0);
+        }
+        continue;
+      }
       steps.push(grid.last[c]);
       values.push(bad[k] & FLAG_NAN ? NaN : acc.values[k]);
     }
-    out[layer] = toPanelCurve(steps, values);
+    const curve = toPanelCurve(steps, values);
+    for (const g of gaps) curve.values[g] = null;
+    if (gaps.length) curve.absent = gaps;
+    out[layer] = curve;
   });
   return out;
 }
@@ -272,7 +315,26 @@ export function runHeader(
     stepsPerSec: run.stepsPerSec ?? null,
     droppedFrames: store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0),
     clipNorm: [...store.events].reverse().find((e) => e.kind === 'clip' && e.value !== undefined && Number.isFinite(e.value))?.value ?? null,
+    warnings: runWarnings(store, warningExit(run.status)),
   };
+}
+
+/** How a run with this status ended, for runWarnings: live runs conclude nothing yet. */
+function warningExit(status: PanelRunHeader['status']): RunWarningExit {
+  switch (status) {
+    case 'starting':
+    case 'running':
+      return null;
+    case 'saved':
+      return { reason: null };
+    case 'completed':
+    case 'crashed':
+    case 'stopped':
+    case 'step-limit':
+    case 'time-limit':
+    case 'protocol-error':
+      return { reason: status };
+  }
 }
 
 /** Everything the HTML report needs: the snapshot and every tensor's detail. */
@@ -285,19 +347,34 @@ export interface SnapshotContext {
   header: PanelRunHeader;
   findings: Finding[];
   metric: HeatmapMetric;
+  /** Show only this optimizer's steps in the heatmap and layer curves (null or absent: all). */
+  optimizer?: number | null;
   compare: PanelSnapshot['compare'];
   savedRuns: PanelSnapshot['savedRuns'];
 }
 
+/** The run's optimizers for the panel's picker. */
+export function panelOptimizers(store: RunStore): PanelOptimizer[] {
+  return store.optimizers.map((o) => ({ id: o.id, name: o.name, className: o.className, mode: o.mode, steps: o.steps }));
+}
+
+/** Series options for the optimizer shown: an id the run does not have shows all steps. */
+export function optimizerSelection(store: RunStore, optimizer: number | null | undefined): SeriesOptions {
+  return optimizer !== null && optimizer !== undefined && store.optimizers.some((o) => o.id === optimizer) ? { optimizer } : {};
+}
+
 export function buildSnapshot(store: RunStore, ctx: SnapshotContext): PanelSnapshot {
+  const sel = optimizerSelection(store, ctx.optimizer);
   return {
     header: ctx.header,
+    optimizers: panelOptimizers(store),
+    optimizer: sel.optimizer ?? null,
     tensors: panelTensors(store.tensors),
     layers: layersInOrder(store.tensors),
     globalNorm: curveOf(store.globalNorm()),
     loss: curveOf(store.loss()),
-    layerNorms: buildLayerNorms(store),
-    heatmap: buildHeatmap(store, ctx.metric),
+    layerNorms: buildLayerNorms(store, -Infinity, sel),
+    heatmap: buildHeatmap(store, ctx.metric, -Infinity, sel),
     findings: ctx.findings,
     compare: ctx.compare,
     savedRuns: ctx.savedRuns,
@@ -312,18 +389,21 @@ export function buildAppend(
   header: PanelRunHeader,
   metric: HeatmapMetric,
   findings: Finding[] | null,
+  optimizer: number | null = null,
 ): PanelAppend {
+  const sel = optimizerSelection(store, optimizer);
   const tensors = panelTensors(store.tensors.slice(knownTensors));
   const before = new Set(layersInOrder(store.tensors.slice(0, knownTensors)));
   return {
     header,
     globalNorm: curveOf(store.globalNorm(), sinceStep),
     loss: curveOf(store.loss(), sinceStep),
-    layerNorms: buildLayerNorms(store, sinceStep),
-    heatmap: buildHeatmap(store, metric, sinceStep),
+    layerNorms: buildLayerNorms(store, sinceStep, sel),
+    heatmap: buildHeatmap(store, metric, sinceStep, sel),
     tensors,
     layers: layersInOrder(store.tensors).filter((l) => !before.has(l)),
     findings,
+    optimizers: panelOptimizers(store),
   };
 }
 

@@ -4,7 +4,7 @@
 // buckets and a growing run re-buckets by merging pairs instead of rescanning the matrix.
 import type { ChartOptions, Chart } from 'chart.js';
 import { axisStyle, bitmapPlugin, chartCanvas, ensureChartJs, newBitmapLayer } from './chartSetup';
-import { HeatmapMatrix, MISSING } from './heatmapMatrix';
+import { ABSENT, HeatmapMatrix, MISSING } from './heatmapMatrix';
 import { cividisLut, lutCss, packRgba, toRgba, type Palette } from './theme';
 
 export interface HeatmapCell {
@@ -46,7 +46,8 @@ export function formatHeatValue(v: number, fmt: (v: number) => string = (x) => x
   if (v !== v) return 'NaN';
   if (v === Infinity) return 'Inf';
   if (v === -Infinity) return '-Inf';
-  if (v === MISSING) return 'no data';
+  if (v <= MISSING) return 'no data';
+  if (v <= ABSENT) return 'no gradient';
   return fmt(v);
 }
 
@@ -151,21 +152,22 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
   }
 
   let img: ImageData | null = null;
-  let painted = { nb: 0, lo: NaN, hi: NaN };
+  let painted = { nb: 0, lo: NaN, hi: NaN, absent: false };
 
   /** Colours buckets [from, nb) of every row (all of them when the colour domain or the size changed). */
   function paint(from = 0): void {
     const L = matrix.rows;
     let lo = Infinity;
     let hi = -Infinity;
+    let anyAbsent = false;
     for (let r = 0; r < L; r++) {
       const o = r * stride;
       for (let j = 0; j < nb; j++) {
         const v = reduced[o + j] as number;
-        if (v > MISSING && v < Infinity) {
+        if (v > ABSENT && v < Infinity) {
           if (v < lo) lo = v;
           if (v > hi) hi = v;
-        }
+        } else if (v > MISSING && v <= ABSENT) anyAbsent = true;
       }
     }
     if (opts.domain) [lo, hi] = opts.domain;
@@ -186,7 +188,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     domain = [lo, hi];
     const px = new Uint32Array(img.data.buffer);
     const scale = 255 / (hi - lo);
-    const { nan, inf, zero } = colors;
+    const { nan, inf, zero, absent } = colors;
     for (let r = 0; r < L; r++) {
       const o = r * stride;
       const po = r * w;
@@ -197,6 +199,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
         else if (v === Infinity) c = inf;
         else if (v === -Infinity) c = zero;
         else if (v <= MISSING) c = 0;
+        else if (v <= ABSENT) c = absent;
         else {
           let i = ((v - lo) * scale) | 0;
           if (i < 0) i = 0;
@@ -207,8 +210,8 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       }
     }
     if (nb > from) ctx.putImageData(img, 0, 0, from, 0, nb - from, h);
-    const legendChanged = lo !== painted.lo || hi !== painted.hi;
-    painted = { nb, lo, hi };
+    const legendChanged = lo !== painted.lo || hi !== painted.hi || anyAbsent !== painted.absent;
+    painted = { nb, lo, hi, absent: anyAbsent };
     layer.sourceWidth = nb;
     layer.x0 = 0;
     layer.x1 = nb * bucket;
@@ -236,7 +239,17 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     const label = document.createElement('span');
     label.className = 'gs-colorbar-label';
     label.textContent = opts.valueLabel;
-    legend.append(label, lo, bar, hi, swatch('NaN', opts.palette.nan), swatch('Inf', opts.palette.inf), swatch('zero', opts.palette.zero));
+    legend.append(
+      label,
+      lo,
+      bar,
+      hi,
+      swatch('NaN', opts.palette.nan),
+      swatch('Inf', opts.palette.inf),
+      swatch('zero', opts.palette.zero),
+    );
+    // Only runs with absent gradients (torch's set_to_none) have such cells.
+    if (painted.absent) legend.append(swatch('no gradient', opts.palette.absent, 'gs-swatch-absent'));
   }
 
   function rowTicks(): { value: number }[] {
@@ -498,13 +511,13 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
   };
 }
 
-function paletteColors(p: Palette): { nan: number; inf: number; zero: number } {
-  return { nan: packRgba(toRgba(p.nan)), inf: packRgba(toRgba(p.inf)), zero: packRgba(toRgba(p.zero)) };
+function paletteColors(p: Palette): { nan: number; inf: number; zero: number; absent: number } {
+  return { nan: packRgba(toRgba(p.nan)), inf: packRgba(toRgba(p.inf)), zero: packRgba(toRgba(p.zero)), absent: packRgba(toRgba(p.absent)) };
 }
 
-function swatch(label: string, color: string): HTMLElement {
+function swatch(label: string, color: string, extraClass = ''): HTMLElement {
   const s = document.createElement('span');
-  s.className = 'gs-swatch';
+  s.className = extraClass ? `gs-swatch ${extraClass}` : 'gs-swatch';
   const box = document.createElement('span');
   box.className = 'gs-swatch-box';
   box.style.background = color;
@@ -530,6 +543,7 @@ export function drawCellsNaive(ctx: CanvasRenderingContext2D, matrix: HeatmapMat
       else if (v === Infinity) ctx.fillStyle = palette.inf;
       else if (v === -Infinity) ctx.fillStyle = palette.zero;
       else if (v <= MISSING) continue;
+      else if (v <= ABSENT) ctx.fillStyle = palette.absent;
       else ctx.fillStyle = lutCss(lut, ((v - domain[0]) * scale) | 0);
       ctx.fillRect(area.left + c * cw, area.top + r * ch, Math.max(cw, 0.5), ch);
     }

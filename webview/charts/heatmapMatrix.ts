@@ -1,9 +1,13 @@
 // Layers × steps matrix of one metric, stored in column blocks so appending steps is cheap and no
 // copy of the whole matrix is ever made. NaN and ±Inf are stored as such (they are information);
-// a missing cell is MISSING. Reductions for drawing take the max per bucket of columns, NaN winning,
-// then +Inf, then the largest finite value.
+// a missing cell is MISSING, a cell where the layer had no gradient (absent, not NaN) is ABSENT.
+// Reductions for drawing take the max per bucket of columns, NaN winning, then +Inf, then the
+// largest finite value, then ABSENT, then MISSING (both sentinels sort below every real value).
 
-export const MISSING = -3.4e38;
+/** No data. Exactly representable in Float32 so stored cells compare equal. */
+export const MISSING = Math.fround(-3.4e38);
+/** No gradient at that step (absent). Above MISSING, below any value a metric takes. */
+export const ABSENT = Math.fround(-3.3e38);
 const BLOCK = 4096;
 /** Columns per summary cell: a max-per-64-columns level kept up to date on append, so drawing a long run reads 64× fewer cells. */
 const COARSE_SHIFT = 6;

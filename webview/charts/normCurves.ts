@@ -2,11 +2,16 @@
 // chosen per-layer norms, a compared run, and the clipping threshold. Long series go through
 // Chart.js decimation (parsing: false, linear x). Non-finite points are never dropped: they break
 // the line and are marked at the top edge (NaN, +Inf) or bottom edge (-Inf, and 0 on the log axis).
+// A GAP (no gradient at that step: absent, not NaN) adds no point and no marker; the segment that
+// spans it is dotted, so a head used on every other step still reads as a curve.
 import type { ChartOptions, Chart, ChartDataset, Plugin } from 'chart.js';
 import { axisStyle, chartCanvas, ensureChartJs } from './chartSetup';
 import type { Palette } from './theme';
 
-/** One curve. values may hold NaN / ±Inf. steps ascend. */
+/** A value meaning "no gradient here" (absent): the line breaks, nothing is marked. */
+export const GAP = -Number.MAX_VALUE;
+
+/** One curve. values may hold NaN / ±Inf / GAP. steps ascend. */
 export interface Series {
   label: string;
   steps: ArrayLike<number>;
@@ -42,6 +47,8 @@ type Mark = { x: number; kind: 'nan' | 'inf' | 'low' };
 interface Cache {
   points: Pt[];
   marks: Mark[];
+  /** Steps with no gradient (GAP), ascending. */
+  gaps: number[];
   len: number;
   lastStep: number;
   log: boolean;
@@ -51,12 +58,13 @@ function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
   const n = s.steps.length;
   let c = cache;
   if (!c || c.log !== log || n < c.len || (c.len > 0 && s.steps[c.len - 1] !== c.lastStep)) {
-    c = { points: [], marks: [], len: 0, lastStep: NaN, log };
+    c = { points: [], marks: [], gaps: [], len: 0, lastStep: NaN, log };
   }
   for (let i = c.len; i < n; i++) {
     const x = s.steps[i] as number;
     const v = s.values[i] as number;
-    if (v !== v) {
+    if (v === GAP) c.gaps.push(x);
+    else if (v !== v) {
       c.points.push({ x, y: null });
       c.marks.push({ x, kind: 'nan' });
     } else if (v === Infinity || v === -Infinity) {
@@ -70,6 +78,18 @@ function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
   c.len = n;
   c.lastStep = n > 0 ? (s.steps[n - 1] as number) : NaN;
   return c;
+}
+
+/** Whether a step with no gradient lies strictly between x0 and x1 (gaps ascending). */
+function spansGap(gaps: readonly number[], x0: number, x1: number): boolean {
+  let lo = 0;
+  let hi = gaps.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if ((gaps[m] as number) <= x0) lo = m + 1;
+    else hi = m;
+  }
+  return lo < gaps.length && (gaps[lo] as number) < x1;
 }
 
 export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options: NormCurvesOptions): NormCurvesHandle {
@@ -155,7 +175,15 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       // their point arrays only grow, so an append costs the new points only.
       let ds = dsByKey.get(key);
       if (!ds) {
-        ds = { label: s.label, data: c.points, pointRadius: 0, pointHoverRadius: 3, spanGaps: false, tension: 0 };
+        ds = {
+          label: s.label,
+          data: c.points,
+          pointRadius: 0,
+          pointHoverRadius: 3,
+          spanGaps: false,
+          tension: 0,
+          segment: { borderDash: (sc) => (spansGap(caches.get(key)?.gaps ?? [], sc.p0.parsed.x ?? NaN, sc.p1.parsed.x ?? NaN) ? [1, 3] : undefined) },
+        };
         dsByKey.set(key, ds);
         assigned.set(key, c.points);
       } else if (assigned.get(key) !== c.points) {
@@ -198,6 +226,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       assigned.delete(k);
     }
     canvas.dataset['series'] = JSON.stringify(out.map((s) => ({ label: s.label, color: s.borderColor, points: (assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data).length })));
+    canvas.dataset['gaps'] = JSON.stringify(Object.fromEntries([...caches].filter(([, c]) => c.gaps.length > 0).map(([k, c]) => [k, c.gaps.length])));
     canvas.setAttribute('aria-label', `Gradient norm curves: ${out.map((s) => s.label).join(', ')}`);
     return out;
   }

@@ -19,6 +19,8 @@ export interface Palette {
   inf: string;
   /** log10 of an exact zero (-Inf on a log metric). */
   zero: string;
+  /** Heatmap cells where the layer had no gradient (absent): a faint wash, unlike NaN and no data. */
+  absent: string;
 }
 
 const css = (style: CSSStyleDeclaration, name: string, fallback: string): string => {
@@ -49,6 +51,7 @@ export function readPalette(el: Element = document.body): Palette {
     nan: css(s, '--gradscope-nan', '#ff00ff'),
     inf: css(s, '--gradscope-inf', red),
     zero: css(s, '--gradscope-zero', '#7f7f7f'),
+    absent: css(s, '--gradscope-absent', 'rgba(128,128,128,0.22)'),
   };
 }
 

@@ -8,9 +8,14 @@
 //
 // Steps that left the store's ring (R = 2048 by default) before the analyzer read them are not
 // seen at full resolution; they are counted in `stats.stepsMissed`.
+//
+// Each optimizer (STEP.optimizer) has its own detectors: its steps are judged against its own
+// earlier steps. With several, a finding's id ends in `@<optimizer name>` and its message starts
+// with `[<name>]`.
 import type { DetailMsg, TensorInfo } from '../protocol/messages';
-import type { RunStore, Series } from '../store/runStore';
+import type { RunStore } from '../store/runStore';
 import type { Detector, DetectorEnv, SharedFacts } from './detector';
+import { adjustForClipping, clipInEffect } from './clipping';
 import { DeadUnitsDetector } from './detectors/deadUnits';
 import { ExplodingDetector } from './detectors/exploding';
 import { NonFiniteDetector } from './detectors/nonFinite';
@@ -38,6 +43,13 @@ export interface AnalyzerStats {
 
 const SEVERITY_RANK: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
 
+interface Lane {
+  optimizer: number;
+  detectors: Detector[];
+  shared: SharedFacts;
+  env: DetectorEnv;
+}
+
 /** Findings in a stable order: by severity, then step, then id. */
 export function sortFindings(fs: Finding[]): Finding[] {
   return fs.sort((a, b) => SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] || a.step - b.step || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -48,26 +60,42 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
 export class Analyzer {
   private ctx: AnalysisContext = { tensors: [], layers: [], layerOf: [], optimizerSource: null, framework: 'tfjs' };
   private tensorCount = -1;
-  private cursor = -Infinity;
-  private readonly detectors: Detector[] = [new ExplodingDetector(), new NonFiniteDetector(), new VanishingDetector(), new DeadUnitsDetector(), new UpdateRatioDetector()];
-  private readonly shared: SharedFacts = { firstRow: null, explodingAt: null, explodingFrom: null, vanishingAt: null, firstNonFiniteAt: null };
-  private readonly env: DetectorEnv;
+  /** Ordinal of the last STEP read (−1: none). */
+  private cursor = -1;
+  /** One set of detectors per optimizer (a GAN's two, SparseAdam beside Adam), created at its first step. */
+  private readonly lanes = new Map<number, Lane>();
   private current: Finding[] = [];
   private finished = false;
+  /** Largest finite global norm of the steps read so far (before clipping, as the probe reports). */
+  private largestNorm = NaN;
   readonly stats: AnalyzerStats = { updates: 0, stepsSeen: 0, stepsMissed: 0, ms: 0, maxMs: 0 };
 
   constructor(
     private readonly store: RunStore,
     private readonly opts: AnalyzerOptions = {},
-  ) {
-    const self = this;
-    this.env = {
-      get ctx() {
-        return self.ctx;
-      },
-      shared: this.shared,
-      details: (id: number): readonly DetailMsg[] => this.store.details(id),
-    };
+  ) {}
+
+  /**
+   * The detectors of one optimizer. Each optimizer's steps are judged against its own earlier
+   * steps: interleaved steps of two optimizers over different tensors (a sparse embedding's norm
+   * 0.02, the dense layers' 0.2) are not a ×10 jump.
+   */
+  private lane(optimizer: number): Lane {
+    let lane = this.lanes.get(optimizer);
+    if (!lane) {
+      const self = this;
+      const shared: SharedFacts = { firstRow: null, explodingAt: null, explodingFrom: null, vanishingAt: null, firstNonFiniteAt: null };
+      const env: DetectorEnv = {
+        get ctx() {
+          return self.ctx;
+        },
+        shared,
+        details: (id: number): readonly DetailMsg[] => this.store.details(id),
+      };
+      lane = { optimizer, detectors: [new ExplodingDetector(), new NonFiniteDetector(), new VanishingDetector(), new DeadUnitsDetector(), new UpdateRatioDetector()], shared, env };
+      this.lanes.set(optimizer, lane);
+    }
+    return lane;
   }
 
   /** The findings as of the last update()/finish(). */
@@ -89,12 +117,21 @@ export class Analyzer {
     const t0 = now();
     this.refreshContext();
     for (const row of this.newRows()) {
-      if (!this.shared.firstRow) this.shared.firstRow = row;
-      for (const d of this.detectors) d.step(row, this.env);
+      const lane = this.lane(row.optimizer);
+      if (!lane.shared.firstRow) lane.shared.firstRow = row;
+      for (const d of lane.detectors) d.step(row, lane.env);
+      if (isFiniteNum(row.globalNorm) && !(row.globalNorm <= this.largestNorm)) this.largestNorm = row.globalNorm;
       this.stats.stepsSeen++;
     }
     const out: Finding[] = [];
-    for (const d of this.detectors) out.push(...d.findings(this.env, final));
+    for (const lane of this.lanes.values()) {
+      const fs: Finding[] = [];
+      for (const d of lane.detectors) fs.push(...d.findings(lane.env, final));
+      out.push(...(this.lanes.size > 1 ? fs.map((f) => this.ofOptimizer(f, lane.optimizer)) : fs));
+    }
+    // A script that already clips is not told to add clipping (see clipping.ts).
+    const clip = clipInEffect(this.store.events);
+    if (clip) for (let i = 0; i < out.length; i++) out[i] = adjustForClipping(out[i], clip, this.largestNorm, this.ctx.framework);
     this.current = sortFindings(out);
     if (final) this.finished = true;
     const ms = now() - t0;
@@ -102,6 +139,12 @@ export class Analyzer {
     this.stats.ms += ms;
     if (ms > this.stats.maxMs) this.stats.maxMs = ms;
     return this.current;
+  }
+
+  /** With several optimizers, a finding names the one whose steps showed it (and its id says so). */
+  private ofOptimizer(f: Finding, optimizer: number): Finding {
+    const name = this.store.optimizers.find((o) => o.id === optimizer)?.name ?? `optimizer ${optimizer}`;
+    return { ...f, id: `${f.id}@${name}`, message: `[${name}] ${f.message}`, evidence: { ...f.evidence, optimizer: name } };
   }
 
   get isFinished(): boolean {
@@ -117,58 +160,49 @@ export class Analyzer {
     this.ctx = { tensors: ts, layers, layerOf, optimizerSource: this.opts.optimizerSource ?? null, framework };
   }
 
-  /** Rows for the steps after the cursor, from the store's full-resolution ring. */
+  /**
+   * Rows for the steps after the cursor (an ordinal: STEPs in the order they came), from the
+   * store's full-resolution ring. Absent cells (no gradient at that step) are missing data: NaN in
+   * the row's arrays, marked in `absent`, and never counted as non-finite.
+   */
   private newRows(): StepRow[] {
     const T = Math.min(this.store.stepTensorCount, this.store.tensors.length);
     if (T === 0 || this.store.stepCount === 0) return [];
-    const take = (id: number, stat: 'norm' | 'maxAbs' | 'nanCount' | 'infCount' | 'paramNorm' | 'updateNorm'): Series => this.store.series(id, stat);
-    const normS: Series[] = [];
-    for (let i = 0; i < T; i++) normS.push(take(i, 'norm'));
-    const steps = normS[0].steps;
-    let from = steps.length;
-    while (from > 0 && steps[from - 1] > this.cursor) from--;
-    if (from === steps.length) return [];
-    if (from === 0 && this.cursor === -Infinity && this.store.stepCount > steps.length) this.stats.stepsMissed += this.store.stepCount - steps.length;
-    const n = steps.length - from;
-    const nanS: Series[] = [];
-    const infS: Series[] = [];
-    const parS: Series[] = [];
-    const updS: Series[] = [];
-    for (let i = 0; i < T; i++) {
-      nanS.push(take(i, 'nanCount'));
-      infS.push(take(i, 'infCount'));
-      parS.push(take(i, 'paramNorm'));
-      updS.push(take(i, 'updateNorm'));
-    }
+    const first = this.store.recentFirstOrdinal;
+    const from = Math.max(this.cursor + 1, first);
+    if (from >= this.store.stepCount) return [];
+    if (from > this.cursor + 1) this.stats.stepsMissed += from - (this.cursor + 1);
     // Loss by step, for the new steps only (the loss curve is in step order).
+    const firstNew = this.store.recentStep(from).step;
     const lossC = this.store.loss();
     const loss = new Map<number, number>();
-    for (let j = lossC.steps.length - 1; j >= 0 && lossC.steps[j] > this.cursor; j--) loss.set(lossC.steps[j], lossC.values[j]);
+    for (let j = lossC.steps.length - 1; j >= 0 && lossC.steps[j] >= firstNew; j--) if (!loss.has(lossC.steps[j])) loss.set(lossC.steps[j], lossC.values[j]);
 
     const L = this.ctx.layers.length;
     const rows: StepRow[] = [];
-    for (let k = 0; k < n; k++) {
-      const step = steps[from + k];
+    const nanRow = new Float64Array(T);
+    const infRow = new Float64Array(T);
+    for (let ord = from; ord < this.store.stepCount; ord++) {
+      const { step, optimizer } = this.store.recentStep(ord);
       const norm = new Float64Array(T);
       const paramNorm = new Float64Array(T);
       const updateNorm = new Float64Array(T);
+      const absent = new Uint8Array(T);
+      this.store.readRecentRow(ord, 'norm', norm, absent);
+      this.store.readRecentRow(ord, 'paramNorm', paramNorm);
+      this.store.readRecentRow(ord, 'updateNorm', updateNorm);
+      this.store.readRecentRow(ord, 'nanCount', nanRow);
+      this.store.readRecentRow(ord, 'infCount', infRow);
       const nonFinite: number[] = [];
       let nan = 0;
       let inf = 0;
       let sum = 0;
       let any = false;
       for (let i = 0; i < T; i++) {
-        const at = (s: Series): number => {
-          // Series of tensors that joined late are shorter: align on the step index from the end.
-          const off = s.steps.length - (steps.length - (from + k));
-          return off >= 0 && s.steps[off] === step ? s.values[off] : NaN;
-        };
-        const g = at(normS[i]);
-        const a = at(nanS[i]);
-        const b = at(infS[i]);
-        norm[i] = g;
-        paramNorm[i] = at(parS[i]);
-        updateNorm[i] = at(updS[i]);
+        if (absent[i]) continue;
+        const g = norm[i];
+        const a = nanRow[i];
+        const b = infRow[i];
         if (a > 0) nan += a;
         if (b > 0) inf += b;
         if (a > 0 || b > 0 || (g === g && !isFiniteNum(g))) nonFinite.push(i);
@@ -177,15 +211,21 @@ export class Analyzer {
           any = true;
         }
       }
+      // A layer none of whose tensors had a gradient at this step has no norm (NaN), not 0.
       const layerNorm = new Float64Array(L);
       for (const l of this.ctx.layers) {
         let s2 = 0;
-        for (const id of l.tensors) if (id < T && isFiniteNum(norm[id])) s2 += norm[id] * norm[id];
-        layerNorm[l.index] = Math.sqrt(s2);
+        let seen = false;
+        for (const id of l.tensors) {
+          if (id >= T || absent[id]) continue;
+          seen = true;
+          if (isFiniteNum(norm[id])) s2 += norm[id] * norm[id];
+        }
+        layerNorm[l.index] = seen ? Math.sqrt(s2) : NaN;
       }
-      rows.push({ step, loss: loss.get(step) ?? NaN, globalNorm: any ? Math.sqrt(sum) : NaN, nonFinite, nanCount: nan, infCount: inf, norm, paramNorm, updateNorm, layerNorm });
+      rows.push({ step, optimizer, loss: loss.get(step) ?? NaN, globalNorm: any ? Math.sqrt(sum) : NaN, nonFinite, nanCount: nan, infCount: inf, norm, paramNorm, updateNorm, layerNorm, absent });
     }
-    this.cursor = steps[steps.length - 1];
+    this.cursor = this.store.stepCount - 1;
     return rows;
   }
 }

@@ -18,14 +18,22 @@ export interface LayerInfo {
   kernels: number[];
   source: SourceLocation | null;
   activation: ActivationFamily;
+  /**
+   * The layer looks rows up by index (nn.Embedding, EmbeddingBag, tf.layers.embedding): only the
+   * rows of the batch's tokens get a gradient, so mostly-zero gradients are its normal shape, and
+   * fan-in/gain (He, Glorot) mean nothing for it. See isLookupLayerType.
+   */
+  lookup: boolean;
 }
 
 /** One optimizer step as the detectors see it. Arrays are indexed by tensor id. */
 export interface StepRow {
   step: number;
+  /** The OPTIMIZER id whose step this is (0 when the probe announced none). */
+  optimizer: number;
   /** NaN when unknown. */
   loss: number;
-  /** sqrt(Σ finite norms²); NaN when no norm was sent. */
+  /** sqrt(Σ finite norms²) over present tensors; NaN when no norm was sent or every tensor was absent. */
   globalNorm: number;
   /** Tensors with a NaN/Inf gradient entry (or a non-finite norm) at this step. */
   nonFinite: number[];
@@ -35,8 +43,16 @@ export interface StepRow {
   paramNorm: Float64Array;
   /** NaN when unknown. */
   updateNorm: Float64Array;
-  /** Layer norms: sqrt(Σ norm²) over the layer's tensors (finite entries), by layer index. */
+  /**
+   * Layer norms: sqrt(Σ norm²) over the layer's present tensors (finite entries), by layer index;
+   * NaN when none of its tensors had a gradient at this step.
+   */
   layerNorm: Float64Array;
+  /**
+   * 1 where the tensor had no gradient at this step (absent: missing data, not a value). Its
+   * norm/paramNorm/updateNorm are NaN and it is never in `nonFinite`; detectors skip it.
+   */
+  absent: Uint8Array;
 }
 
 export interface AnalysisContext {
@@ -69,6 +85,15 @@ const RELU = /relu|elu|selu|swish|gelu|leaky|prelu/i;
 const TANH = /tanh|rnn|lstm|gru/i;
 const SIGMOID = /sigmoid|softmax/i;
 
+/**
+ * Layer types whose weight is a lookup table indexed by token ids: Embedding, EmbeddingBag and their
+ * subclasses by name (VocabParallelEmbedding, TokenEmbedding, tfjs 'Embedding'). Their gradient is
+ * row-sparse every step (the rows of tokens absent from the batch are exactly zero).
+ */
+export function isLookupLayerType(layerType: string): boolean {
+  return /embedding/i.test(layerType);
+}
+
 /** Activation family from the layer type or name (the tensor info carries no activation). */
 export function guessActivation(layerType: string, name: string): ActivationFamily {
   const s = `${layerType} ${name}`;
@@ -96,6 +121,7 @@ export function buildLayers(tensors: readonly TensorInfo[], activationOf?: (t: T
         kernels: [],
         source: t.source,
         activation: hinted ?? guessActivation(t.layerType, key),
+        lookup: isLookupLayerType(t.layerType),
       };
       byKey.set(key, l);
       layers.push(l);
@@ -147,6 +173,7 @@ export const REMEDY_TITLES: Record<string, string> = {
   'raise-lr': 'Raise the learning rate',
   'guard-loss': 'Guard log/sqrt/division in the loss with a small epsilon',
   'zero-bias-init': "Initialise this layer's bias to zeros",
+  'lower-clip-threshold': 'Lower the clip threshold (the script clips, but above every norm seen)',
 };
 
 /** The titles a PyTorch user reads (torch's names for the same remedies). */
@@ -163,6 +190,8 @@ export function remedy(id: string, framework: 'tfjs' | 'torch' = 'tfjs'): Remedy
 /** Initialisation remedies for a layer, best first: He for the ReLU family, Glorot for tanh/sigmoid/linear. */
 export function initRemedies(layer: LayerInfo | null): string[] {
   if (!layer) return ['he-init', 'glorot-init'];
+  // A lookup table has no fan-in: He/Glorot do not apply (nn.Embedding draws N(0, 1) on purpose).
+  if (layer.lookup) return [];
   switch (layer.activation) {
     case 'relu':
       return ['he-init'];

@@ -7,8 +7,10 @@ import {
   HEADER_BYTES,
   MAGIC,
   MAX_PAYLOAD_BYTES,
+  EVENT_KINDS,
   MSG_TYPE_NAMES,
   MsgType,
+  OPTIMIZER_MODES,
   PROTOCOL_VERSION,
   STAT_BY_ID,
   STAT_IDS,
@@ -17,6 +19,7 @@ import {
   type EventMsg,
   type HelloMsg,
   type Message,
+  type OptimizerMsg,
   type SourceLocation,
   type StatName,
   type StepMsg,
@@ -88,7 +91,7 @@ export function encodeStep(msg: Omit<StepMsg, 'type'>, seq: number): Uint8Array 
   dv.setUint32(0, msg.step, true);
   dv.setUint32(4, n, true);
   dv.setUint32(8, nStats, true);
-  dv.setUint32(12, 0, true);
+  dv.setUint32(12, msg.optimizer, true);
   dv.setFloat64(16, msg.loss, true);
   dv.setFloat64(24, msg.wallMs, true);
   for (let s = 0; s < nStats; s++) payload[STEP_FIXED_BYTES + s] = STAT_IDS[msg.stats[s]];
@@ -139,6 +142,8 @@ export function encodeMessage(msg: Message, seq: number): Uint8Array {
       return frame(MsgType.Event, jsonPayload(msg), seq);
     case 'end':
       return frame(MsgType.End, jsonPayload(msg), seq);
+    case 'optimizer':
+      return frame(MsgType.Optimizer, jsonPayload(msg), seq);
   }
 }
 
@@ -163,9 +168,9 @@ const isUint = (v: unknown): v is number => Number.isInteger(v) && (v as number)
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isArr = (v: unknown): v is unknown[] => Array.isArray(v);
 const oneOf =
-  <T extends string>(...vals: T[]) =>
+  <T extends string>(...vals: readonly T[]) =>
   (v: unknown): v is T =>
-    typeof v === 'string' && (vals as string[]).includes(v);
+    typeof v === 'string' && (vals as readonly string[]).includes(v);
 
 function source(v: unknown): SourceLocation | null {
   if (v === null || v === undefined) return null;
@@ -175,6 +180,25 @@ function source(v: unknown): SourceLocation | null {
     line: req(v, 'line', isUint, 'a non-negative integer'),
     column: req(v, 'column', isUint, 'a non-negative integer'),
   };
+}
+
+const isStrArr = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+
+/** TENSORS' optional fields: absent (or null) leaves them out; present with a wrong type is bad-field. */
+function optionalTensorFields(t: Obj): Pick<TensorInfo, 'aliases' | 'builtIn'> {
+  const out: Pick<TensorInfo, 'aliases' | 'builtIn'> = {};
+  const aliases = opt(t, 'aliases', isStrArr, 'an array of strings');
+  if (aliases !== undefined) out.aliases = [...aliases];
+  const b = opt(t, 'builtIn', isObj, 'an object');
+  if (b !== undefined) {
+    out.builtIn = {
+      file: req(b, 'file', isStr, 'a string'),
+      line: req(b, 'line', isUint, 'a non-negative integer'),
+      column: req(b, 'column', isUint, 'a non-negative integer'),
+      package: req(b, 'package', isStr, 'a string'),
+    };
+  }
+  return out;
 }
 
 function decodeJson(type: number, bytes: Uint8Array): Message {
@@ -214,6 +238,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
           layerType: req(t, 'layerType', isStr, 'a string'),
           shape: shape as number[],
           source: source(t['source']),
+          ...optionalTensorFields(t),
         };
       });
       const m: TensorsMsg = { type: 'tensors', tensors };
@@ -222,7 +247,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
     case MsgType.Event: {
       const m: EventMsg = {
         type: 'event',
-        kind: req(o, 'kind', oneOf('non-finite', 'warning', 'dropped', 'backend', 'info', 'clip'), 'a known event kind'),
+        kind: req(o, 'kind', oneOf(...EVENT_KINDS), 'a known event kind'),
         message: req(o, 'message', isStr, 'a string'),
       };
       const step = opt(o, 'step', isUint, 'a non-negative integer');
@@ -233,6 +258,19 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
       if (count !== undefined) m.count = count;
       const value = opt(o, 'value', isNum, 'a number');
       if (value !== undefined) m.value = value;
+      return m;
+    }
+    case MsgType.Optimizer: {
+      const ids = req(o, 'tensorIds', isArr, 'an array');
+      if (!ids.every(isUint)) throw new FieldError('tensorIds must hold non-negative integers');
+      const m: OptimizerMsg = {
+        type: 'optimizer',
+        id: req(o, 'id', isUint, 'a non-negative integer'),
+        name: req(o, 'name', isStr, 'a string'),
+        className: req(o, 'className', isStr, 'a string'),
+        mode: req(o, 'mode', oneOf(...OPTIMIZER_MODES), '"optimizer" or "backward"'),
+        tensorIds: ids as number[],
+      };
       return m;
     }
     case MsgType.End: {
@@ -292,6 +330,7 @@ function decodeStep(p: Uint8Array): StepMsg {
   return {
     type: 'step',
     step,
+    optimizer: dv.getUint32(12, true),
     nTensors,
     loss: dv.getFloat64(16, true),
     wallMs: dv.getFloat64(24, true),
@@ -353,6 +392,7 @@ export function decodePayload(type: number, payload: Uint8Array, offset = 0): Me
       case MsgType.Tensors:
       case MsgType.Event:
       case MsgType.End:
+      case MsgType.Optimizer:
         return decodeJson(type, payload);
       default:
         throw new ProtocolError('unknown-type', `unknown message type ${type}`, offset);

@@ -1,7 +1,7 @@
 // The one definition of GradScope's wire messages (protocol v1). docs/protocol.md is the
 // byte-level specification; the Python probe implements the same layout.
 //
-// Metadata messages (HELLO, TENSORS, EVENT, END) carry a UTF-8 JSON object: they are rare and
+// Metadata messages (HELLO, TENSORS, EVENT, END, OPTIMIZER) carry a UTF-8 JSON object: they are rare and
 // their fields evolve. Hot-path messages (STEP, DETAIL) are fixed binary layouts whose size is
 // checked exactly against the shape they declare.
 
@@ -18,6 +18,7 @@ export const MsgType = {
   Detail: 4,
   Event: 5,
   End: 6,
+  Optimizer: 7,
 } as const;
 export type MsgTypeCode = (typeof MsgType)[keyof typeof MsgType];
 
@@ -28,6 +29,7 @@ export const MSG_TYPE_NAMES: Record<number, string> = {
   4: 'DETAIL',
   5: 'EVENT',
   6: 'END',
+  7: 'OPTIMIZER',
 };
 
 /**
@@ -45,9 +47,16 @@ export const STAT_IDS = {
   paramNorm: 5,
   /** L2 norm of (parameter after − parameter before) this step; NaN when unknown. */
   updateNorm: 6,
+  /**
+   * 1 when the tensor had a gradient at this step, 0 when it had none: the cell is *absent*, a state
+   * of its own (its other statistics are NaN and carry no meaning). A STEP without this column means
+   * every tensor 0 … nTensors−1 was present.
+   */
+  hasGrad: 7,
 } as const;
 export type StatName = keyof typeof STAT_IDS;
-export const STAT_NAMES: readonly StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
+/** Statistic names in id order (the keys of STAT_IDS). */
+export const STAT_NAMES: readonly StatName[] = Object.keys(STAT_IDS) as StatName[];
 export const STAT_BY_ID: ReadonlyMap<number, StatName> = new Map(
   STAT_NAMES.map((n) => [STAT_IDS[n], n] as const),
 );
@@ -87,7 +96,17 @@ export interface TensorInfo {
   layer: string;
   layerType: string;
   shape: number[];
+  /** Where the user's own code built the tensor's layer (for a library-built model: the line that built the model). */
   source: SourceLocation | null;
+  /** Other names of the same tensor (tied or shared weights, e.g. ["lm_head.weight"]), when it has any. */
+  aliases?: string[];
+  /** Where a library constructed the layer inside the user's line (e.g. transformers' modeling_bert.py). */
+  builtIn?: LibrarySite;
+}
+
+export interface LibrarySite extends SourceLocation {
+  /** Top-level package of the library, e.g. "transformers". */
+  package: string;
 }
 
 export interface TensorsMsg {
@@ -99,6 +118,8 @@ export interface TensorsMsg {
 export interface StepMsg {
   type: 'step';
   step: number;
+  /** The `id` of the OPTIMIZER whose step this is (0 when the probe announced none). */
+  optimizer: number;
   /** Loss of this step when the probe could see it, else NaN. */
   loss: number;
   /** Milliseconds since the probe started. */
@@ -128,7 +149,8 @@ export interface DetailMsg {
   thumb: Float32Array;
 }
 
-export type EventKind = 'non-finite' | 'warning' | 'dropped' | 'backend' | 'info' | 'clip';
+export const EVENT_KINDS = ['non-finite', 'warning', 'dropped', 'backend', 'info', 'clip', 'skipped-step'] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
 
 export interface EventMsg {
   type: 'event';
@@ -136,10 +158,30 @@ export interface EventMsg {
   message: string;
   step?: number;
   tensorId?: number;
-  /** For `dropped`: frames dropped since the previous such event. */
+  /** For `dropped`: frames dropped since the previous such event; for `skipped-step`: steps skipped so far. */
   count?: number;
-  /** For `clip`: the max norm the script clips gradients to (the reported norms are before clipping). */
+  /**
+   * For `clip`: the max norm the script clips gradients to (the reported norms are before clipping);
+   * for `skipped-step`: the loss scale after GradScaler's back-off.
+   */
   value?: number;
+}
+
+export const OPTIMIZER_MODES = ['optimizer', 'backward'] as const;
+/** `backward`: the script has no torch.optim optimizer; each backward pass is a step. */
+export type OptimizerMode = (typeof OPTIMIZER_MODES)[number];
+
+/** Sent before the first STEP of each optimizer and again when its tensors change (same id replaces). */
+export interface OptimizerMsg {
+  type: 'optimizer';
+  /** Dense from 0 in the order the optimizers first stepped; STEP.optimizer refers to it. */
+  id: number;
+  /** The script's variable (`opt_d`, `self.optimizer`) or `<className>#<id>`. */
+  name: string;
+  className: string;
+  mode: OptimizerMode;
+  /** Tensors of its parameter groups known so far. */
+  tensorIds: number[];
 }
 
 export type ProbeEndReason = 'completed' | 'crashed' | 'step-limit';
@@ -158,7 +200,7 @@ export interface EndMsg {
   error?: ErrorInfo;
 }
 
-export type Message = HelloMsg | TensorsMsg | StepMsg | DetailMsg | EventMsg | EndMsg;
+export type Message = HelloMsg | TensorsMsg | StepMsg | DetailMsg | EventMsg | EndMsg | OptimizerMsg;
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
 
 /** Compile-time exhaustiveness helper for switches over message types. */

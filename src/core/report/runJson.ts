@@ -1,8 +1,13 @@
-// The `gradscope.run/1` JSON document: what `gradscope run --json` prints. Built from a run's store
+// The `gradscope.run/1.x` JSON document: what `gradscope run --json` prints. Built from a run's store
 // and exit only, so a saved run file produces the same document as the live run did.
+// Versions: 1.1 adds fields (`warnings`, `optimizers`, `tensors[].absentSteps`, …) and changes none
+// of 1's; a reader of 1 reads 1.1 by ignoring what it does not know (match the schema on the prefix
+// `gradscope.run/1`).
 import type { Finding } from '../analysis/finding';
-import type { ErrorInfo, SourceLocation } from '../protocol/messages';
+import type { ErrorInfo, LibrarySite, SourceLocation } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
+import type { OptimizerMode } from '../protocol/messages';
+import { runWarnings, type RunWarning } from './warnings';
 
 export interface RunJsonExit {
   reason: string;
@@ -12,7 +17,7 @@ export interface RunJsonExit {
 }
 
 export interface RunJson {
-  schema: 'gradscope.run/1';
+  schema: typeof RUN_JSON_SCHEMA;
   script: string;
   framework: string | null;
   backend: string | null;
@@ -21,13 +26,42 @@ export interface RunJson {
   exit: RunJsonExit & { message?: string };
   steps: number;
   runFile: string | null;
-  tensors: { id: number; name: string; layer: string; layerType: string; shape: number[]; source: SourceLocation | null }[];
+  tensors: {
+    id: number;
+    name: string;
+    layer: string;
+    layerType: string;
+    shape: number[];
+    source: SourceLocation | null;
+    aliases?: string[];
+    builtIn?: LibrarySite;
+    /** Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite). 1.1. */
+    absentSteps: number;
+  }[];
+  /** The optimizers the probe announced, by id (1.1). `steps`: STEPs of that optimizer. */
+  optimizers: RunJsonOptimizer[];
   summary: {
     globalNorm: { first: number | null; max: number | null; last: number | null };
     firstNonFiniteStep: number | null;
     droppedFrames: number;
   };
   findings: RunJsonFinding[];
+  /** What GradScope could not see in this run (warnings first, then notes); see docs/findings.md. */
+  warnings: RunWarning[];
+}
+
+export const RUN_JSON_SCHEMA = 'gradscope.run/1.1';
+
+export interface RunJsonOptimizer {
+  id: number;
+  name: string;
+  className: string;
+  /** `backward`: the script has no optimizer; each backward pass is a step. */
+  mode: OptimizerMode;
+  steps: number;
+  firstStep: number | null;
+  lastStep: number | null;
+  tensorIds: number[];
 }
 
 /** A finding as the JSON carries it (docs/findings.md). */
@@ -50,7 +84,7 @@ export function buildRunJson(
   const hello = store.hello;
   const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
   return {
-    schema: 'gradscope.run/1',
+    schema: RUN_JSON_SCHEMA,
     script,
     framework: hello?.framework ?? null,
     backend: hello?.backend ?? null,
@@ -66,6 +100,19 @@ export function buildRunJson(
       layerType: t.layerType,
       shape: [...t.shape],
       source: t.source ? { ...t.source } : null,
+      ...(t.aliases?.length ? { aliases: [...t.aliases] } : {}),
+      ...(t.builtIn ? { builtIn: { ...t.builtIn } } : {}),
+      absentSteps: store.absentSteps(t.id),
+    })),
+    optimizers: store.optimizers.map((o) => ({
+      id: o.id,
+      name: o.name,
+      className: o.className,
+      mode: o.mode,
+      steps: o.steps,
+      firstStep: o.firstStep,
+      lastStep: o.lastStep,
+      tensorIds: [...o.tensorIds],
     })),
     summary: {
       globalNorm: { first: num(s.globalNorm.first), max: num(s.globalNorm.max), last: num(s.globalNorm.last) },
@@ -85,5 +132,6 @@ export function buildRunJson(
       evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),
       remedies: f.remedies.map((r) => ({ id: r.id, title: r.title })),
     })),
+    warnings: runWarnings(store, { reason: exit.reason }),
   };
 }

@@ -7,14 +7,18 @@
 //   - E envelope buckets for the steps that left the ring: min, max, last (Float32) and a flags byte
 //     (NaN / +Inf / −Inf seen), E × T each. When all E buckets are full, neighbours are merged
 //     pairwise and the bucket width (in steps) doubles, so the envelope always covers the whole run.
-//   bytes ≤ T × S × (4R + 13E)                 series (T = tensor capacity, S = statistics seen ≤ 6)
-//          + 13R + 16E + 16T                     step indices, per-step tensor count and stat mask,
-//                                                bucket step ranges, each tensor's first step
+//   Presence ("absent is a value", not NaN): one byte per ring cell (absent or not) and one per
+//   envelope cell (present cells folded in, absent cells folded in), R × T + E × T, whatever S.
+//   bytes ≤ T × S × (4R + 13E) + T × (R + E)    series (T = tensor capacity, S = statistics seen ≤ 6)
+//          + 17R + 20E + 24T                     step indices, per-step tensor count, stat mask and
+//                                                optimizer id, bucket step ranges and optimizer masks,
+//                                                each tensor's first step and absent count
 //          + 2 × 17G                             global-norm and loss curves (step, value, flag)
 //          + T × (D × (4B + 160) + 4B + 4P + 160)  detail history (B bins, P thumbnail cells)
 //          + events kept × ~(200 + message length)
+//          + optimizers × ~(200 + 4 × their tensors)  OPTIMIZER messages (latest per id)
 //   Defaults R = 2048, E = 512, G = 16384, D = 64: for 200 tensors × 6 statistics the series take
-//   200 × 6 × 14,848 B ≈ 17.8 MB, whatever the length of the run.
+//   200 × (6 × 14,848 + 2,560) B ≈ 18.3 MB, whatever the length of the run.
 //   T is the tensor capacity: exactly the count of the first STEP, grown by at least 1/8 when a
 //   later STEP has more tensors, so T ≤ ⌈1.125 × tensors⌉; and T ≤ maxStoredTensors (default: what
 //   fits 512 MiB), so a malformed or enormous STEP cannot exhaust the host's memory.
@@ -26,6 +30,11 @@
 // Non-finite values are information and survive folding: min/max of a bucket are over its finite
 // values, and the bucket's flags record a NaN, +Inf or −Inf among the values folded into it.
 // Note that the protocol itself uses NaN for "unknown" in some statistics (updateNorm).
+//
+// Absent cells (STEP hasGrad = 0, or a known tensor id ≥ the STEP's nTensors) are not values: they
+// never enter min/max/last/flags, the global norm or firstNonFinite. series() lists present cells
+// in steps/values and absent ones in absentSteps; an envelope bucket says whether it held absent
+// cells (some, or only absent ones).
 import {
   STAT_IDS,
   STAT_NAMES,
@@ -35,6 +44,7 @@ import {
   type EventMsg,
   type HelloMsg,
   type Message,
+  type OptimizerMsg,
   type StatName,
   type StepMsg,
   type TensorInfo,
@@ -54,8 +64,9 @@ export interface RunStoreOptions {
   detailHistory?: number;
   /**
    * Series are kept for tensor ids below this; higher ids still count in the global norm and
-   * summary. Default: as many as fit 512 MiB of series with 6 statistics (6,026 with R and E at
-   * their defaults), so a malformed or enormous STEP cannot exhaust the host's memory.
+   * summary. Default: as many as fit 512 MiB of series with 6 statistics and their presence bytes
+   * (5,857 with R and E at their defaults), so a malformed or enormous STEP cannot exhaust the host's
+   * memory.
    */
   maxStoredTensors?: number;
 }
@@ -76,17 +87,28 @@ export const FLAG_NAN = 1;
 export const FLAG_POS_INF = 2;
 export const FLAG_NEG_INF = 4;
 
+/** Envelope presence of a bucket: every cell folded into it was present, some were absent, all were. */
+export const BUCKET_PRESENT = 0;
+export const BUCKET_SOME_ABSENT = 1;
+export const BUCKET_ALL_ABSENT = 2;
+export type BucketPresence = typeof BUCKET_PRESENT | typeof BUCKET_SOME_ABSENT | typeof BUCKET_ALL_ABSENT;
+
+/** Presence of one (tensor, step) cell. `unknown`: the step is not held at full resolution, or never came. */
+export type CellPresence = 'present' | 'absent' | 'unknown';
+
 export interface SeriesEnvelope {
   /** First and last step index folded into each bucket, oldest bucket first. */
   stepFirst: Float64Array;
   stepLast: Float64Array;
-  /** Smallest and largest finite value in the bucket; NaN when it held no finite value. */
+  /** Smallest and largest finite value in the bucket; NaN when it held no finite value (or only absent cells). */
   min: Float32Array;
   max: Float32Array;
-  /** The bucket's last value as it came (may be NaN or ±Inf). */
+  /** The bucket's last present value as it came (may be NaN or ±Inf); NaN in a bucket of absent cells only (check `absent`). */
   last: Float32Array;
-  /** FLAG_NAN | FLAG_POS_INF | FLAG_NEG_INF seen among the bucket's values. */
+  /** FLAG_NAN | FLAG_POS_INF | FLAG_NEG_INF seen among the bucket's present values. */
   flags: Uint8Array;
+  /** BUCKET_PRESENT, BUCKET_SOME_ABSENT or BUCKET_ALL_ABSENT per bucket. */
+  absent: Uint8Array;
   /** STEP messages per bucket (the last bucket may be partly filled). */
   width: number;
 }
@@ -96,9 +118,24 @@ export interface Series {
   stat: StatName;
   /** Older steps, folded (steps before the recent part). Empty while the run fits the ring. */
   envelope: SeriesEnvelope;
-  /** Recent steps at full resolution, oldest first: optimizer step indices as they came. */
+  /** Recent steps at full resolution where the tensor had a gradient, oldest first: step indices as they came. */
   steps: Float64Array;
   values: Float32Array;
+  /** Recent steps at full resolution where the tensor had no gradient (absent), oldest first. */
+  absentSteps: Float64Array;
+}
+
+export interface SeriesOptions {
+  /** Only the steps of this optimizer (OPTIMIZER id). Envelope buckets are kept when they hold any of its steps. */
+  optimizer?: number;
+}
+
+/** An optimizer as the probe announced it, with the steps the store saw for it. */
+export interface OptimizerInfo extends Omit<OptimizerMsg, 'type'> {
+  /** STEP messages of this optimizer. */
+  steps: number;
+  firstStep: number | null;
+  lastStep: number | null;
 }
 
 export interface Curve {
@@ -123,14 +160,26 @@ export interface RunStoreChange {
   readonly stepCount: number;
 }
 
+/** Statistics kept as float series (hasGrad is kept as presence, see series().absentSteps). */
+export const SERIES_STAT_NAMES: readonly StatName[] = STAT_NAMES.filter((n) => n !== 'hasGrad');
+
 const NSTATS = STAT_NAMES.length;
+/** Float series kept per statistic; hasGrad is stored as presence bytes instead. */
+const SERIES_STATS = NSTATS - 1;
 const S_NORM = STAT_IDS.norm - 1;
 const S_NAN = STAT_IDS.nanCount - 1;
 const S_INF = STAT_IDS.infCount - 1;
+const S_HAS = STAT_IDS.hasGrad - 1;
+// Envelope presence bits per cell.
+const ENV_PRESENT = 1;
+const ENV_ABSENT = 2;
+const optBit = (id: number): number => (id < 31 ? 1 << id : 1 << 31) >>> 0;
 const EMPTY_F32 = new Float32Array(0);
 const EMPTY_F64 = new Float64Array(0);
 const EMPTY_U8 = new Uint8Array(0);
 const MAX_TENSOR_ID = 1 << 20;
+/** Optimizer ids whose steps are counted (a malformed stream cannot grow the map without bound). */
+const MAX_OPTIMIZERS = 1024;
 
 const isFiniteNum = (v: number): boolean => v - v === 0;
 const evenAtLeast2 = (n: number): number => Math.max(2, Math.ceil(n / 2) * 2);
@@ -250,12 +299,22 @@ export class RunStore {
   // Per tensor: ordinal and step index of the first STEP that carried it.
   private firstOrd = new Float64Array(0);
   private firstStep = new Float64Array(0);
+  // Per tensor: STEPs since its first in which it was absent.
+  private absentCount = new Float64Array(0);
   private readonly cols: (StatColumns | undefined)[] = new Array<StatColumns | undefined>(NSTATS).fill(undefined);
+  // Presence: 1 where a ring cell is absent (R × cap); ENV_PRESENT | ENV_ABSENT per envelope cell (E × cap).
+  private ringAbsent = new Uint8Array(0);
+  private envPresence = new Uint8Array(0);
 
-  // Per ring slot: step index, tensors in that STEP, bit mask of statistics it carried.
+  // Per ring slot: step index, tensors in that STEP, bit mask of statistics it carried, optimizer id.
   private readonly stepRing: Float64Array;
   private readonly ringN: Uint32Array;
   private readonly ringMask: Uint8Array;
+  private readonly ringOpt: Uint32Array;
+  private readonly _optimizers = new Map<number, Omit<OptimizerMsg, 'type'>>();
+  // Steps per optimizer id, announced or not (a tfjs run has only id 0, never announced).
+  private readonly optCounts = new Map<number, { steps: number; first: number; last: number }>();
+  private optimizerBytes = 0;
 
   // Envelope: buckets in use (the last one is open), steps folded into the open one, width.
   private nBuckets = 0;
@@ -263,10 +322,13 @@ export class RunStore {
   private width = 1;
   private readonly bucketFirst: Float64Array;
   private readonly bucketLast: Float64Array;
+  /** Optimizers whose steps a bucket holds (bit id, ids ≥ 31 share bit 31). */
+  private readonly bucketOpt: Uint32Array;
 
   private readonly gnorm: DecimatedCurve;
   private readonly lossCurve: DecimatedCurve;
-  private lossSeen = false;
+  /** Optimizer ids whose steps have carried a finite loss (a NaN loss counts as one from then on). */
+  private readonly lossSeen = new Set<number>();
   private gFirst: number | null = null;
   private gMax: number | null = null;
   private gLast: number | null = null;
@@ -288,12 +350,17 @@ export class RunStore {
     this.maxEvents = Math.max(0, Math.floor(opts.maxEvents ?? STORE_DEFAULTS.maxEvents));
     this.detailCap = Math.max(1, Math.floor(opts.detailHistory ?? STORE_DEFAULTS.detailHistory));
     const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
-    this.maxStored = Math.max(1, Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (NSTATS * (4 * this.R + 13 * this.E))));
+    this.maxStored = Math.max(
+      1,
+      Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (SERIES_STATS * (4 * this.R + 13 * this.E) + this.R + this.E)),
+    );
     this.stepRing = new Float64Array(this.R);
     this.ringN = new Uint32Array(this.R);
     this.ringMask = new Uint8Array(this.R);
+    this.ringOpt = new Uint32Array(this.R);
     this.bucketFirst = new Float64Array(this.E);
     this.bucketLast = new Float64Array(this.E);
+    this.bucketOpt = new Uint32Array(this.E);
     this.gnorm = new DecimatedCurve(G);
     this.lossCurve = new DecimatedCurve(G);
   }
@@ -335,6 +402,15 @@ export class RunStore {
   get options(): { recentSteps: number; envelopeBuckets: number } {
     return { recentSteps: this.R, envelopeBuckets: this.E };
   }
+  /** The optimizers the probe announced (latest OPTIMIZER per id), by id, with their step counts. */
+  get optimizers(): readonly OptimizerInfo[] {
+    const out: OptimizerInfo[] = [];
+    for (const [id, msg] of this._optimizers) {
+      const c = this.optCounts.get(id);
+      out.push({ ...msg, steps: c?.steps ?? 0, firstStep: c?.first ?? null, lastStep: c?.last ?? null });
+    }
+    return out.sort((a, b) => a.id - b.id);
+  }
 
   ingest(msg: Message): void {
     switch (msg.type) {
@@ -362,6 +438,9 @@ export class RunStore {
         break;
       case 'end':
         this._end = msg;
+        break;
+      case 'optimizer':
+        this.ingestOptimizer(msg);
         break;
       default:
         assertNever(msg, 'message');
@@ -398,19 +477,24 @@ export class RunStore {
       this.tensorsInSteps = all;
     }
     const slot = ord % this.R;
-    if (ord >= this.R) this.fold(slot);
+    if (ord >= this.R) this.fold(slot, ord - this.R);
 
     const base = slot * this.cap;
     let mask = 0;
     let normCol: Float64Array | null = null;
     let nanCol: Float64Array | null = null;
     let infCol: Float64Array | null = null;
+    let hasCol: Float64Array | null = null;
     const nStats = m.stats.length;
     for (let k = 0; k < nStats; k++) {
       const s = STAT_IDS[m.stats[k]] - 1;
       if (!(s >= 0 && s < NSTATS)) continue;
       const col = m.columns[k];
       if (!col) continue;
+      if (s === S_HAS) {
+        hasCol = col;
+        continue;
+      }
       const sc = this.cols[s] ?? this.allocStat(s);
       if (col.length === n) sc.ring.set(col, base);
       else if (col.length > n) sc.ring.set(col.subarray(0, n), base);
@@ -426,17 +510,34 @@ export class RunStore {
     this.stepRing[slot] = m.step;
     this.ringN[slot] = n;
     this.ringMask[slot] = mask;
+    this.ringOpt[slot] = m.optimizer;
     this._stepCount = ord + 1;
     this._lastStep = m.step;
     this._lastWallMs = m.wallMs;
+    this.countOptimizerStep(m);
 
-    // Non-finite in this step: any norm non-finite or any NaN/Inf count > 0. First tensor wins.
+    // Presence: hasGrad 0 is absent; a STEP without the column has every tensor present. Known
+    // tensors beyond this STEP's nTensors are absent from it.
+    const ra = this.ringAbsent;
+    const nh = hasCol ? Math.min(hasCol.length, n) : 0;
+    for (let i = 0; i < nh; i++) {
+      const a = hasCol![i] === 0 ? 1 : 0;
+      ra[base + i] = a;
+      this.absentCount[i] += a;
+    }
+    if (nh < n) ra.fill(0, base + nh, base + n);
+    const known = Math.min(this.tensorsInSteps, this.maxStored);
+    for (let i = n; i < known; i++) this.absentCount[i]++;
+    const absentAt = (i: number): boolean => i >= all || (hasCol !== null && i < hasCol.length && hasCol[i] === 0);
+
+    // Non-finite in this step: any present tensor's norm non-finite or NaN/Inf count > 0. First tensor wins.
     let bad = -1;
     const nn = Math.min(all, normCol ? normCol.length : 0);
     const na = Math.min(all, nanCol ? nanCol.length : 0);
     const ni = Math.min(all, infCol ? infCol.length : 0);
     const scan = Math.max(nn, na, ni);
     for (let i = 0; i < scan; i++) {
+      if (hasCol && absentAt(i)) continue;
       if ((i < nn && !isFiniteNum(normCol![i])) || (i < na && nanCol![i] > 0) || (i < ni && infCol![i] > 0)) {
         bad = i;
         break;
@@ -444,14 +545,19 @@ export class RunStore {
     }
     if (bad >= 0 && this._firstNonFinite === null) this._firstNonFinite = { step: m.step, tensorId: bad };
 
-    if (normCol && nn > 0) {
+    const presentNorms = normCol && nn > 0 ? (hasCol ? countPresent(hasCol, nn) : nn) : 0;
+    if (normCol && presentNorms > 0) {
       // The per-tensor norms cover finite entries only (protocol); the global norm of a step whose
       // gradients hold NaN or Inf is reported as what it truly is, NaN or Inf, so that "last 0"
-      // never hides a run that blew up.
-      let g = globalNormOf(normCol, nn);
+      // never hides a run that blew up. Absent tensors take no part; a step where every tensor was
+      // absent has no global norm.
+      let g = globalNormOf(normCol, nn, hasCol);
       if (bad >= 0) {
         let nan = false;
-        for (let i = 0; i < scan && !nan; i++) nan = (i < na && nanCol![i] > 0) || (i < nn && Number.isNaN(normCol![i]));
+        for (let i = 0; i < scan && !nan; i++) {
+          if (hasCol && absentAt(i)) continue;
+          nan = (i < na && nanCol![i] > 0) || (i < nn && Number.isNaN(normCol![i]));
+        }
         g = nan ? NaN : Infinity;
       }
       this.gnorm.push(m.step, g, bad >= 0 ? 1 : 0);
@@ -460,14 +566,39 @@ export class RunStore {
       if (isFiniteNum(g) && (this.gMax === null || g > this.gMax)) this.gMax = g;
     }
 
-    // Loss: NaN means "not seen" until a finite loss has been seen; after that it is a NaN loss.
+    // Loss: NaN means "not seen" until a finite loss has been seen in this optimizer's steps; after
+    // that it is a NaN loss. Per optimizer: with two optimizers stepping after one backward pass
+    // (SparseAdam beside Adam), only the first step carries the loss and the other's NaN is "not seen".
     const loss = m.loss;
+    const opt = m.optimizer;
     if (isFiniteNum(loss)) {
-      this.lossSeen = true;
+      this.lossSeen.add(opt);
       this.lossCurve.push(m.step, loss, 0);
-    } else if (this.lossSeen || loss === Infinity || loss === -Infinity) {
+    } else if (this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
       this.lossCurve.push(m.step, loss, 1);
     }
+  }
+
+  private ingestOptimizer(m: OptimizerMsg): void {
+    if (m.id >= MAX_TENSOR_ID || (this._optimizers.size >= MAX_OPTIMIZERS && !this._optimizers.has(m.id))) return;
+    const prev = this._optimizers.get(m.id);
+    const { type: _t, ...info } = m;
+    if (prev) this.optimizerBytes -= 200 + 2 * prev.name.length + 8 * prev.tensorIds.length;
+    this.optimizerBytes += 200 + 2 * m.name.length + 8 * m.tensorIds.length;
+    this._optimizers.set(m.id, info);
+  }
+
+  private countOptimizerStep(m: StepMsg): void {
+    const c = this.optCounts.get(m.optimizer);
+    if (c) {
+      c.steps++;
+      c.last = m.step;
+    } else if (this.optCounts.size < MAX_OPTIMIZERS) this.optCounts.set(m.optimizer, { steps: 1, first: m.step, last: m.step });
+  }
+
+  /** STEPs of optimizer `id` over the whole run (announced or not). */
+  optimizerStepCount(id: number): number {
+    return this.optCounts.get(id)?.steps ?? 0;
   }
 
   private allocStat(s: number): StatColumns {
@@ -500,17 +631,22 @@ export class RunStore {
       sc.last = restride(sc.last, this.E, (l) => new Float32Array(l).fill(NaN));
       sc.flags = restride(sc.flags, this.E, (l) => new Uint8Array(l));
     }
+    this.ringAbsent = restride(this.ringAbsent, this.R, (l) => new Uint8Array(l));
+    this.envPresence = restride(this.envPresence, this.E, (l) => new Uint8Array(l));
     const fo = new Float64Array(cap);
     fo.set(this.firstOrd);
     this.firstOrd = fo;
     const fs = new Float64Array(cap);
     fs.set(this.firstStep);
     this.firstStep = fs;
+    const ac = new Float64Array(cap);
+    ac.set(this.absentCount);
+    this.absentCount = ac;
     this.cap = cap;
   }
 
-  /** Folds the ring row at `slot` (about to be overwritten) into the open envelope bucket. */
-  private fold(slot: number): void {
+  /** Folds the ring row at `slot` (ordinal `ord`, about to be overwritten) into the open envelope bucket. */
+  private fold(slot: number, ord: number): void {
     const cap = this.cap;
     if (this.nBuckets === 0 || this.openFill === this.width) {
       if (this.nBuckets === this.E) this.mergeBuckets();
@@ -527,14 +663,22 @@ export class RunStore {
         sc.last.fill(NaN, lo, hi);
         sc.flags.fill(0, lo, hi);
       }
+      this.envPresence.fill(0, lo, hi);
+      this.bucketOpt[b] = 0;
     }
     const b = this.nBuckets - 1;
     this.bucketLast[b] = this.stepRing[slot];
+    this.bucketOpt[b] |= optBit(this.ringOpt[slot]);
     this.openFill++;
     const n = this.ringN[slot];
     const mask = this.ringMask[slot];
     const src = slot * cap;
     const dst = b * cap;
+    const ra = this.ringAbsent;
+    const ep = this.envPresence;
+    for (let i = 0; i < n; i++) ep[dst + i] |= ra[src + i] ? ENV_ABSENT : ENV_PRESENT;
+    const known = Math.min(this.tensorsInSteps, this.maxStored, cap);
+    for (let i = n; i < known; i++) if (this.firstOrd[i] <= ord) ep[dst + i] |= ENV_ABSENT;
     for (let s = 0; s < NSTATS; s++) {
       if (!(mask & (1 << s))) continue;
       const sc = this.cols[s]!;
@@ -543,6 +687,7 @@ export class RunStore {
       const mx = sc.max;
       const last = sc.last;
       for (let i = 0; i < n; i++) {
+        if (ra[src + i]) continue;
         const v = ring[src + i];
         const e = dst + i;
         last[e] = v;
@@ -576,6 +721,9 @@ export class RunStore {
           flags[d + i] = flags[a + i] | flags[b + i];
         }
       }
+      const ep = this.envPresence;
+      for (let i = 0; i < cap; i++) ep[d + i] = ep[a + i] | ep[b + i];
+      this.bucketOpt[k] = this.bucketOpt[2 * k] | this.bucketOpt[2 * k + 1];
       this.bucketFirst[k] = this.bucketFirst[2 * k];
       this.bucketLast[k] = this.bucketLast[2 * k + 1];
     }
@@ -624,38 +772,51 @@ export class RunStore {
     return this.lossCurve.read();
   }
 
-  series(tensorId: number, stat: StatName): Series {
+  series(tensorId: number, stat: StatName, opts: SeriesOptions = {}): Series {
     const s = STAT_IDS[stat] - 1;
     const sc = this.cols[s];
     if (!sc || !(tensorId >= 0 && tensorId < Math.min(this.tensorsInSteps, this.maxStored))) return emptySeries(tensorId, stat);
     const cap = this.cap;
     const bit = 1 << s;
+    const opt = opts.optimizer;
+    const fo = this.firstOrd[tensorId];
 
-    // Recent part: ring slots in ingest order, only steps that carried this tensor and statistic.
+    // Recent part: ring slots in ingest order since the tensor's first STEP; present cells of steps
+    // that carried this statistic, and absent cells.
     const count = Math.min(this._stepCount, this.R);
-    const start = this._stepCount - count;
+    const start = Math.max(this._stepCount - count, fo);
     let m = 0;
+    let ma = 0;
     for (let o = start; o < this._stepCount; o++) {
       const slot = o % this.R;
-      if (this.ringN[slot] > tensorId && this.ringMask[slot] & bit) m++;
+      if (opt !== undefined && this.ringOpt[slot] !== opt) continue;
+      if (this.cellAbsent(slot, tensorId)) ma++;
+      else if (this.ringMask[slot] & bit) m++;
     }
     const steps = new Float64Array(m);
     const values = new Float32Array(m);
+    const absentSteps = new Float64Array(ma);
     let j = 0;
+    let ja = 0;
     for (let o = start; o < this._stepCount; o++) {
       const slot = o % this.R;
-      if (this.ringN[slot] > tensorId && this.ringMask[slot] & bit) {
+      if (opt !== undefined && this.ringOpt[slot] !== opt) continue;
+      if (this.cellAbsent(slot, tensorId)) absentSteps[ja++] = this.stepRing[slot];
+      else if (this.ringMask[slot] & bit) {
         steps[j] = this.stepRing[slot];
         values[j++] = sc.ring[slot * cap + tensorId];
       }
     }
 
-    // Envelope: buckets where this tensor had any value.
-    let nb = 0;
-    for (let b = 0; b < this.nBuckets; b++) {
+    // Envelope: buckets where this tensor had any value or was absent.
+    const ep = this.envPresence;
+    const keep = (b: number): boolean => {
       const e = b * cap + tensorId;
-      if (sc.min[e] <= sc.max[e] || sc.flags[e] !== 0) nb++;
-    }
+      if (opt !== undefined && !(this.bucketOpt[b] & optBit(opt))) return false;
+      return sc.min[e] <= sc.max[e] || sc.flags[e] !== 0 || (ep[e] & ENV_ABSENT) !== 0;
+    };
+    let nb = 0;
+    for (let b = 0; b < this.nBuckets; b++) if (keep(b)) nb++;
     const env: SeriesEnvelope = {
       stepFirst: new Float64Array(nb),
       stepLast: new Float64Array(nb),
@@ -663,24 +824,102 @@ export class RunStore {
       max: new Float32Array(nb),
       last: new Float32Array(nb),
       flags: new Uint8Array(nb),
+      absent: new Uint8Array(nb),
       width: this.width,
     };
     // Bucket b holds the steps of ordinals [b·width, (b+1)·width); a tensor that appeared inside
     // a bucket starts there at its own first step.
-    const fo = this.firstOrd[tensorId];
     j = 0;
     for (let b = 0; b < this.nBuckets; b++) {
+      if (!keep(b)) continue;
       const e = b * cap + tensorId;
       const hasFinite = sc.min[e] <= sc.max[e];
-      if (!hasFinite && sc.flags[e] === 0) continue;
       env.stepFirst[j] = fo > b * this.width ? this.firstStep[tensorId] : this.bucketFirst[b];
       env.stepLast[j] = this.bucketLast[b];
       env.min[j] = hasFinite ? sc.min[e] : NaN;
       env.max[j] = hasFinite ? sc.max[e] : NaN;
       env.last[j] = sc.last[e];
-      env.flags[j++] = sc.flags[e];
+      env.flags[j] = sc.flags[e];
+      env.absent[j++] = !(ep[e] & ENV_ABSENT) ? BUCKET_PRESENT : ep[e] & ENV_PRESENT ? BUCKET_SOME_ABSENT : BUCKET_ALL_ABSENT;
     }
-    return { tensorId, stat, envelope: env, steps, values };
+    return { tensorId, stat, envelope: env, steps, values, absentSteps };
+  }
+
+  /** Whether tensor `tensorId` had no gradient in the STEP held in ring `slot` (known tensors only). */
+  private cellAbsent(slot: number, tensorId: number): boolean {
+    return this.ringN[slot] > tensorId ? this.ringAbsent[slot * this.cap + tensorId] === 1 : true;
+  }
+
+  /**
+   * Presence of a cell at full resolution: the latest STEP with index `step` still in the ring.
+   * `unknown` when that step left the ring (or never came) or the tensor was not known yet.
+   */
+  presence(tensorId: number, step: number): CellPresence {
+    if (!(tensorId >= 0 && tensorId < Math.min(this.tensorsInSteps, this.maxStored))) return 'unknown';
+    const first = Math.max(this._stepCount - Math.min(this._stepCount, this.R), this.firstOrd[tensorId]);
+    for (let o = this._stepCount - 1; o >= first; o--) {
+      const slot = o % this.R;
+      if (this.stepRing[slot] === step) return this.cellAbsent(slot, tensorId) ? 'absent' : 'present';
+    }
+    return 'unknown';
+  }
+
+  /** STEPs since (and including) the first that carried the tensor; 0 for a tensor no STEP carried. */
+  stepsSince(tensorId: number): number {
+    return tensorId >= 0 && tensorId < Math.min(this.tensorsInSteps, this.maxStored) ? this._stepCount - this.firstOrd[tensorId] : 0;
+  }
+
+  /** STEPs since its first in which the tensor had no gradient (over the whole run, not only the ring). */
+  absentSteps(tensorId: number): number {
+    return tensorId >= 0 && tensorId < this.absentCount.length ? this.absentCount[tensorId] : 0;
+  }
+
+  /** Ordinal (ingest order) of the oldest STEP still held at full resolution; stepCount is one past the newest. */
+  get recentFirstOrdinal(): number {
+    return this._stepCount - Math.min(this._stepCount, this.R);
+  }
+
+  /** Step index and optimizer id of the STEP with ordinal `ord` (must be ≥ recentFirstOrdinal). */
+  recentStep(ord: number): { step: number; optimizer: number } {
+    const slot = this.recentSlot(ord);
+    return { step: this.stepRing[slot], optimizer: this.ringOpt[slot] };
+  }
+
+  /**
+   * One statistic of every tensor in the STEP with ordinal `ord`: out[i] for i < out.length, NaN
+   * where the tensor was absent or not stored; `absent[i]` (when given) is set to 1 where the tensor
+   * had no gradient. Returns false (and fills NaN) when the STEP did not carry the statistic.
+   */
+  readRecentRow(ord: number, stat: StatName, out: Float64Array, absent?: Uint8Array): boolean {
+    const slot = this.recentSlot(ord);
+    const s = STAT_IDS[stat] - 1;
+    const sc = this.cols[s];
+    const carried = sc !== undefined && (this.ringMask[slot] & (1 << s)) !== 0;
+    const n = this.ringN[slot];
+    const base = slot * this.cap;
+    for (let i = 0; i < out.length; i++) {
+      const a = i >= n ? this.firstOrd[i] <= ord && i < this.tensorsInSteps : this.ringAbsent[base + i] === 1;
+      if (absent) absent[i] = a ? 1 : 0;
+      out[i] = carried && !a && i < n ? sc.ring[base + i] : NaN;
+    }
+    return carried;
+  }
+
+  /** Step indices of the recent (full-resolution) STEPs of optimizer `id`, oldest first. */
+  optimizerSteps(id: number): Float64Array {
+    const out: number[] = [];
+    for (let o = this.recentFirstOrdinal; o < this._stepCount; o++) {
+      const slot = o % this.R;
+      if (this.ringOpt[slot] === id) out.push(this.stepRing[slot]);
+    }
+    return Float64Array.from(out);
+  }
+
+  private recentSlot(ord: number): number {
+    if (!(Number.isInteger(ord) && ord >= this.recentFirstOrdinal && ord < this._stepCount)) {
+      throw new RangeError(`step ordinal ${ord} is not held at full resolution (${this.recentFirstOrdinal}…${this._stepCount - 1})`);
+    }
+    return ord % this.R;
   }
 
   latestDetail(tensorId: number): DetailMsg | undefined {
@@ -706,15 +945,16 @@ export class RunStore {
 
   /** Bytes held: typed arrays exactly, details, events and tensor metadata estimated. */
   memoryBytes(): number {
-    let b = this.stepRing.byteLength + this.ringN.byteLength + this.ringMask.byteLength;
-    b += this.firstOrd.byteLength + this.firstStep.byteLength;
-    b += this.bucketFirst.byteLength + this.bucketLast.byteLength;
+    let b = this.stepRing.byteLength + this.ringN.byteLength + this.ringMask.byteLength + this.ringOpt.byteLength;
+    b += this.firstOrd.byteLength + this.firstStep.byteLength + this.absentCount.byteLength;
+    b += this.bucketFirst.byteLength + this.bucketLast.byteLength + this.bucketOpt.byteLength;
+    b += this.ringAbsent.byteLength + this.envPresence.byteLength;
     b += this.gnorm.byteLength + this.lossCurve.byteLength;
     for (const sc of this.cols) {
       if (!sc) continue;
       b += sc.ring.byteLength + sc.min.byteLength + sc.max.byteLength + sc.last.byteLength + sc.flags.byteLength;
     }
-    return b + this.detailBytes + this.eventBytes + this.tensorInfoBytes;
+    return b + this.detailBytes + this.eventBytes + this.tensorInfoBytes + this.optimizerBytes;
   }
 }
 
@@ -727,14 +967,24 @@ export function seriesMemoryBound(tensors: number, stats: number, opts: RunStore
   const R = Math.max(1, Math.floor(opts.recentSteps ?? STORE_DEFAULTS.recentSteps));
   const E = evenAtLeast2(Math.floor(opts.envelopeBuckets ?? STORE_DEFAULTS.envelopeBuckets));
   const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
-  return tensors * stats * (4 * R + 13 * E) + 13 * R + 16 * E + 16 * tensors + 2 * 17 * G;
+  return tensors * stats * (4 * R + 13 * E) + tensors * (R + E) + 17 * R + 20 * E + 24 * tensors + 2 * 17 * G;
 }
 
-/** Overflow-safe sqrt(Σ v²) of the first n values: NaN if any is NaN, Inf if any is ±Inf. */
-function globalNormOf(col: Float64Array, n: number): number {
+function countPresent(has: Float64Array, n: number): number {
+  let c = 0;
+  for (let i = 0; i < n; i++) if (!(i < has.length && has[i] === 0)) c++;
+  return c;
+}
+
+/**
+ * Overflow-safe sqrt(Σ v²) of the first n values, skipping those `has` marks absent (0): NaN if any
+ * is NaN, Inf if any is ±Inf.
+ */
+function globalNormOf(col: Float64Array, n: number, has: Float64Array | null = null): number {
   let scale = 0;
   let inf = false;
   for (let i = 0; i < n; i++) {
+    if (has && i < has.length && has[i] === 0) continue;
     const v = col[i];
     if (v !== v) return NaN;
     const a = v < 0 ? -v : v;
@@ -745,6 +995,7 @@ function globalNormOf(col: Float64Array, n: number): number {
   if (scale === 0) return 0;
   let sum = 0;
   for (let i = 0; i < n; i++) {
+    if (has && i < has.length && has[i] === 0) continue;
     const r = col[i] / scale;
     sum += r * r;
   }
@@ -755,8 +1006,9 @@ function emptySeries(tensorId: number, stat: StatName): Series {
   return {
     tensorId,
     stat,
-    envelope: { stepFirst: EMPTY_F64, stepLast: EMPTY_F64, min: EMPTY_F32, max: EMPTY_F32, last: EMPTY_F32, flags: EMPTY_U8, width: 1 },
+    envelope: { stepFirst: EMPTY_F64, stepLast: EMPTY_F64, min: EMPTY_F32, max: EMPTY_F32, last: EMPTY_F32, flags: EMPTY_U8, absent: EMPTY_U8, width: 1 },
     steps: EMPTY_F64,
     values: EMPTY_F32,
+    absentSteps: EMPTY_F64,
   };
 }

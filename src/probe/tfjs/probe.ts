@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { STAT_NAMES, type ErrorInfo, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
+import { type ErrorInfo, type StatName, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
@@ -70,6 +70,8 @@ interface PendingStep {
  * The byte bound is the one that matters for big models; the count bounds a burst of tiny steps
  * (a synchronous loop that runs before the worker has even started).
  */
+/** The statistics the stats worker computes per tensor, in its row order (STATS_PER_TENSOR of them). */
+const TFJS_STATS: readonly StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 const MAX_WORKER_BACKLOG = 512;
 const AUTO_DETAIL_START = 10;
@@ -416,13 +418,15 @@ export class Probe implements CaptureSink {
 
   private emitStep(p: PendingStep, ids: number[], stats: Float64Array): void {
     const n = p.nTensors;
-    const columns = STAT_NAMES.map(() => new Float64Array(n).fill(NaN));
+    // Every tensor of a tfjs step has a gradient: no hasGrad column (the protocol reads its absence
+    // as "all present").
+    const columns = TFJS_STATS.map(() => new Float64Array(n).fill(NaN));
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (id >= n) continue;
       for (let s = 0; s < STATS_PER_TENSOR; s++) columns[s][id] = stats[i * STATS_PER_TENSOR + s];
     }
-    this.send({ type: 'step', step: p.step, loss: p.loss, wallMs: p.wallMs, stats: [...STAT_NAMES], columns, nTensors: n });
+    this.send({ type: 'step', step: p.step, loss: p.loss, wallMs: p.wallMs, optimizer: 0, stats: [...TFJS_STATS], columns, nTensors: n });
   }
 
   private emitNonFinite(step: number, id: number, ids: number[], stats: Float64Array): void {

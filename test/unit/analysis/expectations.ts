@@ -1,10 +1,11 @@
-// What each recorded diagnosis run should produce, read from markers in its script:
+// What each recorded diagnosis run should produce, read from markers in its script (`#` instead of
+// `//` in the PyTorch scripts, *.py, recorded with /usr/bin/python3's torch):
 //   // gs:expect KIND KIND …      the finding kinds expected (none: a healthy run)
 //   … // gs:layer KIND            the finding of KIND must point at this line (its layer's construction)
 //   … // gs:global KIND           the finding of KIND must be global (layer null)
 // The examples (examples/tfjs, not ours to annotate) are described in EXAMPLES.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { repoRoot } from '../support/paths';
 
 export interface Expectation {
@@ -24,9 +25,9 @@ export function parseMarkers(text: string): { kinds: string[]; where: Map<string
   let kinds: string[] | null = null;
   const where = new Map<string, number | null>();
   lines.forEach((l, i) => {
-    const e = /\/\/ gs:expect\b(.*)$/.exec(l);
+    const e = /(?:\/\/|#) gs:expect\b(.*)$/.exec(l);
     if (e) kinds = e[1].trim().split(/\s+/).filter(Boolean);
-    for (const m of l.matchAll(/\/\/ gs:(layer|global) ([a-z-]+)/g)) where.set(m[2], m[1] === 'layer' ? i + 1 : null);
+    for (const m of l.matchAll(/(?:\/\/|#) gs:(layer|global) ([a-z-]+)/g)) where.set(m[2], m[1] === 'layer' ? i + 1 : null);
   });
   if (!kinds) throw new Error('no // gs:expect marker');
   return { kinds, where };
@@ -47,10 +48,11 @@ export const EXAMPLES: { name: string; script: string; kinds: string[]; where: [
 export function expectations(): Expectation[] {
   const out: Expectation[] = [];
   for (const f of readdirSync(DIAGNOSIS_DIR).sort()) {
-    if (!f.endsWith('.js')) continue;
+    const ext = extname(f);
+    if (ext !== '.js' && ext !== '.py') continue;
     const script = join(DIAGNOSIS_DIR, f);
     const { kinds, where } = parseMarkers(readFileSync(script, 'utf8'));
-    out.push({ name: basename(f, '.js'), script, runFile: join(RUNS_DIR, basename(f, '.js') + '.gsrun'), kinds, where });
+    out.push({ name: basename(f, ext), script, runFile: join(RUNS_DIR, basename(f, ext) + '.gsrun'), kinds, where });
   }
   for (const e of EXAMPLES) {
     const runFile = join(RUNS_DIR, e.name + '.gsrun');

@@ -33,6 +33,17 @@ describe('gradscope argument parsing', () => {
     assert.throws(() => parseArgs(['fly']), /unknown command "fly"/);
   });
 
+  it('--optimizer names the optimizer the table shows, and needs a value', () => {
+    const a = parseArgs(['run', 'gan.py', '--optimizer', 'opt_d', '--lr', '1e-3']);
+    assert.ok(a.command === 'run');
+    assert.equal(a.optimizer, 'opt_d');
+    assert.deepEqual(a.scriptArgs, ['--lr', '1e-3']);
+    const b = parseArgs(['run', 'gan.py', '--optimizer=1']);
+    assert.ok(b.command === 'run' && b.optimizer === '1');
+    assert.equal((parseArgs(['run', 'x.py']) as { optimizer: string | null }).optimizer, null);
+    assert.throws(() => parseArgs(['run', 'x.py', '--optimizer']), /--optimizer needs a name/);
+  });
+
   it('help and version', () => {
     assert.equal(parseArgs([]).command, 'help');
     assert.equal(parseArgs(['--help']).command, 'help');

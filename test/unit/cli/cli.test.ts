@@ -31,7 +31,8 @@ describe('gradscope run --json', () => {
     // stdout is exactly one JSON document; the script's own output went to stderr.
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.match(r.stderr, /loss/);
-    assert.equal(doc.schema, 'gradscope.run/1');
+    assert.equal(doc.schema, 'gradscope.run/1.1');
+    assert.deepEqual(doc.warnings, [], 'a healthy-by-observation run has nothing GradScope could not see');
     assert.equal(doc.script, script);
     assert.equal(doc.framework, 'tfjs');
     assert.ok(doc.backend && ['wasm', 'cpu', 'tensorflow'].includes(doc.backend), String(doc.backend));

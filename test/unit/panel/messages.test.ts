@@ -10,6 +10,8 @@ describe('messages from the webview are validated', () => {
     assert.deepEqual(parseWebviewMessage({ type: 'setHeatmapMetric', metric: 'zeroFrac' }), { type: 'setHeatmapMetric', metric: 'zeroFrac' });
     assert.deepEqual(parseWebviewMessage({ type: 'applyRemedy', findingId: 'f', remedyId: 'lower-lr' }), { type: 'applyRemedy', findingId: 'f', remedyId: 'lower-lr' });
     assert.deepEqual(parseWebviewMessage({ type: 'compareRun', runFile: null }), { type: 'compareRun', runFile: null });
+    assert.deepEqual(parseWebviewMessage({ type: 'setOptimizer', optimizer: 1 }), { type: 'setOptimizer', optimizer: 1 });
+    assert.deepEqual(parseWebviewMessage({ type: 'setOptimizer', optimizer: null }), { type: 'setOptimizer', optimizer: null });
   });
 
   it('drops extra fields: only declared fields reach the host', () => {
@@ -35,6 +37,9 @@ describe('messages from the webview are validated', () => {
       { type: 'setHeatmapMetric', metric: 'constructor' },
       { type: 'setHeatmapMetric', metric: '__proto__' },
       { type: 'goToLayer', findingId: 7 },
+      { type: 'setOptimizer' },
+      { type: 'setOptimizer', optimizer: -1 },
+      { type: 'setOptimizer', optimizer: 'opt_d' },
       { type: 'applyRemedy', findingId: 'f' },
       { type: 'openRun', runFile: 'x'.repeat(5000) },
       { type: 'openRun', runFile: { toString: () => '/etc/passwd' } },

@@ -3,8 +3,9 @@ import { describe, it } from 'node:test';
 import { RunStore } from '../../../src/core/store/runStore';
 import type { StatName } from '../../../src/core/protocol/messages';
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, layersInOrder, runHeader } from '../../../src/panel/snapshot';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, layersInOrder, reportData, runHeader } from '../../../src/panel/snapshot';
 import type { PanelRunHeader } from '../../../src/panel/messages';
+import { absentRun, absentRunMessages } from '../support/absentRun';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const tensor = (id: number, layer: string, name: string) => ({ id, name: `${layer}/${name}`, layer, layerType: 'Dense', shape: [2, 2], source: null });
@@ -22,12 +23,12 @@ function storeWith(steps: number, norm: (step: number, t: number) => number, nan
       cols[4][t] = 10;
       cols[5][t] = 0.01;
     }
-    s.ingest({ type: 'step', step, loss: 1 / (step + 1), wallMs: step, stats: STATS, columns: cols, nTensors: 3 });
+    s.ingest({ type: 'step', step, optimizer: 0, loss: 1 / (step + 1), wallMs: step, stats: STATS, columns: cols, nTensors: 3 });
   }
   return s;
 }
 
-const header: PanelRunHeader = { runId: 'r', script: 's.js', backend: 'wasm', device: 'cpu', backendReason: null, status: 'running', statusMessage: '', step: 0, stepsPerSec: null, droppedFrames: 0, clipNorm: null };
+const header: PanelRunHeader = { runId: 'r', script: 's.js', backend: 'wasm', device: 'cpu', backendReason: null, status: 'running', statusMessage: '', step: 0, stepsPerSec: null, droppedFrames: 0, clipNorm: null, warnings: [] };
 
 describe('panel snapshot', () => {
   it('layer norms combine the layer tensors as sqrt of the sum of squares', () => {
@@ -71,7 +72,7 @@ describe('panel snapshot', () => {
     for (let step = 0; step < 200; step++) {
       const cols = STATS.map(() => new Float64Array(1).fill(1));
       cols[2][0] = step === 5 ? 1 : 0;
-      s.ingest({ type: 'step', step, loss: NaN, wallMs: 0, stats: STATS, columns: cols, nTensors: 1 });
+      s.ingest({ type: 'step', step, optimizer: 0, loss: NaN, wallMs: 0, stats: STATS, columns: cols, nTensors: 1 });
     }
     const h = buildHeatmap(s, 'norm');
     assert.ok(h.steps.length < 200 && h.steps.length > 16);
@@ -92,6 +93,68 @@ describe('panel snapshot', () => {
     assert.equal(d.histograms.length, 1);
     assert.equal(d.stats?.zeroFrac, 0.5);
     assert.equal(buildTensorDetail(s, 0, 1).thumbnail, null, 'no thumbnail before its step');
+  });
+});
+
+describe('absent gradients and optimizers in the view model', () => {
+  it('an absent cell is "absent" in the heatmap (not NaN, not empty), a gap in the layer curve, NaN stays NaN', () => {
+    const s = absentRun({ steps: 20, nanAt: [13, 3] });
+    const h = buildHeatmap(s, 'norm');
+    const L = h.layers;
+    assert.deepEqual(L, ['frozen', 'l1', 'l2', 'head']);
+    const n = h.steps.length;
+    assert.equal(n, 20);
+    const row = (layer: string): unknown[] => h.values.slice(L.indexOf(layer) * n, (L.indexOf(layer) + 1) * n);
+    assert.ok(row('frozen').every((v) => v === 'absent'));
+    assert.deepEqual(row('head').map((v) => (typeof v === 'number' ? 'value' : v)), h.steps.map((st) => (st % 2 === 1 ? 'absent' : 'value')));
+    assert.equal(row('l2')[13], 'NaN');
+    assert.ok(!h.values.includes(null), 'every cell is a value, NaN or absent');
+    const ln = buildLayerNorms(s);
+    assert.deepEqual(ln.head.absent, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    assert.ok(ln.head.absent!.every((i) => ln.head.values[i] === null));
+    assert.equal(ln.head.nan, undefined, 'no NaN point for an absent step');
+    assert.deepEqual(ln.frozen.absent?.length, 20);
+    assert.deepEqual(ln.l2.nan, [13]);
+    // The global norm curve has no NaN point but the real one.
+    const snap = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
+    assert.deepEqual(snap.globalNorm.nan, [13]);
+    // The HTML report embeds the same view model.
+    assert.deepEqual(reportData(s, header, []).snapshot.heatmap, h);
+  });
+
+  it('stays absent after folding into envelopes (buckets of absent cells only), present where any step had a gradient', () => {
+    const s = new RunStore({ recentSteps: 8, envelopeBuckets: 8 });
+    for (const m of absentRunMessages({ steps: 200 })) s.ingest(m);
+    const h = buildHeatmap(s, 'norm');
+    const n = h.steps.length;
+    assert.ok(n < 200 && n > 8);
+    const L = h.layers;
+    const row = (layer: string): unknown[] => h.values.slice(L.indexOf(layer) * n, (L.indexOf(layer) + 1) * n);
+    assert.ok(row('frozen').every((v) => v === 'absent'));
+    // Folded buckets of the head hold present and absent steps: a value; recent odd steps: absent.
+    const head = row('head');
+    assert.ok(head.slice(0, n - 8).every((v) => typeof v === 'number'));
+    assert.deepEqual(head.slice(n - 8).map((v) => (typeof v === 'number' ? 'value' : v)), ['value', 'absent', 'value', 'absent', 'value', 'absent', 'value', 'absent']);
+    assert.ok(!h.values.includes('NaN'));
+  });
+
+  it('lists the optimizers and restricts the heatmap and layer curves to one optimizer’s steps', () => {
+    const s = absentRun({ steps: 20, twoOptimizers: true });
+    const all = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
+    assert.deepEqual(all.optimizers.map((o) => [o.id, o.name, o.steps]), [
+      [0, 'opt', 10],
+      [1, 'opt_head', 10],
+    ]);
+    assert.equal(all.optimizer, null);
+    assert.equal(all.heatmap.steps.length, 20);
+    const head = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [], optimizer: 1 });
+    assert.equal(head.optimizer, 1);
+    assert.deepEqual(head.heatmap.steps, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+    assert.deepEqual(head.layerNorms.head.steps, head.heatmap.steps);
+    assert.equal(head.layerNorms.head.absent, undefined, 'the head has a gradient at every step of its optimizer');
+    const body = buildAppend(s, 9, s.tensors.length, header, 'norm', null, 0);
+    assert.deepEqual(body.heatmap.steps, [11, 13, 15, 17, 19]);
+    assert.equal(buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [], optimizer: 7 }).optimizer, null, 'an unknown id shows all');
   });
 });
 

@@ -21,7 +21,7 @@ function child(): void {
   let accepted = 0;
   for (let step = 0; step < FRAMES; step++) {
     const t0 = performance.now();
-    if (ch.send({ type: 'step', step, loss: 1, wallMs: 0, stats, columns, nTensors: TENSORS })) accepted++;
+    if (ch.send({ type: 'step', step, optimizer: 0, loss: 1, wallMs: 0, stats, columns, nTensors: TENSORS })) accepted++;
     worst = Math.max(worst, performance.now() - t0);
   }
   process.stderr.write(JSON.stringify({ accepted, dropped: ch.droppedTotal, worstSendMs: worst }) + '\n');

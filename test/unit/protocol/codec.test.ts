@@ -63,9 +63,9 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
     assert.equal(error, null);
     assert.deepEqual(
       messages.map((m) => m.message.type),
-      ['hello', 'tensors', 'step', 'detail', 'event', 'end'],
+      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'end'],
     );
-    assert.deepEqual(messages.map((m) => m.seq), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(messages.map((m) => m.seq), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
     let off = 0;
     for (const m of messages) {
       assert.equal(m.offset, off);
@@ -149,7 +149,7 @@ describe('encoder', () => {
     const n = 200;
     const stats = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'] as const;
     const columns = stats.map((_, s) => Float64Array.from({ length: n }, (_, i) => s * 1000 + i + 0.5));
-    const bytes = encodeMessage({ type: 'step', step: 99, loss: NaN, wallMs: 5, nTensors: n, stats: [...stats], columns }, 9);
+    const bytes = encodeMessage({ type: 'step', step: 99, optimizer: 0, loss: NaN, wallMs: 5, nTensors: n, stats: [...stats], columns }, 9);
     const { messages, error } = decodeAll(bytes);
     assert.equal(error, null);
     const m = messages[0].message;
@@ -158,12 +158,70 @@ describe('encoder', () => {
     assert.ok(Number.isNaN(m.loss));
     assert.deepEqual(m.columns.map((c) => Array.from(c)), columns.map((c) => Array.from(c)));
     assert.throws(() =>
-      encodeMessage({ type: 'step', step: 1, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0),
+      encodeMessage({ type: 'step', step: 1, optimizer: 0, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0),
     );
+  });
+
+  it('carries the optimizer id at offset 12 of STEP and the hasGrad column', () => {
+    const bytes = encodeMessage(
+      { type: 'step', step: 4, optimizer: 70000, loss: 1, wallMs: 2, nTensors: 2, stats: ['norm', 'hasGrad'], columns: [Float64Array.of(1, NaN), Float64Array.of(1, 0)] },
+      0,
+    );
+    assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(16 + 12, true), 70000);
+    assert.equal(bytes[16 + 32 + 1], 7);
+    const m = decodeAll(bytes).messages[0].message;
+    assert.ok(m.type === 'step');
+    assert.equal(m.optimizer, 70000);
+    assert.deepEqual(m.stats, ['norm', 'hasGrad']);
+    assert.deepEqual(Array.from(m.columns[1]), [1, 0]);
+  });
+
+  it('round-trips an OPTIMIZER message and rejects a bad one with bad-field', () => {
+    const msg = { type: 'optimizer', id: 2, name: 'self.optimizer', className: 'SGD', mode: 'backward', tensorIds: [3, 4] } as const;
+    const { messages, error } = decodeAll(encodeMessage({ ...msg, tensorIds: [...msg.tensorIds] }, 1));
+    assert.equal(error, null);
+    assert.deepEqual(messages[0].message, msg);
+    const bad = encodeMessage({ ...msg, tensorIds: [...msg.tensorIds], name: 3 as unknown as string }, 1);
+    assert.equal(decodeAll(bad).error?.code, 'bad-field');
+    assert.match(decodeAll(bad).error?.message ?? '', /OPTIMIZER: field "name" must be a string/);
   });
 
   it('writes non-finite numbers in JSON messages as null', () => {
     const bytes = encodeMessage({ type: 'event', kind: 'warning', message: 'x', step: 3 }, 0);
     assert.equal(decodeAll(bytes).error, null);
+  });
+});
+
+describe('TENSORS optional fields: aliases and builtIn', () => {
+  const base = { id: 0, name: 'transformer.wte.weight', layer: 'transformer.wte', layerType: 'Embedding', shape: [40, 8], source: { file: '/w/train.py', line: 7, column: 7 } };
+  const tensors = (t: Record<string, unknown>): Uint8Array => encodeMessage({ type: 'tensors', tensors: [t as unknown as typeof base] }, 0);
+
+  it('decodes them when present and leaves them out when absent or null', () => {
+    const builtIn = { file: '/site-packages/transformers/models/gpt2/modeling_gpt2.py', line: 492, column: 20, package: 'transformers' };
+    const { messages, error } = decodeAll(tensors({ ...base, aliases: ['lm_head.weight'], builtIn }));
+    assert.equal(error, null);
+    assert.deepEqual(messages[0].message, { type: 'tensors', tensors: [{ ...base, aliases: ['lm_head.weight'], builtIn }] });
+    for (const t of [base, { ...base, aliases: null, builtIn: null }]) {
+      const m = decodeAll(tensors(t)).messages[0].message;
+      assert.ok(m.type === 'tensors');
+      assert.deepEqual(m.tensors[0], base);
+      assert.ok(!('aliases' in m.tensors[0]) && !('builtIn' in m.tensors[0]));
+    }
+  });
+
+  it('rejects a wrong type with bad-field', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...base, aliases: 'lm_head.weight' }, /TENSORS: field "aliases" must be an array of strings/],
+      [{ ...base, aliases: ['a', 3] }, /field "aliases" must be an array of strings/],
+      [{ ...base, builtIn: 'transformers' }, /field "builtIn" must be an object/],
+      [{ ...base, builtIn: { file: '/x.py', line: 1, column: 1 } }, /field "package" must be a string/],
+      [{ ...base, builtIn: { file: '/x.py', line: -1, column: 1, package: 'timm' } }, /field "line" must be a non-negative integer/],
+    ];
+    for (const [t, re] of cases) {
+      const { messages, error } = decodeAll(tensors(t));
+      assert.equal(messages.length, 0);
+      assert.equal(error?.code, 'bad-field');
+      assert.match(error?.message ?? '', re);
+    }
   });
 });

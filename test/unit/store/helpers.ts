@@ -15,6 +15,7 @@ export type ValueFn = (ordinal: number, tensor: number, stat: StatName) => numbe
 /** A deterministic, tensor- and step-dependent value; counts are 0. */
 export const defaultValue: ValueFn = (o, t, s) => {
   if (s === 'nanCount' || s === 'infCount') return 0;
+  if (s === 'hasGrad') return 1;
   const base = s === 'norm' ? 1 : s === 'maxAbs' ? 0.1 : s === 'paramNorm' ? 10 : 0.01;
   return base * (1 + t) * (1 + 0.5 * Math.sin(o * 0.37 + t));
 };
@@ -22,6 +23,7 @@ export const defaultValue: ValueFn = (o, t, s) => {
 export function stepMsg(step: number, nTensors: number, ordinal = step, value: ValueFn = defaultValue, stats: readonly StatName[] = STAT_NAMES, loss = 1 / (1 + ordinal)): StepMsg {
   return {
     type: 'step',
+    optimizer: 0,
     step,
     loss,
     wallMs: ordinal * 10,

@@ -24,8 +24,13 @@ function runFrames(steps: number, nTensors = 4): { raws: Uint8Array[]; msgs: Mes
     { type: 'hello', probeVersion: '0.1.0', framework: 'tfjs', backend: 'cpu', device: 'CPU', backendReason: 'test', pid: 42, rank: 0, script: '/x.js', detailEvery: 5 },
     { type: 'tensors', tensors: tensorInfos(0, nTensors) },
   ];
+  msgs.push({ type: 'optimizer', id: 0, name: 'opt', className: 'Adam', mode: 'optimizer', tensorIds: [0, 1] });
+  msgs.push({ type: 'optimizer', id: 1, name: 'opt_d', className: 'SGD', mode: 'optimizer', tensorIds: [2] });
   for (let o = 0; o < steps; o++) {
-    msgs.push(stepMsg(o, nTensors, o));
+    // Optimizer 1 steps on odd ordinals, where tensor 1 has no gradient (hasGrad 0).
+    const m = stepMsg(o, nTensors, o, (ord, t, stat) => (stat === 'hasGrad' ? (ord % 2 === 1 && t === 1 ? 0 : 1) : stat === 'nanCount' || stat === 'infCount' ? 0 : 0.5 + t + ord));
+    m.optimizer = o % 2;
+    msgs.push(m);
     if (o % 5 === 0) msgs.push(detailMsg(o, o % nTensors));
     if (o === 7) msgs.push({ type: 'event', kind: 'warning', message: 'something happened', step: 7 });
   }
@@ -50,11 +55,13 @@ function sameStore(a: RunStore, b: RunStore): void {
   assert.deepEqual(a.end, b.end);
   assert.deepEqual(a.tensors, b.tensors);
   assert.deepEqual(a.events, b.events);
+  assert.deepEqual(a.optimizers, b.optimizers);
   assert.deepEqual(a.summary(), b.summary());
   assert.deepEqual(a.globalNorm(), b.globalNorm());
   assert.deepEqual(a.loss(), b.loss());
   for (let t = 0; t < Math.max(a.stepTensorCount, b.stepTensorCount); t++) {
     for (const s of STAT_NAMES) assert.deepEqual(a.series(t, s), b.series(t, s));
+    assert.equal(a.absentSteps(t), b.absentSteps(t));
     assert.deepEqual(a.latestDetail(t), b.latestDetail(t));
     assert.deepEqual(a.details(t), b.details(t));
   }
@@ -87,6 +94,17 @@ describe('run file', () => {
     sameStore(r.store, direct);
     assert.equal(r.store.stepCount, 30);
     assert.equal(r.store.end?.reason, 'completed');
+    // OPTIMIZER frames and the hasGrad column come back from the file.
+    assert.deepEqual(
+      r.store.optimizers.map((o) => [o.id, o.name, o.className, o.tensorIds, o.steps]),
+      [
+        [0, 'opt', 'Adam', [0, 1], 15],
+        [1, 'opt_d', 'SGD', [2], 15],
+      ],
+    );
+    assert.equal(r.store.absentSteps(1), 15);
+    assert.equal(r.store.absentSteps(0), 0);
+    assert.equal(r.store.summary().firstNonFinite, null);
     // Frames are stored byte for byte: the file is the line, the frames, the trailer.
     const bytes = readFileSync(path);
     const framesLen = raws.reduce((n, x) => n + x.byteLength, 0);
@@ -160,7 +178,7 @@ describe('run file', () => {
   it('reports garbage with a clear error and never throws', async () => {
     const dir = newDir();
     const { raws } = runFrames(10);
-    const path = await writeRun(dir, 'g', raws.slice(0, 8));
+    const path = await writeRun(dir, 'g', raws.slice(0, 10));
     const good = statSync(path).size;
     appendFileSync(path, Buffer.from('this is not a frame, just some text that went astray'));
     const r = readRunFile(path);
@@ -168,7 +186,7 @@ describe('run file', () => {
     assert.equal(r.error.code, 'bad-magic');
     assert.equal(r.error.offset, good, 'the offset is the byte in the file');
     assert.match(r.error.message, /at byte \d+/);
-    assert.equal(r.store.stepCount, 5); // hello, tensors, step 0, detail, steps 1-4
+    assert.equal(r.store.stepCount, 5); // hello, tensors, 2 optimizers, step 0, detail, steps 1-4
     assert.equal(r.truncated, false);
 
     writeFileSync(join(dir, 'h.gsrun'), 'PK\u0003\u0004 certainly a zip file');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { STAT_NAMES, type EventMsg, type StatName, type StepMsg } from '../../../src/core/protocol/messages';
-import { FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, RunStore, STORE_DEFAULTS, seriesMemoryBound } from '../../../src/core/store/runStore';
+import { type EventMsg, type StatName, type StepMsg } from '../../../src/core/protocol/messages';
+import { BUCKET_ALL_ABSENT, BUCKET_PRESENT, BUCKET_SOME_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, RunStore, SERIES_STAT_NAMES, STORE_DEFAULTS, seriesMemoryBound } from '../../../src/core/store/runStore';
 import { defaultValue, detailMsg, f32, stepMsg, tensorInfos, wire, type ValueFn } from './helpers';
 
 /** Raw values the store saw, for independent expectations: ordinal → { step, values[t] }. */
@@ -57,7 +57,7 @@ describe('RunStore', () => {
     assert.equal(store.stepCount, 50);
     assert.equal(store.lastStep, 3 * 49 + 7);
     for (let t = 0; t < 5; t++) {
-      for (const stat of STAT_NAMES) {
+      for (const stat of SERIES_STAT_NAMES) {
         const s = store.series(t, stat);
         assert.deepEqual(Array.from(s.steps), sent.map((m) => m.step));
         assert.deepEqual(Array.from(s.values), sent.map((m) => f32(valueOf(m, stat, t))));
@@ -116,11 +116,12 @@ describe('RunStore', () => {
       store.ingest(msg);
       if (o === 50_000) at50k = store.memoryBytes();
     }
-    const bound = seriesMemoryBound(n, STAT_NAMES.length);
+    const bound = seriesMemoryBound(n, SERIES_STAT_NAMES.length);
     const bytes = store.memoryBytes();
     assert.ok(bytes <= bound, `${bytes} ≤ ${bound}`);
     assert.equal(bytes, at50k, 'memory does not grow with the run');
-    assert.equal(bound, n * 6 * (4 * STORE_DEFAULTS.recentSteps + 13 * STORE_DEFAULTS.envelopeBuckets) + 13 * 2048 + 16 * 512 + 16 * n + 34 * 16384);
+    const { recentSteps: R, envelopeBuckets: E } = STORE_DEFAULTS;
+    assert.equal(bound, n * 6 * (4 * R + 13 * E) + n * (R + E) + 17 * R + 20 * E + 24 * n + 34 * 16384);
     const s = store.series(3, 'norm');
     assert.equal(s.steps.length, STORE_DEFAULTS.recentSteps);
     assert.equal(s.envelope.stepFirst[0], 0);
@@ -193,6 +194,7 @@ describe('RunStore', () => {
       store.ingest(
         wire({
           type: 'step',
+          optimizer: 0,
           step: 10 + o,
           loss: NaN,
           wallMs: o,
@@ -240,6 +242,19 @@ describe('RunStore', () => {
     assert.ok(i900 >= 0 && l.nonFinite[i900] === 1, 'a NaN loss after finite ones is kept');
   });
 
+  it('takes a NaN loss as "not seen" per optimizer: the second optimizer of one backward pass adds no NaN point', () => {
+    const store = new RunStore();
+    // One backward pass, then opt 0 steps (with the loss) and opt 1 steps (no loss seen: NaN).
+    for (let o = 0; o < 6; o++) {
+      store.ingest(wire({ ...stepMsg(2 * o, 2, o, defaultValue, ['norm'], 1 / (1 + o)), optimizer: 0 }).msg);
+      store.ingest(wire({ ...stepMsg(2 * o + 1, 2, o, defaultValue, ['norm'], NaN), optimizer: 1 }).msg);
+    }
+    store.ingest(wire({ ...stepMsg(12, 2, 6, defaultValue, ['norm'], NaN), optimizer: 0 }).msg);
+    const l = store.loss();
+    assert.deepEqual(Array.from(l.steps), [0, 2, 4, 6, 8, 10, 12], 'one point per step of the optimizer that saw the loss');
+    assert.deepEqual(Array.from(l.nonFinite), [0, 0, 0, 0, 0, 0, 1], 'a NaN loss after finite ones of the same optimizer is kept');
+  });
+
   it('keeps the latest DETAIL with its thumbnail and a bounded history', () => {
     const store = new RunStore({ detailHistory: 8 });
     for (let k = 0; k < 100; k++) store.ingest(wire(detailMsg(k * 10, 3)).msg);
@@ -269,6 +284,102 @@ describe('RunStore', () => {
     assert.equal(store.end === null, true);
     store.ingest(wire({ type: 'end', reason: 'completed', steps: 0 }).msg);
     assert.equal(store.end?.reason, 'completed');
+  });
+
+  it('stores an absent cell as absent, never as NaN, in the ring and the envelope', () => {
+    // Tensor 2 (a head) has no gradient on odd ordinals; its other columns are NaN on the wire.
+    const absentAt = (o: number, t: number): boolean => t === 2 && o % 2 === 1;
+    const value: ValueFn = (o, t, s) => (s === 'hasGrad' ? (absentAt(o, t) ? 0 : 1) : absentAt(o, t) ? NaN : defaultValue(o, t, s));
+    const store = new RunStore({ recentSteps: 8, envelopeBuckets: 4 });
+    const sent = feed(store, 200, 3, value);
+    const s = store.series(2, 'norm');
+    assert.deepEqual(Array.from(s.steps), [192, 194, 196, 198]);
+    assert.deepEqual(Array.from(s.absentSteps), [193, 195, 197, 199]);
+    assert.ok(s.values.every((v) => Number.isFinite(v)));
+    // Envelope: every bucket folded absent cells beside present ones; none carries a NaN flag.
+    assert.ok(s.envelope.absent.length > 0);
+    assert.ok(Array.from(s.envelope.absent).every((a) => a === BUCKET_SOME_ABSENT), `absent ${Array.from(s.envelope.absent)}`);
+    assert.ok(Array.from(s.envelope.flags).every((f) => f === 0));
+    assert.ok(Array.from(s.envelope.min).every((v) => Number.isFinite(v)));
+    // A bucket's min/max are over present cells only.
+    const present = sent.filter((m, o) => !absentAt(o, 2) && m.step <= s.envelope.stepLast[0]).map((m) => f32(valueOf(m, 'norm', 2)));
+    assert.equal(s.envelope.min[0], Math.min(...present));
+    assert.equal(store.series(0, 'norm').envelope.absent.every((a) => a === BUCKET_PRESENT), true);
+    assert.equal(store.absentSteps(2), 100);
+    assert.equal(store.absentSteps(0), 0);
+    assert.equal(store.presence(2, 199), 'absent');
+    assert.equal(store.presence(2, 198), 'present');
+    assert.equal(store.presence(2, 3), 'unknown', 'left the ring');
+    // No non-finite step, and the global norm of a step is over present tensors only.
+    assert.equal(store.summary().firstNonFinite, null);
+    const g = store.globalNorm();
+    assert.equal(g.nonFinite.every((f) => f === 0), true);
+    const last = sent[199];
+    assert.equal(g.values[g.values.length - 1], Math.hypot(valueOf(last, 'norm', 0), valueOf(last, 'norm', 1)));
+  });
+
+  it('keeps a bucket of absent cells only as such, and a real NaN beside absent cells as NaN', () => {
+    // Tensor 1 is frozen (never a gradient); tensor 0 has a real NaN at ordinal 3.
+    const value: ValueFn = (o, t, s) => {
+      if (s === 'hasGrad') return t === 1 ? 0 : 1;
+      if (t === 1) return NaN;
+      if (o === 3 && s === 'nanCount') return 2;
+      return defaultValue(o, t, s);
+    };
+    const store = new RunStore({ recentSteps: 4, envelopeBuckets: 4 });
+    feed(store, 40, 2, value);
+    const frozen = store.series(1, 'norm');
+    assert.equal(frozen.steps.length, 0);
+    assert.equal(frozen.absentSteps.length, 4);
+    assert.ok(frozen.envelope.absent.length > 0 && Array.from(frozen.envelope.absent).every((a) => a === BUCKET_ALL_ABSENT));
+    assert.ok(Array.from(frozen.envelope.flags).every((f) => f === 0), 'absent is not NaN');
+    assert.equal(store.absentSteps(1), 40);
+    assert.deepEqual(store.summary().firstNonFinite, { step: 3, tensorId: 0 });
+  });
+
+  it('reads tensors beyond a STEP’s nTensors as absent once they are known', () => {
+    const store = new RunStore({ recentSteps: 16 });
+    feed(store, 3, 2);
+    store.ingest(wire(stepMsg(3, 1, 3)).msg);
+    const s = store.series(1, 'norm');
+    assert.deepEqual(Array.from(s.steps), [0, 1, 2]);
+    assert.deepEqual(Array.from(s.absentSteps), [3]);
+    assert.equal(store.absentSteps(1), 1);
+    assert.equal(store.stepsSince(1), 4);
+    store.ingest(wire(stepMsg(4, 3, 4)).msg);
+    assert.equal(store.stepsSince(2), 1, 'counted from the STEP that first carried it');
+    const row = new Float64Array(2);
+    const absent = new Uint8Array(2);
+    assert.equal(store.readRecentRow(3, 'norm', row, absent), true);
+    assert.deepEqual(Array.from(absent), [0, 1]);
+    assert.ok(Number.isNaN(row[1]));
+  });
+
+  it('keeps the optimizers and which steps belong to each', () => {
+    const store = new RunStore({ recentSteps: 8, envelopeBuckets: 4 });
+    store.ingest(wire({ type: 'optimizer', id: 0, name: 'opt_g', className: 'Adam', mode: 'optimizer', tensorIds: [0] }).msg);
+    store.ingest(wire({ type: 'optimizer', id: 1, name: 'opt_d', className: 'Adam', mode: 'optimizer', tensorIds: [1] }).msg);
+    for (let o = 0; o < 100; o++) {
+      const m = stepMsg(o, 2, o, (ord, t, s) => (s === 'hasGrad' ? (t === ord % 2 ? 1 : 0) : defaultValue(ord, t, s)));
+      m.optimizer = o % 2;
+      store.ingest(wire(m).msg);
+    }
+    // A later OPTIMIZER with the same id replaces the earlier one and keeps its counts.
+    store.ingest(wire({ type: 'optimizer', id: 1, name: 'opt_d', className: 'Adam', mode: 'optimizer', tensorIds: [1, 2] }).msg);
+    assert.deepEqual(
+      store.optimizers.map((o) => ({ id: o.id, name: o.name, steps: o.steps, first: o.firstStep, last: o.lastStep, tensors: o.tensorIds })),
+      [
+        { id: 0, name: 'opt_g', steps: 50, first: 0, last: 98, tensors: [0] },
+        { id: 1, name: 'opt_d', steps: 50, first: 1, last: 99, tensors: [1, 2] },
+      ],
+    );
+    assert.deepEqual(Array.from(store.optimizerSteps(1)), [93, 95, 97, 99]);
+    const d = store.series(1, 'norm', { optimizer: 1 });
+    assert.deepEqual(Array.from(d.steps), [93, 95, 97, 99]);
+    assert.equal(d.absentSteps.length, 0);
+    assert.equal(store.series(1, 'norm', { optimizer: 0 }).steps.length, 0);
+    assert.equal(store.series(1, 'norm').absentSteps.length, 4);
+    assert.deepEqual(store.recentStep(store.stepCount - 1), { step: 99, optimizer: 1 });
   });
 
   it('notifies once per batch of messages', async () => {

@@ -4,6 +4,8 @@
 //    (AUTOTRAINER's dying-ReLU threshold), for several detail samples spanning enough steps.
 // A dead layer also zeroes the gradients of every layer below it, so the finding names the
 // output-most dead layer (where the gradient stops) and lists the others as evidence.
+// Mostly-zero is the normal shape of a lookup table's gradient (nn.Embedding: only the rows of the
+// batch's tokens get one), so lookup layers are not judged by their zero fraction (docs/findings.md).
 import type { DetailMsg } from '../../protocol/messages';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
@@ -59,13 +61,19 @@ export class DeadUnitsDetector implements Detector {
     this.lastStep = row.step;
     const bad = new Set(row.nonFinite);
     for (const l of env.ctx.layers) {
-      let zero = l.tensors.length > 0;
+      // Absent tensors (no gradient at this step) are missing data: a layer with none present
+      // neither extends nor breaks its streak.
+      let present = 0;
+      let zero = true;
       for (const id of l.tensors) {
+        if (row.absent[id]) continue;
+        present++;
         if (bad.has(id) || !(row.norm[id] === 0)) {
           zero = false;
           break;
         }
       }
+      if (present === 0) continue;
       const s = this.streaks[l.index];
       if (zero) {
         if (s) {
@@ -95,6 +103,8 @@ export class DeadUnitsDetector implements Detector {
         }
       }
       if (k < 0) continue;
+      // A lookup table's gradient is mostly zero by construction (only the batch's rows).
+      if (l.lookup) continue;
       const z = recentZero(env.details(k));
       if (!z || z.mean < DEAD_UNITS.zeroFrac) continue;
       // A kernel gradient can also be all zero because the layer's INPUT is all zero (a dead layer
@@ -121,7 +131,7 @@ export class DeadUnitsDetector implements Detector {
     const afterBlowUp = shared.explodingAt !== null && shared.explodingAt <= root.since;
     const fromStart = root.since === this.firstStep && !afterBlowUp;
     const ids = fromStart
-      ? ['zero-bias-init', ...initRemedies(root.layer), 'lower-lr']
+      ? [...(root.layer.lookup ? [] : ['zero-bias-init']), ...initRemedies(root.layer), 'lower-lr']
       : afterBlowUp
         ? ['clip-global-norm', 'lower-lr', ...initRemedies(root.layer)]
         : ['lower-lr', 'clip-global-norm', ...initRemedies(root.layer)];

@@ -63,6 +63,8 @@ export function initialGains(first: StepRow | null, ctx: AnalysisContext): InitG
   if (!first) return [];
   const out: InitGain[] = [];
   for (const l of ctx.layers) {
+    // A lookup table (nn.Embedding: N(0, 1), one row per token) has no fan-in to judge a gain by.
+    if (l.lookup) continue;
     for (const id of l.kernels) {
       const p = first.paramNorm[id];
       const u = first.updateNorm[id];

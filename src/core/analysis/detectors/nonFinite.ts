@@ -47,7 +47,7 @@ export class NonFiniteDetector implements Detector {
     const row = h.row;
     const affected = new Set(row.nonFinite);
     // Tensors that carry gradients at all in this step (a frozen or unused one does not count).
-    const live = ctx.tensors.filter((t) => t && t.id < row.norm.length);
+    const live = ctx.tensors.filter((t) => t && t.id < row.norm.length && !row.absent[t.id]);
     const all = live.every((t) => affected.has(t.id));
     // NaN spreads from where it is made towards the input: the output-most affected layer is the origin.
     let origin: LayerInfo | null = null;

@@ -37,7 +37,7 @@ export class UpdateRatioDetector implements Detector {
     if (!isFiniteNum(r)) return;
     // A net whose kernels mostly get no gradient at all (dead units) does not read as "lr too low" either.
     let kernels = 0;
-    for (const l of env.ctx.layers) kernels += l.kernels.length;
+    for (const l of env.ctx.layers) for (const id of l.kernels) if (!row.absent[id]) kernels++;
     const mostlyLive = rs.length * 2 >= kernels;
     this.recent.push({ step: row.step, r, max: mostlyLive ? Math.max(...rs) : NaN });
     if (this.recent.length > UPDATE_RATIO.window) this.recent.shift();

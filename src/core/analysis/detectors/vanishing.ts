@@ -26,6 +26,8 @@ function ends(row: StepRow, ctx: AnalysisContext): [number, number] | null {
   let a = -1;
   let b = -1;
   for (const l of ctx.layers) {
+    // A lookup table's gradient covers only the batch's rows: its norm is not comparable to a dense layer's.
+    if (l.lookup) continue;
     const n = row.layerNorm[l.index];
     if (!(n > 0) || !isFiniteNum(n)) continue;
     if (a < 0 && l.kernels.length > 0) a = l.index;

@@ -1,0 +1,198 @@
+// No false alarms from the shape of normal training, on hand-built stores: an nn.Embedding's
+// row-sparse gradient is not dead units and is not offered He initialisation, and a script that
+// already clips is not told to add clipping (while an explosion before clipping is still reported).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { analyzeStore } from '../../../src/core/analysis/analyzer';
+import { adjustForClipping, clipInEffect } from '../../../src/core/analysis/clipping';
+import type { Finding } from '../../../src/core/analysis/finding';
+import type { DetailMsg, EventMsg, StatName, TensorInfo } from '../../../src/core/protocol/messages';
+import { RunStore } from '../../../src/core/store/runStore';
+
+const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
+const SCRIPT = '/tmp/lm.py';
+
+interface Spec {
+  name: string;
+  layer: string;
+  layerType: string;
+  shape: number[];
+  /** Parameter norm at every step (the first step's decides the initial gain). */
+  paramNorm: number;
+}
+
+const tensorsOf = (specs: Spec[]): TensorInfo[] =>
+  specs.map((s, id) => ({ id, name: s.name, layer: s.layer, layerType: s.layerType, shape: s.shape, source: { file: SCRIPT, line: 10 + id, column: 5 } }));
+
+/** A torch run: `norm(step, tensor)` per step, loss 1 throughout, update ratio 1e-3. */
+function torchStore(specs: Spec[], steps: number, norm: (step: number, t: number) => number, extra: (store: RunStore, step: number) => void = () => {}): RunStore {
+  const store = new RunStore();
+  store.ingest({ type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: SCRIPT, detailEvery: 2 });
+  store.ingest({ type: 'tensors', tensors: tensorsOf(specs) });
+  for (let step = 0; step < steps; step++) {
+    const col = (stat: StatName): Float64Array =>
+      Float64Array.from(specs, (s, t) => (stat === 'norm' ? norm(step, t) : stat === 'maxAbs' ? norm(step, t) / 10 : stat === 'paramNorm' ? s.paramNorm : stat === 'updateNorm' ? s.paramNorm * 1e-3 : 0));
+    store.ingest({ type: 'step', step, optimizer: 0, loss: 1, wallMs: step, stats: STATS, columns: STATS.map(col), nTensors: specs.length });
+    extra(store, step);
+  }
+  return store;
+}
+
+function detail(step: number, tensorId: number, zeroFrac: number): DetailMsg {
+  return { type: 'detail', step, tensorId, mean: 0, std: 1e-3, zeroFrac, histLo: -12, histHi: 2, hist: new Uint32Array(32), thumbRows: 0, thumbCols: 0, thumb: new Float32Array(0) };
+}
+
+const clipEvent = (maxNorm: number): EventMsg => ({ type: 'event', kind: 'clip', step: 0, value: maxNorm, message: `the script clips gradients with clip_grad_norm_(max_norm=${maxNorm})` });
+const kinds = (fs: readonly Finding[]): string[] => fs.map((f) => f.kind).sort();
+const remedyIds = (f: Finding | undefined): string[] => (f ? f.remedies.map((r) => r.id) : []);
+
+// A tiny language model: token table N(0, 1) (‖W‖ = √(5000·32) = 400), He-initialised MLP.
+const vocab = 5000;
+const dim = 32;
+const heNorm = (out: number, fin: number): number => Math.sqrt(2 / fin) * Math.sqrt(out * fin);
+const lm = (tableType: string): Spec[] => [
+  { name: 'tok.weight', layer: 'tok', layerType: tableType, shape: [vocab, dim], paramNorm: Math.sqrt(vocab * dim) },
+  { name: 'hidden.weight', layer: 'hidden', layerType: 'Linear', shape: [64, dim], paramNorm: heNorm(64, dim) },
+  { name: 'hidden.bias', layer: 'hidden', layerType: 'Linear', shape: [64], paramNorm: 0.1 },
+  { name: 'head.weight', layer: 'head', layerType: 'Linear', shape: [vocab, 64], paramNorm: heNorm(vocab, 64) },
+  { name: 'head.bias', layer: 'head', layerType: 'Linear', shape: [vocab], paramNorm: 0.1 },
+];
+
+/** 40 healthy steps; every 4th step a DETAIL per tensor, the table's 97 % zeros (only the batch's rows). */
+function healthyLm(tableType: string): RunStore {
+  return torchStore(lm(tableType), 40, (step, t) => 0.5 + 0.1 * t + 0.01 * Math.sin(step + t), (store, step) => {
+    if (step % 4) return;
+    for (let t = 0; t < 5; t++) store.ingest(detail(step, t, t === 0 ? 0.974 + 0.001 * Math.sin(step) : 0.02));
+  });
+}
+
+describe('lookup layers (nn.Embedding) are not dead units', () => {
+  it('a healthy language model whose embedding gradient is 97 % zeros has no finding', () => {
+    assert.deepEqual(kinds(analyzeStore(healthyLm('Embedding'))), []);
+    assert.deepEqual(kinds(analyzeStore(healthyLm('EmbeddingBag'))), []);
+    assert.deepEqual(kinds(analyzeStore(healthyLm('VocabParallelEmbedding'))), []);
+  });
+
+  it('the same numbers on a bias-less layer of another type are dead units (the rule is the layer type)', () => {
+    const fs = analyzeStore(healthyLm('Linear'));
+    assert.deepEqual(kinds(fs), ['dead-units']);
+    assert.equal(fs[0].layer, 'tok');
+  });
+
+  it('an embedding whose gradient is exactly zero for 10 steps is still reported, without init or bias remedies', () => {
+    const store = torchStore(lm('Embedding'), 30, (_step, t) => (t === 0 ? 0 : 0.5 + 0.1 * t));
+    const f = analyzeStore(store).find((x) => x.kind === 'dead-units');
+    assert.ok(f, 'dead-units on the silent embedding');
+    assert.equal(f.layer, 'tok');
+    assert.equal(f.evidence.signal, 'zero-norm');
+    for (const id of ['he-init', 'glorot-init', 'zero-bias-init']) assert.ok(!remedyIds(f).includes(id), `${id} not offered for a lookup table: ${remedyIds(f).join(', ')}`);
+    assert.ok(f.remedies.length > 0);
+  });
+
+  it('an explosion in a language model does not blame the embedding\'s N(0, 1) initialisation', () => {
+    // The embedding's "gain" by the fan-in formula is √32 ≈ 5.7 (≥ 2 would read as too large).
+    const explode = (step: number, t: number): number => (0.5 + 0.1 * t) * (step < 15 ? 1 + 0.01 * Math.sin(step) : 1000);
+    const fs = analyzeStore(torchStore(lm('Embedding'), 16, explode));
+    const f = fs.find((x) => x.kind === 'exploding-gradient');
+    assert.ok(f, kinds(fs).join(', '));
+    assert.notEqual(f.evidence.cause, 'initialisation', f.message);
+    assert.ok(!remedyIds(f).includes('he-init'), remedyIds(f).join(', '));
+    // Control: a table of another type with the same norms is judged by its gain, and blamed.
+    const g = analyzeStore(torchStore(lm('Linear'), 16, explode)).find((x) => x.kind === 'exploding-gradient');
+    assert.equal(g?.evidence.cause, 'initialisation');
+    assert.equal(g?.layer, 'tok');
+  });
+});
+
+describe('a script that already clips is not told to add clipping', () => {
+  const mlp: Spec[] = [
+    { name: 'fc1.weight', layer: 'fc1', layerType: 'Linear', shape: [64, 32], paramNorm: heNorm(64, 32) },
+    { name: 'fc1.bias', layer: 'fc1', layerType: 'Linear', shape: [64], paramNorm: 0.1 },
+    { name: 'fc2.weight', layer: 'fc2', layerType: 'Linear', shape: [10, 64], paramNorm: heNorm(10, 64) },
+  ];
+  // Every layer grows together (a global explosion: clipping ranked first), to a pre-clip norm of ~1000.
+  const explode = (step: number, t: number): number => (0.5 + 0.1 * t) * (step < 15 ? 1 + 0.01 * Math.sin(step) : 1000);
+  const exploding = (clip: number | null): Finding | undefined => {
+    const store = torchStore(mlp, 16, explode, (s, step) => {
+      if (step === 0 && clip !== null) s.ingest(clipEvent(clip));
+    });
+    return analyzeStore(store).find((f) => f.kind === 'exploding-gradient');
+  };
+
+  it('without clipping, an explosion ranks clip-global-norm first', () => {
+    assert.deepEqual(remedyIds(exploding(null)), ['clip-global-norm', 'lower-lr']);
+  });
+
+  it('clipping that acted (pre-clip norms above the threshold): the explosion is still reported, clipping is not offered', () => {
+    const f = exploding(1);
+    assert.ok(f, 'the explosion measured before clipping is reported');
+    assert.equal(f.severity, 'error');
+    assert.deepEqual(remedyIds(f), ['lower-lr']);
+    assert.equal(f.evidence.clipMaxNorm, 1);
+    assert.equal(f.evidence.clipActed, 'yes');
+    assert.ok(typeof f.evidence.normAtDetection === 'number' && f.evidence.normAtDetection > 100, 'the norm is the pre-clip one');
+    assert.match(f.message, /already clips gradients to a global norm of 1: the norms here are measured before clipping/);
+  });
+
+  it('clipping above every norm seen: the remedy is to lower the threshold, at clipping\'s rank', () => {
+    const f = exploding(1e6);
+    assert.ok(f);
+    assert.deepEqual(remedyIds(f), ['lower-clip-threshold', 'lower-lr']);
+    assert.match(f.remedies[0].title, /from 1\.0e6/);
+    assert.equal(f.evidence.clipActed, 'no');
+    assert.match(f.message, /never acted/);
+  });
+
+  it('clipInEffect takes the latest finite threshold; findings without clipping remedies are unchanged', () => {
+    const e = (v: number | undefined, kind: EventMsg['kind'] = 'clip'): EventMsg => ({ type: 'event', kind, message: '', ...(v !== undefined ? { value: v } : {}) });
+    assert.equal(clipInEffect([]), null);
+    assert.equal(clipInEffect([e(5, 'info'), e(undefined), e(NaN)]), null);
+    assert.equal(clipInEffect([e(5), e(0.5), e(NaN)])?.maxNorm, 0.5);
+    const f: Finding = { id: 'vanishing-gradient:a', kind: 'vanishing-gradient', severity: 'warning', step: 1, stepRange: [0, 1], tensors: [], layer: 'a', source: null, message: 'm', evidence: {}, remedies: [{ id: 'he-init', title: 'He' }] };
+    assert.equal(adjustForClipping(f, { maxNorm: 1, step: 0 }, 10, 'torch'), f);
+  });
+});
+
+describe('several optimizers: each one\'s steps are judged on their own', () => {
+  const STATS_G: StatName[] = [...STATS, 'hasGrad'];
+  const specs: Spec[] = [
+    { name: 'items.weight', layer: 'items', layerType: 'EmbeddingBag', shape: [2000, 16], paramNorm: 178 },
+    { name: 'users.weight', layer: 'users', layerType: 'Embedding', shape: [2000, 16], paramNorm: 178 },
+    { name: 'mlp.weight', layer: 'mlp', layerType: 'Linear', shape: [1, 32], paramNorm: heNorm(1, 32) },
+    { name: 'mlp.bias', layer: 'mlp', layerType: 'Linear', shape: [1], paramNorm: 0.1 },
+  ];
+  /** SparseAdam (optimizer 0: the tables) and Adam (1: the MLP) step in turn; `dense(i)` is the MLP's norm at its i-th step. */
+  function twoOptimizers(dense: (i: number) => number): RunStore {
+    const store = new RunStore();
+    store.ingest({ type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: SCRIPT, detailEvery: 0 });
+    store.ingest({ type: 'tensors', tensors: tensorsOf(specs) });
+    store.ingest({ type: 'optimizer', id: 0, name: 'sparse_opt', className: 'SparseAdam', mode: 'optimizer', tensorIds: [0, 1] });
+    store.ingest({ type: 'optimizer', id: 1, name: 'dense_opt', className: 'Adam', mode: 'optimizer', tensorIds: [2, 3] });
+    for (let step = 0; step < 40; step++) {
+      const optimizer = step % 2;
+      const present = (t: number): boolean => (t < 2 ? optimizer === 0 : optimizer === 1);
+      const norm = (t: number): number => (optimizer === 0 ? 0.02 : dense(step >> 1)) * (1 + 0.01 * Math.sin(step + t));
+      const col = (stat: StatName): Float64Array =>
+        Float64Array.from(specs, (s, t) => {
+          if (stat === 'hasGrad') return present(t) ? 1 : 0;
+          if (!present(t)) return NaN;
+          return stat === 'norm' ? norm(t) : stat === 'maxAbs' ? norm(t) / 10 : stat === 'paramNorm' ? s.paramNorm : stat === 'updateNorm' ? s.paramNorm * 1e-3 : 0;
+        });
+      store.ingest({ type: 'step', step, optimizer, loss: 1, wallMs: step, stats: STATS_G, columns: STATS_G.map(col), nTensors: specs.length });
+    }
+    return store;
+  }
+
+  it('SparseAdam\'s small norms beside Adam\'s ×10 larger ones are not an explosion', () => {
+    assert.deepEqual(kinds(analyzeStore(twoOptimizers(() => 0.25))), []);
+  });
+
+  it('an explosion in one optimizer\'s steps is found and named after it', () => {
+    const fs = analyzeStore(twoOptimizers((i) => (i < 15 ? 0.25 : 250)));
+    const f = fs.find((x) => x.kind === 'exploding-gradient');
+    assert.ok(f, kinds(fs).join(', '));
+    assert.match(f.id, /@dense_opt$/);
+    assert.match(f.message, /^\[dense_opt\] Exploding gradients/);
+    assert.equal(f.evidence.optimizer, 'dense_opt');
+  });
+});

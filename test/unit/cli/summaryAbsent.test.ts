@@ -1,0 +1,67 @@
+// The CLI summary and the run JSON of runs with absent gradients and several optimizers.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatSummary } from '../../../src/cli/summary';
+import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson';
+import type { RunExit } from '../../../src/process/runSession';
+import { absentRun } from '../support/absentRun';
+
+const exit: RunExit = { reason: 'completed', code: 0, signal: null, error: null, message: 'completed', steps: 40 };
+const where = { script: 'train.py', runFile: 'r.gsrun' };
+
+describe('summary and JSON with absent gradients', () => {
+  it('no non-finite step when the only gaps are absent gradients; says which tensors had none', () => {
+    const text = formatSummary(absentRun({ steps: 40 }), exit, where);
+    assert.match(text, /non-finite {2}none/);
+    assert.doesNotMatch(text.replace('NaN/Inf', ''), /NaN/);
+    assert.match(text, /no grad {3}3 tensors had no gradient at some steps \(left out of the analysis, not counted as non-finite\): frozen\.weight \(every step\), head\.weight \(20 of 40 steps\), head\.bias \(20 of 40 steps\)/);
+    // The head's last norm is its last present one, not NaN; the frozen layer has none.
+    const head = text.split('\n').find((l) => l.startsWith('head.weight'))!;
+    assert.match(head, /\s[\d.]+\s+[\d.]+\s+no$/);
+    const frozen = text.split('\n').find((l) => l.startsWith('frozen.weight'))!;
+    assert.match(frozen, /–\s+–\s+no$/);
+  });
+
+  it('a real NaN is still reported beside absent cells', () => {
+    const text = formatSummary(absentRun({ steps: 40, nanAt: [13, 3] }), exit, where);
+    assert.match(text, /non-finite {2}first at step 13 in l2\.weight/);
+  });
+
+  it('lists the optimizers, and --optimizer restricts the table to one of them', () => {
+    const store = absentRun({ steps: 40, twoOptimizers: true });
+    const all = formatSummary(store, exit, where);
+    assert.match(all, /optimizers {2}opt \(AdamW\), 20 steps · opt_head \(SGD\), 20 steps/);
+    const head = formatSummary(store, exit, where, [], { optimizer: 'opt_head' });
+    assert.match(head, /optimizer {3}opt_head: 20 steps \(0–38\), 2 tensors; the table shows only these/);
+    const rows = head.split('\n').filter((l) => /^(frozen|l1|l2|head)\./.test(l));
+    assert.deepEqual(rows.map((r) => r.split(/\s+/)[0]), ['head.weight', 'head.bias']);
+    assert.doesNotMatch(head, /no grad/, 'the head has a gradient at every step of its own optimizer');
+    assert.equal(formatSummary(store, exit, where, [], { optimizer: '1' }), head, 'by id too');
+    const unknown = formatSummary(store, exit, where, [], { optimizer: 'opt_g' });
+    assert.match(unknown, /warning {3}no optimizer named "opt_g" in this run \(it has: opt, opt_head\)/);
+  });
+
+  it('JSON: per-tensor absentSteps, the optimizers with their steps, schema 1.x', () => {
+    const doc = buildRunJson(absentRun({ steps: 40, twoOptimizers: true }), '/t/train.py', exit, null);
+    assert.match(doc.schema, /^gradscope\.run\/1(\.|$)/);
+    assert.equal(doc.schema, RUN_JSON_SCHEMA);
+    assert.deepEqual(
+      doc.tensors.map((t) => [t.name, t.absentSteps]),
+      [
+        ['frozen.weight', 40],
+        ['l1.weight', 0],
+        ['l1.bias', 0],
+        ['l2.weight', 0],
+        ['l2.bias', 0],
+        ['head.weight', 20],
+        ['head.bias', 20],
+      ],
+    );
+    assert.deepEqual(doc.optimizers, [
+      { id: 0, name: 'opt', className: 'AdamW', mode: 'optimizer', steps: 20, firstStep: 1, lastStep: 39, tensorIds: [0, 1, 2, 3, 4] },
+      { id: 1, name: 'opt_head', className: 'SGD', mode: 'optimizer', steps: 20, firstStep: 0, lastStep: 38, tensorIds: [5, 6] },
+    ]);
+    assert.equal(doc.summary.firstNonFiniteStep, null);
+    assert.ok(doc.summary.globalNorm.max !== null && doc.summary.globalNorm.last !== null);
+  });
+});
