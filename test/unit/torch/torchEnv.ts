@@ -1,7 +1,7 @@
 // Which Python the torch tests use, and whether it has torch. GRADSCOPE_TEST_PYTHON overrides the
 // default /usr/bin/python3 (Debian's python3-torch is for that interpreter; the `python3` first on
-// PATH may be another one). Without torch the tests skip, with a message — except in CI
-// (process.env.CI set), where scripts/setup-torch.sh installs it and a skip would hide a failure.
+// PATH may be another one). Without torch the tests skip, with a message — except under `npm test`
+// (GRADSCOPE_REQUIRE_TORCH=1, after it has provisioned torch) and in CI, where a skip would hide a failure.
 import { spawnSync } from 'node:child_process';
 
 export const PYTHON = process.env.GRADSCOPE_TEST_PYTHON || '/usr/bin/python3';
@@ -21,8 +21,8 @@ const missing = probeTorch();
  */
 export function torchSkip(): false | string {
   if (!missing) return false;
-  if (process.env.CI) {
-    throw new Error(`CI: the PyTorch tests cannot run: ${missing}. Run scripts/setup-torch.sh first (or set GRADSCOPE_TEST_PYTHON).`);
+  if (process.env.CI || process.env.GRADSCOPE_REQUIRE_TORCH) {
+    throw new Error(`the PyTorch tests cannot run: ${missing}. Run scripts/setup-torch.sh first (or set GRADSCOPE_TEST_PYTHON).`);
   }
   const why = `skipped: ${missing} (run scripts/setup-torch.sh, or set GRADSCOPE_TEST_PYTHON)`;
   process.stderr.write(`[torch tests] ${why}\n`);
