@@ -391,8 +391,8 @@ FIND_PROBE = """
 import gc, sys, threading, time
 def the_probe():
     return next(o for o in gc.get_objects() if type(o).__name__ == "Probe" and type(o).__module__ == "gradscope_probe.probe")
-if "gradscope_probe.probe" in sys.modules:  # small steps too: on the background thread
-    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+if "gradscope_probe.detail" in sys.modules:  # small steps too: on the background thread
+    sys.modules["gradscope_probe.detail"].DETAIL_INLINE_MAX_ELEMENTS = 0
 """
 
 
@@ -436,7 +436,7 @@ import sys, torch
 from torch import nn
 background = sys.argv[2] == "background"
 if not background:  # every step's detail inline, on the training thread (FIND_PROBE set 0: all in the background)
-    sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 1 << 40
+    sys.modules["gradscope_probe.detail"].DETAIL_INLINE_MAX_ELEMENTS = 1 << 40
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(40, 1000), nn.ReLU(), nn.Linear(1000, 70), nn.ReLU(), nn.Linear(70, 3))
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -564,7 +564,7 @@ print(sorted(where))
 
     def test_a_job_still_running_at_the_end_is_abandoned_cleanly(self):
         path = self.script("train.py", MLP + FIND_PROBE + """
-sys.modules["gradscope_probe.probe"].DETAIL_DRAIN_S = 0.3
+sys.modules["gradscope_probe.detail"].DETAIL_DRAIN_S = 0.3
 st = sys.modules["gradscope_probe.stats"]
 orig = st.detail_stats_many
 def stuck(items):
@@ -617,7 +617,7 @@ for i in range(40):
     def test_anomaly_detail_waits_for_the_job_before_it(self):
         path = self.script("nan.py", MLP + """
 import sys, threading, time
-sys.modules["gradscope_probe.probe"].DETAIL_INLINE_MAX_ELEMENTS = 0
+sys.modules["gradscope_probe.detail"].DETAIL_INLINE_MAX_ELEMENTS = 0
 st = sys.modules["gradscope_probe.stats"]
 orig = st.detail_stats_many
 def slow(items):

@@ -1,0 +1,154 @@
+"""The ``torch.autograd.backward`` hook: the step's loss, and backward passes counted as steps.
+
+``torch.autograd.backward`` (what ``Tensor.backward`` calls) is wrapped: it adds the scalar being
+back-propagated to the step's loss (the loss of a step with accumulation is the sum over its
+micro-batches; a loss a GradScaler scaled is reported unscaled, see amp.py). When the script never
+builds a torch.optim optimizer, each backward pass is a step (see ``_after_backward``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import torch
+
+from . import sources, stats
+
+
+class BackwardHook:
+    """Probe mixin: the loss of each step, and backward mode (backward passes as steps)."""
+
+    def _init_backward(self) -> None:
+        self._pending_loss = None  # the loss of the step in progress (its backward passes so far)
+        self._bw_opt = None  # _Opt of the backward passes, once counted
+        self._bw_pending = None  # backward mode: ctx of the last backward pass, its STEP not yet sent
+
+    def _install_backward(self) -> None:
+        probe = self
+
+        def backward(orig):
+            @functools.wraps(orig)
+            def wrapper(tensors, *args, **kwargs):
+                loss = None
+                if os.getpid() == probe.pid and not probe.finished:
+                    try:
+                        loss = probe._run(probe._on_backward, tensors)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading the loss", e)
+                    if loss is not None:
+                        probe._run(probe._check_limit)
+                elif probe.end_reason == "step-limit" and os.getpid() == probe.pid and not probe._optimizer_seen:
+                    probe._exit_after_limit()
+                out = orig(tensors, *args, **kwargs)
+                if loss is not None and not probe._optimizer_seen and not probe.finished and os.getpid() == probe.pid:
+                    try:
+                        probe._run(probe._after_backward, loss)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("after a backward pass", e)
+                return out
+            return wrapper
+
+        self._patch(torch.autograd, "backward", backward, dynamo=True)
+
+    def _on_backward(self, tensors):
+        """Before a backward pass: adds its scalar (unscaled) to the loss of the step in progress.
+        Backward mode: sends the previous backward pass's STEP; returns (scalar, leaves) for after."""
+        self._preclip.clear()  # new gradients: what a clip saw before is stale
+        t = tensors
+        if isinstance(t, (list, tuple)) and len(t) == 1:
+            t = t[0]
+        if not (isinstance(t, torch.Tensor) and t.numel() == 1):
+            return None
+        scalar = self._unscaled(t).detach()
+        self._pending_loss = scalar if self._pending_loss is None else self._pending_loss + scalar
+        if self._optimizer_seen:
+            return None
+        self._finish_backward_step()
+        return t, self._leaves_of(t)
+
+    def _leaves_of(self, t) -> list:
+        """The leaf tensors a backward pass from `t` accumulates gradients into (AccumulateGrad
+        nodes of its graph), in the order the script built their modules where known."""
+        fn = t.grad_fn
+        if fn is None:
+            return []
+        out = []
+        seen = {}  # id -> node: held, as the Python objects of graph nodes are made on access
+        stack = [fn]
+        while stack and len(seen) < 200000:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen[id(node)] = node
+            v = getattr(node, "variable", None)
+            if isinstance(v, torch.Tensor):
+                out.append(v)
+                continue
+            stack.extend(n for n, _ in node.next_functions)
+        out.reverse()
+        new = [p for p in out if id(p) not in self._known or self._known[id(p)].ref() is not p]
+        if new:
+            self._name_from_backward_call(new)
+        if len(new) > 1:
+            index = self._module_index()
+            order = {k: i for i, k in enumerate(getattr(index, "owners", index))}
+            out.sort(key=lambda p: order.get(id(p), len(order)))
+        return out
+
+    def _name_from_backward_call(self, leaves) -> None:
+        """Backward mode has no optimizer construction to name the models from: the variables of the
+        user's frame that calls backward() name them (``model`` → ``model.0.weight``)."""
+        f = sys._getframe(1)
+        while f is not None and not sources.is_user_file(f.f_code.co_filename):
+            f = f.f_back
+        if f is None:
+            return
+        ids = {id(p) for p in leaves}
+        scopes = [f.f_locals, f.f_globals] if f.f_locals is not f.f_globals else [f.f_globals]
+        for scope in scopes:
+            for name, v in list(scope.items()):
+                if name.startswith("__"):
+                    continue
+                if isinstance(v, torch.nn.Module):
+                    self._name_root(v, "" if name == "self" else name)
+                elif isinstance(v, torch.Tensor) and id(v) in ids:
+                    self._raw_names.setdefault(id(v), name)
+
+    def _after_backward(self, loss) -> None:
+        """Backward mode (the script never built a torch.optim optimizer): the backward pass that just
+        ended is a step; its gradient statistics are taken now, its STEP is sent (with the update the
+        script applied by hand) at the start of the next backward pass or at the end of the run."""
+        t, leaves = loss
+        if self._bw_opt is None and not leaves:
+            return
+        t_start = time.perf_counter()
+        if self._bw_opt is None:
+            self.send({"type": "event", "kind": "info", "step": self.steps, "message":
+                       "the script built no torch.optim optimizer: GradScope counts each backward pass as a step "
+                       "(the update norm is the change of the parameters until the next backward pass)"})
+        rec = self._opt_rec(None)
+        detail = self._detail_due(rec)
+        with torch.no_grad():
+            grads = []
+            for p in leaves:
+                g = p.grad
+                if g is None:
+                    continue
+                # The gradient itself may be zeroed in place before the STEP goes out: copy it on detail steps.
+                grads.append((p, stats.grad_stats(g), stats.local(g).detach().clone() if detail else None))
+            fresh = self._snapshot_all(leaves)
+        self._pending_loss = None
+        self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads,
+                            "loss": self._unscaled(t).detach(), "t_start": t_start, "fresh_snapshots": fresh,
+                            "detail": detail, "probe_ms": (time.perf_counter() - t_start) * 1e3}
+
+    def _finish_backward_step(self) -> None:
+        ctx, self._bw_pending = self._bw_pending, None
+        if ctx is None:
+            return
+        try:
+            self._after_step(ctx, None)
+        except Exception as e:  # noqa: BLE001
+            self.warn("after a backward pass", e)
