@@ -81,14 +81,12 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self.finished = False
         self.end_reason = None
         self._hello_sent = False
-        self._backend_known = False
         self._tls = threading.local()
         self._warned = set()
         self._nonfinite_reported = False
         self._prev_norm = {}
         self._snapshot_bytes = 0
         self._snapshot_full_reported = False
-        self._dropped_steps = 0
         self._installed = []
         self._init_parameters()
         self._init_optimizers()
@@ -153,7 +151,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if torch.version.cuda is None:
                 return "cpu", "CPU", "no optimizer step ran; this torch build has no CUDA support"
             return "cpu", "CPU", "no optimizer step ran"
-        self._backend_known = True
         cuda = [d for d in devs if d.type == "cuda"]
         if cuda:
             d = cuda[0]
@@ -467,8 +464,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         except Exception:  # noqa: BLE001
             pass
         try:
-            if self._dropped_steps:
-                self.send({"type": "event", "kind": "warning", "message": "statistics of %d step(s) skipped" % self._dropped_steps})
             self.send(msg)
             if self.channel is not None:
                 self.channel.flush(5.0)
