@@ -72,7 +72,7 @@ fix options:
   --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
                      non-finite-gradient, dead-units, update-ratio
   --remedy ID        the remedy: clip-global-norm, he-init, glorot-init, lower-lr, raise-lr,
-                     guard-loss, zero-bias-init
+                     guard-loss, zero-bias-init, lower-clip-threshold
   --verify           re-run a fixed copy for the same number of steps and print before/after;
                      the file is written only if the fix cures the run (or with --force)
   --force            with --verify: write the fix even if it does not cure the run

@@ -47,6 +47,34 @@ export function maxNormFromRun(norms: readonly number[] | undefined, finding: Fi
   return { value: Number((NORM_MULTIPLE * m).toPrecision(3)), derived: true, median: m, from: early };
 }
 
+/** lower-clip-threshold's new threshold: the clip rule's, and how it was derived. */
+export interface LowerClipTarget {
+  value: number;
+  how: string;
+}
+
+/**
+ * lower-clip-threshold's new threshold: the clip rule's (maxNormFromRun), but only from the run's
+ * norms: a script that already clips is not moved to the no-norms default. Null without norms.
+ */
+export function lowerClipTarget(norms: readonly number[] | undefined, finding: Finding): LowerClipTarget | null {
+  const max = maxNormFromRun(norms, finding);
+  if (!max.derived) return null;
+  return { value: max.value, how: `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run, measured before clipping` };
+}
+
+/**
+ * Whether the threshold the script has (`current`, described as `currentText` in the reasons) can be
+ * lowered to the target: only to a value strictly below it.
+ */
+export function lowerClipCheck(target: LowerClipTarget | null, current: number, currentText: string): { ok: true; value: number; how: string } | { ok: false; reason: string; alreadyApplied?: boolean } {
+  if (!target) return { ok: false, reason: `the run gave no gradient norms, so GradScope cannot derive a threshold below ${currentText}` };
+  if (target.value >= current) {
+    return { ok: false, alreadyApplied: true, reason: `${currentText} is already at or below ${formatNumber(target.value)} (${target.how}): the run gives no lower threshold` };
+  }
+  return { ok: true, value: target.value, how: target.how };
+}
+
 /** The wrapper's source, in the file's style, using `tf` for the tfjs namespace. */
 export function clipFunctionText(tf: string, typed: boolean, style: Style): string {
   const T = typed;

@@ -7,6 +7,7 @@ import { applyEdits, parse, styleOf, syntaxErrors, tfBindings } from './ast';
 import { computeClip } from './clip';
 import { computeGuardLoss } from './guardLoss';
 import { computeInit, computeZeroBias } from './init';
+import { computeLowerClip } from './lowerClip';
 import { computeLr } from './lr';
 import { computePythonFix, isPythonFile, loadPythonParser } from './python/index';
 import type { ComputeFix, FixContext, FixResult, TextEdit } from './types';
@@ -23,7 +24,7 @@ export async function prepareFixes(file?: string): Promise<void> {
 }
 
 /** The remedies this engine can compute (others get ok:false). */
-export const SUPPORTED_REMEDIES: readonly RemedyId[] = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init'];
+export const SUPPORTED_REMEDIES = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold'] as const satisfies readonly RemedyId[];
 
 type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
 
@@ -63,6 +64,9 @@ export const computeFix: ComputeFix = (text: string, finding: Finding, remedy: R
         break;
       case 'zero-bias-init':
         out = computeZeroBias(sf, b, style, finding);
+        break;
+      case 'lower-clip-threshold':
+        out = computeLowerClip(sf, finding, ctx);
         break;
       default:
         out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };

@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { adjustForClipping } from '../../../src/core/analysis/clipping';
 import type { Finding } from '../../../src/core/analysis/finding';
-import { computeFix, prepareFixes, SUPPORTED_REMEDIES } from '../../../src/core/fixes/index';
+import { remedy } from '../../../src/core/analysis/model';
+import { availableRemedies, computeFix, prepareFixes, SUPPORTED_REMEDIES } from '../../../src/core/fixes/index';
 import { computePythonFix, pythonParserReady } from '../../../src/core/fixes/python/index';
 import { parsePython, wasmDir } from '../../../src/core/fixes/python/parser';
 import { errorCount } from '../../../src/core/fixes/python/syntax';
@@ -18,7 +20,7 @@ import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
-const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init']);
+const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold']);
 
 function parsesClean(text: string): number {
   const tree = parsePython(text);
@@ -230,5 +232,48 @@ describe('python fix engine: a keyword added to a framework call keeps its layou
       assert.equal(r.alreadyApplied, true);
       assert.match(r.reason, /already clips its gradients \(torch\.nn\.utils\.clip_grad_norm_\(…\) on line 7\)/);
     }
+  });
+});
+
+describe('python fix engine: lower-clip-threshold, from the analyzer\'s remedy to the edit', () => {
+  before(async () => {
+    await prepareFixes('train.py');
+  });
+
+  const exploding = (evidence: Finding['evidence'] = {}): Finding => ({ id: 'x', kind: 'exploding-gradient', severity: 'error', step: 3, stepRange: [0, 3], tensors: [], layer: null, source: null, message: '', evidence, remedies: [remedy('clip-global-norm', 'torch'), remedy('lower-lr', 'torch')] });
+
+  it('a script clipping above every norm seen: the analyzer ranks lower-clip-threshold first, and it applies', () => {
+    const file = fixture('fixes', 'python', 'clip-threshold', 'before.py');
+    const f = adjustForClipping(exploding(), { maxNorm: 5, step: 0 }, 4.2, 'torch');
+    assert.equal(f.remedies[0].id, 'lower-clip-threshold');
+    const [first] = availableRemedies(readFileSync(file, 'utf8'), f, { file, globalNorms: [0.6, 0.7, 0.65, 4.2] });
+    assert.ok(first.result.ok, first.result.ok ? '' : first.result.reason);
+    if (first.result.ok) {
+      assert.equal(first.result.title.split(' (')[0], 'Lower the clip threshold of clip_grad_norm_ from 5 to 1.3');
+      assert.match(first.result.title, /\(line 13; 2 × the median early global norm 0\.65 of the run/);
+    }
+  });
+
+  const cases: { name: string; text: string; edited: string; title?: RegExp }[] = [
+    { name: "FSDP's model.clip_grad_norm_(max_norm) takes the threshold first", text: 'import torch\nm = torch.nn.Linear(2, 2)\nm.clip_grad_norm_(5.0)\n', edited: 'm.clip_grad_norm_(1.3)' },
+    { name: 'clip_grad_norm_ with norm_type keeps it', text: 'import torch\nm = torch.nn.Linear(2, 2)\ntorch.nn.utils.clip_grad_norm_(m.parameters(), 5, norm_type=2.0)\n', edited: 'clip_grad_norm_(m.parameters(), 1.3, norm_type=2.0)' },
+    { name: "Lightning's manual self.clip_gradients(…, gradient_clip_val=…)", text: 'import lightning as L\n\n\nclass M(L.LightningModule):\n    def training_step(self, batch, i):\n        opt = self.optimizers()\n        self.manual_backward(self(batch))\n        self.clip_gradients(opt, gradient_clip_val=5, gradient_clip_algorithm="norm")\n        opt.step()\n', edited: 'gradient_clip_val=1.3,', title: /of clip_gradients from 5 to 1\.3 \(line 8;/ },
+    { name: 'a threshold from an __init__ default', text: 'import torch\n\n\nclass Loop:\n    def __init__(self, model, max_norm=5.0):\n        self.model = model\n        self.max_norm = max_norm\n\n    def step(self):\n        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)\n', edited: 'max_norm=1.3', title: /the default of Loop\(max_norm=…\): 5\.0 → 1\.3 \(line 5\), used on line 10/ },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const r = computeFix(c.text, exploding({ clipMaxNorm: 5 }), 'lower-clip-threshold', { file: '/tmp/train.py', globalNorms: [0.6, 0.7, 0.65, 4.2] });
+      assert.ok(r.ok, r.ok ? '' : r.reason);
+      if (!r.ok) return;
+      assert.ok(r.after.includes(c.edited), `${c.edited} in:\n${r.after}`);
+      assert.equal(r.edits.length, 1);
+      if (c.title) assert.match(r.title, c.title);
+    });
+  }
+
+  it('a threshold of 0 is refused: clipping is off there', () => {
+    const r = computeFix('import torch\nm = torch.nn.Linear(2, 2)\nNORM = 0\ntorch.nn.utils.clip_grad_norm_(m.parameters(), NORM)\n', exploding(), 'lower-clip-threshold', { file: '/tmp/train.py', globalNorms: [1, 1, 1, 4] });
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.match(r.reason, /has the threshold NORM = 0, which turns clipping off there/);
   });
 });

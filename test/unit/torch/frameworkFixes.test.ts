@@ -82,6 +82,11 @@ describe('framework-idiom fixes run: Lightning', { skip: skipWithout(['lightning
     assert.equal(r.clip, null, 'the Trainer is left alone (it refuses gradient_clip_val under manual optimization)');
   });
 
+  it('lower-clip-threshold: Trainer(gradient_clip_val=50) lowered to the run-derived threshold', () => {
+    const r = fixAndRun('lightning-clip-threshold', 'lower');
+    assert.deepEqual(r, { steps: 3, clip: 2.4, algorithm: null, lr: 1e-3, asked: [[2.4, 'None']] });
+  });
+
   it('lr lowered in configure_optimizers', () => {
     const r = fixAndRun('lightning-basic', 'lower-lr');
     assert.equal(r.steps, 3);
@@ -96,6 +101,11 @@ describe('framework-idiom fixes run: Hugging Face Trainer', { skip: skipWithout(
 
   it('TrainingArguments(max_grad_norm=…) below the default 1.0', () => {
     const r = fixAndRun('hf-trainer', 'clip-below-default');
+    assert.deepEqual(r, { steps: 3, clip: 0.5, lr: 5e-5 });
+  });
+
+  it('lower-clip-threshold: max_grad_norm added below the default 1.0 the Trainer clipped at', () => {
+    const r = fixAndRun('hf-trainer', 'lower-clip-default');
     assert.deepEqual(r, { steps: 3, clip: 0.5, lr: 5e-5 });
   });
 

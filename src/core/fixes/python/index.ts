@@ -3,7 +3,8 @@
 // insert or replace the least text they can; new lines take the indentation of the block they go
 // in (spaces or tabs, as written) and the file's line ending; comments and formatting stay.
 // Under PyTorch Lightning and the Hugging Face Trainer the remedies are written in their idiom
-// (framework.ts, trainer.ts): Trainer(gradient_clip_val=…), TrainingArguments(max_grad_norm=…, learning_rate=…).
+// (framework.ts, trainer.ts): Trainer(gradient_clip_val=…), TrainingArguments(max_grad_norm=…, learning_rate=…);
+// a clip threshold the script already has is lowered where it is written (lowerClip.ts).
 // The parser is wasm and loads asynchronously: `loadPythonParser()` must have resolved before
 // `computePythonFix` can compute anything (until then it answers ok:false and starts loading).
 import type { Finding, RemedyId } from '../../analysis/finding';
@@ -12,6 +13,7 @@ import type { FixContext, FixResult } from '../types';
 import { computeClipPy } from './clip';
 import { computeGuardLossPy } from './guardLoss';
 import { computeInitPy } from './init';
+import { computeLowerClipPy } from './lowerClip';
 import { computeLrPy } from './lr';
 import { frameworkOf, type Framework } from './framework';
 import { findOptimizers } from './optimizer';
@@ -62,6 +64,9 @@ export function computePythonFix(text: string, finding: Finding, remedy: RemedyI
         break;
       case 'guard-loss':
         out = computeGuardLossPy(root, b, finding);
+        break;
+      case 'lower-clip-threshold':
+        out = computeLowerClipPy(root, layout, finding, ctx, fw);
         break;
       default:
         out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };

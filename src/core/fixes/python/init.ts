@@ -187,8 +187,8 @@ function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
     walk(s, (n) => {
       if (hit && hit.call === null) return false;
       const fn = initCallOn(n, targets, b);
-      if (fn) hit = { stmt: s!, call: s!.type === 'expression_statement' && s!.firstNamedChild?.equals(n) === true ? n : null, fn, tensor };
-      if ((n.type === 'assignment' || n.type === 'augmented_assignment') && targets.has(flat(n.childForFieldName('left')?.text ?? ''))) hit = { stmt: s!, call: null, fn: '=', tensor };
+      if (fn) hit = { stmt: s, call: s.type === 'expression_statement' && s.firstNamedChild?.equals(n) === true ? n : null, fn, tensor };
+      if ((n.type === 'assignment' || n.type === 'augmented_assignment') && targets.has(flat(n.childForFieldName('left')?.text ?? ''))) hit = { stmt: s, call: null, fn: '=', tensor };
       return true;
     });
     // A loop over the layers that initialises each (`for m in (self.fc1, self.fc2): nn.init.normal_(m.weight, …)`,
@@ -205,9 +205,9 @@ function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
         walk(s.childForFieldName('body') ?? s, (n) => {
           const fn = initCallOn(n, vTargets, b);
           if (fn) {
-            const admits = guardAdmits(n, s!, v.text, layer, b);
+            const admits = guardAdmits(n, s, v.text, layer, b);
             if (admits === null) unknown = true;
-            else if (admits) found = { stmt: s!, call: isWholeStatement(n) ? n : null, fn, tensor: vt, loop: iter.text.replace(/\s+/g, ' ') };
+            else if (admits) found = { stmt: s, call: isWholeStatement(n) ? n : null, fn, tensor: vt, loop: iter.text.replace(/\s+/g, ' ') };
           }
           return true;
         });
@@ -221,7 +221,7 @@ function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
         if (n.type === 'call') {
           const f = n.childForFieldName('function');
           const q = resolve(f, b) ?? '';
-          if ((s!.type === 'for_statement' && (q.startsWith('torch.nn.init.') || /\.(normal|uniform|fill|zero)_$/.test(f?.text ?? ''))) || (s!.type === 'expression_statement' && f?.type === 'attribute' && f.childForFieldName('attribute')?.text === 'apply')) generic = true;
+          if ((s.type === 'for_statement' && (q.startsWith('torch.nn.init.') || /\.(normal|uniform|fill|zero)_$/.test(f?.text ?? ''))) || (s.type === 'expression_statement' && f?.type === 'attribute' && f.childForFieldName('attribute')?.text === 'apply')) generic = true;
         }
         return !generic;
       });

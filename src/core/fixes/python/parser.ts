@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Language, Parser, type Tree } from '@vscode/tree-sitter-wasm';
-import { findBuilt } from '../../../process/distPaths';
+import { findBuilt } from '../../util/distPaths';
 
 const GRAMMAR = 'tree-sitter-python.wasm';
 const PACKAGE_WASM = join('node_modules', '@vscode', 'tree-sitter-wasm', 'wasm');

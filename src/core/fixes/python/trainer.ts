@@ -192,7 +192,7 @@ function computeManualClip(layout: Layout, cls: SyntaxNode, manual: SyntaxNode, 
       refused.push(`no self.manual_backward(…) before ${desc} in its block`);
       continue;
     }
-    const between = calls(stmt.parent!).filter((x) => x.startIndex >= back!.startIndex && x.startIndex < c.startIndex);
+    const between = calls(stmt.parent!).filter((x) => x.startIndex >= back.startIndex && x.startIndex < c.startIndex);
     if (between.some((x) => CLIP_CALLS.has(dotted(x.childForFieldName('function'))?.pop() ?? ''))) {
       done.push(desc);
       continue;
