@@ -11,10 +11,12 @@ import type {
   PanelHeatmap,
   PanelHistogramRow,
   PanelOptimizer,
+  PanelOptimizerCurves,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
   PanelTensorDetail,
+  PanelView,
   RunStatus,
 } from '../src/panel/messages';
 
@@ -191,6 +193,48 @@ function optimizers(v: unknown): PanelOptimizer[] {
   });
 }
 
+/** Each optimizer's own curves; absent in snapshots written before they existed. */
+function byOptimizer(v: unknown): PanelOptimizerCurves[] {
+  if (v === undefined || v === null) return [];
+  return arr(v, 'byOptimizer', 1000).map((x, i) => {
+    const o = obj(x, 'byOptimizer');
+    const loss = own(o, 'loss');
+    return {
+      id: int(own(o, 'id'), 'byOptimizer.id'),
+      name: str(own(o, 'name'), 'byOptimizer.name'),
+      globalNorm: parseCurve(own(o, 'globalNorm'), `byOptimizer[${i}].globalNorm`),
+      loss: loss === null || loss === undefined ? null : parseCurve(loss, `byOptimizer[${i}].loss`),
+    };
+  });
+}
+
+/** One optimizer's view, as the HTML report embeds them for its picker. */
+export function parseView(v: unknown): PanelView {
+  const o = obj(v, 'view');
+  const sel = own(o, 'optimizer');
+  return {
+    optimizer: sel === null || sel === undefined ? null : int(sel, 'view.optimizer'),
+    globalNorm: parseCurve(own(o, 'globalNorm'), 'view.globalNorm'),
+    loss: parseCurve(own(o, 'loss'), 'view.loss'),
+    byOptimizer: byOptimizer(own(o, 'byOptimizer')),
+    layerNorms: layerNorms(own(o, 'layerNorms')),
+    heatmap: parseHeatmap(own(o, 'heatmap')),
+  };
+}
+
+/** parseView, or null (with the reason in `onError`) when the value is not one. */
+export function tryParseView(v: unknown, onError?: (reason: string) => void): PanelView | null {
+  try {
+    return parseView(v);
+  } catch (e) {
+    if (e instanceof Invalid) {
+      onError?.(e.message);
+      return null;
+    }
+    throw e;
+  }
+}
+
 export function parseSnapshot(v: unknown): PanelSnapshot {
   const o = obj(v, 'snapshot');
   const cmp = own(o, 'compare');
@@ -208,6 +252,7 @@ export function parseSnapshot(v: unknown): PanelSnapshot {
     layers: arr(own(o, 'layers'), 'layers').map((l) => str(l, 'layers')),
     globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
     loss: parseCurve(own(o, 'loss'), 'loss'),
+    byOptimizer: byOptimizer(own(o, 'byOptimizer')),
     layerNorms: layerNorms(own(o, 'layerNorms')),
     heatmap: parseHeatmap(own(o, 'heatmap')),
     findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
@@ -265,6 +310,7 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
           header: header(own(o, 'header')),
           globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
           loss: parseCurve(own(o, 'loss'), 'loss'),
+          byOptimizer: byOptimizer(own(o, 'byOptimizer')),
           layerNorms: layerNorms(own(o, 'layerNorms')),
           heatmap: parseHeatmap(own(o, 'heatmap')),
           findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
@@ -276,6 +322,7 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
           header: header(own(o, 'header')),
           globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
           loss: parseCurve(own(o, 'loss'), 'loss'),
+          byOptimizer: byOptimizer(own(o, 'byOptimizer')),
           layerNorms: layerNorms(own(o, 'layerNorms')),
           heatmap: parseHeatmap(own(o, 'heatmap')),
           tensors: arr(own(o, 'tensors') ?? [], 'tensors').map(tensor),

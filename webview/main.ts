@@ -4,15 +4,15 @@
 // controls that need the extension are hidden). Everything the host sends is validated first.
 import '../media/panel.css';
 import type { Finding } from '../src/core/analysis/finding';
-import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, WebviewToHost } from '../src/panel/messages';
+import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, PanelView, WebviewToHost } from '../src/panel/messages';
 import { applyFont } from './charts/chartSetup';
 import { renderHeatmap, type HeatmapCell, type HeatmapHandle } from './charts/heatmap';
 import { renderHistogramOverTime, type ChartHandle, type HistogramOptions, type HistogramRow } from './charts/histogram';
 import { renderNormCurves, type NormCurvesData, type NormCurvesHandle, type Series } from './charts/normCurves';
 import { readPalette, type Palette } from './charts/theme';
 import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
-import { parseDetail, parseHostMessage } from './hostMessages';
-import { applyAppend, applyReplace, boundedModel, type Curve, type PanelModel } from './model';
+import { parseDetail, parseHostMessage, tryParseView } from './hostMessages';
+import { applyAppend, applyReplace, applyView, boundedModel, type Curve, type PanelModel } from './model';
 
 interface VsCodeApi {
   postMessage(message: WebviewToHost): void;
@@ -66,7 +66,10 @@ const TEMPLATE = `
 <ul id="gs-warnings" class="gs-warnings" role="status" aria-label="What GradScope could not see" hidden></ul>
 <main>
   <section class="gs-section" aria-labelledby="gs-h-norms">
-    <h2 id="gs-h-norms">Gradient norm</h2>
+    <div class="gs-section-head">
+      <h2 id="gs-h-norms">Gradient norm</h2>
+      <label id="gs-optimizer-label" hidden>Steps of <select id="gs-optimizer"></select></label>
+    </div>
     <div class="gs-norms-layout">
       <div id="gs-norms" class="gs-chart"></div>
       <fieldset class="gs-layer-picker"><legend>Layer curves</legend><div id="gs-layer-list" class="gs-layer-list"></div></fieldset>
@@ -76,7 +79,6 @@ const TEMPLATE = `
     <div class="gs-section-head">
       <h2 id="gs-h-heat">Layers × steps</h2>
       <div role="radiogroup" aria-label="Heatmap metric" id="gs-metric" class="gs-metric"></div>
-      <label id="gs-optimizer-label" class="gs-host-only" hidden>Steps of <select id="gs-optimizer"></select></label>
     </div>
     <div id="gs-heatmap" class="gs-chart gs-chart-tall"></div>
   </section>
@@ -119,11 +121,16 @@ class Panel {
   private thumb: ChartHandle<Thumbnail, ThumbnailOptions> | null = null;
   private details = new Map<number, PanelTensorDetail>();
   private renders = 0;
+  /** The HTML report's embedded view of each optimizer (by id) and of all steps (the snapshot's). */
+  private readonly views = new Map<number, PanelView>();
+  private allView: PanelView | null = null;
 
   constructor(
     private readonly api: VsCodeApi | null,
     embeddedDetails: PanelTensorDetail[] = [],
+    embeddedViews: PanelView[] = [],
   ) {
+    for (const v of embeddedViews) if (v.optimizer !== null) this.views.set(v.optimizer, v);
     const saved = api?.getState();
     this.state = isViewState(saved) ? saved : { metric: null, layers: [], selectedLayer: null, tensorId: null, step: null };
     for (const d of embeddedDetails) this.details.set(d.tensorId, d);
@@ -164,7 +171,8 @@ class Panel {
       const v = (e.target as HTMLSelectElement).value;
       this.state.optimizer = v === '' ? null : Number(v);
       this.saveState();
-      this.post({ type: 'setOptimizer', optimizer: this.state.optimizer });
+      if (this.api) this.post({ type: 'setOptimizer', optimizer: this.state.optimizer });
+      else this.showEmbeddedView(this.state.optimizer);
     });
     const metric = $('gs-metric');
     for (const m of METRICS) {
@@ -238,6 +246,10 @@ class Panel {
     // Another run: its optimizers are other ones.
     if (this.state.runId !== undefined && this.state.runId !== null && this.state.runId !== s.header.runId) this.state.optimizer = null;
     this.model = boundedModel(s);
+    if (!this.api) {
+      const { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap } = s;
+      this.allView = { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap };
+    }
     const known = new Set(this.model.layers);
     this.state.layers = this.state.layers.filter((l) => known.has(l));
     if (this.state.selectedLayer && !known.has(this.state.selectedLayer)) this.state.selectedLayer = null;
@@ -261,17 +273,21 @@ class Panel {
     this.bump();
   }
 
-  /** The optimizer picker (All / each by name): shown when the run has two or more, in the live panel only. */
+  /**
+   * The optimizer picker (All / each by name): shown when the run has two or more; in the report,
+   * when it embeds their views (and then it lists those only).
+   */
   private renderOptimizers(): void {
     const m = this.model;
     if (!m) return;
     const label = $('gs-optimizer-label');
     const sel = $<HTMLSelectElement>('gs-optimizer');
-    label.hidden = m.optimizers.length < 2 || this.api === null;
+    const listed = this.api ? m.optimizers : m.optimizers.filter((o) => this.views.has(o.id));
+    label.hidden = listed.length < 2;
     const all = document.createElement('option');
     all.value = '';
     all.textContent = 'all optimizers';
-    const opts = m.optimizers.map((o) => {
+    const opts = listed.map((o) => {
       const e = document.createElement('option');
       e.value = String(o.id);
       e.textContent = `${o.name}${o.className ? ` (${o.className})` : ''} · ${o.steps} steps`;
@@ -279,6 +295,18 @@ class Panel {
     });
     sel.replaceChildren(all, ...opts);
     sel.value = m.optimizer === null ? '' : String(m.optimizer);
+  }
+
+  /** The report: shows an embedded view (null: all steps), as the host would send it. */
+  private showEmbeddedView(optimizer: number | null): void {
+    const m = this.model;
+    const v = optimizer === null ? this.allView : this.views.get(optimizer);
+    if (!m || !v) return;
+    applyView(m, v);
+    this.renderLayerList();
+    this.norms?.update(this.normData());
+    this.heat?.update(m.heatmap, this.heatOptions());
+    this.bump();
   }
 
   private normsAt = 0;
@@ -401,11 +429,35 @@ class Panel {
       if (shown.has(l) && c) layers.push(series(l, c, this.layerColor(l)));
     }
     return {
-      globalNorm: series('global norm', m.globalNorm, this.palette.norm),
-      loss: m.loss.steps.length > 0 ? series('loss', m.loss, this.palette.loss, true) : null,
+      ...this.globalSeries(),
       layers,
       compare: m.compare ? series(`${m.compare.label} (global)`, m.compare.globalNorm, this.palette.compare, true) : null,
       clipNorm: m.header.clipNorm,
+    };
+  }
+
+  /**
+   * The global norm and loss: one line per optimizer when the host sent each one's curves (the
+   * run's own would zigzag between optimizers), else the run's or the chosen optimizer's.
+   */
+  private globalSeries(): Pick<NormCurvesData, 'globalNorms' | 'losses'> {
+    const m = this.model!;
+    const p = this.palette;
+    const color = (i: number): string => p.optimizers[i % p.optimizers.length];
+    if (m.byOptimizer.length >= 2) {
+      const losses: Series[] = [];
+      m.byOptimizer.forEach((o, i) => {
+        if (o.loss) losses.push(series(`loss ${o.name}`, o.loss, color(i), true));
+      });
+      return {
+        globalNorms: m.byOptimizer.map((o, i) => series(`‖g‖ ${o.name}`, o.globalNorm, color(i))),
+        losses: losses.length > 0 ? losses : m.loss.steps.length > 0 ? [series('loss', m.loss, p.loss, true)] : [],
+      };
+    }
+    const name = m.optimizer === null ? null : (m.optimizers.find((o) => o.id === m.optimizer)?.name ?? null);
+    return {
+      globalNorms: [series(name === null ? 'global norm' : `‖g‖ ${name}`, m.globalNorm, p.norm)],
+      losses: m.loss.steps.length > 0 ? [series(name === null ? 'loss' : `loss ${name}`, m.loss, p.loss, true)] : [],
     };
   }
 
@@ -438,7 +490,7 @@ class Panel {
 
   private heatOptions(): Parameters<typeof renderHeatmap>[2] {
     const m = this.model!;
-    const meta = METRICS.find((x) => x.id === m.metric) ?? METRICS[0]!;
+    const meta = METRICS.find((x) => x.id === m.metric) ?? METRICS[0];
     const row = this.state.selectedLayer ? m.heatmap.layers.indexOf(this.state.selectedLayer) : -1;
     return {
       palette: this.palette,
@@ -679,7 +731,14 @@ function boot(): void {
       }
     }
   }
-  const panel = new Panel(null, details);
+  const views: PanelView[] = [];
+  if (Array.isArray(o['views'])) {
+    for (const v of o['views']) {
+      const view = tryParseView(v, warn);
+      if (view) views.push(view);
+    }
+  }
+  const panel = new Panel(null, details, views);
   const msg = parseHostMessage({ type: 'snapshot', snapshot: o['snapshot'] }, warn);
   if (msg) panel.handle(msg);
   else document.body.dataset['gsError'] = 'no valid snapshot embedded';

@@ -1,7 +1,18 @@
 // The panel's data: the snapshot decoded into typed, appendable series (non-finite values restored
 // from the null + index lists of the wire), and the merge of a delta into it.
 import type { Finding } from '../src/core/analysis/finding';
-import type { HeatmapMetric, HostToWebview, PanelCurve, PanelHeatmap, PanelOptimizer, PanelRunHeader, PanelSnapshot, PanelTensor } from '../src/panel/messages';
+import type {
+  HeatmapMetric,
+  HostToWebview,
+  PanelCurve,
+  PanelHeatmap,
+  PanelOptimizer,
+  PanelOptimizerCurves,
+  PanelRunHeader,
+  PanelSnapshot,
+  PanelTensor,
+  PanelView,
+} from '../src/panel/messages';
 import { ABSENT, HeatmapMatrix, MISSING } from './charts/heatmapMatrix';
 import { GAP } from './charts/normCurves';
 
@@ -11,12 +22,22 @@ export interface Curve {
   values: number[];
 }
 
+/** One optimizer's own global norm and loss (PanelOptimizerCurves, decoded). */
+export interface OptimizerCurves {
+  id: number;
+  name: string;
+  globalNorm: Curve;
+  loss: Curve | null;
+}
+
 export interface PanelModel {
   header: PanelRunHeader;
   tensors: PanelTensor[];
   layers: string[];
   globalNorm: Curve;
   loss: Curve;
+  /** Each optimizer's own curves, drawn instead of globalNorm/loss when there are two or more. */
+  byOptimizer: OptimizerCurves[];
   layerNorms: Map<string, Curve>;
   heatmap: HeatmapMatrix;
   metric: HeatmapMetric;
@@ -24,9 +45,16 @@ export interface PanelModel {
   compare: { runId: string; label: string; globalNorm: Curve } | null;
   savedRuns: { runFile: string; label: string }[];
   optimizers: PanelOptimizer[];
-  /** The optimizer whose steps the heatmap and layer curves show; null: all. */
+  /** The optimizer whose steps every chart shows; null: all. */
   optimizer: number | null;
 }
+
+const decodeOptimizerCurves = (c: PanelOptimizerCurves): OptimizerCurves => ({
+  id: c.id,
+  name: c.name,
+  globalNorm: decodeCurve(c.globalNorm),
+  loss: c.loss ? decodeCurve(c.loss) : null,
+});
 
 /**
  * Decodes a wire curve: null at an index listed in `nan` is NaN, in `inf` +Inf, in `absent` a GAP
@@ -37,7 +65,7 @@ export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: []
   const inf = new Set(c.inf ?? []);
   const absent = new Set(c.absent ?? []);
   for (let i = 0; i < c.steps.length; i++) {
-    const s = c.steps[i] as number;
+    const s = c.steps[i];
     if (!(s > afterStep)) continue;
     const v = c.values[i];
     let x: number;
@@ -54,7 +82,7 @@ export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: []
   return into;
 }
 
-const lastStep = (c: Curve): number => (c.steps.length > 0 ? (c.steps[c.steps.length - 1] as number) : -Infinity);
+const lastStep = (c: Curve): number => (c.steps.length > 0 ? (c.steps[c.steps.length - 1]) : -Infinity);
 
 export function cellValue(v: PanelHeatmap['values'][number]): number {
   if (v === null || v === undefined) return MISSING;
@@ -70,13 +98,13 @@ function appendHeatmap(m: HeatmapMatrix, h: PanelHeatmap, rowOf: (layer: string)
   const n = h.steps.length;
   const after = m.lastStep;
   let first = 0;
-  while (first < n && !((h.steps[first] as number) > after)) first++;
+  while (first < n && !((h.steps[first]) > after)) first++;
   const k = n - first;
   if (k <= 0) return;
   const L = m.rows;
   const vals = new Float32Array(L * k).fill(MISSING);
   for (let r = 0; r < h.layers.length; r++) {
-    const target = rowOf(h.layers[r] as string);
+    const target = rowOf(h.layers[r]);
     if (target < 0) continue;
     const src = r * n + first;
     for (let c = 0; c < k; c++) vals[target * k + c] = cellValue(h.values[src + c] ?? null);
@@ -97,7 +125,7 @@ function indexer(layers: readonly string[]): (l: string) => number {
 
 export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
   const layerNorms = new Map<string, Curve>();
-  for (const k of Object.keys(s.layerNorms)) layerNorms.set(k, decodeCurve(s.layerNorms[k] as PanelCurve));
+  for (const k of Object.keys(s.layerNorms)) layerNorms.set(k, decodeCurve(s.layerNorms[k]));
   const m = new HeatmapMatrix(s.heatmap.layers, s.heatmap.steps.length);
   appendHeatmap(m, s.heatmap, indexer(s.heatmap.layers));
   return {
@@ -106,6 +134,7 @@ export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
     layers: s.layers,
     globalNorm: decodeCurve(s.globalNorm),
     loss: decodeCurve(s.loss),
+    byOptimizer: s.byOptimizer.map(decodeOptimizerCurves),
     layerNorms,
     heatmap: m,
     metric: s.heatmap.metric,
@@ -134,12 +163,12 @@ export function foldCurve(c: Curve): void {
   for (let i = 0; i < n; i += 2) {
     let j = i;
     if (i + 1 < n) {
-      const a = c.values[i] as number;
-      const b = c.values[i + 1] as number;
+      const a = c.values[i];
+      const b = c.values[i + 1];
       j = a !== a ? i : b !== b ? i + 1 : b > a ? i + 1 : i;
     }
-    c.steps[k] = c.steps[j] as number;
-    c.values[k] = c.values[j] as number;
+    c.steps[k] = c.steps[j];
+    c.values[k] = c.values[j];
     k++;
   }
   c.steps.length = k;
@@ -147,7 +176,8 @@ export function foldCurve(c: Curve): void {
 }
 
 function bound(model: PanelModel): void {
-  for (const c of [model.globalNorm, model.loss]) while (c.steps.length > LIMITS.globalPoints) foldCurve(c);
+  const globals = [model.globalNorm, model.loss, ...model.byOptimizer.flatMap((o) => (o.loss ? [o.globalNorm, o.loss] : [o.globalNorm]))];
+  for (const c of globals) while (c.steps.length > LIMITS.globalPoints) foldCurve(c);
   for (const c of model.layerNorms.values()) while (c.steps.length > LIMITS.layerPoints) foldCurve(c);
   while (model.heatmap.columns > LIMITS.heatmapColumns) model.heatmap.fold();
 }
@@ -164,7 +194,7 @@ function withLayers(m: HeatmapMatrix, layers: string[]): HeatmapMatrix {
   const grown = new HeatmapMatrix(layers, m.columns);
   const vals = new Float32Array(layers.length * m.columns).fill(MISSING);
   for (let r = 0; r < m.rows; r++) {
-    const target = layers.indexOf(m.layers[r] as string);
+    const target = layers.indexOf(m.layers[r]);
     for (let c = 0; c < m.columns; c++) vals[target * m.columns + c] = m.get(r, c);
   }
   grown.append(vals, m.steps.subarray(0, m.columns));
@@ -181,9 +211,18 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
   model.header = a.header;
   decodeCurve(a.globalNorm, model.globalNorm, lastStep(model.globalNorm));
   decodeCurve(a.loss, model.loss, lastStep(model.loss));
+  for (const c of a.byOptimizer) {
+    const cur = model.byOptimizer.find((o) => o.id === c.id);
+    if (!cur) {
+      model.byOptimizer.push(decodeOptimizerCurves(c));
+      continue;
+    }
+    decodeCurve(c.globalNorm, cur.globalNorm, lastStep(cur.globalNorm));
+    if (c.loss) cur.loss = decodeCurve(c.loss, cur.loss ?? undefined, cur.loss ? lastStep(cur.loss) : -Infinity);
+  }
   for (const k of Object.keys(a.layerNorms)) {
     const cur = model.layerNorms.get(k) ?? { steps: [], values: [] };
-    decodeCurve(a.layerNorms[k] as PanelCurve, cur, lastStep(cur));
+    decodeCurve(a.layerNorms[k], cur, lastStep(cur));
     model.layerNorms.set(k, cur);
   }
   const knownIds = new Set(model.tensors.map((t) => t.id));
@@ -211,11 +250,23 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
 /** Applies a `delta`: curves, heatmap and findings replaced wholesale (metric switch, host-side folding). */
 export function applyReplace(model: PanelModel, d: Extract<HostToWebview, { type: 'delta' }>): void {
   model.header = d.header;
-  model.globalNorm = decodeCurve(d.globalNorm);
-  model.loss = decodeCurve(d.loss);
-  model.layerNorms = new Map(Object.keys(d.layerNorms).map((k) => [k, decodeCurve(d.layerNorms[k] as PanelCurve)] as const));
-  model.heatmap = heatmapMatrix(d.heatmap);
-  model.metric = d.heatmap.metric;
+  replaceCharts(model, d);
   model.findings = d.findings;
   bound(model);
+}
+
+/** Shows another optimizer's view (the HTML report's picker: every view is embedded). */
+export function applyView(model: PanelModel, v: PanelView): void {
+  replaceCharts(model, v);
+  model.optimizer = v.optimizer;
+  bound(model);
+}
+
+function replaceCharts(model: PanelModel, v: Omit<PanelView, 'optimizer'>): void {
+  model.globalNorm = decodeCurve(v.globalNorm);
+  model.loss = decodeCurve(v.loss);
+  model.byOptimizer = v.byOptimizer.map(decodeOptimizerCurves);
+  model.layerNorms = new Map(Object.keys(v.layerNorms).map((k) => [k, decodeCurve(v.layerNorms[k])] as const));
+  model.heatmap = heatmapMatrix(v.heatmap);
+  model.metric = v.heatmap.metric;
 }

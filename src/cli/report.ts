@@ -12,8 +12,8 @@ export function writeReport(file: string, store: RunStore, header: PanelRunHeade
   const dir = findBuilt('webview', 'main.js');
   const js = readFileSync(join(dir, 'main.js'), 'utf8');
   const css = existsSync(join(dir, 'main.css')) ? readFileSync(join(dir, 'main.css'), 'utf8') : '';
-  const { snapshot, details } = reportData(store, header, findings);
-  const html = buildReportHtml(snapshot, { js, css }, details);
+  const { snapshot, details, views } = reportData(store, header, findings);
+  const html = buildReportHtml(snapshot, { js, css }, details, views);
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, html, 'utf8');
   return html.length;

@@ -11,18 +11,7 @@ import type { RunStore } from '../core/store/runStore';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
 import { buildReportHtml } from './report';
-import {
-  buildAppend,
-  buildHeatmap,
-  buildLayerNorms,
-  buildSnapshot,
-  buildTensorDetail,
-  compareCurve,
-  optimizerSelection,
-  reportData,
-  runHeader,
-  toPanelCurve,
-} from './snapshot';
+import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from './snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
@@ -88,8 +77,10 @@ export class InspectionPanel implements vscode.Disposable {
   private source: PanelSource | null = null;
   private ready = false;
   private metric: HeatmapMetric = 'norm';
-  /** The optimizer whose steps the heatmap and layer curves show (null: all steps). */
+  /** The optimizer whose steps every chart shows (null: all steps). */
   private optimizer: number | null = null;
+  /** byOptimizerShape of what the webview holds: appends extend those curves only. */
+  private sentShape = '';
   private selected: { tensorId: number; step: number | null } | null = null;
   private pendingSelect: { layer: string; step: number | null } | null = null;
   private compare: PanelSnapshot['compare'] = null;
@@ -252,6 +243,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.sentStep = this.source.store.lastStep;
     this.sentTensors = this.source.store.tensors.length;
     this.sentFindings = JSON.stringify(findings);
+    this.sentShape = byOptimizerShape(snapshot);
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
     if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
@@ -276,6 +268,12 @@ export class InspectionPanel implements vscode.Disposable {
     const changed = fj !== this.sentFindings;
     this.sentFindings = fj;
     const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null, this.optimizer);
+    // A second optimizer stepped (or a second one carried a loss): per-optimizer curves begin, and
+    // the first one's reach back before the last append, so the webview gets them whole.
+    if (byOptimizerShape(append) !== this.sentShape) {
+      this.sendFull();
+      return;
+    }
     this.sentStep = s.store.lastStep;
     this.sentTensors = s.store.tensors.length;
     this.post({ type: 'append', ...append });
@@ -323,15 +321,11 @@ export class InspectionPanel implements vscode.Disposable {
       case 'setHeatmapMetric':
         this.metric = msg.metric;
         if (!s) return;
-        this.post({
-          type: 'delta',
-          header: this.header(),
-          globalNorm: toPanelCurveFromStore(s.store),
-          loss: toPanelCurveFromStore(s.store, 'loss'),
-          layerNorms: buildLayerNorms(s.store, -Infinity, optimizerSelection(s.store, this.optimizer)),
-          heatmap: buildHeatmap(s.store, this.metric, -Infinity, optimizerSelection(s.store, this.optimizer)),
-          findings: this.findings(),
-        });
+        {
+          const { optimizer: _shown, ...view } = buildView(s.store, this.metric, this.optimizer);
+          this.post({ type: 'delta', header: this.header(), ...view, findings: this.findings() });
+          this.sentShape = byOptimizerShape(view);
+        }
         this.sentStep = s.store.lastStep;
         return;
       case 'goToLayer': {
@@ -380,8 +374,8 @@ export class InspectionPanel implements vscode.Disposable {
     if (!s) return;
     const dist = vscode.Uri.joinPath(this.host.extensionUri, 'dist', 'webview').fsPath;
     const [js, css] = await Promise.all([readFile(join(dist, 'main.js'), 'utf8'), readFile(join(dist, 'main.css'), 'utf8').catch(() => '')]);
-    const { snapshot, details } = reportData(s.store, this.header(), this.findings());
-    const html = buildReportHtml(snapshot, { js, css }, details);
+    const { snapshot, details, views } = reportData(s.store, this.header(), this.findings());
+    const html = buildReportHtml(snapshot, { js, css }, details, views);
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(dirname(s.script));
     const target = await vscode.window.showSaveDialog({
       defaultUri: vscode.Uri.joinPath(folder, `gradscope-report-${basename(s.script).replace(/\.[^.]+$/, '')}.html`),
@@ -395,11 +389,6 @@ export class InspectionPanel implements vscode.Disposable {
       if (pick) void vscode.env.openExternal(target);
     });
   }
-}
-
-function toPanelCurveFromStore(store: RunStore, which: 'globalNorm' | 'loss' = 'globalNorm') {
-  const c = which === 'loss' ? store.loss() : store.globalNorm();
-  return toPanelCurve(c.steps, c.values);
 }
 
 export async function revealSource(file: string, line: number, column: number): Promise<void> {

@@ -83,20 +83,45 @@ export interface PanelOptimizer {
   steps: number;
 }
 
-export interface PanelSnapshot {
-  header: PanelRunHeader;
-  /** The run's optimizers (the picker shows when there are two or more). */
-  optimizers: PanelOptimizer[];
-  /** The optimizer whose steps the heatmap and layer curves show; null: all steps. */
+/** One optimizer's own global norm and loss, over its own steps only. */
+export interface PanelOptimizerCurves {
+  id: number;
+  /** Its name (OPTIMIZER message), or `optimizer <id>` when it was never announced. */
+  name: string;
+  globalNorm: PanelCurve;
+  /** Its loss when two or more optimizers carry one; else null (the run's `loss` is the one loss). */
+  loss: PanelCurve | null;
+}
+
+/**
+ * What the charts show for one choice of the optimizer picker: the live panel gets it in snapshots
+ * and deltas, the HTML report embeds one per optimizer.
+ */
+export interface PanelView {
+  /** The optimizer whose steps every chart shows; null: all steps. */
   optimizer: number | null;
-  tensors: PanelTensor[];
-  /** Layers in model order (first built first). */
-  layers: string[];
+  /** Global gradient norm of the steps shown (with several optimizers and all shown, see byOptimizer). */
   globalNorm: PanelCurve;
   loss: PanelCurve;
+  /**
+   * Two or more when the run has several optimizers and all steps are shown: each optimizer's global
+   * norm (and loss), drawn instead of `globalNorm` (and `loss`), which alternate between optimizers
+   * whose steps interleave, each step's norm being over that optimizer's tensors only. Else empty.
+   */
+  byOptimizer: PanelOptimizerCurves[];
   /** Per-layer norm curves, keyed by layer name. */
   layerNorms: Record<string, PanelCurve>;
   heatmap: PanelHeatmap;
+}
+
+export interface PanelSnapshot extends PanelView {
+  header: PanelRunHeader;
+  /** The run's optimizers (the picker shows when there are two or more). */
+  optimizers: PanelOptimizer[];
+  tensors: PanelTensor[];
+  /** Layers in model order (first built first). */
+  layers: string[];
+  /** Per-layer norm curves, keyed by layer name. */
   findings: Finding[];
   /** A second run's global norm, overlaid to compare (before/after a fix). */
   compare: { runId: string; label: string; globalNorm: PanelCurve } | null;
@@ -114,6 +139,8 @@ export interface PanelAppend {
   header: PanelRunHeader;
   globalNorm: PanelCurve;
   loss: PanelCurve;
+  /** Points of each optimizer's own curves after the last message (same optimizers as last sent). */
+  byOptimizer: PanelOptimizerCurves[];
   layerNorms: Record<string, PanelCurve>;
   heatmap: PanelHeatmap;
   /** Tensors/layers that became known since the last message (layers built lazily). */
@@ -128,7 +155,7 @@ export interface PanelAppend {
 export type HostToWebview =
   | { type: 'snapshot'; snapshot: PanelSnapshot }
   /** Replaces curves, heatmap and findings wholesale (after a metric switch, or when the host's store folded old steps). */
-  | { type: 'delta'; header: PanelRunHeader; globalNorm: PanelCurve; loss: PanelCurve; layerNorms: Record<string, PanelCurve>; heatmap: PanelHeatmap; findings: Finding[] }
+  | { type: 'delta'; header: PanelRunHeader; globalNorm: PanelCurve; loss: PanelCurve; byOptimizer: PanelOptimizerCurves[]; layerNorms: Record<string, PanelCurve>; heatmap: PanelHeatmap; findings: Finding[] }
   | ({ type: 'append' } & PanelAppend)
   | { type: 'tensorDetail'; detail: PanelTensorDetail }
   | { type: 'select'; layer: string; step: number | null };
@@ -137,7 +164,7 @@ export type WebviewToHost =
   | { type: 'ready' }
   | { type: 'selectTensor'; tensorId: number; step: number | null }
   | { type: 'setHeatmapMetric'; metric: HeatmapMetric }
-  /** Show one optimizer's steps in the heatmap and layer curves (null: all). */
+  /** Show one optimizer's steps in every chart (null: all). */
   | { type: 'setOptimizer'; optimizer: number | null }
   | { type: 'goToLayer'; findingId: string }
   | { type: 'applyRemedy'; findingId: string; remedyId: string }

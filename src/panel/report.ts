@@ -3,7 +3,7 @@
 // file opens offline in any browser and cannot fetch anything. Pure: used by the CLI (`--report`)
 // and by the panel's "Export report".
 import { createHash } from 'node:crypto';
-import type { PanelSnapshot, PanelTensorDetail } from './messages';
+import type { PanelSnapshot, PanelTensorDetail, PanelView } from './messages';
 
 export interface ReportAssets {
   /** dist/webview/main.js */
@@ -27,7 +27,8 @@ const escapeHtml = (s: string): string =>
 
 const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
 
-export function buildReportHtml(snapshot: PanelSnapshot, assets: ReportAssets, details: PanelTensorDetail[] = []): string {
+/** `views`: each optimizer's view (reportData), which the report's optimizer picker shows offline. */
+export function buildReportHtml(snapshot: PanelSnapshot, assets: ReportAssets, details: PanelTensorDetail[] = [], views: PanelView[] = []): string {
   // A closing tag inside the inlined code would end the element early; `<\/` means the same in JS
   // strings and regexes, and the sourcemap comment would point at a file that is not there.
   const js = assets.js.replace(/<\/(script)/gi, '<\\/$1').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
@@ -46,7 +47,7 @@ export function buildReportHtml(snapshot: PanelSnapshot, assets: ReportAssets, d
 </head>
 <body class="gs-standalone">
 <div id="gradscope"></div>
-<script type="application/json" id="gradscope-data">${jsonForScript({ snapshot, details })}</script>
+<script type="application/json" id="gradscope-data">${jsonForScript({ snapshot, details, views })}</script>
 <script>${js}</script>
 </body>
 </html>

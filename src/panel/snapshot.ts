@@ -20,10 +20,12 @@ import type {
   PanelCurve,
   PanelHeatmap,
   PanelOptimizer,
+  PanelOptimizerCurves,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
   PanelTensorDetail,
+  PanelView,
 } from './messages';
 
 type Cell = PanelHeatmap['values'][number];
@@ -198,7 +200,7 @@ export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep =
   const layers = layersInOrder(store.tensors);
   const grid = gridOf(store, sinceStep, sel);
   const nCols = grid.last.length;
-  const cells: Cell[] = new Array(layers.length * nCols).fill(null);
+  const cells = new Array<Cell>(layers.length * nCols).fill(null);
   if (metric === 'zeroFrac') {
     fillZeroFrac(store, grid, layers, cells);
   } else {
@@ -337,17 +339,25 @@ function warningExit(status: PanelRunHeader['status']): RunWarningExit {
   }
 }
 
-/** Everything the HTML report needs: the snapshot and every tensor's detail. */
-export function reportData(store: RunStore, header: PanelRunHeader, findings: Finding[]): { snapshot: PanelSnapshot; details: PanelTensorDetail[] } {
+/**
+ * Everything the HTML report needs: the snapshot, every tensor's detail, and with two or more
+ * optimizers the view of each one's steps (the report's picker switches between them offline).
+ */
+export function reportData(
+  store: RunStore,
+  header: PanelRunHeader,
+  findings: Finding[],
+): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
   const snapshot = buildSnapshot(store, { header, findings, metric: 'norm', compare: null, savedRuns: [] });
-  return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)) };
+  const views = snapshot.optimizers.length >= 2 ? snapshot.optimizers.map((o) => buildView(store, 'norm', o.id)) : [];
+  return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)), views };
 }
 
 export interface SnapshotContext {
   header: PanelRunHeader;
   findings: Finding[];
   metric: HeatmapMetric;
-  /** Show only this optimizer's steps in the heatmap and layer curves (null or absent: all). */
+  /** Show only this optimizer's steps in every chart (null or absent: all). */
   optimizer?: number | null;
   compare: PanelSnapshot['compare'];
   savedRuns: PanelSnapshot['savedRuns'];
@@ -363,18 +373,50 @@ export function optimizerSelection(store: RunStore, optimizer: number | null | u
   return optimizer !== null && optimizer !== undefined && store.optimizers.some((o) => o.id === optimizer) ? { optimizer } : {};
 }
 
+/**
+ * Global norm and loss of the steps shown, after `sinceStep`: one optimizer's (`sel.optimizer`), or
+ * all steps, and then with two or more optimizers also each one's own curves (`byOptimizer`).
+ */
+export function buildCurves(store: RunStore, sel: SeriesOptions, sinceStep = -Infinity): Pick<PanelView, 'globalNorm' | 'loss' | 'byOptimizer'> {
+  const globalNorm = curveOf(store.globalNorm(sel), sinceStep);
+  const loss = curveOf(store.loss(sel), sinceStep);
+  const ids = sel.optimizer === undefined ? store.curveOptimizers : [];
+  if (ids.length < 2) return { globalNorm, loss, byOptimizer: [] };
+  const names = new Map(store.optimizers.map((o) => [o.id, o.name] as const));
+  const losses = ids.map((id) => store.loss({ optimizer: id }));
+  const perLoss = losses.filter((c) => c.steps.length > 0).length >= 2;
+  const byOptimizer: PanelOptimizerCurves[] = ids.map((id, i) => ({
+    id,
+    name: names.get(id) ?? `optimizer ${id}`,
+    globalNorm: curveOf(store.globalNorm({ optimizer: id }), sinceStep),
+    loss: perLoss && losses[i].steps.length > 0 ? curveOf(losses[i], sinceStep) : null,
+  }));
+  return { globalNorm, loss, byOptimizer };
+}
+
+/** Which optimizers have curves of their own in a view, and whether each has its loss: a change needs a full resend. */
+export function byOptimizerShape(v: Pick<PanelView, 'byOptimizer'>): string {
+  return v.byOptimizer.map((c) => `${c.id}${c.loss ? '+loss' : ''}`).join(',');
+}
+
+/** Every chart's data for one choice of the optimizer picker (an id the run does not have: all steps). */
+export function buildView(store: RunStore, metric: HeatmapMetric, optimizer: number | null = null): PanelView {
+  const sel = optimizerSelection(store, optimizer);
+  return {
+    optimizer: sel.optimizer ?? null,
+    ...buildCurves(store, sel),
+    layerNorms: buildLayerNorms(store, -Infinity, sel),
+    heatmap: buildHeatmap(store, metric, -Infinity, sel),
+  };
+}
+
 export function buildSnapshot(store: RunStore, ctx: SnapshotContext): PanelSnapshot {
-  const sel = optimizerSelection(store, ctx.optimizer);
   return {
     header: ctx.header,
     optimizers: panelOptimizers(store),
-    optimizer: sel.optimizer ?? null,
     tensors: panelTensors(store.tensors),
     layers: layersInOrder(store.tensors),
-    globalNorm: curveOf(store.globalNorm()),
-    loss: curveOf(store.loss()),
-    layerNorms: buildLayerNorms(store, -Infinity, sel),
-    heatmap: buildHeatmap(store, ctx.metric, -Infinity, sel),
+    ...buildView(store, ctx.metric, ctx.optimizer),
     findings: ctx.findings,
     compare: ctx.compare,
     savedRuns: ctx.savedRuns,
@@ -396,8 +438,7 @@ export function buildAppend(
   const before = new Set(layersInOrder(store.tensors.slice(0, knownTensors)));
   return {
     header,
-    globalNorm: curveOf(store.globalNorm(), sinceStep),
-    loss: curveOf(store.loss(), sinceStep),
+    ...buildCurves(store, sel, sinceStep),
     layerNorms: buildLayerNorms(store, sinceStep, sel),
     heatmap: buildHeatmap(store, metric, sinceStep, sel),
     tensors,

@@ -138,8 +138,8 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       for (let r = 0; r < L; r++) {
         const o = r * stride;
         for (let j = 0; 2 * j < oldNb; j++) {
-          const a = reduced[o + 2 * j] as number;
-          reduced[o + j] = 2 * j + 1 < oldNb ? nanMax(a, reduced[o + 2 * j + 1] as number) : a;
+          const a = reduced[o + 2 * j];
+          reduced[o + j] = 2 * j + 1 < oldNb ? nanMax(a, reduced[o + 2 * j + 1]) : a;
         }
       }
       bucket *= 2;
@@ -163,7 +163,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     for (let r = 0; r < L; r++) {
       const o = r * stride;
       for (let j = 0; j < nb; j++) {
-        const v = reduced[o + j] as number;
+        const v = reduced[o + j];
         if (v > ABSENT && v < Infinity) {
           if (v < lo) lo = v;
           if (v > hi) hi = v;
@@ -193,7 +193,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       const o = r * stride;
       const po = r * w;
       for (let j = from; j < nb; j++) {
-        const v = reduced[o + j] as number;
+        const v = reduced[o + j];
         let c: number;
         if (v !== v) c = nan;
         else if (v === Infinity) c = inf;
@@ -204,7 +204,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
           let i = ((v - lo) * scale) | 0;
           if (i < 0) i = 0;
           else if (i > 255) i = 255;
-          c = lut[i] as number;
+          c = lut[i];
         }
         px[po + j] = c;
       }
@@ -344,9 +344,13 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
           ticks: {
             color: opts.palette.foreground,
             maxRotation: 0,
+            // Column starts only: with few columns (one optimizer's steps) Chart.js puts ticks at
+            // half columns too, which would name a column twice.
             callback: (v) => {
-              const col = Math.min(matrix.columns - 1, Math.max(0, Math.floor(Number(v))));
-              return matrix.columns > 0 && Number(v) < matrix.columns ? String(matrix.steps[col]) : '';
+              const x = Number(v);
+              if (!Number.isInteger(x)) return '';
+              const col = Math.min(matrix.columns - 1, Math.max(0, x));
+              return matrix.columns > 0 && x < matrix.columns ? String(matrix.steps[col]) : '';
             },
           },
         },
@@ -394,8 +398,8 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       col0,
       col1,
       col,
-      step: matrix.steps[col] as number,
-      value: reduced[row * stride + bk] as number,
+      step: matrix.steps[col],
+      value: reduced[row * stride + bk],
     };
   }
 
@@ -404,8 +408,8 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       tip.hidden = true;
       return;
     }
-    const s0 = matrix.steps[cell.col0] as number;
-    const s1 = matrix.steps[cell.col1 - 1] as number;
+    const s0 = matrix.steps[cell.col0];
+    const s1 = matrix.steps[cell.col1 - 1];
     const steps = s0 === s1 ? `step ${s0}` : `steps ${s0}–${s1} (max at ${cell.step})`;
     tip.textContent = `${cell.layer} · ${steps} · ${opts.valueLabel} = ${formatHeatValue(cell.value, opts.formatValue)}`;
     tip.hidden = false;
@@ -459,8 +463,8 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     cursor = { row: Math.max(0, Math.min(matrix.rows - 1, row)), bucket: Math.max(0, Math.min(nb - 1, bk)) };
     const cell = cellOf(cursor.row, cursor.bucket);
     if (chart && cell) {
-      const x = chart.scales['x']!.getPixelForValue(cell.col0);
-      const y = chart.scales['y']!.getPixelForValue(cell.row + 1);
+      const x = chart.scales['x'].getPixelForValue(cell.col0);
+      const y = chart.scales['y'].getPixelForValue(cell.row + 1);
       showTip(cell, x, y);
     }
     chart?.draw();

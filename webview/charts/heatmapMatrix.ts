@@ -55,8 +55,8 @@ export class HeatmapMatrix {
         block = new Float32Array(L * BLOCK).fill(MISSING);
         this.blocks[b] = block;
       }
-      for (let r = 0; r < L; r++) block[r * BLOCK + off] = values[r * k + c] as number;
-      this.steps[col] = steps[c] as number;
+      for (let r = 0; r < L; r++) block[r * BLOCK + off] = values[r * k + c];
+      this.steps[col] = steps[c];
     }
     this.updateCoarse(this.columns, this.columns + k);
     this.columns += k;
@@ -103,7 +103,7 @@ export class HeatmapMatrix {
         const y = a1 < this.columns ? this.get(r, a1) : -Infinity;
         block[r * BLOCK + off] = x !== x || y !== y ? NaN : x > y ? x : y;
       }
-      this.steps[c] = this.steps[a0] as number;
+      this.steps[c] = this.steps[a0];
     }
     this.blocks = blocks;
     this.columns = half;
@@ -117,7 +117,7 @@ export class HeatmapMatrix {
   get(row: number, col: number): number {
     const b = (col / BLOCK) | 0;
     const block = this.blocks[b];
-    return block ? (block[row * BLOCK + (col - b * BLOCK)] as number) : MISSING;
+    return block ? (block[row * BLOCK + (col - b * BLOCK)]) : MISSING;
   }
 
   /**
@@ -144,7 +144,7 @@ export class HeatmapMatrix {
         const e = Math.min(nCoarse, (bk + 1) << per);
         let m = -Infinity;
         for (; j < e; j++) {
-          const v = coarse[ro + j] as number;
+          const v = coarse[ro + j];
           if (v > m) m = v;
           else if (v !== v) {
             m = NaN;
@@ -170,13 +170,13 @@ export class HeatmapMatrix {
         let m = -Infinity;
         while (col < bEnd) {
           const b = (col / BLOCK) | 0;
-          const block = blocks[b]!;
+          const block = blocks[b];
           const base = r * BLOCK - b * BLOCK;
           const stop = Math.min(bEnd, (b + 1) * BLOCK);
           // NaN wins and ends the scan of its bucket; +Inf beats every finite value by itself.
           if (m === m) {
             for (let i = base + col, e = base + stop; i < e; i++) {
-              const v = block[i] as number;
+              const v = block[i];
               if (v > m) m = v;
               else if (v !== v) {
                 m = NaN;
@@ -212,13 +212,13 @@ export class HeatmapMatrix {
     let hi = this.columns;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((this.steps[mid] as number) < step) lo = mid + 1;
+      if ((this.steps[mid]) < step) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
   get lastStep(): number {
-    return this.columns > 0 ? (this.steps[this.columns - 1] as number) : -Infinity;
+    return this.columns > 0 ? (this.steps[this.columns - 1]) : -Infinity;
   }
 }

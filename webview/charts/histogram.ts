@@ -47,19 +47,19 @@ export function histogramGrid(rows: readonly HistogramRow[], bins: number): { lo
     const w = (r.histHi - r.histLo) / n;
     const col = density.subarray(i * bins, (i + 1) * bins);
     for (let k = 0; k < n; k++) {
-      const c = r.counts[k] as number;
+      const c = r.counts[k];
       if (!(c > 0)) continue;
       // Spread the source bin over the target bins it overlaps, in proportion.
       const t0 = (r.histLo + k * w - lo) * scale;
       const t1 = (r.histLo + (k + 1) * w - lo) * scale;
       for (let t = Math.max(0, Math.floor(t0)); t < Math.min(bins, Math.ceil(t1)); t++) {
         const overlap = Math.min(t1, t + 1) - Math.max(t0, t);
-        if (overlap > 0) col[t] = (col[t] as number) + (c * overlap) / (t1 - t0);
+        if (overlap > 0) col[t] = (col[t]) + (c * overlap) / (t1 - t0);
       }
     }
     let m = 0;
-    for (let t = 0; t < bins; t++) m = Math.max(m, col[t] as number);
-    if (m > 0) for (let t = 0; t < bins; t++) col[t] = (col[t] as number) / m;
+    for (let t = 0; t < bins; t++) m = Math.max(m, col[t]);
+    if (m > 0) for (let t = 0; t < bins; t++) col[t] = (col[t]) / m;
   });
   return { lo, hi, density };
 }
@@ -85,9 +85,9 @@ export function renderHistogramOverTime(el: HTMLElement, data: readonly Histogra
     const px = new Uint32Array(img.data.buffer);
     for (let i = 0; i < rows.length; i++) {
       for (let t = 0; t < bins; t++) {
-        const d = density[i * bins + t] as number;
+        const d = density[i * bins + t];
         // Highest bin at the top of the image.
-        if (d > 0) px[(bins - 1 - t) * w + i] = lut[Math.min(255, Math.max(16, Math.round(Math.sqrt(d) * 255)))] as number;
+        if (d > 0) px[(bins - 1 - t) * w + i] = lut[Math.min(255, Math.max(16, Math.round(Math.sqrt(d) * 255)))];
       }
     }
     ctx.putImageData(img, 0, 0);

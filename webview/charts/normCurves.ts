@@ -1,4 +1,5 @@
-// Norm curves: global gradient norm per step on a log axis, the loss on a second (linear) axis,
+// Norm curves: global gradient norm per step on a log axis (one line per optimizer when a run has
+// several, whose steps interleave), the loss on a second (linear) axis,
 // chosen per-layer norms, a compared run, and the clipping threshold. Long series go through
 // Chart.js decimation (parsing: false, linear x). Non-finite points are never dropped: they break
 // the line and are marked at the top edge (NaN, +Inf) or bottom edge (-Inf, and 0 on the log axis).
@@ -21,8 +22,10 @@ export interface Series {
 }
 
 export interface NormCurvesData {
-  globalNorm: Series;
-  loss: Series | null;
+  /** The global norm: one series, or one per optimizer. */
+  globalNorms: Series[];
+  /** The loss: none, one, or one per optimizer. */
+  losses: Series[];
   layers: Series[];
   compare: Series | null;
   clipNorm: number | null;
@@ -61,8 +64,8 @@ function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
     c = { points: [], marks: [], gaps: [], len: 0, lastStep: NaN, log };
   }
   for (let i = c.len; i < n; i++) {
-    const x = s.steps[i] as number;
-    const v = s.values[i] as number;
+    const x = s.steps[i];
+    const v = s.values[i];
     if (v === GAP) c.gaps.push(x);
     else if (v !== v) {
       c.points.push({ x, y: null });
@@ -76,7 +79,7 @@ function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
     } else c.points.push({ x, y: v });
   }
   c.len = n;
-  c.lastStep = n > 0 ? (s.steps[n - 1] as number) : NaN;
+  c.lastStep = n > 0 ? (s.steps[n - 1]) : NaN;
   return c;
 }
 
@@ -86,10 +89,10 @@ function spansGap(gaps: readonly number[], x0: number, x1: number): boolean {
   let hi = gaps.length;
   while (lo < hi) {
     const m = (lo + hi) >> 1;
-    if ((gaps[m] as number) <= x0) lo = m + 1;
+    if ((gaps[m]) <= x0) lo = m + 1;
     else hi = m;
   }
-  return lo < gaps.length && (gaps[lo] as number) < x1;
+  return lo < gaps.length && (gaps[lo]) < x1;
 }
 
 export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options: NormCurvesOptions): NormCurvesHandle {
@@ -198,13 +201,14 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       ds.borderDash = s.dashed ? [5, 4] : [];
       out.push(ds);
     };
-    add(d.globalNorm, 'y', 2, 'global');
+    for (const s of d.globalNorms) add(s, 'y', 2, `global:${s.label}`);
     if (d.compare) add(d.compare, 'y', 1.5, `compare:${d.compare.label}`);
     for (const s of d.layers) add(s, 'y', 1.25, `layer:${s.label}`);
-    if (d.loss && d.loss.steps.length > 0) add(d.loss, 'y2', 1, 'loss');
-    if (d.clipNorm !== null && d.clipNorm > 0 && d.globalNorm.steps.length > 0) {
-      const x0 = d.globalNorm.steps[0] as number;
-      const x1 = d.globalNorm.steps[d.globalNorm.steps.length - 1] as number;
+    for (const s of d.losses) if (s.steps.length > 0) add(s, 'y2', 1, `loss:${s.label}`);
+    const drawn = d.globalNorms.filter((s) => s.steps.length > 0);
+    if (d.clipNorm !== null && d.clipNorm > 0 && drawn.length > 0) {
+      const x0 = Math.min(...drawn.map((s) => s.steps[0]));
+      const x1 = Math.max(...drawn.map((s) => s.steps[s.steps.length - 1]));
       out.push({
         label: `clip ${d.clipNorm}`,
         data: [{ x: x0, y: d.clipNorm }, { x: Math.max(x1, x0 + 1), y: d.clipNorm }],
@@ -234,7 +238,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
   function chartOptions(): ChartOptions<'line'> {
     const p = opts.palette;
     const ax = axisStyle(p);
-    const hasLoss = current.loss !== null && current.loss.steps.length > 0;
+    const hasLoss = showsLoss(current);
     return {
       animation: false,
       responsive: true,
@@ -256,12 +260,13 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
         y: {
           type: 'logarithmic', ...ax, title: { display: true, text: 'gradient norm (log)', color: p.foreground },
           // Only powers of ten, thinned to about 8: Chart.js measures every tick label on each update.
+          // A range within one decade (one optimizer's steps, a steady run) has none: then its bounds.
           afterBuildTicks: (scale) => {
             const pow = scale.ticks.filter((t) => logTick(t.value) !== '');
             const every = Math.ceil(pow.length / 8);
-            scale.ticks = pow.filter((_, i) => i % every === 0);
+            scale.ticks = pow.length > 0 ? pow.filter((_, i) => i % every === 0) : scale.min > 0 ? [{ value: scale.min }, { value: scale.max }] : [];
           },
-          ticks: { color: p.foreground, callback: (v) => logTick(Number(v)) },
+          ticks: { color: p.foreground, callback: (v) => logTick(Number(v)) || Number(Number(v).toPrecision(2)).toString() },
         },
         y2: { type: 'linear', position: 'right', display: hasLoss, ...ax, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss', color: p.foreground } },
       },
@@ -279,11 +284,11 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
     canvas,
     update(next, patch) {
       if (!chart) return;
-      const restyle = patch !== undefined && (patch.palette !== undefined || (next.loss === null) !== (current.loss === null));
+      const restyle = patch !== undefined && patch.palette !== undefined;
       if (patch) opts = { ...opts, ...patch };
-      const lossShown = current.loss !== null && current.loss.steps.length > 0;
+      const lossShown = showsLoss(current);
       current = next;
-      const lossNow = current.loss !== null && current.loss.steps.length > 0;
+      const lossNow = showsLoss(current);
       chart.data.datasets = datasets();
       if (restyle || lossShown !== lossNow) chart.options = chartOptions();
       chart.update('none');
@@ -295,6 +300,8 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
     },
   };
 }
+
+const showsLoss = (d: NormCurvesData): boolean => d.losses.some((s) => s.steps.length > 0);
 
 /** Labels powers of ten only: 0.01, 0.1, 1, 10, 100, 1000, then 1e4, 1e5 … */
 export function logTick(v: number): string {

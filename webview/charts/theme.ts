@@ -14,6 +14,8 @@ export interface Palette {
   compare: string;
   /** Per-layer curve colours, cycled. */
   series: string[];
+  /** Per-optimizer global-norm (and loss) colours, cycled; the first is `norm`. */
+  optimizers: string[];
   /** Heatmap cells and curve markers. */
   nan: string;
   inf: string;
@@ -48,6 +50,7 @@ export function readPalette(el: Element = document.body): Palette {
     clip: orange,
     compare: css(s, '--vscode-descriptionForeground', '#888888'),
     series: [green, purple, yellow, orange, css(s, '--vscode-terminal-ansiCyan', '#11a8cd')],
+    optimizers: [blue, orange, green, purple, yellow],
     nan: css(s, '--gradscope-nan', '#ff00ff'),
     inf: css(s, '--gradscope-inf', red),
     zero: css(s, '--gradscope-zero', '#7f7f7f'),
@@ -90,8 +93,8 @@ export function cividisLut(): Uint32Array {
     const t = (i / 255) * n;
     const k = Math.min(n - 1, Math.floor(t));
     const f = t - k;
-    const a = CIVIDIS[k]!;
-    const b = CIVIDIS[k + 1]!;
+    const a = CIVIDIS[k];
+    const b = CIVIDIS[k + 1];
     lut[i] = packRgba([
       Math.round(a[0] + (b[0] - a[0]) * f),
       Math.round(a[1] + (b[1] - a[1]) * f),

@@ -36,7 +36,7 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
     let hi = -Infinity;
     const logs = new Float32Array(rows * cols);
     for (let i = 0; i < rows * cols; i++) {
-      const v = Math.abs(values[i] as number);
+      const v = Math.abs(values[i]);
       const l = v > 0 ? Math.log10(v) : -Infinity;
       logs[i] = v !== v ? NaN : l;
       if (Number.isFinite(l)) {
@@ -54,8 +54,8 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
     const px = new Uint32Array(img.data.buffer);
     const scale = 255 / (hi - lo);
     for (let i = 0; i < rows * cols; i++) {
-      const l = logs[i] as number;
-      px[i] = l !== l ? nan : l === Infinity ? inf : l === -Infinity ? zero : (lut[Math.max(0, Math.min(255, ((l - lo) * scale) | 0))] as number);
+      const l = logs[i];
+      px[i] = l !== l ? nan : l === Infinity ? inf : l === -Infinity ? zero : (lut[Math.max(0, Math.min(255, ((l - lo) * scale) | 0))]);
     }
     ctx.putImageData(img, 0, 0);
     layer.x0 = 0;

@@ -308,7 +308,7 @@ function parseMeta(o: unknown): RunMeta | null {
   if (typeof runId !== 'string' || typeof script !== 'string' || typeof cwd !== 'string' || typeof startedAt !== 'string') return null;
   if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) return null;
   if (framework !== 'tfjs' && framework !== 'torch') return null;
-  return { runId, script, args: args as string[], cwd, startedAt, framework };
+  return { runId, script, args, cwd, startedAt, framework };
 }
 
 function parseExit(o: unknown): RunExitRecord | null {

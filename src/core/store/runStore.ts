@@ -13,7 +13,9 @@
 //          + 17R + 20E + 24T                     step indices, per-step tensor count, stat mask and
 //                                                optimizer id, bucket step ranges and optimizer masks,
 //                                                each tensor's first step and absent count
-//          + 2 × 17G                             global-norm and loss curves (step, value, flag)
+//          + 2 × 17G × (1 + K)                   global-norm and loss curves (step, value, flag): the
+//                                                run's, and with two or more optimizers each one's own
+//                                                (K = optimizers that stepped, at most 8; 0 with one)
 //          + T × (D × (4B + 160) + 4B + 4P + 160)  detail history (B bins, P thumbnail cells)
 //          + events kept × ~(200 + message length)
 //          + optimizers × ~(200 + 4 × their tensors)  OPTIMIZER messages (latest per id)
@@ -180,6 +182,8 @@ const EMPTY_U8 = new Uint8Array(0);
 const MAX_TENSOR_ID = 1 << 20;
 /** Optimizer ids whose steps are counted (a malformed stream cannot grow the map without bound). */
 const MAX_OPTIMIZERS = 1024;
+/** Optimizers with a global-norm and loss curve of their own; later ones have none (an empty curve). */
+export const MAX_CURVE_OPTIMIZERS = 8;
 
 const isFiniteNum = (v: number): boolean => v - v === 0;
 const evenAtLeast2 = (n: number): number => Math.max(2, Math.ceil(n / 2) * 2);
@@ -250,6 +254,21 @@ class DecimatedCurve {
     return { steps, values, nonFinite, width: this.width };
   }
 
+  /** A copy holding the same points and pending bucket. */
+  clone(): DecimatedCurve {
+    const c = new DecimatedCurve(this.cap);
+    c.steps.set(this.steps);
+    c.values.set(this.values);
+    c.flags.set(this.flags);
+    c.count = this.count;
+    c.width = this.width;
+    c.pCount = this.pCount;
+    c.pStep = this.pStep;
+    c.pValue = this.pValue;
+    c.pFlag = this.pFlag;
+    return c;
+  }
+
   private static beats(v: number, f: number, w: number, g: number): boolean {
     if (f !== g) return f > g;
     if (v !== v) return w === w; // NaN beats anything but an earlier NaN
@@ -282,6 +301,7 @@ export class RunStore {
   private readonly maxEvents: number;
   private readonly detailCap: number;
   private readonly maxStored: number;
+  private readonly G: number;
 
   private _hello: HelloMsg | null = null;
   private _end: EndMsg | null = null;
@@ -329,6 +349,13 @@ export class RunStore {
   private readonly lossCurve: DecimatedCurve;
   /** Optimizer ids whose steps have carried a finite loss (a NaN loss counts as one from then on). */
   private readonly lossSeen = new Set<number>();
+  /**
+   * Each optimizer's own global-norm and loss curves. Made when a
+   * second optimizer steps (the first one's are then copies of the run's, all its steps so far being
+   * the run's); none while one optimizer steps, where the run's curves are its own.
+   */
+  private readonly optCurves = new Map<number, { gnorm: DecimatedCurve; loss: DecimatedCurve }>();
+  private firstOpt: number | null = null;
   private gFirst: number | null = null;
   private gMax: number | null = null;
   private gLast: number | null = null;
@@ -350,6 +377,7 @@ export class RunStore {
     this.maxEvents = Math.max(0, Math.floor(opts.maxEvents ?? STORE_DEFAULTS.maxEvents));
     this.detailCap = Math.max(1, Math.floor(opts.detailHistory ?? STORE_DEFAULTS.detailHistory));
     const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
+    this.G = G;
     this.maxStored = Math.max(
       1,
       Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (SERIES_STATS * (4 * this.R + 13 * this.E) + this.R + this.E)),
@@ -545,6 +573,7 @@ export class RunStore {
     }
     if (bad >= 0 && this._firstNonFinite === null) this._firstNonFinite = { step: m.step, tensorId: bad };
 
+    const own = this.ownCurves(m.optimizer);
     const presentNorms = normCol && nn > 0 ? (hasCol ? countPresent(hasCol, nn) : nn) : 0;
     if (normCol && presentNorms > 0) {
       // The per-tensor norms cover finite entries only (protocol); the global norm of a step whose
@@ -556,11 +585,12 @@ export class RunStore {
         let nan = false;
         for (let i = 0; i < scan && !nan; i++) {
           if (hasCol && absentAt(i)) continue;
-          nan = (i < na && nanCol![i] > 0) || (i < nn && Number.isNaN(normCol![i]));
+          nan = (i < na && nanCol![i] > 0) || (i < nn && Number.isNaN(normCol[i]));
         }
         g = nan ? NaN : Infinity;
       }
       this.gnorm.push(m.step, g, bad >= 0 ? 1 : 0);
+      own?.gnorm.push(m.step, g, bad >= 0 ? 1 : 0);
       if (this.gFirst === null) this.gFirst = g;
       this.gLast = g;
       if (isFiniteNum(g) && (this.gMax === null || g > this.gMax)) this.gMax = g;
@@ -574,9 +604,26 @@ export class RunStore {
     if (isFiniteNum(loss)) {
       this.lossSeen.add(opt);
       this.lossCurve.push(m.step, loss, 0);
+      own?.loss.push(m.step, loss, 0);
     } else if (this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
       this.lossCurve.push(m.step, loss, 1);
+      own?.loss.push(m.step, loss, 1);
     }
+  }
+
+  /** The curves of optimizer `id` to push this STEP into, besides the run's (null: none). Call before pushing. */
+  private ownCurves(id: number): { gnorm: DecimatedCurve; loss: DecimatedCurve } | null {
+    if (this.firstOpt === null) this.firstOpt = id;
+    const have = this.optCurves.get(id);
+    if (have) return have;
+    if (this.optCurves.size === 0) {
+      if (id === this.firstOpt) return null;
+      this.optCurves.set(this.firstOpt, { gnorm: this.gnorm.clone(), loss: this.lossCurve.clone() });
+    }
+    if (this.optCurves.size >= MAX_CURVE_OPTIMIZERS) return null;
+    const made = { gnorm: new DecimatedCurve(this.G), loss: new DecimatedCurve(this.G) };
+    this.optCurves.set(id, made);
+    return made;
   }
 
   private ingestOptimizer(m: OptimizerMsg): void {
@@ -762,14 +809,34 @@ export class RunStore {
   // -------------------------------------------------------------------------------------------
   // Queries. Each returns fresh arrays (the caller may keep or transfer them).
 
-  /** sqrt(Σ norm²) over tensors, per step; decimated keeping the max (non-finite first) per bucket. */
-  globalNorm(): Curve {
-    return this.gnorm.read();
+  /**
+   * sqrt(Σ norm²) over tensors, per step; decimated keeping the max (non-finite first) per bucket.
+   * With `optimizer`: over that optimizer's steps only (empty for one beyond MAX_CURVE_OPTIMIZERS).
+   */
+  globalNorm(opts: SeriesOptions = {}): Curve {
+    return this.curveOf('gnorm', opts.optimizer);
   }
 
-  /** The loss per step (steps without a loss are absent), decimated like globalNorm(). */
-  loss(): Curve {
-    return this.lossCurve.read();
+  /** The loss per step (steps without a loss are absent), decimated like globalNorm(); `optimizer` likewise. */
+  loss(opts: SeriesOptions = {}): Curve {
+    return this.curveOf('loss', opts.optimizer);
+  }
+
+  /**
+   * The optimizers with curves of their own, by id: empty while one optimizer steps, else each that
+   * stepped (the first MAX_CURVE_OPTIMIZERS to step).
+   */
+  get curveOptimizers(): number[] {
+    return [...this.optCurves.keys()].sort((a, b) => a - b);
+  }
+
+  private curveOf(which: 'gnorm' | 'loss', optimizer: number | undefined): Curve {
+    const run = which === 'gnorm' ? this.gnorm : this.lossCurve;
+    if (optimizer === undefined) return run.read();
+    const own = this.optCurves.get(optimizer);
+    if (own) return own[which].read();
+    if (this.optCurves.size === 0 && optimizer === this.firstOpt) return run.read();
+    return { steps: EMPTY_F64, values: EMPTY_F64, nonFinite: EMPTY_U8, width: 1 };
   }
 
   series(tensorId: number, stat: StatName, opts: SeriesOptions = {}): Series {
@@ -950,6 +1017,7 @@ export class RunStore {
     b += this.bucketFirst.byteLength + this.bucketLast.byteLength + this.bucketOpt.byteLength;
     b += this.ringAbsent.byteLength + this.envPresence.byteLength;
     b += this.gnorm.byteLength + this.lossCurve.byteLength;
+    for (const c of this.optCurves.values()) b += c.gnorm.byteLength + c.loss.byteLength;
     for (const sc of this.cols) {
       if (!sc) continue;
       b += sc.ring.byteLength + sc.min.byteLength + sc.max.byteLength + sc.last.byteLength + sc.flags.byteLength;
@@ -959,15 +1027,16 @@ export class RunStore {
 }
 
 /**
- * The stated bound, in bytes, for `tensors` tensors and `stats` statistics, excluding details,
- * events and tensor metadata (see the header comment). memoryBytes() stays at or below
- * this plus those parts, with `tensors` the tensor capacity.
+ * The stated bound, in bytes, for `tensors` tensors, `stats` statistics and `optimizers` optimizers
+ * that stepped, excluding details, events, tensor and optimizer metadata (see the header comment).
+ * memoryBytes() stays at or below this plus those parts, with `tensors` the tensor capacity.
  */
-export function seriesMemoryBound(tensors: number, stats: number, opts: RunStoreOptions = {}): number {
+export function seriesMemoryBound(tensors: number, stats: number, opts: RunStoreOptions = {}, optimizers = 1): number {
   const R = Math.max(1, Math.floor(opts.recentSteps ?? STORE_DEFAULTS.recentSteps));
   const E = evenAtLeast2(Math.floor(opts.envelopeBuckets ?? STORE_DEFAULTS.envelopeBuckets));
   const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
-  return tensors * stats * (4 * R + 13 * E) + tensors * (R + E) + 17 * R + 20 * E + 24 * tensors + 2 * 17 * G;
+  const K = optimizers >= 2 ? Math.min(optimizers, MAX_CURVE_OPTIMIZERS) : 0;
+  return tensors * stats * (4 * R + 13 * E) + tensors * (R + E) + 17 * R + 20 * E + 24 * tensors + 2 * 17 * G * (1 + K);
 }
 
 function countPresent(has: Float64Array, n: number): number {

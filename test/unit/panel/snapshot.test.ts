@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RunStore } from '../../../src/core/store/runStore';
+import { MAX_CURVE_OPTIMIZERS, RunStore, seriesMemoryBound, SERIES_STAT_NAMES } from '../../../src/core/store/runStore';
 import type { StatName } from '../../../src/core/protocol/messages';
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, layersInOrder, reportData, runHeader } from '../../../src/panel/snapshot';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/panel/snapshot';
 import type { PanelRunHeader } from '../../../src/panel/messages';
 import { absentRun, absentRunMessages } from '../support/absentRun';
 
@@ -111,7 +111,7 @@ describe('absent gradients and optimizers in the view model', () => {
     assert.ok(!h.values.includes(null), 'every cell is a value, NaN or absent');
     const ln = buildLayerNorms(s);
     assert.deepEqual(ln.head.absent, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
-    assert.ok(ln.head.absent!.every((i) => ln.head.values[i] === null));
+    assert.ok(ln.head.absent.every((i) => ln.head.values[i] === null));
     assert.equal(ln.head.nan, undefined, 'no NaN point for an absent step');
     assert.deepEqual(ln.frozen.absent?.length, 20);
     assert.deepEqual(ln.l2.nan, [13]);
@@ -155,6 +155,137 @@ describe('absent gradients and optimizers in the view model', () => {
     const body = buildAppend(s, 9, s.tensors.length, header, 'norm', null, 0);
     assert.deepEqual(body.heatmap.steps, [11, 13, 15, 17, 19]);
     assert.equal(buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [], optimizer: 7 }).optimizer, null, 'an unknown id shows all');
+  });
+});
+
+/**
+ * A GAN-like run: the discriminator (tensors 0, 1; `opt_d`, id 0) steps on even steps with a global
+ * norm of 5·k, the generator (tensors 2, 3; `opt_g`, id 1) on odd steps with 0.5·k, k = 1 + step/100.
+ * Each step's norm is over that optimizer's tensors only (the others absent). `genLoss`: whether the
+ * generator's steps carry a loss (1.5 and 0.7); `gFrom`: the generator steps from this step on only
+ * (before, the discriminator takes every step).
+ */
+function ganStore(steps: number, o: { genLoss?: boolean; gFrom?: number; optimizers?: number } = {}): RunStore {
+  const s = new RunStore();
+  const STATS7: StatName[] = [...STATS, 'hasGrad'];
+  s.ingest({ type: 'tensors', tensors: [tensor(0, 'netD.0', 'weight'), tensor(1, 'netD.0', 'bias'), tensor(2, 'netG.0', 'weight'), tensor(3, 'netG.0', 'bias')] });
+  const n = o.optimizers ?? 2;
+  for (let id = 0; id < n; id++) s.ingest({ type: 'optimizer', id, name: id === 0 ? 'opt_d' : id === 1 ? 'opt_g' : `opt_${id}`, className: 'Adam', mode: 'optimizer', tensorIds: id === 0 ? [0, 1] : [2, 3] });
+  for (let step = 0; step < steps; step++) {
+    const gen = step % 2 === 1 && step >= (o.gFrom ?? 0);
+    const opt = gen ? (n > 2 ? 1 + (Math.floor(step / 2) % (n - 1)) : 1) : 0;
+    const k = 1 + step / 100;
+    const cols = STATS7.map(() => new Float64Array(4));
+    for (let t = 0; t < 4; t++) {
+      const mine = gen ? t >= 2 : t < 2;
+      const base = gen ? [0, 0, 0.3, 0.4][t] : [3, 4, 0, 0][t];
+      cols[0][t] = mine ? base * k : NaN;
+      cols[1][t] = mine ? base * k : NaN;
+      cols[4][t] = 1;
+      cols[5][t] = 0.01;
+      cols[6][t] = mine ? 1 : 0;
+    }
+    const loss = gen ? (o.genLoss === false ? NaN : 0.7) : 1.5;
+    s.ingest({ type: 'step', step, optimizer: opt, loss, wallMs: step, stats: STATS7, columns: cols, nTensors: 4 });
+  }
+  return s;
+}
+
+const close = (a: readonly (number | null)[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v !== null && Math.abs(v - b[i]) < 1e-9 * Math.max(1, b[i]));
+
+describe('several optimizers: one global norm and loss per optimizer', () => {
+  const ctx = { header, findings: [], metric: 'norm' as const, compare: null, savedRuns: [] };
+
+  it('draws each optimizer over its own steps only, with its own values and name', () => {
+    const s = ganStore(20);
+    const snap = buildSnapshot(s, ctx);
+    assert.deepEqual(snap.byOptimizer.map((c) => [c.id, c.name]), [[0, 'opt_d'], [1, 'opt_g']]);
+    const [d, g] = snap.byOptimizer;
+    const even = Array.from({ length: 10 }, (_, i) => 2 * i);
+    const odd = even.map((x) => x + 1);
+    assert.deepEqual(d.globalNorm.steps, even);
+    assert.deepEqual(g.globalNorm.steps, odd);
+    assert.ok(close(d.globalNorm.values, even.map((st) => 5 * (1 + st / 100))), String(d.globalNorm.values));
+    assert.ok(close(g.globalNorm.values, odd.map((st) => 0.5 * (1 + st / 100))), String(g.globalNorm.values));
+    assert.deepEqual(d.loss, { steps: even, values: even.map(() => 1.5) });
+    assert.deepEqual(g.loss, { steps: odd, values: odd.map(() => 0.7) });
+    // The run's own curve still alternates (what the per-optimizer lines replace in the chart).
+    assert.equal(snap.globalNorm.steps.length, 20);
+    assert.ok(close(snap.globalNorm.values.slice(0, 2), [5, 0.5 * 1.01]));
+    assert.equal(byOptimizerShape(snap), '0+loss,1+loss');
+  });
+
+  it('keeps one loss (the run’s) when only one optimizer’s steps carry a loss', () => {
+    const s = ganStore(10, { genLoss: false });
+    const snap = buildSnapshot(s, ctx);
+    assert.equal(snap.byOptimizer.length, 2);
+    assert.deepEqual(snap.byOptimizer.map((c) => c.loss), [null, null]);
+    assert.deepEqual(snap.loss.steps, [0, 2, 4, 6, 8]);
+    assert.equal(byOptimizerShape(snap), '0,1');
+  });
+
+  it('the picker narrows the global norm and loss too, to the chosen optimizer’s steps', () => {
+    const s = ganStore(20);
+    const g = buildSnapshot(s, { ...ctx, optimizer: 1 });
+    assert.equal(g.optimizer, 1);
+    assert.deepEqual(g.byOptimizer, []);
+    assert.deepEqual(g.globalNorm.steps, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    assert.ok(g.globalNorm.values.every((v) => v !== null && v < 1));
+    assert.deepEqual(g.loss.steps, g.globalNorm.steps);
+    assert.deepEqual(g.heatmap.steps, g.globalNorm.steps);
+    const a = buildAppend(s, 12, s.tensors.length, header, 'norm', null, 0);
+    assert.deepEqual(a.globalNorm.steps, [14, 16, 18]);
+    assert.deepEqual(a.byOptimizer, []);
+  });
+
+  it('an append carries each optimizer’s new points; the shape changes when a second optimizer starts', () => {
+    const s = ganStore(20);
+    const a = buildAppend(s, 15, s.tensors.length, header, 'norm', null);
+    assert.deepEqual(a.byOptimizer.map((c) => [c.id, c.globalNorm.steps, c.loss?.steps]), [[0, [16, 18], [16, 18]], [1, [17, 19], [17, 19]]]);
+    // The discriminator alone until step 9: its own curve then reaches back to step 0.
+    const late = ganStore(9, { gFrom: 9 });
+    assert.equal(byOptimizerShape(buildAppend(late, 5, late.tensors.length, header, 'norm', null)), '', 'one optimizer so far');
+    late.ingest({ type: 'step', step: 9, optimizer: 1, loss: 0.7, wallMs: 9, stats: ['norm'], columns: [new Float64Array([NaN, NaN, 0.3, 0.4])], nTensors: 4 });
+    const full = buildSnapshot(late, ctx);
+    assert.deepEqual(full.byOptimizer[0].globalNorm.steps, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(full.byOptimizer[1].globalNorm.steps, [9]);
+    assert.equal(byOptimizerShape(buildAppend(late, 8, late.tensors.length, header, 'norm', null)), '0+loss,1+loss');
+  });
+
+  it('one optimizer: nothing changes (no per-optimizer curves, the run’s global norm and loss)', () => {
+    const s = storeWith(6, (step) => step + 1);
+    s.ingest({ type: 'optimizer', id: 0, name: 'opt', className: 'Adam', mode: 'optimizer', tensorIds: [0, 1, 2] });
+    const snap = buildSnapshot(s, ctx);
+    assert.deepEqual(snap.byOptimizer, []);
+    assert.deepEqual(snap.globalNorm.steps, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(snap.globalNorm.values, Array.from(s.globalNorm().values));
+    assert.deepEqual(buildSnapshot(s, { ...ctx, optimizer: 0 }).globalNorm, snap.globalNorm, 'its own curve is the run’s');
+    assert.deepEqual(buildAppend(s, 3, 3, header, 'norm', null).byOptimizer, []);
+    assert.deepEqual(reportData(s, header, []).views, []);
+  });
+
+  it('the report embeds one view per optimizer for its picker', () => {
+    const s = ganStore(10);
+    const { snapshot, views } = reportData(s, header, []);
+    assert.equal(snapshot.optimizer, null);
+    assert.equal(snapshot.byOptimizer.length, 2);
+    assert.deepEqual(views.map((v) => [v.optimizer, v.globalNorm.steps, v.heatmap.steps, v.byOptimizer.length]), [
+      [0, [0, 2, 4, 6, 8], [0, 2, 4, 6, 8], 0],
+      [1, [1, 3, 5, 7, 9], [1, 3, 5, 7, 9], 0],
+    ]);
+  });
+
+  it('stays within the stated memory bound, with own curves for at most MAX_CURVE_OPTIMIZERS', () => {
+    const one = storeWith(4, () => 1);
+    const bound1 = seriesMemoryBound(3, SERIES_STAT_NAMES.length);
+    assert.ok(one.memoryBytes() <= bound1 + 2000, 'one optimizer: no extra curves');
+    const many = ganStore(60, { optimizers: MAX_CURVE_OPTIMIZERS + 4 });
+    assert.equal(many.curveOptimizers.length, MAX_CURVE_OPTIMIZERS);
+    const bound = seriesMemoryBound(4, SERIES_STAT_NAMES.length, {}, MAX_CURVE_OPTIMIZERS + 4);
+    const meta = 20_000; // tensor and optimizer metadata
+    assert.ok(many.memoryBytes() <= bound + meta, `${many.memoryBytes()} ≤ ${bound} + ${meta}`);
+    assert.ok(many.memoryBytes() > bound1 + (MAX_CURVE_OPTIMIZERS - 1) * 34 * 16384, 'the own curves are counted');
+    assert.equal(many.globalNorm({ optimizer: MAX_CURVE_OPTIMIZERS + 3 }).steps.length, 0, 'beyond the cap: no curve of its own');
   });
 });
 

@@ -298,7 +298,7 @@ describe('RunStore', () => {
     assert.ok(s.values.every((v) => Number.isFinite(v)));
     // Envelope: every bucket folded absent cells beside present ones; none carries a NaN flag.
     assert.ok(s.envelope.absent.length > 0);
-    assert.ok(Array.from(s.envelope.absent).every((a) => a === BUCKET_SOME_ABSENT), `absent ${Array.from(s.envelope.absent)}`);
+    assert.ok(Array.from(s.envelope.absent).every((a) => a === BUCKET_SOME_ABSENT), `absent ${Array.from(s.envelope.absent).join(',')}`);
     assert.ok(Array.from(s.envelope.flags).every((f) => f === 0));
     assert.ok(Array.from(s.envelope.min).every((v) => Number.isFinite(v)));
     // A bucket's min/max are over present cells only.
