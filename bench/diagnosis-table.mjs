@@ -16,7 +16,7 @@ const activationOf = (t) => {
   if (!t.source) return null;
   if (!texts.has(t.source.file)) {
     let text = null;
-    try { text = readFileSync(t.source.file, 'utf8'); } catch {}
+    try { text = readFileSync(t.source.file, 'utf8'); } catch { /* unreadable: no activation shown */ }
     texts.set(t.source.file, text);
   }
   const text = texts.get(t.source.file);

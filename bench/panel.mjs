@@ -2,6 +2,7 @@
 // update, the page's memory, and ImageData versus one fillRect per cell (what a matrix chart of one
 // element per cell does). Prints figures; asserts nothing. Needs `npm run build` (dist/webview).
 //   node bench/panel.mjs            (or import { run } from './bench/panel.mjs')
+/* global GS -- the charts bundle's iife global in the page (globalName below) */
 import { build } from 'esbuild';
 import { pathToFileURL } from 'node:url';
 import { launch, openPanel } from '../test/e2e/webview/browser.mjs';

@@ -15,7 +15,7 @@ const common = {
   sourcemap: true,
   logLevel: 'warning',
   // tfjs is resolved at run time in the child (the user's own copy first), never bundled.
-  external: ['vscode', '@tensorflow/*', 'esbuild', 'mocha', 'playwright-core'],
+  external: ['vscode', '@tensorflow/*', 'mocha', 'playwright-core'],
   define: { PACKAGE_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
 };
 
@@ -60,8 +60,28 @@ function pruneStaleTests(dir = 'dist/test/unit') {
   }
 }
 pruneStaleTests();
+let watchReady = () => {}; // `npm run watch`: called at the end of this script, once dist/ is complete
 if (watch) {
-  for (const e of entries) await (await context(e)).watch();
+  // `npm run watch`: every bundle rebuilds on change (the Python probe and the wasm copies below
+  // only now: `npm run build` after changing them). One `[watch] build started` / `finished` pair
+  // per wave of rebuilds across all bundles: .vscode/tasks.json launches the development host on
+  // the first `finished`, so it never starts on a half-built dist/.
+  let active = 1; // held until every bundle is watching and the copies below are done
+  const settle = () => {
+    if (--active === 0) console.log('[watch] build finished, watching for changes');
+  };
+  const markers = {
+    name: 'watch-markers',
+    setup(b) {
+      b.onStart(() => {
+        if (active++ === 0) console.log('[watch] build started');
+      });
+      b.onEnd(settle);
+    },
+  };
+  console.log('[watch] build started');
+  for (const e of entries) await (await context({ ...e, plugins: [...(e.plugins ?? []), markers] })).watch();
+  watchReady = settle;
 } else {
   await Promise.all(entries.map((e) => build(e)));
 }
@@ -87,3 +107,5 @@ if (watch) {
   mkdirSync('dist/tree-sitter', { recursive: true });
   for (const f of ['tree-sitter.js', 'tree-sitter.wasm', 'tree-sitter-python.wasm']) cpSync(join(from, f), join('dist/tree-sitter', f));
 }
+
+watchReady();

@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import { registerCommands } from './features/commands';
 import { GradScopeContext, type GradScopeApi } from './features/context';
 import { describeError } from './features/errors';
+import { registerGettingStarted } from './features/gettingStarted';
 import { registerCodeActions } from './features/codeActions';
 import { DiagnosticsFeature } from './features/diagnostics';
 import { registerHover } from './features/hover';
@@ -17,6 +18,7 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx = new GradScopeContext(context);
     context.subscriptions.push(ctx);
     registerCommands(ctx);
+    ctx.subscriptions.push(registerGettingStarted(ctx));
     ctx.panel = new PanelFeature(ctx);
     ctx.subscriptions.push(ctx.panel);
     const diagnostics = new DiagnosticsFeature(ctx);
@@ -28,7 +30,7 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
     ctx.subscriptions.push(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
-    ctx.log.info(`GradScope ${context.extension.packageJSON.version as string} activated (${vscode.env.appName} ${vscode.version})`);
+    ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api();
   } catch (e) {
     void vscode.window.showErrorMessage(`GradScope failed to start: ${e instanceof Error ? e.message : String(e)}`);

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { Analyzer } from '../core/analysis/analyzer';
-import type { Finding, FindingKind } from '../core/analysis/finding';
+import type { Finding } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
 import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
@@ -148,7 +148,7 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
         steps: a.steps,
         timeoutSec: a.timeoutSec,
         baseline: d.baseline ?? undefined,
-        kind: finding.kind as FindingKind,
+        kind: finding.kind,
         signal,
         onOutput: (_w, c) => err(c.text),
       });

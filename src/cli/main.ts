@@ -116,7 +116,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`gradscope: internal error: ${(e as Error)?.stack ?? e}\n`);
+    process.stderr.write(`gradscope: internal error: ${(e instanceof Error && e.stack) || String(e)}\n`);
     process.exitCode = 70;
   },
 );

@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { RunExit } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import { asGradScopeError, describeError, GradScopeError } from './errors';
+import { preflightTorch } from './gettingStarted';
 import { pickInterpreter } from './pythonInterpreter';
 
 export type TrainResult =
@@ -89,6 +90,11 @@ async function trainAndInspect(ctx: GradScopeContext, arg: unknown): Promise<Tra
     : undefined;
   if (python?.note) ctx.log.info(`Python interpreter: ${python.note}`);
   if (python?.source) ctx.log.info(`Python interpreter: ${python.python} (${python.source === 'setting' ? 'gradscope.pythonPath' : 'Python extension'})`);
+  if (python) {
+    // First run: no interpreter or no torch is one clear notification (what to install, the picker), not a failed run.
+    const problem = await preflightTorch(ctx, python);
+    if (problem) return { started: false, reason: 'failed', message: problem };
+  }
   const run = ctx.runs.start({
     script: uri.fsPath,
     cwd: folder?.uri.fsPath ?? dirname(uri.fsPath),
@@ -116,7 +122,10 @@ async function stopRun(ctx: GradScopeContext): Promise<RunExit | undefined> {
 async function resolveScript(arg: unknown): Promise<vscode.Uri> {
   let uri: vscode.Uri | undefined = arg instanceof vscode.Uri ? arg : undefined;
   if (!uri) {
-    const editor = vscode.window.activeTextEditor;
+    // No text editor is active when the command comes from a walkthrough or another non-text
+    // editor: then the one training script visible beside it is meant.
+    const scripts = vscode.window.visibleTextEditors.filter((e) => e.document.uri.scheme === 'file' && SCRIPT_LANGUAGES.has(e.document.languageId));
+    const editor = vscode.window.activeTextEditor ?? (scripts.length === 1 ? scripts[0] : undefined);
     if (!editor) throw new GradScopeError('user', 'open a training script first: TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py).');
     if (!SCRIPT_LANGUAGES.has(editor.document.languageId) && !/\.([cm]?[jt]s|py)$/i.test(editor.document.fileName)) {
       throw new GradScopeError('user', `${editor.document.fileName.split(/[\\/]/).pop()} is not a TensorFlow.js (JavaScript/TypeScript) or PyTorch (Python) script.`);
@@ -125,7 +134,7 @@ async function resolveScript(arg: unknown): Promise<vscode.Uri> {
   }
   if (uri.scheme === 'untitled') throw new GradScopeError('user', 'save the script to a file first.');
   if (uri.scheme !== 'file') throw new GradScopeError('user', `cannot run ${uri.toString()}: only local files can be run.`);
-  const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri!.toString());
+  const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
   if (doc?.isDirty && !(await doc.save())) {
     throw new GradScopeError('user', `could not save ${uri.path.split('/').pop()}; nothing ran.`);
   }

@@ -31,8 +31,21 @@ export function describeError(e: unknown): string {
   const parts: string[] = [];
   let cur: unknown = e;
   for (let depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
-    parts.push(cur instanceof Error ? (cur.stack ?? `${cur.name}: ${cur.message}`) : String(cur));
+    parts.push(cur instanceof Error ? (cur.stack ?? `${cur.name}: ${cur.message}`) : describeValue(cur));
     cur = cur instanceof Error ? cur.cause : undefined;
   }
   return parts.join('\nCaused by: ');
+}
+
+/** A thrown non-Error as text: JSON for plain objects (String() would print "[object Object]"). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'object' && v !== null) {
+    try {
+      return JSON.stringify(v);
+    } catch {
+      return Object.prototype.toString.call(v);
+    }
+  }
+  const primitive = v as string | number | boolean | bigint | symbol | undefined;
+  return String(primitive);
 }

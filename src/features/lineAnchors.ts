@@ -154,7 +154,7 @@ function findTorchOptimizerLine(text: string): { line: number; column: number; t
         }
         continue;
       }
-      const m = /"""|\'\'\'/.exec(rest);
+      const m = /"""|'''/.exec(rest);
       if (!m) {
         l += rest;
         rest = '';

@@ -31,7 +31,8 @@ export class PanelFeature implements vscode.Disposable {
       log: ctx.log,
       extensionUri: ctx.extension.extensionUri,
       findings: (source) => this.findingsFor(source),
-      savedRuns: async () => this.savedRuns(),
+      // (a promise, and one that rejects rather than throws when the run folder cannot be read)
+      savedRuns: () => Promise.resolve().then(() => this.savedRuns()),
       loadRun: (runFile) => this.loadRun(runFile),
       rerun: (source) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(source.script)),
       applyRemedy: (source, finding, remedyId) =>

@@ -78,8 +78,8 @@ export function prepareFix(run: RunDiagnostics, p: PlacedFinding, doc: vscode.Te
 
 export function registerRemedies(ctx: GradScopeContext, diagnostics: DiagnosticsFeature): vscode.Disposable {
   return vscode.Disposable.from(
-    vscode.commands.registerCommand(APPLY_REMEDY_COMMAND, (arg: unknown) => commandBoundary(ctx, 'Apply Fix', () => applyRemedy(ctx, diagnostics, arg), (message) => ({ applied: false, reason: 'failed', message }) as ApplyOutcome)),
-    vscode.commands.registerCommand(VERIFY_FIX_COMMAND, (arg: unknown) => commandBoundary(ctx, 'Verify Fix', () => verifyRemedy(ctx, diagnostics, arg), (message) => ({ verified: false, message }) as VerifyOutcome)),
+    vscode.commands.registerCommand(APPLY_REMEDY_COMMAND, (arg: unknown) => commandBoundary<ApplyOutcome>(ctx, 'Apply Fix', () => applyRemedy(ctx, diagnostics, arg), (message) => ({ applied: false, reason: 'failed', message }))),
+    vscode.commands.registerCommand(VERIFY_FIX_COMMAND, (arg: unknown) => commandBoundary<VerifyOutcome>(ctx, 'Verify Fix', () => verifyRemedy(ctx, diagnostics, arg), (message) => ({ verified: false, message }))),
   );
 }
 

@@ -159,8 +159,13 @@ export class RunController implements vscode.Disposable {
     }
     const warnings = runWarnings(run.store, { reason: exit.reason });
     if (this.terminal && this.live?.run === run) this.terminal.end(line, failed, warnings);
-    (failed ? this.log.warn : this.log.info).call(this.log, `run ${run.id}: ${exit.reason}: ${exit.message}`);
-    for (const w of warnings) (w.level === 'warning' ? this.log.warn : this.log.info).call(this.log, `run ${run.id}: ${w.level === 'warning' ? 'warning' : 'note'}: ${w.message}`);
+    const ended = `run ${run.id}: ${exit.reason}: ${exit.message}`;
+    if (failed) this.log.warn(ended);
+    else this.log.info(ended);
+    for (const w of warnings) {
+      if (w.level === 'warning') this.log.warn(`run ${run.id}: warning: ${w.message}`);
+      else this.log.info(`run ${run.id}: note: ${w.message}`);
+    }
     if (exit.error?.stack) this.log.debug(exit.error.stack);
     this.statusBar.showEnded(run, exit);
     if (this.live?.run === run) {

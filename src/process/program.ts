@@ -12,7 +12,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { Emitter, type Disposable } from '../core/util/emitter';
+import { Emitter } from '../core/util/emitter';
 import { killProcessGroup } from './killTree';
 
 export interface ProgramOptions {

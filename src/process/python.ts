@@ -17,9 +17,12 @@ export interface PythonChoice {
   from: 'python-extension' | 'setting' | 'env' | 'path';
 }
 
+/** Why torch is not usable, for the first-run message (what to install, or which interpreter to pick). */
+export type TorchProblem = 'no-interpreter' | 'no-torch' | 'old-torch' | 'broken';
+
 export type TorchCheck =
   | { ok: true; python: string; torchVersion: string; pythonVersion: string }
-  | { ok: false; python: string; message: string };
+  | { ok: false; python: string; message: string; problem: TorchProblem; from: PythonChoice['from']; torchVersion?: string };
 
 export function choosePython(
   pythonPath?: string,
@@ -66,7 +69,14 @@ export function checkTorch(choice: PythonChoice, opts: { timeoutMs?: number; env
   const hit = okCache.get(key);
   if (hit) return Promise.resolve(hit);
   const who = describe(choice);
-  const fail = (why: string): TorchCheck => ({ ok: false, python: choice.python, message: `PyTorch is not usable with ${who}: ${why}. ${HOW_TO_CHOOSE}` });
+  const fail = (why: string, problem: TorchProblem = 'broken', torchVersion?: string): TorchCheck => ({
+    ok: false,
+    python: choice.python,
+    message: `PyTorch is not usable with ${who}: ${why}. ${HOW_TO_CHOOSE}`,
+    problem,
+    from: choice.from,
+    ...(torchVersion === undefined ? {} : { torchVersion }),
+  });
   return new Promise((resolve) => {
     execFile(
       choice.python,
@@ -75,19 +85,19 @@ export function checkTorch(choice: PythonChoice, opts: { timeoutMs?: number; env
       (err, stdout, stderr) => {
         if (err) {
           const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string | null };
-          if (e.code === 'ENOENT') return resolve(fail(choice.from === 'path' ? `${choice.python} was not found on PATH` : 'no such file'));
-          if (e.code === 'EACCES') return resolve(fail('it is not executable'));
+          if (e.code === 'ENOENT') return resolve(fail(choice.from === 'path' ? `${choice.python} was not found on PATH` : 'no such file', 'no-interpreter'));
+          if (e.code === 'EACCES') return resolve(fail('it is not executable', 'no-interpreter'));
           if (e.killed || e.signal) return resolve(fail(`\`import torch\` did not finish within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)} s`));
           const lines = String(stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
           const last = lines[lines.length - 1] ?? `exit code ${String(e.code)}`;
-          return resolve(fail(/No module named ['"]?torch/.test(last) ? 'torch is not installed for it' : `\`import torch\` failed (${last})`));
+          return resolve(/No module named ['"]?torch/.test(last) ? fail('torch is not installed for it', 'no-torch') : fail(`\`import torch\` failed (${last})`));
         }
         const [torchVersion = '', pythonVersion = ''] = String(stdout).trim().split('\n').map((s) => s.trim());
         const m = /^(\d+)\.(\d+)/.exec(torchVersion);
         if (!m) return resolve(fail(`unexpected output of the torch check: ${JSON.stringify(String(stdout).slice(0, 200))}`));
         const [major, minor] = [Number(m[1]), Number(m[2])];
         if (major < MIN_TORCH[0] || (major === MIN_TORCH[0] && minor < MIN_TORCH[1])) {
-          return resolve(fail(`it has torch ${torchVersion}, GradScope needs ${MIN_TORCH.join('.')} or later`));
+          return resolve(fail(`it has torch ${torchVersion}, GradScope needs ${MIN_TORCH.join('.')} or later`, 'old-torch', torchVersion));
         }
         const ok: TorchCheck = { ok: true, python: choice.python, torchVersion, pythonVersion };
         okCache.set(key, ok);

@@ -111,7 +111,7 @@ export function defineDiagnosisTests(): void {
       assert.equal(diag.severity, vscode.DiagnosticSeverity.Error);
       assert.match(diag.message, /Exploding gradients in dense_Dense\d/);
       assert.match(diag.message, /growthFactor [\d.]+/);
-      for (const d of ours(uri)) console.log(`  diagnostic line ${d.range.start.line + 1} [${String(d.code)}] ${d.message.slice(0, 100)}…`);
+      for (const d of ours(uri)) console.log(`  diagnostic line ${d.range.start.line + 1} [${typeof d.code === 'object' ? String(d.code.value) : d.code}] ${d.message.slice(0, 100)}…`);
     });
 
     it('hover on that line shows the layer\'s gradient statistics, a sparkline and the panel link', async function () {
@@ -184,14 +184,14 @@ export function defineDiagnosisTests(): void {
       const edit = new vscode.WorkspaceEdit();
       edit.insert(uri, doc.positionAt(doc.getText().length), '// a note\n');
       await vscode.workspace.applyEdit(edit);
-      const refused = await vscode.commands.executeCommand<ApplyOutcome>(stale.command!.command, ...stale.command!.arguments!);
+      const refused = await vscode.commands.executeCommand<ApplyOutcome>(stale.command!.command, ...(stale.command!.arguments as unknown[]));
       assert.equal(refused.applied, false);
       assert.equal(refused.applied === false && refused.reason, 'changed');
       assert.equal(doc.getText(), original + '// a note\n', 'nothing but the user\'s edit');
       await restore(doc, original);
 
-      const fresh = (await codeActions(uri, ours(uri, 'exploding-gradient')[0]!.range)).find((a) => a.command?.command === 'gradscope.applyRemedy' && /heNormal/.test(a.title))!;
-      const applied = await vscode.commands.executeCommand<ApplyOutcome>(fresh.command!.command, ...fresh.command!.arguments!);
+      const fresh = (await codeActions(uri, ours(uri, 'exploding-gradient')[0].range)).find((a) => a.command?.command === 'gradscope.applyRemedy' && /heNormal/.test(a.title))!;
+      const applied = await vscode.commands.executeCommand<ApplyOutcome>(fresh.command!.command, ...(fresh.command!.arguments as unknown[]));
       assert.equal(applied.applied, true, JSON.stringify(applied));
       const line = diag.range.start.line;
       assert.match(doc.lineAt(line).text, /kernelInitializer: 'heNormal'/);

@@ -81,7 +81,7 @@ export function defineRunTests(): void {
       assert.ok(vscode.window.terminals.some((t) => t.name === name), `a terminal named "${name}" exists`);
       assert.equal(api.inspect().terminalName, name);
       const printed = await waitFor('the script to print something', () => output().trim(), 30_000);
-      const firstLine = printed.split('\n')[0]!.trim();
+      const firstLine = printed.split('\n')[0].trim();
       await waitFor('the terminal to receive the script output', () => api.inspect().terminalText.includes(firstLine), 5_000);
 
       // The example is short (80 steps): it may finish before we look. Either the status bar shows

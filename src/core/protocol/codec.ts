@@ -79,7 +79,7 @@ function frame(type: number, payload: Uint8Array, seq: number): Uint8Array {
 
 function jsonPayload(msg: Message): Uint8Array {
   const { type: _t, ...body } = msg as unknown as Record<string, unknown>;
-  return utf8Encoder.encode(JSON.stringify(body, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
+  return utf8Encoder.encode(JSON.stringify(body, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
 }
 
 export function encodeStep(msg: Omit<StepMsg, 'type'>, seq: number): Uint8Array {
@@ -236,7 +236,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
           name: req(t, 'name', isStr, 'a string'),
           layer: req(t, 'layer', isStr, 'a string'),
           layerType: req(t, 'layerType', isStr, 'a string'),
-          shape: shape as number[],
+          shape,
           source: source(t['source']),
           ...optionalTensorFields(t),
         };
@@ -269,7 +269,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
         name: req(o, 'name', isStr, 'a string'),
         className: req(o, 'className', isStr, 'a string'),
         mode: req(o, 'mode', oneOf(...OPTIMIZER_MODES), '"optimizer" or "backward"'),
-        tensorIds: ids as number[],
+        tensorIds: ids,
       };
       return m;
     }

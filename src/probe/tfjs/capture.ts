@@ -97,7 +97,7 @@ export class Capture {
       if (typeof minimize === 'function' && !minimize[WRAPPED]) {
         const wrapped: AnyFn = function (this: object, ...args: unknown[]) {
           try {
-            self.patchChain(Object.getPrototypeOf(this));
+            self.patchChain(Object.getPrototypeOf(this) as object | null);
           } catch (e) {
             sink.warn('optimizer hook', e);
           }
@@ -130,7 +130,7 @@ export class Capture {
 
   /** Wraps every own applyGradients along a prototype chain (up to Object.prototype). */
   patchChain(proto: object | null): void {
-    for (let p = proto; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (let p = proto; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
       if (this.patchedProtos.has(p)) continue;
       this.patchedProtos.add(p);
       const own = Object.getOwnPropertyDescriptor(p, 'applyGradients');

@@ -45,7 +45,7 @@ export class Channel {
       s.on('error', (e) => this.gone(`channel error: ${e.message}`));
       s.unref();
       this.socket = s;
-    } catch (e) {
+    } catch {
       // Not a socket (a plain pipe or file in a test): writes still work, hang-up shows as EPIPE.
       this.socket = null;
     }

@@ -4,12 +4,12 @@
 // transpiled with inline source maps. A .ts file in a CommonJS package is handed to the CommonJS
 // loader (format 'commonjs' with no source), whose require.extensions['.ts'] the runner installed.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { HookData } from './resolve';
+import { transpileTs } from './transpile';
 
-let data: HookData = { redirects: {}, extBase: '', esbuildPath: null };
+let data: HookData = { redirects: {}, extBase: '' };
 
 export function initialize(d: HookData): void {
   if (d) data = d;
@@ -84,25 +84,12 @@ function packageType(file: string): string {
   }
 }
 
-let esbuild: { transformSync(src: string, opts: Record<string, unknown>): { code: string } } | null = null;
-
 export async function load(url: string, context: LoadContext, next: NextLoad): Promise<LoadResult> {
   if (url.startsWith('file:') && /\.[cm]?tsx?$/.test(url)) {
     const file = fileURLToPath(url);
     const esm = file.endsWith('.mts') || (!file.endsWith('.cts') && packageType(file) === 'module');
     if (!esm) return { format: 'commonjs', shortCircuit: true };
-    if (!esbuild) {
-      if (!data.esbuildPath) throw new Error(`cannot run ${file}: esbuild (used to transpile TypeScript) is not available`);
-      esbuild = createRequire(pathToFileURL(data.esbuildPath))(data.esbuildPath);
-    }
-    const out = esbuild!.transformSync(readFileSync(file, 'utf8'), {
-      loader: file.endsWith('x') ? 'tsx' : 'ts',
-      format: 'esm',
-      sourcemap: 'inline',
-      sourcefile: file,
-      target: 'node20',
-    });
-    return { format: 'module', source: out.code, shortCircuit: true };
+    return { format: 'module', source: transpileTs(readFileSync(file, 'utf8'), file, 'esm'), shortCircuit: true };
   }
   return next(url, context);
 }

@@ -478,7 +478,8 @@ export class Probe implements CaptureSink {
     let layerName = '';
     let layerType = 'Variable';
     if (layer) {
-      layerName = String((layer as { name?: unknown }).name ?? '');
+      const ln = (layer as { name?: unknown }).name;
+      layerName = typeof ln === 'string' ? ln : '';
       layerType = layerClass(layer);
       const site = this.layerSites.get(layer);
       if (site) source = firstUserFrameOfSite(site, ctorNames(layer));
@@ -551,7 +552,7 @@ function layerClass(layer: object): string {
 /** Constructor names along the prototype chain: their `new X` frames are inside the layer's own construction. */
 function ctorNames(layer: object): Set<string> {
   const out = new Set<string>();
-  for (let p = Object.getPrototypeOf(layer); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+  for (let p = Object.getPrototypeOf(layer) as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
     const n = (p.constructor as { name?: string } | undefined)?.name;
     if (n) out.add(n);
   }

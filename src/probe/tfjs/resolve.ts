@@ -4,7 +4,7 @@
 //   resolves to the very copy the probe hooked;
 // - any other `@tensorflow/*` the script's folder cannot provide comes from the extension's copy
 //   (NODE_PATH would not reach ESM imports, hence the hooks);
-// - TypeScript (.ts/.cts/.mts) is transpiled with esbuild, inline source maps, so that under
+// - TypeScript (.ts/.cts/.mts) is transpiled (transpile.ts), inline source maps, so that under
 //   --enable-source-maps stacks (and so the construction sites) show the .ts lines.
 // CommonJS goes through Module._resolveFilename and require.extensions, ESM through a
 // module.register() hook module (esmHooks.mjs, which runs on Node's loader thread).
@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import Module, { createRequire, register } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { transpileTs } from './transpile';
 
 export interface ResolutionPlan {
   /** Exact specifier → absolute file. */
@@ -22,18 +23,9 @@ export interface HookData {
   redirects: Record<string, string>;
   /** A file URL in the extension, to resolve fallbacks from. */
   extBase: string;
-  esbuildPath: string | null;
 }
 
 const extRequire = createRequire(__filename);
-
-export function esbuildPath(): string | null {
-  try {
-    return extRequire.resolve('esbuild');
-  } catch {
-    return null;
-  }
-}
 
 type ResolveFn = (request: string, parent: unknown, isMain: boolean, options?: unknown) => string;
 
@@ -66,24 +58,6 @@ export function installResolution(plan: ResolutionPlan): void {
   const data: HookData = {
     redirects: Object.fromEntries(Object.entries(plan.redirects).map(([k, v]) => [k, pathToFileURL(v).href])),
     extBase: pathToFileURL(__filename).href,
-    esbuildPath: esbuildPath(),
   };
   register(pathToFileURL(join(__dirname, 'esmHooks.mjs')).href, { data });
-}
-
-let esbuild: { transformSync(src: string, opts: Record<string, unknown>): { code: string } } | null = null;
-
-export function transpileTs(src: string, filename: string, format: 'cjs' | 'esm'): string {
-  if (!esbuild) {
-    const p = esbuildPath();
-    if (!p) throw new Error(`cannot run ${filename}: esbuild (used to transpile TypeScript) is not available`);
-    esbuild = extRequire(p);
-  }
-  return esbuild!.transformSync(src, {
-    loader: filename.endsWith('x') ? 'tsx' : 'ts',
-    format,
-    sourcemap: 'inline',
-    sourcefile: filename,
-    target: 'node20',
-  }).code;
 }

@@ -75,7 +75,8 @@ async function main(): Promise<void> {
 
   let sel: BackendSelection | null = null;
   try {
-    sel = await selectBackend(script, { force, load: (p) => require(p) });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path resolved at run time (the user's tfjs), not a module of ours
+    sel = await selectBackend(script, { force, load: (p): unknown => require(p) });
   } catch (e) {
     const msg = `could not prepare TensorFlow.js: ${(e as Error).message}`;
     process.stderr.write(`[gradscope] warning: ${msg}\n`);
@@ -114,8 +115,8 @@ function installLifecycle(probe: Probe): void {
   process.exit = ((code?: number | string | null) => {
     const c = code ?? process.exitCode;
     if (c !== undefined && c !== null && Number(c) !== 0 && !exitCall) exitCall = new Error(`the script called process.exit(${c})`);
-    return realExit(code as number | undefined);
-  }) as typeof process.exit;
+    return realExit(code);
+  });
 
   // Observes uncaught errors without changing what Node does with them (print, exit 1).
   process.on('uncaughtExceptionMonitor', (err) => {

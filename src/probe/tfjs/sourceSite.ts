@@ -95,6 +95,7 @@ interface CallSiteLike {
  * of tfjs is recognisably in node_modules even when tfjs' source maps point elsewhere).
  */
 export function captureSite(): Site {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back, never called here
   const prevPrepare = Error.prepareStackTrace;
   const prevLimit = Error.stackTraceLimit;
   const holder: { stack?: unknown } = {};
@@ -102,7 +103,7 @@ export function captureSite(): Site {
     Error.stackTraceLimit = 50;
     Error.prepareStackTrace = (_e, sites) => sites;
     Error.captureStackTrace(holder, captureSite);
-    const sites = holder.stack as unknown as CallSiteLike[];
+    const sites = holder.stack as CallSiteLike[];
     const out: Site = [];
     for (const cs of sites) {
       let file = cs.getFileName() ?? '';
@@ -139,10 +140,8 @@ export function firstUserFrameOfSite(site: Site, skipCtors?: ReadonlySet<string>
 function mapFrame(f: StackFrame): SourceLocation {
   try {
     const sm = findSourceMap(f.file);
-    const e = sm?.findEntry(f.line - 1, f.column - 1) as
-      | { originalSource?: string; originalLine?: number; originalColumn?: number }
-      | undefined;
-    if (e && e.originalSource && typeof e.originalLine === 'number' && typeof e.originalColumn === 'number') {
+    const e = sm?.findEntry(f.line - 1, f.column - 1); // {} where nothing maps
+    if (e && 'originalSource' in e && e.originalSource && typeof e.originalLine === 'number' && typeof e.originalColumn === 'number') {
       let file = e.originalSource;
       if (file.startsWith('file://')) file = fileURLToPath(file);
       else if (!isAbsolute(file)) file = resolve(dirname(f.file), file);

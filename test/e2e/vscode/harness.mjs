@@ -1,9 +1,10 @@
 // Harness for the end-to-end UI suite: starts code-server 4.100.3 (installed in test/host) in its own
-// process group with HOME/XDG in a scratch folder, loads GradScope as a development extension through
-// the workbench URL's payload (as test/host does, but without a test suite: the UI is driven from
-// here), opens it in Debian's chromium via playwright-core, and offers the UI helpers the scenarios
-// use (palette, quick open, hover, webview frame, canvas pixels, notifications, /proc scans).
-import { spawn } from 'node:child_process';
+// process group with HOME/XDG in a scratch folder, with GradScope installed from its .vsix into a
+// fresh extensions folder (`--install-extension`, as a user gets it), or loaded as a development
+// extension through the workbench URL's payload when no .vsix is given; opens it in Debian's
+// chromium via playwright-core, and offers the UI helpers the scenarios use (palette, quick open,
+// hover, webview frame, canvas pixels, notifications, /proc scans).
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -99,24 +100,35 @@ const USER_SETTINGS = {
 };
 
 /**
- * Starts code-server on `workspace` (trust disabled unless `trust: true`) and opens the workbench in
- * chromium with the extension loaded from the repository. Returns { page, context, port, stop() }.
+ * Installs `vsix` with code-server's CLI into the extensions folder `exts`; returns the folder the
+ * extension was unpacked to (<publisher>.<name>-<version>).
  */
-export async function startWorkbench({ scratch, name, workspace, trust = false }) {
+export function installVsix(vsix, { userData, exts, env }) {
+  const out = execFileSync(process.execPath, [CODE_SERVER, '--user-data-dir', userData, '--extensions-dir', exts, '--install-extension', vsix], { env, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { publisher, name, version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  const dir = join(exts, `${publisher}.${name}-${version}`);
+  if (!existsSync(join(dir, 'package.json'))) throw new Error(`code-server did not install ${vsix} into ${dir}: ${out}`);
+  return dir;
+}
+
+/**
+ * Starts code-server on `workspace` (trust disabled unless `trust: true`) and opens the workbench in
+ * chromium with the extension installed from `vsix`, or, without one, loaded from the repository.
+ * Returns { page, context, port, stop(), extensionDir }.
+ */
+export async function startWorkbench({ scratch, name, workspace, trust = false, vsix }) {
   const dir = join(scratch, name);
   const userData = join(dir, 'user-data');
   const exts = join(dir, 'extensions');
   const home = join(dir, 'home');
   for (const d of [join(userData, 'User'), exts, home]) mkdirSync(d, { recursive: true });
   writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify(USER_SETTINGS, null, 2));
+  const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_DATA_HOME: join(home, '.local', 'share'), XDG_CACHE_HOME: join(home, '.cache') };
+  const extensionDir = vsix ? installVsix(vsix, { userData, exts, env }) : ROOT;
   const port = await freePort();
   const args = [CODE_SERVER, '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--user-data-dir', userData, '--extensions-dir', exts];
   if (!trust) args.push('--disable-workspace-trust');
-  const server = spawn(process.execPath, args, {
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_DATA_HOME: join(home, '.local', 'share'), XDG_CACHE_HOME: join(home, '.cache') },
-  });
+  const server = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   const serverLog = [];
   const onOut = (d) => {
     serverLog.push(d.toString());
@@ -151,11 +163,11 @@ export async function startWorkbench({ scratch, name, workspace, trust = false }
     if (verbose) page.on('console', (m) => log('page:', m.text()));
     const url = new URL(base + '/');
     url.searchParams.set('folder', workspace);
-    url.searchParams.set('payload', JSON.stringify([['extensionDevelopmentPath', `vscode-remote://127.0.0.1:${port}${ROOT}`]]));
+    if (!vsix) url.searchParams.set('payload', JSON.stringify([['extensionDevelopmentPath', `vscode-remote://127.0.0.1:${port}${ROOT}`]]));
     await page.goto(url.toString());
     await page.locator('.monaco-workbench').waitFor({ timeout: 30_000 });
     await page.locator('.statusbar').waitFor({ timeout: 30_000 });
-    return { page, context, port, server, stop, serverLog };
+    return { page, context, port, server, stop, serverLog, extensionDir };
   } catch (e) {
     await stop();
     throw e;

@@ -1,18 +1,22 @@
 #!/usr/bin/env node
 // `npm run test:e2e:vscode`: GradScope's user flows driven in a real VS Code (code-server 4.100.3 +
 // Debian chromium via playwright-core), as a person would: keyboard, mouse, command palette.
-// GradScope is loaded as a development extension (extensionDevelopmentPath in the workbench URL).
+// GradScope is installed from its .vsix (`npm run package`, made here into the scratch folder) with
+// `code-server --install-extension` into a fresh extensions folder, as a user gets it: every run
+// must come from the installed copy, never from the repository.
 // Screenshots of every step go to screenshots/e2e/. Prints `N passed, N failed` last.
 //
 //   GRADSCOPE_E2E_ONLY=regex   run only the scenarios whose name matches
 //   GRADSCOPE_E2E_VERBOSE=1    code-server's log and the page console too
+//   GRADSCOPE_VSIX=file.vsix   install this package instead of making one
+//   GRADSCOPE_E2E_DEV=1        load the repository as a development extension instead (faster to iterate)
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join, resolve } from 'node:path';
 import {
-  CHROMIUM, CHROMIUM_ARGS, ROOT, canvasStats, ensureCodeServer, killGroup, log, notifications, palette, processes, quickOpen,
+  ROOT, canvasStats, ensureCodeServer, killGroup, log, notifications, palette, processes, quickOpen,
   shooter, sleep, squigglyLines, startWorkbench, statusBar, terminalText, waitFor, webview, wordBox,
 } from './harness.mjs';
 
@@ -38,6 +42,25 @@ rmSync(SHOTS, { recursive: true, force: true });
 const shot = shooter(SHOTS);
 const scratch = mkdtempSync(join(tmpdir(), 'gradscope-e2e-'));
 const workbenches = [];
+
+/** The package under test: GRADSCOPE_VSIX, else one made now by `npm run package`; none in dev mode. */
+function packageUnderTest() {
+  if (process.env.GRADSCOPE_E2E_DEV === '1') return undefined;
+  if (process.env.GRADSCOPE_VSIX) return resolve(process.env.GRADSCOPE_VSIX);
+  const out = join(scratch, 'gradscope.vsix');
+  const started = Date.now();
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  } catch (e) {
+    console.log(`FAIL npm run package: ${String(e.stdout ?? '').slice(-1500)}${String(e.stderr ?? '').slice(-1500)}`);
+    rmSync(scratch, { recursive: true, force: true });
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  log(`packaged ${out} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  return out;
+}
+const VSIX = packageUnderTest();
 
 /** Processes of runs started in `ws` (the probe runner or the scripts themselves). */
 const runProcesses = (ws) => processes(new RegExp(`(probe/tfjs/runner\\.js|probe/torch).*${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(train.forever|exploding)`));
@@ -113,7 +136,7 @@ function makeWorkspace(name) {
 }
 
 /** Per example: the file as copied, the quick fix's text, the line the warning is on. */
-const state = { ws: '', page: null, context: null, tfjs: { original: '', fixed: '', line: '', top: 0 }, torch: { original: '', fixed: '', line: '', top: 0 } };
+const state = { ws: '', page: null, context: null, extensionDir: '', tfjs: { original: '', fixed: '', line: '', top: 0 }, torch: { original: '', fixed: '', line: '', top: 0 } };
 
 /** Opens a file with Quick Open and waits for its editor tab. */
 async function openFile(page, name) {
@@ -197,6 +220,13 @@ async function trainFlow(ex) {
   await waitFor('the status bar to show a live step', async () => /GradScope.*step \d+/i.test(await statusBar(page)) && !ENDED.test(await statusBar(page)), 30_000);
   const live = await waitFor('the run process', () => (runProcesses(state.ws).length ? runProcesses(state.ws) : null), 10_000);
   log(`live run: ${live.map((p) => `${p.pid} ${p.cmd.slice(0, 120)}`).join('; ')} · status: ${await statusBar(page)}`);
+  // The probe comes from the installed extension, not from the repository.
+  if (VSIX) {
+    const probeOf = (p) => `${p.cmd} ${(readFileSync(`/proc/${p.pid}/environ`, 'utf8').split('\0').find((v) => v.startsWith('PYTHONPATH=')) ?? '')}`;
+    const from = live.map((p) => { try { return probeOf(p); } catch { return p.cmd; } });
+    assert.ok(from.some((c) => c.includes(`${state.extensionDir}/dist/probe/`)), `the run uses the installed probe (${state.extensionDir}): ${from.join(' | ')}`);
+    assert.ok(!from.some((c) => c.includes(`${ROOT}/dist/`)), `nothing runs from the repository: ${from.join(' | ')}`);
+  }
   await waitFor('the train-forever output in the terminal', async () => /train-forever: epoch \d+/.test(await terminalText(page)), 15_000);
   await shot(page, `${ex.shots}stop-live-run`);
   await palette(page, 'GradScope: Stop Run');
@@ -404,12 +434,86 @@ const scenarios = [
       await offline.close();
     },
   },
+  {
+    name: '7. Get started walkthrough: Welcome → GradScope walkthrough, "Open the exploding MLP" copies the installed example into the folder and opens it; the step is checked',
+    async run() {
+      const page = state.page;
+      // A clear window for the screenshots: no editors, no terminal, no toasts.
+      await palette(page, 'View: Close All Editors');
+      if (await page.locator('.part.panel').isVisible()) await page.keyboard.press('Control+J');
+      await palette(page, 'Notifications: Clear All Notifications');
+      await palette(page, 'Welcome: Open Walkthrough...');
+      const input = page.locator('.quick-input-widget input.input');
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      await input.fill('GradScope');
+      await waitFor('the GradScope walkthrough in the list', async () => /Get started with GradScope/.test(await page.locator('.quick-input-widget .monaco-list-row.focused').first().innerText({ timeout: 500 })), 10_000);
+      await page.keyboard.press('Enter');
+      const walkthrough = page.locator('.gettingStartedContainer');
+      await waitFor('the walkthrough page', async () => /Get started with GradScope/.test(await walkthrough.innerText({ timeout: 1000 })), 15_000);
+      const text = await walkthrough.innerText();
+      for (const step of ['Open an example', 'Train & Inspect', 'Look at the heatmap', 'Apply a fix']) assert.ok(text.includes(step), `step "${step}" is listed`);
+      await sleep(800);
+      await shot(page, 'walkthrough');
+      await walkthrough.locator('a, .monaco-button', { hasText: 'Open the exploding MLP' }).first().click();
+      const copy = join(state.ws, 'gradscope-examples', 'tfjs', 'exploding-mlp.js');
+      await waitFor('the example copied into the folder', () => existsSync(copy), 10_000);
+      // The copy is the installed extension's example.
+      assert.equal(readFileSync(copy, 'utf8'), readFileSync(join(state.extensionDir, 'examples', 'tfjs', 'exploding-mlp.js'), 'utf8'));
+      await waitFor('the copy open in an editor', async () => (await page.locator('.breadcrumbs-control').allInnerTexts()).some((t) => /gradscope-examples[\s\S]*exploding-mlp\.js/.test(t)), 10_000);
+      await shot(page, 'walkthrough-example-opened');
+      await page.locator('.tabs-container .tab', { hasText: 'Walkthrough' }).first().click();
+      // The step's checkbox: a codicon marked .complete, keyed by the step id.
+      await waitFor('the first step checked', async () => (await walkthrough.locator('.codicon.complete[data-done-step-id*="openExample"]').count()) >= 1, 10_000);
+      await shot(page, 'walkthrough-step-done');
+    },
+  },
+  {
+    name: '8. First run without an interpreter: Train & Inspect on a .py says what to install, nothing runs; Choose Interpreter… saves gradscope.pythonPath and checks torch',
+    async run() {
+      const page = state.page;
+      // gradscope.pythonPath is machine-scoped: in code-server it is read from the remote machine's settings.
+      const settings = join(scratch, 'trusted', 'user-data', 'Machine', 'settings.json');
+      const saved = existsSync(settings) ? readFileSync(settings, 'utf8') : '{}';
+      const missingPython = join(scratch, 'no-such-python3');
+      mkdirSync(join(settings, '..'), { recursive: true });
+      writeFileSync(settings, JSON.stringify({ ...JSON.parse(saved), 'gradscope.pythonPath': missingPython }, null, 2));
+      try {
+        await sleep(3000);
+        await openFile(page, 'exploding_init.py');
+        await palette(page, 'GradScope: Train & Inspect');
+        const note = await waitFor('the first-run notification', async () => (await notifications(page)).find((t) => /Install Python 3 and PyTorch/.test(t)), 20_000);
+        log(`notification: ${note.replace(/\s+/g, ' ')}`);
+        assert.match(note, /python3 -m pip install torch/);
+        assert.ok(note.includes(missingPython), 'it names the interpreter it tried');
+        assert.deepEqual(runProcesses(state.ws), [], 'no run process');
+        await shot(page, 'first-run-no-python');
+        await page.locator('.notification-toast .monaco-button', { hasText: 'Choose Interpreter' }).first().click();
+        // The simple open dialog: a path box.
+        const input = page.locator('.quick-input-widget input.input');
+        await input.waitFor({ state: 'visible', timeout: 10_000 });
+        await input.fill(TORCH_PYTHON);
+        await sleep(300);
+        await shot(page, 'first-run-choose-interpreter');
+        await page.keyboard.press('Enter');
+        const ok = await waitFor('the interpreter accepted', async () => (await notifications(page)).find((t) => /now run with/.test(t)), 20_000);
+        log(`notification: ${ok.replace(/\s+/g, ' ')}`);
+        assert.ok(ok.includes(TORCH_PYTHON) && /torch \d+\.\d+/.test(ok), ok);
+        // Saved as a machine setting: the remote machine's settings (code-server), or the user's.
+        const savedIn = [settings, join(scratch, 'trusted', 'user-data', 'User', 'settings.json')].filter((f) => existsSync(f) && JSON.parse(readFileSync(f, 'utf8'))['gradscope.pythonPath'] === TORCH_PYTHON);
+        log(`gradscope.pythonPath saved in ${savedIn.join(', ')}`);
+        assert.ok(savedIn.length, 'gradscope.pythonPath saved');
+        await shot(page, 'first-run-interpreter-chosen');
+      } finally {
+        writeFileSync(settings, saved);
+      }
+    },
+  },
 ];
 
 const UNTRUSTED = '5. Untrusted workspace: Train & Inspect from the palette says "Nothing ran…" and starts no process';
 async function untrustedScenario() {
   const ws = makeWorkspace('workspace-untrusted');
-  const wb = await startWorkbench({ scratch, name: 'untrusted', workspace: ws, trust: true });
+  const wb = await startWorkbench({ scratch, name: 'untrusted', workspace: ws, trust: true, vsix: VSIX });
   workbenches.push(wb);
   const page = wb.page;
   state.page = page;
@@ -442,8 +546,10 @@ const hard = setTimeout(() => {
 
 try {
   state.ws = makeWorkspace('workspace');
-  const wb = await startWorkbench({ scratch, name: 'trusted', workspace: state.ws });
+  const wb = await startWorkbench({ scratch, name: 'trusted', workspace: state.ws, vsix: VSIX });
   workbenches.push(wb);
+  state.extensionDir = wb.extensionDir;
+  log(VSIX ? `GradScope installed from ${VSIX} into ${wb.extensionDir}` : `GradScope loaded as a development extension from ${ROOT}`);
   state.page = wb.page;
   state.context = wb.context;
   for (const k of ['tfjs', 'torch']) state[k].original = readFileSync(join(state.ws, EXAMPLES[k].file), 'utf8');

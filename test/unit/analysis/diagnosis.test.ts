@@ -99,8 +99,9 @@ describe('analyzer on recorded runs', () => {
   it('findings appear live no later than at the end, and the explosion before the first NaN', () => {
     for (const e of all.filter((x) => x.kinds.includes('exploding-gradient'))) {
       let analyzer: Analyzer | null = null;
-      let flaggedAt: number | null = null;
-      let firstBad: number | null = null;
+      // Assigned in the callback: the cast keeps TypeScript from narrowing them to `null` for good.
+      let flaggedAt = null as number | null;
+      let firstBad = null as number | null;
       const store = new TappedStore((m) => {
         if (m.type !== 'step') return;
         const fs = analyzer!.update();

@@ -11,10 +11,7 @@ const script = uri('/ws/a/train.py');
 function deps(api: unknown, opts: { installed?: boolean; seen?: unknown[] } = {}): InterpreterDeps {
   return {
     extensions: { getExtension: ((id: string) => (opts.installed !== false && id === PYTHON_EXTENSION_ID ? {} : undefined)) as never },
-    loadApi: async () => {
-      if (api instanceof Error) throw api;
-      return api as never;
-    },
+    loadApi: () => (api instanceof Error ? Promise.reject(api) : Promise.resolve(api as never)),
     timeoutMs: 200,
   };
 }
@@ -26,7 +23,7 @@ function envApi(exe: string | undefined, seen: unknown[] = [], activePath = '/ve
         seen.push(r);
         return { id: 'x', path: activePath };
       },
-      resolveEnvironment: async () => (exe === undefined ? undefined : { executable: { uri: exe ? uri(exe) : undefined } }),
+      resolveEnvironment: () => Promise.resolve(exe === undefined ? undefined : { executable: { uri: exe ? uri(exe) : undefined } }),
     },
   };
 }
@@ -41,7 +38,7 @@ describe('pickInterpreter', () => {
 
   it('without the Python extension: the setting, else nothing (RunSession\'s default)', async () => {
     let loaded = false;
-    const d: InterpreterDeps = { extensions: { getExtension: (() => undefined) as never }, loadApi: async () => ((loaded = true), envApi('/x') as never) };
+    const d: InterpreterDeps = { extensions: { getExtension: () => undefined }, loadApi: () => ((loaded = true), Promise.resolve(envApi('/x') as never)) };
     assert.deepEqual(await pickInterpreter(script, ' /opt/py/bin/python3 ', d), { python: '/opt/py/bin/python3', source: 'setting', note: undefined });
     assert.deepEqual(await pickInterpreter(script, '', d), { python: undefined, source: undefined, note: undefined });
     assert.equal(loaded, false, 'the API is not loaded when the extension is absent');

@@ -39,15 +39,15 @@ export function runProbe(script: string, opts: RunOptions = {}): Promise<ProbeRu
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
     const child = spawn(process.execPath, ['--enable-source-maps', RUNNER, script, ...(opts.args ?? [])], {
       cwd: opts.cwd ?? SCRIPTS,
-      env: env as NodeJS.ProcessEnv,
+      env,
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
     const messages: Message[] = [];
     const dec = new FrameDecoder();
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const chan = child.stdio[3] as Readable;
     chan.on('data', (c: Buffer) => {
       dec.push(new Uint8Array(c.buffer, c.byteOffset, c.byteLength), (f) => {

@@ -18,7 +18,7 @@ function tensorsOf(r: ProbeRun): TensorInfo[] {
 
 function byName(r: ProbeRun, name: string): TensorInfo {
   const t = tensorsOf(r).find((x) => x.name === name);
-  assert.ok(t, `tensor ${name} in ${tensorsOf(r).map((x) => x.name)}`);
+  assert.ok(t, `tensor ${name} in ${tensorsOf(r).map((x) => x.name).join(',')}`);
   return t;
 }
 
@@ -29,7 +29,7 @@ function stat(s: StepMsg, name: StepMsg['stats'][number], id: number): number {
 /** Protocol invariants every run must satisfy. */
 function assertWellFormed(r: ProbeRun): void {
   assert.equal(r.decodeError, null, `decoder: ${r.decodeError?.message}`);
-  assert.ok(r.messages.length >= 2, `frames: ${r.messages.map((m) => m.type)}; stderr ${r.stderr}`);
+  assert.ok(r.messages.length >= 2, `frames: ${r.messages.map((m) => m.type).join(',')}; stderr ${r.stderr}`);
   assert.equal(r.messages[0].type, 'hello');
   assert.equal(r.messages[r.messages.length - 1].type, 'end');
   assert.equal(r.of('end').length, 1);
@@ -78,7 +78,7 @@ describe('tfjs probe: script styles', () => {
     assert.deepEqual(ts.map((t) => t.source?.line), [15, 15, 16, 16, 17, 17]);
     const steps = r.of('step');
     assert.equal(steps.length, 6);
-    assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5), `losses ${steps.map((s) => s.loss)}`);
+    assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5), `losses ${steps.map((s) => s.loss).join(',')}`);
     assert.ok(steps.every((s) => s.nTensors === 6 && s.columns[0].every((v) => v > 0)));
     assert.ok(steps.every((s) => s.columns[4].every((v) => v > 0) && s.columns[5].every((v) => v > 0)), 'param and update norms');
     assert.equal(r.of('end')[0].reason, 'step-limit');

@@ -2,11 +2,10 @@
 // backend's gradients (which tfjs ships) on the real tfjs.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
 import type * as tfTypes from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { conv2dFilterLoops, registerMissingWasmKernels } from '../../../src/probe/tfjs/wasmKernels';
-
-type Tf = typeof tfTypes;
-let tf: Tf;
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -21,7 +20,7 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 async function gradsOn(backend: string, f: (...x: tfTypes.Tensor[]) => tfTypes.Tensor, inputs: tfTypes.Tensor[]): Promise<Float32Array[]> {
   await tf.setBackend(backend);
-  const gs = tf.grads(f as (...a: tfTypes.Tensor[]) => tfTypes.Tensor)(inputs);
+  const gs = tf.grads(f)(inputs);
   const out = await Promise.all(gs.map((g) => g.data() as Promise<Float32Array>));
   tf.dispose(gs);
   return out;
@@ -30,14 +29,12 @@ async function gradsOn(backend: string, f: (...x: tfTypes.Tensor[]) => tfTypes.T
 describe('wasm backprop kernels', () => {
   let added: string[] = [];
   before(async () => {
-    tf = require('@tensorflow/tfjs') as Tf;
-    require('@tensorflow/tfjs-backend-wasm');
     added = registerMissingWasmKernels(tf);
     await tf.setBackend('cpu');
   });
 
   it('registers only kernels wasm lacks, and the conv-net ones it needs', () => {
-    assert.ok(added.includes('Conv2DBackpropFilter'), `added ${added}`);
+    assert.ok(added.includes('Conv2DBackpropFilter'), `added ${added.join(',')}`);
     for (const k of ['Conv2DBackpropInput', 'MaxPoolGrad', 'AvgPoolGrad']) {
       assert.ok(tf.getKernel(k, 'wasm'), `wasm ships ${k}`);
       assert.ok(!added.includes(k));
@@ -54,11 +51,11 @@ describe('wasm backprop kernels', () => {
   ] as const;
 
   for (const c of cases) {
-    it(`conv2d and depthwiseConv2d gradients match cpu: x ${c.x} k ${c.k} stride ${c.s} pad ${JSON.stringify(c.p)}`, async () => {
+    it(`conv2d and depthwiseConv2d gradients match cpu: x ${c.x.join(',')} k ${c.k.join(',')} stride ${String(c.s)} pad ${JSON.stringify(c.p)}`, async () => {
       await tf.setBackend('cpu');
-      const x = tf.randomNormal([...c.x], 0, 1, 'float32', 1) as tfTypes.Tensor4D;
-      const k = tf.randomNormal([...c.k], 0, 1, 'float32', 2) as tfTypes.Tensor4D;
-      const dk = tf.randomNormal([c.k[0], c.k[1], c.x[3], 2], 0, 1, 'float32', 3) as tfTypes.Tensor4D;
+      const x = tf.randomNormal<tfTypes.Rank.R4>([...c.x], 0, 1, 'float32', 1);
+      const k = tf.randomNormal<tfTypes.Rank.R4>([...c.k], 0, 1, 'float32', 2);
+      const dk = tf.randomNormal<tfTypes.Rank.R4>([c.k[0], c.k[1], c.x[3], 2], 0, 1, 'float32', 3);
       const pad = c.p as 'same';
       const conv = (a: tfTypes.Tensor, b: tfTypes.Tensor) => tf.conv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, c.s as number, pad).square().sum();
       const [cx, ck] = await gradsOn('cpu', conv, [x, k]);
@@ -77,8 +74,8 @@ describe('wasm backprop kernels', () => {
   it('the reference loops for Conv2DBackpropFilter (the fallback) match cpu', async () => {
     for (const c of cases) {
       await tf.setBackend('cpu');
-      const x = tf.randomNormal([...c.x], 0, 1, 'float32', 5) as tfTypes.Tensor4D;
-      const k = tf.randomNormal([...c.k], 0, 1, 'float32', 6) as tfTypes.Tensor4D;
+      const x = tf.randomNormal<tfTypes.Rank.R4>([...c.x], 0, 1, 'float32', 5);
+      const k = tf.randomNormal<tfTypes.Rank.R4>([...c.k], 0, 1, 'float32', 6);
       const pad = c.p as 'same';
       const dy = tf.randomNormal(tf.conv2d(x, k, c.s as number, pad).shape, 0, 1, 'float32', 7);
       // d/dk Σ conv(x, k)·dy is the filter gradient for the output gradient dy.
@@ -108,8 +105,8 @@ describe('wasm backprop kernels', () => {
 
   it('frees its intermediates', async () => {
     await tf.setBackend('wasm');
-    const x = tf.randomNormal([2, 8, 8, 3]) as tfTypes.Tensor4D;
-    const k = tf.randomNormal([3, 3, 3, 4]) as tfTypes.Tensor4D;
+    const x = tf.randomNormal<tfTypes.Rank.R4>([2, 8, 8, 3]);
+    const k = tf.randomNormal<tfTypes.Rank.R4>([3, 3, 3, 4]);
     const backend = tf.backend() as unknown as { numDataIds(): number };
     const before = backend.numDataIds();
     for (let i = 0; i < 3; i++) tf.tidy(() => void tf.grads((a: tfTypes.Tensor, b: tfTypes.Tensor) => tf.conv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, 2, 'same').sum())([x, k]));

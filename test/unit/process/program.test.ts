@@ -128,8 +128,8 @@ describe('Program', () => {
     assert.equal(e.spawnError, undefined);
     assert.equal(io.stdout(), 'hello from exit0\n');
     // Writing to the channel of a dead child must not raise an unhandled 'error' (EPIPE).
-    p.channel!.write('too late');
-    p.channel!.end();
+    p.channel.write('too late');
+    p.channel.end();
     await sleep(50);
   });
 

@@ -15,7 +15,7 @@ const expected = JSON.parse(readFileSync(fixture('protocol', 'expected.json'), '
 /** Message → plain JSON (typed arrays to arrays, NaN to null) for comparison with expected.json. */
 function plain(m: Message): unknown {
   return JSON.parse(
-    JSON.stringify(m, (_k, v) => {
+    JSON.stringify(m, (_k, v: unknown) => {
       if (v instanceof Float64Array || v instanceof Float32Array || v instanceof Uint32Array) return Array.from(v);
       if (typeof v === 'number' && Number.isNaN(v)) return null;
       return v;
@@ -25,7 +25,7 @@ function plain(m: Message): unknown {
 
 /** expected.json → Message, so the TypeScript encoder can be checked byte for byte. */
 function toMessage(o: Record<string, unknown>): Message {
-  const m = structuredClone(o) as Record<string, unknown>;
+  const m = structuredClone(o);
   if (m.type === 'step') m.columns = (m.columns as (number | null)[][]).map((c) => Float64Array.from(c, (v) => (v === null ? NaN : v)));
   if (m.type === 'detail') {
     m.hist = Uint32Array.from(m.hist as number[]);

@@ -66,7 +66,7 @@ describe('tensor aliases and library sites', () => {
       'built in transformers: [modeling\\_gpt2\\.py:492](file:///venv/lib/python3.11/site-packages/transformers/models/gpt2/modeling_gpt2.py#L492,20) · also: lm\\_head\\.weight',
     );
     const md = hoverMarkdown({ stats: st, findings: [], runLabel: 'train.py, run ended at step 1', panelLink: null, svg: false });
-    assert.ok(md.includes(line!));
+    assert.ok(md.includes(line));
     const plain = layerStats(store, 'head')!;
     assert.equal(originMarkdown(plain), null);
     assert.ok(!hoverMarkdown({ stats: plain, findings: [], runLabel: 'x', panelLink: null, svg: false }).includes('built in'));

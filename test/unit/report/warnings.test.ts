@@ -142,13 +142,13 @@ describe('where the warnings are shown', () => {
     assert.ok(run >= 0, text);
     const warn = lines.findIndex((l) => l.startsWith('warning   the script ran but no optimizer step was seen'));
     assert.ok(warn > run, text);
-    assert.ok(!/findings  none/.test(text), 'no "findings none" that would read as a clean run');
+    assert.ok(!/findings {2}none/.test(text), 'no "findings none" that would read as a clean run');
   });
 
   it('the summary lists notes, and dropped frames once (as a warning)', () => {
     const text = formatSummary(store(hello, tensors, step(0), event('dropped', '', { count: 2, step: 0 }), event('info', 'detail tier skipped on 1 step(s)'), end(1)), exit('completed', 1), where);
-    assert.match(text, /\nwarning   2 frame\(s\) were dropped .* \(step 0\)\n/);
-    assert.match(text, /\nnote      detail tier skipped on 1 step\(s\)\n/);
+    assert.match(text, /\nwarning {3}2 frame\(s\) were dropped .* \(step 0\)\n/);
+    assert.match(text, /\nnote {6}detail tier skipped on 1 step\(s\)\n/);
     assert.equal(text.match(/dropped/g)?.length, 1, text);
   });
 

@@ -30,8 +30,8 @@ function gradscope(args: string[]): Promise<CliResult> {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
     child.on('close', (code) => {
       clearTimeout(t);
@@ -59,8 +59,6 @@ function expectations(file: string): Expectation {
   });
   return e;
 }
-
-type JsonFinding = RunJson['findings'][number];
 
 // Run every example once, concurrently (each is a few seconds of CPU), before the assertions.
 const examples = readdirSync(examplesDir).filter((f) => f.endsWith('.py')).sort();
@@ -100,15 +98,15 @@ describe('gradscope run on the PyTorch examples', { skip: torchSkip() }, () => {
         assert.ok((t.source?.line ?? 0) > 0);
       }
       const e = expectations(script);
-      const kinds = [...new Set((doc.findings as JsonFinding[]).map((f) => f.kind))].sort();
+      const kinds = [...new Set(doc.findings.map((f) => f.kind))].sort();
       assert.deepEqual(kinds, [...e.kinds].sort(), `findings: ${JSON.stringify(doc.findings.map((f) => [f.kind, f.layer, f.source?.line]))}`);
       for (const [kind, line] of e.layers) {
-        const f = (doc.findings as JsonFinding[]).find((x) => x.kind === kind);
+        const f = doc.findings.find((x) => x.kind === kind);
         assert.equal(f?.source?.line, line, `${kind} points at line ${line}`);
         assert.equal(f?.source?.file, script);
       }
       for (const kind of e.global) {
-        const f = (doc.findings as JsonFinding[]).find((x) => x.kind === kind);
+        const f = doc.findings.find((x) => x.kind === kind);
         assert.equal(f?.layer, null, `${kind} is global`);
       }
       if (e.kinds.includes('non-finite-gradient')) assert.equal(typeof doc.summary.firstNonFiniteStep, 'number');

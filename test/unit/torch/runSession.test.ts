@@ -45,7 +45,7 @@ describe('RunSession with PyTorch', { skip: torchSkip() }, () => {
     assert.equal(hello?.framework, 'torch');
     assert.equal(hello?.backend, 'cpu');
     assert.equal(hello?.script, script);
-    const tensors = messages.flatMap((m) => (m.type === 'tensors' ? m.tensors : [])) as TensorInfo[];
+    const tensors = messages.flatMap((m): TensorInfo[] => (m.type === 'tensors' ? m.tensors : []));
     assert.deepEqual(
       tensors.map((t) => t.name),
       ['model.fc1.weight', 'model.fc1.bias', 'model.fc2.weight', 'model.fc2.bias', 'model.fc3.weight', 'model.fc3.bias'],

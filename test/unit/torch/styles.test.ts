@@ -294,8 +294,8 @@ function gradscope(style: Style, truthFile: string): Promise<StyleRun> {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
     child.on('close', (code) => {
       clearTimeout(t);
@@ -563,7 +563,7 @@ describe(title, { skip: torchSkip() }, () => {
         const relErr = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
         const n = Math.min(view.steps.length, run.truth.length);
         const worst = (f: (i: number) => number): string => (n ? Math.max(...Array.from({ length: n }, (_, i) => f(i))).toExponential(1) : '-');
-        const lossErr = (i: number): number => (run.truth[i].loss === null ? 0 : relErr(view.steps[i].loss, run.truth[i].loss!));
+        const lossErr = (i: number): number => (run.truth[i].loss === null ? 0 : relErr(view.steps[i].loss, run.truth[i].loss));
         t.diagnostic(`largest relative difference to the script: norm ${worst((i) => relErr(view.steps[i].norm, run.truth[i].norm))}, loss ${worst(lossErr)}`);
         view.steps.slice(0, run.truth.length).forEach((s, i) => {
           const t = run.truth[i];

@@ -19,8 +19,8 @@ function gradscope(args: string[]): Promise<{ code: number | null; stdout: strin
     const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, GRADSCOPE_PYTHON: PYTHON }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
     child.on('close', (code) => {
       clearTimeout(t);
