@@ -16,14 +16,19 @@ const activationOf = (t) => {
   if (!t.source) return null;
   if (!texts.has(t.source.file)) {
     let text = null;
-    try { text = readFileSync(t.source.file, 'utf8'); } catch { /* unreadable: no activation shown */ }
+    try {
+      text = readFileSync(t.source.file, 'utf8');
+    } catch {
+      /* unreadable: no activation shown */
+    }
     texts.set(t.source.file, text);
   }
   const text = texts.get(t.source.file);
   return text === null ? null : activationFromSource(text, t.source.line, t.layerType);
 };
 
-const short = (k) => ({ 'exploding-gradient': 'exploding', 'vanishing-gradient': 'vanishing', 'non-finite-gradient': 'non-finite', 'dead-units': 'dead-units', 'update-ratio': 'update-ratio' })[k] ?? k;
+const short = (k) =>
+  ({ 'exploding-gradient': 'exploding', 'vanishing-gradient': 'vanishing', 'non-finite-gradient': 'non-finite', 'dead-units': 'dead-units', 'update-ratio': 'update-ratio' })[k] ?? k;
 const rows = [['script', 'expected', 'found', 'kinds', 'line', 'explosion / 1st non-finite', 'top remedy per finding']];
 let kindsOk = 0;
 let linesOk = 0;
@@ -62,6 +67,12 @@ if (process.argv.includes('--markdown')) {
   for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
 } else {
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
+  for (const r of rows)
+    console.log(
+      r
+        .map((c, i) => c.padEnd(w[i]))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 console.log(`\nkinds right: ${kindsOk}/${all.length} runs · lines right: ${linesOk}/${linesTotal} marked findings`);

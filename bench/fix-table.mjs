@@ -29,7 +29,8 @@ const relocate = (file) => {
   return m ? join(repoRoot, m[1]) : file;
 };
 const fmt = (v) => (v === null || v === undefined ? '–' : v >= 1e4 || (v !== 0 && v < 1e-3) ? v.toExponential(1) : String(Number(v.toPrecision(3))));
-const short = (k) => ({ 'exploding-gradient': 'exploding', 'vanishing-gradient': 'vanishing', 'non-finite-gradient': 'non-finite', 'dead-units': 'dead-units', 'update-ratio': 'update-ratio' })[k] ?? k;
+const short = (k) =>
+  ({ 'exploding-gradient': 'exploding', 'vanishing-gradient': 'vanishing', 'non-finite-gradient': 'non-finite', 'dead-units': 'dead-units', 'update-ratio': 'update-ratio' })[k] ?? k;
 
 // A private copy of the built probe: a concurrent `npm run build` empties dist/ while it rebuilds.
 const probeDir = join(repoRoot, 'bench', 'out', 'fix-table-probe');
@@ -58,7 +59,9 @@ function record(label, f, res, v) {
   ]);
   process.stderr.write(`${label} ${f.kind} ${res.remedy}: ${v.summary}\n`);
 }
-for (const run of readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort()) {
+for (const run of readdirSync(runsDir)
+  .filter((f) => f.endsWith('.gsrun'))
+  .sort()) {
   if (only && !run.includes(only)) continue;
   const { store, meta } = readRunFile(join(runsDir, run));
   const findings = new Analyzer(store, { activationOf: activationFromFiles() }).finish();
@@ -84,9 +87,25 @@ for (const run of readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort(
       continue;
     }
     for (const res of candidates) {
-      const v = await verifyFix({ script, args: meta.args ?? [], cwd: meta.cwd && existsSync(meta.cwd) ? meta.cwd : repoRoot, fixedText: res.after, steps, baseline, kind: f.kind, probeDir });
+      const v = await verifyFix({
+        script,
+        args: meta.args ?? [],
+        cwd: meta.cwd && existsSync(meta.cwd) ? meta.cwd : repoRoot,
+        fixedText: res.after,
+        steps,
+        baseline,
+        kind: f.kind,
+        probeDir,
+      });
       baseline = v.before;
-      record(relative(repoRoot, script).replace(/^test\/fixtures\/diagnosis\//, '').replace(/^examples\/tfjs\//, 'examples/'), f, res, v);
+      record(
+        relative(repoRoot, script)
+          .replace(/^test\/fixtures\/diagnosis\//, '')
+          .replace(/^examples\/tfjs\//, 'examples/'),
+        f,
+        res,
+        v,
+      );
     }
   }
 }
@@ -98,13 +117,21 @@ const torchDir = join(repoRoot, 'examples', 'torch');
 const hasTorch = !argv.includes('--no-torch') && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 if (!hasTorch && !argv.includes('--no-torch')) process.stderr.write(`fix-table: ${python} cannot import torch: the PyTorch examples are left out\n`);
 const scratch = join(repoRoot, 'bench', 'out', 'fix-table-torch');
-for (const name of hasTorch ? readdirSync(torchDir).filter((f) => f.endsWith('.py')).sort() : []) {
+for (const name of hasTorch
+  ? readdirSync(torchDir)
+      .filter((f) => f.endsWith('.py'))
+      .sort()
+  : []) {
   if (only && !name.includes(only)) continue;
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
   const script = join(scratch, name);
   cpSync(join(torchDir, name), script);
-  const rec = spawnSync(process.execPath, [join(repoRoot, 'bin', 'gradscope.js'), 'run', script, '--steps', String(steps), '--json', '--out', scratch], { cwd: scratch, encoding: 'utf8', env: { ...process.env, GRADSCOPE_PYTHON: python } });
+  const rec = spawnSync(process.execPath, [join(repoRoot, 'bin', 'gradscope.js'), 'run', script, '--steps', String(steps), '--json', '--out', scratch], {
+    cwd: scratch,
+    encoding: 'utf8',
+    env: { ...process.env, GRADSCOPE_PYTHON: python },
+  });
   const doc = JSON.parse(rec.stdout);
   const { store } = readRunFile(doc.runFile);
   const findings = new Analyzer(store, { activationOf: activationFromFiles() }).finish();
@@ -133,6 +160,12 @@ if (argv.includes('--markdown')) {
   for (const r of rows.slice(1)) console.log(`| ${r.join(' | ')} |`);
 } else {
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd());
+  for (const r of rows)
+    console.log(
+      r
+        .map((c, i) => c.padEnd(w[i]))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 console.log(`\ncured: ${cured}/${tried} verified fixes (${steps} steps each run; ${((Date.now() - t0) / 1000).toFixed(0)} s)`);

@@ -64,5 +64,7 @@ pump();
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await run();
   console.log(`IPC (50-tensor steps with details, real child → fd 3 → FrameDecoder): ${r.frames}/${r.expected} frames`);
-  console.log(`  ${r.framesPerSec.toFixed(0)} frames/s (target ≥ 5,000), ${r.mbPerSec.toFixed(1)} MB/s, ${r.stepsPerSec.toFixed(0)} steps/s, host CPU ${(r.hostCpuMsPerFrame * 1000).toFixed(1)} µs/frame`);
+  console.log(
+    `  ${r.framesPerSec.toFixed(0)} frames/s (target ≥ 5,000), ${r.mbPerSec.toFixed(1)} MB/s, ${r.stepsPerSec.toFixed(0)} steps/s, host CPU ${(r.hostCpuMsPerFrame * 1000).toFixed(1)} µs/frame`,
+  );
 }

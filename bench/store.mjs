@@ -29,9 +29,7 @@ function stepMessage(step) {
     wallMs: step,
     nTensors: TENSORS,
     stats: STATS,
-    columns: STATS.map((s, k) =>
-      Float64Array.from({ length: TENSORS }, (_, t) => (s === 'nanCount' || s === 'infCount' ? 0 : (1 + t) * (1 + 0.5 * Math.sin(step * 0.37 + t + k)))),
-    ),
+    columns: STATS.map((s, k) => Float64Array.from({ length: TENSORS }, (_, t) => (s === 'nanCount' || s === 'infCount' ? 0 : (1 + t) * (1 + 0.5 * Math.sin(step * 0.37 + t + k))))),
   };
 }
 
@@ -108,7 +106,7 @@ export async function run() {
     // so this includes the synchronous catch-up writes that bound the writer's buffer.
     let tBurst = 0;
     const t0 = process.hrtime.bigint();
-    for (let o = 0; o < FILE_STEPS; ) {
+    for (let o = 0; o < FILE_STEPS;) {
       const ta = process.hrtime.bigint();
       for (const end = Math.min(FILE_STEPS, o + 32); o < end; o++) w.append(raws[o & 63]);
       tBurst += Number(process.hrtime.bigint() - ta) / 1e9;
@@ -117,7 +115,7 @@ export async function run() {
     // Paced: 10 frames per millisecond (~10,000 steps/s, still far above real training), timing
     // only append() itself: the cost the host thread pays per frame when the disk keeps up.
     let tPaced = 0;
-    for (let o = 0; o < PACED_STEPS; ) {
+    for (let o = 0; o < PACED_STEPS;) {
       const ta = process.hrtime.bigint();
       for (const end = Math.min(PACED_STEPS, o + 10); o < end; o++) w.append(raws[o & 63]);
       tPaced += Number(process.hrtime.bigint() - ta) / 1e9;

@@ -211,7 +211,10 @@ export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5), steps 
           if (res.decodeError) throw new Error(`decoder error: ${res.decodeError}`);
           if (mode !== 'plain' && res.steps === 0) throw new Error(`${kind}/${mode}: the probe sent no steps`);
           runs[mode].push(res);
-          const extra = mode === 'plain' ? '' : ` (${res.frames} frames, ${res.details} details on ${res.detailSteps} of ${res.steps} steps${res.detailSkipped ? `, ${res.detailSkipped} skipped while busy` : ''})`;
+          const extra =
+            mode === 'plain'
+              ? ''
+              : ` (${res.frames} frames, ${res.details} details on ${res.detailSteps} of ${res.steps} steps${res.detailSkipped ? `, ${res.detailSkipped} skipped while busy` : ''})`;
           log(
             `${kind} ${mode} round ${r + 1}: median ${res.medianMs.toFixed(2)}, mean ${res.meanMs.toFixed(2)} ms/step, ` +
               `training thread CPU ${res.cpuMedianMs.toFixed(2)} ms/step, ${Math.round(res.pageFaultsPerStep)} page faults/step${extra}`,
@@ -270,7 +273,15 @@ export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5), steps 
     rmSync(dir, { recursive: true, force: true });
   }
   machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
-  return { python, rounds, stepsPerRun: steps, malloc: process.env.GRADSCOPE_BENCH_MALLOC === 'fixed' ? 'fixed thresholds' : 'glibc default', targets: { perStepTier: 1.02, detailTier: 1.05 }, machine, ...figures };
+  return {
+    python,
+    rounds,
+    stepsPerRun: steps,
+    malloc: process.env.GRADSCOPE_BENCH_MALLOC === 'fixed' ? 'fixed thresholds' : 'glibc default',
+    targets: { perStepTier: 1.02, detailTier: 1.05 },
+    machine,
+    ...figures,
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -295,7 +306,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const kind of ['mlp', 'cnn']) {
     const f = r[kind];
     if (!f) continue;
-    const pf = Object.entries(f.pageFaultsPerStep).map(([m, v]) => `${m} ${Math.round(v)}`).join(', ');
+    const pf = Object.entries(f.pageFaultsPerStep)
+      .map(([m, v]) => `${m} ${Math.round(v)}`)
+      .join(', ');
     console.log(
       `${kind} (${(f.params / 1e6).toFixed(2)}M params, ${f.device}, ${f.torchThreads} thread${f.torchThreads > 1 ? 's' : ''}, malloc ${r.malloc}): ` +
         `plain ${f.plainMsPerStep.toFixed(2)} ms/step; ${describe(f, r.stepsPerRun)}; page faults per step: ${pf}`,

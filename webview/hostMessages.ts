@@ -291,7 +291,12 @@ export function parseDetail(v: unknown): PanelTensorDetail {
   let stats: PanelTensorDetail['stats'] = null;
   if (s !== null && s !== undefined) {
     const so = obj(s, 'stats');
-    stats = { step: int(own(so, 'step'), 'stats.step'), mean: num(own(so, 'mean'), 'stats.mean'), std: num(own(so, 'std'), 'stats.std'), zeroFrac: num(own(so, 'zeroFrac'), 'stats.zeroFrac') };
+    stats = {
+      step: int(own(so, 'step'), 'stats.step'),
+      mean: num(own(so, 'mean'), 'stats.mean'),
+      std: num(own(so, 'std'), 'stats.std'),
+      zeroFrac: num(own(so, 'zeroFrac'), 'stats.zeroFrac'),
+    };
   }
   return { tensorId: int(own(o, 'tensorId'), 'detail.tensorId'), histograms, thumbnail, stats };
 }

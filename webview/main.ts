@@ -107,8 +107,15 @@ const $ = <T extends HTMLElement>(id: string): T => {
 };
 
 const STATUS_TEXT: Record<string, string> = {
-  starting: 'Starting', running: 'Running', completed: 'Completed', crashed: 'Crashed', stopped: 'Stopped',
-  'step-limit': 'Step limit reached', 'time-limit': 'Time limit reached', 'protocol-error': 'Protocol error', saved: 'Saved run',
+  starting: 'Starting',
+  running: 'Running',
+  completed: 'Completed',
+  crashed: 'Crashed',
+  stopped: 'Stopped',
+  'step-limit': 'Step limit reached',
+  'time-limit': 'Time limit reached',
+  'protocol-error': 'Protocol error',
+  saved: 'Saved run',
 };
 
 class Panel {
@@ -686,13 +693,16 @@ function basename(p: string): string {
 function isViewState(v: unknown): v is ViewState {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  return Array.isArray(o['layers']) && (o['layers'] as unknown[]).every((l) => typeof l === 'string')
-    && (o['metric'] === null || typeof o['metric'] === 'string')
-    && (o['selectedLayer'] === null || typeof o['selectedLayer'] === 'string')
-    && (o['tensorId'] === null || Number.isInteger(o['tensorId']))
-    && (o['step'] === null || Number.isInteger(o['step']))
-    && (o['runId'] === undefined || o['runId'] === null || typeof o['runId'] === 'string')
-    && (o['optimizer'] === undefined || o['optimizer'] === null || Number.isInteger(o['optimizer']));
+  return (
+    Array.isArray(o['layers']) &&
+    (o['layers'] as unknown[]).every((l) => typeof l === 'string') &&
+    (o['metric'] === null || typeof o['metric'] === 'string') &&
+    (o['selectedLayer'] === null || typeof o['selectedLayer'] === 'string') &&
+    (o['tensorId'] === null || Number.isInteger(o['tensorId'])) &&
+    (o['step'] === null || Number.isInteger(o['step'])) &&
+    (o['runId'] === undefined || o['runId'] === null || typeof o['runId'] === 'string') &&
+    (o['optimizer'] === undefined || o['optimizer'] === null || Number.isInteger(o['optimizer']))
+  );
 }
 
 function boot(): void {

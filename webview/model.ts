@@ -82,7 +82,7 @@ export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: []
   return into;
 }
 
-const lastStep = (c: Curve): number => (c.steps.length > 0 ? (c.steps[c.steps.length - 1]) : -Infinity);
+const lastStep = (c: Curve): number => (c.steps.length > 0 ? c.steps[c.steps.length - 1] : -Infinity);
 
 export function cellValue(v: PanelHeatmap['values'][number]): number {
   if (v === null || v === undefined) return MISSING;
@@ -98,7 +98,7 @@ function appendHeatmap(m: HeatmapMatrix, h: PanelHeatmap, rowOf: (layer: string)
   const n = h.steps.length;
   const after = m.lastStep;
   let first = 0;
-  while (first < n && !((h.steps[first]) > after)) first++;
+  while (first < n && !(h.steps[first] > after)) first++;
   const k = n - first;
   if (k <= 0) return;
   const L = m.rows;

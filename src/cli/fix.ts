@@ -35,9 +35,9 @@ async function diagnose(a: FixArgs, cwd: string, signal: AbortSignal): Promise<D
     const { store, meta, error } = readRunFile(resolve(cwd, a.fromRun));
     if (error && store.stepCount === 0) return `could not read ${a.fromRun}: ${error.message}`;
     const findings = new Analyzer(store, { activationOf: activationFromFiles() }).finish();
-    const script = a.script ? resolve(cwd, a.script) : meta?.script ?? '';
+    const script = a.script ? resolve(cwd, a.script) : (meta?.script ?? '');
     if (!script) return `${a.fromRun} does not name its script: give it, gradscope fix <script> --from-run FILE`;
-    return { script, args: a.scriptArgs.length ? a.scriptArgs : meta?.args ?? [], store, findings, baseline: null };
+    return { script, args: a.scriptArgs.length ? a.scriptArgs : (meta?.args ?? []), store, findings, baseline: null };
   }
   const script = resolve(cwd, a.script);
   const runDir = resolve(cwd, '.gradscope/runs');
@@ -69,7 +69,18 @@ function verifyTable(before: RunMeasure, after: RunMeasure): string {
     ...['max global norm', 'first non-finite', 'loss first → last', 'findings', 'steps'].map((label, i) => [label, describeMeasure(before)[i], describeMeasure(after)[i]]),
   ];
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => '  ' + r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map(
+        (r) =>
+          '  ' +
+          r
+            .map((c, i) => c.padEnd(w[i]))
+            .join('  ')
+            .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export async function fix(a: FixArgs): Promise<number> {

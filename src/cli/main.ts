@@ -80,7 +80,9 @@ async function run(a: RunArgs): Promise<number> {
     const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
-    process.stdout.write(formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }));
+    process.stdout.write(
+      formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }),
+    );
   }
   const code = exitCodeFor(exit, observedNothing(runWarnings(session.store, { reason: exit.reason })));
   return code === 0 && reportFailed ? 4 : code;

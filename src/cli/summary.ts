@@ -63,7 +63,14 @@ function absentLine(store: RunStore, ids: readonly number[], optimizer: number |
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => (c >= 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => (c >= 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c])))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export interface SummaryOptions {
@@ -71,13 +78,7 @@ export interface SummaryOptions {
   optimizer?: string | null;
 }
 
-export function formatSummary(
-  store: RunStore,
-  exit: RunExit,
-  where: { script: string; runFile: string },
-  findings: readonly Finding[] = [],
-  opts: SummaryOptions = {},
-): string {
+export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = [], opts: SummaryOptions = {}): string {
   const out: string[] = [];
   const h = store.hello;
   const s = store.summary();
@@ -100,17 +101,28 @@ export function formatSummary(
   } else if (store.stepCount) out.push('non-finite  none');
   const optimizers = store.optimizers;
   if (optimizers.length > 1 || optimizers.some((o) => o.mode === 'backward')) {
-    const desc = (o: OptimizerInfo): string => `${o.name}${o.className ? ` (${o.className})` : ''}${o.mode === 'backward' ? ' — no optimizer: each backward pass is a step' : ''}, ${plural(o.steps, 'step')}`;
+    const desc = (o: OptimizerInfo): string =>
+      `${o.name}${o.className ? ` (${o.className})` : ''}${o.mode === 'backward' ? ' — no optimizer: each backward pass is a step' : ''}, ${plural(o.steps, 'step')}`;
     out.push(`optimizers  ${optimizers.map(desc).join(' · ')}`);
   }
   let picked: OptimizerInfo | null = null;
   if (opts.optimizer) {
     picked = findOptimizer(store, opts.optimizer);
-    if (picked) out.push(`optimizer   ${picked.name}: ${plural(picked.steps, 'step')}${picked.firstStep !== null ? ` (${picked.firstStep}–${picked.lastStep})` : ''}, ${plural(picked.tensorIds.length, 'tensor')}; the table shows only these`);
-    else out.push(`warning   no optimizer named "${opts.optimizer}" in this run${optimizers.length ? ` (it has: ${optimizers.map((o) => o.name).join(', ')})` : ''}; the table shows every tensor`);
+    if (picked)
+      out.push(
+        `optimizer   ${picked.name}: ${plural(picked.steps, 'step')}${picked.firstStep !== null ? ` (${picked.firstStep}–${picked.lastStep})` : ''}, ${plural(picked.tensorIds.length, 'tensor')}; the table shows only these`,
+      );
+    else
+      out.push(
+        `warning   no optimizer named "${opts.optimizer}" in this run${optimizers.length ? ` (it has: ${optimizers.map((o) => o.name).join(', ')})` : ''}; the table shows every tensor`,
+      );
   }
   const shown = picked ? store.tensors.filter((t) => t && picked.tensorIds.includes(t.id)) : store.tensors.filter((t) => t);
-  const absent = absentLine(store, shown.map((t) => t.id), picked ? picked.id : null);
+  const absent = absentLine(
+    store,
+    shown.map((t) => t.id),
+    picked ? picked.id : null,
+  );
   if (absent) out.push(`no grad   ${absent}`);
   if (shown.length) {
     const rows = [['tensor', 'shape', 'built at', 'last ‖g‖', 'max ‖g‖', 'NaN/Inf']];

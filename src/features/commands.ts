@@ -8,34 +8,37 @@ import { asGradScopeError, describeError, GradScopeError } from './errors';
 import { preflightTorch } from './gettingStarted';
 import { pickInterpreter } from './pythonInterpreter';
 
-export type TrainResult =
-  | { started: true; runId: string }
-  | { started: false; reason: 'untrusted' | 'no-script' | 'cancelled' | 'failed'; message: string };
+export type TrainResult = { started: true; runId: string } | { started: false; reason: 'untrusted' | 'no-script' | 'cancelled' | 'failed'; message: string };
 
 const SCRIPT_LANGUAGES = new Set(['javascript', 'typescript', 'javascriptreact', 'typescriptreact', 'python']);
 
 export function registerCommands(ctx: GradScopeContext): void {
   ctx.subscriptions.push(
     vscode.commands.registerCommand('gradscope.trainAndInspect', (uri?: unknown) =>
-      boundary(ctx, 'Train & Inspect', () => trainAndInspect(ctx, uri), (message): TrainResult => ({
-        started: false,
-        reason: 'failed',
-        message,
-      })),
+      boundary(
+        ctx,
+        'Train & Inspect',
+        () => trainAndInspect(ctx, uri),
+        (message): TrainResult => ({
+          started: false,
+          reason: 'failed',
+          message,
+        }),
+      ),
     ),
     vscode.commands.registerCommand('gradscope.stopRun', () =>
-      boundary(ctx, 'Stop Run', () => stopRun(ctx), () => undefined),
+      boundary(
+        ctx,
+        'Stop Run',
+        () => stopRun(ctx),
+        () => undefined,
+      ),
     ),
   );
 }
 
 /** Runs a command body; an error is logged, shown once, and turned into the command's result. */
-async function boundary<T>(
-  ctx: GradScopeContext,
-  title: string,
-  body: () => Promise<T>,
-  onError: (message: string) => T,
-): Promise<T> {
+async function boundary<T>(ctx: GradScopeContext, title: string, body: () => Promise<T>, onError: (message: string) => T): Promise<T> {
   try {
     return await body();
   } catch (e) {
@@ -57,9 +60,7 @@ async function trainAndInspect(ctx: GradScopeContext, arg: unknown): Promise<Tra
   // Trust is checked here, not only through the manifest: a command can be invoked in any state
   // (keybinding, another extension, a URI handler), and running the script executes workspace code.
   if (!vscode.workspace.isTrusted) {
-    const message =
-      'Nothing ran: this workspace is not trusted, and Train & Inspect executes the training script. ' +
-      'Trust the workspace to run it.';
+    const message = 'Nothing ran: this workspace is not trusted, and Train & Inspect executes the training script. ' + 'Trust the workspace to run it.';
     ctx.log.warn(`Train & Inspect refused: workspace not trusted`);
     void vscode.window.showWarningMessage(`GradScope: ${message}`, 'Manage Workspace Trust').then((pick) => {
       if (pick) void vscode.commands.executeCommand('workbench.trust.manage');
@@ -85,9 +86,7 @@ async function trainAndInspect(ctx: GradScopeContext, arg: unknown): Promise<Tra
   const folder = vscode.workspace.getWorkspaceFolder(uri);
   const nodePath = config.get<string>('nodePath', '').trim();
   // PyTorch: the Python extension's interpreter for this folder, else gradscope.pythonPath.
-  const python = /\.py$/i.test(uri.fsPath)
-    ? await pickInterpreter(uri, config.get<string>('pythonPath', ''), { extensions: vscode.extensions })
-    : undefined;
+  const python = /\.py$/i.test(uri.fsPath) ? await pickInterpreter(uri, config.get<string>('pythonPath', ''), { extensions: vscode.extensions }) : undefined;
   if (python?.note) ctx.log.info(`Python interpreter: ${python.note}`);
   if (python?.source) ctx.log.info(`Python interpreter: ${python.python} (${python.source === 'setting' ? 'gradscope.pythonPath' : 'Python extension'})`);
   if (python) {

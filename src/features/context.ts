@@ -11,7 +11,13 @@ export interface GradScopeApi {
   readonly onDidStartRun: vscode.Event<RunSession>;
   readonly onDidEndRun: vscode.Event<RunEnded>;
   /** What the views show now: the status bar text and what the latest run's terminal was sent. */
-  inspect(): { statusText: string; running: boolean; terminalName: string | undefined; terminalText: string; panel: { open: boolean; runId: string | null; ready: boolean; snapshots: number; appends: number } };
+  inspect(): {
+    statusText: string;
+    running: boolean;
+    terminalName: string | undefined;
+    terminalText: string;
+    panel: { open: boolean; runId: string | null; ready: boolean; snapshots: number; appends: number };
+  };
 }
 
 export class GradScopeContext implements vscode.Disposable {

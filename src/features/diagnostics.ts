@@ -389,7 +389,10 @@ export class DiagnosticsFeature implements vscode.Disposable {
     for (const key of this.published.keys()) if (!byUri.has(key)) this.collection.delete(vscode.Uri.parse(key));
     this.published = new Map();
     for (const [key, { uri, items }] of byUri) {
-      this.collection.set(uri, items.map((i) => i.diagnostic));
+      this.collection.set(
+        uri,
+        items.map((i) => i.diagnostic),
+      );
       this.published.set(key, items);
     }
     this.changed.fire();

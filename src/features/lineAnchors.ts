@@ -96,8 +96,7 @@ export function constructionText(lineText: string, column: number | null): strin
 /** The variable a layer is assigned to on its line (`const dense1 = tf.layers.dense(…)` → dense1). */
 export function assignedName(lineText: string, column: number | null): string | null {
   const head = column && column > 0 ? lineText.slice(0, column - 1) : lineText;
-  const m = /(?:^|[;{(,\s])(?:(?:const|let|var)\s+)?([A-Za-z_$][\w$]*)\s*=\s*(?:await\s+)?$/.exec(head) ??
-    /(?:^|[;{(,\s])(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=/.exec(lineText);
+  const m = /(?:^|[;{(,\s])(?:(?:const|let|var)\s+)?([A-Za-z_$][\w$]*)\s*=\s*(?:await\s+)?$/.exec(head) ?? /(?:^|[;{(,\s])(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=/.exec(lineText);
   if (!m) return null;
   const name = m[1];
   return /^(?:const|let|var|await|return|new|this)$/.test(name) ? null : name;

@@ -35,8 +35,7 @@ export class PanelFeature implements vscode.Disposable {
       savedRuns: () => Promise.resolve().then(() => this.savedRuns()),
       loadRun: (runFile) => this.loadRun(runFile),
       rerun: (source) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(source.script)),
-      applyRemedy: (source, finding, remedyId) =>
-        vscode.commands.executeCommand('gradscope.applyRemedy', { runId: source.runId, findingId: finding.id, remedyId }),
+      applyRemedy: (source, finding, remedyId) => vscode.commands.executeCommand('gradscope.applyRemedy', { runId: source.runId, findingId: finding.id, remedyId }),
     };
     this.disposables.push(
       ctx.runs.onDidStartRun((run) => this.showLive(run)),

@@ -64,22 +64,39 @@ export function verifySteps(f: Finding): number {
 }
 
 /** The fix for a finding of a diagnosed run, computed on the document's current text. */
-export function prepareFix(run: RunDiagnostics, p: PlacedFinding, doc: vscode.TextDocument, remedyId: string): { result: FixResult; prepared: PreparedEdit | null; finding: Finding } | { stale: true } {
+export function prepareFix(
+  run: RunDiagnostics,
+  p: PlacedFinding,
+  doc: vscode.TextDocument,
+  remedyId: string,
+): { result: FixResult; prepared: PreparedEdit | null; finding: Finding } | { stale: true } {
   const finding = run.current(p);
   if (!finding) return { stale: true };
   const text = doc.getText();
   const globalNorms = Array.from(run.run.store.globalNorm().values);
   const result = computeFix(text, finding, remedyId, { file: doc.uri.fsPath, globalNorms, version: doc.version });
-  const prepared: PreparedEdit | null = result.ok
-    ? { uri: doc.uri.toString(), version: doc.version, edits: result.edits, title: result.title, after: result.after }
-    : null;
+  const prepared: PreparedEdit | null = result.ok ? { uri: doc.uri.toString(), version: doc.version, edits: result.edits, title: result.title, after: result.after } : null;
   return { result, prepared, finding };
 }
 
 export function registerRemedies(ctx: GradScopeContext, diagnostics: DiagnosticsFeature): vscode.Disposable {
   return vscode.Disposable.from(
-    vscode.commands.registerCommand(APPLY_REMEDY_COMMAND, (arg: unknown) => commandBoundary<ApplyOutcome>(ctx, 'Apply Fix', () => applyRemedy(ctx, diagnostics, arg), (message) => ({ applied: false, reason: 'failed', message }))),
-    vscode.commands.registerCommand(VERIFY_FIX_COMMAND, (arg: unknown) => commandBoundary<VerifyOutcome>(ctx, 'Verify Fix', () => verifyRemedy(ctx, diagnostics, arg), (message) => ({ verified: false, message }))),
+    vscode.commands.registerCommand(APPLY_REMEDY_COMMAND, (arg: unknown) =>
+      commandBoundary<ApplyOutcome>(
+        ctx,
+        'Apply Fix',
+        () => applyRemedy(ctx, diagnostics, arg),
+        (message) => ({ applied: false, reason: 'failed', message }),
+      ),
+    ),
+    vscode.commands.registerCommand(VERIFY_FIX_COMMAND, (arg: unknown) =>
+      commandBoundary<VerifyOutcome>(
+        ctx,
+        'Verify Fix',
+        () => verifyRemedy(ctx, diagnostics, arg),
+        (message) => ({ verified: false, message }),
+      ),
+    ),
   );
 }
 
@@ -134,14 +151,22 @@ function locate(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, args: Re
 }
 
 /** Computes (or takes the quick fix's) edit and applies it if the document is still that version. */
-async function resolveEdit(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, args: RemedyArgs): Promise<{ prepared: PreparedEdit; finding: Finding; run: RunDiagnostics } | ApplyFailure> {
+async function resolveEdit(
+  ctx: GradScopeContext,
+  diagnostics: DiagnosticsFeature,
+  args: RemedyArgs,
+): Promise<{ prepared: PreparedEdit; finding: Finding; run: RunDiagnostics } | ApplyFailure> {
   const hit = locate(ctx, diagnostics, args);
   if (!hit) return { applied: false, reason: 'not-found', message: 'that finding is no longer diagnosed (the run was discarded or replaced by a newer run). Run Train & Inspect again.' };
   const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(hit.placed.file));
   if (args.prepared) return { prepared: args.prepared, finding: hit.placed.finding, run: hit.run };
   const r = prepareFix(hit.run, hit.placed, doc, args.remedyId);
   if ('stale' in r) {
-    return { applied: false, reason: 'stale-line', message: `the line that built ${hit.placed.finding.layer ?? 'the optimizer'} was edited since the run; run Train & Inspect again to diagnose the current code.` };
+    return {
+      applied: false,
+      reason: 'stale-line',
+      message: `the line that built ${hit.placed.finding.layer ?? 'the optimizer'} was edited since the run; run Train & Inspect again to diagnose the current code.`,
+    };
   }
   if (!r.result.ok) {
     return r.result.alreadyApplied
@@ -208,7 +233,10 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
   const { prepared, finding, run } = r;
   const script = run.run.script;
   if (vscode.Uri.parse(prepared.uri).fsPath !== script) {
-    throw new GradScopeError('user', `this fix edits ${basename(vscode.Uri.parse(prepared.uri).fsPath)}, not the script ${basename(script)}; verification re-runs only the script. Apply it and run again.`);
+    throw new GradScopeError(
+      'user',
+      `this fix edits ${basename(vscode.Uri.parse(prepared.uri).fsPath)}, not the script ${basename(script)}; verification re-runs only the script. Apply it and run again.`,
+    );
   }
   if (ctx.runs.current()) throw new GradScopeError('user', 'a run is in progress; stop it before verifying a fix.');
   const steps = verifySteps(finding);
@@ -222,7 +250,18 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
       try {
-        return await verifyFix({ script, args: run.run.args, cwd: run.run.cwd, fixedText: prepared.after, steps, kind: finding.kind, timeoutSec: 120, signal: abort.signal, pythonPath: python?.python, pythonSource: python?.source });
+        return await verifyFix({
+          script,
+          args: run.run.args,
+          cwd: run.run.cwd,
+          fixedText: prepared.after,
+          steps,
+          kind: finding.kind,
+          timeoutSec: 120,
+          signal: abort.signal,
+          pythonPath: python?.python,
+          pythonSource: python?.source,
+        });
       } catch (e) {
         if (abort.signal.aborted) return null;
         throw new GradScopeError('environment', `verification failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

@@ -58,9 +58,7 @@ export class RunStatusBar implements vscode.Disposable {
     this.detach();
     const e = ENDED[exit.reason];
     this.item.text = `${e.icon} GradScope: ${e.label} · ${exit.steps} step${exit.steps === 1 ? '' : 's'}`;
-    this.item.tooltip = new vscode.MarkdownString(
-      `**GradScope** — ${escapeMd(basename(run.script))}\n\n${escapeMd(exit.message)}\n\nClick to show the run's terminal.`,
-    );
+    this.item.tooltip = new vscode.MarkdownString(`**GradScope** — ${escapeMd(basename(run.script))}\n\n${escapeMd(exit.message)}\n\nClick to show the run's terminal.`);
     this.item.backgroundColor = e.alarm ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
     this.item.command = { title: 'Show Run Terminal', command: SHOW_TERMINAL_COMMAND };
     this.item.show();
@@ -83,10 +81,11 @@ export class RunStatusBar implements vscode.Disposable {
     if (this.timer) return;
     const wait = this.lastRender + MIN_INTERVAL_MS - Date.now();
     if (wait <= 0) this.render();
-    else this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.render();
-    }, wait);
+    else
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.render();
+      }, wait);
   }
 
   private render(): void {

@@ -27,7 +27,10 @@ export class RunTerminal implements vscode.Disposable {
   private disposed = false;
   private transcriptText = '';
 
-  constructor(name: string, private readonly hooks: RunTerminalHooks) {
+  constructor(
+    name: string,
+    private readonly hooks: RunTerminalHooks,
+  ) {
     const pty: vscode.Pseudoterminal = {
       onDidWrite: this.writeEmitter.event,
       onDidClose: this.closeEmitter.event,

@@ -155,7 +155,16 @@ export interface PanelAppend {
 export type HostToWebview =
   | { type: 'snapshot'; snapshot: PanelSnapshot }
   /** Replaces curves, heatmap and findings wholesale (after a metric switch, or when the host's store folded old steps). */
-  | { type: 'delta'; header: PanelRunHeader; globalNorm: PanelCurve; loss: PanelCurve; byOptimizer: PanelOptimizerCurves[]; layerNorms: Record<string, PanelCurve>; heatmap: PanelHeatmap; findings: Finding[] }
+  | {
+      type: 'delta';
+      header: PanelRunHeader;
+      globalNorm: PanelCurve;
+      loss: PanelCurve;
+      byOptimizer: PanelOptimizerCurves[];
+      layerNorms: Record<string, PanelCurve>;
+      heatmap: PanelHeatmap;
+      findings: Finding[];
+    }
   | ({ type: 'append' } & PanelAppend)
   | { type: 'tensorDetail'; detail: PanelTensorDetail }
   | { type: 'select'; layer: string; step: number | null };

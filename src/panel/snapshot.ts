@@ -300,10 +300,7 @@ export function buildTensorDetail(store: RunStore, tensorId: number, step: numbe
 }
 
 /** The run header shared by the live panel and the report. */
-export function runHeader(
-  store: RunStore,
-  run: { runId: string; script: string; status: PanelRunHeader['status']; statusMessage: string; stepsPerSec?: number | null },
-): PanelRunHeader {
+export function runHeader(store: RunStore, run: { runId: string; script: string; status: PanelRunHeader['status']; statusMessage: string; stepsPerSec?: number | null }): PanelRunHeader {
   const hello = store.hello;
   return {
     runId: run.runId,
@@ -343,11 +340,7 @@ function warningExit(status: PanelRunHeader['status']): RunWarningExit {
  * Everything the HTML report needs: the snapshot, every tensor's detail, and with two or more
  * optimizers the view of each one's steps (the report's picker switches between them offline).
  */
-export function reportData(
-  store: RunStore,
-  header: PanelRunHeader,
-  findings: Finding[],
-): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
+export function reportData(store: RunStore, header: PanelRunHeader, findings: Finding[]): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
   const snapshot = buildSnapshot(store, { header, findings, metric: 'norm', compare: null, savedRuns: [] });
   const views = snapshot.optimizers.length >= 2 ? snapshot.optimizers.map((o) => buildView(store, 'norm', o.id)) : [];
   return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)), views };

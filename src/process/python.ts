@@ -24,11 +24,7 @@ export type TorchCheck =
   | { ok: true; python: string; torchVersion: string; pythonVersion: string }
   | { ok: false; python: string; message: string; problem: TorchProblem; from: PythonChoice['from']; torchVersion?: string };
 
-export function choosePython(
-  pythonPath?: string,
-  env: NodeJS.ProcessEnv = process.env,
-  source: 'python-extension' | 'setting' = 'setting',
-): PythonChoice {
+export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = process.env, source: 'python-extension' | 'setting' = 'setting'): PythonChoice {
   const set = pythonPath?.trim();
   if (set) return { python: set, from: source };
   const fromEnv = env.GRADSCOPE_PYTHON?.trim();
@@ -38,7 +34,7 @@ export function choosePython(
 
 /** How a user picks another interpreter, for the end of an error message. */
 export const HOW_TO_CHOOSE =
-  'Install PyTorch (≥ 1.13) for that interpreter, or choose another one: in VS Code, with the Python extension\'s ' +
+  "Install PyTorch (≥ 1.13) for that interpreter, or choose another one: in VS Code, with the Python extension's " +
   'interpreter picker ("Python: Select Interpreter") or the gradscope.pythonPath setting (used when the Python ' +
   'extension is not installed); for the gradscope CLI, with GRADSCOPE_PYTHON=/path/to/python.';
 
@@ -88,11 +84,17 @@ export function checkTorch(choice: PythonChoice, opts: { timeoutMs?: number; env
           if (e.code === 'ENOENT') return resolve(fail(choice.from === 'path' ? `${choice.python} was not found on PATH` : 'no such file', 'no-interpreter'));
           if (e.code === 'EACCES') return resolve(fail('it is not executable', 'no-interpreter'));
           if (e.killed || e.signal) return resolve(fail(`\`import torch\` did not finish within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)} s`));
-          const lines = String(stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+          const lines = String(stderr ?? '')
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean);
           const last = lines[lines.length - 1] ?? `exit code ${String(e.code)}`;
           return resolve(/No module named ['"]?torch/.test(last) ? fail('torch is not installed for it', 'no-torch') : fail(`\`import torch\` failed (${last})`));
         }
-        const [torchVersion = '', pythonVersion = ''] = String(stdout).trim().split('\n').map((s) => s.trim());
+        const [torchVersion = '', pythonVersion = ''] = String(stdout)
+          .trim()
+          .split('\n')
+          .map((s) => s.trim());
         const m = /^(\d+)\.(\d+)/.exec(torchVersion);
         if (!m) return resolve(fail(`unexpected output of the torch check: ${JSON.stringify(String(stdout).slice(0, 200))}`));
         const [major, minor] = [Number(m[1]), Number(m[2])];

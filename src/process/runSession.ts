@@ -311,8 +311,7 @@ export class RunSession {
   private classify(x: ProgramExit): RunExit {
     const steps = this.store.stepCount;
     const base = { code: x.code, signal: x.signal, steps };
-    const where = (e: ErrorInfo | null | undefined): string =>
-      e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '';
+    const where = (e: ErrorInfo | null | undefined): string => (e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '');
     if (x.spawnError) {
       const error = { message: x.spawnError.message };
       return { ...base, reason: 'crashed', error, message: `could not start: ${x.spawnError.message}` };
@@ -344,7 +343,10 @@ function describeExit(x: ProgramExit): string {
 
 /** The last line of stderr that looks like an error, for crashes the probe could not report. */
 function lastErrorLine(stderr: string): string | undefined {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return [...lines].reverse().find((l) => /\b(Error|Exception)\b|^\w*Error:/.test(l)) ?? lines[lines.length - 1];
 }
 

@@ -95,7 +95,11 @@ async function takeScreenshot(page, file) {
   try {
     // Let notifications finish fading in, so they are legible.
     if (await page.locator('.notification-toast').count()) {
-      await page.locator('.notification-toast.notification-fade-in-done').first().waitFor({ timeout: 2000 }).catch(() => {});
+      await page
+        .locator('.notification-toast.notification-fade-in-done')
+        .first()
+        .waitFor({ timeout: 2000 })
+        .catch(() => {});
     }
     await page.screenshot({ path: file + '.tmp.png' });
     // Renamed into place only when complete: the suite polls for the file.
@@ -180,13 +184,17 @@ try {
   const port = await freePort();
   const args = [
     CODE_SERVER,
-    '--bind-addr', `127.0.0.1:${port}`,
-    '--auth', 'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--auth',
+    'none',
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-getting-started-override',
-    '--user-data-dir', userDataDir,
-    '--extensions-dir', extensionsDir,
+    '--user-data-dir',
+    userDataDir,
+    '--extensions-dir',
+    extensionsDir,
   ];
   if (opts.disableTrust) args.push('--disable-workspace-trust');
   const started = Date.now();
@@ -218,13 +226,12 @@ try {
   });
   const base = `http://127.0.0.1:${port}`;
   await waitHealthy(`${base}/healthz`, server, 30_000);
-  log(`code-server ${require(join(here, 'node_modules', 'code-server', 'package.json')).version} ready on ${base} in ${Date.now() - started} ms (workspace trust ${opts.disableTrust ? 'off' : 'on'})`);
+  log(
+    `code-server ${require(join(here, 'node_modules', 'code-server', 'package.json')).version} ready on ${base} in ${Date.now() - started} ms (workspace trust ${opts.disableTrust ? 'off' : 'on'})`,
+  );
 
   const remote = (p) => `vscode-remote://127.0.0.1:${port}${p}`;
-  const payload = [
-    ...opts.devPaths.map((p) => ['extensionDevelopmentPath', remote(p)]),
-    ['extensionTestsPath', remote(opts.testsPath)],
-  ];
+  const payload = [...opts.devPaths.map((p) => ['extensionDevelopmentPath', remote(p)]), ['extensionTestsPath', remote(opts.testsPath)]];
   const url = new URL(base + '/');
   if (opts.folder) url.searchParams.set('folder', opts.folder);
   url.searchParams.set('payload', JSON.stringify(payload));
@@ -234,16 +241,7 @@ try {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1440, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-dev-shm-usage',
-    ],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const shotDir = process.env.GRADSCOPE_SCREENSHOT_DIR;

@@ -28,7 +28,9 @@ function fail(msg) {
 if (!existsSync(join(here, 'node_modules', 'code-server', 'out', 'node', 'entry.js'))) {
   const aptReady = ['/usr/bin/chromium', '/usr/bin/rg', '/usr/include/gssapi.h'].every((p) => existsSync(p));
   if (!aptReady) {
-    fail('code-server is not installed in test/host. Run (as root) `bash test/host/setup.sh` once: it installs chromium, ripgrep, libkrb5-dev and build-essential from apt and code-server 4.100.3 from npm.');
+    fail(
+      'code-server is not installed in test/host. Run (as root) `bash test/host/setup.sh` once: it installs chromium, ripgrep, libkrb5-dev and build-essential from apt and code-server 4.100.3 from npm.',
+    );
   }
   console.log('test:host: installing code-server into test/host (one time, about a minute) …');
   execFileSync('bash', [join(here, 'setup.sh')], { stdio: 'inherit' });

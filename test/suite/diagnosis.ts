@@ -114,7 +114,7 @@ export function defineDiagnosisTests(): void {
       for (const d of ours(uri)) console.log(`  diagnostic line ${d.range.start.line + 1} [${typeof d.code === 'object' ? String(d.code.value) : d.code}] ${d.message.slice(0, 100)}…`);
     });
 
-    it('hover on that line shows the layer\'s gradient statistics, a sparkline and the panel link', async function () {
+    it("hover on that line shows the layer's gradient statistics, a sparkline and the panel link", async function () {
       const pos = diag.range.start.translate(0, 3);
       const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', uri, pos);
       const text = hoverText(hovers);
@@ -156,9 +156,18 @@ export function defineDiagnosisTests(): void {
       const actions = await codeActions(uri, diag.range);
       const titles = actions.map((a) => a.title);
       console.log(`  quick fixes: ${titles.join(' | ')}`);
-      assert.ok(titles.some((t) => /heNormal|He init/i.test(t)), `an init fix: ${titles.join(', ')}`);
-      assert.ok(titles.some((t) => /^Verify fix \(re-run \d+ steps\): /.test(t)), 'a verify action');
-      assert.ok(titles.some((t) => /^Clip gradients by global norm/.test(t)), `a clipping fix: ${titles.join(', ')}`);
+      assert.ok(
+        titles.some((t) => /heNormal|He init/i.test(t)),
+        `an init fix: ${titles.join(', ')}`,
+      );
+      assert.ok(
+        titles.some((t) => /^Verify fix \(re-run \d+ steps\): /.test(t)),
+        'a verify action',
+      );
+      assert.ok(
+        titles.some((t) => /^Clip gradients by global norm/.test(t)),
+        `a clipping fix: ${titles.join(', ')}`,
+      );
       const editor = await vscode.window.showTextDocument(doc, { viewColumn: vscode.ViewColumn.One, preserveFocus: false });
       await vscode.commands.executeCommand('workbench.action.focusActiveEditorGroup');
       editor.selection = new vscode.Selection(diag.range.start, diag.range.start);
@@ -170,14 +179,16 @@ export function defineDiagnosisTests(): void {
       const verify = actions.find((a) => a.command?.command === 'gradscope.verifyFix')!;
       const t0 = Date.now();
       const outcome = await vscode.commands.executeCommand<VerifyOutcome>('gradscope.verifyFix', { ...(verify.command!.arguments![0] as RemedyArgs), prompt: false });
-      console.log(`  verify: ${outcome.message} (${Date.now() - t0} ms); before max ${outcome.before?.maxNorm}, first non-finite ${outcome.before?.firstNonFiniteStep}; after max ${outcome.after?.maxNorm}, first non-finite ${outcome.after?.firstNonFiniteStep}`);
+      console.log(
+        `  verify: ${outcome.message} (${Date.now() - t0} ms); before max ${outcome.before?.maxNorm}, first non-finite ${outcome.before?.firstNonFiniteStep}; after max ${outcome.after?.maxNorm}, first non-finite ${outcome.after?.firstNonFiniteStep}`,
+      );
       assert.equal(outcome.verified, true, outcome.message);
       assert.ok(outcome.before && outcome.after);
       assert.ok(outcome.before.firstNonFiniteStep !== null, 'the original run goes non-finite');
       assert.equal(doc.getText(), original, 'verifying does not edit the document');
     });
 
-    it('a quick fix computed before an edit is refused; recomputed, it edits the layer\'s line', async function () {
+    it("a quick fix computed before an edit is refused; recomputed, it edits the layer's line", async function () {
       const stale = (await codeActions(uri, diag.range)).find((a) => a.command?.command === 'gradscope.applyRemedy' && /heNormal/.test(a.title));
       assert.ok(stale, 'the He init action');
       // Someone types at the end of the file before the fix is applied.
@@ -187,7 +198,7 @@ export function defineDiagnosisTests(): void {
       const refused = await vscode.commands.executeCommand<ApplyOutcome>(stale.command!.command, ...(stale.command!.arguments as unknown[]));
       assert.equal(refused.applied, false);
       assert.equal(refused.applied === false && refused.reason, 'changed');
-      assert.equal(doc.getText(), original + '// a note\n', 'nothing but the user\'s edit');
+      assert.equal(doc.getText(), original + '// a note\n', "nothing but the user's edit");
       await restore(doc, original);
 
       const fresh = (await codeActions(uri, ours(uri, 'exploding-gradient')[0].range)).find((a) => a.command?.command === 'gradscope.applyRemedy' && /heNormal/.test(a.title))!;

@@ -78,7 +78,10 @@ export function defineRunTests(): void {
       await waitFor('steps to reach the host', () => run.store.stepCount > 0 || run.exited, 60_000);
       assert.ok(run.store.stepCount > 0, `no steps reached the host (run ended: ${run.exited})`);
       assert.ok(run.store.hello, 'HELLO reached the store');
-      assert.ok(vscode.window.terminals.some((t) => t.name === name), `a terminal named "${name}" exists`);
+      assert.ok(
+        vscode.window.terminals.some((t) => t.name === name),
+        `a terminal named "${name}" exists`,
+      );
       assert.equal(api.inspect().terminalName, name);
       const printed = await waitFor('the script to print something', () => output().trim(), 30_000);
       const firstLine = printed.split('\n')[0].trim();
@@ -145,10 +148,16 @@ export function defineRunTests(): void {
       await waitFor('the panel to show this run', () => api.inspect().panel.runId === run.id && api.inspect().panel.snapshots >= 1, 30_000);
       await waitFor('the run to go non-finite', () => run.store.summary().firstNonFiniteStep !== null || run.exited, 60_000);
       await waitFor('the exploding finding', () => run.findings.some((f) => f.kind === 'exploding-gradient') || run.exited, 30_000);
-      assert.ok(run.findings.some((f) => f.kind === 'exploding-gradient'), 'the live analyzer flagged the explosion');
+      assert.ok(
+        run.findings.some((f) => f.kind === 'exploding-gradient'),
+        'the live analyzer flagged the explosion',
+      );
       await vscode.commands.executeCommand('gradscope.showPanel');
       const config = vscode.workspace.getConfiguration('workbench');
-      for (const [theme, name] of [['Default Dark Modern', 'panel-exploding-dark'], ['Default Light Modern', 'panel-exploding-light']] as const) {
+      for (const [theme, name] of [
+        ['Default Dark Modern', 'panel-exploding-dark'],
+        ['Default Light Modern', 'panel-exploding-light'],
+      ] as const) {
         await config.update('colorTheme', theme, vscode.ConfigurationTarget.Global);
         await sleep(1500);
         await screenshot(name);
@@ -174,7 +183,7 @@ export function defineRunTests(): void {
       assert.equal(processGroupAlive(run.pid), false);
     });
 
-    it('with no run live, the panel follows the active editor to that script\'s latest run', async function () {
+    it("with no run live, the panel follows the active editor to that script's latest run", async function () {
       assert.ok(explodingRunId, 'the exploding example ran in an earlier test');
       const crash = join(workspaceRoot(), 'crash.js');
       const { run } = await openAndRun(api, crash);

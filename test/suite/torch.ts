@@ -73,7 +73,10 @@ export function defineTorchTests(): void {
       const uri = vscode.Uri.file(file);
       const doc = await vscode.workspace.openTextDocument(uri);
       await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
-      const marked = doc.getText().split('\n').findIndex((l) => /#\s*gs:layer\s+exploding-gradient\b/.test(l));
+      const marked = doc
+        .getText()
+        .split('\n')
+        .findIndex((l) => /#\s*gs:layer\s+exploding-gradient\b/.test(l));
       assert.ok(marked >= 0, 'the example marks the layer (# gs:layer exploding-gradient)');
 
       const t0 = Date.now();
@@ -97,36 +100,50 @@ export function defineTorchTests(): void {
       console.log(`  diagnostic line ${diag.range.start.line + 1}: ${diag.message.slice(0, 100)}…`);
 
       // The panel opened with the run (it follows a new run) and received its snapshot.
-      const panel = await waitFor('the panel to have the run\'s snapshot', () => {
-        const p = api.inspect().panel;
-        return p.open && p.ready && p.runId === run.id && p.snapshots > 0 ? p : null;
-      }, 20_000);
+      const panel = await waitFor(
+        "the panel to have the run's snapshot",
+        () => {
+          const p = api.inspect().panel;
+          return p.open && p.ready && p.runId === run.id && p.snapshots > 0 ? p : null;
+        },
+        20_000,
+      );
       assert.equal(panel.runId, run.id);
 
-      const all = (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>('vscode.executeCodeActionProvider', uri, diag.range, vscode.CodeActionKind.QuickFix.value)) ?? [];
+      const all =
+        (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>('vscode.executeCodeActionProvider', uri, diag.range, vscode.CodeActionKind.QuickFix.value)) ?? [];
       for (const a of all) console.log(`  action: ${a.title}${(a as vscode.CodeAction).disabled ? ` (disabled: ${(a as vscode.CodeAction).disabled!.reason})` : ''}`);
       const fixes = all.filter((a): a is vscode.CodeAction => typeof (a as vscode.CodeAction).command === 'object' && (a as vscode.CodeAction).command!.command === 'gradscope.applyRemedy');
       const titles = fixes.map((a) => a.title);
-      assert.ok(titles.some((t) => /kaiming|xavier|clip_grad_norm_|Clip gradients/i.test(t)), `an init or clipping fix: ${titles.join(', ')}`);
+      assert.ok(
+        titles.some((t) => /kaiming|xavier|clip_grad_norm_|Clip gradients/i.test(t)),
+        `an init or clipping fix: ${titles.join(', ')}`,
+      );
       assert.equal(doc.isDirty, false);
     });
 
-    it('an interpreter without torch ends the run "crashed", naming it and how to pick another', async function () {
+    it('an interpreter without torch: nothing starts, and the message names it, what to install and how to pick another', async function () {
       const fake = join(scratch, 'python-without-torch');
       writeFileSync(fake, '#!/bin/sh\necho "ModuleNotFoundError: No module named \'torch\'" >&2\nexit 1\n');
       chmodSync(fake, 0o755);
       await setPython(fake);
       const uri = vscode.Uri.file(join(workspaceRoot(), 'examples', 'torch', 'exploding_init.py'));
-      const run = await startRun(api, uri);
-      const exit = await run.done;
-      assert.equal(exit.reason, 'crashed', exit.message);
-      assert.equal(run.store.stepCount, 0);
-      assert.ok(exit.message.includes(fake), `the message names ${fake}: ${exit.message}`);
-      assert.match(exit.message, /torch is not installed/);
-      assert.match(exit.message, /gradscope\.pythonPath/);
-      assert.match(exit.message, /Python: Select Interpreter/);
-      await waitFor('the status bar to say crashed', () => /GradScope: crashed/.test(api.inspect().statusText), 5_000);
-      console.log(`  ${exit.message}`);
+      let startedRun = false;
+      const sub = api.onDidStartRun(() => (startedRun = true));
+      try {
+        // The first-run check refuses before a process is spawned (it used to start and crash).
+        const result = await vscode.commands.executeCommand<TrainResult>('gradscope.trainAndInspect', uri);
+        assert.ok(result && !result.started, `Train & Inspect started: ${JSON.stringify(result)}`);
+        assert.equal(result.reason, 'failed');
+        assert.ok(result.message.includes(fake), `the message names ${fake}: ${result.message}`);
+        assert.match(result.message, /PyTorch is not installed/);
+        assert.match(result.message, /-m pip install torch/);
+        assert.match(result.message, /gradscope\.pythonPath/);
+        assert.equal(startedRun, false, 'no run was started');
+        console.log(`  ${result.message}`);
+      } finally {
+        sub.dispose();
+      }
     });
   });
 }

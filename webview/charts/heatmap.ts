@@ -239,15 +239,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     const label = document.createElement('span');
     label.className = 'gs-colorbar-label';
     label.textContent = opts.valueLabel;
-    legend.append(
-      label,
-      lo,
-      bar,
-      hi,
-      swatch('NaN', opts.palette.nan),
-      swatch('Inf', opts.palette.inf),
-      swatch('zero', opts.palette.zero),
-    );
+    legend.append(label, lo, bar, hi, swatch('NaN', opts.palette.nan), swatch('Inf', opts.palette.inf), swatch('zero', opts.palette.zero));
     // Only runs with absent gradients (torch's set_to_none) have such cells.
     if (painted.absent) legend.append(swatch('no gradient', opts.palette.absent, 'gs-swatch-absent'));
   }
@@ -438,12 +430,24 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     let { row, bucket: bk } = cur;
     const big = e.shiftKey ? 10 : 1;
     switch (e.key) {
-      case 'ArrowUp': row -= 1; break;
-      case 'ArrowDown': row += 1; break;
-      case 'ArrowLeft': bk -= big; break;
-      case 'ArrowRight': bk += big; break;
-      case 'Home': bk = 0; break;
-      case 'End': bk = nb - 1; break;
+      case 'ArrowUp':
+        row -= 1;
+        break;
+      case 'ArrowDown':
+        row += 1;
+        break;
+      case 'ArrowLeft':
+        bk -= big;
+        break;
+      case 'ArrowRight':
+        bk += big;
+        break;
+      case 'Home':
+        bk = 0;
+        break;
+      case 'End':
+        bk = nb - 1;
+        break;
       case 'Enter':
       case ' ': {
         const cell = cellOf(row, bk);
@@ -533,7 +537,13 @@ function swatch(label: string, color: string, extraClass = ''): HTMLElement {
  * The per-cell alternative the issue asks to measure against: one fillRect per matrix cell (what a
  * matrix-controller chart does with one element per cell). Used by the bench only.
  */
-export function drawCellsNaive(ctx: CanvasRenderingContext2D, matrix: HeatmapMatrix, area: { left: number; top: number; width: number; height: number }, palette: Palette, domain: [number, number]): void {
+export function drawCellsNaive(
+  ctx: CanvasRenderingContext2D,
+  matrix: HeatmapMatrix,
+  area: { left: number; top: number; width: number; height: number },
+  palette: Palette,
+  domain: [number, number],
+): void {
   const lut = cividisLut();
   const L = matrix.rows;
   const N = matrix.columns;

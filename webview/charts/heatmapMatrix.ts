@@ -117,7 +117,7 @@ export class HeatmapMatrix {
   get(row: number, col: number): number {
     const b = (col / BLOCK) | 0;
     const block = this.blocks[b];
-    return block ? (block[row * BLOCK + (col - b * BLOCK)]) : MISSING;
+    return block ? block[row * BLOCK + (col - b * BLOCK)] : MISSING;
   }
 
   /**
@@ -139,7 +139,7 @@ export class HeatmapMatrix {
     const coarse = this.coarse;
     for (let r = 0; r < L; r++) {
       const ro = r * cs;
-      for (let j = first; j < nCoarse; ) {
+      for (let j = first; j < nCoarse;) {
         const bk = j >> per;
         const e = Math.min(nCoarse, (bk + 1) << per);
         let m = -Infinity;
@@ -164,7 +164,7 @@ export class HeatmapMatrix {
     const blocks = this.blocks;
     for (let r = 0; r < L; r++) {
       const rowOut = r * stride;
-      for (let col = start; col < end; ) {
+      for (let col = start; col < end;) {
         const bk = col >> shift;
         const bEnd = Math.min(end, (bk + 1) << shift);
         let m = -Infinity;
@@ -212,13 +212,13 @@ export class HeatmapMatrix {
     let hi = this.columns;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((this.steps[mid]) < step) lo = mid + 1;
+      if (this.steps[mid] < step) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
   get lastStep(): number {
-    return this.columns > 0 ? (this.steps[this.columns - 1]) : -Infinity;
+    return this.columns > 0 ? this.steps[this.columns - 1] : -Infinity;
   }
 }

@@ -54,12 +54,12 @@ export function histogramGrid(rows: readonly HistogramRow[], bins: number): { lo
       const t1 = (r.histLo + (k + 1) * w - lo) * scale;
       for (let t = Math.max(0, Math.floor(t0)); t < Math.min(bins, Math.ceil(t1)); t++) {
         const overlap = Math.min(t1, t + 1) - Math.max(t0, t);
-        if (overlap > 0) col[t] = (col[t]) + (c * overlap) / (t1 - t0);
+        if (overlap > 0) col[t] = col[t] + (c * overlap) / (t1 - t0);
       }
     }
     let m = 0;
     for (let t = 0; t < bins; t++) m = Math.max(m, col[t]);
-    if (m > 0) for (let t = 0; t < bins; t++) col[t] = (col[t]) / m;
+    if (m > 0) for (let t = 0; t < bins; t++) col[t] = col[t] / m;
   });
   return { lo, hi, density };
 }
@@ -109,7 +109,11 @@ export function renderHistogramOverTime(el: HTMLElement, data: readonly Histogra
       plugins: { legend: { display: false }, tooltip: { enabled: false } },
       scales: {
         x: {
-          type: 'linear', min: 0, max: Math.max(1, rows.length), ...ax, grid: { display: false },
+          type: 'linear',
+          min: 0,
+          max: Math.max(1, rows.length),
+          ...ax,
+          grid: { display: false },
           title: { display: true, text: 'step', color: p.foreground },
           ticks: { color: p.foreground, maxRotation: 0, callback: (v) => String(rows[Math.min(rows.length - 1, Math.floor(Number(v)))]?.step ?? '') },
         },

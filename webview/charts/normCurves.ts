@@ -79,7 +79,7 @@ function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
     } else c.points.push({ x, y: v });
   }
   c.len = n;
-  c.lastStep = n > 0 ? (s.steps[n - 1]) : NaN;
+  c.lastStep = n > 0 ? s.steps[n - 1] : NaN;
   return c;
 }
 
@@ -89,10 +89,10 @@ function spansGap(gaps: readonly number[], x0: number, x1: number): boolean {
   let hi = gaps.length;
   while (lo < hi) {
     const m = (lo + hi) >> 1;
-    if ((gaps[m]) <= x0) lo = m + 1;
+    if (gaps[m] <= x0) lo = m + 1;
     else hi = m;
   }
-  return lo < gaps.length && (gaps[lo]) < x1;
+  return lo < gaps.length && gaps[lo] < x1;
 }
 
 export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options: NormCurvesOptions): NormCurvesHandle {
@@ -211,7 +211,10 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       const x1 = Math.max(...drawn.map((s) => s.steps[s.steps.length - 1]));
       out.push({
         label: `clip ${d.clipNorm}`,
-        data: [{ x: x0, y: d.clipNorm }, { x: Math.max(x1, x0 + 1), y: d.clipNorm }],
+        data: [
+          { x: x0, y: d.clipNorm },
+          { x: Math.max(x1, x0 + 1), y: d.clipNorm },
+        ],
         yAxisID: 'y',
         borderColor: p.clip,
         backgroundColor: p.clip,
@@ -225,11 +228,14 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
     if (kinds.has('inf')) out.push(legendOnly('Inf', p.inf));
     if (kinds.has('low')) out.push(legendOnly('0 / -Inf', p.zero));
     for (const k of [...caches.keys()]) if (!used.has(k)) caches.delete(k);
-    for (const k of [...dsByKey.keys()]) if (!used.has(k)) {
-      dsByKey.delete(k);
-      assigned.delete(k);
-    }
-    canvas.dataset['series'] = JSON.stringify(out.map((s) => ({ label: s.label, color: s.borderColor, points: (assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data).length })));
+    for (const k of [...dsByKey.keys()])
+      if (!used.has(k)) {
+        dsByKey.delete(k);
+        assigned.delete(k);
+      }
+    canvas.dataset['series'] = JSON.stringify(
+      out.map((s) => ({ label: s.label, color: s.borderColor, points: (assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data).length })),
+    );
     canvas.dataset['gaps'] = JSON.stringify(Object.fromEntries([...caches].filter(([, c]) => c.gaps.length > 0).map(([k, c]) => [k, c.gaps.length])));
     canvas.setAttribute('aria-label', `Gradient norm curves: ${out.map((s) => s.label).join(', ')}`);
     return out;
@@ -258,7 +264,9 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       scales: {
         x: { type: 'linear', ...ax, title: { display: true, text: 'step', color: p.foreground }, ticks: { color: p.foreground, maxRotation: 0 } },
         y: {
-          type: 'logarithmic', ...ax, title: { display: true, text: 'gradient norm (log)', color: p.foreground },
+          type: 'logarithmic',
+          ...ax,
+          title: { display: true, text: 'gradient norm (log)', color: p.foreground },
           // Only powers of ten, thinned to about 8: Chart.js measures every tick label on each update.
           // A range within one decade (one optimizer's steps, a steady run) has none: then its bounds.
           afterBuildTicks: (scale) => {

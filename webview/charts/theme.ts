@@ -80,9 +80,23 @@ export function packRgba([r, g, b, a]: [number, number, number, number]): number
 // cividis (blue → yellow): perceptually uniform, readable for colour-blind people, and free of
 // reds and magentas, so the NaN (magenta) and Inf (red) cells stand apart from every finite value.
 const CIVIDIS: [number, number, number][] = [
-  [0, 32, 77], [0, 42, 102], [0, 52, 110], [39, 63, 108], [60, 74, 107], [76, 85, 107], [91, 96, 110],
-  [104, 108, 115], [117, 119, 118], [131, 130, 121], [147, 142, 119], [163, 155, 116], [179, 167, 111],
-  [196, 180, 103], [214, 193, 92], [232, 207, 77], [253, 231, 55],
+  [0, 32, 77],
+  [0, 42, 102],
+  [0, 52, 110],
+  [39, 63, 108],
+  [60, 74, 107],
+  [76, 85, 107],
+  [91, 96, 110],
+  [104, 108, 115],
+  [117, 119, 118],
+  [131, 130, 121],
+  [147, 142, 119],
+  [163, 155, 116],
+  [179, 167, 111],
+  [196, 180, 103],
+  [214, 193, 92],
+  [232, 207, 77],
+  [253, 231, 55],
 ];
 
 /** A 256-entry LUT of packed colours along cividis. */
@@ -95,12 +109,7 @@ export function cividisLut(): Uint32Array {
     const f = t - k;
     const a = CIVIDIS[k];
     const b = CIVIDIS[k + 1];
-    lut[i] = packRgba([
-      Math.round(a[0] + (b[0] - a[0]) * f),
-      Math.round(a[1] + (b[1] - a[1]) * f),
-      Math.round(a[2] + (b[2] - a[2]) * f),
-      255,
-    ]);
+    lut[i] = packRgba([Math.round(a[0] + (b[0] - a[0]) * f), Math.round(a[1] + (b[1] - a[1]) * f), Math.round(a[2] + (b[2] - a[2]) * f), 255]);
   }
   return lut;
 }

@@ -55,7 +55,7 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
     const scale = 255 / (hi - lo);
     for (let i = 0; i < rows * cols; i++) {
       const l = logs[i];
-      px[i] = l !== l ? nan : l === Infinity ? inf : l === -Infinity ? zero : (lut[Math.max(0, Math.min(255, ((l - lo) * scale) | 0))]);
+      px[i] = l !== l ? nan : l === Infinity ? inf : l === -Infinity ? zero : lut[Math.max(0, Math.min(255, ((l - lo) * scale) | 0))];
     }
     ctx.putImageData(img, 0, 0);
     layer.x0 = 0;
@@ -78,7 +78,15 @@ export function renderThumbnail(el: HTMLElement, data: Thumbnail, options: Thumb
         tooltip: { enabled: false },
       },
       scales: {
-        x: { type: 'linear', min: 0, max: Math.max(1, thumb.cols), ...ax, grid: { display: false }, ticks: { display: false }, title: { display: true, text: `step ${thumb.step} · log10 |g| ${range[0].toFixed(1)} … ${range[1].toFixed(1)}`, color: p.foreground } },
+        x: {
+          type: 'linear',
+          min: 0,
+          max: Math.max(1, thumb.cols),
+          ...ax,
+          grid: { display: false },
+          ticks: { display: false },
+          title: { display: true, text: `step ${thumb.step} · log10 |g| ${range[0].toFixed(1)} … ${range[1].toFixed(1)}`, color: p.foreground },
+        },
         y: { type: 'linear', min: 0, max: Math.max(1, thumb.rows), reverse: true, ...ax, grid: { display: false }, ticks: { display: false } },
       },
     };

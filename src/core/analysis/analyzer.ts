@@ -223,7 +223,20 @@ export class Analyzer {
         }
         layerNorm[l.index] = seen ? Math.sqrt(s2) : NaN;
       }
-      rows.push({ step, optimizer, loss: loss.get(step) ?? NaN, globalNorm: any ? Math.sqrt(sum) : NaN, nonFinite, nanCount: nan, infCount: inf, norm, paramNorm, updateNorm, layerNorm, absent });
+      rows.push({
+        step,
+        optimizer,
+        loss: loss.get(step) ?? NaN,
+        globalNorm: any ? Math.sqrt(sum) : NaN,
+        nonFinite,
+        nanCount: nan,
+        infCount: inf,
+        norm,
+        paramNorm,
+        updateNorm,
+        layerNorm,
+        absent,
+      });
     }
     this.cursor = this.store.stepCount - 1;
     return rows;

@@ -166,7 +166,18 @@ export function isTfNamespace(e: ts.Expression, b: TfBindings): boolean {
 export function declaredNames(sf: ts.SourceFile): Set<string> {
   const names = new Set<string>();
   walk(sf, (n) => {
-    if ((ts.isVariableDeclaration(n) || ts.isFunctionDeclaration(n) || ts.isClassDeclaration(n) || ts.isParameter(n) || ts.isImportSpecifier(n) || ts.isNamespaceImport(n) || ts.isImportClause(n)) && n.name && ts.isIdentifier(n.name)) names.add(n.name.text);
+    if (
+      (ts.isVariableDeclaration(n) ||
+        ts.isFunctionDeclaration(n) ||
+        ts.isClassDeclaration(n) ||
+        ts.isParameter(n) ||
+        ts.isImportSpecifier(n) ||
+        ts.isNamespaceImport(n) ||
+        ts.isImportClause(n)) &&
+      n.name &&
+      ts.isIdentifier(n.name)
+    )
+      names.add(n.name.text);
     if (ts.isBindingElement(n) && ts.isIdentifier(n.name)) names.add(n.name.text);
   });
   return names;

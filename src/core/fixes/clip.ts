@@ -67,7 +67,11 @@ export function lowerClipTarget(norms: readonly number[] | undefined, finding: F
  * Whether the threshold the script has (`current`, described as `currentText` in the reasons) can be
  * lowered to the target: only to a value strictly below it.
  */
-export function lowerClipCheck(target: LowerClipTarget | null, current: number, currentText: string): { ok: true; value: number; how: string } | { ok: false; reason: string; alreadyApplied?: boolean } {
+export function lowerClipCheck(
+  target: LowerClipTarget | null,
+  current: number,
+  currentText: string,
+): { ok: true; value: number; how: string } | { ok: false; reason: string; alreadyApplied?: boolean } {
   if (!target) return { ok: false, reason: `the run gave no gradient norms, so GradScope cannot derive a threshold below ${currentText}` };
   if (target.value >= current) {
     return { ok: false, alreadyApplied: true, reason: `${currentText} is already at or below ${formatNumber(target.value)} (${target.how}): the run gives no lower threshold` };
@@ -186,8 +190,6 @@ export function computeClip(sf: ts.SourceFile, b: TfBindings, style: Style, find
     edits.push({ start: site.node.getStart(sf), end: site.node.getStart(sf), newText: `${CLIP_FUNCTION}(` });
     edits.push({ start: site.node.end, end: site.node.end, newText: `, ${maxText})` });
   }
-  const how = max.derived
-    ? `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run`
-    : `default ${maxText}: the run gave no gradient norms`;
+  const how = max.derived ? `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run` : `default ${maxText}: the run gave no gradient norms`;
   return { ok: true, title: `Clip gradients by global norm ${maxText} (${how}; wraps ${where})`, edits };
 }

@@ -39,9 +39,15 @@ function findSites(sf: ts.SourceFile, b: TfBindings): Site[] {
         const recv = n.expression.expression;
         const line = lineOf(sf, n.expression.name.getStart(sf));
         if (isTfNamespace(recv, b) && n.arguments.length >= 1 && !ts.isSpreadElement(n.arguments[0])) out.push({ op: name, operand: n.arguments[0], form: 'function', line });
-        else if (!isTfNamespace(recv, b) && n.arguments.length === 0 && !(ts.isIdentifier(recv) && ['console', 'Math', 'logger'].includes(recv.text))) out.push({ op: name, operand: recv, form: 'method', line });
+        else if (!isTfNamespace(recv, b) && n.arguments.length === 0 && !(ts.isIdentifier(recv) && ['console', 'Math', 'logger'].includes(recv.text)))
+          out.push({ op: name, operand: recv, form: 'method', line });
       }
-    } else if (ts.isCallExpression(n) && ts.isIdentifier(n.expression) && (b.named.get('log') === n.expression.text || b.named.get('sqrt') === n.expression.text) && n.arguments.length >= 1) {
+    } else if (
+      ts.isCallExpression(n) &&
+      ts.isIdentifier(n.expression) &&
+      (b.named.get('log') === n.expression.text || b.named.get('sqrt') === n.expression.text) &&
+      n.arguments.length >= 1
+    ) {
       const op = b.named.get('log') === n.expression.text ? 'log' : 'sqrt';
       out.push({ op, operand: n.arguments[0], form: 'function', line: lineOf(sf, n.getStart(sf)) });
     }
@@ -59,7 +65,8 @@ export function computeGuardLoss(sf: ts.SourceFile, b: TfBindings, finding: Find
   const onLine = finding.source ? all.filter((s) => s.line === finding.source!.line) : [];
   const scope = onLine.length ? onLine : all;
   const todo = scope.filter((s) => !isGuarded(s.operand, b));
-  if (todo.length === 0) return { ok: false, alreadyApplied: true, reason: `every log/sqrt ${onLine.length ? `on line ${finding.source!.line}` : 'in this file'} already has an epsilon or a clip` };
+  if (todo.length === 0)
+    return { ok: false, alreadyApplied: true, reason: `every log/sqrt ${onLine.length ? `on line ${finding.source!.line}` : 'in this file'} already has an epsilon or a clip` };
   const edits: TextEdit[] = [];
   for (const s of todo) {
     const eps = GUARD_EPSILON[s.op];

@@ -24,7 +24,16 @@ export async function prepareFixes(file?: string): Promise<void> {
 }
 
 /** The remedies this engine can compute (others get ok:false). */
-export const SUPPORTED_REMEDIES = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold'] as const satisfies readonly RemedyId[];
+export const SUPPORTED_REMEDIES = [
+  'clip-global-norm',
+  'he-init',
+  'glorot-init',
+  'lower-lr',
+  'raise-lr',
+  'guard-loss',
+  'zero-bias-init',
+  'lower-clip-threshold',
+] as const satisfies readonly RemedyId[];
 
 type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
 

@@ -122,17 +122,27 @@ export function computeInit(sf: ts.SourceFile, b: TfBindings, style: Style, find
   if (keys.every((k) => stringValue(target.obj, k) === initName)) {
     return { ok: false, alreadyApplied: true, reason: `${describeCall(sf, target.call)} already uses ${keys.join(' and ')} '${initName}'` };
   }
-  const edits = configEdits(sf, target, keys.map((k) => [k, quoted(initName, style)]));
+  const edits = configEdits(
+    sf,
+    target,
+    keys.map((k) => [k, quoted(initName, style)]),
+  );
   if ('reason' in edits) return { ok: false, reason: edits.reason };
   const replaced = keys.map((k) => (target.obj ? findProperty(target.obj, k) : undefined)).find(Boolean);
   const was = replaced && ts.isPropertyAssignment(replaced) ? ` (was ${ellipsis(replaced.initializer.getText(sf))})` : '';
   // Layers that take the same initializer variable share the problem: they get the same edit.
   const sharing = sharingLayers(sf, b, target, keys[0]);
   for (const other of sharing) {
-    const more = configEdits(sf, other, keys.map((k) => [k, quoted(initName, style)]));
+    const more = configEdits(
+      sf,
+      other,
+      keys.map((k) => [k, quoted(initName, style)]),
+    );
     if (!('reason' in more)) edits.push(...more);
   }
-  const also = sharing.length ? `, and in the ${sharing.length} other layer${sharing.length > 1 ? 's' : ''} that share${sharing.length > 1 ? '' : 's'} it (line${sharing.length > 1 ? 's' : ''} ${sharing.map((o) => lineOf(sf, calleeName(o.call)!.getStart(sf))).join(', ')})` : '';
+  const also = sharing.length
+    ? `, and in the ${sharing.length} other layer${sharing.length > 1 ? 's' : ''} that share${sharing.length > 1 ? '' : 's'} it (line${sharing.length > 1 ? 's' : ''} ${sharing.map((o) => lineOf(sf, calleeName(o.call)!.getStart(sf))).join(', ')})`
+    : '';
   const rnn = /rnn|lstm|gru/i.test(target.factory) ? '; the recurrent kernel keeps its initializer' : '';
   return { ok: true, title: `Use ${scheme === 'he' ? 'He' : 'Glorot'} initialisation: ${keys.join(', ')} '${initName}'${was} in ${describeCall(sf, target.call)}${also}${rnn}`, edits };
 }
@@ -146,7 +156,14 @@ function ellipsis(s: string): string {
 function rawVariableInit(sf: ts.SourceFile, b: TfBindings, call: ts.CallExpression, scheme: 'he' | 'glorot'): InitOutcome {
   const init = call.arguments[0];
   const where = `tf.variable on line ${lineOf(sf, call.getStart(sf))}`;
-  if (!init || !ts.isCallExpression(init) || !ts.isPropertyAccessExpression(init.expression) || !ts.isIdentifier(init.expression.name) || !RANDOM_INITS.has(init.expression.name.text) || !isTfNamespace(init.expression.expression, b)) {
+  if (
+    !init ||
+    !ts.isCallExpression(init) ||
+    !ts.isPropertyAccessExpression(init.expression) ||
+    !ts.isIdentifier(init.expression.name) ||
+    !RANDOM_INITS.has(init.expression.name.text) ||
+    !isTfNamespace(init.expression.expression, b)
+  ) {
     return { ok: false, reason: `the initial value of ${where} is not drawn by tf.randomNormal/truncatedNormal/randomUniform in place, so GradScope cannot rescale it` };
   }
   const fn = init.expression.name.text;
@@ -175,7 +192,7 @@ function rawVariableInit(sf: ts.SourceFile, b: TfBindings, call: ts.CallExpressi
     // randomNormal/truncatedNormal(shape, mean = 0, stdDev = 1): stdDev sqrt(2 / fan).
     edits = args.length === 1 ? [after(0, `, 0, ${scale}`)] : args.length === 2 ? [after(1, `, ${scale}`)] : [replace(2, scale)];
   }
-  const title = `Use ${scheme_} initialisation: ${fn} ${uniform ? `bounds ±${scale}` : `stddev ${scale}`} (was ${uniform ? `[${args[1]?.getText(sf) ?? 0}, ${args[2]?.getText(sf) ?? 1}]` : args[2]?.getText(sf) ?? 1}) in ${where}`;
+  const title = `Use ${scheme_} initialisation: ${fn} ${uniform ? `bounds ±${scale}` : `stddev ${scale}`} (was ${uniform ? `[${args[1]?.getText(sf) ?? 0}, ${args[2]?.getText(sf) ?? 1}]` : (args[2]?.getText(sf) ?? 1)}) in ${where}`;
   return { ok: true, title, edits };
 }
 

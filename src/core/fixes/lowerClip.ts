@@ -53,7 +53,11 @@ export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixCo
   const all = clipSites(sf);
   const describe = (s: Site): string => `${s.name}(…) on line ${lineOf(sf, s.call.getStart(sf))}`;
   if (all.length === 0) {
-    return { ok: false, reason: 'no clipping wrapper with a threshold in this file (looked for gradscopeClipByGlobalNorm(optimizer, maxNorm) and other clip…Norm(optimizer, maxNorm) calls; TF.js optimizers have no clipnorm option): the remedy clip-global-norm adds one' };
+    return {
+      ok: false,
+      reason:
+        'no clipping wrapper with a threshold in this file (looked for gradscopeClipByGlobalNorm(optimizer, maxNorm) and other clip…Norm(optimizer, maxNorm) calls; TF.js optimizers have no clipnorm option): the remedy clip-global-norm adds one',
+    };
   }
   const target = lowerClipTarget(ctx.globalNorms, finding);
   const valueOf = (s: Site): number | null => (s.threshold.kind === 'literal' ? s.threshold.value : null);
@@ -63,8 +67,16 @@ export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixCo
   const seen = finding.evidence.clipMaxNorm;
   let sites = all;
   if (typeof seen === 'number') {
-    const matching = all.filter((s) => { const v = valueOf(s); return v !== null && Math.abs(v - seen) <= 1e-3 * Math.max(v, seen); });
-    const lowered = target ? all.filter((s) => { const v = valueOf(s); return v !== null && v > 0 && v <= target.value; }) : [];
+    const matching = all.filter((s) => {
+      const v = valueOf(s);
+      return v !== null && Math.abs(v - seen) <= 1e-3 * Math.max(v, seen);
+    });
+    const lowered = target
+      ? all.filter((s) => {
+          const v = valueOf(s);
+          return v !== null && v > 0 && v <= target.value;
+        })
+      : [];
     const unreadable = all.filter((s) => s.threshold.kind === 'unreadable');
     if (matching.length) sites = matching;
     else if (lowered.length) {

@@ -88,7 +88,7 @@ export function findOptimizerSites(sf: ts.SourceFile, b: TfBindings): OptimizerS
 export function pickOptimizer(sf: ts.SourceFile, b: TfBindings, finding: Finding): { site: OptimizerSite } | { reason: string } {
   const sites = findOptimizerSites(sf, b);
   if (sites.length === 0) {
-    return { reason: 'no optimizer is created in this file (looked for tf.train.<optimizer>(…), new tf.<Name>Optimizer(…) and compile({ optimizer: \'<name>\' }))' };
+    return { reason: "no optimizer is created in this file (looked for tf.train.<optimizer>(…), new tf.<Name>Optimizer(…) and compile({ optimizer: '<name>' }))" };
   }
   if (finding.source) {
     const here = sites.filter((s) => s.line === finding.source!.line);

@@ -27,15 +27,7 @@ import {
   type TensorsMsg,
 } from './messages';
 
-export type ProtocolErrorCode =
-  | 'bad-magic'
-  | 'bad-version'
-  | 'unknown-type'
-  | 'oversize'
-  | 'truncated'
-  | 'shape-mismatch'
-  | 'bad-json'
-  | 'bad-field';
+export type ProtocolErrorCode = 'bad-magic' | 'bad-version' | 'unknown-type' | 'oversize' | 'truncated' | 'shape-mismatch' | 'bad-json' | 'bad-field';
 
 /** A violation of the wire format. The stream cannot be trusted after one: the run ends. */
 export class ProtocolError extends Error {
@@ -306,9 +298,7 @@ function decodeStep(p: Uint8Array): StepMsg {
   const idsBytes = pad8(nStats);
   const expected = STEP_FIXED_BYTES + idsBytes + 8 * nStats * nTensors;
   if (p.byteLength !== expected) {
-    throw new RangeError(
-      `STEP declares ${nTensors} tensors × ${nStats} statistics (${expected} bytes) but its payload has ${p.byteLength}`,
-    );
+    throw new RangeError(`STEP declares ${nTensors} tensors × ${nStats} statistics (${expected} bytes) but its payload has ${p.byteLength}`);
   }
   const stats: StatName[] = [];
   for (let s = 0; s < nStats; s++) {
@@ -353,9 +343,7 @@ function decodeDetail(p: Uint8Array): DetailMsg {
   }
   const expected = DETAIL_FIXED_BYTES + 4 * nBins + 4 * rows * cols;
   if (p.byteLength !== expected) {
-    throw new RangeError(
-      `DETAIL declares ${nBins} bins and a ${rows}×${cols} thumbnail (${expected} bytes) but its payload has ${p.byteLength}`,
-    );
+    throw new RangeError(`DETAIL declares ${nBins} bins and a ${rows}×${cols} thumbnail (${expected} bytes) but its payload has ${p.byteLength}`);
   }
   const hist = new Uint32Array(nBins);
   let o = DETAIL_FIXED_BYTES;

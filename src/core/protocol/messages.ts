@@ -57,9 +57,7 @@ export const STAT_IDS = {
 export type StatName = keyof typeof STAT_IDS;
 /** Statistic names in id order (the keys of STAT_IDS). */
 export const STAT_NAMES: readonly StatName[] = Object.keys(STAT_IDS) as StatName[];
-export const STAT_BY_ID: ReadonlyMap<number, StatName> = new Map(
-  STAT_NAMES.map((n) => [STAT_IDS[n], n] as const),
-);
+export const STAT_BY_ID: ReadonlyMap<number, StatName> = new Map(STAT_NAMES.map((n) => [STAT_IDS[n], n] as const));
 
 export type Framework = 'tfjs' | 'torch';
 

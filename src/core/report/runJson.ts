@@ -73,13 +73,7 @@ export type RunJsonFinding = Pick<Finding, 'kind' | 'severity' | 'step' | 'tenso
 /** JSON has no NaN/Infinity: non-finite numbers become null. */
 const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-export function buildRunJson(
-  store: RunStore,
-  script: string,
-  exit: RunJsonExit & { message?: string },
-  runFile: string | null,
-  findings: readonly Finding[] = [],
-): RunJson {
+export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit & { message?: string }, runFile: string | null, findings: readonly Finding[] = []): RunJson {
   const s = store.summary();
   const hello = store.hello;
   const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);

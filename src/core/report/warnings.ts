@@ -79,12 +79,7 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
         'It may have replaced its own process (os.exec*), or been started through a launcher that does not inherit the probe.',
     });
   } else if (judgeEmpty && run.stepCount === 0) {
-    const when =
-      reason === 'stopped'
-        ? ' before the run was stopped'
-        : reason === 'time-limit'
-          ? ' before the time limit'
-          : '';
+    const when = reason === 'stopped' ? ' before the run was stopped' : reason === 'time-limit' ? ' before the time limit' : '';
     out.push({
       code: 'no-steps',
       level: 'warning',
@@ -184,7 +179,10 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
       ...(skipped.step !== undefined ? { step: skipped.step } : {}),
     });
   }
-  return out.map((w, i) => [w, i] as const).sort((a, b) => LEVEL_RANK[a[0].level] - LEVEL_RANK[b[0].level] || a[1] - b[1]).map(([w]) => w);
+  return out
+    .map((w, i) => [w, i] as const)
+    .sort((a, b) => LEVEL_RANK[a[0].level] - LEVEL_RANK[b[0].level] || a[1] - b[1])
+    .map(([w]) => w);
 }
 
 /** True when the run observed nothing (`gradscope run` exits 6 then; see README "Exit code"). */

@@ -91,7 +91,9 @@ const RUN_ID = /^[A-Za-z0-9._-]{1,200}$/;
 /** A sortable, file-name safe id: the UTC start time plus a random suffix. */
 export function makeRunId(now: Date = new Date()): string {
   const t = now.toISOString().replace(/[:.]/g, '-');
-  return `${t}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
+  return `${t}-${Math.floor(Math.random() * 0x10000)
+    .toString(16)
+    .padStart(4, '0')}`;
 }
 
 export function runFilePath(runDir: string, runId: string): string {
@@ -427,7 +429,7 @@ function* readSteps(path: string, store: RunStore): Generator<void, ReadRunResul
     const decoder = new FrameDecoder();
     const onFrame = (f: DecodedFrame): void => store.ingest(f.message);
     let err: ProtocolError | null = null;
-    for (let pos = header.end; pos < trailer.start && !err; ) {
+    for (let pos = header.end; pos < trailer.start && !err;) {
       const chunk = readAt(fd, pos, Math.min(READ_CHUNK, trailer.start - pos));
       if (chunk.length === 0) break;
       pos += chunk.length;

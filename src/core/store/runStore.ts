@@ -378,10 +378,7 @@ export class RunStore {
     this.detailCap = Math.max(1, Math.floor(opts.detailHistory ?? STORE_DEFAULTS.detailHistory));
     const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
     this.G = G;
-    this.maxStored = Math.max(
-      1,
-      Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (SERIES_STATS * (4 * this.R + 13 * this.E) + this.R + this.E)),
-    );
+    this.maxStored = Math.max(1, Math.floor(opts.maxStoredTensors ?? DEFAULT_SERIES_BUDGET_BYTES / (SERIES_STATS * (4 * this.R + 13 * this.E) + this.R + this.E)));
     this.stepRing = new Float64Array(this.R);
     this.ringN = new Uint32Array(this.R);
     this.ringMask = new Uint8Array(this.R);

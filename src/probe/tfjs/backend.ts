@@ -54,7 +54,10 @@ export function makeResolver(scriptPath: string): Resolver {
   };
 }
 
-const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300);
+const firstLine = (e: unknown): string =>
+  String((e as Error)?.message ?? e)
+    .split('\n')[0]
+    .slice(0, 300);
 
 interface NativeAttempt {
   ok: boolean;
@@ -117,9 +120,7 @@ export async function selectBackend(scriptPath: string, opts: SelectOptions): Pr
         tfjsPath: tfjsPathNative,
         backend: 'tensorflow',
         device: onGpu ? 'GPU (tfjs-node-gpu, CUDA)' : 'CPU (tfjs-node-gpu found no usable GPU)',
-        reason: onGpu
-          ? 'running on tfjs-node-gpu (GPU)'
-          : 'tfjs-node-gpu loaded but found no usable GPU (it needs CUDA 11.2 and cuDNN 8.1): running TensorFlow on the CPU',
+        reason: onGpu ? 'running on tfjs-node-gpu (GPU)' : 'tfjs-node-gpu loaded but found no usable GPU (it needs CUDA 11.2 and cuDNN 8.1): running TensorFlow on the CPU',
         nativePackage: '@tensorflow/tfjs-node-gpu',
         userTfjs: tfjs.fromUser,
         composedKernels: [],
@@ -173,7 +174,10 @@ export async function selectBackend(scriptPath: string, opts: SelectOptions): Pr
         if (!ok) throw new Error('setBackend("wasm") returned false');
         await tf.ready();
         restoreListeners();
-        const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT').catch(() => false);
+        const simd = await tf
+          .env()
+          .getAsync('WASM_HAS_SIMD_SUPPORT')
+          .catch(() => false);
         return {
           ...base,
           backend: 'wasm',

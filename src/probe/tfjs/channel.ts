@@ -108,9 +108,7 @@ export class Channel {
     if (this.droppedSinceReport > 0 && this.queuedBytes < this.maxQueuedBytes / 2 && !this.hostGone) {
       const count = this.droppedSinceReport;
       this.droppedSinceReport = 0;
-      this.enqueue(
-        encodeMessage({ type: 'event', kind: 'dropped', count, message: `${count} frame(s) dropped: the host did not keep up` }, this.seq++),
-      );
+      this.enqueue(encodeMessage({ type: 'event', kind: 'dropped', count, message: `${count} frame(s) dropped: the host did not keep up` }, this.seq++));
       this.pump();
     }
   }

@@ -37,8 +37,7 @@ export class DeviceStats {
    */
   compute(entries: DeviceEntry[], loss: Tensor | null): { stats: Float64Array; loss: number } {
     const tf = this.tf;
-    const scaledNorm = (x: Tensor, m: Tensor): Tensor =>
-      tf.mul(m, tf.sqrt(tf.sum(tf.square(tf.div(x, tf.maximum(m, tf.scalar(1e-30)))))));
+    const scaledNorm = (x: Tensor, m: Tensor): Tensor => tf.mul(m, tf.sqrt(tf.sum(tf.square(tf.div(x, tf.maximum(m, tf.scalar(1e-30)))))));
     const packed = tf.tidy(() => {
       const parts: Tensor[] = [];
       for (const e of entries) {

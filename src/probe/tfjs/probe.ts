@@ -79,7 +79,7 @@ const AUTO_DETAIL_START = 10;
 function probeVersion(): string {
   for (const p of [join(__dirname, '..', '..', '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {
     try {
-      const v = (JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string });
+      const v = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
       if (v.name === 'gradscope' && v.version) return v.version;
     } catch {
       /* next */

@@ -112,11 +112,11 @@ function installLifecycle(probe: Probe): void {
   // A non-zero process.exit() from the script: remember where, for END.
   let exitCall: Error | null = null;
   const realExit = process.exit.bind(process);
-  process.exit = ((code?: number | string | null) => {
+  process.exit = (code?: number | string | null) => {
     const c = code ?? process.exitCode;
     if (c !== undefined && c !== null && Number(c) !== 0 && !exitCall) exitCall = new Error(`the script called process.exit(${c})`);
     return realExit(code);
-  });
+  };
 
   // Observes uncaught errors without changing what Node does with them (print, exit 1).
   process.on('uncaughtExceptionMonitor', (err) => {

@@ -18,8 +18,16 @@ export function runJob(state: StatsState, job: WorkerJob): WorkerResult {
     const t0 = performance.now();
     const details = job.tensors.map((t) => detailOf(t.id, t.g, t.shape));
     return {
-      kind: 'result', seq: job.seq, step: job.step, ids: job.tensors.map((t) => t.id), stats: null, details,
-      firstNonFinite: null, anomaly: null, stepMs: 0, detailMs: performance.now() - t0,
+      kind: 'result',
+      seq: job.seq,
+      step: job.step,
+      ids: job.tensors.map((t) => t.id),
+      stats: null,
+      details,
+      firstNonFinite: null,
+      anomaly: null,
+      stepMs: 0,
+      detailMs: performance.now() - t0,
     };
   }
   const t0 = performance.now();
@@ -55,8 +63,16 @@ export function runJob(state: StatsState, job: WorkerJob): WorkerResult {
   const anomaly = firstNonFinite !== null ? 'first non-finite gradient' : jump ? 'gradient norm jump' : null;
   const details = job.detail || anomaly ? job.tensors.map((t) => detailOf(t.id, t.g, t.shape)) : [];
   return {
-    kind: 'result', seq: job.seq, step: job.step, ids, stats, details, firstNonFinite,
-    anomaly: job.detail ? null : anomaly, stepMs: t1 - t0, detailMs: performance.now() - t1,
+    kind: 'result',
+    seq: job.seq,
+    step: job.step,
+    ids,
+    stats,
+    details,
+    firstNonFinite,
+    anomaly: job.detail ? null : anomaly,
+    stepMs: t1 - t0,
+    detailMs: performance.now() - t1,
   };
 }
 

@@ -48,8 +48,14 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
   const registered: string[] = [];
   const bu = tf.backend_util as unknown as {
     computeConv2DInfo(
-      inShape: number[], filterShape: number[], strides: number | [number, number], dilations: number | [number, number],
-      pad: Pad, roundingMode?: string, depthwise?: boolean, dataFormat?: string,
+      inShape: number[],
+      filterShape: number[],
+      strides: number | [number, number],
+      dilations: number | [number, number],
+      pad: Pad,
+      roundingMode?: string,
+      depthwise?: boolean,
+      dataFormat?: string,
     ): ConvInfo;
     convertConv2DDataFormat(f: string): string;
   };
@@ -69,7 +75,11 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
     const { backend } = args;
     let { x, dy } = args.inputs;
     const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as {
-      strides: number | [number, number]; pad: Pad; dataFormat: string; dimRoundingMode?: string; filterShape: number[];
+      strides: number | [number, number];
+      pad: Pad;
+      dataFormat: string;
+      dimRoundingMode?: string;
+      filterShape: number[];
     };
     const temps: TensorInfo[] = [];
     const run = (name: string, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown>, keep = false): TensorInfo => {
@@ -94,13 +104,22 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
       // forward stride. Its output starts with the kh × kw taps we want.
       const xt = run('Transpose', { x }, { perm: [3, 1, 2, 0] }); // [C, H, W, B]
       const dyt = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] }); // [OH, OW, B, O]
-      const conv = run('Conv2D', { x: xt, filter: dyt }, {
-        strides: [1, 1],
-        pad: [[0, 0], [padInfo.top, padInfo.bottom], [padInfo.left, padInfo.right], [0, 0]],
-        dataFormat: 'NHWC',
-        dilations: [sh, sw],
-        dimRoundingMode: undefined,
-      }); // [C, outH, outW, O]
+      const conv = run(
+        'Conv2D',
+        { x: xt, filter: dyt },
+        {
+          strides: [1, 1],
+          pad: [
+            [0, 0],
+            [padInfo.top, padInfo.bottom],
+            [padInfo.left, padInfo.right],
+            [0, 0],
+          ],
+          dataFormat: 'NHWC',
+          dilations: [sh, sw],
+          dimRoundingMode: undefined,
+        },
+      ); // [C, outH, outW, O]
       let cut = conv;
       if (conv.shape[1] !== kh || conv.shape[2] !== kw) {
         cut = run('Slice', { x: conv }, { begin: [0, 0, 0, 0], size: [conv.shape[0], kh, kw, conv.shape[3]] });
@@ -114,7 +133,11 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
   register('DepthwiseConv2dNativeBackpropFilter', (args) => {
     const { x, dy } = args.inputs;
     const { strides, dilations, pad, dimRoundingMode, filterShape } = args.attrs as {
-      strides: number | [number, number]; dilations: number | [number, number]; pad: Pad; dimRoundingMode?: string; filterShape: number[];
+      strides: number | [number, number];
+      dilations: number | [number, number];
+      pad: Pad;
+      dimRoundingMode?: string;
+      filterShape: number[];
     };
     const info = bu.computeConv2DInfo(x.shape, filterShape, strides, dilations ?? 1, pad, dimRoundingMode, true);
     const xs = args.backend.readSync(x.dataId);
@@ -136,7 +159,11 @@ export function registerMissingWasmKernels(tf: Tf): string[] {
   register('DepthwiseConv2dNativeBackpropInput', (args) => {
     const { dy, filter } = args.inputs;
     const { strides, dilations, pad, dimRoundingMode, inputShape } = args.attrs as {
-      strides: number | [number, number]; dilations: number | [number, number]; pad: Pad; dimRoundingMode?: string; inputShape: number[];
+      strides: number | [number, number];
+      dilations: number | [number, number];
+      pad: Pad;
+      dimRoundingMode?: string;
+      inputShape: number[];
     };
     const info = bu.computeConv2DInfo(inputShape, filter.shape, strides, dilations ?? 1, pad, dimRoundingMode, true);
     const f = args.backend.readSync(filter.dataId);

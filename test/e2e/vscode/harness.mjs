@@ -15,7 +15,16 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(here, '..', '..', '..');
 export const CODE_SERVER = join(ROOT, 'test', 'host', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 export const CHROMIUM = process.env.GRADSCOPE_CHROMIUM || '/usr/bin/chromium';
-export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
 export const verbose = process.env.GRADSCOPE_E2E_VERBOSE === '1';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -104,7 +113,12 @@ const USER_SETTINGS = {
  * extension was unpacked to (<publisher>.<name>-<version>).
  */
 export function installVsix(vsix, { userData, exts, env }) {
-  const out = execFileSync(process.execPath, [CODE_SERVER, '--user-data-dir', userData, '--extensions-dir', exts, '--install-extension', vsix], { env, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync(process.execPath, [CODE_SERVER, '--user-data-dir', userData, '--extensions-dir', exts, '--install-extension', vsix], {
+    env,
+    encoding: 'utf8',
+    timeout: 120_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const { publisher, name, version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   const dir = join(exts, `${publisher}.${name}-${version}`);
   if (!existsSync(join(dir, 'package.json'))) throw new Error(`code-server did not install ${vsix} into ${dir}: ${out}`);
@@ -126,7 +140,20 @@ export async function startWorkbench({ scratch, name, workspace, trust = false, 
   const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_DATA_HOME: join(home, '.local', 'share'), XDG_CACHE_HOME: join(home, '.cache') };
   const extensionDir = vsix ? installVsix(vsix, { userData, exts, env }) : ROOT;
   const port = await freePort();
-  const args = [CODE_SERVER, '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--user-data-dir', userData, '--extensions-dir', exts];
+  const args = [
+    CODE_SERVER,
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--auth',
+    'none',
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--disable-getting-started-override',
+    '--user-data-dir',
+    userData,
+    '--extensions-dir',
+    exts,
+  ];
   if (!trust) args.push('--disable-workspace-trust');
   const server = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   const serverLog = [];
@@ -153,11 +180,15 @@ export async function startWorkbench({ scratch, name, workspace, trust = false, 
   };
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitFor('code-server /healthz', async () => {
-      if (server.exitCode !== null) throw new Error(`code-server exited (${server.exitCode}): ${serverLog.join('').slice(-2000)}`);
-      const r = await fetch(`${base}/healthz`).catch(() => null);
-      return r?.ok;
-    }, 30_000);
+    await waitFor(
+      'code-server /healthz',
+      async () => {
+        if (server.exitCode !== null) throw new Error(`code-server exited (${server.exitCode}): ${serverLog.join('').slice(-2000)}`);
+        const r = await fetch(`${base}/healthz`).catch(() => null);
+        return r?.ok;
+      },
+      30_000,
+    );
     context = await chromium.launchPersistentContext(join(dir, 'chromium'), { executablePath: CHROMIUM, headless: true, viewport: { width: 1440, height: 900 }, args: CHROMIUM_ARGS });
     const page = context.pages()[0] ?? (await context.newPage());
     if (verbose) page.on('console', (m) => log('page:', m.text()));
@@ -182,7 +213,11 @@ export function shooter(dir) {
     const file = join(dir, `${String(++n).padStart(2, '0')}-${name}.png`);
     try {
       if (await page.locator('.notification-toast').count()) {
-        await page.locator('.notification-toast.notification-fade-in-done').first().waitFor({ timeout: 2000 }).catch(() => {});
+        await page
+          .locator('.notification-toast.notification-fade-in-done')
+          .first()
+          .waitFor({ timeout: 2000 })
+          .catch(() => {});
       }
       await page.screenshot({ path: file });
     } catch (e) {
@@ -208,7 +243,10 @@ async function quickPick(page, text, row, { tries = 25, rowTimeout = 1500 } = {}
       await page.keyboard.press('Enter');
       return;
     } catch {
-      lastRows = await quickInput(page).locator('.monaco-list-row').allInnerTexts().catch(() => []);
+      lastRows = await quickInput(page)
+        .locator('.monaco-list-row')
+        .allInnerTexts()
+        .catch(() => []);
       await page.keyboard.press('Escape');
       await sleep(400);
     }
@@ -238,38 +276,52 @@ export function webview(page) {
  * { w, h, painted (pixels differing from the most common colour), magenta (≈ #ff00ff) }.
  */
 export function canvasStats(root, selector) {
-  return root.locator(selector).first().evaluate((c) => {
-    const ctx = c.getContext('2d');
-    if (!ctx || !c.width || !c.height) return { w: c.width, h: c.height, painted: 0, magenta: 0 };
-    const { data } = ctx.getImageData(0, 0, c.width, c.height);
-    const counts = new Map();
-    for (let i = 0; i < data.length; i += 4) {
-      const k = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-    }
-    let bg = 0;
-    for (const v of counts.values()) bg = Math.max(bg, v);
-    let magenta = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i] > 235 && data[i + 1] < 30 && data[i + 2] > 235 && data[i + 3] > 200) magenta++;
-    }
-    return { w: c.width, h: c.height, painted: data.length / 4 - bg, magenta };
-  });
+  return root
+    .locator(selector)
+    .first()
+    .evaluate((c) => {
+      const ctx = c.getContext('2d');
+      if (!ctx || !c.width || !c.height) return { w: c.width, h: c.height, painted: 0, magenta: 0 };
+      const { data } = ctx.getImageData(0, 0, c.width, c.height);
+      const counts = new Map();
+      for (let i = 0; i < data.length; i += 4) {
+        const k = (data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+        counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+      let bg = 0;
+      for (const v of counts.values()) bg = Math.max(bg, v);
+      let magenta = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (data[i] > 235 && data[i + 1] < 30 && data[i + 2] > 235 && data[i + 3] > 200) magenta++;
+      }
+      return { w: c.width, h: c.height, painted: data.length / 4 - bg, magenta };
+    });
 }
 
 /** The visible text of every notification toast. */
 export async function notifications(page) {
-  return page.locator('.notification-toast').allInnerTexts().catch(() => []);
+  return page
+    .locator('.notification-toast')
+    .allInnerTexts()
+    .catch(() => []);
 }
 
 /** Text of the status bar items. */
 export async function statusBar(page) {
-  return (await page.locator('.statusbar-item').allInnerTexts().catch(() => [])).join(' | ');
+  return (
+    await page
+      .locator('.statusbar-item')
+      .allInnerTexts()
+      .catch(() => [])
+  ).join(' | ');
 }
 
 /** Text of the visible terminal (DOM renderer rows). */
 export async function terminalText(page) {
-  const rows = await page.locator('.terminal-wrapper.active .xterm-rows, .xterm .xterm-rows').allInnerTexts().catch(() => []);
+  const rows = await page
+    .locator('.terminal-wrapper.active .xterm-rows, .xterm .xterm-rows')
+    .allInnerTexts()
+    .catch(() => []);
   return rows.join('\n');
 }
 
@@ -296,31 +348,35 @@ export async function squigglyLines(page) {
  * or a number, the line's `top` (as squigglyLines gives it).
  */
 export async function wordBox(page, at, needle) {
-  return page.evaluate(([ln, nd]) => {
-    const editor = document.querySelector('.editor-group-container.active .monaco-editor') ?? document.querySelector('.monaco-editor');
-    const line = [...editor.querySelectorAll('.view-lines .view-line')].find((l) =>
-      typeof ln === 'number' ? parseFloat(l.style.top) === ln : l.textContent.replace(/\u00a0/g, ' ').includes(ln));
-    if (!line) return null;
-    // Walk the text nodes: Monaco splits a line into token spans.
-    const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
-    const nodes = [];
-    let text = '';
-    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-      nodes.push({ n, start: text.length });
-      text += n.textContent;
-    }
-    const at = text.replace(/\u00a0/g, ' ').indexOf(nd);
-    if (at < 0) return null;
-    const locate = (off) => {
-      const hit = nodes.findLast((x) => x.start <= off);
-      return [hit.n, off - hit.start];
-    };
-    const range = document.createRange();
-    range.setStart(...locate(at));
-    range.setEnd(...locate(at + nd.length - 1));
-    const r = range.getBoundingClientRect();
-    return { x: r.left, y: r.top, width: r.width, height: r.height };
-  }, [at, needle]);
+  return page.evaluate(
+    ([ln, nd]) => {
+      const editor = document.querySelector('.editor-group-container.active .monaco-editor') ?? document.querySelector('.monaco-editor');
+      const line = [...editor.querySelectorAll('.view-lines .view-line')].find((l) =>
+        typeof ln === 'number' ? parseFloat(l.style.top) === ln : l.textContent.replace(/\u00a0/g, ' ').includes(ln),
+      );
+      if (!line) return null;
+      // Walk the text nodes: Monaco splits a line into token spans.
+      const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+      const nodes = [];
+      let text = '';
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        nodes.push({ n, start: text.length });
+        text += n.textContent;
+      }
+      const at = text.replace(/\u00a0/g, ' ').indexOf(nd);
+      if (at < 0) return null;
+      const locate = (off) => {
+        const hit = nodes.findLast((x) => x.start <= off);
+        return [hit.n, off - hit.start];
+      };
+      const range = document.createRange();
+      range.setStart(...locate(at));
+      range.setEnd(...locate(at + nd.length - 1));
+      const r = range.getBoundingClientRect();
+      return { x: r.left, y: r.top, width: r.width, height: r.height };
+    },
+    [at, needle],
+  );
 }
 
 export function ensureCodeServer() {

@@ -16,8 +16,24 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
-  ROOT, canvasStats, ensureCodeServer, killGroup, log, notifications, palette, processes, quickOpen,
-  shooter, sleep, squigglyLines, startWorkbench, statusBar, terminalText, waitFor, webview, wordBox,
+  ROOT,
+  canvasStats,
+  ensureCodeServer,
+  killGroup,
+  log,
+  notifications,
+  palette,
+  processes,
+  quickOpen,
+  shooter,
+  sleep,
+  squigglyLines,
+  startWorkbench,
+  statusBar,
+  terminalText,
+  waitFor,
+  webview,
+  wordBox,
 } from './harness.mjs';
 
 const SUITE_TIMEOUT_S = Number(process.env.GRADSCOPE_E2E_TIMEOUT_S || 280);
@@ -63,7 +79,8 @@ function packageUnderTest() {
 const VSIX = packageUnderTest();
 
 /** Processes of runs started in `ws` (the probe runner or the scripts themselves). */
-const runProcesses = (ws) => processes(new RegExp(`(probe/tfjs/runner\\.js|probe/torch).*${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(train.forever|exploding)`));
+const runProcesses = (ws) =>
+  processes(new RegExp(`(probe/tfjs/runner\\.js|probe/torch).*${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${ws.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(train.forever|exploding)`));
 
 let cleaning = false;
 async function cleanup() {
@@ -159,10 +176,15 @@ async function trainAndInspect(page) {
 
 /** Waits for the run to end (status bar says completed or similar). */
 async function waitRunEnded(page, ms = 60_000) {
-  return waitFor('the run to end', async () => {
-    const s = await statusBar(page);
-    return ENDED.test(s) ? s : null;
-  }, ms, 300);
+  return waitFor(
+    'the run to end',
+    async () => {
+      const s = await statusBar(page);
+      return ENDED.test(s) ? s : null;
+    },
+    ms,
+    300,
+  );
 }
 
 /** The findings list of the panel. */
@@ -189,22 +211,40 @@ async function trainFlow(ex) {
   const ended = await waitRunEnded(page);
   log(`status bar: ${ended}`);
   // The terminal shows the script's own output.
-  const term = await waitFor('the script output in the terminal', async () => {
-    const t = await terminalText(page);
-    return ex.output.test(t) ? t : null;
-  }, 15_000);
-  log(`terminal: ${term.split('\n').filter((l) => ex.output.test(l)).slice(0, 3).join(' / ')}`);
+  const term = await waitFor(
+    'the script output in the terminal',
+    async () => {
+      const t = await terminalText(page);
+      return ex.output.test(t) ? t : null;
+    },
+    15_000,
+  );
+  log(
+    `terminal: ${term
+      .split('\n')
+      .filter((l) => ex.output.test(l))
+      .slice(0, 3)
+      .join(' / ')}`,
+  );
   // The panel: heatmap and norm curve are painted; the explosion leaves NaN (magenta) cells.
   const wv = webview(page);
   await wv.locator('#gs-heatmap canvas').first().waitFor({ timeout: 15_000 });
-  const heat = await waitFor('a painted heatmap with NaN cells', async () => {
-    const s = await canvasStats(wv, '#gs-heatmap canvas');
-    return s.painted > 500 && s.magenta > 20 ? s : null;
-  }, 15_000);
-  const norms = await waitFor('a drawn norm curve', async () => {
-    const s = await canvasStats(wv, '#gs-norms canvas');
-    return s.painted > 200 ? s : null;
-  }, 15_000);
+  const heat = await waitFor(
+    'a painted heatmap with NaN cells',
+    async () => {
+      const s = await canvasStats(wv, '#gs-heatmap canvas');
+      return s.painted > 500 && s.magenta > 20 ? s : null;
+    },
+    15_000,
+  );
+  const norms = await waitFor(
+    'a drawn norm curve',
+    async () => {
+      const s = await canvasStats(wv, '#gs-norms canvas');
+      return s.painted > 200 ? s : null;
+    },
+    15_000,
+  );
   log(`heatmap ${heat.w}×${heat.h}: ${heat.painted} painted, ${heat.magenta} NaN-magenta; norms ${norms.w}×${norms.h}: ${norms.painted} painted`);
   assert.match(await findingsText(page), /Exploding gradients/i);
   await shot(page, `${ex.shots}train-panel-norms`);
@@ -222,18 +262,36 @@ async function trainFlow(ex) {
   log(`live run: ${live.map((p) => `${p.pid} ${p.cmd.slice(0, 120)}`).join('; ')} · status: ${await statusBar(page)}`);
   // The probe comes from the installed extension, not from the repository.
   if (VSIX) {
-    const probeOf = (p) => `${p.cmd} ${(readFileSync(`/proc/${p.pid}/environ`, 'utf8').split('\0').find((v) => v.startsWith('PYTHONPATH=')) ?? '')}`;
-    const from = live.map((p) => { try { return probeOf(p); } catch { return p.cmd; } });
-    assert.ok(from.some((c) => c.includes(`${state.extensionDir}/dist/probe/`)), `the run uses the installed probe (${state.extensionDir}): ${from.join(' | ')}`);
+    const probeOf = (p) =>
+      `${p.cmd} ${
+        readFileSync(`/proc/${p.pid}/environ`, 'utf8')
+          .split('\0')
+          .find((v) => v.startsWith('PYTHONPATH=')) ?? ''
+      }`;
+    const from = live.map((p) => {
+      try {
+        return probeOf(p);
+      } catch {
+        return p.cmd;
+      }
+    });
+    assert.ok(
+      from.some((c) => c.includes(`${state.extensionDir}/dist/probe/`)),
+      `the run uses the installed probe (${state.extensionDir}): ${from.join(' | ')}`,
+    );
     assert.ok(!from.some((c) => c.includes(`${ROOT}/dist/`)), `nothing runs from the repository: ${from.join(' | ')}`);
   }
   await waitFor('the train-forever output in the terminal', async () => /train-forever: epoch \d+/.test(await terminalText(page)), 15_000);
   await shot(page, `${ex.shots}stop-live-run`);
   await palette(page, 'GradScope: Stop Run');
-  const stopped = await waitFor('the status bar to say stopped', async () => {
-    const s = await statusBar(page);
-    return /GradScope: stopped/i.test(s) ? s : null;
-  }, 15_000);
+  const stopped = await waitFor(
+    'the status bar to say stopped',
+    async () => {
+      const s = await statusBar(page);
+      return /GradScope: stopped/i.test(s) ? s : null;
+    },
+    15_000,
+  );
   log(`after Stop Run: ${stopped}`);
   await waitFor('no run process left', () => runProcesses(state.ws).length === 0, 5000);
   await waitFor('"stopped by the user" in the terminal', async () => /stopped by the user/.test(await terminalText(page)), 5000);
@@ -246,10 +304,14 @@ async function hoverFlow(ex, st) {
   await openFile(page, ex.file);
   // No run is live: the panel follows the editor to this script's latest run.
   await waitFor(`the panel to show ${ex.file}'s run`, async () => (await page.locator('.tabs-container .tab', { hasText: `GradScope: ${ex.file}` }).count()) > 0, 10_000);
-  const lines = await waitFor('a squiggly layer line', async () => {
-    const l = (await squigglyLines(page)).filter((x) => x.text.includes(ex.layerCall));
-    return l.length ? l : null;
-  }, 15_000);
+  const lines = await waitFor(
+    'a squiggly layer line',
+    async () => {
+      const l = (await squigglyLines(page)).filter((x) => x.text.includes(ex.layerCall));
+      return l.length ? l : null;
+    },
+    15_000,
+  );
   log(`squiggly layer lines: ${lines.map((l) => l.text.trim().slice(0, 60)).join(' | ')}`);
   let hover = '';
   for (const l of lines) {
@@ -258,11 +320,20 @@ async function hoverFlow(ex, st) {
     await page.mouse.move(5, 5);
     await sleep(200);
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
-    hover = await waitFor('the hover with the warning', async () => {
-      const t = (await page.locator('.monaco-hover:visible').allInnerTexts().catch(() => [])).join('\n');
-      hover = t;
-      return /Exploding gradients/.test(t) ? t : null;
-    }, 5000).catch(() => hover);
+    hover = await waitFor(
+      'the hover with the warning',
+      async () => {
+        const t = (
+          await page
+            .locator('.monaco-hover:visible')
+            .allInnerTexts()
+            .catch(() => [])
+        ).join('\n');
+        hover = t;
+        return /Exploding gradients/.test(t) ? t : null;
+      },
+      5000,
+    ).catch(() => hover);
     if (/Exploding gradients/.test(hover)) {
       st.line = l.text;
       st.top = l.top;
@@ -295,7 +366,13 @@ async function quickFixFlow(ex, st) {
   await shot(page, `${ex.shots}quickfix-menu`);
   let picked = '';
   for (let i = 0; i < rows.length + 2; i++) {
-    const focused = (await menu.locator('.monaco-list-row.focused').first().innerText().catch(() => '')).trim();
+    const focused = (
+      await menu
+        .locator('.monaco-list-row.focused')
+        .first()
+        .innerText()
+        .catch(() => '')
+    ).trim();
     if (/He initialisation/.test(focused)) {
       picked = focused;
       break;
@@ -309,12 +386,22 @@ async function quickFixFlow(ex, st) {
   await waitFor('the edit in the editor', async () => ex.fixedMark.test(await editorText(page)), 10_000);
   await shot(page, `${ex.shots}quickfix-applied-unsaved`);
   await page.keyboard.press('Control+s');
-  const text = await waitFor('the fixed file on disk', () => {
-    const t = readFileSync(file, 'utf8');
-    return t !== st.original ? t : null;
-  }, 10_000);
+  const text = await waitFor(
+    'the fixed file on disk',
+    () => {
+      const t = readFileSync(file, 'utf8');
+      return t !== st.original ? t : null;
+    },
+    10_000,
+  );
   const before = st.original.split('\n');
-  log(`changed lines: ${text.split('\n').filter((l, i) => l !== before[i]).map((l) => l.trim()).join(' | ')}`);
+  log(
+    `changed lines: ${text
+      .split('\n')
+      .filter((l, i) => l !== before[i])
+      .map((l) => l.trim())
+      .join(' | ')}`,
+  );
   ex.checkFixed(text, st.original);
   st.fixed = text;
   await shot(page, `${ex.shots}quickfix-applied`);
@@ -322,10 +409,14 @@ async function quickFixFlow(ex, st) {
   await trainAndInspect(page);
   const ended = await waitRunEnded(page);
   log(`re-run: ${ended}`);
-  const findings = await waitFor('the findings of the re-run', async () => {
-    const t = await findingsText(page);
-    return /Exploding/.test(t) || !/No problems found/.test(t) ? null : t;
-  }, 20_000);
+  const findings = await waitFor(
+    'the findings of the re-run',
+    async () => {
+      const t = await findingsText(page);
+      return /Exploding/.test(t) || !/No problems found/.test(t) ? null : t;
+    },
+    20_000,
+  );
   log(`findings after the fix: ${findings.replace(/\s+/g, ' ').slice(0, 200)}`);
   await shot(page, `${ex.shots}quickfix-rerun-panel`);
   await focusEditor(page, ex.file);
@@ -378,7 +469,7 @@ const scenarios = [
     async run() {
       const page = state.page;
       const file = join(state.ws, 'exploding-mlp.js');
-      assert.ok(state.tfjs.fixed, 'scenario 3 recorded the quick fix\'s text');
+      assert.ok(state.tfjs.fixed, "scenario 3 recorded the quick fix's text");
       writeFileSync(file, state.tfjs.original);
       await focusEditor(page, 'exploding-mlp.js');
       await waitFor('the editor to reload the original', async () => !/heNormal/.test(await editorText(page)), 10_000);
@@ -393,10 +484,14 @@ const scenarios = [
       await btn.click();
       await waitFor('the edit in the editor', async () => /heNormal/.test(await editorText(page)), 10_000);
       await palette(page, 'File: Save All');
-      const text = await waitFor('the panel-fixed file on disk', () => {
-        const t = readFileSync(file, 'utf8');
-        return t !== state.tfjs.original ? t : null;
-      }, 10_000);
+      const text = await waitFor(
+        'the panel-fixed file on disk',
+        () => {
+          const t = readFileSync(file, 'utf8');
+          return t !== state.tfjs.original ? t : null;
+        },
+        10_000,
+      );
       assert.equal(text, state.tfjs.fixed, 'the panel applied the same edit as the quick fix');
       await shot(page, 'panel-remedy-applied');
 
@@ -424,10 +519,14 @@ const scenarios = [
         return route.abort();
       });
       await offline.goto(`file://${report}`);
-      const heat = await waitFor('the report\'s heatmap drawn', async () => {
-        const s = await canvasStats(offline.locator('body'), '#gs-heatmap canvas');
-        return s.painted > 500 ? s : null;
-      }, 15_000);
+      const heat = await waitFor(
+        "the report's heatmap drawn",
+        async () => {
+          const s = await canvasStats(offline.locator('body'), '#gs-heatmap canvas');
+          return s.painted > 500 ? s : null;
+        },
+        15_000,
+      );
       log(`report: ${readFileSync(report).length} bytes; heatmap ${heat.w}×${heat.h} ${heat.painted} painted, ${heat.magenta} magenta; blocked requests: ${requests.length}`);
       assert.deepEqual(requests, [], 'the report asks for nothing off the disk');
       await offline.screenshot({ path: join(SHOTS, 'report-offline.png') });
@@ -446,7 +545,11 @@ const scenarios = [
       const input = page.locator('.quick-input-widget input.input');
       await input.waitFor({ state: 'visible', timeout: 5000 });
       await input.fill('GradScope');
-      await waitFor('the GradScope walkthrough in the list', async () => /Get started with GradScope/.test(await page.locator('.quick-input-widget .monaco-list-row.focused').first().innerText({ timeout: 500 })), 10_000);
+      await waitFor(
+        'the GradScope walkthrough in the list',
+        async () => /Get started with GradScope/.test(await page.locator('.quick-input-widget .monaco-list-row.focused').first().innerText({ timeout: 500 })),
+        10_000,
+      );
       await page.keyboard.press('Enter');
       const walkthrough = page.locator('.gettingStartedContainer');
       await waitFor('the walkthrough page', async () => /Get started with GradScope/.test(await walkthrough.innerText({ timeout: 1000 })), 15_000);
@@ -459,7 +562,11 @@ const scenarios = [
       await waitFor('the example copied into the folder', () => existsSync(copy), 10_000);
       // The copy is the installed extension's example.
       assert.equal(readFileSync(copy, 'utf8'), readFileSync(join(state.extensionDir, 'examples', 'tfjs', 'exploding-mlp.js'), 'utf8'));
-      await waitFor('the copy open in an editor', async () => (await page.locator('.breadcrumbs-control').allInnerTexts()).some((t) => /gradscope-examples[\s\S]*exploding-mlp\.js/.test(t)), 10_000);
+      await waitFor(
+        'the copy open in an editor',
+        async () => (await page.locator('.breadcrumbs-control').allInnerTexts()).some((t) => /gradscope-examples[\s\S]*exploding-mlp\.js/.test(t)),
+        10_000,
+      );
       await shot(page, 'walkthrough-example-opened');
       await page.locator('.tabs-container .tab', { hasText: 'Walkthrough' }).first().click();
       // The step's checkbox: a codicon marked .complete, keyed by the step id.
@@ -491,7 +598,14 @@ const scenarios = [
         // The simple open dialog: a path box.
         const input = page.locator('.quick-input-widget input.input');
         await input.waitFor({ state: 'visible', timeout: 10_000 });
-        await input.fill(TORCH_PYTHON);
+        // The dialog prefills the folder and completes as one types: replace the whole value, then
+        // check it holds exactly the path (fill() alone was seen to end up as "<folder>//usr/bin/…").
+        await input.click();
+        await page.keyboard.press('Control+A');
+        await page.keyboard.press('Backspace');
+        await page.keyboard.type(TORCH_PYTHON, { delay: 10 });
+        await page.keyboard.press('Delete'); // drops an inline completion the dialog may have selected
+        await waitFor('the path typed in the dialog', async () => ((await input.inputValue()) === TORCH_PYTHON ? true : undefined), 5_000);
         await sleep(300);
         await shot(page, 'first-run-choose-interpreter');
         await page.keyboard.press('Enter');
@@ -499,7 +613,9 @@ const scenarios = [
         log(`notification: ${ok.replace(/\s+/g, ' ')}`);
         assert.ok(ok.includes(TORCH_PYTHON) && /torch \d+\.\d+/.test(ok), ok);
         // Saved as a machine setting: the remote machine's settings (code-server), or the user's.
-        const savedIn = [settings, join(scratch, 'trusted', 'user-data', 'User', 'settings.json')].filter((f) => existsSync(f) && JSON.parse(readFileSync(f, 'utf8'))['gradscope.pythonPath'] === TORCH_PYTHON);
+        const savedIn = [settings, join(scratch, 'trusted', 'user-data', 'User', 'settings.json')].filter(
+          (f) => existsSync(f) && JSON.parse(readFileSync(f, 'utf8'))['gradscope.pythonPath'] === TORCH_PYTHON,
+        );
         log(`gradscope.pythonPath saved in ${savedIn.join(', ')}`);
         assert.ok(savedIn.length, 'gradscope.pythonPath saved');
         await shot(page, 'first-run-interpreter-chosen');
@@ -563,7 +679,12 @@ try {
       console.log(`ok   ${s.name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
     } catch (e) {
       failed++;
-      console.log(`FAIL ${s.name} (${((Date.now() - started) / 1000).toFixed(1)}s)\n     ${String(e?.stack ?? e).split('\n').slice(0, 6).join('\n     ')}`);
+      console.log(
+        `FAIL ${s.name} (${((Date.now() - started) / 1000).toFixed(1)}s)\n     ${String(e?.stack ?? e)
+          .split('\n')
+          .slice(0, 6)
+          .join('\n     ')}`,
+      );
       await shot(state.page, 'FAILED').catch(() => {});
       if (state.page) log(`notifications: ${JSON.stringify(await notifications(state.page))}`);
     }
@@ -578,7 +699,12 @@ try {
       console.log(`ok   ${UNTRUSTED} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
     } catch (e) {
       failed++;
-      console.log(`FAIL ${UNTRUSTED} (${((Date.now() - started) / 1000).toFixed(1)}s)\n     ${String(e?.stack ?? e).split('\n').slice(0, 6).join('\n     ')}`);
+      console.log(
+        `FAIL ${UNTRUSTED} (${((Date.now() - started) / 1000).toFixed(1)}s)\n     ${String(e?.stack ?? e)
+          .split('\n')
+          .slice(0, 6)
+          .join('\n     ')}`,
+      );
       await shot(state.page, 'FAILED').catch(() => {});
     }
   }

@@ -25,7 +25,13 @@ export function absentSnapshot() {
   s.layerNorms.dense_1 = { steps: [...s.heatmap.steps], values: s.heatmap.steps.map(() => null), absent: s.heatmap.steps.map((_, i) => i) };
   const out = s.layerNorms.output;
   const values = out.values.map((v, i) => (i % 2 === 1 && i < 36 ? null : v));
-  s.layerNorms.output = { ...wireCurve(out.steps, values.map((v) => (v === null ? NaN : v))), values };
+  s.layerNorms.output = {
+    ...wireCurve(
+      out.steps,
+      values.map((v) => (v === null ? NaN : v)),
+    ),
+    values,
+  };
   s.layerNorms.output.absent = out.steps.map((_, i) => i).filter((i) => i % 2 === 1 && i < 36);
   s.layerNorms.output.nan = out.steps.map((_, i) => i).filter((i) => i >= 36);
   return s;
@@ -70,7 +76,10 @@ describe('absent gradients in the panel', () => {
     const legend = await page.$$eval('#gs-heatmap .gs-swatch', (s) => s.map((x) => x.textContent));
     assert.deepEqual(legend, ['NaN', 'Inf', 'zero', 'no gradient']);
     // Hovering an absent cell says so.
-    const box = await page.$eval('#gs-heatmap canvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.x, y: r.y }; });
+    const box = await page.$eval('#gs-heatmap canvas', (c) => {
+      const r = c.getBoundingClientRect();
+      return { x: r.x, y: r.y };
+    });
     const c = await cellCenter(page, 0, 10);
     await page.mouse.move(box.x + c.x, box.y + c.y);
     const tip = await page.$eval('#gs-heatmap .gs-tooltip', (t) => t.textContent);
@@ -96,7 +105,11 @@ describe('absent gradients in the panel', () => {
     await send(page, { type: 'snapshot', snapshot });
     assert.equal(await page.$eval('#gs-optimizer-label', (l) => l.hidden), false);
     const options = await page.$$eval('#gs-optimizer option', (o) => o.map((x) => [x.value, x.textContent]));
-    assert.deepEqual(options, [['', 'all optimizers'], ['0', 'opt_g (Adam) · 20 steps'], ['1', 'opt_d (SGD) · 20 steps']]);
+    assert.deepEqual(options, [
+      ['', 'all optimizers'],
+      ['0', 'opt_g (Adam) · 20 steps'],
+      ['1', 'opt_d (SGD) · 20 steps'],
+    ]);
     await page.selectOption('#gs-optimizer', '1');
     assert.deepEqual((await posts(page)).at(-1), { type: 'setOptimizer', optimizer: 1 });
     // The host answers with a snapshot of that optimizer's steps; the picker shows the choice.
@@ -108,12 +121,19 @@ describe('absent gradients in the panel', () => {
     const reloaded = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
     await openPanel(reloaded, { theme: 'dark', state: await page.evaluate(() => window.__state) });
     await send(reloaded, { type: 'snapshot', snapshot });
-    assert.deepEqual((await posts(reloaded)).filter((m) => m.type === 'setOptimizer'), [], 'all optimizers was the last choice');
+    assert.deepEqual(
+      (await posts(reloaded)).filter((m) => m.type === 'setOptimizer'),
+      [],
+      'all optimizers was the last choice',
+    );
     await page.selectOption('#gs-optimizer', '0');
     const again = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
     await openPanel(again, { theme: 'dark', state: await page.evaluate(() => window.__state) });
     await send(again, { type: 'snapshot', snapshot });
-    assert.deepEqual((await posts(again)).filter((m) => m.type === 'setOptimizer'), [{ type: 'setOptimizer', optimizer: 0 }]);
+    assert.deepEqual(
+      (await posts(again)).filter((m) => m.type === 'setOptimizer'),
+      [{ type: 'setOptimizer', optimizer: 0 }],
+    );
     await reloaded.close();
     await again.close();
     // One optimizer: no picker.

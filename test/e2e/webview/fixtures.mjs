@@ -25,7 +25,7 @@ export const wireCell = (v) => (Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Inf'
 // Deterministic noise.
 function rng(seed) {
   let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /**
@@ -64,31 +64,61 @@ export function explodingSnapshot(o = {}) {
   });
   const loss = steps.map((s) => (s >= nanAt ? NaN : s > explodeAt ? 2.3 * 1.6 ** ((s - explodeAt) / 4) : 2.3 * Math.exp(-s / 40) + 0.3 + 0.05 * r()));
   const values = [];
-  for (let li = 0; li < nLayers; li++) for (let k = 0; k < nSteps; k++) {
-    const v = norms[li][k];
-    values.push(wireCell(Number.isFinite(v) ? Math.log10(v) : v));
-  }
+  for (let li = 0; li < nLayers; li++)
+    for (let k = 0; k < nSteps; k++) {
+      const v = norms[li][k];
+      values.push(wireCell(Number.isFinite(v) ? Math.log10(v) : v));
+    }
   const layerNorms = {};
   layers.forEach((l, li) => (layerNorms[l] = wireCurve(steps, norms[li])));
-  const findings = o.findings === false ? [] : [
-    {
-      id: 'exploding-gradient:dense_1', kind: 'exploding-gradient', severity: 'error', step: explodeAt + 8, stepRange: [explodeAt, infAt],
-      tensors: ['dense_1/kernel'], layer: 'dense_1', source: { file: '/work/examples/tfjs/exploding-mlp.js', line: 12, column: 3 },
-      message: 'Gradient norm of dense_1 grew 10× every 4 steps',
-      evidence: { growthPerStep: 1.78, normAtStart: 0.05, normAtEnd: 3.2e6, clipNorm: null },
-      remedies: [{ id: 'clip-global-norm', title: 'Clip the global gradient norm' }, { id: 'he-init', title: 'Use He initialization' }, { id: 'lower-lr', title: 'Lower the learning rate' }],
-    },
-    {
-      id: 'non-finite-gradient:output', kind: 'non-finite-gradient', severity: 'error', step: infAt, stepRange: [infAt, nSteps - 1],
-      tensors: ['output/kernel'], layer: 'output', source: { file: '/work/examples/tfjs/exploding-mlp.js', line: 12 + nLayers - 1, column: 3 },
-      message: 'First non-finite gradient (Inf) in output/kernel', evidence: { firstStep: infAt, nanFrom: nanAt },
-      remedies: [{ id: 'clip-global-norm', title: 'Clip the global gradient norm' }],
-    },
-  ];
+  const findings =
+    o.findings === false
+      ? []
+      : [
+          {
+            id: 'exploding-gradient:dense_1',
+            kind: 'exploding-gradient',
+            severity: 'error',
+            step: explodeAt + 8,
+            stepRange: [explodeAt, infAt],
+            tensors: ['dense_1/kernel'],
+            layer: 'dense_1',
+            source: { file: '/work/examples/tfjs/exploding-mlp.js', line: 12, column: 3 },
+            message: 'Gradient norm of dense_1 grew 10× every 4 steps',
+            evidence: { growthPerStep: 1.78, normAtStart: 0.05, normAtEnd: 3.2e6, clipNorm: null },
+            remedies: [
+              { id: 'clip-global-norm', title: 'Clip the global gradient norm' },
+              { id: 'he-init', title: 'Use He initialization' },
+              { id: 'lower-lr', title: 'Lower the learning rate' },
+            ],
+          },
+          {
+            id: 'non-finite-gradient:output',
+            kind: 'non-finite-gradient',
+            severity: 'error',
+            step: infAt,
+            stepRange: [infAt, nSteps - 1],
+            tensors: ['output/kernel'],
+            layer: 'output',
+            source: { file: '/work/examples/tfjs/exploding-mlp.js', line: 12 + nLayers - 1, column: 3 },
+            message: 'First non-finite gradient (Inf) in output/kernel',
+            evidence: { firstStep: infAt, nanFrom: nanAt },
+            remedies: [{ id: 'clip-global-norm', title: 'Clip the global gradient norm' }],
+          },
+        ];
   return {
     header: {
-      runId: 'run-2024-exploding', script: 'examples/tfjs/exploding-mlp.js', backend: 'tensorflow', device: 'cpu', backendReason: null,
-      status: o.status ?? 'running', statusMessage: '', step: nSteps - 1, stepsPerSec: 41.7, droppedFrames: 0, clipNorm: o.clipNorm === undefined ? null : o.clipNorm,
+      runId: 'run-2024-exploding',
+      script: 'examples/tfjs/exploding-mlp.js',
+      backend: 'tensorflow',
+      device: 'cpu',
+      backendReason: null,
+      status: o.status ?? 'running',
+      statusMessage: '',
+      step: nSteps - 1,
+      stepsPerSec: 41.7,
+      droppedFrames: 0,
+      clipNorm: o.clipNorm === undefined ? null : o.clipNorm,
     },
     tensors,
     layers,
@@ -119,7 +149,7 @@ export function explodingDetail(tensorId, nSteps = 120, every = 2) {
   const values = Array.from({ length: rows * cols }, (_, i) => {
     const y = Math.floor(i / cols);
     const x = i % cols;
-    return (i === 37 || i === 38) ? null : 10 ** (-3 + 2 * Math.sin(x / 3) * Math.cos(y / 4) + r());
+    return i === 37 || i === 38 ? null : 10 ** (-3 + 2 * Math.sin(x / 3) * Math.cos(y / 4) + r());
   });
   return { tensorId, histograms, thumbnail: { step: nSteps - 1, rows, cols, values }, stats: { step: nSteps - 1, mean: 1.2e-4, std: 3.4e-2, zeroFrac: 0.012 } };
 }
@@ -131,12 +161,24 @@ export function appendMessage(snapshot, after, k, valueOf = () => -1) {
   const values = [];
   for (let li = 0; li < layers.length; li++) for (let c = 0; c < k; c++) values.push(wireCell(valueOf(li, steps[c])));
   const layerNorms = {};
-  layers.forEach((l, li) => (layerNorms[l] = wireCurve(steps, steps.map((s) => 10 ** valueOf(li, s)))));
+  layers.forEach(
+    (l, li) =>
+      (layerNorms[l] = wireCurve(
+        steps,
+        steps.map((s) => 10 ** valueOf(li, s)),
+      )),
+  );
   return {
     type: 'append',
     header: { ...snapshot.header, step: steps[k - 1] },
-    globalNorm: wireCurve(steps, steps.map(() => 0.5)),
-    loss: wireCurve(steps, steps.map(() => 1)),
+    globalNorm: wireCurve(
+      steps,
+      steps.map(() => 0.5),
+    ),
+    loss: wireCurve(
+      steps,
+      steps.map(() => 1),
+    ),
     layerNorms,
     heatmap: { metric: snapshot.heatmap.metric, layers, steps, values },
     tensors: [],

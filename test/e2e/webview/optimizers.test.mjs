@@ -40,11 +40,22 @@ function ganSnapshot(optimizer = null) {
     optimizer,
     globalNorm: wireCurve(shown, shown.map(norm)),
     loss: wireCurve(shown, shown.map(loss)),
-    byOptimizer: optimizer !== null ? [] : [
-      { id: 0, name: 'opt_d', globalNorm: wireCurve(dSteps, dSteps.map(dNorm)), loss: wireCurve(dSteps, dSteps.map(loss)) },
-      { id: 1, name: 'opt_g', globalNorm: wireCurve(gSteps, gSteps.map(gNorm)), loss: wireCurve(gSteps, gSteps.map(loss)) },
-    ],
-    layerNorms: Object.fromEntries(Object.entries(s.layerNorms).map(([k, c]) => [k, wireCurve(shown, shown.map((st) => c.values[all.indexOf(st)]))])),
+    byOptimizer:
+      optimizer !== null
+        ? []
+        : [
+            { id: 0, name: 'opt_d', globalNorm: wireCurve(dSteps, dSteps.map(dNorm)), loss: wireCurve(dSteps, dSteps.map(loss)) },
+            { id: 1, name: 'opt_g', globalNorm: wireCurve(gSteps, gSteps.map(gNorm)), loss: wireCurve(gSteps, gSteps.map(loss)) },
+          ],
+    layerNorms: Object.fromEntries(
+      Object.entries(s.layerNorms).map(([k, c]) => [
+        k,
+        wireCurve(
+          shown,
+          shown.map((st) => c.values[all.indexOf(st)]),
+        ),
+      ]),
+    ),
     heatmap: { ...s.heatmap, steps: shown, values },
   };
 }
@@ -73,27 +84,48 @@ describe('several optimizers in the norm chart', () => {
     page.on('pageerror', (e) => errors.push(e));
     await openPanel(page, { theme: 'dark' });
     await send(page, { type: 'snapshot', snapshot: ganSnapshot() });
-    assert.deepEqual(await legend(page), [['‖g‖ opt_d', 10], ['‖g‖ opt_g', 10], ['loss opt_d', 10], ['loss opt_g', 10]]);
+    assert.deepEqual(await legend(page), [
+      ['‖g‖ opt_d', 10],
+      ['‖g‖ opt_g', 10],
+      ['loss opt_d', 10],
+      ['loss opt_g', 10],
+    ]);
     const colors = JSON.parse(await page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.color);
     assert.equal(colors[0], colors[2], 'an optimizer’s loss has its norm line’s colour');
     assert.notEqual(colors[0], colors[1], 'the optimizers’ lines differ in colour');
     // A live append: new points go to each optimizer's own line.
     const s = ganSnapshot();
     await send(page, {
-      type: 'append', header: { ...s.header, step: 21 }, globalNorm: wireCurve([20, 21], [1, 0.3]), loss: wireCurve([20, 21], [1.5, 0.7]),
+      type: 'append',
+      header: { ...s.header, step: 21 },
+      globalNorm: wireCurve([20, 21], [1, 0.3]),
+      loss: wireCurve([20, 21], [1.5, 0.7]),
       byOptimizer: [
         { id: 0, name: 'opt_d', globalNorm: wireCurve([20], [1]), loss: wireCurve([20], [1.5]) },
         { id: 1, name: 'opt_g', globalNorm: wireCurve([21], [0.3]), loss: wireCurve([21], [0.7]) },
       ],
-      layerNorms: {}, heatmap: { metric: 'norm', layers: [], steps: [], values: [] }, tensors: [], layers: [], findings: null, optimizers: OPTIMIZERS,
+      layerNorms: {},
+      heatmap: { metric: 'norm', layers: [], steps: [], values: [] },
+      tensors: [],
+      layers: [],
+      findings: null,
+      optimizers: OPTIMIZERS,
     });
     await page.waitForFunction(() => JSON.parse(document.querySelector('#gs-norms canvas').dataset.series)[0].points === 11);
-    assert.deepEqual(await legend(page), [['‖g‖ opt_d', 11], ['‖g‖ opt_g', 11], ['loss opt_d', 11], ['loss opt_g', 11]]);
+    assert.deepEqual(await legend(page), [
+      ['‖g‖ opt_d', 11],
+      ['‖g‖ opt_g', 11],
+      ['loss opt_d', 11],
+      ['loss opt_g', 11],
+    ]);
     // The host answers the picker with one optimizer's steps: one line, named after it.
     await page.selectOption('#gs-optimizer', '1');
     assert.deepEqual((await posts(page)).at(-1), { type: 'setOptimizer', optimizer: 1 });
     await send(page, { type: 'snapshot', snapshot: ganSnapshot(1) });
-    assert.deepEqual(await legend(page), [['‖g‖ opt_g', 10], ['loss opt_g', 10]]);
+    assert.deepEqual(await legend(page), [
+      ['‖g‖ opt_g', 10],
+      ['loss opt_g', 10],
+    ]);
     assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), '10');
     assert.deepEqual(errors, []);
     await page.close();
@@ -104,15 +136,21 @@ describe('several optimizers in the norm chart', () => {
     await openPanel(page, { theme: 'light' });
     const s = explodingSnapshot({ steps: STEPS, layers: 4, explodeAt: 1000, infAt: 1000, nanAt: 1000, findings: false });
     await send(page, { type: 'snapshot', snapshot: { ...s, optimizers: OPTIMIZERS.slice(0, 1), optimizer: null, byOptimizer: [] } });
-    assert.deepEqual(await legend(page), [['global norm', STEPS], ['loss', STEPS]]);
+    assert.deepEqual(await legend(page), [
+      ['global norm', STEPS],
+      ['loss', STEPS],
+    ]);
     assert.equal(await page.$eval('#gs-optimizer-label', (l) => l.hidden), true);
     await page.close();
   });
 
   test('the HTML report has the picker too: it switches to each optimizer’s embedded view offline', async () => {
-    const html = buildReportHtml({ ...ganSnapshot(), header: { ...ganSnapshot().header, status: 'completed' } }, bundle(), [], [ganSnapshot(0), ganSnapshot(1)].map(
-      ({ optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap }) => ({ optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap }),
-    ));
+    const html = buildReportHtml(
+      { ...ganSnapshot(), header: { ...ganSnapshot().header, status: 'completed' } },
+      bundle(),
+      [],
+      [ganSnapshot(0), ganSnapshot(1)].map(({ optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap }) => ({ optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap })),
+    );
     const file = join(dir, 'gan.html');
     writeFileSync(file, html);
     const context = await browser.newContext({ offline: true, viewport: { width: 1000, height: 1200 } });
@@ -122,14 +160,22 @@ describe('several optimizers in the norm chart', () => {
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
     await page.goto(pathToFileURL(file).href);
     await page.waitForFunction(() => Number(document.body.dataset.gsRenders ?? 0) > 0);
-    assert.deepEqual(await legend(page), [['‖g‖ opt_d', 10], ['‖g‖ opt_g', 10], ['loss opt_d', 10], ['loss opt_g', 10]]);
+    assert.deepEqual(await legend(page), [
+      ['‖g‖ opt_d', 10],
+      ['‖g‖ opt_g', 10],
+      ['loss opt_d', 10],
+      ['loss opt_g', 10],
+    ]);
     assert.equal(await page.$eval('#gs-optimizer-label', (l) => !l.hidden && getComputedStyle(l).display !== 'none'), true, 'the picker shows in the report');
     const options = await page.$$eval('#gs-optimizer option', (o) => o.map((x) => x.value));
     assert.deepEqual(options, ['', '0', '1']);
     const renders = await page.evaluate(() => Number(document.body.dataset.gsRenders));
     await page.selectOption('#gs-optimizer', '0');
     await page.waitForFunction((b) => Number(document.body.dataset.gsRenders) > b, renders);
-    assert.deepEqual(await legend(page), [['‖g‖ opt_d', 10], ['loss opt_d', 10]]);
+    assert.deepEqual(await legend(page), [
+      ['‖g‖ opt_d', 10],
+      ['loss opt_d', 10],
+    ]);
     assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), '10', 'the heatmap shows opt_d’s steps only');
     await page.selectOption('#gs-optimizer', '');
     await page.waitForFunction(() => JSON.parse(document.querySelector('#gs-norms canvas').dataset.series).length === 4);

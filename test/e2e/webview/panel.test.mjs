@@ -60,12 +60,17 @@ describe('webview panel', () => {
   test('the selected layer curve is drawn, and the log axis spans the data', async () => {
     const { page, errors, snapshot } = await panel();
     const yellow = hex(THEMES.dark.vars['--vscode-charts-yellow']); // dense_3's colour (third layer)
-    const count = () => page.$eval('#gs-norms canvas', (c, rgb) => {
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8 && Math.abs(d[i + 2] - rgb[2]) < 8) n++;
-      return n;
-    }, yellow);
+    const count = () =>
+      page.$eval(
+        '#gs-norms canvas',
+        (c, rgb) => {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8 && Math.abs(d[i + 2] - rgb[2]) < 8) n++;
+          return n;
+        },
+        yellow,
+      );
     assert.equal(await count(), 0, 'no dense_3 curve before it is picked');
     await page.check('#gs-layer-list input[value="dense_3"]');
     await page.waitForFunction(() => JSON.parse(document.querySelector('#gs-norms canvas').dataset.series).some((s) => s.label === 'dense_3'));
@@ -73,7 +78,10 @@ describe('webview panel', () => {
     const d3 = series.find((s) => s.label === 'dense_3');
     assert.equal(d3.points, 40);
     assert.ok((await count()) > 30, 'pixels of the dense_3 colour on the canvas');
-    assert.ok(series.some((s) => s.label === 'NaN'), 'non-finite points are announced in the legend');
+    assert.ok(
+      series.some((s) => s.label === 'NaN'),
+      'non-finite points are announced in the legend',
+    );
     // The view state is saved for a reload.
     assert.deepEqual((await page.evaluate(() => window.__state)).layers, ['dense_3']);
     // Log axis: spans every finite positive value of the drawn curves.
@@ -84,12 +92,16 @@ describe('webview panel', () => {
     assert.ok(Math.log10(max / min) >= 2, 'several decades');
     // NaN markers at the top edge of the plot.
     const a = await area(page, '#gs-norms canvas');
-    const top = await page.$eval('#gs-norms canvas', (c, [l, t, r]) => {
-      const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + 1, Math.round(r - l), 3).data;
-      let n = 0;
-      for (let i = 0; i < d.length; i += 4) if (d[i] > 245 && d[i + 1] < 10 && d[i + 2] > 245) n++;
-      return n;
-    }, [a.left, a.top, a.right]);
+    const top = await page.$eval(
+      '#gs-norms canvas',
+      (c, [l, t, r]) => {
+        const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + 1, Math.round(r - l), 3).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 245 && d[i + 1] < 10 && d[i + 2] > 245) n++;
+        return n;
+      },
+      [a.left, a.top, a.right],
+    );
     assert.ok(top > 5, 'NaN markers drawn at the top edge');
     assert.deepEqual(errors, []);
     await page.close();
@@ -137,7 +149,12 @@ describe('webview panel', () => {
     assert.deepEqual((await posts(page)).at(-1), { type: 'setHeatmapMetric', metric: 'zeroFrac' });
     const steps = Array.from({ length: 10 }, (_, i) => i);
     await send(page, {
-      type: 'delta', header: snapshot.header, globalNorm: snapshot.globalNorm, loss: snapshot.loss, layerNorms: snapshot.layerNorms, findings: [],
+      type: 'delta',
+      header: snapshot.header,
+      globalNorm: snapshot.globalNorm,
+      loss: snapshot.loss,
+      layerNorms: snapshot.layerNorms,
+      findings: [],
       heatmap: { metric: 'zeroFrac', layers: snapshot.layers, steps, values: snapshot.layers.flatMap(() => steps.map((s) => s / 10)) },
     });
     assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), '10');
@@ -151,7 +168,13 @@ describe('webview panel', () => {
     const warnings = [];
     page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
     const bad = [
-      null, 42, 'snapshot', [], { type: 'evil' }, { type: 'snapshot' }, { type: 'snapshot', snapshot: { header: {} } },
+      null,
+      42,
+      'snapshot',
+      [],
+      { type: 'evil' },
+      { type: 'snapshot' },
+      { type: 'snapshot', snapshot: { header: {} } },
       JSON.parse('{"type":"select","layer":"dense_1","__proto__":{"polluted":true},"step":"x"}'),
       { type: 'append', ...appendMessage(snapshot, 39, 2), heatmap: { metric: 'norm', layers: ['a'], steps: [1, 2], values: [1] } },
       { ...appendMessage(snapshot, 39, 2), globalNorm: { steps: [40], values: ['<img src=x onerror=alert(1)>'] } },
@@ -240,12 +263,17 @@ describe('webview panel', () => {
     assert.ok(Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.bucket)) >= 32);
     const a = await area(page, '#gs-heatmap canvas');
     const xmax = Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.xmax));
-    const hits = (row, rgb) => page.$eval('#gs-heatmap canvas', (c, [y, x0, x1, col]) => {
-      const d = c.getContext('2d').getImageData(Math.ceil(x0), Math.floor(y), Math.floor(x1 - x0), 1).data;
-      const xs = [];
-      for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - col[0]) < 8 && Math.abs(d[i + 1] - col[1]) < 8 && Math.abs(d[i + 2] - col[2]) < 8) xs.push(Math.ceil(x0) + i / 4);
-      return xs;
-    }, [a.top + ((row + 0.5) / 2) * (a.bottom - a.top), a.left, a.right, rgb]);
+    const hits = (row, rgb) =>
+      page.$eval(
+        '#gs-heatmap canvas',
+        (c, [y, x0, x1, col]) => {
+          const d = c.getContext('2d').getImageData(Math.ceil(x0), Math.floor(y), Math.floor(x1 - x0), 1).data;
+          const xs = [];
+          for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - col[0]) < 8 && Math.abs(d[i + 1] - col[1]) < 8 && Math.abs(d[i + 2] - col[2]) < 8) xs.push(Math.ceil(x0) + i / 4);
+          return xs;
+        },
+        [a.top + ((row + 0.5) / 2) * (a.bottom - a.top), a.left, a.right, rgb],
+      );
     const expect = (step) => a.left + (step / 2 / xmax) * (a.right - a.left);
     const nan = await hits(0, NAN);
     assert.ok(nan.length >= 1 && nan.every((x) => Math.abs(x - expect(12_345)) <= 3), `NaN pixels ${nan} near ${expect(12_345)}`);
@@ -259,7 +287,10 @@ describe('webview panel', () => {
       await page.mouse.move(box.x + nan[0] + dx, box.y + a.top + (a.bottom - a.top) / 4);
       tips.push(await page.$eval('#gs-heatmap .gs-tooltip', (t) => t.textContent));
     }
-    assert.ok(tips.some((t) => /max at 1234[45]\) · log10 ‖g‖ = NaN/.test(t)), tips.join(' | '));
+    assert.ok(
+      tips.some((t) => /max at 1234[45]\) · log10 ‖g‖ = NaN/.test(t)),
+      tips.join(' | '),
+    );
     assert.deepEqual(errors, []);
     await page.close();
   });

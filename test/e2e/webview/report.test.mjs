@@ -59,7 +59,10 @@ test('the report renders offline from file:// with the same charts, and embedded
   }
   assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), '40');
   const [l, t, r, b] = (await page.$eval('#gs-heatmap canvas', (c) => c.dataset.area)).split(',').map(Number);
-  const px = await page.$eval('#gs-heatmap canvas', (c, [x, y]) => Array.from(c.getContext('2d').getImageData(Math.floor(x), Math.floor(y), 1, 1).data), [l + (35.5 / 40) * (r - l), t + (0.5 / 6) * (b - t)]);
+  const px = await page.$eval('#gs-heatmap canvas', (c, [x, y]) => Array.from(c.getContext('2d').getImageData(Math.floor(x), Math.floor(y), 1, 1).data), [
+    l + (35.5 / 40) * (r - l),
+    t + (0.5 / 6) * (b - t),
+  ]);
   assert.deepEqual(px, [255, 0, 255, 255], 'NaN cell in the NaN colour');
   // Selecting a layer uses the embedded details (no host to ask).
   const [cx, cy] = [l + (10.5 / 40) * (r - l), t + (0.5 / 6) * (b - t)];

@@ -17,9 +17,12 @@ try {
     const snapshot = explodingSnapshot({ clipNorm: 5 });
     await send(page, { type: 'snapshot', snapshot });
     // Click the heatmap cell of dense_2 at step 70, as a user would.
-    const box = await page.$eval('#gs-heatmap canvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.x, y: r.y, area: c.dataset.area.split(',').map(Number) }; });
+    const box = await page.$eval('#gs-heatmap canvas', (c) => {
+      const r = c.getBoundingClientRect();
+      return { x: r.x, y: r.y, area: c.dataset.area.split(',').map(Number) };
+    });
     const [l, t, r, b] = box.area;
-    await page.mouse.click(box.x + l + ((70.5) / 120) * (r - l), box.y + t + (1.5 / 8) * (b - t));
+    await page.mouse.click(box.x + l + (70.5 / 120) * (r - l), box.y + t + (1.5 / 8) * (b - t));
     await send(page, { type: 'tensorDetail', detail: explodingDetail(2) });
     await page.mouse.move(box.x + l + (100.5 / 120) * (r - l), box.y + t + (6.5 / 8) * (b - t));
     await page.waitForTimeout(50);

@@ -13,7 +13,10 @@ describe('absent gradients in the analyzer', () => {
     assert.equal(store.absentSteps(0), 300);
     assert.equal(store.summary().firstNonFinite, null);
     const findings = new Analyzer(store).finish();
-    assert.deepEqual(findings.map((f) => f.message), []);
+    assert.deepEqual(
+      findings.map((f) => f.message),
+      [],
+    );
     const g = store.globalNorm();
     assert.ok(g.nonFinite.every((f) => f === 0) && g.values.every((v) => Number.isFinite(v)), 'the global norm is over present tensors');
   });

@@ -11,7 +11,7 @@ describe('activation from the construction line', () => {
     "  activation: 'sigmoid',",
     '}));',
     'model.add(tf.layers.dense({ units: 1 }));',
-    "const w = tf.variable(tf.zeros([2, 2]));",
+    'const w = tf.variable(tf.zeros([2, 2]));',
     'model.add(tf.layers.simpleRNN({ units: 4 }));',
   ].join('\n');
   it('reads one-line and multi-line calls, defaults, and ignores raw variables', () => {
@@ -25,7 +25,10 @@ describe('activation from the construction line', () => {
   it('groups raw variables by name prefix and computes initialisation gains', () => {
     const t = (id: number, name: string, shape: number[]) => ({ id, name, layer: '', layerType: 'Variable', shape, source: null });
     const { layers, layerOf } = buildLayers([t(0, 'enc/w', [8, 16]), t(1, 'enc/b', [16]), t(2, 'dec/w', [16, 1])]);
-    assert.deepEqual(layers.map((l) => l.name), ['enc', 'dec']);
+    assert.deepEqual(
+      layers.map((l) => l.name),
+      ['enc', 'dec'],
+    );
     assert.deepEqual(layerOf, [0, 0, 1]);
     assert.deepEqual(layers[0].kernels, [0]);
     // He normal for fan-in 64: rms sqrt(2/64), gain √2.

@@ -31,7 +31,9 @@ function torchStore(specs: Spec[], steps: number, norm: (step: number, t: number
   store.ingest({ type: 'tensors', tensors: tensorsOf(specs) });
   for (let step = 0; step < steps; step++) {
     const col = (stat: StatName): Float64Array =>
-      Float64Array.from(specs, (s, t) => (stat === 'norm' ? norm(step, t) : stat === 'maxAbs' ? norm(step, t) / 10 : stat === 'paramNorm' ? s.paramNorm : stat === 'updateNorm' ? s.paramNorm * 1e-3 : 0));
+      Float64Array.from(specs, (s, t) =>
+        stat === 'norm' ? norm(step, t) : stat === 'maxAbs' ? norm(step, t) / 10 : stat === 'paramNorm' ? s.paramNorm : stat === 'updateNorm' ? s.paramNorm * 1e-3 : 0,
+      );
     store.ingest({ type: 'step', step, optimizer: 0, loss: 1, wallMs: step, stats: STATS, columns: STATS.map(col), nTensors: specs.length });
     extra(store, step);
   }
@@ -60,10 +62,15 @@ const lm = (tableType: string): Spec[] => [
 
 /** 40 healthy steps; every 4th step a DETAIL per tensor, the table's 97 % zeros (only the batch's rows). */
 function healthyLm(tableType: string): RunStore {
-  return torchStore(lm(tableType), 40, (step, t) => 0.5 + 0.1 * t + 0.01 * Math.sin(step + t), (store, step) => {
-    if (step % 4) return;
-    for (let t = 0; t < 5; t++) store.ingest(detail(step, t, t === 0 ? 0.974 + 0.001 * Math.sin(step) : 0.02));
-  });
+  return torchStore(
+    lm(tableType),
+    40,
+    (step, t) => 0.5 + 0.1 * t + 0.01 * Math.sin(step + t),
+    (store, step) => {
+      if (step % 4) return;
+      for (let t = 0; t < 5; t++) store.ingest(detail(step, t, t === 0 ? 0.974 + 0.001 * Math.sin(step) : 0.02));
+    },
+  );
 }
 
 describe('lookup layers (nn.Embedding) are not dead units', () => {
@@ -89,7 +96,7 @@ describe('lookup layers (nn.Embedding) are not dead units', () => {
     assert.ok(f.remedies.length > 0);
   });
 
-  it('an explosion in a language model does not blame the embedding\'s N(0, 1) initialisation', () => {
+  it("an explosion in a language model does not blame the embedding's N(0, 1) initialisation", () => {
     // The embedding's "gain" by the fan-in formula is √32 ≈ 5.7 (≥ 2 would read as too large).
     const explode = (step: number, t: number): number => (0.5 + 0.1 * t) * (step < 15 ? 1 + 0.01 * Math.sin(step) : 1000);
     const fs = analyzeStore(torchStore(lm('Embedding'), 16, explode));
@@ -134,7 +141,7 @@ describe('a script that already clips is not told to add clipping', () => {
     assert.match(f.message, /already clips gradients to a global norm of 1: the norms here are measured before clipping/);
   });
 
-  it('clipping above every norm seen: the remedy is to lower the threshold, at clipping\'s rank', () => {
+  it("clipping above every norm seen: the remedy is to lower the threshold, at clipping's rank", () => {
     const f = exploding(1e6);
     assert.ok(f);
     assert.deepEqual(remedyIds(f), ['lower-clip-threshold', 'lower-lr']);
@@ -148,12 +155,24 @@ describe('a script that already clips is not told to add clipping', () => {
     assert.equal(clipInEffect([]), null);
     assert.equal(clipInEffect([e(5, 'info'), e(undefined), e(NaN)]), null);
     assert.equal(clipInEffect([e(5), e(0.5), e(NaN)])?.maxNorm, 0.5);
-    const f: Finding = { id: 'vanishing-gradient:a', kind: 'vanishing-gradient', severity: 'warning', step: 1, stepRange: [0, 1], tensors: [], layer: 'a', source: null, message: 'm', evidence: {}, remedies: [{ id: 'he-init', title: 'He' }] };
+    const f: Finding = {
+      id: 'vanishing-gradient:a',
+      kind: 'vanishing-gradient',
+      severity: 'warning',
+      step: 1,
+      stepRange: [0, 1],
+      tensors: [],
+      layer: 'a',
+      source: null,
+      message: 'm',
+      evidence: {},
+      remedies: [{ id: 'he-init', title: 'He' }],
+    };
     assert.equal(adjustForClipping(f, { maxNorm: 1, step: 0 }, 10, 'torch'), f);
   });
 });
 
-describe('several optimizers: each one\'s steps are judged on their own', () => {
+describe("several optimizers: each one's steps are judged on their own", () => {
   const STATS_G: StatName[] = [...STATS, 'hasGrad'];
   const specs: Spec[] = [
     { name: 'items.weight', layer: 'items', layerType: 'EmbeddingBag', shape: [2000, 16], paramNorm: 178 },
@@ -183,11 +202,11 @@ describe('several optimizers: each one\'s steps are judged on their own', () => 
     return store;
   }
 
-  it('SparseAdam\'s small norms beside Adam\'s ×10 larger ones are not an explosion', () => {
+  it("SparseAdam's small norms beside Adam's ×10 larger ones are not an explosion", () => {
     assert.deepEqual(kinds(analyzeStore(twoOptimizers(() => 0.25))), []);
   });
 
-  it('an explosion in one optimizer\'s steps is found and named after it', () => {
+  it("an explosion in one optimizer's steps is found and named after it", () => {
     const fs = analyzeStore(twoOptimizers((i) => (i < 15 ? 0.25 : 250)));
     const f = fs.find((x) => x.kind === 'exploding-gradient');
     assert.ok(f, kinds(fs).join(', '));

@@ -25,7 +25,10 @@ describe('gradscope argument parsing', () => {
   });
 
   it('rejects bad values with a message naming the flag', () => {
-    assert.throws(() => parseArgs(['run', 'x.js', '--steps', '0']), (e: Error) => e instanceof UsageError && /--steps must be a positive integer/.test(e.message));
+    assert.throws(
+      () => parseArgs(['run', 'x.js', '--steps', '0']),
+      (e: Error) => e instanceof UsageError && /--steps must be a positive integer/.test(e.message),
+    );
     assert.throws(() => parseArgs(['run', 'x.js', '--steps', 'ten']), /--steps/);
     assert.throws(() => parseArgs(['run', 'x.js', '--timeout', '-1']), /--timeout/);
     assert.throws(() => parseArgs(['run', 'x.js', '--steps']), /--steps needs a value/);

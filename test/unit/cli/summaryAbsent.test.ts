@@ -14,7 +14,10 @@ describe('summary and JSON with absent gradients', () => {
     const text = formatSummary(absentRun({ steps: 40 }), exit, where);
     assert.match(text, /non-finite {2}none/);
     assert.doesNotMatch(text.replace('NaN/Inf', ''), /NaN/);
-    assert.match(text, /no grad {3}3 tensors had no gradient at some steps \(left out of the analysis, not counted as non-finite\): frozen\.weight \(every step\), head\.weight \(20 of 40 steps\), head\.bias \(20 of 40 steps\)/);
+    assert.match(
+      text,
+      /no grad {3}3 tensors had no gradient at some steps \(left out of the analysis, not counted as non-finite\): frozen\.weight \(every step\), head\.weight \(20 of 40 steps\), head\.bias \(20 of 40 steps\)/,
+    );
     // The head's last norm is its last present one, not NaN; the frozen layer has none.
     const head = text.split('\n').find((l) => l.startsWith('head.weight'))!;
     assert.match(head, /\s[\d.]+\s+[\d.]+\s+no$/);
@@ -34,7 +37,10 @@ describe('summary and JSON with absent gradients', () => {
     const head = formatSummary(store, exit, where, [], { optimizer: 'opt_head' });
     assert.match(head, /optimizer {3}opt_head: 20 steps \(0–38\), 2 tensors; the table shows only these/);
     const rows = head.split('\n').filter((l) => /^(frozen|l1|l2|head)\./.test(l));
-    assert.deepEqual(rows.map((r) => r.split(/\s+/)[0]), ['head.weight', 'head.bias']);
+    assert.deepEqual(
+      rows.map((r) => r.split(/\s+/)[0]),
+      ['head.weight', 'head.bias'],
+    );
     assert.doesNotMatch(head, /no grad/, 'the head has a gradient at every step of its own optimizer');
     assert.equal(formatSummary(store, exit, where, [], { optimizer: '1' }), head, 'by id too');
     const unknown = formatSummary(store, exit, where, [], { optimizer: 'opt_g' });

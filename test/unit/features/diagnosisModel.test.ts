@@ -43,12 +43,23 @@ describe('diagnosis model', () => {
     assert.equal(fmt(null), '–');
     assert.equal(fmt(12), '12');
   });
-  it('reads a layer\'s norm history, max, first non-finite step and update ratio from the store', () => {
+  it("reads a layer's norm history, max, first non-finite step and update ratio from the store", () => {
     const store = new RunStore();
-    store.ingest(wire({ type: 'tensors', tensors: [0, 1].map((id) => ({ id, name: `d1/${id ? 'bias' : 'kernel'}`, layer: 'd1', layerType: 'Dense', shape: [2], source: { file: '/x/train.js', line: 4, column: 11 } })) }).msg);
+    store.ingest(
+      wire({
+        type: 'tensors',
+        tensors: [0, 1].map((id) => ({ id, name: `d1/${id ? 'bias' : 'kernel'}`, layer: 'd1', layerType: 'Dense', shape: [2], source: { file: '/x/train.js', line: 4, column: 11 } })),
+      }).msg,
+    );
     const norms = [1, 10, 100, NaN];
     for (let s = 0; s < 4; s++) {
-      store.ingest(wire(stepMsg(s, 2, s, (_o, t, stat) => (stat === 'norm' ? (t === 0 ? norms[s] : 0) : stat === 'nanCount' ? (s === 3 && t === 0 ? 5 : 0) : stat === 'infCount' ? 0 : stat === 'paramNorm' ? 10 : 1))).msg);
+      store.ingest(
+        wire(
+          stepMsg(s, 2, s, (_o, t, stat) =>
+            stat === 'norm' ? (t === 0 ? norms[s] : 0) : stat === 'nanCount' ? (s === 3 && t === 0 ? 5 : 0) : stat === 'infCount' ? 0 : stat === 'paramNorm' ? 10 : 1,
+          ),
+        ).msg,
+      );
     }
     const st = layerStats(store, 'd1')!;
     assert.deepEqual(st.steps, [0, 1, 2, 3]);

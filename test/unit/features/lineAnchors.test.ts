@@ -90,7 +90,7 @@ describe('shiftLine', () => {
 
 describe('construction text, variable names, the optimizer line', () => {
   it('takes the whole callee chain around the column', () => {
-    const line = 'model.add(tf.layers.dense({ units: 64, activation: \'relu\' }));';
+    const line = "model.add(tf.layers.dense({ units: 64, activation: 'relu' }));";
     assert.equal(constructionText(line, 21), 'tf.layers.dense(');
     assert.equal(constructionText(line, 11), 'tf.layers.dense(');
     assert.equal(constructionText('const w = tf.variable(tf.randomNormal([3, 3]));', 11), 'tf.variable(');

@@ -29,14 +29,14 @@ function envApi(exe: string | undefined, seen: unknown[] = [], activePath = '/ve
 }
 
 describe('pickInterpreter', () => {
-  it('uses the Python extension\'s interpreter for the script first, over the setting', async () => {
+  it("uses the Python extension's interpreter for the script first, over the setting", async () => {
     const seen: unknown[] = [];
     const p = await pickInterpreter(script, '/usr/bin/python3', deps(envApi('/ws/.venv/bin/python', seen)));
     assert.deepEqual(p, { python: '/ws/.venv/bin/python', source: 'python-extension' });
-    assert.equal(seen[0], script, 'asked for the script\'s resource');
+    assert.equal(seen[0], script, "asked for the script's resource");
   });
 
-  it('without the Python extension: the setting, else nothing (RunSession\'s default)', async () => {
+  it("without the Python extension: the setting, else nothing (RunSession's default)", async () => {
     let loaded = false;
     const d: InterpreterDeps = { extensions: { getExtension: () => undefined }, loadApi: () => ((loaded = true), Promise.resolve(envApi('/x') as never)) };
     assert.deepEqual(await pickInterpreter(script, ' /opt/py/bin/python3 ', d), { python: '/opt/py/bin/python3', source: 'setting', note: undefined });

@@ -12,7 +12,20 @@ import { lowerFactor, raiseFactor } from '../../../src/core/fixes/lr';
 import { lossTrend, verdict, type RunMeasure } from '../../../src/core/fixes/measure';
 
 function finding(p: Partial<Finding> = {}): Finding {
-  return { id: 'exploding-gradient:global', kind: 'exploding-gradient', severity: 'error', step: 0, stepRange: [0, 0], tensors: [], layer: null, source: null, message: '', evidence: {}, remedies: [], ...p };
+  return {
+    id: 'exploding-gradient:global',
+    kind: 'exploding-gradient',
+    severity: 'error',
+    step: 0,
+    stepRange: [0, 0],
+    tensors: [],
+    layer: null,
+    source: null,
+    message: '',
+    evidence: {},
+    remedies: [],
+    ...p,
+  };
 }
 
 /** Applies a unified diff produced by unifiedDiff (enough of `patch` to check the hunks). */
@@ -44,9 +57,28 @@ function applyPatch(before: string, diff: string): string {
 
 describe('fix engine parts', () => {
   it('applyEdits applies from the end, keeps same-offset insertions in order, rejects overlaps', () => {
-    assert.equal(applyEdits('abcdef', [{ start: 1, end: 2, newText: 'B' }, { start: 4, end: 4, newText: '_' }]), 'aBcd_ef');
-    assert.equal(applyEdits('xy', [{ start: 1, end: 1, newText: '1' }, { start: 1, end: 1, newText: '2' }]), 'x12y');
-    assert.throws(() => applyEdits('abc', [{ start: 0, end: 2, newText: '' }, { start: 1, end: 3, newText: '' }]), /overlap/);
+    assert.equal(
+      applyEdits('abcdef', [
+        { start: 1, end: 2, newText: 'B' },
+        { start: 4, end: 4, newText: '_' },
+      ]),
+      'aBcd_ef',
+    );
+    assert.equal(
+      applyEdits('xy', [
+        { start: 1, end: 1, newText: '1' },
+        { start: 1, end: 1, newText: '2' },
+      ]),
+      'x12y',
+    );
+    assert.throws(
+      () =>
+        applyEdits('abc', [
+          { start: 0, end: 2, newText: '' },
+          { start: 1, end: 3, newText: '' },
+        ]),
+      /overlap/,
+    );
     assert.throws(() => applyEdits('abc', [{ start: 2, end: 9, newText: '' }]), /outside/);
   });
 
@@ -100,14 +132,22 @@ describe('fix engine parts', () => {
   });
 
   it('availableRemedies: every ranked remedy with its result, in rank order; the version is echoed', () => {
-    const text = "const tf = require('@tensorflow/tfjs');\nconst m = tf.sequential();\nm.add(tf.layers.dense({ units: 1, inputShape: [2], kernelInitializer: 'heNormal' }));\nm.compile({ optimizer: tf.train.sgd(0.5), loss: 'meanSquaredError' });\n";
+    const text =
+      "const tf = require('@tensorflow/tfjs');\nconst m = tf.sequential();\nm.add(tf.layers.dense({ units: 1, inputShape: [2], kernelInitializer: 'heNormal' }));\nm.compile({ optimizer: tf.train.sgd(0.5), loss: 'meanSquaredError' });\n";
     const f = finding({
       layer: 'd',
       source: { file: '/w/t.js', line: 3, column: 17 },
-      remedies: [{ id: 'he-init', title: '' }, { id: 'clip-global-norm', title: '' }, { id: 'lower-lr', title: '' }],
+      remedies: [
+        { id: 'he-init', title: '' },
+        { id: 'clip-global-norm', title: '' },
+        { id: 'lower-lr', title: '' },
+      ],
     });
     const opts = availableRemedies(text, f, { file: '/w/t.js', version: 3 });
-    assert.deepEqual(opts.map((o) => o.remedy.id), ['he-init', 'clip-global-norm', 'lower-lr']);
+    assert.deepEqual(
+      opts.map((o) => o.remedy.id),
+      ['he-init', 'clip-global-norm', 'lower-lr'],
+    );
     assert.equal(opts[0].result.ok, false);
     assert.equal(!opts[0].result.ok && opts[0].result.alreadyApplied, true);
     assert.ok(opts[1].result.ok && opts[1].result.version === 3);
@@ -121,7 +161,16 @@ describe('fix engine parts', () => {
   });
 
   it('verdict: cured when the kind is gone and nothing went non-finite', () => {
-    const m = (p: Partial<RunMeasure>): RunMeasure => ({ exit: { reason: 'step-limit', message: '' }, steps: 40, maxNorm: 1, firstNonFiniteStep: null, loss: { first: 1, last: 0.5, trend: 'falling' }, findings: [], kinds: [], ...p });
+    const m = (p: Partial<RunMeasure>): RunMeasure => ({
+      exit: { reason: 'step-limit', message: '' },
+      steps: 40,
+      maxNorm: 1,
+      firstNonFiniteStep: null,
+      loss: { first: 1, last: 0.5, trend: 'falling' },
+      findings: [],
+      kinds: [],
+      ...p,
+    });
     const before = m({ maxNorm: 1e11, firstNonFiniteStep: 4, kinds: ['exploding-gradient', 'non-finite-gradient'] });
     assert.equal(verdict('exploding-gradient', before, m({})).cured, true);
     assert.equal(verdict('exploding-gradient', before, m({ kinds: ['exploding-gradient'] })).cured, false);
@@ -145,7 +194,10 @@ describe('fix engine parts', () => {
     assert.equal(a.steps, 30);
     const b = parseArgs(['fix', '--from-run', 'r.gsrun']);
     assert.ok(b.command === 'fix' && b.fromRun === 'r.gsrun' && b.script === '' && b.steps === 100);
-    assert.throws(() => parseArgs(['fix', 'x.js', '--finding', 'slow']), (e: Error) => e instanceof UsageError && /--finding must be one of/.test(e.message));
+    assert.throws(
+      () => parseArgs(['fix', 'x.js', '--finding', 'slow']),
+      (e: Error) => e instanceof UsageError && /--finding must be one of/.test(e.message),
+    );
     assert.throws(() => parseArgs(['fix']), /fix needs a script/);
     assert.equal(parseArgs(['run', 'x.js']).command, 'run');
   });

@@ -37,10 +37,17 @@ function checkGolden(dir: string, stem: string, ext: string, file: string, befor
     else writeFileSync(refusedPath, `${r.alreadyApplied ? 'already applied: ' : ''}${r.reason}\n`);
   }
   if (r.ok) {
-    assert.ok(existsSync(afterPath), `${afterPath} exists (GRADSCOPE_UPDATE_GOLDEN=1 to create)${existsSync(refusedPath) ? ` — the golden says refused: ${readFileSync(refusedPath, 'utf8')}` : ''}`);
+    assert.ok(
+      existsSync(afterPath),
+      `${afterPath} exists (GRADSCOPE_UPDATE_GOLDEN=1 to create)${existsSync(refusedPath) ? ` — the golden says refused: ${readFileSync(refusedPath, 'utf8')}` : ''}`,
+    );
     assert.equal(r.after, readFileSync(afterPath, 'utf8'), `${stem}: after text equals ${afterPath}`);
     assert.notEqual(r.after, before);
-    assert.deepEqual(syntaxErrors(parse(r.after, file)).map((d) => d.messageText), [], `${stem}: the text after parses`);
+    assert.deepEqual(
+      syntaxErrors(parse(r.after, file)).map((d) => d.messageText),
+      [],
+      `${stem}: the text after parses`,
+    );
     assert.ok(r.title.length > 0);
   } else {
     assert.ok(existsSync(refusedPath), `${refusedPath} exists: ${r.reason}`);
@@ -82,7 +89,9 @@ let goldenCount = 0;
 
 describe('fix engine: every remedy of every finding of the recorded runs', () => {
   const runsDir = fixture('diagnosis', 'runs');
-  const runs = readdirSync(runsDir).filter((f) => f.endsWith('.gsrun')).sort();
+  const runs = readdirSync(runsDir)
+    .filter((f) => f.endsWith('.gsrun'))
+    .sort();
   for (const run of runs) {
     const name = basename(run, '.gsrun');
     const { store, meta } = readRunFile(join(runsDir, run));

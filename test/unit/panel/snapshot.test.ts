@@ -28,7 +28,20 @@ function storeWith(steps: number, norm: (step: number, t: number) => number, nan
   return s;
 }
 
-const header: PanelRunHeader = { runId: 'r', script: 's.js', backend: 'wasm', device: 'cpu', backendReason: null, status: 'running', statusMessage: '', step: 0, stepsPerSec: null, droppedFrames: 0, clipNorm: null, warnings: [] };
+const header: PanelRunHeader = {
+  runId: 'r',
+  script: 's.js',
+  backend: 'wasm',
+  device: 'cpu',
+  backendReason: null,
+  status: 'running',
+  statusMessage: '',
+  step: 0,
+  stepsPerSec: null,
+  droppedFrames: 0,
+  clipNorm: null,
+  warnings: [],
+};
 
 describe('panel snapshot', () => {
   it('layer norms combine the layer tensors as sqrt of the sum of squares', () => {
@@ -52,8 +65,11 @@ describe('panel snapshot', () => {
   });
 
   it('update ratio heatmap is log10(update norm / param norm)', () => {
-    const h = buildHeatmap(storeWith(2, () => 1), 'updateRatio');
-    assert.ok(Math.abs((h.values[0] as number) - Math.log10(0.001)) < 1e-6, "the store keeps float32");
+    const h = buildHeatmap(
+      storeWith(2, () => 1),
+      'updateRatio',
+    );
+    assert.ok(Math.abs((h.values[0] as number) - Math.log10(0.001)) < 1e-6, 'the store keeps float32');
   });
 
   it('append carries only the steps after the given one', () => {
@@ -81,13 +97,29 @@ describe('panel snapshot', () => {
 
   it('snapshot and tensor detail', () => {
     const s = storeWith(3, () => 1);
-    s.ingest({ type: 'detail', step: 2, tensorId: 0, mean: 0.1, std: 0.2, zeroFrac: 0.5, histLo: -20, histHi: 12, hist: new Uint32Array(32).fill(1), thumbRows: 2, thumbCols: 2, thumb: Float32Array.from([1, 2, 3, 4]) });
+    s.ingest({
+      type: 'detail',
+      step: 2,
+      tensorId: 0,
+      mean: 0.1,
+      std: 0.2,
+      zeroFrac: 0.5,
+      histLo: -20,
+      histHi: 12,
+      hist: new Uint32Array(32).fill(1),
+      thumbRows: 2,
+      thumbCols: 2,
+      thumb: Float32Array.from([1, 2, 3, 4]),
+    });
     const snap = buildSnapshot(s, { header, findings: [], metric: 'zeroFrac', compare: null, savedRuns: [] });
     assert.deepEqual(snap.layers, layersInOrder(s.tensors));
     assert.equal(snap.tensors.length, 3);
-    assert.equal(snap.heatmap.values[0 * 3 + 2], 0.5, "zero fraction over the tensors of the layer that have a detail at that step");
-    assert.equal(snap.heatmap.values[0 * 3 + 1], null, "no detail, no value");
-    assert.deepEqual(snap.loss.values.map((v) => Number(v?.toFixed(3))), [1, 0.5, 0.333]);
+    assert.equal(snap.heatmap.values[0 * 3 + 2], 0.5, 'zero fraction over the tensors of the layer that have a detail at that step');
+    assert.equal(snap.heatmap.values[0 * 3 + 1], null, 'no detail, no value');
+    assert.deepEqual(
+      snap.loss.values.map((v) => Number(v?.toFixed(3))),
+      [1, 0.5, 0.333],
+    );
     const d = buildTensorDetail(s, 0, 2);
     assert.deepEqual(d.thumbnail?.values, [1, 2, 3, 4]);
     assert.equal(d.histograms.length, 1);
@@ -106,7 +138,10 @@ describe('absent gradients and optimizers in the view model', () => {
     assert.equal(n, 20);
     const row = (layer: string): unknown[] => h.values.slice(L.indexOf(layer) * n, (L.indexOf(layer) + 1) * n);
     assert.ok(row('frozen').every((v) => v === 'absent'));
-    assert.deepEqual(row('head').map((v) => (typeof v === 'number' ? 'value' : v)), h.steps.map((st) => (st % 2 === 1 ? 'absent' : 'value')));
+    assert.deepEqual(
+      row('head').map((v) => (typeof v === 'number' ? 'value' : v)),
+      h.steps.map((st) => (st % 2 === 1 ? 'absent' : 'value')),
+    );
     assert.equal(row('l2')[13], 'NaN');
     assert.ok(!h.values.includes(null), 'every cell is a value, NaN or absent');
     const ln = buildLayerNorms(s);
@@ -134,17 +169,23 @@ describe('absent gradients and optimizers in the view model', () => {
     // Folded buckets of the head hold present and absent steps: a value; recent odd steps: absent.
     const head = row('head');
     assert.ok(head.slice(0, n - 8).every((v) => typeof v === 'number'));
-    assert.deepEqual(head.slice(n - 8).map((v) => (typeof v === 'number' ? 'value' : v)), ['value', 'absent', 'value', 'absent', 'value', 'absent', 'value', 'absent']);
+    assert.deepEqual(
+      head.slice(n - 8).map((v) => (typeof v === 'number' ? 'value' : v)),
+      ['value', 'absent', 'value', 'absent', 'value', 'absent', 'value', 'absent'],
+    );
     assert.ok(!h.values.includes('NaN'));
   });
 
   it('lists the optimizers and restricts the heatmap and layer curves to one optimizer’s steps', () => {
     const s = absentRun({ steps: 20, twoOptimizers: true });
     const all = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
-    assert.deepEqual(all.optimizers.map((o) => [o.id, o.name, o.steps]), [
-      [0, 'opt', 10],
-      [1, 'opt_head', 10],
-    ]);
+    assert.deepEqual(
+      all.optimizers.map((o) => [o.id, o.name, o.steps]),
+      [
+        [0, 'opt', 10],
+        [1, 'opt_head', 10],
+      ],
+    );
     assert.equal(all.optimizer, null);
     assert.equal(all.heatmap.steps.length, 20);
     const head = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [], optimizer: 1 });
@@ -170,7 +211,8 @@ function ganStore(steps: number, o: { genLoss?: boolean; gFrom?: number; optimiz
   const STATS7: StatName[] = [...STATS, 'hasGrad'];
   s.ingest({ type: 'tensors', tensors: [tensor(0, 'netD.0', 'weight'), tensor(1, 'netD.0', 'bias'), tensor(2, 'netG.0', 'weight'), tensor(3, 'netG.0', 'bias')] });
   const n = o.optimizers ?? 2;
-  for (let id = 0; id < n; id++) s.ingest({ type: 'optimizer', id, name: id === 0 ? 'opt_d' : id === 1 ? 'opt_g' : `opt_${id}`, className: 'Adam', mode: 'optimizer', tensorIds: id === 0 ? [0, 1] : [2, 3] });
+  for (let id = 0; id < n; id++)
+    s.ingest({ type: 'optimizer', id, name: id === 0 ? 'opt_d' : id === 1 ? 'opt_g' : `opt_${id}`, className: 'Adam', mode: 'optimizer', tensorIds: id === 0 ? [0, 1] : [2, 3] });
   for (let step = 0; step < steps; step++) {
     const gen = step % 2 === 1 && step >= (o.gFrom ?? 0);
     const opt = gen ? (n > 2 ? 1 + (Math.floor(step / 2) % (n - 1)) : 1) : 0;
@@ -199,14 +241,32 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
   it('draws each optimizer over its own steps only, with its own values and name', () => {
     const s = ganStore(20);
     const snap = buildSnapshot(s, ctx);
-    assert.deepEqual(snap.byOptimizer.map((c) => [c.id, c.name]), [[0, 'opt_d'], [1, 'opt_g']]);
+    assert.deepEqual(
+      snap.byOptimizer.map((c) => [c.id, c.name]),
+      [
+        [0, 'opt_d'],
+        [1, 'opt_g'],
+      ],
+    );
     const [d, g] = snap.byOptimizer;
     const even = Array.from({ length: 10 }, (_, i) => 2 * i);
     const odd = even.map((x) => x + 1);
     assert.deepEqual(d.globalNorm.steps, even);
     assert.deepEqual(g.globalNorm.steps, odd);
-    assert.ok(close(d.globalNorm.values, even.map((st) => 5 * (1 + st / 100))), String(d.globalNorm.values));
-    assert.ok(close(g.globalNorm.values, odd.map((st) => 0.5 * (1 + st / 100))), String(g.globalNorm.values));
+    assert.ok(
+      close(
+        d.globalNorm.values,
+        even.map((st) => 5 * (1 + st / 100)),
+      ),
+      String(d.globalNorm.values),
+    );
+    assert.ok(
+      close(
+        g.globalNorm.values,
+        odd.map((st) => 0.5 * (1 + st / 100)),
+      ),
+      String(g.globalNorm.values),
+    );
     assert.deepEqual(d.loss, { steps: even, values: even.map(() => 1.5) });
     assert.deepEqual(g.loss, { steps: odd, values: odd.map(() => 0.7) });
     // The run's own curve still alternates (what the per-optimizer lines replace in the chart).
@@ -219,7 +279,10 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
     const s = ganStore(10, { genLoss: false });
     const snap = buildSnapshot(s, ctx);
     assert.equal(snap.byOptimizer.length, 2);
-    assert.deepEqual(snap.byOptimizer.map((c) => c.loss), [null, null]);
+    assert.deepEqual(
+      snap.byOptimizer.map((c) => c.loss),
+      [null, null],
+    );
     assert.deepEqual(snap.loss.steps, [0, 2, 4, 6, 8]);
     assert.equal(byOptimizerShape(snap), '0,1');
   });
@@ -241,7 +304,13 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
   it('an append carries each optimizer’s new points; the shape changes when a second optimizer starts', () => {
     const s = ganStore(20);
     const a = buildAppend(s, 15, s.tensors.length, header, 'norm', null);
-    assert.deepEqual(a.byOptimizer.map((c) => [c.id, c.globalNorm.steps, c.loss?.steps]), [[0, [16, 18], [16, 18]], [1, [17, 19], [17, 19]]]);
+    assert.deepEqual(
+      a.byOptimizer.map((c) => [c.id, c.globalNorm.steps, c.loss?.steps]),
+      [
+        [0, [16, 18], [16, 18]],
+        [1, [17, 19], [17, 19]],
+      ],
+    );
     // The discriminator alone until step 9: its own curve then reaches back to step 0.
     const late = ganStore(9, { gFrom: 9 });
     assert.equal(byOptimizerShape(buildAppend(late, 5, late.tensors.length, header, 'norm', null)), '', 'one optimizer so far');
@@ -269,10 +338,13 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
     const { snapshot, views } = reportData(s, header, []);
     assert.equal(snapshot.optimizer, null);
     assert.equal(snapshot.byOptimizer.length, 2);
-    assert.deepEqual(views.map((v) => [v.optimizer, v.globalNorm.steps, v.heatmap.steps, v.byOptimizer.length]), [
-      [0, [0, 2, 4, 6, 8], [0, 2, 4, 6, 8], 0],
-      [1, [1, 3, 5, 7, 9], [1, 3, 5, 7, 9], 0],
-    ]);
+    assert.deepEqual(
+      views.map((v) => [v.optimizer, v.globalNorm.steps, v.heatmap.steps, v.byOptimizer.length]),
+      [
+        [0, [0, 2, 4, 6, 8], [0, 2, 4, 6, 8], 0],
+        [1, [1, 3, 5, 7, 9], [1, 3, 5, 7, 9], 0],
+      ],
+    );
   });
 
   it('stays within the stated memory bound, with own curves for at most MAX_CURVE_OPTIMIZERS', () => {

@@ -18,7 +18,12 @@ function tensorsOf(r: ProbeRun): TensorInfo[] {
 
 function byName(r: ProbeRun, name: string): TensorInfo {
   const t = tensorsOf(r).find((x) => x.name === name);
-  assert.ok(t, `tensor ${name} in ${tensorsOf(r).map((x) => x.name).join(',')}`);
+  assert.ok(
+    t,
+    `tensor ${name} in ${tensorsOf(r)
+      .map((x) => x.name)
+      .join(',')}`,
+  );
   return t;
 }
 
@@ -69,18 +74,33 @@ describe('tfjs probe: script styles', () => {
     assert.match(r.stderr, /\[gradscope\] .*running on wasm/);
     assert.equal(r.of('event').filter((e) => e.kind === 'backend').length, 1);
     const ts = tensorsOf(r);
-    assert.deepEqual(ts.map((t) => t.name), ['dense_Dense1/kernel', 'dense_Dense1/bias', 'dense_Dense2/kernel', 'dense_Dense2/bias', 'dense_Dense3/kernel', 'dense_Dense3/bias']);
-    assert.deepEqual(ts.map((t) => t.shape), [[8, 32], [32], [32, 32], [32], [32, 1], [1]]);
+    assert.deepEqual(
+      ts.map((t) => t.name),
+      ['dense_Dense1/kernel', 'dense_Dense1/bias', 'dense_Dense2/kernel', 'dense_Dense2/bias', 'dense_Dense3/kernel', 'dense_Dense3/bias'],
+    );
+    assert.deepEqual(
+      ts.map((t) => t.shape),
+      [[8, 32], [32], [32, 32], [32], [32, 1], [1]],
+    );
     assert.ok(ts.every((t) => t.layerType === 'Dense'));
     assert.equal(ts[0].layer, 'dense_Dense1');
     assert.equal(ts[0].source?.file, file);
     // model.add(tf.layers.dense(...)) lines 15, 16, 17 of the example
-    assert.deepEqual(ts.map((t) => t.source?.line), [15, 15, 16, 16, 17, 17]);
+    assert.deepEqual(
+      ts.map((t) => t.source?.line),
+      [15, 15, 16, 16, 17, 17],
+    );
     const steps = r.of('step');
     assert.equal(steps.length, 6);
-    assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5), `losses ${steps.map((s) => s.loss).join(',')}`);
+    assert.ok(
+      steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5),
+      `losses ${steps.map((s) => s.loss).join(',')}`,
+    );
     assert.ok(steps.every((s) => s.nTensors === 6 && s.columns[0].every((v) => v > 0)));
-    assert.ok(steps.every((s) => s.columns[4].every((v) => v > 0) && s.columns[5].every((v) => v > 0)), 'param and update norms');
+    assert.ok(
+      steps.every((s) => s.columns[4].every((v) => v > 0) && s.columns[5].every((v) => v > 0)),
+      'param and update norms',
+    );
     assert.equal(r.of('end')[0].reason, 'step-limit');
     assert.equal(r.of('end')[0].steps, 6);
     assert.equal(r.code, 0);
@@ -205,8 +225,14 @@ describe('tfjs probe: script styles', () => {
     const file = join(EXAMPLES, 'healthy-custom-loop.mjs');
     const r = await runProbe(file, { env: { GRADSCOPE_MAX_STEPS: '5' } });
     assertWellFormed(r);
-    assert.deepEqual(tensorsOf(r).map((t) => t.name), ['hidden/w', 'hidden/b', 'out/w', 'out/b']);
-    assert.deepEqual(tensorsOf(r).map((t) => t.source?.line), [10, 11, 12, 13]);
+    assert.deepEqual(
+      tensorsOf(r).map((t) => t.name),
+      ['hidden/w', 'hidden/b', 'out/w', 'out/b'],
+    );
+    assert.deepEqual(
+      tensorsOf(r).map((t) => t.source?.line),
+      [10, 11, 12, 13],
+    );
     const steps = r.of('step');
     assert.equal(steps.length, 5);
     assert.ok(steps[0].loss > steps[4].loss, 'loss falls');
@@ -245,7 +271,10 @@ describe('tfjs probe: run endings and backends', () => {
     const steps = r.of('step');
     const global = (s: StepMsg) => Math.hypot(...s.columns[0]);
     assert.ok(global(steps[nf[0].step! - 1]) > 100 * global(steps[0]), 'the norm grew before going non-finite');
-    assert.ok(r.of('detail').some((d) => d.step === nf[0].step), 'a detail tier at the anomaly');
+    assert.ok(
+      r.of('detail').some((d) => d.step === nf[0].step),
+      'a detail tier at the anomaly',
+    );
     assert.equal(r.of('end')[0].reason, 'step-limit');
     assert.equal(r.of('end')[0].steps, 30);
   });
@@ -267,7 +296,7 @@ describe('tfjs probe: run endings and backends', () => {
     const pkg = join(proj, 'node_modules', '@tensorflow', 'tfjs-node-gpu');
     mkdirSync(pkg, { recursive: true });
     writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@tensorflow/tfjs-node-gpu', version: '4.22.0', main: 'index.js' }));
-    writeFileSync(join(pkg, 'index.js'), "throw new Error(\"Cannot find module '/x/lib/napi-v8/tfjs_binding.node'\");\n");
+    writeFileSync(join(pkg, 'index.js'), 'throw new Error("Cannot find module \'/x/lib/napi-v8/tfjs_binding.node\'");\n');
     const script = join(proj, 'train.mjs');
     writeFileSync(
       script,

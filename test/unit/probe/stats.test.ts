@@ -57,7 +57,10 @@ describe('detail tier', () => {
     const bins = [...d.hist];
     assert.equal(bins[-HIST_LO], 2); // 3 and 4
     assert.equal(bins[-HIST_LO + 1], 1); // 12
-    assert.equal(bins.reduce((a, b) => a + b, 0), 3); // zeros and NaN excluded
+    assert.equal(
+      bins.reduce((a, b) => a + b, 0),
+      3,
+    ); // zeros and NaN excluded
     assert.equal(d.thumbRows, 3);
     assert.equal(d.thumbCols, 2);
     assert.deepEqual([...d.thumb.slice(0, 4)], [3, 4, 0, 12]);
@@ -87,7 +90,13 @@ describe('anomalies and the job runner', () => {
 
   it('keeps the previous weights to give the update norm without a second read', () => {
     const st = new StatsState();
-    const r0 = runJob(st, { kind: 'step', seq: 0, step: 0, detail: false, tensors: [{ id: 0, shape: [2], g: new Float32Array([3, 4]), w: new Float32Array([1, 1]), w0: new Float32Array([0, 0]) }] });
+    const r0 = runJob(st, {
+      kind: 'step',
+      seq: 0,
+      step: 0,
+      detail: false,
+      tensors: [{ id: 0, shape: [2], g: new Float32Array([3, 4]), w: new Float32Array([1, 1]), w0: new Float32Array([0, 0]) }],
+    });
     assert.deepEqual([...r0.stats!], [5, 4, 0, 0, Math.SQRT2, Math.SQRT2]);
     const r1 = runJob(st, { kind: 'step', seq: 1, step: 1, detail: true, tensors: [{ id: 0, shape: [2], g: new Float32Array([0, 1]), w: new Float32Array([4, 5]), w0: null }] });
     assert.equal(r1.stats![5], 5); // ‖(4,5) − (1,1)‖

@@ -47,7 +47,17 @@ describe('wasm backprop kernels', () => {
     { x: [2, 9, 9, 3], k: [3, 3, 3, 4], s: 2, p: 'same' },
     { x: [2, 10, 7, 3], k: [3, 2, 3, 5], s: [2, 3], p: 'valid' },
     { x: [3, 12, 12, 4], k: [4, 4, 4, 6], s: 3, p: 'same' },
-    { x: [1, 7, 7, 2], k: [2, 2, 2, 3], s: 1, p: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+    {
+      x: [1, 7, 7, 2],
+      k: [2, 2, 2, 3],
+      s: 1,
+      p: [
+        [0, 0],
+        [1, 2],
+        [2, 0],
+        [0, 0],
+      ],
+    },
   ] as const;
 
   for (const c of cases) {
@@ -57,13 +67,21 @@ describe('wasm backprop kernels', () => {
       const k = tf.randomNormal<tfTypes.Rank.R4>([...c.k], 0, 1, 'float32', 2);
       const dk = tf.randomNormal<tfTypes.Rank.R4>([c.k[0], c.k[1], c.x[3], 2], 0, 1, 'float32', 3);
       const pad = c.p as 'same';
-      const conv = (a: tfTypes.Tensor, b: tfTypes.Tensor) => tf.conv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, c.s as number, pad).square().sum();
+      const conv = (a: tfTypes.Tensor, b: tfTypes.Tensor) =>
+        tf
+          .conv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, c.s as number, pad)
+          .square()
+          .sum();
       const [cx, ck] = await gradsOn('cpu', conv, [x, k]);
       const [wx, wk] = await gradsOn('wasm', conv, [x, k]);
       assert.ok(relErr(cx, wx) < 1e-5, `conv dx error ${relErr(cx, wx)}`);
       assert.ok(relErr(ck, wk) < 1e-5, `conv dW error ${relErr(ck, wk)}`);
       if (Array.isArray(c.p)) return; // depthwise takes no explicit padding
-      const dw = (a: tfTypes.Tensor, b: tfTypes.Tensor) => tf.depthwiseConv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, c.s as number, pad).square().sum();
+      const dw = (a: tfTypes.Tensor, b: tfTypes.Tensor) =>
+        tf
+          .depthwiseConv2d(a as tfTypes.Tensor4D, b as tfTypes.Tensor4D, c.s as number, pad)
+          .square()
+          .sum();
       const [cdx, cdk] = await gradsOn('cpu', dw, [x, dk]);
       const [wdx, wdk] = await gradsOn('wasm', dw, [x, dk]);
       assert.ok(relErr(cdx, wdx) < 1e-5, `depthwise dx error ${relErr(cdx, wdx)}`);
@@ -79,7 +97,14 @@ describe('wasm backprop kernels', () => {
       const pad = c.p as 'same';
       const dy = tf.randomNormal(tf.conv2d(x, k, c.s as number, pad).shape, 0, 1, 'float32', 7);
       // d/dk Σ conv(x, k)·dy is the filter gradient for the output gradient dy.
-      const want = await tf.grad((kk: tfTypes.Tensor) => tf.conv2d(x, kk as tfTypes.Tensor4D, c.s as number, pad).mul(dy).sum())(k).data();
+      const want = await tf
+        .grad((kk: tfTypes.Tensor) =>
+          tf
+            .conv2d(x, kk as tfTypes.Tensor4D, c.s as number, pad)
+            .mul(dy)
+            .sum(),
+        )(k)
+        .data();
       await tf.setBackend('wasm');
       const [xw, dyw] = [tf.tensor(await x.data(), x.shape), tf.tensor(await dy.data(), dy.shape)];
       const info = tf.backend_util.computeConv2DInfo(x.shape, [...c.k] as [number, number, number, number], c.s as number, 1, pad, undefined, false, 'channelsLast');

@@ -65,7 +65,10 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
       messages.map((m) => m.message.type),
       ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'end'],
     );
-    assert.deepEqual(messages.map((m) => m.seq), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(
+      messages.map((m) => m.seq),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8],
+    );
     let off = 0;
     for (const m of messages) {
       assert.equal(m.offset, off);
@@ -79,7 +82,11 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
     for (const size of [1, 3, 7, 16, 17, 100]) {
       const { frames, error } = decodeChunked(bytes, size);
       assert.equal(error, null, `chunk size ${size}`);
-      assert.deepEqual(frames.map((f) => plain(f.message)), whole, `chunk size ${size}`);
+      assert.deepEqual(
+        frames.map((f) => plain(f.message)),
+        whole,
+        `chunk size ${size}`,
+      );
     }
   });
 
@@ -111,7 +118,10 @@ describe('malformed input gives a typed error and never throws', () => {
     assert.deepEqual(got, ['hello']);
     assert.equal(err?.code, 'bad-magic');
     assert.equal(err?.offset, good.length);
-    assert.equal(d.push(good, () => got.push('late')), err);
+    assert.equal(
+      d.push(good, () => got.push('late')),
+      err,
+    );
     assert.deepEqual(got, ['hello']);
   });
 
@@ -128,7 +138,7 @@ describe('malformed input gives a typed error and never throws', () => {
 
   it('random garbage never throws out of push()', () => {
     let seed = 12345;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const stream = golden('stream.bin');
     for (let trial = 0; trial < 500; trial++) {
       const bytes = new Uint8Array(stream);
@@ -156,10 +166,11 @@ describe('encoder', () => {
     assert.equal(m.type, 'step');
     if (m.type !== 'step') return;
     assert.ok(Number.isNaN(m.loss));
-    assert.deepEqual(m.columns.map((c) => Array.from(c)), columns.map((c) => Array.from(c)));
-    assert.throws(() =>
-      encodeMessage({ type: 'step', step: 1, optimizer: 0, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0),
+    assert.deepEqual(
+      m.columns.map((c) => Array.from(c)),
+      columns.map((c) => Array.from(c)),
     );
+    assert.throws(() => encodeMessage({ type: 'step', step: 1, optimizer: 0, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0));
   });
 
   it('carries the optimizer id at offset 12 of STEP and the hasGrad column', () => {

@@ -73,7 +73,10 @@ describe('runWarnings', () => {
     );
     const ws = runWarnings(s, completed);
     assert.deepEqual(codes(ws), ['probe-warning', 'probe-warning', 'probe-note']);
-    assert.deepEqual(ws.map((w) => w.level), ['warning', 'warning', 'info']);
+    assert.deepEqual(
+      ws.map((w) => w.level),
+      ['warning', 'warning', 'info'],
+    );
     assert.equal(ws[0].step, 3);
     assert.match(ws[1].message, /child processes/);
   });
@@ -95,9 +98,16 @@ describe('runWarnings', () => {
     assert.ok(!observedNothing(ws));
   });
 
-  it('the probe\'s own note about counting backward passes becomes that note, not a second line', () => {
+  it("the probe's own note about counting backward passes becomes that note, not a second line", () => {
     const note = 'the script built no torch.optim optimizer: GradScope counts each backward pass as a step';
-    const s = store(hello, event('info', note), { type: 'optimizer', id: 0, name: 'backward', className: '', mode: 'backward', tensorIds: [0] }, event('info', 'another note'), step(0), end(1));
+    const s = store(
+      hello,
+      event('info', note),
+      { type: 'optimizer', id: 0, name: 'backward', className: '', mode: 'backward', tensorIds: [0] },
+      event('info', 'another note'),
+      step(0),
+      end(1),
+    );
     const ws = runWarnings(s, completed);
     assert.deepEqual(codes(ws), ['probe-note', 'backward-steps']);
     assert.equal(ws[1].message, note);
@@ -122,7 +132,7 @@ describe('runWarnings', () => {
     assert.deepEqual(runWarnings(store(hello, step(0)), { reason: 'stopped' }), []);
   });
 
-  it('events past the store\'s cap are said to be missing', () => {
+  it("events past the store's cap are said to be missing", () => {
     const s = new RunStore({ maxEvents: 2 });
     for (const m of [hello, event('info', 'a'), event('info', 'b'), event('warning', 'c'), step(0), end(1)]) s.ingest(m);
     const ws = runWarnings(s, completed);
@@ -146,7 +156,11 @@ describe('where the warnings are shown', () => {
   });
 
   it('the summary lists notes, and dropped frames once (as a warning)', () => {
-    const text = formatSummary(store(hello, tensors, step(0), event('dropped', '', { count: 2, step: 0 }), event('info', 'detail tier skipped on 1 step(s)'), end(1)), exit('completed', 1), where);
+    const text = formatSummary(
+      store(hello, tensors, step(0), event('dropped', '', { count: 2, step: 0 }), event('info', 'detail tier skipped on 1 step(s)'), end(1)),
+      exit('completed', 1),
+      where,
+    );
     assert.match(text, /\nwarning {3}2 frame\(s\) were dropped .* \(step 0\)\n/);
     assert.match(text, /\nnote {6}detail tier skipped on 1 step\(s\)\n/);
     assert.equal(text.match(/dropped/g)?.length, 1, text);

@@ -220,7 +220,10 @@ describe('run file', () => {
     writeFileSync(join(dir, 'junk.gsrun'), 'nonsense');
     writeFileSync(join(dir, 'notes.txt'), 'hello');
     const list = listRuns(dir);
-    assert.deepEqual(list.map((r) => r.meta.runId), ['new', 'mid', 'old']);
+    assert.deepEqual(
+      list.map((r) => r.meta.runId),
+      ['new', 'mid', 'old'],
+    );
     assert.equal(list[0].exit, null);
     assert.deepEqual(list[1].exit, exitRecord);
     assert.equal(list[2].exit?.reason, 'completed');

@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type EventMsg, type StatName, type StepMsg } from '../../../src/core/protocol/messages';
-import { BUCKET_ALL_ABSENT, BUCKET_PRESENT, BUCKET_SOME_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, RunStore, SERIES_STAT_NAMES, STORE_DEFAULTS, seriesMemoryBound } from '../../../src/core/store/runStore';
+import {
+  BUCKET_ALL_ABSENT,
+  BUCKET_PRESENT,
+  BUCKET_SOME_ABSENT,
+  FLAG_NAN,
+  FLAG_NEG_INF,
+  FLAG_POS_INF,
+  RunStore,
+  SERIES_STAT_NAMES,
+  STORE_DEFAULTS,
+  seriesMemoryBound,
+} from '../../../src/core/store/runStore';
 import { defaultValue, detailMsg, f32, stepMsg, tensorInfos, wire, type ValueFn } from './helpers';
 
 /** Raw values the store saw, for independent expectations: ordinal → { step, values[t] }. */
@@ -59,8 +70,14 @@ describe('RunStore', () => {
     for (let t = 0; t < 5; t++) {
       for (const stat of SERIES_STAT_NAMES) {
         const s = store.series(t, stat);
-        assert.deepEqual(Array.from(s.steps), sent.map((m) => m.step));
-        assert.deepEqual(Array.from(s.values), sent.map((m) => f32(valueOf(m, stat, t))));
+        assert.deepEqual(
+          Array.from(s.steps),
+          sent.map((m) => m.step),
+        );
+        assert.deepEqual(
+          Array.from(s.values),
+          sent.map((m) => f32(valueOf(m, stat, t))),
+        );
         assert.equal(s.envelope.min.length, 0);
       }
     }
@@ -74,7 +91,10 @@ describe('RunStore', () => {
       for (const stat of ['norm', 'maxAbs', 'updateNorm'] as const) checkEnvelope(store, sent, t, stat);
       const s = store.series(t, 'norm');
       assert.equal(s.steps.length, 8);
-      assert.deepEqual(Array.from(s.steps), sent.slice(-8).map((m) => m.step));
+      assert.deepEqual(
+        Array.from(s.steps),
+        sent.slice(-8).map((m) => m.step),
+      );
       assert.ok(s.envelope.min.length <= 4 && s.envelope.min.length >= 2);
       assert.ok(s.envelope.width >= 256, `width ${s.envelope.width}`);
     }
@@ -87,7 +107,7 @@ describe('RunStore', () => {
       ['300:0', -Infinity],
       ['301:0', NaN],
     ]);
-    const value: ValueFn = (o, t, s) => (s === 'norm' ? special.get(`${o}:${t}`) ?? defaultValue(o, t, s) : defaultValue(o, t, s));
+    const value: ValueFn = (o, t, s) => (s === 'norm' ? (special.get(`${o}:${t}`) ?? defaultValue(o, t, s)) : defaultValue(o, t, s));
     const store = new RunStore({ recentSteps: 8, envelopeBuckets: 4 });
     const sent = feed(store, 2000, 4, value);
     for (let t = 0; t < 4; t++) checkEnvelope(store, sent, t, 'norm');
@@ -145,7 +165,10 @@ describe('RunStore', () => {
     const late = store.series(4, 'norm');
     assert.equal(late.envelope.stepFirst[0], 10, 'tensor 4 starts at step 10');
     assert.deepEqual(Array.from(late.steps), [36, 37, 38, 39]);
-    assert.deepEqual(Array.from(late.values), sent.slice(-4).map((m) => f32(valueOf(m, 'norm', 4))));
+    assert.deepEqual(
+      Array.from(late.values),
+      sent.slice(-4).map((m) => f32(valueOf(m, 'norm', 4))),
+    );
     const early = store.series(0, 'norm');
     assert.equal(early.envelope.stepFirst[0], 0);
     // A STEP before its TENSORS message: storage follows the STEP.
@@ -175,7 +198,10 @@ describe('RunStore', () => {
     assert.deepEqual(Array.from(store.series(0, 'norm').steps), [8, 9, 10, 11]);
     assert.deepEqual(Array.from(store.series(0, 'updateNorm').steps), [9, 11]);
     const env = store.series(1, 'updateNorm').envelope;
-    assert.ok(env.flags.every((f) => f === 0), 'absent values are not NaN');
+    assert.ok(
+      env.flags.every((f) => f === 0),
+      'absent values are not NaN',
+    );
     assert.equal(store.series(0, 'paramNorm').steps.length, 0);
   });
 
@@ -274,12 +300,13 @@ describe('RunStore', () => {
   it('keeps the first N events and counts the rest; keeps HELLO and END', () => {
     const store = new RunStore({ maxEvents: 3 });
     for (let i = 0; i < 10; i++) store.ingest(wire<EventMsg>({ type: 'event', kind: 'warning', message: `w${i}` }).msg);
-    assert.deepEqual(store.events.map((e) => e.message), ['w0', 'w1', 'w2']);
+    assert.deepEqual(
+      store.events.map((e) => e.message),
+      ['w0', 'w1', 'w2'],
+    );
     assert.equal(store.eventsDropped, 7);
     assert.equal(store.hello === null, true);
-    store.ingest(
-      wire({ type: 'hello', probeVersion: '0.1.0', framework: 'tfjs', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/x.js', detailEvery: 10 }).msg,
-    );
+    store.ingest(wire({ type: 'hello', probeVersion: '0.1.0', framework: 'tfjs', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/x.js', detailEvery: 10 }).msg);
     assert.equal(store.hello?.backend, 'cpu');
     assert.equal(store.end === null, true);
     store.ingest(wire({ type: 'end', reason: 'completed', steps: 0 }).msg);
@@ -298,13 +325,19 @@ describe('RunStore', () => {
     assert.ok(s.values.every((v) => Number.isFinite(v)));
     // Envelope: every bucket folded absent cells beside present ones; none carries a NaN flag.
     assert.ok(s.envelope.absent.length > 0);
-    assert.ok(Array.from(s.envelope.absent).every((a) => a === BUCKET_SOME_ABSENT), `absent ${Array.from(s.envelope.absent).join(',')}`);
+    assert.ok(
+      Array.from(s.envelope.absent).every((a) => a === BUCKET_SOME_ABSENT),
+      `absent ${Array.from(s.envelope.absent).join(',')}`,
+    );
     assert.ok(Array.from(s.envelope.flags).every((f) => f === 0));
     assert.ok(Array.from(s.envelope.min).every((v) => Number.isFinite(v)));
     // A bucket's min/max are over present cells only.
     const present = sent.filter((m, o) => !absentAt(o, 2) && m.step <= s.envelope.stepLast[0]).map((m) => f32(valueOf(m, 'norm', 2)));
     assert.equal(s.envelope.min[0], Math.min(...present));
-    assert.equal(store.series(0, 'norm').envelope.absent.every((a) => a === BUCKET_PRESENT), true);
+    assert.equal(
+      store.series(0, 'norm').envelope.absent.every((a) => a === BUCKET_PRESENT),
+      true,
+    );
     assert.equal(store.absentSteps(2), 100);
     assert.equal(store.absentSteps(0), 0);
     assert.equal(store.presence(2, 199), 'absent');
@@ -313,7 +346,10 @@ describe('RunStore', () => {
     // No non-finite step, and the global norm of a step is over present tensors only.
     assert.equal(store.summary().firstNonFinite, null);
     const g = store.globalNorm();
-    assert.equal(g.nonFinite.every((f) => f === 0), true);
+    assert.equal(
+      g.nonFinite.every((f) => f === 0),
+      true,
+    );
     const last = sent[199];
     assert.equal(g.values[g.values.length - 1], Math.hypot(valueOf(last, 'norm', 0), valueOf(last, 'norm', 1)));
   });
@@ -332,7 +368,10 @@ describe('RunStore', () => {
     assert.equal(frozen.steps.length, 0);
     assert.equal(frozen.absentSteps.length, 4);
     assert.ok(frozen.envelope.absent.length > 0 && Array.from(frozen.envelope.absent).every((a) => a === BUCKET_ALL_ABSENT));
-    assert.ok(Array.from(frozen.envelope.flags).every((f) => f === 0), 'absent is not NaN');
+    assert.ok(
+      Array.from(frozen.envelope.flags).every((f) => f === 0),
+      'absent is not NaN',
+    );
     assert.equal(store.absentSteps(1), 40);
     assert.deepEqual(store.summary().firstNonFinite, { step: 3, tensorId: 0 });
   });

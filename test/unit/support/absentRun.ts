@@ -70,4 +70,3 @@ export function absentRun(o: AbsentRunOptions): RunStore {
   for (const m of absentRunMessages(o)) store.ingest(m);
   return store;
 }
-

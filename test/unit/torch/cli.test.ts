@@ -61,7 +61,9 @@ function expectations(file: string): Expectation {
 }
 
 // Run every example once, concurrently (each is a few seconds of CPU), before the assertions.
-const examples = readdirSync(examplesDir).filter((f) => f.endsWith('.py')).sort();
+const examples = readdirSync(examplesDir)
+  .filter((f) => f.endsWith('.py'))
+  .sort();
 let runs: Promise<Map<string, CliResult>> | null = null;
 function allRuns(): Promise<Map<string, CliResult>> {
   runs ??= (async () => {

@@ -54,7 +54,7 @@ describe('RunSession with PyTorch', { skip: torchSkip() }, () => {
     for (const t of tensors) {
       assert.equal(t.source?.file, script);
       assert.equal(t.source?.line, lines[Math.floor(t.id / 2)], t.name);
-      assert.equal(t.source?.column, 20, "the column of `nn.Linear(`");
+      assert.equal(t.source?.column, 20, 'the column of `nn.Linear(`');
       assert.equal(t.layerType, 'Linear');
     }
     assert.deepEqual(tensors[0].shape, [64, 10]);

@@ -106,7 +106,11 @@ const STYLES: Style[] = [
     script: 'lightning_module.py',
     needs: ['lightning'],
     steps: 8,
-    sources: [[/encoder\.0\./, k('encoder.0')], [/encoder\.2\./, k('encoder.2')], [/classifier\./, k('classifier')]],
+    sources: [
+      [/encoder\.0\./, k('encoder.0')],
+      [/encoder\.2\./, k('encoder.2')],
+      [/classifier\./, k('classifier')],
+    ],
   },
   {
     title: 'Lightning Trainer(gradient_clip_val=0.05): norms before the clip inside the closure',
@@ -115,7 +119,11 @@ const STYLES: Style[] = [
     needs: ['lightning'],
     steps: 8,
     clip: 0.05,
-    sources: [[/encoder\.0\./, k('encoder.0')], [/encoder\.2\./, k('encoder.2')], [/classifier\./, k('classifier')]],
+    sources: [
+      [/encoder\.0\./, k('encoder.0')],
+      [/encoder\.2\./, k('encoder.2')],
+      [/classifier\./, k('classifier')],
+    ],
   },
   {
     title: 'HF Trainer on BertForSequenceClassification(config), 2-step accumulation, max_grad_norm=1',
@@ -176,27 +184,45 @@ const STYLES: Style[] = [
     title: 'frozen backbone, then unfrozen into a second parameter group',
     script: 'frozen_then_unfrozen.py',
     steps: 7,
-    sources: [[/backbone\.0\./, k('backbone.0')], [/backbone\.2\./, k('backbone.2')], [/head\./, k('head')]],
+    sources: [
+      [/backbone\.0\./, k('backbone.0')],
+      [/backbone\.2\./, k('backbone.2')],
+      [/head\./, k('head')],
+    ],
   },
   {
     title: 'two optimizers (GAN: opt_d then opt_g)',
     script: 'gan.py',
     steps: 10,
     optimizerNames: ['opt_d', 'opt_g'],
-    sources: [[/netG\.0\./, k('netG.0')], [/netG\.2\./, k('netG.2')], [/netD\.0\./, k('netD.0')], [/netD\.2\./, k('netD.2')]],
+    sources: [
+      [/netG\.0\./, k('netG.0')],
+      [/netG\.2\./, k('netG.2')],
+      [/netD\.0\./, k('netD.0')],
+      [/netD\.2\./, k('netD.2')],
+    ],
   },
   {
     title: 'a head used on even steps only, zero_grad(set_to_none=True)',
     script: 'unused_head.py',
     steps: 8,
-    sources: [[/trunk\.0\./, k('trunk.0')], [/trunk\.2\./, k('trunk.2')], [/main_head\./, k('main_head')], [/aux_head\./, k('aux_head')]],
+    sources: [
+      [/trunk\.0\./, k('trunk.0')],
+      [/trunk\.2\./, k('trunk.2')],
+      [/main_head\./, k('main_head')],
+      [/aux_head\./, k('aux_head')],
+    ],
   },
   {
     title: 'sparse embeddings: SparseAdam beside Adam',
     script: 'sparse_embeddings.py',
     steps: 12,
     optimizerNames: ['sparse_opt', 'dense_opt'],
-    sources: [[/items\./, k('items')], [/users\./, k('users')], [/mlp\./, k('mlp')]],
+    sources: [
+      [/items\./, k('items')],
+      [/users\./, k('users')],
+      [/mlp\./, k('mlp')],
+    ],
   },
   {
     title: 'manual SGD, no torch.optim (p.data.add_): backward passes are steps, --steps 12 stops it',
@@ -609,22 +635,24 @@ describe(title, { skip: torchSkip() }, () => {
           }
           const extra = [...s.present].filter((id) => !want.has(id)).map((id) => view.tensors[id]?.name ?? `#${id}`);
           const lost = [...want].filter((id) => !s.present.has(id)).map((id) => view.tensors[id]?.name ?? `#${id}`);
-          if (extra.length) bad.push(`step ${i} (${t.optimizer}): present in GradScope, no gradient in the script: ${extra.join(', ')}${s.hasGradColumn ? '' : ' [probe: STEP has no hasGrad column]'}`);
+          if (extra.length)
+            bad.push(`step ${i} (${t.optimizer}): present in GradScope, no gradient in the script: ${extra.join(', ')}${s.hasGradColumn ? '' : ' [probe: STEP has no hasGrad column]'}`);
           if (lost.length) bad.push(`step ${i} (${t.optimizer}): gradient in the script, not in GradScope's step: ${lost.join(', ')}`);
           if (s.nanWithoutColumn.length) bad.push(`step ${i}: NaN sent for tensors without a gradient: ${s.nanWithoutColumn.map((id) => view.tensors[id]?.name).join(', ')} [probe]`);
         });
         assert.deepEqual(bad, []);
         // The JSON counts, per tensor, the steps it was known at (id < nTensors) without a gradient.
         const absent = view.tensors.map((x) => {
-          const want = view.steps
-            .slice(0, run.truth.length)
-            .filter((s, i) => x.id < s.nTensors && !run.truth[i].withGrad.some((n) => tensorOf(view, n) === x)).length;
+          const want = view.steps.slice(0, run.truth.length).filter((s, i) => x.id < s.nTensors && !run.truth[i].withGrad.some((n) => tensorOf(view, n) === x)).length;
           return x.absentSteps === want ? null : `${x.name}: absentSteps ${x.absentSteps}, expected ${want}`;
         });
         assert.deepEqual(absent.filter(Boolean), [], 'JSON tensors[].absentSteps [host]');
         assert.equal(view.doc.summary.firstNonFiniteStep, null, 'no first non-finite step on a run without NaN [host]');
         assert.equal(view.events.filter((e) => e.kind === 'non-finite').length, 0, 'no non-finite EVENT [probe]');
-        assert.ok(view.steps.every((s) => Number.isFinite(s.norm)), `finite global norms: ${view.steps.map((s) => fmt(s.norm)).join(' ')}`);
+        assert.ok(
+          view.steps.every((s) => Number.isFinite(s.norm)),
+          `finite global norms: ${view.steps.map((s) => fmt(s.norm)).join(' ')}`,
+        );
       });
 
       it('each tensor points at the line of the script that built it', async () => {
@@ -677,7 +705,11 @@ describe(title, { skip: torchSkip() }, () => {
           assert.equal(s.optimizer, view.steps[first].optimizer, `step ${i} (${run.truth[i].optimizer})`);
         }
         const idOf = (name: string): number => view.steps[run.truth.findIndex((t) => t.optimizer === name)].optimizer;
-        if (style.optimizerNames) assert.deepEqual(names.map((nm) => view.optimizers.get(idOf(nm))?.name), style.optimizerNames);
+        if (style.optimizerNames)
+          assert.deepEqual(
+            names.map((nm) => view.optimizers.get(idOf(nm))?.name),
+            style.optimizerNames,
+          );
         for (const nm of names) {
           const o = view.optimizers.get(idOf(nm))!;
           const want = run.truth.slice(0, view.steps.length).filter((t) => t.optimizer === nm).length;
@@ -692,7 +724,11 @@ describe(title, { skip: torchSkip() }, () => {
         if (notes.length) t.diagnostic(`notes: ${JSON.stringify(notes)}`);
         const unexpected = view.warnings.filter((w) => w.level === 'warning' && !want.includes(w.code));
         assert.deepEqual(unexpected, [], 'warnings this style must not give');
-        for (const code of want) assert.ok(view.warnings.some((w) => w.code === code), `a ${code} warning: ${JSON.stringify(view.warnings)}`);
+        for (const code of want)
+          assert.ok(
+            view.warnings.some((w) => w.code === code),
+            `a ${code} warning: ${JSON.stringify(view.warnings)}`,
+          );
         const probeWarnings = view.events.filter((e) => e.kind === 'warning');
         assert.deepEqual(probeWarnings, [], 'warning EVENTs: the probe failed at something [probe]');
       });
@@ -706,13 +742,19 @@ describe(title, { skip: torchSkip() }, () => {
         it(`records the clip threshold ${style.clip}, and offers no clipping to a script that clips`, async () => {
           const { view } = await viewOf();
           const clips = view.events.filter((e) => e.kind === 'clip').map((e) => e.value);
-          assert.ok(clips.some((v) => v !== undefined && close(v, style.clip!, 1e-9)), `clip events: ${JSON.stringify(clips)}`);
-          assert.deepEqual(view.findings.filter((f) => f.remedies.includes('clip-global-norm')), []);
+          assert.ok(
+            clips.some((v) => v !== undefined && close(v, style.clip!, 1e-9)),
+            `clip events: ${JSON.stringify(clips)}`,
+          );
+          assert.deepEqual(
+            view.findings.filter((f) => f.remedies.includes('clip-global-norm')),
+            [],
+          );
         });
       }
 
       if (style.tied) {
-        it('a tied weight is one tensor with every owner\'s name', async () => {
+        it("a tied weight is one tensor with every owner's name", async () => {
           const { view } = await viewOf();
           for (const group of style.tied!) {
             const names = (t: GsTensor): string[] => [t.name, ...t.aliases];
@@ -767,4 +809,3 @@ describe(title, { skip: torchSkip() }, () => {
     });
   }
 });
-

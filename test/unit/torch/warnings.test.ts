@@ -103,7 +103,10 @@ describe('gradscope run: what it could not see, on real torch', { skip: torchSki
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.ok(doc.steps >= 2 && doc.steps <= 3, `steps: ${doc.steps}`);
-    assert.deepEqual(doc.warnings.map((w) => w.code), ['no-end']);
+    assert.deepEqual(
+      doc.warnings.map((w) => w.code),
+      ['no-end'],
+    );
   });
 
   it('a healthy language model with nn.Embedding(5000, 32): no finding, no warning, exit 0', async () => {
@@ -112,7 +115,13 @@ describe('gradscope run: what it could not see, on real torch', { skip: torchSki
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.equal(doc.steps, 60);
     assert.equal(doc.tensors.find((t) => t.name.endsWith('tok.weight'))?.layerType, 'Embedding');
-    assert.deepEqual(doc.findings.map((f) => `${f.kind}:${f.layer}`), []);
-    assert.deepEqual(doc.warnings.filter((w) => w.level === 'warning'), []);
+    assert.deepEqual(
+      doc.findings.map((f) => `${f.kind}:${f.layer}`),
+      [],
+    );
+    assert.deepEqual(
+      doc.warnings.filter((w) => w.level === 'warning'),
+      [],
+    );
   });
 });

@@ -3,18 +3,7 @@
 // non-finite step whenever the norm grows before it. See docs/findings.md.
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
-import {
-  ev,
-  fmtNum,
-  gainOf,
-  initRemedies,
-  isFiniteNum,
-  median,
-  remedies,
-  type AnalysisContext,
-  type LayerInfo,
-  type StepRow,
-} from '../model';
+import { ev, fmtNum, gainOf, initRemedies, isFiniteNum, median, remedies, type AnalysisContext, type LayerInfo, type StepRow } from '../model';
 
 export const EXPLODING = {
   /** Finite steps kept for the baseline (their median). */
@@ -140,7 +129,17 @@ export class ExplodingDetector implements Detector {
         this.det = { layerBase: layerMedians(this.rows, env), step: row.step, base, baseStep: this.rows[0].step, norm: g, lossBase, loss: row.loss, baseRow, row };
       } else if (lossOk && this.runBaseRow && this.runLen >= EXPLODING.runSteps && g >= EXPLODING.runFactor * runBase) {
         const rb = this.runBaseRow;
-        this.det = { layerBase: rb.layerNorm, step: row.step, base: runBase, baseStep: rb.step, norm: g, lossBase: isFiniteNum(rb.loss) ? rb.loss : lossBase, loss: row.loss, baseRow: rb, row };
+        this.det = {
+          layerBase: rb.layerNorm,
+          step: row.step,
+          base: runBase,
+          baseStep: rb.step,
+          norm: g,
+          lossBase: isFiniteNum(rb.loss) ? rb.loss : lossBase,
+          loss: row.loss,
+          baseRow: rb,
+          row,
+        };
       }
       if (this.det) {
         env.shared.explodingAt = this.det.step;
@@ -175,7 +174,10 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     const b = d.row.layerNorm[l.index];
     return a > 0 && isFiniteNum(b) ? b / a : NaN;
   });
-  const order = growth.map((g, i) => [g, i] as const).filter(([g]) => isFiniteNum(g)).sort((x, y) => y[0] - x[0]);
+  const order = growth
+    .map((g, i) => [g, i] as const)
+    .filter(([g]) => isFiniteNum(g))
+    .sort((x, y) => y[0] - x[0]);
 
   let layer: LayerInfo | null = null;
   let cause: 'initialisation' | 'learning-rate' | 'layer-growth' | 'global';
@@ -194,11 +196,7 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
   } else cause = 'global';
 
   const ids =
-    cause === 'initialisation'
-      ? [...initRemedies(layer), 'clip-global-norm', 'lower-lr']
-      : cause === 'learning-rate'
-        ? ['lower-lr', 'clip-global-norm']
-        : ['clip-global-norm', 'lower-lr'];
+    cause === 'initialisation' ? [...initRemedies(layer), 'clip-global-norm', 'lower-lr'] : cause === 'learning-rate' ? ['lower-lr', 'clip-global-norm'] : ['clip-global-norm', 'lower-lr'];
 
   const factor = d.norm / d.base;
   const over = d.step - d.baseStep;

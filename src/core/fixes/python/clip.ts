@@ -137,18 +137,20 @@ function backwardBefore(stmt: SyntaxNode): boolean {
 function boundIn(fn: SyntaxNode, name: string): boolean {
   let bound = false;
   const params = fn.childForFieldName('parameters');
-  if (params) walk(params, (n) => {
-    if (n.type === 'identifier' && n.text === name) bound = true;
-    return !bound;
-  });
+  if (params)
+    walk(params, (n) => {
+      if (n.type === 'identifier' && n.text === name) bound = true;
+      return !bound;
+    });
   walk(fn.childForFieldName('body') ?? fn, (n) => {
     if (bound || n.type === 'function_definition' || n.type === 'class_definition') return false;
     if ((n.type === 'assignment' || n.type === 'for_statement' || n.type === 'with_item') && (n.childForFieldName('left') ?? n.childForFieldName('value'))) {
       const left = n.childForFieldName('left');
-      if (left) walk(left, (x) => {
-        if (x.type === 'identifier' && x.text === name && x.parent?.type !== 'attribute') bound = true;
-        return !bound;
-      });
+      if (left)
+        walk(left, (x) => {
+          if (x.type === 'identifier' && x.text === name && x.parent?.type !== 'attribute') bound = true;
+          return !bound;
+        });
     }
     return !bound;
   });
@@ -192,9 +194,14 @@ export function computeClipPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   if ('reason' in picked) return { ok: false, reason: picked.reason };
   const site = picked.site;
   const where = describeOptimizer(site);
-  const steps = stepCalls(root, site, allSites === 1).flatMap((st) => (precedingBackward(st.stmt) || backwardBefore(st.stmt) ? [st] : wrapperCalls(root, st) ?? [st]));
+  const steps = stepCalls(root, site, allSites === 1).flatMap((st) => (precedingBackward(st.stmt) || backwardBefore(st.stmt) ? [st] : (wrapperCalls(root, st) ?? [st])));
   if (steps.length === 0) {
-    return { ok: false, reason: site.target ? `no ${site.target}.step() call for ${where} in this file (the training loop may be in another file or a library)` : `the optimizer (${where}) is not assigned to a name, so its step() call cannot be found` };
+    return {
+      ok: false,
+      reason: site.target
+        ? `no ${site.target}.step() call for ${where} in this file (the training loop may be in another file or a library)`
+        : `the optimizer (${where}) is not assigned to a name, so its step() call cannot be found`,
+    };
   }
   const clipQ = 'torch.nn.utils.clip_grad_norm_';
   const clipName = spell(clipQ, b);
@@ -258,7 +265,11 @@ export function computeClipPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
     return { ok: false, reason: refused.join('; ') || 'no step to clip before' };
   }
   const how = max.derived ? `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run` : `default ${maxText}: the run gave no gradient norms`;
-  const scaler = steps.some((s) => s.scaler) ? ', unscaling the GradScaler\'s gradients first' : '';
+  const scaler = steps.some((s) => s.scaler) ? ", unscaling the GradScaler's gradients first" : '';
   const skipped = refused.length ? `; not before: ${refused.join('; ')}` : '';
-  return { ok: true, title: `Clip gradients by global norm ${maxText} (${how}; before the step${lines.length > 1 ? 's' : ''} on line${lines.length > 1 ? 's' : ''} ${lines.join(', ')} of ${where}${scaler})${skipped}`, edits };
+  return {
+    ok: true,
+    title: `Clip gradients by global norm ${maxText} (${how}; before the step${lines.length > 1 ? 's' : ''} on line${lines.length > 1 ? 's' : ''} ${lines.join(', ')} of ${where}${scaler})${skipped}`,
+    edits,
+  };
 }

@@ -22,12 +22,13 @@ function isGuarded(e: SyntaxNode, b: Bindings): boolean {
   const x = unparen(e);
   if (x.type === 'integer' || x.type === 'float') return true;
   if (x.type === 'binary_operator' && x.childForFieldName('operator')?.text === '+') {
-    const lit = (n: SyntaxNode | null): boolean => !!n && (n.type === 'float' || n.type === 'integer' || (n.type === 'identifier' && /eps/i.test(n.text)) || (n.type === 'attribute' && /eps/i.test(n.text)));
+    const lit = (n: SyntaxNode | null): boolean =>
+      !!n && (n.type === 'float' || n.type === 'integer' || (n.type === 'identifier' && /eps/i.test(n.text)) || (n.type === 'attribute' && /eps/i.test(n.text)));
     return lit(x.childForFieldName('right')) || lit(x.childForFieldName('left'));
   }
   if (x.type === 'call') {
     const f = x.childForFieldName('function');
-    const last = f?.type === 'attribute' ? f.childForFieldName('attribute')!.text : f?.text ?? '';
+    const last = f?.type === 'attribute' ? f.childForFieldName('attribute')!.text : (f?.text ?? '');
     // Clamped from below: clamp/clip/clamp_min(x, eps), maximum(x, eps), max(x, eps).
     return ['clamp', 'clip', 'clamp_min', 'maximum'].includes(last) || (last === 'max' && argumentsOf(x).positional.length + (f?.type === 'attribute' && !resolve(f, b) ? 1 : 0) === 2);
   }
@@ -47,7 +48,11 @@ function findSites(root: SyntaxNode, b: Bindings): Site[] {
       const name = f.childForFieldName('attribute')!.text;
       const recv = f.childForFieldName('object')!;
       const rd = dotted(recv);
-      if ((name === 'log' || name === 'sqrt') && !(rd && rd.length === 1 && ['math', 'np', 'numpy', 'logger', 'logging', 'torch'].includes(rd[0])) && !(rd && resolve(recv, b)?.startsWith('torch'))) {
+      if (
+        (name === 'log' || name === 'sqrt') &&
+        !(rd && rd.length === 1 && ['math', 'np', 'numpy', 'logger', 'logging', 'torch'].includes(rd[0])) &&
+        !(rd && resolve(recv, b)?.startsWith('torch'))
+      ) {
         out.push({ op: name, operand: recv, form: 'method', line: lineOf(f.childForFieldName('attribute')!) });
       }
     }
@@ -57,11 +62,13 @@ function findSites(root: SyntaxNode, b: Bindings): Site[] {
 
 export function computeGuardLossPy(root: SyntaxNode, b: Bindings, finding: Finding): Outcome {
   const all = findSites(root, b);
-  if (all.length === 0) return { ok: false, reason: 'no torch log or sqrt in this file to guard (the NaN may come from a division, an op in another file, or log_softmax-free cross-entropy written by hand)' };
+  if (all.length === 0)
+    return { ok: false, reason: 'no torch log or sqrt in this file to guard (the NaN may come from a division, an op in another file, or log_softmax-free cross-entropy written by hand)' };
   const onLine = finding.source ? all.filter((s) => s.line === finding.source!.line) : [];
   const scope = onLine.length ? onLine : all;
   const todo = scope.filter((s) => !isGuarded(s.operand, b));
-  if (todo.length === 0) return { ok: false, alreadyApplied: true, reason: `every log/sqrt ${onLine.length ? `on line ${finding.source!.line}` : 'in this file'} already has an epsilon or a clamp` };
+  if (todo.length === 0)
+    return { ok: false, alreadyApplied: true, reason: `every log/sqrt ${onLine.length ? `on line ${finding.source!.line}` : 'in this file'} already has an epsilon or a clamp` };
   const edits: TextEdit[] = [];
   for (const s of todo) {
     const eps = GUARD_EPSILON[s.op];

@@ -8,7 +8,24 @@
 // scheme is the bad one, and fixing one layer of it leaves the others exploding.
 import type { Finding } from '../../analysis/finding';
 import type { TextEdit } from '../types';
-import { afterStatement, argumentsOf, calls, dotted, flat, indentAt, lineOf, named, resolve, sharesLine, spell, statementOf, walk, type Bindings, type Layout, type SyntaxNode } from './syntax';
+import {
+  afterStatement,
+  argumentsOf,
+  calls,
+  dotted,
+  flat,
+  indentAt,
+  lineOf,
+  named,
+  resolve,
+  sharesLine,
+  spell,
+  statementOf,
+  walk,
+  type Bindings,
+  type Layout,
+  type SyntaxNode,
+} from './syntax';
 import type { Outcome } from './types';
 
 /** torch.nn modules with a `weight` an init scheme applies to (and a `bias` unless bias=False). */
@@ -70,7 +87,8 @@ function locate(root: SyntaxNode, b: Bindings, finding: Finding): Layer | { reas
     innermost[0];
   const cls = layerClass(pick, b)!;
   const at = `${pick.childForFieldName('function')!.text}(…) on line ${lineOf(pick)}`;
-  if (RECURRENT.has(cls)) return { reason: `${at} is a recurrent layer: its weights are weight_ih_l<k>/weight_hh_l<k> (one per layer and gate group), which GradScope does not re-initialise automatically` };
+  if (RECURRENT.has(cls))
+    return { reason: `${at} is a recurrent layer: its weights are weight_ih_l<k>/weight_hh_l<k> (one per layer and gate group), which GradScope does not re-initialise automatically` };
   if (cls.startsWith('Lazy')) return { reason: `${at} is a lazy module: its weight does not exist until the first forward pass, so it cannot be initialised after its construction` };
   if (!WEIGHTED.has(cls)) return { reason: `${at} has no weight matrix GradScope knows how to initialise (Linear, Bilinear, Conv*, ConvTranspose*, Embedding)` };
   const direct = assignedName(pick);
@@ -80,7 +98,9 @@ function locate(root: SyntaxNode, b: Bindings, finding: Finding): Layer | { reas
     const seq = pick.parent!.parent!;
     const named = assignedName(seq);
     if (named) return { call: pick, cls, stmt: named.stmt, ref: `${named.name}[${i}]`, line: lineOf(pick) };
-    return { reason: `${at} is inside an nn.Sequential(…) that is not assigned to a name (returned or passed on directly): assign the Sequential to a name, or initialise the layer where the model is used` };
+    return {
+      reason: `${at} is inside an nn.Sequential(…) that is not assigned to a name (returned or passed on directly): assign the Sequential to a name, or initialise the layer where the model is used`,
+    };
   }
   return { reason: `${at} is not assigned to a name (e.g. built in a list or passed to another call): GradScope cannot refer to its weight` };
 }
@@ -166,7 +186,8 @@ function initCallOn(n: SyntaxNode, targets: Set<string>, b: Bindings): string | 
   const q = resolve(f, b);
   const first = argumentsOf(n).positional[0];
   if (q && q.startsWith('torch.nn.init.') && first && targets.has(flat(first.text))) return q.slice('torch.nn.init.'.length);
-  if (f?.type === 'attribute' && targets.has(flat(f.childForFieldName('object')!.text)) && f.childForFieldName('attribute')!.text.endsWith('_')) return `.${f.childForFieldName('attribute')!.text}`;
+  if (f?.type === 'attribute' && targets.has(flat(f.childForFieldName('object')!.text)) && f.childForFieldName('attribute')!.text.endsWith('_'))
+    return `.${f.childForFieldName('attribute')!.text}`;
   return null;
 }
 
@@ -221,7 +242,11 @@ function writersOf(layer: Layer, tensor: string, b: Bindings): Writer[] {
         if (n.type === 'call') {
           const f = n.childForFieldName('function');
           const q = resolve(f, b) ?? '';
-          if ((s.type === 'for_statement' && (q.startsWith('torch.nn.init.') || /\.(normal|uniform|fill|zero)_$/.test(f?.text ?? ''))) || (s.type === 'expression_statement' && f?.type === 'attribute' && f.childForFieldName('attribute')?.text === 'apply')) generic = true;
+          if (
+            (s.type === 'for_statement' && (q.startsWith('torch.nn.init.') || /\.(normal|uniform|fill|zero)_$/.test(f?.text ?? ''))) ||
+            (s.type === 'expression_statement' && f?.type === 'attribute' && f.childForFieldName('attribute')?.text === 'apply')
+          )
+            generic = true;
         }
         return !generic;
       });
@@ -276,7 +301,8 @@ export function computeInitPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   const what = scheme === 'he' ? 'Use He initialisation' : scheme === 'glorot' ? 'Use Glorot initialisation' : 'Initialise the bias to zeros';
   const writers = writersOf(layer, tensor, b);
   const last = writers[writers.length - 1];
-  if (last && isWanted(last, scheme)) return { ok: false, alreadyApplied: true, reason: `${tensor} is already initialised by ${last.call!.text.replace(/\s+/g, ' ')} (line ${lineOf(last.call!)})` };
+  if (last && isWanted(last, scheme))
+    return { ok: false, alreadyApplied: true, reason: `${tensor} is already initialised by ${last.call!.text.replace(/\s+/g, ' ')} (line ${lineOf(last.call!)})` };
   let edit: TextEdit;
   let how: string;
   if (last && last.call) {
@@ -289,7 +315,11 @@ export function computeInitPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   } else {
     const after = last ? last.stmt : layer.stmt;
     const shared = sharesLine(after);
-    if (shared) return { ok: false, reason: `line ${after.endPosition.row + 1} holds another statement too (${shared}): put ${after === layer.stmt ? 'the layer\'s construction' : 'that statement'} on its own line first` };
+    if (shared)
+      return {
+        ok: false,
+        reason: `line ${after.endPosition.row + 1} holds another statement too (${shared}): put ${after === layer.stmt ? "the layer's construction" : 'that statement'} on its own line first`,
+      };
     const pos = afterStatement(layout, after);
     edit = { start: pos.pos, end: pos.pos, newText: `${pos.prefix}${indentAt(layout.text, layer.stmt.startIndex)}${callText}${layout.eol}` };
     how = last ? `after line ${after.endPosition.row + 1}, which re-initialises the weights after ${at}` : `after ${at}`;

@@ -132,7 +132,11 @@ function noSiteReason(fw: Framework): string {
   if (fw.kind === 'hf' && fw.args.length === 0 && fw.parsers.length) {
     return `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): lower --max_grad_norm there`;
   }
-  const looked = ['clip_grad_norm_/clip_grad_value_ calls', ...(fw.kind === 'lightning' ? ['Trainer(gradient_clip_val=…)'] : []), ...(fw.kind === 'hf' ? ['TrainingArguments(max_grad_norm=…)'] : [])];
+  const looked = [
+    'clip_grad_norm_/clip_grad_value_ calls',
+    ...(fw.kind === 'lightning' ? ['Trainer(gradient_clip_val=…)'] : []),
+    ...(fw.kind === 'hf' ? ['TrainingArguments(max_grad_norm=…)'] : []),
+  ];
   return `no clip threshold in this file (looked for ${looked.join(', ')}): the script may clip in another file or a library`;
 }
 
@@ -168,9 +172,17 @@ export function computeLowerClipPy(root: SyntaxNode, layout: Layout, finding: Fi
   const seen = finding.evidence.clipMaxNorm;
   let sites = all;
   if (typeof seen === 'number') {
-    const matching = all.filter((s) => { const v = valueOf(s); return v !== null && sameValue(v, seen); });
+    const matching = all.filter((s) => {
+      const v = valueOf(s);
+      return v !== null && sameValue(v, seen);
+    });
     // None: a threshold already lowered since the run (the finding predates the edit) is applied …
-    const lowered = target ? all.filter((s) => { const v = valueOf(s); return v !== null && v > 0 && v <= target.value; }) : [];
+    const lowered = target
+      ? all.filter((s) => {
+          const v = valueOf(s);
+          return v !== null && v > 0 && v <= target.value;
+        })
+      : [];
     // … else it is one GradScope cannot read (a readable one written with another value did not clip the run).
     const unreadable = all.filter((s) => s.threshold.kind === 'unreadable');
     if (matching.length) sites = matching;
@@ -181,7 +193,10 @@ export function computeLowerClipPy(root: SyntaxNode, layout: Layout, finding: Fi
   }
   // Several calls using one written value (`MAX_NORM`, one `--clip`) are one edit.
   const node = (s: Site): SyntaxNode | null => (s.threshold.kind === 'written' ? s.threshold.written.node : null);
-  sites = sites.filter((s, i) => { const n = node(s); return !n || sites.findIndex((o) => node(o)?.equals(n)) === i; });
+  sites = sites.filter((s, i) => {
+    const n = node(s);
+    return !n || sites.findIndex((o) => node(o)?.equals(n)) === i;
+  });
   if (sites.length > 1) {
     const at = typeof seen === 'number' ? `, and the run clipped at ${formatNumber(seen)}` : '';
     return { ok: false, reason: `${sites.length} clip thresholds in this file (${sites.map(describe).join(', ')})${at}: GradScope cannot tell which one to lower` };
@@ -194,7 +209,10 @@ export function computeLowerClipPy(root: SyntaxNode, layout: Layout, finding: Fi
     const w = th.written;
     // `gradient_clip_val=args.clip` with `--clip` defaulting to None: the run's threshold came from the command line.
     if (w.origin.kind === 'argparse') {
-      return { ok: false, reason: `${describe(site)} takes its threshold from ${w.origin.flag}, whose default is ${w.node.text} (${w.origin.via} on line ${w.origin.line}): the run's threshold came from the command line; pass a lower ${w.origin.flag} there` };
+      return {
+        ok: false,
+        reason: `${describe(site)} takes its threshold from ${w.origin.flag}, whose default is ${w.node.text} (${w.origin.via} on line ${w.origin.line}): the run's threshold came from the command line; pass a lower ${w.origin.flag} there`,
+      };
     }
     const off = th.argText !== w.node.text ? `${th.argText} = ${w.node.text}` : w.node.text;
     return { ok: false, reason: `${describe(site)} has the threshold ${off}, which turns clipping off there: add clipping with the remedy clip-global-norm` };

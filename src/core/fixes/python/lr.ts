@@ -55,7 +55,10 @@ function directionOf(finding: Finding, direction: 'lower' | 'raise'): Direction 
 function changeLr(root: SyntaxNode, lr: SyntaxNode, usedBy: string, d: Direction, atUse?: (old: string, nu: string) => string): Outcome {
   const r = resolveValue(root, lr);
   if (r && !r.ok) {
-    return { ok: false, reason: `the learning rate ${lr.text} (${usedBy}): ${r.reason}; ${d.direction === 'lower' ? 'lower' : 'raise'} it by hand (${d.direction === 'lower' ? '÷' : '×'}${d.factor})` };
+    return {
+      ok: false,
+      reason: `the learning rate ${lr.text} (${usedBy}): ${r.reason}; ${d.direction === 'lower' ? 'lower' : 'raise'} it by hand (${d.direction === 'lower' ? '÷' : '×'}${d.factor})`,
+    };
   }
   if (r && r.ok && r.written.value !== null && r.written.value > 0) {
     const w = r.written;
@@ -67,7 +70,11 @@ function changeLr(root: SyntaxNode, lr: SyntaxNode, usedBy: string, d: Direction
     return { ok: true, title, edits: [{ start: w.node.startIndex, end: w.node.endIndex, newText: nv }] };
   }
   const wrapped = isPrimary(lr) ? lr.text : `(${lr.text})`;
-  return { ok: true, title: `${d.verb}: ${lr.text} → ${wrapped} ${d.op} ${d.factor} (${usedBy}; this scales whatever value ${lr.text} has when the script runs)`, edits: [{ start: lr.startIndex, end: lr.endIndex, newText: `${wrapped} ${d.op} ${d.factor}` }] };
+  return {
+    ok: true,
+    title: `${d.verb}: ${lr.text} → ${wrapped} ${d.op} ${d.factor} (${usedBy}; this scales whatever value ${lr.text} has when the script runs)`,
+    edits: [{ start: lr.startIndex, end: lr.endIndex, newText: `${wrapped} ${d.op} ${d.factor}` }],
+  };
 }
 
 export function computeLrPy(root: SyntaxNode, b: Bindings, layout: Layout, finding: Finding, direction: 'lower' | 'raise', fw: Framework): Outcome {
@@ -86,7 +93,8 @@ export function computeLrPy(root: SyntaxNode, b: Bindings, layout: Layout, findi
 function computeTorchLr(root: SyntaxNode, b: Bindings, finding: Finding, d: Direction, fw: Framework): Outcome {
   const picked = pickOptimizer(root, b, finding);
   if ('reason' in picked) {
-    if (fw.kind === 'lightning' && findOptimizers(root, b).length === 0) return { ok: false, reason: `${picked.reason}: a LightningModule creates it in configure_optimizers, which is not in this file (another file, or LightningCLI's --optimizer)` };
+    if (fw.kind === 'lightning' && findOptimizers(root, b).length === 0)
+      return { ok: false, reason: `${picked.reason}: a LightningModule creates it in configure_optimizers, which is not in this file (another file, or LightningCLI's --optimizer)` };
     return { ok: false, reason: picked.reason };
   }
   const site = picked.site;
@@ -101,7 +109,8 @@ function computeTorchLr(root: SyntaxNode, b: Bindings, finding: Finding, d: Dire
     const { all, list } = argumentsOf(site.call);
     const lastArg = all[all.length - 1];
     const edit = lastArg ? { start: lastArg.endIndex, end: lastArg.endIndex, newText: `, lr=${v}` } : { start: list!.startIndex + 1, end: list!.startIndex + 1, newText: `lr=${v}` };
-    if (lastArg && (lastArg.type === 'dictionary_splat' || lastArg.type === 'list_splat')) return { ok: false, reason: `${where} takes its arguments from ${lastArg.text}: the learning rate may be in there` };
+    if (lastArg && (lastArg.type === 'dictionary_splat' || lastArg.type === 'list_splat'))
+      return { ok: false, reason: `${where} takes its arguments from ${lastArg.text}: the learning rate may be in there` };
     return { ok: true, title: `${d.verb}: ${formatNumber(def)} (torch.optim.${site.cls}'s default) → ${v} (${where})`, edits: [edit] };
   }
   return changeLr(root, lr, where, d);
@@ -110,10 +119,15 @@ function computeTorchLr(root: SyntaxNode, b: Bindings, finding: Finding, d: Dire
 /** `TrainingArguments(learning_rate=…)`. */
 function computeHfLr(root: SyntaxNode, layout: Layout, fw: Extract<Framework, { kind: 'hf' }>, d: Direction): Outcome {
   if (fw.args.length === 0) {
-    if (fw.parsers.length) return { ok: false, reason: `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): pass --learning_rate with a ${d.direction === 'lower' ? 'lower' : 'higher'} value (${d.direction === 'lower' ? '÷' : '×'}${d.factor}; the default is ${formatNumber(HF_DEFAULT_LR, '5e-5')})` };
+    if (fw.parsers.length)
+      return {
+        ok: false,
+        reason: `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): pass --learning_rate with a ${d.direction === 'lower' ? 'lower' : 'higher'} value (${d.direction === 'lower' ? '÷' : '×'}${d.factor}; the default is ${formatNumber(HF_DEFAULT_LR, '5e-5')})`,
+      };
     return { ok: false, reason: `no TrainingArguments(…) in this file: the Trainer${fw.trainers.length ? ` on line ${lineOf(fw.trainers[0])}` : ''} takes its arguments from elsewhere` };
   }
-  if (fw.args.length > 1) return { ok: false, reason: `${fw.args.length} TrainingArguments(…) calls in this file (lines ${fw.args.map(lineOf).join(', ')}): GradScope cannot tell which one the run used` };
+  if (fw.args.length > 1)
+    return { ok: false, reason: `${fw.args.length} TrainingArguments(…) calls in this file (lines ${fw.args.map(lineOf).join(', ')}): GradScope cannot tell which one the run used` };
   const call = fw.args[0];
   const name = call.childForFieldName('function')!.text;
   const where = `${name}(…) on line ${lineOf(call)}`;
@@ -122,8 +136,14 @@ function computeHfLr(root: SyntaxNode, layout: Layout, fw: Extract<Framework, { 
   const lr = kw.node;
   if (lr) {
     const via = kw.via;
-    return changeLr(root, lr, where, d, (o, n) => (via ? `"learning_rate": ${o} → ${n} in ${via} (line ${lineOf(lr)}), passed to ${where}` : `${name}(learning_rate=${o} → ${n}) on line ${lineOf(call)}`));
+    return changeLr(root, lr, where, d, (o, n) =>
+      via ? `"learning_rate": ${o} → ${n} in ${via} (line ${lineOf(lr)}), passed to ${where}` : `${name}(learning_rate=${o} → ${n}) on line ${lineOf(call)}`,
+    );
   }
   const v = formatNumber(d.scale(HF_DEFAULT_LR), '5e-5');
-  return { ok: true, title: `${d.verb}: set ${name}(learning_rate=${v}) (not set on line ${lineOf(call)}, so the Trainer used its default ${formatNumber(HF_DEFAULT_LR, '5e-5')})`, edits: addKeyword(layout, call, `learning_rate=${v}`) };
+  return {
+    ok: true,
+    title: `${d.verb}: set ${name}(learning_rate=${v}) (not set on line ${lineOf(call)}, so the Trainer used its default ${formatNumber(HF_DEFAULT_LR, '5e-5')})`,
+    edits: addKeyword(layout, call, `learning_rate=${v}`),
+  };
 }

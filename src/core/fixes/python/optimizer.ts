@@ -111,7 +111,7 @@ function instancesOf(root: SyntaxNode, cls: string): string[] {
  */
 export function pickOptimizer(root: SyntaxNode, b: Bindings, finding: Finding): { site: OptimizerSite } | { reason: string } {
   const sites = findOptimizers(root, b);
-  if (sites.length === 0) return { reason: 'no optimizer is created in this file (looked for torch.optim.<Optimizer>(…) through the file\'s torch imports)' };
+  if (sites.length === 0) return { reason: "no optimizer is created in this file (looked for torch.optim.<Optimizer>(…) through the file's torch imports)" };
   if (finding.source) {
     const here = sites.filter((s) => s.line === finding.source!.line || (s.stmt.startPosition.row < finding.source!.line && s.stmt.endPosition.row >= finding.source!.line - 1));
     if (here.length === 1) return { site: here[0] };
@@ -135,6 +135,7 @@ export function pickOptimizer(root: SyntaxNode, b: Bindings, finding: Finding): 
   });
   if (matching.length === 1) return { site: matching[0] };
   const list = sites.map(describeOptimizer).join(', ');
-  if (!finding.source && !finding.layer) return { reason: `${sites.length} optimizers are created in this file (${list}) and the finding is global: GradScope cannot tell which one it is about` };
+  if (!finding.source && !finding.layer)
+    return { reason: `${sites.length} optimizers are created in this file (${list}) and the finding is global: GradScope cannot tell which one it is about` };
   return { reason: `${sites.length} optimizers are created in this file (${list}): GradScope cannot tell which one trains ${finding.layer ? `layer ${finding.layer}` : 'the model'}` };
 }

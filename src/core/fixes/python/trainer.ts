@@ -45,7 +45,9 @@ export function addKeyword(layout: Layout, call: SyntaxNode, kw: string): TextEd
 function thresholdOf(ctx: FixContext, finding: Finding): { value: number; text: string; how: string } {
   const max = maxNormFromRun(ctx.globalNorms, finding);
   const text = formatNumber(max.value);
-  const how = max.derived ? `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run, measured before the framework clips` : `default ${text}: the run gave no gradient norms`;
+  const how = max.derived
+    ? `2 × the median early global norm ${formatNumber(Number(max.median!.toPrecision(3)))} of the run, measured before the framework clips`
+    : `default ${text}: the run gave no gradient norms`;
   return { value: max.value, text, how };
 }
 
@@ -108,20 +110,31 @@ export function computeLightningClip(root: SyntaxNode, layout: Layout, fw: Extra
     const manual = manualOptimization(cls);
     if (manual) return computeManualClip(layout, cls, manual, t);
     const custom = methodOf(cls, 'configure_gradient_clipping');
-    if (custom) return { ok: false, reason: `${name} overrides configure_gradient_clipping (line ${lineOf(custom)}): it decides how Trainer(gradient_clip_val=…) is applied; set the threshold there (${t.text}: ${t.how})` };
+    if (custom)
+      return {
+        ok: false,
+        reason: `${name} overrides configure_gradient_clipping (line ${lineOf(custom)}): it decides how Trainer(gradient_clip_val=…) is applied; set the threshold there (${t.text}: ${t.how})`,
+      };
     for (const c of calls(cls)) {
       const d = dotted(c.childForFieldName('function'));
       if (d && CLIP_CALLS.has(d[d.length - 1])) return { ok: false, alreadyApplied: true, reason: `${name} already clips its gradients (${c.text.split('(')[0]}(…) on line ${lineOf(c)})` };
     }
   }
   if (fw.trainers.length === 0 && fw.clis.length) {
-    return { ok: false, reason: `the Trainer is built by LightningCLI (line ${lineOf(fw.clis[0])}) from the command line or its config: pass --trainer.gradient_clip_val ${t.text} (${t.how}), or set trainer.gradient_clip_val in the config or in trainer_defaults` };
+    return {
+      ok: false,
+      reason: `the Trainer is built by LightningCLI (line ${lineOf(fw.clis[0])}) from the command line or its config: pass --trainer.gradient_clip_val ${t.text} (${t.how}), or set trainer.gradient_clip_val in the config or in trainer_defaults`,
+    };
   }
   if (fw.trainers.length === 0) {
     const mod = fw.modules[0];
-    return { ok: false, reason: `no Trainer(…) in this file: the LightningModule ${mod ? `${mod.childForFieldName('name')!.text} (line ${lineOf(mod)}) ` : ''}is trained by a Trainer created elsewhere; set Trainer(gradient_clip_val=${t.text}) there (${t.how})` };
+    return {
+      ok: false,
+      reason: `no Trainer(…) in this file: the LightningModule ${mod ? `${mod.childForFieldName('name')!.text} (line ${lineOf(mod)}) ` : ''}is trained by a Trainer created elsewhere; set Trainer(gradient_clip_val=${t.text}) there (${t.how})`,
+    };
   }
-  if (fw.trainers.length > 1) return { ok: false, reason: `${fw.trainers.length} Trainer(…) calls in this file (lines ${fw.trainers.map(lineOf).join(', ')}): GradScope cannot tell which one trained the run` };
+  if (fw.trainers.length > 1)
+    return { ok: false, reason: `${fw.trainers.length} Trainer(…) calls in this file (lines ${fw.trainers.map(lineOf).join(', ')}): GradScope cannot tell which one trained the run` };
   const call = fw.trainers[0];
   const callee = call.childForFieldName('function')!.text;
   const line = lineOf(call);
@@ -149,17 +162,28 @@ export function computeLightningClip(root: SyntaxNode, layout: Layout, fw: Extra
     if ('reason' in e) return { ok: false, reason: `${callee}(gradient_clip_val=${val.text}) on line ${line}: ${e.reason}` };
     const w = e.written;
     if (!byValue && w.value !== null && w.value > 0 && w.value <= t.value) {
-      return { ok: false, alreadyApplied: true, reason: `${callee}(gradient_clip_val=${val.text}) on line ${line} already clips the global norm at ${formatNumber(w.value)}, at or below ${t.text} (${t.how})` };
+      return {
+        ok: false,
+        alreadyApplied: true,
+        reason: `${callee}(gradient_clip_val=${val.text}) on line ${line} already clips the global norm at ${formatNumber(w.value)}, at or below ${t.text} (${t.how})`,
+      };
     }
     const nv = formatWritten(w, t.value);
     edits.push({ start: w.node.startIndex, end: w.node.endIndex, newText: nv });
     const at = originWhere(w);
-    const what = w.origin.kind === 'literal' ? atCall(callee, 'gradient_clip_val', w.node.text, nv, line, 'via' in valArg ? valArg.via : null, w.node) : `${changePhrase(w, nv, w.value !== null && w.value > t.value ? 'lower' : 'set')} (${at}), used by ${callee}(gradient_clip_val=…) on line ${line}`;
+    const what =
+      w.origin.kind === 'literal'
+        ? atCall(callee, 'gradient_clip_val', w.node.text, nv, line, 'via' in valArg ? valArg.via : null, w.node)
+        : `${changePhrase(w, nv, w.value !== null && w.value > t.value ? 'lower' : 'set')} (${at}), used by ${callee}(gradient_clip_val=…) on line ${line}`;
     return { ok: true, title: `Clip gradients by global norm ${t.text}: ${what} (${[t.how, ...w.notes, ...notes].join('; ')})`, edits };
   }
   if (!val) edits.push(...addKeyword(layout, call, `gradient_clip_val=${t.text}`));
   else edits.push({ start: val.startIndex, end: val.endIndex, newText: t.text });
-  return { ok: true, title: `Clip gradients by global norm ${t.text}: set ${callee}(gradient_clip_val=${t.text}) on line ${line} (${[t.how, 'Lightning clips inside its optimizer step', ...notes].join('; ')})`, edits };
+  return {
+    ok: true,
+    title: `Clip gradients by global norm ${t.text}: set ${callee}(gradient_clip_val=${t.text}) on line ${line} (${[t.how, 'Lightning clips inside its optimizer step', ...notes].join('; ')})`,
+    edits,
+  };
 }
 
 /**
@@ -172,7 +196,11 @@ function computeManualClip(layout: Layout, cls: SyntaxNode, manual: SyntaxNode, 
   const name = cls.childForFieldName('name')!.text;
   const why = `${name} uses manual optimization (self.automatic_optimization = False on line ${lineOf(manual)}), where Lightning clips only when training_step asks`;
   const step = methodOf(cls, 'training_step');
-  if (!step) return { ok: false, reason: `${why}, and its training_step is not in this class: call self.clip_gradients(opt, gradient_clip_val=${t.text}, gradient_clip_algorithm="norm") before each opt.step()` };
+  if (!step)
+    return {
+      ok: false,
+      reason: `${why}, and its training_step is not in this class: call self.clip_gradients(opt, gradient_clip_val=${t.text}, gradient_clip_algorithm="norm") before each opt.step()`,
+    };
   const edits: TextEdit[] = [];
   const done: string[] = [];
   const refused: string[] = [];
@@ -203,7 +231,11 @@ function computeManualClip(layout: Layout, cls: SyntaxNode, manual: SyntaxNode, 
     }
     const at = afterStatement(layout, back);
     const indent = indentAt(layout.text, stmt.startIndex);
-    edits.push({ start: at.pos, end: at.pos, newText: `${at.prefix}${indent}self.clip_gradients(${opt.text}, gradient_clip_val=${t.text}, gradient_clip_algorithm=${layout.quote}norm${layout.quote})${layout.eol}` });
+    edits.push({
+      start: at.pos,
+      end: at.pos,
+      newText: `${at.prefix}${indent}self.clip_gradients(${opt.text}, gradient_clip_val=${t.text}, gradient_clip_algorithm=${layout.quote}norm${layout.quote})${layout.eol}`,
+    });
     clipped.push(`${opt.text}.step() on line ${lineOf(c)}`);
   }
   if (edits.length === 0) {
@@ -211,16 +243,28 @@ function computeManualClip(layout: Layout, cls: SyntaxNode, manual: SyntaxNode, 
     return { ok: false, reason: `${why}: ${refused.join('; ') || 'no opt.step() in its training_step'}` };
   }
   const skipped = refused.length ? `; not before: ${refused.join('; ')}` : '';
-  return { ok: true, title: `Clip gradients by global norm ${t.text}: self.clip_gradients(…, gradient_clip_val=${t.text}, gradient_clip_algorithm="norm") before ${clipped.join(', ')} (${why}; ${t.how})${skipped}`, edits };
+  return {
+    ok: true,
+    title: `Clip gradients by global norm ${t.text}: self.clip_gradients(…, gradient_clip_val=${t.text}, gradient_clip_algorithm="norm") before ${clipped.join(', ')} (${why}; ${t.how})${skipped}`,
+    edits,
+  };
 }
 
 export function computeHfClip(root: SyntaxNode, layout: Layout, fw: Extract<Framework, { kind: 'hf' }>, finding: Finding, ctx: FixContext): Outcome {
   const t = thresholdOf(ctx, finding);
   if (fw.args.length === 0) {
-    if (fw.parsers.length) return { ok: false, reason: `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): pass --max_grad_norm ${t.text} (${t.how}; the default is 1.0)` };
-    return { ok: false, reason: `no TrainingArguments(…) in this file: the Trainer${fw.trainers.length ? ` on line ${lineOf(fw.trainers[0])}` : ''} takes its arguments from elsewhere (set max_grad_norm=${t.text} there)` };
+    if (fw.parsers.length)
+      return {
+        ok: false,
+        reason: `the TrainingArguments are parsed from the command line (HfArgumentParser on line ${lineOf(fw.parsers[0])}): pass --max_grad_norm ${t.text} (${t.how}; the default is 1.0)`,
+      };
+    return {
+      ok: false,
+      reason: `no TrainingArguments(…) in this file: the Trainer${fw.trainers.length ? ` on line ${lineOf(fw.trainers[0])}` : ''} takes its arguments from elsewhere (set max_grad_norm=${t.text} there)`,
+    };
   }
-  if (fw.args.length > 1) return { ok: false, reason: `${fw.args.length} TrainingArguments(…) calls in this file (lines ${fw.args.map(lineOf).join(', ')}): GradScope cannot tell which one the run used` };
+  if (fw.args.length > 1)
+    return { ok: false, reason: `${fw.args.length} TrainingArguments(…) calls in this file (lines ${fw.args.map(lineOf).join(', ')}): GradScope cannot tell which one the run used` };
   const call = fw.args[0];
   const callee = call.childForFieldName('function')!.text;
   const line = lineOf(call);
@@ -232,16 +276,31 @@ export function computeHfClip(root: SyntaxNode, layout: Layout, fw: Extract<Fram
     if ('reason' in e) return { ok: false, reason: `${callee}(max_grad_norm=${val.text}) on line ${line}: ${e.reason}` };
     const w = e.written;
     if (w.value !== null && w.value > 0 && w.value <= t.value) {
-      return { ok: false, alreadyApplied: true, reason: `${callee}(max_grad_norm=${val.text}) on line ${line} already clips the global norm at ${formatNumber(w.value)}, at or below ${t.text} (${t.how})` };
+      return {
+        ok: false,
+        alreadyApplied: true,
+        reason: `${callee}(max_grad_norm=${val.text}) on line ${line} already clips the global norm at ${formatNumber(w.value)}, at or below ${t.text} (${t.how})`,
+      };
     }
     const nv = formatWritten(w, t.value);
     const at = originWhere(w);
     const off = w.value === null || w.value <= 0 ? `, which turned clipping off` : '';
-    const what = w.origin.kind === 'literal' ? `${atCall(callee, 'max_grad_norm', w.node.text, nv, line, valArg.via, w.node)}${off}` : `${changePhrase(w, nv, w.value !== null && w.value > t.value ? 'lower' : 'set')} (${at}), used by ${callee}(max_grad_norm=…) on line ${line}`;
-    return { ok: true, title: `Clip gradients by global norm ${t.text}: ${what} (${[t.how, ...w.notes].join('; ')})`, edits: [{ start: w.node.startIndex, end: w.node.endIndex, newText: nv }] };
+    const what =
+      w.origin.kind === 'literal'
+        ? `${atCall(callee, 'max_grad_norm', w.node.text, nv, line, valArg.via, w.node)}${off}`
+        : `${changePhrase(w, nv, w.value !== null && w.value > t.value ? 'lower' : 'set')} (${at}), used by ${callee}(max_grad_norm=…) on line ${line}`;
+    return {
+      ok: true,
+      title: `Clip gradients by global norm ${t.text}: ${what} (${[t.how, ...w.notes].join('; ')})`,
+      edits: [{ start: w.node.startIndex, end: w.node.endIndex, newText: nv }],
+    };
   }
   if (t.value >= HF_DEFAULT_MAX_GRAD_NORM) {
-    return { ok: false, alreadyApplied: true, reason: `${callee}(…) on line ${line} does not set max_grad_norm, so the Hugging Face Trainer already clips the global norm at 1.0 (its default), at or below ${t.text} (${t.how})` };
+    return {
+      ok: false,
+      alreadyApplied: true,
+      reason: `${callee}(…) on line ${line} does not set max_grad_norm, so the Hugging Face Trainer already clips the global norm at 1.0 (its default), at or below ${t.text} (${t.how})`,
+    };
   }
   return {
     ok: true,

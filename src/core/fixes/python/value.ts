@@ -444,7 +444,11 @@ function argparseDeclarations(root: SyntaxNode): ArgDecl[] {
 function resolveArgparse(root: SyntaxNode, dest: string, depth: number): Resolution {
   const decls = argparseDeclarations(root).filter((d) => d.dest === dest);
   if (decls.length === 0) return null;
-  if (decls.length > 1) return { ok: false, reason: `${decls.length} command-line arguments store into ${dest} (add_argument on lines ${decls.map((d) => lineOf(d.call)).join(', ')}): GradScope cannot tell which parser the run used` };
+  if (decls.length > 1)
+    return {
+      ok: false,
+      reason: `${decls.length} command-line arguments store into ${dest} (add_argument on lines ${decls.map((d) => lineOf(d.call)).join(', ')}): GradScope cannot tell which parser the run used`,
+    };
   const d = decls[0];
   const note = `a ${d.flag} given on the command line still wins`;
   // parser.set_defaults(lr=…) overrides add_argument's default.
@@ -476,7 +480,12 @@ export function keyInSplat(root: SyntaxNode, splat: SyntaxNode, key: string): Sy
       if (mutated) return false;
       const left = n.type === 'assignment' || n.type === 'augmented_assignment' ? n.childForFieldName('left') : null;
       if (left?.type === 'subscript' && left.childForFieldName('value')?.text === name) mutated = true;
-      if (n.type === 'call' && /^(update|setdefault|pop|__setitem__)$/.test(n.childForFieldName('function')?.childForFieldName('attribute')?.text ?? '') && n.childForFieldName('function')?.childForFieldName('object')?.text === name) mutated = true;
+      if (
+        n.type === 'call' &&
+        /^(update|setdefault|pop|__setitem__)$/.test(n.childForFieldName('function')?.childForFieldName('attribute')?.text ?? '') &&
+        n.childForFieldName('function')?.childForFieldName('object')?.text === name
+      )
+        mutated = true;
       return !mutated;
     });
     if (mutated) return null;
