@@ -38,6 +38,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTs, median, repoRoot } from './lib/bundle.mjs';
+import { TORCH_MLP_PY } from './lib/torchModels.mjs';
 
 const PROBE_DIRS = [join(repoRoot, 'dist', 'probe', 'torch'), join(repoRoot, 'src', 'probe', 'torch')];
 
@@ -54,16 +55,7 @@ device = torch.device(os.environ.get("GRADSCOPE_BENCH_DEVICE", "cpu"))
 torch.manual_seed(0)
 
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 1536)
-        self.fc2 = nn.Linear(1536, 512)
-        self.out = nn.Linear(512, 10)
-
-    def forward(self, x):
-        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
-
+${TORCH_MLP_PY}
 
 class ConvNet(nn.Module):
     def __init__(self):

@@ -37,6 +37,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, repoRoot } from './lib/bundle.mjs';
+import { TORCH_MLP_PY } from './lib/torchModels.mjs';
 
 export const MODES = ['plain', 'gradscope', 'norms', 'tensorboard', 'wandb', 'wandb-default'];
 const WARM = 5;
@@ -95,16 +96,7 @@ torch.set_num_threads(int(os.environ.get("GRADSCOPE_BENCH_THREADS", "1")))
 torch.manual_seed(0)
 
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 1536)
-        self.fc2 = nn.Linear(1536, 512)
-        self.out = nn.Linear(512, 10)
-
-    def forward(self, x):
-        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
-
+${TORCH_MLP_PY}
 
 model, batch = MLP(), 128
 n = steps + warm

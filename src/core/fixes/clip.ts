@@ -79,6 +79,46 @@ export function lowerClipCheck(
   return { ok: true, value: target.value, how: target.how };
 }
 
+/** The same threshold as the probe reported (rounded to 4 significant digits in the evidence). */
+function sameThreshold(a: number, b: number): boolean {
+  return Math.abs(a - b) <= 1e-3 * Math.max(Math.abs(a), Math.abs(b));
+}
+
+/**
+ * Which of a file's clip sites (both engines) the lower-clip-threshold fix is about, given the
+ * threshold the run reported (`seen`, from the finding's evidence): the sites written with that
+ * value; none, and one is already at or below the target: the fix is applied (the edit came after
+ * the run); else the sites whose threshold GradScope cannot read (a readable one written with
+ * another value did not clip the run). Without a reported threshold: all of them.
+ */
+export function clipSitesOfRun<S>(
+  all: readonly S[],
+  seen: unknown,
+  target: LowerClipTarget | null,
+  valueOf: (s: S) => number | null,
+  unreadable: (s: S) => boolean,
+  currentText: (s: S) => string,
+): { ok: true; sites: readonly S[] } | { ok: false; reason: string; alreadyApplied?: boolean } {
+  if (typeof seen !== 'number') return { ok: true, sites: all };
+  const matching = all.filter((s) => {
+    const v = valueOf(s);
+    return v !== null && sameThreshold(v, seen);
+  });
+  if (matching.length) return { ok: true, sites: matching };
+  const lowered = target
+    ? all.find((s) => {
+        const v = valueOf(s);
+        return v !== null && v > 0 && v <= target.value;
+      })
+    : undefined;
+  if (lowered !== undefined) {
+    const r = lowerClipCheck(target, valueOf(lowered)!, currentText(lowered));
+    if (!r.ok) return r;
+  }
+  const unread = all.filter(unreadable);
+  return { ok: true, sites: lowered === undefined && unread.length ? unread : all };
+}
+
 /** The wrapper's source, in the file's style, using `tf` for the tfjs namespace. */
 export function clipFunctionText(tf: string, typed: boolean, style: Style): string {
   const T = typed;

@@ -7,7 +7,7 @@
 import * as ts from 'typescript';
 import type { Finding } from '../analysis/finding';
 import { calleeName, formatNumber, lineOf, walk } from './ast';
-import { lowerClipCheck, lowerClipTarget } from './clip';
+import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from './clip';
 import { findDeclaration, numericValue } from './lr';
 import type { FixContext, TextEdit } from './types';
 
@@ -62,28 +62,10 @@ export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixCo
   const target = lowerClipTarget(ctx.globalNorms, finding);
   const valueOf = (s: Site): number | null => (s.threshold.kind === 'literal' ? s.threshold.value : null);
   const currentText = (s: Site): string => `the clip threshold of ${describe(s)} (${s.threshold.kind === 'literal' ? formatNumber(s.threshold.value, s.threshold.node.getText(sf)) : ''})`;
-  // The threshold the run reported picks the wrapper when there are several: the one written with
-  // that value; none: one already lowered since the run is applied, else one GradScope cannot read.
-  const seen = finding.evidence.clipMaxNorm;
-  let sites = all;
-  if (typeof seen === 'number') {
-    const matching = all.filter((s) => {
-      const v = valueOf(s);
-      return v !== null && Math.abs(v - seen) <= 1e-3 * Math.max(v, seen);
-    });
-    const lowered = target
-      ? all.filter((s) => {
-          const v = valueOf(s);
-          return v !== null && v > 0 && v <= target.value;
-        })
-      : [];
-    const unreadable = all.filter((s) => s.threshold.kind === 'unreadable');
-    if (matching.length) sites = matching;
-    else if (lowered.length) {
-      const r = lowerClipCheck(target, valueOf(lowered[0])!, currentText(lowered[0]));
-      if (!r.ok) return r;
-    } else if (unreadable.length) sites = unreadable;
-  }
+  // The threshold the run reported picks the wrapper when there are several.
+  const picked = clipSitesOfRun(all, finding.evidence.clipMaxNorm, target, valueOf, (s) => s.threshold.kind === 'unreadable', currentText);
+  if (!picked.ok) return picked;
+  let sites = picked.sites;
   // Wrappers sharing one constant are one edit.
   const node = (s: Site): ts.Node | null => (s.threshold.kind === 'literal' ? s.threshold.node : null);
   sites = sites.filter((s, i) => node(s) === null || sites.findIndex((o) => node(o) === node(s)) === i);

@@ -4,9 +4,8 @@
 // of 1's; a reader of 1 reads 1.1 by ignoring what it does not know (match the schema on the prefix
 // `gradscope.run/1`).
 import type { Finding } from '../analysis/finding';
-import type { ErrorInfo, LibrarySite, SourceLocation } from '../protocol/messages';
+import type { ErrorInfo, OptimizerMode, TensorInfo } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
-import type { OptimizerMode } from '../protocol/messages';
 import { runWarnings, type RunWarning } from './warnings';
 
 export interface RunJsonExit {
@@ -26,18 +25,10 @@ export interface RunJson {
   exit: RunJsonExit & { message?: string };
   steps: number;
   runFile: string | null;
-  tensors: {
-    id: number;
-    name: string;
-    layer: string;
-    layerType: string;
-    shape: number[];
-    source: SourceLocation | null;
-    aliases?: string[];
-    builtIn?: LibrarySite;
+  tensors: (TensorInfo & {
     /** Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite). 1.1. */
     absentSteps: number;
-  }[];
+  })[];
   /** The optimizers the probe announced, by id (1.1). `steps`: STEPs of that optimizer. */
   optimizers: RunJsonOptimizer[];
   summary: {

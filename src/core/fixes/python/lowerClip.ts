@@ -8,7 +8,7 @@
 // below the current one.
 import type { Finding } from '../../analysis/finding';
 import { formatNumber } from '../ast';
-import { lowerClipCheck, lowerClipTarget } from '../clip';
+import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from '../clip';
 import type { FixContext, TextEdit } from '../types';
 import type { Framework } from './framework';
 import { argumentsOf, calls, dotted, lineOf, type Layout, type SyntaxNode } from './syntax';
@@ -140,11 +140,6 @@ function noSiteReason(fw: Framework): string {
   return `no clip threshold in this file (looked for ${looked.join(', ')}): the script may clip in another file or a library`;
 }
 
-/** The same value as the probe reported (rounded to 4 significant digits in the evidence). */
-function sameValue(a: number, b: number): boolean {
-  return Math.abs(a - b) <= 1e-3 * Math.max(Math.abs(a), Math.abs(b));
-}
-
 /** The new value written where the threshold is, described for the title. */
 function whereWritten(w: Written, nv: string, via: string | null, key: string | null, line: number): string {
   const o = w.origin;
@@ -168,29 +163,11 @@ export function computeLowerClipPy(root: SyntaxNode, layout: Layout, finding: Fi
   if (all.length === 0) return { ok: false, reason: noSiteReason(fw) };
   const target = lowerClipTarget(ctx.globalNorms, finding);
   const currentText = (s: Site): string => `the clip threshold of ${describe(s)} (${shown(s, valueOf(s)!)})`;
-  // The threshold the probe saw picks the site when the file has several: the one written with that value.
+  // The threshold the probe saw picks the site when the file has several.
   const seen = finding.evidence.clipMaxNorm;
-  let sites = all;
-  if (typeof seen === 'number') {
-    const matching = all.filter((s) => {
-      const v = valueOf(s);
-      return v !== null && sameValue(v, seen);
-    });
-    // None: a threshold already lowered since the run (the finding predates the edit) is applied …
-    const lowered = target
-      ? all.filter((s) => {
-          const v = valueOf(s);
-          return v !== null && v > 0 && v <= target.value;
-        })
-      : [];
-    // … else it is one GradScope cannot read (a readable one written with another value did not clip the run).
-    const unreadable = all.filter((s) => s.threshold.kind === 'unreadable');
-    if (matching.length) sites = matching;
-    else if (lowered.length) {
-      const r = lowerClipCheck(target, valueOf(lowered[0])!, currentText(lowered[0]));
-      if (!r.ok) return r;
-    } else if (unreadable.length) sites = unreadable;
-  }
+  const picked = clipSitesOfRun(all, seen, target, valueOf, (s) => s.threshold.kind === 'unreadable', currentText);
+  if (!picked.ok) return picked;
+  let sites = picked.sites;
   // Several calls using one written value (`MAX_NORM`, one `--clip`) are one edit.
   const node = (s: Site): SyntaxNode | null => (s.threshold.kind === 'written' ? s.threshold.written.node : null);
   sites = sites.filter((s, i) => {

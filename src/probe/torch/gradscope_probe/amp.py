@@ -37,54 +37,36 @@ class ScalerHooks:
             except Exception:  # noqa: BLE001
                 return
 
-        def scale(orig):
-            @functools.wraps(orig)
-            def wrapper(self, outputs, *args, **kwargs):
-                out = orig(self, outputs, *args, **kwargs)
-                if os.getpid() == probe.pid:
-                    try:
-                        probe._run(probe._after_scale, self, outputs, out)
-                    except Exception as e:  # noqa: BLE001
-                        probe.warn("reading the scaled loss", e)
-                return out
-            return wrapper
+        def after(hook, what, while_finished=False):
+            """A wrapper factory: the method runs, then `hook(scaler, args, out, steps before)` in
+            the probe (never raising into the script)."""
+            def factory(orig):
+                @functools.wraps(orig)
+                def wrapper(self, *args, **kwargs):
+                    before = probe.steps
+                    out = orig(self, *args, **kwargs)
+                    if os.getpid() == probe.pid and (while_finished or not probe.finished):
+                        try:
+                            probe._run(hook, self, args, kwargs, out, before)
+                        except Exception as e:  # noqa: BLE001
+                            probe.warn(what, e)
+                    return out
+                return wrapper
+            return factory
 
-        def step(orig):
-            @functools.wraps(orig)
-            def wrapper(self, optimizer, *args, **kwargs):
-                before = probe.steps
-                out = orig(self, optimizer, *args, **kwargs)
-                if os.getpid() == probe.pid and not probe.finished:
-                    try:
-                        probe._run(probe._after_scaler_step, self, optimizer, before)
-                    except Exception as e:  # noqa: BLE001
-                        probe.warn("reading GradScaler.step", e)
-                return out
-            return wrapper
+        self._patch(GradScaler, "scale", after(self._after_scale, "reading the scaled loss", while_finished=True), dynamo=True)
+        self._patch(GradScaler, "step", after(self._after_scaler_step, "reading GradScaler.step"), dynamo=True)
+        self._patch(GradScaler, "update", after(self._after_scaler_update, "reading GradScaler.update"), dynamo=True)
 
-        def update(orig):
-            @functools.wraps(orig)
-            def wrapper(self, *args, **kwargs):
-                out = orig(self, *args, **kwargs)
-                if os.getpid() == probe.pid and not probe.finished:
-                    try:
-                        probe._run(probe._after_scaler_update, self)
-                    except Exception as e:  # noqa: BLE001
-                        probe.warn("reading GradScaler.update", e)
-                return out
-            return wrapper
-
-        self._patch(GradScaler, "scale", scale, dynamo=True)
-        self._patch(GradScaler, "step", step, dynamo=True)
-        self._patch(GradScaler, "update", update, dynamo=True)
-
-    def _after_scale(self, scaler, outputs, out) -> None:
+    def _after_scale(self, scaler, args, kwargs, out, _steps_before) -> None:
+        outputs = args[0] if args else kwargs.get("outputs")
         self._scalers.setdefault(id(scaler), [weakref.ref(scaler), False])[1] = True
         if isinstance(outputs, torch.Tensor) and isinstance(out, torch.Tensor) and out is not outputs and outputs.numel() == 1:
             self._scaled.clear()  # only the latest scaled loss matters
             self._scaled[id(out)] = (weakref.ref(out), outputs.detach())
 
-    def _after_scaler_step(self, scaler, optimizer, steps_before) -> None:
+    def _after_scaler_step(self, scaler, args, kwargs, _out, steps_before) -> None:
+        optimizer = args[0] if args else kwargs.get("optimizer")
         if not getattr(scaler, "_enabled", False):
             return
         state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
@@ -97,7 +79,7 @@ class ScalerHooks:
         self._preclip.clear()
         self._skip_pending = float(scaler._scale) if getattr(scaler, "_scale", None) is not None else float("nan")
 
-    def _after_scaler_update(self, scaler) -> None:
+    def _after_scaler_update(self, scaler, _args, _kwargs, _out, _steps_before) -> None:
         hit = self._scalers.get(id(scaler))
         if hit is not None:
             hit[1] = False

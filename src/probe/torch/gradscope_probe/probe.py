@@ -346,13 +346,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             # CPU gradients on the training thread: all at once after the loop (small tensors together).
             inline_cpu = inline and all(g is not None and g.device.type == "cpu" for _, g in items)
             # Everything this step reports, per device, as float64 tensors; one copy per device.
-            per_device = {}
+            per_device = {}  # device -> [parts, their total length so far]
             layout = []  # (known, device key, offset of the 6 stats, offset of detail or -1, tr, tc)
             for (p, gs, _g), (_p, g) in zip(grads, items):
                 k = self._known[id(p)]
                 dev = gs.device
-                parts = per_device.setdefault(dev, [])
-                off = sum(t.numel() for t in parts)
+                entry = per_device.setdefault(dev, [[], 0])
+                parts, off = entry
                 pl = stats.local(p)
                 pn = stats.norm(pl).reshape(1)
                 before = ctx["fresh_snapshots"].get(id(p)) if id(p) in fresh_ids else k.snapshot
@@ -361,11 +361,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 else:
                     un = torch.full((1,), float("nan"), dtype=torch.float64, device=dev)
                 parts.extend((gs, pn.to(dev), un.to(dev)))
+                entry[1] += gs.numel() + 2
                 doff, tr, tc = -1, 0, 0
                 if inline and not inline_cpu and g is not None:
                     dv, tr, tc = stats.detail_stats(g, tuple(pl.shape))
                     doff = off + 6
                     parts.append(dv)
+                    entry[1] += dv.numel()
                 elif deferred is not None:
                     deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(pl.shape)))
                 layout.append((k, dev, off, doff, tr, tc))
@@ -375,11 +377,11 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if isinstance(loss_t, torch.Tensor):
                 loss_dev = loss_t.device if loss_t.device in per_device else None
                 if loss_dev is not None:
-                    per_device[loss_dev].append(loss_t.reshape(1).to(torch.float64))
+                    per_device[loss_dev][0].append(loss_t.reshape(1).to(torch.float64))
             elif isinstance(loss_t, (int, float)):
                 loss = float(loss_t)
             host = {}
-            for dev, parts in per_device.items():
+            for dev, (parts, _size) in per_device.items():
                 host[dev] = torch.cat(parts).cpu().tolist()  # the one device→host copy
             inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
                 if inline_cpu else None
