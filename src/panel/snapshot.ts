@@ -150,12 +150,15 @@ function accumulate(
   layers: string[],
   stat: StatName,
   combine: 'sumsq' | 'max',
-): { values: Float64Array; flags: Uint8Array; seen: Uint8Array; absent: Uint8Array } {
+): { values: Float64Array; flags: Uint8Array; seen: Uint8Array; absent: Uint8Array; finite: Uint8Array } {
   const nCols = grid.last.length;
   const values = new Float64Array(layers.length * nCols);
   const flags = new Uint8Array(layers.length * nCols);
   const seen = new Uint8Array(layers.length * nCols);
   const absent = new Uint8Array(layers.length * nCols);
+  // Cells with at least one finite value: maxAbs, paramNorm and updateNorm are NaN on the steps that
+  // did not measure them (the torch probe's sampled tier), and a cell of such steps only has no value.
+  const finite = new Uint8Array(layers.length * nCols);
   const row = new Map(layers.map((l, i) => [l, i]));
   for (const t of store.tensors) {
     const r = row.get(t.layer);
@@ -172,11 +175,12 @@ function accumulate(
       seen[k] = 1;
       flags[k] |= p.flags;
       if (!Number.isFinite(p.value)) continue;
+      finite[k] = 1;
       values[k] = combine === 'sumsq' ? values[k] + p.value * p.value : Math.max(values[k], p.value);
     }
   }
   if (combine === 'sumsq') for (let k = 0; k < values.length; k++) values[k] = Math.sqrt(values[k]);
-  return { values, flags, seen, absent };
+  return { values, flags, seen, absent, finite };
 }
 
 function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Array {
@@ -217,6 +221,8 @@ export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep =
       if (bad[k] & FLAG_NAN) cells[k] = 'NaN';
       else if (bad[k] & FLAG_POS_INF) cells[k] = 'Inf';
       else if (!main.seen[k]) cells[k] = main.absent[k] ? 'absent' : null;
+      else if (metric === 'maxAbs' && !main.finite[k])
+        cells[k] = null; // not measured at these steps
       else if (denom) cells[k] = denom.values[k] > 0 && main.values[k] > 0 ? Math.log10(main.values[k] / denom.values[k]) : null;
       else cells[k] = log10(main.values[k]);
     }

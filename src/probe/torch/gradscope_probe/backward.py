@@ -130,19 +130,25 @@ class BackwardHook:
                        "(the update norm is the change of the parameters until the next backward pass)"})
         rec = self._opt_rec(None)
         detail = self._detail_due(rec)
+        sampled = self._sampled_due(rec)
+        self._last_rec = rec
         with torch.no_grad():
-            grads = []
-            for p in leaves:
-                g = p.grad
-                if g is None:
-                    continue
-                # The gradient itself may be zeroed in place before the STEP goes out: copy it on detail steps.
-                grads.append((p, stats.grad_stats(g), stats.local(g).detach().clone() if detail else None))
-            fresh = self._snapshot_all(leaves)
+            have = [p for p in leaves if p.grad is not None]
+            # Not deferred: the gradients may be zeroed in place before the STEP goes out.
+            rows, _ = stats.grad_stats_many([p.grad for p in have], defer=False, with_max=sampled)
+            # The gradient itself may be zeroed in place before the STEP goes out: copy it on detail steps.
+            grads = [(p, s, stats.local(p.grad).detach().clone() if detail else None) for p, s in zip(have, rows)]
+            fresh = {}
+            sampled_ms = 0.0
+            if sampled:
+                t_w = time.perf_counter()
+                fresh = self._snapshot_all(leaves)
+                sampled_ms = (time.perf_counter() - t_w) * 1e3
         self._pending_loss = None
-        self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads,
+        self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads, "unchecked": (),
                             "loss": self._unscaled(t).detach(), "t_start": t_start, "fresh_snapshots": fresh,
-                            "detail": detail, "probe_ms": (time.perf_counter() - t_start) * 1e3}
+                            "detail": detail, "sampled": sampled, "sampled_ms": sampled_ms,
+                            "probe_ms": (time.perf_counter() - t_start) * 1e3}
 
     def _finish_backward_step(self) -> None:
         ctx, self._bw_pending = self._bw_pending, None

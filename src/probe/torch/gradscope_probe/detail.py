@@ -237,7 +237,8 @@ class DetailTier:
     def _tune(self, ctx, t_after, end, detail) -> None:
         """Automatic detail interval: keep the detail tier's cost (on the training thread, plus the
         background job's CPU time) under DETAIL_BUDGET of the step interval on average."""
-        cost_ms = ctx["probe_ms"] + (end - t_after) * 1e3
+        # (the sampled tier's own time is left out: it has its own schedule, see sampled.py)
+        cost_ms = ctx["probe_ms"] + (end - t_after) * 1e3 - ctx.get("sampled_ms", 0.0)
         if self._last_step_end is not None:
             dt = (end - self._last_step_end) * 1e3
             self._interval_ms = dt if not self._interval_ms else 0.8 * self._interval_ms + 0.2 * dt

@@ -25,7 +25,7 @@ from . import sources
 
 class _Opt:
     """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
-    __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail")
+    __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled")
 
     def __init__(self, oid, ref, name, class_name, mode):
         self.id = oid
@@ -37,6 +37,7 @@ class _Opt:
         self.param_key = None  # ids of the parameter objects they were sent for
         self.steps = 0  # this optimizer's steps: the detail tier is scheduled per optimizer
         self.last_detail = None  # automatic interval: this optimizer's step of its last detail tier
+        self.last_sampled = None  # automatic interval: its step of the last sampled tier (sampled.py)
 
 
 _STORE_OPS = {"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"}

@@ -41,6 +41,7 @@ from .detail import DetailTier
 from .dynamo import DynamoExclusion
 from .optimizers import OptimizerHooks
 from .parameters import ParameterSites
+from .sampled import SampledTier
 
 UPDATE_SNAPSHOT_MAX_BYTES = int(os.environ.get("GRADSCOPE_UPDATE_NORM_MAX_BYTES", str(512 * 1024 * 1024)) or 0)
 
@@ -68,7 +69,7 @@ class StepLimitReached(SystemExit):
 
 
 class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks, ChildProcessWarnings,
-            DynamoExclusion, DetailTier):
+            DynamoExclusion, DetailTier, SampledTier):
     """The probe of this process: one object, its state spread over the mixins' _init_* methods."""
 
     def __init__(self, channel, script: str, max_steps: int = 0, detail_every: int = 0):
@@ -95,6 +96,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._init_clip()
         self._init_dynamo()
         self._init_detail(detail_every)
+        self._init_sampled()
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -232,46 +234,75 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             self._finish_backward_step()
         closure = args[0] if args else kwargs.get("closure")
         params = self._params_of(opt)
-        ctx = {"opt": opt, "closure": closure is not None, "params": params, "grads": None,
-               "loss": self._pending_loss, "t_start": t_start}
+        rec = self._opt_rec(opt)
+        sampled = self._sampled_due(rec)
+        self._last_rec = rec
+        ctx = {"opt": opt, "closure": closure is not None, "params": params, "grads": None, "unchecked": (),
+               "loss": self._pending_loss, "t_start": t_start, "sampled": sampled, "sampled_ms": 0.0}
         self._pending_loss = None
         with torch.no_grad():
             if closure is None:
-                ctx["grads"] = self._grads_of(params)
+                # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
+                t_g = time.perf_counter()
+                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled)
+                ctx["sampled_ms"] = self._grads_time(sampled, (time.perf_counter() - t_g) * 1e3)
                 snap = [p for p, _, _ in ctx["grads"]]
             else:
                 snap = params
             self._preclip.clear()
-            ctx["fresh_snapshots"] = self._snapshot_all(snap)
+            ctx["fresh_snapshots"] = {}
+            if sampled:
+                t_w = time.perf_counter()
+                ctx["fresh_snapshots"] = self._snapshot_all(snap)
+                ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
         ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
 
-    def _grads_of(self, params) -> list:
-        """(param, its gradient statistics, its gradient) for the params that have a gradient; the
-        statistics taken before clipping where the script clipped (and unscaled, see _before_clip)."""
+    def _grads_of(self, params, defer: bool = False, with_max: bool = True):
+        """([(param, its gradient statistics, its gradient)] for the params that have a gradient, the
+        ids of the params whose statistics are to be checked after the host copy (stats.grad_stats_many,
+        defer, with_max)); the statistics taken before clipping where the script clipped (and
+        unscaled, see _before_clip)."""
         out = []
+        todo = []
         for p in params:
             g = p.grad
             if g is None:
                 continue
             s = self._preclip.pop(id(p), None)
-            out.append((p, s if s is not None else stats.grad_stats(g), g))
-        return out
+            if s is None:
+                todo.append(len(out))
+            out.append([p, s, g])
+        unchecked = set()
+        if todo:
+            rows, late = stats.grad_stats_many([out[i][2] for i in todo], defer=defer, with_max=with_max)
+            for i, row in zip(todo, rows):
+                out[i][1] = row
+            unchecked = {id(out[todo[j]][0]) for j in late}
+        return [tuple(x) for x in out], unchecked
 
     def _snapshot_all(self, params) -> dict:
         """Copies of `params` before the step, for their update norms: a known tensor's into its own
         buffer (_snapshot); a new one (described after the step) gets a one-off copy, returned by id."""
         fresh = {}
+        dst, src = [], []
         for p in params:
             k = self._known.get(id(p))
             if k is None or k.ref() is not p:
                 if self._snapshot_bytes + p.numel() * p.element_size() <= UPDATE_SNAPSHOT_MAX_BYTES:
                     fresh[id(p)] = stats.local(p).detach().clone()
                 continue
-            self._snapshot(k, p)
+            buf = self._snapshot_buffer(k, p)
+            if buf is not None:
+                dst.append(buf)
+                src.append(stats.local(p).detach())
+        if dst:
+            stats.copy_many(dst, src)
         return fresh
 
-    def _snapshot(self, k, p) -> None:
+    def _snapshot_buffer(self, k, p):
+        """The tensor's buffer for its copy before the step (kept between steps), or None past
+        GRADSCOPE_UPDATE_NORM_MAX_BYTES of them."""
         p = stats.local(p)
         buf = k.snapshot
         if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
@@ -283,19 +314,41 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                                "update norms are reported for the first %d MiB of parameters only "
                                "(GRADSCOPE_UPDATE_NORM_MAX_BYTES)" % (UPDATE_SNAPSHOT_MAX_BYTES // (1024 * 1024))})
                 k.snapshot = None
-                return
+                return None
             if buf is not None:
                 self._snapshot_bytes -= buf.numel() * buf.element_size()
             buf = torch.empty_like(p, memory_format=torch.contiguous_format)
             self._snapshot_bytes += nbytes
             k.snapshot = buf
-        buf.copy_(p.detach())
+        return buf
+
+    def _weight_norms(self, ctx, grads, fresh_ids, hb):
+        """The parameter and update norms of a sampled step (sampled.py): where in `hb` each entry of
+        `grads` has its parameter norm and its update norm (None: unknown), and the entries to check
+        after the copy."""
+        pls = [stats.local(p).detach() for p, _, _ in grads]
+        pnorms, p_late = stats.norms_many(pls)
+        befores, afters, which = [], [], []
+        for j, (p, _, _) in enumerate(grads):
+            before = ctx["fresh_snapshots"].get(id(p)) if id(p) in fresh_ids else self._known[id(p)].snapshot
+            if before is not None:
+                befores.append(before)
+                afters.append(pls[j])
+                which.append(j)
+        stats.sub_many(befores, afters)  # the snapshot buffers now hold the change
+        unorms, u_late = stats.norms_many(befores)
+        pn_at = [hb.add(v) for v in pnorms]
+        un_at = [None] * len(grads)
+        for j, v in zip(which, unorms):
+            un_at[j] = hb.add(v)
+        late = [(pn_at[j], pls[j]) for j in p_late] + [(un_at[which[j]], befores[j]) for j in u_late]
+        return pn_at, un_at, late
 
     def _after_step(self, ctx, out) -> None:
         t_after = time.perf_counter()
         with torch.no_grad():
             if ctx["closure"]:
-                grads = self._grads_of(ctx["params"])
+                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"])
                 self._preclip.clear()
                 # The loss: backward passes before the step (accumulation) plus what step(closure)
                 # returns, or the closure's own backward passes when it returns nothing.
@@ -309,7 +362,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 before = ctx["loss"]
                 ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
             else:
-                grads = ctx["grads"]
+                grads, unchecked = ctx["grads"], ctx["unchecked"]
             if not grads:
                 return  # nothing had a gradient: not a training step we can describe
             params = ctx["params"]  # every tensor of the optimizer: those without a gradient are absent
@@ -345,48 +398,42 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             inline = detail and deferred is None
             # CPU gradients on the training thread: all at once after the loop (small tensors together).
             inline_cpu = inline and all(g is not None and g.device.type == "cpu" for _, g in items)
-            # Everything this step reports, per device, as float64 tensors; one copy per device.
-            per_device = {}  # device -> [parts, their total length so far]
-            layout = []  # (known, device key, offset of the 6 stats, offset of detail or -1, tr, tc)
-            for (p, gs, _g), (_p, g) in zip(grads, items):
+            # Everything this step reports, as float64 tensors gathered per device; one copy per device.
+            hb = _HostBatch()
+            grad_at = [hb.add(gs) for _p, gs, _g in grads]
+            sampled = ctx.get("sampled", True)
+            late = []  # (where, tensor) of fast-path norms to check after the copy (off the CPU)
+            if sampled:
+                t_w = time.perf_counter()
+                rec.last_sampled = rec.steps
+                pn_at, un_at, late = self._weight_norms(ctx, grads, fresh_ids, hb)
+                ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
+            else:
+                pn_at = un_at = [None] * len(grads)
+            layout = []  # (known, where its detail values start or None, tr, tc)
+            for (p, _gs, _g), (_p, g) in zip(grads, items):
                 k = self._known[id(p)]
-                dev = gs.device
-                entry = per_device.setdefault(dev, [[], 0])
-                parts, off = entry
-                pl = stats.local(p)
-                pn = stats.norm(pl).reshape(1)
-                before = ctx["fresh_snapshots"].get(id(p)) if id(p) in fresh_ids else k.snapshot
-                if before is not None:
-                    un = stats.norm(before.sub_(pl.detach())).reshape(1)
-                else:
-                    un = torch.full((1,), float("nan"), dtype=torch.float64, device=dev)
-                parts.extend((gs, pn.to(dev), un.to(dev)))
-                entry[1] += gs.numel() + 2
-                doff, tr, tc = -1, 0, 0
+                dat, tr, tc = None, 0, 0
                 if inline and not inline_cpu and g is not None:
-                    dv, tr, tc = stats.detail_stats(g, tuple(pl.shape))
-                    doff = off + 6
-                    parts.append(dv)
-                    entry[1] += dv.numel()
+                    dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
+                    dat = hb.add(dv)
                 elif deferred is not None:
-                    deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(pl.shape)))
-                layout.append((k, dev, off, doff, tr, tc))
+                    deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(stats.local(p).shape)))
+                layout.append((k, dat, tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
-            loss_dev = None
+            loss_at = None
             if isinstance(loss_t, torch.Tensor):
-                loss_dev = loss_t.device if loss_t.device in per_device else None
-                if loss_dev is not None:
-                    per_device[loss_dev][0].append(loss_t.reshape(1).to(torch.float64))
+                if hb.has(loss_t.device):
+                    loss_at = hb.add(loss_t.reshape(1).to(torch.float64))
             elif isinstance(loss_t, (int, float)):
                 loss = float(loss_t)
-            host = {}
-            for dev, (parts, _size) in per_device.items():
-                host[dev] = torch.cat(parts).cpu().tolist()  # the one device→host copy
+            hb.fetch()  # the one device→host copy per device
+            self._check_late(grads, grad_at, unchecked, late, hb)
             inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
                 if inline_cpu else None
-            if loss_dev is not None:
-                loss = host[loss_dev][-1]
+            if loss_at is not None:
+                loss = hb.value(loss_at)
             elif isinstance(loss_t, torch.Tensor):
                 loss = float(loss_t)  # a loss on another device than the parameters: rare
         wall_ms = (ctx["t_start"] - self.t0) * 1e3
@@ -396,18 +443,22 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         has = columns[wire.STAT_NAMES.index("hasGrad")] = [0.0] * n  # absent unless it has a gradient now
         first_nonfinite = None
         jump = False
-        for k, dev, off, _doff, _tr, _tc in layout:
-            v = host[dev]
-            for s in range(6):
-                columns[s][k.id] = v[off + s]
+        for (k, *_rest), g_at, p_at, u_at in zip(layout, grad_at, pn_at, un_at):
+            v = hb.values(g_at, 4)
+            for s in range(4):
+                columns[s][k.id] = v[s]
+            if p_at is not None:
+                columns[4][k.id] = hb.value(p_at)
+            if u_at is not None:
+                columns[5][k.id] = hb.value(u_at)
             has[k.id] = 1.0
-            bad = v[off + 2] + v[off + 3]
+            bad = v[2] + v[3]
             if bad > 0 and not self._nonfinite_reported and first_nonfinite is None:
                 first_nonfinite = k
             prev = self._prev_norm.get(k.id)
-            if prev is not None and prev > 0 and v[off] > 10 * prev:
+            if prev is not None and prev > 0 and v[0] > 10 * prev:
                 jump = True
-            self._prev_norm[k.id] = v[off]
+            self._prev_norm[k.id] = v[0]
         self.steps += 1
         rec.steps += 1
         self.send({"type": "step", "step": step, "optimizer": rec.id, "loss": loss, "wallMs": wall_ms,
@@ -422,9 +473,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             for (k, *_rest), (v, tr, tc) in zip(layout, inline_values):
                 self._send_detail(step, k, v, 0, tr, tc)
         elif inline:
-            for k, dev, _off, doff, tr, tc in layout:
-                if doff >= 0:
-                    self._send_detail(step, k, host[dev], doff, tr, tc)
+            for k, dat, tr, tc in layout:
+                if dat is not None:
+                    self._send_detail(step, k, hb.host[dat[0]], dat[1], tr, tc)
         elif deferred is not None:
             self._submit_detail(step, deferred)
         elif first_nonfinite is not None or jump:
@@ -432,6 +483,20 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             self._anomaly_detail(step, items)
         end = time.perf_counter()
         self._tune(ctx, t_after, end, detail)
+        if sampled and rec.steps > 1:
+            self._tune_sampled(ctx["sampled_ms"])
+
+    def _check_late(self, grads, grad_at, unchecked, late, hb) -> None:
+        """Redoes, after the copy, what the fast paths could not check on their device (CUDA): a
+        gradient whose norm or max is not finite (NaN/Inf counted, overflow-safe norm), a norm that
+        overflowed or underflowed. Rare: a step with none of them syncs nothing more."""
+        if unchecked:
+            for (p, _s, g), at in zip(grads, grad_at):
+                if id(p) in unchecked and stats.needs_exact(hb.value(at)):
+                    hb.put(at, stats.grad_stats(g).cpu().tolist())
+        for at, t in late:
+            if stats.norm_needs_exact(hb.value(at)):
+                hb.put(at, [float(stats.norm(t))])
 
     def _check_limit(self) -> None:
         if self.max_steps > 0 and self.steps >= self.max_steps and not self.finished:
@@ -472,6 +537,37 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 self.channel.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+class _HostBatch:
+    """Float64 tensors gathered per device during a step and brought to the host in one copy per
+    device (fetch); add() returns where a tensor's values will be: (device, offset)."""
+
+    def __init__(self):
+        self._parts = {}  # device -> [tensors, total length so far]
+        self.host = {}  # device -> list of floats, after fetch()
+
+    def has(self, device) -> bool:
+        return device in self._parts
+
+    def add(self, t: torch.Tensor):
+        e = self._parts.setdefault(t.device, [[], 0])
+        at = (t.device, e[1])
+        e[0].append(t.reshape(-1))
+        e[1] += t.numel()
+        return at
+
+    def fetch(self) -> None:
+        self.host = {dev: torch.cat(parts).to(torch.float64).cpu().tolist() for dev, (parts, _n) in self._parts.items()}
+
+    def value(self, at) -> float:
+        return self.host[at[0]][at[1]]
+
+    def values(self, at, n: int) -> list:
+        return self.host[at[0]][at[1]:at[1] + n]
+
+    def put(self, at, values) -> None:
+        self.host[at[0]][at[1]:at[1] + len(values)] = values
 
 
 def error_info(exc: BaseException) -> dict:

@@ -82,6 +82,169 @@ def grad_stats(g: torch.Tensor) -> torch.Tensor:
         return torch.stack([_scaled_norm(xf, m), m.to(F64), nan.to(F64), inf.to(F64)])
 
 
+def _fast(x: torch.Tensor) -> bool:
+    """Whether a gradient/parameter can go through the multi-tensor path as it is: dense, strided,
+    float32/float64, not empty (anything else takes the one-tensor path, which converts it)."""
+    return x.layout == torch.strided and x.dtype in (torch.float32, torch.float64) and x.numel() > 0
+
+
+_foreach_norm = getattr(torch, "_foreach_norm", None)
+
+
+def _norms(xs: list) -> list:
+    """L2 norms of same-device tensors as a list of 0-d tensors: one multi-tensor call where torch has
+    it (1.13+), else one call per tensor. Not overflow-safe: callers check the result."""
+    if _foreach_norm is not None:
+        try:
+            return list(_foreach_norm(xs))
+        except (RuntimeError, TypeError):  # e.g. a tensor subclass the fused kernel refuses
+            pass
+    return [torch.linalg.vector_norm(x) for x in xs]
+
+
+# A fast-path norm at or below this may have lost precision to squares that are subnormal floats
+# (|g| < 1.1e-19 in float32: the error of each is ≤ 1.4e-45, so ≤ 1.4e-15 of a sum of squares
+# ≥ 1e-30 for n ≤ 1e9 entries) or be an underflow to 0: the gradient goes through grad_stats.
+_FAST_NORM_MIN = 1e-15
+
+
+def needs_exact(norm: float) -> bool:
+    """Whether the fast path's norm (NaN/Inf counts taken as 0) may be wrong, so the gradient must go
+    through grad_stats: not finite (a NaN or an Inf in it, or an overflow of the sum of squares) or
+    so small that squares may have underflowed (a true 0 included: a dead unit's zero gradient takes
+    the exact path, which also gives its maxAbs)."""
+    return not (math.isfinite(norm) and norm > _FAST_NORM_MIN)
+
+
+def _cheap_to_read(device) -> bool:
+    """Whether reading a value on this device costs no sync (the CPU). A function so that tests can
+    take the path of the other devices on the CPU."""
+    return device.type == "cpu"
+
+
+def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
+    """grad_stats of many gradients: (rows, unchecked). rows[i] is a float64 tensor [4] on grads[i]'s
+    device, equal to grad_stats(grads[i]), except that without with_max its maxAbs is NaN ("not
+    measured at this step", see docs/protocol.md) where the fast path took it.
+
+    Float32/float64 dense gradients take the fast path: one multi-tensor norm call per device (a
+    second pass per tensor for the max only with_max), NaN/Inf counts 0; where needs_exact() says
+    that may be wrong (a NaN, an Inf, an overflow, a norm ≤ 1e-15), that gradient alone goes through
+    grad_stats. A NaN or Inf entry makes the norm NaN or Inf, so the counts of the fast rows are
+    exact. On the CPU the check is made here (reading values there costs no sync). Elsewhere (CUDA)
+    with defer=True it is left to the caller, after its one device→host copy of the step:
+    `unchecked` lists the indices of those rows, whose gradients must still be as they were (an
+    optimizer step reads them; a later backward pass or zero_grad may change them). With
+    defer=False, non-CPU gradients take grad_stats' branch-free path (nothing syncs) and unchecked is
+    empty."""
+    rows = [None] * len(grads)
+    unchecked = []
+    groups = {}
+    with torch.no_grad():
+        xs = [local(g).detach() for g in grads]
+        for i, x in enumerate(xs):
+            if _fast(x) and (defer or _cheap_to_read(x.device)):
+                groups.setdefault(x.device, []).append(i)
+            else:
+                rows[i] = grad_stats(x)
+        for dev, idx in groups.items():
+            flat = [xs[i].reshape(-1) for i in idx]
+            norms = torch.stack(_norms(flat)).to(F64)
+            if with_max:
+                maxs = []
+                for x in flat:
+                    mn, mx = torch.aminmax(x)
+                    maxs.append(torch.maximum(-mn, mx))
+                maxs = torch.stack(maxs).to(F64)
+            else:
+                maxs = torch.full((len(idx),), float("nan"), dtype=F64, device=dev)
+            zeros = torch.zeros(len(idx), dtype=F64, device=dev)
+            block = torch.stack([norms, maxs, zeros, zeros], dim=1)
+            if _cheap_to_read(dev):
+                vals = norms.tolist()
+                for j, i in enumerate(idx):
+                    rows[i] = grad_stats(xs[i]) if needs_exact(vals[j]) else block[j]
+            else:
+                for j, i in enumerate(idx):
+                    rows[i] = block[j]
+                unchecked.extend(idx)
+    return rows, unchecked
+
+
+def norms_many(tensors: list) -> list:
+    """norm() of many tensors (parameters, update differences): float64 0-d tensors on each one's
+    device, equal to norm(t). Float32/float64 dense ones take one multi-tensor call per device; a
+    result that is not finite or is 0 is redone by norm() (overflow-safe, NaN kept) on the CPU. Off
+    the CPU the results are returned as they are with the indices to check after the host copy, as
+    in grad_stats_many: (values, unchecked)."""
+    out = [None] * len(tensors)
+    unchecked = []
+    groups = {}
+    with torch.no_grad():
+        xs = [local(t).detach() for t in tensors]
+        for i, x in enumerate(xs):
+            if _fast(x):
+                groups.setdefault(x.device, []).append(i)
+            else:
+                out[i] = norm(x)
+        for dev, idx in groups.items():
+            ns = torch.stack(_norms([xs[i].reshape(-1) for i in idx])).to(F64)
+            if _cheap_to_read(dev):
+                vals = ns.tolist()
+                for j, i in enumerate(idx):
+                    out[i] = norm(xs[i]) if norm_needs_exact(vals[j]) else ns[j]
+            else:
+                for j, i in enumerate(idx):
+                    out[i] = ns[j]
+                unchecked.extend(idx)
+    return out, unchecked
+
+
+_foreach_copy_ = getattr(torch, "_foreach_copy_", None)
+_foreach_sub_ = getattr(torch, "_foreach_sub_", None)
+
+
+def _pairs_fused(dst: list, src: list) -> bool:
+    """Whether a multi-tensor call can take these pairs: same device, dtype and shape pairwise, one device."""
+    if not dst:
+        return False
+    dev = dst[0].device
+    for d, s in zip(dst, src):
+        if d.device != dev or s.device != dev or d.dtype != s.dtype or d.shape != s.shape or d.layout != torch.strided:
+            return False
+    return True
+
+
+def copy_many(dst: list, src: list) -> None:
+    """dst[i].copy_(src[i]) for every i: one multi-tensor call where torch has it (2.1+)."""
+    if _foreach_copy_ is not None and _pairs_fused(dst, src):
+        try:
+            _foreach_copy_(dst, src)
+            return
+        except (RuntimeError, TypeError):
+            pass
+    for d, s in zip(dst, src):
+        d.copy_(s)
+
+
+def sub_many(dst: list, src: list) -> None:
+    """dst[i].sub_(src[i]) for every i, in one multi-tensor call where it can."""
+    if _foreach_sub_ is not None and _pairs_fused(dst, src):
+        try:
+            _foreach_sub_(dst, src)
+            return
+        except (RuntimeError, TypeError):
+            pass
+    for d, s in zip(dst, src):
+        d.sub_(s)
+
+
+def norm_needs_exact(v: float) -> bool:
+    """Whether a fast-path norm must be redone by norm(): not finite (an overflow, or a NaN/Inf that
+    norm() keeps) or ≤ 1e-15 (squares that may have underflowed; a true 0, which norm() returns too)."""
+    return not (math.isfinite(v) and v > _FAST_NORM_MIN)
+
+
 def norm(p: torch.Tensor) -> torch.Tensor:
     """Plain L2 norm, overflow-safe; NaN/Inf propagate (a parameter holding NaN has a NaN norm). 0-d float64."""
     with torch.no_grad():

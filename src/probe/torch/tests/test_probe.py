@@ -44,7 +44,8 @@ for i in range(12):
     last = loss.item()
 print("final", repr(last))
 """)
-        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "5"})
+        # Every statistic on every step (the sampled tier's interval fixed at 1; its schedule: SampledTest).
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "5", "GRADSCOPE_SAMPLED_EVERY": "1"})
         self.assertWellFormed(r)
         self.assertEqual(r.rc, 0, r.stderr)
         hello = r.messages[0]
@@ -71,6 +72,7 @@ print("final", repr(last))
             for tid in range(s["nTensors"]):
                 self.assertGreater(r.stat(s, "norm", tid), 0)
                 self.assertGreater(r.stat(s, "paramNorm", tid), 0)
+                self.assertTrue(0 < r.stat(s, "maxAbs", tid) <= r.stat(s, "norm", tid))
                 # SGD without momentum: the update is lr · g.
                 self.assertAlmostEqual(r.stat(s, "updateNorm", tid), 0.1 * r.stat(s, "norm", tid), places=5)
         details = r.of("detail")
@@ -78,6 +80,64 @@ print("final", repr(last))
         d = [x for x in details if x["tensorId"] == fc1["id"] and x["step"] == 0][0]
         self.assertEqual((d["thumbRows"], d["thumbCols"], len(d["hist"])), (8, 4, 32))
         self.assertEqual(sum(d["hist"]), 32 - round(d["zeroFrac"] * 32))
+
+    def test_sampled_tier_schedule(self):
+        """maxAbs, paramNorm and updateNorm (the sampled tier) on every step of the first 10, then on
+        an interval; on the other steps all three NaN ("not measured") while norm and the counts are
+        there. A fixed interval (GRADSCOPE_SAMPLED_EVERY) measures exactly every Nth step."""
+        path = self.script("train.py", MLP + """
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(60):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+""")
+        for env, expect in (({}, None), ({"GRADSCOPE_SAMPLED_EVERY": "7"}, [i for i in range(60) if i % 7 == 0])):
+            r = run_probe(path, env=env)
+            self.assertWellFormed(r)
+            measured = []
+            for s in r.of("step"):
+                for tid in range(s["nTensors"]):
+                    norm, mx, pn, un = (r.stat(s, k, tid) for k in ("norm", "maxAbs", "paramNorm", "updateNorm"))
+                    self.assertGreater(norm, 0)
+                    self.assertEqual((r.stat(s, "nanCount", tid), r.stat(s, "infCount", tid)), (0, 0))
+                    if math.isnan(mx):
+                        self.assertTrue(math.isnan(pn) and math.isnan(un), (s["step"], tid))
+                    else:
+                        self.assertTrue(0 < mx <= norm and pn > 0)
+                        self.assertAlmostEqual(un, 0.1 * norm, places=5)
+                        if tid == 0:
+                            measured.append(s["step"])
+            if expect is None:
+                self.assertEqual(measured[:10], list(range(10)))
+                self.assertLess(len(measured), 60)  # this model's tier is cheap, but not free: sampled
+            else:
+                self.assertEqual(measured, expect)
+
+    def test_device_rows_checked_after_the_copy(self):
+        """Off the CPU the fast path's rows are checked after the step's one copy (a NaN, an Inf, an
+        overflow redone exactly): taken here on the CPU by making the probe treat it as a device."""
+        path = self.script("train.py", """
+import sys
+import torch
+sys.modules["gradscope_probe.stats"]._cheap_to_read = lambda device: False
+w = torch.nn.Parameter(torch.ones(4))
+opt = torch.optim.SGD([w], lr=0.0)
+xs = [[1.0, 2.0, 2.0, 0.0], [float("nan"), 3.0, -4.0, float("inf")], [3e30, -4e30, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+for x in xs:
+    opt.zero_grad()
+    (w * torch.tensor(x)).sum().backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_SAMPLED_EVERY": "1"})
+        self.assertWellFormed(r)
+        got = [[r.stat(s, k, 0) for k in ("norm", "maxAbs", "nanCount", "infCount")] for s in r.of("step")]
+        self.assertEqual(got[0], [3.0, 2.0, 0, 0])
+        self.assertEqual(got[1], [5.0, 4.0, 1, 1])
+        self.assertAlmostEqual(got[2][0] / 5e30, 1.0, places=5)
+        self.assertEqual(got[2][2:], [0, 0])
+        self.assertEqual(got[3], [0.0, 0.0, 0, 0])
 
     def test_results_are_unchanged_by_the_probe(self):
         path = self.script("train.py", MLP + """
@@ -367,9 +427,9 @@ for i in range(600):
     def test_probe_errors_become_warnings(self):
         path = self.script("broken.py", MLP + """
 import sys
-def broken(g):
+def broken(*args, **kwargs):
     raise RuntimeError("stats exploded")
-sys.modules["gradscope_probe.stats"].grad_stats = broken  # break the probe, not the script
+sys.modules["gradscope_probe.stats"].grad_stats_many = broken  # break the probe, not the script
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 for i in range(3):
     opt.zero_grad()

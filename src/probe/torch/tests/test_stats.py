@@ -65,6 +65,96 @@ class GradStatsTest(unittest.TestCase):
         self.assertEqual(max_abs, float(g.abs().max()))
 
 
+class ManyAtOnceTest(unittest.TestCase):
+    """grad_stats_many / norms_many (the multi-tensor fast paths) equal the one-tensor functions on
+    every kind of gradient, the hard ones included, and say which rows a device must check later."""
+
+    CASES = [
+        torch.tensor([[3.0, -4.0], [0.0, 12.0]]),
+        torch.tensor([3.0, float("nan"), -4.0, float("inf"), float("-inf"), 0.0]),
+        torch.tensor([float("nan"), float("inf")]),
+        torch.tensor([3e30, 4e30]),  # squares overflow float32
+        torch.tensor([3e-30, 4e-30]),  # squares underflow
+        torch.tensor([3e-21, 4e-21]),  # squares subnormal: precision lost
+        torch.tensor([3.0, 4.0], dtype=torch.float16),
+        torch.zeros(0),
+        torch.zeros(5),
+        torch.randn(300, 7, dtype=torch.float64),
+        torch.randn(64, 33).t(),  # not contiguous
+    ]
+
+    def test_equal_to_one_by_one(self):
+        rows, unchecked = stats.grad_stats_many(self.CASES)
+        self.assertEqual(unchecked, [])
+        for g, row in zip(self.CASES, rows):
+            want = stats.grad_stats(g).tolist()
+            got = row.tolist()
+            self.assertEqual(row.dtype, torch.float64)
+            for a, b in zip(got, want):
+                if math.isnan(b):
+                    self.assertTrue(math.isnan(a))
+                else:
+                    self.assertAlmostEqual(a, b, delta=1e-6 * max(1.0, abs(b)), msg=str(g))
+
+    def test_other_devices_defer_the_check(self):
+        """Off the CPU (taken here on the CPU) the fast rows come back unchecked with zero counts, and
+        needs_exact picks exactly the gradients whose fast row may be wrong."""
+        saved = stats._cheap_to_read
+        stats._cheap_to_read = lambda device: False
+        try:
+            rows, unchecked = stats.grad_stats_many(self.CASES, defer=True)
+            rows_now, unchecked_now = stats.grad_stats_many(self.CASES, defer=False)
+        finally:
+            stats._cheap_to_read = saved
+        self.assertEqual(unchecked_now, [])
+        fast = [i for i, g in enumerate(self.CASES) if g.dtype in (torch.float32, torch.float64) and g.numel()]
+        self.assertEqual(sorted(unchecked), fast)
+        flagged = [i for i in unchecked if stats.needs_exact(rows[i].tolist()[0])]
+        # NaN/Inf, overflow, underflow, subnormal squares, all zeros
+        self.assertEqual(flagged, [1, 2, 3, 4, 5, 8])
+        for i in unchecked:
+            if i not in flagged:
+                self.assertEqual(rows[i].tolist(), stats.grad_stats(self.CASES[i]).tolist())
+        for g, row in zip(self.CASES, rows_now):  # not deferred: the branch-free path, exact at once
+            self.assertEqual(row.tolist()[2:], stats.grad_stats(g).tolist()[2:])
+
+    def test_without_max(self):
+        """with_max=False: maxAbs is NaN ("not measured") on the fast rows only; every other value, the
+        counts included, is grad_stats'; a gradient that takes the exact path keeps its maxAbs."""
+        rows, _ = stats.grad_stats_many(self.CASES, with_max=False)
+        for i, (g, row) in enumerate(zip(self.CASES, rows)):
+            want = stats.grad_stats(g).tolist()
+            got = row.tolist()
+            exact = g.dtype not in (torch.float32, torch.float64) or g.numel() == 0 or i in (1, 2, 3, 4, 5, 8)
+            if exact:
+                self.assertEqual(got[1], want[1], msg=str(g))
+            else:
+                self.assertTrue(math.isnan(got[1]), msg=str(g))
+            self.assertEqual(got[2:], want[2:])
+            self.assertAlmostEqual(got[0], want[0], delta=1e-6 * max(1.0, abs(want[0])))
+
+    def test_norms_many(self):
+        ts = [torch.tensor([6.0, 8.0]), torch.tensor([1.0, float("nan")]), torch.tensor([3e30, 4e30]), torch.tensor([3e-30, 4e-30]),
+              torch.zeros(3), torch.randn(10, 10, dtype=torch.float64)]
+        got, unchecked = stats.norms_many(ts)
+        self.assertEqual(unchecked, [])
+        for t, v in zip(ts, got):
+            want = float(stats.norm(t))
+            if math.isnan(want):
+                self.assertTrue(math.isnan(float(v)))
+            else:
+                self.assertAlmostEqual(float(v), want, delta=1e-6 * max(1.0, want))
+
+    def test_copy_and_sub_many(self):
+        a = [torch.randn(4, 3), torch.randn(5)]
+        b = [torch.empty(4, 3), torch.empty(5)]
+        stats.copy_many(b, a)
+        self.assertTrue(all(torch.equal(x, y) for x, y in zip(a, b)))
+        c = [x + 1 for x in a]
+        stats.sub_many(b, c)
+        self.assertTrue(all(torch.allclose(x, -torch.ones_like(x)) for x in b))
+
+
 class DetailStatsTest(unittest.TestCase):
     def test_moments_zero_fraction_and_histogram(self):
         vals = [0.5, -0.25, 0.0, 2e-3, float("nan"), 7.0, -1e-25, 1e15, 0.0]
