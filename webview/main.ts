@@ -358,25 +358,28 @@ class Panel {
 
   // ---- header -------------------------------------------------------------------------------
 
+  /** Runs on every append: writes only what changed, since each DOM write costs style and layout work at the next frame. */
   private renderHeader(): void {
     const h = this.model!.header;
-    $('gs-script').textContent = h.script || 'GradScope';
-    $('gs-script').title = h.script;
+    const script = $('gs-script');
+    setText(script, h.script || 'GradScope');
+    setProp(script, 'title', h.script);
     const status = $('gs-status');
-    status.textContent = STATUS_TEXT[h.status] ?? h.status;
-    status.dataset['status'] = h.status;
-    status.title = h.statusMessage;
-    const backend = [h.backend, h.device].filter((x) => x).join(' · ') || '—';
-    $('gs-backend').textContent = backend;
-    $('gs-backend').title = h.backendReason ?? '';
-    $('gs-step').textContent = String(h.step);
-    $('gs-rate').textContent = h.stepsPerSec === null ? '—' : h.stepsPerSec.toFixed(h.stepsPerSec < 10 ? 1 : 0);
-    $('gs-dropped').textContent = String(h.droppedFrames);
-    $('gs-dropped').classList.toggle('gs-warn', h.droppedFrames > 0);
+    setText(status, STATUS_TEXT[h.status] ?? h.status);
+    if (status.dataset['status'] !== h.status) status.dataset['status'] = h.status;
+    setProp(status, 'title', h.statusMessage);
+    const backend = $('gs-backend');
+    setText(backend, [h.backend, h.device].filter((x) => x).join(' · ') || '—');
+    setProp(backend, 'title', h.backendReason ?? '');
+    setText($('gs-step'), String(h.step));
+    setText($('gs-rate'), h.stepsPerSec === null ? '—' : h.stepsPerSec.toFixed(h.stepsPerSec < 10 ? 1 : 0));
+    const dropped = $('gs-dropped');
+    setText(dropped, String(h.droppedFrames));
+    dropped.classList.toggle('gs-warn', h.droppedFrames > 0); // no mutation when already so
     this.renderWarnings();
     const live = h.status === 'running' || h.status === 'starting';
-    $<HTMLButtonElement>('gs-stop').disabled = !live;
-    $<HTMLButtonElement>('gs-rerun').disabled = live;
+    setProp($<HTMLButtonElement>('gs-stop'), 'disabled', !live);
+    setProp($<HTMLButtonElement>('gs-rerun'), 'disabled', live);
   }
 
   /** The banner above the charts: what GradScope could not see (warnings first, then notes). */
@@ -583,14 +586,20 @@ class Panel {
 
   // ---- findings -----------------------------------------------------------------------------
 
+  /** What the findings list shows, to leave it alone (focus, scroll, no relayout) when a message brings the same. */
+  private findingsKey = '';
+
   private renderFindings(): void {
     const m = this.model!;
     const list = $('gs-findings');
+    const done = !(m.header.status === 'running' || m.header.status === 'starting');
+    const key = m.findings.length === 0 ? String(done) : JSON.stringify(m.findings);
+    if (key === this.findingsKey && list.childElementCount > 0) return;
+    this.findingsKey = key;
     list.replaceChildren();
     if (m.findings.length === 0) {
       const li = document.createElement('li');
       li.className = 'gs-empty';
-      const done = !(m.header.status === 'running' || m.header.status === 'starting');
       li.textContent = done ? 'No problems found.' : 'No findings yet.';
       list.append(li);
       return;
@@ -662,6 +671,14 @@ function series(label: string, c: Curve, color: string, dashed = false): Series 
 export function kernelOf(tensors: readonly PanelTensor[], layer: string): PanelTensor | undefined {
   const own = tensors.filter((t) => t.layer === layer);
   return own.find((t) => /kernel|weight/i.test(t.name) && t.shape.length >= 2) ?? own.find((t) => t.shape.length >= 2) ?? own[0];
+}
+
+function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function setProp<E extends HTMLElement, K extends keyof E>(el: E, key: K, value: E[K]): void {
+  if (el[key] !== value) el[key] = value;
 }
 
 function option(value: string, label: string): HTMLOptionElement {

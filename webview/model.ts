@@ -61,18 +61,19 @@ const decodeOptimizerCurves = (c: PanelOptimizerCurves): OptimizerCurves => ({
  * (no gradient there: the line breaks); other nulls are dropped.
  */
 export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: [] }, afterStep = -Infinity): Curve {
-  const nan = new Set(c.nan ?? []);
-  const inf = new Set(c.inf ?? []);
-  const absent = new Set(c.absent ?? []);
+  // Most curves of a live append have no non-finite point: no sets to build then.
+  const nan = c.nan?.length ? new Set(c.nan) : null;
+  const inf = c.inf?.length ? new Set(c.inf) : null;
+  const absent = c.absent?.length ? new Set(c.absent) : null;
   for (let i = 0; i < c.steps.length; i++) {
     const s = c.steps[i];
     if (!(s > afterStep)) continue;
     const v = c.values[i];
     let x: number;
     if (v === null || v === undefined) {
-      if (nan.has(i)) x = NaN;
-      else if (inf.has(i)) x = Infinity;
-      else if (absent.has(i)) x = GAP;
+      if (nan?.has(i)) x = NaN;
+      else if (inf?.has(i)) x = Infinity;
+      else if (absent?.has(i)) x = GAP;
       else continue;
     } else x = v;
     into.steps.push(s);
@@ -225,20 +226,22 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
     decodeCurve(a.layerNorms[k], cur, lastStep(cur));
     model.layerNorms.set(k, cur);
   }
-  const knownIds = new Set(model.tensors.map((t) => t.id));
-  const newTensors = a.tensors.filter((t) => !knownIds.has(t.id));
+  const knownIds = a.tensors.length > 0 ? new Set(model.tensors.map((t) => t.id)) : null;
+  const newTensors = knownIds ? a.tensors.filter((t) => !knownIds.has(t.id)) : [];
   if (newTensors.length > 0) model.tensors = [...model.tensors, ...newTensors];
   const newLayers = [...a.layers, ...newTensors.map((t) => t.layer)].filter((l, i, all) => !model.layers.includes(l) && all.indexOf(l) === i);
   if (newLayers.length > 0) model.layers = [...model.layers, ...newLayers];
   let heatmapReplaced = false;
   const h = a.heatmap;
   if (h.metric === model.metric && h.steps.length > 0) {
-    const missing = h.layers.filter((l) => !model.heatmap.layers.includes(l));
+    let rowOf = indexer(model.heatmap.layers);
+    const missing = h.layers.filter((l) => rowOf(l) < 0);
     if (missing.length > 0) {
       model.heatmap = withLayers(model.heatmap, [...model.heatmap.layers, ...missing]);
+      rowOf = indexer(model.heatmap.layers);
       heatmapReplaced = true;
     }
-    appendHeatmap(model.heatmap, h, indexer(model.heatmap.layers));
+    appendHeatmap(model.heatmap, h, rowOf);
   }
   if (a.findings) model.findings = a.findings;
   const optimizersChanged = JSON.stringify(a.optimizers.map((o) => [o.id, o.name])) !== JSON.stringify(model.optimizers.map((o) => [o.id, o.name]));

@@ -153,23 +153,56 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
 
   let img: ImageData | null = null;
   let painted = { nb: 0, lo: NaN, hi: NaN, absent: false };
+  // Per bucket column, over all rows: the smallest and largest finite value and whether a cell is
+  // absent. Only the buckets from `from` on changed since the last paint, so a live append rescans
+  // those and combines the columns, instead of scanning every reduced cell for the colour domain.
+  let colLo = new Float32Array(0);
+  let colHi = new Float32Array(0);
+  let colAbsent = new Uint8Array(0);
+  let colsKnown = 0;
+
+  /** The colour domain of the finite values shown (before opts.domain), and whether any cell is absent. */
+  function scanDomain(from: number): { lo: number; hi: number; anyAbsent: boolean } {
+    const L = matrix.rows;
+    if (colLo.length < stride) {
+      colLo = new Float32Array(stride);
+      colHi = new Float32Array(stride);
+      colAbsent = new Uint8Array(stride);
+      colsKnown = 0;
+    }
+    const start = Math.max(0, Math.min(from, colsKnown));
+    colLo.fill(Infinity, start, nb);
+    colHi.fill(-Infinity, start, nb);
+    colAbsent.fill(0, start, nb);
+    const cells = reduced;
+    for (let r = 0; r < L; r++) {
+      const o = r * stride;
+      for (let j = start; j < nb; j++) {
+        const v = cells[o + j];
+        if (v > ABSENT && v < Infinity) {
+          if (v < colLo[j]) colLo[j] = v;
+          if (v > colHi[j]) colHi[j] = v;
+        } else if (v > MISSING && v <= ABSENT) colAbsent[j] = 1;
+      }
+    }
+    colsKnown = nb;
+    let lo = Infinity;
+    let hi = -Infinity;
+    let anyAbsent = false;
+    for (let j = 0; j < nb; j++) {
+      if (colLo[j] < lo) lo = colLo[j];
+      if (colHi[j] > hi) hi = colHi[j];
+      if (colAbsent[j]) anyAbsent = true;
+    }
+    return { lo, hi, anyAbsent };
+  }
 
   /** Colours buckets [from, nb) of every row (all of them when the colour domain or the size changed). */
   function paint(from = 0): void {
     const L = matrix.rows;
-    let lo = Infinity;
-    let hi = -Infinity;
-    let anyAbsent = false;
-    for (let r = 0; r < L; r++) {
-      const o = r * stride;
-      for (let j = 0; j < nb; j++) {
-        const v = reduced[o + j];
-        if (v > ABSENT && v < Infinity) {
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        } else if (v > MISSING && v <= ABSENT) anyAbsent = true;
-      }
-    }
+    const shown = scanDomain(from);
+    const anyAbsent = shown.anyAbsent;
+    let { lo, hi } = shown;
     if (opts.domain) [lo, hi] = opts.domain;
     if (!(lo <= hi)) [lo, hi] = [0, 1];
     if (hi === lo) hi = lo + 1;
@@ -189,23 +222,24 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     const px = new Uint32Array(img.data.buffer);
     const scale = 255 / (hi - lo);
     const { nan, inf, zero, absent } = colors;
+    // Locals, not the closure's `let`s, in the loop that may touch every cell.
+    const cells = reduced;
+    const n = nb;
     for (let r = 0; r < L; r++) {
       const o = r * stride;
       const po = r * w;
-      for (let j = from; j < nb; j++) {
-        const v = reduced[o + j];
+      for (let j = from; j < n; j++) {
+        const v = cells[o + j];
         let c: number;
-        if (v !== v) c = nan;
+        // Finite values first (NaN fails both tests): a new colour domain repaints every cell.
+        if (v > ABSENT && v < Infinity) {
+          const i = ((v - lo) * scale) | 0;
+          c = lut[i < 0 ? 0 : i > 255 ? 255 : i];
+        } else if (v !== v) c = nan;
         else if (v === Infinity) c = inf;
         else if (v === -Infinity) c = zero;
         else if (v <= MISSING) c = 0;
-        else if (v <= ABSENT) c = absent;
-        else {
-          let i = ((v - lo) * scale) | 0;
-          if (i < 0) i = 0;
-          else if (i > 255) i = 255;
-          c = lut[i];
-        }
+        else c = absent;
         px[po + j] = c;
       }
     }
@@ -217,31 +251,44 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     layer.x1 = nb * bucket;
     layer.y0 = 0;
     layer.y1 = L;
-    canvas.dataset['buckets'] = String(nb);
-    canvas.dataset['bucket'] = String(bucket);
-    canvas.dataset['columns'] = String(matrix.columns);
-    canvas.dataset['xmax'] = String(xMax(matrix.columns));
-    canvas.setAttribute('aria-label', `Heatmap of ${opts.valueLabel}: ${L} layers by ${matrix.columns} steps. Arrow keys move, Enter selects.`);
+    // Attributes are written only when they change: each write invalidates the canvas's style.
+    setAttr(canvas, 'data-buckets', String(nb));
+    setAttr(canvas, 'data-bucket', String(bucket));
+    setAttr(canvas, 'data-columns', String(matrix.columns));
+    setAttr(canvas, 'data-xmax', String(xMax(matrix.columns)));
+    setAttr(canvas, 'aria-label', `Heatmap of ${opts.valueLabel}: ${L} layers by ${matrix.columns} steps. Arrow keys move, Enter selects.`);
     if (legendChanged || from === 0) drawLegend();
   }
 
+  let legendKey = '';
+  let legendLo: HTMLElement | null = null;
+  let legendHi: HTMLElement | null = null;
+
+  /** The colour bar: rebuilt when its label, colours or swatches change, else only its two bounds are rewritten. */
   function drawLegend(): void {
     const fmt = (v: number): string => formatHeatValue(v, opts.formatValue);
-    const stops = [0, 64, 128, 192, 255].map((i) => `${lutCss(lut, i)} ${Math.round((i / 255) * 100)}%`).join(', ');
-    legend.replaceChildren();
-    const lo = document.createElement('span');
-    lo.textContent = fmt(domain[0]);
-    const bar = document.createElement('span');
-    bar.className = 'gs-colorbar-ramp';
-    bar.style.background = `linear-gradient(to right, ${stops})`;
-    const hi = document.createElement('span');
-    hi.textContent = fmt(domain[1]);
-    const label = document.createElement('span');
-    label.className = 'gs-colorbar-label';
-    label.textContent = opts.valueLabel;
-    legend.append(label, lo, bar, hi, swatch('NaN', opts.palette.nan), swatch('Inf', opts.palette.inf), swatch('zero', opts.palette.zero));
-    // Only runs with absent gradients (torch's set_to_none) have such cells.
-    if (painted.absent) legend.append(swatch('no gradient', opts.palette.absent, 'gs-swatch-absent'));
+    const p = opts.palette;
+    const key = JSON.stringify([opts.valueLabel, p.nan, p.inf, p.zero, p.absent, painted.absent]);
+    if (key !== legendKey || !legendLo || !legendHi) {
+      legendKey = key;
+      const stops = [0, 64, 128, 192, 255].map((i) => `${lutCss(lut, i)} ${Math.round((i / 255) * 100)}%`).join(', ');
+      legend.replaceChildren();
+      legendLo = document.createElement('span');
+      const bar = document.createElement('span');
+      bar.className = 'gs-colorbar-ramp';
+      bar.style.background = `linear-gradient(to right, ${stops})`;
+      legendHi = document.createElement('span');
+      const label = document.createElement('span');
+      label.className = 'gs-colorbar-label';
+      label.textContent = opts.valueLabel;
+      legend.append(label, legendLo, bar, legendHi, swatch('NaN', p.nan), swatch('Inf', p.inf), swatch('zero', p.zero));
+      // Only runs with absent gradients (torch's set_to_none) have such cells.
+      if (painted.absent) legend.append(swatch('no gradient', p.absent, 'gs-swatch-absent'));
+    }
+    const lo = fmt(domain[0]);
+    const hi = fmt(domain[1]);
+    if (legendLo.textContent !== lo) legendLo.textContent = lo;
+    if (legendHi.textContent !== hi) legendHi.textContent = hi;
   }
 
   function rowTicks(): { value: number }[] {
@@ -495,7 +542,9 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       matrix = next;
       if (cursor && cursor.row >= matrix.rows) cursor = null;
       const oldMax = chart?.options.scales?.['x']?.max;
-      paint(reduce());
+      const first = reduce();
+      // New NaN / Inf / zero / absent colours (a theme switch) apply to every bucket, not only the new ones.
+      paint(paletteChanged ? 0 : first);
       if (!chart) return;
       if (paletteChanged || layoutChanged || patch) {
         chart.options = chartOptions();
@@ -517,6 +566,10 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
       el.replaceChildren();
     },
   };
+}
+
+function setAttr(el: Element, name: string, value: string): void {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
 }
 
 function paletteColors(p: Palette): { nan: number; inf: number; zero: number; absent: number } {

@@ -185,7 +185,6 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
           pointHoverRadius: 3,
           spanGaps: false,
           tension: 0,
-          segment: { borderDash: (sc) => (spansGap(caches.get(key)?.gaps ?? [], sc.p0.parsed.x ?? NaN, sc.p1.parsed.x ?? NaN) ? [1, 3] : undefined) },
         };
         dsByKey.set(key, ds);
         assigned.set(key, c.points);
@@ -193,6 +192,10 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
         ds.data = c.points;
         assigned.set(key, c.points);
       }
+      // Per-segment styling makes Chart.js resolve a scriptable option for every drawn segment
+      // (most of a redraw's time), so only a series that has steps without a gradient gets it.
+      if (c.gaps.length > 0) ds.segment ??= { borderDash: (sc) => (spansGap(caches.get(key)?.gaps ?? [], sc.p0.parsed.x ?? NaN, sc.p1.parsed.x ?? NaN) ? [1, 3] : undefined) };
+      else delete ds.segment;
       ds.label = s.label;
       ds.yAxisID = axis;
       ds.borderColor = s.color;

@@ -95,10 +95,11 @@ export const THEMES = {
 
 /**
  * Opens the panel as the VS Code webview would show it: theme variables on <html>, a stubbed
- * acquireVsCodeApi that records posts in window.__posts, the bundle inlined. Nothing is sent yet.
+ * acquireVsCodeApi that records posts in window.__posts, the bundle inlined (dist/webview's, or
+ * `code` = { js, css } built elsewhere, e.g. by the bench from an older commit). Nothing is sent yet.
  */
-export async function openPanel(page, { theme = 'dark', state = null } = {}) {
-  const { js, css } = bundle();
+export async function openPanel(page, { theme = 'dark', state = null, code = null } = {}) {
+  const { js, css } = code ?? bundle();
   const t = THEMES[theme];
   const style = Object.entries(t.vars)
     .map(([k, v]) => `${k}: ${v}`)

@@ -186,3 +186,35 @@ export function appendMessage(snapshot, after, k, valueOf = () => -1) {
     findings: null,
   };
 }
+
+/** Wire curve `a` followed by `b` (the index lists of `b` shifted past `a`'s points). */
+function concatCurve(a, b) {
+  const out = { steps: [...a.steps, ...b.steps], values: [...a.values, ...b.values] };
+  for (const k of ['nan', 'inf', 'absent']) {
+    const list = [...(a[k] ?? []), ...(b[k] ?? []).map((i) => i + a.steps.length)];
+    if (list.length > 0) out[k] = list;
+  }
+  return out;
+}
+
+/**
+ * The snapshot a host would send after `appends` (as made by appendMessage, same layers and metric):
+ * what the panel should show, drawn at once, after it received `snapshot` and then the appends.
+ */
+export function mergeAppends(snapshot, appends) {
+  const s = structuredClone(snapshot);
+  for (const a of appends) {
+    s.header = a.header;
+    s.globalNorm = concatCurve(s.globalNorm, a.globalNorm);
+    s.loss = concatCurve(s.loss, a.loss);
+    for (const l of Object.keys(a.layerNorms)) s.layerNorms[l] = concatCurve(s.layerNorms[l] ?? { steps: [], values: [] }, a.layerNorms[l]);
+    const h = s.heatmap;
+    const n = h.steps.length;
+    const k = a.heatmap.steps.length;
+    const values = [];
+    for (let r = 0; r < h.layers.length; r++) values.push(...h.values.slice(r * n, (r + 1) * n), ...a.heatmap.values.slice(r * k, (r + 1) * k));
+    s.heatmap = { ...h, steps: [...h.steps, ...a.heatmap.steps], values };
+    if (a.findings) s.findings = a.findings;
+  }
+  return s;
+}
