@@ -1,5 +1,4 @@
-// GradScope against its peers on torch 2.x, CPU: the same training script (MLP 784-1536-512-10,
-// about 2.0M parameters, batch 128, Adam, as in torchOverhead.mjs) run in one go as
+// GradScope against its peers on torch 2.x, CPU: the same training script run in one go as
 //   plain          `python train.py`, nothing else loaded (the baseline of every ratio);
 //   gradscope      `node bin/gradscope.js run train.py`, the CLI with its defaults, as a user runs it;
 //   norms          hand-written per-tensor norms: `p.grad.norm().item()` per parameter each step;
@@ -9,11 +8,14 @@
 //                  temp folder), with `wandb.log({"loss": …})` each step, which commits the histograms;
 //   wandb-default  the same at wandb.watch's default log_freq (1000): what the default gives up
 //                  (no gradient data at all in a run shorter than 1000 steps).
+// on each workload of bench/lib/torchModels.mjs (Adam): mlp (2.0M parameters, 6 tensors), cnn,
+// transformer (100 tensors), big (100M parameters: peak RSS is the figure to read there).
 // Every mode is timed the same way, inside the script: perf_counter between consecutive step ends
 // (so whatever a tool does anywhere in the loop counts), results written as JSON to the file named
 // by GRADSCOPE_BENCH_RESULT. CPU per step is the Python process's rusage (user + system, all its
 // threads) over the timed steps; "run CPU" is the whole process tree of the run (bash `times`:
-// the GradScope host, wandb's service process, start-up and imports included).
+// the GradScope host, wandb's service process, start-up and imports included); peak RSS is the
+// Python process's own (ru_maxrss: the training, and the probe or peer inside it).
 //
 // Rounds are interleaved and alternate their order (plain, gradscope, …, then the reverse), and each
 // ratio is the median over rounds of (mode ÷ plain of the same round), with the min–max over rounds.
@@ -23,8 +25,9 @@
 //   PIP_RETRIES=0 .venv-torch2/bin/pip install --no-deps wandb
 //   PIP_RETRIES=0 .venv-torch2/bin/pip install platformdirs pydantic requests xxhash
 //
-// Env: GRADSCOPE_PYTHON (default .venv-torch2/bin/python), GRADSCOPE_BENCH_ROUNDS (default 5),
-// GRADSCOPE_BENCH_STEPS (timed steps per run, default 60, after 5 warm-up steps),
+// Env: GRADSCOPE_PYTHON (default .venv-torch2/bin/python), GRADSCOPE_BENCH_WORKLOADS (comma list,
+// default all), GRADSCOPE_BENCH_ROUNDS (default 5; 2 for big), GRADSCOPE_BENCH_STEPS (timed steps per
+// run after 5 warm-up steps; default per workload: mlp 60, cnn 80, transformer 40, big 10),
 // GRADSCOPE_BENCH_MODES (comma list of the modes above; plain always runs), GRADSCOPE_BENCH_THREADS
 // (torch threads, default 1), GRADSCOPE_BENCH_MALLOC=fixed (glibc's mmap and trim thresholds fixed
 // in every run, as in torchOverhead.mjs: a tool's temporaries otherwise shift glibc's dynamic mmap
@@ -37,7 +40,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, repoRoot } from './lib/bundle.mjs';
-import { TORCH_MLP_PY } from './lib/torchModels.mjs';
+import { TORCH_WORKLOADS, TORCH_WORKLOADS_PY } from './lib/torchModels.mjs';
 
 export const MODES = ['plain', 'gradscope', 'norms', 'tensorboard', 'wandb', 'wandb-default'];
 const WARM = 5;
@@ -89,21 +92,18 @@ import torch
 from torch import nn
 
 peer = sys.argv[sys.argv.index("--peer") + 1] if "--peer" in sys.argv else "none"
-steps = int(os.environ.get("GRADSCOPE_BENCH_STEPS", "60"))
+kind = os.environ["GRADSCOPE_BENCH_WORKLOAD"]
+steps = int(os.environ["GRADSCOPE_BENCH_STEPS"])
 warm = ${WARM}
 tmp = os.environ["GRADSCOPE_BENCH_TMP"]
 torch.set_num_threads(int(os.environ.get("GRADSCOPE_BENCH_THREADS", "1")))
 torch.manual_seed(0)
 
+${TORCH_WORKLOADS_PY}
 
-${TORCH_MLP_PY}
-
-model, batch = MLP(), 128
 n = steps + warm
-x = torch.randn(n * batch, 784)
-y = torch.randint(0, 10, (n * batch,))
+model, batches, loss_fn = make_workload(kind, n)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-loss_fn = nn.CrossEntropyLoss()
 named = list(model.named_parameters())
 
 writer = run = None
@@ -124,7 +124,8 @@ norms = []
 times, ru0, last = [], None, None
 for i in range(n):
     opt.zero_grad()
-    loss = loss_fn(model(x[i * batch:(i + 1) * batch]), y[i * batch:(i + 1) * batch])
+    xb, yb = batches(i)
+    loss = loss_fn(model(xb), yb)
     loss.backward()
     if peer == "norms":
         norms.append([p.grad.norm().item() for p in model.parameters()])
@@ -151,7 +152,8 @@ faults = (ru1.ru_minflt - ru0.ru_minflt) / len(times)
 t = sorted(times)
 with open(os.environ["GRADSCOPE_BENCH_RESULT"], "w") as f:
     json.dump({"medianMs": t[len(t) // 2], "meanMs": sum(t) / len(t), "n": len(t), "cpuMsPerStep": cpu, "pageFaultsPerStep": faults,
-               "params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__}, f)
+               "peakRssMiB": ru1.ru_maxrss / 1024, "params": sum(p.numel() for p in model.parameters()),
+               "tensors": len(named), "torch": torch.__version__}, f)
 `;
 
 // What each peer needs to import; a failed import makes the mode unavailable.
@@ -183,10 +185,17 @@ function runTimed(argv, { env, cwd }) {
   });
 }
 
-async function runOnce({ python, script, dir, steps, mode }) {
+async function runOnce({ python, script, dir, steps, mode, workload }) {
   const tmp = mkdtempSync(join(dir, `${mode}-`));
   const result = join(tmp, 'result.json');
-  const env = { ...process.env, PYTHONUNBUFFERED: '1', GRADSCOPE_BENCH_STEPS: String(steps), GRADSCOPE_BENCH_TMP: tmp, GRADSCOPE_BENCH_RESULT: result };
+  const env = {
+    ...process.env,
+    PYTHONUNBUFFERED: '1',
+    GRADSCOPE_BENCH_WORKLOAD: workload,
+    GRADSCOPE_BENCH_STEPS: String(steps),
+    GRADSCOPE_BENCH_TMP: tmp,
+    GRADSCOPE_BENCH_RESULT: result,
+  };
   delete env.GRADSCOPE_CHANNEL_FD;
   if (process.env.GRADSCOPE_BENCH_MALLOC === 'fixed') {
     env.MALLOC_MMAP_THRESHOLD_ = String(32 << 20);
@@ -225,36 +234,20 @@ function unavailable(python, mode) {
 
 const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
 
-export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5), steps = envInt('GRADSCOPE_BENCH_STEPS', 60), log = () => {} } = {}) {
-  const python = process.env.GRADSCOPE_PYTHON || join(repoRoot, '.venv-torch2', 'bin', 'python');
-  const wanted = (process.env.GRADSCOPE_BENCH_MODES ?? '').split(',').filter((m) => MODES.includes(m) && m !== 'plain');
-  const asked = ['plain', ...(wanted.length ? MODES.filter((m) => wanted.includes(m)) : MODES.slice(1))];
-  const missing = {};
-  for (const m of asked) {
-    const why = await unavailable(python, m);
-    if (why) missing[m] = why;
-  }
-  const modes = asked.filter((m) => !missing[m]);
-  for (const [m, why] of Object.entries(missing)) log(`${m}: unavailable (${why})`);
-  const machine = { cpus: cpus().length, loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))) };
-  log(`machine: ${machine.cpus} CPUs, load average ${machine.loadAverageAtStart.join(' ')} at start; ${rounds} rounds × ${steps} timed steps`);
-  const dir = mkdtempSync(join(tmpdir(), 'gradscope-peers-bench-'));
-  const script = join(dir, 'train.py');
-  writeFileSync(script, SCRIPT);
+const STEPS = { mlp: 60, cnn: 80, transformer: 40, big: 10 };
+
+/** One workload: every mode, interleaved rounds. */
+async function runWorkload({ python, script, dir, modes, workload, rounds, steps, log }) {
   const runs = Object.fromEntries(modes.map((m) => [m, []]));
-  try {
-    for (let r = 0; r < rounds; r++) {
-      for (const mode of r % 2 ? [...modes].reverse() : modes) {
-        const res = await runOnce({ python, script, dir, steps, mode });
-        runs[mode].push(res);
-        log(
-          `round ${r + 1} ${mode}: median ${res.medianMs.toFixed(2)}, mean ${res.meanMs.toFixed(2)} ms/step, CPU ${res.cpuMsPerStep.toFixed(2)} ms/step, ${Math.round(res.pageFaultsPerStep)} page faults/step, ` +
-            `run ${res.wallS.toFixed(1)} s wall, ${res.treeCpuS.toFixed(1)} s CPU`,
-        );
-      }
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of r % 2 ? [...modes].reverse() : modes) {
+      const res = await runOnce({ python, script, dir, steps, mode, workload });
+      runs[mode].push(res);
+      log(
+        `${workload} round ${r + 1} ${mode}: median ${res.medianMs.toFixed(2)}, mean ${res.meanMs.toFixed(2)} ms/step, CPU ${res.cpuMsPerStep.toFixed(2)} ms/step, ` +
+          `${Math.round(res.pageFaultsPerStep)} page faults/step, peak RSS ${res.peakRssMiB.toFixed(0)} MiB, run ${res.wallS.toFixed(1)} s wall, ${res.treeCpuS.toFixed(1)} s CPU`,
+      );
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
   const col = (m, k) => runs[m].map((x) => x[k]);
   const figures = {};
@@ -264,50 +257,86 @@ export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5), steps 
       rounds: runs[m].length,
       ratioMedianStep: spread(pair('medianMs')),
       ratioMeanStep: spread(pair('meanMs')),
+      ratioCpu: spread(pair('cpuMsPerStep')),
       medianStepMs: median(col(m, 'medianMs')),
       meanStepMs: median(col(m, 'meanMs')),
       cpuMsPerStep: median(col(m, 'cpuMsPerStep')),
       pageFaultsPerStep: median(col(m, 'pageFaultsPerStep')),
+      peakRssMiB: median(col(m, 'peakRssMiB')),
       runCpuS: median(col(m, 'treeCpuS')),
       runWallS: median(col(m, 'wallS')),
     };
   }
-  machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
   const first = runs.plain[0];
-  const malloc = process.env.GRADSCOPE_BENCH_MALLOC === 'fixed' ? 'fixed thresholds' : 'glibc default';
-  return { python, torch: first?.torch, malloc, params: first?.params, rounds, stepsPerRun: steps, machine, unavailable: missing, modes: figures };
+  return { workload, params: first?.params, tensors: first?.tensors, torch: first?.torch, rounds, stepsPerRun: steps, modes: figures };
 }
 
-export function table(r) {
+export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 0), steps = envInt('GRADSCOPE_BENCH_STEPS', 0), log = () => {} } = {}) {
+  const python = process.env.GRADSCOPE_PYTHON || join(repoRoot, '.venv-torch2', 'bin', 'python');
+  const wanted = (process.env.GRADSCOPE_BENCH_MODES ?? '').split(',').filter((m) => MODES.includes(m) && m !== 'plain');
+  const asked = ['plain', ...(wanted.length ? MODES.filter((m) => wanted.includes(m)) : MODES.slice(1))];
+  const workloadsAsked = (process.env.GRADSCOPE_BENCH_WORKLOADS ?? '').split(',').filter((w) => TORCH_WORKLOADS.includes(w));
+  const workloads = workloadsAsked.length ? workloadsAsked : TORCH_WORKLOADS;
+  const missing = {};
+  for (const m of asked) {
+    const why = await unavailable(python, m);
+    if (why) missing[m] = why;
+  }
+  const modes = asked.filter((m) => !missing[m]);
+  for (const [m, why] of Object.entries(missing)) log(`${m}: unavailable (${why})`);
+  const machine = { cpus: cpus().length, loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))) };
+  log(`machine: ${machine.cpus} CPUs, load average ${machine.loadAverageAtStart.join(' ')} at start; workloads ${workloads.join(', ')}`);
+  const dir = mkdtempSync(join(tmpdir(), 'gradscope-peers-bench-'));
+  const script = join(dir, 'train.py');
+  writeFileSync(script, SCRIPT);
+  const results = [];
+  try {
+    for (const workload of workloads) {
+      const r = rounds || (workload === 'big' ? 2 : 5);
+      results.push(await runWorkload({ python, script, dir, modes, workload, rounds: r, steps: steps || STEPS[workload], log }));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
+  const malloc = process.env.GRADSCOPE_BENCH_MALLOC === 'fixed' ? 'fixed thresholds' : 'glibc default';
+  return { python, torch: results[0]?.torch, malloc, machine, unavailable: missing, workloads: results };
+}
+
+/** One workload's figures as a text table. */
+export function table(w, unavailableModes = {}) {
   const f2 = (x) => x.toFixed(2);
   const ratio = (s) => `×${s.median.toFixed(3)} (${s.min.toFixed(3)}–${s.max.toFixed(3)})`;
-  const head = ['mode', 'ratio, median step (min–max)', 'ratio, mean step (min–max)', 'median step ms', 'CPU ms/step', 'page faults/step', 'run CPU s', 'rounds'];
-  const rows = Object.entries(r.modes).map(([m, f]) => [
+  const head = ['mode', 'ratio, median step (min–max)', 'ratio, mean step', 'ratio, CPU/step', 'median step ms', 'CPU ms/step', 'peak RSS MiB', 'run CPU s'];
+  const rows = Object.entries(w.modes).map(([m, f]) => [
     m,
     ratio(f.ratioMedianStep),
-    ratio(f.ratioMeanStep),
+    `×${f.ratioMeanStep.median.toFixed(3)}`,
+    `×${f.ratioCpu.median.toFixed(3)}`,
     f2(f.medianStepMs),
     f2(f.cpuMsPerStep),
-    String(Math.round(f.pageFaultsPerStep)),
+    f.peakRssMiB.toFixed(0),
     f2(f.runCpuS),
-    String(f.rounds),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length), ...(i ? [] : Object.keys(r.unavailable).map((m) => m.length))));
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length), ...(i ? [] : Object.keys(unavailableModes).map((m) => m.length))));
   const fmt = (row) =>
     row
       .map((c, i) => c.padEnd(widths[i]))
       .join('  ')
       .trimEnd();
-  const gone = Object.entries(r.unavailable).map(([m, why]) => `${m.padEnd(widths[0])}  unavailable: ${why}`);
+  const gone = Object.entries(unavailableModes).map(([m, why]) => `${m.padEnd(widths[0])}  unavailable: ${why}`);
   return [fmt(head), ...rows.map(fmt), ...gone].join('\n');
 }
 
+export function print(r, out = console.log) {
+  out(`\ntorch ${r.torch}, Adam, CPU, malloc ${r.malloc}; load average ${r.machine.loadAverageAtStart.join(' ')} → ${r.machine.loadAverageAtEnd.join(' ')} on ${r.machine.cpus} CPUs`);
+  out('ratios: per round, mode ÷ plain of the same round; median over rounds (min–max). wandb-default logs no gradients in runs under 1000 steps.');
+  for (const w of r.workloads) {
+    out(`\n${w.workload}: ${(w.params / 1e6).toFixed(2)}M params in ${w.tensors} tensors; ${w.rounds} rounds × ${w.stepsPerRun} timed steps`);
+    out(table(w, r.unavailable));
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const r = await run({ log: (s) => console.log(s) });
-  console.log(
-    `\ntorch ${r.torch}, MLP 784-1536-512-10 (${(r.params / 1e6).toFixed(2)}M params) batch 128 Adam, CPU, malloc ${r.malloc}; ${r.rounds} rounds × ${r.stepsPerRun} timed steps; ` +
-      `load average ${r.machine.loadAverageAtStart.join(' ')} → ${r.machine.loadAverageAtEnd.join(' ')} on ${r.machine.cpus} CPUs`,
-  );
-  console.log('ratios: per round, mode ÷ plain of the same round; median over rounds (min–max). wandb-default logs no gradients in runs under 1000 steps.\n');
-  console.log(table(r));
+  print(await run({ log: (s) => console.log(s) }));
 }

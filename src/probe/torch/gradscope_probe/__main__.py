@@ -8,7 +8,8 @@ again so neither the script nor its children see it.
 Environment (read, then removed so the script and its children do not inherit them):
 GRADSCOPE_CHANNEL_FD (the fd to write frames to; without it the script runs uninstrumented),
 GRADSCOPE_MAX_STEPS (stop cleanly after N optimizer steps), GRADSCOPE_DETAIL_EVERY (steps between
-detail frames; 0 = automatic).
+detail frames; 0 = automatic), GRADSCOPE_SAMPLED_EVERY (steps between measures of the sampled tier,
+maxAbs/paramNorm/updateNorm; 0 = automatic, see sampled.py).
 
 Exit status: the script's own (0, 1 after an uncaught exception, sys.exit's code); 0 after the
 step limit; 1 when the host goes away (the channel's watchdog).
@@ -19,7 +20,7 @@ import os
 import sys
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY")
+_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY", "GRADSCOPE_SAMPLED_EVERY")
 
 
 def _env_int(name: str) -> int:
@@ -74,6 +75,7 @@ def main(argv=None) -> None:
     fd_raw = os.environ.get("GRADSCOPE_CHANNEL_FD", "")
     max_steps = _env_int("GRADSCOPE_MAX_STEPS")
     detail_every = _env_int("GRADSCOPE_DETAIL_EVERY")
+    sampled_every = _env_int("GRADSCOPE_SAMPLED_EVERY")
     for k in _ENV:
         os.environ.pop(k, None)
     _clean_paths()
@@ -83,7 +85,7 @@ def main(argv=None) -> None:
 
     probe = None
     if fd_raw.strip().isdigit():
-        probe = _start_probe(int(fd_raw), script, max_steps, detail_every)
+        probe = _start_probe(int(fd_raw), script, max_steps, detail_every, sampled_every)
 
     sys.argv = [script] + argv[1:]
     sys.path.insert(0, os.path.dirname(script))
@@ -121,7 +123,7 @@ def main(argv=None) -> None:
         probe.finish("completed")
 
 
-def _start_probe(fd, script, max_steps, detail_every):
+def _start_probe(fd, script, max_steps, detail_every, sampled_every=0):
     try:
         from .channel import Channel
         from .probe import Probe
@@ -133,7 +135,7 @@ def _start_probe(fd, script, max_steps, detail_every):
     except Exception as e:  # noqa: BLE001
         sys.stderr.write("[gradscope] warning: cannot open the channel on fd %d (%s); running without inspection\n" % (fd, e))
         return None
-    probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every)
+    probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every, sampled_every=sampled_every)
     probe.install()
     return probe
 

@@ -138,15 +138,15 @@ class BackwardHook:
             rows, _ = stats.grad_stats_many([p.grad for p in have], defer=False, with_max=sampled)
             # The gradient itself may be zeroed in place before the STEP goes out: copy it on detail steps.
             grads = [(p, s, stats.local(p.grad).detach().clone() if detail else None) for p, s in zip(have, rows)]
-            fresh = {}
+            snaps = {}
             sampled_ms = 0.0
             if sampled:
                 t_w = time.perf_counter()
-                fresh = self._snapshot_all(leaves)
+                snaps = self._snapshot_all(leaves)
                 sampled_ms = (time.perf_counter() - t_w) * 1e3
         self._pending_loss = None
         self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads, "unchecked": (),
-                            "loss": self._unscaled(t).detach(), "t_start": t_start, "fresh_snapshots": fresh,
+                            "loss": self._unscaled(t).detach(), "t_start": t_start, "snapshots": snaps,
                             "detail": detail, "sampled": sampled, "sampled_ms": sampled_ms,
                             "probe_ms": (time.perf_counter() - t_start) * 1e3}
 

@@ -22,13 +22,12 @@ from . import names, sources
 
 
 class _Known:
-    __slots__ = ("id", "ref", "info", "snapshot", "detail_buf")
+    __slots__ = ("id", "ref", "info", "detail_buf")
 
     def __init__(self, tid, p, info):
         self.id = tid
         self.ref = weakref.ref(p)
         self.info = info
-        self.snapshot = None  # copy of the parameter before this step (update norm)
         self.detail_buf = None  # copy of the gradient for the background detail job
 
 

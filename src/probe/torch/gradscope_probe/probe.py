@@ -42,8 +42,7 @@ from .dynamo import DynamoExclusion
 from .optimizers import OptimizerHooks
 from .parameters import ParameterSites
 from .sampled import SampledTier
-
-UPDATE_SNAPSHOT_MAX_BYTES = int(os.environ.get("GRADSCOPE_UPDATE_NORM_MAX_BYTES", str(512 * 1024 * 1024)) or 0)
+from .snapshots import Snapshots
 
 
 def probe_version() -> str:
@@ -72,7 +71,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             DynamoExclusion, DetailTier, SampledTier):
     """The probe of this process: one object, its state spread over the mixins' _init_* methods."""
 
-    def __init__(self, channel, script: str, max_steps: int = 0, detail_every: int = 0):
+    def __init__(self, channel, script: str, max_steps: int = 0, detail_every: int = 0, sampled_every: int = 0):
         self.channel = channel
         self.script = script
         self.max_steps = max_steps
@@ -86,8 +85,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._warned = set()
         self._nonfinite_reported = False
         self._prev_norm = {}
-        self._snapshot_bytes = 0
+        self._snapshots = Snapshots()
         self._snapshot_full_reported = False
+        self._rotation_reported = False
         self._installed = []
         self._init_parameters()
         self._init_optimizers()
@@ -96,7 +96,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._init_clip()
         self._init_dynamo()
         self._init_detail(detail_every)
-        self._init_sampled()
+        self._init_sampled(sampled_every)
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -250,10 +250,10 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             else:
                 snap = params
             self._preclip.clear()
-            ctx["fresh_snapshots"] = {}
+            ctx["snapshots"] = {}
             if sampled:
                 t_w = time.perf_counter()
-                ctx["fresh_snapshots"] = self._snapshot_all(snap)
+                ctx["snapshots"] = self._snapshot_all(snap)
                 ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
         ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
@@ -282,55 +282,39 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         return [tuple(x) for x in out], unchecked
 
     def _snapshot_all(self, params) -> dict:
-        """Copies of `params` before the step, for their update norms: a known tensor's into its own
-        buffer (_snapshot); a new one (described after the step) gets a one-off copy, returned by id."""
-        fresh = {}
-        dst, src = [], []
-        for p in params:
-            k = self._known.get(id(p))
-            if k is None or k.ref() is not p:
-                if self._snapshot_bytes + p.numel() * p.element_size() <= UPDATE_SNAPSHOT_MAX_BYTES:
-                    fresh[id(p)] = stats.local(p).detach().clone()
-                continue
-            buf = self._snapshot_buffer(k, p)
-            if buf is not None:
-                dst.append(buf)
-                src.append(stats.local(p).detach())
-        if dst:
-            stats.copy_many(dst, src)
-        return fresh
+        """Copies of `params` before the step, for their update norms, by id: all of them, or those
+        whose turn it is when the model is larger than the snapshot pool (snapshots.py)."""
+        return self._snapshots.take(params)
 
-    def _snapshot_buffer(self, k, p):
-        """The tensor's buffer for its copy before the step (kept between steps), or None past
-        GRADSCOPE_UPDATE_NORM_MAX_BYTES of them."""
-        p = stats.local(p)
-        buf = k.snapshot
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-            nbytes = p.numel() * p.element_size()
-            if self._snapshot_bytes + nbytes > UPDATE_SNAPSHOT_MAX_BYTES:
-                if not self._snapshot_full_reported:
-                    self._snapshot_full_reported = True
-                    self.send({"type": "event", "kind": "info", "message":
-                               "update norms are reported for the first %d MiB of parameters only "
-                               "(GRADSCOPE_UPDATE_NORM_MAX_BYTES)" % (UPDATE_SNAPSHOT_MAX_BYTES // (1024 * 1024))})
-                k.snapshot = None
-                return None
-            if buf is not None:
-                self._snapshot_bytes -= buf.numel() * buf.element_size()
-            buf = torch.empty_like(p, memory_format=torch.contiguous_format)
-            self._snapshot_bytes += nbytes
-            k.snapshot = buf
-        return buf
+    def _report_snapshots(self) -> None:
+        """Says once, after the step (its tensors have names by then), that update norms are
+        partial: tensors over the cap, or a model measured in turns."""
+        sn = self._snapshots
+        if sn.too_large and not self._snapshot_full_reported:
+            self._snapshot_full_reported = True
+            self.send({"type": "event", "kind": "info", "message":
+                       "no update norm for %d parameter tensor(s) larger than %s (GRADSCOPE_UPDATE_NORM_MAX_BYTES), e.g. %s" % (
+                           len(sn.too_large), _size(sn.cap), self._name_of(sn.too_large[0]))})
+        elif sn.partial and not self._rotation_reported:
+            self._rotation_reported = True
+            self.send({"type": "event", "kind": "info", "message":
+                       "the model is large: each sampled step measures the update norms of a part of its tensors "
+                       "(%s of copies at a time), in turn" % _size(sn.nbytes())})
 
-    def _weight_norms(self, ctx, grads, fresh_ids, hb):
+    def _name_of(self, p) -> str:
+        k = self._known.get(id(p))
+        return k.info["name"] if k is not None and k.ref() is p else "a %s tensor" % (tuple(p.shape),)
+
+    def _weight_norms(self, ctx, grads, hb):
         """The parameter and update norms of a sampled step (sampled.py): where in `hb` each entry of
         `grads` has its parameter norm and its update norm (None: unknown), and the entries to check
         after the copy."""
         pls = [stats.local(p).detach() for p, _, _ in grads]
         pnorms, p_late = stats.norms_many(pls)
         befores, afters, which = [], [], []
+        snaps = ctx["snapshots"]
         for j, (p, _, _) in enumerate(grads):
-            before = ctx["fresh_snapshots"].get(id(p)) if id(p) in fresh_ids else self._known[id(p)].snapshot
+            before = snaps.get(id(p))
             if before is not None:
                 befores.append(before)
                 afters.append(pls[j])
@@ -369,14 +353,12 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if not self._hello_sent:
                 self._send_hello([p for p, _, _ in grads])
             fresh = [p for p in params if self._known.get(id(p)) is None or self._known[id(p)].ref() is not p]
-            fresh_ids = set()
             if fresh:
                 for p in fresh:
                     old = self._known.pop(id(p), None)
                     if old is not None:
                         self._drop_detail_buf(old)
                 infos = self._describe_new(fresh)
-                fresh_ids = {id(p) for p in fresh}
                 self.send({"type": "tensors", "tensors": infos})
             rec = self._opt_rec(ctx["opt"])
             self._announce(rec, params)
@@ -406,7 +388,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if sampled:
                 t_w = time.perf_counter()
                 rec.last_sampled = rec.steps
-                pn_at, un_at, late = self._weight_norms(ctx, grads, fresh_ids, hb)
+                self._report_snapshots()
+                pn_at, un_at, late = self._weight_norms(ctx, grads, hb)
                 ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
             else:
                 pn_at = un_at = [None] * len(grads)
@@ -568,6 +551,10 @@ class _HostBatch:
 
     def put(self, at, values) -> None:
         self.host[at[0]][at[1]:at[1] + len(values)] = values
+
+
+def _size(n: int) -> str:
+    return "%d MiB" % (n // (1024 * 1024)) if n >= 1024 * 1024 else "%d KiB" % (n // 1024) if n >= 1024 else "%d bytes" % n
 
 
 def error_info(exc: BaseException) -> dict:

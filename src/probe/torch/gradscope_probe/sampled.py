@@ -25,7 +25,6 @@ GRADSCOPE_SAMPLED_EVERY=N fixes the interval (1: every statistic on every step, 
 from __future__ import annotations
 
 import math
-import os
 
 SAMPLED_DENSE_STEPS = 10
 # Average share of the step interval the sampled tier may take in automatic mode.
@@ -33,18 +32,12 @@ SAMPLED_BUDGET = 0.01
 SAMPLED_EVERY_MAX = 100
 
 
-def _fixed_interval() -> int:
-    try:
-        return max(0, int(os.environ.get("GRADSCOPE_SAMPLED_EVERY", "0") or 0))
-    except ValueError:
-        return 0
-
-
 class SampledTier:
     """Probe mixin: whether a step measures the sampled tier, and the automatic interval."""
 
-    def _init_sampled(self) -> None:
-        fixed = _fixed_interval()
+    def _init_sampled(self, fixed: int = 0) -> None:
+        """fixed: GRADSCOPE_SAMPLED_EVERY (read by __main__); 0 or less: the automatic interval."""
+        fixed = int(fixed or 0)
         self.auto_sampled = fixed <= 0
         self.sampled_every = 1 if self.auto_sampled else fixed
         self._sampled_ms = 0.0  # the tier's cost on a step that measured it, smoothed

@@ -115,6 +115,42 @@ for i in range(60):
             else:
                 self.assertEqual(measured, expect)
 
+    def test_update_norms_rotate_within_the_snapshot_budget(self):
+        """A model larger than the snapshot pool: each sampled step measures the update of the tensors
+        whose turn it is (the true one: SGD's lr·g), the others NaN; every tensor gets its turn;
+        paramNorm on every sampled step. A tensor over the cap never has one, and both are said."""
+        path = self.script("train.py", """
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(40, 40), nn.Linear(40, 40), nn.Linear(40, 40), nn.Linear(40, 90))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(8, 40)
+for i in range(10):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+""")
+        # cap 8000 bytes: a 40×40 weight (6400 B) and a few biases at a time; the 90×40 one (14400 B) never.
+        r = run_probe(path, env={"GRADSCOPE_SAMPLED_EVERY": "1", "GRADSCOPE_UPDATE_NORM_MAX_BYTES": "8000"})
+        self.assertWellFormed(r)
+        big = r.tensor("model.3.weight")["id"]
+        seen = set()
+        for s in r.of("step"):
+            measured = 0
+            for tid in range(s["nTensors"]):
+                un = r.stat(s, "updateNorm", tid)
+                self.assertGreater(r.stat(s, "paramNorm", tid), 0)
+                if not math.isnan(un):
+                    self.assertAlmostEqual(un, 0.1 * r.stat(s, "norm", tid), places=5)
+                    seen.add(tid)
+                    measured += 40 * 40 * 4 if r.tensors[tid]["shape"] == [40, 40] else 0
+            self.assertLessEqual(measured, 8000)
+        self.assertEqual(seen, set(range(8)) - {big})
+        infos = " | ".join(e["message"] for e in r.of("event") if e["kind"] == "info")
+        self.assertIn("no update norm for 1 parameter tensor(s) larger than", infos)
+        self.assertIn("model.3.weight", infos)
+
     def test_device_rows_checked_after_the_copy(self):
         """Off the CPU the fast path's rows are checked after the step's one copy (a NaN, an Inf, an
         overflow redone exactly): taken here on the CPU by making the probe treat it as a device."""
