@@ -70,7 +70,7 @@ class ClipHooks:
         scale = self._loss_scale_of(params) if self._scalers else None
         inv = None
         if scale is not None and scale > 0 and scale != 1.0:
-            inv = torch.tensor([1.0 / scale, 1.0 / scale, 1.0, 1.0], dtype=torch.float64)
+            inv = 1.0 / scale
         # The first clip since the backward pass sees the gradients the script produced (a second
         # one, e.g. clip_grad_value_ after clip_grad_norm_, sees clipped ones). Not deferred: the clip
         # changes them in place next.
@@ -78,7 +78,7 @@ class ClipHooks:
         # maxAbs where the coming step is a sampled one (as the optimizer that stepped last schedules it).
         rows, _ = stats.grad_stats_many([p.grad for p in todo], defer=False, with_max=self._next_sampled())
         for p, s in zip(todo, rows):
-            self._preclip[id(p)] = s * inv.to(s.device) if inv is not None else s
+            self._preclip[id(p)] = stats.scale_row(s, inv) if inv is not None else s
         if kind == "clip_grad_norm_":
             key = (kind, float(threshold), float(call.get("norm_type", 2.0)))
             what = "clip_grad_norm_(max_norm=%g, norm_type=%g)" % key[1:]

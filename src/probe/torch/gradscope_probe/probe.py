@@ -528,20 +528,31 @@ class _HostBatch:
 
     def __init__(self):
         self._parts = {}  # device -> [tensors, total length so far]
-        self.host = {}  # device -> list of floats, after fetch()
+        self._host_vals = []  # values that were on the host already (device key None)
+        self.host = {}  # device (None: the host's own) -> list of floats, after fetch()
 
     def has(self, device) -> bool:
         return device in self._parts
 
-    def add(self, t: torch.Tensor):
-        e = self._parts.setdefault(t.device, [[], 0])
-        at = (t.device, e[1])
-        e[0].append(t.reshape(-1))
-        e[1] += t.numel()
+    def add(self, t):
+        """t: a tensor (any device), a list of floats or a float (already on the host)."""
+        if isinstance(t, torch.Tensor):
+            e = self._parts.setdefault(t.device, [[], 0])
+            at = (t.device, e[1])
+            e[0].append(t.reshape(-1))
+            e[1] += t.numel()
+            return at
+        vals = self._host_vals
+        at = (None, len(vals))
+        if isinstance(t, list):
+            vals.extend(t)
+        else:
+            vals.append(float(t))
         return at
 
     def fetch(self) -> None:
         self.host = {dev: torch.cat(parts).to(torch.float64).cpu().tolist() for dev, (parts, _n) in self._parts.items()}
+        self.host[None] = self._host_vals
 
     def value(self, at) -> float:
         return self.host[at[0]][at[1]]

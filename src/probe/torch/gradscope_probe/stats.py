@@ -123,9 +123,10 @@ def _cheap_to_read(device) -> bool:
 
 
 def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
-    """grad_stats of many gradients: (rows, unchecked). rows[i] is a float64 tensor [4] on grads[i]'s
-    device, equal to grad_stats(grads[i]), except that without with_max its maxAbs is NaN ("not
-    measured at this step", see docs/protocol.md) where the fast path took it.
+    """grad_stats of many gradients: (rows, unchecked). rows[i] holds grad_stats(grads[i])'s four values
+    (except that without with_max its maxAbs is NaN, "not measured at this step", see
+    docs/protocol.md, where the fast path took it): a list of floats for a CPU gradient, a float64
+    tensor [4] on its device otherwise.
 
     Float32/float64 dense gradients take the fast path: one multi-tensor norm call per device (a
     second pass per tensor for the max only with_max), NaN/Inf counts 0; where needs_exact() says
@@ -159,21 +160,34 @@ def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
             else:
                 maxs = torch.full((len(idx),), float("nan"), dtype=F64, device=dev)
             zeros = torch.zeros(len(idx), dtype=F64, device=dev)
-            block = torch.stack([norms, maxs, zeros, zeros], dim=1)
             if _cheap_to_read(dev):
+                # Read here (no sync on the CPU): the rows are plain lists, no tensor per row to gather.
                 vals = norms.tolist()
+                mvals = maxs.tolist()
                 for j, i in enumerate(idx):
-                    rows[i] = grad_stats(xs[i]) if needs_exact(vals[j]) else block[j]
+                    rows[i] = grad_stats(xs[i]).tolist() if needs_exact(vals[j]) else [vals[j], mvals[j], 0.0, 0.0]
             else:
+                block = torch.stack([norms, maxs, zeros, zeros], dim=1)
                 for j, i in enumerate(idx):
                     rows[i] = block[j]
                 unchecked.extend(idx)
+        for i, row in enumerate(rows):
+            if isinstance(row, torch.Tensor) and _cheap_to_read(row.device):
+                rows[i] = row.tolist()
     return rows, unchecked
 
 
+def scale_row(row, f: float):
+    """A grad_stats row with its norm and maxAbs multiplied by f (unscaling a GradScaler's loss scale);
+    a list stays a list, a tensor a tensor on its device."""
+    if isinstance(row, list):
+        return [row[0] * f, row[1] * f, row[2], row[3]]
+    return row * torch.tensor([f, f, 1.0, 1.0], dtype=F64, device=row.device)
+
+
 def norms_many(tensors: list) -> list:
-    """norm() of many tensors (parameters, update differences): float64 0-d tensors on each one's
-    device, equal to norm(t). Float32/float64 dense ones take one multi-tensor call per device; a
+    """norm() of many tensors (parameters, update differences), equal to norm(t): a float for a CPU
+    tensor, a float64 0-d tensor on its device otherwise. Float32/float64 dense ones take one multi-tensor call per device; a
     result that is not finite or is 0 is redone by norm() (overflow-safe, NaN kept) on the CPU. Off
     the CPU the results are returned as they are with the indices to check after the host copy, as
     in grad_stats_many: (values, unchecked)."""
@@ -186,13 +200,13 @@ def norms_many(tensors: list) -> list:
             if _fast(x):
                 groups.setdefault(x.device, []).append(i)
             else:
-                out[i] = norm(x)
+                out[i] = float(norm(x)) if _cheap_to_read(x.device) else norm(x)
         for dev, idx in groups.items():
             ns = torch.stack(_norms([xs[i].reshape(-1) for i in idx])).to(F64)
             if _cheap_to_read(dev):
                 vals = ns.tolist()
                 for j, i in enumerate(idx):
-                    out[i] = norm(xs[i]) if norm_needs_exact(vals[j]) else ns[j]
+                    out[i] = float(norm(xs[i])) if norm_needs_exact(vals[j]) else vals[j]
             else:
                 for j, i in enumerate(idx):
                     out[i] = ns[j]

@@ -88,8 +88,8 @@ class ManyAtOnceTest(unittest.TestCase):
         self.assertEqual(unchecked, [])
         for g, row in zip(self.CASES, rows):
             want = stats.grad_stats(g).tolist()
-            got = row.tolist()
-            self.assertEqual(row.dtype, torch.float64)
+            self.assertIsInstance(row, list)  # CPU rows are read at once: plain floats
+            got = row
             for a, b in zip(got, want):
                 if math.isnan(b):
                     self.assertTrue(math.isnan(a))
@@ -124,7 +124,7 @@ class ManyAtOnceTest(unittest.TestCase):
         rows, _ = stats.grad_stats_many(self.CASES, with_max=False)
         for i, (g, row) in enumerate(zip(self.CASES, rows)):
             want = stats.grad_stats(g).tolist()
-            got = row.tolist()
+            got = row
             exact = g.dtype not in (torch.float32, torch.float64) or g.numel() == 0 or i in (1, 2, 3, 4, 5, 8)
             if exact:
                 self.assertEqual(got[1], want[1], msg=str(g))
@@ -139,6 +139,7 @@ class ManyAtOnceTest(unittest.TestCase):
         got, unchecked = stats.norms_many(ts)
         self.assertEqual(unchecked, [])
         for t, v in zip(ts, got):
+            self.assertIsInstance(v, float)
             want = float(stats.norm(t))
             if math.isnan(want):
                 self.assertTrue(math.isnan(float(v)))
