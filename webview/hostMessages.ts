@@ -1,9 +1,13 @@
 // Validation of what the host (or an embedded report) hands the webview. Anything that is not
 // exactly one of the declared messages, within size limits, is dropped: a bad message must never
 // break the page or reach the DOM unchecked. Mirrors parseWebviewMessage on the host side.
+// One exception to "dropped": a string longer than MAX_TEXT is cut, not refused. Names and messages
+// come from the user's run (a 250-block model's dead-units message is 4,500 characters), and one long
+// string must not blank the whole panel or report.
 import type { Finding, Remedy, Severity } from '../src/core/analysis/finding';
 import { OPTIMIZER_MODES, type SourceLocation } from '../src/core/protocol/messages';
 import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src/core/report/warnings';
+import { MAX_TEXT, clip } from '../src/core/text';
 import type {
   HeatmapMetric,
   HostToWebview,
@@ -20,7 +24,6 @@ import type {
   RunStatus,
 } from '../src/panel/messages';
 
-const MAX_STRING = 4096;
 const MAX_LIST = 100_000;
 const MAX_POINTS = 5_000_000;
 const MAX_CELLS = 50_000_000;
@@ -38,7 +41,7 @@ const fail = (what: string): never => {
 
 const obj = (v: unknown, what: string): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : fail(what));
 const own = (o: Obj, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
-const str = (v: unknown, what: string): string => (typeof v === 'string' && v.length <= MAX_STRING ? v : fail(what));
+const str = (v: unknown, what: string): string => (typeof v === 'string' ? clip(v, MAX_TEXT) : fail(what));
 const strOrNull = (v: unknown, what: string): string | null => (v === null ? null : str(v, what));
 const num = (v: unknown, what: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(what));
 const numOrNull = (v: unknown, what: string): number | null => (v === null ? null : num(v, what));

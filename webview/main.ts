@@ -12,7 +12,9 @@ import { renderNormCurves, type NormCurvesData, type NormCurvesHandle, type Seri
 import { readPalette, type Palette } from './charts/theme';
 import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
 import { parseDetail, parseHostMessage, tryParseView } from './hostMessages';
+import { findingDisplay, headerDisplay, optimizerOption, shownName, tensorOption, warningDisplay } from './display';
 import { applyAppend, applyReplace, applyView, boundedModel, type Curve, type PanelModel } from './model';
+import type { ShownText } from '../src/core/text';
 
 interface VsCodeApi {
   postMessage(message: WebviewToHost): void;
@@ -294,12 +296,7 @@ class Panel {
     const all = document.createElement('option');
     all.value = '';
     all.textContent = 'all optimizers';
-    const opts = listed.map((o) => {
-      const e = document.createElement('option');
-      e.value = String(o.id);
-      e.textContent = `${o.name}${o.className ? ` (${o.className})` : ''} · ${o.steps} steps`;
-      return e;
-    });
+    const opts = listed.map((o) => option(String(o.id), optimizerOption(o)));
     sel.replaceChildren(all, ...opts);
     sel.value = m.optimizer === null ? '' : String(m.optimizer);
   }
@@ -361,16 +358,17 @@ class Panel {
   /** Runs on every append: writes only what changed, since each DOM write costs style and layout work at the next frame. */
   private renderHeader(): void {
     const h = this.model!.header;
+    const d = headerDisplay(h);
     const script = $('gs-script');
-    setText(script, h.script || 'GradScope');
-    setProp(script, 'title', h.script);
+    setText(script, d.script.text);
+    setProp(script, 'title', h.script ? d.script.full : '');
     const status = $('gs-status');
     setText(status, STATUS_TEXT[h.status] ?? h.status);
     if (status.dataset['status'] !== h.status) status.dataset['status'] = h.status;
-    setProp(status, 'title', h.statusMessage);
+    setProp(status, 'title', d.statusTitle);
     const backend = $('gs-backend');
-    setText(backend, [h.backend, h.device].filter((x) => x).join(' · ') || '—');
-    setProp(backend, 'title', h.backendReason ?? '');
+    setText(backend, d.backend.text);
+    setProp(backend, 'title', d.backendTitle || (d.backend.clipped ? d.backend.full : ''));
     setText($('gs-step'), String(h.step));
     setText($('gs-rate'), h.stepsPerSec === null ? '—' : h.stepsPerSec.toFixed(h.stepsPerSec < 10 ? 1 : 0));
     const dropped = $('gs-dropped');
@@ -398,7 +396,7 @@ class Panel {
         tag.className = 'gs-sev';
         tag.textContent = w.level === 'warning' ? 'warning' : 'note';
         const msg = document.createElement('span');
-        msg.textContent = w.step !== undefined ? `${w.message} (step ${w.step})` : w.message;
+        show(msg, warningDisplay(w));
         li.append(tag, msg);
         return li;
       }),
@@ -410,11 +408,11 @@ class Panel {
     const m = this.model!;
     const run = $<HTMLSelectElement>('gs-run');
     const cmp = $<HTMLSelectElement>('gs-compare');
-    run.replaceChildren(option('', `${m.header.runId} (shown)`));
+    run.replaceChildren(option('', shownName(`${m.header.runId} (shown)`)));
     cmp.replaceChildren(option('', 'None'));
     for (const r of m.savedRuns) {
-      run.append(option(r.runFile, r.label));
-      cmp.append(option(r.runFile, r.label));
+      run.append(option(r.runFile, shownName(r.label)));
+      cmp.append(option(r.runFile, shownName(r.label)));
     }
     if (m.compare) {
       const hit = m.savedRuns.find((r) => r.label === m.compare!.label || r.runFile.includes(m.compare!.runId));
@@ -436,12 +434,13 @@ class Panel {
     const layers: Series[] = [];
     for (const l of m.layers) {
       const c = m.layerNorms.get(l);
-      if (shown.has(l) && c) layers.push(series(l, c, this.layerColor(l)));
+      // Keyed by the name itself: two long names may show the same cut label.
+      if (shown.has(l) && c) layers.push({ ...series(shownName(l).text, c, this.layerColor(l)), key: l });
     }
     return {
       ...this.globalSeries(),
       layers,
-      compare: m.compare ? series(`${m.compare.label} (global)`, m.compare.globalNorm, this.palette.compare, true) : null,
+      compare: m.compare ? series(`${shownName(m.compare.label).text} (global)`, m.compare.globalNorm, this.palette.compare, true) : null,
       clipNorm: m.header.clipNorm,
     };
   }
@@ -457,14 +456,15 @@ class Panel {
     if (m.byOptimizer.length >= 2) {
       const losses: Series[] = [];
       m.byOptimizer.forEach((o, i) => {
-        if (o.loss) losses.push(series(`loss ${o.name}`, o.loss, color(i), true));
+        if (o.loss) losses.push(series(`loss ${shownName(o.name).text}`, o.loss, color(i), true));
       });
       return {
-        globalNorms: m.byOptimizer.map((o, i) => series(`‖g‖ ${o.name}`, o.globalNorm, color(i))),
+        globalNorms: m.byOptimizer.map((o, i) => series(`‖g‖ ${shownName(o.name).text}`, o.globalNorm, color(i))),
         losses: losses.length > 0 ? losses : m.loss.steps.length > 0 ? [series('loss', m.loss, p.loss, true)] : [],
       };
     }
-    const name = m.optimizer === null ? null : (m.optimizers.find((o) => o.id === m.optimizer)?.name ?? null);
+    const found = m.optimizer === null ? undefined : m.optimizers.find((o) => o.id === m.optimizer);
+    const name = found ? shownName(found.name).text : null;
     return {
       globalNorms: [series(name === null ? 'global norm' : `‖g‖ ${name}`, m.globalNorm, p.norm)],
       losses: m.loss.steps.length > 0 ? [series(name === null ? 'loss' : `loss ${name}`, m.loss, p.loss, true)] : [],
@@ -490,8 +490,9 @@ class Panel {
       const sw = document.createElement('span');
       sw.className = 'gs-swatch-box';
       sw.style.background = this.layerColor(l);
-      label.append(box, sw, document.createTextNode(l));
-      label.title = l;
+      const shown = shownName(l);
+      label.append(box, sw, document.createTextNode(shown.text));
+      label.title = shown.full;
       list.append(label);
     }
   }
@@ -549,7 +550,7 @@ class Panel {
     const select = $<HTMLSelectElement>('gs-tensor');
     const layer = this.state.selectedLayer;
     const tensors = layer ? m.tensors.filter((t) => t.layer === layer) : [];
-    select.replaceChildren(...tensors.map((t) => option(String(t.id), `${t.name} [${t.shape.join('×')}]`)));
+    select.replaceChildren(...tensors.map((t) => option(String(t.id), tensorOption(t))));
     select.disabled = tensors.length === 0;
     if (this.state.tensorId !== null) select.value = String(this.state.tensorId);
     const detail = this.state.tensorId !== null ? this.details.get(this.state.tensorId) : undefined;
@@ -559,7 +560,8 @@ class Panel {
       empty.textContent = 'Click a heatmap cell (or focus it and press Enter) to select a layer and step.';
       empty.hidden = false;
     } else if (!detail) {
-      empty.textContent = this.api ? `Loading ${layer}…` : `No histogram or thumbnail was recorded for ${layer}.`;
+      const name = shownName(layer).text;
+      empty.textContent = this.api ? `Loading ${name}…` : `No histogram or thumbnail was recorded for ${name}.`;
       empty.hidden = false;
     } else empty.hidden = true;
     const rows = detail?.histograms ?? [];
@@ -609,6 +611,7 @@ class Panel {
   }
 
   private findingItem(f: Finding): HTMLElement {
+    const d = findingDisplay(f);
     const li = document.createElement('li');
     li.className = `gs-finding gs-sev-${f.severity}`;
     li.dataset['findingId'] = f.id;
@@ -619,25 +622,24 @@ class Panel {
     sev.textContent = f.severity;
     const msg = document.createElement('span');
     msg.className = 'gs-finding-msg';
-    msg.textContent = f.message;
+    show(msg, d.message);
     head.append(sev, msg);
     li.append(head);
     const meta = document.createElement('div');
     meta.className = 'gs-muted';
-    const where = f.source ? ` · ${basename(f.source.file)}:${f.source.line}` : '';
-    meta.textContent = `${f.kind}${f.layer ? ` · ${f.layer}` : ''} · steps ${f.stepRange[0]}–${f.stepRange[1]}${where}`;
+    show(meta, d.meta);
     li.append(meta);
-    const keys = Object.keys(f.evidence);
-    if (keys.length > 0) {
+    if (d.evidence.length > 0) {
       const dl = document.createElement('dl');
       dl.className = 'gs-evidence';
-      for (const k of keys) {
+      for (const { key, value: v } of d.evidence) {
         const row = document.createElement('div');
         const dt = document.createElement('dt');
-        dt.textContent = k;
+        show(dt, key);
         const dd = document.createElement('dd');
-        const v = f.evidence[k];
-        dd.textContent = v === null || v === undefined ? '—' : typeof v === 'number' ? fmt(v) : v;
+        if (v === null) dd.textContent = '—';
+        else if (typeof v === 'number') dd.textContent = fmt(v);
+        else show(dd, v);
         row.append(dt, dd);
         dl.append(row);
       }
@@ -653,8 +655,9 @@ class Panel {
       const go = button('Go to layer', 'gs-secondary gs-host-only', () => this.post({ type: 'goToLayer', findingId: f.id }));
       actions.append(go);
     }
-    for (const r of f.remedies) {
-      const b = button(r.title, 'gs-host-only', () => this.post({ type: 'applyRemedy', findingId: f.id, remedyId: r.id }));
+    for (const r of d.remedies) {
+      const b = button(r.title.text, 'gs-host-only', () => this.post({ type: 'applyRemedy', findingId: f.id, remedyId: r.id }));
+      if (r.title.clipped) b.title = r.title.full;
       b.dataset['remedy'] = r.id;
       actions.append(b);
     }
@@ -681,10 +684,18 @@ function setProp<E extends HTMLElement, K extends keyof E>(el: E, key: K, value:
   if (el[key] !== value) el[key] = value;
 }
 
-function option(value: string, label: string): HTMLOptionElement {
+/** Writes a name or message as shown (neutralised, cut) into an element, the whole text as its title when cut. */
+function show(el: HTMLElement, t: ShownText): void {
+  el.textContent = t.text;
+  if (t.clipped) el.title = t.full;
+  else el.removeAttribute('title');
+}
+
+function option(value: string, label: string | ShownText): HTMLOptionElement {
   const o = document.createElement('option');
   o.value = value;
-  o.textContent = label;
+  if (typeof label === 'string') o.textContent = label;
+  else show(o, label);
   return o;
 }
 
@@ -701,10 +712,6 @@ function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : Number(v.toPrecision(4)).toString();
-}
-
-function basename(p: string): string {
-  return p.split(/[\\/]/).pop() ?? p;
 }
 
 function isViewState(v: unknown): v is ViewState {

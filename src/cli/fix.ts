@@ -11,6 +11,7 @@ import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measur
 import type { FixResult } from '../core/fixes/types';
 import { readRunFile } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
+import { neutralise } from '../core/text';
 import { activationFromFiles } from '../process/activationFromFiles';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
@@ -125,7 +126,7 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   await prepareFixes(file); // loads the Python parser (wasm) for .py files
   const ctx = { file, globalNorms: globalNormsOf(d.store) };
   const rel = relative(cwd, file) || file;
-  process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}\n`);
+  process.stdout.write(neutralise(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}`) + '\n');
 
   let result: FixResult;
   if (a.remedy) {

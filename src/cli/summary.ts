@@ -3,6 +3,7 @@ import { relative } from 'node:path';
 import type { Finding } from '../core/analysis/finding';
 import { runWarnings } from '../core/report/warnings';
 import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
+import { neutralise } from '../core/text';
 import type { RunExit } from '../process/runSession';
 
 export const fmt = (v: number | null | undefined): string => {
@@ -133,7 +134,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       const src = t.source ? `${relative(process.cwd(), t.source.file) || t.source.file}:${t.source.line}` : '?';
       // The norm column covers finite entries only: show NaN/Inf when the last step had them.
       const last = (seriesLast(store.series(t.id, 'nanCount', sel)) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount', sel)) ?? 0) > 0 ? Infinity : seriesLast(norm);
-      rows.push([t.name, `[${t.shape.join(',')}]`, src, fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
+      rows.push([neutralise(t.name, true), `[${t.shape.join(',')}]`, neutralise(src, true), fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
     }
     out.push('');
     out.push(table(rows));
@@ -155,5 +156,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
   out.push('');
   out.push(`run file  ${where.runFile}`);
   out.push('');
-  return out.join('\n');
+  // Names, paths and messages come from the run: no bidirectional control may reorder the terminal's
+  // text, no ESC sequence act on it (the table's cells are neutralised above, so columns line up).
+  return neutralise(out.join('\n'));
 }

@@ -6,6 +6,7 @@ import { sparklineBlocks, sparklineDataUri } from '../core/analysis/sparkline';
 import { pathToFileURL } from 'node:url';
 import type { LibrarySite, StatName, TensorInfo } from '../core/protocol/messages';
 import type { RunStore } from '../core/store/runStore';
+import { neutralise } from '../core/text';
 
 export type DiagnosticLevel = 'error' | 'warning' | 'info';
 
@@ -56,7 +57,8 @@ export function keyEvidence(f: Finding): string {
 /** The diagnostic's message: the finding's sentence, the key evidence, and a note when placed by guess. */
 export function diagnosticMessage(f: Finding, placement: 'layer' | 'optimizer' | 'fallback'): string {
   const ev = keyEvidence(f);
-  let msg = ev ? `${f.message} [${ev}]` : f.message;
+  // The run's names are in the message: a bidirectional control must not reorder the Problems view.
+  let msg = neutralise(ev ? `${f.message} [${ev}]` : f.message);
   if (placement === 'optimizer') msg += ' (global finding: shown where the optimizer is built)';
   else if (placement === 'fallback') msg += ' (global finding: GradScope could not find where the optimizer is built, so it is shown on line 1)';
   return msg;
@@ -192,9 +194,9 @@ export interface HoverModel {
 
 const LEVEL_ICON: Record<DiagnosticLevel, string> = { error: '$(error)', warning: '$(warning)', info: '$(info)' };
 
-/** Escapes Markdown's special characters in text that comes from the run (names, messages). */
+/** Escapes Markdown's special characters in text that comes from the run (names, messages), its bidirectional controls shown as `\u202E`. */
 export function mdEscape(s: string): string {
-  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
+  return neutralise(s).replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
 }
 
 export function hoverMarkdown(m: HoverModel): string {

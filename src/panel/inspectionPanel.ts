@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
 import type { Finding } from '../core/analysis/finding';
 import type { RunExitRecord } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
+import { SHOWN, shownText } from '../core/text';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
 import { buildReportHtml } from './report';
@@ -140,7 +141,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.selected = null;
     this.compare = null;
     this.optimizer = null;
-    this.panel.title = `GradScope: ${basename(source.script)}`;
+    this.panel.title = `GradScope: ${shownText(basename(source.script), SHOWN.name, true).text}`;
     if (source.live) {
       const run = source.live;
       this.sourceScope.push(

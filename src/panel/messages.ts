@@ -1,9 +1,11 @@
 // Host ⇄ webview messages of the inspection panel, declared once. This file is compiled into both the
-// extension (node) and the webview (browser, dom lib): it must import nothing at run time.
+// extension (node) and the webview (browser, dom lib): at run time it imports only the pure text
+// helpers (core/text.ts), which the webview bundles too.
 // Every message from the webview is validated with `parseWebviewMessage`; anything else is dropped.
 import type { Finding } from '../core/analysis/finding';
 import type { OptimizerMode, SourceLocation } from '../core/protocol/messages';
 import type { RunWarning } from '../core/report/warnings';
+import { MAX_TEXT } from '../core/text';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'saved';
 
@@ -184,11 +186,11 @@ export type WebviewToHost =
   | { type: 'exportReport' };
 
 const METRICS: readonly HeatmapMetric[] = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'];
-const MAX_STRING = 4096;
 
 type Obj = Record<string, unknown>;
 const own = (o: Obj, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
-const str = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_STRING;
+// The webview only echoes strings the host sent, cut to MAX_TEXT on arrival (finding ids carry layer names).
+const str = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_TEXT;
 const idx = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 31;
 
 /**

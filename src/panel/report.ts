@@ -3,6 +3,7 @@
 // file opens offline in any browser and cannot fetch anything. Pure: used by the CLI (`--report`)
 // and by the panel's "Export report".
 import { createHash } from 'node:crypto';
+import { BIDI_CONTROLS, SHOWN, shownText, unicodeEscape } from '../core/text';
 import type { PanelSnapshot, PanelTensorDetail, PanelView } from './messages';
 
 export interface ReportAssets {
@@ -12,14 +13,19 @@ export interface ReportAssets {
   css: string;
 }
 
-/** JSON that is safe inside <script type="application/json">: no `<`, `>`, `&`, U+2028/2029 literally. */
+/**
+ * JSON that is safe inside <script type="application/json">: no `<`, `>`, `&`, U+2028/2029 literally,
+ * nor a bidirectional control (a name with U+202E would reorder the file's source as an editor or a
+ * code review shows it; JSON.parse restores it, and the panel shows it neutralised).
+ */
 export function jsonForScript(value: unknown): string {
   return JSON.stringify(value)
     .replace(/</g, '\\u003c')
     .replace(/>/g, '\\u003e')
     .replace(/&/g, '\\u0026')
     .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
+    .replace(/\u2029/g, '\\u2029')
+    .replace(BIDI_CONTROLS, (c) => unicodeEscape(c.charCodeAt(0)));
 }
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -32,7 +38,7 @@ export function buildReportHtml(snapshot: PanelSnapshot, assets: ReportAssets, d
   // strings and regexes, and the sourcemap comment would point at a file that is not there.
   const js = assets.js.replace(/<\/(script)/gi, '<\\/$1').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
   const css = assets.css.replace(/<\/(style)/gi, '<\\/$1').replace(/\/\*# sourceMappingURL=\S+ \*\/\s*$/, '');
-  const title = `GradScope report · ${snapshot.header.script || snapshot.header.runId}`;
+  const title = `GradScope report · ${shownText(snapshot.header.script || snapshot.header.runId, SHOWN.name, true, 'end').text}`;
   const csp = [`default-src 'none'`, `script-src ${sha256(js)}`, `style-src 'unsafe-inline'`, `img-src data:`, `font-src data:`].join('; ');
   return `<!DOCTYPE html>
 <html lang="en">

@@ -4,6 +4,7 @@
 // buckets and a growing run re-buckets by merging pairs instead of rescanning the matrix.
 import type { ChartOptions, Chart } from 'chart.js';
 import { axisStyle, bitmapPlugin, chartCanvas, ensureChartJs, newBitmapLayer } from './chartSetup';
+import { shownName, shownNameEnd } from '../display';
 import { ABSENT, HeatmapMatrix, MISSING } from './heatmapMatrix';
 import { cividisLut, lutCss, packRgba, toRgba, type Palette } from './theme';
 
@@ -407,8 +408,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
             color: opts.palette.foreground,
             autoSkip: false,
             callback: (v) => {
-              const name = matrix.layers[Math.floor(Number(v))] ?? '';
-              return name.length > 22 ? `…${name.slice(-21)}` : name;
+              return shownNameEnd(matrix.layers[Math.floor(Number(v))] ?? '', 22).text;
             },
           },
         },
@@ -450,7 +450,7 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     const s0 = matrix.steps[cell.col0];
     const s1 = matrix.steps[cell.col1 - 1];
     const steps = s0 === s1 ? `step ${s0}` : `steps ${s0}–${s1} (max at ${cell.step})`;
-    tip.textContent = `${cell.layer} · ${steps} · ${opts.valueLabel} = ${formatHeatValue(cell.value, opts.formatValue)}`;
+    tip.textContent = `${shownName(cell.layer).text} · ${steps} · ${opts.valueLabel} = ${formatHeatValue(cell.value, opts.formatValue)}`;
     tip.hidden = false;
     const w = wrap.clientWidth;
     tip.style.left = `${Math.min(px + 12, Math.max(0, w - tip.offsetWidth - 4))}px`;

@@ -15,6 +15,8 @@ export const GAP = -Number.MAX_VALUE;
 /** One curve. values may hold NaN / ±Inf / GAP. steps ascend. */
 export interface Series {
   label: string;
+  /** What keeps the series' dataset across updates, when the label (a cut name) may not be unique. */
+  key?: string;
   steps: ArrayLike<number>;
   values: ArrayLike<number>;
   color: string;
@@ -206,7 +208,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
     };
     for (const s of d.globalNorms) add(s, 'y', 2, `global:${s.label}`);
     if (d.compare) add(d.compare, 'y', 1.5, `compare:${d.compare.label}`);
-    for (const s of d.layers) add(s, 'y', 1.25, `layer:${s.label}`);
+    for (const s of d.layers) add(s, 'y', 1.25, `layer:${s.key ?? s.label}`);
     for (const s of d.losses) if (s.steps.length > 0) add(s, 'y2', 1, `loss:${s.label}`);
     const drawn = d.globalNorms.filter((s) => s.steps.length > 0);
     if (d.clipNorm !== null && d.clipNorm > 0 && drawn.length > 0) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_TEXT } from '../../../src/core/text';
 import { parseWebviewMessage } from '../../../src/panel/messages';
 
 describe('messages from the webview are validated', () => {
@@ -41,7 +42,7 @@ describe('messages from the webview are validated', () => {
       { type: 'setOptimizer', optimizer: -1 },
       { type: 'setOptimizer', optimizer: 'opt_d' },
       { type: 'applyRemedy', findingId: 'f' },
-      { type: 'openRun', runFile: 'x'.repeat(5000) },
+      { type: 'openRun', runFile: 'x'.repeat(MAX_TEXT + 1) },
       { type: 'openRun', runFile: { toString: () => '/etc/passwd' } },
       JSON.parse('{"__proto__": {"type": "ready"}}'),
       Object.create({ type: 'stop' }),
