@@ -141,13 +141,83 @@ def _start_probe(fd, script, max_steps, detail_every, sampled_every=0):
 
 
 def _host_gone(why: str) -> None:
-    # Watchdog: nobody reads our frames or will stop us any more: stop now.
+    # Watchdog: nobody reads our frames or will stop us any more: stop now, with what the script
+    # started (the host would have stopped the whole group; it cannot any more).
     try:
         sys.stderr.write("[gradscope] %s: stopping the script\n" % why)
         sys.stderr.flush()
     except Exception:  # noqa: BLE001
         pass
+    try:
+        _stop_group()
+    except Exception:  # noqa: BLE001
+        pass
     os._exit(1)
+
+
+GROUP_GRACE_S = 2.0
+
+
+def _group_members(pgid: int) -> list:
+    """Live processes of process group pgid, from /proc (Linux); [] where /proc is not there."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp …
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            out.append(int(name))
+    return out
+
+
+def _stop_group() -> None:
+    """When this process leads its process group (the host starts it so: the group is the run), stops
+    the rest of the group: SIGTERM to each, then SIGKILL after GROUP_GRACE_S to what is left (this
+    runs on the watchdog thread, which cannot change this process's own signal handling, so the
+    signals go to the others one by one). A process that left the group (setsid daemons) is out of
+    reach, as it would be for the host."""
+    import signal
+    import time
+
+    me = os.getpid()
+    if os.getpgid(0) != me:
+        return  # not our group to stop (run by hand, or under another tool)
+
+    def others():
+        return [p for p in _group_members(me) if p != me]
+
+    def send(sig, pids):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+
+    left = others()
+    if not left:
+        return
+    send(signal.SIGTERM, left)
+    deadline = time.monotonic() + GROUP_GRACE_S
+    while time.monotonic() < deadline:
+        left = others()
+        if not left:
+            return
+        time.sleep(0.05)
+    for _ in range(3):  # (a process may fork while being killed)
+        left = others()
+        if not left:
+            return
+        send(signal.SIGKILL, left)
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

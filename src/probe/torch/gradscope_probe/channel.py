@@ -11,6 +11,13 @@ host is gone, and `on_host_gone` runs (the probe exits the process).
 Only the process that created the channel writes: in a forked child (DataLoader workers) `send`
 does nothing and the child closes its inherited copy of the fd, so it neither writes nor keeps the
 host's end open.
+
+The channel never writes to the descriptor number the host gave (3): at start-up it is duplicated to
+a private, close-on-exec number at or above PRIVATE_FD_MIN and the original is closed, so a script
+that closes fd 3 and opens a file that gets that number is never written to. The private descriptor
+is also checked to still be the host's pipe (same device and inode) before each write: a script that
+closes every descriptor and opens a file under that number loses the channel (the host sees the run
+end without its END frame), never its file.
 """
 from __future__ import annotations
 
@@ -23,12 +30,45 @@ import time
 from . import wire
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
+# The channel's own descriptor is the lowest free one from here: far above what a script's files get.
+PRIVATE_FD_MIN = 500
+
+
+def private_fd(fd: int) -> int:
+    """A close-on-exec duplicate of fd at or above PRIVATE_FD_MIN (lower when the limit is lower), the
+    original closed. The same fd when it cannot be duplicated (then made non-inheritable)."""
+    import fcntl
+
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:
+            soft = 1 << 20
+    except (ImportError, OSError, ValueError):
+        soft = 1024
+    low = PRIVATE_FD_MIN if soft > PRIVATE_FD_MIN + 16 else max(fd + 1, soft // 2)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+    except OSError:
+        try:
+            os.set_inheritable(fd, False)  # exec'd children (subprocess) do not get it
+        except OSError:
+            pass
+        return fd
+    os.close(fd)
+    return new
 _DROPPABLE = ("step", "detail")
 
 
 class Channel:
     def __init__(self, fd: int, on_host_gone=None, max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES, watch: bool = True):
-        self.fd = fd
+        self.fd = private_fd(fd)
+        try:
+            st = os.fstat(self.fd)
+            self._identity = (st.st_dev, st.st_ino)
+        except OSError:
+            self._identity = None
         self.pid = os.getpid()
         self.max_queued_bytes = max_queued_bytes
         self.on_host_gone = on_host_gone
@@ -41,10 +81,6 @@ class Channel:
         self._queued_bytes = 0
         self._writing = False  # the writer holds a frame it has not finished writing
         self._cv = threading.Condition()
-        try:
-            os.set_inheritable(fd, False)  # exec'd children (subprocess) do not get it
-        except OSError:
-            pass
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
         self._writer = threading.Thread(target=self._write_loop, name="gradscope-writer", daemon=True)
@@ -111,6 +147,7 @@ class Channel:
                 data = self._queue.popleft()
                 self._writing = True
             try:
+                self._check_identity()
                 view = memoryview(data)
                 while view:
                     n = os.write(self.fd, view)
@@ -121,7 +158,13 @@ class Channel:
                     self._queue.clear()
                     self._queued_bytes = 0
                     self._cv.notify_all()
-                self._gone("write failed: %s" % (errno.errorcode.get(e.errno, e),))
+                if e.errno == errno.EBADF:
+                    # The script closed the descriptor (and maybe reused it): the host is still there,
+                    # only the channel is lost. The script goes on, uninstrumented; the host sees the
+                    # channel end without END.
+                    self._lost("the script closed the channel's descriptor (%s)" % (e.strerror or "EBADF"))
+                else:
+                    self._gone("write failed: %s" % (errno.errorcode.get(e.errno, e),))
                 return
             with self._cv:
                 self._writing = False
@@ -139,6 +182,15 @@ class Channel:
                     self._queued_bytes += len(enc)
                 self._cv.notify_all()
 
+    def _check_identity(self) -> None:
+        """Raises EBADF when the descriptor is no longer the host's pipe (closed, or reused by the
+        script for a file of its own): nothing is written to it then."""
+        if self._identity is None:
+            return
+        st = os.fstat(self.fd)
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise OSError(errno.EBADF, "the channel's descriptor was closed and reused by the script")
+
     def _watch_loop(self) -> None:
         while True:
             try:
@@ -153,6 +205,18 @@ class Channel:
             if not data:
                 self._gone("the host closed the channel")
                 return
+
+    def _lost(self, why: str) -> None:
+        if self.host_gone or os.getpid() != self.pid:
+            return
+        self.host_gone = True  # nothing more is sent
+        try:
+            import sys
+
+            sys.stderr.write("[gradscope] warning: %s; the script goes on without inspection\n" % why)
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
 
     def _gone(self, why: str) -> None:
         if self.host_gone or os.getpid() != self.pid:

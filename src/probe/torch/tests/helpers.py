@@ -63,7 +63,7 @@ def line_of(path, marker):
     raise AssertionError("no %r in %s" % (marker, path))
 
 
-def run_probe(script, args=(), env=None, channel=True, timeout=60, cwd=None, on_started=None) -> Run:
+def run_probe(script, args=(), env=None, channel=True, timeout=60, cwd=None, on_started=None, new_session=False) -> Run:
     e = dict(os.environ)
     e.pop("GRADSCOPE_CHANNEL_FD", None)
     e["PYTHONPATH"] = PROBE_PARENT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
@@ -74,8 +74,10 @@ def run_probe(script, args=(), env=None, channel=True, timeout=60, cwd=None, on_
     if channel:
         e["GRADSCOPE_CHANNEL_FD"] = str(child.fileno())
         pass_fds = (child.fileno(),)
+    if channel:  # "@CHANNEL_FD" in args: the number the host gave (a script that closes it, tests)
+        args = [e["GRADSCOPE_CHANNEL_FD"] if a == "@CHANNEL_FD" else a for a in args]
     p = subprocess.Popen([sys.executable, "-m", "gradscope_probe", script, *args], env=e, cwd=cwd or os.path.dirname(script),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=new_session)
     chunks = []
     if channel:
         child.close()

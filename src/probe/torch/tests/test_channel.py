@@ -1,5 +1,6 @@
 """The bounded queue: a host that does not read makes the probe drop (and count) STEP frames
 instead of blocking training; seq numbers show the gaps; a `dropped` EVENT reports them."""
+import os
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ class ChannelTest(unittest.TestCase):
     def test_drops_when_the_host_does_not_read(self):
         host, child = socket.socketpair()
         gone = []
-        ch = Channel(child.fileno(), on_host_gone=gone.append, max_queued_bytes=64 * 1024, watch=False)
+        ch = Channel(os.dup(child.fileno()), on_host_gone=gone.append, max_queued_bytes=64 * 1024, watch=False)
         t0 = time.monotonic()
         n = 3000  # ~2.5 KB each: far more than the socket buffer plus the queue bound
         for i in range(n):
@@ -59,7 +60,7 @@ class ChannelTest(unittest.TestCase):
     def test_two_senders_frames_written_in_sequence_order(self):
         # The training thread and the probe's detail thread both send: numbers stay in write order.
         host, child = socket.socketpair()
-        ch = Channel(child.fileno(), max_queued_bytes=1 << 30, watch=False)
+        ch = Channel(os.dup(child.fileno()), max_queued_bytes=1 << 30, watch=False)
         chunks = []
 
         def read():
@@ -95,7 +96,7 @@ class ChannelTest(unittest.TestCase):
     def test_write_error_means_the_host_is_gone(self):
         host, child = socket.socketpair()
         gone = []
-        ch = Channel(child.fileno(), on_host_gone=gone.append, watch=True)
+        ch = Channel(os.dup(child.fileno()), on_host_gone=gone.append, watch=True)
         host.close()
         deadline = time.monotonic() + 5
         while not gone and time.monotonic() < deadline:
@@ -103,6 +104,37 @@ class ChannelTest(unittest.TestCase):
             time.sleep(0.01)
         self.assertTrue(gone)
         self.assertFalse(ch.send(step(1)))
+        child.close()
+
+
+class PrivateDescriptorTest(unittest.TestCase):
+    def test_the_channel_moves_off_the_number_it_was_given(self):
+        """The channel writes to a private close-on-exec copy at or above PRIVATE_FD_MIN; the number
+        it was given is closed (free for the script's own files)."""
+        import fcntl
+
+        from gradscope_probe.channel import PRIVATE_FD_MIN
+
+        host, child = socket.socketpair()
+        given = os.dup(child.fileno())
+        ch = Channel(given, watch=False)
+        self.assertGreaterEqual(ch.fd, PRIVATE_FD_MIN)
+        self.assertTrue(fcntl.fcntl(ch.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+        with self.assertRaises(OSError):
+            os.fstat(given)
+        ch.send(step(0))
+        self.assertTrue(ch.flush(5))
+        child.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = host.recv(1 << 16)
+            if not d:
+                break
+            data += d
+        frames, err = wire.decode_all(data)
+        self.assertIsNone(err)
+        self.assertEqual([m["type"] for _, m in frames], ["step"])
+        host.close()
         child.close()
 
 

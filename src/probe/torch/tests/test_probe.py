@@ -460,6 +460,100 @@ for i in range(600):
         # The watchdog sees the hang-up, or a write still queued meets the closed pipe first.
         self.assertRegex(r.stderr, "host closed the channel|write failed: EPIPE")
 
+    def test_host_gone_stops_the_scripts_process_group(self):
+        """The host is gone (killed): the probe stops what the script started too, a child that
+        ignores SIGTERM included (SIGKILL after the grace), not only itself."""
+        pidfile = os.path.join(self.tmp, "child.pid")
+        path = self.script("spawner.py", MLP + """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+open(%r, "w").write(str(child.pid))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model(torch.randn(2, 4)).sum().backward()
+opt.step()
+for i in range(600):
+    time.sleep(0.1)
+""" % pidfile)
+
+        def close_when_started(p, host, chunks):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (not os.path.exists(pidfile) or b"".join(chunks).count(b"GSCP") < 5):
+                time.sleep(0.05)
+            import socket
+
+            host.shutdown(socket.SHUT_RDWR)
+
+        r = run_probe(path, timeout=30, on_started=close_when_started, new_session=True)
+        self.assertEqual(r.rc, 1)
+        child = int(open(pidfile).read())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.05)
+        alive = _alive(child)
+        if alive:
+            os.kill(child, 9)
+        self.assertFalse(alive, "the script's child survived the host")
+
+    def test_script_reusing_the_channel_number_keeps_its_file(self):
+        """The script closes the descriptor the host gave and opens a file that gets its number: the
+        probe writes only to its private copy, the file holds only what the script wrote."""
+        out = os.path.join(self.tmp, "mine.txt")
+        path = self.script("reuse.py", MLP + """
+import os, sys
+fd = int(sys.argv[1])
+try:
+    os.close(fd)
+except OSError:
+    pass
+g = os.open(%r, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+if g != fd:
+    os.dup2(g, fd)  # the file under the host's number
+    os.close(g)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for i in range(20):
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+os.write(fd, b"only mine")
+os.close(fd)
+""" % out)
+        r = run_probe(path, args=("@CHANNEL_FD",))
+        self.assertWellFormed(r)
+        self.assertEqual(open(out, "rb").read(), b"only mine")
+        self.assertEqual(len(r.of("step")), 20)
+        self.assertEqual(r.of("end")[0]["reason"], "completed")
+
+    def test_script_closing_every_descriptor_loses_the_channel_not_its_file(self):
+        """A script that closes every descriptor (a daemon's habit) and opens a file: the probe finds
+        its descriptor gone, says so and stops sending; the script runs on and its file is its own."""
+        out = os.path.join(self.tmp, "mine.bin")
+        path = self.script("closeall.py", MLP + """
+import os, time
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+def step():
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+for i in range(3):
+    step()
+time.sleep(0.5)  # the frames so far are out
+os.closerange(3, 65536)
+f = open(%r, "wb")
+for i in range(20):
+    step()
+time.sleep(0.5)
+f.write(b"x" * 10)
+f.close()
+print("done")
+""" % out)
+        r = run_probe(path)
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertIn("done", r.stdout)
+        self.assertEqual(open(out, "rb").read(), b"x" * 10)
+        self.assertIn("closed the channel's descriptor", r.stderr)
+        self.assertGreaterEqual(len(r.of("step")), 3)
+        self.assertEqual(r.of("end"), [])  # the host sees the channel end without END
+
     def test_probe_errors_become_warnings(self):
         path = self.script("broken.py", MLP + """
 import sys
@@ -739,3 +833,12 @@ for i in range(3):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid is a live process (not a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
