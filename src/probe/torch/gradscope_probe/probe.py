@@ -551,7 +551,7 @@ class _HostBatch:
         return at
 
     def fetch(self) -> None:
-        self.host = {dev: torch.cat(parts).to(torch.float64).cpu().tolist() for dev, (parts, _n) in self._parts.items()}
+        self.host = {dev: _to_host(torch.cat(parts).to(torch.float64)) for dev, (parts, _n) in self._parts.items()}
         self.host[None] = self._host_vals
 
     def value(self, at) -> float:
@@ -562,6 +562,28 @@ class _HostBatch:
 
     def put(self, at, values) -> None:
         self.host[at[0]][at[1]:at[1] + len(values)] = values
+
+
+_PINNED = {}  # device -> page-locked host buffer for the step's copy (CUDA)
+
+
+def _to_host(t: torch.Tensor) -> list:
+    """A device's float64 values as a list: on CUDA through a page-locked buffer kept per device (a
+    direct DMA, no staging copy), waiting for that copy only; elsewhere .cpu()."""
+    if t.device.type == "cuda":
+        try:
+            buf = _PINNED.get(t.device)
+            if buf is None or buf.numel() < t.numel():
+                buf = _PINNED[t.device] = torch.empty(max(t.numel(), 1024), dtype=torch.float64, pin_memory=True)
+            out = buf[:t.numel()]
+            out.copy_(t, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(torch.cuda.current_stream(t.device))
+            done.synchronize()
+            return out.tolist()
+        except Exception:  # noqa: BLE001 - no pinned memory here: the plain copy
+            pass
+    return t.cpu().tolist()
 
 
 def _size(n: int) -> str:
