@@ -1,6 +1,7 @@
 // Builds the bundles: the extension (node/cjs, `vscode` external), the CLI, the tfjs probe (runner,
 // stats worker, ESM loader hooks; run inside the user's child process), the extension-host test
-// suite, and every unit test (test/unit/**/*.test.ts → dist/test/unit/, run by `node --test`).
+// suite, every unit test (test/unit/**/*.test.ts → dist/test/unit/, run by `node --test`) and the
+// fault suite (test/faults/**/*.test.ts → dist/test/faults/, `npm run test:faults`).
 // Type-checking is separate: `npm run typecheck`.
 import { build, context } from 'esbuild';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -41,6 +42,7 @@ const entries = [
   { entryPoints: { 'probe/tfjs/esmHooks': 'src/probe/tfjs/esmHooks.ts' }, format: 'esm', outExtension: { '.js': '.mjs' } },
   { entryPoints: { 'test/suite/index': 'test/suite/index.ts' } },
   { entryPoints: testsUnder('test/unit') },
+  { entryPoints: testsUnder('test/faults') },
   // The panel's webview (browser): dist/webview/main.js + main.css, also inlined into HTML reports.
   { entryPoints: { 'webview/main': 'webview/main.ts' }, platform: 'browser', format: 'iife', target: 'es2022', minify: true, external: [] },
 ].map((e) => {
@@ -60,6 +62,7 @@ function pruneStaleTests(dir = 'dist/test/unit') {
   }
 }
 pruneStaleTests();
+pruneStaleTests('dist/test/faults');
 let watchReady = () => {}; // `npm run watch`: called at the end of this script, once dist/ is complete
 if (watch) {
   // `npm run watch`: every bundle rebuilds on change (the Python probe and the wasm copies below

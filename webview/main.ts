@@ -117,6 +117,7 @@ const STATUS_TEXT: Record<string, string> = {
   'step-limit': 'Step limit reached',
   'time-limit': 'Time limit reached',
   'protocol-error': 'Protocol error',
+  'probe-lost': 'Probe lost',
   saved: 'Saved run',
 };
 

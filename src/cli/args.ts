@@ -27,6 +27,8 @@ export interface FixArgs {
   verify: boolean;
   dryRun: boolean;
   force: boolean;
+  /** Edit a file outside the run's scope (another folder, a file only the run file names) without asking. */
+  allowOutside: boolean;
   /** Step budget of the diagnosis run and of each verification run. */
   steps: number;
   timeoutSec: number;
@@ -44,7 +46,7 @@ export const USAGE = `Usage:
                 [--optimizer NAME]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
-                [--dry-run] [--steps N] [--timeout S] [--from-run FILE]
+                [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
 
 run: runs a TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py) training script unchanged, watches
 every optimizer step's gradients, and prints what it saw. PyTorch scripts run with the python3 of
@@ -65,9 +67,12 @@ Options:
   --optimizer NAME   the table shows only this optimizer's tensors and steps (its variable name, e.g.
                      opt_d, or its id); the JSON document always lists every optimizer
   --                 pass everything after it to the script
-  Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage,
-  3 the probe's data stream was corrupt, 4 the report could not be written, 6 the script ran but
-  no optimizer step was observed (nothing was diagnosed; the summary says why it may be).
+  Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
+  (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
+  could not be written (the run folder: nothing ran; or the report), 6 the script ran but no
+  optimizer step was observed (nothing was diagnosed; the summary says why it may be), 7 the probe
+  was lost (its channel closed without END: steps after the last one seen were not observed),
+  8 the run file could not be written to the end (a full disk: it holds only the first steps).
 fix options:
   --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
                      non-finite-gradient, dead-units, update-ratio
@@ -77,9 +82,15 @@ fix options:
                      the file is written only if the fix cures the run (or with --force)
   --force            with --verify: write the fix even if it does not cure the run
   --dry-run          print the diff, change nothing
-  --from-run FILE    diagnose from a recorded run file (.gsrun) instead of running the script
+  --from-run FILE    diagnose from a recorded run file (.gsrun) instead of running the script; it
+                     says what it read and what it could not (a damaged or cut file)
+  --allow-outside    edit the file even if it is not the run's script (or a file next to it that
+                     the run's source map names) inside the current folder; without it GradScope
+                     asks on a terminal and refuses otherwise
   Exit codes: 0 fixed (or, with --dry-run, fixable; or nothing to fix), 1 the script could not be
-  diagnosed, 2 usage, 4 no remedy applies, 5 verified not cured (file left unchanged).
+  diagnosed, 2 usage, 3 not written: the file is outside the run's scope and nobody agreed
+  (--allow-outside), 4 no remedy applies, 5 verified not cured, 6 --verify could not verify the fix
+  (it edits another file than the script); with 3, 5 and 6 the file is left unchanged.
 
   -h, --help         this help
   -v, --version      the version`;
@@ -169,7 +180,20 @@ export function parseArgs(argv: readonly string[]): CliArgs {
 const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'];
 
 function parseFixArgs(rest: readonly string[]): CliArgs {
-  const out: FixArgs = { command: 'fix', script: '', scriptArgs: [], finding: null, remedy: null, verify: false, dryRun: false, force: false, steps: 100, timeoutSec: 0, fromRun: null };
+  const out: FixArgs = {
+    command: 'fix',
+    script: '',
+    scriptArgs: [],
+    finding: null,
+    remedy: null,
+    verify: false,
+    dryRun: false,
+    force: false,
+    allowOutside: false,
+    steps: 100,
+    timeoutSec: 0,
+    fromRun: null,
+  };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
       case '--finding': {
@@ -188,6 +212,9 @@ function parseFixArgs(rest: readonly string[]): CliArgs {
         return true;
       case '--force':
         out.force = true;
+        return true;
+      case '--allow-outside':
+        out.allowOutside = true;
         return true;
       case '--dry-run':
         out.dryRun = true;

@@ -1,24 +1,40 @@
 // `gradscope fix`: diagnose (a bounded run, or a recorded run file), pick a finding and a remedy,
 // print the edit as a unified diff, optionally verify it on a fixed copy, and write it.
 // stdout: the diff and the verdict; stderr: progress and the script's own output.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
 import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
+import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { FixResult } from '../core/fixes/types';
-import { readRunFile } from '../core/store/runFile';
+import { describeRunRead, readRunFileAsync, RunFileError } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
-import { neutralise } from '../core/text';
 import { activationFromFiles } from '../process/activationFromFiles';
+import { ensureDir, HostFileError, readRegularText, realPath, scriptProblem, writeRegularFile } from '../process/files';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
 import type { FixArgs } from './args';
 import { fmt } from './summary';
 
-export const FIX_EXIT = { ok: 0, notDiagnosed: 1, usage: 2, noRemedy: 4, notCured: 5 } as const;
+/** `gradscope fix`'s exit codes (USAGE, docs/fixes.md). */
+export const FIX_EXIT = {
+  /** Written (or, with --dry-run, fixable; or nothing to fix; or already applied). */
+  ok: 0,
+  /** The script could not be diagnosed: no step, an unreadable run file, the finding's file unreadable. */
+  notDiagnosed: 1,
+  usage: 2,
+  /** Not written: the edit would change a file outside the run (or the current folder) and nobody agreed (--allow-outside). */
+  needsConsent: 3,
+  noRemedy: 4,
+  /** --verify: the fix did not cure the run; the file is unchanged. */
+  notCured: 5,
+  /** --verify: the fix could not be verified (it edits another file than the script); the file is unchanged. */
+  notVerified: 6,
+  interrupted: 130,
+} as const;
 
 interface Diagnosis {
   script: string;
@@ -27,31 +43,73 @@ interface Diagnosis {
   findings: readonly Finding[];
   /** The diagnosis run measured, when it was a run with the same step budget as a verification. */
   baseline: RunMeasure | null;
+  /** The person named the script (the <script> argument), rather than only the run file. */
+  scriptNamedByUser: boolean;
 }
 
 const err = (s: string): void => void process.stderr.write(s);
 
-async function diagnose(a: FixArgs, cwd: string, signal: AbortSignal): Promise<Diagnosis | string> {
+async function diagnose(a: FixArgs, cwd: string, signal: AbortSignal): Promise<Diagnosis | string | typeof FIX_EXIT.interrupted> {
   if (a.fromRun) {
-    const { store, meta, error } = readRunFile(resolve(cwd, a.fromRun));
-    if (error && store.stepCount === 0) return `could not read ${a.fromRun}: ${error.message}`;
-    const findings = new Analyzer(store, { activationOf: activationFromFiles() }).finish();
-    const script = a.script ? resolve(cwd, a.script) : (meta?.script ?? '');
+    const path = resolve(cwd, a.fromRun);
+    const r = await readRunFileAsync(path, undefined, { signal });
+    if (r.cancelled || signal.aborted) return FIX_EXIT.interrupted;
+    const said = describeRunRead(r);
+    if (!said.usable) return `could not read ${a.fromRun}: ${said.notRead.join('; ')}`;
+    // Never diagnose a damaged or partial file without a word: what was read, and what was not.
+    err(`gradscope: read ${a.fromRun}: ${said.read}\n`);
+    for (const line of said.notRead) err(`gradscope:   not read: ${line}\n`);
+    if (r.store.stepCount === 0) return `${a.fromRun} holds no optimizer step: nothing to diagnose`;
+    const findings = new Analyzer(r.store, { activationOf: activationFromFiles() }).finish();
+    const script = a.script ? resolve(cwd, a.script) : r.meta.script;
     if (!script) return `${a.fromRun} does not name its script: give it, gradscope fix <script> --from-run FILE`;
-    return { script, args: a.scriptArgs.length ? a.scriptArgs : (meta?.args ?? []), store, findings, baseline: null };
+    return { script, args: a.scriptArgs.length ? a.scriptArgs : r.meta.args, store: r.store, findings, baseline: null, scriptNamedByUser: !!a.script };
   }
   const script = resolve(cwd, a.script);
   const runDir = resolve(cwd, '.gradscope/runs');
-  mkdirSync(runDir, { recursive: true });
   err(`gradscope: diagnosing ${relative(cwd, script) || script} (${a.steps} steps)…\n`);
-  const session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, runDir });
+  let session: RunSession;
+  try {
+    ensureDir(runDir);
+    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, runDir });
+  } catch (e) {
+    if (e instanceof HostFileError || e instanceof RunFileError) return `cannot record the diagnosis run: ${e.message}`;
+    throw e;
+  }
   session.onOutput(({ text }) => err(text));
   const stop = (): void => void session.stop();
   signal.addEventListener('abort', stop, { once: true });
   const exit = await session.done;
   signal.removeEventListener('abort', stop);
+  if (signal.aborted) return FIX_EXIT.interrupted;
   if (session.store.stepCount === 0) return `the script took no optimizer step: ${exit.message}`;
-  return { script, args: a.scriptArgs, store: session.store, findings: [...session.findings], baseline: measureRun(session.store, session.findings, exit) };
+  return { script, args: a.scriptArgs, store: session.store, findings: [...session.findings], baseline: measureRun(session.store, session.findings, exit), scriptNamedByUser: true };
+}
+
+/** The scope rule (src/core/fixes/scope.ts) on real paths: symbolic links resolved on every side. */
+function scopeOf(file: string, d: Diagnosis, cwd: string): FixScope {
+  const sourceFiles = [...new Set(d.store.tensors.flatMap((t) => (t.source ? [t.source.file] : [])))].map(realPath);
+  return fixScope({ file: realPath(file), script: realPath(d.script), scriptNamedByUser: d.scriptNamedByUser, sourceFiles, roots: [realPath(cwd)] });
+}
+
+/** Asks on the terminal; Ctrl-C or end of input is a no. */
+function askYesNo(question: string): Promise<'yes' | 'no' | 'interrupted'> {
+  return new Promise((done) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    let answered = false;
+    const finish = (a: 'yes' | 'no' | 'interrupted'): void => {
+      if (answered) return;
+      answered = true;
+      rl.close();
+      done(a);
+    };
+    rl.on('SIGINT', () => {
+      err('\n');
+      finish('interrupted');
+    });
+    rl.on('close', () => finish('no'));
+    rl.question(question, (answer) => finish(/^\s*y(es)?\s*$/i.test(answer) ? 'yes' : 'no'));
+  });
 }
 
 function describeMeasure(m: RunMeasure): string[] {
@@ -92,7 +150,7 @@ export async function fix(a: FixArgs): Promise<number> {
     if (++interrupted === 1) {
       err('\ngradscope: stopping (Ctrl-C again to quit now)…\n');
       ac.abort();
-    } else process.exit(130);
+    } else process.exit(FIX_EXIT.interrupted);
   };
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
@@ -105,12 +163,20 @@ export async function fix(a: FixArgs): Promise<number> {
 }
 
 async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<number> {
+  if (a.script) {
+    // A missing script (or a folder named like one) is the command line's fault: usage, before anything runs.
+    const problem = scriptProblem(resolve(cwd, a.script));
+    if (problem) {
+      err(`gradscope: ${problem}\n`);
+      return FIX_EXIT.usage;
+    }
+  }
   const d = await diagnose(a, cwd, signal);
+  if (d === FIX_EXIT.interrupted) return FIX_EXIT.interrupted;
   if (typeof d === 'string') {
     err(`gradscope: ${d}\n`);
     return FIX_EXIT.notDiagnosed;
   }
-  if (signal.aborted) return 130;
   const findings = a.finding ? d.findings.filter((f) => f.kind === a.finding) : d.findings;
   if (findings.length === 0) {
     process.stdout.write(a.finding ? `No ${a.finding} finding in this run: nothing to fix.\n` : 'No findings: nothing to fix.\n');
@@ -118,15 +184,17 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   }
   const finding = findings[0];
   const file = finding.source?.file ?? d.script;
-  if (!existsSync(file)) {
-    err(`gradscope: ${file} (where the finding points) does not exist here\n`);
+  let text: string;
+  try {
+    text = readRegularText(file); // never a FIFO or a device, whatever the run file names
+  } catch (e) {
+    err(`gradscope: ${file} (where the finding points) cannot be read here: ${(e as Error).message}\n`);
     return FIX_EXIT.notDiagnosed;
   }
-  const text = readFileSync(file, 'utf8');
   await prepareFixes(file); // loads the Python parser (wasm) for .py files
   const ctx = { file, globalNorms: globalNormsOf(d.store) };
   const rel = relative(cwd, file) || file;
-  process.stdout.write(neutralise(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}`) + '\n');
+  process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}\n`);
 
   let result: FixResult;
   if (a.remedy) {
@@ -147,12 +215,40 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   process.stdout.write(`Remedy: ${result.remedy}: ${result.title}\n\n`);
   process.stdout.write(unifiedDiff(text, result.after, `a/${rel}`, `b/${rel}`));
 
-  if (a.verify) {
-    if (resolve(file) !== resolve(d.script)) {
-      err(`gradscope: --verify re-runs the script with a fixed copy of itself; this fix edits another file (${rel}), so it is not verified\n`);
+  // Which file may be edited: decided before anything runs (verification runs the script) or is written.
+  const scope = scopeOf(file, d, cwd);
+  if (!scope.allowed) {
+    if (a.dryRun) {
+      process.stdout.write(`\nNote: writing this fix would need your consent: ${scope.message} (--allow-outside).\n`);
+    } else if (a.allowOutside) {
+      err(`gradscope: editing outside the run's scope (--allow-outside): ${scope.message}\n`);
+    } else if (process.stdin.isTTY && process.stderr.isTTY) {
+      err(`\ngradscope: ${scope.message}.\n`);
+      const answer = await askYesNo(`Edit ${file} anyway? [y/N] `);
+      if (answer === 'interrupted') return FIX_EXIT.interrupted;
+      if (answer === 'no') {
+        process.stdout.write(`\nNot written: ${rel} is unchanged.\n`);
+        return FIX_EXIT.needsConsent;
+      }
     } else {
-      err(`gradscope: verifying on a fixed copy (${a.steps} steps${d.baseline ? '' : ', and the original for comparison'})…\n`);
-      const v = await verifyFix({
+      err(
+        `gradscope: not written: ${scope.message}. GradScope edits only the run's script (or a file its source map names next to it) inside the current folder without asking; give --allow-outside to edit it anyway.\n`,
+      );
+      return FIX_EXIT.needsConsent;
+    }
+  }
+
+  if (a.verify) {
+    if (realPath(file) !== realPath(d.script)) {
+      // The copy that verification runs is the script's; a fix to another file cannot be tried that way.
+      err(`gradscope: --verify re-runs the script with a fixed copy of itself; this fix edits another file (${rel}), so it cannot be verified\n`);
+      process.stdout.write(`\nNot written: the fix could not be verified (${rel} is unchanged). Run without --verify to write it unverified.\n`);
+      return FIX_EXIT.notVerified;
+    }
+    err(`gradscope: verifying on a fixed copy (${a.steps} steps${d.baseline ? '' : ', and the original for comparison'})…\n`);
+    let v: Awaited<ReturnType<typeof verifyFix>>;
+    try {
+      v = await verifyFix({
         script: d.script,
         args: d.args,
         cwd,
@@ -164,12 +260,16 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
         signal,
         onOutput: (_w, c) => err(c.text),
       });
-      if (signal.aborted) return 130;
-      process.stdout.write(`\nVerify (${a.steps} steps):\n${verifyTable(v.before, v.after)}${v.summary}\n`);
-      if (!v.cured && !a.force) {
-        process.stdout.write(`${a.dryRun ? '' : 'Not written: '}the fix does not cure the run${a.dryRun ? '' : ' (--force writes it anyway)'}.\n`);
-        return FIX_EXIT.notCured;
-      }
+    } catch (e) {
+      // verifyFix throws "verification cancelled" when Ctrl-C stopped it: the file is unchanged.
+      if (signal.aborted) return FIX_EXIT.interrupted;
+      throw e;
+    }
+    if (signal.aborted) return FIX_EXIT.interrupted;
+    process.stdout.write(`\nVerify (${a.steps} steps):\n${verifyTable(v.before, v.after)}${v.summary}\n`);
+    if (!v.cured && !a.force) {
+      process.stdout.write(`${a.dryRun ? '' : 'Not written: '}the fix does not cure the run${a.dryRun ? '' : ' (--force writes it anyway)'}.\n`);
+      return FIX_EXIT.notCured;
     }
   }
   if (a.dryRun) {
@@ -177,11 +277,16 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
     return FIX_EXIT.ok;
   }
   // The file must still be the text the fix was computed on (an editor may have saved meanwhile).
-  if (readFileSync(file, 'utf8') !== text) {
-    err(`gradscope: ${rel} changed while the fix was computed; not written\n`);
-    return FIX_EXIT.noRemedy;
+  try {
+    if (readRegularText(file) !== text) {
+      err(`gradscope: ${rel} changed while the fix was computed; not written\n`);
+      return FIX_EXIT.noRemedy;
+    }
+    writeRegularFile(realPath(file), result.after);
+  } catch (e) {
+    err(`gradscope: not written: ${(e as Error).message}\n`);
+    return FIX_EXIT.notDiagnosed;
   }
-  writeFileSync(file, result.after);
   process.stdout.write(`\nWrote ${rel}\n`);
   return FIX_EXIT.ok;
 }

@@ -1,9 +1,10 @@
 // `gradscope`: the headless shell over the same core and process code as the extension.
-import { mkdirSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { buildRunJson } from '../core/report/runJson';
 import { observedNothing, runWarnings } from '../core/report/warnings';
-import { RunSession, type RunExit } from '../process/runSession';
+import { RunFileError } from '../core/store/runFile';
+import { checkWritableFile, ensureDir, HostFileError, scriptProblem } from '../process/files';
+import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
 import { fix } from './fix';
 import { runHeader } from '../panel/snapshot';
@@ -12,41 +13,89 @@ import { formatSummary } from './summary';
 
 declare const PACKAGE_VERSION: string | undefined;
 
-/** Reads a layer's activation from the line that built it (files cached; unreadable: unknown). */
-
 /**
- * Exit codes: 0 the run was observed (completed, step or time limit, stopped), 1 the script crashed,
- * 2 usage, 3 protocol error, 4 the report could not be written, 6 the script ran but GradScope
- * observed no optimizer step (or the probe never connected): nothing was diagnosed. (5 is `fix`'s
- * "not cured"; the codes differ so a script can tell them apart.)
+ * `gradscope run`'s exit codes (README "Exit code", USAGE). 5 is `fix`'s "not cured": the codes
+ * differ so a script can tell them apart. 70 is an internal error (a bug: it prints a stack).
  */
+export const RUN_EXIT = {
+  /** The run was observed: completed, step or time limit, stopped. */
+  observed: 0,
+  crashed: 1,
+  usage: 2,
+  /** The probe's data stream was corrupt. */
+  protocolError: 3,
+  /** An output could not be written: the run folder (checked first: nothing ran) or the report. */
+  outputFailed: 4,
+  /** The script ran but no optimizer step was observed (or the probe never connected). */
+  nothingObserved: 6,
+  /** The probe's channel closed without END: steps after the last one seen were not observed. */
+  probeLost: 7,
+  /** The run file could not be written to the end (a full disk): it holds only the first steps. */
+  recordingFailed: 8,
+} as const;
+
+/** A crash or a corrupt stream is the headline; then a run file cut short; then what was not observed. */
 function exitCodeFor(exit: RunExit, nothingObserved: boolean): number {
   switch (exit.reason) {
+    case 'crashed':
+      return RUN_EXIT.crashed;
+    case 'protocol-error':
+      return RUN_EXIT.protocolError;
+    case 'probe-lost':
+      return exit.recording ? RUN_EXIT.recordingFailed : RUN_EXIT.probeLost;
     case 'completed':
     case 'step-limit':
     case 'time-limit':
     case 'stopped':
-      return nothingObserved ? 6 : 0;
-    case 'crashed':
-      return 1;
-    case 'protocol-error':
-      return 3;
+      return exit.recording ? RUN_EXIT.recordingFailed : nothingObserved ? RUN_EXIT.nothingObserved : RUN_EXIT.observed;
   }
+}
+
+const say = (line: string): void => void process.stderr.write(`gradscope: ${line}\n`);
+
+/** What must hold before anything runs: a script file, a usable run folder and report path. Null, or the exit code after saying why. */
+function preflight(a: RunArgs, script: string, runDir: string, report: string | null): number | null {
+  const problem = scriptProblem(script);
+  if (problem) {
+    say(problem);
+    return RUN_EXIT.usage;
+  }
+  if (!frameworkOf(script)) {
+    say(`don't know how to run ${script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts) or a PyTorch script (.py)`);
+    return RUN_EXIT.usage;
+  }
+  try {
+    ensureDir(runDir);
+  } catch (e) {
+    say(`cannot use the run folder${a.outDir ? ' (--out)' : ''}: ${(e as Error).message}; nothing was run`);
+    return RUN_EXIT.outputFailed;
+  }
+  if (report) {
+    try {
+      checkWritableFile(report);
+    } catch (e) {
+      say(`cannot write the report (--report): ${(e as Error).message}; nothing was run`);
+      return RUN_EXIT.outputFailed;
+    }
+  }
+  return null;
 }
 
 async function run(a: RunArgs): Promise<number> {
   const cwd = process.cwd();
   const runDir = resolve(cwd, a.outDir ?? '.gradscope/runs');
-  mkdirSync(runDir, { recursive: true });
-  const session = RunSession.start({
-    script: resolve(cwd, a.script),
-    args: a.scriptArgs,
-    cwd,
-    maxSteps: a.steps,
-    timeoutSec: a.timeoutSec,
-    detailEvery: a.detailEvery,
-    runDir,
-  });
+  const script = resolve(cwd, a.script);
+  const report = a.report ? resolve(cwd, a.report) : null;
+  const refused = preflight(a, script, runDir, report);
+  if (refused !== null) return refused;
+  let session: RunSession;
+  try {
+    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir });
+  } catch (e) {
+    if (!(e instanceof HostFileError || e instanceof RunFileError)) throw e;
+    say(`${e.message}; nothing was run`);
+    return RUN_EXIT.outputFailed;
+  }
   // With --json, stdout carries only the document: the script's own output goes to stderr.
   session.onOutput(({ stream, text }) => (a.json || stream === 'stderr' ? process.stderr : process.stdout).write(text));
   let interrupted = 0;
@@ -64,14 +113,14 @@ async function run(a: RunArgs): Promise<number> {
   process.off('SIGTERM', onSigint);
   const findings = [...session.findings];
   let reportFailed = false;
-  if (a.report) {
-    const file = resolve(cwd, a.report);
+  if (report) {
+    const file = report;
     try {
       const header = runHeader(session.store, { runId: session.id, script: session.script, status: exit.reason, statusMessage: exit.message });
       const bytes = writeReport(file, session.store, header, findings);
       process.stderr.write(`gradscope: report written to ${relative(cwd, file) || file} (${(bytes / 1024).toFixed(0)} KiB)\n`);
     } catch (e) {
-      process.stderr.write(`gradscope: could not write the report ${file}: ${(e as Error).message}\n`);
+      say(`could not write the report: ${(e as Error).message}`);
       reportFailed = true;
     }
   }
@@ -85,7 +134,7 @@ async function run(a: RunArgs): Promise<number> {
     );
   }
   const code = exitCodeFor(exit, observedNothing(runWarnings(session.store, { reason: exit.reason })));
-  return code === 0 && reportFailed ? 4 : code;
+  return code === RUN_EXIT.observed && reportFailed ? RUN_EXIT.outputFailed : code;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -95,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`gradscope: ${e.message}\n\n${USAGE}\n`);
-      return 2;
+      return RUN_EXIT.usage;
     }
     throw e;
   }

@@ -1,20 +1,22 @@
 // `gradscope run … --report out.html`: the same self-contained report as the panel's "Export report".
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { findBuilt } from '../process/distPaths';
+import { ensureDir, writeRegularFile } from '../process/files';
 import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import type { PanelRunHeader } from '../panel/messages';
 import { buildReportHtml } from '../panel/report';
 import { reportData } from '../panel/snapshot';
 
+/** Writes the report (only as a regular file; its folder made without a recursive mkdir). Throws HostFileError. */
 export function writeReport(file: string, store: RunStore, header: PanelRunHeader, findings: Finding[]): number {
   const dir = findBuilt('webview', 'main.js');
   const js = readFileSync(join(dir, 'main.js'), 'utf8');
   const css = existsSync(join(dir, 'main.css')) ? readFileSync(join(dir, 'main.css'), 'utf8') : '';
   const { snapshot, details, views } = reportData(store, header, findings);
   const html = buildReportHtml(snapshot, { js, css }, details, views);
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, html, 'utf8');
+  ensureDir(dirname(file));
+  writeRegularFile(file, html);
   return html.length;
 }

@@ -154,7 +154,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
     }
   } else if (store.stepCount) out.push('findings  none');
   out.push('');
-  out.push(`run file  ${where.runFile}`);
+  out.push(`run file  ${where.runFile}${exit.recording ? ` (incomplete: ${exit.recording.steps} of ${exit.steps} steps, ${exit.recording.reason})` : ''}`);
   out.push('');
   // Names, paths and messages come from the run: no bidirectional control may reorder the terminal's
   // text, no ESC sequence act on it (the table's cells are neutralised above, so columns line up).

@@ -6,13 +6,13 @@
 // the run points into is logged and each anchor is shifted through it (lineAnchors.ts); an anchor
 // whose line was replaced is dropped, and one whose line no longer holds the layer's construction
 // text is hidden. So a diagnostic, a hover or a quick fix never points at a stale line.
-import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as vscode from 'vscode';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
+import { readRegularText } from '../process/files';
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import { diagnosticMessage, isFindingKind, levelOf } from './diagnosisModel';
@@ -145,7 +145,8 @@ export class RunDiagnostics {
     if (doc) text = doc.getText();
     else {
       try {
-        text = readFileSync(file, 'utf8');
+        // A saved run names these paths: read only a regular file (a FIFO would hang the extension host).
+        text = readRegularText(file);
       } catch {
         return null;
       }

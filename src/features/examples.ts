@@ -1,8 +1,9 @@
 // The example training scripts shipped in the package (examples/tfjs, examples/torch): listed for
 // the "Get started" walkthrough and copied into the user's folder, where they run like any script
 // of theirs. No `vscode` import: unit-tested without an extension host.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { ensureDir } from '../process/files';
 
 export const EXAMPLE_FRAMEWORKS = ['tfjs', 'torch'] as const;
 export type ExampleFramework = (typeof EXAMPLE_FRAMEWORKS)[number];
@@ -67,7 +68,7 @@ export function copyExample(root: string, id: string, destDir: string): { path: 
   const dir = join(destDir, ex.framework);
   const path = join(dir, basename(ex.file));
   if (existsSync(path)) return { path, created: false };
-  mkdirSync(dir, { recursive: true });
+  ensureDir(dir); // one level at a time: a recursive mkdir spins under /proc
   copyFileSync(join(root, ex.framework, ex.file), path);
   return { path, created: true };
 }

@@ -10,7 +10,7 @@ import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
 import { prepareFixes } from '../core/fixes/index';
-import { listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
+import { describeRunRead, listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
@@ -105,7 +105,7 @@ export class PanelFeature implements vscode.Disposable {
     const known = diagnosed ? runFilePath(this.runDir, diagnosed.run.runId) : null;
     const path = known && existsSync(known) ? known : listRuns(this.runDir).find((r) => r.meta.script === file)?.path;
     if (!path) return;
-    const source = await this.loadRun(path);
+    const source = await this.loadRun(path, false);
     // The user may have moved on (or started a run) while the file was read.
     if (this.panel !== p || this.ctx.runs.current() || vscode.window.activeTextEditor?.document.uri.fsPath !== file) return;
     p.show(source, false);
@@ -128,17 +128,24 @@ export class PanelFeature implements vscode.Disposable {
     }));
   }
 
-  private async loadRun(runFile: string): Promise<PanelSource> {
+  /**
+   * Reads a saved run. A damaged or partial file is never shown without a word: the log always says
+   * what was read and what was not, and a run the person opened (`explicit`) says it in a warning.
+   */
+  private async loadRun(runFile: string, explicit = true): Promise<PanelSource> {
     const live = this.ctx.runs.current();
     if (live && live.runFile === runFile) {
       this.analyzers.set(live.store, live.analyzer);
       return { runId: live.id, script: live.script, runFile, store: live.store, live, exit: null };
     }
     const r = await readRunFileAsync(runFile);
-    if (r.error && r.store.stepCount === 0 && !r.store.hello) {
-      throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${r.error.message}`);
+    const said = describeRunRead(r);
+    if (!said.usable) throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${said.notRead.join('; ')}`);
+    if (!said.complete) {
+      const text = `${basename(runFile)} is incomplete: ${said.notRead.join('; ')}. Shown: what was read (${said.read}).`;
+      this.ctx.log.warn(`open run ${runFile}: ${text}`);
+      if (explicit) void vscode.window.showWarningMessage(`GradScope: ${text}`);
     }
-    if (r.error) this.ctx.log.warn(`open run ${runFile}: ${r.error.message} (showing what was read before it)`);
     const source: PanelSource = { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
     void prepareFixes(r.meta.script).catch(() => undefined); // Python fixes need their parser loaded
     // A saved run's findings go into the editor too, on the lines they name (if still there).
@@ -172,7 +179,7 @@ export class PanelFeature implements vscode.Disposable {
     const ref = runs.find((r) => r.meta.runId === runId) ?? runs[0];
     if (!ref) return;
     try {
-      p.show(await this.loadRun(ref.path), false);
+      p.show(await this.loadRun(ref.path, false), false);
     } catch (e) {
       this.ctx.log.warn(`panel restore: ${String(e)}`);
     }

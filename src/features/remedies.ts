@@ -4,10 +4,17 @@
 //
 // An edit carries the version of the document it was computed for; applying it to any other
 // version is refused (the offsets would land in the wrong place), never silently rebased.
+//
+// Which file an edit may change is the fix scope rule (src/core/fixes/scope.ts), the one the CLI
+// applies: the run's script, or a file next to it that the run's source map names, and for a saved
+// run only inside a workspace folder. Anything else is edited (or its script run for verification)
+// only after the person says so in a modal dialog.
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import type { Finding } from '../core/analysis/finding';
+import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { TextEdit } from '../core/fixes/types';
+import { realPath } from '../process/files';
 import type { GradScopeContext } from './context';
 import { fmt } from './diagnosisModel';
 import type { DiagnosticsFeature, PlacedFinding, RunDiagnostics } from './diagnostics';
@@ -38,7 +45,7 @@ export interface RemedyArgs {
 
 export type ApplyOutcome =
   | { applied: true; title: string; file: string }
-  | { applied: false; reason: 'changed' | 'not-found' | 'not-applicable' | 'already-applied' | 'stale-line' | 'rejected' | 'failed'; message: string };
+  | { applied: false; reason: 'changed' | 'not-found' | 'not-applicable' | 'already-applied' | 'stale-line' | 'rejected' | 'outside-scope' | 'failed'; message: string };
 
 export type ApplyFailure = Extract<ApplyOutcome, { applied: false }>;
 
@@ -150,6 +157,35 @@ function locate(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, args: Re
   return placed && { run, placed };
 }
 
+/** The fix scope rule for an edit of `file` from this run, on real paths (symbolic links resolved). */
+export function scopeOfEdit(run: RunDiagnostics, file: string): FixScope {
+  const view = run.run;
+  const sourceFiles = [...new Set(view.store.tensors.flatMap((t) => (t.source ? [t.source.file] : [])))].map(realPath);
+  return fixScope({
+    file: realPath(file),
+    script: realPath(view.script),
+    // A live run's script is the file the person ran; a saved run's comes from its run file.
+    scriptNamedByUser: view.live !== null,
+    sourceFiles,
+    roots: (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => realPath(f.uri.fsPath)),
+    caseInsensitive: process.platform === 'win32' || process.platform === 'darwin',
+  });
+}
+
+/** Null when the edit is in scope or the person agreed in a modal dialog; else why not. */
+async function consentToEdit(run: RunDiagnostics, file: string, what: 'apply' | 'verify'): Promise<ApplyFailure | null> {
+  const scope = scopeOfEdit(run, file);
+  if (scope.allowed) return null;
+  const action = what === 'verify' ? 'Verify fix runs a fixed copy of it, and applying edits it' : 'Apply Fix would edit it';
+  const pick = await vscode.window.showWarningMessage(
+    `GradScope: this fix is for ${basename(file)}, which is outside what GradScope edits without asking.`,
+    { modal: true, detail: `${scope.message}. ${action}.` },
+    what === 'verify' ? 'Run and Verify' : 'Edit Anyway',
+  );
+  if (pick) return null;
+  return { applied: false, reason: 'outside-scope', message: `not edited: ${scope.message}.` };
+}
+
 /** Computes (or takes the quick fix's) edit and applies it if the document is still that version. */
 async function resolveEdit(
   ctx: GradScopeContext,
@@ -158,8 +194,16 @@ async function resolveEdit(
 ): Promise<{ prepared: PreparedEdit; finding: Finding; run: RunDiagnostics } | ApplyFailure> {
   const hit = locate(ctx, diagnostics, args);
   if (!hit) return { applied: false, reason: 'not-found', message: 'that finding is no longer diagnosed (the run was discarded or replaced by a newer run). Run Train & Inspect again.' };
+  if (args.prepared) {
+    // A prepared edit is for the document of its diagnostic, never another file (the arguments of a
+    // command can come from elsewhere than our own quick fix).
+    const target = vscode.Uri.parse(args.prepared.uri);
+    if (target.scheme !== 'file' || realPath(target.fsPath) !== realPath(hit.placed.file)) {
+      return { applied: false, reason: 'rejected', message: `that edit is for ${target.fsPath}, not ${basename(hit.placed.file)} where the finding is; nothing was edited.` };
+    }
+    return { prepared: args.prepared, finding: hit.placed.finding, run: hit.run };
+  }
   const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(hit.placed.file));
-  if (args.prepared) return { prepared: args.prepared, finding: hit.placed.finding, run: hit.run };
   const r = prepareFix(hit.run, hit.placed, doc, args.remedyId);
   if ('stale' in r) {
     return {
@@ -197,7 +241,9 @@ export async function applyPrepared(prepared: PreparedEdit): Promise<ApplyOutcom
 async function applyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, arg: unknown): Promise<ApplyOutcome> {
   const args = parseArgs(arg);
   const r = await resolveEdit(ctx, diagnostics, args);
-  const outcome = 'prepared' in r ? await applyPrepared(r.prepared) : r;
+  let outcome: ApplyOutcome;
+  if ('prepared' in r) outcome = (await consentToEdit(r.run, vscode.Uri.parse(r.prepared.uri).fsPath, 'apply')) ?? (await applyPrepared(r.prepared));
+  else outcome = r;
   report(ctx, outcome);
   if (outcome.applied) {
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(outcome.file));
@@ -239,6 +285,12 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
     );
   }
   if (ctx.runs.current()) throw new GradScopeError('user', 'a run is in progress; stop it before verifying a fix.');
+  // Verification runs the script and may then edit it: the scope rule first (a saved run names its script).
+  const refused = await consentToEdit(run, script, 'verify');
+  if (refused) {
+    report(ctx, refused);
+    return { verified: false, message: refused.message };
+  }
   const steps = verifySteps(finding);
   // PyTorch: the same interpreter as Train & Inspect would use (Python extension, else gradscope.pythonPath).
   const python = /\.py$/i.test(script)

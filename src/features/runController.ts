@@ -1,9 +1,10 @@
 // One run at a time: starts a RunSession, wires its per-run scope (terminal, status bar, listeners,
 // context key), and tears that scope down when the run ends. The extension's scope owns this object.
-import { mkdirSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { runWarnings } from '../core/report/warnings';
+import { RunFileError } from '../core/store/runFile';
+import { ensureDir, HostFileError } from '../process/files';
 import { RunSession, type RunExit, type RunOptions } from '../process/runSession';
 import { GradScopeError } from './errors';
 import { RunStatusBar, SHOW_TERMINAL_COMMAND } from './runStatusBar';
@@ -76,9 +77,9 @@ export class RunController implements vscode.Disposable {
     if (this.live) throw new GradScopeError('internal', 'a run is already live');
     const runDir = vscode.Uri.joinPath(this.runRoot, 'runs').fsPath;
     try {
-      mkdirSync(runDir, { recursive: true });
+      ensureDir(runDir);
     } catch (e) {
-      throw new GradScopeError('environment', `cannot create the run folder ${runDir}: ${(e as Error).message}`, { cause: e });
+      throw new GradScopeError('environment', `cannot use the run folder: ${(e as Error).message}`, { cause: e });
     }
 
     // The previous run's terminal goes when the next run starts, so terminals do not pile up.
@@ -99,9 +100,11 @@ export class RunController implements vscode.Disposable {
     try {
       run = RunSession.start({ ...opts, runDir });
     } catch (e) {
-      // RunSession reports bad input through its exit; a throw here is a bug.
+      // RunSession reports a bad script through its exit; it throws only when the run file cannot
+      // be made (a full or read-only disk), or on a bug.
       terminal.end(`GradScope: the run could not start: ${(e as Error).message}`, true);
-      throw new GradScopeError('internal', `the run could not start: ${(e as Error).message}`, { cause: e });
+      const disk = e instanceof HostFileError || (e instanceof RunFileError && e.code === 'io');
+      throw new GradScopeError(disk ? 'environment' : 'internal', `the run could not start: ${(e as Error).message}`, { cause: e });
     }
     const session = run;
     this.live = { run: session, scope };
@@ -152,7 +155,7 @@ export class RunController implements vscode.Disposable {
   }
 
   private onEnded(run: RunSession, exit: RunExit): void {
-    const failed = exit.reason === 'crashed' || exit.reason === 'protocol-error';
+    const failed = exit.reason === 'crashed' || exit.reason === 'protocol-error' || exit.reason === 'probe-lost' || !!exit.recording;
     let line = `GradScope: run ${exit.message}`;
     if (exit.reason === 'crashed' && exit.steps === 0 && /ENOENT/.test(exit.error?.message ?? '')) {
       line += ' (is Node.js installed? set gradscope.nodePath to its path)';

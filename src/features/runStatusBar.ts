@@ -23,6 +23,7 @@ const ENDED: Record<RunExit['reason'], { icon: string; label: string; alarm: boo
   'time-limit': { icon: '$(watch)', label: 'time limit', alarm: false },
   crashed: { icon: '$(error)', label: 'crashed', alarm: true },
   'protocol-error': { icon: '$(warning)', label: 'protocol error', alarm: true },
+  'probe-lost': { icon: '$(debug-disconnect)', label: 'probe lost', alarm: true },
 };
 
 export class RunStatusBar implements vscode.Disposable {
@@ -57,9 +58,11 @@ export class RunStatusBar implements vscode.Disposable {
     if (this.run !== run) return;
     this.detach();
     const e = ENDED[exit.reason];
-    this.item.text = `${e.icon} GradScope: ${e.label} · ${exit.steps} step${exit.steps === 1 ? '' : 's'}`;
+    // A run file cut short by a disk error is said here too: the run is not what a restart will show.
+    const rec = exit.recording ? ` · $(warning) run file holds ${exit.recording.steps}` : '';
+    this.item.text = `${e.icon} GradScope: ${e.label} · ${exit.steps} step${exit.steps === 1 ? '' : 's'}${rec}`;
     this.item.tooltip = new vscode.MarkdownString(`**GradScope** — ${escapeMd(basename(run.script))}\n\n${escapeMd(exit.message)}\n\nClick to show the run's terminal.`);
-    this.item.backgroundColor = e.alarm ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+    this.item.backgroundColor = e.alarm ? new vscode.ThemeColor('statusBarItem.errorBackground') : rec ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.item.command = { title: 'Show Run Terminal', command: SHOW_TERMINAL_COMMAND };
     this.item.show();
   }

@@ -7,7 +7,7 @@ import type { OptimizerMode, SourceLocation } from '../core/protocol/messages';
 import type { RunWarning } from '../core/report/warnings';
 import { MAX_TEXT } from '../core/text';
 
-export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'saved';
+export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'probe-lost' | 'saved';
 
 export interface PanelTensor {
   id: number;

@@ -338,6 +338,7 @@ function warningExit(status: PanelRunHeader['status']): RunWarningExit {
     case 'step-limit':
     case 'time-limit':
     case 'protocol-error':
+    case 'probe-lost':
       return { reason: status };
   }
 }

@@ -1,10 +1,10 @@
 // Reads the activation of a layer from the line of the user's code that built it (the probe's
 // tensor info has the layer class, not its activation), or for a PyTorch script from the module after
 // it in a Sequential or the function its output goes through; files are read once per run.
-import { readFileSync } from 'node:fs';
 import { activationFromSource, torchActivationFromSource } from '../core/analysis/activation';
 import type { ActivationFamily } from '../core/analysis/model';
 import type { TensorInfo } from '../core/protocol/messages';
+import { readRegularText } from './files';
 
 export function activationFromFiles(): (t: TensorInfo) => ActivationFamily | null {
   const texts = new Map<string, string | null>();
@@ -13,7 +13,8 @@ export function activationFromFiles(): (t: TensorInfo) => ActivationFamily | nul
     let text = texts.get(t.source.file);
     if (text === undefined) {
       try {
-        text = readFileSync(t.source.file, 'utf8');
+        // A run file names these paths: only a regular file is read (never a FIFO or a device).
+        text = readRegularText(t.source.file);
       } catch {
         text = null;
       }

@@ -1,22 +1,23 @@
 // One training run: spawns the probe around the user's script (Program), decodes its frames
 // (FrameDecoder), keeps them in a RunStore, writes them to the run file as they arrive, and decides
 // how the run ended. The CLI and the extension are both thin shells over this class.
-import { existsSync } from 'node:fs';
 import { delimiter, dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
-import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
+import { RunFileWriter, makeRunId, type RunExitReason, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
 import { findBuilt } from './distPaths';
+import { ensureDir, scriptProblem } from './files';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
 
-export type ExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
+/** How a run ended (RUN_EXIT_REASONS in the run file module): `probe-lost` when the probe's channel closed without END. */
+export type ExitReason = RunExitReason;
 
 export interface RunExit {
   reason: ExitReason;
@@ -26,6 +27,10 @@ export interface RunExit {
   /** One line a person can read: "crashed at train.js:20: TypeError: …". */
   message: string;
   steps: number;
+  /** The last step index the probe reported (-1: none); with `probe-lost`, where observation stopped. */
+  lastStep?: number;
+  /** Set when the run file stopped being written before the end (a disk error): what it keeps. */
+  recording?: { reason: string; steps: number } | null;
 }
 
 export interface RunOptions {
@@ -100,6 +105,9 @@ export class RunSession {
   private readonly decoder = new FrameDecoder();
   private protocolError: ProtocolError | null = null;
   private endMsg: EndMsg | null = null;
+  /** The channel closed (EOF) while no END had come: the probe is gone, whatever the script does next. */
+  private channelLostAt: number | null = null;
+  private programExited = false;
   private stopReason: 'stopped' | 'time-limit' | 'protocol-error' | null = null;
   private timer: NodeJS.Timeout | undefined;
   private settle!: (exit: RunExit) => void;
@@ -108,7 +116,11 @@ export class RunSession {
   private channelClosed: Promise<void> = Promise.resolve();
   private readonly opts: RunOptions;
 
-  /** Starts a run. Never throws for bad input: a failure to start arrives as the exit. */
+  /**
+   * Starts a run. A script that cannot run (missing, a folder, no interpreter) arrives as the exit;
+   * a run folder or run file that cannot be made throws (HostFileError from ./files, or
+   * RunFileError 'io'), with one line that says why, before anything is started.
+   */
   static start(opts: RunOptions): RunSession {
     return new RunSession(opts);
   }
@@ -118,6 +130,7 @@ export class RunSession {
     this.script = resolve(opts.cwd ?? process.cwd(), opts.script);
     this.done = new Promise<RunExit>((r) => (this.settle = r));
     const framework = frameworkOf(this.script) ?? 'tfjs';
+    ensureDir(opts.runDir);
     this.writer = RunFileWriter.create(opts.runDir, {
       runId: this.id,
       script: this.script,
@@ -127,6 +140,15 @@ export class RunSession {
       framework,
     });
     this.runFile = this.writer.path;
+    this.writer.onDidFail((f) => {
+      this.store.noteRecordingFailure({ reason: f.reason, steps: f.mark, file: this.runFile });
+      // At the end (the exit record did not fit), the exit message says it instead.
+      if (this.finishing) return;
+      this.output.fire({
+        stream: 'stderr',
+        text: `[gradscope] warning: the run file could not be written (${f.reason}): recording stopped after ${f.mark} step(s); the run goes on, observed in memory only\n`,
+      });
+    });
     this.analyzer = new Analyzer(this.store, { activationOf: activationFromFiles() });
     this.store.onDidChange(() => this.analyzer.update());
     this.launch();
@@ -162,7 +184,8 @@ export class RunSession {
 
   private launch(): void {
     const fw = frameworkOf(this.script);
-    if (!existsSync(this.script)) return this.failEarly(`script not found: ${this.script}`);
+    const problem = scriptProblem(this.script);
+    if (problem) return this.failEarly(problem);
     if (fw === 'torch') {
       void this.launchTorch();
       return;
@@ -240,6 +263,7 @@ export class RunSession {
     if (ch) {
       ch.on('data', (chunk: Buffer) => this.onData(chunk));
       this.channelClosed = new Promise((r) => ch.once('close', () => r()));
+      ch.once('end', () => this.onChannelEnd());
     }
     // A socket error here means the child went away; its exit is reported through `exited`.
     p.channel?.on('error', () => {});
@@ -247,14 +271,40 @@ export class RunSession {
       this.timer = setTimeout(() => void this.halt('time-limit'), this.opts.timeoutSec * 1000);
       this.timer.unref?.();
     }
-    void p.exited.then((x) => this.finish(x));
+    void p.exited.then((x) => {
+      this.programExited = true;
+      return this.finish(x);
+    });
+  }
+
+  /**
+   * EOF on the channel. With an END before it, the probe said goodbye. Without one, the probe is
+   * gone (the script closed or replaced its descriptor, the probe died, os._exit): if the script is
+   * still running a moment later, say so now, not only when it ends.
+   */
+  private onChannelEnd(): void {
+    if (this.endMsg || this.stopReason || this.channelLostAt !== null) return;
+    this.channelLostAt = this.store.lastStep;
+    setTimeout(() => {
+      if (this.programExited || this.settled || this.endMsg || this.stopReason) return;
+      this.output.fire({ stream: 'stderr', text: `[gradscope] warning: ${this.lostText(false)}; the script is still running, unobserved\n` });
+    }, 1000).unref();
+  }
+
+  /** "the probe's channel closed without an END after step 178 (179 steps seen)". */
+  private lostText(ended: boolean): string {
+    const steps = this.store.stepCount;
+    const at = this.channelLostAt ?? this.store.lastStep;
+    const where = steps === 0 ? 'before any optimizer step' : `after step ${at} (${steps} step${steps === 1 ? '' : 's'} seen)`;
+    return `the probe's channel closed without an END ${where}${ended ? ': later steps, if any, were not observed' : ''}`;
   }
 
   private onData(chunk: Buffer): void {
     // Never throw out of a data handler: the decoder returns errors, the store and writer are guarded.
     const err = this.decoder.push(chunk, (f) => {
       try {
-        this.writer.append(f.raw);
+        // The mark is the steps recorded once this frame is on disk (what a failed writer keeps).
+        this.writer.append(f.raw, this.store.stepCount + (f.message.type === 'step' ? 1 : 0));
         this.store.ingest(f.message);
         if (f.message.type === 'end') this.endMsg = f.message;
         this.messages.fire(f.message);
@@ -299,10 +349,12 @@ export class RunSession {
       endedAt: new Date().toISOString(),
       steps: exit.steps,
     };
-    try {
-      await this.writer.close(record);
-    } catch (e) {
-      exit.message += ` (the run file could not be completed: ${(e as Error).message})`;
+    await this.writer.close(record);
+    const failure = this.writer.failure;
+    if (failure) {
+      exit.recording = { reason: failure.reason, steps: failure.mark };
+      this.store.noteRecordingFailure({ reason: failure.reason, steps: failure.mark, file: this.runFile });
+      exit.message += `; the run file holds only ${failure.mark} of ${exit.steps} steps (${failure.reason})`;
     }
     this.ended.fire(exit);
     this.settle(exit);
@@ -310,7 +362,7 @@ export class RunSession {
 
   private classify(x: ProgramExit): RunExit {
     const steps = this.store.stepCount;
-    const base = { code: x.code, signal: x.signal, steps };
+    const base = { code: x.code, signal: x.signal, steps, lastStep: this.store.lastStep, recording: null };
     const where = (e: ErrorInfo | null | undefined): string => (e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '');
     if (x.spawnError) {
       const error = { message: x.spawnError.message };
@@ -332,6 +384,12 @@ export class RunSession {
     if (this.endMsg?.reason === 'crashed' || x.code !== 0 || x.signal) {
       const error: ErrorInfo = this.endMsg?.error ?? { message: lastErrorLine(x.stderrTail) ?? describeExit(x) };
       return { ...base, reason: 'crashed', error, message: `crashed${where(error)}: ${error.message}` };
+    }
+    if (!this.endMsg && this.store.hello && this.program) {
+      // The probe said HELLO, the script exited 0, and no END came: the probe was lost on the way
+      // (a closed or redirected channel, os._exit, a probe that died). Not a completed run.
+      const message = this.lostText(true);
+      return { ...base, reason: 'probe-lost', error: { message }, message: `probe lost: ${message}; the script exited with code 0` };
     }
     return { ...base, reason: 'completed', error: null, message: `completed, ${steps} steps` };
   }

@@ -76,6 +76,8 @@ export function verdict(kind: FindingKind | null, before: RunMeasure, after: Run
   const n = (x: number | null): string => (x === null ? '–' : x >= 1e4 || (x !== 0 && x < 1e-3) ? x.toExponential(2) : String(Number(x.toPrecision(3))));
   const norms = `max norm ${n(before.maxNorm)} → ${n(after.maxNorm)}`;
   if (after.exit.reason === 'crashed' || after.exit.reason === 'protocol-error') return { cured: false, summary: `not cured: the fixed script ${after.exit.message}` };
+  // The probe went away mid-run: the steps after it were not seen, so nothing says the fix held.
+  if (after.exit.reason === 'probe-lost') return { cured: false, summary: `not cured (not observed to the end): ${after.exit.message}` };
   if (after.steps === 0) return { cured: false, summary: 'not cured: the fixed script took no optimizer step' };
   const still = kind !== null && after.kinds.includes(kind);
   const nonFinite = after.firstNonFiniteStep !== null;

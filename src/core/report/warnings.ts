@@ -24,6 +24,8 @@ export const RUN_WARNING_CODES = [
   'skipped-steps',
   /** An `info` EVENT of the probe (e.g. update norms reported only for the first N MiB of parameters). */
   'probe-note',
+  /** The run file could not be written to the end (a full disk): it holds only the first steps. */
+  'recording-failed',
 ] as const;
 export type RunWarningCode = (typeof RUN_WARNING_CODES)[number];
 
@@ -50,6 +52,8 @@ export interface RunWarningFacts {
   readonly eventsDropped: number;
   readonly stepCount: number;
   readonly optimizers?: readonly { readonly name: string; readonly className: string; readonly mode: OptimizerMode }[];
+  /** The host could not write the run file to the end (RunStore.recordingFailure). */
+  readonly recordingFailure?: { readonly reason: string; readonly steps: number; readonly file: string } | null;
 }
 
 /**
@@ -64,6 +68,18 @@ const BACKWARD_NOTE = /backward pass/i;
 /** The run's warnings, `warning`s first, each group in the order things happened. */
 export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarning[] {
   const out: RunWarning[] = [];
+  const rec = run.recordingFailure;
+  if (rec) {
+    // First: the run file is what survives a restart, and it is short of what the views show.
+    out.push({
+      code: 'recording-failed',
+      level: 'warning',
+      message:
+        `the run file could not be written (${rec.reason}): recording stopped after ${rec.steps} step(s). ` +
+        `${rec.file} keeps those steps and no exit record; the rest of the run is shown from memory only and is lost when this closes.`,
+      count: rec.steps,
+    });
+  }
   const ended = exit !== null;
   const reason = exit?.reason ?? null;
   // A crash or a corrupt stream is already the run's headline (and a non-zero exit): do not add

@@ -10,10 +10,12 @@
 // The trailer's closing 8 bytes let a reader find the exit record from the end of the file without
 // reading the frames (listRuns reads only the first line and the last bytes of each file). Its
 // magic differs from the protocol's, so it can never be mistaken for a frame.
-import { closeSync, fdatasync, fstatSync, mkdirSync, openSync, readdirSync, readSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasync, mkdirSync, fstatSync, ftruncateSync, openSync, readdirSync, readSync, unlinkSync, write, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FrameDecoder, ProtocolError, type DecodedFrame } from '../protocol/codec';
 import { HEADER_BYTES, type Framework, type SourceLocation } from '../protocol/messages';
+import { describeFsError } from '../util/fsErrors';
+import { Emitter } from '../util/emitter';
 import { RunStore } from './runStore';
 
 export const RUN_FILE_EXT = '.gsrun';
@@ -44,8 +46,13 @@ export interface RunMeta {
   framework: Framework;
 }
 
-export type RunExitReason = 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error';
-const EXIT_REASONS: readonly string[] = ['completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error'];
+/**
+ * How a run ended. `probe-lost`: the probe's channel closed without an END frame while the script
+ * went on (or exited 0): the steps after the last one seen were not observed.
+ */
+export const RUN_EXIT_REASONS = ['completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost'] as const;
+export type RunExitReason = (typeof RUN_EXIT_REASONS)[number];
+const EXIT_REASONS: readonly string[] = RUN_EXIT_REASONS;
 
 export interface RunExitRecord {
   reason: RunExitReason;
@@ -78,6 +85,14 @@ export interface ReadRunResult {
   truncated: boolean;
   /** What stopped the read early; every frame before it is in the store. Never thrown. */
   error: ProtocolError | RunFileError | null;
+  /** The file's size in bytes (0 when it could not be opened). */
+  size: number;
+  /** Where the complete frames end (a file offset): bytes from here to `sectionEnd` were not read as frames. */
+  framesEnd: number;
+  /** Where the frame section ends: the exit record's first byte, or the end of the file. */
+  sectionEnd: number;
+  /** The read was cancelled (readRunFileAsync's signal): the store holds what was read before. */
+  cancelled?: boolean;
 }
 
 export interface RunListing {
@@ -137,22 +152,44 @@ function writeAllSync(fd: number, buf: Uint8Array, pos: number): void {
   while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off, pos + off);
 }
 
+/** The writer stopped: what the file holds from then on. */
+export interface RunFileFailure {
+  error: Error;
+  /** One line: "no space left on device (ENOSPC)". */
+  reason: string;
+  /** Bytes the file keeps: its first line and every whole frame written before the failure. */
+  bytes: number;
+  /** The `mark` of the last frame kept (RunSession: the steps recorded). */
+  mark: number;
+}
+
 /**
  * Appends a run's frames to its run file without blocking the host: frames are buffered and
  * written with one asynchronous fs.write per batch (every 100 ms, or at once past 1 MiB).
  * Writes carry explicit positions, so a synchronous catch-up write (past 32 MiB pending, when the
- * disk does not keep up) cannot reorder bytes. A write error stops writing; it is kept in `error`
- * and never thrown from append().
+ * disk does not keep up) cannot reorder bytes. A write error (a full disk, a removed medium) stops
+ * writing: the file is cut back to the end of the last whole frame written, so what it holds stays
+ * readable; `error`/`failure` say what happened and `onDidFail` fires once. append() never throws.
  */
 export class RunFileWriter {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  private pendingMark = 0;
   private pos: number;
   private inflight: Promise<void> | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private closing: Promise<void> | null = null;
   private _error: Error | null = null;
+  private _failure: RunFileFailure | null = null;
+  private salvaging: Promise<void> | null = null;
   private fdOpen = true;
+  /** The file's whole-frame prefix known to be written, and the mark of its last frame. */
+  private durable: { end: number; mark: number };
+  /** Batches written after a gap (a catch-up write that overtook the one in flight). */
+  private written: { start: number; end: number; mark: number }[] = [];
+  private readonly failed = new Emitter<RunFileFailure>();
+  /** Fires once, when a write fails and the file has been cut back to its last whole frame. */
+  readonly onDidFail = this.failed.event;
 
   private constructor(
     readonly path: string,
@@ -160,20 +197,40 @@ export class RunFileWriter {
     headerBytes: number,
   ) {
     this.pos = headerBytes;
+    this.durable = { end: headerBytes, mark: 0 };
   }
 
-  /** Creates `<runDir>/<runId>.gsrun` (the directory too) and writes its first line. Throws if it exists. */
+  /**
+   * Creates `<runDir>/<runId>.gsrun` (and `runDir` itself, not its parents: a recursive mkdir spins
+   * under /proc, so callers check deeper paths with src/process/files.ts ensureDir) and writes its
+   * first line. Throws RunFileError('io') with one line if the file cannot be created or its first
+   * line written (then no file is left behind).
+   */
   static create(runDir: string, meta: RunMeta): RunFileWriter {
     if (!RUN_ID.test(meta.runId)) throw new RunFileError('bad-header', `run id "${meta.runId}" is not file-name safe`);
-    mkdirSync(runDir, { recursive: true });
     const path = runFilePath(runDir, meta.runId);
-    const fd = openSync(path, 'wx');
+    let fd: number;
+    try {
+      try {
+        mkdirSync(runDir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      fd = openSync(path, 'wx');
+    } catch (e) {
+      throw new RunFileError('io', `cannot create the run file in ${runDir}: ${describeFsError(e)}`);
+    }
     const line = headerLine(meta);
     try {
       writeAllSync(fd, line, 0);
     } catch (e) {
       closeSync(fd);
-      throw e;
+      try {
+        unlinkSync(path);
+      } catch {
+        // nothing readable was left anyway
+      }
+      throw new RunFileError('io', `cannot write the run file ${path}: ${describeFsError(e)}`);
     }
     return new RunFileWriter(path, fd, line.byteLength);
   }
@@ -183,21 +240,33 @@ export class RunFileWriter {
     return this._error;
   }
 
+  /** What the file holds after a write error (set once the file has been cut back; null while writing works). */
+  get failure(): RunFileFailure | null {
+    return this._failure;
+  }
+
   /** Bytes in the file once everything appended so far is written. */
   get size(): number {
     return this.pos + this.pendingBytes;
   }
 
-  /** Queues one raw frame. The writer keeps a reference until it is written: do not reuse `raw`. */
-  append(raw: Uint8Array): void {
+  /**
+   * Queues one raw frame. `mark` is the caller's count after this frame (RunSession passes the
+   * steps seen), reported back in `failure.mark`. The writer keeps a reference until it is
+   * written: do not reuse `raw`.
+   */
+  append(raw: Uint8Array, mark?: number): void {
     if (this.closing || this._error) return;
     this.pending.push(raw);
     this.pendingBytes += raw.byteLength;
+    if (mark !== undefined) this.pendingMark = mark;
     if (this.pendingBytes >= MAX_PENDING_BYTES && this.inflight) {
-      const buf = this.takePending();
+      const { buf, mark: m } = this.takePending();
+      const start = this.pos;
       try {
-        writeAllSync(this.fd, buf, this.pos);
+        writeAllSync(this.fd, buf, start);
         this.pos += buf.byteLength;
+        this.wrote(start, start + buf.byteLength, m);
       } catch (e) {
         this.fail(e);
       }
@@ -207,7 +276,11 @@ export class RunFileWriter {
     else this.schedule();
   }
 
-  /** Writes everything appended, then the exit trailer (if given), syncs and closes. Idempotent. */
+  /**
+   * Writes everything appended, then the exit trailer (if given), syncs and closes. Idempotent,
+   * never rejects (check `error`/`failure`). After a write error no trailer is written: the file
+   * ends with its last whole frame, which a reader reports as a run without an exit record.
+   */
   close(exit?: RunExitRecord): Promise<void> {
     this.closing ??= this.finish(exit);
     return this.closing;
@@ -219,18 +292,23 @@ export class RunFileWriter {
     while (this.inflight) await this.inflight;
     try {
       if (!this._error) {
-        const parts = this.pending;
-        if (exit) parts.push(trailerBytes(exit));
-        this.pending = [];
-        this.pendingBytes = 0;
-        const buf = Buffer.concat(parts);
-        if (buf.byteLength > 0) await writeAll(this.fd, buf, this.pos);
+        // The last frames first, then the trailer: a disk that fills on the trailer keeps every frame.
+        const { buf, mark } = this.takePending();
+        const start = this.pos;
+        if (buf.byteLength > 0) await writeAll(this.fd, buf, start);
         this.pos += buf.byteLength;
-        await new Promise<void>((resolve) => fdatasync(this.fd, () => resolve()));
+        this.wrote(start, start + buf.byteLength, mark);
+        if (exit) {
+          const trailer = trailerBytes(exit);
+          await writeAll(this.fd, trailer, this.pos);
+          this.pos += trailer.byteLength;
+        }
+        await new Promise<void>((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
       }
     } catch (e) {
       this.fail(e);
     } finally {
+      if (this.salvaging) await this.salvaging;
       if (this.fdOpen) {
         this.fdOpen = false;
         try {
@@ -257,13 +335,14 @@ export class RunFileWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const buf = this.takePending();
+    const { buf, mark } = this.takePending();
     const pos = this.pos;
     this.pos += buf.byteLength;
     this.inflight = writeAll(this.fd, buf, pos).then(
       () => {
         this.inflight = null;
-        if (this.closing) return;
+        this.wrote(pos, pos + buf.byteLength, mark);
+        if (this.closing || this._error) return;
         if (this.pendingBytes >= FLUSH_BYTES) this.kick();
         else if (this.pendingBytes > 0) this.schedule();
       },
@@ -274,17 +353,42 @@ export class RunFileWriter {
     );
   }
 
-  private takePending(): Buffer {
+  private takePending(): { buf: Buffer; mark: number } {
     const buf = Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    return buf;
+    return { buf, mark: this.pendingMark };
+  }
+
+  /** A batch [start, end) is on disk: extend the durable prefix through every batch that now joins it. */
+  private wrote(start: number, end: number, mark: number): void {
+    if (end <= start) return;
+    this.written.push({ start, end, mark });
+    this.written.sort((a, b) => a.start - b.start);
+    while (this.written.length && this.written[0].start === this.durable.end) {
+      const w = this.written.shift()!;
+      this.durable = { end: w.end, mark: w.mark };
+    }
   }
 
   private fail(e: unknown): void {
-    this._error ??= e instanceof Error ? e : new Error(String(e));
+    if (this._error) return;
+    this._error = e instanceof Error ? e : new Error(String(e));
     this.pending = [];
     this.pendingBytes = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    // Cut the file back to its last whole frame once no write is in flight (one may still land).
+    this.salvaging = (async () => {
+      while (this.inflight) await this.inflight.catch(() => undefined);
+      try {
+        if (this.fdOpen) ftruncateSync(this.fd, this.durable.end);
+      } catch {
+        // The frames before durable.end are whole; a reader stops at the partial one anyway.
+      }
+      this._failure = { error: this._error!, reason: describeFsError(this._error), bytes: this.durable.end, mark: this.durable.mark };
+      this.failed.fire(this._failure);
+    })();
   }
 }
 
@@ -341,10 +445,12 @@ function readHeader(fd: number, size: number): { meta: RunMeta; end: number } {
   }
   if (nl < 0) throw new RunFileError('bad-header', `the first line of the run file is not terminated within ${MAX_HEADER_LINE} bytes`);
   const line = head.subarray(0, nl).toString('latin1');
-  const m = /^GSRUN (\d+) (.*)$/.exec(line);
+  const m = /^GSRUN (\S+) (.*)$/.exec(line);
   if (!m) throw new RunFileError('bad-header', 'the first line must be "GSRUN <version> <json>"');
-  if (Number(m[1]) !== RUN_FILE_VERSION) {
-    throw new RunFileError('bad-version', `run file version ${m[1]} is not supported (this GradScope reads version ${RUN_FILE_VERSION})`);
+  // The version is written as a plain decimal ("1"): "01", "1.0" or "+1" is not a file we wrote.
+  if (m[1] !== String(RUN_FILE_VERSION)) {
+    const what = /^(0|[1-9]\d*)$/.test(m[1]) ? `run file version ${m[1]} is not supported` : `"${m[1].slice(0, 20)}" is not a run file version`;
+    throw new RunFileError('bad-version', `${what} (this GradScope reads version ${RUN_FILE_VERSION}, written "GSRUN ${RUN_FILE_VERSION} ")`);
   }
   let o: unknown;
   try {
@@ -389,10 +495,40 @@ function atFileOffset(e: ProtocolError, framesStart: number): ProtocolError {
 }
 
 /**
+ * Opens a run file for reading, refusing anything but a regular file: opening a FIFO would block
+ * until a writer appears (with the event loop stuck), a device could stream forever. Throws RunFileError('io').
+ */
+function openRunFile(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    throw new RunFileError('io', `cannot open ${path}: ${describeFsError(e)}`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    const kind = st.isDirectory()
+      ? 'a folder'
+      : st.isFIFO()
+        ? 'a named pipe (FIFO)'
+        : st.isCharacterDevice() || st.isBlockDevice()
+          ? 'a device'
+          : st.isSocket()
+            ? 'a socket'
+            : 'not a regular file';
+    throw new RunFileError('io', `${path} is ${kind}, not a run file`);
+  }
+  return fd;
+}
+
+/**
  * Reopens a run: every complete frame goes into `store` (a new one by default). Never throws: a
- * file cut mid-frame gives truncated=true; garbage gives `error` with every frame before it read.
+ * file cut mid-frame gives truncated=true; garbage gives `error` with every frame before it read;
+ * anything but a regular file is refused unopened (`error`, code 'io'). describeRunRead() says in
+ * words what was read and what was not.
  * Synchronous: a large run blocks its caller (about 40,000 STEP frames of 200 tensors per second);
- * the extension host should use readRunFileAsync.
+ * the extension host and the CLI use readRunFileAsync.
  */
 export function readRunFile(path: string, store: RunStore = new RunStore()): ReadRunResult {
   const it = readSteps(path, store);
@@ -401,9 +537,9 @@ export function readRunFile(path: string, store: RunStore = new RunStore()): Rea
   return r.value;
 }
 
-/** readRunFile that yields to the event loop between 4 MiB chunks. */
-export async function readRunFileAsync(path: string, store: RunStore = new RunStore()): Promise<ReadRunResult> {
-  const it = readSteps(path, store);
+/** readRunFile that yields to the event loop between 4 MiB chunks; aborting `signal` stops it there (`cancelled`). */
+export async function readRunFileAsync(path: string, store: RunStore = new RunStore(), opts: { signal?: AbortSignal } = {}): Promise<ReadRunResult> {
+  const it = readSteps(path, store, opts.signal);
   let r = it.next();
   while (!r.done) {
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -413,29 +549,41 @@ export async function readRunFileAsync(path: string, store: RunStore = new RunSt
 }
 
 /** The reader, one chunk per iteration. */
-function* readSteps(path: string, store: RunStore): Generator<void, ReadRunResult, void> {
+function* readSteps(path: string, store: RunStore, signal?: AbortSignal): Generator<void, ReadRunResult, void> {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openRunFile(path);
   } catch (e) {
-    return { meta: fallbackMeta(path), store, exit: null, truncated: false, error: new RunFileError('io', `cannot open ${path}: ${(e as Error).message}`) };
+    return { meta: fallbackMeta(path), store, exit: null, truncated: false, error: e as RunFileError, size: 0, framesEnd: 0, sectionEnd: 0 };
   }
   let meta = fallbackMeta(path);
+  let size = 0;
+  let framesEnd = 0;
   try {
-    const size = fstatSync(fd).size;
+    size = fstatSync(fd).size;
     const header = readHeader(fd, size);
     meta = header.meta;
+    framesEnd = header.end;
     const trailer = readTrailer(fd, size, header.end);
     const decoder = new FrameDecoder();
     const onFrame = (f: DecodedFrame): void => store.ingest(f.message);
     let err: ProtocolError | null = null;
+    let cancelled = false;
     for (let pos = header.end; pos < trailer.start && !err;) {
       const chunk = readAt(fd, pos, Math.min(READ_CHUNK, trailer.start - pos));
       if (chunk.length === 0) break;
       pos += chunk.length;
       err = decoder.push(chunk, onFrame);
-      if (!err && pos < trailer.start) yield;
+      if (!err && pos < trailer.start) {
+        yield;
+        if (signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+      }
     }
+    framesEnd = header.end + decoder.bytesConsumed;
+    if (cancelled) return { meta, store, exit: trailer.exit, truncated: false, error: null, size, framesEnd, sectionEnd: trailer.start, cancelled };
     let truncated = false;
     if (!err) {
       const endErr = decoder.end();
@@ -449,13 +597,59 @@ function* readSteps(path: string, store: RunStore): Generator<void, ReadRunResul
         err = null;
       }
     }
-    return { meta, store, exit: trailer.exit, truncated, error: err ? atFileOffset(err, header.end) : trailer.error };
+    return { meta, store, exit: trailer.exit, truncated, error: err ? atFileOffset(err, header.end) : trailer.error, size, framesEnd, sectionEnd: trailer.start };
   } catch (e) {
-    const error = e instanceof RunFileError ? e : new RunFileError('io', `cannot read ${path}: ${(e as Error).message}`);
-    return { meta, store, exit: null, truncated: false, error };
+    const error = e instanceof RunFileError ? e : new RunFileError('io', `cannot read ${path}: ${describeFsError(e)}`);
+    return { meta, store, exit: null, truncated: false, error, size, framesEnd, sectionEnd: size };
   } finally {
     closeSync(fd);
   }
+}
+
+/** What a read of a run file found, in words: for the CLI's `--from-run` and the extension's Open Run. */
+export interface RunReadReport {
+  /** False when the file is not a run file (or cannot be opened): nothing of it may be used. */
+  usable: boolean;
+  /** Every byte was read and the run's end is recorded. */
+  complete: boolean;
+  /** One line: what was read ("4,000 steps (0–3,999), the run's end: completed"). */
+  read: string;
+  /** What was not read, one sentence each (empty when complete). */
+  notRead: string[];
+}
+
+const n = (x: number): string => x.toLocaleString('en-US');
+
+/** Says what a read gave and what it could not: a damaged file is never used without a word. */
+export function describeRunRead(r: ReadRunResult): RunReadReport {
+  const isFileError = r.error instanceof RunFileError && r.error.code !== 'bad-trailer';
+  if (isFileError && r.store.stepCount === 0 && !r.store.hello) {
+    return { usable: false, complete: false, read: 'nothing', notRead: [r.error!.message] };
+  }
+  const steps = r.store.stepCount;
+  const first = steps > 0 ? r.store.lastStep - steps + 1 : 0;
+  const range = steps === 0 ? 'no steps' : `${n(steps)} step${steps === 1 ? '' : 's'}` + (steps > 1 ? ` (up to step ${n(r.store.lastStep)})` : ` (step ${n(first)})`);
+  const end = r.exit ? `the run's end: ${r.exit.reason}${r.exit.steps !== steps ? ` after ${n(r.exit.steps)} steps` : ''}` : null;
+  const notRead: string[] = [];
+  if (r.cancelled) notRead.push(`the read was cancelled at byte ${n(r.framesEnd)} of ${n(r.sectionEnd)}`);
+  if (r.error && !(r.error instanceof RunFileError && r.error.code === 'bad-trailer')) {
+    const at = r.error instanceof ProtocolError ? r.error.offset : r.framesEnd;
+    const rest = Math.max(0, r.sectionEnd - at);
+    const why = r.error.message.replace(/^protocol error \([^)]*\) at byte \d+: /, '').replace(/ \(in the run file\)$/, '');
+    notRead.push(`the file is damaged at byte ${n(at)} (${why}): the ${n(rest)} bytes of frames from there on were not read`);
+  }
+  if (r.error instanceof RunFileError && r.error.code === 'bad-trailer') notRead.push(`${r.error.message}: how the run ended is unknown`);
+  if (r.truncated) notRead.push(`the file ends inside a frame or its exit record (${n(Math.max(0, r.size - r.framesEnd))} bytes at the end are incomplete): its writer stopped mid-write`);
+  if (!r.exit && !(r.error instanceof RunFileError && r.error.code === 'bad-trailer')) {
+    notRead.push(
+      r.store.end
+        ? "no exit record (the host did not record the run's end; the probe's END is there)"
+        : "no exit record: the run's end was not recorded (the host stopped, or could not write, before the run ended)",
+    );
+  }
+  if (steps === 0) notRead.push('no optimizer step is in the file: there is nothing to diagnose');
+  const read = [range, r.store.hello ? null : 'no HELLO', end].filter(Boolean).join(', ');
+  return { usable: true, complete: notRead.length === 0, read, notRead };
 }
 
 /** Lists the runs in `runDir`, newest first, reading only each file's first line and trailer. */
@@ -472,7 +666,7 @@ export function listRuns(runDir: string): RunListing[] {
     const path = join(runDir, name);
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      fd = openRunFile(path); // never a FIFO named *.gsrun: the listing must not hang
     } catch {
       continue;
     }

@@ -156,6 +156,16 @@ export interface RunSummary {
   firstNonFinite: { step: number; tensorId: number } | null;
 }
 
+/** The run file stopped being written mid-run (a disk error): what it keeps. A host fact, carried by no message. */
+export interface RecordingFailure {
+  /** One line: "no space left on device (ENOSPC)". */
+  reason: string;
+  /** Steps the run file holds (the first ones); later steps are only in memory. */
+  steps: number;
+  /** The run file. */
+  file: string;
+}
+
 export interface RunStoreChange {
   /** Incremented on every ingested message. */
   readonly version: number;
@@ -309,6 +319,7 @@ export class RunStore {
   private readonly _events: EventMsg[] = [];
   private _eventsDropped = 0;
   private _stepCount = 0;
+  private _recordingFailure: RecordingFailure | null = null;
   private _lastStep = -1;
   private _lastWallMs = NaN;
   private version = 0;
@@ -424,6 +435,17 @@ export class RunStore {
   get eventsDropped(): number {
     return this._eventsDropped;
   }
+  /** Set when the run file could not be written to the end (runWarnings says so); null otherwise. */
+  get recordingFailure(): RecordingFailure | null {
+    return this._recordingFailure;
+  }
+
+  /** The host's run-file writer failed: keep what the file holds, for the warnings. The first call wins. */
+  noteRecordingFailure(f: RecordingFailure): void {
+    if (this._recordingFailure) return;
+    this._recordingFailure = { ...f };
+    this.changedNow();
+  }
   get options(): { recentSteps: number; envelopeBuckets: number } {
     return { recentSteps: this.R, envelopeBuckets: this.E };
   }
@@ -470,6 +492,10 @@ export class RunStore {
       default:
         assertNever(msg, 'message');
     }
+    this.changedNow();
+  }
+
+  private changedNow(): void {
     this.version++;
     if (!this.notifyQueued) {
       this.notifyQueued = true;

@@ -47,7 +47,7 @@ writeFileSync(
 // Replaces its own process: the probe goes with it before it has sent anything.
 const execs = join(dir, 'execs.py');
 writeFileSync(execs, 'import os, sys\nos.execv(sys.executable, [sys.executable, "-c", "print(1)"])\n');
-// Trains 3 steps, then leaves through os._exit: no atexit, so the probe cannot send END. The frames
+// Trains 3 steps, then leaves through os._exit: no atexit, so the probe cannot send END (probe-lost). The frames
 // go out on the probe's writer thread, which os._exit may cut short: the pause after the first two
 // steps lets those through for sure; the third may or may not make it.
 const hardExit = join(dir, 'hard_exit.py');
@@ -98,14 +98,16 @@ describe('gradscope run: what it could not see, on real torch', { skip: torchSki
     assert.equal(w.level, 'warning');
   });
 
-  it('a script that leaves through os._exit: its steps are kept, the missing end is said, exit code 0', async () => {
+  it('a script that leaves through os._exit: its steps are kept, the probe is said lost (not completed), exit code 7', async () => {
     const r = await gradscope(['run', hardExit, '--json', '--out', dir]);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 7, r.stderr);
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.ok(doc.steps >= 2 && doc.steps <= 3, `steps: ${doc.steps}`);
+    assert.equal(doc.exit.reason, 'probe-lost');
+    assert.match(doc.exit.message ?? '', /the probe's channel closed without an END after step [12] \([23] steps seen\)/);
     assert.deepEqual(
       doc.warnings.map((w) => w.code),
-      ['no-end'],
+      [],
     );
   });
 
