@@ -48,13 +48,14 @@ export function listProcessGroup(pgid: number, includeZombies = true): GroupMemb
   const out: GroupMember[] = [];
   for (const name of entries) {
     if (!/^\d+$/.test(name)) continue;
-    const m = readStat(Number(name));
+    const m = readProcessStat(Number(name));
     if (m && m.pgrp === pgid && (includeZombies || m.state !== 'Z')) out.push(m);
   }
   return out;
 }
 
-function readStat(pid: number): GroupMember | undefined {
+/** One process's pid, parent, group, state and name from /proc/<pid>/stat (Linux); undefined when it is gone or unreadable. */
+export function readProcessStat(pid: number): GroupMember | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');

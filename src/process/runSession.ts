@@ -15,6 +15,7 @@ import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
+import { RUN_MARK_ENV, findMarkedProcesses } from './survivors';
 
 /** How a run ended (RUN_EXIT_REASONS in the run file module): `probe-lost` when the probe's channel closed without END. */
 export type ExitReason = RunExitReason;
@@ -203,11 +204,15 @@ export class RunSession {
     this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])], env);
   }
 
-  /** The child's environment: the probe's settings added, the host's own Node options removed. */
+  /**
+   * The child's environment: the probe's settings added, the run's marker (inherited by all it
+   * starts, to find what outlives the run: ./survivors), the host's own Node options removed.
+   */
   private probeEnv(base: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
       ...base,
       ...extra,
+      [RUN_MARK_ENV]: this.id,
       GRADSCOPE_CHANNEL_FD: '3',
       GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
       GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
@@ -333,6 +338,12 @@ export class RunSession {
     if (!this.protocolError && this.program) {
       const err = this.decoder.end();
       if (err) this.protocolError = err;
+    }
+    if (this.program?.pid !== undefined) {
+      // The group is stopped by now (Program SIGKILLs what is left of it when the child ends): a
+      // process of the run still alive outside it left the group itself. Listed, not killed.
+      const left = await findMarkedProcesses(this.id, this.program.pid);
+      if (left.length > 0) this.store.noteSurvivors({ marker: `${RUN_MARK_ENV}=${this.id}`, processes: left });
     }
     const exit = this.classify(x);
     try {

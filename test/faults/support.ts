@@ -61,8 +61,8 @@ export interface CliOptions {
   timeoutMs?: number;
   /** Extra arguments to node before the CLI (e.g. --require). */
   nodeArgs?: string[];
-  /** Called once the process is started (to send it signals). */
-  onStart?: (child: ChildProcess) => void;
+  /** Called once the process is started (to send it signals), with the marker of its processes. */
+  onStart?: (child: ChildProcess, mark: string) => void;
 }
 
 /** Runs `gradscope …` to its end (or kills it at the timeout and reports that as signal SIGKILL). */
@@ -81,7 +81,7 @@ export function gradscope(args: string[], o: CliOptions): Promise<CliResult> {
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
-    o.onStart?.(child);
+    o.onStart?.(child, mark);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, mark, ms: Date.now() - t0 });
@@ -171,7 +171,7 @@ export function hasStack(text: string): boolean {
 }
 
 /** A tmpfs of `sizeKiB`, mounted at a fresh folder; null when this machine does not let us mount (not root). */
-export function mountTmpfs(sizeKiB: number, opts: { readOnly?: boolean } = {}): { dir: string; unmount: () => void } | null {
+export function mountTmpfs(sizeKiB: number, opts: { readOnly?: boolean } = {}): { dir: string; unmount: () => void; remountReadOnly: () => void } | null {
   if (process.platform !== 'linux') return null;
   const dir = mkdtempSync(join(tmpdir(), 'gs-fault-mnt-')); // removed by unmount(), not with the case folders
   try {
@@ -182,6 +182,8 @@ export function mountTmpfs(sizeKiB: number, opts: { readOnly?: boolean } = {}): 
   }
   return {
     dir,
+    /** Makes the mounted file system read-only from now on (a disk that turns read-only mid-run). */
+    remountReadOnly: () => execFileSync('mount', ['-o', 'remount,ro', dir], { stdio: 'ignore' }),
     unmount: () => {
       try {
         execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
@@ -201,4 +203,70 @@ export function makeFifo(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Calls `fn` once, as soon as what the child printed (stdout and stderr together) matches every
+ * pattern; `fn` gets that text.
+ */
+export function whenPrinted(child: ChildProcess, patterns: RegExp[], fn: (text: string) => void): void {
+  let text = '';
+  let done = false;
+  const on = (d: Buffer): void => {
+    text += d.toString();
+    if (done || !patterns.every((p) => p.test(text))) return;
+    done = true;
+    fn(text);
+  };
+  child.stdout?.on('data', on);
+  child.stderr?.on('data', on);
+}
+
+/** True while `pid` is a live process (a zombie counts as gone). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  return !isZombie(pid);
+}
+
+/**
+ * A TF.js script that trains a tiny model forever, a step every 5 ms, printing "training" at
+ * step 5; `before` and `atStep5` are lines of code run first and at step 5.
+ */
+export function foreverScript(before: string[] = [], atStep5: string[] = []): string {
+  return [
+    "const tf = require('@tensorflow/tfjs');",
+    ...before,
+    "const w = tf.variable(tf.randomNormal([8, 1], 0, 0.1, 'float32', 1));",
+    "const x = tf.randomNormal([16, 8], 0, 1, 'float32', 2);",
+    'const opt = tf.train.sgd(0.01);',
+    'let i = 0;',
+    '(function step() {',
+    '  opt.minimize(() => x.matMul(w).square().mean());',
+    "  if (++i === 5) { console.log('training'); " + atStep5.join(' ') + ' }',
+    '  setTimeout(step, 5);',
+    '})();',
+    '',
+  ].join('\n');
+}
+
+/** "pid 12 (S) python3 -c …" for each pid, for a failure message. */
+export function describeProcesses(pids: readonly number[]): string {
+  return pids
+    .map((pid) => {
+      let cmd = '?';
+      let state = '?';
+      try {
+        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2)[0];
+      } catch {
+        // gone meanwhile
+      }
+      return `pid ${pid} (${state}) ${cmd}`;
+    })
+    .join('; ');
 }

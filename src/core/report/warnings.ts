@@ -1,8 +1,9 @@
 // Run warnings: what GradScope could NOT see in a run, said plainly. Findings are about the
 // gradients; warnings are about the observation itself (no optimizer step seen, the probe never
 // connected, a probe failure, frames dropped, steps that are really backward passes, mixed-precision
-// steps the GradScaler skipped). The CLI summary, the run JSON (`warnings`), the panel's banner and
-// the HTML report all show this same list. Pure TypeScript: no Node, no vscode.
+// steps the GradScaler skipped) and about what it could not stop (processes that outlived the run).
+// The CLI summary, the run JSON (`warnings`), the panel's banner and the HTML report all show this
+// same list. Pure TypeScript: no Node, no vscode.
 import type { EndMsg, EventMsg, HelloMsg, OptimizerMode } from '../protocol/messages';
 
 export const RUN_WARNING_CODES = [
@@ -26,6 +27,8 @@ export const RUN_WARNING_CODES = [
   'probe-note',
   /** The run file could not be written to the end (a full disk): it holds only the first steps. */
   'recording-failed',
+  /** Processes the script started outlived the run: they left its process group (setsid daemons), which a stop cannot reach. */
+  'survivors',
 ] as const;
 export type RunWarningCode = (typeof RUN_WARNING_CODES)[number];
 
@@ -54,7 +57,12 @@ export interface RunWarningFacts {
   readonly optimizers?: readonly { readonly name: string; readonly className: string; readonly mode: OptimizerMode }[];
   /** The host could not write the run file to the end (RunStore.recordingFailure). */
   readonly recordingFailure?: { readonly reason: string; readonly steps: number; readonly file: string } | null;
+  /** Processes of the run alive after it ended, outside its process group (RunStore.survivors). */
+  readonly survivors?: { readonly marker: string; readonly processes: readonly { readonly pid: number; readonly command: string }[] } | null;
 }
+
+/** Survivors named in the message; the rest are counted. */
+const SURVIVORS_LISTED = 5;
 
 /**
  * How the run ended, as far as the caller knows: `null` while it is live (nothing is concluded
@@ -193,6 +201,25 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
         (persistent ? ` — more steps were skipped than taken (${run.stepCount}): the gradients overflow in fp16 persistently.` : ' (a few are normal while it calibrates the scale).'),
       count: skipped.count,
       ...(skipped.step !== undefined ? { step: skipped.step } : {}),
+    });
+  }
+  const survivors = run.survivors;
+  if (survivors && survivors.processes.length > 0) {
+    const left = survivors.processes;
+    const n = left.length;
+    const listed = left
+      .slice(0, SURVIVORS_LISTED)
+      .map((p) => `pid ${p.pid} (${p.command})`)
+      .join(', ');
+    const pids = left.map((p) => p.pid).join(' ');
+    out.push({
+      code: 'survivors',
+      level: 'warning',
+      message:
+        `${n === 1 ? '1 process' : `${n} processes`} started by the script ${n === 1 ? 'is' : 'are'} still running after the run ended: ${listed}${n > SURVIVORS_LISTED ? `, and ${n - SURVIVORS_LISTED} more` : ''}. ` +
+        `${n === 1 ? 'It' : 'They'} left the run's process group (setsid, e.g. a daemon), which stopping the run cannot reach, so GradScope leaves ${n === 1 ? 'it' : 'them'} alone. ` +
+        `Find the run's processes with \`grep -ls ${survivors.marker} /proc/[0-9]*/environ\`; stop ${n === 1 ? 'it' : 'them'} with \`kill ${pids}\`.`,
+      count: n,
     });
   }
   return out

@@ -166,6 +166,16 @@ export interface RecordingFailure {
   file: string;
 }
 
+/**
+ * Processes of the run still alive after it ended and its process group was stopped: they left the
+ * group (setsid, setpgid). A host fact, carried by no message (src/process/survivors.ts).
+ */
+export interface RunSurvivors {
+  /** The environment entry that marks the run's processes: "GS_RUN_MARK=<run id>". */
+  marker: string;
+  processes: { pid: number; command: string }[];
+}
+
 export interface RunStoreChange {
   /** Incremented on every ingested message. */
   readonly version: number;
@@ -320,6 +330,7 @@ export class RunStore {
   private _eventsDropped = 0;
   private _stepCount = 0;
   private _recordingFailure: RecordingFailure | null = null;
+  private _survivors: RunSurvivors | null = null;
   private _lastStep = -1;
   private _lastWallMs = NaN;
   private version = 0;
@@ -444,6 +455,16 @@ export class RunStore {
   noteRecordingFailure(f: RecordingFailure): void {
     if (this._recordingFailure) return;
     this._recordingFailure = { ...f };
+    this.changedNow();
+  }
+  /** Set when processes of the run outlived it (runWarnings lists them); null otherwise. */
+  get survivors(): RunSurvivors | null {
+    return this._survivors;
+  }
+
+  /** The host found processes of the run alive after its end: keep them, for the warnings. */
+  noteSurvivors(s: RunSurvivors): void {
+    this._survivors = { marker: s.marker, processes: s.processes.map((p) => ({ ...p })) };
     this.changedNow();
   }
   get options(): { recentSteps: number; envelopeBuckets: number } {

@@ -7,8 +7,9 @@ import type { EventMsg, Message, StatName } from '../../../src/core/protocol/mes
 import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson';
 import { observedNothing, runWarnings, type RunWarning } from '../../../src/core/report/warnings';
 import { RunStore } from '../../../src/core/store/runStore';
-import { runHeader } from '../../../src/panel/snapshot';
+import { buildSnapshot, runHeader } from '../../../src/panel/snapshot';
 import type { RunExit } from '../../../src/process/runSession';
+import { parseHostMessage } from '../../../webview/hostMessages';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const hello: Message = { type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/tmp/t.py', detailEvery: 4 };
@@ -132,6 +133,34 @@ describe('runWarnings', () => {
     assert.deepEqual(runWarnings(store(hello, step(0)), { reason: 'stopped' }), []);
   });
 
+  it('processes that outlived the run: one warning naming each (pid, command), how to find and stop them; the run still counts as observed', () => {
+    const s = store(hello, tensors, step(0), end(1));
+    s.noteSurvivors({ marker: 'GS_RUN_MARK=r1', processes: [{ pid: 4242, command: 'sleep 300' }] });
+    const ws = runWarnings(s, completed);
+    assert.deepEqual(codes(ws), ['survivors']);
+    assert.equal(ws[0].level, 'warning');
+    assert.equal(ws[0].count, 1);
+    assert.match(ws[0].message, /^1 process started by the script is still running after the run ended: pid 4242 \(sleep 300\)\. /);
+    assert.match(ws[0].message, /left the run's process group \(setsid/);
+    assert.match(ws[0].message, /`grep -ls GS_RUN_MARK=r1 \/proc\/\[0-9\]\*\/environ`; stop it with `kill 4242`\.$/);
+    assert.ok(!observedNothing(ws));
+    // Also after a crash or a stop: the processes are there whatever the outcome.
+    assert.deepEqual(codes(runWarnings(s, { reason: 'crashed' })), ['survivors']);
+  });
+
+  it('many survivors: five named, the rest counted, every pid in the kill command', () => {
+    const s = store(hello, tensors, step(0), end(1));
+    const processes = Array.from({ length: 7 }, (_, i) => ({ pid: 100 + i, command: `worker ${i}` }));
+    s.noteSurvivors({ marker: 'GS_RUN_MARK=r2', processes });
+    const [w] = runWarnings(s, completed);
+    assert.equal(w.count, 7);
+    assert.match(w.message, /^7 processes started by the script are still running after the run ended: pid 100 \(worker 0\), .*pid 104 \(worker 4\), and 2 more\. They left/);
+    assert.ok(!w.message.includes('worker 5'));
+    assert.match(w.message, /stop them with `kill 100 101 102 103 104 105 106`\.$/);
+    s.noteSurvivors({ marker: 'GS_RUN_MARK=r2', processes: [] });
+    assert.deepEqual(runWarnings(s, completed), [], 'none left: no warning');
+  });
+
   it("events past the store's cap are said to be missing", () => {
     const s = new RunStore({ maxEvents: 2 });
     for (const m of [hello, event('info', 'a'), event('info', 'b'), event('warning', 'c'), step(0), end(1)]) s.ingest(m);
@@ -183,5 +212,20 @@ describe('where the warnings are shown', () => {
     s.ingest(end(0));
     const done = runHeader(s, { runId: 'r', script: 's', status: 'completed', statusMessage: '' });
     assert.deepEqual(codes(done.warnings), ['no-steps', 'probe-warning']);
+  });
+
+  it('survivors are in the summary, the JSON and the panel banner (which the webview accepts)', () => {
+    const s = store(hello, tensors, step(0), end(1));
+    s.noteSurvivors({ marker: 'GS_RUN_MARK=r3', processes: [{ pid: 77, command: 'sleep 300' }] });
+    assert.match(formatSummary(s, exit('completed', 1), where), /\nwarning {3}1 process started by the script is still running after the run ended: pid 77 \(sleep 300\)/);
+    assert.deepEqual(codes(buildRunJson(s, '/tmp/t.py', exit('completed', 1), null).warnings), ['survivors']);
+    const header = runHeader(s, { runId: 'r', script: 's', status: 'completed', statusMessage: '' });
+    assert.deepEqual(codes(header.warnings), ['survivors']);
+    const reasons: string[] = [];
+    const snapshot = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
+    const msg = parseHostMessage(JSON.parse(JSON.stringify({ type: 'snapshot', snapshot })), (r) => reasons.push(r));
+    assert.deepEqual(reasons, []);
+    assert.equal(msg?.type, 'snapshot');
+    assert.deepEqual(msg?.type === 'snapshot' ? codes(msg.snapshot.header.warnings) : null, ['survivors']);
   });
 });
