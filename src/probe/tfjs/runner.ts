@@ -50,10 +50,11 @@ async function main(): Promise<void> {
   const channelFd = fdRaw !== undefined && fdRaw !== '' && Number.isInteger(Number(fdRaw)) ? Number(fdRaw) : null;
   const maxSteps = envInt('GRADSCOPE_MAX_STEPS');
   const detailEvery = envInt('GRADSCOPE_DETAIL_EVERY');
+  const weightsEvery = envInt('GRADSCOPE_SAMPLED_EVERY');
   const force = process.env.GRADSCOPE_BACKEND;
-  const statsMode = (process.env.GRADSCOPE_STATS ?? '') as 'host' | 'device' | '';
+  const statsMode = (process.env.GRADSCOPE_STATS ?? '') as 'host' | 'inline' | 'device' | '';
   // The script (and anything it spawns) should not inherit the probe's settings.
-  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS']) delete process.env[k];
+  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_SAMPLED_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS']) delete process.env[k];
 
   let probe: Probe | null = null;
   if (channelFd !== null) {
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
         script,
         maxSteps,
         detailEvery,
+        weightsEvery,
         statsMode,
         // Watchdog: the host is gone, nobody will read our frames or stop us: stop now.
         onHostGone: () => process.exit(1),
@@ -73,6 +75,12 @@ async function main(): Promise<void> {
     }
   }
 
+  // Source maps (the host passes --enable-source-maps so that a .ts script's stacks show its .ts
+  // lines) are off while tfjs loads: Node parses a module's map when it loads it, tfjs's come to
+  // ~10 MB and cost ~110 ms of start-up, and they point at sources that are not on disk (a plain
+  // `node script.js` shows tfjs's own files too). On again before anything of the user's loads.
+  const maps = process.sourceMapsEnabled;
+  if (maps) process.setSourceMapsEnabled(false);
   let sel: BackendSelection | null = null;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- a path resolved at run time (the user's tfjs), not a module of ours
@@ -104,6 +112,7 @@ async function main(): Promise<void> {
     }
   }
 
+  if (maps) process.setSourceMapsEnabled(true);
   if (probe) installLifecycle(probe);
   runScript(script);
 }

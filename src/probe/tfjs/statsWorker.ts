@@ -1,11 +1,11 @@
 // The stats worker: reduces each step's gradients (copies handed over by the main thread) to the
 // per-step statistics and, on detail steps and anomalies, the detail tier, in one JS pass per array,
-// off the training thread. Replies on the port it was given; after each reply it bumps a shared
-// counter and notifies, so the main thread can wait for results synchronously when it must (at exit,
-// at the step limit) without turning the event loop.
+// off the training thread. Replies on the port it was given, handing the job's buffers back for
+// reuse; after each reply it bumps a shared counter and notifies, so the main thread can wait for
+// results synchronously when it must (at exit, at the step limit) without turning the event loop.
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { StatsState, resultTransfer, runJob } from './statsJob';
-import type { WorkerJob, WorkerReply } from './workerProtocol';
+import { jobBuffers, type WorkerJob, type WorkerReply } from './workerProtocol';
 
 const { port, signal } = workerData as { port: MessagePort; signal: SharedArrayBuffer };
 const counter = new Int32Array(signal);
@@ -22,6 +22,7 @@ port.on('message', (job: WorkerJob) => {
     const r = runJob(state, job);
     reply(r, resultTransfer(r));
   } catch (e) {
-    reply({ kind: 'error', seq: job.seq, message: String((e as Error)?.stack ?? e) }, []);
+    const recycle = jobBuffers(job);
+    reply({ kind: 'error', seq: job.seq, message: String((e as Error)?.stack ?? e), recycle }, recycle);
   }
 });

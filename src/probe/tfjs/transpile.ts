@@ -2,13 +2,20 @@
 // into the runner and the ESM hooks: pure JavaScript, so the packaged extension ships no native
 // (per-platform) compiler. Sucrase keeps every line where it was; the inline source map also maps
 // columns, so under --enable-source-maps stacks (and so the construction sites) show the .ts lines.
-import { transform } from 'sucrase';
+//
+// Sucrase is initialised on the first .ts file, not when the runner loads: a JavaScript script
+// never pays for it (about 8 ms of start-up, on the training thread and again on the hooks thread).
+import type * as SucraseTypes from 'sucrase';
+
+let sucrase: typeof SucraseTypes | null = null;
 
 export function transpileTs(src: string, filename: string, format: 'cjs' | 'esm'): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (see above); bundled by esbuild
+  sucrase ??= require('sucrase') as typeof SucraseTypes;
   const transforms: ('typescript' | 'jsx' | 'imports')[] = ['typescript'];
   if (filename.endsWith('x')) transforms.push('jsx');
   if (format === 'cjs') transforms.push('imports');
-  const out = transform(src, {
+  const out = sucrase.transform(src, {
     transforms,
     filePath: filename,
     disableESTransforms: true,

@@ -4,6 +4,9 @@
 // This file is also the child: with GS_CHANNEL_CHILD set it writes through a real Channel on fd 3.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FrameDecoder } from '../../../src/core/protocol/codec';
 import type { StatName } from '../../../src/core/protocol/messages';
@@ -79,6 +82,41 @@ if (process.env.GS_CHANNEL_CHILD) {
       assert.equal(lastSeq + 1 - seqs.length, r.dropped, 'gaps in seq = frames dropped');
       console.log(`sent ${FRAMES}: accepted ${r.accepted}, dropped ${r.dropped}, worst send() ${r.worstSendMs.toFixed(2)} ms`);
       assert.ok(r.worstSendMs < 1000, 'send() never waited for the host');
+    });
+
+    it('cork() holds frames until uncork(), which writes them all at once, whole and in order', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gs-channel-'));
+      const file = join(dir, 'frames.bin');
+      const fd = openSync(file, 'w');
+      try {
+        const ch = new Channel(fd, () => {}); // a file: writes work as on a pipe, nothing to read back
+        const stats: StatName[] = ['norm'];
+        ch.cork();
+        ch.cork();
+        for (let step = 0; step < 300; step++) ch.send({ type: 'step', step, optimizer: 0, loss: 1, wallMs: 0, stats, columns: [new Float64Array(3).fill(step)], nTensors: 3 });
+        ch.uncork();
+        assert.equal(statSync(file).size, 0, 'nothing written while corked');
+        ch.uncork();
+        assert.equal(ch.pendingBytes, 0);
+        const steps: number[] = [];
+        const seqs: number[] = [];
+        const err = new FrameDecoder().push(readFileSync(file), (f) => {
+          seqs.push(f.seq);
+          if (f.message.type === 'step') steps.push(f.message.columns[0][2]);
+        });
+        assert.equal(err, null);
+        assert.deepEqual(
+          steps,
+          Array.from({ length: 300 }, (_, i) => i),
+        );
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: 300 }, (_, i) => i),
+        );
+      } finally {
+        closeSync(fd);
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 }

@@ -131,11 +131,11 @@ describe('tfjs probe: script styles', () => {
     assert.ok(r.of('step').every((s) => Number.isFinite(s.loss)));
   });
 
-  for (const mode of ['host', 'device'] as const) {
+  for (const mode of ['inline', 'host', 'device'] as const) {
     it(`variableGrads + applyGradients with a map: statistics of a known gradient (${mode} path)`, async () => {
       const file = join(SCRIPTS, 'variable-grads-map.js');
-      const env: Record<string, string> = { GRADSCOPE_DETAIL_EVERY: '1' };
-      if (mode === 'device') Object.assign(env, { GRADSCOPE_STATS: 'device', GRADSCOPE_BACKEND: 'cpu' });
+      const env: Record<string, string> = { GRADSCOPE_DETAIL_EVERY: '1', GRADSCOPE_STATS: mode };
+      if (mode === 'device') env.GRADSCOPE_BACKEND = 'cpu';
       const r = await runProbe(file, { env });
       assertWellFormed(r);
       if (mode === 'device') {
@@ -179,6 +179,59 @@ describe('tfjs probe: script styles', () => {
       assert.deepEqual([...d0.thumb], [3, 4, 0, 12]);
     });
   }
+
+  for (const mode of ['inline', 'host', 'device'] as const) {
+    it(`paramNorm/updateNorm on their schedule: true values on measured steps and a tensor's first, NaN (unknown) between (${mode} path)`, async () => {
+      const file = join(SCRIPTS, 'weights-schedule.js');
+      const env: Record<string, string> = { GRADSCOPE_SAMPLED_EVERY: '4', GRADSCOPE_STATS: mode };
+      if (mode === 'device') env.GRADSCOPE_BACKEND = 'cpu';
+      const r = await runProbe(file, { env });
+      assertWellFormed(r);
+      const w = byName(r, 'w');
+      const u = byName(r, 'u');
+      const steps = r.of('step');
+      assert.equal(steps.length, 30);
+      const W0 = [1, 2, 3, 4];
+      const C = [3, -4, 0, 12];
+      for (const s of steps) {
+        const k = s.step;
+        // The gradient tier is there on every step.
+        assert.ok(Math.abs(stat(s, 'norm', w.id) - 13) < 1e-5, `norm at ${k}`);
+        const measured = k % 4 === 0;
+        if (measured) {
+          const after = Math.hypot(...W0.map((x, i) => x - 0.5 * (k + 1) * C[i]));
+          assert.ok(Math.abs(stat(s, 'paramNorm', w.id) / after - 1) < 1e-5, `paramNorm of w at ${k}: ${stat(s, 'paramNorm', w.id)} vs ${after}`);
+          assert.ok(Math.abs(stat(s, 'updateNorm', w.id) - 6.5) < 1e-4, `updateNorm of w at ${k}`);
+        } else {
+          assert.ok(Number.isNaN(stat(s, 'paramNorm', w.id)) && Number.isNaN(stat(s, 'updateNorm', w.id)), `w unmeasured at ${k}: NaN`);
+        }
+        if (k < 25) continue;
+        // u's first step (25, off the schedule) is measured all the same; then the schedule.
+        if (k === 25 || measured) {
+          const after = Math.hypot(2 - 0.5 * (k - 24), -0.5 * (k - 24));
+          assert.ok(Math.abs(stat(s, 'paramNorm', u.id) / after - 1) < 1e-5, `paramNorm of u at ${k}`);
+          assert.ok(Math.abs(stat(s, 'updateNorm', u.id) - 0.5 * Math.SQRT2) < 1e-5, `updateNorm of u at ${k}`);
+        } else {
+          assert.ok(Number.isNaN(stat(s, 'updateNorm', u.id)), `u unmeasured at ${k}`);
+        }
+      }
+    });
+  }
+
+  it('paramNorm/updateNorm, automatic schedule: every one of the first 20 steps has them, and every value given is true', async () => {
+    const r = await runProbe(join(SCRIPTS, 'weights-schedule.js'));
+    assertWellFormed(r);
+    const w = byName(r, 'w');
+    const W0 = [1, 2, 3, 4];
+    const C = [3, -4, 0, 12];
+    for (const s of r.of('step')) {
+      const u = stat(s, 'updateNorm', w.id);
+      if (s.step < 20) assert.ok(Number.isFinite(u), `step ${s.step} has updateNorm`);
+      if (Number.isNaN(u)) continue;
+      assert.ok(Math.abs(u - 6.5) < 1e-4);
+      assert.ok(Math.abs(stat(s, 'paramNorm', w.id) / Math.hypot(...W0.map((x, i) => x - 0.5 * (s.step + 1) * C[i])) - 1) < 1e-5);
+    }
+  });
 
   it('optimizer subclass calling super counts one step per batch', async () => {
     const file = join(SCRIPTS, 'optimizer-subclass.js');
