@@ -4,7 +4,8 @@
 //
 // Lifecycle, in order:
 //   start()  → spawn (detached: the child leads group pgid === pid) and register for the host's exit hook.
-//   running  → stdout/stderr chunks go to the emitters; fd 3 is `channel`, owned by the caller.
+//   running  → stdout/stderr chunks go to the emitters; the channel (fd 3, or `channelFd`) is
+//              `channel`, owned by the caller.
 //   end      → the child's 'exit' event, then its stdout and stderr closing (bounded by a drain
 //              timeout, since a grandchild may hold them open), then a last SIGKILL to whatever
 //              is left in the group, then `exited` resolves and the program leaves the registry.
@@ -22,8 +23,13 @@ export interface ProgramOptions {
   env: NodeJS.ProcessEnv;
   /** ms between SIGTERM and SIGKILL on stop (default 3000). */
   graceMs?: number;
-  /** Open fd 3 as a bidirectional pipe (default true). */
+  /** Open a bidirectional pipe to the child (default true), on fd `channelFd`. */
   channel?: boolean;
+  /**
+   * The child's descriptor number for the channel (default 3). Above 3, the numbers in between are
+   * left closed in the child ('ignore').
+   */
+  channelFd?: number;
   /** What the child's stdin is (default 'ignore'). */
   stdin?: 'ignore' | 'pipe' | 'inherit';
   /**
@@ -118,7 +124,7 @@ function describeSpawnError(opts: ProgramOptions, err: unknown): Error {
 
 export class Program {
   readonly pid: number | undefined;
-  /** fd 3 of the child, host side; null when `channel: false` or the spawn failed. */
+  /** The channel (the child's fd 3 or `channelFd`), host side; null when `channel: false` or the spawn failed. */
   readonly channel: Socket | null;
   /** The child's stdin when `stdin: 'pipe'`, else null. */
   readonly stdin: Writable | null;
@@ -152,7 +158,11 @@ export class Program {
     this.exited = new Promise<ProgramExit>((resolve) => (this.resolveExited = resolve));
 
     const stdio: StdioOptions = [opts.stdin ?? 'ignore', 'pipe', 'pipe'];
-    if (opts.channel ?? true) stdio.push('pipe');
+    const channelFd = (opts.channel ?? true) ? Math.max(3, Math.floor(opts.channelFd ?? 3)) : -1;
+    if (channelFd >= 3) {
+      while (stdio.length < channelFd) stdio.push('ignore');
+      stdio.push('pipe');
+    }
 
     let child: ChildProcess;
     try {
@@ -178,7 +188,7 @@ export class Program {
     this.pid = child.pid;
     const spawned = child.pid !== undefined;
     // A failed spawn (ENOENT, EACCES) still creates handle-less stdio sockets; hide them.
-    this.channel = spawned && stdio.length > 3 ? ((child.stdio[3] as Socket | null) ?? null) : null;
+    this.channel = spawned && channelFd >= 3 ? ((child.stdio[channelFd] as Socket | null) ?? null) : null;
     this.stdin = spawned ? child.stdin : null;
 
     // 'error' is emitted for spawn failures (then 'exit' never comes) and, in principle, for a

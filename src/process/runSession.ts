@@ -11,6 +11,7 @@ import { RunFileWriter, makeRunId, type RunExitReason, type RunExitRecord } from
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
+import { childChannelFd } from './channelFd';
 import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
 import { Program, type ProgramExit } from './program';
@@ -102,6 +103,8 @@ export class RunSession {
   readonly analyzer: Analyzer;
 
   private program: Program | undefined;
+  /** The child's descriptor number for the probe's channel (./channelFd.ts: why not 3). */
+  private readonly channelFd = childChannelFd();
   private readonly writer: RunFileWriter;
   private readonly decoder = new FrameDecoder();
   private protocolError: ProtocolError | null = null;
@@ -213,7 +216,7 @@ export class RunSession {
       ...base,
       ...extra,
       [RUN_MARK_ENV]: this.id,
-      GRADSCOPE_CHANNEL_FD: '3',
+      GRADSCOPE_CHANNEL_FD: String(this.channelFd),
       GRADSCOPE_MAX_STEPS: String(this.opts.maxSteps ?? 0),
       GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
     };
@@ -257,6 +260,7 @@ export class RunSession {
       cwd: resolve(this.opts.cwd ?? dirname(this.script)),
       env,
       graceMs: this.opts.graceMs,
+      channelFd: this.channelFd,
     });
     const p = this.program;
     // One decoder per stream, so a multi-byte character split across chunks stays whole.
@@ -296,12 +300,15 @@ export class RunSession {
     }, 1000).unref();
   }
 
-  /** "the probe's channel closed without an END after step 178 (179 steps seen)". */
-  private lostText(ended: boolean): string {
+  /**
+   * "the probe's channel closed without an END after step 178 (179 steps seen)", with the cause when
+   * the probe said it on stderr (`cause`, from probeLostCause).
+   */
+  private lostText(ended: boolean, cause: string | null = null): string {
     const steps = this.store.stepCount;
     const at = this.channelLostAt ?? this.store.lastStep;
     const where = steps === 0 ? 'before any optimizer step' : `after step ${at} (${steps} step${steps === 1 ? '' : 's'} seen)`;
-    return `the probe's channel closed without an END ${where}${ended ? ': later steps, if any, were not observed' : ''}`;
+    return `the probe's channel closed without an END ${where}${cause ? `, because ${cause}` : ''}${ended ? ': later steps, if any, were not observed' : ''}`;
   }
 
   private onData(chunk: Buffer): void {
@@ -332,9 +339,12 @@ export class RunSession {
     if (this.finishing) return;
     this.finishing = true;
     clearTimeout(this.timer);
-    // The process can exit before the last bytes of fd 3 are read: wait for the channel to close
+    // The process can exit before the last bytes of the channel are read: wait for the channel to close
     // (bounded, in case a grandchild inherited it and keeps it open).
     await Promise.race([this.channelClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    // Whatever still holds the child's end (a process outside the group that inherited it), nothing
+    // more is read: let go of ours, so it does not keep this process alive.
+    this.program?.channel?.destroy();
     if (!this.protocolError && this.program) {
       const err = this.decoder.end();
       if (err) this.protocolError = err;
@@ -399,11 +409,21 @@ export class RunSession {
     if (!this.endMsg && this.store.hello && this.program) {
       // The probe said HELLO, the script exited 0, and no END came: the probe was lost on the way
       // (a closed or redirected channel, os._exit, a probe that died). Not a completed run.
-      const message = this.lostText(true);
+      const message = this.lostText(true, probeLostCause(x.stderrTail));
       return { ...base, reason: 'probe-lost', error: { message }, message: `probe lost: ${message}; the script exited with code 0` };
     }
     return { ...base, reason: 'completed', error: null, message: `completed, ${steps} steps` };
   }
+}
+
+/**
+ * What a probe said on stderr when the script took its channel away (both probes print "[gradscope]
+ * warning: the script closed the channel's descriptor (…)…" and go on without inspection): the
+ * cause of a probe-lost run, or null.
+ */
+export function probeLostCause(stderr: string): string | null {
+  const m = /\[gradscope\] warning: (the script closed the channel's descriptor[^\n]*?)(?:: GradScope sees|; the script goes on|\n|$)/.exec(stderr);
+  return m ? m[1] : null;
 }
 
 function describeExit(x: ProgramExit): string {

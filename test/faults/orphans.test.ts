@@ -10,7 +10,55 @@ import { describe, it } from 'node:test';
 import type { RunJson } from '../../src/core/report/runJson';
 import { readRunFile } from '../../src/core/store/runFile';
 import { PYTHON, torchSkip } from '../unit/torch/torchEnv';
-import { caseDir, describeProcesses, gradscope, isAlive, leftRunning, markedProcesses, runFilesIn, sha256, whenPrinted } from './support';
+import { caseDir, describeProcesses, foreverScript, gradscope, isAlive, leftRunning, markedProcesses, runFilesIn, sha256, whenPrinted } from './support';
+
+/**
+ * Kills the host (`gradscope run`) with SIGKILL once the script's child and training are under way,
+ * then waits up to 5 s for every process of the run to go; asserts none is left and that what was
+ * recorded reads back.
+ */
+async function hostKilled(dir: string, script: string, opts: { env?: Record<string, string> } = {}): Promise<void> {
+  const sum = sha256(join(dir, script));
+  let killedAt = 0;
+  let before = 0;
+  const r = await gradscope(['run', script, '--out', 'runs'], {
+    cwd: dir,
+    env: opts.env,
+    timeoutMs: 60_000,
+    onStart: (cli, mark) =>
+      whenPrinted(cli, [/^child ready/m, /^training$/m], () =>
+        // A moment for the host to put the first steps in its run file.
+        setTimeout(() => {
+          before = markedProcesses(mark).length;
+          killedAt = Date.now();
+          cli.kill('SIGKILL');
+        }, 300),
+      ),
+  });
+  assert.ok(killedAt > 0, `the script never got going:\n${r.stdout}\n${r.stderr}`);
+  assert.equal(r.signal, 'SIGKILL');
+  // The probe and the child (and nothing else of the run) should be alive when the host dies.
+  assert.ok(before >= 2, `the probe and the child were running when the host was killed (${before} marked processes)`);
+  let alive = markedProcesses(r.mark).filter(isAlive);
+  while (alive.length > 0 && Date.now() - killedAt < 5000) {
+    await new Promise((res) => setTimeout(res, 100));
+    alive = markedProcesses(r.mark).filter(isAlive);
+  }
+  const seen = describeProcesses(alive);
+  assert.deepEqual(await leftRunning(r.mark, 0), [], `alive ${Date.now() - killedAt} ms after the host was killed: ${seen}`);
+  // What was recorded up to the host's death reads back (no exit record: the host never wrote one).
+  const [file] = runFilesIn(join(dir, 'runs'));
+  assert.ok(file, 'the run file is there');
+  const back = readRunFile(file);
+  assert.equal(back.exit, null);
+  assert.ok(back.store.stepCount >= 1, `steps recorded: ${back.store.stepCount}`);
+  assert.ok(back.error === null || back.truncated, `read whole or cut at the last frame: ${back.error?.message}`);
+  assert.equal(sha256(join(dir, script)), sum);
+}
+
+/** A Node child that ignores SIGTERM, says "child ready" and sleeps. */
+const STUBBORN_CHILD = `process.on('SIGTERM', () => {}); console.log('child ready ' + process.pid); setInterval(() => {}, 1000);`;
+const SPAWN_STUBBORN = `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(STUBBORN_CHILD)}], { stdio: ['ignore', 'inherit', 'inherit'] });`;
 
 describe('fault 9: no orphans', () => {
   it('the host SIGKILLed while a PyTorch script runs with a child that ignores SIGTERM: within 5 s nothing of the run is left', { skip: torchSkip() }, async () => {
@@ -68,6 +116,37 @@ describe('fault 9: no orphans', () => {
     assert.ok(back.store.stepCount >= 1, `steps recorded: ${back.store.stepCount}`);
     assert.ok(back.error === null || back.truncated, `read whole or cut at the last frame: ${back.error?.message}`);
     assert.equal(sha256(script), sum);
+  });
+
+  it('the host SIGKILLed while a TF.js script runs with a child that ignores SIGTERM: within 5 s nothing of the run is left', async () => {
+    const dir = caseDir('hostkill-tfjs');
+    writeFileSync(join(dir, 'stubborn.js'), foreverScript([SPAWN_STUBBORN]));
+    await hostKilled(dir, 'stubborn.js');
+  });
+
+  it('the same when the TF.js script exits on its own right after the host died, before the probe saw the hang-up', async () => {
+    const dir = caseDir('hostkill-tfjs-exit');
+    // Trains, then waits without yielding (so the probe's watchdog never runs) until it is orphaned,
+    // and exits 0: only the probe's exit path is left to notice that the host is gone.
+    writeFileSync(
+      join(dir, 'quits.js'),
+      [
+        SPAWN_STUBBORN,
+        "const tf = require('@tensorflow/tfjs');",
+        "const w = tf.variable(tf.randomNormal([8, 1], 0, 0.1, 'float32', 1));",
+        "const x = tf.randomNormal([16, 8], 0, 1, 'float32', 2);",
+        'const opt = tf.train.sgd(0.01);',
+        'let i = 0;',
+        '(function step() {',
+        '  opt.minimize(() => x.matMul(w).square().mean());',
+        '  if (++i < 5) return void setTimeout(step, 5);',
+        // The child's "ready" first, so the host is killed only once both are printed.
+        "  setTimeout(() => { console.log('training'); const host = process.ppid; const t0 = Date.now(); while (process.ppid === host && Date.now() - t0 < 30000); process.exit(0); }, 300);",
+        '})();',
+        '',
+      ].join('\n'),
+    );
+    await hostKilled(dir, 'quits.js');
   });
 
   it('a setsid daemon started by the script is listed as a survivor (pid, command, how to find it) and left running', async (t) => {

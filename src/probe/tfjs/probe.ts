@@ -286,6 +286,9 @@ export class Probe implements CaptureSink {
   }
 
   beforeApply(_optimizer: object, grads: NamedGrad[], outer: unknown): StepCtx {
+    // Nothing can be delivered any more (the script closed the channel's descriptor): the script
+    // goes on uninstrumented; afterApply only counts the step, for the step limit.
+    if (!this.channel.open) return { entries: [], loss: NaN, lossTensor: null, weightsDue: false, w0: null, weighMs: 0 };
     const vars = this.capture.engine.registeredVariables;
     const fresh: TensorInfo[] = [];
     const entries: StepEntry[] = [];
@@ -333,6 +336,11 @@ export class Probe implements CaptureSink {
 
   afterApply(raw: unknown): void {
     const ctx = raw as StepCtx;
+    if (!this.channel.open) {
+      this.steps++;
+      this.checkStepLimit();
+      return;
+    }
     const step = this.steps++;
     const now = performance.now();
     if (this.lastApplyAt) {
@@ -349,6 +357,10 @@ export class Probe implements CaptureSink {
     else if (this.inlineStepTier) this.inlineStep(ctx, step, wallMs, detail);
     else this.hostStep(ctx, step, wallMs, detail);
     this.poll();
+    this.checkStepLimit();
+  }
+
+  private checkStepLimit(): void {
     if (this.opts.maxSteps > 0 && this.steps >= this.opts.maxSteps) {
       this.finish('step-limit');
       process.exit(0);

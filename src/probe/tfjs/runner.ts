@@ -1,8 +1,9 @@
 // The tfjs runner: the child process's entry point, started by the host as
 //   node --enable-source-maps dist/probe/tfjs/runner.js <abs script> [args…]
-// with fd 3 a socket to the host (GRADSCOPE_CHANNEL_FD=3). Like a debugger's bootloader it prepares
-// everything first — channel, backend (awaited: wasm must be ready before any user op), module
-// redirects, hooks, HELLO — and only then runs the user's script, unchanged, as the main module.
+// with a socket to the host on the descriptor GRADSCOPE_CHANNEL_FD names (15: src/process/channelFd.ts
+// says why). Like a debugger's bootloader it prepares everything first — channel, backend (awaited:
+// wasm must be ready before any user op), module redirects, hooks, HELLO — and only then runs the
+// user's script, unchanged, as the main module.
 //
 // Without GRADSCOPE_CHANNEL_FD the script runs on the same backend with no hooks (the benchmark's
 // baseline). The probe never writes to stdout; on stderr only the one backend line and real
@@ -11,9 +12,10 @@
 import Module from 'node:module';
 import { extname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { selectBackend, type BackendSelection } from './backend';
+import { stopOwnGroup } from './group';
 import { Probe } from './probe';
 import { installResolution } from './resolve';
 
@@ -66,8 +68,13 @@ async function main(): Promise<void> {
         detailEvery,
         weightsEvery,
         statsMode,
-        // Watchdog: the host is gone, nobody will read our frames or stop us: stop now.
-        onHostGone: () => process.exit(1),
+        // Watchdog: the host is gone, nobody will read our frames or stop us: stop now, with what
+        // the script started (the host would have stopped the whole group; it cannot any more).
+        onHostGone: (why) => {
+          say(`[gradscope] ${why}: stopping the script\n`);
+          stopGroupOnce();
+          process.exit(1);
+        },
       });
     } catch (e) {
       process.stderr.write(`[gradscope] warning: cannot open the channel on fd ${channelFd} (${(e as Error).message}); running without inspection\n`);
@@ -117,6 +124,22 @@ async function main(): Promise<void> {
   runScript(script);
 }
 
+/** Writes to stderr synchronously, never throwing (the host, and so stderr's reader, may be gone). */
+function say(text: string): void {
+  try {
+    writeSync(2, text);
+  } catch {
+    // nobody to tell
+  }
+}
+
+let groupStopped = false;
+function stopGroupOnce(): void {
+  if (groupStopped) return;
+  groupStopped = true;
+  stopOwnGroup();
+}
+
 function installLifecycle(probe: Probe): void {
   // A non-zero process.exit() from the script: remember where, for END.
   let exitCall: Error | null = null;
@@ -135,6 +158,9 @@ function installLifecycle(probe: Probe): void {
   process.on('exit', (code) => {
     if (code === 0) probe.finish('completed');
     else probe.finish('crashed', exitCall ?? new Error(`the script exited with code ${code}`));
+    // The script ends after the host died but before the hang-up was seen (the watch timer had not
+    // looked since, or the script never yielded to it): nobody else will stop what it started.
+    if (probe.channel.hostGoneNow()) stopGroupOnce();
   });
 }
 

@@ -1,10 +1,12 @@
 // The probe never blocks training on the pipe: with the host not reading, send() returns at once,
 // frames beyond the bound are dropped and counted, the count is reported in `dropped` events once
 // there is room, and the dropped frames leave gaps in the sequence numbers.
+// The descriptor stays the script's: once it is closed, or closed and reused for a file, nothing more
+// is written to it (the channel is lost, not the host).
 // This file is also the child: with GS_CHANNEL_CHILD set it writes through a real Channel on fd 3.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -115,6 +117,69 @@ if (process.env.GS_CHANNEL_CHILD) {
         );
       } finally {
         closeSync(fd);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("the descriptor closed and reused for the script's own file: nothing is written to that file, the channel is lost (not the host)", () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gs-channel-'));
+      const fillers: number[] = [];
+      let mine = -1;
+      try {
+        const fd = openSync(join(dir, 'channel.bin'), 'w');
+        let gone = '';
+        const ch = new Channel(fd, (why) => (gone = why));
+        const stats: StatName[] = ['norm'];
+        const step = (i: number): boolean => ch.send({ type: 'step', step: i, optimizer: 0, loss: 1, wallMs: 0, stats, columns: [new Float64Array(3).fill(i)], nTensors: 3 });
+        assert.equal(step(0), true);
+        const before = statSync(join(dir, 'channel.bin')).size;
+        assert.ok(before > 0, 'the first frame went to the channel');
+        // The script closes the descriptor and opens its own file under that very number.
+        closeSync(fd);
+        for (;;) {
+          const f = openSync('/dev/null', 'r');
+          if (f >= fd) {
+            closeSync(f);
+            break;
+          }
+          fillers.push(f);
+        }
+        mine = openSync(join(dir, 'mine.txt'), 'w');
+        assert.equal(mine, fd, "the file got the channel's number");
+        writeSync(mine, 'user data\n');
+        step(1); // queued, then found not to be the channel at the write: dropped
+        assert.equal(step(2), false, 'nothing more is accepted');
+        ch.flushSync(100);
+        assert.equal(readFileSync(join(dir, 'mine.txt'), 'utf8'), 'user data\n', 'the user file holds only what the script wrote');
+        assert.equal(statSync(join(dir, 'channel.bin')).size, before);
+        assert.match(ch.lost ?? '', new RegExp(`^the script closed the channel's descriptor \\(fd ${fd}\\) and opened something else under its number$`));
+        assert.equal(ch.open, false);
+        assert.equal(ch.hostGone, false, 'the host is not gone: only the channel');
+        assert.equal(gone, '', 'the host-gone callback (which stops the run) is not called');
+      } finally {
+        for (const f of fillers) closeSync(f);
+        if (mine >= 0) closeSync(mine);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('the descriptor closed (not reused): the channel is lost at the next write, with its number in the reason', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gs-channel-'));
+      try {
+        // A descriptor far above what anything here opens meanwhile, as the host's is.
+        const low = openSync(join(dir, 'channel.bin'), 'w');
+        const fillers: number[] = [];
+        let fd = low;
+        while (fd < 40) fillers.push((fd = openSync('/dev/null', 'r')));
+        const ch = new Channel(fd, () => assert.fail('not a host loss'));
+        closeSync(fd);
+        for (const f of fillers.slice(0, -1)) closeSync(f);
+        closeSync(low);
+        ch.send({ type: 'event', kind: 'warning', message: 'x' });
+        assert.equal(ch.open, false);
+        assert.equal(ch.lost, `the script closed the channel's descriptor (fd ${fd})`);
+        assert.equal(ch.hostGoneNow(), false, 'a lost channel is not a gone host');
+      } finally {
         rmSync(dir, { recursive: true, force: true });
       }
     });

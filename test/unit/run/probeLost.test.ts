@@ -26,7 +26,7 @@ const msgs: Message[] = [
 ];
 const bytes = Buffer.concat(msgs.map((m, i) => encodeMessage(m, i)));
 
-/** A fake probe folder: `<dir>/tfjs/runner.js` sends the frames, closes fd 3, then runs `after` (JS). */
+/** A fake probe folder: `<dir>/tfjs/runner.js` sends the frames, closes the channel, then runs `after` (JS). */
 function fakeProbe(name: string, afterClose: string): string {
   const dir = join(root, name);
   mkdirSync(join(dir, 'tfjs'), { recursive: true });
@@ -34,7 +34,7 @@ function fakeProbe(name: string, afterClose: string): string {
     join(dir, 'tfjs', 'runner.js'),
     [
       "const net = require('node:net');",
-      'const sock = new net.Socket({ fd: 3, readable: true, writable: true });',
+      'const sock = new net.Socket({ fd: Number(process.env.GRADSCOPE_CHANNEL_FD), readable: true, writable: true });',
       `sock.end(Buffer.from('${bytes.toString('base64')}', 'base64'), () => { ${afterClose} });`,
       '',
     ].join('\n'),
