@@ -11,6 +11,27 @@ export interface Remedy {
   title: string;
 }
 
+/** One affected layer of a finding that concerns several: where it was built and its own tensors. */
+export interface FindingLocation {
+  file: string;
+  /** 1-based. */
+  line: number;
+  /** 1-based. */
+  column: number;
+  layer: string;
+  tensors: string[];
+}
+
+/** The operation that produced the first non-finite value, read from a checked re-run (locate-nan). */
+export interface FindingCause {
+  /** The framework's name for it: `LogBackward0`, `sqrt`, `div`. */
+  op: string;
+  file: string;
+  /** 1-based. */
+  line: number;
+  column: number;
+}
+
 export interface Finding {
   /** Stable within a run: kind + layer, so a live update replaces rather than duplicates. */
   id: string;
@@ -25,6 +46,13 @@ export interface Finding {
   layer: string | null;
   /** Where that layer (or, for global findings, the optimizer) was built. */
   source: SourceLocation | null;
+  /**
+   * Every affected layer, when the finding concerns several (the primary one, in `source`, among
+   * them); absent when it concerns one layer or none.
+   */
+  locations?: FindingLocation[];
+  /** The operation that made the first non-finite value, when a locate-nan re-run found it. */
+  cause?: FindingCause;
   message: string;
   /** Numbers a person can check, by name. */
   evidence: Record<string, number | string | null>;

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import select
 import threading
 import time
 
@@ -61,6 +62,17 @@ def private_fd(fd: int) -> int:
 _DROPPABLE = ("step", "detail")
 
 
+def _wait_for(fd: int, event: int) -> None:
+    """Waits (up to a second, then the caller retries) until fd is ready for `event` or has an error
+    or a hang-up (which the caller's next read or write then reports)."""
+    p = select.poll()
+    p.register(fd, event)
+    try:
+        p.poll(1000)
+    except InterruptedError:
+        pass
+
+
 class Channel:
     def __init__(self, fd: int, on_host_gone=None, max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES, watch: bool = True):
         self.fd = private_fd(fd)
@@ -81,6 +93,15 @@ class Channel:
         self._queued_bytes = 0
         self._writing = False  # the writer holds a frame it has not finished writing
         self._cv = threading.Condition()
+        # Non-blocking descriptor: send() writes a frame itself when nothing is queued and it fits
+        # (one system call; waking the writer thread for each frame cost the training thread about
+        # 0.25 ms per step, measured on a 100-tensor model: the thread switch and the GIL handoff).
+        # The writer thread and the watchdog wait with poll() instead of blocking calls.
+        try:
+            os.set_blocking(self.fd, False)
+            self._direct = True
+        except (OSError, AttributeError):
+            self._direct = False
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
         self._writer = threading.Thread(target=self._write_loop, name="gradscope-writer", daemon=True)
@@ -105,6 +126,17 @@ class Channel:
         with self._cv:
             data = wire.frame(code, payload, self._seq)
             self._seq += 1
+            if self._direct and not self._queue and not self._writing:
+                # Nothing ahead of it: written here when the pipe takes it now. What it does not take
+                # (full, partly written, an error) goes to the writer thread, which handles errors.
+                try:
+                    self._check_identity()
+                    n = os.write(self.fd, data)
+                except OSError:
+                    n = 0
+                if n >= len(data):
+                    return True
+                data = data[n:]
             self._queue.append(data)
             self._queued_bytes += len(data)
             self._cv.notify()
@@ -150,7 +182,11 @@ class Channel:
                 self._check_identity()
                 view = memoryview(data)
                 while view:
-                    n = os.write(self.fd, view)
+                    try:
+                        n = os.write(self.fd, view)
+                    except BlockingIOError:
+                        _wait_for(self.fd, select.POLLOUT)
+                        continue
                     view = view[n:]
             except OSError as e:
                 with self._cv:
@@ -195,7 +231,8 @@ class Channel:
         while True:
             try:
                 data = os.read(self.fd, 4096)
-            except InterruptedError:
+            except (InterruptedError, BlockingIOError):
+                _wait_for(self.fd, select.POLLIN)
                 continue
             except OSError as e:
                 if e.errno in (errno.EBADF, errno.EINVAL) and not self.closed:

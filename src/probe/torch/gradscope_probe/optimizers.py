@@ -25,7 +25,8 @@ from . import sources
 
 class _Opt:
     """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
-    __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled")
+    __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled",
+                 "param_ids", "param_pick", "knowns")
 
     def __init__(self, oid, ref, name, class_name, mode):
         self.id = oid
@@ -38,6 +39,11 @@ class _Opt:
         self.steps = 0  # this optimizer's steps: the detail tier is scheduled per optimizer
         self.last_detail = None  # automatic interval: this optimizer's step of its last detail tier
         self.last_sampled = None  # automatic interval: its step of the last sampled tier (sampled.py)
+        # Per-step bookkeeping kept from the previous step (probe.py: _params_of, _knowns_of); ids and
+        # _Known objects only: nothing here keeps a parameter alive.
+        self.param_ids = None  # id() of every entry of the param groups, in order
+        self.param_pick = None  # indices into that flat list of the distinct tensors (None: all of them)
+        self.knowns = None  # the _Known of each of those tensors
 
 
 _STORE_OPS = {"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"}

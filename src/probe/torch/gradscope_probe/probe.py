@@ -25,6 +25,7 @@ never reach the user's code.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sys
 import threading
@@ -84,7 +85,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._tls = threading.local()
         self._warned = set()
         self._nonfinite_reported = False
-        self._prev_norm = {}
+        self._prev_norms = []  # by tensor id: its gradient norm at its last step (NaN: none yet)
         self._snapshots = Snapshots()
         self._snapshot_full_reported = False
         self._rotation_reported = False
@@ -218,23 +219,48 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
     # ------------------------------------------------------------------------------------------
     # Steps
 
-    def _params_of(self, opt):
-        out = []
+    def _params_of(self, opt, rec=None):
+        """The distinct tensors of the optimizer's param groups, in order. With its _Opt record, the
+        work of picking them (a tensor in two groups, a non-tensor entry) is kept while the groups hold
+        the same objects: an id comparison of the flat list per step."""
+        flat = [p for g in opt.param_groups for p in g["params"]]
+        if rec is not None:
+            ids = list(map(id, flat))
+            if ids == rec.param_ids:
+                pick = rec.param_pick
+                return flat if pick is None else [flat[i] for i in pick]
+        pick = []
         seen = set()
-        for g in opt.param_groups:
-            for p in g["params"]:
-                if isinstance(p, torch.Tensor) and id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-        return out
+        for i, p in enumerate(flat):
+            if isinstance(p, torch.Tensor) and id(p) not in seen:
+                seen.add(id(p))
+                pick.append(i)
+        if rec is not None:
+            rec.param_ids = ids
+            rec.param_pick = None if len(pick) == len(flat) else pick
+            rec.knowns = None
+        return flat if len(pick) == len(flat) else [flat[i] for i in pick]
+
+    def _knowns_of(self, rec, params) -> list:
+        """The _Known of each of `params` (all described already), kept in `rec` while they stay the
+        same objects (checked through the _Known's weak references: an id reused by a new tensor is
+        not taken for the old one)."""
+        ks = rec.knowns if rec is not None else None
+        if ks is not None and len(ks) == len(params) and all(map(operator.is_, [k.ref() for k in ks], params)):
+            return ks
+        known = self._known
+        ks = [known[id(p)] for p in params]
+        if rec is not None:
+            rec.knowns = ks
+        return ks
 
     def _before_step(self, opt, args, kwargs):
         t_start = time.perf_counter()
         if self._bw_pending is not None:
             self._finish_backward_step()
         closure = args[0] if args else kwargs.get("closure")
-        params = self._params_of(opt)
         rec = self._opt_rec(opt)
+        params = self._params_of(opt, rec)
         sampled = self._sampled_due(rec)
         self._last_rec = rec
         ctx = {"opt": opt, "closure": closure is not None, "params": params, "grads": None, "unchecked": (),
@@ -263,23 +289,26 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         ids of the params whose statistics are to be checked after the host copy (stats.grad_stats_many,
         defer, with_max)); the statistics taken before clipping where the script clipped (and
         unscaled, see _before_clip)."""
-        out = []
-        todo = []
-        for p in params:
-            g = p.grad
-            if g is None:
-                continue
-            s = self._preclip.pop(id(p), None)
-            if s is None:
-                todo.append(len(out))
-            out.append([p, s, g])
-        unchecked = set()
-        if todo:
-            rows, late = stats.grad_stats_many([out[i][2] for i in todo], defer=defer, with_max=with_max)
-            for i, row in zip(todo, rows):
-                out[i][1] = row
-            unchecked = {id(out[todo[j]][0]) for j in late}
-        return [tuple(x) for x in out], unchecked
+        gs = [p.grad for p in params]
+        pairs = [(p, g) for p, g in zip(params, gs) if g is not None] if any(g is None for g in gs) else list(zip(params, gs))
+        pre = self._preclip
+        if pre:
+            given = [pre.pop(id(p), None) for p, _ in pairs]
+            todo = [i for i, s in enumerate(given) if s is None]
+        else:
+            given = None
+            todo = None
+        rows, late = stats.grad_stats_many([g for _, g in pairs] if todo is None else [pairs[i][1] for i in todo],
+                                           defer=defer, with_max=with_max)
+        if todo is None:
+            out = [(p, r, g) for (p, g), r in zip(pairs, rows)]
+            unchecked = {id(pairs[j][0]) for j in late}
+        else:
+            for i, r in zip(todo, rows):
+                given[i] = r
+            out = [(p, r, g) for (p, g), r in zip(pairs, given)]
+            unchecked = {id(pairs[todo[j]][0]) for j in late}
+        return out, unchecked
 
     def _snapshot_all(self, params) -> dict:
         """Copies of `params` before the step, for their update norms, by id: all of them, or those
@@ -352,20 +381,29 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             params = ctx["params"]  # every tensor of the optimizer: those without a gradient are absent
             if not self._hello_sent:
                 self._send_hello([p for p, _, _ in grads])
-            fresh = [p for p in params if self._known.get(id(p)) is None or self._known[id(p)].ref() is not p]
-            if fresh:
-                for p in fresh:
-                    old = self._known.pop(id(p), None)
-                    if old is not None:
-                        self._drop_detail_buf(old)
-                infos = self._describe_new(fresh)
-                self.send({"type": "tensors", "tensors": infos})
             rec = self._opt_rec(ctx["opt"])
+            ks_all = rec.knowns
+            if ks_all is None or len(ks_all) != len(params) or not all(map(operator.is_, [k.ref() for k in ks_all], params)):
+                fresh = [p for p in params if self._known.get(id(p)) is None or self._known[id(p)].ref() is not p]
+                if fresh:
+                    for p in fresh:
+                        old = self._known.pop(id(p), None)
+                        if old is not None:
+                            self._drop_detail_buf(old)
+                    infos = self._describe_new(fresh)
+                    self.send({"type": "tensors", "tensors": infos})
+            ks_all = self._knowns_of(rec, params)
             self._announce(rec, params)
+            # The _Known of each entry of grads (in the usual step every tensor has a gradient).
+            if len(grads) == len(params) and all(map(operator.is_, [p for p, _, _ in grads], params)):
+                ks = ks_all
+            else:
+                known = self._known
+                ks = [known[id(p)] for p, _, _ in grads]
             step = self.steps
             detail = ctx["detail"] if "detail" in ctx else self._detail_due(rec)
             # The gradients the detail tier reads: a backward pass's copies, else p.grad as it is now.
-            items = [(p, g if g is not None else p.grad) for p, _, g in grads]
+            items = [(p, g if g is not None else p.grad) for p, _, g in grads] if detail else None
             deferred = None  # (known, copy of the gradient, shape) for the background job
             if detail and self._can_defer(items):
                 if self._worker.busy:
@@ -380,9 +418,11 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             inline = detail and deferred is None
             # CPU gradients on the training thread: all at once after the loop (small tensors together).
             inline_cpu = inline and all(g is not None and g.device.type == "cpu" for _, g in items)
-            # Everything this step reports, as float64 tensors gathered per device; one copy per device.
+            # Everything this step reports that is still on a device, as float64 tensors gathered per
+            # device: one copy per device. Rows already read (CPU gradients) stay as they are.
             hb = _HostBatch()
-            grad_at = [hb.add(gs) for _p, gs, _g in grads]
+            rows = [gs for _p, gs, _g in grads]
+            grad_at = [None if type(gs) is list else hb.add(gs) for gs in rows]
             sampled = ctx.get("sampled", True)
             late = []  # (where, tensor) of fast-path norms to check after the copy (off the CPU)
             if sampled:
@@ -392,17 +432,18 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 pn_at, un_at, late = self._weight_norms(ctx, grads, hb)
                 ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
             else:
-                pn_at = un_at = [None] * len(grads)
-            layout = []  # (known, where its detail values start or None, tr, tc)
-            for (p, _gs, _g), (_p, g) in zip(grads, items):
-                k = self._known[id(p)]
-                dat, tr, tc = None, 0, 0
-                if inline and not inline_cpu and g is not None:
-                    dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
-                    dat = hb.add(dv)
-                elif deferred is not None:
-                    deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(stats.local(p).shape)))
-                layout.append((k, dat, tr, tc))
+                pn_at = un_at = None
+            layout = None  # detail steps: (known, where its detail values start or None, tr, tc)
+            if detail:
+                layout = []
+                for (p, _gs, _g), (_p, g), k in zip(grads, items, ks):
+                    dat, tr, tc = None, 0, 0
+                    if inline and not inline_cpu and g is not None:
+                        dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
+                        dat = hb.add(dv)
+                    elif deferred is not None:
+                        deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(stats.local(p).shape)))
+                    layout.append((k, dat, tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
             loss_at = None
@@ -412,7 +453,10 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             elif isinstance(loss_t, (int, float)):
                 loss = float(loss_t)
             hb.fetch()  # the one device→host copy per device
-            self._check_late(grads, grad_at, unchecked, late, hb)
+            for j, at in enumerate(grad_at):
+                if at is not None:
+                    rows[j] = hb.values(at, 4)
+            self._check_late(grads, rows, unchecked, late, hb)
             inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
                 if inline_cpu else None
             if loss_at is not None:
@@ -423,25 +467,34 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         n = len(self._tensors)
         nan = float("nan")
         columns = [[nan] * n for _ in wire.STAT_NAMES]
+        norm_c, max_c, nan_c, inf_c, pn_c, un_c = (columns[wire.STAT_NAMES.index(x)] for x in (
+            "norm", "maxAbs", "nanCount", "infCount", "paramNorm", "updateNorm"))
         has = columns[wire.STAT_NAMES.index("hasGrad")] = [0.0] * n  # absent unless it has a gradient now
+        prev = self._prev_norms
+        if len(prev) < n:
+            prev.extend([nan] * (n - len(prev)))
         first_nonfinite = None
         jump = False
-        for (k, *_rest), g_at, p_at, u_at in zip(layout, grad_at, pn_at, un_at):
-            v = hb.values(g_at, 4)
-            for s in range(4):
-                columns[s][k.id] = v[s]
-            if p_at is not None:
-                columns[4][k.id] = hb.value(p_at)
-            if u_at is not None:
-                columns[5][k.id] = hb.value(u_at)
-            has[k.id] = 1.0
-            bad = v[2] + v[3]
-            if bad > 0 and not self._nonfinite_reported and first_nonfinite is None:
-                first_nonfinite = k
-            prev = self._prev_norm.get(k.id)
-            if prev is not None and prev > 0 and v[0] > 10 * prev:
+        for k, v in zip(ks, rows):
+            i = k.id
+            g_norm = v[0]
+            norm_c[i] = g_norm
+            max_c[i] = v[1]
+            nan_c[i] = v[2]
+            inf_c[i] = v[3]
+            has[i] = 1.0
+            if v[2] or v[3]:
+                if first_nonfinite is None and not self._nonfinite_reported:
+                    first_nonfinite = k
+            p_norm = prev[i]
+            if p_norm > 0 and g_norm > 10 * p_norm:  # (NaN fails both)
                 jump = True
-            self._prev_norm[k.id] = v[0]
+            prev[i] = g_norm
+        if sampled:
+            for k, p_at, u_at in zip(ks, pn_at, un_at):
+                pn_c[k.id] = hb.value(p_at)
+                if u_at is not None:
+                    un_c[k.id] = hb.value(u_at)
         self.steps += 1
         rec.steps += 1
         self.send({"type": "step", "step": step, "optimizer": rec.id, "loss": loss, "wallMs": wall_ms,
@@ -461,22 +514,23 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                     self._send_detail(step, k, hb.host[dat[0]], dat[1], tr, tc)
         elif deferred is not None:
             self._submit_detail(step, deferred)
-        elif first_nonfinite is not None or jump:
+        elif first_nonfinite is not None or (jump and self._jump_detail_due(rec)):
             detail = True  # an anomaly: the detail tier for this step too
-            self._anomaly_detail(step, items)
+            rec.last_detail = rec.steps - 1
+            self._anomaly_detail(step, [(p, g if g is not None else p.grad) for p, _, g in grads])
         end = time.perf_counter()
         self._tune(ctx, t_after, end, detail)
         if sampled and rec.steps > 1:
             self._tune_sampled(ctx["sampled_ms"])
 
-    def _check_late(self, grads, grad_at, unchecked, late, hb) -> None:
+    def _check_late(self, grads, rows, unchecked, late, hb) -> None:
         """Redoes, after the copy, what the fast paths could not check on their device (CUDA): a
         gradient whose norm or max is not finite (NaN/Inf counted, overflow-safe norm), a norm that
         overflowed or underflowed. Rare: a step with none of them syncs nothing more."""
         if unchecked:
-            for (p, _s, g), at in zip(grads, grad_at):
-                if id(p) in unchecked and stats.needs_exact(hb.value(at)):
-                    hb.put(at, stats.grad_stats(g).cpu().tolist())
+            for j, (p, _s, g) in enumerate(grads):
+                if id(p) in unchecked and stats.needs_exact(rows[j][0]):
+                    rows[j] = stats.grad_stats(g).cpu().tolist()
         for at, t in late:
             if stats.norm_needs_exact(hb.value(at)):
                 hb.put(at, [float(stats.norm(t))])

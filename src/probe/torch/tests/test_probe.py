@@ -278,6 +278,51 @@ print("losses", first)
             self.assertEqual(s["nTensors"], 5)
             self.assertGreater(r.stat(s, "norm", 0), 0)
 
+    def test_norm_jumps_get_the_detail_tier_at_most_once_per_gap(self):
+        """A norm that jumps 100x on every other step: a jump gets a detail tier only JUMP_DETAIL_GAP (10)
+        steps or more after the previous one (scheduled or not); they used to get one every time."""
+        path = self.script("jumps.py", MLP + """
+opt = torch.optim.SGD(model.parameters(), lr=0.0)
+x = torch.randn(16, 4)
+for i in range(40):
+    opt.zero_grad()
+    (model(x).mean() * (100.0 if i % 2 else 1.0)).backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1000"})
+        self.assertWellFormed(r)
+        steps = sorted({d["step"] for d in r.of("detail")})
+        self.assertEqual(steps[0], 0)  # the schedule's
+        self.assertTrue(all(b - a >= 10 for a, b in zip(steps, steps[1:])), steps)
+        self.assertGreaterEqual(len(steps), 4, steps)  # jumps still get it (11, 21, 31), spaced
+
+    def test_a_parameter_replaced_inside_its_group_is_a_new_tensor(self):
+        """The per-step bookkeeping kept between steps (the optimizer's tensors and their records)
+        follows a tensor swapped into a param group in place, even when it takes the old one's id."""
+        path = self.script("swap.py", """
+import torch
+w = torch.nn.Parameter(torch.ones(3))
+opt = torch.optim.SGD([w], lr=0.1)
+for i in range(4):
+    if i == 2:
+        del w
+        opt.param_groups[0]["params"][0] = None
+        w = torch.nn.Parameter(torch.full((5,), 2.0))
+        opt.param_groups[0]["params"][0] = w
+    opt.zero_grad()
+    (w * w).sum().backward()
+    opt.step()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(len(r.tensors), 2, r.tensors)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        first, second = r.tensors[0]["id"], r.tensors[1]["id"]
+        self.assertEqual(r.stat(steps[2], "hasGrad", first), 0.0)
+        self.assertAlmostEqual(r.stat(steps[2], "norm", second), math.sqrt(5 * 16), places=4)  # 2·w, w = 2
+        self.assertAlmostEqual(r.stat(steps[3], "norm", second), math.sqrt(5) * 3.2, places=4)  # w = 2 - 0.1·4
+
     def test_non_finite_gradient_event(self):
         path = self.script("nan.py", MLP + """
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
