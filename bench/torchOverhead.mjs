@@ -38,7 +38,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTs, median, repoRoot } from './lib/bundle.mjs';
-import { TORCH_MLP_PY } from './lib/torchModels.mjs';
+import { TORCH_WORKLOADS_PY } from './lib/torchModels.mjs';
 
 const PROBE_DIRS = [join(repoRoot, 'dist', 'probe', 'torch'), join(repoRoot, 'src', 'probe', 'torch')];
 
@@ -55,31 +55,11 @@ device = torch.device(os.environ.get("GRADSCOPE_BENCH_DEVICE", "cpu"))
 torch.manual_seed(0)
 
 
-${TORCH_MLP_PY}
+${TORCH_WORKLOADS_PY}
 
-class ConvNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3)
-        self.conv2 = nn.Conv2d(16, 32, 3)
-        self.fc = nn.Linear(32 * 5 * 5, 10)
-
-    def forward(self, x):
-        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
-        return self.fc(x.flatten(1))
-
-
-if kind == "mlp":
-    model, batch, shape = MLP(), 128, (784,)
-else:
-    model, batch, shape = ConvNet(), 64, (1, 28, 28)
-model = model.to(device)
 n = steps + warm
-x = torch.randn(n * batch, *shape, device=device)
-y = torch.randint(0, 10, (n * batch,), device=device)
+model, batches, loss_fn = make_workload(kind if kind == "mlp" else "cnn", n, device)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-loss_fn = nn.CrossEntropyLoss()
 sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 times = []
 cpu = []  # the training thread's CPU time per step (the probe's own thread not counted)
@@ -87,7 +67,8 @@ last = lastc = None
 faults0 = 0
 for i in range(n):
     opt.zero_grad()
-    loss = loss_fn(model(x[i * batch:(i + 1) * batch]), y[i * batch:(i + 1) * batch])
+    xb, yb = batches(i)
+    loss = loss_fn(model(xb), yb)
     loss.backward()
     opt.step()
     sync()
