@@ -5,7 +5,8 @@
 // npm 11 skips install scripts by default, so a present tfjs-node(-gpu) often lacks its native
 // binding. The wasm backend must have finished `setBackend('wasm')` before the user's script runs;
 // the runner awaits this function and only then loads the script.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { registerMissingWasmKernels } from './wasmKernels';
@@ -62,6 +63,8 @@ const firstLine = (e: unknown): string =>
 interface NativeAttempt {
   ok: boolean;
   note: string;
+  /** Whether its module was loaded (into the shared tfjs-core, kernels and all), even if it then failed. */
+  loaded?: boolean;
   tf?: Tf;
   path?: string;
 }
@@ -70,12 +73,25 @@ async function tryNative(spec: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-n
   const short = spec.slice('@tensorflow/'.length);
   const res = r.resolve(spec);
   if (!res) return { ok: false, note: `${short} is not installed` };
+  // Not loaded at all without its native binding: a failed load has already registered its ~150
+  // kernels in the shared tfjs-core, and the next package's load then prints "kernel … already
+  // registered" for each of them.
+  if (!hasNativeBinding(res.path)) {
+    return {
+      ok: false,
+      note:
+        `${short} is installed without its native binding (lib/napi-v*/tfjs_binding.node); the binding is fetched by an install script, ` +
+        `which npm 11 skips by default: \`npm rebuild ${spec}\` may fix it`,
+      loaded: false,
+    };
+  }
   let mod: Tf;
   try {
     mod = load(res.path) as Tf;
   } catch (e) {
     return {
       ok: false,
+      loaded: true,
       note:
         `${short} is installed but failed to load (${firstLine(e)}); its native binding is fetched by an install script, ` +
         `which npm 11 skips by default: \`npm rebuild ${spec}\` may fix it`,
@@ -85,7 +101,7 @@ async function tryNative(spec: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-n
     await mod.setBackend('tensorflow');
     await mod.ready();
   } catch (e) {
-    return { ok: false, note: `${short} loaded but its tensorflow backend did not start (${firstLine(e)})` };
+    return { ok: false, loaded: true, note: `${short} loaded but its tensorflow backend did not start (${firstLine(e)})` };
   }
   return { ok: true, note: '', tf: mod, path: res.path };
 }
@@ -127,7 +143,9 @@ export async function selectBackend(scriptPath: string, opts: SelectOptions): Pr
       };
     }
     notes.push(gpu.note);
-    const cpuNative = await tryNative('@tensorflow/tfjs-node', r, opts.load);
+    // tfjs-node after a tfjs-node-gpu that loaded and failed registers the same ~150 kernels in the
+    // same tfjs-core again: tfjs-core warns once per kernel. Those warnings are counted, not shown.
+    const cpuNative = await withKernelWarningsMuted(gpu.loaded === true, () => tryNative('@tensorflow/tfjs-node', r, opts.load));
     if (cpuNative.ok && cpuNative.tf) {
       return {
         tf: cpuNative.tf,
@@ -199,6 +217,36 @@ export async function selectBackend(scriptPath: string, opts: SelectOptions): Pr
   await tf.setBackend('cpu');
   await tf.ready();
   return { ...base, backend: 'cpu', device: 'CPU (pure JavaScript)', reason: `${notes.join('; ')}: running on cpu`, composedKernels: [] };
+}
+
+/** Runs `fn` with tfjs-core's "kernel … already registered" warnings left out of the output (when `mute`). */
+async function withKernelWarningsMuted<T>(mute: boolean, fn: () => Promise<T>): Promise<T> {
+  if (!mute) return fn();
+  const warn = console.warn;
+  console.warn = (...args: unknown[]): void => {
+    if (typeof args[0] === 'string' && /^The kernel '.*' for backend '.*' is already registered|backend was already registered/.test(args[0])) return;
+    warn.apply(console, args);
+  };
+  try {
+    return await fn();
+  } finally {
+    console.warn = warn;
+  }
+}
+
+/**
+ * Whether the tfjs-node(-gpu) package whose main file is `mainPath` has a native binding file
+ * (lib/napi-v<N>/tfjs_binding.node, where node-pre-gyp puts it); read from the disk, not by loading.
+ */
+export function hasNativeBinding(mainPath: string): boolean {
+  const m = /^(.*\/node_modules\/@tensorflow\/tfjs-node(?:-gpu)?)\//.exec(mainPath.replace(/\\/g, '/'));
+  if (!m) return true; // not laid out as a package: let the load decide
+  try {
+    const lib = join(m[1], 'lib');
+    return readdirSync(lib).some((d) => d.startsWith('napi-v') && existsSync(join(lib, d, 'tfjs_binding.node')));
+  } catch {
+    return false;
+  }
 }
 
 function resolveNextTo(modulePath: string, spec: string): string | null {

@@ -1,6 +1,7 @@
 // The tfjs probe end to end: real child processes running the real runner on the real tfjs, frames
 // decoded from fd 3 with FrameDecoder. Step counts are kept small (GRADSCOPE_MAX_STEPS) for time.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -365,11 +366,48 @@ describe('tfjs probe: run endings and backends', () => {
     const r = await runProbe(script, { cwd: proj });
     assertWellFormed(r);
     assert.match(r.stdout, /esm gpu done wasm/);
-    assert.match(r.of('hello')[0].backendReason, /tfjs-node-gpu is installed but failed to load \(Cannot find module .*tfjs_binding\.node.*\).*npm rebuild/);
+    // (not even loaded: without its binding file it would only register its kernels and fail)
+    assert.match(r.of('hello')[0].backendReason, /tfjs-node-gpu is installed without its native binding \(lib\/napi-v\*\/tfjs_binding\.node\).*npm rebuild/);
     const [s0] = r.of('step');
     assert.ok(Math.abs(stat(s0, 'norm', 0) - 6) < 1e-6); // d/dw w² = 2w = 6
     assert.equal(s0.loss, 9);
     assert.equal(byName(r, 'w').source?.line, 2);
+  });
+
+  it('both tfjs-node packages present but failing after registering their kernels: no "already registered" flood, both reasons given', async () => {
+    // As a real tfjs-node(-gpu) whose binding file is there but does not load (wrong platform, a
+    // missing libtensorflow): its kernels are registered in the shared tfjs-core first. Loading the
+    // second one registered them again, and tfjs-core printed one warning per kernel (155 measured
+    // with the real 4.22 packages).
+    const proj = join(tmp, 'proj-both');
+    const core = createRequire(__filename).resolve('@tensorflow/tfjs-core');
+    for (const name of ['tfjs-node-gpu', 'tfjs-node']) {
+      const pkg = join(proj, 'node_modules', '@tensorflow', name);
+      mkdirSync(join(pkg, 'lib', 'napi-v8'), { recursive: true });
+      writeFileSync(join(pkg, 'lib', 'napi-v8', 'tfjs_binding.node'), 'not a shared object');
+      writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: `@tensorflow/${name}`, version: '4.22.0', main: 'index.js' }));
+      writeFileSync(
+        join(pkg, 'index.js'),
+        [
+          `const tfc = require(${JSON.stringify(core)});`,
+          "for (const k of ['GsFakeA', 'GsFakeB', 'GsFakeC']) tfc.registerKernel({ kernelName: k, backendName: 'tensorflow', kernelFunc: () => null });",
+          `throw new Error(${JSON.stringify(`${name}: tfjs_binding.node: invalid ELF header`)});`,
+          '',
+        ].join('\n'),
+      );
+    }
+    const script = join(proj, 'train.js');
+    writeFileSync(
+      script,
+      "const tf = require('@tensorflow/tfjs-node');\nconst w = tf.variable(tf.scalar(2));\ntf.train.sgd(0.1).minimize(() => w.square());\nconsole.log('both done', tf.getBackend());\n",
+    );
+    const r = await runProbe(script, { cwd: proj });
+    assertWellFormed(r);
+    assert.match(r.stdout, /both done wasm/);
+    assert.doesNotMatch(r.stderr, /already registered/);
+    const reason = r.of('hello')[0].backendReason;
+    assert.match(reason, /tfjs-node-gpu is installed but failed to load \(tfjs-node-gpu: tfjs_binding\.node: invalid ELF header\)/);
+    assert.match(reason, /tfjs-node is installed but failed to load \(tfjs-node: tfjs_binding\.node: invalid ELF header\)/);
   });
 
   it('without a channel the script runs plainly on the same backend', async () => {
