@@ -188,9 +188,11 @@ export async function selectBackend(scriptPath: string, opts: SelectOptions): Pr
     if (wasm.ok) {
       try {
         const composedKernels = registerMissingWasmKernels(tf);
-        const ok = await tf.setBackend('wasm');
-        if (!ok) throw new Error('setBackend("wasm") returned false');
-        await tf.ready();
+        await withoutGlobalFetch(wasm.version, async () => {
+          const ok = await tf.setBackend('wasm');
+          if (!ok) throw new Error('setBackend("wasm") returned false');
+          await tf.ready();
+        });
         restoreListeners();
         const simd = await tf
           .env()
@@ -257,7 +259,7 @@ function resolveNextTo(modulePath: string, spec: string): string | null {
   }
 }
 
-function tryWasm(tf: Tf, tfjsPath: string, r: Resolver, load: (p: string) => unknown): { ok: boolean; note: string } {
+function tryWasm(tf: Tf, tfjsPath: string, r: Resolver, load: (p: string) => unknown): { ok: boolean; note: string; version?: string } {
   // Prefer the wasm backend that sits next to the tfjs we use (same tfjs-core), then the user's, then ours.
   const res =
     (() => {
@@ -275,14 +277,39 @@ function tryWasm(tf: Tf, tfjsPath: string, r: Resolver, load: (p: string) => unk
   // Kernels and backend are registered in tfjs-core's global registry; a wasm backend built for
   // another tfjs-core version can misbehave in subtle ways, so we do not mix them.
   if (core && wasmVersion && core !== wasmVersion) {
-    return { ok: false, note: `your @tensorflow/tfjs-core is ${core} but the available tfjs-backend-wasm is ${wasmVersion}; not mixing versions` };
+    return {
+      ok: false,
+      note:
+        `your @tensorflow/tfjs-core is ${core} but the available tfjs-backend-wasm is ${wasmVersion}; not mixing versions ` +
+        `(\`npm install @tensorflow/tfjs-backend-wasm@${core}\` next to the script gives this tfjs a wasm backend, several times faster than cpu)`,
+    };
   }
   try {
     load(res.path);
   } catch (e) {
     return { ok: false, note: `tfjs-backend-wasm failed to load (${firstLine(e)})` };
   }
-  return { ok: true, note: '' };
+  return { ok: true, note: '', version: wasmVersion };
+}
+
+/**
+ * Runs `fn` (the wasm backend's start) without Node's global `fetch` when the backend's Emscripten
+ * glue predates Node having one (tfjs-backend-wasm before 4.x): that glue takes a global `fetch` to
+ * mean a browser and fetches its .wasm by file path, which Node's fetch refuses ("Failed to parse
+ * URL"), and the backend aborts. Without it, the glue reads the file from disk, as it did under the
+ * Node versions it was built for. The user's script has not started yet: nothing else misses it.
+ */
+async function withoutGlobalFetch<T>(wasmVersion: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const major = Number((wasmVersion ?? '').split('.')[0]);
+  const g = globalThis as { fetch?: unknown };
+  const d = Object.getOwnPropertyDescriptor(g, 'fetch');
+  if (!(major > 0 && major < 4) || !d?.configurable) return fn();
+  delete g.fetch;
+  try {
+    return await fn();
+  } finally {
+    Object.defineProperty(g, 'fetch', d);
+  }
 }
 
 /** package.json of the package that contains `mainPath` (…/node_modules/@scope/name/dist/x.js). */

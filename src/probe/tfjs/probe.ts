@@ -210,7 +210,8 @@ export class Probe implements CaptureSink {
       detailEvery: this.detailEvery,
     });
     if (sel) {
-      let message = sel.reason;
+      const version = (sel.tf.version as Record<string, string> | undefined)?.['tfjs-core'];
+      let message = version ? `${sel.reason} (tfjs ${version})` : sel.reason;
       if (sel.composedKernels.length) message += ` (GradScope added wasm kernels: ${sel.composedKernels.join(', ')})`;
       this.send({ type: 'event', kind: 'backend', message });
     } else if (failure) {

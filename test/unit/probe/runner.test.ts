@@ -1,6 +1,6 @@
 // The tfjs probe end to end: real child processes running the real runner on the real tfjs, frames
 // decoded from fd 3 with FrameDecoder. Step counts are kept small (GRADSCOPE_MAX_STEPS) for time.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
 import type { Message, StepMsg, TensorInfo } from '../../../src/core/protocol/messages';
 import { EXAMPLES, SCRIPTS, runProbe, siteLine, type ProbeRun } from './runProbe';
+import { repoRoot } from '../support/paths';
 
 const tmp = mkdtempSync(join(tmpdir(), 'gradscope-probe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -409,6 +410,35 @@ describe('tfjs probe: run endings and backends', () => {
     assert.match(reason, /tfjs-node-gpu is installed but failed to load \(tfjs-node-gpu: tfjs_binding\.node: invalid ELF header\)/);
     assert.match(reason, /tfjs-node is installed but failed to load \(tfjs-node: tfjs_binding\.node: invalid ELF header\)/);
   });
+
+  // A project pinned to tfjs 3.x with its matching wasm backend (scripts/setup-tests.sh installs it;
+  // `npm test` always does, so there it never skips). That wasm backend's Emscripten glue fetched its
+  // .wasm by file path through Node's global fetch and aborted before the script started.
+  const TFJS3 = join(repoRoot, 'test', 'fixtures', 'tfjs-published', 'tfjs3');
+  const tfjs3Installed = existsSync(join(TFJS3, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'package.json'));
+  it(
+    'a project pinned to tfjs 3.x trains on its own matching wasm backend',
+    { skip: !tfjs3Installed && !process.env.GRADSCOPE_REQUIRE_TORCH && 'tfjs 3.x fixture not installed (bash scripts/setup-tests.sh)' },
+    async () => {
+      const file = join(TFJS3, 'train.js');
+      const r = await runProbe(file, { cwd: TFJS3, env: { GRADSCOPE_MAX_STEPS: '8' } });
+      assertWellFormed(r);
+      const hello = r.of('hello')[0];
+      assert.equal(hello.backend, 'wasm', hello.backendReason);
+      assert.doesNotMatch(r.stderr, /Failed to parse URL|RuntimeError/);
+      assert.match(r.of('event').find((e) => e.kind === 'backend')?.message ?? '', /running on wasm \(tfjs 3\.6\.0\)/);
+      const ts = tensorsOf(r);
+      assert.deepEqual(
+        ts.map((t) => t.name),
+        ['dense_Dense1/kernel', 'dense_Dense1/bias', 'dense_Dense2/kernel', 'dense_Dense2/bias'],
+      );
+      assertSite(ts[0], file, 'hidden');
+      assertSite(ts[3], file, 'out');
+      assert.equal(r.of('step').length, 8);
+      assert.ok(r.of('step').every((s) => s.columns[0].every((v) => v > 0)));
+      assert.equal(r.of('end')[0].reason, 'step-limit');
+    },
+  );
 
   it('without a channel the script runs plainly on the same backend', async () => {
     const r = await runProbe(join(SCRIPTS, 'cjs-script.cjs'), { noChannel: true });
