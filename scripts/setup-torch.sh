@@ -55,7 +55,15 @@ have_venv() {
   # torch imported; the others only looked up (importing transformers takes seconds).
   [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, importlib.metadata as m; [m.version(p) for p in ("lightning", "transformers", "accelerate")]' >/dev/null 2>&1
 }
+have_all() {
+  "$VENV/bin/python" -c 'import importlib.metadata as m, sys; [m.version(l.split("==")[0]) for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]' "$REQ" >/dev/null 2>&1
+}
 if have_venv; then
+  if ! have_all; then
+    # (a requirement added since the venv was made: installed into it, torch kept)
+    PIP_RETRIES="${PIP_RETRIES:-0}" PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install --quiet -r "$REQ" \
+      2> >(grep -v "^WARNING: Location 'file:" >&2)
+  fi
   echo "setup-torch: torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') already installed in $VENV"
 else
   rm -rf "$VENV"

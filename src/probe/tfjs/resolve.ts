@@ -17,6 +17,8 @@ import { transpileTs } from './transpile';
 export interface ResolutionPlan {
   /** Exact specifier → absolute file. */
   redirects: Record<string, string>;
+  /** Exact specifier → URL, for ESM imports only (overrides `redirects` there): e.g. a data: URL shim. */
+  esmRedirects?: Record<string, string>;
 }
 
 export interface HookData {
@@ -56,7 +58,7 @@ export function installResolution(plan: ResolutionPlan): void {
   for (const ext of ['.ts', '.cts', '.tsx']) if (!M._extensions[ext]) M._extensions[ext] = tsLoader;
 
   const data: HookData = {
-    redirects: Object.fromEntries(Object.entries(plan.redirects).map(([k, v]) => [k, pathToFileURL(v).href])),
+    redirects: { ...Object.fromEntries(Object.entries(plan.redirects).map(([k, v]) => [k, pathToFileURL(v).href])), ...plan.esmRedirects },
     extBase: pathToFileURL(__filename).href,
   };
   register(pathToFileURL(join(__dirname, 'esmHooks.mjs')).href, { data });

@@ -17,7 +17,9 @@ import { dirname, join } from 'node:path';
 import { selectBackend, type BackendSelection } from './backend';
 import { stopOwnGroup } from './group';
 import { Probe } from './probe';
+import { ESM_SHIM_SOURCE, installNodeFallback } from './nodeFallback';
 import { installResolution } from './resolve';
+import { installLocate } from './locate';
 
 function envInt(name: string): number {
   const v = Number(process.env[name] ?? '');
@@ -55,8 +57,10 @@ async function main(): Promise<void> {
   const weightsEvery = envInt('GRADSCOPE_SAMPLED_EVERY');
   const force = process.env.GRADSCOPE_BACKEND;
   const statsMode = (process.env.GRADSCOPE_STATS ?? '') as 'host' | 'inline' | 'device' | '';
+  const locateNan = envInt('GRADSCOPE_LOCATE_NAN') > 0;
   // The script (and anything it spawns) should not inherit the probe's settings.
-  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_SAMPLED_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS']) delete process.env[k];
+  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_SAMPLED_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS', 'GRADSCOPE_LOCATE_NAN'])
+    delete process.env[k];
 
   let probe: Probe | null = null;
   if (channelFd !== null) {
@@ -100,11 +104,22 @@ async function main(): Promise<void> {
 
   if (sel) {
     const redirects: Record<string, string> = { '@tensorflow/tfjs': sel.tfjsPath };
+    const esmRedirects: Record<string, string> = {};
     for (const spec of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const) {
       if (sel.nativePackage !== spec) redirects[spec] = sel.tfPath;
     }
+    if (!sel.nativePackage) {
+      // No tfjs-node here: what scripts written for it use besides tfjs (file:// saving, tf.node).
+      try {
+        installNodeFallback(sel.tf, sel.reason);
+        const shim = `data:text/javascript,${encodeURIComponent(ESM_SHIM_SOURCE)}`;
+        for (const spec of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) esmRedirects[spec] = shim;
+      } catch (e) {
+        process.stderr.write(`[gradscope] warning: tfjs-node's file:// saving and tf.node are not available (${(e as Error).message})\n`);
+      }
+    }
     try {
-      installResolution({ redirects });
+      installResolution({ redirects, esmRedirects });
     } catch (e) {
       process.stderr.write(`[gradscope] warning: module redirection failed (${(e as Error).message})\n`);
     }
@@ -115,6 +130,15 @@ async function main(): Promise<void> {
         probe.start(sel);
       } catch (e) {
         probe.warn('start', e);
+      }
+      if (locateNan) {
+        // Locate mode (the host's locate-nan re-run): check every kernel's output (./locate.ts).
+        const p = probe;
+        try {
+          installLocate(sel.tf, (m) => p.info(m));
+        } catch (e) {
+          probe.warn('locate mode', e);
+        }
       }
     }
   }

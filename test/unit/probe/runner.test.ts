@@ -1,6 +1,7 @@
 // The tfjs probe end to end: real child processes running the real runner on the real tfjs, frames
 // decoded from fd 3 with FrameDecoder. Step counts are kept small (GRADSCOPE_MAX_STEPS) for time.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -439,6 +440,54 @@ describe('tfjs probe: run endings and backends', () => {
       assert.equal(r.of('end')[0].reason, 'step-limit');
     },
   );
+
+  it('a script written for tfjs-node, on the fallback: tf.node.tensorBoard writes event files TensorBoard reads, file:// save and load work (CommonJS and ESM)', async () => {
+    const proj = join(tmp, 'tfnode');
+    mkdirSync(proj, { recursive: true });
+    const body = (logs: string, ckpt: string): string[] => [
+      'const model = tf.sequential();',
+      "model.add(tf.layers.dense({ units: 8, inputShape: [4], activation: 'relu' })); // @site:hidden",
+      'model.add(tf.layers.dense({ units: 1 }));',
+      "model.compile({ optimizer: 'adam', loss: 'meanSquaredError', metrics: ['mse'] });",
+      'const x = tf.randomNormal([64, 4], 0, 1, "float32", 3), y = tf.randomNormal([64, 1], 0, 1, "float32", 4);',
+      `await model.fit(x, y, { epochs: 3, batchSize: 16, validationSplit: 0.25, verbose: 0, callbacks: [tf.node.tensorBoard(${JSON.stringify(logs)}, { updateFreq: 'batch' })] });`,
+      `await model.save(${JSON.stringify(`file://${ckpt}`)});`,
+      `const back = await tf.loadLayersModel(${JSON.stringify(`file://${ckpt}/model.json`)});`,
+      'const a = model.predict(x).dataSync(), b = back.predict(x).dataSync();',
+      "console.log('round trip', a.every((v, i) => v === b[i]) ? 'equal' : 'differs');",
+    ];
+    const cjs = join(proj, 'train.js');
+    writeFileSync(cjs, ["const tf = require('@tensorflow/tfjs-node');", '(async () => {', ...body(join(proj, 'logs'), join(proj, 'ckpt')), '})();', ''].join('\n'));
+    const esm = join(proj, 'train.mjs');
+    writeFileSync(esm, ["import * as tf from '@tensorflow/tfjs-node';", ...body(join(proj, 'logs-esm'), join(proj, 'ckpt-esm')), ''].join('\n'));
+    for (const [file, logs] of [
+      [cjs, 'logs'],
+      [esm, 'logs-esm'],
+    ] as const) {
+      const r = await runProbe(file, { cwd: proj });
+      assertWellFormed(r);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /round trip equal/);
+      assert.equal(r.of('step').length, 9); // 3 epochs of 48 training rows in batches of 16
+      assertSite(byName(r, 'dense_Dense1/kernel'), file, 'hidden');
+      // TensorBoard's own reader, where the torch 2.x venv has it (scripts/setup-torch.sh installs it)
+      const py = join(repoRoot, '.venv-torch2', 'bin', 'python');
+      const read = spawnSync(
+        py,
+        [
+          '-c',
+          'import sys\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n' +
+            'for d in sys.argv[1:]:\n e = E(d); e.Reload(); print(d.rsplit("/", 1)[1], sorted(e.Tags()["scalars"]), len(e.Scalars("epoch_loss")), len(e.Scalars(e.Tags()["scalars"][0])))',
+          join(proj, logs, 'train'),
+          join(proj, logs, 'val'),
+        ],
+        { encoding: 'utf8' },
+      );
+      if (read.status === 0 || process.env.GRADSCOPE_REQUIRE_TORCH) {
+        assert.equal(read.stdout, "train ['batch_loss', 'batch_mse', 'epoch_loss', 'epoch_mse'] 3 9\nval ['epoch_loss', 'epoch_mse'] 3 3\n", read.stderr);
+      }
+    }
+  });
 
   it('without a channel the script runs plainly on the same backend', async () => {
     const r = await runProbe(join(SCRIPTS, 'cjs-script.cjs'), { noChannel: true });
