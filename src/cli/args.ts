@@ -15,6 +15,8 @@ export interface RunArgs {
   report: string | null;
   /** Show only this optimizer's tensors and steps in the table (its name, or its numeric id). */
   optimizer: string | null;
+  /** After a run with a non-finite finding, re-run up to that step with checking on to find the operation. */
+  locateNan: boolean;
 }
 
 export interface FixArgs {
@@ -43,7 +45,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
-                [--optimizer NAME]
+                [--optimizer NAME] [--locate-nan]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
@@ -66,6 +68,10 @@ Options:
   --detail-every K   send histograms and thumbnails every K steps (default: chosen by the probe)
   --optimizer NAME   the table shows only this optimizer's tensors and steps (its variable name, e.g.
                      opt_d, or its id); the JSON document always lists every optimizer
+  --locate-nan       when the run's gradients went non-finite, re-run the script up to that step with
+                     the framework's checking on and name the operation and line that made the first
+                     NaN/Inf (the finding then points at that line); says so when the re-run does
+                     not reproduce it (docs/locate-nan.md)
   --                 pass everything after it to the script
   Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
   (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
@@ -138,7 +144,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === '-v' || command === '--version') return { command: 'version' };
   if (command === 'fix') return parseFixArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
-  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null, optimizer: null };
+  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null, optimizer: null, locateNan: false };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
       case '--steps':
@@ -164,6 +170,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--optimizer':
         out.optimizer = value() ?? null;
         if (!out.optimizer) throw new UsageError('--optimizer needs a name (the variable the script built it in) or an id');
+        return true;
+      case '--locate-nan':
+        out.locateNan = true;
         return true;
       default:
         return false;

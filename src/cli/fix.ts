@@ -142,6 +142,81 @@ function verifyTable(before: RunMeasure, after: RunMeasure): string {
   );
 }
 
+/** A fix that applies (computeFix's ok result). */
+type AppliedFix = Extract<FixResult, { ok: true }>;
+
+/**
+ * How many runs `fix --verify` may make in all: the original's when the diagnosis did not measure it
+ * (--from-run), and one fixed copy per remedy tried. Each is a full bounded run of the script.
+ */
+export const MAX_VERIFY_RUNS = 3;
+
+/**
+ * --verify: the applicable remedies in rank order, each on a fixed copy, until one cures the run or
+ * the budget of MAX_VERIFY_RUNS runs is spent. The first that cures is the one returned (and the only
+ * one that may be written); null when none did (the file stays unchanged unless --force).
+ */
+async function verifyInTurn(
+  a: FixArgs,
+  d: Diagnosis,
+  cwd: string,
+  signal: AbortSignal,
+  text: string,
+  rel: string,
+  finding: Finding,
+  candidates: readonly AppliedFix[],
+): Promise<AppliedFix | null | typeof FIX_EXIT.interrupted> {
+  let baseline = d.baseline ?? undefined;
+  let runsLeft = MAX_VERIFY_RUNS;
+  const failed: string[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i];
+    const cost = baseline ? 1 : 2;
+    if (runsLeft < cost) {
+      const rest = candidates.slice(i).map((x) => x.remedy);
+      process.stdout.write(`\nNot tried (at most ${MAX_VERIFY_RUNS} verification runs): ${rest.join(', ')}.\n`);
+      break;
+    }
+    if (i > 0) {
+      process.stdout.write(`\n${failed[failed.length - 1]} did not cure the run: trying the next remedy.\nRemedy: ${c.remedy}: ${c.title}\n\n`);
+      process.stdout.write(unifiedDiff(text, c.after, `a/${rel}`, `b/${rel}`));
+    }
+    err(`gradscope: verifying ${c.remedy} on a fixed copy (${a.steps} steps${baseline ? '' : ', and the original for comparison'})…\n`);
+    let v: Awaited<ReturnType<typeof verifyFix>>;
+    try {
+      v = await verifyFix({
+        script: d.script,
+        args: d.args,
+        cwd,
+        fixedText: c.after,
+        steps: a.steps,
+        timeoutSec: a.timeoutSec,
+        baseline,
+        kind: finding.kind,
+        signal,
+        onOutput: (_w, chunk) => err(chunk.text),
+      });
+    } catch (e) {
+      // verifyFix throws "verification cancelled" when Ctrl-C stopped it: the file is unchanged.
+      if (signal.aborted) return FIX_EXIT.interrupted;
+      throw e;
+    }
+    if (signal.aborted) return FIX_EXIT.interrupted;
+    runsLeft -= cost;
+    baseline = v.before;
+    process.stdout.write(`\nVerify (${a.steps} steps): ${c.remedy}\n${verifyTable(v.before, v.after)}${v.summary}\n`);
+    if (v.cured) {
+      if (failed.length > 0) process.stdout.write(`\nCured by ${c.remedy} (remedy ${i + 1} of those tried; ${failed.join(', ')} did not cure the run).\n`);
+      return c;
+    }
+    failed.push(c.remedy);
+  }
+  const what = failed.length === 1 ? 'the fix does not cure the run' : `none of the remedies tried (${failed.join(', ')}) cures the run`;
+  if (a.force && candidates.length > 0) process.stdout.write(`${what[0].toUpperCase()}${what.slice(1)}; --force: ${candidates[0].remedy} is written anyway.\n`);
+  else process.stdout.write(`${a.dryRun ? '' : 'Not written: '}${what}${a.dryRun ? '' : ` (--force writes ${failed.length === 1 ? 'it' : 'the first'} anyway)`}.\n`);
+  return null;
+}
+
 export async function fix(a: FixArgs): Promise<number> {
   const cwd = process.cwd();
   const ac = new AbortController();
@@ -197,10 +272,14 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}\n`);
 
   let result: FixResult;
+  /** The remedies that apply, in rank order: what --verify tries in turn when the first does not cure. */
+  let applicable: AppliedFix[] = [];
   if (a.remedy) {
     result = computeFix(text, finding, a.remedy, ctx);
+    if (result.ok) applicable = [result];
   } else {
     const options = availableRemedies(text, finding, ctx);
+    applicable = options.flatMap((o) => (o.result.ok ? [o.result] : []));
     const usable = options.find((o) => o.result.ok);
     for (const o of options) {
       if (o === usable) break;
@@ -245,32 +324,11 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
       process.stdout.write(`\nNot written: the fix could not be verified (${rel} is unchanged). Run without --verify to write it unverified.\n`);
       return FIX_EXIT.notVerified;
     }
-    err(`gradscope: verifying on a fixed copy (${a.steps} steps${d.baseline ? '' : ', and the original for comparison'})…\n`);
-    let v: Awaited<ReturnType<typeof verifyFix>>;
-    try {
-      v = await verifyFix({
-        script: d.script,
-        args: d.args,
-        cwd,
-        fixedText: result.after,
-        steps: a.steps,
-        timeoutSec: a.timeoutSec,
-        baseline: d.baseline ?? undefined,
-        kind: finding.kind,
-        signal,
-        onOutput: (_w, c) => err(c.text),
-      });
-    } catch (e) {
-      // verifyFix throws "verification cancelled" when Ctrl-C stopped it: the file is unchanged.
-      if (signal.aborted) return FIX_EXIT.interrupted;
-      throw e;
-    }
-    if (signal.aborted) return FIX_EXIT.interrupted;
-    process.stdout.write(`\nVerify (${a.steps} steps):\n${verifyTable(v.before, v.after)}${v.summary}\n`);
-    if (!v.cured && !a.force) {
-      process.stdout.write(`${a.dryRun ? '' : 'Not written: '}the fix does not cure the run${a.dryRun ? '' : ' (--force writes it anyway)'}.\n`);
-      return FIX_EXIT.notCured;
-    }
+    const chosen = await verifyInTurn(a, d, cwd, signal, text, rel, finding, applicable);
+    if (chosen === FIX_EXIT.interrupted) return FIX_EXIT.interrupted;
+    if (chosen === null) {
+      if (!a.force) return FIX_EXIT.notCured;
+    } else result = chosen;
   }
   if (a.dryRun) {
     process.stdout.write('\n(dry run: nothing written)\n');

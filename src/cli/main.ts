@@ -5,6 +5,9 @@ import { observedNothing, runWarnings } from '../core/report/warnings';
 import { RunFileError } from '../core/store/runFile';
 import { checkWritableFile, ensureDir, HostFileError, scriptProblem } from '../process/files';
 import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
+import { withCause } from '../core/analysis/nanCause';
+import type { Finding } from '../core/analysis/finding';
+import { locateNan, type LocateNanResult } from '../process/locateNan';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
 import { fix } from './fix';
 import { runHeader } from '../panel/snapshot';
@@ -112,6 +115,7 @@ async function run(a: RunArgs): Promise<number> {
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   const findings = [...session.findings];
+  const located = a.locateNan ? await locateFirstNonFinite(a, session.script, findings) : null;
   let reportFailed = false;
   if (report) {
     const file = report;
@@ -127,6 +131,8 @@ async function run(a: RunArgs): Promise<number> {
 
   if (a.json) {
     const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
+    // (the located cause is on its finding already: buildRunJson carries `cause`)
+    if (located) Object.assign(doc, { locateNan: locateJson(located) });
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
     process.stdout.write(
@@ -135,6 +141,43 @@ async function run(a: RunArgs): Promise<number> {
   }
   const code = exitCodeFor(exit, observedNothing(runWarnings(session.store, { reason: exit.reason })));
   return code === RUN_EXIT.observed && reportFailed ? RUN_EXIT.outputFailed : code;
+}
+
+/**
+ * --locate-nan: with a non-finite finding, the bounded re-run (src/process/locateNan.ts) up to its
+ * step; the finding is replaced by one that carries the cause. Says what happened on stderr, always.
+ */
+async function locateFirstNonFinite(a: RunArgs, script: string, findings: Finding[]): Promise<LocateNanResult | null> {
+  const i = findings.findIndex((f) => f.kind === 'non-finite-gradient');
+  if (i < 0) {
+    say('--locate-nan: no non-finite gradient in this run: nothing to locate');
+    return null;
+  }
+  const nf = findings[i];
+  say(`locating the first non-finite operation: re-running up to step ${nf.step} with checking on…`);
+  let r: LocateNanResult;
+  try {
+    // The re-run's own output is not shown (it repeats the first run's, plus the checks' traces).
+    r = await locateNan({ script, args: a.scriptArgs, cwd: process.cwd(), firstStep: nf.step, timeoutSec: a.timeoutSec || undefined });
+  } catch (e) {
+    say(`--locate-nan: the re-run failed: ${(e as Error).message}`);
+    return null;
+  }
+  if (r.cause) {
+    findings[i] = withCause(nf, r.cause);
+    say(`first non-finite operation: ${r.cause.op} at ${relative(process.cwd(), r.cause.file) || r.cause.file}:${r.cause.line}:${r.cause.column} (${r.cause.phase})`);
+  } else say(`--locate-nan: ${r.message}`);
+  return r;
+}
+
+function locateJson(r: LocateNanResult): Record<string, unknown> {
+  return {
+    status: r.status,
+    message: r.message,
+    cause: r.cause ? { op: r.cause.op, phase: r.cause.phase, file: r.cause.file, line: r.cause.line, column: r.cause.column } : null,
+    steps: r.steps,
+    reproducedAt: r.reproducedAt,
+  };
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -146,6 +146,11 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       const at = f.source ? `${relative(process.cwd(), f.source.file) || f.source.file}:${f.source.line}` : f.layer ? '?' : '(global)';
       out.push(`  ${f.severity.padEnd(7)} ${f.kind} at step ${f.step} · ${at}${f.layer ? ` · ${f.layer}` : ''}`);
       out.push(`          ${f.message}`);
+      // A finding about several layers: each affected layer's own line (the editor marks each one).
+      if (f.locations?.length) {
+        const where = f.locations.map((l) => `${relative(process.cwd(), l.file) || l.file}:${l.line} ${l.layer}`).join(', ');
+        out.push(neutralise(`          ${f.layer === null ? 'starts in' : `${plural(f.locations.length, 'affected layer')}:`} ${where}`));
+      }
       if (f.remedies.length) out.push(`          remedies: ${f.remedies.map((r) => r.id).join(', ')}`);
     }
     if (findings.some((f) => f.remedies.length)) {

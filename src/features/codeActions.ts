@@ -3,6 +3,7 @@
 // Each action runs `gradscope.applyRemedy` with the edit and the document version it was computed
 // for, so applying it to a changed document is refused.
 import * as vscode from 'vscode';
+import { LOCATE_NAN_COMMAND, LOCATE_NAN_TITLE, registerLocateNanCommand, type LocateNanArgs } from './commands';
 import type { GradScopeContext } from './context';
 import { isFindingKind } from './diagnosisModel';
 import { DIAGNOSTIC_SOURCE, type DiagnosticsFeature } from './diagnostics';
@@ -61,6 +62,15 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
         }
       }
       if (verify) out.push(verify);
+      // A non-finite finding not yet traced to its operation: offer the bounded checked re-run.
+      if (placed.finding.kind === 'non-finite-gradient' && !placed.finding.cause && (!run.run.live || run.run.live.exited)) {
+        const locate = new vscode.CodeAction(LOCATE_NAN_TITLE, vscode.CodeActionKind.QuickFix);
+        locate.diagnostics = [d];
+        const largs: LocateNanArgs = { runId: run.run.runId, findingId: placed.finding.id };
+        locate.command = { command: LOCATE_NAN_COMMAND, title: LOCATE_NAN_TITLE, arguments: [largs] };
+        if (!vscode.workspace.isTrusted) locate.disabled = { reason: 'locating the operation re-runs the training script: trust this workspace first' };
+        out.push(locate);
+      }
     }
     return out;
   }
@@ -83,5 +93,9 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
 
 export function registerCodeActions(ctx: GradScopeContext, diagnostics: DiagnosticsFeature): vscode.Disposable {
   const provider = new GradScopeCodeActions(ctx, diagnostics);
-  return vscode.languages.registerCodeActionsProvider(SCRIPT_SELECTOR, provider, { providedCodeActionKinds: GradScopeCodeActions.kinds });
+  return vscode.Disposable.from(
+    vscode.languages.registerCodeActionsProvider(SCRIPT_SELECTOR, provider, { providedCodeActionKinds: GradScopeCodeActions.kinds }),
+    // Its command lives with the action that offers it (it needs the diagnostics to refresh).
+    registerLocateNanCommand(ctx, diagnostics),
+  );
 }

@@ -1,9 +1,12 @@
 // The command boundary: handlers for the two contributed commands. Errors below this line are
 // thrown (typed); here they are logged and, only here, shown to the user.
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import * as vscode from 'vscode';
+import { withCause } from '../core/analysis/nanCause';
+import { locateNan, type LocateNanResult } from '../process/locateNan';
 import type { RunExit } from '../process/runSession';
 import type { GradScopeContext } from './context';
+import type { DiagnosticsFeature } from './diagnostics';
 import { asGradScopeError, describeError, GradScopeError } from './errors';
 import { preflightTorch } from './gettingStarted';
 import { pickInterpreter } from './pythonInterpreter';
@@ -138,6 +141,94 @@ async function resolveScript(arg: unknown): Promise<vscode.Uri> {
     throw new GradScopeError('user', `could not save ${uri.path.split('/').pop()}; nothing ran.`);
   }
   return uri;
+}
+
+export const LOCATE_NAN_COMMAND = 'gradscope.locateNan';
+export const LOCATE_NAN_TITLE = 'GradScope: Locate the first non-finite operation';
+
+/** The code action's arguments: which diagnosed run and which of its findings. */
+export interface LocateNanArgs {
+  runId: string;
+  findingId: string;
+}
+
+export type LocateNanOutcome = { located: true; message: string; result: LocateNanResult } | { located: false; message: string; result?: LocateNanResult };
+
+/**
+ * "Locate the first non-finite operation": the bounded re-run (src/process/locateNan.ts) for a
+ * diagnosed run's non-finite finding, then the run's diagnosis shown again with the cause on the
+ * finding (its diagnostic moves to the operation's line, and its fixes guard that operation).
+ */
+export function registerLocateNanCommand(ctx: GradScopeContext, diagnostics: DiagnosticsFeature): vscode.Disposable {
+  return vscode.commands.registerCommand(LOCATE_NAN_COMMAND, (arg: unknown) =>
+    boundary(
+      ctx,
+      'Locate the first non-finite operation',
+      () => locateNanCommand(ctx, diagnostics, arg),
+      (message): LocateNanOutcome => ({ located: false, message }),
+    ),
+  );
+}
+
+async function locateNanCommand(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, arg: unknown): Promise<LocateNanOutcome> {
+  const a = arg as Partial<LocateNanArgs> | undefined;
+  if (!a || typeof a.runId !== 'string' || typeof a.findingId !== 'string') throw new GradScopeError('user', 'run it from the code action of a non-finite gradient diagnostic.');
+  // The re-run executes the user's script: the same rule as Train & Inspect.
+  if (!vscode.workspace.isTrusted) throw new GradScopeError('user', 'nothing ran: locating the operation re-runs the training script, and this workspace is not trusted.');
+  const diag = diagnostics.runById(a.runId);
+  const finding = diag?.run.findings().find((f) => f.id === a.findingId && f.kind === 'non-finite-gradient');
+  if (!diag || !finding) throw new GradScopeError('user', 'that diagnosis is gone (a newer run replaced it); run the script again.');
+  const view = diag.run;
+  if (view.live && !view.live.exited) throw new GradScopeError('user', 'the run is still in progress; locate the operation once it has ended.');
+  if (ctx.runs.current()) throw new GradScopeError('user', 'a run is in progress; stop it before locating the operation.');
+  const config = vscode.workspace.getConfiguration('gradscope', vscode.Uri.file(view.script));
+  const python = /\.py$/i.test(view.script) ? await pickInterpreter(vscode.Uri.file(view.script), config.get<string>('pythonPath', ''), { extensions: vscode.extensions }) : undefined;
+  const nodePath = config.get<string>('nodePath', '').trim() || 'node';
+  const result = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `GradScope: re-running ${basename(view.script)} up to step ${finding.step} with checking on…`, cancellable: true },
+    async (_progress, token) => {
+      const abort = new AbortController();
+      const sub = token.onCancellationRequested(() => abort.abort());
+      try {
+        return await locateNan({
+          script: view.script,
+          args: view.args,
+          cwd: view.cwd,
+          firstStep: finding.step,
+          timeoutSec: 120,
+          signal: abort.signal,
+          nodePath,
+          pythonPath: python?.python,
+          pythonSource: python?.source,
+        });
+      } catch (e) {
+        if (abort.signal.aborted) return null;
+        throw new GradScopeError('environment', `the re-run failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      } finally {
+        sub.dispose();
+      }
+    },
+  );
+  if (!result) return { located: false, message: 'cancelled' };
+  ctx.log.info(`locate-nan ${finding.id}: ${result.status}: ${result.message}`);
+  if (!result.cause) {
+    // Said visibly: a re-run that stayed finite is an answer (the script is not deterministic), not a silence.
+    void vscode.window.showWarningMessage(`GradScope: ${result.message}`);
+    return { located: false, message: result.message, result };
+  }
+  const cause = result.cause;
+  const findings = view.findings().map((f) => (f.id === finding.id ? withCause(f, cause) : f));
+  // A new view of the same run replaces the old one (one diagnosed run per script) and publishes at once.
+  diagnostics.showSaved({ runId: `${view.runId}+located`, script: view.script, cwd: view.cwd, args: view.args, store: view.store, findings });
+  const message = `the first non-finite value came from ${cause.op} at ${basename(cause.file)}:${cause.line}`;
+  void vscode.window.showInformationMessage(`GradScope: ${message}`, 'Show').then(async (pick) => {
+    if (!pick) return;
+    const editor = await vscode.window.showTextDocument(vscode.Uri.file(cause.file));
+    const pos = new vscode.Position(cause.line - 1, Math.max(0, cause.column - 1));
+    editor.selection = new vscode.Selection(pos, pos);
+    editor.revealRange(new vscode.Range(pos, pos), vscode.TextEditorRevealType.InCenter);
+  });
+  return { located: true, message, result };
 }
 
 function nonNegative(x: number | undefined): number {

@@ -54,11 +54,47 @@ export function keyEvidence(f: Finding): string {
   return parts.join(', ');
 }
 
-/** The diagnostic's message: the finding's sentence, the key evidence, and a note when placed by guess. */
-export function diagnosticMessage(f: Finding, placement: 'layer' | 'optimizer' | 'fallback'): string {
+/**
+ * One layer's own numbers in a finding that concerns several (`evidence.byLayer`, "name value; name
+ * value"), or null when the finding has none for it.
+ */
+export function layerEvidence(f: Finding, layer: string): string | null {
+  const by = f.evidence.byLayer;
+  if (typeof by !== 'string') return null;
+  for (const e of by.split('; ')) if (e.startsWith(layer + ' ')) return e.slice(layer.length + 1);
+  return null;
+}
+
+/** Whether a finding concerns this layer: its primary layer or one of its locations. */
+export function concernsLayer(f: Finding, layer: string): boolean {
+  return f.layer === layer || (f.locations?.some((l) => l.layer === layer) ?? false);
+}
+
+/** The line of relatedInformation that points from one affected layer's diagnostic to another's. */
+export function relatedMessage(f: Finding, layer: string | null): string {
+  if (layer === null) return neutralise(`${f.kind}: the finding (global)`);
+  const own = layerEvidence(f, layer);
+  return neutralise(`${f.kind} in ${layer}${layer === f.layer ? ' (primary)' : ''}${own ? `: ${own}` : ''}`);
+}
+
+/**
+ * The diagnostic's message: the finding's sentence, the key evidence, and a note when placed by guess.
+ * `location`: the diagnostic on a further affected layer's line (`layer`), led by that layer's own numbers.
+ */
+export function diagnosticMessage(f: Finding, placement: 'layer' | 'optimizer' | 'fallback' | 'location', layer?: string): string {
   const ev = keyEvidence(f);
   // The run's names are in the message: a bidirectional control must not reorder the Problems view.
   let msg = neutralise(ev ? `${f.message} [${ev}]` : f.message);
+  const n = f.locations?.length ?? 0;
+  if (placement === 'location' && layer !== undefined) {
+    const own = layerEvidence(f, layer);
+    const what = f.layer === null ? 'where it starts' : `affected layer, 1 of ${n}`;
+    return neutralise(`${layer} (${what})${own ? `: ${own}` : ''}.`) + ` ${msg}`;
+  }
+  if (n > 1 && f.layer !== null) {
+    const own = layerEvidence(f, f.layer);
+    msg += neutralise(` (${n} affected layers, each marked on its line${own ? `; ${f.layer}: ${own}` : ''})`);
+  }
   if (placement === 'optimizer') msg += ' (global finding: shown where the optimizer is built)';
   else if (placement === 'fallback') msg += ' (global finding: GradScope could not find where the optimizer is built, so it is shown on line 1)';
   return msg;
@@ -190,6 +226,8 @@ export interface HoverModel {
   panelLink: string | null;
   /** Put the SVG sparkline in (else only the unicode one). */
   svg: boolean;
+  /** The hovered layer: a finding about several layers then shows this one's own numbers. */
+  layer?: string | null;
 }
 
 const LEVEL_ICON: Record<DiagnosticLevel, string> = { error: '$(error)', warning: '$(warning)', info: '$(info)' };
@@ -236,6 +274,8 @@ export function hoverMarkdown(m: HoverModel): string {
   if (m.findings.length) {
     for (const f of m.findings) {
       out.push(`${LEVEL_ICON[levelOf(f)]} **${f.kind}** — ${mdEscape(f.message)}`);
+      const own = m.layer && f.locations?.length ? layerEvidence(f, m.layer) : null;
+      if (own && m.layer) out.push(`  _This layer (${mdEscape(m.layer)}${f.layer === m.layer ? ', primary' : ''}, 1 of ${f.locations!.length} affected):_ ${mdEscape(own)}`);
       if (f.remedies.length) out.push(`  _Remedies:_ ${f.remedies.map((r) => mdEscape(r.title)).join('; ')}`);
       out.push('');
     }

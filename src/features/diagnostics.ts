@@ -15,7 +15,9 @@ import { activationFromFiles } from '../process/activationFromFiles';
 import { readRegularText } from '../process/files';
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
-import { diagnosticMessage, isFindingKind, levelOf } from './diagnosisModel';
+import { neutralise } from '../core/text';
+import { diagnosticMessage, isFindingKind, levelOf, relatedMessage } from './diagnosisModel';
+import { relatedLinesFor } from './relatedLines';
 import { anchorHolds, assignedName, constructionText, findOptimizerLine, shiftLineThrough, spanOf, type LineAnchor, type LineEdit } from './lineAnchors';
 
 export const DIAGNOSTIC_SOURCE = 'GradScope';
@@ -114,7 +116,14 @@ export interface PlacedFinding {
   finding: Finding;
   file: string;
   anchor: Anchor;
-  placement: 'layer' | 'optimizer' | 'fallback';
+  /** `location`: a further affected layer of a finding about several (its `locations`), not the primary. */
+  placement: 'layer' | 'optimizer' | 'fallback' | 'location';
+  /** For a `location`: the affected layer on this line. */
+  layer?: string;
+  /** For a `location`: the finding's primary placement; shown only while that one is (an edit there makes the finding stale). */
+  primary?: PlacedFinding;
+  /** Lines that belong to it without being a layer (a custom layer's bias addWeight, a recurrent initialisation): relatedInformation. */
+  related?: { file: string; anchor: Anchor; why: string }[];
 }
 
 /** Where a layer of the run sits now. */
@@ -170,25 +179,63 @@ export class RunDiagnostics {
     }
     const placed: PlacedFinding[] = [];
     for (const f of this.run.findings()) {
-      if (f.source) {
-        const track = this.track(f.source.file);
-        if (!track) continue;
-        placed.push({ finding: f, file: f.source.file, anchor: track.anchor(f.source.line, f.source.column), placement: f.layer ? 'layer' : 'optimizer' });
-        continue;
-      }
-      const track = this.track(this.run.script);
-      if (!track) continue;
-      const opt = findOptimizerLine(track.baseLines.join('\n'), this.run.script.endsWith('.py'));
-      if (opt) placed.push({ finding: f, file: this.run.script, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' });
-      else placed.push({ finding: f, file: this.run.script, anchor: track.anchor(1, 1, true), placement: 'fallback' });
+      const primary = this.placePrimary(f);
+      if (!primary) continue;
+      placed.push(primary);
+      this.placeLocations(f, primary, placed);
     }
+    for (const p of placed) this.placeRelated(p);
     this.placed = placed;
+  }
+
+  /** The related lines of a layer placement, read from its file as it was when the run started. */
+  private placeRelated(p: PlacedFinding): void {
+    const layer = p.placement === 'location' ? p.layer : p.placement === 'layer' ? p.finding.layer : null;
+    if (!layer) return;
+    const track = this.files.get(p.file);
+    const t = this.run.store.tensors.find((x) => x.layer === layer);
+    if (!track || !t) return;
+    const found = relatedLinesFor(track.baseLines.join('\n'), p.file.endsWith('.py'), p.finding.kind, t.layerType, p.anchor.baseLine);
+    if (found.length) p.related = found.map((r) => ({ file: p.file, anchor: track.anchor(r.line, null), why: r.why }));
+  }
+
+  /** Where a finding goes: its layer's line, else the optimizer's line, else line 1. */
+  private placePrimary(f: Finding): PlacedFinding | null {
+    if (f.source) {
+      const track = this.track(f.source.file);
+      if (!track) return null;
+      return { finding: f, file: f.source.file, anchor: track.anchor(f.source.line, f.source.column), placement: f.layer ? 'layer' : 'optimizer' };
+    }
+    const track = this.track(this.run.script);
+    if (!track) return null;
+    const opt = findOptimizerLine(track.baseLines.join('\n'), this.run.script.endsWith('.py'));
+    if (opt) return { finding: f, file: this.run.script, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' };
+    return { finding: f, file: this.run.script, anchor: track.anchor(1, 1, true), placement: 'fallback' };
+  }
+
+  /**
+   * A finding about several layers: one placement on each further affected layer's line (not the
+   * primary's; layers built on one line, in a loop, share one).
+   */
+  private placeLocations(f: Finding, primary: PlacedFinding, placed: PlacedFinding[]): void {
+    if (!f.locations?.length) return;
+    const seen = new Set<string>();
+    if (f.source) seen.add(`${f.source.file}:${f.source.line}`);
+    for (const l of f.locations) {
+      const key = `${l.file}:${l.line}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const track = this.track(l.file);
+      if (!track) continue;
+      placed.push({ finding: f, file: l.file, anchor: track.anchor(l.line, l.column), placement: 'location', layer: l.layer, primary });
+    }
   }
 
   /** The finding with its source moved to where its line is now (null: the line is gone or changed). */
   current(p: PlacedFinding): Finding | null {
     if (!anchorValid(p.anchor, p.file)) return null;
-    if (!p.finding.source || p.placement === 'fallback') return p.finding;
+    if (p.primary && !anchorValid(p.primary.anchor, p.primary.file)) return null;
+    if (!p.finding.source || p.placement === 'fallback' || p.placement === 'location') return p.finding;
     return { ...p.finding, source: { ...p.finding.source, line: p.anchor.line + 1 } };
   }
 
@@ -309,7 +356,8 @@ export class DiagnosticsFeature implements vscode.Disposable {
     const hit = this.published
       .get(uri.toString())
       ?.find((p) => p.diagnostic.range.start.line === d.range.start.line && codeOf(p.diagnostic) === codeOf(d) && p.diagnostic.message === d.message);
-    return hit ? { run: hit.run, placed: hit.placed } : undefined;
+    // A further affected layer's diagnostic offers no fix of its own: the fixes edit the primary's line.
+    return hit && hit.placed.placement !== 'location' ? { run: hit.run, placed: hit.placed } : undefined;
   }
 
   clear(): void {
@@ -378,8 +426,9 @@ export class DiagnosticsFeature implements vscode.Disposable {
     for (const r of this.byScript.values()) {
       for (const p of r.diag.placed) {
         if (!anchorValid(p.anchor, p.file)) continue;
+        if (p.primary && !anchorValid(p.primary.anchor, p.primary.file)) continue;
         const uri = vscode.Uri.file(p.file);
-        const diagnostic = new vscode.Diagnostic(rangeOf(p), diagnosticMessage(p.finding, p.placement), LEVEL[levelOf(p.finding)]);
+        const diagnostic = new vscode.Diagnostic(rangeOf(p), diagnosticMessage(p.finding, p.placement, p.layer), LEVEL[levelOf(p.finding)]);
         diagnostic.code = p.finding.kind;
         diagnostic.source = DIAGNOSTIC_SOURCE;
         let entry = byUri.get(uri.toString());
@@ -387,6 +436,7 @@ export class DiagnosticsFeature implements vscode.Disposable {
         entry.items.push({ diagnostic, placed: p, run: r.diag });
       }
     }
+    linkRelated([...byUri.values()].flatMap((e) => e.items));
     for (const key of this.published.keys()) if (!byUri.has(key)) this.collection.delete(vscode.Uri.parse(key));
     this.published = new Map();
     for (const [key, { uri, items }] of byUri) {
@@ -397,6 +447,36 @@ export class DiagnosticsFeature implements vscode.Disposable {
       this.published.set(key, items);
     }
     this.changed.fire();
+  }
+}
+
+/**
+ * The diagnostics of one finding about several layers point at each other, and each at its own
+ * related lines (relatedInformation).
+ */
+function linkRelated(items: readonly { diagnostic: vscode.Diagnostic; placed: PlacedFinding }[]): void {
+  const byFinding = new Map<Finding, { diagnostic: vscode.Diagnostic; placed: PlacedFinding }[]>();
+  for (const i of items) {
+    const group = byFinding.get(i.placed.finding) ?? [];
+    group.push(i);
+    byFinding.set(i.placed.finding, group);
+  }
+  for (const group of byFinding.values()) {
+    for (const i of group) {
+      const own = (i.placed.related ?? [])
+        .filter((r) => anchorValid(r.anchor, r.file))
+        .map((r) => new vscode.DiagnosticRelatedInformation(new vscode.Location(vscode.Uri.file(r.file), new vscode.Range(r.anchor.line, 0, r.anchor.line, 1000)), neutralise(r.why)));
+      const others = group
+        .filter((o) => o !== i && i.placed.finding.locations?.length)
+        .map(
+          (o) =>
+            new vscode.DiagnosticRelatedInformation(
+              new vscode.Location(vscode.Uri.file(o.placed.file), o.diagnostic.range),
+              relatedMessage(o.placed.finding, o.placed.placement === 'location' ? (o.placed.layer ?? null) : o.placed.finding.layer),
+            ),
+        );
+      if (own.length || others.length) i.diagnostic.relatedInformation = [...others, ...own];
+    }
   }
 }
 

@@ -4,7 +4,7 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import type { GradScopeContext } from './context';
-import { globalStats, hoverMarkdown, layerStats, type LayerStats } from './diagnosisModel';
+import { concernsLayer, globalStats, hoverMarkdown, layerStats, type LayerStats } from './diagnosisModel';
 import type { DiagnosticsFeature, RunDiagnostics } from './diagnostics';
 
 export const SCRIPT_SELECTOR: vscode.DocumentSelector = [
@@ -68,7 +68,8 @@ function hoverAt(diagnostics: DiagnosticsFeature, doc: vscode.TextDocument, pos:
 function render(run: RunDiagnostics, stats: LayerStats, layer: string | null): string {
   const store = run.run.store;
   const live = run.run.live && !run.run.live.exited;
-  const findings = run.placed.filter((p) => p.finding.layer === layer && run.current(p)).map((p) => p.finding);
+  // A finding about several layers is shown on each of their lines, with that layer's own numbers.
+  const findings = [...new Set(run.placed.filter((p) => (layer === null ? p.finding.layer === null : concernsLayer(p.finding, layer)) && run.current(p)).map((p) => p.finding))];
   const args = encodeURIComponent(JSON.stringify([{ layer: layer ?? undefined, runId: run.run.runId }]));
   return hoverMarkdown({
     stats,
@@ -76,5 +77,6 @@ function render(run: RunDiagnostics, stats: LayerStats, layer: string | null): s
     runLabel: `${basename(run.run.script)}, ${live ? `running, step ${store.lastStep}` : `run ended at step ${store.lastStep}`}`,
     panelLink: `command:gradscope.showPanel?${args}`,
     svg: true,
+    layer,
   });
 }

@@ -16,6 +16,7 @@ import type { DetailMsg, TensorInfo } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
 import type { Detector, DetectorEnv, SharedFacts } from './detector';
 import { adjustForClipping, clipInEffect } from './clipping';
+import { adjustForInputScale, inputScaleOf } from './inputScale';
 import { DeadUnitsDetector } from './detectors/deadUnits';
 import { ExplodingDetector } from './detectors/exploding';
 import { NonFiniteDetector } from './detectors/nonFinite';
@@ -132,6 +133,8 @@ export class Analyzer {
     // A script that already clips is not told to add clipping (see clipping.ts).
     const clip = clipInEffect(this.store.events);
     if (clip) for (let i = 0; i < out.length; i++) out[i] = adjustForClipping(out[i], clip, this.largestNorm, this.ctx.framework);
+    // Un-normalised inputs put normalize-inputs first on an explosion (see inputScale.ts).
+    for (let i = 0, seen = inputScaleOf(this.store.events); i < out.length; i++) out[i] = adjustForInputScale(out[i], seen, this.ctx.framework);
     this.current = sortFindings(out);
     if (final) this.finished = true;
     const ms = now() - t0;

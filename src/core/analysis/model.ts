@@ -1,7 +1,7 @@
 // What the detectors see: the run's tensors grouped into layers (input side first), and one row
 // of statistics per optimizer step. Pure TypeScript: no Node, no vscode.
 import type { SourceLocation, TensorInfo } from '../protocol/messages';
-import type { Remedy } from './finding';
+import type { FindingLocation, Remedy } from './finding';
 
 /** Guess of a layer's activation family, for the choice between He and Glorot initialisation. */
 export type ActivationFamily = 'relu' | 'tanh' | 'sigmoid' | 'linear' | 'unknown';
@@ -94,6 +94,37 @@ export function isLookupLayerType(layerType: string): boolean {
   return /embedding/i.test(layerType);
 }
 
+/** Recurrent layer types (tfjs SimpleRNN/LSTM/GRU and their cells, torch nn.RNN/LSTM/GRU and cells). */
+export function isRecurrentLayerType(layerType: string): boolean {
+  return /rnn|lstm|gru|recurrent/i.test(layerType);
+}
+
+/** A layer as one entry of a finding's `locations` (null when the probe recorded no source for it). */
+export function locationOf(l: LayerInfo, ctx: AnalysisContext): FindingLocation | null {
+  if (!l.source) return null;
+  return { file: l.source.file, line: l.source.line, column: l.source.column, layer: l.name, tensors: l.tensors.map((i) => ctx.tensors[i].name) };
+}
+
+/**
+ * `locations` for a finding that concerns these layers (input side first): absent unless there are
+ * at least `min` of them with a source, so a one-layer finding keeps its plain `source`.
+ */
+export function locationsOf(ls: readonly LayerInfo[], ctx: AnalysisContext, min = 2): FindingLocation[] | undefined {
+  const out = [...ls]
+    .sort((a, b) => a.index - b.index)
+    .map((l) => locationOf(l, ctx))
+    .filter((x): x is FindingLocation => x !== null);
+  return out.length >= min ? out : undefined;
+}
+
+/**
+ * One number per layer for evidence (`byLayer`): "name value; name value". The hover on an affected
+ * layer's line reads its own entry back with layerEvidence.
+ */
+export function byLayer(entries: readonly (readonly [LayerInfo, string])[]): string {
+  return entries.map(([l, v]) => `${l.name} ${v}`).join('; ');
+}
+
 /** Activation family from the layer type or name (the tensor info carries no activation). */
 export function guessActivation(layerType: string, name: string): ActivationFamily {
   const s = `${layerType} ${name}`;
@@ -174,6 +205,7 @@ export const REMEDY_TITLES: Record<string, string> = {
   'guard-loss': 'Guard log/sqrt/division in the loss with a small epsilon',
   'zero-bias-init': "Initialise this layer's bias to zeros",
   'lower-clip-threshold': 'Lower the clip threshold (the script clips, but above every norm seen)',
+  'normalize-inputs': 'Normalise the inputs (standardise each feature where the input tensor is built)',
 };
 
 /** The titles a PyTorch user reads (torch's names for the same remedies). */
@@ -181,6 +213,7 @@ const TORCH_TITLES: Record<string, string> = {
   'clip-global-norm': 'Clip gradients by global norm (clip_grad_norm_)',
   'he-init': 'Use He initialisation (kaiming_normal_) for this layer',
   'glorot-init': 'Use Glorot initialisation (xavier_uniform_) for this layer',
+  'normalize-inputs': 'Normalise the inputs (x = (x - x.mean(0)) / (x.std(0) + 1e-8) where x is built)',
 };
 
 export function remedy(id: string, framework: 'tfjs' | 'torch' = 'tfjs'): Remedy {

@@ -9,6 +9,7 @@ import { computeGuardLoss } from './guardLoss';
 import { computeInit, computeZeroBias } from './init';
 import { computeLowerClip } from './lowerClip';
 import { computeLr } from './lr';
+import { computeNormalizeInputs } from './normalizeInputs';
 import { computePythonFix, isPythonFile, loadPythonParser } from './python/index';
 import type { ComputeFix, FixContext, FixResult, TextEdit } from './types';
 
@@ -33,6 +34,7 @@ export const SUPPORTED_REMEDIES = [
   'guard-loss',
   'zero-bias-init',
   'lower-clip-threshold',
+  'normalize-inputs',
 ] as const satisfies readonly RemedyId[];
 
 type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
@@ -76,6 +78,9 @@ export const computeFix: ComputeFix = (text: string, finding: Finding, remedy: R
         break;
       case 'lower-clip-threshold':
         out = computeLowerClip(sf, finding, ctx);
+        break;
+      case 'normalize-inputs':
+        out = computeNormalizeInputs(sf, b, finding);
         break;
       default:
         out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };

@@ -113,11 +113,76 @@ function stringValue(obj: ts.ObjectLiteralExpression | null, key: string): strin
   return p && ts.isPropertyAssignment(p) && ts.isStringLiteralLike(p.initializer) ? p.initializer.text : null;
 }
 
+/**
+ * A `new X(…)` of a layer class declared in this file (a tf.layers.Layer subclass): its weights come
+ * from its own `addWeight(name, shape, dtype, initializer)` calls, and a config key such as
+ * kernelInitializer given to its constructor is ignored unless the class reads it. The addWeight
+ * call whose name contains `part` ('kernel', 'bias'), or a refusal saying why there is none.
+ */
+function customLayerWeight(
+  sf: ts.SourceFile,
+  call: ts.CallExpression | ts.NewExpression,
+  part: 'kernel' | 'bias',
+): { cls: string; add: ts.CallExpression } | { cls: string; reason: string } | null {
+  if (!ts.isNewExpression(call) || !ts.isIdentifier(call.expression)) return null;
+  const name = call.expression.text;
+  let cls: ts.ClassDeclaration | null = null;
+  walk(sf, (n) => {
+    if (!cls && ts.isClassDeclaration(n) && n.name?.text === name && n.heritageClauses?.length) cls = n;
+  });
+  if (!cls) return null;
+  let add: ts.CallExpression | null = null;
+  walk(cls, (n) => {
+    if (add || !ts.isCallExpression(n) || !ts.isPropertyAccessExpression(n.expression) || n.expression.name.text !== 'addWeight') return;
+    const w = n.arguments[0];
+    const alsoNamed = part === 'kernel' ? /kernel|weight|^w$/i : /bias|^b$/i;
+    if (w && ts.isStringLiteralLike(w) && alsoNamed.test(w.text)) add = n;
+  });
+  const found = add as ts.CallExpression | null;
+  if (!found) return { cls: name, reason: `${name} (line ${lineOf(sf, call.getStart(sf))}) is a custom layer class with no addWeight('${part}', …) call GradScope can see` };
+  return { cls: name, add: found };
+}
+
+/** Edits that make a custom layer's addWeight call draw from `<ns>.initializers.<init>()`. */
+function customInitEdits(sf: ts.SourceFile, add: ts.CallExpression, init: string): { edits: TextEdit[]; was: string } | { reason: string } {
+  const where = `addWeight('${(add.arguments[0] as ts.StringLiteral).text}', …) on line ${lineOf(sf, add.getStart(sf))}`;
+  const cur = add.arguments[3];
+  // The tfjs namespace as the call already spells it (`tf.initializers.constant(…)`), else `tf`.
+  let ns = 'tf';
+  if (cur) {
+    const m = /^([A-Za-z_$][\w$]*)\.initializers\.(\w+)/.exec(cur.getText(sf));
+    if (!m) return { reason: `the initialiser of ${where} is not a <tf>.initializers.<name>(…) call GradScope can replace` };
+    ns = m[1];
+    if (m[2] === init) return { reason: `already applied: ${where} already uses ${init}` };
+  } else if (add.arguments.length < 3) {
+    return { reason: `${where} gives no dtype and initialiser: GradScope cannot add one in place` };
+  }
+  const text = `${ns}.initializers.${init}(${init === 'zeros' ? '' : '{}'})`;
+  const edits: TextEdit[] = cur ? [{ start: cur.getStart(sf), end: cur.end, newText: text }] : [{ start: add.arguments[2].end, end: add.arguments[2].end, newText: `, ${text}` }];
+  return { edits, was: cur ? ellipsis(cur.getText(sf)) : 'the default' };
+}
+
+function customOutcome(r: { edits: TextEdit[]; was: string } | { reason: string }, title: (was: string) => string): InitOutcome {
+  if ('reason' in r) {
+    const already = r.reason.startsWith('already applied: ');
+    return { ok: false, alreadyApplied: already || undefined, reason: already ? r.reason.slice('already applied: '.length) : r.reason };
+  }
+  return { ok: true, title: title(r.was), edits: r.edits };
+}
+
 export function computeInit(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding, scheme: 'he' | 'glorot'): InitOutcome {
   const target = locate(sf, b, finding);
   if ('reason' in target) return { ok: false, reason: target.reason };
   const initName = scheme === 'he' ? 'heNormal' : 'glorotUniform';
   if (target.kind === 'variable') return rawVariableInit(sf, b, target.call, scheme);
+  const custom = customLayerWeight(sf, target.call, 'kernel');
+  if (custom) {
+    if ('reason' in custom) return { ok: false, reason: custom.reason };
+    return customOutcome(
+      customInitEdits(sf, custom.add, initName),
+      (was) => `Use ${scheme === 'he' ? 'He' : 'Glorot'} initialisation: ${initName} (was ${was}) in ${custom.cls}'s addWeight('${(custom.add.arguments[0] as ts.StringLiteral).text}', …)`,
+    );
+  }
   const keys = KERNEL_KEYS[target.factory] ?? ['kernelInitializer'];
   if (keys.every((k) => stringValue(target.obj, k) === initName)) {
     return { ok: false, alreadyApplied: true, reason: `${describeCall(sf, target.call)} already uses ${keys.join(' and ')} '${initName}'` };
@@ -200,6 +265,14 @@ export function computeZeroBias(sf: ts.SourceFile, b: TfBindings, style: Style, 
   const target = locate(sf, b, finding);
   if ('reason' in target) return { ok: false, reason: target.reason };
   if (target.kind === 'variable') return rawBiasZeros(sf, b, finding);
+  const custom = customLayerWeight(sf, target.call, 'bias');
+  if (custom) {
+    if ('reason' in custom) return { ok: false, reason: custom.reason };
+    return customOutcome(
+      customInitEdits(sf, custom.add, 'zeros'),
+      (was) => `Initialise the bias to zeros (was ${was}) in ${custom.cls}'s addWeight('${(custom.add.arguments[0] as ts.StringLiteral).text}', …)`,
+    );
+  }
   if (NO_BIAS.has(target.factory)) return { ok: false, reason: `${describeCall(sf, target.call)} has no bias` };
   const useBias = target.obj ? findProperty(target.obj, 'useBias') : undefined;
   if (useBias && ts.isPropertyAssignment(useBias) && useBias.initializer.kind === ts.SyntaxKind.FalseKeyword) {

@@ -250,6 +250,8 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
       if (count !== undefined) m.count = count;
       const value = opt(o, 'value', isNum, 'a number');
       if (value !== undefined) m.value = value;
+      const max = opt(o, 'max', isNum, 'a number');
+      if (max !== undefined) m.max = max;
       return m;
     }
     case MsgType.Optimizer: {

@@ -147,7 +147,7 @@ export interface DetailMsg {
   thumb: Float32Array;
 }
 
-export const EVENT_KINDS = ['non-finite', 'warning', 'dropped', 'backend', 'info', 'clip', 'skipped-step'] as const;
+export const EVENT_KINDS = ['non-finite', 'warning', 'dropped', 'backend', 'info', 'clip', 'skipped-step', 'input-scale'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export interface EventMsg {
@@ -160,9 +160,12 @@ export interface EventMsg {
   count?: number;
   /**
    * For `clip`: the max norm the script clips gradients to (the reported norms are before clipping);
-   * for `skipped-step`: the loss scale after GradScaler's back-off.
+   * for `skipped-step`: the loss scale after GradScaler's back-off; for `input-scale`: the RMS of the
+   * first parameterised layer's input (`tensorId`: that layer's first tensor; `max` its max |x|).
    */
   value?: number;
+  /** For `input-scale`: the largest |x| of the input batch. */
+  max?: number;
 }
 
 export const OPTIMIZER_MODES = ['optimizer', 'backward'] as const;

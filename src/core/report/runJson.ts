@@ -56,7 +56,7 @@ export interface RunJsonOptimizer {
 }
 
 /** A finding as the JSON carries it (docs/findings.md). */
-export type RunJsonFinding = Pick<Finding, 'kind' | 'severity' | 'step' | 'tensors' | 'layer' | 'source' | 'message' | 'evidence' | 'remedies'> & {
+export type RunJsonFinding = Pick<Finding, 'kind' | 'severity' | 'step' | 'tensors' | 'layer' | 'source' | 'locations' | 'cause' | 'message' | 'evidence' | 'remedies'> & {
   id: string;
   stepRange: [number, number];
 };
@@ -113,6 +113,9 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
       tensors: [...f.tensors],
       layer: f.layer,
       source: f.source ? { ...f.source } : null,
+      // Every affected layer, when the finding concerns several (absent otherwise).
+      ...(f.locations?.length ? { locations: f.locations.map((l) => ({ file: l.file, line: l.line, column: l.column, layer: l.layer, tensors: [...l.tensors] })) } : {}),
+      ...(f.cause ? { cause: { op: f.cause.op, file: f.cause.file, line: f.cause.line, column: f.cause.column } } : {}),
       message: f.message,
       evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),
       remedies: f.remedies.map((r) => ({ id: r.id, title: r.title })),

@@ -21,6 +21,7 @@ import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
 import { DeviceStats } from './deviceStats';
 import { BufferPool, makeReader, pack, type Reader } from './packing';
+import { InputScale } from './inputs';
 import { firstUserFrame, firstUserFrameOfSite, type Site } from './sourceSite';
 import { AnomalyTracker } from './stats';
 import { StatsState, runJob, stepRows } from './statsJob';
@@ -174,6 +175,13 @@ export class Probe implements CaptureSink {
   private inFlightBytes = 0;
   private readonly jobBytes = new Map<number, number>();
   private nonFiniteReported = false;
+  /** The first layer's input scale (inputs.ts). */
+  private readonly inputs = new InputScale({
+    send: (m) => void (this.finished || this.send(m)),
+    steps: () => this.steps,
+    tensorIdOf: (name) => this.byName.get(name)?.info.id,
+    warn: (where, e) => this.warn(where, e),
+  });
 
   constructor(private readonly opts: ProbeOptions) {
     this.channel = new Channel(opts.channelFd, (why) => {
@@ -186,6 +194,11 @@ export class Probe implements CaptureSink {
 
   private send(msg: Message): boolean {
     return this.channel.send(msg);
+  }
+
+  /** An `info` EVENT (locate mode's report: ./locate.ts). */
+  info(message: string): void {
+    this.send({ type: 'event', kind: 'info', message });
   }
 
   warn(where: string, e: unknown): void {
@@ -270,6 +283,7 @@ export class Probe implements CaptureSink {
   onLayer(layer: object, site: Site): void {
     this.layerSites.set(layer, site);
     this.layers.push(new WeakRef(layer));
+    this.inputs.watch(layer);
   }
 
   onVariable(name: string, site: Site | null, layer: object | null): void {

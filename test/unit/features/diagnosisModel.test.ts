@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Finding } from '../../../src/core/analysis/finding';
 import { RunStore } from '../../../src/core/store/runStore';
-import { diagnosticMessage, fmt, hoverMarkdown, layerStats, levelOf } from '../../../src/features/diagnosisModel';
+import { concernsLayer, diagnosticMessage, fmt, hoverMarkdown, layerEvidence, layerStats, levelOf, relatedMessage } from '../../../src/features/diagnosisModel';
 import { stepMsg, wire } from '../store/helpers';
 
 function finding(over: Partial<Finding>): Finding {
@@ -75,5 +75,46 @@ describe('diagnosis model', () => {
     assert.match(hoverMarkdown({ stats: st, findings: [], runLabel: 'x', panelLink: null, svg: false }), /`▁▅█×` ‖g‖ steps 0–3, log scale \(× non-finite\)/);
     assert.match(md, /\[\$\(graph\) Open in the GradScope panel\]\(command:gradscope\.showPanel\?x\)/);
     assert.match(md, /\$\(error\) \*\*exploding-gradient\*\*/);
+  });
+
+  it('a finding about several layers: each line says its own numbers, the primary says how many', () => {
+    const dead = finding({
+      id: 'dead-units:d3',
+      kind: 'dead-units',
+      severity: 'warning',
+      layer: 'd3',
+      source: { file: '/x/train.js', line: 6, column: 11 },
+      locations: [
+        { file: '/x/train.js', line: 4, column: 11, layer: 'd1', tensors: ['d1/kernel', 'd1/bias'] },
+        { file: '/x/train.js', line: 5, column: 11, layer: 'd10', tensors: ['d10/kernel'] },
+        { file: '/x/train.js', line: 6, column: 11, layer: 'd3', tensors: ['d3/kernel'] },
+      ],
+      message: 'Dead units in d3.',
+      evidence: { zeroFraction: 1, byLayer: 'd1 99.4% zero (zero-fraction, since step 3); d10 100% zero (zero-norm, since step 0); d3 100% zero (zero-norm, since step 1)' },
+    });
+    // By whole name: d1 is not d10's prefix match.
+    assert.equal(layerEvidence(dead, 'd1'), '99.4% zero (zero-fraction, since step 3)');
+    assert.equal(layerEvidence(dead, 'd10'), '100% zero (zero-norm, since step 0)');
+    assert.equal(layerEvidence(dead, 'd2'), null);
+    assert.equal(layerEvidence(finding({}), 'd1'), null);
+    assert.ok(concernsLayer(dead, 'd1') && concernsLayer(dead, 'd3') && !concernsLayer(dead, 'd2'));
+    assert.match(diagnosticMessage(dead, 'layer'), /^Dead units in d3\. .*\(3 affected layers, each marked on its line; d3: 100% zero \(zero-norm, since step 1\)\)$/);
+    assert.match(diagnosticMessage(dead, 'location', 'd1'), /^d1 \(affected layer, 1 of 3\): 99\.4% zero \(zero-fraction, since step 3\)\. Dead units in d3\./);
+    assert.equal(relatedMessage(dead, 'd3'), 'dead-units in d3 (primary): 100% zero (zero-norm, since step 1)');
+    assert.equal(relatedMessage(dead, 'd1'), 'dead-units in d1: 99.4% zero (zero-fraction, since step 3)');
+    const global = finding({
+      layer: null,
+      source: null,
+      locations: [{ file: '/x/train.js', line: 4, column: 1, layer: 'rnn', tensors: ['rnn/kernel'] }],
+      evidence: { byLayer: 'rnn growth ×129' },
+    });
+    assert.match(diagnosticMessage(global, 'location', 'rnn'), /^rnn \(where it starts\): growth ×129\. /);
+    const store = new RunStore();
+    store.ingest(wire({ type: 'tensors', tensors: [{ id: 0, name: 'd1/kernel', layer: 'd1', layerType: 'Dense', shape: [2, 2], source: null }] }).msg);
+    store.ingest(wire(stepMsg(0, 1)).msg);
+    const st = layerStats(store, 'd1')!;
+    const md = hoverMarkdown({ stats: st, findings: [dead], runLabel: 'x', panelLink: null, svg: false, layer: 'd1' });
+    assert.match(md, /_This layer \(d1, 1 of 3 affected\):_ 99\\\.4% zero \\\(zero\\-fraction, since step 3\\\)/);
+    assert.doesNotMatch(hoverMarkdown({ stats: st, findings: [dead], runLabel: 'x', panelLink: null, svg: false }), /This layer/);
   });
 });

@@ -12,8 +12,8 @@ const bin = join(repoRoot, 'bin', 'gradscope.js');
 const work = mkdtempSync(join(repoRoot, 'test', '.gs-fix-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function gradscope(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: 180_000 });
+function gradscope(args: string[], env: NodeJS.ProcessEnv = process.env): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: 180_000, env });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -22,6 +22,10 @@ function copy(name: string): string {
   copyFileSync(fixture('diagnosis', name), dst);
   return dst;
 }
+
+// PyTorch cases need an interpreter that imports torch (GRADSCOPE_PYTHON, else the system python3).
+const python = process.env.GRADSCOPE_PYTHON || '/usr/bin/python3';
+const hasTorch = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
 const leftovers = (): string[] => readdirSync(work).filter((f) => f.includes('gradscope-verify'));
 
@@ -55,6 +59,26 @@ describe('gradscope fix', () => {
     assert.equal(again.code, 4, again.stdout + again.stderr);
     assert.match(again.stdout, /No non-finite-gradient finding in this run/);
     assert.equal(readFileSync(script, 'utf8'), text);
+  });
+
+  it('--verify tries the next remedy when the first does not cure, and writes only the one that cured', { skip: hasTorch ? false : `${python} cannot import torch` }, () => {
+    // SGD with momentum 0.99 at lr 1.0: clipping bounds each gradient but the velocity still
+    // overshoots (the pre-clip norms keep growing); a 10× lower rate cures it.
+    const name = 'torch_momentum_explode.py';
+    const script = join(work, name);
+    copyFileSync(fixture('fixes', 'verify', name), script);
+    const r = gradscope(['fix', name, '--verify', '--steps', '60'], { ...process.env, GRADSCOPE_PYTHON: python });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^Remedy: clip-global-norm/m);
+    assert.match(r.stdout, /Verify \(60 steps\): clip-global-norm\n[\s\S]*?^not cured: exploding-gradient still found/m);
+    assert.match(r.stdout, /^clip-global-norm did not cure the run: trying the next remedy\.\nRemedy: lower-lr: /m);
+    assert.match(r.stdout, /Verify \(60 steps\): lower-lr\n[\s\S]*?^cured: /m);
+    assert.match(r.stdout, /^Cured by lower-lr \(remedy 2 of those tried; clip-global-norm did not cure the run\)\.$/m);
+    assert.match(r.stdout, /\nWrote torch_momentum_explode\.py\n/);
+    const text = readFileSync(script, 'utf8');
+    assert.match(text, /torch\.optim\.SGD\(model\.parameters\(\), lr=0\.1, momentum=0\.99\)/, 'the cured remedy is written');
+    assert.doesNotMatch(text, /clip_grad_norm_/, 'the remedy that did not cure is not');
+    assert.deepEqual(leftovers(), [], 'the verification copies are removed');
   });
 
   it('lr-tiny: --from-run with --dry-run prints the raise-lr diff and changes nothing; usage errors exit 2', () => {

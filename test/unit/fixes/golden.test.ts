@@ -11,12 +11,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { activationFromSource } from '../../../src/core/analysis/activation';
 import { Analyzer } from '../../../src/core/analysis/analyzer';
 import type { Finding } from '../../../src/core/analysis/finding';
 import { parse, syntaxErrors } from '../../../src/core/fixes/ast';
 import { computeFix } from '../../../src/core/fixes/index';
+import { isPythonFile, loadPythonParser } from '../../../src/core/fixes/python/index';
+import { parsePython } from '../../../src/core/fixes/python/parser';
+import { errorCount } from '../../../src/core/fixes/python/syntax';
 import { globalNormsOf } from '../../../src/core/fixes/measure';
 import type { FixResult } from '../../../src/core/fixes/types';
 import type { TensorInfo } from '../../../src/core/protocol/messages';
@@ -25,7 +28,7 @@ import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture, repoRoot } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
-const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold']);
+const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold', 'normalize-inputs']);
 
 /** Compares (or, updating, writes) the golden file of one fix. Returns the number of checks made. */
 function checkGolden(dir: string, stem: string, ext: string, file: string, before: string, r: FixResult): void {
@@ -43,11 +46,13 @@ function checkGolden(dir: string, stem: string, ext: string, file: string, befor
     );
     assert.equal(r.after, readFileSync(afterPath, 'utf8'), `${stem}: after text equals ${afterPath}`);
     assert.notEqual(r.after, before);
-    assert.deepEqual(
-      syntaxErrors(parse(r.after, file)).map((d) => d.messageText),
-      [],
-      `${stem}: the text after parses`,
-    );
+    if (isPythonFile(file)) assert.equal(errorCount(parsePython(r.after).rootNode), 0, `${stem}: the text after parses (Python)`);
+    else
+      assert.deepEqual(
+        syntaxErrors(parse(r.after, file)).map((d) => d.messageText),
+        [],
+        `${stem}: the text after parses`,
+      );
     assert.ok(r.title.length > 0);
   } else {
     assert.ok(existsSync(refusedPath), `${refusedPath} exists: ${r.reason}`);
@@ -88,6 +93,7 @@ const activationOf = (t: TensorInfo): ReturnType<typeof activationFromSource> =>
 let goldenCount = 0;
 
 describe('fix engine: every remedy of every finding of the recorded runs', () => {
+  before(() => loadPythonParser()); // (the recorded PyTorch runs: Python fixes need the parser loaded)
   const runsDir = fixture('diagnosis', 'runs');
   const runs = readdirSync(runsDir)
     .filter((f) => f.endsWith('.gsrun'))

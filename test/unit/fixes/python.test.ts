@@ -20,7 +20,7 @@ import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
-const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold']);
+const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold', 'normalize-inputs']);
 
 function parsesClean(text: string): number {
   const tree = parsePython(text);

@@ -220,7 +220,10 @@ describe('the CLI summary and the editor show names neutralised', () => {
 
   it('the diagnostic and the hover neutralise the finding text', () => {
     const f: Finding = { ...findings[0], message: `Dead units in model.${EVIL}.`, evidence: {} };
-    assert.equal(diagnosticMessage(f, 'layer'), 'Dead units in model.evil\\u202Egnp.exe.');
+    assert.equal(diagnosticMessage({ ...f, locations: undefined }, 'layer'), 'Dead units in model.evil\\u202Egnp.exe.');
+    // With its affected layers (this run's 101 dead ones), each line's text is neutralised too.
+    assert.doesNotMatch(diagnosticMessage(f, 'layer'), BIDI);
+    for (const l of f.locations ?? []) assert.doesNotMatch(diagnosticMessage(f, 'location', l.layer), BIDI);
     assert.doesNotMatch(mdEscape(`model.${EVIL}`), BIDI);
   });
 });

@@ -63,11 +63,11 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
     assert.equal(error, null);
     assert.deepEqual(
       messages.map((m) => m.message.type),
-      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'end'],
+      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'event', 'end'],
     );
     assert.deepEqual(
       messages.map((m) => m.seq),
-      [0, 1, 2, 3, 4, 5, 6, 7, 8],
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
     );
     let off = 0;
     for (const m of messages) {

@@ -3,13 +3,15 @@
 //  - DETAIL (every k steps): the zero fraction of the layer's kernel gradient is ≥ 70 %
 //    (AUTOTRAINER's dying-ReLU threshold), for several detail samples spanning enough steps.
 // A dead layer also zeroes the gradients of every layer below it, so the finding names the
-// output-most dead layer (where the gradient stops) and lists the others as evidence.
+// output-most dead layer (where the gradient stops) as its primary and carries every layer whose
+// own gradient meets one of the two signals in `locations` (a stack that died together), each
+// layer's own zero fraction in `evidence.byLayer`.
 // Mostly-zero is the normal shape of a lookup table's gradient (nn.Embedding: only the rows of the
 // batch's tokens get one), so lookup layers are not judged by their zero fraction (docs/findings.md).
 import type { DetailMsg } from '../../protocol/messages';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
-import { ev, fmtNum, initRemedies, isFiniteNum, remedies, type LayerInfo, type StepRow } from '../model';
+import { byLayer, ev, fmtNum, initRemedies, isFiniteNum, locationsOf, remedies, type LayerInfo, type StepRow } from '../model';
 
 export const DEAD_UNITS = {
   /** Zero fraction of a kernel's gradient from which its units count as mostly dead. */
@@ -135,6 +137,10 @@ export class DeadUnitsDetector implements Detector {
       : afterBlowUp
         ? ['clip-global-norm', 'lower-lr', ...initRemedies(root.layer)]
         : ['lower-lr', 'clip-global-norm', ...initRemedies(root.layer)];
+    const locs = locationsOf(
+      dead.map((d) => d.layer),
+      ctx,
+    );
     const pct = fmtNum(root.zeroFrac * 100);
     const how = root.via === 'zero-norm' ? `its gradient has been exactly zero` : `${pct}% of its kernel gradient has been exactly zero`;
     const when = fromStart ? 'from the first step' : `since step ${root.since}${afterBlowUp ? ' (after the gradient blew up)' : ''}`;
@@ -148,6 +154,7 @@ export class DeadUnitsDetector implements Detector {
         tensors: root.layer.tensors.map((i) => ctx.tensors[i].name),
         layer: root.layer.name,
         source: root.layer.source,
+        ...(locs ? { locations: locs } : {}),
         message: `Dead units in ${root.layer.name}: ${how} ${when}${below.length ? `; ${below.join(', ')} below it get no gradient either` : ''}.`,
         evidence: {
           zeroFraction: ev(root.zeroFrac),
@@ -157,6 +164,8 @@ export class DeadUnitsDetector implements Detector {
           signal: root.via,
           deadFromStart: fromStart ? 1 : 0,
           layersBelowDead: below.length ? below.join(', ') : null,
+          deadLayers: dead.length,
+          byLayer: byLayer([...dead].sort((a, b) => a.layer.index - b.layer.index).map((d) => [d.layer, `${fmtNum(d.zeroFrac * 100)}% zero (${d.via}, since step ${d.since})`])),
           explodingFlaggedAt: shared.explodingAt,
         },
         remedies: remedies(ids, env.ctx.framework),

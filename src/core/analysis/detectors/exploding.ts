@@ -1,9 +1,29 @@
 // Exploding gradients: the global gradient norm grows by orders of magnitude within a few steps
 // while the loss does not fall. Detected on the growth itself, so it fires before the first
 // non-finite step whenever the norm grows before it. See docs/findings.md.
+// Where it is: a layer whose initialisation is too large (each such layer in `locations`), or the
+// layer that leads the growth. A global explosion (the learning rate, or no layer leading) still
+// names where it starts in `locations`: the recurrent layer of a recurrent net, else the layer whose
+// norm grew fastest.
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
-import { ev, fmtNum, gainOf, initRemedies, isFiniteNum, median, remedies, type AnalysisContext, type LayerInfo, type StepRow } from '../model';
+import type { FindingLocation } from '../finding';
+import {
+  byLayer,
+  ev,
+  fmtNum,
+  gainOf,
+  initRemedies,
+  isFiniteNum,
+  isRecurrentLayerType,
+  locationOf,
+  locationsOf,
+  median,
+  remedies,
+  type AnalysisContext,
+  type LayerInfo,
+  type StepRow,
+} from '../model';
 
 export const EXPLODING = {
   /** Finite steps kept for the baseline (their median). */
@@ -195,6 +215,19 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     cause = 'layer-growth';
   } else cause = 'global';
 
+  // Every layer with its own too-large initial gain; for a global explosion, where it starts.
+  let locations: FindingLocation[] | undefined;
+  let start: LayerInfo | null = null;
+  if (cause === 'initialisation') {
+    const ls = [...new Set(tooLarge.map((g) => g.layer))].map((i) => ctx.layers[i]);
+    locations = locationsOf(ls, ctx);
+  } else if (!layer) {
+    const grown = order.filter(([, i]) => !ctx.layers[i].lookup);
+    start = grown.map(([, i]) => ctx.layers[i]).find((l) => isRecurrentLayerType(l.layerType)) ?? (grown.length ? ctx.layers[grown[0][1]] : null);
+    const loc = start ? locationOf(start, ctx) : null;
+    if (loc) locations = [loc];
+  }
+
   const ids =
     cause === 'initialisation' ? [...initRemedies(layer), 'clip-global-norm', 'lower-lr'] : cause === 'learning-rate' ? ['lower-lr', 'clip-global-norm'] : ['clip-global-norm', 'lower-lr'];
 
@@ -209,6 +242,7 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
         : cause === 'learning-rate'
           ? ` The first update already moved the weights by ${fmtNum(firstRatio * 100)}% (median ‖Δw‖/‖w‖): the learning rate is too high.`
           : '';
+  const starts = start ? ` It starts in ${start.name}${isRecurrentLayerType(start.layerType) ? ' (the recurrent layer)' : ''} (×${fmtNum(growth[start.index])}).` : '';
   const ev0: Record<string, number | string | null> = {
     growthFactor: ev(factor),
     overSteps: over,
@@ -225,6 +259,15 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
   if (cause === 'initialisation') {
     ev0.initialGain = ev(tooLarge[0].gain);
     ev0.heGain = ev(Math.SQRT2);
+    if (locations) {
+      const best = new Map<number, number>();
+      for (const g of tooLarge) best.set(g.layer, Math.max(best.get(g.layer) ?? 0, g.gain));
+      ev0.byLayer = byLayer([...best].sort((a, b) => a[0] - b[0]).map(([i, g]) => [ctx.layers[i], `initial gain ${fmtNum(g)} (≥ ${EXPLODING.gainTooLarge}), growth ×${fmtNum(growth[i])}`]));
+    }
+  }
+  if (start) {
+    ev0.startLayer = start.name;
+    ev0.byLayer = byLayer([[start, `growth ×${fmtNum(growth[start.index])}`]]);
   }
   if (shared.firstNonFiniteAt !== null) ev0.firstNonFiniteStep = shared.firstNonFiniteAt;
   return {
@@ -236,7 +279,8 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     tensors: layer ? layer.tensors.map((i) => ctx.tensors[i].name) : [],
     layer: layer ? layer.name : null,
     source: layer ? layer.source : ctx.optimizerSource,
-    message: `Exploding gradients ${where}: the gradient norm grew ×${fmtNum(factor)} in ${over} step(s) (${fmtNum(d.base)} → ${fmtNum(d.norm)}) by step ${d.step}.${why}`,
+    ...(locations ? { locations } : {}),
+    message: `Exploding gradients ${where}: the gradient norm grew ×${fmtNum(factor)} in ${over} step(s) (${fmtNum(d.base)} → ${fmtNum(d.norm)}) by step ${d.step}.${why}${starts}`,
     evidence: ev0,
     remedies: remedies(ids, ctx.framework),
   };

@@ -15,6 +15,7 @@ import { computeGuardLossPy } from './guardLoss';
 import { computeInitPy } from './init';
 import { computeLowerClipPy } from './lowerClip';
 import { computeLrPy } from './lr';
+import { computeNormalizeInputsPy } from './normalizeInputs';
 import { frameworkOf, type Framework } from './framework';
 import { findOptimizers } from './optimizer';
 import { loadPythonParser, parsePython, pythonParserError, pythonParserReady } from './parser';
@@ -67,6 +68,9 @@ export function computePythonFix(text: string, finding: Finding, remedy: RemedyI
         break;
       case 'lower-clip-threshold':
         out = computeLowerClipPy(root, layout, finding, ctx, fw);
+        break;
+      case 'normalize-inputs':
+        out = computeNormalizeInputsPy(root, layout, finding);
         break;
       default:
         out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };

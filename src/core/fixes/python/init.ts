@@ -43,6 +43,8 @@ interface Layer {
   /** `self.fc1` or `self.net[2]`. */
   ref: string;
   line: number;
+  /** A module class of this file (an nn.Module subclass): its nn.Parameter attributes, in order. */
+  custom?: string[];
 }
 
 function layerClass(c: SyntaxNode, b: Bindings): string | null {
@@ -74,7 +76,11 @@ function locate(root: SyntaxNode, b: Bindings, finding: Finding): Layer | { reas
   if (!finding.source) return { reason: 'this finding is global (no layer): there is no layer to re-initialise' };
   const row = finding.source.line - 1;
   const onLine = calls(root).filter((c) => c.startPosition.row <= row && c.endPosition.row >= row && layerClass(c, b) !== null && layerClass(c, b) !== 'Sequential');
-  if (onLine.length === 0) return { reason: `line ${finding.source.line} does not build a torch.nn layer (no nn.<Layer>(…) call there)` };
+  if (onLine.length === 0) {
+    const custom = customModule(root, b, row);
+    if (custom) return custom;
+    return { reason: `line ${finding.source.line} does not build a torch.nn layer (no nn.<Layer>(…) call there)` };
+  }
   // Innermost first; then the one starting on the line, at the column, or at the layer's index in a Sequential.
   const starting = onLine.filter((c) => c.startPosition.row === row);
   const pool = starting.length ? starting : onLine;
@@ -103,6 +109,42 @@ function locate(root: SyntaxNode, b: Bindings, finding: Finding): Layer | { reas
     };
   }
   return { reason: `${at} is not assigned to a name (e.g. built in a list or passed to another call): GradScope cannot refer to its weight` };
+}
+
+/**
+ * A module of a class defined in this file (`self.sparse = SparseDense(10, 32)`, class SparseDense
+ * an nn.Module subclass) built on `row`: its parameters are the `self.<name> = nn.Parameter(…)`
+ * of its class, initialised by name after the construction (`nn.init.zeros_(self.sparse.bias)`).
+ * Null, or a reason, otherwise.
+ */
+function customModule(root: SyntaxNode, b: Bindings, row: number): Layer | { reason: string } | null {
+  const classes = new Map<string, SyntaxNode>();
+  walk(root, (n) => {
+    if (n.type === 'class_definition') {
+      const sup = n.childForFieldName('superclasses');
+      const name = n.childForFieldName('name')?.text;
+      if (name && sup && sup.namedChildren.some((s) => /^torch\.nn\.(?:modules\.module\.)?Module$/.test(resolve(s, b) ?? ''))) classes.set(name, n);
+    }
+    return true;
+  });
+  const call = calls(root).find((c) => c.startPosition.row === row && c.childForFieldName('function')?.type === 'identifier' && classes.has(c.childForFieldName('function')!.text));
+  if (!call) return null;
+  const cls = call.childForFieldName('function')!.text;
+  const params: string[] = [];
+  walk(classes.get(cls)!, (n) => {
+    if (n.type === 'assignment') {
+      const left = n.childForFieldName('left');
+      const right = n.childForFieldName('right');
+      const attr = left?.type === 'attribute' && left.childForFieldName('object')?.text === 'self' ? left.childForFieldName('attribute')?.text : null;
+      if (attr && right?.type === 'call' && /^torch\.nn\.(?:parameter\.)?Parameter$/.test(resolve(right.childForFieldName('function'), b) ?? '')) params.push(attr);
+    }
+    return true;
+  });
+  const at = `${cls}(…) on line ${row + 1}`;
+  if (!params.length) return { reason: `${at} builds a module of this file whose parameters are not nn.Parameter attributes GradScope can see` };
+  const direct = assignedName(call);
+  if (!direct) return { reason: `${at} is not assigned to a name: GradScope cannot refer to its parameters` };
+  return { call, cls, stmt: direct.stmt, ref: direct.name, line: row + 1, custom: params };
 }
 
 /** The layer's index among the positional arguments of an `nn.Sequential(…)` call, or null. */
@@ -283,7 +325,14 @@ export function computeInitPy(root: SyntaxNode, b: Bindings, layout: Layout, fin
   let tensor: string;
   let fnQ: string;
   let extra = '';
-  if (scheme === 'zero-bias') {
+  if (layer.custom) {
+    const want = scheme === 'zero-bias' ? /bias|^b$/i : /weight|kernel|^w$/i;
+    const attr = layer.custom.find((p) => want.test(p));
+    if (!attr) return { ok: false, reason: `${at} has no nn.Parameter named like a ${scheme === 'zero-bias' ? 'bias' : 'weight'} (it has ${layer.custom.join(', ')})` };
+    tensor = `${layer.ref}.${attr}`;
+    fnQ = scheme === 'zero-bias' ? 'torch.nn.init.zeros_' : scheme === 'he' ? 'torch.nn.init.kaiming_normal_' : 'torch.nn.init.xavier_uniform_';
+    if (scheme === 'he') extra = `, nonlinearity=${layout.quote}relu${layout.quote}`;
+  } else if (scheme === 'zero-bias') {
     if (NO_BIAS.has(layer.cls)) return { ok: false, reason: `${at} has no bias` };
     const bias = argumentsOf(layer.call).keywords.get('bias');
     if (bias && bias.type === 'false') return { ok: false, reason: `${at} has no bias (bias=False)` };

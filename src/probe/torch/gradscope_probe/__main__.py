@@ -9,7 +9,8 @@ Environment (read, then removed so the script and its children do not inherit th
 GRADSCOPE_CHANNEL_FD (the fd to write frames to; without it the script runs uninstrumented),
 GRADSCOPE_MAX_STEPS (stop cleanly after N optimizer steps), GRADSCOPE_DETAIL_EVERY (steps between
 detail frames; 0 = automatic), GRADSCOPE_SAMPLED_EVERY (steps between measures of the sampled tier,
-maxAbs/paramNorm/updateNorm; 0 = automatic, see sampled.py).
+maxAbs/paramNorm/updateNorm; 0 = automatic, see sampled.py), GRADSCOPE_LOCATE_NAN (1: locate mode,
+the host's bounded re-run that finds the operation making the first non-finite value; see locate.py).
 
 Exit status: the script's own (0, 1 after an uncaught exception, sys.exit's code); 0 after the
 step limit; 1 when the host goes away (the channel's watchdog).
@@ -20,7 +21,7 @@ import os
 import sys
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY", "GRADSCOPE_SAMPLED_EVERY")
+_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY", "GRADSCOPE_SAMPLED_EVERY", "GRADSCOPE_LOCATE_NAN")
 
 
 def _env_int(name: str) -> int:
@@ -76,6 +77,7 @@ def main(argv=None) -> None:
     max_steps = _env_int("GRADSCOPE_MAX_STEPS")
     detail_every = _env_int("GRADSCOPE_DETAIL_EVERY")
     sampled_every = _env_int("GRADSCOPE_SAMPLED_EVERY")
+    locate_nan = _env_int("GRADSCOPE_LOCATE_NAN") > 0
     for k in _ENV:
         os.environ.pop(k, None)
     _clean_paths()
@@ -86,6 +88,8 @@ def main(argv=None) -> None:
     probe = None
     if fd_raw.strip().isdigit():
         probe = _start_probe(int(fd_raw), script, max_steps, detail_every, sampled_every)
+    if locate_nan and probe is not None:
+        _start_locate(probe)
 
     sys.argv = [script] + argv[1:]
     sys.path.insert(0, os.path.dirname(script))
@@ -138,6 +142,15 @@ def _start_probe(fd, script, max_steps, detail_every, sampled_every=0):
     probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every, sampled_every=sampled_every)
     probe.install()
     return probe
+
+
+def _start_locate(probe) -> None:
+    try:
+        from .locate import enable
+
+        enable(probe.send, lambda: probe.steps)
+    except Exception as e:  # noqa: BLE001 - the re-run goes on without it and says so
+        sys.stderr.write("[gradscope] warning: locate mode could not start (%s)\n" % (e,))
 
 
 def _host_gone(why: str) -> None:

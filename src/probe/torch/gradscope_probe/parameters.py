@@ -185,9 +185,15 @@ class ParameterSites:
         owner = owners[0]
         m = owner.module
         site, built = self._module_site(owner)
-        # A parameter created in the user's own module class: its own line is the precise one, unless
-        # the model holds several instances of the class: then each instance's line tells them apart.
-        if psite is not None and index.count(owner) <= 1 and (
+        # A parameter created in the user's own module class: its own line is the precise one when the
+        # class is the model itself (the root: its construction line would cover every parameter).
+        # A user-written layer inside the model (a custom nn.Module built in the model's __init__) is
+        # placed, like nn.Linear, on the line that builds it: that is where its findings belong (a bias
+        # nn.Parameter far below zero kills the units of THAT layer). And when the model holds several
+        # instances of the class, each instance's line tells them apart.
+        entry = self._module_sites.get(id(m))
+        own_site = entry is not None and entry[0] is not None
+        if psite is not None and index.count(owner) <= 1 and (owner.module is owner.root or not own_site) and (
                 type(m).__module__ == "__main__"
                 or sources.is_user_file(getattr(sys.modules.get(type(m).__module__), "__file__", "") or "")):
             site = psite

@@ -27,7 +27,7 @@ STAT_IDS = {"norm": 1, "maxAbs": 2, "nanCount": 3, "infCount": 4, "paramNorm": 5
 STAT_NAMES = list(STAT_IDS)
 STAT_BY_ID = {v: k for k, v in STAT_IDS.items()}
 
-EVENT_KINDS = ("non-finite", "warning", "dropped", "backend", "info", "clip", "skipped-step")
+EVENT_KINDS = ("non-finite", "warning", "dropped", "backend", "info", "clip", "skipped-step", "input-scale")
 OPTIMIZER_MODES = ("optimizer", "backward")
 
 STEP_FIXED_BYTES = 32

@@ -876,6 +876,69 @@ for i in range(3):
         self.assertEqual(set(map(tuple, per_tensor.values())), {(0, 1)})  # in step order, none skipped
 
 
+class LocateNanTest(TempDirMixin, unittest.TestCase):
+    """GRADSCOPE_LOCATE_NAN=1: the probe names the op that made the first non-finite value (locate.py)."""
+
+    def located(self, r):
+        from gradscope_probe.locate import LOCATE_PREFIX
+
+        found = [e["message"] for e in r.of("event") if e["kind"] == "info" and e["message"].startswith(LOCATE_PREFIX)]
+        self.assertLessEqual(len(found), 1, found)
+        return json.loads(found[0][len(LOCATE_PREFIX):]) if found else None
+
+    def test_forward_log_of_zero(self):
+        path = self.script("train.py", """
+import torch
+w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+opt = torch.optim.SGD([w], lr=0.1)
+for i in range(4):
+    p = torch.sigmoid(-(200.0 if i >= 2 else 1.0) * w)
+    loss = -torch.log(p).mean()  # LOG
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_LOCATE_NAN": "1", "GRADSCOPE_MAX_STEPS": "3"})
+        c = self.located(r)
+        self.assertIsNotNone(c, r.stderr)
+        self.assertEqual((c["op"], c["phase"], c["file"], c["line"], c["step"]), ("log", "forward", path, line_of(path, "# LOG"), 2))
+        # Anomaly mode (the framework's own check) is on too: it stops the backward pass at the first NaN.
+        self.assertIn("returned nan values", r.stderr)
+
+    def test_backward_sqrt_of_zero_and_method_form(self):
+        path = self.script("train.py", """
+import torch
+w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+opt = torch.optim.SGD([w], lr=0.1)
+for i in range(3):
+    d = w - w.detach() if i >= 1 else w - 2.0
+    loss = (d * d).sum().sqrt()  # SQRT
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_LOCATE_NAN": "1", "GRADSCOPE_MAX_STEPS": "2"})
+        c = self.located(r)
+        self.assertIsNotNone(c, r.stderr)
+        self.assertEqual((c["op"], c["phase"], c["line"], c["step"]), ("SqrtBackward0", "backward", line_of(path, "# SQRT"), 1))
+
+    def test_off_by_default_and_env_not_inherited(self):
+        path = self.script("train.py", """
+import os, torch
+print("ENV", os.environ.get("GRADSCOPE_LOCATE_NAN"))
+w = torch.nn.Parameter(torch.tensor([0.0]))
+opt = torch.optim.SGD([w], lr=0.1)
+loss = -torch.log(w * 0).sum()
+loss.backward()
+opt.step()
+""")
+        r = run_probe(path)
+        self.assertIsNone(self.located(r))
+        r = run_probe(path, env={"GRADSCOPE_LOCATE_NAN": "1"})
+        self.assertIn("ENV None", r.stdout)
+        self.assertEqual(self.located(r)["op"], "log")
+
+
 if __name__ == "__main__":
     unittest.main()
 
