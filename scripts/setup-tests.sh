@@ -4,6 +4,8 @@
 #   1. test/host/setup.sh        Debian's chromium, ripgrep, build tools; code-server for the VS Code suites
 #   2. scripts/setup-torch.sh    Debian's torch 1.13 for /usr/bin/python3; torch 2.x in .venv-torch2/
 #   3. test/fixtures/tfjs-published/*/  TF.js projects pinned as published ones are (tfjs 3.x), from npm
+#   4. scripts/build-tfjs-node.sh  the native TF.js backend (tfjs-node built against the TensorFlow C
+#      library of the tensorflow-cpu wheel) in ~/.cache/gradscope/tfjs-node-native
 # Installing needs root (or sudo) and Debian's package source (and pip's index for torch 2.x). When
 # a step cannot run, this says which one and why and exits non-zero: `npm test` never goes green
 # with a suite skipped. GRADSCOPE_SKIP_SETUP=1 skips provisioning (the suites then fail loudly on
@@ -53,4 +55,6 @@ tfjs_projects() {
   done
 }
 step "the pinned TF.js projects (npm ci in test/fixtures/tfjs-published/*)" tfjs_projects
+echo "setup-tests: the native TF.js backend (tfjs-node, built from source)"
+step "the native TF.js backend" bash scripts/build-tfjs-node.sh
 echo "setup-tests: ready in $(( $(date +%s) - start ))s"

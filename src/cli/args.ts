@@ -17,6 +17,8 @@ export interface RunArgs {
   optimizer: string | null;
   /** After a run with a non-finite finding, re-run up to that step with checking on to find the operation. */
   locateNan: boolean;
+  /** Node flags for a TF.js script (--node-arg, repeatable). */
+  nodeArgs: string[];
 }
 
 export interface FixArgs {
@@ -45,7 +47,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
-                [--optimizer NAME] [--locate-nan]
+                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]…
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
@@ -72,6 +74,8 @@ Options:
                      the framework's checking on and name the operation and line that made the first
                      NaN/Inf (the finding then points at that line); says so when the re-run does
                      not reproduce it (docs/locate-nan.md)
+  --node-arg FLAG    a Node flag for a TF.js script (repeatable): --node-arg=--max-old-space-size=8192;
+                     NODE_OPTIONS from your shell reaches the script too
   --                 pass everything after it to the script
   Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
   (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
@@ -144,7 +148,20 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === '-v' || command === '--version') return { command: 'version' };
   if (command === 'fix') return parseFixArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
-  const out: RunArgs = { command: 'run', script: '', scriptArgs: [], steps: 0, timeoutSec: 0, json: false, outDir: null, detailEvery: 0, report: null, optimizer: null, locateNan: false };
+  const out: RunArgs = {
+    command: 'run',
+    script: '',
+    scriptArgs: [],
+    steps: 0,
+    timeoutSec: 0,
+    json: false,
+    outDir: null,
+    detailEvery: 0,
+    report: null,
+    optimizer: null,
+    locateNan: false,
+    nodeArgs: [],
+  };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
       case '--steps':
@@ -174,6 +191,13 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--locate-nan':
         out.locateNan = true;
         return true;
+      case '--node-arg': {
+        const v = value();
+        if (!v || !v.startsWith('-'))
+          throw new UsageError(`--node-arg needs a Node flag (e.g. --node-arg=--max-old-space-size=8192), got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+        out.nodeArgs.push(v);
+        return true;
+      }
       default:
         return false;
     }

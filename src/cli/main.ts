@@ -93,7 +93,9 @@ async function run(a: RunArgs): Promise<number> {
   if (refused !== null) return refused;
   let session: RunSession;
   try {
-    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir });
+    // NODE_OPTIONS is the user's own here (their shell's): a TF.js script gets it, as under plain node.
+    const env = process.env.NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : undefined;
+    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir, nodeArgs: a.nodeArgs, env });
   } catch (e) {
     if (!(e instanceof HostFileError || e instanceof RunFileError)) throw e;
     say(`${e.message}; nothing was run`);

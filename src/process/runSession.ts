@@ -41,6 +41,8 @@ export interface RunOptions {
   cwd?: string;
   /** Node executable for tfjs scripts (default: the one running this code). */
   nodePath?: string;
+  /** Node flags for a TF.js script (`--max-old-space-size=8192`, `--experimental-vm-modules`), before the runner. */
+  nodeArgs?: string[];
   /** Python interpreter for PyTorch scripts (default: GRADSCOPE_PYTHON, else `python3` on PATH). */
   pythonPath?: string;
   /** Where pythonPath came from, for messages (default 'setting'). */
@@ -204,12 +206,17 @@ export class RunSession {
       return this.failEarly((e as Error).message);
     }
     const env = this.probeEnv({ ...process.env, ...this.opts.env });
-    this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])], env);
+    this.startProgram(
+      this.opts.nodePath || process.execPath,
+      ['--enable-source-maps', ...(this.opts.nodeArgs ?? []), join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])],
+      env,
+    );
   }
 
   /**
    * The child's environment: the probe's settings added, the run's marker (inherited by all it
-   * starts, to find what outlives the run: ./survivors), the host's own Node options removed.
+   * starts, to find what outlives the run: ./survivors), the host's own Node options removed
+   * (NODE_OPTIONS given in the run's `env` is the user's and is kept: the CLI passes its shell's).
    */
   private probeEnv(base: NodeJS.ProcessEnv, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
@@ -221,7 +228,7 @@ export class RunSession {
       GRADSCOPE_DETAIL_EVERY: String(this.opts.detailEvery ?? 0),
     };
     // The extension host's own Node options (inspector ports, loaders) must not leak into the child.
-    delete env.NODE_OPTIONS;
+    if (this.opts.env?.NODE_OPTIONS === undefined) delete env.NODE_OPTIONS;
     delete env.ELECTRON_RUN_AS_NODE;
     return env;
   }

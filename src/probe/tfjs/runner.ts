@@ -19,6 +19,7 @@ import { stopOwnGroup } from './group';
 import { Probe } from './probe';
 import { ESM_SHIM_SOURCE, installNodeFallback } from './nodeFallback';
 import { installResolution } from './resolve';
+import { findBabelProject, installBabel } from './babel';
 import { installLocate } from './locate';
 
 function envInt(name: string): number {
@@ -145,6 +146,22 @@ async function main(): Promise<void> {
 
   if (maps) process.setSourceMapsEnabled(true);
   if (probe) installLifecycle(probe);
+  if (!isEsm(script)) {
+    const babel = findBabelProject(script);
+    if (babel) {
+      try {
+        const how = installBabel(babel, script);
+        const msg =
+          how === 'babel'
+            ? `Babel project (${babel.config}): its files compiled by its own @babel/register`
+            : `Babel project (${babel.config}) without @babel/register installed: its import/export compiled to CommonJS by GradScope (Sucrase); other Babel plugins are not applied`;
+        process.stderr.write(`[gradscope] ${msg}\n`);
+        probe?.info(msg);
+      } catch (e) {
+        process.stderr.write(`[gradscope] warning: the Babel project's files could not be set up for compiling (${(e as Error).message})\n`);
+      }
+    }
+  }
   runScript(script);
 }
 

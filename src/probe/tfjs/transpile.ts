@@ -24,3 +24,17 @@ export function transpileTs(src: string, filename: string, format: 'cjs' | 'esm'
   const map = { ...out.sourceMap, sources: [filename], sourcesContent: [src] };
   return `${out.code}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
 }
+
+/**
+ * A JavaScript file with `import`/`export` as a Babel project compiles it for Node: to CommonJS
+ * (so `import './data'` resolves as require does, extension-less), lines kept, inline source map.
+ */
+export function transpileEsmToCjs(src: string, filename: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (see above); bundled by esbuild
+  sucrase ??= require('sucrase') as typeof SucraseTypes;
+  const transforms: ('jsx' | 'imports')[] = ['imports'];
+  if (filename.endsWith('.jsx')) transforms.unshift('jsx');
+  const out = sucrase.transform(src, { transforms, filePath: filename, disableESTransforms: true, sourceMapOptions: { compiledFilename: filename } });
+  const map = { ...out.sourceMap, sources: [filename], sourcesContent: [src] };
+  return `${out.code}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
+}

@@ -24,6 +24,18 @@ describe('gradscope argument parsing', () => {
     assert.deepEqual(a.scriptArgs, ['--steps', '9', '--json']);
   });
 
+  it('--node-arg: Node flags for a TF.js script, repeatable, with = or as the next argument', () => {
+    const a = parseArgs(['run', 'train.js', '--node-arg=--max-old-space-size=8192', '--node-arg', '--expose-gc', '--epochs', '2']);
+    assert.equal(a.command, 'run');
+    if (a.command !== 'run') return;
+    assert.deepEqual(a.nodeArgs, ['--max-old-space-size=8192', '--expose-gc']);
+    assert.deepEqual(a.scriptArgs, ['--epochs', '2']);
+    assert.throws(
+      () => parseArgs(['run', 'train.js', '--node-arg', 'oops']),
+      (e: Error) => e instanceof UsageError && /--node-arg needs a Node flag/.test(e.message),
+    );
+  });
+
   it('rejects bad values with a message naming the flag', () => {
     assert.throws(
       () => parseArgs(['run', 'x.js', '--steps', '0']),

@@ -1,9 +1,9 @@
 // The tfjs probe end to end: real child processes running the real runner on the real tfjs, frames
 // decoded from fd 3 with FrameDecoder. Step counts are kept small (GRADSCOPE_MAX_STEPS) for time.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -488,6 +488,84 @@ describe('tfjs probe: run endings and backends', () => {
       }
     }
   });
+
+  it('a Babel project (import and require mixed, extension-less imports): its files compiled to CommonJS, sites on their own lines', async () => {
+    // As the official tfjs-examples are laid out for `babel-node`: plain Node runs train.js as ESM
+    // and fails on `import './data'` (Cannot find module).
+    const proj = join(tmp, 'babel-project');
+    mkdirSync(proj, { recursive: true });
+    writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'babel-example', private: true, babel: { presets: [['@babel/preset-env', { targets: { node: 'current' } }]] } }));
+    writeFileSync(
+      join(proj, 'data.js'),
+      "import * as tf from '@tensorflow/tfjs';\nexport const NUM_FEATURES = 4;\nexport function batch(n) {\n  return { xs: tf.randomNormal([n, NUM_FEATURES], 0, 1, 'float32', 1), ys: tf.randomNormal([n, 1], 0, 1, 'float32', 2) };\n}\n",
+    );
+    const model = join(proj, 'model.js');
+    writeFileSync(
+      model,
+      [
+        "const tf = require('@tensorflow/tfjs-node');",
+        'export function build(features) {',
+        '  const m = tf.sequential();',
+        "  m.add(tf.layers.dense({ units: 8, inputShape: [features], activation: 'relu' })); // @site:hidden",
+        '  m.add(tf.layers.dense({ units: 1 }));',
+        "  m.compile({ optimizer: 'adam', loss: 'meanSquaredError' });",
+        '  return m;',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const script = join(proj, 'train.js');
+    writeFileSync(
+      script,
+      "import { NUM_FEATURES, batch } from './data';\nimport { build } from './model';\n\nconst model = build(NUM_FEATURES);\nconst { xs, ys } = batch(64);\nmodel.fit(xs, ys, { epochs: 3, batchSize: 16, verbose: 0 }).then(() => console.log('babel script trained'));\n",
+    );
+    const r = await runProbe(script, { cwd: proj });
+    assertWellFormed(r);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /babel script trained/);
+    assert.match(r.stderr, /Babel project \(.*package\.json#babel\) without @babel\/register installed/);
+    assert.equal(r.of('step').length, 12);
+    assertSite(byName(r, 'dense_Dense1/kernel'), model, 'hidden');
+  });
+
+  // The native backend (tfjs-node), built from source by scripts/build-tfjs-node.sh (setup-tests.sh
+  // runs it; `npm test` never skips this). The probe's native statistics path runs on it.
+  const NATIVE = process.env.GRADSCOPE_TFJS_NODE_DIR || join(homedir(), '.cache', 'gradscope', 'tfjs-node-native');
+  const nativeBuilt = existsSync(join(NATIVE, 'node_modules', '@tensorflow', 'tfjs-node', 'lib', 'napi-v8', 'tfjs_binding.node'));
+  it(
+    'tfjs-node (native TensorFlow): trains on backend tensorflow, statistics as on the other backends',
+    { skip: !nativeBuilt && !process.env.GRADSCOPE_REQUIRE_TORCH && 'tfjs-node not built (bash scripts/build-tfjs-node.sh)' },
+    async () => {
+      const proj = join(tmp, 'native');
+      mkdirSync(proj, { recursive: true });
+      symlinkSync(join(NATIVE, 'node_modules'), join(proj, 'node_modules'));
+      const file = join(proj, 'train.js');
+      writeFileSync(
+        file,
+        [
+          "const tf = require('@tensorflow/tfjs-node');",
+          'const w = tf.variable(tf.tensor2d([[1, 2], [3, 4]]), true, "w"); // @site:w',
+          'const opt = tf.train.sgd(0.01);',
+          'const x = tf.tensor2d([[1, 0], [0, 1]]);',
+          'for (let i = 0; i < 4; i++) opt.minimize(() => tf.matMul(x, w).square().sum());',
+          "console.log('native done', tf.getBackend());",
+          '',
+        ].join('\n'),
+      );
+      const r = await runProbe(file, { cwd: proj, env: { TF_CPP_MIN_LOG_LEVEL: '2' } });
+      assertWellFormed(r);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /native done tensorflow/);
+      assert.equal(r.of('hello')[0].backend, 'tensorflow');
+      assert.match(r.of('hello')[0].device, /tfjs-node, TensorFlow/);
+      const [s0] = r.of('step');
+      // d/dw Σ (x·w)² with x = I: 2w, norm 2·‖w‖ = 2·√30
+      assert.ok(Math.abs(stat(s0, 'norm', 0) - 2 * Math.sqrt(30)) < 1e-4, String(stat(s0, 'norm', 0)));
+      assert.equal(stat(s0, 'maxAbs', 0), 8);
+      assert.equal(r.of('step').length, 4);
+      assertSite(byName(r, 'w'), file, 'w');
+    },
+  );
 
   it('without a channel the script runs plainly on the same backend', async () => {
     const r = await runProbe(join(SCRIPTS, 'cjs-script.cjs'), { noChannel: true });
