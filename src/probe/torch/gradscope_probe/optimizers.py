@@ -26,7 +26,7 @@ from . import sources
 class _Opt:
     """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
     __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled",
-                 "param_ids", "param_pick", "knowns")
+                 "param_ids", "param_pick", "knowns", "plain_cpu")
 
     def __init__(self, oid, ref, name, class_name, mode):
         self.id = oid
@@ -44,6 +44,7 @@ class _Opt:
         self.param_ids = None  # id() of every entry of the param groups, in order
         self.param_pick = None  # indices into that flat list of the distinct tensors (None: all of them)
         self.knowns = None  # the _Known of each of those tensors
+        self.plain_cpu = False  # whether they all pass stats.plain_cpu (their gradients take stats.plain_rows)
 
 
 _STORE_OPS = {"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"}

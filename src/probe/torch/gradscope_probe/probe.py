@@ -40,6 +40,7 @@ from .children import ChildProcessWarnings
 from .clipping import ClipHooks
 from .detail import DetailTier
 from .dynamo import DynamoExclusion
+from .inputs import InputScale
 from .optimizers import OptimizerHooks
 from .parameters import ParameterSites
 from .sampled import SampledTier
@@ -69,7 +70,7 @@ class StepLimitReached(SystemExit):
 
 
 class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks, ChildProcessWarnings,
-            DynamoExclusion, DetailTier, SampledTier):
+            DynamoExclusion, DetailTier, SampledTier, InputScale):
     """The probe of this process: one object, its state spread over the mixins' _init_* methods."""
 
     def __init__(self, channel, script: str, max_steps: int = 0, detail_every: int = 0, sampled_every: int = 0):
@@ -98,6 +99,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._init_dynamo()
         self._init_detail(detail_every)
         self._init_sampled(sampled_every)
+        self._init_inputs()
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -185,7 +187,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         for name, fn in (("module sites", self._install_modules), ("optimizer hooks", self._install_optimizers),
                          ("loss capture", self._install_backward), ("clip_grad_norm_", self._install_clip),
                          ("GradScaler", self._install_scaler), ("child process", self._install_children),
-                         ("torch.compile", self._install_compile)):
+                         ("torch.compile", self._install_compile), ("input scale", self._install_inputs)):
             try:
                 fn()
             except Exception as e:  # noqa: BLE001
@@ -235,11 +237,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if isinstance(p, torch.Tensor) and id(p) not in seen:
                 seen.add(id(p))
                 pick.append(i)
+        params = flat if len(pick) == len(flat) else [flat[i] for i in pick]
         if rec is not None:
             rec.param_ids = ids
             rec.param_pick = None if len(pick) == len(flat) else pick
             rec.knowns = None
-        return flat if len(pick) == len(flat) else [flat[i] for i in pick]
+            rec.plain_cpu = bool(params) and all(stats.plain_cpu(p) for p in params)
+        return params
 
     def _knowns_of(self, rec, params) -> list:
         """The _Known of each of `params` (all described already), kept in `rec` while they stay the
@@ -270,7 +274,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if closure is None:
                 # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
                 t_g = time.perf_counter()
-                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled)
+                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plain=rec.plain_cpu)
                 ctx["sampled_ms"] = self._grads_time(sampled, (time.perf_counter() - t_g) * 1e3)
                 snap = [p for p, _, _ in ctx["grads"]]
             else:
@@ -284,12 +288,16 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
 
-    def _grads_of(self, params, defer: bool = False, with_max: bool = True):
+    def _grads_of(self, params, defer: bool = False, with_max: bool = True, plain: bool = False):
         """([(param, its gradient statistics, its gradient)] for the params that have a gradient, the
         ids of the params whose statistics are to be checked after the host copy (stats.grad_stats_many,
         defer, with_max)); the statistics taken before clipping where the script clipped (and
-        unscaled, see _before_clip)."""
+        unscaled, see _before_clip). plain: the params all passed stats.plain_cpu (their _Opt says)."""
         gs = [p.grad for p in params]
+        if plain and not self._preclip and all(g is not None for g in gs):
+            rows = stats.plain_rows(gs, with_max)
+            if rows is not None:
+                return list(zip(params, rows, gs)), ()
         pairs = [(p, g) for p, g in zip(params, gs) if g is not None] if any(g is None for g in gs) else list(zip(params, gs))
         pre = self._preclip
         if pre:
@@ -361,7 +369,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         t_after = time.perf_counter()
         with torch.no_grad():
             if ctx["closure"]:
-                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"])
+                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"],
+                                                  plain=self._opt_rec(ctx["opt"]).plain_cpu)
                 self._preclip.clear()
                 # The loss: backward passes before the step (accumulation) plus what step(closure)
                 # returns, or the closure's own backward passes when it returns nothing.

@@ -196,6 +196,36 @@ def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
     return rows, unchecked
 
 
+def plain_cpu(t: torch.Tensor) -> bool:
+    """Whether a parameter's gradients can take plain_rows: a dense float32/float64 CPU tensor that
+    is not empty (autograd gives a gradient the parameter's dtype and device; a sparse one, which an
+    embedding may get, makes plain_rows return None)."""
+    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is _STRIDED and t.dtype in _FAST_DTYPES
+            and t.numel() > 0 and _cheap_to_read(t.device))
+
+
+def plain_rows(grads: list, with_max: bool = True):
+    """grad_stats_many's rows for gradients of parameters that all passed plain_cpu (the caller keeps
+    that answer while its parameters stay the same), without checking each again: one multi-tensor
+    norm, read at once. None when the multi-tensor call refuses them (a sparse gradient): the caller
+    then takes grad_stats_many."""
+    if _foreach_norm is None:
+        return None
+    with torch.no_grad():
+        try:
+            norms = _foreach_norm(grads)
+        except (RuntimeError, TypeError, NotImplementedError):
+            return None
+        vals = torch.stack(norms).tolist()
+        if with_max:
+            mm = [torch.aminmax(g) for g in grads]
+            mvals = torch.maximum(-torch.stack([a for a, _ in mm]), torch.stack([b for _, b in mm])).tolist()
+        else:
+            mvals = [_NAN] * len(grads)
+        return [[v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(g).tolist()
+                for v, m, g in zip(vals, mvals, grads)]
+
+
 def scale_row(row, f: float):
     """A grad_stats row with its norm and maxAbs multiplied by f (unscaling a GradScaler's loss scale);
     a list stays a list, a tensor a tensor on its device."""
