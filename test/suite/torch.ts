@@ -122,6 +122,42 @@ export function defineTorchTests(): void {
       assert.equal(doc.isDirty, false);
     });
 
+    it('a NaN from log(0): the "Locate the first non-finite operation" code action re-runs it and moves the diagnostic to the log on its line', async function () {
+      await setPython(TORCH_PYTHON);
+      await vscode.workspace.getConfiguration('gradscope').update('maxSteps', 100, vscode.ConfigurationTarget.Workspace);
+      const file = join(workspaceRoot(), 'examples', 'torch', 'nan_loss_log0.py');
+      const uri = vscode.Uri.file(file);
+      const doc = await vscode.workspace.openTextDocument(uri);
+      await vscode.window.showTextDocument(doc, vscode.ViewColumn.One);
+      const logLine = doc
+        .getText()
+        .split('\n')
+        .findIndex((l) => /torch\.log\(p\)/.test(l));
+      assert.ok(logLine >= 0, 'the example has its log line');
+      const run = await startRun(api, uri);
+      await run.done;
+      const diag = await waitFor('the non-finite diagnostic', () => ours(uri, 'non-finite-gradient')[0], 10_000);
+      const all =
+        (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>('vscode.executeCodeActionProvider', uri, diag.range, vscode.CodeActionKind.QuickFix.value)) ?? [];
+      const locate = all.find((a): a is vscode.CodeAction => typeof (a as vscode.CodeAction).command === 'object' && (a as vscode.CodeAction).command!.command === 'gradscope.locateNan');
+      assert.ok(locate, `a locate action among: ${all.map((a) => a.title).join(', ')}`);
+      assert.equal(locate.disabled, undefined);
+      const t0 = Date.now();
+      const out = await vscode.commands.executeCommand<{ located: boolean; message: string }>(locate.command!.command, ...((locate.command!.arguments ?? []) as unknown[]));
+      console.log(`  locate: ${out?.message} (${Date.now() - t0} ms)`);
+      assert.equal(out?.located, true, out?.message);
+      const moved = await waitFor('the diagnostic on the log line', () => ours(uri, 'non-finite-gradient').find((d) => d.range.start.line === logLine), 10_000);
+      assert.match(moved.message, /\blog\b/);
+      const fixes =
+        (await vscode.commands.executeCommand<(vscode.CodeAction | vscode.Command)[]>('vscode.executeCodeActionProvider', uri, moved.range, vscode.CodeActionKind.QuickFix.value)) ?? [];
+      console.log(`  actions on the log line: ${fixes.map((a) => a.title).join(' | ')}`);
+      assert.ok(
+        fixes.some((a) => /eps|clamp/i.test(a.title)),
+        `a guard for the log among: ${fixes.map((a) => a.title).join(', ')}`,
+      );
+      await vscode.workspace.getConfiguration('gradscope').update('maxSteps', 30, vscode.ConfigurationTarget.Workspace);
+    });
+
     it('an interpreter without torch: nothing starts, and the message names it, what to install and how to pick another', async function () {
       const fake = join(scratch, 'python-without-torch');
       writeFileSync(fake, '#!/bin/sh\necho "ModuleNotFoundError: No module named \'torch\'" >&2\nexit 1\n');

@@ -68,6 +68,10 @@ class DynamoExclusion:
         def compile_wrapper(orig):
             @functools.wraps(orig)
             def compile(*args, **kwargs):
+                try:
+                    probe._stop_inputs()  # inputs.py: its hooks would break the compiled graph
+                except Exception as e:  # noqa: BLE001
+                    probe.warn("removing the input-scale hooks before torch.compile", e)
                 if probe._nodynamo is None:
                     try:
                         probe._exclude_from_dynamo()

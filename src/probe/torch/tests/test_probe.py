@@ -605,6 +605,7 @@ import sys
 def broken(*args, **kwargs):
     raise RuntimeError("stats exploded")
 sys.modules["gradscope_probe.stats"].grad_stats_many = broken  # break the probe, not the script
+sys.modules["gradscope_probe.stats"].plain_rows = broken  # (the path of plain CPU parameters)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 for i in range(3):
     opt.zero_grad()

@@ -109,8 +109,9 @@ ema = copy.deepcopy(model)  # another model: Head has still one instance in each
             self.assertEqual(line("model.%s.gain" % a), line_of(path, "# @" + a))
             # A module the class builds has a construction line of its own.
             self.assertEqual(line("model.%s.qkv.weight" % a), line_of(path, "# @qkv"))
-        # One instance of the class: the parameter's own line is unambiguous and the more precise.
-        self.assertEqual(line("model.head.w"), line_of(path, "# @head-w"))
+        # A user-written layer inside the model: on the line that builds it, like nn.Linear (its
+        # findings belong to that layer; the nn.Parameter line is shown as related in the editor).
+        self.assertEqual(line("model.head.w"), line_of(path, "# @head\n"))  # (not "# @head-w")
         # Layers nn.TransformerEncoder deep-copies (Module.__init__ never runs for them).
         for name in ("model.enc.layers.0.linear1.weight", "model.enc.layers.1.self_attn.in_proj_weight",
                      "model.enc.layers.1.self_attn.out_proj.weight", "model.enc.layers.1.norm2.bias"):
