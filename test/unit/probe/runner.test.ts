@@ -450,7 +450,9 @@ describe('tfjs probe: run endings and backends', () => {
       'model.add(tf.layers.dense({ units: 1 }));',
       "model.compile({ optimizer: 'adam', loss: 'meanSquaredError', metrics: ['mse'] });",
       'const x = tf.randomNormal([64, 4], 0, 1, "float32", 3), y = tf.randomNormal([64, 1], 0, 1, "float32", 4);',
-      `await model.fit(x, y, { epochs: 3, batchSize: 16, validationSplit: 0.25, verbose: 0, callbacks: [tf.node.tensorBoard(${JSON.stringify(logs)}, { updateFreq: 'batch' })] });`,
+      // A checkpoint each epoch, as published scripts save them (file:// from inside fit).
+      `const each = new tf.CustomCallback({ onEpochEnd: async (epoch) => { await model.save(${JSON.stringify(`file://${ckpt}-epoch`)} + epoch); } });`,
+      `await model.fit(x, y, { epochs: 3, batchSize: 16, validationSplit: 0.25, verbose: 0, callbacks: [tf.node.tensorBoard(${JSON.stringify(logs)}, { updateFreq: 'batch' }), each] });`,
       `await model.save(${JSON.stringify(`file://${ckpt}`)});`,
       `const back = await tf.loadLayersModel(${JSON.stringify(`file://${ckpt}/model.json`)});`,
       'const a = model.predict(x).dataSync(), b = back.predict(x).dataSync();',
@@ -470,6 +472,8 @@ describe('tfjs probe: run endings and backends', () => {
       assert.match(r.stdout, /round trip equal/);
       assert.equal(r.of('step').length, 9); // 3 epochs of 48 training rows in batches of 16
       assertSite(byName(r, 'dense_Dense1/kernel'), file, 'hidden');
+      const ckpt = join(proj, logs === 'logs' ? 'ckpt' : 'ckpt-esm');
+      for (const e of [0, 1, 2]) assert.ok(existsSync(join(`${ckpt}-epoch${e}`, 'weights.bin')), `checkpoint of epoch ${e}`);
       // TensorBoard's own reader, where the torch 2.x venv has it (scripts/setup-torch.sh installs it)
       const py = join(repoRoot, '.venv-torch2', 'bin', 'python');
       const read = spawnSync(
