@@ -5,8 +5,8 @@
 //                 built-ins only where it touches the disk (CORE_NODE_FILES)
 //   src/process   Node only: no `vscode`, nothing of features/panel/cli
 //   src/probe     runs inside the user's child process: no `vscode`, nothing of the host's layers
-//   src/cli       the headless command: no run-time `vscode`, nothing of features/extension; the
-//                 panel modules it shares (all but PANEL_HOST_FILES) no run-time `vscode` either
+//   src/cli       the headless command: no run-time `vscode`, nothing of features/extension (the
+//                 panel's view code it shares lives in src/core/view)
 //   webview/      the browser: itself, chart.js, its css, and the shared message/format modules
 // Relative specifiers are matched by how many `../` leave the file's folder, one override per depth,
 // so `../../process/x` is caught from src/core/a/b.ts and `../process` from src/core/a.ts.
@@ -18,12 +18,12 @@ import tseslint from 'typescript-eslint';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 
-/** src/core files that read or write files (run files on disk, the Tree-sitter wasm). */
-const CORE_NODE_FILES = ['src/core/store/runFile.ts', 'src/core/fixes/python/parser.ts', 'src/core/util/distPaths.ts'];
+/** src/core files that read or write files (run files on disk, the Tree-sitter wasm), or hash (the report's CSP). */
+const CORE_NODE_FILES = ['src/core/store/runFile.ts', 'src/core/fixes/python/parser.ts', 'src/core/util/distPaths.ts', 'src/core/view/report.ts'];
 /** What the webview may import from outside webview/ (all type-only or plain data on the host side). */
-const WEBVIEW_SHARED = ['src/core/analysis/finding', 'src/core/protocol/messages', 'src/core/report/warnings', 'src/core/text', 'src/panel/messages'];
+const WEBVIEW_SHARED = ['src/core/analysis/finding', 'src/core/protocol/messages', 'src/core/report/warnings', 'src/core/text', 'src/core/view/messages'];
 const WEBVIEW_PACKAGES = ['chart.js'];
-/** src/panel files that run only in the extension host; the rest is shared with the CLI's HTML report. */
+/** src/panel files that run only in the extension host (the view code they share with the CLI is in src/core/view). */
 const PANEL_HOST_FILES = ['src/panel/inspectionPanel.ts'];
 const MAX_DEPTH = 5;
 const CORE_MESSAGE = 'src/core is pure: it imports only src/core (process, features, panel, cli, probe and extension build on it).';

@@ -5,7 +5,7 @@
 import type { Finding } from '../src/core/analysis/finding';
 import type { RunWarning } from '../src/core/report/warnings';
 import { SHOWN, shownText, type ShownText } from '../src/core/text';
-import type { PanelOptimizer, PanelRunHeader, PanelTensor } from '../src/panel/messages';
+import type { PanelOptimizer, PanelRunHeader, PanelTensor } from '../src/core/view/messages';
 
 /** A tensor, layer, optimizer or file name: one line. */
 export const shownName = (s: string, max: number = SHOWN.name): ShownText => shownText(s, max, true);

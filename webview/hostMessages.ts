@@ -22,7 +22,7 @@ import type {
   PanelTensorDetail,
   PanelView,
   RunStatus,
-} from '../src/panel/messages';
+} from '../src/core/view/messages';
 
 const MAX_LIST = 100_000;
 const MAX_POINTS = 5_000_000;

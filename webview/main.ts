@@ -4,7 +4,7 @@
 // controls that need the extension are hidden). Everything the host sends is validated first.
 import '../media/panel.css';
 import type { Finding } from '../src/core/analysis/finding';
-import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, PanelView, WebviewToHost } from '../src/panel/messages';
+import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, PanelView, WebviewToHost } from '../src/core/view/messages';
 import { applyFont } from './charts/chartSetup';
 import { renderHeatmap, type HeatmapCell, type HeatmapHandle } from './charts/heatmap';
 import { renderHistogramOverTime, type ChartHandle, type HistogramOptions, type HistogramRow } from './charts/histogram';

@@ -12,7 +12,7 @@ import type {
   PanelSnapshot,
   PanelTensor,
   PanelView,
-} from '../src/panel/messages';
+} from '../src/core/view/messages';
 import { ABSENT, HeatmapMatrix, MISSING } from './charts/heatmapMatrix';
 import { GAP } from './charts/normCurves';
 

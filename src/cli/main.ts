@@ -10,7 +10,7 @@ import type { Finding } from '../core/analysis/finding';
 import { locateNan, type LocateNanResult } from '../process/locateNan';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
 import { fix } from './fix';
-import { runHeader } from '../panel/snapshot';
+import { runHeader } from '../core/view/snapshot';
 import { writeReport } from './report';
 import { formatSummary } from './summary';
 

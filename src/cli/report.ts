@@ -5,9 +5,9 @@ import { findBuilt } from '../process/distPaths';
 import { ensureDir, writeRegularFile } from '../process/files';
 import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
-import type { PanelRunHeader } from '../panel/messages';
-import { buildReportHtml } from '../panel/report';
-import { reportData } from '../panel/snapshot';
+import type { PanelRunHeader } from '../core/view/messages';
+import { buildReportHtml } from '../core/view/report';
+import { reportData } from '../core/view/snapshot';
 
 /** Writes the report (only as a regular file; its folder made without a recursive mkdir). Throws HostFileError. */
 export function writeReport(file: string, store: RunStore, header: PanelRunHeader, findings: Finding[]): number {

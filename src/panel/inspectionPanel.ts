@@ -10,9 +10,9 @@ import type { RunExitRecord } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
 import { SHOWN, shownText } from '../core/text';
 import type { RunExit, RunSession } from '../process/runSession';
-import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from './messages';
-import { buildReportHtml } from './report';
-import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from './snapshot';
+import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
+import { buildReportHtml } from '../core/view/report';
+import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */

@@ -25,7 +25,7 @@ let buildReportHtml;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gradscope-longtext-'));
   const out = join(dir, 'report.mjs');
-  await build({ entryPoints: [join(ROOT, 'src/panel/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
+  await build({ entryPoints: [join(ROOT, 'src/core/view/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
   ({ buildReportHtml } = await import(pathToFileURL(out).href));
   browser = await launch();
   if (shots) mkdirSync(shots, { recursive: true });

@@ -68,7 +68,7 @@ let buildReportHtml;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gradscope-optimizers-'));
   const out = join(dir, 'report.mjs');
-  await build({ entryPoints: [join(ROOT, 'src/panel/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
+  await build({ entryPoints: [join(ROOT, 'src/core/view/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
   ({ buildReportHtml } = await import(pathToFileURL(out).href));
   browser = await launch();
 });

@@ -15,9 +15,9 @@ let dir;
 let buildReportHtml;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gradscope-report-'));
-  // src/panel/report.ts is node code compiled into the extension and the CLI; compile it alone here.
+  // src/core/view/report.ts is node code compiled into the extension and the CLI; compile it alone here.
   const out = join(dir, 'report.mjs');
-  await build({ entryPoints: [join(ROOT, 'src/panel/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
+  await build({ entryPoints: [join(ROOT, 'src/core/view/report.ts')], bundle: true, platform: 'node', format: 'esm', outfile: out, logLevel: 'warning' });
   ({ buildReportHtml } = await import(pathToFileURL(out).href));
   browser = await launch();
 });

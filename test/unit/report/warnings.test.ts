@@ -7,7 +7,7 @@ import type { EventMsg, Message, StatName } from '../../../src/core/protocol/mes
 import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson';
 import { observedNothing, runWarnings, type RunWarning } from '../../../src/core/report/warnings';
 import { RunStore } from '../../../src/core/store/runStore';
-import { buildSnapshot, runHeader } from '../../../src/panel/snapshot';
+import { buildSnapshot, runHeader } from '../../../src/core/view/snapshot';
 import type { RunExit } from '../../../src/process/runSession';
 import { parseHostMessage } from '../../../webview/hostMessages';
 

@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { MAX_CURVE_OPTIMIZERS, RunStore, seriesMemoryBound, SERIES_STAT_NAMES } from '../../../src/core/store/runStore';
 import type { StatName } from '../../../src/core/protocol/messages';
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/panel/snapshot';
-import type { PanelRunHeader } from '../../../src/panel/messages';
+import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/core/view/snapshot';
+import type { PanelRunHeader } from '../../../src/core/view/messages';
 import { absentRun, absentRunMessages } from '../support/absentRun';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];

@@ -10,10 +10,10 @@
 // Absent gradients (a tensor with no gradient at a step) are their own state, never NaN: a heatmap
 // cell where no tensor of the layer was present but one was absent is 'absent', and a layer's norm
 // curve has a gap there (an index in `absent`, value null), not a NaN point.
-import type { Finding } from '../core/analysis/finding';
-import type { DetailMsg, StatName, TensorInfo } from '../core/protocol/messages';
-import { runWarnings, type RunWarningExit } from '../core/report/warnings';
-import { BUCKET_ALL_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series, type SeriesOptions } from '../core/store/runStore';
+import type { Finding } from '../analysis/finding';
+import type { DetailMsg, StatName, TensorInfo } from '../protocol/messages';
+import { runWarnings, type RunWarningExit } from '../report/warnings';
+import { BUCKET_ALL_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series, type SeriesOptions } from '../store/runStore';
 import type {
   HeatmapMetric,
   PanelAppend,

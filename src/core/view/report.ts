@@ -3,7 +3,7 @@
 // file opens offline in any browser and cannot fetch anything. Pure: used by the CLI (`--report`)
 // and by the panel's "Export report".
 import { createHash } from 'node:crypto';
-import { BIDI_CONTROLS, SHOWN, shownText, unicodeEscape } from '../core/text';
+import { BIDI_CONTROLS, SHOWN, shownText, unicodeEscape } from '../text';
 import type { PanelSnapshot, PanelTensorDetail, PanelView } from './messages';
 
 export interface ReportAssets {

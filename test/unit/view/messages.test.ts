@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_TEXT } from '../../../src/core/text';
-import { parseWebviewMessage } from '../../../src/panel/messages';
+import { parseWebviewMessage } from '../../../src/core/view/messages';
 
 describe('messages from the webview are validated', () => {
   it('accepts each declared message exactly', () => {

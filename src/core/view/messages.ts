@@ -2,10 +2,10 @@
 // extension (node) and the webview (browser, dom lib): at run time it imports only the pure text
 // helpers (core/text.ts), which the webview bundles too.
 // Every message from the webview is validated with `parseWebviewMessage`; anything else is dropped.
-import type { Finding } from '../core/analysis/finding';
-import type { OptimizerMode, SourceLocation } from '../core/protocol/messages';
-import type { RunWarning } from '../core/report/warnings';
-import { MAX_TEXT } from '../core/text';
+import type { Finding } from '../analysis/finding';
+import type { OptimizerMode, SourceLocation } from '../protocol/messages';
+import type { RunWarning } from '../report/warnings';
+import { MAX_TEXT } from '../text';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'probe-lost' | 'saved';
 
