@@ -61,7 +61,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
-import { median, repoRoot } from './lib/bundle.mjs';
+import { repoRoot } from './lib/bundle.mjs';
+import { figuresVsPlain } from './lib/vsPlain.mjs';
 
 const PER_STEP_ONLY = ['--detail-every', '1000000000'];
 /** How each mode runs: plain node, the runner alone, or the CLI (with these arguments and environment). */
@@ -255,8 +256,6 @@ async function runOnce({ script, dir, kind, steps, warm, mode, builds }) {
   }
 }
 
-const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-
 export async function run({
   rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5),
   steps = envInt('GRADSCOPE_BENCH_STEPS', 60),
@@ -303,21 +302,7 @@ export async function run({
           );
         }
       }
-      const col = (m, k) => runs[m].map((x) => x[k]);
-      const figures = {};
-      for (const m of modes) {
-        const pair = (k) => runs[m].map((x, i) => x[k] / runs.plain[i][k]);
-        figures[m] = {
-          ratioMedianStep: spread(pair('medianMs')),
-          ratioMeanStep: spread(pair('meanMs')),
-          ratioCpu: spread(pair('cpuMsPerStep')),
-          medianStepMs: median(col(m, 'medianMs')),
-          meanStepMs: median(col(m, 'meanMs')),
-          cpuMsPerStep: median(col(m, 'cpuMsPerStep')),
-          runCpuS: median(col(m, 'treeCpuS')),
-          runWallS: median(col(m, 'wallS')),
-        };
-      }
+      const figures = figuresVsPlain(runs, modes);
       const first = runs.plain[0];
       out[kind] = { tensors: first.tensors, params: first.params, backend: first.backend, modes: figures };
     }

@@ -39,7 +39,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, repoRoot } from './lib/bundle.mjs';
+import { repoRoot } from './lib/bundle.mjs';
+import { figuresVsPlain } from './lib/vsPlain.mjs';
 import { TORCH_WORKLOADS, TORCH_WORKLOADS_PY } from './lib/torchModels.mjs';
 
 export const MODES = ['plain', 'gradscope', 'norms', 'tensorboard', 'wandb', 'wandb-default'];
@@ -232,8 +233,6 @@ function unavailable(python, mode) {
   });
 }
 
-const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-
 const STEPS = { mlp: 60, cnn: 80, transformer: 40, big: 10 };
 
 /** One workload: every mode, interleaved rounds. */
@@ -249,24 +248,7 @@ async function runWorkload({ python, script, dir, modes, workload, rounds, steps
       );
     }
   }
-  const col = (m, k) => runs[m].map((x) => x[k]);
-  const figures = {};
-  for (const m of modes) {
-    const pair = (k) => runs[m].map((x, i) => x[k] / runs.plain[i][k]);
-    figures[m] = {
-      rounds: runs[m].length,
-      ratioMedianStep: spread(pair('medianMs')),
-      ratioMeanStep: spread(pair('meanMs')),
-      ratioCpu: spread(pair('cpuMsPerStep')),
-      medianStepMs: median(col(m, 'medianMs')),
-      meanStepMs: median(col(m, 'meanMs')),
-      cpuMsPerStep: median(col(m, 'cpuMsPerStep')),
-      pageFaultsPerStep: median(col(m, 'pageFaultsPerStep')),
-      peakRssMiB: median(col(m, 'peakRssMiB')),
-      runCpuS: median(col(m, 'treeCpuS')),
-      runWallS: median(col(m, 'wallS')),
-    };
-  }
+  const figures = figuresVsPlain(runs, modes, ['pageFaultsPerStep', 'peakRssMiB']);
   const first = runs.plain[0];
   return { workload, params: first?.params, tensors: first?.tensors, torch: first?.torch, rounds, stepsPerRun: steps, modes: figures };
 }

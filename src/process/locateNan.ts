@@ -3,11 +3,10 @@
 // anomaly mode plus a per-op check, src/probe/torch/gradscope_probe/locate.py; for TF.js a per-kernel
 // check, src/probe/tfjs/locate.ts). What the probe reports is read by src/core/analysis/nanCause.ts.
 // A re-run that stays finite says so: the script is not deterministic (seeds, data order, files).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { findNanCause, findNanOp, type NanCause } from '../core/analysis/nanCause';
-import { RunSession, type OutputChunk, type RunExit } from './runSession';
+import { runToEnd, withRunDir } from './boundedRun';
+import type { OutputChunk, RunExit } from './runSession';
 
 export const LOCATE_NAN_ENV = 'GRADSCOPE_LOCATE_NAN';
 
@@ -50,37 +49,31 @@ const STDERR_KEEP = 256 * 1024;
 export async function locateNan(o: LocateNanOptions): Promise<LocateNanResult> {
   const script = resolve(o.cwd ?? process.cwd(), o.script);
   const steps = Math.max(1, Math.floor(o.firstStep) + 1);
-  const ownRunDir = !o.runDir;
-  const runDir = o.runDir ?? mkdtempSync(join(tmpdir(), 'gradscope-locate-'));
   let stderr = '';
-  try {
-    if (o.signal?.aborted) throw new Error('locate-nan cancelled');
-    const session = RunSession.start({
-      script,
-      args: o.args ?? [],
-      cwd: o.cwd ?? dirname(script),
-      maxSteps: steps,
-      timeoutSec: o.timeoutSec ?? 120,
-      runDir,
-      nodePath: o.nodePath,
-      pythonPath: o.pythonPath,
-      pythonSource: o.pythonSource,
-      probeDir: o.probeDir,
-      env: { ...o.env, [LOCATE_NAN_ENV]: '1' },
-    });
-    const stop = (): void => void session.stop();
-    o.signal?.addEventListener('abort', stop, { once: true });
-    session.onOutput((c) => {
-      if (c.stream === 'stderr') stderr = (stderr + c.text).slice(-STDERR_KEEP);
-      o.onOutput?.(c);
-    });
-    let exit: RunExit;
-    try {
-      exit = await session.done;
-    } finally {
-      o.signal?.removeEventListener('abort', stop);
-    }
-    if (o.signal?.aborted) throw new Error('locate-nan cancelled');
+  return withRunDir(o.runDir, 'gradscope-locate-', async (runDir) => {
+    const { session, exit } = await runToEnd(
+      {
+        script,
+        args: o.args ?? [],
+        cwd: o.cwd ?? dirname(script),
+        maxSteps: steps,
+        timeoutSec: o.timeoutSec ?? 120,
+        runDir,
+        nodePath: o.nodePath,
+        pythonPath: o.pythonPath,
+        pythonSource: o.pythonSource,
+        probeDir: o.probeDir,
+        env: { ...o.env, [LOCATE_NAN_ENV]: '1' },
+      },
+      {
+        signal: o.signal,
+        onOutput: (c) => {
+          if (c.stream === 'stderr') stderr = (stderr + c.text).slice(-STDERR_KEEP);
+          o.onOutput?.(c);
+        },
+        cancelled: 'locate-nan cancelled',
+      },
+    );
     const cause = findNanCause(session.store.events, stderr);
     const nf = session.findings.find((f) => f.kind === 'non-finite-gradient');
     const reproducedAt = cause?.step ?? nf?.step ?? null;
@@ -123,7 +116,5 @@ export async function locateNan(o: LocateNanOptions): Promise<LocateNanResult> {
         exit.reason === 'time-limit' ? `, stopped after ${o.timeoutSec ?? 120} s` : ''
       }); the script may not be deterministic (random seeds, data order, files it reads or writes)`,
     };
-  } finally {
-    if (ownRunDir) rmSync(runDir, { recursive: true, force: true });
-  }
+  });
 }

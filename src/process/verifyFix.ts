@@ -3,12 +3,12 @@
 // to the original (`.name.gradscope-verify-<pid>.ext`, same extension) so that relative imports,
 // package.json "type" and the user's node_modules resolve exactly as for the original; it is always
 // deleted (finally, and an exit hook in case the process dies on the way).
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { FindingKind } from '../core/analysis/finding';
 import { measureRun, verdict, type RunMeasure } from '../core/fixes/measure';
-import { RunSession, type OutputChunk } from './runSession';
+import { runToEnd, withRunDir } from './boundedRun';
+import type { OutputChunk } from './runSession';
 
 export interface VerifyOptions {
   script: string;
@@ -53,34 +53,30 @@ export function verifyCopyPath(script: string): string {
 }
 
 async function runOnce(script: string, o: VerifyOptions, runDir: string, which: 'before' | 'after', mapFile?: (f: string) => string): Promise<RunMeasure> {
-  if (o.signal?.aborted) throw new Error('verification cancelled');
-  const session = RunSession.start({
-    script,
-    args: o.args ?? [],
-    cwd: o.cwd ?? dirname(script),
-    maxSteps: o.steps,
-    timeoutSec: o.timeoutSec ?? 0,
-    runDir,
-    nodePath: o.nodePath,
-    pythonPath: o.pythonPath,
-    pythonSource: o.pythonSource,
-    probeDir: o.probeDir,
-  });
-  const stop = (): void => void session.stop();
-  o.signal?.addEventListener('abort', stop, { once: true });
-  if (o.onOutput) session.onOutput((c) => o.onOutput!(which, c));
-  try {
-    const exit = await session.done;
-    return measureRun(session.store, session.findings, exit, mapFile);
-  } finally {
-    o.signal?.removeEventListener('abort', stop);
-  }
+  const { session, exit } = await runToEnd(
+    {
+      script,
+      args: o.args ?? [],
+      cwd: o.cwd ?? dirname(script),
+      maxSteps: o.steps,
+      timeoutSec: o.timeoutSec ?? 0,
+      runDir,
+      nodePath: o.nodePath,
+      pythonPath: o.pythonPath,
+      pythonSource: o.pythonSource,
+      probeDir: o.probeDir,
+    },
+    { signal: o.signal, onOutput: o.onOutput && ((c) => o.onOutput!(which, c)), cancelled: 'verification cancelled' },
+  );
+  return measureRun(session.store, session.findings, exit, mapFile);
 }
 
 export async function verifyFix(o: VerifyOptions): Promise<VerifyResult> {
   const script = resolve(o.cwd ?? process.cwd(), o.script);
-  const ownRunDir = !o.runDir;
-  const runDir = o.runDir ?? mkdtempSync(join(tmpdir(), 'gradscope-verify-'));
+  return withRunDir(o.runDir, 'gradscope-verify-', (runDir) => verifyIn(script, o, runDir));
+}
+
+async function verifyIn(script: string, o: VerifyOptions, runDir: string): Promise<VerifyResult> {
   const copy = verifyCopyPath(script);
   const removeCopy = (): void => {
     try {
@@ -96,12 +92,10 @@ export async function verifyFix(o: VerifyOptions): Promise<VerifyResult> {
     // Findings in the copy point at the copy: map them to the original (their lines are those of
     // the fixed text, i.e. of the file once the fix is applied).
     const after = await runOnce(copy, o, runDir, 'after', (f) => (resolve(f) === copy ? script : f));
-    if (o.signal?.aborted) throw new Error('verification cancelled');
     const v = verdict(o.kind ?? null, before, after);
     return { before, after, cured: v.cured, summary: v.summary };
   } finally {
     removeCopy();
     process.off('exit', removeCopy);
-    if (ownRunDir) rmSync(runDir, { recursive: true, force: true });
   }
 }

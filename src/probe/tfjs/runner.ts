@@ -146,7 +146,8 @@ async function main(): Promise<void> {
 
   if (maps) process.setSourceMapsEnabled(true);
   if (probe) installLifecycle(probe);
-  if (!isEsm(script)) {
+  const esm = isEsm(script);
+  if (!esm) {
     const babel = findBabelProject(script);
     if (babel) {
       try {
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  runScript(script);
+  runScript(script, esm);
 }
 
 /** Writes to stderr synchronously, never throwing (the host, and so stderr's reader, may be gone). */
@@ -205,11 +206,11 @@ function installLifecycle(probe: Probe): void {
   });
 }
 
-function runScript(script: string): void {
+function runScript(script: string, esm: boolean): void {
   // Run from a fresh macrotask so a synchronous throw is a genuine uncaught exception (Node's own
   // message, exit code 1), not a rejection of main()'s promise.
   setImmediate(() => {
-    if (isEsm(script)) {
+    if (esm) {
       import(pathToFileURL(script).href).catch((e: unknown) =>
         process.nextTick(() => {
           throw e;

@@ -246,16 +246,22 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         return params
 
     def _knowns_of(self, rec, params) -> list:
-        """The _Known of each of `params` (all described already), kept in `rec` while they stay the
-        same objects (checked through the _Known's weak references: an id reused by a new tensor is
-        not taken for the old one)."""
-        ks = rec.knowns if rec is not None else None
+        """The _Known of each of `params`, kept in `rec` while they stay the same objects (checked
+        through the _Known's weak references: an id reused by a new tensor is not taken for the old
+        one). When they are not the same, tensors seen for the first time are described first
+        (TENSORS)."""
+        ks = rec.knowns
         if ks is not None and len(ks) == len(params) and all(map(operator.is_, [k.ref() for k in ks], params)):
             return ks
         known = self._known
-        ks = [known[id(p)] for p in params]
-        if rec is not None:
-            rec.knowns = ks
+        fresh = [p for p in params if known.get(id(p)) is None or known[id(p)].ref() is not p]
+        if fresh:
+            for p in fresh:
+                old = known.pop(id(p), None)
+                if old is not None:
+                    self._drop_detail_buf(old)
+            self.send({"type": "tensors", "tensors": self._describe_new(fresh)})
+        ks = rec.knowns = [known[id(p)] for p in params]
         return ks
 
     def _before_step(self, opt, args, kwargs):
@@ -391,16 +397,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if not self._hello_sent:
                 self._send_hello([p for p, _, _ in grads])
             rec = self._opt_rec(ctx["opt"])
-            ks_all = rec.knowns
-            if ks_all is None or len(ks_all) != len(params) or not all(map(operator.is_, [k.ref() for k in ks_all], params)):
-                fresh = [p for p in params if self._known.get(id(p)) is None or self._known[id(p)].ref() is not p]
-                if fresh:
-                    for p in fresh:
-                        old = self._known.pop(id(p), None)
-                        if old is not None:
-                            self._drop_detail_buf(old)
-                    infos = self._describe_new(fresh)
-                    self.send({"type": "tensors", "tensors": infos})
             ks_all = self._knowns_of(rec, params)
             self._announce(rec, params)
             # The _Known of each entry of grads (in the usual step every tensor has a gradient).

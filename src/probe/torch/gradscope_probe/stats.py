@@ -168,23 +168,14 @@ def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
             # (a strided view is copied flat, as grad_stats measures it: the same order of summation)
             flat = [x if x.is_contiguous() else x.reshape(-1) for x in (xs[i] for i in idx)]
             norms = torch.stack(_norms(flat))
-            if with_max:
-                mm = [torch.aminmax(x) for x in flat]
-                maxs = torch.maximum(-torch.stack([a for a, _ in mm]), torch.stack([b for _, b in mm])).to(F64)
-            else:
-                maxs = None
+            maxs = _max_abs_many(flat) if with_max else None
             if read_here[dev]:
                 # Read here (no sync on the CPU): the rows are plain lists, no tensor per row to gather.
-                vals = norms.tolist()
-                mvals = maxs.tolist() if maxs is not None else [_NAN] * len(idx)
-                for j, i in enumerate(idx):
-                    v = vals[j]
-                    # (needs_exact, inline: NaN fails both comparisons)
-                    rows[i] = [v, mvals[j], 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(xs[i]).tolist()
+                for i, row in zip(idx, _rows_read([xs[i] for i in idx], norms, maxs)):
+                    rows[i] = row
             else:
                 norms = norms.to(F64)
-                if maxs is None:
-                    maxs = torch.full((len(idx),), _NAN, dtype=F64, device=dev)
+                maxs = maxs.to(F64) if maxs is not None else torch.full((len(idx),), _NAN, dtype=F64, device=dev)
                 zeros = torch.zeros(len(idx), dtype=F64, device=dev)
                 block = torch.stack([norms, maxs, zeros, zeros], dim=1)
                 for j, i in enumerate(idx):
@@ -216,14 +207,22 @@ def plain_rows(grads: list, with_max: bool = True):
             norms = _foreach_norm(grads)
         except (RuntimeError, TypeError, NotImplementedError):
             return None
-        vals = torch.stack(norms).tolist()
-        if with_max:
-            mm = [torch.aminmax(g) for g in grads]
-            mvals = torch.maximum(-torch.stack([a for a, _ in mm]), torch.stack([b for _, b in mm])).tolist()
-        else:
-            mvals = [_NAN] * len(grads)
-        return [[v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(g).tolist()
-                for v, m, g in zip(vals, mvals, grads)]
+        return _rows_read(grads, torch.stack(norms), _max_abs_many(grads) if with_max else None)
+
+
+def _max_abs_many(xs: list) -> torch.Tensor:
+    """max |x| of each of `xs` (same device), stacked: one aminmax pass per tensor."""
+    mm = [torch.aminmax(x) for x in xs]
+    return torch.maximum(-torch.stack([a for a, _ in mm]), torch.stack([b for _, b in mm]))
+
+
+def _rows_read(xs: list, norms: torch.Tensor, maxs) -> list:
+    """The rows of CPU tensors from their fast-path norms and maxima (None: not measured, NaN):
+    [norm, maxAbs, 0, 0], or grad_stats' exact row where needs_exact (inline here: NaN fails both
+    comparisons)."""
+    mvals = maxs.tolist() if maxs is not None else [_NAN] * len(xs)
+    return [[v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(x).tolist()
+            for v, m, x in zip(norms.tolist(), mvals, xs)]
 
 
 def scale_row(row, f: float):
