@@ -93,6 +93,42 @@ class ChannelTest(unittest.TestCase):
         host.close()
         child.close()
 
+    def test_held_step_frames_reach_the_host_without_a_later_send(self):
+        # STEP frames sent close together are held for one write (HOLD_STEP_FRAMES_S); the writer
+        # thread writes them when the window ends even when the script sends nothing more.
+        host, child = socket.socketpair()
+        ch = Channel(os.dup(child.fileno()), watch=False)
+        ch.hold_s = 0.05
+        for i in range(6):
+            ch.send(step(i))
+        self.assertGreater(ch.pending_bytes, 0, "the later frames are held")
+        host.settimeout(2.0)
+        data = b""
+        t0 = time.monotonic()
+        while True:
+            frames, err = wire.decode_all(data)
+            if len(frames) == 6 or time.monotonic() - t0 > 2:
+                break
+            data += host.recv(1 << 16)
+        self.assertIsNone(err)
+        self.assertEqual([m["step"] for _, m in frames], list(range(6)))
+        self.assertEqual([s for s, _ in frames], list(range(6)))
+        self.assertLess(time.monotonic() - t0, 1.0)
+        # A frame of another type goes out at once, after the held ones.
+        ch.send(step(6))
+        ch.send(step(7))
+        ch.send({"type": "end", "reason": "completed", "steps": 8})
+        data = b""
+        while True:
+            frames, err = wire.decode_all(data)
+            if len(frames) == 3:
+                break
+            data += host.recv(1 << 16)
+        self.assertEqual([m["type"] for _, m in frames], ["step", "step", "end"])
+        self.assertEqual([s for s, _ in frames], [6, 7, 8])
+        host.close()
+        child.close()
+
     def test_write_error_means_the_host_is_gone(self):
         host, child = socket.socketpair()
         gone = []
