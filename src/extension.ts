@@ -18,18 +18,18 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx = new GradScopeContext(context);
     context.subscriptions.push(ctx);
     registerCommands(ctx);
-    ctx.subscriptions.push(registerGettingStarted(ctx));
+    ctx.subscriptions.add(registerGettingStarted(ctx));
     ctx.panel = new PanelFeature(ctx);
-    ctx.subscriptions.push(ctx.panel);
+    ctx.subscriptions.add(ctx.panel);
     const diagnostics = new DiagnosticsFeature(ctx);
     ctx.diagnostics = diagnostics;
-    ctx.subscriptions.push(diagnostics);
-    ctx.subscriptions.push(registerHover(ctx, diagnostics));
-    ctx.subscriptions.push(registerCodeActions(ctx, diagnostics));
-    ctx.subscriptions.push(registerRemedies(ctx, diagnostics));
+    ctx.subscriptions.add(diagnostics);
+    ctx.subscriptions.add(registerHover(ctx, diagnostics));
+    ctx.subscriptions.add(registerCodeActions(ctx, diagnostics));
+    ctx.subscriptions.add(registerRemedies(ctx, diagnostics));
     // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
-    ctx.subscriptions.push(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
+    ctx.subscriptions.add(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
     ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api();
   } catch (e) {

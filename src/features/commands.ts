@@ -16,7 +16,7 @@ export type TrainResult = { started: true; runId: string } | { started: false; r
 const SCRIPT_LANGUAGES = new Set(['javascript', 'typescript', 'javascriptreact', 'typescriptreact', 'python']);
 
 export function registerCommands(ctx: GradScopeContext): void {
-  ctx.subscriptions.push(
+  ctx.subscriptions.add(
     vscode.commands.registerCommand('gradscope.trainAndInspect', (uri?: unknown) =>
       boundary(
         ctx,
@@ -29,6 +29,8 @@ export function registerCommands(ctx: GradScopeContext): void {
         }),
       ),
     ),
+  );
+  ctx.subscriptions.add(
     vscode.commands.registerCommand('gradscope.stopRun', () =>
       boundary(
         ctx,

@@ -1,5 +1,6 @@
 // The extension's one context object: its scope (disposed on deactivation), the log, the runs.
 import * as vscode from 'vscode';
+import { DisposableStore } from '../core/util/disposableStore';
 import type { RunExit, RunSession } from '../process/runSession';
 import type { DiagnosticsFeature } from './diagnostics';
 import type { PanelFeature } from './panel';
@@ -23,8 +24,8 @@ export interface GradScopeApi {
 export class GradScopeContext implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
   readonly runs: RunController;
-  /** The extension's scope: everything here lives until deactivation. */
-  readonly subscriptions: vscode.Disposable[] = [];
+  /** The extension's scope: everything here lives until deactivation (disposed last added, first). */
+  readonly subscriptions = new DisposableStore();
   /** The inspection panel feature (set by activate()). */
   panel: PanelFeature | undefined;
   /** Diagnostics, hover and quick fixes read this (set by activate()). */
@@ -34,7 +35,8 @@ export class GradScopeContext implements vscode.Disposable {
     this.log = vscode.window.createOutputChannel('GradScope', { log: true });
     // Run files go to the workspace's storage, or the global one when no folder is open.
     this.runs = new RunController(extension.storageUri ?? extension.globalStorageUri, this.log);
-    this.subscriptions.push(this.runs, this.log);
+    this.subscriptions.add(this.runs);
+    this.subscriptions.add(this.log);
   }
 
   api(): GradScopeApi {
@@ -62,6 +64,6 @@ export class GradScopeContext implements vscode.Disposable {
   }
 
   dispose(): void {
-    for (const d of this.subscriptions.splice(0).reverse()) d.dispose();
+    this.subscriptions.dispose();
   }
 }

@@ -16,6 +16,7 @@ import { readRegularText } from '../process/files';
 import type { RunSession } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import { neutralise } from '../core/text';
+import { DisposableStore } from '../core/util/disposableStore';
 import { diagnosticMessage, isFindingKind, levelOf, relatedMessage } from './diagnosisModel';
 import { relatedLinesFor } from './relatedLines';
 import { anchorHolds, assignedName, constructionText, findOptimizerLine, shiftLineThrough, spanOf, type LineAnchor, type LineEdit } from './lineAnchors';
@@ -290,25 +291,23 @@ const LEVEL: Record<'error' | 'warning' | 'info', vscode.DiagnosticSeverity> = {
 export class DiagnosticsFeature implements vscode.Disposable {
   readonly collection = vscode.languages.createDiagnosticCollection('gradscope');
   /** One diagnosed run per script: a new run of the same script replaces it. */
-  private readonly byScript = new Map<string, { diag: RunDiagnostics; scope: vscode.Disposable[] }>();
+  private readonly byScript = new Map<string, { diag: RunDiagnostics; scope: DisposableStore }>();
   /** What each published diagnostic stands for, to find the finding from a diagnostic. */
   private published = new Map<string, { diagnostic: vscode.Diagnostic; placed: PlacedFinding; run: RunDiagnostics }[]>();
   private timer: NodeJS.Timeout | undefined;
   private lastRefresh = 0;
-  private readonly disposables: vscode.Disposable[] = [];
+  private readonly disposables = new DisposableStore();
   private readonly changed = new vscode.EventEmitter<void>();
   /** Fires after the diagnostics were republished. */
   readonly onDidChange = this.changed.event;
 
   constructor(private readonly ctx: GradScopeContext) {
-    this.disposables.push(
-      this.collection,
-      this.changed,
-      ctx.runs.onDidStartRun((run) => this.showLive(run)),
-      vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)),
-      vscode.workspace.onDidOpenTextDocument(() => this.schedule()),
-      vscode.commands.registerCommand(CLEAR_DIAGNOSTICS_COMMAND, () => this.clear()),
-    );
+    this.disposables.add(this.collection);
+    this.disposables.add(this.changed);
+    this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
+    this.disposables.add(vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)));
+    this.disposables.add(vscode.workspace.onDidOpenTextDocument(() => this.schedule()));
+    this.disposables.add(vscode.commands.registerCommand(CLEAR_DIAGNOSTICS_COMMAND, () => this.clear()));
   }
 
   /** Diagnoses a live run: replaces the diagnostics of an earlier run of the same script. */
@@ -361,8 +360,7 @@ export class DiagnosticsFeature implements vscode.Disposable {
   }
 
   clear(): void {
-    for (const r of this.byScript.values()) for (const d of r.scope) d.dispose();
-    this.byScript.clear();
+    this.forgetAll();
     this.published.clear();
     this.collection.clear();
     this.changed.fire();
@@ -370,17 +368,23 @@ export class DiagnosticsFeature implements vscode.Disposable {
 
   dispose(): void {
     clearTimeout(this.timer);
-    for (const r of this.byScript.values()) for (const d of r.scope) d.dispose();
+    this.forgetAll();
+    this.disposables.dispose();
+  }
+
+  /** Drops every diagnosed run and stops listening to them. */
+  private forgetAll(): void {
+    for (const r of this.byScript.values()) r.scope.dispose();
     this.byScript.clear();
-    for (const d of this.disposables.splice(0)) d.dispose();
   }
 
   private show(view: RunView, listen: (refresh: () => void) => { dispose(): unknown }[]): RunDiagnostics {
     const old = this.byScript.get(view.script);
-    if (old) for (const d of old.scope) d.dispose();
+    old?.scope.dispose();
     this.byScript.delete(view.script);
     const diag = new RunDiagnostics(view);
-    const scope = listen(() => this.schedule()).map((d) => ({ dispose: () => void d.dispose() }));
+    const scope = new DisposableStore();
+    for (const d of listen(() => this.schedule())) scope.add(d);
     this.byScript.set(view.script, { diag, scope });
     this.refreshNow();
     return diag;

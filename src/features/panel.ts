@@ -10,6 +10,7 @@ import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
 import { prepareFixes } from '../core/fixes/index';
+import { DisposableStore } from '../core/util/disposableStore';
 import { describeRunRead, listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
@@ -23,7 +24,7 @@ export class PanelFeature implements vscode.Disposable {
   private panel: InspectionPanel | undefined;
   /** The analyzer of each run shown: a live run's own, or one run once over a saved run's store. */
   private readonly analyzers = new WeakMap<RunStore, Analyzer>();
-  private readonly disposables: vscode.Disposable[] = [];
+  private readonly disposables = new DisposableStore();
   private readonly host: PanelHost;
 
   constructor(private readonly ctx: GradScopeContext) {
@@ -37,13 +38,15 @@ export class PanelFeature implements vscode.Disposable {
       rerun: (source) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(source.script)),
       applyRemedy: (source, finding, remedyId) => vscode.commands.executeCommand('gradscope.applyRemedy', { runId: source.runId, findingId: finding.id, remedyId }),
     };
-    this.disposables.push(
-      ctx.runs.onDidStartRun((run) => this.showLive(run)),
+    this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
+    this.disposables.add(
       vscode.window.onDidChangeActiveTextEditor((e) => {
         if (e) void this.followEditor(e.document.uri).catch((err) => ctx.log.warn(`panel follow: ${String(err)}`));
       }),
-      vscode.commands.registerCommand('gradscope.showPanel', (arg?: unknown) => this.showAt(arg)),
-      vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()),
+    );
+    this.disposables.add(vscode.commands.registerCommand('gradscope.showPanel', (arg?: unknown) => this.showAt(arg)));
+    this.disposables.add(vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()));
+    this.disposables.add(
       vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
         deserializeWebviewPanel: async (webviewPanel, state: unknown) => this.restore(webviewPanel, state),
       }),
@@ -57,7 +60,7 @@ export class PanelFeature implements vscode.Disposable {
 
   dispose(): void {
     this.panel?.dispose();
-    for (const d of this.disposables.splice(0)) d.dispose();
+    this.disposables.dispose();
   }
 
   private get runDir(): string {

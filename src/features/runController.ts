@@ -3,6 +3,7 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { runWarnings } from '../core/report/warnings';
+import { DisposableStore } from '../core/util/disposableStore';
 import { RunFileError } from '../core/store/runFile';
 import { ensureDir, HostFileError } from '../process/files';
 import { RunSession, type RunExit, type RunOptions } from '../process/runSession';
@@ -17,26 +18,9 @@ export interface RunEnded {
   exit: RunExit;
 }
 
-/** The disposables that live exactly as long as one run. */
-class RunScope implements vscode.Disposable {
-  private readonly items: { dispose(): unknown }[] = [];
-  add<T extends { dispose(): unknown }>(d: T): T {
-    this.items.push(d);
-    return d;
-  }
-  dispose(): void {
-    for (const d of this.items.splice(0).reverse()) {
-      try {
-        d.dispose();
-      } catch {
-        // one failing disposable must not keep the others alive
-      }
-    }
-  }
-}
-
 export class RunController implements vscode.Disposable {
-  private live: { run: RunSession; scope: RunScope } | undefined;
+  /** The live run and its scope: the disposables that live exactly as long as it. */
+  private live: { run: RunSession; scope: DisposableStore } | undefined;
   /** The terminal of the latest run; kept after the run ends so its output stays readable. */
   private terminal: RunTerminal | undefined;
   private readonly statusBar = new RunStatusBar();
@@ -44,18 +28,16 @@ export class RunController implements vscode.Disposable {
   private readonly ended = new vscode.EventEmitter<RunEnded>();
   readonly onDidStartRun = this.started.event;
   readonly onDidEndRun = this.ended.event;
-  private readonly disposables: vscode.Disposable[] = [];
+  private readonly disposables = new DisposableStore();
 
   constructor(
     private readonly runRoot: vscode.Uri,
     private readonly log: vscode.LogOutputChannel,
   ) {
-    this.disposables.push(
-      this.statusBar,
-      this.started,
-      this.ended,
-      vscode.commands.registerCommand(SHOW_TERMINAL_COMMAND, () => this.terminal?.show(false)),
-    );
+    this.disposables.add(this.statusBar);
+    this.disposables.add(this.started);
+    this.disposables.add(this.ended);
+    this.disposables.add(vscode.commands.registerCommand(SHOW_TERMINAL_COMMAND, () => this.terminal?.show(false)));
     void vscode.commands.executeCommand('setContext', RUNNING_CONTEXT_KEY, false);
   }
 
@@ -84,7 +66,8 @@ export class RunController implements vscode.Disposable {
 
     // The previous run's terminal goes when the next run starts, so terminals do not pile up.
     this.terminal?.dispose();
-    const scope = new RunScope();
+    // One failing disposable must not keep the others alive (nor break the run's end): logged.
+    const scope = new DisposableStore((e) => this.log.warn(`run scope: ${String(e)}`));
     let run: RunSession | undefined;
     const terminal = new RunTerminal(`GradScope: ${basename(opts.script)}`, {
       onInterrupt: () => void this.stopRun(run),
@@ -145,7 +128,7 @@ export class RunController implements vscode.Disposable {
     this.live = undefined;
     this.terminal?.dispose();
     this.terminal = undefined;
-    for (const d of this.disposables.splice(0)) d.dispose();
+    this.disposables.dispose();
   }
 
   private async stopRun(run: RunSession | undefined): Promise<RunExit | undefined> {

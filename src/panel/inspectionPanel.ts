@@ -9,6 +9,7 @@ import type { Finding } from '../core/analysis/finding';
 import type { RunExitRecord } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
 import { SHOWN, shownText } from '../core/text';
+import { DisposableStore } from '../core/util/disposableStore';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
 import { buildReportHtml } from '../core/view/report';
@@ -98,8 +99,8 @@ export class InspectionPanel implements vscode.Disposable {
    */
   private rate: { step: number; t: number; perSec: number | null } | null = null;
   /** Listeners on the source shown now; replaced when another run is shown. */
-  private sourceScope: { dispose(): unknown }[] = [];
-  private readonly disposables: vscode.Disposable[] = [];
+  private readonly sourceScope = new DisposableStore();
+  private readonly disposables = new DisposableStore();
   private disposed = false;
   private readonly onDisposed = new vscode.EventEmitter<void>();
   readonly onDidDispose = this.onDisposed.event;
@@ -115,10 +116,8 @@ export class InspectionPanel implements vscode.Disposable {
     };
     panel.iconPath = vscode.Uri.joinPath(host.extensionUri, 'media', 'icon.png');
     panel.webview.html = panelHtml(panel.webview, host.extensionUri);
-    this.disposables.push(
-      panel.webview.onDidReceiveMessage((raw: unknown) => this.onMessage(raw)),
-      panel.onDidDispose(() => this.dispose()),
-    );
+    this.disposables.add(panel.webview.onDidReceiveMessage((raw: unknown) => this.onMessage(raw)));
+    this.disposables.add(panel.onDidDispose(() => this.dispose()));
   }
 
   get shown(): PanelSource | null {
@@ -130,7 +129,7 @@ export class InspectionPanel implements vscode.Disposable {
 
   /** Shows a run; a live run keeps updating until it ends. */
   show(source: PanelSource, reveal = true): void {
-    for (const d of this.sourceScope.splice(0)) d.dispose();
+    this.sourceScope.clear();
     this.source = source;
     // Nothing may be appended until this run's snapshot went out: an append computed against the
     // previous run's cursors would be merged into the previous run's data in the webview.
@@ -144,8 +143,8 @@ export class InspectionPanel implements vscode.Disposable {
     this.panel.title = `GradScope: ${shownText(basename(source.script), SHOWN.name, true).text}`;
     if (source.live) {
       const run = source.live;
-      this.sourceScope.push(
-        source.store.onDidChange(() => this.schedule()),
+      this.sourceScope.add(source.store.onDidChange(() => this.schedule()));
+      this.sourceScope.add(
         run.onDidEnd((exit) => {
           source.exit = exit;
           source.live = null;
@@ -180,8 +179,8 @@ export class InspectionPanel implements vscode.Disposable {
     if (this.disposed) return;
     this.disposed = true;
     clearTimeout(this.flushTimer);
-    for (const d of this.sourceScope.splice(0)) d.dispose();
-    for (const d of this.disposables.splice(0)) d.dispose();
+    this.sourceScope.dispose();
+    this.disposables.dispose();
     this.panel.dispose();
     this.onDisposed.fire();
     this.onDisposed.dispose();
