@@ -19,11 +19,8 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     context.subscriptions.push(ctx);
     registerCommands(ctx);
     ctx.subscriptions.add(registerGettingStarted(ctx));
-    ctx.panel = new PanelFeature(ctx);
-    ctx.subscriptions.add(ctx.panel);
-    const diagnostics = new DiagnosticsFeature(ctx);
-    ctx.diagnostics = diagnostics;
-    ctx.subscriptions.add(diagnostics);
+    const panel = ctx.subscriptions.add(new PanelFeature(ctx));
+    const diagnostics = ctx.subscriptions.add(new DiagnosticsFeature(ctx));
     ctx.subscriptions.add(registerHover(ctx, diagnostics));
     ctx.subscriptions.add(registerCodeActions(ctx, diagnostics));
     ctx.subscriptions.add(registerRemedies(ctx, diagnostics));
@@ -31,7 +28,7 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
     ctx.subscriptions.add(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
     ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
-    return ctx.api();
+    return ctx.api(() => panel.inspect());
   } catch (e) {
     void vscode.window.showErrorMessage(`GradScope failed to start: ${e instanceof Error ? e.message : String(e)}`);
     ctx?.log.error(describeError(e));

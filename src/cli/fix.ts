@@ -3,7 +3,6 @@
 // stdout: the diff and the verdict; stderr: progress and the script's own output.
 import { relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
 import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
@@ -12,8 +11,8 @@ import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { FixResult } from '../core/fixes/types';
 import { describeRunRead, readRunFileAsync, RunFileError } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
-import { activationFromFiles } from '../process/activationFromFiles';
 import { ensureDir, HostFileError, readRegularText, realPath, scriptProblem, writeRegularFile } from '../process/files';
+import { savedRunHandle } from '../process/runHandle';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
 import type { FixArgs } from './args';
@@ -60,7 +59,7 @@ async function diagnose(a: FixArgs, cwd: string, signal: AbortSignal): Promise<D
     err(`gradscope: read ${a.fromRun}: ${said.read}\n`);
     for (const line of said.notRead) err(`gradscope:   not read: ${line}\n`);
     if (r.store.stepCount === 0) return `${a.fromRun} holds no optimizer step: nothing to diagnose`;
-    const findings = new Analyzer(r.store, { activationOf: activationFromFiles() }).finish();
+    const findings = savedRunHandle(path, r).analyzer.findings;
     const script = a.script ? resolve(cwd, a.script) : r.meta.script;
     if (!script) return `${a.fromRun} does not name its script: give it, gradscope fix <script> --from-run FILE`;
     return { script, args: a.scriptArgs.length ? a.scriptArgs : r.meta.args, store: r.store, findings, baseline: null, scriptNamedByUser: !!a.script };

@@ -31,13 +31,13 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
       for (const remedy of placed.finding.remedies) {
         let r: ReturnType<typeof prepareFix>;
         try {
-          r = this.cached(doc, `${run.run.runId}#${placed.finding.id}@${placed.finding.stepRange[1]}#${remedy.id}`, () => prepareFix(run, placed, doc, remedy.id));
+          r = this.cached(doc, `${run.run.id}#${placed.finding.id}@${placed.finding.stepRange[1]}#${remedy.id}`, () => prepareFix(run, placed, doc, remedy.id));
         } catch (e) {
           this.ctx.log.error(`code actions: ${remedy.id} on ${placed.finding.id}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
           continue;
         }
         if ('stale' in r) break;
-        const args: RemedyArgs = { runId: run.run.runId, findingId: placed.finding.id, remedyId: remedy.id };
+        const args: RemedyArgs = { runId: run.run.id, findingId: placed.finding.id, remedyId: remedy.id };
         if (!r.result.ok) {
           // Already applied, or not applicable to this code: say why, greyed out.
           if (r.result.alreadyApplied) continue;
@@ -66,7 +66,7 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
       if (placed.finding.kind === 'non-finite-gradient' && !placed.finding.cause && (!run.run.live || run.run.live.exited)) {
         const locate = new vscode.CodeAction(LOCATE_NAN_TITLE, vscode.CodeActionKind.QuickFix);
         locate.diagnostics = [d];
-        const largs: LocateNanArgs = { runId: run.run.runId, findingId: placed.finding.id };
+        const largs: LocateNanArgs = { runId: run.run.id, findingId: placed.finding.id };
         locate.command = { command: LOCATE_NAN_COMMAND, title: LOCATE_NAN_TITLE, arguments: [largs] };
         if (!vscode.workspace.isTrusted) locate.disabled = { reason: 'locating the operation re-runs the training script: trust this workspace first' };
         out.push(locate);

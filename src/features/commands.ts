@@ -2,8 +2,10 @@
 // thrown (typed); here they are logged and, only here, shown to the user.
 import { basename, dirname } from 'node:path';
 import * as vscode from 'vscode';
+import { fixedFindings } from '../core/analysis/analyzer';
 import { withCause } from '../core/analysis/nanCause';
 import { locateNan, type LocateNanResult } from '../process/locateNan';
+import { withFindings } from '../process/runHandle';
 import type { RunExit } from '../process/runSession';
 import type { GradScopeContext } from './context';
 import type { DiagnosticsFeature } from './diagnostics';
@@ -178,7 +180,7 @@ async function locateNanCommand(ctx: GradScopeContext, diagnostics: DiagnosticsF
   // The re-run executes the user's script: the same rule as Train & Inspect.
   if (!vscode.workspace.isTrusted) throw new GradScopeError('user', 'nothing ran: locating the operation re-runs the training script, and this workspace is not trusted.');
   const diag = diagnostics.runById(a.runId);
-  const finding = diag?.run.findings().find((f) => f.id === a.findingId && f.kind === 'non-finite-gradient');
+  const finding = diag?.run.analyzer.findings.find((f) => f.id === a.findingId && f.kind === 'non-finite-gradient');
   if (!diag || !finding) throw new GradScopeError('user', 'that diagnosis is gone (a newer run replaced it); run the script again.');
   const view = diag.run;
   if (view.live && !view.live.exited) throw new GradScopeError('user', 'the run is still in progress; locate the operation once it has ended.');
@@ -194,7 +196,7 @@ async function locateNanCommand(ctx: GradScopeContext, diagnostics: DiagnosticsF
       try {
         return await locateNan({
           script: view.script,
-          args: view.args,
+          args: [...view.args],
           cwd: view.cwd,
           firstStep: finding.step,
           timeoutSec: 120,
@@ -219,9 +221,9 @@ async function locateNanCommand(ctx: GradScopeContext, diagnostics: DiagnosticsF
     return { located: false, message: result.message, result };
   }
   const cause = result.cause;
-  const findings = view.findings().map((f) => (f.id === finding.id ? withCause(f, cause) : f));
+  const findings = view.analyzer.findings.map((f) => (f.id === finding.id ? withCause(f, cause) : f));
   // A new view of the same run replaces the old one (one diagnosed run per script) and publishes at once.
-  diagnostics.showSaved({ runId: `${view.runId}+located`, script: view.script, cwd: view.cwd, args: view.args, store: view.store, findings });
+  diagnostics.show(withFindings(view, `${view.id}+located`, fixedFindings(findings)));
   const message = `the first non-finite value came from ${cause.op} at ${basename(cause.file)}:${cause.line}`;
   void vscode.window.showInformationMessage(`GradScope: ${message}`, 'Show').then(async (pick) => {
     if (!pick) return;

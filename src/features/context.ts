@@ -1,10 +1,19 @@
-// The extension's one context object: its scope (disposed on deactivation), the log, the runs.
+// The extension's one context object: its scope (disposed on deactivation), the log, the runs. The
+// features get it and the run handles in it, not each other.
 import * as vscode from 'vscode';
 import { DisposableStore } from '../core/util/disposableStore';
 import type { RunExit, RunSession } from '../process/runSession';
-import type { DiagnosticsFeature } from './diagnostics';
-import type { PanelFeature } from './panel';
+import { OpenRuns } from './openRuns';
 import { RunController, type RunEnded } from './runController';
+
+/** What the inspection panel shows now, for the API (the panel feature answers it). */
+export interface PanelInspection {
+  open: boolean;
+  runId: string | null;
+  ready: boolean;
+  snapshots: number;
+  appends: number;
+}
 
 /** What activate() returns: enough for tests (and other extensions) to observe runs. */
 export interface GradScopeApi {
@@ -17,19 +26,17 @@ export interface GradScopeApi {
     running: boolean;
     terminalName: string | undefined;
     terminalText: string;
-    panel: { open: boolean; runId: string | null; ready: boolean; snapshots: number; appends: number };
+    panel: PanelInspection;
   };
 }
 
 export class GradScopeContext implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
   readonly runs: RunController;
+  /** The runs the views show: each run is opened here as it starts, and each saved run a view reads back. */
+  readonly openRuns = new OpenRuns();
   /** The extension's scope: everything here lives until deactivation (disposed last added, first). */
   readonly subscriptions = new DisposableStore();
-  /** The inspection panel feature (set by activate()). */
-  panel: PanelFeature | undefined;
-  /** Diagnostics, hover and quick fixes read this (set by activate()). */
-  diagnostics: DiagnosticsFeature | undefined;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('GradScope', { log: true });
@@ -37,22 +44,18 @@ export class GradScopeContext implements vscode.Disposable {
     this.runs = new RunController(extension.storageUri ?? extension.globalStorageUri, this.log);
     this.subscriptions.add(this.runs);
     this.subscriptions.add(this.log);
+    this.subscriptions.add(this.openRuns);
+    this.subscriptions.add(this.runs.onDidStartRun((run) => this.openRuns.open(run)));
   }
 
-  api(): GradScopeApi {
+  /** `panel`: what the panel shows now (the panel feature's inspect()). */
+  api(panel: () => PanelInspection): GradScopeApi {
     const runs = this.runs;
     return {
       currentRun: () => runs.current(),
       onDidStartRun: runs.onDidStartRun,
       onDidEndRun: runs.onDidEndRun,
-      inspect: () => {
-        const shown = this.panel?.current?.shown;
-        const sent = this.panel?.current?.sent;
-        return {
-          ...runs.inspect(),
-          panel: { open: this.panel?.current !== undefined, runId: shown?.runId ?? null, ready: sent?.ready ?? false, snapshots: sent?.snapshots ?? 0, appends: sent?.appends ?? 0 },
-        };
-      },
+      inspect: () => ({ ...runs.inspect(), panel: panel() }),
     };
   }
 

@@ -6,14 +6,10 @@
 // the run points into is logged and each anchor is shifted through it (lineAnchors.ts); an anchor
 // whose line was replaced is dropped, and one whose line no longer holds the layer's construction
 // text is hidden. So a diagnostic, a hover or a quick fix never points at a stale line.
-import { dirname } from 'node:path';
 import * as vscode from 'vscode';
-import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
-import type { RunStore } from '../core/store/runStore';
-import { activationFromFiles } from '../process/activationFromFiles';
 import { readRegularText } from '../process/files';
-import type { RunSession } from '../process/runSession';
+import type { RunHandle } from '../process/runHandle';
 import type { GradScopeContext } from './context';
 import { neutralise } from '../core/text';
 import { DisposableStore } from '../core/util/disposableStore';
@@ -25,17 +21,6 @@ export const DIAGNOSTIC_SOURCE = 'GradScope';
 export const CLEAR_DIAGNOSTICS_COMMAND = 'gradscope.clearDiagnostics';
 /** Live updates are batched to at most one per this many ms (4 per second). */
 const REFRESH_MS = 250;
-
-/** A run as the editor features see it: live (a RunSession) or read back from its run file. */
-export interface RunView {
-  runId: string;
-  script: string;
-  cwd: string;
-  args: string[];
-  store: RunStore;
-  findings(): readonly Finding[];
-  live: RunSession | null;
-}
 
 /** One anchored line of a file: where a layer (or the optimizer) was built. */
 interface Anchor extends LineAnchor {
@@ -141,8 +126,11 @@ export class RunDiagnostics {
   placed: PlacedFinding[] = [];
   layers = new Map<string, { file: string; anchor: Anchor }>();
   private layerCount = -1;
+  /** The findings' version placed last, and whether a file they name could not be read then (retried). */
+  private placedVersion = -1;
+  private unread = false;
 
-  constructor(readonly run: RunView) {
+  constructor(readonly run: RunHandle) {
     // The script as it ran: the run command saved it just before starting.
     this.track(run.script);
   }
@@ -158,6 +146,7 @@ export class RunDiagnostics {
         // A saved run names these paths: read only a regular file (a FIFO would hang the extension host).
         text = readRegularText(file);
       } catch {
+        this.unread = true;
         return null;
       }
     }
@@ -166,9 +155,11 @@ export class RunDiagnostics {
     return t;
   }
 
-  /** Re-reads the run: new layers get anchors, findings get placed. */
+  /** Re-reads the run: new layers get anchors, findings get placed (again only when they or the layers changed). */
   refresh(): void {
     const ts = this.run.store.tensors;
+    const version = this.run.analyzer.version;
+    if (ts.length === this.layerCount && version === this.placedVersion && !this.unread) return;
     if (ts.length !== this.layerCount) {
       this.layerCount = ts.length;
       for (const t of ts) {
@@ -179,7 +170,8 @@ export class RunDiagnostics {
       }
     }
     const placed: PlacedFinding[] = [];
-    for (const f of this.run.findings()) {
+    this.unread = false;
+    for (const f of this.run.analyzer.findings) {
       const primary = this.placePrimary(f);
       if (!primary) continue;
       placed.push(primary);
@@ -187,6 +179,7 @@ export class RunDiagnostics {
     }
     for (const p of placed) this.placeRelated(p);
     this.placed = placed;
+    this.placedVersion = version;
   }
 
   /** The related lines of a layer placement, read from its file as it was when the run started. */
@@ -304,43 +297,40 @@ export class DiagnosticsFeature implements vscode.Disposable {
   constructor(private readonly ctx: GradScopeContext) {
     this.disposables.add(this.collection);
     this.disposables.add(this.changed);
-    this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
+    // Each run as it starts, and each saved run a view reads back.
+    this.disposables.add(ctx.openRuns.onDidOpen((run) => this.show(run)));
     this.disposables.add(vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)));
     this.disposables.add(vscode.workspace.onDidOpenTextDocument(() => this.schedule()));
     this.disposables.add(vscode.commands.registerCommand(CLEAR_DIAGNOSTICS_COMMAND, () => this.clear()));
   }
 
-  /** Diagnoses a live run: replaces the diagnostics of an earlier run of the same script. */
-  showLive(run: RunSession): RunDiagnostics {
-    return this.show(
-      {
-        runId: run.id,
-        script: run.script,
-        cwd: vscode.workspace.getWorkspaceFolder(vscode.Uri.file(run.script))?.uri.fsPath ?? dirname(run.script),
-        args: [],
-        store: run.store,
-        findings: () => run.findings,
-        live: run,
-      },
-      (refresh) => [run.store.onDidChange(() => refresh()), run.onDidEnd(() => this.refreshNow())],
-    );
-  }
-
-  /** Diagnoses a saved run (e.g. the one the panel shows): its findings computed once. */
-  showSaved(view: Omit<RunView, 'findings' | 'live'> & { findings?: readonly Finding[] }): RunDiagnostics {
-    const existing = this.runById(view.runId);
-    if (existing) return existing;
-    let findings = view.findings;
-    if (!findings) {
-      const a = new Analyzer(view.store, { activationOf: activationFromFiles() });
-      findings = [...a.finish()];
+  /**
+   * Diagnoses a run, replacing the diagnostics of an earlier run of the same script: a live one is
+   * followed until it ends; a saved one (its findings computed once) is shown once, and again only
+   * if an other run of its script replaced it.
+   */
+  show(run: RunHandle): RunDiagnostics {
+    const live = run.live && !run.live.exited ? run.live : null;
+    if (!live) {
+      const existing = this.runById(run.id);
+      if (existing) return existing;
     }
-    const fixed = findings;
-    return this.show({ ...view, findings: () => fixed, live: null }, () => []);
+    const old = this.byScript.get(run.script);
+    old?.scope.dispose();
+    this.byScript.delete(run.script);
+    const diag = new RunDiagnostics(run);
+    const scope = new DisposableStore();
+    if (live) {
+      scope.add(run.store.onDidChange(() => this.schedule()));
+      scope.add(live.onDidEnd(() => this.refreshNow()));
+    }
+    this.byScript.set(run.script, { diag, scope });
+    this.refreshNow();
+    return diag;
   }
 
   runById(runId: string): RunDiagnostics | undefined {
-    for (const r of this.byScript.values()) if (r.diag.run.runId === runId) return r.diag;
+    for (const r of this.byScript.values()) if (r.diag.run.id === runId) return r.diag;
     return undefined;
   }
 
@@ -376,18 +366,6 @@ export class DiagnosticsFeature implements vscode.Disposable {
   private forgetAll(): void {
     for (const r of this.byScript.values()) r.scope.dispose();
     this.byScript.clear();
-  }
-
-  private show(view: RunView, listen: (refresh: () => void) => { dispose(): unknown }[]): RunDiagnostics {
-    const old = this.byScript.get(view.script);
-    old?.scope.dispose();
-    this.byScript.delete(view.script);
-    const diag = new RunDiagnostics(view);
-    const scope = new DisposableStore();
-    for (const d of listen(() => this.schedule())) scope.add(d);
-    this.byScript.set(view.script, { diag, scope });
-    this.refreshNow();
-    return diag;
   }
 
   private schedule(): void {

@@ -70,7 +70,7 @@ function render(run: RunDiagnostics, stats: LayerStats, layer: string | null): s
   const live = run.run.live && !run.run.live.exited;
   // A finding about several layers is shown on each of their lines, with that layer's own numbers.
   const findings = [...new Set(run.placed.filter((p) => (layer === null ? p.finding.layer === null : concernsLayer(p.finding, layer)) && run.current(p)).map((p) => p.finding))];
-  const args = encodeURIComponent(JSON.stringify([{ layer: layer ?? undefined, runId: run.run.runId }]));
+  const args = encodeURIComponent(JSON.stringify([{ layer: layer ?? undefined, runId: run.run.id }]));
   return hoverMarkdown({
     stats,
     findings,

@@ -5,16 +5,12 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import { Analyzer } from '../core/analysis/analyzer';
-import type { Finding } from '../core/analysis/finding';
-import type { RunStore } from '../core/store/runStore';
-import { activationFromFiles } from '../process/activationFromFiles';
 import { prepareFixes } from '../core/fixes/index';
 import { DisposableStore } from '../core/util/disposableStore';
-import { describeRunRead, listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
-import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
-import type { RunSession } from '../process/runSession';
-import type { GradScopeContext } from './context';
+import { describeRunRead, listRuns, readRunFileAsync } from '../core/store/runFile';
+import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type SavedRunRef } from '../panel/inspectionPanel';
+import { savedRunHandle, type RunHandle } from '../process/runHandle';
+import type { GradScopeContext, PanelInspection } from './context';
 import { GradScopeError } from './errors';
 
 /** Files Train & Inspect runs (TF.js and PyTorch scripts). */
@@ -22,8 +18,6 @@ const SCRIPT = /\.(?:[cm]?js|ts|py)$/i;
 
 export class PanelFeature implements vscode.Disposable {
   private panel: InspectionPanel | undefined;
-  /** The analyzer of each run shown: a live run's own, or one run once over a saved run's store. */
-  private readonly analyzers = new WeakMap<RunStore, Analyzer>();
   private readonly disposables = new DisposableStore();
   private readonly host: PanelHost;
 
@@ -31,12 +25,12 @@ export class PanelFeature implements vscode.Disposable {
     this.host = {
       log: ctx.log,
       extensionUri: ctx.extension.extensionUri,
-      findings: (source) => this.findingsFor(source),
       // (a promise, and one that rejects rather than throws when the run folder cannot be read)
       savedRuns: () => Promise.resolve().then(() => this.savedRuns()),
       loadRun: (runFile) => this.loadRun(runFile),
-      rerun: (source) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(source.script)),
-      applyRemedy: (source, finding, remedyId) => vscode.commands.executeCommand('gradscope.applyRemedy', { runId: source.runId, findingId: finding.id, remedyId }),
+      rerun: (run) => vscode.commands.executeCommand('gradscope.trainAndInspect', vscode.Uri.file(run.script)),
+      applyRemedy: (run, finding, remedyId) => vscode.commands.executeCommand('gradscope.applyRemedy', { runId: run.id, findingId: finding.id, remedyId }),
+      didShow: (run) => (ctx.openRuns.shown = run),
     };
     this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
     this.disposables.add(
@@ -53,9 +47,10 @@ export class PanelFeature implements vscode.Disposable {
     );
   }
 
-  /** The panel shown now, for tests and other features. */
-  get current(): InspectionPanel | undefined {
-    return this.panel;
+  /** What the panel shows now (the API's inspect()). */
+  inspect(): PanelInspection {
+    const p = this.panel;
+    return { open: p !== undefined, runId: p?.shown?.id ?? null, ready: p?.sent.ready ?? false, snapshots: p?.sent.snapshots ?? 0, appends: p?.sent.appends ?? 0 };
   }
 
   dispose(): void {
@@ -73,7 +68,9 @@ export class PanelFeature implements vscode.Disposable {
     this.panel?.dispose();
     const p = new InspectionPanel(this.host, webviewPanel);
     p.onDidDispose(() => {
-      if (this.panel === p) this.panel = undefined;
+      if (this.panel !== p) return;
+      this.panel = undefined;
+      this.ctx.openRuns.shown = null;
     });
     this.panel = p;
     return p;
@@ -83,16 +80,14 @@ export class PanelFeature implements vscode.Disposable {
   private showAt(arg: unknown): void {
     const a = typeof arg === 'object' && arg !== null ? (arg as { layer?: unknown; runId?: unknown }) : {};
     const live = this.ctx.runs.current();
-    if (live && a.runId === live.id && this.panel?.shown?.runId !== live.id) this.showLive(live);
+    if (live && a.runId === live.id && this.panel?.shown?.id !== live.id) this.showLive(live);
     const p = this.ensure();
     p.panel.reveal(undefined, false);
     if (typeof a.layer === 'string' && a.layer) p.selectLayer(a.layer);
   }
 
-  private showLive(run: RunSession): void {
-    this.analyzers.set(run.store, run.analyzer);
-    const source: PanelSource = { runId: run.id, script: run.script, runFile: run.runFile, store: run.store, live: run, exit: null };
-    this.ensure().show(source);
+  private showLive(run: RunHandle): void {
+    this.ensure().show(run);
   }
 
   /** The active editor changed: show its script's latest run, unless a run is live or the panel is closed. */
@@ -102,26 +97,14 @@ export class PanelFeature implements vscode.Disposable {
     if (!vscode.workspace.getConfiguration('gradscope').get<boolean>('panel.followEditor', true)) return;
     const file = uri.fsPath;
     if (p.shown?.script === file || this.ctx.runs.current()) return;
-    // The run whose findings the editor shows for this file (its file named by its id, no listing),
-    // else the newest saved run of this script.
-    const diagnosed = this.ctx.diagnostics?.runs().find((r) => r.run.script === file);
-    const known = diagnosed ? runFilePath(this.runDir, diagnosed.run.runId) : null;
+    // The newest run of this file the views opened (its run file, no listing), else the newest saved run of this script.
+    const known = this.ctx.openRuns.latest(file)?.runFile;
     const path = known && existsSync(known) ? known : listRuns(this.runDir).find((r) => r.meta.script === file)?.path;
     if (!path) return;
     const source = await this.loadRun(path, false);
     // The user may have moved on (or started a run) while the file was read.
     if (this.panel !== p || this.ctx.runs.current() || vscode.window.activeTextEditor?.document.uri.fsPath !== file) return;
     p.show(source, false);
-  }
-
-  private findingsFor(source: PanelSource): Finding[] {
-    let a = this.analyzers.get(source.store);
-    if (!a) {
-      a = new Analyzer(source.store, { activationOf: activationFromFiles() });
-      a.finish();
-      this.analyzers.set(source.store, a);
-    }
-    return [...a.findings];
   }
 
   private savedRuns(): SavedRunRef[] {
@@ -135,12 +118,9 @@ export class PanelFeature implements vscode.Disposable {
    * Reads a saved run. A damaged or partial file is never shown without a word: the log always says
    * what was read and what was not, and a run the person opened (`explicit`) says it in a warning.
    */
-  private async loadRun(runFile: string, explicit = true): Promise<PanelSource> {
+  private async loadRun(runFile: string, explicit = true): Promise<RunHandle> {
     const live = this.ctx.runs.current();
-    if (live && live.runFile === runFile) {
-      this.analyzers.set(live.store, live.analyzer);
-      return { runId: live.id, script: live.script, runFile, store: live.store, live, exit: null };
-    }
+    if (live && live.runFile === runFile) return live;
     const r = await readRunFileAsync(runFile);
     const said = describeRunRead(r);
     if (!said.usable) throw new GradScopeError('user', `cannot open ${basename(runFile)}: ${said.notRead.join('; ')}`);
@@ -149,11 +129,11 @@ export class PanelFeature implements vscode.Disposable {
       this.ctx.log.warn(`open run ${runFile}: ${text}`);
       if (explicit) void vscode.window.showWarningMessage(`GradScope: ${text}`);
     }
-    const source: PanelSource = { runId: r.meta.runId, script: r.meta.script, runFile, store: r.store, live: null, exit: r.exit };
-    void prepareFixes(r.meta.script).catch(() => undefined); // Python fixes need their parser loaded
+    const run = savedRunHandle(runFile, r);
+    void prepareFixes(run.script).catch(() => undefined); // Python fixes need their parser loaded
     // A saved run's findings go into the editor too, on the lines they name (if still there).
-    this.ctx.diagnostics?.showSaved({ runId: r.meta.runId, script: r.meta.script, cwd: r.meta.cwd, args: r.meta.args, store: r.store, findings: this.findingsFor(source) });
-    return source;
+    this.ctx.openRuns.open(run);
+    return run;
   }
 
   private async pickRun(): Promise<void> {

@@ -145,11 +145,8 @@ function parseArgs(arg: unknown): RemedyArgs {
 function locate(ctx: GradScopeContext, diagnostics: DiagnosticsFeature, args: RemedyArgs): { run: RunDiagnostics; placed: PlacedFinding } | undefined {
   let run = diagnostics.runById(args.runId);
   if (!run) {
-    const shown = ctx.panel?.current?.shown;
-    if (shown && shown.runId === args.runId) {
-      const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(shown.script));
-      run = diagnostics.showSaved({ runId: shown.runId, script: shown.script, cwd: folder?.uri.fsPath ?? shown.script.replace(/[\\/][^\\/]*$/, ''), args: [], store: shown.store });
-    }
+    const shown = ctx.openRuns.shown;
+    if (shown && shown.id === args.runId) run = diagnostics.show(shown);
   }
   if (!run) return undefined;
   run.refresh();
@@ -304,7 +301,7 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
       try {
         return await verifyFix({
           script,
-          args: run.run.args,
+          args: [...run.run.args],
           cwd: run.run.cwd,
           fixedText: prepared.after,
           steps,

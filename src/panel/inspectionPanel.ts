@@ -6,11 +6,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as vscode from 'vscode';
 import type { Finding } from '../core/analysis/finding';
-import type { RunExitRecord } from '../core/store/runFile';
-import type { RunStore } from '../core/store/runStore';
 import { SHOWN, shownText } from '../core/text';
 import { DisposableStore } from '../core/util/disposableStore';
-import type { RunExit, RunSession } from '../process/runSession';
+import type { RunHandle } from '../process/runHandle';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
 import { buildReportHtml } from '../core/view/report';
 import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
@@ -18,17 +16,6 @@ import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerSh
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
 const FLUSH_MS = 50;
-
-/** What the panel shows: a live run, or one read back from its run file. */
-export interface PanelSource {
-  runId: string;
-  script: string;
-  runFile: string;
-  store: RunStore;
-  /** Set while the run is live; null for a saved run. */
-  live: RunSession | null;
-  exit: RunExit | RunExitRecord | null;
-}
 
 export interface SavedRunRef {
   runFile: string;
@@ -39,11 +26,12 @@ export interface SavedRunRef {
 export interface PanelHost {
   log: vscode.LogOutputChannel;
   extensionUri: vscode.Uri;
-  findings(source: PanelSource): Finding[];
   savedRuns(): Promise<SavedRunRef[]>;
-  loadRun(runFile: string): Promise<PanelSource>;
-  rerun(source: PanelSource): Thenable<unknown>;
-  applyRemedy(source: PanelSource, finding: Finding, remedyId: string): Thenable<unknown>;
+  loadRun(runFile: string): Promise<RunHandle>;
+  rerun(run: RunHandle): Thenable<unknown>;
+  applyRemedy(run: RunHandle, finding: Finding, remedyId: string): Thenable<unknown>;
+  /** The panel shows this run now. */
+  didShow(run: RunHandle): void;
 }
 
 export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): string {
@@ -76,7 +64,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
 }
 
 export class InspectionPanel implements vscode.Disposable {
-  private source: PanelSource | null = null;
+  private source: RunHandle | null = null;
   private ready = false;
   private metric: HeatmapMetric = 'norm';
   /** The optimizer whose steps every chart shows (null: all steps). */
@@ -90,7 +78,8 @@ export class InspectionPanel implements vscode.Disposable {
   private sentStep = -1;
   private snapshotPending = true;
   private sentTensors = 0;
-  private sentFindings = '';
+  /** The findings' version (RunHandle.analyzer) the webview has. */
+  private sentFindings = -1;
   private flushTimer: NodeJS.Timeout | undefined;
   private lastFlush = 0;
   /**
@@ -120,7 +109,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.disposables.add(panel.onDidDispose(() => this.dispose()));
   }
 
-  get shown(): PanelSource | null {
+  get shown(): RunHandle | null {
     return this.source;
   }
 
@@ -128,9 +117,10 @@ export class InspectionPanel implements vscode.Disposable {
   readonly sent = { ready: false, snapshots: 0, appends: 0, deltas: 0 };
 
   /** Shows a run; a live run keeps updating until it ends. */
-  show(source: PanelSource, reveal = true): void {
+  show(source: RunHandle, reveal = true): void {
     this.sourceScope.clear();
     this.source = source;
+    this.host.didShow(source);
     // Nothing may be appended until this run's snapshot went out: an append computed against the
     // previous run's cursors would be merged into the previous run's data in the webview.
     this.snapshotPending = true;
@@ -141,16 +131,10 @@ export class InspectionPanel implements vscode.Disposable {
     this.compare = null;
     this.optimizer = null;
     this.panel.title = `GradScope: ${shownText(basename(source.script), SHOWN.name, true).text}`;
-    if (source.live) {
-      const run = source.live;
+    if (source.live && !source.live.exited) {
       this.sourceScope.add(source.store.onDidChange(() => this.schedule()));
-      this.sourceScope.add(
-        run.onDidEnd((exit) => {
-          source.exit = exit;
-          source.live = null;
-          this.sendFull();
-        }),
-      );
+      // (the handle's exit is set by then)
+      this.sourceScope.add(source.live.onDidEnd(() => this.sendFull()));
     }
     if (reveal) this.panel.reveal(vscode.ViewColumn.Beside, true);
     void this.refreshSavedRuns().then(() => this.sendFull());
@@ -207,7 +191,8 @@ export class InspectionPanel implements vscode.Disposable {
     }
     let status: RunStatus;
     let statusMessage: string;
-    if (s.live && !s.live.exited) {
+    const live = s.live !== null && !s.live.exited;
+    if (live) {
       status = store.hello ? 'running' : 'starting';
       statusMessage = store.hello ? `running on ${store.hello.backend}` : 'starting…';
     } else if (s.exit) {
@@ -217,12 +202,12 @@ export class InspectionPanel implements vscode.Disposable {
       status = 'saved';
       statusMessage = 'saved run (ended without an exit record: the host may have stopped mid-run)';
     }
-    return runHeader(store, { runId: s.runId, script: s.script, status, statusMessage, stepsPerSec: s.live ? (this.rate?.perSec ?? null) : null });
+    return runHeader(store, { runId: s.id, script: s.script, status, statusMessage, stepsPerSec: live ? (this.rate?.perSec ?? null) : null });
   }
 
   private findings(): Finding[] {
     try {
-      return this.host.findings(this.source!);
+      return [...this.source!.analyzer.findings];
     } catch (e) {
       this.host.log.error(`panel: findings failed: ${String(e)}`);
       return [];
@@ -242,7 +227,7 @@ export class InspectionPanel implements vscode.Disposable {
     });
     this.sentStep = this.source.store.lastStep;
     this.sentTensors = this.source.store.tensors.length;
-    this.sentFindings = JSON.stringify(findings);
+    this.sentFindings = this.source.analyzer.version;
     this.sentShape = byOptimizerShape(snapshot);
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
@@ -263,11 +248,10 @@ export class InspectionPanel implements vscode.Disposable {
   private flush(): void {
     const s = this.source;
     if (!s || !this.ready || this.snapshotPending) return;
-    const findings = this.findings();
-    const fj = JSON.stringify(findings);
-    const changed = fj !== this.sentFindings;
-    this.sentFindings = fj;
-    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null, this.optimizer);
+    const version = s.analyzer.version;
+    const changed = version !== this.sentFindings;
+    this.sentFindings = version;
+    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? this.findings() : null, this.optimizer);
     // A second optimizer stepped (or a second one carried a loss): per-optimizer curves begin, and
     // the first one's reach back before the last append, so the webview gets them whole.
     if (byOptimizerShape(append) !== this.sentShape) {
@@ -341,7 +325,7 @@ export class InspectionPanel implements vscode.Disposable {
         return;
       }
       case 'stop':
-        await s?.live?.stop();
+        if (s?.live && !s.live.exited) await s.live.stop();
         return;
       case 'rerun':
         if (s) await this.host.rerun(s);
@@ -358,7 +342,7 @@ export class InspectionPanel implements vscode.Disposable {
           const ref = this.savedRuns.find((r) => r.runFile === msg.runFile);
           if (!ref) return;
           const other = await this.host.loadRun(ref.runFile);
-          this.compare = { runId: other.runId, label: ref.label, globalNorm: compareCurve(other.store) };
+          this.compare = { runId: other.id, label: ref.label, globalNorm: compareCurve(other.store) };
         }
         this.sendFull();
         return;

@@ -1,39 +1,25 @@
 // One training run: spawns the probe around the user's script (Program), decodes its frames
 // (FrameDecoder), keeps them in a RunStore, writes them to the run file as they arrive, and decides
-// how the run ended. The CLI and the extension are both thin shells over this class.
+// how the run ended. The CLI and the extension are both thin shells over this class; it is the
+// run's RunHandle (./runHandle.ts) while it is live and after.
 import { delimiter, dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { Analyzer } from '../core/analysis/analyzer';
+import type { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
-import { RunFileWriter, makeRunId, type RunExitReason, type RunExitRecord } from '../core/store/runFile';
+import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
 import { Emitter, type Disposable } from '../core/util/emitter';
-import { activationFromFiles } from './activationFromFiles';
 import { childChannelFd } from './channelFd';
 import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
+import { analyzerFor, type LiveRun, type RunExit, type RunHandle } from './runHandle';
 import { RUN_MARK_ENV, findMarkedProcesses } from './survivors';
 
-/** How a run ended (RUN_EXIT_REASONS in the run file module): `probe-lost` when the probe's channel closed without END. */
-export type ExitReason = RunExitReason;
-
-export interface RunExit {
-  reason: ExitReason;
-  code: number | null;
-  signal: string | null;
-  error: ErrorInfo | null;
-  /** One line a person can read: "crashed at train.js:20: TypeError: …". */
-  message: string;
-  steps: number;
-  /** The last step index the probe reported (-1: none); with `probe-lost`, where observation stopped. */
-  lastStep?: number;
-  /** Set when the run file stopped being written before the end (a disk error): what it keeps. */
-  recording?: { reason: string; steps: number } | null;
-}
+export type { ExitReason, RunExit } from './runHandle';
 
 export interface RunOptions {
   script: string;
@@ -86,11 +72,15 @@ export function frameworkOf(script: string): Framework | null {
   return null;
 }
 
-export class RunSession {
+export class RunSession implements RunHandle, LiveRun {
   readonly id = makeRunId();
   readonly store = new RunStore();
   readonly script: string;
+  readonly cwd: string;
+  readonly args: readonly string[];
   readonly runFile: string;
+  /** A live run is its own session. */
+  readonly live: LiveRun = this;
 
   private readonly output = new Emitter<OutputChunk>();
   private readonly ended = new Emitter<RunExit>();
@@ -118,6 +108,7 @@ export class RunSession {
   private timer: NodeJS.Timeout | undefined;
   private settle!: (exit: RunExit) => void;
   private settled = false;
+  private exitValue: RunExit | null = null;
   private finishing = false;
   private channelClosed: Promise<void> = Promise.resolve();
   private readonly opts: RunOptions;
@@ -134,14 +125,16 @@ export class RunSession {
   private constructor(opts: RunOptions) {
     this.opts = opts;
     this.script = resolve(opts.cwd ?? process.cwd(), opts.script);
+    this.cwd = resolve(opts.cwd ?? dirname(this.script));
+    this.args = opts.args ?? [];
     this.done = new Promise<RunExit>((r) => (this.settle = r));
     const framework = frameworkOf(this.script) ?? 'tfjs';
     ensureDir(opts.runDir);
     this.writer = RunFileWriter.create(opts.runDir, {
       runId: this.id,
       script: this.script,
-      args: opts.args ?? [],
-      cwd: resolve(opts.cwd ?? dirname(this.script)),
+      args: [...this.args],
+      cwd: this.cwd,
       startedAt: new Date().toISOString(),
       framework,
     });
@@ -155,7 +148,7 @@ export class RunSession {
         text: `[gradscope] warning: the run file could not be written (${f.reason}): recording stopped after ${f.mark} step(s); the run goes on, observed in memory only\n`,
       });
     });
-    this.analyzer = new Analyzer(this.store, { activationOf: activationFromFiles() });
+    this.analyzer = analyzerFor(this.store);
     this.store.onDidChange(() => this.analyzer.update());
     this.launch();
   }
@@ -163,6 +156,11 @@ export class RunSession {
   /** The current findings (final once the run has ended). */
   get findings(): readonly Finding[] {
     return this.analyzer.findings;
+  }
+
+  /** How the run ended; null while it runs. */
+  get exit(): RunExit | null {
+    return this.exitValue;
   }
 
   get pid(): number | undefined {
@@ -206,11 +204,7 @@ export class RunSession {
       return this.failEarly((e as Error).message);
     }
     const env = this.probeEnv({ ...process.env, ...this.opts.env });
-    this.startProgram(
-      this.opts.nodePath || process.execPath,
-      ['--enable-source-maps', ...(this.opts.nodeArgs ?? []), join(probeDir, 'tfjs', 'runner.js'), this.script, ...(this.opts.args ?? [])],
-      env,
-    );
+    this.startProgram(this.opts.nodePath || process.execPath, ['--enable-source-maps', ...(this.opts.nodeArgs ?? []), join(probeDir, 'tfjs', 'runner.js'), this.script, ...this.args], env);
   }
 
   /**
@@ -244,7 +238,7 @@ export class RunSession {
     } catch (e) {
       return this.failEarly((e as Error).message);
     }
-    const cwd = resolve(this.opts.cwd ?? dirname(this.script));
+    const cwd = this.cwd;
     const baseEnv: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env };
     const check = await checkTorch(choosePython(this.opts.pythonPath, baseEnv, this.opts.pythonSource), { env: baseEnv, cwd });
     if (this.stopReason) {
@@ -257,14 +251,14 @@ export class RunSession {
       // The script's output shows up as it prints, not when a pipe buffer fills.
       PYTHONUNBUFFERED: baseEnv.PYTHONUNBUFFERED ?? '1',
     });
-    this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...(this.opts.args ?? [])], env);
+    this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...this.args], env);
   }
 
   private startProgram(command: string, args: string[], env: NodeJS.ProcessEnv): void {
     this.program = Program.start({
       command,
       args,
-      cwd: resolve(this.opts.cwd ?? dirname(this.script)),
+      cwd: this.cwd,
       env,
       graceMs: this.opts.graceMs,
       channelFd: this.channelFd,
@@ -384,6 +378,7 @@ export class RunSession {
       this.store.noteRecordingFailure({ reason: failure.reason, steps: failure.mark, file: this.runFile });
       exit.message += `; the run file holds only ${failure.mark} of ${exit.steps} steps (${failure.reason})`;
     }
+    this.exitValue = exit;
     this.ended.fire(exit);
     this.settle(exit);
   }

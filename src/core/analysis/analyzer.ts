@@ -42,6 +42,21 @@ export interface AnalyzerStats {
   maxMs: number;
 }
 
+/**
+ * A run's diagnosis as its readers (diagnostics, panel, CLI) see it: the findings, and a version that
+ * changes whenever they change. Readers compare versions, not the findings.
+ */
+export interface FindingsView {
+  readonly findings: readonly Finding[];
+  /** Changes (grows) whenever `findings` changed in content since the version was last read. */
+  readonly version: number;
+}
+
+/** Findings that never change (a saved diagnosis with a located cause added). */
+export function fixedFindings(findings: readonly Finding[]): FindingsView {
+  return { findings, version: 0 };
+}
+
 const SEVERITY_RANK: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
 
 interface Lane {
@@ -58,7 +73,7 @@ export function sortFindings(fs: Finding[]): Finding[] {
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
-export class Analyzer {
+export class Analyzer implements FindingsView {
   private ctx: AnalysisContext = { tensors: [], layers: [], layerOf: [], optimizerSource: null, framework: 'tfjs' };
   private tensorCount = -1;
   /** Ordinal of the last STEP read (−1: none). */
@@ -66,6 +81,9 @@ export class Analyzer {
   /** One set of detectors per optimizer (a GAN's two, SparseAdam beside Adam), created at its first step. */
   private readonly lanes = new Map<number, Lane>();
   private current: Finding[] = [];
+  /** The findings as of the last `version` read, and that version. */
+  private versioned: readonly Finding[] = this.current;
+  private versionNo = 0;
   private finished = false;
   /** Largest finite global norm of the steps read so far (before clipping, as the probe reports). */
   private largestNorm = NaN;
@@ -102,6 +120,18 @@ export class Analyzer {
   /** The findings as of the last update()/finish(). */
   get findings(): readonly Finding[] {
     return this.current;
+  }
+
+  /**
+   * Bumped when the findings differ in content from those of the last version read. Checked when it
+   * is read (a reader's flush, 20 a second at most), not on every update (every STEP of the run).
+   */
+  get version(): number {
+    if (this.current !== this.versioned) {
+      if (!sameValue(this.current, this.versioned)) this.versionNo++;
+      this.versioned = this.current;
+    }
+    return this.versionNo;
   }
 
   /** Reads the steps that arrived since the last call and returns the current findings. */
@@ -244,6 +274,16 @@ export class Analyzer {
     this.cursor = this.store.stepCount - 1;
     return rows;
   }
+}
+
+/** Deep equality of findings (plain data); NaN equals NaN and 0 equals -0. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b || (a !== a && b !== b)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
 }
 
 /** Replays a whole store at once (a run file): the same as one finish() on a fresh Analyzer. */

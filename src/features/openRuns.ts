@@ -1,0 +1,31 @@
+// The runs the editor's views show, as handles. Features publish and find runs here rather than
+// reaching into each other: a run that starts or that the panel reads back is opened here, and the
+// diagnostics show it; a remedy from the panel finds the run the panel shows.
+import { Emitter, type Disposable } from '../core/util/emitter';
+import type { RunHandle } from '../process/runHandle';
+
+export class OpenRuns implements Disposable {
+  private readonly opened = new Emitter<RunHandle>();
+  /** A run was opened: a live one as it starts, a saved one when a view read it back. */
+  readonly onDidOpen = this.opened.event;
+  /** The newest run opened of each script (one each, so old runs' stores are let go). */
+  private readonly newest = new Map<string, RunHandle>();
+  /** The run the inspection panel shows (null: none). */
+  shown: RunHandle | null = null;
+
+  open(run: RunHandle): void {
+    this.newest.set(run.script, run);
+    this.opened.fire(run);
+  }
+
+  /** The newest run opened of this script. */
+  latest(script: string): RunHandle | undefined {
+    return this.newest.get(script);
+  }
+
+  dispose(): void {
+    this.opened.dispose();
+    this.newest.clear();
+    this.shown = null;
+  }
+}
