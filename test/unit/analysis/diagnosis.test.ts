@@ -9,22 +9,10 @@ import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Analyzer } from '../../../src/core/analysis/analyzer';
 import type { Finding } from '../../../src/core/analysis/finding';
-import type { Message } from '../../../src/core/protocol/messages';
 import { readRunFile } from '../../../src/core/store/runFile';
-import { RunStore } from '../../../src/core/store/runStore';
+import { TappedStore } from '../support/tappedStore';
 import { repoRoot } from '../support/paths';
 import { expectations, type Expectation } from './expectations';
-
-/** A store that calls back after every message, to drive the analyzer one step at a time. */
-class TappedStore extends RunStore {
-  constructor(private readonly onMessage: (m: Message) => void) {
-    super();
-  }
-  override ingest(msg: Message): void {
-    super.ingest(msg);
-    this.onMessage(msg);
-  }
-}
 
 const strip = (fs: readonly Finding[]): unknown => JSON.parse(JSON.stringify(fs));
 

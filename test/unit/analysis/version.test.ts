@@ -6,19 +6,8 @@ import { describe, it } from 'node:test';
 import { Analyzer, fixedFindings, sameValue } from '../../../src/core/analysis/analyzer';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { RunStore } from '../../../src/core/store/runStore';
-import type { Message } from '../../../src/core/protocol/messages';
+import { TappedStore } from '../support/tappedStore';
 import { RUNS_DIR } from './expectations';
-
-/** A store that calls back after every message (its own change events are batched per microtask). */
-class TappedStore extends RunStore {
-  constructor(private readonly onMessage: (m: Message) => void) {
-    super();
-  }
-  override ingest(msg: Message): void {
-    super.ingest(msg);
-    this.onMessage(msg);
-  }
-}
 
 describe('Analyzer.version', () => {
   for (const name of ['example-exploding-mlp', 'example-vanishing-deep', 'example-healthy-mlp']) {
