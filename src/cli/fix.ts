@@ -6,7 +6,6 @@ import { createInterface } from 'node:readline';
 import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
-import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
 import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { FixResult } from '../core/fixes/types';
@@ -14,6 +13,7 @@ import { describeRunRead, readRunFileAsync, RunFileError } from '../core/store/r
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
 import { ensureDir, HostFileError, readRegularText, realPath, scriptProblem, writeRegularFile } from '../process/files';
+import { availableRemedies, computeFix, prepareFixes } from '../process/fixEngine';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
 import type { FixArgs } from './args';

@@ -9,7 +9,7 @@ import { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
 import type { RunStore } from '../core/store/runStore';
 import { activationFromFiles } from '../process/activationFromFiles';
-import { prepareFixes } from '../core/fixes/index';
+import { prepareFixes } from '../process/fixEngine';
 import { describeRunRead, listRuns, readRunFileAsync, runFilePath } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type PanelSource, type SavedRunRef } from '../panel/inspectionPanel';
 import type { RunSession } from '../process/runSession';
