@@ -2,7 +2,8 @@
 // (src, webview, tests, bench: both tsconfigs, through the project service), the recommended rules
 // for the Node scripts (.mjs/.js), and the layer boundaries of the architecture:
 //   src/core      pure: imports only src/core and packages; `vscode` as `import type` only; Node
-//                 built-ins only where it touches the disk (CORE_NODE_FILES)
+//                 built-ins only where it touches the disk (CORE_NODE_FILES); Tree-sitter as
+//                 `import type` only (the shells load its wasm and hand the fix engine the parser)
 //   src/process   Node only: no `vscode`, nothing of features/panel/cli
 //   src/probe     runs inside the user's child process: no `vscode`, nothing of the host's layers
 //   src/cli       the headless command: no run-time `vscode`, nothing of features/extension (the
@@ -18,8 +19,8 @@ import tseslint from 'typescript-eslint';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 
-/** src/core files that read or write files (run files on disk, the Tree-sitter wasm), or hash (the report's CSP). */
-const CORE_NODE_FILES = ['src/core/store/runFile.ts', 'src/core/fixes/python/parser.ts', 'src/core/util/distPaths.ts', 'src/core/view/report.ts'];
+/** src/core files that read or write files (run files on disk), or hash (the report's CSP). */
+const CORE_NODE_FILES = ['src/core/store/runFile.ts', 'src/core/view/report.ts'];
 /** What the webview may import from outside webview/ (all type-only or plain data on the host side). */
 const WEBVIEW_SHARED = ['src/core/analysis/finding', 'src/core/protocol/messages', 'src/core/report/warnings', 'src/core/text', 'src/core/view/messages'];
 const WEBVIEW_PACKAGES = ['chart.js'];
@@ -34,6 +35,12 @@ const builtinNames = builtinModules.filter((m) => !m.startsWith('_'));
 const nodeBuiltins = {
   regex: `^(node:.*|(${builtinNames.map(esc).join('|')})(/.*)?)$`,
   message: 'src/core stays pure: Node built-ins only in the files that touch the disk (CORE_NODE_FILES in eslint.config.mjs).',
+};
+/** Loading a parser reads its wasm from disk: the shells do it (src/process/pythonParser.ts); the core takes the types. */
+const noTreeSitterRuntime = {
+  name: '@vscode/tree-sitter-wasm',
+  allowTypeImports: true,
+  message: 'src/core parses with the parser the shell loads and hands in (src/process/pythonParser.ts): `import type` only.',
 };
 const noVscode = (allowTypeImports, who) => ({
   name: 'vscode',
@@ -105,7 +112,7 @@ export default tseslint.config(
 
   // ---- layer boundaries ----
   ...boundary('src/core', '*', {
-    paths: [noVscode(true, 'src/core')],
+    paths: [noVscode(true, 'src/core'), noTreeSitterRuntime],
     patterns: [nodeBuiltins],
     message: CORE_MESSAGE,
   }),
@@ -117,7 +124,7 @@ export default tseslint.config(
         'no-restricted-imports': [
           'error',
           {
-            paths: [noVscode(true, 'src/core')],
+            paths: [noVscode(true, 'src/core'), noTreeSitterRuntime],
             patterns: [
               { regex: `${up(depth + 1)}(?!core(/|$))`, message: CORE_MESSAGE },
               { regex: up(depth + 2), message: CORE_MESSAGE },

@@ -25,7 +25,7 @@ const skipRemedy = opt('--skip-remedy', null);
 const { readRunFile } = await loadTs('src/core/store/runFile.ts');
 const { Analyzer } = await loadTs('src/core/analysis/analyzer.ts');
 const { activationFromFiles } = await loadTs('src/process/activationFromFiles.ts');
-const { computeFix, prepareFixes } = await loadTs('src/core/fixes/index.ts');
+const { computeFix, prepareFixes } = await loadTs('src/process/fixEngine.ts');
 const { globalNormsOf } = await loadTs('src/core/fixes/measure.ts');
 const { verifyFix } = await loadTs('src/process/verifyFix.ts');
 

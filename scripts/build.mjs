@@ -101,7 +101,7 @@ if (watch) {
   }
 }
 
-// The Python fix engine's parser (src/core/fixes/python/parser.ts): Tree-sitter's runtime wasm and
+// The Python fix engine's parser (src/process/pythonParser.ts): Tree-sitter's runtime wasm and
 // the Python grammar, next to the bundles (dist/tree-sitter/), where the bundled tree-sitter.js is
 // pointed at them (it cannot find them relative to itself once bundled).
 {

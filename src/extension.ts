@@ -9,7 +9,7 @@ import { DiagnosticsFeature } from './features/diagnostics';
 import { registerHover } from './features/hover';
 import { PanelFeature } from './features/panel';
 import { registerRemedies } from './features/remedies';
-import { prepareFixes } from './core/fixes/index';
+import { prepareFixes } from './process/fixEngine';
 
 let ctx: GradScopeContext | undefined;
 

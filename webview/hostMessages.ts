@@ -4,7 +4,7 @@
 // One exception to "dropped": a string longer than MAX_TEXT is cut, not refused. Names and messages
 // come from the user's run (a 250-block model's dead-units message is 4,500 characters), and one long
 // string must not blank the whole panel or report.
-import type { Finding, Remedy, Severity } from '../src/core/analysis/finding';
+import { REMEDY_IDS, type Finding, type Remedy, type Severity } from '../src/core/analysis/finding';
 import { OPTIMIZER_MODES, type SourceLocation } from '../src/core/protocol/messages';
 import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src/core/report/warnings';
 import { MAX_TEXT, clip } from '../src/core/text';
@@ -155,7 +155,7 @@ export function parseFinding(v: unknown): Finding {
   }
   const remedies: Remedy[] = arr(own(o, 'remedies'), 'finding.remedies', 32).map((r) => {
     const ro = obj(r, 'remedy');
-    return { id: str(own(ro, 'id'), 'remedy.id'), title: str(own(ro, 'title'), 'remedy.title') };
+    return { id: oneOf(own(ro, 'id'), REMEDY_IDS, 'remedy.id'), title: str(own(ro, 'title'), 'remedy.title') };
   });
   return {
     id: str(own(o, 'id'), 'finding.id'),

@@ -1,6 +1,7 @@
 // Command-line parsing for `gradscope`. GradScope's own flags may appear anywhere after the
 // sub-command; every other argument goes to the training script in order. After `--`, everything
 // goes to the script verbatim (for scripts that take a flag with the same name as ours).
+import { REMEDY_IDS } from '../core/analysis/finding';
 
 export interface RunArgs {
   command: 'run';
@@ -40,6 +41,18 @@ export interface FixArgs {
 }
 
 export type CliArgs = RunArgs | FixArgs | { command: 'help'; topic?: string } | { command: 'version' };
+
+/** `head` and the comma-separated `items`, wrapped before `width` columns; later lines indented by `indent`. */
+function wrappedList(head: string, items: readonly string[], indent: number, width = 100): string {
+  const lines = [head];
+  items.forEach((item, i) => {
+    const word = i < items.length - 1 ? `${item},` : item;
+    const last = lines.length - 1;
+    if (lines[last].length + 1 + word.length > width) lines.push(' '.repeat(indent) + word);
+    else lines[last] += (lines[last].endsWith(' ') ? '' : ' ') + word;
+  });
+  return lines.join('\n');
+}
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -86,8 +99,7 @@ Options:
 fix options:
   --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
                      non-finite-gradient, dead-units, update-ratio
-  --remedy ID        the remedy: clip-global-norm, he-init, glorot-init, lower-lr, raise-lr,
-                     guard-loss, zero-bias-init, lower-clip-threshold
+${wrappedList('  --remedy ID        the remedy: ', REMEDY_IDS, 21)}
   --verify           re-run a fixed copy for the same number of steps and print before/after;
                      the file is written only if the fix cures the run (or with --force)
   --force            with --verify: write the fix even if it does not cure the run

@@ -5,7 +5,6 @@ import { relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Finding } from '../core/analysis/finding';
 import { unifiedDiff } from '../core/fixes/diff';
-import { availableRemedies, computeFix, prepareFixes } from '../core/fixes/index';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
 import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { FixResult } from '../core/fixes/types';
@@ -13,6 +12,7 @@ import { describeRunRead, readRunFileAsync, RunFileError } from '../core/store/r
 import type { RunStore } from '../core/store/runStore';
 import { ensureDir, HostFileError, readRegularText, realPath, scriptProblem, writeRegularFile } from '../process/files';
 import { savedRunHandle } from '../process/runHandle';
+import { availableRemedies, computeFix, prepareFixes } from '../process/fixEngine';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
 import type { FixArgs } from './args';

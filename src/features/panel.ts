@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import { prepareFixes } from '../core/fixes/index';
+import { prepareFixes } from '../process/fixEngine';
 import { DisposableStore } from '../core/util/disposableStore';
 import { describeRunRead, listRuns, readRunFileAsync } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type SavedRunRef } from '../panel/inspectionPanel';

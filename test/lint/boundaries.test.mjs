@@ -28,7 +28,7 @@ const CASES = [
   ['src/core/a/b.ts', "import { x } from '../store/runStore'; export { x };", false],
   ['src/core/a/b/c.ts', "import { x } from '../../../panel/inspectionPanel'; export { x };", true],
   ['src/core/a/b/c.ts', "import { x } from '../../../process/distPaths'; export { x };", true],
-  ['src/core/a/b/c.ts', "import { x } from '../../util/distPaths'; export { x };", false],
+  ['src/core/a/b/c.ts', "import { x } from '../../util/emitter'; export { x };", false],
   ['src/core/a.ts', "import { readFileSync } from 'node:fs'; export { readFileSync };", true],
   ['src/core/a.ts', "import { readFileSync } from 'fs'; export { readFileSync };", true],
   ['src/core/a.ts', "import { join } from 'path/posix'; export { join };", true],
@@ -36,6 +36,14 @@ const CASES = [
   ['src/core/store/runFile.ts', "import { readFileSync } from 'node:fs'; export { readFileSync };", false],
   ['src/core/store/runFile.ts', "import { x } from '../../process/x'; export { x };", true],
   ['src/core/store/runFile.ts', "import * as v from 'vscode'; export { v };", true],
+  // src/core/fixes: no file I/O, nothing of src/process; the shell loads the parser and hands it in
+  ['src/core/fixes/python/parser.ts', "import { readFileSync } from 'node:fs'; export { readFileSync };", true],
+  ['src/core/fixes/python/a.ts', "import { x } from '../../../process/pythonParser'; export { x };", true],
+  ['src/core/fixes/driver.ts', "import { x } from '../../process/pythonParser'; export { x };", true],
+  ['src/core/fixes/python/a.ts', "import { Parser } from '@vscode/tree-sitter-wasm'; export { Parser };", true],
+  ['src/core/fixes/python/a.ts', "import type { Node } from '@vscode/tree-sitter-wasm'; export type X = Node;", false],
+  ['src/core/store/runFile.ts', "import { Parser } from '@vscode/tree-sitter-wasm'; export { Parser };", true],
+  ['src/process/pythonParser.ts', "import { Parser } from '@vscode/tree-sitter-wasm'; export { Parser };", false],
   // src/process: no VS Code, nothing of the shells above it
   ['src/process/a.ts', "import * as vscode from 'vscode'; export { vscode };", true],
   ['src/process/a.ts', "import type * as vscode from 'vscode'; export type X = vscode.Uri;", true],

@@ -4,7 +4,18 @@ import type { SourceLocation } from '../protocol/messages';
 
 export type FindingKind = 'exploding-gradient' | 'vanishing-gradient' | 'non-finite-gradient' | 'dead-units' | 'update-ratio';
 export type Severity = 'error' | 'warning' | 'info';
-export type RemedyId = 'clip-global-norm' | 'he-init' | 'glorot-init' | 'lower-lr' | (string & {});
+/**
+ * Every remedy GradScope can propose, declared once: the analyzer's titles (model.ts) and each fix
+ * language's rewrites (src/core/fixes: a `Record<RemedyId, …>`) are keyed by it, so a remedy added
+ * here that one of them lacks fails to compile. The ids are the contract with the quick fixes and
+ * the CLI's `--remedy` (docs/findings.md).
+ */
+export const REMEDY_IDS = ['clip-global-norm', 'he-init', 'glorot-init', 'lower-lr', 'raise-lr', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold', 'normalize-inputs'] as const;
+export type RemedyId = (typeof REMEDY_IDS)[number];
+
+export function isRemedyId(s: string): s is RemedyId {
+  return (REMEDY_IDS as readonly string[]).includes(s);
+}
 
 export interface Remedy {
   id: RemedyId;

@@ -1,7 +1,7 @@
 // What the detectors see: the run's tensors grouped into layers (input side first), and one row
 // of statistics per optimizer step. Pure TypeScript: no Node, no vscode.
 import type { SourceLocation, TensorInfo } from '../protocol/messages';
-import type { FindingLocation, Remedy } from './finding';
+import type { FindingLocation, Remedy, RemedyId } from './finding';
 
 /** Guess of a layer's activation family, for the choice between He and Glorot initialisation. */
 export type ActivationFamily = 'relu' | 'tanh' | 'sigmoid' | 'linear' | 'unknown';
@@ -196,7 +196,7 @@ export function gainOf(paramNorm: number, shape: readonly number[], framework: '
 // ---------------------------------------------------------------------------------------------
 // Remedies: ids are the contract with the quick fixes (docs/findings.md).
 
-export const REMEDY_TITLES: Record<string, string> = {
+export const REMEDY_TITLES: Record<RemedyId, string> = {
   'clip-global-norm': 'Clip gradients by global norm',
   'he-init': 'Use He initialisation (heNormal) for this layer',
   'glorot-init': 'Use Glorot initialisation (glorotUniform) for this layer',
@@ -209,19 +209,19 @@ export const REMEDY_TITLES: Record<string, string> = {
 };
 
 /** The titles a PyTorch user reads (torch's names for the same remedies). */
-const TORCH_TITLES: Record<string, string> = {
+const TORCH_TITLES: Partial<Record<RemedyId, string>> = {
   'clip-global-norm': 'Clip gradients by global norm (clip_grad_norm_)',
   'he-init': 'Use He initialisation (kaiming_normal_) for this layer',
   'glorot-init': 'Use Glorot initialisation (xavier_uniform_) for this layer',
   'normalize-inputs': 'Normalise the inputs (x = (x - x.mean(0)) / (x.std(0) + 1e-8) where x is built)',
 };
 
-export function remedy(id: string, framework: 'tfjs' | 'torch' = 'tfjs'): Remedy {
-  return { id, title: (framework === 'torch' ? TORCH_TITLES[id] : undefined) ?? REMEDY_TITLES[id] ?? id };
+export function remedy(id: RemedyId, framework: 'tfjs' | 'torch' = 'tfjs'): Remedy {
+  return { id, title: (framework === 'torch' ? TORCH_TITLES[id] : undefined) ?? REMEDY_TITLES[id] };
 }
 
 /** Initialisation remedies for a layer, best first: He for the ReLU family, Glorot for tanh/sigmoid/linear. */
-export function initRemedies(layer: LayerInfo | null): string[] {
+export function initRemedies(layer: LayerInfo | null): RemedyId[] {
   if (!layer) return ['he-init', 'glorot-init'];
   // A lookup table has no fan-in: He/Glorot do not apply (nn.Embedding draws N(0, 1) on purpose).
   if (layer.lookup) return [];
@@ -237,8 +237,8 @@ export function initRemedies(layer: LayerInfo | null): string[] {
   }
 }
 
-export function remedies(ids: string[], framework: 'tfjs' | 'torch' = 'tfjs'): Remedy[] {
-  const seen = new Set<string>();
+export function remedies(ids: readonly RemedyId[], framework: 'tfjs' | 'torch' = 'tfjs'): Remedy[] {
+  const seen = new Set<RemedyId>();
   const out: Remedy[] = [];
   for (const id of ids) {
     if (seen.has(id)) continue;

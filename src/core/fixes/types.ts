@@ -22,6 +22,9 @@ export interface FixContext {
   version?: number;
 }
 
+/** What one language's rewrite answers (before the driver checks the edits and adds the text after). */
+export type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
+
 export type FixResult =
   | {
       ok: true;
@@ -36,11 +39,32 @@ export type FixResult =
     }
   | {
       ok: false;
-      remedy: RemedyId;
+      /** The remedy asked for: a RemedyId, or an id GradScope does not know (the CLI's --remedy takes any). */
+      remedy: string;
       /** Why this remedy cannot be applied here, in words for the user. */
       reason: string;
       /** Already applied (e.g. the clipping wrapper is present): not an error, nothing to do. */
       alreadyApplied?: boolean;
     };
 
-export type ComputeFix = (text: string, finding: Finding, remedy: RemedyId, ctx: FixContext) => FixResult;
+export type ComputeFix = (text: string, finding: Finding, remedy: string, ctx: FixContext) => FixResult;
+
+/** One remedy's rewrite in one language, on what the language read of the script (`S`). */
+export type Rewrite<S> = (script: S, finding: Finding, ctx: FixContext) => Outcome;
+
+/** Every remedy's rewrite: keyed by RemedyId, so a language that lacks one fails to compile. */
+export type Rewrites<S> = Record<RemedyId, Rewrite<S>>;
+
+/**
+ * What the driver (driver.ts) needs of a language: parse (to a tree `T`), count syntax errors (a fix
+ * may not add any), read what the rewrites share (`S`: the tree with its bindings, layout …), and
+ * the rewrites. The driver does the rest, the same for every language.
+ */
+export interface FixLanguage<T, S> {
+  parse(text: string, file: string): T;
+  errorCount(tree: T): number;
+  read(tree: T, text: string): S;
+  /** Frees a tree (Tree-sitter's live in wasm memory); absent where the garbage collector does it. */
+  release?(tree: T): void;
+  rewrites: Rewrites<S>;
+}

@@ -1,12 +1,12 @@
 // inputScale.ts: `normalize-inputs` leads an explosion's remedies when the probe saw large inputs.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Finding } from '../../../src/core/analysis/finding';
+import type { Finding, RemedyId } from '../../../src/core/analysis/finding';
 import { adjustForInputScale, INPUT_SCALE, inputScaleOf } from '../../../src/core/analysis/inputScale';
 import { remedies } from '../../../src/core/analysis/model';
 import type { EventMsg } from '../../../src/core/protocol/messages';
 
-const finding = (kind: Finding['kind'], ids: string[]): Finding => ({
+const finding = (kind: Finding['kind'], ids: RemedyId[]): Finding => ({
   id: kind,
   kind,
   severity: 'error',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { UsageError, parseArgs } from '../../../src/cli/args';
+import { USAGE, UsageError, parseArgs } from '../../../src/cli/args';
+import { REMEDY_IDS } from '../../../src/core/analysis/finding';
 
 describe('gradscope argument parsing', () => {
   it('takes our flags anywhere and gives the rest to the script in order', () => {
@@ -64,5 +65,17 @@ describe('gradscope argument parsing', () => {
     assert.equal(parseArgs(['--help']).command, 'help');
     assert.equal(parseArgs(['run', 'x.js', '--help']).command, 'help');
     assert.equal(parseArgs(['-v']).command, 'version');
+  });
+
+  it('the help names every remedy --remedy takes, in lines of at most 100 columns', () => {
+    const block = USAGE.slice(USAGE.indexOf('  --remedy ID'), USAGE.indexOf('  --verify'));
+    assert.deepEqual(
+      block
+        .replace(/^ {2}--remedy ID {8}the remedy: /, '')
+        .split(/,\s+/)
+        .map((s) => s.trim()),
+      [...REMEDY_IDS],
+    );
+    for (const line of block.trimEnd().split('\n')) assert.ok(line.length <= 100, line);
   });
 });

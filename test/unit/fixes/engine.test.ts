@@ -4,12 +4,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError, parseArgs } from '../../../src/cli/args';
 import type { Finding } from '../../../src/core/analysis/finding';
-import { formatNumber } from '../../../src/core/fixes/ast';
-import { maxNormFromRun } from '../../../src/core/fixes/clip';
 import { unifiedDiff } from '../../../src/core/fixes/diff';
-import { applyEdits, availableRemedies, computeFix } from '../../../src/core/fixes/index';
-import { lowerFactor, raiseFactor } from '../../../src/core/fixes/lr';
 import { lossTrend, verdict, type RunMeasure } from '../../../src/core/fixes/measure';
+import { lowerFactor, maxNormFromRun, raiseFactor } from '../../../src/core/fixes/policy';
+import { applyEdits, formatNumber } from '../../../src/core/fixes/text';
+import { availableRemedies, computeFix } from '../../../src/process/fixEngine';
 
 function finding(p: Partial<Finding> = {}): Finding {
   return {

@@ -15,20 +15,18 @@ import { before, describe, it } from 'node:test';
 import { activationFromSource } from '../../../src/core/analysis/activation';
 import { Analyzer } from '../../../src/core/analysis/analyzer';
 import type { Finding } from '../../../src/core/analysis/finding';
-import { parse, syntaxErrors } from '../../../src/core/fixes/ast';
-import { computeFix } from '../../../src/core/fixes/index';
-import { isPythonFile, loadPythonParser } from '../../../src/core/fixes/python/index';
-import { parsePython } from '../../../src/core/fixes/python/parser';
-import { errorCount } from '../../../src/core/fixes/python/syntax';
 import { globalNormsOf } from '../../../src/core/fixes/measure';
+import { isPythonFile } from '../../../src/core/fixes/python/index';
+import { parse, syntaxErrors } from '../../../src/core/fixes/tfjs/ast';
 import type { FixResult } from '../../../src/core/fixes/types';
 import type { TensorInfo } from '../../../src/core/protocol/messages';
 import { readRunFile } from '../../../src/core/store/runFile';
-import { makeFinding, type CaseFix } from '../support/fixCases';
+import { computeFix, prepareFixes } from '../../../src/process/fixEngine';
+import { IDEMPOTENT, makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture, repoRoot } from '../support/paths';
+import { pythonErrorCount } from '../support/pythonParser';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
-const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold', 'normalize-inputs']);
 
 /** Compares (or, updating, writes) the golden file of one fix. Returns the number of checks made. */
 function checkGolden(dir: string, stem: string, ext: string, file: string, before: string, r: FixResult): void {
@@ -46,7 +44,7 @@ function checkGolden(dir: string, stem: string, ext: string, file: string, befor
     );
     assert.equal(r.after, readFileSync(afterPath, 'utf8'), `${stem}: after text equals ${afterPath}`);
     assert.notEqual(r.after, before);
-    if (isPythonFile(file)) assert.equal(errorCount(parsePython(r.after).rootNode), 0, `${stem}: the text after parses (Python)`);
+    if (isPythonFile(file)) assert.equal(pythonErrorCount(r.after), 0, `${stem}: the text after parses (Python)`);
     else
       assert.deepEqual(
         syntaxErrors(parse(r.after, file)).map((d) => d.messageText),
@@ -93,7 +91,7 @@ const activationOf = (t: TensorInfo): ReturnType<typeof activationFromSource> =>
 let goldenCount = 0;
 
 describe('fix engine: every remedy of every finding of the recorded runs', () => {
-  before(() => loadPythonParser()); // (the recorded PyTorch runs: Python fixes need the parser loaded)
+  before(() => prepareFixes()); // (the recorded PyTorch runs: Python fixes need the parser loaded)
   const runsDir = fixture('diagnosis', 'runs');
   const runs = readdirSync(runsDir)
     .filter((f) => f.endsWith('.gsrun'))

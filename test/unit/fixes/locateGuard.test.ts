@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { Finding, FindingCause } from '../../../src/core/analysis/finding';
-import { computeFix, prepareFixes } from '../../../src/core/fixes/index';
+import { computeFix, prepareFixes } from '../../../src/process/fixEngine';
 import { fixture } from '../support/paths';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';

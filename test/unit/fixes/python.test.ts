@@ -11,25 +11,15 @@ import { before, describe, it } from 'node:test';
 import { adjustForClipping } from '../../../src/core/analysis/clipping';
 import type { Finding } from '../../../src/core/analysis/finding';
 import { remedy } from '../../../src/core/analysis/model';
-import { availableRemedies, computeFix, prepareFixes, SUPPORTED_REMEDIES } from '../../../src/core/fixes/index';
-import { computePythonFix, pythonParserReady } from '../../../src/core/fixes/python/index';
-import { parsePython, wasmDir } from '../../../src/core/fixes/python/parser';
-import { errorCount } from '../../../src/core/fixes/python/syntax';
+import { REMEDY_IDS } from '../../../src/core/analysis/finding';
 import type { FixResult } from '../../../src/core/fixes/types';
-import { makeFinding, type CaseFix } from '../support/fixCases';
+import { availableRemedies, computeFix, prepareFixes } from '../../../src/process/fixEngine';
+import { pythonParserNow, wasmDir } from '../../../src/process/pythonParser';
+import { IDEMPOTENT, makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture } from '../support/paths';
+import { pythonErrorCount } from '../support/pythonParser';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
-const IDEMPOTENT = new Set(['clip-global-norm', 'he-init', 'glorot-init', 'guard-loss', 'zero-bias-init', 'lower-clip-threshold', 'normalize-inputs']);
-
-function parsesClean(text: string): number {
-  const tree = parsePython(text);
-  try {
-    return errorCount(tree.rootNode);
-  } finally {
-    tree.delete();
-  }
-}
 
 function checkGolden(dir: string, name: string, before: string, r: FixResult): void {
   const afterPath = join(dir, `after.${name}.py`);
@@ -45,7 +35,7 @@ function checkGolden(dir: string, name: string, before: string, r: FixResult): v
     );
     assert.equal(r.after, readFileSync(afterPath, 'utf8'), `${name}: after text equals ${afterPath}`);
     assert.notEqual(r.after, before);
-    assert.equal(parsesClean(r.after), 0, `${name}: the text after parses with no ERROR node`);
+    assert.equal(pythonErrorCount(r.after), 0, `${name}: the text after parses with no ERROR node`);
     assert.ok(r.title.length > 0);
   } else {
     assert.ok(existsSync(refusedPath), `${refusedPath} exists: ${r.reason}`);
@@ -70,7 +60,7 @@ describe('python fix engine: script shapes', () => {
     for (const c of spec.fixes) {
       it(`${dirName}: ${c.name} (${c.remedy})`, () => {
         const text = readFileSync(file, 'utf8');
-        assert.equal(parsesClean(text), 0, `${dirName}/before.py parses`);
+        assert.equal(pythonErrorCount(text), 0, `${dirName}/before.py parses`);
         const f = makeFinding(file, c);
         const ctx = { file, globalNorms: c.globalNorms?.map((x) => x ?? NaN), version: 3 };
         const r = computeFix(text, f, c.remedy, ctx);
@@ -109,15 +99,16 @@ describe('python fix engine: dispatch and loading', () => {
   });
 
   it('routes .py files to the Python engine and .js files to the TF.js engine', () => {
-    assert.ok(pythonParserReady());
+    const p = pythonParserNow();
+    assert.ok(p !== null && !(p instanceof Error), 'the parser is loaded');
     const py = 'import torch\nm = torch.nn.Linear(2, 2)\nopt = torch.optim.SGD(m.parameters(), lr=0.5)\n';
     const f: Finding = { id: 'x', kind: 'update-ratio', severity: 'warning', step: 0, stepRange: [0, 0], tensors: [], layer: null, source: null, message: '', evidence: {}, remedies: [] };
     const r = computeFix(py, f, 'lower-lr', { file: '/tmp/train.py' });
     assert.ok(r.ok && r.after.includes('lr=0.05'));
     const js = computeFix(py, f, 'lower-lr', { file: '/tmp/train.js' });
     assert.equal(js.ok, false, 'the TF.js engine does not see a torch optimizer');
-    for (const id of SUPPORTED_REMEDIES) {
-      const res = computePythonFix(py, f, id, { file: '/tmp/train.py' });
+    for (const id of REMEDY_IDS) {
+      const res = computeFix(py, f, id, { file: '/tmp/train.py' });
       assert.ok(res.ok || !/no automatic edit/.test(res.reason), `${id} is handled by the Python engine`);
     }
   });

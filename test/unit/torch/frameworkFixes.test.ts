@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { computeFix, prepareFixes } from '../../../src/core/fixes/index';
+import { computeFix, prepareFixes } from '../../../src/process/fixEngine';
 import { makeFinding, type CaseFix } from '../support/fixCases';
 import { fixture } from '../support/paths';
 import { PYTHON, torchSkip } from './torchEnv';

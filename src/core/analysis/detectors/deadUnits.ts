@@ -10,7 +10,7 @@
 // batch's tokens get one), so lookup layers are not judged by their zero fraction (docs/findings.md).
 import type { DetailMsg } from '../../protocol/messages';
 import type { Detector, DetectorEnv } from '../detector';
-import type { Finding } from '../finding';
+import type { Finding, RemedyId } from '../finding';
 import { byLayer, ev, fmtNum, initRemedies, isFiniteNum, locationsOf, remedies, type LayerInfo, type StepRow } from '../model';
 
 export const DEAD_UNITS = {
@@ -132,8 +132,8 @@ export class DeadUnitsDetector implements Detector {
     const below = dead.filter((d) => d !== root).map((d) => d.layer.name);
     const afterBlowUp = shared.explodingAt !== null && shared.explodingAt <= root.since;
     const fromStart = root.since === this.firstStep && !afterBlowUp;
-    const ids = fromStart
-      ? [...(root.layer.lookup ? [] : ['zero-bias-init']), ...initRemedies(root.layer), 'lower-lr']
+    const ids: RemedyId[] = fromStart
+      ? [...(root.layer.lookup ? [] : (['zero-bias-init'] as const)), ...initRemedies(root.layer), 'lower-lr']
       : afterBlowUp
         ? ['clip-global-norm', 'lower-lr', ...initRemedies(root.layer)]
         : ['lower-lr', 'clip-global-norm', ...initRemedies(root.layer)];

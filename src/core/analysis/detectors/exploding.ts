@@ -6,7 +6,7 @@
 // names where it starts in `locations`: the recurrent layer of a recurrent net, else the layer whose
 // norm grew fastest.
 import type { Detector, DetectorEnv } from '../detector';
-import type { Finding } from '../finding';
+import type { Finding, RemedyId } from '../finding';
 import type { FindingLocation } from '../finding';
 import {
   byLayer,
@@ -228,7 +228,7 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     if (loc) locations = [loc];
   }
 
-  const ids =
+  const ids: RemedyId[] =
     cause === 'initialisation' ? [...initRemedies(layer), 'clip-global-norm', 'lower-lr'] : cause === 'learning-rate' ? ['lower-lr', 'clip-global-norm'] : ['clip-global-norm', 'lower-lr'];
 
   const factor = d.norm / d.base;

@@ -2,7 +2,7 @@
 // growth of the norm (an explosion overflowing) or appeared at once while the norm was flat or
 // falling (typically from the loss: log(0), sqrt(0), 0/0).
 import type { Detector, DetectorEnv } from '../detector';
-import type { Finding } from '../finding';
+import type { Finding, RemedyId } from '../finding';
 import { ev, fmtNum, isFiniteNum, median, remedies, type LayerInfo, type StepRow } from '../model';
 import { EXPLODING, initialGains } from './exploding';
 
@@ -64,7 +64,7 @@ export class NonFiniteDetector implements Detector {
     const lossBad = !isFiniteNum(row.loss) && !Number.isNaN(row.loss) ? true : Number.isNaN(row.loss) && h.before.length > 0 ? null : false;
     const cause = grew ? 'after-growth' : !isFiniteNum(row.loss) && row.loss === row.loss ? 'loss' : 'at-once';
 
-    let ids: string[];
+    let ids: RemedyId[];
     if (grew) {
       const tooLarge = initialGains(env.shared.firstRow, ctx).some((g) => g.gain >= EXPLODING.gainTooLarge);
       ids = tooLarge ? ['clip-global-norm', 'he-init', 'lower-lr'] : ['clip-global-norm', 'lower-lr'];

@@ -3,9 +3,9 @@
 // optimizer. With a GradScaler (`scaler.step(opt)`), `scaler.unscale_(opt)` goes first so the norm
 // is measured on the true gradients (GradScaler.step then does not unscale a second time).
 import type { Finding } from '../../analysis/finding';
-import { formatNumber } from '../ast';
-import { maxNormFromRun } from '../clip';
-import type { FixContext, TextEdit } from '../types';
+import type { FixContext, Outcome, TextEdit } from '../types';
+import { maxNormFromRun } from '../policy';
+import { formatNumber } from '../text';
 import { describeOptimizer, pickOptimizer, type OptimizerSite } from './optimizer';
 import {
   afterStatement,
@@ -25,7 +25,6 @@ import {
   type Layout,
   type SyntaxNode,
 } from './syntax';
-import type { Outcome } from './types';
 
 const CLIP_NAMES = new Set(['clip_grad_norm_', 'clip_grad_norm', 'clip_grad_value_', 'clip_grads_with_norm_']);
 

@@ -9,10 +9,9 @@
 // derivative), an epsilon in the denominator of a division (`a / (b + 1e-7)`; the run showed it is 0).
 import type { Finding, FindingCause } from '../../analysis/finding';
 import { guardKindOf } from '../../analysis/nanCause';
-import { GUARD_EPSILON, DIV_EPSILON } from '../guardLoss';
-import type { TextEdit } from '../types';
+import type { Outcome, TextEdit } from '../types';
+import { DIV_EPSILON, GUARD_EPSILON } from '../policy';
 import { argumentsOf, calls, dotted, isPrimary, lineOf, resolve, walk, type Bindings, type SyntaxNode } from './syntax';
-import type { Outcome } from './types';
 
 type Site = { op: 'log' | 'sqrt'; operand: SyntaxNode; form: 'function' | 'method'; line: number };
 

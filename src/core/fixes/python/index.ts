@@ -1,15 +1,15 @@
-// The Python (PyTorch) fix engine: the same contract as the TF.js engine (text, finding, remedy →
+// The Python (PyTorch) fix language: the same contract as the TF.js one (text, finding, remedy →
 // offset edits and the text after), computed on a Tree-sitter syntax tree of the script. Edits
 // insert or replace the least text they can; new lines take the indentation of the block they go
 // in (spaces or tabs, as written) and the file's line ending; comments and formatting stay.
 // Under PyTorch Lightning and the Hugging Face Trainer the remedies are written in their idiom
 // (framework.ts, trainer.ts): Trainer(gradient_clip_val=…), TrainingArguments(max_grad_norm=…, learning_rate=…);
 // a clip threshold the script already has is lowered where it is written (lowerClip.ts).
-// The parser is wasm and loads asynchronously: `loadPythonParser()` must have resolved before
-// `computePythonFix` can compute anything (until then it answers ok:false and starts loading).
-import type { Finding, RemedyId } from '../../analysis/finding';
-import { applyEdits } from '../ast';
-import type { FixContext, FixResult } from '../types';
+// The parser (Tree-sitter's wasm and its Python grammar) is loaded by the shell that runs the engine
+// (src/process/pythonParser.ts) and handed in: this folder reads no file.
+import type { Tree } from '@vscode/tree-sitter-wasm';
+import type { Finding } from '../../analysis/finding';
+import type { FixContext, FixLanguage, Outcome, Rewrites } from '../types';
 import { computeClipPy } from './clip';
 import { computeGuardLossPy } from './guardLoss';
 import { computeInitPy } from './init';
@@ -18,77 +18,54 @@ import { computeLrPy } from './lr';
 import { computeNormalizeInputsPy } from './normalizeInputs';
 import { frameworkOf, type Framework } from './framework';
 import { findOptimizers } from './optimizer';
-import { loadPythonParser, parsePython, pythonParserError, pythonParserReady } from './parser';
 import { errorCount, layoutOf, torchBindings, type Bindings, type Layout, type SyntaxNode } from './syntax';
 import { computeHfClip, computeLightningClip } from './trainer';
-import type { Outcome } from './types';
 
-export { loadPythonParser, pythonParserReady };
+/** A loaded Tree-sitter parser for Python. The caller of `parse` frees the tree (`delete()`). */
+export interface PythonParser {
+  parse(text: string): Tree;
+}
 
 export function isPythonFile(file: string | undefined | null): boolean {
   return !!file && /\.pyw?$/i.test(file);
 }
 
-export function computePythonFix(text: string, finding: Finding, remedy: RemedyId, ctx: FixContext): FixResult {
-  if (!pythonParserReady()) {
-    const err = pythonParserError();
-    loadPythonParser().catch(() => undefined);
-    return { ok: false, remedy, reason: err ? `the Python parser could not be loaded: ${err.message}` : 'the Python parser is still loading: try again in a moment' };
-  }
-  let out: Outcome;
-  let beforeErrors: number;
-  const tree = parsePython(text);
-  try {
-    const root = tree.rootNode;
-    beforeErrors = errorCount(root);
-    const b = torchBindings(root);
-    const layout = layoutOf(text, root);
-    const fw = frameworkOf(root);
-    switch (remedy) {
-      case 'clip-global-norm':
-        out = computeClipFor(root, b, layout, finding, ctx, fw);
-        break;
-      case 'he-init':
-        out = computeInitPy(root, b, layout, finding, 'he');
-        break;
-      case 'glorot-init':
-        out = computeInitPy(root, b, layout, finding, 'glorot');
-        break;
-      case 'zero-bias-init':
-        out = computeInitPy(root, b, layout, finding, 'zero-bias');
-        break;
-      case 'lower-lr':
-        out = computeLrPy(root, b, layout, finding, 'lower', fw);
-        break;
-      case 'raise-lr':
-        out = computeLrPy(root, b, layout, finding, 'raise', fw);
-        break;
-      case 'guard-loss':
-        out = computeGuardLossPy(root, b, finding);
-        break;
-      case 'lower-clip-threshold':
-        out = computeLowerClipPy(root, layout, finding, ctx, fw);
-        break;
-      case 'normalize-inputs':
-        out = computeNormalizeInputsPy(root, layout, finding);
-        break;
-      default:
-        out = { ok: false, reason: `GradScope has no automatic edit for the remedy '${remedy}'` };
-    }
-  } catch (e) {
-    return { ok: false, remedy, reason: `internal error computing the fix: ${(e as Error).message}` };
-  } finally {
-    tree.delete();
-  }
-  if (!out.ok) return { ok: false, remedy, reason: out.reason, ...(out.alreadyApplied ? { alreadyApplied: true } : {}) };
-  const after = applyEdits(text, out.edits);
-  // A fix must never break the file: the text after must parse with no more errors than before.
-  const afterTree = parsePython(after);
-  const afterErrors = errorCount(afterTree.rootNode);
-  afterTree.delete();
-  if (afterErrors > beforeErrors) return { ok: false, remedy, reason: `internal error: the edit would not parse (${out.title})` };
-  const edits = [...out.edits].sort((a, b) => a.start - b.start);
-  return { ok: true, remedy, title: out.title, edits, after, ...(ctx.version !== undefined ? { version: ctx.version } : {}) };
+/** Why Python fixes cannot be computed yet: the parser is still loading (null), or could not be loaded. */
+export function pythonUnavailable(err: Error | null): string {
+  return err ? `the Python parser could not be loaded: ${err.message}` : 'the Python parser is still loading: try again in a moment';
+}
+
+/** What every Python rewrite reads: the tree, how the file names torch, its layout, its framework. */
+interface PyScript {
+  root: SyntaxNode;
+  b: Bindings;
+  layout: Layout;
+  fw: Framework;
+}
+
+const REWRITES: Rewrites<PyScript> = {
+  'clip-global-norm': (s, f, ctx) => computeClipFor(s.root, s.b, s.layout, f, ctx, s.fw),
+  'he-init': (s, f) => computeInitPy(s.root, s.b, s.layout, f, 'he'),
+  'glorot-init': (s, f) => computeInitPy(s.root, s.b, s.layout, f, 'glorot'),
+  'zero-bias-init': (s, f) => computeInitPy(s.root, s.b, s.layout, f, 'zero-bias'),
+  'lower-lr': (s, f) => computeLrPy(s.root, s.b, s.layout, f, 'lower', s.fw),
+  'raise-lr': (s, f) => computeLrPy(s.root, s.b, s.layout, f, 'raise', s.fw),
+  'guard-loss': (s, f) => computeGuardLossPy(s.root, s.b, f),
+  'lower-clip-threshold': (s, f, ctx) => computeLowerClipPy(s.root, s.layout, f, ctx, s.fw),
+  'normalize-inputs': (s, f) => computeNormalizeInputsPy(s.root, s.layout, f),
+};
+
+export function pythonLanguage(parser: PythonParser): FixLanguage<Tree, PyScript> {
+  return {
+    parse: (text) => parser.parse(text),
+    errorCount: (tree) => errorCount(tree.rootNode),
+    read: (tree, text) => {
+      const root = tree.rootNode;
+      return { root, b: torchBindings(root), layout: layoutOf(text, root), fw: frameworkOf(root) };
+    },
+    release: (tree) => tree.delete(),
+    rewrites: REWRITES,
+  };
 }
 
 /** Clipping in the script's idiom: the Lightning Trainer's or TrainingArguments' threshold, else clip_grad_norm_ before each step. */

@@ -7,7 +7,7 @@
 // `self.modules()` behind `isinstance(m, nn.Linear)`), the call in the loop is replaced: the shared
 // scheme is the bad one, and fixing one layer of it leaves the others exploding.
 import type { Finding } from '../../analysis/finding';
-import type { TextEdit } from '../types';
+import type { Outcome, TextEdit } from '../types';
 import {
   afterStatement,
   argumentsOf,
@@ -26,7 +26,6 @@ import {
   type Layout,
   type SyntaxNode,
 } from './syntax';
-import type { Outcome } from './types';
 
 /** torch.nn modules with a `weight` an init scheme applies to (and a `bias` unless bias=False). */
 const WEIGHTED = new Set(['Linear', 'Bilinear', 'Conv1d', 'Conv2d', 'Conv3d', 'ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d', 'Embedding', 'EmbeddingBag']);

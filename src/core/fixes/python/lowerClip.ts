@@ -7,13 +7,12 @@
 // The new threshold is the clip rule's (2 × the median early global norm of the run) and must be
 // below the current one.
 import type { Finding } from '../../analysis/finding';
-import { formatNumber } from '../ast';
-import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from '../clip';
-import type { FixContext, TextEdit } from '../types';
+import type { FixContext, Outcome, TextEdit } from '../types';
+import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from '../policy';
+import { formatNumber } from '../text';
 import type { Framework } from './framework';
 import { argumentsOf, calls, dotted, lineOf, type Layout, type SyntaxNode } from './syntax';
 import { addKeyword, HF_DEFAULT_MAX_GRAD_NORM, keywordOf } from './trainer';
-import type { Outcome } from './types';
 import { changePhrase, formatWritten, originWhere, resolveValue, stringValue, type Written } from './value';
 
 const NORM_CALLS = new Set(['clip_grad_norm_', 'clip_grad_norm']);

@@ -7,13 +7,13 @@
 // `lr=<default ÷ 10>`. Under the Hugging Face Trainer the learning rate is
 // `TrainingArguments(learning_rate=…)` (5e-5 when left out), unless the Trainer is given its own optimizer.
 import type { Finding } from '../../analysis/finding';
-import { formatNumber } from '../ast';
-import { lowerFactor, raiseFactor } from '../lr';
+import { lowerFactor, raiseFactor } from '../policy';
+import { formatNumber } from '../text';
+import type { Outcome } from '../types';
 import { hfOwnOptimizer, type Framework } from './framework';
 import { DEFAULT_LR, describeOptimizer, findOptimizers, pickOptimizer } from './optimizer';
 import { addKeyword, keywordOf } from './trainer';
 import { argumentsOf, enclosingFunction, isPrimary, lineOf, type Bindings, type Layout, type SyntaxNode } from './syntax';
-import type { Outcome } from './types';
 import { changePhrase, formatWritten, originWhere, resolveValue } from './value';
 
 /** Hugging Face TrainingArguments' learning_rate when it is not given. */

@@ -18,10 +18,9 @@
 // `model(x.to(device))`, and its last assignment before
 // that call (or the loop whose target it is).
 import type { Finding } from '../../analysis/finding';
+import { NORMALIZE_EPSILON } from '../policy';
+import type { Outcome } from '../types';
 import { afterStatement, argumentsOf, calls, indentAt, lineOf, lineStartAt, named, sharesLine, statementOf, walk, type Layout, type SyntaxNode } from './syntax';
-import type { Outcome } from './types';
-
-export const NORMALIZE_EPS = '1e-8';
 
 /** Variables the file treats as models: `m.parameters()` / `m.named_parameters()` appear. */
 function modelNames(root: SyntaxNode): Set<string> {
@@ -113,7 +112,7 @@ export function computeNormalizeInputsPy(root: SyntaxNode, layout: Layout, _find
   if (alreadyNormalised(root, input)) return { ok: false, alreadyApplied: true, reason: `${input} is already standardised in this file` };
   const site = definitionOf(root, input, call);
   if (!site) return { ok: false, reason: `${input} (the model's input, line ${lineOf(call)}) is not built in this file: standardise it where it is built` };
-  const line = `${input} = (${input} - ${input}.mean(0)) / (${input}.std(0) + ${NORMALIZE_EPS})  # GradScope: standardise the inputs`;
+  const line = `${input} = (${input} - ${input}.mean(0)) / (${input}.std(0) + ${NORMALIZE_EPSILON})  # GradScope: standardise the inputs`;
   let pos: number;
   let prefix = '';
   let indent: string;

@@ -6,12 +6,11 @@
 // (already applied); a higher one is lowered where its value is written (value.ts: a literal, an
 // argparse default, …).
 import type { Finding } from '../../analysis/finding';
-import { formatNumber } from '../ast';
-import { maxNormFromRun } from '../clip';
-import type { FixContext, TextEdit } from '../types';
+import type { FixContext, Outcome, TextEdit } from '../types';
+import { maxNormFromRun } from '../policy';
+import { formatNumber } from '../text';
 import type { Framework } from './framework';
 import { afterStatement, argumentsOf, calls, dotted, indentAt, lineOf, named, nextLineStart, statementOf, walk, type Layout, type SyntaxNode } from './syntax';
-import type { Outcome } from './types';
 import { changePhrase, formatWritten, keyInSplat, originWhere, resolveValue, stringValue, type Written } from './value';
 
 /** TrainingArguments' max_grad_norm when it is not given. */

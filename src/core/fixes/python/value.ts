@@ -5,7 +5,8 @@
 // `self.<x>` assignments, `save_hyperparameters()`, function parameters (their default, or the
 // argument of the one call that passes them), argparse declarations and dict literals, until it
 // reaches a literal: that literal is what the remedy edits.
-import { formatNumber } from '../ast';
+
+import { formatNumber } from '../text';
 import { argumentsOf, calls, dotted, enclosingClass, enclosingFunction, lineOf, named, statementsOf, walk, type SyntaxNode } from './syntax';
 
 /** How the resolved literal is reached, for the remedy's title. */

@@ -10,15 +10,11 @@
 // (`x.maximum(1e-12).sqrt()`: the floor's zero gradient below eps stops the infinite derivative), an
 // epsilon in the denominator of the division the re-run showed was 0 (`a.div(b.add(1e-7))`).
 import * as ts from 'typescript';
-import type { Finding, FindingCause } from '../analysis/finding';
-import { guardKindOf } from '../analysis/nanCause';
+import type { Finding, FindingCause } from '../../analysis/finding';
+import { guardKindOf } from '../../analysis/nanCause';
+import type { Outcome, TextEdit } from '../types';
+import { DIV_EPSILON, GUARD_EPSILON } from '../policy';
 import { isPrimaryLike, isTfNamespace, lineOf, type TfBindings } from './ast';
-import type { TextEdit } from './types';
-
-/** log: 1e-7 (Keras's epsilon); sqrt: 1e-12 (its derivative at 1e-12 is 5e5: large but finite). */
-export const GUARD_EPSILON: Record<'log' | 'sqrt', string> = { log: '1e-7', sqrt: '1e-12' };
-/** Added to a denominator only when locate-nan showed that division made the first non-finite value. */
-export const DIV_EPSILON = '1e-7';
 
 type Site = { op: 'log' | 'sqrt'; operand: ts.Expression; form: 'function' | 'method'; line: number };
 
@@ -65,8 +61,6 @@ function findSites(sf: ts.SourceFile, b: TfBindings): Site[] {
   return out;
 }
 
-export type GuardOutcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
-
 /** `.add(eps)` / `.maximum(eps)` after an operand, parenthesised when it is not a primary expression. */
 function suffixEdits(sf: ts.SourceFile, e: ts.Expression, suffix: string): TextEdit[] {
   if (isPrimaryLike(e)) return [{ start: e.end, end: e.end, newText: suffix }];
@@ -94,7 +88,7 @@ function denominatorsOn(sf: ts.SourceFile, b: TfBindings, line: number): ts.Expr
   return out;
 }
 
-function located(sf: ts.SourceFile, b: TfBindings, cause: FindingCause): GuardOutcome | null {
+function located(sf: ts.SourceFile, b: TfBindings, cause: FindingCause): Outcome | null {
   const kind = guardKindOf(cause.op);
   const line = cause.line;
   const what = `${cause.op} on line ${line}`;
@@ -117,7 +111,7 @@ function located(sf: ts.SourceFile, b: TfBindings, cause: FindingCause): GuardOu
   return null;
 }
 
-export function computeGuardLoss(sf: ts.SourceFile, b: TfBindings, finding: Finding): GuardOutcome {
+export function computeGuardLoss(sf: ts.SourceFile, b: TfBindings, finding: Finding): Outcome {
   // A located operation (locate-nan) is guarded on its own line; anything else falls back to the search below.
   const loc = finding.cause ? located(sf, b, finding.cause) : null;
   if (loc) return loc;

@@ -3,45 +3,12 @@
 // where it is declared; any other expression is divided/multiplied in place; a left-out learning
 // rate (Adam's default) or a Keras-style string optimizer is written out explicitly.
 import * as ts from 'typescript';
-import type { Finding } from '../analysis/finding';
-import { formatNumber, isPrimaryLike, lineOf, type Style, type TfBindings } from './ast';
+import type { Finding } from '../../analysis/finding';
+import type { Outcome } from '../types';
+import { lowerFactor, raiseFactor } from '../policy';
+import { formatNumber } from '../text';
+import { isPrimaryLike, lineOf, type Style, type TfBindings } from './ast';
 import { DEFAULT_LR, STRING_OPTIMIZERS, describeSite, lrArgument, pickOptimizer } from './optimizer';
-import type { TextEdit } from './types';
-
-export type LrOutcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string };
-
-/** The healthy update/weight ratio raise-lr aims at (mid-range of DeepDiagnosis's [1e-5, 1e-1]). */
-export const RAISE_TARGET_RATIO = 1e-3;
-
-/**
- * raise-lr's factor: the power of ten that brings the run's median update ratio (evidence
- * `medianRatio` of a low update-ratio finding) up to about 1e-3, between ×10 and ×1000; ×10 when
- * the run gave no ratio. lr-tiny (SGD 1e-6, ratio 7.5e-6): ×1000 → 1e-3, which trains normally
- * (×10 only leaves the detector's range; the loss still does not move).
- */
-export function raiseFactor(finding: Finding): number {
-  const r = finding.evidence.medianRatio;
-  if (typeof r !== 'number' || !(r > 0) || !Number.isFinite(r)) return 10;
-  const p = Math.ceil(Math.log10(RAISE_TARGET_RATIO / r) - 1e-9);
-  return 10 ** Math.min(3, Math.max(1, p));
-}
-
-/** The update/weight ratio lower-lr aims at or below (the top of the healthy range; DeepDiagnosis's 1e-1 is where it flags). */
-export const LOWER_TARGET_RATIO = 1e-2;
-
-/**
- * lower-lr's factor: the power of ten that brings the run's measured update ratio (evidence
- * `firstUpdateRatio` of an exploding finding blamed on the learning rate, or `medianRatio` of a high
- * update-ratio finding) down to 1e-2 or below, between ÷10 and ÷1000; ÷10 when the run gave no ratio
- * or a small one. examples/torch/exploding_lr.py (SGD lr 0.9, first update 87% of the weights): ÷100
- * → 0.009, which trains; ÷10 (0.09, first update 17%) still explodes by step 3.
- */
-export function lowerFactor(finding: Finding): number {
-  const r = finding.kind === 'update-ratio' ? finding.evidence.medianRatio : finding.evidence.firstUpdateRatio;
-  if (typeof r !== 'number' || !(r > 0) || !Number.isFinite(r)) return 10;
-  const p = Math.ceil(Math.log10(r / LOWER_TARGET_RATIO) - 1e-9);
-  return 10 ** Math.min(3, Math.max(1, p));
-}
 
 /** A text for the string optimizer's construction: `tf.train.adam(0.001)`. */
 export function constructStringOptimizer(name: string, lr: number, trainExpr: string): string {
@@ -72,7 +39,7 @@ export function findDeclaration(from: ts.Node, name: string): ts.VariableDeclara
   return null;
 }
 
-export function computeLr(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding, direction: 'lower' | 'raise'): LrOutcome {
+export function computeLr(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding, direction: 'lower' | 'raise'): Outcome {
   const picked = pickOptimizer(sf, b, finding);
   if ('reason' in picked) return { ok: false, reason: picked.reason };
   const site = picked.site;

@@ -1,13 +1,15 @@
-// Loading Tree-sitter (wasm) and its Python grammar, once per process. The runtime (tree-sitter.js)
+// Loading Tree-sitter (wasm) and its Python grammar, once per process, for the Python fix language
+// (src/core/fixes/python parses with the parser this hands it: the core reads no file). The runtime (tree-sitter.js)
 // is bundled into our bundles, so it cannot find its wasm next to itself: `locateFile` points it at
 // dist/tree-sitter/ (copied there by scripts/build.mjs), or at the package in node_modules when
 // running from a checkout whose dist has no copy. Loading is asynchronous (wasm instantiation);
 // parsing afterwards is synchronous, so `computeFix` stays synchronous once `loadPythonParser()`
-// has resolved.
+// has resolved (src/process/fixEngine.ts hands the engine `pythonParserNow`).
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Language, Parser, type Tree } from '@vscode/tree-sitter-wasm';
-import { findBuilt } from '../../util/distPaths';
+import type { PythonParser } from '../core/fixes/python/index';
+import { findBuilt } from './distPaths';
 
 const GRAMMAR = 'tree-sitter-python.wasm';
 const PACKAGE_WASM = join('node_modules', '@vscode', 'tree-sitter-wasm', 'wasm');
@@ -26,13 +28,13 @@ export function wasmDir(start: string = __dirname): string {
   throw new Error(`the Python grammar (${GRAMMAR}) was found neither in dist/tree-sitter/ nor in node_modules above ${start}: run \`npm run build\``);
 }
 
-let parser: Parser | null = null;
-let loading: Promise<void> | null = null;
+let parser: PythonParser | null = null;
+let loading: Promise<PythonParser> | null = null;
 let loadError: Error | null = null;
 
 /** Loads the runtime and the grammar (idempotent; concurrent calls share one load). */
-export function loadPythonParser(): Promise<void> {
-  if (parser) return Promise.resolve();
+export function loadPythonParser(): Promise<PythonParser> {
+  if (parser) return Promise.resolve(parser);
   loading ??= (async () => {
     try {
       const dir = wasmDir();
@@ -40,8 +42,9 @@ export function loadPythonParser(): Promise<void> {
       const language = await Language.load(readFileSync(join(dir, GRAMMAR)));
       const p = new Parser();
       p.setLanguage(language);
-      parser = p;
+      parser = { parse: (text) => parsed(p, text) };
       loadError = null;
+      return parser;
     } catch (e) {
       loadError = e as Error;
       loading = null; // a later call may try again (e.g. after a build)
@@ -51,19 +54,19 @@ export function loadPythonParser(): Promise<void> {
   return loading;
 }
 
-export function pythonParserReady(): boolean {
-  return parser !== null;
+/**
+ * The parser if it is loaded; otherwise it starts loading (a failed load is tried again) and answers
+ * null while it loads, or the Error of the last load that failed.
+ */
+export function pythonParserNow(): PythonParser | Error | null {
+  if (parser) return parser;
+  const err = loadError;
+  loadPythonParser().catch(() => undefined);
+  return err;
 }
 
-/** Why the parser is not available (null while loading or once loaded). */
-export function pythonParserError(): Error | null {
-  return loadError;
-}
-
-/** Parses Python source. The caller must `delete()` the tree. Throws if the parser is not loaded. */
-export function parsePython(text: string): Tree {
-  if (!parser) throw new Error('the Python parser is not loaded (await loadPythonParser() first)');
-  const tree = parser.parse(text);
+function parsed(p: Parser, text: string): Tree {
+  const tree = p.parse(text);
   if (!tree) throw new Error('Tree-sitter returned no tree');
   return tree;
 }

@@ -1,7 +1,7 @@
 // Finding the optimizer a script creates: `tf.train.sgd(0.1)` (any binding of tfjs, named imports
 // too), `new tf.AdamOptimizer(…)`, and Keras-style strings, `model.compile({ optimizer: 'adam' })`.
 import * as ts from 'typescript';
-import type { Finding } from '../analysis/finding';
+import type { Finding } from '../../analysis/finding';
 import { calleeName, dottedName, isTfMember, isTfNamespace, lineOf, walk, type TfBindings } from './ast';
 
 /** tf.train factory → its optimizer class. */

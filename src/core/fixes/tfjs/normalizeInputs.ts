@@ -14,11 +14,10 @@
 // are over axis 0 (the examples): a [batch, time, features] sequence is standardised per time step
 // and feature. Under `fit` they are computed once, over the whole training set.
 import * as ts from 'typescript';
-import type { Finding } from '../analysis/finding';
+import type { Finding } from '../../analysis/finding';
+import { NORMALIZE_EPSILON } from '../policy';
+import type { Outcome } from '../types';
 import { lineOf, type TfBindings } from './ast';
-import type { TextEdit } from './types';
-
-type Outcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
 
 const TRAIN_CALLS = ['fit', 'trainOnBatch'];
 // A custom loop's forward function is often a plain `predict(x)` / `forward(x)` / `model(x)`.
@@ -72,7 +71,7 @@ export function computeNormalizeInputs(sf: ts.SourceFile, b: TfBindings, _findin
   if (input.kind === 'done') return { ok: false, alreadyApplied: true, reason: 'the input of the training call is already standardised' };
   const x = input.arg.text;
   const start = input.arg.getStart(sf);
-  const newText = `${tf}.tidy(() => { const { mean, variance } = ${tf}.moments(${x}, 0); return ${x}.sub(mean).div(variance.sqrt().add(1e-8)); }) /* GradScope: standardised inputs */`;
+  const newText = `${tf}.tidy(() => { const { mean, variance } = ${tf}.moments(${x}, 0); return ${x}.sub(mean).div(variance.sqrt().add(${NORMALIZE_EPSILON})); }) /* GradScope: standardised inputs */`;
   return {
     ok: true,
     title: `Standardise the model's input ${x} where the script trains on it (line ${lineOf(sf, start)}): mean 0, std 1 per feature`,

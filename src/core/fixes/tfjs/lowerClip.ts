@@ -5,13 +5,12 @@
 // a const/let/var with a literal initializer — is lowered to the clip rule's (2 × the median early
 // global norm of the run), when that is below it.
 import * as ts from 'typescript';
-import type { Finding } from '../analysis/finding';
-import { calleeName, formatNumber, lineOf, walk } from './ast';
-import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from './clip';
+import type { Finding } from '../../analysis/finding';
+import type { FixContext, Outcome } from '../types';
+import { clipSitesOfRun, lowerClipCheck, lowerClipTarget } from '../policy';
+import { formatNumber } from '../text';
+import { calleeName, lineOf, walk } from './ast';
 import { findDeclaration, numericValue } from './lr';
-import type { FixContext, TextEdit } from './types';
-
-export type LowerClipOutcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
 
 /** The callee names taken for clipping wrappers: gradscopeClipByGlobalNorm, clipByGlobalNorm, withClipNorm … */
 const CLIP_WRAPPER = /clip\w*norm/i;
@@ -49,7 +48,7 @@ function clipSites(sf: ts.SourceFile): Site[] {
   return out;
 }
 
-export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixContext): LowerClipOutcome {
+export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixContext): Outcome {
   const all = clipSites(sf);
   const describe = (s: Site): string => `${s.name}(…) on line ${lineOf(sf, s.call.getStart(sf))}`;
   if (all.length === 0) {

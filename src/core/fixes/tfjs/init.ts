@@ -3,11 +3,9 @@
 // 'zeros'`), replacing whatever was there. A raw `tf.variable(tf.randomNormal([a, b], mean, std))`
 // gets He/Glorot's scale written from its visible shape.
 import * as ts from 'typescript';
-import type { Finding } from '../analysis/finding';
+import type { Finding } from '../../analysis/finding';
+import type { Outcome, TextEdit } from '../types';
 import { callsOnLine, calleeName, columnOf, findProperty, isPrimaryLike, isTfMember, isTfNamespace, lineOf, quoted, setPropertyEdits, walk, type Style, type TfBindings } from './ast';
-import type { TextEdit } from './types';
-
-export type InitOutcome = { ok: true; title: string; edits: TextEdit[] } | { ok: false; reason: string; alreadyApplied?: boolean };
 
 /** The weight initialiser properties of each tf.layers factory (kernel-like weights only). */
 const KERNEL_KEYS: Record<string, string[]> = {
@@ -162,7 +160,7 @@ function customInitEdits(sf: ts.SourceFile, add: ts.CallExpression, init: string
   return { edits, was: cur ? ellipsis(cur.getText(sf)) : 'the default' };
 }
 
-function customOutcome(r: { edits: TextEdit[]; was: string } | { reason: string }, title: (was: string) => string): InitOutcome {
+function customOutcome(r: { edits: TextEdit[]; was: string } | { reason: string }, title: (was: string) => string): Outcome {
   if ('reason' in r) {
     const already = r.reason.startsWith('already applied: ');
     return { ok: false, alreadyApplied: already || undefined, reason: already ? r.reason.slice('already applied: '.length) : r.reason };
@@ -170,7 +168,7 @@ function customOutcome(r: { edits: TextEdit[]; was: string } | { reason: string 
   return { ok: true, title: title(r.was), edits: r.edits };
 }
 
-export function computeInit(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding, scheme: 'he' | 'glorot'): InitOutcome {
+export function computeInit(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding, scheme: 'he' | 'glorot'): Outcome {
   const target = locate(sf, b, finding);
   if ('reason' in target) return { ok: false, reason: target.reason };
   const initName = scheme === 'he' ? 'heNormal' : 'glorotUniform';
@@ -218,7 +216,7 @@ function ellipsis(s: string): string {
 }
 
 /** He/Glorot scale for a raw variable drawn from tf.randomNormal/truncatedNormal/randomUniform with a visible shape. */
-function rawVariableInit(sf: ts.SourceFile, b: TfBindings, call: ts.CallExpression, scheme: 'he' | 'glorot'): InitOutcome {
+function rawVariableInit(sf: ts.SourceFile, b: TfBindings, call: ts.CallExpression, scheme: 'he' | 'glorot'): Outcome {
   const init = call.arguments[0];
   const where = `tf.variable on line ${lineOf(sf, call.getStart(sf))}`;
   if (
@@ -261,7 +259,7 @@ function rawVariableInit(sf: ts.SourceFile, b: TfBindings, call: ts.CallExpressi
   return { ok: true, title, edits };
 }
 
-export function computeZeroBias(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding): InitOutcome {
+export function computeZeroBias(sf: ts.SourceFile, b: TfBindings, style: Style, finding: Finding): Outcome {
   const target = locate(sf, b, finding);
   if ('reason' in target) return { ok: false, reason: target.reason };
   if (target.kind === 'variable') return rawBiasZeros(sf, b, finding);
@@ -289,7 +287,7 @@ export function computeZeroBias(sf: ts.SourceFile, b: TfBindings, style: Style, 
 }
 
 /** A raw layer's bias: the tf.variable named '<layer>/b' or '<layer>/bias', re-initialised as tf.zeros(shape). */
-function rawBiasZeros(sf: ts.SourceFile, b: TfBindings, finding: Finding): InitOutcome {
+function rawBiasZeros(sf: ts.SourceFile, b: TfBindings, finding: Finding): Outcome {
   const layer = finding.layer;
   let found: ts.CallExpression | null = null;
   walk(sf, (n) => {

@@ -2,7 +2,7 @@
 // API), the names a script binds TensorFlow.js to, calls on a line, the file's own style (indent,
 // quotes, semicolons), and minimal insertions into object literals. Pure: no Node, no vscode.
 import * as ts from 'typescript';
-import type { TextEdit } from './types';
+import type { TextEdit } from '../types';
 
 export function scriptKindOf(file: string): ts.ScriptKind {
   const f = file.toLowerCase();
@@ -304,16 +304,6 @@ export function columnOf(sf: ts.SourceFile, pos: number): number {
   return sf.getLineAndCharacterOfPosition(pos).character + 1;
 }
 
-/** A number written readably: 0.05 rather than 0.05000000000000001; 1e-7 stays in exponent form. */
-export function formatNumber(x: number, likeText?: string): string {
-  const v = Number(x.toPrecision(12));
-  if (likeText && /e/i.test(likeText) && v !== 0) {
-    const [m, e] = v.toExponential().split('e');
-    return `${Number(m)}e${Number(e)}`;
-  }
-  return String(v);
-}
-
 /** Whether an expression can take `.method()` or `/ 10` without parentheses. */
 export function isPrimaryLike(e: ts.Expression): boolean {
   return (
@@ -325,19 +315,4 @@ export function isPrimaryLike(e: ts.Expression): boolean {
     ts.isNumericLiteral(e) ||
     e.kind === ts.SyntaxKind.ThisKeyword
   );
-}
-
-export function applyEdits(text: string, edits: readonly TextEdit[]): string {
-  // From the end backwards, so earlier offsets stay valid; insertions at the same offset keep the
-  // order they were given in.
-  const sorted = edits.map((e, i) => ({ e, i })).sort((a, b) => b.e.start - a.e.start || b.e.end - a.e.end || b.i - a.i);
-  let out = text;
-  let limit = Infinity;
-  for (const { e } of sorted) {
-    if (e.start < 0 || e.end < e.start || e.end > text.length) throw new RangeError(`edit [${e.start}, ${e.end}) is outside the text (${text.length} characters)`);
-    if (e.end > limit) throw new RangeError(`edits overlap at ${e.start}`);
-    out = out.slice(0, e.start) + e.newText + out.slice(e.end);
-    limit = e.start;
-  }
-  return out;
 }
