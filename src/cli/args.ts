@@ -1,6 +1,7 @@
 // Command-line parsing for `gradscope`. GradScope's own flags may appear anywhere after the
 // sub-command; every other argument goes to the training script in order. After `--`, everything
 // goes to the script verbatim (for scripts that take a flag with the same name as ours).
+import { FINDING_KINDS, isFindingKind } from '../core/analysis/finding';
 
 export interface RunArgs {
   command: 'run';
@@ -210,8 +211,6 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   return out;
 }
 
-const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'];
-
 function parseFixArgs(rest: readonly string[]): CliArgs {
   const out: FixArgs = {
     command: 'fix',
@@ -232,7 +231,7 @@ function parseFixArgs(rest: readonly string[]): CliArgs {
       case '--finding': {
         const v = value();
         if (!v) throw new UsageError('--finding needs a kind');
-        if (!FINDING_KINDS.includes(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
+        if (!isFindingKind(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
         out.finding = v;
         return true;
       }

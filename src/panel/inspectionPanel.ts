@@ -12,7 +12,7 @@ import { SHOWN, shownText } from '../core/text';
 import type { RunExit, RunSession } from '../process/runSession';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
 import { buildReportHtml } from '../core/view/report';
-import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
+import { buildAppend, buildReplace, buildSnapshot, buildTensorDetail, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
@@ -87,6 +87,8 @@ export class InspectionPanel implements vscode.Disposable {
   private compare: PanelSnapshot['compare'] = null;
   private savedRuns: SavedRunRef[] = [];
   private sentStep = -1;
+  /** Heatmap columns the webview holds: past twice the store's view, the next batch is a `replace` (the host owns resolution). */
+  private heldColumns = 0;
   private snapshotPending = true;
   private sentTensors = 0;
   private sentFindings = '';
@@ -126,7 +128,7 @@ export class InspectionPanel implements vscode.Disposable {
   }
 
   /** What reached the webview so far (for tests and the log): `ready` seen, snapshots and appends posted. */
-  readonly sent = { ready: false, snapshots: 0, appends: 0, deltas: 0 };
+  readonly sent = { ready: false, snapshots: 0, appends: 0, replaces: 0 };
 
   /** Shows a run; a live run keeps updating until it ends. */
   show(source: PanelSource, reveal = true): void {
@@ -193,7 +195,7 @@ export class InspectionPanel implements vscode.Disposable {
     if (this.disposed || !this.ready) return;
     if (msg.type === 'snapshot') this.sent.snapshots++;
     else if (msg.type === 'append') this.sent.appends++;
-    else if (msg.type === 'delta') this.sent.deltas++;
+    else if (msg.type === 'replace') this.sent.replaces++;
     void this.panel.webview.postMessage(msg).then(undefined, (e: unknown) => this.host.log.warn(`panel: post failed: ${String(e)}`));
   }
 
@@ -245,6 +247,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.sentTensors = this.source.store.tensors.length;
     this.sentFindings = JSON.stringify(findings);
     this.sentShape = byOptimizerShape(snapshot);
+    this.heldColumns = snapshot.heatmap.steps.length;
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
     if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
@@ -268,7 +271,14 @@ export class InspectionPanel implements vscode.Disposable {
     const fj = JSON.stringify(findings);
     const changed = fj !== this.sentFindings;
     this.sentFindings = fj;
-    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? findings : null, this.optimizer);
+    const append = buildAppend(s.store, {
+      since: this.sentStep,
+      knownTensors: this.sentTensors,
+      header: this.header(),
+      metric: this.metric,
+      findings: changed ? findings : null,
+      optimizer: this.optimizer,
+    });
     // A second optimizer stepped (or a second one carried a loss): per-optimizer curves begin, and
     // the first one's reach back before the last append, so the webview gets them whole.
     if (byOptimizerShape(append) !== this.sentShape) {
@@ -277,7 +287,20 @@ export class InspectionPanel implements vscode.Disposable {
     }
     this.sentStep = s.store.lastStep;
     this.sentTensors = s.store.tensors.length;
-    this.post({ type: 'append', ...append });
+    this.heldColumns += append.heatmap.steps.length;
+    const { recentSteps, envelopeBuckets } = s.store.options;
+    // The store folded what the webview got column by column: its view is the store's again.
+    if (this.heldColumns > 2 * (recentSteps + envelopeBuckets) && append.tensors.length === 0) this.sendReplace(findings);
+    else this.post({ type: 'append', ...append });
+  }
+
+  private sendReplace(findings: Finding[]): void {
+    const s = this.source!;
+    const replace = buildReplace(s.store, { header: this.header(), metric: this.metric, findings, optimizer: this.optimizer });
+    this.sentStep = s.store.lastStep;
+    this.sentShape = byOptimizerShape(replace);
+    this.heldColumns = replace.heatmap.steps.length;
+    this.post({ type: 'replace', ...replace });
   }
 
   private async refreshSavedRuns(): Promise<void> {
@@ -322,12 +345,7 @@ export class InspectionPanel implements vscode.Disposable {
       case 'setHeatmapMetric':
         this.metric = msg.metric;
         if (!s) return;
-        {
-          const { optimizer: _shown, ...view } = buildView(s.store, this.metric, this.optimizer);
-          this.post({ type: 'delta', header: this.header(), ...view, findings: this.findings() });
-          this.sentShape = byOptimizerShape(view);
-        }
-        this.sentStep = s.store.lastStep;
+        this.sendReplace(this.findings());
         return;
       case 'goToLayer': {
         const f = s && this.findings().find((x) => x.id === msg.findingId);
