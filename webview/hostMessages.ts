@@ -11,6 +11,7 @@ import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src
 import { MAX_TEXT, clip } from '../src/core/text';
 import {
   HEATMAP_METRICS,
+  RUN_STATUSES,
   type HostToWebview,
   type PanelCurve,
   type PanelHeatmap,
@@ -22,13 +23,11 @@ import {
   type PanelTensor,
   type PanelTensorDetail,
   type PanelView,
-  type RunStatus,
 } from '../src/core/view/messages';
 
 const MAX_LIST = 100_000;
 const MAX_POINTS = 5_000_000;
 const MAX_CELLS = 50_000_000;
-const STATUSES: readonly RunStatus[] = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost', 'saved'];
 const WARNING_LEVELS: readonly RunWarningLevel[] = ['warning', 'info'];
 const MAX_WARNINGS = 200;
 
@@ -89,7 +88,7 @@ function header(v: unknown): PanelRunHeader {
     backend: strOrNull(own(o, 'backend'), 'header.backend'),
     device: strOrNull(own(o, 'device'), 'header.device'),
     backendReason: strOrNull(own(o, 'backendReason') ?? null, 'header.backendReason'),
-    status: oneOf(own(o, 'status'), STATUSES, 'header.status'),
+    status: oneOf(own(o, 'status'), RUN_STATUSES, 'header.status'),
     statusMessage: str(own(o, 'statusMessage') ?? '', 'header.statusMessage'),
     // −1 before the first step of a live run.
     step: own(o, 'step') === -1 ? -1 : int(own(o, 'step'), 'header.step'),

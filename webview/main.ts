@@ -13,6 +13,7 @@ import {
   type PanelTensor,
   type PanelTensorDetail,
   type PanelView,
+  type RunStatus,
   type WebviewToHost,
 } from '../src/core/view/messages';
 import { applyFont } from './charts/chartSetup';
@@ -120,7 +121,7 @@ const $ = <T extends HTMLElement>(id: string): T => {
   return el as T;
 };
 
-const STATUS_TEXT: Record<string, string> = {
+const STATUS_TEXT: Record<RunStatus, string> = {
   starting: 'Starting',
   running: 'Running',
   completed: 'Completed',

@@ -8,7 +8,9 @@ import type { OptimizerMode, SourceLocation } from '../protocol/messages';
 import type { RunWarning } from '../report/warnings';
 import { MAX_TEXT } from '../text';
 
-export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'probe-lost' | 'saved';
+/** A run's status as the panel's header shows it, declared once (the webview validates against it). */
+export const RUN_STATUSES = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost', 'saved'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface PanelTensor {
   id: number;
