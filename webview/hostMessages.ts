@@ -60,6 +60,8 @@ function wireFloats(v: unknown, what: string, max: number): WireFloat[] {
   return values as WireFloat[];
 }
 
+const wireFloat = (v: unknown, what: string): WireFloat => (isWireFloat(v) ? v : fail(what));
+
 export function parseCurve(v: unknown, what = 'curve'): PanelCurve {
   const o = obj(v, what);
   const steps = arr(own(o, 'steps'), `${what}.steps`, MAX_POINTS);
@@ -273,9 +275,9 @@ export function parseDetail(v: unknown): PanelTensorDetail {
     const so = obj(s, 'stats');
     stats = {
       step: int(own(so, 'step'), 'stats.step'),
-      mean: num(own(so, 'mean'), 'stats.mean'),
-      std: num(own(so, 'std'), 'stats.std'),
-      zeroFrac: num(own(so, 'zeroFrac'), 'stats.zeroFrac'),
+      mean: wireFloat(own(so, 'mean'), 'stats.mean'),
+      std: wireFloat(own(so, 'std'), 'stats.std'),
+      zeroFrac: wireFloat(own(so, 'zeroFrac'), 'stats.zeroFrac'),
     };
   }
   return { tensorId: int(own(o, 'tensorId'), 'detail.tensorId'), histograms, thumbnail, stats };

@@ -599,7 +599,10 @@ class Panel {
     $('gs-hist').hidden = rows.length === 0;
     $('gs-thumb').hidden = th === null;
     const s = detail?.stats;
-    stats.textContent = s ? `step ${s.step}: mean ${formatNumber(s.mean)}, std ${formatNumber(s.std)}, zeros ${(s.zeroFrac * 100).toFixed(1)}%` : '';
+    const zeros = s ? decodeFloat(s.zeroFrac, NaN, NaN) : NaN;
+    stats.textContent = s
+      ? `step ${s.step}: mean ${formatNumber(s.mean)}, std ${formatNumber(s.std)}, zeros ${Number.isFinite(zeros) ? `${(zeros * 100).toFixed(1)}%` : formatNumber(zeros)}`
+      : '';
   }
 
   // ---- findings -----------------------------------------------------------------------------

@@ -59,7 +59,8 @@ export interface PanelTensorDetail {
   histograms: PanelHistogramRow[];
   /** Latest thumbnail of |g| at or before the selected step (values through the float codec). */
   thumbnail: { step: number; rows: number; cols: number; values: WireFloat[] } | null;
-  stats: { step: number; mean: number; std: number; zeroFrac: number } | null;
+  /** The latest detail's moments (through the float codec: a gradient of NaN has a NaN mean). */
+  stats: { step: number; mean: WireFloat; std: WireFloat; zeroFrac: WireFloat } | null;
 }
 
 export interface PanelRunHeader {

@@ -303,7 +303,7 @@ export function buildTensorDetail(store: RunStore, tensorId: number, step: numbe
     tensorId,
     histograms,
     thumbnail: chosen ? { step: chosen.step, rows: chosen.thumbRows, cols: chosen.thumbCols, values: Array.from(chosen.thumb, encodeFloat) } : null,
-    stats: statsFrom ? { step: statsFrom.step, mean: statsFrom.mean, std: statsFrom.std, zeroFrac: statsFrom.zeroFrac } : null,
+    stats: statsFrom ? { step: statsFrom.step, mean: encodeFloat(statsFrom.mean), std: encodeFloat(statsFrom.std), zeroFrac: encodeFloat(statsFrom.zeroFrac) } : null,
   };
 }
 

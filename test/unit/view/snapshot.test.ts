@@ -7,6 +7,7 @@ import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerSh
 import type { HeatmapMetric, PanelCurve, PanelRunHeader } from '../../../src/core/view/messages';
 import type { WireName } from '../../../src/core/protocol/float';
 import { absentRun, absentRunMessages } from '../support/absentRun';
+import { parseDetail } from '../../../webview/hostMessages';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const tensor = (id: number, layer: string, name: string) => ({ id, name: `${layer}/${name}`, layer, layerType: 'Dense', shape: [2, 2], source: null });
@@ -158,6 +159,30 @@ describe('panel snapshot', () => {
     assert.equal(d.histograms.length, 1);
     assert.equal(d.stats?.zeroFrac, 0.5);
     assert.equal(buildTensorDetail(s, 0, 1).thumbnail, null, 'no thumbnail before its step');
+  });
+});
+
+describe('non-finite values in a tensor detail', () => {
+  it('a NaN gradient’s moments and thumbnail travel through the float codec, and the webview takes them', () => {
+    const s = storeWith(1, () => 1);
+    s.ingest({
+      type: 'detail',
+      step: 0,
+      tensorId: 0,
+      mean: NaN,
+      std: NaN,
+      zeroFrac: 0,
+      histLo: -20,
+      histHi: 12,
+      hist: new Uint32Array(32),
+      thumbRows: 1,
+      thumbCols: 2,
+      thumb: Float32Array.from([NaN, Infinity]),
+    });
+    const d = buildTensorDetail(s, 0, null);
+    assert.deepEqual(d.stats, { step: 0, mean: 'NaN', std: 'NaN', zeroFrac: 0 });
+    assert.deepEqual(d.thumbnail?.values, ['NaN', 'Inf']);
+    assert.deepEqual(parseDetail(JSON.parse(JSON.stringify(d))), d);
   });
 });
 
