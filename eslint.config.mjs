@@ -22,7 +22,7 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 /** src/core files that read or write files (run files on disk), or hash (the report's CSP). */
 const CORE_NODE_FILES = ['src/core/store/runFile.ts', 'src/core/view/report.ts'];
 /** What the webview may import from outside webview/ (all type-only or plain data on the host side). */
-const WEBVIEW_SHARED = ['src/core/analysis/finding', 'src/core/protocol/messages', 'src/core/report/warnings', 'src/core/text', 'src/core/view/messages'];
+const WEBVIEW_SHARED = ['src/core/analysis/finding', 'src/core/protocol/float', 'src/core/protocol/messages', 'src/core/report/warnings', 'src/core/text', 'src/core/view/messages'];
 const WEBVIEW_PACKAGES = ['chart.js'];
 /** src/panel files that run only in the extension host (the view code they share with the CLI is in src/core/view). */
 const PANEL_HOST_FILES = ['src/panel/inspectionPanel.ts'];

@@ -84,7 +84,7 @@ async function panelBundle(ref = null) {
  * in issue 12, polled the render counter with setTimeout(0) after a postMessage: Chrome clamps
  * nested timers to 4 ms, so that method could not report less than about 4 ms.)
  */
-async function panelAppends(browser, code, { layers, count }) {
+async function panelAppends(browser, code, { layers, count, legacyWire = false }) {
   const page = await browser.newPage({ viewport: { width: 1200, height: 1400 } });
   try {
     const errors = [];
@@ -93,6 +93,10 @@ async function panelAppends(browser, code, { layers, count }) {
     const snap = explodingSnapshot({ steps: 4096, layers, explodeAt: 3000, infAt: 4000, nanAt: 4050, findings: true });
     const appends = [];
     for (let i = 0; i < count; i++) appends.push(appendMessage(snap, 4095 + 2 * i, 2, (li, s) => -1 + Math.sin(s + li)));
+    if (legacyWire) {
+      legacyCurves(snap);
+      appends.forEach((a) => legacyCurves(a));
+    }
     const snapshotMs = await page.evaluate(
       (j) => {
         const data = JSON.parse(j);
@@ -274,13 +278,43 @@ async function chartParts(browser, { layers, steps }) {
   }
 }
 
+/**
+ * A message's curves as hosts before the one float codec (src/core/protocol/float.ts, issue 16) sent
+ * them: non-finite and absent points as null, listed by index in `nan`, `inf` and `absent`.
+ */
+function legacyCurves(m) {
+  const curve = (c) => {
+    const lists = { nan: [], inf: [], absent: [] };
+    c.values = c.values.map((v, i) => {
+      if (typeof v === 'number' || v === null) return v;
+      lists[v === 'NaN' ? 'nan' : v === 'absent' ? 'absent' : 'inf'].push(i);
+      return null;
+    });
+    for (const [k, list] of Object.entries(lists)) if (list.length > 0) c[k] = list;
+  };
+  for (const k of ['globalNorm', 'loss']) if (m[k]) curve(m[k]);
+  for (const c of Object.values(m.layerNorms ?? {})) curve(c);
+  for (const o of m.byOptimizer ?? []) [o.globalNorm, o.loss].filter(Boolean).forEach(curve);
+  if (m.compare) curve(m.compare.globalNorm);
+}
+
+/** Whether a commit's webview reads the one float codec (else it gets legacyCurves' messages). */
+function hasFloatCodec(ref) {
+  try {
+    execFileSync('git', ['cat-file', '-e', `${ref}:src/core/protocol/float.ts`], { cwd: ROOT, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The whole panel: the current tree, and `before` (a git commit) in alternating rounds when asked. */
 async function wholePanel(browser, { layers, appendCount, rounds, before }) {
-  const variants = [{ name: 'now', code: await panelBundle() }];
-  if (before) variants.push({ name: `before (${before})`, code: await panelBundle(before) });
+  const variants = [{ name: 'now', code: await panelBundle(), legacyWire: false }];
+  if (before) variants.push({ name: `before (${before})`, code: await panelBundle(before), legacyWire: !hasFloatCodec(before) });
   const runs = new Map(variants.map((v) => [v.name, []]));
   for (let round = 0; round < rounds; round++)
-    for (const v of round % 2 ? [...variants].reverse() : variants) runs.get(v.name).push(await panelAppends(browser, v.code, { layers, count: appendCount }));
+    for (const v of round % 2 ? [...variants].reverse() : variants) runs.get(v.name).push(await panelAppends(browser, v.code, { layers, count: appendCount, legacyWire: v.legacyWire }));
   return variants.map((v) => {
     const rs = runs.get(v.name);
     const sync = rs.flatMap((r) => r.sync);

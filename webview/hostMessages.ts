@@ -4,32 +4,30 @@
 // One exception to "dropped": a string longer than MAX_TEXT is cut, not refused. Names and messages
 // come from the user's run (a 250-block model's dead-units message is 4,500 characters), and one long
 // string must not blank the whole panel or report.
-import { REMEDY_IDS, type Finding, type Remedy, type Severity } from '../src/core/analysis/finding';
+import { REMEDY_IDS, SEVERITIES, type Finding, type Remedy } from '../src/core/analysis/finding';
+import { isWireFloat, type WireFloat } from '../src/core/protocol/float';
 import { OPTIMIZER_MODES, type SourceLocation } from '../src/core/protocol/messages';
 import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src/core/report/warnings';
 import { MAX_TEXT, clip } from '../src/core/text';
-import type {
-  HeatmapMetric,
-  HostToWebview,
-  PanelCurve,
-  PanelHeatmap,
-  PanelHistogramRow,
-  PanelOptimizer,
-  PanelOptimizerCurves,
-  PanelRunHeader,
-  PanelSnapshot,
-  PanelTensor,
-  PanelTensorDetail,
-  PanelView,
-  RunStatus,
+import {
+  HEATMAP_METRICS,
+  RUN_STATUSES,
+  type HostToWebview,
+  type PanelCurve,
+  type PanelHeatmap,
+  type PanelHistogramRow,
+  type PanelOptimizer,
+  type PanelOptimizerCurves,
+  type PanelRunHeader,
+  type PanelSnapshot,
+  type PanelTensor,
+  type PanelTensorDetail,
+  type PanelView,
 } from '../src/core/view/messages';
 
 const MAX_LIST = 100_000;
 const MAX_POINTS = 5_000_000;
 const MAX_CELLS = 50_000_000;
-const METRICS: readonly HeatmapMetric[] = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'];
-const STATUSES: readonly RunStatus[] = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost', 'saved'];
-const SEVERITIES: readonly Severity[] = ['error', 'warning', 'info'];
 const WARNING_LEVELS: readonly RunWarningLevel[] = ['warning', 'info'];
 const MAX_WARNINGS = 200;
 
@@ -55,45 +53,33 @@ function source(v: unknown): SourceLocation | null {
   return { file: str(own(o, 'file'), 'source.file'), line: int(own(o, 'line'), 'source.line'), column: int(own(o, 'column'), 'source.column') };
 }
 
-function indexList(v: unknown, n: number, what: string): number[] | undefined {
-  if (v === undefined) return undefined;
-  return arr(v, what, MAX_POINTS).map((i) => {
-    const k = int(i, what);
-    return k < n ? k : fail(what);
-  });
+/** A list of wire floats (protocol/float.ts): finite numbers, the names of NaN/±Inf/absent, or null. */
+function wireFloats(v: unknown, what: string, max: number): WireFloat[] {
+  const values = arr(v, what, max);
+  for (const x of values) if (!isWireFloat(x)) fail(what);
+  return values as WireFloat[];
 }
+
+const wireFloat = (v: unknown, what: string): WireFloat => (isWireFloat(v) ? v : fail(what));
 
 export function parseCurve(v: unknown, what = 'curve'): PanelCurve {
   const o = obj(v, what);
   const steps = arr(own(o, 'steps'), `${what}.steps`, MAX_POINTS);
-  const values = arr(own(o, 'values'), `${what}.values`, MAX_POINTS);
+  const values = wireFloats(own(o, 'values'), `${what}.values`, MAX_POINTS);
   if (steps.length !== values.length) fail(`${what}: steps and values differ in length`);
   for (const s of steps) if (typeof s !== 'number' || !Number.isFinite(s)) fail(`${what}.steps`);
-  for (const x of values) if (x !== null && (typeof x !== 'number' || !Number.isFinite(x))) fail(`${what}.values`);
-  const out: PanelCurve = { steps: steps as number[], values: values as (number | null)[] };
-  const nan = indexList(own(o, 'nan'), steps.length, `${what}.nan`);
-  const inf = indexList(own(o, 'inf'), steps.length, `${what}.inf`);
-  const absent = indexList(own(o, 'absent'), steps.length, `${what}.absent`);
-  if (nan) out.nan = nan;
-  if (inf) out.inf = inf;
-  if (absent) out.absent = absent;
-  return out;
+  return { steps: steps as number[], values };
 }
 
 export function parseHeatmap(v: unknown): PanelHeatmap {
   const o = obj(v, 'heatmap');
-  const metric = oneOf(own(o, 'metric'), METRICS, 'heatmap.metric');
+  const metric = oneOf(own(o, 'metric'), HEATMAP_METRICS, 'heatmap.metric');
   const layers = arr(own(o, 'layers'), 'heatmap.layers').map((l) => str(l, 'heatmap.layers'));
   const steps = arr(own(o, 'steps'), 'heatmap.steps', MAX_POINTS);
   for (const s of steps) if (typeof s !== 'number' || !Number.isFinite(s)) fail('heatmap.steps');
-  const values = arr(own(o, 'values'), 'heatmap.values', MAX_CELLS);
+  const values = wireFloats(own(o, 'values'), 'heatmap.values', MAX_CELLS);
   if (values.length !== layers.length * steps.length) fail('heatmap: values is not layers × steps');
-  for (const x of values) {
-    if (typeof x === 'number') {
-      if (!Number.isFinite(x)) fail('heatmap.values');
-    } else if (x !== null && x !== 'NaN' && x !== 'Inf' && x !== '-Inf' && x !== 'absent') fail('heatmap.values');
-  }
-  return { metric, layers, steps: steps as number[], values: values as PanelHeatmap['values'] };
+  return { metric, layers, steps: steps as number[], values };
 }
 
 function header(v: unknown): PanelRunHeader {
@@ -104,7 +90,7 @@ function header(v: unknown): PanelRunHeader {
     backend: strOrNull(own(o, 'backend'), 'header.backend'),
     device: strOrNull(own(o, 'device'), 'header.device'),
     backendReason: strOrNull(own(o, 'backendReason') ?? null, 'header.backendReason'),
-    status: oneOf(own(o, 'status'), STATUSES, 'header.status'),
+    status: oneOf(own(o, 'status'), RUN_STATUSES, 'header.status'),
     statusMessage: str(own(o, 'statusMessage') ?? '', 'header.statusMessage'),
     // −1 before the first step of a live run.
     step: own(o, 'step') === -1 ? -1 : int(own(o, 'step'), 'header.step'),
@@ -211,14 +197,14 @@ function byOptimizer(v: unknown): PanelOptimizerCurves[] {
   });
 }
 
-/** One optimizer's view, as the HTML report embeds them for its picker. */
+/** One optimizer's view (buildView): the charts of a snapshot, an append or a replace, and each view the HTML report embeds for its picker. */
 export function parseView(v: unknown): PanelView {
   const o = obj(v, 'view');
   const sel = own(o, 'optimizer');
   return {
     optimizer: sel === null || sel === undefined ? null : int(sel, 'view.optimizer'),
-    globalNorm: parseCurve(own(o, 'globalNorm'), 'view.globalNorm'),
-    loss: parseCurve(own(o, 'loss'), 'view.loss'),
+    globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
+    loss: parseCurve(own(o, 'loss'), 'loss'),
     byOptimizer: byOptimizer(own(o, 'byOptimizer')),
     layerNorms: layerNorms(own(o, 'layerNorms')),
     heatmap: parseHeatmap(own(o, 'heatmap')),
@@ -246,18 +232,12 @@ export function parseSnapshot(v: unknown): PanelSnapshot {
     const c = obj(cmp, 'compare');
     compare = { runId: str(own(c, 'runId'), 'compare.runId'), label: str(own(c, 'label'), 'compare.label'), globalNorm: parseCurve(own(c, 'globalNorm'), 'compare.globalNorm') };
   }
-  const sel = own(o, 'optimizer');
   return {
     header: header(own(o, 'header')),
     optimizers: optimizers(own(o, 'optimizers')),
-    optimizer: sel === null || sel === undefined ? null : int(sel, 'optimizer'),
     tensors: arr(own(o, 'tensors'), 'tensors').map(tensor),
     layers: arr(own(o, 'layers'), 'layers').map((l) => str(l, 'layers')),
-    globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
-    loss: parseCurve(own(o, 'loss'), 'loss'),
-    byOptimizer: byOptimizer(own(o, 'byOptimizer')),
-    layerNorms: layerNorms(own(o, 'layerNorms')),
-    heatmap: parseHeatmap(own(o, 'heatmap')),
+    ...parseView(o),
     findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
     compare,
     savedRuns: arr(own(o, 'savedRuns') ?? [], 'savedRuns', 1000).map((r) => {
@@ -285,10 +265,9 @@ export function parseDetail(v: unknown): PanelTensorDetail {
     const rows = int(own(to, 'rows'), 'thumbnail.rows');
     const cols = int(own(to, 'cols'), 'thumbnail.cols');
     if (rows > 256 || cols > 256) fail('thumbnail too large');
-    const values = arr(own(to, 'values'), 'thumbnail.values', 65536);
+    const values = wireFloats(own(to, 'values'), 'thumbnail.values', 65536);
     if (values.length !== rows * cols) fail('thumbnail.values');
-    // Non-finite |g| arrives as null (JSON) and is drawn in the NaN colour.
-    thumbnail = { step: int(own(to, 'step'), 'thumbnail.step'), rows, cols, values: values.map((x) => (x === null ? NaN : num(x, 'thumbnail.values'))) };
+    thumbnail = { step: int(own(to, 'step'), 'thumbnail.step'), rows, cols, values };
   }
   const s = own(o, 'stats');
   let stats: PanelTensorDetail['stats'] = null;
@@ -296,9 +275,9 @@ export function parseDetail(v: unknown): PanelTensorDetail {
     const so = obj(s, 'stats');
     stats = {
       step: int(own(so, 'step'), 'stats.step'),
-      mean: num(own(so, 'mean'), 'stats.mean'),
-      std: num(own(so, 'std'), 'stats.std'),
-      zeroFrac: num(own(so, 'zeroFrac'), 'stats.zeroFrac'),
+      mean: wireFloat(own(so, 'mean'), 'stats.mean'),
+      std: wireFloat(own(so, 'std'), 'stats.std'),
+      zeroFrac: wireFloat(own(so, 'zeroFrac'), 'stats.zeroFrac'),
     };
   }
   return { tensorId: int(own(o, 'tensorId'), 'detail.tensorId'), histograms, thumbnail, stats };
@@ -312,27 +291,14 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
     switch (type) {
       case 'snapshot':
         return { type, snapshot: parseSnapshot(own(o, 'snapshot')) };
-      case 'delta':
-        return {
-          type,
-          header: header(own(o, 'header')),
-          globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
-          loss: parseCurve(own(o, 'loss'), 'loss'),
-          byOptimizer: byOptimizer(own(o, 'byOptimizer')),
-          layerNorms: layerNorms(own(o, 'layerNorms')),
-          heatmap: parseHeatmap(own(o, 'heatmap')),
-          findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
-        };
+      case 'replace':
+        return { type, ...parseView(o), header: header(own(o, 'header')), findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding) };
       case 'append': {
         const f = own(o, 'findings');
         return {
           type,
+          ...parseView(o),
           header: header(own(o, 'header')),
-          globalNorm: parseCurve(own(o, 'globalNorm'), 'globalNorm'),
-          loss: parseCurve(own(o, 'loss'), 'loss'),
-          byOptimizer: byOptimizer(own(o, 'byOptimizer')),
-          layerNorms: layerNorms(own(o, 'layerNorms')),
-          heatmap: parseHeatmap(own(o, 'heatmap')),
           tensors: arr(own(o, 'tensors') ?? [], 'tensors').map(tensor),
           layers: arr(own(o, 'layers') ?? [], 'layers').map((l) => str(l, 'layers')),
           findings: f === null || f === undefined ? null : arr(f, 'findings', 1000).map(parseFinding),

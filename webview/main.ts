@@ -1,10 +1,21 @@
 // The inspection panel. Runs inside the VS Code webview (acquireVsCodeApi present: `ready`
-// handshake, one snapshot, then batched deltas) or standalone in an exported HTML report (the
+// handshake, one snapshot, then batched appends) or standalone in an exported HTML report (the
 // snapshot is embedded as JSON in <script type="application/json" id="gradscope-data">, and the
 // controls that need the extension are hidden). Everything the host sends is validated first.
 import '../media/panel.css';
-import type { Finding } from '../src/core/analysis/finding';
-import type { HeatmapMetric, HostToWebview, PanelSnapshot, PanelTensor, PanelTensorDetail, PanelView, WebviewToHost } from '../src/core/view/messages';
+import { severityRank, type Finding } from '../src/core/analysis/finding';
+import { decodeFloat, formatNumber } from '../src/core/protocol/float';
+import {
+  HEATMAP_METRICS,
+  type HeatmapMetric,
+  type HostToWebview,
+  type PanelSnapshot,
+  type PanelTensor,
+  type PanelTensorDetail,
+  type PanelView,
+  type RunStatus,
+  type WebviewToHost,
+} from '../src/core/view/messages';
 import { applyFont } from './charts/chartSetup';
 import { renderHeatmap, type HeatmapCell, type HeatmapHandle } from './charts/heatmap';
 import { renderHistogramOverTime, type ChartHandle, type HistogramOptions, type HistogramRow } from './charts/histogram';
@@ -13,7 +24,7 @@ import { readPalette, type Palette } from './charts/theme';
 import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
 import { parseDetail, parseHostMessage, tryParseView } from './hostMessages';
 import { findingDisplay, headerDisplay, optimizerOption, shownName, tensorOption, warningDisplay } from './display';
-import { applyAppend, applyReplace, applyView, boundedModel, type Curve, type PanelModel } from './model';
+import { applyAppend, applyReplace, applyView, modelFromSnapshot, type Curve, type PanelModel } from './model';
 import type { ShownText } from '../src/core/text';
 
 interface VsCodeApi {
@@ -36,12 +47,14 @@ interface ViewState {
   optimizer?: number | null;
 }
 
-const METRICS: { id: HeatmapMetric; label: string; value: string }[] = [
-  { id: 'norm', label: 'log10 ‖g‖', value: 'log10 ‖g‖' },
-  { id: 'maxAbs', label: 'max |g|', value: 'log10 max|g|' },
-  { id: 'updateRatio', label: 'update / weight', value: 'log10 ‖Δw‖/‖w‖' },
-  { id: 'zeroFrac', label: 'zero fraction', value: 'zero fraction' },
-];
+/** Each heatmap metric's radio label and colour-bar title (a metric added to HEATMAP_METRICS must get its own). */
+const METRIC_LABELS: Record<HeatmapMetric, { label: string; value: string }> = {
+  norm: { label: 'log10 ‖g‖', value: 'log10 ‖g‖' },
+  maxAbs: { label: 'max |g|', value: 'log10 max|g|' },
+  updateRatio: { label: 'update / weight', value: 'log10 ‖Δw‖/‖w‖' },
+  zeroFrac: { label: 'zero fraction', value: 'zero fraction' },
+};
+const METRICS = HEATMAP_METRICS.map((id) => ({ id, ...METRIC_LABELS[id] }));
 
 const TEMPLATE = `
 <header class="gs-header">
@@ -108,7 +121,7 @@ const $ = <T extends HTMLElement>(id: string): T => {
   return el as T;
 };
 
-const STATUS_TEXT: Record<string, string> = {
+const STATUS_TEXT: Record<RunStatus, string> = {
   starting: 'Starting',
   running: 'Running',
   completed: 'Completed',
@@ -223,7 +236,7 @@ class Panel {
         this.bump();
         break;
       }
-      case 'delta': {
+      case 'replace': {
         if (!this.model) return;
         applyReplace(this.model, msg);
         this.renderHeader();
@@ -255,7 +268,7 @@ class Panel {
   private snapshot(s: PanelSnapshot): void {
     // Another run: its optimizers are other ones.
     if (this.state.runId !== undefined && this.state.runId !== null && this.state.runId !== s.header.runId) this.state.optimizer = null;
-    this.model = boundedModel(s);
+    this.model = modelFromSnapshot(s);
     if (!this.api) {
       const { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap } = s;
       this.allView = { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap };
@@ -573,7 +586,9 @@ class Panel {
       this.hist?.dispose();
       this.hist = null;
     }
-    const th = detail?.thumbnail ?? null;
+    const wire = detail?.thumbnail ?? null;
+    // NaN and ±Inf |g| keep their colours; the thumbnail has no absent or empty pixel (drawn as NaN if one came).
+    const th = wire && { ...wire, values: wire.values.map((v) => decodeFloat(v, NaN, NaN)) };
     if (th) {
       if (this.thumb) this.thumb.update(th, { palette: this.palette });
       else this.thumb = renderThumbnail($('gs-thumb'), th, { palette: this.palette });
@@ -584,7 +599,10 @@ class Panel {
     $('gs-hist').hidden = rows.length === 0;
     $('gs-thumb').hidden = th === null;
     const s = detail?.stats;
-    stats.textContent = s ? `step ${s.step}: mean ${fmt(s.mean)}, std ${fmt(s.std)}, zeros ${(s.zeroFrac * 100).toFixed(1)}%` : '';
+    const zeros = s ? decodeFloat(s.zeroFrac, NaN, NaN) : NaN;
+    stats.textContent = s
+      ? `step ${s.step}: mean ${formatNumber(s.mean)}, std ${formatNumber(s.std)}, zeros ${Number.isFinite(zeros) ? `${(zeros * 100).toFixed(1)}%` : formatNumber(zeros)}`
+      : '';
   }
 
   // ---- findings -----------------------------------------------------------------------------
@@ -607,8 +625,7 @@ class Panel {
       list.append(li);
       return;
     }
-    const order = { error: 0, warning: 1, info: 2 } as const;
-    for (const f of [...m.findings].sort((a, b) => order[a.severity] - order[b.severity] || a.step - b.step)) list.append(this.findingItem(f));
+    for (const f of [...m.findings].sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || a.step - b.step)) list.append(this.findingItem(f));
   }
 
   private findingItem(f: Finding): HTMLElement {
@@ -639,7 +656,7 @@ class Panel {
         show(dt, key);
         const dd = document.createElement('dd');
         if (v === null) dd.textContent = '—';
-        else if (typeof v === 'number') dd.textContent = fmt(v);
+        else if (typeof v === 'number') dd.textContent = formatNumber(v);
         else show(dd, v);
         row.append(dt, dd);
         dl.append(row);
@@ -707,12 +724,6 @@ function button(label: string, cls: string, onClick: () => void): HTMLButtonElem
   b.textContent = label;
   b.addEventListener('click', onClick);
   return b;
-}
-
-function fmt(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : Number(v.toPrecision(4)).toString();
 }
 
 function isViewState(v: unknown): v is ViewState {

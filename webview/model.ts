@@ -1,6 +1,8 @@
-// The panel's data: the snapshot decoded into typed, appendable series (non-finite values restored
-// from the null + index lists of the wire), and the merge of a delta into it.
+// The panel's data: the snapshot decoded into typed, appendable series (values through the one float
+// codec, protocol/float.ts), and the merge of an append or a replace into it. The host owns
+// resolution (it sends a `replace` when its store folded what the webview holds): nothing is folded here.
 import type { Finding } from '../src/core/analysis/finding';
+import { decodeFloat } from '../src/core/protocol/float';
 import type {
   HeatmapMetric,
   HostToWebview,
@@ -56,28 +58,15 @@ const decodeOptimizerCurves = (c: PanelOptimizerCurves): OptimizerCurves => ({
   loss: c.loss ? decodeCurve(c.loss) : null,
 });
 
-/**
- * Decodes a wire curve: null at an index listed in `nan` is NaN, in `inf` +Inf, in `absent` a GAP
- * (no gradient there: the line breaks); other nulls are dropped.
- */
+/** Decodes a wire curve after `afterStep`: NaN and ±Inf restored, `absent` a GAP (the line breaks); null points dropped. */
 export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: [] }, afterStep = -Infinity): Curve {
-  // Most curves of a live append have no non-finite point: no sets to build then.
-  const nan = c.nan?.length ? new Set(c.nan) : null;
-  const inf = c.inf?.length ? new Set(c.inf) : null;
-  const absent = c.absent?.length ? new Set(c.absent) : null;
   for (let i = 0; i < c.steps.length; i++) {
     const s = c.steps[i];
     if (!(s > afterStep)) continue;
     const v = c.values[i];
-    let x: number;
-    if (v === null || v === undefined) {
-      if (nan?.has(i)) x = NaN;
-      else if (inf?.has(i)) x = Infinity;
-      else if (absent?.has(i)) x = GAP;
-      else continue;
-    } else x = v;
+    if (v === null) continue;
     into.steps.push(s);
-    into.values.push(x);
+    into.values.push(typeof v === 'number' ? v : decodeFloat(v, GAP, GAP));
     afterStep = s;
   }
   return into;
@@ -85,14 +74,7 @@ export function decodeCurve(c: PanelCurve, into: Curve = { steps: [], values: []
 
 const lastStep = (c: Curve): number => (c.steps.length > 0 ? c.steps[c.steps.length - 1] : -Infinity);
 
-export function cellValue(v: PanelHeatmap['values'][number]): number {
-  if (v === null || v === undefined) return MISSING;
-  if (v === 'NaN') return NaN;
-  if (v === 'Inf') return Infinity;
-  if (v === '-Inf') return -Infinity;
-  if (v === 'absent') return ABSENT;
-  return v;
-}
+export const cellValue = (v: PanelHeatmap['values'][number]): number => decodeFloat(v ?? null, ABSENT, MISSING);
 
 /** Builds a matrix from a wire heatmap, keeping only the columns after `afterStep`. */
 function appendHeatmap(m: HeatmapMatrix, h: PanelHeatmap, rowOf: (layer: string) => number): void {
@@ -147,42 +129,6 @@ export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
   };
 }
 
-/** Builds the model and bounds it (a saved run may hold more than the webview keeps). */
-export function boundedModel(s: PanelSnapshot): PanelModel {
-  const m = modelFromSnapshot(s);
-  bound(m);
-  return m;
-}
-
-/** Bounds of the webview's own copy: beyond them, old points/columns are folded pairwise (max, NaN winning). */
-export const LIMITS = { globalPoints: 65_536, layerPoints: 8_192, heatmapColumns: 65_536 };
-
-/** Halves a curve: each pair of points becomes the larger one (NaN winning), at its own step. */
-export function foldCurve(c: Curve): void {
-  const n = c.steps.length;
-  let k = 0;
-  for (let i = 0; i < n; i += 2) {
-    let j = i;
-    if (i + 1 < n) {
-      const a = c.values[i];
-      const b = c.values[i + 1];
-      j = a !== a ? i : b !== b ? i + 1 : b > a ? i + 1 : i;
-    }
-    c.steps[k] = c.steps[j];
-    c.values[k] = c.values[j];
-    k++;
-  }
-  c.steps.length = k;
-  c.values.length = k;
-}
-
-function bound(model: PanelModel): void {
-  const globals = [model.globalNorm, model.loss, ...model.byOptimizer.flatMap((o) => (o.loss ? [o.globalNorm, o.loss] : [o.globalNorm]))];
-  for (const c of globals) while (c.steps.length > LIMITS.globalPoints) foldCurve(c);
-  for (const c of model.layerNorms.values()) while (c.steps.length > LIMITS.layerPoints) foldCurve(c);
-  while (model.heatmap.columns > LIMITS.heatmapColumns) model.heatmap.fold();
-}
-
 export interface AppendEffect {
   /** The heatmap matrix object was replaced (metric or layers changed) rather than appended to. */
   heatmapReplaced: boolean;
@@ -206,7 +152,7 @@ function withLayers(m: HeatmapMatrix, layers: string[]): HeatmapMatrix {
  * Merges an `append`: curve points and heatmap columns after the last known step are appended
  * (anything at or before it is ignored, so a repeated message is harmless); new tensors and layers
  * are added; findings, when given, replace the list; the header is replaced. A heatmap of another
- * metric than the one shown is ignored (a `delta` with the new metric follows a switch).
+ * metric than the one shown is ignored (a `replace` with the new metric follows a switch).
  */
 export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type: 'append' }>): AppendEffect {
   model.header = a.header;
@@ -246,23 +192,20 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
   if (a.findings) model.findings = a.findings;
   const optimizersChanged = JSON.stringify(a.optimizers.map((o) => [o.id, o.name])) !== JSON.stringify(model.optimizers.map((o) => [o.id, o.name]));
   model.optimizers = a.optimizers;
-  bound(model);
   return { heatmapReplaced, layersChanged: newLayers.length > 0, optimizersChanged };
 }
 
-/** Applies a `delta`: curves, heatmap and findings replaced wholesale (metric switch, host-side folding). */
-export function applyReplace(model: PanelModel, d: Extract<HostToWebview, { type: 'delta' }>): void {
+/** Applies a `replace`: curves, heatmap and findings replaced wholesale (metric switch, host-side folding). */
+export function applyReplace(model: PanelModel, d: Extract<HostToWebview, { type: 'replace' }>): void {
   model.header = d.header;
   replaceCharts(model, d);
   model.findings = d.findings;
-  bound(model);
 }
 
 /** Shows another optimizer's view (the HTML report's picker: every view is embedded). */
 export function applyView(model: PanelModel, v: PanelView): void {
   replaceCharts(model, v);
   model.optimizer = v.optimizer;
-  bound(model);
 }
 
 function replaceCharts(model: PanelModel, v: Omit<PanelView, 'optimizer'>): void {

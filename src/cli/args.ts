@@ -1,7 +1,7 @@
 // Command-line parsing for `gradscope`. GradScope's own flags may appear anywhere after the
 // sub-command; every other argument goes to the training script in order. After `--`, everything
 // goes to the script verbatim (for scripts that take a flag with the same name as ours).
-import { REMEDY_IDS } from '../core/analysis/finding';
+import { FINDING_KINDS, isFindingKind, REMEDY_IDS } from '../core/analysis/finding';
 
 export interface RunArgs {
   command: 'run';
@@ -222,8 +222,6 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   return out;
 }
 
-const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'];
-
 function parseFixArgs(rest: readonly string[]): CliArgs {
   const out: FixArgs = {
     command: 'fix',
@@ -244,7 +242,7 @@ function parseFixArgs(rest: readonly string[]): CliArgs {
       case '--finding': {
         const v = value();
         if (!v) throw new UsageError('--finding needs a kind');
-        if (!FINDING_KINDS.includes(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
+        if (!isFindingKind(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
         out.finding = v;
         return true;
       }

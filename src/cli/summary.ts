@@ -3,17 +3,12 @@ import { relative } from 'node:path';
 import type { Finding } from '../core/analysis/finding';
 import { runWarnings } from '../core/report/warnings';
 import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
+import { formatNumber } from '../core/protocol/float';
 import { neutralise } from '../core/text';
 import type { RunExit } from '../process/runSession';
 
-export const fmt = (v: number | null | undefined): string => {
-  if (v === null || v === undefined) return '–';
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? 'Inf' : '-Inf';
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  return a >= 1e4 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(3);
-};
+/** The CLI's numbers: the one format of the CLI, the hover and the panel (protocol/float.ts). */
+export const fmt = (v: number | null | undefined): string => formatNumber(v);
 
 /** Largest finite value of a series over its whole history (envelope and recent part). */
 export function seriesMax(s: Series): number | null {

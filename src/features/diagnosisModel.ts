@@ -7,14 +7,12 @@ import { pathToFileURL } from 'node:url';
 import type { LibrarySite, StatName, TensorInfo } from '../core/protocol/messages';
 import type { RunStore } from '../core/store/runStore';
 import { neutralise } from '../core/text';
+import { formatNumber } from '../core/protocol/float';
 
 export type DiagnosticLevel = 'error' | 'warning' | 'info';
 
-export const FINDING_KINDS: readonly FindingKind[] = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'];
-
-export function isFindingKind(x: unknown): x is FindingKind {
-  return typeof x === 'string' && (FINDING_KINDS as readonly string[]).includes(x);
-}
+// Declared once, with the findings (src/core/analysis/finding.ts).
+export { FINDING_KINDS, isFindingKind } from '../core/analysis/finding';
 
 /** Error for exploding/non-finite, info for a too-low update ratio, warning otherwise. */
 export function levelOf(f: Finding): DiagnosticLevel {
@@ -32,17 +30,8 @@ const KEY_EVIDENCE: Record<FindingKind, string[]> = {
   'update-ratio': ['direction', 'medianRatio', 'sinceStep'],
 };
 
-/** A number as a person reads it in a hover: 3 significant digits, exponent outside [1e-3, 1e5). */
-export function fmt(v: number | string | null | undefined): string {
-  if (v === null || v === undefined) return '–';
-  if (typeof v === 'string') return v;
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
-  if (Number.isInteger(v) && Math.abs(v) < 1e5) return String(v);
-  const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
-  return String(Number(v.toPrecision(3)));
-}
+/** A number as a person reads it in a hover: the one format (protocol/float.ts). */
+export const fmt = formatNumber;
 
 export function keyEvidence(f: Finding): string {
   const parts: string[] = [];

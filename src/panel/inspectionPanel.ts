@@ -11,7 +11,7 @@ import { DisposableStore } from '../core/util/disposableStore';
 import type { RunHandle } from '../process/runHandle';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
 import { buildReportHtml } from '../core/view/report';
-import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
+import { buildAppend, buildReplace, buildSnapshot, buildTensorDetail, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
@@ -76,6 +76,8 @@ export class InspectionPanel implements vscode.Disposable {
   private compare: PanelSnapshot['compare'] = null;
   private savedRuns: SavedRunRef[] = [];
   private sentStep = -1;
+  /** Heatmap columns the webview holds: past twice the store's view, the next batch is a `replace` (the host owns resolution). */
+  private heldColumns = 0;
   private snapshotPending = true;
   private sentTensors = 0;
   /** The findings' version (RunHandle.analyzer) the webview has. */
@@ -114,7 +116,7 @@ export class InspectionPanel implements vscode.Disposable {
   }
 
   /** What reached the webview so far (for tests and the log): `ready` seen, snapshots and appends posted. */
-  readonly sent = { ready: false, snapshots: 0, appends: 0, deltas: 0 };
+  readonly sent = { ready: false, snapshots: 0, appends: 0, replaces: 0 };
 
   /** Shows a run; a live run keeps updating until it ends. */
   show(source: RunHandle, reveal = true): void {
@@ -176,7 +178,7 @@ export class InspectionPanel implements vscode.Disposable {
     if (this.disposed || !this.ready) return;
     if (msg.type === 'snapshot') this.sent.snapshots++;
     else if (msg.type === 'append') this.sent.appends++;
-    else if (msg.type === 'delta') this.sent.deltas++;
+    else if (msg.type === 'replace') this.sent.replaces++;
     void this.panel.webview.postMessage(msg).then(undefined, (e: unknown) => this.host.log.warn(`panel: post failed: ${String(e)}`));
   }
 
@@ -229,6 +231,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.sentTensors = this.source.store.tensors.length;
     this.sentFindings = this.source.analyzer.version;
     this.sentShape = byOptimizerShape(snapshot);
+    this.heldColumns = snapshot.heatmap.steps.length;
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
     if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
@@ -251,7 +254,14 @@ export class InspectionPanel implements vscode.Disposable {
     const version = s.analyzer.version;
     const changed = version !== this.sentFindings;
     this.sentFindings = version;
-    const append = buildAppend(s.store, this.sentStep, this.sentTensors, this.header(), this.metric, changed ? this.findings() : null, this.optimizer);
+    const append = buildAppend(s.store, {
+      since: this.sentStep,
+      knownTensors: this.sentTensors,
+      header: this.header(),
+      metric: this.metric,
+      findings: changed ? this.findings() : null,
+      optimizer: this.optimizer,
+    });
     // A second optimizer stepped (or a second one carried a loss): per-optimizer curves begin, and
     // the first one's reach back before the last append, so the webview gets them whole.
     if (byOptimizerShape(append) !== this.sentShape) {
@@ -260,7 +270,20 @@ export class InspectionPanel implements vscode.Disposable {
     }
     this.sentStep = s.store.lastStep;
     this.sentTensors = s.store.tensors.length;
-    this.post({ type: 'append', ...append });
+    this.heldColumns += append.heatmap.steps.length;
+    const { recentSteps, envelopeBuckets } = s.store.options;
+    // The store folded what the webview got column by column: its view is the store's again.
+    if (this.heldColumns > 2 * (recentSteps + envelopeBuckets) && append.tensors.length === 0) this.sendReplace(this.findings());
+    else this.post({ type: 'append', ...append });
+  }
+
+  private sendReplace(findings: Finding[]): void {
+    const s = this.source!;
+    const replace = buildReplace(s.store, { header: this.header(), metric: this.metric, findings, optimizer: this.optimizer });
+    this.sentStep = s.store.lastStep;
+    this.sentShape = byOptimizerShape(replace);
+    this.heldColumns = replace.heatmap.steps.length;
+    this.post({ type: 'replace', ...replace });
   }
 
   private async refreshSavedRuns(): Promise<void> {
@@ -305,12 +328,7 @@ export class InspectionPanel implements vscode.Disposable {
       case 'setHeatmapMetric':
         this.metric = msg.metric;
         if (!s) return;
-        {
-          const { optimizer: _shown, ...view } = buildView(s.store, this.metric, this.optimizer);
-          this.post({ type: 'delta', header: this.header(), ...view, findings: this.findings() });
-          this.sentShape = byOptimizerShape(view);
-        }
-        this.sentStep = s.store.lastStep;
+        this.sendReplace(this.findings());
         return;
       case 'goToLayer': {
         const f = s && this.findings().find((x) => x.id === msg.findingId);

@@ -69,6 +69,7 @@ const CASES = [
   ['webview/a.ts', "import { x } from '../src/core/view/messages'; export { x };", false],
   ['webview/a.ts', "import { x } from '../src/panel/inspectionPanel'; export { x };", true],
   ['webview/a.ts', "import { x } from '../src/core/analysis/finding'; export { x };", false],
+  ['webview/a.ts', "import { x } from '../src/core/protocol/float'; export { x };", false],
   ['webview/a.ts', "import '../media/panel.css';", false],
   ['webview/a.ts', "import { x } from './charts/theme'; export { x };", false],
   ['webview/a.ts', "import { Chart } from 'chart.js'; export { Chart };", false],

@@ -97,7 +97,6 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
   let nb = 0;
   let reducedCols = 0;
   let reducedMatrix: HeatmapMatrix | null = null;
-  let reducedGeneration = -1;
   let domain: [number, number] = [0, 1];
   let cursor: { row: number; bucket: number } | null = null;
 
@@ -120,14 +119,13 @@ export function renderHeatmap(el: HTMLElement, data: HeatmapMatrix, options: Hea
     const N = matrix.columns;
     const L = matrix.rows;
     const want = wantBucket();
-    const fresh = reducedMatrix !== matrix || reducedGeneration !== matrix.generation || reducedCols > N || want < bucket || Math.ceil(N / want) > stride;
+    const fresh = reducedMatrix !== matrix || reducedCols > N || want < bucket || Math.ceil(N / want) > stride;
     if (fresh) {
       bucket = want;
       stride = Math.max(targetBuckets(), Math.ceil(N / want));
       if (reduced.length < L * stride) reduced = new Float32Array(L * stride);
       matrix.reduceInto(reduced, stride, bucket, 0);
       reducedMatrix = matrix;
-      reducedGeneration = matrix.generation;
       reducedCols = N;
       nb = Math.ceil(N / bucket);
       return 0;

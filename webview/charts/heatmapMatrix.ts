@@ -23,8 +23,6 @@ export class HeatmapMatrix {
   private coarseStride = 0;
   /** Bumped on every change so reductions can be cached. */
   version = 0;
-  /** Bumped when columns are folded (existing columns changed). */
-  generation = 0;
 
   constructor(layers: string[], capacitySteps = 0) {
     this.layers = layers.slice();
@@ -78,40 +76,6 @@ export class HeatmapMatrix {
     this.columns = c1;
     this.reduceFine(this.coarse, this.coarseStride, COARSE_SHIFT, c0);
     this.columns = saved;
-  }
-
-  /**
-   * Halves the number of columns: each pair becomes one column holding their max (NaN winning) at
-   * the pair's first step. Keeps a long run's copy bounded.
-   */
-  fold(): void {
-    const L = this.layers.length;
-    const half = Math.ceil(this.columns / 2);
-    const blocks: Float32Array[] = [];
-    for (let c = 0; c < half; c++) {
-      const b = (c / BLOCK) | 0;
-      const off = c - b * BLOCK;
-      let block = blocks[b];
-      if (!block) {
-        block = new Float32Array(L * BLOCK).fill(MISSING);
-        blocks[b] = block;
-      }
-      const a0 = 2 * c;
-      const a1 = a0 + 1;
-      for (let r = 0; r < L; r++) {
-        const x = this.get(r, a0);
-        const y = a1 < this.columns ? this.get(r, a1) : -Infinity;
-        block[r * BLOCK + off] = x !== x || y !== y ? NaN : x > y ? x : y;
-      }
-      this.steps[c] = this.steps[a0];
-    }
-    this.blocks = blocks;
-    this.columns = half;
-    this.coarse = new Float32Array(0);
-    this.coarseStride = 0;
-    this.updateCoarse(0, half);
-    this.version++;
-    this.generation++;
   }
 
   get(row: number, col: number): number {

@@ -22,7 +22,7 @@ import { ExplodingDetector } from './detectors/exploding';
 import { NonFiniteDetector } from './detectors/nonFinite';
 import { UpdateRatioDetector } from './detectors/updateRatio';
 import { VanishingDetector } from './detectors/vanishing';
-import type { Finding, Severity } from './finding';
+import { severityRank, type Finding } from './finding';
 import { buildLayers, isFiniteNum, type ActivationFamily, type AnalysisContext, type StepRow } from './model';
 import type { SourceLocation } from '../protocol/messages';
 
@@ -57,8 +57,6 @@ export function fixedFindings(findings: readonly Finding[]): FindingsView {
   return { findings, version: 0 };
 }
 
-const SEVERITY_RANK: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
-
 interface Lane {
   optimizer: number;
   detectors: Detector[];
@@ -68,7 +66,7 @@ interface Lane {
 
 /** Findings in a stable order: by severity, then step, then id. */
 export function sortFindings(fs: Finding[]): Finding[] {
-  return fs.sort((a, b) => SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] || a.step - b.step || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return fs.sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || a.step - b.step || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());

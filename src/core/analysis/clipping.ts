@@ -7,9 +7,10 @@
 //  - the threshold never acted (every norm seen is below it): clipping as configured does nothing,
 //    so the remedy becomes `lower-clip-threshold`, at the rank clipping had.
 // Pure TypeScript (no Node, no vscode).
+import { formatNumber } from '../protocol/float';
 import type { EventMsg } from '../protocol/messages';
 import type { Finding, Remedy } from './finding';
-import { ev, fmtNum, isFiniteNum } from './model';
+import { ev, isFiniteNum } from './model';
 
 export interface ClipInEffect {
   /** The global-norm threshold the script clips to (the latest one the probe reported). */
@@ -39,10 +40,10 @@ export function adjustForClipping(f: Finding, clip: ClipInEffect, largestNorm: n
   const acted = isFiniteNum(largestNorm) && largestNorm > clip.maxNorm;
   const remedies: Remedy[] = f.remedies.filter((r) => r.id !== 'clip-global-norm');
   if (!acted) remedies.splice(at, 0, lowerClipRemedy(clip.maxNorm, largestNorm, framework));
-  const x = fmtNum(clip.maxNorm);
+  const x = formatNumber(clip.maxNorm);
   const note = acted
     ? ` The script already clips gradients to a global norm of ${x}: the norms here are measured before clipping, which bounds each update but does not remove the cause.`
-    : ` The script clips gradients to a global norm of ${x}, above every norm seen so far${isFiniteNum(largestNorm) ? ` (at most ${fmtNum(largestNorm)})` : ''}: the clipping never acted.`;
+    : ` The script clips gradients to a global norm of ${x}, above every norm seen so far${isFiniteNum(largestNorm) ? ` (at most ${formatNumber(largestNorm)})` : ''}: the clipping never acted.`;
   return {
     ...f,
     message: f.message + note,
@@ -53,6 +54,6 @@ export function adjustForClipping(f: Finding, clip: ClipInEffect, largestNorm: n
 
 export function lowerClipRemedy(maxNorm: number, largestNorm: number, framework: 'tfjs' | 'torch'): Remedy {
   const what = framework === 'torch' ? 'the clip threshold (clip_grad_norm_ max_norm / gradient_clip_val / max_grad_norm)' : 'the clip threshold';
-  const seen = isFiniteNum(largestNorm) ? `; the largest norm seen is ${fmtNum(largestNorm)}` : '';
-  return { id: 'lower-clip-threshold', title: `Lower ${what} from ${fmtNum(maxNorm)}${seen}` };
+  const seen = isFiniteNum(largestNorm) ? `; the largest norm seen is ${formatNumber(largestNorm)}` : '';
+  return { id: 'lower-clip-threshold', title: `Lower ${what} from ${formatNumber(maxNorm)}${seen}` };
 }

@@ -2,8 +2,17 @@
 // the panel all render these same objects.
 import type { SourceLocation } from '../protocol/messages';
 
-export type FindingKind = 'exploding-gradient' | 'vanishing-gradient' | 'non-finite-gradient' | 'dead-units' | 'update-ratio';
-export type Severity = 'error' | 'warning' | 'info';
+/** The kinds of finding, declared once (CLI --finding, diagnostics, webview validation). */
+export const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'] as const;
+export type FindingKind = (typeof FINDING_KINDS)[number];
+
+/** Severities, most severe first: the one order findings are listed in (analyzer, panel). */
+export const SEVERITIES = ['error', 'warning', 'info'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+/** Rank of a severity in SEVERITIES (0: most severe), for sorting. */
+export const severityRank = (s: Severity): number => SEVERITIES.indexOf(s);
+
+export const isFindingKind = (x: unknown): x is FindingKind => typeof x === 'string' && (FINDING_KINDS as readonly string[]).includes(x);
 /**
  * Every remedy GradScope can propose, declared once: the analyzer's titles (model.ts) and each fix
  * language's rewrites (src/core/fixes: a `Record<RemedyId, …>`) are keyed by it, so a remedy added

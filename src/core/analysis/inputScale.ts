@@ -12,9 +12,10 @@
 // which is the range where a tuned rate blows up. Below 10 (a few units) the factor is within what
 // rate tuning and Adam's per-parameter scaling absorb, and standardising is not the first thing to try.
 // Pure TypeScript (no Node, no vscode).
+import { formatNumber } from '../protocol/float';
 import type { EventMsg } from '../protocol/messages';
 import type { Finding, Remedy } from './finding';
-import { ev, fmtNum, isFiniteNum, remedy } from './model';
+import { ev, isFiniteNum, remedy } from './model';
 
 export const INPUT_SCALE = {
   /** Input RMS at or above which the first layer's curvature is ≥ 100× that of unit-scale inputs. */
@@ -62,9 +63,9 @@ function explainsIt(f: Finding): boolean {
 export function adjustForInputScale(f: Finding, seen: InputScaleSeen | null, framework: 'tfjs' | 'torch'): Finding {
   if (!seen || !(seen.rms >= INPUT_SCALE.largeRms) || !explainsIt(f)) return f;
   const remedies: Remedy[] = [normalizeInputsRemedy(framework), ...f.remedies.filter((r) => r.id !== 'normalize-inputs')];
-  const max = isFiniteNum(seen.maxAbs) ? `, max |x| ${fmtNum(seen.maxAbs)}` : '';
+  const max = isFiniteNum(seen.maxAbs) ? `, max |x| ${formatNumber(seen.maxAbs)}` : '';
   const note =
-    ` The model's input is not normalised (first layer's input: RMS ${fmtNum(seen.rms)}${max}):` +
+    ` The model's input is not normalised (first layer's input: RMS ${formatNumber(seen.rms)}${max}):` +
     ` the first layer's gradient grows with the input and its curvature with its square, so a learning rate that suits unit-scale inputs is far too large here.`;
   return {
     ...f,

@@ -1,5 +1,6 @@
 // What the detectors see: the run's tensors grouped into layers (input side first), and one row
 // of statistics per optimizer step. Pure TypeScript: no Node, no vscode.
+import { encodeFloat } from '../protocol/float';
 import type { SourceLocation, TensorInfo } from '../protocol/messages';
 import type { FindingLocation, Remedy, RemedyId } from './finding';
 
@@ -248,21 +249,12 @@ export function remedies(ids: readonly RemedyId[], framework: 'tfjs' | 'torch' =
   return out;
 }
 
-/** Numbers for evidence: rounded to 4 significant digits, non-finite as strings. */
+/** Numbers for evidence: rounded to 4 significant digits, non-finite by the float codec's names ('NaN', 'Inf', '-Inf'). */
 export function ev(v: number | null | undefined): number | string | null {
   if (v === null || v === undefined) return null;
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? 'Infinity' : '-Infinity';
+  if (!Number.isFinite(v)) return encodeFloat(v);
   if (v === 0) return 0;
   return Number(v.toPrecision(4));
-}
-
-export function fmtNum(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? 'Inf' : '-Inf';
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  return a >= 1e4 || a < 1e-3 ? v.toExponential(1).replace('e+', 'e') : String(Number(v.toPrecision(3)));
 }
 
 export function median(xs: readonly number[]): number {

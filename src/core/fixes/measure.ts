@@ -1,6 +1,7 @@
 // The numbers "Verify fix" compares before and after a fix, read from a run's store and findings:
 // max global norm, first non-finite step, loss trend, finding kinds. Pure (no Node), so the CLI,
 // the editor and the panel read a run the same way.
+import { formatNumber } from '../protocol/float';
 import type { Finding, FindingKind } from '../analysis/finding';
 import type { SourceLocation } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
@@ -73,7 +74,7 @@ export interface VerifyVerdict {
 
 /** Cured: the finding's kind is gone from the re-run, no step went non-finite, and the run trained. */
 export function verdict(kind: FindingKind | null, before: RunMeasure, after: RunMeasure): VerifyVerdict {
-  const n = (x: number | null): string => (x === null ? '–' : x >= 1e4 || (x !== 0 && x < 1e-3) ? x.toExponential(2) : String(Number(x.toPrecision(3))));
+  const n = formatNumber;
   const norms = `max norm ${n(before.maxNorm)} → ${n(after.maxNorm)}`;
   if (after.exit.reason === 'crashed' || after.exit.reason === 'protocol-error') return { cured: false, summary: `not cured: the fixed script ${after.exit.message}` };
   // The probe went away mid-run: the steps after it were not seen, so nothing says the fix held.

@@ -22,15 +22,8 @@ export const MsgType = {
 } as const;
 export type MsgTypeCode = (typeof MsgType)[keyof typeof MsgType];
 
-export const MSG_TYPE_NAMES: Record<number, string> = {
-  1: 'HELLO',
-  2: 'TENSORS',
-  3: 'STEP',
-  4: 'DETAIL',
-  5: 'EVENT',
-  6: 'END',
-  7: 'OPTIMIZER',
-};
+/** Each type code's name as errors print it (HELLO, STEP, …): MsgType's keys, upper-cased. */
+export const MSG_TYPE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(MsgType).map(([name, code]) => [code, name.toUpperCase()]));
 
 /**
  * Per-step statistics, one float64 column per statistic over all tensors of the step.
@@ -58,6 +51,21 @@ export type StatName = keyof typeof STAT_IDS;
 /** Statistic names in id order (the keys of STAT_IDS). */
 export const STAT_NAMES: readonly StatName[] = Object.keys(STAT_IDS) as StatName[];
 export const STAT_BY_ID: ReadonlyMap<number, StatName> = new Map(STAT_NAMES.map((n) => [STAT_IDS[n], n] as const));
+
+/**
+ * The per-tensor row both probes compute before they fill a STEP's columns: one row of
+ * TENSOR_ROW_STATS.length floats per tensor, in this order (the TF.js stats worker's result, the
+ * torch probe's gradient rows, which hold the first four: the gradient's own statistics). Read
+ * and written by name through ROW, never by bare offset. The Python probe declares the same
+ * (gradscope_probe/wire.py TENSOR_ROW_STATS and ROW_*), checked against this list by
+ * test/unit/protocol/statLayout.test.ts.
+ */
+export const TENSOR_ROW_STATS = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'] as const satisfies readonly StatName[];
+export type TensorRowStat = (typeof TENSOR_ROW_STATS)[number];
+/** Offset of each statistic in a per-tensor row. */
+export const ROW: Readonly<Record<TensorRowStat, number>> = Object.fromEntries(TENSOR_ROW_STATS.map((n, i) => [n, i])) as Record<TensorRowStat, number>;
+/** Floats per tensor in a row. */
+export const ROW_LENGTH = TENSOR_ROW_STATS.length;
 
 export type Framework = 'tfjs' | 'torch';
 

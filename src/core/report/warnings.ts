@@ -5,6 +5,7 @@
 // The CLI summary, the run JSON (`warnings`), the panel's banner and the HTML report all show this
 // same list. Pure TypeScript: no Node, no vscode.
 import type { EndMsg, EventMsg, HelloMsg, OptimizerMode } from '../protocol/messages';
+import { formatNumber } from '../protocol/float';
 
 export const RUN_WARNING_CODES = [
   /** The run ended and the probe never said HELLO: GradScope saw nothing of the script. */
@@ -197,7 +198,7 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
       level: persistent ? 'warning' : 'info',
       message:
         `mixed precision: the GradScaler skipped ${skipped.count} optimizer step(s) because the scaled gradients held Inf/NaN` +
-        `${skipped.scale !== undefined ? `; the loss scale is now ${fmtScale(skipped.scale)}` : ''}` +
+        `${skipped.scale !== undefined ? `; the loss scale is now ${formatNumber(skipped.scale)}` : ''}` +
         (persistent ? ` — more steps were skipped than taken (${run.stepCount}): the gradients overflow in fp16 persistently.` : ' (a few are normal while it calibrates the scale).'),
       count: skipped.count,
       ...(skipped.step !== undefined ? { step: skipped.step } : {}),
@@ -231,9 +232,4 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
 /** True when the run observed nothing (`gradscope run` exits 6 then; see README "Exit code"). */
 export function observedNothing(warnings: readonly RunWarning[]): boolean {
   return warnings.some((w) => w.code === 'no-probe' || w.code === 'no-steps');
-}
-
-function fmtScale(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  return Number.isInteger(v) ? String(v) : v.toPrecision(3);
 }

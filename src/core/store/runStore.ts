@@ -130,6 +130,11 @@ export interface Series {
 export interface SeriesOptions {
   /** Only the steps of this optimizer (OPTIMIZER id). Envelope buckets are kept when they hold any of its steps. */
   optimizer?: number;
+  /**
+   * Only what came after this step index: recent steps > since, envelope buckets whose last step is
+   * > since (a live append reads its few new steps, not the whole ring). Omitted: everything held.
+   */
+  since?: number;
 }
 
 /** An optimizer as the probe announced it, with the steps the store saw for it. */
@@ -258,15 +263,18 @@ class DecimatedCurve {
     if (this.count === this.cap) this.halve();
   }
 
-  read(): Curve {
-    const n = this.count + (this.pCount > 0 ? 1 : 0);
+  /** The points, or with `since` only those at steps after it (steps ascend: found from the end). */
+  read(since = -Infinity): Curve {
+    let from = this.count;
+    while (from > 0 && this.steps[from - 1] > since) from--;
+    const n = this.count - from + (this.pCount > 0 && this.pStep > since ? 1 : 0);
     const steps = new Float64Array(n);
     const values = new Float64Array(n);
     const nonFinite = new Uint8Array(n);
-    steps.set(this.steps.subarray(0, this.count));
-    values.set(this.values.subarray(0, this.count));
-    nonFinite.set(this.flags.subarray(0, this.count));
-    if (this.pCount > 0) {
+    steps.set(this.steps.subarray(from, this.count));
+    values.set(this.values.subarray(from, this.count));
+    nonFinite.set(this.flags.subarray(from, this.count));
+    if (n > this.count - from) {
       steps[n - 1] = this.pStep;
       values[n - 1] = this.pValue;
       nonFinite[n - 1] = this.pFlag;
@@ -858,12 +866,12 @@ export class RunStore {
    * With `optimizer`: over that optimizer's steps only (empty for one beyond MAX_CURVE_OPTIMIZERS).
    */
   globalNorm(opts: SeriesOptions = {}): Curve {
-    return this.curveOf('gnorm', opts.optimizer);
+    return this.curveOf('gnorm', opts);
   }
 
   /** The loss per step (steps without a loss are absent), decimated like globalNorm(); `optimizer` likewise. */
   loss(opts: SeriesOptions = {}): Curve {
-    return this.curveOf('loss', opts.optimizer);
+    return this.curveOf('loss', opts);
   }
 
   /**
@@ -874,12 +882,12 @@ export class RunStore {
     return [...this.optCurves.keys()].sort((a, b) => a - b);
   }
 
-  private curveOf(which: 'gnorm' | 'loss', optimizer: number | undefined): Curve {
+  private curveOf(which: 'gnorm' | 'loss', { optimizer, since }: SeriesOptions): Curve {
     const run = which === 'gnorm' ? this.gnorm : this.lossCurve;
-    if (optimizer === undefined) return run.read();
+    if (optimizer === undefined) return run.read(since);
     const own = this.optCurves.get(optimizer);
-    if (own) return own[which].read();
-    if (this.optCurves.size === 0 && optimizer === this.firstOpt) return run.read();
+    if (own) return own[which].read(since);
+    if (this.optCurves.size === 0 && optimizer === this.firstOpt) return run.read(since);
     return { steps: EMPTY_F64, values: EMPTY_F64, nonFinite: EMPTY_U8, width: 1 };
   }
 
@@ -895,7 +903,14 @@ export class RunStore {
     // Recent part: ring slots in ingest order since the tensor's first STEP; present cells of steps
     // that carried this statistic, and absent cells.
     const count = Math.min(this._stepCount, this.R);
-    const start = Math.max(this._stepCount - count, fo);
+    let start = Math.max(this._stepCount - count, fo);
+    const since = opts.since;
+    if (since !== undefined) {
+      // Steps ascend: the first slot after `since`, found from the newest (an append has a few).
+      let o = this._stepCount;
+      while (o > start && this.stepRing[(o - 1) % this.R] > since) o--;
+      start = o;
+    }
     let m = 0;
     let ma = 0;
     for (let o = start; o < this._stepCount; o++) {
@@ -921,13 +936,18 @@ export class RunStore {
 
     // Envelope: buckets where this tensor had any value or was absent.
     const ep = this.envPresence;
+    let b0 = 0;
+    if (since !== undefined) {
+      b0 = this.nBuckets;
+      while (b0 > 0 && this.bucketLast[b0 - 1] > since) b0--;
+    }
     const keep = (b: number): boolean => {
       const e = b * cap + tensorId;
       if (opt !== undefined && !(this.bucketOpt[b] & optBit(opt))) return false;
       return sc.min[e] <= sc.max[e] || sc.flags[e] !== 0 || (ep[e] & ENV_ABSENT) !== 0;
     };
     let nb = 0;
-    for (let b = 0; b < this.nBuckets; b++) if (keep(b)) nb++;
+    for (let b = b0; b < this.nBuckets; b++) if (keep(b)) nb++;
     const env: SeriesEnvelope = {
       stepFirst: new Float64Array(nb),
       stepLast: new Float64Array(nb),
@@ -941,7 +961,7 @@ export class RunStore {
     // Bucket b holds the steps of ordinals [b·width, (b+1)·width); a tensor that appeared inside
     // a bucket starts there at its own first step.
     j = 0;
-    for (let b = 0; b < this.nBuckets; b++) {
+    for (let b = b0; b < this.nBuckets; b++) {
       if (!keep(b)) continue;
       const e = b * cap + tensorId;
       const hasFinite = sc.min[e] <= sc.max[e];

@@ -3,11 +3,14 @@
 // helpers (core/text.ts), which the webview bundles too.
 // Every message from the webview is validated with `parseWebviewMessage`; anything else is dropped.
 import type { Finding } from '../analysis/finding';
+import type { WireFloat } from '../protocol/float';
 import type { OptimizerMode, SourceLocation } from '../protocol/messages';
 import type { RunWarning } from '../report/warnings';
 import { MAX_TEXT } from '../text';
 
-export type RunStatus = 'starting' | 'running' | 'completed' | 'crashed' | 'stopped' | 'step-limit' | 'time-limit' | 'protocol-error' | 'probe-lost' | 'saved';
+/** A run's status as the panel's header shows it, declared once (the webview validates against it). */
+export const RUN_STATUSES = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost', 'saved'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface PanelTensor {
   id: number;
@@ -18,16 +21,14 @@ export interface PanelTensor {
   source: SourceLocation | null;
 }
 
-/** A curve: step index and value per point. Non-finite values are kept (NaN/±Inf are information). */
+/**
+ * A curve: step index and value per point, each value through the float codec (protocol/float.ts):
+ * NaN/±Inf by name (they are information), `absent` where there was no gradient (a gap in the line,
+ * not a NaN).
+ */
 export interface PanelCurve {
   steps: number[];
-  values: (number | null)[];
-  /** Indices of points whose value was NaN (JSON has no NaN: such values arrive as null). */
-  nan?: number[];
-  /** Indices of points whose value was +Inf or -Inf. */
-  inf?: number[];
-  /** Indices of points where there was no gradient (absent): a gap in the line, not a NaN. */
-  absent?: number[];
+  values: WireFloat[];
 }
 
 /** Layers × steps matrix for one metric; layers in model order. Row-major: values[layer * steps.length + col]. */
@@ -36,12 +37,15 @@ export interface PanelHeatmap {
   layers: string[];
   steps: number[];
   /**
-   * log10 applied already for norm/maxAbs/updateRatio; NaN cells as the string "NaN", ±Inf as
-   * "Inf"/"-Inf" after JSON; "absent" where the layer had no gradient (not NaN); null: no data.
+   * log10 applied already for norm/maxAbs/updateRatio; through the float codec (NaN, ±Inf, `absent`
+   * where the layer had no gradient); null: no data.
    */
-  values: (number | 'NaN' | 'Inf' | '-Inf' | 'absent' | null)[];
+  values: WireFloat[];
 }
-export type HeatmapMetric = 'norm' | 'maxAbs' | 'updateRatio' | 'zeroFrac';
+
+/** The heatmap's metrics, declared once (the host's validation, the webview's radios and checks). */
+export const HEATMAP_METRICS = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'] as const;
+export type HeatmapMetric = (typeof HEATMAP_METRICS)[number];
 
 export interface PanelHistogramRow {
   step: number;
@@ -53,9 +57,10 @@ export interface PanelHistogramRow {
 export interface PanelTensorDetail {
   tensorId: number;
   histograms: PanelHistogramRow[];
-  /** Latest thumbnail of |g| at or before the selected step. */
-  thumbnail: { step: number; rows: number; cols: number; values: number[] } | null;
-  stats: { step: number; mean: number; std: number; zeroFrac: number } | null;
+  /** Latest thumbnail of |g| at or before the selected step (values through the float codec). */
+  thumbnail: { step: number; rows: number; cols: number; values: WireFloat[] } | null;
+  /** The latest detail's moments (through the float codec: a gradient of NaN has a NaN mean). */
+  stats: { step: number; mean: WireFloat; std: WireFloat; zeroFrac: WireFloat } | null;
 }
 
 export interface PanelRunHeader {
@@ -96,8 +101,8 @@ export interface PanelOptimizerCurves {
 }
 
 /**
- * What the charts show for one choice of the optimizer picker: the live panel gets it in snapshots
- * and deltas, the HTML report embeds one per optimizer.
+ * What the charts show for one choice of the optimizer picker (buildView): the live panel gets it in
+ * snapshots, appends and replaces, the HTML report embeds one per optimizer.
  */
 export interface PanelView {
   /** The optimizer whose steps every chart shows; null: all steps. */
@@ -135,16 +140,11 @@ export interface PanelSnapshot extends PanelView {
  * live case: at most 20 per second, each carrying only the steps that arrived since the previous).
  * Curves are appended point by point; heatmap columns are appended for the metric shown
  * (`heatmap.metric`), `layers` and `values` laid out as in PanelHeatmap (row-major over the new
- * columns only). The webview keeps its own bounded copy and folds old columns itself.
+ * columns only). The host owns resolution: when the webview would hold more than its store's view,
+ * the host sends a `replace` instead (the webview never folds on its own).
  */
-export interface PanelAppend {
+export interface PanelAppend extends PanelView {
   header: PanelRunHeader;
-  globalNorm: PanelCurve;
-  loss: PanelCurve;
-  /** Points of each optimizer's own curves after the last message (same optimizers as last sent). */
-  byOptimizer: PanelOptimizerCurves[];
-  layerNorms: Record<string, PanelCurve>;
-  heatmap: PanelHeatmap;
   /** Tensors/layers that became known since the last message (layers built lazily). */
   tensors: PanelTensor[];
   layers: string[];
@@ -154,20 +154,18 @@ export interface PanelAppend {
   optimizers: PanelOptimizer[];
 }
 
+/** Curves, heatmap and findings replacing what the webview holds (after a metric switch, or when the host's store folded old steps). */
+export interface PanelReplace extends PanelView {
+  header: PanelRunHeader;
+  findings: Finding[];
+}
+
+/** The host's messages, named for what they do to the webview's view. */
 export type HostToWebview =
+  /** Everything, for a new or reloaded webview, another run, or another optimizer's steps. */
   | { type: 'snapshot'; snapshot: PanelSnapshot }
-  /** Replaces curves, heatmap and findings wholesale (after a metric switch, or when the host's store folded old steps). */
-  | {
-      type: 'delta';
-      header: PanelRunHeader;
-      globalNorm: PanelCurve;
-      loss: PanelCurve;
-      byOptimizer: PanelOptimizerCurves[];
-      layerNorms: Record<string, PanelCurve>;
-      heatmap: PanelHeatmap;
-      findings: Finding[];
-    }
   | ({ type: 'append' } & PanelAppend)
+  | ({ type: 'replace' } & PanelReplace)
   | { type: 'tensorDetail'; detail: PanelTensorDetail }
   | { type: 'select'; layer: string; step: number | null };
 
@@ -184,8 +182,6 @@ export type WebviewToHost =
   | { type: 'openRun'; runFile: string }
   | { type: 'compareRun'; runFile: string | null }
   | { type: 'exportReport' };
-
-const METRICS: readonly HeatmapMetric[] = ['norm', 'maxAbs', 'updateRatio', 'zeroFrac'];
 
 type Obj = Record<string, unknown>;
 const own = (o: Obj, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
@@ -215,7 +211,7 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
     }
     case 'setHeatmapMetric': {
       const metric = own(o, 'metric');
-      return METRICS.includes(metric as HeatmapMetric) ? { type, metric: metric as HeatmapMetric } : null;
+      return (HEATMAP_METRICS as readonly unknown[]).includes(metric) ? { type, metric: metric as HeatmapMetric } : null;
     }
     case 'setOptimizer': {
       const optimizer = own(o, 'optimizer');

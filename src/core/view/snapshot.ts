@@ -13,6 +13,7 @@
 import type { Finding } from '../analysis/finding';
 import type { DetailMsg, StatName, TensorInfo } from '../protocol/messages';
 import { runWarnings, type RunWarningExit } from '../report/warnings';
+import { encodeFloat, WIRE_ABSENT, WIRE_NAN, WIRE_NEG_INF, WIRE_POS_INF } from '../protocol/float';
 import { BUCKET_ALL_ABSENT, FLAG_NAN, FLAG_NEG_INF, FLAG_POS_INF, type Curve, type RunStore, type Series, type SeriesOptions } from '../store/runStore';
 import type {
   HeatmapMetric,
@@ -21,6 +22,7 @@ import type {
   PanelHeatmap,
   PanelOptimizer,
   PanelOptimizerCurves,
+  PanelReplace,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
@@ -30,38 +32,18 @@ import type {
 
 type Cell = PanelHeatmap['values'][number];
 
+/** A curve for the wire: each value through the one float codec (NaN and ±Inf by name). */
 export function toPanelCurve(steps: ArrayLike<number>, values: ArrayLike<number>, from = 0): PanelCurve {
-  const out: PanelCurve = { steps: [], values: [] };
-  const nan: number[] = [];
-  const inf: number[] = [];
-  for (let i = from; i < steps.length; i++) {
-    const v = values[i];
-    const k = out.steps.length;
-    out.steps.push(steps[i]);
-    if (Number.isFinite(v)) out.values.push(v);
-    else {
-      out.values.push(null);
-      (Number.isNaN(v) ? nan : inf).push(k);
-    }
+  const n = Math.max(0, steps.length - from);
+  const out: PanelCurve = { steps: new Array<number>(n), values: new Array<PanelCurve['values'][number]>(n) };
+  for (let i = 0; i < n; i++) {
+    out.steps[i] = steps[from + i];
+    out.values[i] = encodeFloat(values[from + i]);
   }
-  if (nan.length) out.nan = nan;
-  if (inf.length) out.inf = inf;
   return out;
 }
 
-const curveOf = (c: Curve, sinceStep = -Infinity): PanelCurve => toPanelCurve(c.steps, c.values, firstAfter(c.steps, sinceStep));
-
-/** Index of the first element > x in an ascending array. */
-function firstAfter(steps: ArrayLike<number>, x: number): number {
-  let lo = 0;
-  let hi = steps.length;
-  while (lo < hi) {
-    const m = (lo + hi) >> 1;
-    if (steps[m] <= x) lo = m + 1;
-    else hi = m;
-  }
-  return lo;
-}
+const curveOf = (c: Curve): PanelCurve => toPanelCurve(c.steps, c.values);
 
 export function panelTensors(tensors: readonly TensorInfo[]): PanelTensor[] {
   return tensors.map((t) => ({ id: t.id, name: t.name, layer: t.layer, layerType: t.layerType, shape: [...t.shape], source: t.source ? { ...t.source } : null }));
@@ -82,19 +64,17 @@ interface Point {
 }
 
 /**
- * A series as points after `sinceStep`, oldest first: envelope buckets (with their max) then recent
- * steps, present and absent ones merged in step order.
+ * A series as points, oldest first: envelope buckets (with their max) then recent steps, present and
+ * absent ones merged in step order. The store already cut it to the steps asked for (`since`).
  */
-function points(s: Series, sinceStep = -Infinity): Point[] {
+function points(s: Series): Point[] {
   const e = s.envelope;
   const out: Point[] = [];
-  if (e.stepLast.length && e.stepLast[e.stepLast.length - 1] > sinceStep) {
-    for (let i = 0; i < e.stepFirst.length; i++) {
-      if (e.stepLast[i] > sinceStep) out.push({ first: e.stepFirst[i], last: e.stepLast[i], value: e.max[i], flags: e.flags[i], absent: e.absent[i] === BUCKET_ALL_ABSENT });
-    }
+  for (let i = 0; i < e.stepFirst.length; i++) {
+    out.push({ first: e.stepFirst[i], last: e.stepLast[i], value: e.max[i], flags: e.flags[i], absent: e.absent[i] === BUCKET_ALL_ABSENT });
   }
-  let i = firstAfter(s.steps, sinceStep);
-  let j = firstAfter(s.absentSteps, sinceStep);
+  let i = 0;
+  let j = 0;
   while (i < s.steps.length || j < s.absentSteps.length) {
     if (j >= s.absentSteps.length || (i < s.steps.length && s.steps[i] <= s.absentSteps[j])) {
       const v = s.values[i];
@@ -109,63 +89,92 @@ function points(s: Series, sinceStep = -Infinity): Point[] {
   return out;
 }
 
-interface Grid {
-  first: number[];
-  last: number[];
-  sinceStep: number;
-  /** Which steps the series are read at (one optimizer's, or all). */
-  sel: SeriesOptions;
+/**
+ * One view's reading of the store: each statistic's series read once per tensor (only the steps
+ * asked for), and the column grid taken once from the norm series, shared by the layer curves and
+ * the heatmap.
+ */
+class ViewReader {
+  private readonly read = new Map<StatName, Point[][]>();
+  /** Column grid: first and last step of each column. */
+  readonly first: number[] = [];
+  readonly last: number[] = [];
+  readonly layers: string[];
+  /** Row of each tensor's layer (store.tensors order). */
+  readonly rowOf: Int32Array;
+
+  constructor(
+    readonly store: RunStore,
+    private readonly q: SeriesOptions,
+  ) {
+    this.layers = layersInOrder(store.tensors);
+    const row = new Map(this.layers.map((l, i) => [l, i]));
+    this.rowOf = Int32Array.from(store.tensors, (t) => row.get(t.layer) ?? -1);
+    // The grid: the tensor known longest (its buckets + recent steps).
+    let best: Point[] = [];
+    for (const p of this.points('norm')) {
+      if (p.length && (!best.length || p[0].first < best[0].first || (p[0].first === best[0].first && p.length > best.length))) best = p;
+    }
+    for (const p of best) {
+      this.first.push(p.first);
+      this.last.push(p.last);
+    }
+  }
+
+  get columns(): number {
+    return this.last.length;
+  }
+
+  /** Each tensor's points of one statistic (store.tensors order), read once. */
+  points(stat: StatName): Point[][] {
+    let p = this.read.get(stat);
+    if (!p) {
+      p = this.store.tensors.map((t) => points(this.store.series(t.id, stat, this.q)));
+      this.read.set(stat, p);
+    }
+    return p;
+  }
+
+  /** Column of a step: the first column whose last step ≥ it (or -1). */
+  columnOf(step: number): number {
+    let lo = 0;
+    let hi = this.last.length;
+    while (lo < hi) {
+      const m = (lo + hi) >> 1;
+      if (this.last[m] < step) lo = m + 1;
+      else hi = m;
+    }
+    return lo < this.last.length ? lo : -1;
+  }
 }
 
-function gridOf(store: RunStore, sinceStep: number, sel: SeriesOptions = {}): Grid {
-  const grid: Grid = { first: [], last: [], sinceStep, sel };
-  let best: Point[] = [];
-  for (const t of store.tensors) {
-    const p = points(store.series(t.id, 'norm', sel), sinceStep);
-    if (p.length && (!best.length || p[0].first < best[0].first || (p[0].first === best[0].first && p.length > best.length))) best = p;
-  }
-  for (const p of best) {
-    grid.first.push(p.first);
-    grid.last.push(p.last);
-  }
-  return grid;
-}
-
-/** Column of a point: the first column whose last step ≥ the point's last step (or -1). */
-function columnOf(grid: Grid, step: number): number {
-  let lo = 0;
-  let hi = grid.last.length;
-  while (lo < hi) {
-    const m = (lo + hi) >> 1;
-    if (grid.last[m] < step) lo = m + 1;
-    else hi = m;
-  }
-  return lo < grid.last.length ? lo : -1;
+interface Accumulated {
+  values: Float64Array;
+  flags: Uint8Array;
+  seen: Uint8Array;
+  absent: Uint8Array;
+  finite: Uint8Array;
 }
 
 /** Per layer × column accumulation of one statistic over the layer's tensors. */
-function accumulate(
-  store: RunStore,
-  grid: Grid,
-  layers: string[],
-  stat: StatName,
-  combine: 'sumsq' | 'max',
-): { values: Float64Array; flags: Uint8Array; seen: Uint8Array; absent: Uint8Array; finite: Uint8Array } {
-  const nCols = grid.last.length;
-  const values = new Float64Array(layers.length * nCols);
-  const flags = new Uint8Array(layers.length * nCols);
-  const seen = new Uint8Array(layers.length * nCols);
-  const absent = new Uint8Array(layers.length * nCols);
+function accumulate(v: ViewReader, stat: StatName, combine: 'sumsq' | 'max'): Accumulated {
+  const nCols = v.columns;
+  const size = v.layers.length * nCols;
+  const values = new Float64Array(size);
+  const flags = new Uint8Array(size);
+  const seen = new Uint8Array(size);
+  const absent = new Uint8Array(size);
   // Cells with at least one finite value: maxAbs, paramNorm and updateNorm are NaN on the steps that
   // did not measure them (the torch probe's sampled tier), and a cell of such steps only has no value.
-  const finite = new Uint8Array(layers.length * nCols);
-  const row = new Map(layers.map((l, i) => [l, i]));
-  for (const t of store.tensors) {
-    const r = row.get(t.layer);
-    if (r === undefined) continue;
-    for (const p of points(store.series(t.id, stat, grid.sel), grid.sinceStep)) {
-      if (p.last < (grid.first[0] ?? Infinity)) continue;
-      const c = columnOf(grid, p.last);
+  const finite = new Uint8Array(size);
+  const first = v.first[0] ?? Infinity;
+  const all = v.points(stat);
+  for (let t = 0; t < all.length; t++) {
+    const r = v.rowOf[t];
+    if (r < 0) continue;
+    for (const p of all[t]) {
+      if (p.last < first) continue;
+      const c = v.columnOf(p.last);
       if (c < 0) continue;
       const k = r * nCols + c;
       if (p.absent) {
@@ -183,9 +192,9 @@ function accumulate(
   return { values, flags, seen, absent, finite };
 }
 
-function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Array {
-  const nan = accumulate(store, grid, layers, 'nanCount', 'max');
-  const inf = accumulate(store, grid, layers, 'infCount', 'max');
+function nonFiniteCells(v: ViewReader): Uint8Array {
+  const nan = accumulate(v, 'nanCount', 'max');
+  const inf = accumulate(v, 'infCount', 'max');
   const out = new Uint8Array(nan.values.length);
   for (let k = 0; k < out.length; k++) {
     if (nan.values[k] > 0 || nan.flags[k] & FLAG_NAN) out[k] = FLAG_NAN;
@@ -194,54 +203,57 @@ function nonFiniteCells(store: RunStore, grid: Grid, layers: string[]): Uint8Arr
   return out;
 }
 
-const log10 = (v: number): Cell => (v > 0 ? Math.log10(v) : v === 0 ? '-Inf' : null);
+const log10 = (v: number): Cell => (v > 0 ? Math.log10(v) : v === 0 ? WIRE_NEG_INF : null);
 
-/**
- * Layers × steps heatmap for one metric, for steps after `sinceStep` (all when omitted), of all
- * steps or of one optimizer's (`sel.optimizer`).
- */
-export function buildHeatmap(store: RunStore, metric: HeatmapMetric, sinceStep = -Infinity, sel: SeriesOptions = {}): PanelHeatmap {
-  const layers = layersInOrder(store.tensors);
-  const grid = gridOf(store, sinceStep, sel);
-  const nCols = grid.last.length;
-  const cells = new Array<Cell>(layers.length * nCols).fill(null);
+/** Layers × steps heatmap for one metric, from the view's grid and its norm accumulation. */
+function heatmapOf(v: ViewReader, metric: HeatmapMetric, norm: Accumulated, bad: Uint8Array): PanelHeatmap {
+  const cells = new Array<Cell>(v.layers.length * v.columns).fill(null);
   if (metric === 'zeroFrac') {
-    fillZeroFrac(store, grid, layers, cells);
+    fillZeroFrac(v, cells);
   } else {
-    const bad = nonFiniteCells(store, grid, layers);
-    let main: ReturnType<typeof accumulate>;
-    let denom: ReturnType<typeof accumulate> | null = null;
-    if (metric === 'norm') main = accumulate(store, grid, layers, 'norm', 'sumsq');
-    else if (metric === 'maxAbs') main = accumulate(store, grid, layers, 'maxAbs', 'max');
-    else {
-      main = accumulate(store, grid, layers, 'updateNorm', 'sumsq');
-      denom = accumulate(store, grid, layers, 'paramNorm', 'sumsq');
+    let main: Accumulated;
+    let denom: Accumulated | null = null;
+    switch (metric) {
+      case 'norm':
+        main = norm;
+        break;
+      case 'maxAbs':
+        main = accumulate(v, 'maxAbs', 'max');
+        break;
+      case 'updateRatio':
+        main = accumulate(v, 'updateNorm', 'sumsq');
+        denom = accumulate(v, 'paramNorm', 'sumsq');
+        break;
+      default: {
+        const never: never = metric;
+        return never;
+      }
     }
     for (let k = 0; k < cells.length; k++) {
-      if (bad[k] & FLAG_NAN) cells[k] = 'NaN';
-      else if (bad[k] & FLAG_POS_INF) cells[k] = 'Inf';
-      else if (!main.seen[k]) cells[k] = main.absent[k] ? 'absent' : null;
+      if (bad[k] & FLAG_NAN) cells[k] = WIRE_NAN;
+      else if (bad[k] & FLAG_POS_INF) cells[k] = WIRE_POS_INF;
+      else if (!main.seen[k]) cells[k] = main.absent[k] ? WIRE_ABSENT : null;
       else if (metric === 'maxAbs' && !main.finite[k])
         cells[k] = null; // not measured at these steps
       else if (denom) cells[k] = denom.values[k] > 0 && main.values[k] > 0 ? Math.log10(main.values[k] / denom.values[k]) : null;
       else cells[k] = log10(main.values[k]);
     }
   }
-  return { metric, layers, steps: grid.last.slice(), values: cells };
+  return { metric, layers: v.layers, steps: v.last.slice(), values: cells };
 }
 
-function fillZeroFrac(store: RunStore, grid: Grid, layers: string[], cells: Cell[]): void {
-  const nCols = grid.last.length;
-  const row = new Map(layers.map((l, i) => [l, i]));
+function fillZeroFrac(v: ViewReader, cells: Cell[]): void {
+  const nCols = v.columns;
   const sum = new Float64Array(cells.length);
   const weight = new Float64Array(cells.length);
-  for (const t of store.tensors) {
-    const r = row.get(t.layer);
-    if (r === undefined) continue;
-    const size = t.shape.reduce((a, b) => a * b, 1) || 1;
-    for (const d of store.details(t.id)) {
-      const c = columnOf(grid, d.step);
-      if (c < 0 || d.step < (grid.first[0] ?? Infinity)) continue;
+  const tensors = v.store.tensors;
+  for (let t = 0; t < tensors.length; t++) {
+    const r = v.rowOf[t];
+    if (r < 0) continue;
+    const size = tensors[t].shape.reduce((a, b) => a * b, 1) || 1;
+    for (const d of v.store.details(tensors[t].id)) {
+      const c = v.columnOf(d.step);
+      if (c < 0 || d.step < (v.first[0] ?? Infinity)) continue;
       sum[r * nCols + c] += d.zeroFrac * size;
       weight[r * nCols + c] += size;
     }
@@ -251,35 +263,25 @@ function fillZeroFrac(store: RunStore, grid: Grid, layers: string[], cells: Cell
 
 /**
  * Per-layer gradient norm curves: sqrt of the sum of the layer's tensors' squared norms per column.
- * A column where the layer had no gradient is a gap (null, listed in `absent`), not a NaN point.
+ * A column where the layer had no gradient is a gap (`absent`), not a NaN point.
  */
-export function buildLayerNorms(store: RunStore, sinceStep = -Infinity, sel: SeriesOptions = {}): Record<string, PanelCurve> {
-  const layers = layersInOrder(store.tensors);
-  const grid = gridOf(store, sinceStep, sel);
-  const acc = accumulate(store, grid, layers, 'norm', 'sumsq');
-  const bad = nonFiniteCells(store, grid, layers);
-  const nCols = grid.last.length;
+function layerNormsOf(v: ViewReader, acc: Accumulated, bad: Uint8Array): Record<string, PanelCurve> {
+  const nCols = v.columns;
   const out: Record<string, PanelCurve> = {};
-  layers.forEach((layer, r) => {
-    const steps: number[] = [];
-    const values: number[] = [];
-    const gaps: number[] = [];
+  v.layers.forEach((layer, r) => {
+    const curve: PanelCurve = { steps: [], values: [] };
     for (let c = 0; c < nCols; c++) {
       const k = r * nCols + c;
       if (!acc.seen[k]) {
         if (acc.absent[k]) {
-          gaps.push(steps.length);
-          steps.push(grid.last[c]);
-          values.push(0);
+          curve.steps.push(v.last[c]);
+          curve.values.push(WIRE_ABSENT);
         }
         continue;
       }
-      steps.push(grid.last[c]);
-      values.push(bad[k] & FLAG_NAN ? NaN : acc.values[k]);
+      curve.steps.push(v.last[c]);
+      curve.values.push(bad[k] & FLAG_NAN ? WIRE_NAN : encodeFloat(acc.values[k]));
     }
-    const curve = toPanelCurve(steps, values);
-    for (const g of gaps) curve.values[g] = null;
-    if (gaps.length) curve.absent = gaps;
     out[layer] = curve;
   });
   return out;
@@ -300,8 +302,8 @@ export function buildTensorDetail(store: RunStore, tensorId: number, step: numbe
   return {
     tensorId,
     histograms,
-    thumbnail: chosen ? { step: chosen.step, rows: chosen.thumbRows, cols: chosen.thumbCols, values: Array.from(chosen.thumb) } : null,
-    stats: statsFrom ? { step: statsFrom.step, mean: statsFrom.mean, std: statsFrom.std, zeroFrac: statsFrom.zeroFrac } : null,
+    thumbnail: chosen ? { step: chosen.step, rows: chosen.thumbRows, cols: chosen.thumbCols, values: Array.from(chosen.thumb, encodeFloat) } : null,
+    stats: statsFrom ? { step: statsFrom.step, mean: encodeFloat(statsFrom.mean), std: encodeFloat(statsFrom.std), zeroFrac: encodeFloat(statsFrom.zeroFrac) } : null,
   };
 }
 
@@ -349,7 +351,7 @@ function warningExit(status: PanelRunHeader['status']): RunWarningExit {
  */
 export function reportData(store: RunStore, header: PanelRunHeader, findings: Finding[]): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
   const snapshot = buildSnapshot(store, { header, findings, metric: 'norm', compare: null, savedRuns: [] });
-  const views = snapshot.optimizers.length >= 2 ? snapshot.optimizers.map((o) => buildView(store, 'norm', o.id)) : [];
+  const views = snapshot.optimizers.length >= 2 ? snapshot.optimizers.map((o) => buildView(store, { metric: 'norm', optimizer: o.id })) : [];
   return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)), views };
 }
 
@@ -374,22 +376,23 @@ export function optimizerSelection(store: RunStore, optimizer: number | null | u
 }
 
 /**
- * Global norm and loss of the steps shown, after `sinceStep`: one optimizer's (`sel.optimizer`), or
+ * Global norm and loss of the steps shown (after `q.since`): one optimizer's (`q.optimizer`), or
  * all steps, and then with two or more optimizers also each one's own curves (`byOptimizer`).
  */
-export function buildCurves(store: RunStore, sel: SeriesOptions, sinceStep = -Infinity): Pick<PanelView, 'globalNorm' | 'loss' | 'byOptimizer'> {
-  const globalNorm = curveOf(store.globalNorm(sel), sinceStep);
-  const loss = curveOf(store.loss(sel), sinceStep);
-  const ids = sel.optimizer === undefined ? store.curveOptimizers : [];
+function curvesOf(store: RunStore, q: SeriesOptions): Pick<PanelView, 'globalNorm' | 'loss' | 'byOptimizer'> {
+  const globalNorm = curveOf(store.globalNorm(q));
+  const loss = curveOf(store.loss(q));
+  const ids = q.optimizer === undefined ? store.curveOptimizers : [];
   if (ids.length < 2) return { globalNorm, loss, byOptimizer: [] };
   const names = new Map(store.optimizers.map((o) => [o.id, o.name] as const));
-  const losses = ids.map((id) => store.loss({ optimizer: id }));
-  const perLoss = losses.filter((c) => c.steps.length > 0).length >= 2;
+  // Whether each optimizer carries its own loss is decided over the whole run, not the new steps.
+  const hasLoss = ids.map((id) => store.loss({ optimizer: id }).steps.length > 0);
+  const perLoss = hasLoss.filter((x) => x).length >= 2;
   const byOptimizer: PanelOptimizerCurves[] = ids.map((id, i) => ({
     id,
     name: names.get(id) ?? `optimizer ${id}`,
-    globalNorm: curveOf(store.globalNorm({ optimizer: id }), sinceStep),
-    loss: perLoss && losses[i].steps.length > 0 ? curveOf(losses[i], sinceStep) : null,
+    globalNorm: curveOf(store.globalNorm({ optimizer: id, since: q.since })),
+    loss: perLoss && hasLoss[i] ? curveOf(store.loss({ optimizer: id, since: q.since })) : null,
   }));
   return { globalNorm, loss, byOptimizer };
 }
@@ -399,14 +402,31 @@ export function byOptimizerShape(v: Pick<PanelView, 'byOptimizer'>): string {
   return v.byOptimizer.map((c) => `${c.id}${c.loss ? '+loss' : ''}`).join(',');
 }
 
-/** Every chart's data for one choice of the optimizer picker (an id the run does not have: all steps). */
-export function buildView(store: RunStore, metric: HeatmapMetric, optimizer: number | null = null): PanelView {
-  const sel = optimizerSelection(store, optimizer);
+export interface ViewOptions {
+  /** The heatmap's metric. */
+  metric: HeatmapMetric;
+  /** Only the steps after this one (a live append); omitted: everything the store holds. */
+  since?: number;
+  /** Show only this optimizer's steps in every chart (null or absent, or an id the run does not have: all). */
+  optimizer?: number | null;
+}
+
+/**
+ * Every chart's data for one choice of the optimizer picker, at the store's resolution (the host owns
+ * it: the webview draws what it gets). The one builder behind the snapshot, the append, the replace
+ * and the report: each statistic is read once per tensor and the column grid is computed once.
+ */
+export function buildView(store: RunStore, opts: ViewOptions): PanelView {
+  const sel = optimizerSelection(store, opts.optimizer);
+  const q: SeriesOptions = opts.since === undefined ? sel : { ...sel, since: opts.since };
+  const v = new ViewReader(store, q);
+  const norm = accumulate(v, 'norm', 'sumsq');
+  const bad = nonFiniteCells(v);
   return {
     optimizer: sel.optimizer ?? null,
-    ...buildCurves(store, sel),
-    layerNorms: buildLayerNorms(store, -Infinity, sel),
-    heatmap: buildHeatmap(store, metric, -Infinity, sel),
+    ...curvesOf(store, q),
+    layerNorms: layerNormsOf(v, norm, bad),
+    heatmap: heatmapOf(v, opts.metric, norm, bad),
   };
 }
 
@@ -416,36 +436,41 @@ export function buildSnapshot(store: RunStore, ctx: SnapshotContext): PanelSnaps
     optimizers: panelOptimizers(store),
     tensors: panelTensors(store.tensors),
     layers: layersInOrder(store.tensors),
-    ...buildView(store, ctx.metric, ctx.optimizer),
+    ...buildView(store, { metric: ctx.metric, optimizer: ctx.optimizer }),
     findings: ctx.findings,
     compare: ctx.compare,
     savedRuns: ctx.savedRuns,
   };
 }
 
-/** What arrived after `sinceStep`: the live delta. `knownTensors` is how many tensors the webview has. */
-export function buildAppend(
-  store: RunStore,
-  sinceStep: number,
-  knownTensors: number,
-  header: PanelRunHeader,
-  metric: HeatmapMetric,
-  findings: Finding[] | null,
-  optimizer: number | null = null,
-): PanelAppend {
-  const sel = optimizerSelection(store, optimizer);
-  const tensors = panelTensors(store.tensors.slice(knownTensors));
-  const before = new Set(layersInOrder(store.tensors.slice(0, knownTensors)));
+export interface AppendContext {
+  /** The last step the webview holds: the append carries the steps after it. */
+  since: number;
+  /** How many tensors the webview knows. */
+  knownTensors: number;
+  header: PanelRunHeader;
+  metric: HeatmapMetric;
+  /** The findings when they changed, else null. */
+  findings: Finding[] | null;
+  optimizer?: number | null;
+}
+
+/** What arrived after `ctx.since`: the live append. */
+export function buildAppend(store: RunStore, ctx: AppendContext): PanelAppend {
+  const before = new Set(layersInOrder(store.tensors.slice(0, ctx.knownTensors)));
   return {
-    header,
-    ...buildCurves(store, sel, sinceStep),
-    layerNorms: buildLayerNorms(store, sinceStep, sel),
-    heatmap: buildHeatmap(store, metric, sinceStep, sel),
-    tensors,
+    header: ctx.header,
+    ...buildView(store, { metric: ctx.metric, since: ctx.since, optimizer: ctx.optimizer }),
+    tensors: panelTensors(store.tensors.slice(ctx.knownTensors)),
     layers: layersInOrder(store.tensors).filter((l) => !before.has(l)),
-    findings,
+    findings: ctx.findings,
     optimizers: panelOptimizers(store),
   };
+}
+
+/** Curves, heatmap and findings of the whole view, replacing what the webview holds (metric switch, host-side folding). */
+export function buildReplace(store: RunStore, ctx: { header: PanelRunHeader; metric: HeatmapMetric; findings: Finding[]; optimizer?: number | null }): PanelReplace {
+  return { header: ctx.header, ...buildView(store, { metric: ctx.metric, optimizer: ctx.optimizer }), findings: ctx.findings };
 }
 
 /** Global-norm overlay of a saved run, for before/after comparisons. */

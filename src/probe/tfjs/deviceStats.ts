@@ -17,7 +17,7 @@
 // the full treatment when it holds a NaN or an Inf (Σg² is then NaN or Inf: NaN and Inf are counted
 // only when a norm is non-finite). Both are rare; the common step has one read.
 import type * as tfTypes from '@tensorflow/tfjs';
-import { STATS_PER_TENSOR } from './workerProtocol';
+import { ROW, ROW_LENGTH } from '../../core/protocol/messages';
 
 type Tf = typeof tfTypes;
 type Tensor = tfTypes.Tensor;
@@ -72,10 +72,10 @@ export class DeviceStats {
   compute(entries: DeviceEntry[], loss: Tensor | null): { stats: Float64Array; loss: number } {
     const tf = this.tf;
     const n = entries.length;
-    const stats = new Float64Array(n * STATS_PER_TENSOR);
+    const stats = new Float64Array(n * ROW_LENGTH);
     for (let i = 0; i < n; i++) {
-      stats[i * STATS_PER_TENSOR + 4] = NaN;
-      stats[i * STATS_PER_TENSOR + 5] = NaN;
+      stats[i * ROW_LENGTH + ROW.paramNorm] = NaN;
+      stats[i * ROW_LENGTH + ROW.updateNorm] = NaN;
     }
     const f32 = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
     // Empty tensors have every statistic 0 and take no part in the ops.
@@ -89,7 +89,7 @@ export class DeviceStats {
       });
     const live = wRows.filter((i) => entries[i].v!.size > 0);
     for (const i of wRows) {
-      if (entries[i].v!.size === 0) stats[i * STATS_PER_TENSOR + 4] = stats[i * STATS_PER_TENSOR + 5] = 0;
+      if (entries[i].v!.size === 0) stats[i * ROW_LENGTH + ROW.paramNorm] = stats[i * ROW_LENGTH + ROW.updateNorm] = 0;
     }
     const diff = (i: number): Tensor => tf.sub(f32(entries[i].v!), f32(this.before.get(entries[i].id)!));
     let reads = 0;
@@ -120,10 +120,10 @@ export class DeviceStats {
       const take = (j: number, row: number, col: number, size: number, x: () => Tensor, grad: boolean): void => {
         const max = data[j];
         const ss = data[k + j];
-        const o = row * STATS_PER_TENSOR;
+        const o = row * ROW_LENGTH;
         if (sumIsSafe(max, ss, size) || (max === 0 && ss === 0)) {
           stats[o + col] = Math.sqrt(ss);
-          if (grad) stats[o + 1] = max;
+          if (grad) stats[o + ROW.maxAbs] = max;
         } else if (Number.isFinite(max) && (Number.isFinite(ss) || ss === Infinity)) {
           // All values finite: tiny ones (squares near float32's denormals), or an overflow.
           redo.push({ j, row, col, x, how: 'scaled', max });
@@ -135,9 +135,9 @@ export class DeviceStats {
           stats[o + col] = Number.isNaN(ss) || Number.isNaN(max) ? NaN : Infinity;
         }
       };
-      gRows.forEach((i, j) => take(j, i, 0, entries[i].g.size, () => f32(entries[i].g), true));
-      live.forEach((i, j) => take(gRows.length + j, i, 4, entries[i].v!.size, () => f32(entries[i].v!), false));
-      live.forEach((i, j) => take(gRows.length + live.length + j, i, 5, entries[i].v!.size, () => diff(i), false));
+      gRows.forEach((i, j) => take(j, i, ROW.norm, entries[i].g.size, () => f32(entries[i].g), true));
+      live.forEach((i, j) => take(gRows.length + j, i, ROW.paramNorm, entries[i].v!.size, () => f32(entries[i].v!), false));
+      live.forEach((i, j) => take(gRows.length + live.length + j, i, ROW.updateNorm, entries[i].v!.size, () => diff(i), false));
 
       // Pass 2 (rare).
       if (redo.length) {
@@ -166,15 +166,16 @@ export class DeviceStats {
         pass2.dispose();
         let at = 0;
         for (const r of redo) {
-          const o = r.row * STATS_PER_TENSOR;
+          const o = r.row * ROW_LENGTH;
           if (r.how === 'scaled') {
             stats[o + r.col] = Math.sqrt(d2[at++]) * 2 ** Math.floor(Math.log2(r.max));
-            if (r.col === 0) stats[o + 1] = r.max;
+            if (r.col === ROW.norm) stats[o + ROW.maxAbs] = r.max;
           } else {
-            stats[o] = d2[at];
-            stats[o + 1] = d2[at + 1];
-            stats[o + 2] = d2[at + 2];
-            stats[o + 3] = d2[at + 3];
+            // [norm, max, nan, inf] as stacked in pass 2.
+            stats[o + ROW.norm] = d2[at];
+            stats[o + ROW.maxAbs] = d2[at + 1];
+            stats[o + ROW.nanCount] = d2[at + 2];
+            stats[o + ROW.infCount] = d2[at + 3];
             at += 4;
           }
         }

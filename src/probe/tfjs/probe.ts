@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { type ErrorInfo, type StatName, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
+import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
@@ -26,7 +26,7 @@ import { firstUserFrame, firstUserFrameOfSite, type Site } from './sourceSite';
 import { AnomalyTracker } from './stats';
 import { StatsState, runJob, stepRows } from './statsJob';
 import { WeightsSchedule } from './weightsSchedule';
-import { STATS_PER_TENSOR, jobBuffers, offsetsOf, slot, type DetailJob, type StepJob, type WorkerJob, type WorkerReply, type WorkerResult } from './workerProtocol';
+import { jobBuffers, offsetsOf, slot, type DetailJob, type StepJob, type WorkerJob, type WorkerReply, type WorkerResult } from './workerProtocol';
 
 type Tf = typeof tfTypes;
 type Tensor = tfTypes.Tensor;
@@ -91,8 +91,6 @@ interface PendingStep {
  * The byte bound is the one that matters for big models; the count bounds a burst of tiny steps
  * (a synchronous loop that runs before the worker has even started).
  */
-/** The statistics the stats worker computes per tensor, in its row order (STATS_PER_TENSOR of them). */
-const TFJS_STATS: readonly StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 const MAX_WORKER_BACKLOG = 512;
 /** Automatic detail tier: the first interval, and the shortest (as the torch probe's). */
@@ -498,8 +496,8 @@ export class Probe implements CaptureSink {
     }
     ctx.lossTensor?.dispose();
     const ids = ctx.entries.map((e) => e.known.info.id);
-    const norms = ids.map((_, i) => stats[i * STATS_PER_TENSOR]);
-    const nonFinite = ids.map((_, i) => stats[i * STATS_PER_TENSOR + 2] + stats[i * STATS_PER_TENSOR + 3]);
+    const norms = ids.map((_, i) => stats[i * ROW_LENGTH + ROW.norm]);
+    const nonFinite = ids.map((_, i) => stats[i * ROW_LENGTH + ROW.nanCount] + stats[i * ROW_LENGTH + ROW.infCount]);
     const seen = this.localAnomalies.observe(ids, norms, nonFinite);
     const { firstNonFinite } = seen;
     const lossValue = ctx.lossTensor ? loss : ctx.loss;
@@ -598,21 +596,22 @@ export class Probe implements CaptureSink {
     const n = p.nTensors;
     // Every tensor of a tfjs step has a gradient: no hasGrad column (the protocol reads its absence
     // as "all present").
-    const columns = TFJS_STATS.map(() => new Float64Array(n).fill(NaN));
+    // One column per statistic of the row (TENSOR_ROW_STATS, the STEP's `stats` in the same order).
+    const columns = TENSOR_ROW_STATS.map(() => new Float64Array(n).fill(NaN));
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (id >= n) continue;
-      for (let s = 0; s < STATS_PER_TENSOR; s++) columns[s][id] = stats[i * STATS_PER_TENSOR + s];
+      for (let s = 0; s < ROW_LENGTH; s++) columns[s][id] = stats[i * ROW_LENGTH + s];
     }
-    this.send({ type: 'step', step: p.step, loss: p.loss, wallMs: p.wallMs, optimizer: 0, stats: [...TFJS_STATS], columns, nTensors: n });
+    this.send({ type: 'step', step: p.step, loss: p.loss, wallMs: p.wallMs, optimizer: 0, stats: [...TENSOR_ROW_STATS], columns, nTensors: n });
   }
 
   private emitNonFinite(step: number, id: number, ids: number[], stats: Float64Array): void {
     if (this.nonFiniteReported) return;
     this.nonFiniteReported = true;
     const i = ids.indexOf(id);
-    const nan = stats[i * STATS_PER_TENSOR + 2];
-    const inf = stats[i * STATS_PER_TENSOR + 3];
+    const nan = stats[i * ROW_LENGTH + ROW.nanCount];
+    const inf = stats[i * ROW_LENGTH + ROW.infCount];
     const name = this.tensors[id]?.info.name ?? `#${id}`;
     this.send({
       type: 'event',

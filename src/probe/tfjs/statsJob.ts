@@ -1,7 +1,8 @@
 // One stats job, as the worker runs it. Kept apart from the worker entry so the main thread can run
 // the very same code inline when a worker cannot be started.
 import { AnomalyTracker, detailStats, paramAndUpdateNorm, stepStats } from './stats';
-import { STATS_PER_TENSOR, jobBuffers, offsetsOf, slot, type DetailResult, type WorkerJob, type WorkerResult } from './workerProtocol';
+import { ROW, ROW_LENGTH } from '../../core/protocol/messages';
+import { jobBuffers, offsetsOf, slot, type DetailResult, type WorkerJob, type WorkerResult } from './workerProtocol';
 
 export class StatsState {
   readonly anomalies = new AnomalyTracker();
@@ -12,7 +13,7 @@ function details(job: WorkerJob, offsets: number[]): DetailResult[] {
 }
 
 export interface StepRows {
-  /** STATS_PER_TENSOR values per tensor, in the order of the tensors given. */
+  /** ROW_LENGTH values per tensor (laid out as ROW), in the order of the tensors given. */
   stats: Float64Array;
   norms: Float64Array;
   /** NaN + Inf count per tensor. */
@@ -33,25 +34,25 @@ export function stepRows(
   after: (k: number) => ArrayLike<number>,
   before: (k: number) => ArrayLike<number>,
 ): StepRows {
-  const stats = new Float64Array(n * STATS_PER_TENSOR);
+  const stats = new Float64Array(n * ROW_LENGTH);
   const norms = new Float64Array(n);
   const nonFinite = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const s = stepStats(grad(i));
-    const o = i * STATS_PER_TENSOR;
-    stats[o] = s.norm;
-    stats[o + 1] = s.maxAbs;
-    stats[o + 2] = s.nanCount;
-    stats[o + 3] = s.infCount;
-    stats[o + 4] = NaN;
-    stats[o + 5] = NaN;
+    const o = i * ROW_LENGTH;
+    stats[o + ROW.norm] = s.norm;
+    stats[o + ROW.maxAbs] = s.maxAbs;
+    stats[o + ROW.nanCount] = s.nanCount;
+    stats[o + ROW.infCount] = s.infCount;
+    stats[o + ROW.paramNorm] = NaN;
+    stats[o + ROW.updateNorm] = NaN;
     norms[i] = s.norm;
     nonFinite[i] = s.nanCount + s.infCount;
   }
   const tw = performance.now();
   for (let k = 0; k < weighted.length; k++) {
-    const o = weighted[k] * STATS_PER_TENSOR;
-    [stats[o + 4], stats[o + 5]] = paramAndUpdateNorm(after(k), before(k));
+    const o = weighted[k] * ROW_LENGTH;
+    [stats[o + ROW.paramNorm], stats[o + ROW.updateNorm]] = paramAndUpdateNorm(after(k), before(k));
   }
   return { stats, norms, nonFinite, weightsMs: weighted.length ? performance.now() - tw : 0 };
 }

@@ -63,7 +63,7 @@ export interface WorkerResult {
   step: number;
   /** Tensor ids in the order of `stats` rows. */
   ids: number[];
-  /** 6 values per tensor: norm, maxAbs, nanCount, infCount, paramNorm, updateNorm (step jobs only). */
+  /** ROW_LENGTH values per tensor, laid out as ROW (core/protocol/messages.ts; step jobs only). */
   stats: Float64Array | null;
   details: DetailResult[];
   /** First tensor of the run with a non-finite gradient, if this step has it. */
@@ -86,8 +86,6 @@ export interface WorkerError {
 }
 
 export type WorkerReply = WorkerResult | WorkerError;
-
-export const STATS_PER_TENSOR = 6;
 
 /** Tensor i of a packed buffer (a view, no copy). `offsets` from offsetsOf(sizes). */
 export function slot(data: Float32Array, offsets: readonly number[], i: number): Float32Array {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { area, launch, openPanel, pixel, posts, send } from './browser.mjs';
-import { explodingSnapshot, wireCurve } from './fixtures.mjs';
+import { explodingSnapshot } from './fixtures.mjs';
 
 const hex = (h) => [parseInt(h.slice(1, 3), 16), parseInt(h.slice(3, 5), 16), parseInt(h.slice(5, 7), 16)];
 const near = (px, rgb, tol = 6) => px.slice(0, 3).every((v, i) => Math.abs(v - rgb[i]) <= tol);
@@ -22,18 +22,9 @@ export function absentSnapshot() {
     s.heatmap.values[0 * n + c] = 'absent';
     if (c % 2 === 1 && c < 36) s.heatmap.values[5 * n + c] = 'absent';
   }
-  s.layerNorms.dense_1 = { steps: [...s.heatmap.steps], values: s.heatmap.steps.map(() => null), absent: s.heatmap.steps.map((_, i) => i) };
+  s.layerNorms.dense_1 = { steps: [...s.heatmap.steps], values: s.heatmap.steps.map(() => 'absent') };
   const out = s.layerNorms.output;
-  const values = out.values.map((v, i) => (i % 2 === 1 && i < 36 ? null : v));
-  s.layerNorms.output = {
-    ...wireCurve(
-      out.steps,
-      values.map((v) => (v === null ? NaN : v)),
-    ),
-    values,
-  };
-  s.layerNorms.output.absent = out.steps.map((_, i) => i).filter((i) => i % 2 === 1 && i < 36);
-  s.layerNorms.output.nan = out.steps.map((_, i) => i).filter((i) => i >= 36);
+  s.layerNorms.output = { steps: out.steps, values: out.values.map((v, i) => (i % 2 === 1 && i < 36 ? 'absent' : i >= 36 ? 'NaN' : v)) };
   return s;
 }
 

@@ -115,7 +115,7 @@ export async function send(page, message) {
   const before = await page.evaluate(() => Number(document.body.dataset.gsRenders ?? 0));
   // A JSON string crosses to the page far faster than a large structured argument.
   await page.evaluate((json) => window.postMessage(JSON.parse(json), '*'), JSON.stringify(message));
-  if (message.type === 'snapshot' || message.type === 'append' || message.type === 'delta') {
+  if (message.type === 'snapshot' || message.type === 'append' || message.type === 'replace') {
     await page.waitForFunction((b) => Number(document.body.dataset.gsRenders ?? 0) > b, before);
   }
 }

@@ -3,23 +3,10 @@
 
 /** Wire encoding of a curve: NaN/±Inf as null with index lists. */
 export function wireCurve(steps, values) {
-  const out = { steps: [], values: [] };
-  const nan = [];
-  const inf = [];
-  steps.forEach((s, i) => {
-    const v = values[i];
-    out.steps.push(s);
-    if (Number.isFinite(v)) out.values.push(v);
-    else {
-      out.values.push(null);
-      (Number.isNaN(v) ? nan : inf).push(i);
-    }
-  });
-  if (nan.length) out.nan = nan;
-  if (inf.length) out.inf = inf;
-  return out;
+  return { steps: [...steps], values: values.map(wireCell) };
 }
 
+/** A value as src/core/protocol/float.ts encodes it: finite as it is, NaN and ±Inf by name. */
 export const wireCell = (v) => (Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Inf' : v === -Infinity ? '-Inf' : v);
 
 // Deterministic noise.
@@ -149,7 +136,7 @@ export function explodingDetail(tensorId, nSteps = 120, every = 2) {
   const values = Array.from({ length: rows * cols }, (_, i) => {
     const y = Math.floor(i / cols);
     const x = i % cols;
-    return i === 37 || i === 38 ? null : 10 ** (-3 + 2 * Math.sin(x / 3) * Math.cos(y / 4) + r());
+    return i === 37 || i === 38 ? 'NaN' : 10 ** (-3 + 2 * Math.sin(x / 3) * Math.cos(y / 4) + r());
   });
   return { tensorId, histograms, thumbnail: { step: nSteps - 1, rows, cols, values }, stats: { step: nSteps - 1, mean: 1.2e-4, std: 3.4e-2, zeroFrac: 0.012 } };
 }
@@ -187,14 +174,9 @@ export function appendMessage(snapshot, after, k, valueOf = () => -1) {
   };
 }
 
-/** Wire curve `a` followed by `b` (the index lists of `b` shifted past `a`'s points). */
+/** Wire curve `a` followed by `b`. */
 function concatCurve(a, b) {
-  const out = { steps: [...a.steps, ...b.steps], values: [...a.values, ...b.values] };
-  for (const k of ['nan', 'inf', 'absent']) {
-    const list = [...(a[k] ?? []), ...(b[k] ?? []).map((i) => i + a.steps.length)];
-    if (list.length > 0) out[k] = list;
-  }
-  return out;
+  return { steps: [...a.steps, ...b.steps], values: [...a.values, ...b.values] };
 }
 
 /**

@@ -131,7 +131,7 @@ describe('webview panel', () => {
     await page.close();
   });
 
-  test('an append adds columns and points; a delta replaces the heatmap metric', async () => {
+  test('an append adds columns and points; a replace switches the heatmap metric', async () => {
     const { page, errors, snapshot } = await panel();
     const m = appendMessage(snapshot, 39, 5, (li, s) => (li === 0 && s === 43 ? NaN : -1));
     await send(page, m);
@@ -144,12 +144,12 @@ describe('webview panel', () => {
     // Sending the same append again changes nothing (steps at or before the last are ignored).
     await send(page, m);
     assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), '45');
-    // A metric switch: the radio posts, the host answers with a delta.
+    // A metric switch: the radio posts, the host answers with a replace.
     await page.check('input[name="gs-metric"][value="zeroFrac"]');
     assert.deepEqual((await posts(page)).at(-1), { type: 'setHeatmapMetric', metric: 'zeroFrac' });
     const steps = Array.from({ length: 10 }, (_, i) => i);
     await send(page, {
-      type: 'delta',
+      type: 'replace',
       header: snapshot.header,
       globalNorm: snapshot.globalNorm,
       loss: snapshot.loss,
@@ -247,7 +247,7 @@ describe('webview panel', () => {
     await page.close();
   });
 
-  test('a 70,000-step run is folded and summarised, and single NaN / Inf steps still show', async () => {
+  test('a 70,000-step run is drawn as the host sent it (no folding of its own), and single NaN / Inf steps still show', async () => {
     const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(e));
@@ -258,9 +258,9 @@ describe('webview panel', () => {
     const snap = explodingSnapshot({ steps: 20, layers: 2, findings: false });
     snap.heatmap = { metric: 'norm', layers: snap.layers, steps, values };
     await send(page, { type: 'snapshot', snapshot: snap });
-    // Over the webview's bound (65,536 columns): folded in two, then bucketed by 64 or more.
-    assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), String(N / 2));
-    assert.ok(Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.bucket)) >= 32);
+    // The host owns resolution: every column it sent is kept, then bucketed by 64 or more to draw.
+    assert.equal(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.columns), String(N));
+    assert.ok(Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.bucket)) >= 64);
     const a = await area(page, '#gs-heatmap canvas');
     const xmax = Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.xmax));
     const hits = (row, rgb) =>
@@ -274,7 +274,7 @@ describe('webview panel', () => {
         },
         [a.top + ((row + 0.5) / 2) * (a.bottom - a.top), a.left, a.right, rgb],
       );
-    const expect = (step) => a.left + (step / 2 / xmax) * (a.right - a.left);
+    const expect = (step) => a.left + (step / xmax) * (a.right - a.left);
     const nan = await hits(0, NAN);
     assert.ok(nan.length >= 1 && nan.every((x) => Math.abs(x - expect(12_345)) <= 3), `NaN pixels ${nan} near ${expect(12_345)}`);
     const inf = await hits(1, INF_DARK);

@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import { MAX_CURVE_OPTIMIZERS, RunStore, seriesMemoryBound, SERIES_STAT_NAMES } from '../../../src/core/store/runStore';
 import type { StatName } from '../../../src/core/protocol/messages';
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
-import { buildAppend, buildHeatmap, buildLayerNorms, buildSnapshot, buildTensorDetail, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/core/view/snapshot';
-import type { PanelRunHeader } from '../../../src/core/view/messages';
+import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/core/view/snapshot';
+import type { HeatmapMetric, PanelCurve, PanelRunHeader } from '../../../src/core/view/messages';
+import type { WireName } from '../../../src/core/protocol/float';
 import { absentRun, absentRunMessages } from '../support/absentRun';
+import { parseDetail } from '../../../webview/hostMessages';
 
 const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
 const tensor = (id: number, layer: string, name: string) => ({ id, name: `${layer}/${name}`, layer, layerType: 'Dense', shape: [2, 2], source: null });
@@ -43,6 +45,14 @@ const header: PanelRunHeader = {
   warnings: [],
 };
 
+const buildHeatmap = (s: RunStore, metric: HeatmapMetric) => buildView(s, { metric }).heatmap;
+const buildLayerNorms = (s: RunStore) => buildView(s, { metric: 'norm' }).layerNorms;
+/** buildAppend of the steps after `since`, as the panel calls it. */
+const append = (s: RunStore, since: number, knownTensors: number, optimizer: number | null = null) =>
+  buildAppend(s, { since, knownTensors, header, metric: 'norm', findings: null, optimizer });
+/** Indices of the points of a wire curve carrying this name (NaN, Inf, absent). */
+const where = (c: PanelCurve, name: WireName): number[] => c.values.flatMap((v, i) => (v === name ? [i] : []));
+
 describe('panel snapshot', () => {
   it('layer norms combine the layer tensors as sqrt of the sum of squares', () => {
     const s = storeWith(5, (step, t) => (t === 0 ? 3 : t === 1 ? 4 : step + 1));
@@ -74,12 +84,36 @@ describe('panel snapshot', () => {
 
   it('append carries only the steps after the given one', () => {
     const s = storeWith(10, (step) => step + 1);
-    const a = buildAppend(s, 6, 3, header, 'norm', null);
+    const a = append(s, 6, 3);
     assert.deepEqual(a.globalNorm.steps, [7, 8, 9]);
     assert.deepEqual(a.heatmap.steps, [7, 8, 9]);
     assert.equal(a.heatmap.values.length, 2 * 3);
     assert.deepEqual(a.tensors, []);
     assert.deepEqual(a.layerNorms.d2.steps, [7, 8, 9]);
+  });
+
+  it('an append (since) is the whole view cut after that step, folded buckets included: the grid is read once, the same way', () => {
+    const s = new RunStore({ recentSteps: 16, envelopeBuckets: 8 });
+    s.ingest({ type: 'tensors', tensors: [tensor(0, 'd1', 'kernel'), tensor(1, 'd2', 'kernel')] });
+    for (let step = 0; step < 150; step++) {
+      const cols = STATS.map(() => Float64Array.from([1 + (step % 7), 2 + (step % 5)]));
+      cols[2][1] = step === 140 ? 1 : 0;
+      s.ingest({ type: 'step', step, optimizer: 0, loss: step, wallMs: 0, stats: STATS, columns: cols, nTensors: 2 });
+    }
+    const whole = buildView(s, { metric: 'norm' });
+    for (const since of [-1, 20, whole.heatmap.steps[3], 133, 140, 149]) {
+      const part = buildView(s, { metric: 'norm', since });
+      const from = whole.heatmap.steps.findIndex((x) => x > since);
+      const n = whole.heatmap.steps.length;
+      const cut = from < 0 ? n : from;
+      assert.deepEqual(part.heatmap.steps, whole.heatmap.steps.slice(cut), `heatmap steps after ${since}`);
+      assert.deepEqual(part.heatmap.values, [...whole.heatmap.values.slice(cut, n), ...whole.heatmap.values.slice(n + cut)], `heatmap cells after ${since}`);
+      assert.deepEqual(part.layerNorms.d2.values, whole.layerNorms.d2.values.slice(cut));
+      const g = whole.globalNorm.steps.findIndex((x) => x > since);
+      assert.deepEqual(part.globalNorm.steps, g < 0 ? [] : whole.globalNorm.steps.slice(g));
+      const ser = s.series(1, 'norm', { since });
+      assert.ok(ser.steps.every((x) => x > since) && ser.envelope.stepLast.every((x) => x > since));
+    }
   });
 
   it('keeps a NaN visible after old steps are folded into envelopes', () => {
@@ -117,7 +151,7 @@ describe('panel snapshot', () => {
     assert.equal(snap.heatmap.values[0 * 3 + 2], 0.5, 'zero fraction over the tensors of the layer that have a detail at that step');
     assert.equal(snap.heatmap.values[0 * 3 + 1], null, 'no detail, no value');
     assert.deepEqual(
-      snap.loss.values.map((v) => Number(v?.toFixed(3))),
+      snap.loss.values.map((v) => Number((v as number).toFixed(3))),
       [1, 0.5, 0.333],
     );
     const d = buildTensorDetail(s, 0, 2);
@@ -125,6 +159,30 @@ describe('panel snapshot', () => {
     assert.equal(d.histograms.length, 1);
     assert.equal(d.stats?.zeroFrac, 0.5);
     assert.equal(buildTensorDetail(s, 0, 1).thumbnail, null, 'no thumbnail before its step');
+  });
+});
+
+describe('non-finite values in a tensor detail', () => {
+  it('a NaN gradient’s moments and thumbnail travel through the float codec, and the webview takes them', () => {
+    const s = storeWith(1, () => 1);
+    s.ingest({
+      type: 'detail',
+      step: 0,
+      tensorId: 0,
+      mean: NaN,
+      std: NaN,
+      zeroFrac: 0,
+      histLo: -20,
+      histHi: 12,
+      hist: new Uint32Array(32),
+      thumbRows: 1,
+      thumbCols: 2,
+      thumb: Float32Array.from([NaN, Infinity]),
+    });
+    const d = buildTensorDetail(s, 0, null);
+    assert.deepEqual(d.stats, { step: 0, mean: 'NaN', std: 'NaN', zeroFrac: 0 });
+    assert.deepEqual(d.thumbnail?.values, ['NaN', 'Inf']);
+    assert.deepEqual(parseDetail(JSON.parse(JSON.stringify(d))), d);
   });
 });
 
@@ -145,14 +203,13 @@ describe('absent gradients and optimizers in the view model', () => {
     assert.equal(row('l2')[13], 'NaN');
     assert.ok(!h.values.includes(null), 'every cell is a value, NaN or absent');
     const ln = buildLayerNorms(s);
-    assert.deepEqual(ln.head.absent, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
-    assert.ok(ln.head.absent.every((i) => ln.head.values[i] === null));
-    assert.equal(ln.head.nan, undefined, 'no NaN point for an absent step');
-    assert.deepEqual(ln.frozen.absent?.length, 20);
-    assert.deepEqual(ln.l2.nan, [13]);
+    assert.deepEqual(where(ln.head, 'absent'), [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    assert.deepEqual(where(ln.head, 'NaN'), [], 'no NaN point for an absent step');
+    assert.deepEqual(where(ln.frozen, 'absent').length, 20);
+    assert.deepEqual(where(ln.l2, 'NaN'), [13]);
     // The global norm curve has no NaN point but the real one.
     const snap = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
-    assert.deepEqual(snap.globalNorm.nan, [13]);
+    assert.deepEqual(where(snap.globalNorm, 'NaN'), [13]);
     // The HTML report embeds the same view model.
     assert.deepEqual(reportData(s, header, []).snapshot.heatmap, h);
   });
@@ -192,8 +249,8 @@ describe('absent gradients and optimizers in the view model', () => {
     assert.equal(head.optimizer, 1);
     assert.deepEqual(head.heatmap.steps, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
     assert.deepEqual(head.layerNorms.head.steps, head.heatmap.steps);
-    assert.equal(head.layerNorms.head.absent, undefined, 'the head has a gradient at every step of its optimizer');
-    const body = buildAppend(s, 9, s.tensors.length, header, 'norm', null, 0);
+    assert.deepEqual(where(head.layerNorms.head, 'absent'), [], 'the head has a gradient at every step of its optimizer');
+    const body = append(s, 9, s.tensors.length, 0);
     assert.deepEqual(body.heatmap.steps, [11, 13, 15, 17, 19]);
     assert.equal(buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [], optimizer: 7 }).optimizer, null, 'an unknown id shows all');
   });
@@ -233,7 +290,7 @@ function ganStore(steps: number, o: { genLoss?: boolean; gFrom?: number; optimiz
   return s;
 }
 
-const close = (a: readonly (number | null)[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v !== null && Math.abs(v - b[i]) < 1e-9 * Math.max(1, b[i]));
+const close = (a: PanelCurve['values'], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => typeof v === 'number' && Math.abs(v - b[i]) < 1e-9 * Math.max(1, b[i]));
 
 describe('several optimizers: one global norm and loss per optimizer', () => {
   const ctx = { header, findings: [], metric: 'norm' as const, compare: null, savedRuns: [] };
@@ -293,17 +350,17 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
     assert.equal(g.optimizer, 1);
     assert.deepEqual(g.byOptimizer, []);
     assert.deepEqual(g.globalNorm.steps, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
-    assert.ok(g.globalNorm.values.every((v) => v !== null && v < 1));
+    assert.ok(g.globalNorm.values.every((v) => typeof v === 'number' && v < 1));
     assert.deepEqual(g.loss.steps, g.globalNorm.steps);
     assert.deepEqual(g.heatmap.steps, g.globalNorm.steps);
-    const a = buildAppend(s, 12, s.tensors.length, header, 'norm', null, 0);
+    const a = append(s, 12, s.tensors.length, 0);
     assert.deepEqual(a.globalNorm.steps, [14, 16, 18]);
     assert.deepEqual(a.byOptimizer, []);
   });
 
   it('an append carries each optimizer’s new points; the shape changes when a second optimizer starts', () => {
     const s = ganStore(20);
-    const a = buildAppend(s, 15, s.tensors.length, header, 'norm', null);
+    const a = append(s, 15, s.tensors.length);
     assert.deepEqual(
       a.byOptimizer.map((c) => [c.id, c.globalNorm.steps, c.loss?.steps]),
       [
@@ -313,12 +370,12 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
     );
     // The discriminator alone until step 9: its own curve then reaches back to step 0.
     const late = ganStore(9, { gFrom: 9 });
-    assert.equal(byOptimizerShape(buildAppend(late, 5, late.tensors.length, header, 'norm', null)), '', 'one optimizer so far');
+    assert.equal(byOptimizerShape(append(late, 5, late.tensors.length)), '', 'one optimizer so far');
     late.ingest({ type: 'step', step: 9, optimizer: 1, loss: 0.7, wallMs: 9, stats: ['norm'], columns: [new Float64Array([NaN, NaN, 0.3, 0.4])], nTensors: 4 });
     const full = buildSnapshot(late, ctx);
     assert.deepEqual(full.byOptimizer[0].globalNorm.steps, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
     assert.deepEqual(full.byOptimizer[1].globalNorm.steps, [9]);
-    assert.equal(byOptimizerShape(buildAppend(late, 8, late.tensors.length, header, 'norm', null)), '0+loss,1+loss');
+    assert.equal(byOptimizerShape(append(late, 8, late.tensors.length)), '0+loss,1+loss');
   });
 
   it('one optimizer: nothing changes (no per-optimizer curves, the run’s global norm and loss)', () => {
@@ -329,7 +386,7 @@ describe('several optimizers: one global norm and loss per optimizer', () => {
     assert.deepEqual(snap.globalNorm.steps, [0, 1, 2, 3, 4, 5]);
     assert.deepEqual(snap.globalNorm.values, Array.from(s.globalNorm().values));
     assert.deepEqual(buildSnapshot(s, { ...ctx, optimizer: 0 }).globalNorm, snap.globalNorm, 'its own curve is the run’s');
-    assert.deepEqual(buildAppend(s, 3, 3, header, 'norm', null).byOptimizer, []);
+    assert.deepEqual(append(s, 3, 3).byOptimizer, []);
     assert.deepEqual(reportData(s, header, []).views, []);
   });
 

@@ -8,10 +8,11 @@
 // layer's own zero fraction in `evidence.byLayer`.
 // Mostly-zero is the normal shape of a lookup table's gradient (nn.Embedding: only the rows of the
 // batch's tokens get one), so lookup layers are not judged by their zero fraction (docs/findings.md).
+import { formatNumber } from '../../protocol/float';
 import type { DetailMsg } from '../../protocol/messages';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding, RemedyId } from '../finding';
-import { byLayer, ev, fmtNum, initRemedies, isFiniteNum, locationsOf, remedies, type LayerInfo, type StepRow } from '../model';
+import { byLayer, ev, initRemedies, isFiniteNum, locationsOf, remedies, type LayerInfo, type StepRow } from '../model';
 
 export const DEAD_UNITS = {
   /** Zero fraction of a kernel's gradient from which its units count as mostly dead. */
@@ -141,7 +142,7 @@ export class DeadUnitsDetector implements Detector {
       dead.map((d) => d.layer),
       ctx,
     );
-    const pct = fmtNum(root.zeroFrac * 100);
+    const pct = formatNumber(root.zeroFrac * 100);
     const how = root.via === 'zero-norm' ? `its gradient has been exactly zero` : `${pct}% of its kernel gradient has been exactly zero`;
     const when = fromStart ? 'from the first step' : `since step ${root.since}${afterBlowUp ? ' (after the gradient blew up)' : ''}`;
     return [
@@ -165,7 +166,7 @@ export class DeadUnitsDetector implements Detector {
           deadFromStart: fromStart ? 1 : 0,
           layersBelowDead: below.length ? below.join(', ') : null,
           deadLayers: dead.length,
-          byLayer: byLayer([...dead].sort((a, b) => a.layer.index - b.layer.index).map((d) => [d.layer, `${fmtNum(d.zeroFrac * 100)}% zero (${d.via}, since step ${d.since})`])),
+          byLayer: byLayer([...dead].sort((a, b) => a.layer.index - b.layer.index).map((d) => [d.layer, `${formatNumber(d.zeroFrac * 100)}% zero (${d.via}, since step ${d.since})`])),
           explodingFlaggedAt: shared.explodingAt,
         },
         remedies: remedies(ids, env.ctx.framework),

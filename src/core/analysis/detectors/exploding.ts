@@ -5,13 +5,13 @@
 // layer that leads the growth. A global explosion (the learning rate, or no layer leading) still
 // names where it starts in `locations`: the recurrent layer of a recurrent net, else the layer whose
 // norm grew fastest.
+import { formatNumber } from '../../protocol/float';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding, RemedyId } from '../finding';
 import type { FindingLocation } from '../finding';
 import {
   byLayer,
   ev,
-  fmtNum,
   gainOf,
   initRemedies,
   isFiniteNum,
@@ -236,13 +236,13 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
   const where = layer ? `in ${layer.name}` : 'across all layers';
   const why =
     cause === 'initialisation'
-      ? ` ${layer!.name}'s kernel starts ${fmtNum(tooLarge[0].gain / Math.SQRT2)}× larger than He initialisation (gain ${fmtNum(tooLarge[0].gain)}, He √2).`
+      ? ` ${layer!.name}'s kernel starts ${formatNumber(tooLarge[0].gain / Math.SQRT2)}× larger than He initialisation (gain ${formatNumber(tooLarge[0].gain)}, He √2).`
       : cause === 'layer-growth'
-        ? ` ${layer!.name} grows first (×${fmtNum(order[0][0])}, next ×${order.length > 1 ? fmtNum(order[1][0]) : '–'}).`
+        ? ` ${layer!.name} grows first (×${formatNumber(order[0][0])}, next ×${order.length > 1 ? formatNumber(order[1][0]) : '–'}).`
         : cause === 'learning-rate'
-          ? ` The first update already moved the weights by ${fmtNum(firstRatio * 100)}% (median ‖Δw‖/‖w‖): the learning rate is too high.`
+          ? ` The first update already moved the weights by ${formatNumber(firstRatio * 100)}% (median ‖Δw‖/‖w‖): the learning rate is too high.`
           : '';
-  const starts = start ? ` It starts in ${start.name}${isRecurrentLayerType(start.layerType) ? ' (the recurrent layer)' : ''} (×${fmtNum(growth[start.index])}).` : '';
+  const starts = start ? ` It starts in ${start.name}${isRecurrentLayerType(start.layerType) ? ' (the recurrent layer)' : ''} (×${formatNumber(growth[start.index])}).` : '';
   const ev0: Record<string, number | string | null> = {
     growthFactor: ev(factor),
     overSteps: over,
@@ -255,19 +255,21 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     cause,
   };
   if (layer) ev0.layerGrowth = ev(growth[layer.index]);
-  ev0.growthByLayer = ctx.layers.map((l) => `${l.name} ×${fmtNum(growth[l.index])}`).join(', ');
+  ev0.growthByLayer = ctx.layers.map((l) => `${l.name} ×${formatNumber(growth[l.index])}`).join(', ');
   if (cause === 'initialisation') {
     ev0.initialGain = ev(tooLarge[0].gain);
     ev0.heGain = ev(Math.SQRT2);
     if (locations) {
       const best = new Map<number, number>();
       for (const g of tooLarge) best.set(g.layer, Math.max(best.get(g.layer) ?? 0, g.gain));
-      ev0.byLayer = byLayer([...best].sort((a, b) => a[0] - b[0]).map(([i, g]) => [ctx.layers[i], `initial gain ${fmtNum(g)} (≥ ${EXPLODING.gainTooLarge}), growth ×${fmtNum(growth[i])}`]));
+      ev0.byLayer = byLayer(
+        [...best].sort((a, b) => a[0] - b[0]).map(([i, g]) => [ctx.layers[i], `initial gain ${formatNumber(g)} (≥ ${EXPLODING.gainTooLarge}), growth ×${formatNumber(growth[i])}`]),
+      );
     }
   }
   if (start) {
     ev0.startLayer = start.name;
-    ev0.byLayer = byLayer([[start, `growth ×${fmtNum(growth[start.index])}`]]);
+    ev0.byLayer = byLayer([[start, `growth ×${formatNumber(growth[start.index])}`]]);
   }
   if (shared.firstNonFiniteAt !== null) ev0.firstNonFiniteStep = shared.firstNonFiniteAt;
   return {
@@ -280,7 +282,7 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     layer: layer ? layer.name : null,
     source: layer ? layer.source : ctx.optimizerSource,
     ...(locations ? { locations } : {}),
-    message: `Exploding gradients ${where}: the gradient norm grew ×${fmtNum(factor)} in ${over} step(s) (${fmtNum(d.base)} → ${fmtNum(d.norm)}) by step ${d.step}.${why}${starts}`,
+    message: `Exploding gradients ${where}: the gradient norm grew ×${formatNumber(factor)} in ${over} step(s) (${formatNumber(d.base)} → ${formatNumber(d.norm)}) by step ${d.step}.${why}${starts}`,
     evidence: ev0,
     remedies: remedies(ids, ctx.framework),
   };

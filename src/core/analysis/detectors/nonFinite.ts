@@ -1,9 +1,10 @@
 // Non-finite gradients: the first step and tensor where NaN/Inf appears, and whether it followed
 // growth of the norm (an explosion overflowing) or appeared at once while the norm was flat or
 // falling (typically from the loss: log(0), sqrt(0), 0/0).
+import { formatNumber } from '../../protocol/float';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding, RemedyId } from '../finding';
-import { ev, fmtNum, isFiniteNum, median, remedies, type LayerInfo, type StepRow } from '../model';
+import { ev, isFiniteNum, median, remedies, type LayerInfo, type StepRow } from '../model';
 import { EXPLODING, initialGains } from './exploding';
 
 export const NON_FINITE = {
@@ -75,9 +76,9 @@ export class NonFiniteDetector implements Detector {
     const how = grew
       ? h.explodingAt !== null
         ? `after the gradient norm exploded (flagged at step ${h.explodingAt})`
-        : `after the gradient norm grew ×${fmtNum(last / earlyMed)}`
-      : `at once, while the gradient norm was ${trend < 0.9 ? `falling (×${fmtNum(trend)} over the last ${h.before.length} steps)` : 'flat'}${
-          cause === 'loss' ? `; the loss was ${fmtNum(row.loss)}` : ''
+        : `after the gradient norm grew ×${formatNumber(last / earlyMed)}`
+      : `at once, while the gradient norm was ${trend < 0.9 ? `falling (×${formatNumber(trend)} over the last ${h.before.length} steps)` : 'flat'}${
+          cause === 'loss' ? `; the loss was ${formatNumber(row.loss)}` : ''
         }: look for log(0), sqrt(0) or 0/0 in the loss`;
     const where = all ? `in every tensor (${affected.size})` : `first in ${firstName}${affected.size > 1 ? ` and ${affected.size - 1} more` : ''}`;
     return [

@@ -2,9 +2,10 @@
 // a sane range for most of the recent steps: too high (the learning rate overshoots) or too low
 // (training barely moves). DeepDiagnosis's range is [1e-5, 1e-1] for lr·‖Δw‖/‖w‖; here ‖Δw‖ is the
 // update actually applied, so the learning rate is already in it.
+import { formatNumber } from '../../protocol/float';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
-import { ev, fmtNum, isFiniteNum, median, remedies, type StepRow } from '../model';
+import { ev, isFiniteNum, median, remedies, type StepRow } from '../model';
 import { medianUpdateRatio, updateRatios } from './exploding';
 
 export const UPDATE_RATIO = {
@@ -69,8 +70,8 @@ export class UpdateRatioDetector implements Detector {
         layer: null,
         source: ctx.optimizerSource,
         message: high
-          ? `Learning rate too high: each step changes the weights by ${fmtNum(h.median * 100)}% (median ‖Δw‖/‖w‖ over kernels), above ${UPDATE_RATIO.high * 100}% on ${UPDATE_RATIO.minSteps}+ of the last ${UPDATE_RATIO.window} steps.`
-          : `Learning rate too low: each step changes the weights by at most ${fmtNum(h.median)} of their norm (largest ‖Δw‖/‖w‖ over kernels), below ${UPDATE_RATIO.low} on ${UPDATE_RATIO.minSteps}+ of the last ${UPDATE_RATIO.window} steps; training barely moves.`,
+          ? `Learning rate too high: each step changes the weights by ${formatNumber(h.median * 100)}% (median ‖Δw‖/‖w‖ over kernels), above ${UPDATE_RATIO.high * 100}% on ${UPDATE_RATIO.minSteps}+ of the last ${UPDATE_RATIO.window} steps.`
+          : `Learning rate too low: each step changes the weights by at most ${formatNumber(h.median)} of their norm (largest ‖Δw‖/‖w‖ over kernels), below ${UPDATE_RATIO.low} on ${UPDATE_RATIO.minSteps}+ of the last ${UPDATE_RATIO.window} steps; training barely moves.`,
         evidence: {
           direction: h.dir,
           medianRatio: ev(h.median),

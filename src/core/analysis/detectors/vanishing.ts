@@ -3,9 +3,10 @@
 // left to the dead-units detector.
 // Every layer whose OWN ratio to the output-side layer stayed below the threshold for as many steps
 // (not merely the layers between) is carried in `locations`, its own smallest ratio in `evidence.byLayer`.
+import { formatNumber } from '../../protocol/float';
 import type { Detector, DetectorEnv } from '../detector';
 import type { Finding } from '../finding';
-import { byLayer, ev, fmtNum, initRemedies, isFiniteNum, locationsOf, remedies, type AnalysisContext, type StepRow } from '../model';
+import { byLayer, ev, initRemedies, isFiniteNum, locationsOf, remedies, type AnalysisContext, type StepRow } from '../model';
 
 export const VANISHING = {
   /** first-layer ‖g‖ / last-layer ‖g‖ below this (AUTOTRAINER's 1e-3)… */
@@ -126,7 +127,7 @@ export class VanishingDetector implements Detector {
         layer: layer.name,
         source: layer.source,
         ...(locs ? { locations: locs } : {}),
-        message: `Vanishing gradients: ${layer.name} (input side) gets ${fmtNum(f.ratio)}× the gradient of ${lastLayer.name} (‖g‖ ${fmtNum(f.firstNorm)} vs ${fmtNum(f.lastNorm)}), below ${VANISHING.ratio} for ${f.streak} steps since step ${f.since}.${affected.length > 1 ? ` ${affected.length} layers each stay below it: ${affected.map((l) => l.name).join(', ')}.` : ''}`,
+        message: `Vanishing gradients: ${layer.name} (input side) gets ${formatNumber(f.ratio)}× the gradient of ${lastLayer.name} (‖g‖ ${formatNumber(f.firstNorm)} vs ${formatNumber(f.lastNorm)}), below ${VANISHING.ratio} for ${f.streak} steps since step ${f.since}.${affected.length > 1 ? ` ${affected.length} layers each stay below it: ${affected.map((l) => l.name).join(', ')}.` : ''}`,
         evidence: {
           ratio: ev(f.ratio),
           minRatio: ev(f.minRatio),
@@ -138,7 +139,7 @@ export class VanishingDetector implements Detector {
           steps: f.streak,
           layersBetween: f.last - f.first - 1,
           affectedLayers: affected.length,
-          byLayer: byLayer(affected.map((l) => [l, `ratio ${fmtNum(this.minOwn[l.index] ?? f.minRatio)} (below ${VANISHING.ratio} for ${this.longest[l.index] ?? f.streak} steps)`])),
+          byLayer: byLayer(affected.map((l) => [l, `ratio ${formatNumber(this.minOwn[l.index] ?? f.minRatio)} (below ${VANISHING.ratio} for ${this.longest[l.index] ?? f.streak} steps)`])),
         },
         remedies: remedies(initRemedies(layer), env.ctx.framework),
       },

@@ -460,7 +460,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             hb.fetch()  # the one device→host copy per device
             for j, at in enumerate(grad_at):
                 if at is not None:
-                    rows[j] = hb.values(at, 4)
+                    rows[j] = hb.values(at, wire.GRAD_ROW_LENGTH)
             self._check_late(grads, rows, unchecked, late, hb)
             inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
                 if inline_cpu else None
@@ -480,15 +480,16 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             prev.extend([nan] * (n - len(prev)))
         first_nonfinite = None
         jump = False
+        r_norm, r_max, r_nan, r_inf = wire.ROW_NORM, wire.ROW_MAX_ABS, wire.ROW_NAN_COUNT, wire.ROW_INF_COUNT  # locals: a per-tensor loop
         for k, v in zip(ks, rows):
             i = k.id
-            g_norm = v[0]
+            g_norm = v[r_norm]
             norm_c[i] = g_norm
-            max_c[i] = v[1]
-            nan_c[i] = v[2]
-            inf_c[i] = v[3]
+            max_c[i] = v[r_max]
+            nan_c[i] = v[r_nan]
+            inf_c[i] = v[r_inf]
             has[i] = 1.0
-            if v[2] or v[3]:
+            if v[r_nan] or v[r_inf]:
                 if first_nonfinite is None and not self._nonfinite_reported:
                     first_nonfinite = k
             p_norm = prev[i]
@@ -509,7 +510,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             k = first_nonfinite
             self.send({"type": "event", "kind": "non-finite", "step": step, "tensorId": k.id,
                        "message": "first non-finite gradient at step %d: %s has %d NaN and %d Inf value(s)" % (
-                           step, k.info["name"], columns[2][k.id], columns[3][k.id])})
+                           step, k.info["name"], nan_c[k.id], inf_c[k.id])})
         if inline_values is not None:
             for (k, *_rest), (v, tr, tc) in zip(layout, inline_values):
                 self._send_detail(step, k, v, 0, tr, tc)

@@ -23,11 +23,13 @@ from typing import List
 
 import torch
 
+from . import wire
+
 HIST_BINS = 32
 HIST_LO = -20.0  # log10 |g| at the left edge of bin 0: one decade per bin
 HIST_HI = 12.0
 THUMB_MAX = 32
-STEP_STATS = 4  # norm, maxAbs, nanCount, infCount
+STEP_STATS = wire.GRAD_ROW_LENGTH  # a gradient's row: norm, maxAbs, nanCount, infCount (wire.ROW_*)
 F64 = torch.float64
 
 
@@ -229,7 +231,7 @@ def scale_row(row, f: float):
     """A grad_stats row with its norm and maxAbs multiplied by f (unscaling a GradScaler's loss scale);
     a list stays a list, a tensor a tensor on its device."""
     if isinstance(row, list):
-        return [row[0] * f, row[1] * f, row[2], row[3]]
+        return [row[wire.ROW_NORM] * f, row[wire.ROW_MAX_ABS] * f, row[wire.ROW_NAN_COUNT], row[wire.ROW_INF_COUNT]]
     return row * torch.tensor([f, f, 1.0, 1.0], dtype=F64, device=row.device)
 
 

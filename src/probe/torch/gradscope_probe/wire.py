@@ -27,6 +27,14 @@ STAT_IDS = {"norm": 1, "maxAbs": 2, "nanCount": 3, "infCount": 4, "paramNorm": 5
 STAT_NAMES = list(STAT_IDS)
 STAT_BY_ID = {v: k for k, v in STAT_IDS.items()}
 
+# The per-tensor row of statistics the probes compute before they fill a STEP's columns, in this
+# order, read and written by these names, never by bare offsets (src/core/protocol/messages.ts
+# TENSOR_ROW_STATS and ROW: test/unit/protocol/statLayout.test.ts checks that the two agree). The
+# gradient rows of this probe (stats.grad_stats) hold the first GRAD_ROW_LENGTH: the gradient's own.
+TENSOR_ROW_STATS = ("norm", "maxAbs", "nanCount", "infCount", "paramNorm", "updateNorm")
+ROW_NORM, ROW_MAX_ABS, ROW_NAN_COUNT, ROW_INF_COUNT, ROW_PARAM_NORM, ROW_UPDATE_NORM = range(len(TENSOR_ROW_STATS))
+GRAD_ROW_LENGTH = ROW_INF_COUNT + 1
+
 EVENT_KINDS = ("non-finite", "warning", "dropped", "backend", "info", "clip", "skipped-step", "input-scale")
 OPTIMIZER_MODES = ("optimizer", "backward")
 
