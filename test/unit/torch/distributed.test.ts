@@ -184,6 +184,21 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
     assert.deepEqual(norms(readRunFile(doc.ranks[0].runFile).store), norms(readRunFile(doc.ranks[1].runFile).store));
   });
 
+  it('a script that calls torch.distributed.run.main itself: its ranks are observed through the environment', { skip: noLauncher }, async () => {
+    const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
+    const r = await gradscope(['run', '--json', '--out', out, fixture('distributed', 'launch.py')], { STEPS: '3' });
+    const doc = json(r);
+    assert.equal(r.code, 0, r.stderr.slice(-3000));
+    assert.equal(doc.exit.reason, 'completed');
+    assert.deepEqual(
+      doc.ranks.map((k) => [k.rank, k.steps, k.end?.reason]),
+      [
+        [0, 3, 'completed'],
+        [1, 3, 'completed'],
+      ],
+    );
+  });
+
   it('a rank that crashes ends the run as crashed, naming the rank and its line; no rank left running', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], { CRASH_RANK: '1', STEPS: '50' });
@@ -195,6 +210,21 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
         .split('\n')
         .findIndex((l) => l.includes('gs:crash')) + 1;
     assert.match(doc.exit.message, new RegExp(`^crashed in rank 1 at ${ddp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${line}:\\d+: RuntimeError: rank 1 failed on purpose`));
+    assert.equal(doc.ranks.find((k) => k.rank === 1)?.end?.reason, 'crashed');
+    assert.deepEqual(marked(runIdOf(doc.runFile)), []);
+  });
+
+  it('a rank started by mp.spawn that crashes: the run is crashed, naming that rank and its line', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
+    const r = await gradscope(['run', '--json', '--out', out, spawnScript], { CRASH_RANK: '1' });
+    const doc = json(r);
+    assert.equal(r.code, 1, r.stderr.slice(-3000));
+    assert.equal(doc.exit.reason, 'crashed');
+    const line =
+      readFileSync(spawnScript, 'utf8')
+        .split('\n')
+        .findIndex((l) => l.includes('gs:crash')) + 1;
+    assert.match(doc.exit.message, new RegExp(`^crashed in rank 1 at ${spawnScript.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${line}:\\d+: ValueError: spawned rank 1 failed on purpose`));
     assert.equal(doc.ranks.find((k) => k.rank === 1)?.end?.reason, 'crashed');
     assert.deepEqual(marked(runIdOf(doc.runFile)), []);
   });

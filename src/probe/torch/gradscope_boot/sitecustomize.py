@@ -12,14 +12,23 @@ def _gradscope_boot():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
+    env = os.environ
     try:
-        if os.environ.get("GS_PROBE_SOCKET"):
-            probe_dir = os.path.join(os.path.dirname(here))
-            if probe_dir not in sys.path:
-                sys.path.append(probe_dir)
-            from gradscope_probe import ranks
+        # The cheap test first (gradscope_probe.ranks.is_rank_process says the same): any other Python
+        # process of the run (the launcher, a helper the script runs) is left exactly as it was.
+        if (env.get("GS_PROBE_SOCKET") and not env.get("GRADSCOPE_CHANNEL_FD")
+                and ("RANK" in env or "LOCAL_RANK" in env or "--multiprocessing-fork" in sys.argv)):
+            probe_dir = os.path.dirname(here)
+            sys.path.append(probe_dir)
+            try:
+                from gradscope_probe import ranks
 
-            ranks.boot()
+                ranks.boot()
+            finally:
+                # The package is imported (its modules import each other relatively): the script's
+                # path stays its own.
+                if probe_dir in sys.path:
+                    sys.path.remove(probe_dir)
     except Exception as e:  # noqa: BLE001
         try:
             sys.stderr.write("[gradscope] warning: the start-up hook failed (%s)\n" % (e,))

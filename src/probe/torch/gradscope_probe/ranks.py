@@ -170,10 +170,7 @@ def _install_exit_hooks(probe, channel) -> None:
             if failed and state["error"] is None:
                 state["code"] = code
                 e = sys.exc_info()[1]
-                info = error_info(e) if e is not None else {"message": "exited with code %r" % (code,)}
-                if e is not None:
-                    info["message"] = "%s (then sys.exit(%r))" % (info.get("message", ""), code) if info.get("message") else "sys.exit(%r)" % (code,)
-                state["error"] = info
+                state["error"] = error_info(e) if e is not None else {"message": "the process called sys.exit(%r)" % (code,)}
         except Exception:  # noqa: BLE001
             pass
         prev_exit(code)

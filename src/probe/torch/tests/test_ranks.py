@@ -40,6 +40,14 @@ class RankJoinsTest(unittest.TestCase):
         path = os.path.join(d, "s")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)
+        self._join(server, "unix:" + path, d)
+
+    def test_tcp_on_loopback(self):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.bind(("127.0.0.1", 0))
+        self._join(server, "tcp:127.0.0.1:%d" % server.getsockname()[1], tempfile.mkdtemp())
+
+    def _join(self, server, address, d):
         server.listen(4)
         got = []
 
@@ -66,7 +74,7 @@ class RankJoinsTest(unittest.TestCase):
                     opt.zero_grad(); m(torch.ones(4, 3)).sum().backward(); opt.step()
             """))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRADSCOPE_")}
-        env.update({ranks.SOCKET_ENV: "unix:" + path, ranks.SETTINGS_ENV: "steps=0,detail=0,sampled=0,script=" + script,
+        env.update({ranks.SOCKET_ENV: address, ranks.SETTINGS_ENV: "steps=0,detail=0,sampled=0,script=" + script,
                     "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "PYTHONPATH": BOOT})
         r = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
