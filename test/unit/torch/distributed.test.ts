@@ -199,6 +199,22 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
     );
   });
 
+  it('a rank the job expected that never joined is a warning in the run line and the JSON, not a silent "completed"', { skip: noLauncher }, async () => {
+    const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
+    const r = await gradscope(['run', '--out', out, '--nproc-per-node', '2', fixture('distributed', 'rank0only.py')]);
+    assert.equal(r.code, 0, r.stderr.slice(-3000));
+    assert.match(r.stdout, /^run {7}completed, 2 steps; only 1 of 2 ranks seen: rank 1 never connected \(not observed\)$/m);
+    assert.match(r.stderr, /\[gradscope\] warning: only 1 of 2 ranks seen: rank 1 never connected/);
+    const j = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', fixture('distributed', 'rank0only.py')]);
+    const doc = json(j);
+    assert.deepEqual(
+      doc.ranks.map((k) => [k.rank, k.steps]),
+      [[0, 2]],
+    );
+    assert.equal(doc.expectedRanks, 2);
+    assert.deepEqual(doc.missingRanks, [1]);
+  });
+
   it('a rank that crashes ends the run as crashed, naming the rank and its line; no rank left running', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], { CRASH_RANK: '1', STEPS: '50' });
