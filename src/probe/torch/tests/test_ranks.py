@@ -34,6 +34,22 @@ class WhichProcessesTest(unittest.TestCase):
                          {"steps": "5", "detail": "0", "sampled": "0", "script": "/a/b.py"})
 
 
+class ChainsTest(unittest.TestCase):
+    def test_the_sitecustomize_it_hides_still_runs(self):
+        # A user's own sitecustomize after GradScope's on PYTHONPATH: it still runs, once, in a process
+        # that is no rank (nothing of the probe is imported there, and the path is left as it was).
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "sitecustomize.py"), "w") as f:
+            f.write("import builtins\nbuiltins.USER_SITE_RAN = getattr(builtins, 'USER_SITE_RAN', 0) + 1\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRADSCOPE_")}
+        env.update({ranks.SOCKET_ENV: "unix:/nonexistent", "PYTHONPATH": os.pathsep.join([BOOT, d])})
+        code = "import builtins, sys; print(builtins.USER_SITE_RAN, 'gradscope_probe' in sys.modules, %r in sys.path)" % PROBE_PARENT
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["1", "False", "False"])
+        self.assertEqual(r.stderr, "")
+
+
 class RankJoinsTest(unittest.TestCase):
     def test_a_rank_joins_the_socket_with_its_place_and_ends_with_end(self):
         d = tempfile.mkdtemp()
