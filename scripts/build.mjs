@@ -90,14 +90,17 @@ if (watch) {
 }
 
 // The PyTorch probe is plain Python, shipped as is: dist/probe/torch/gradscope_probe/ (put on
-// PYTHONPATH by the host). Tests and caches are left out.
+// PYTHONPATH by the host), and gradscope_boot/ (the start-up hook of a distributed run's ranks).
+// Tests and caches are left out.
 {
   const { cpSync, mkdirSync } = await import('node:fs');
-  const dest = 'dist/probe/torch/gradscope_probe';
-  rmSync(dest, { recursive: true, force: true });
-  mkdirSync(dest, { recursive: true });
-  for (const f of readdirSync('src/probe/torch/gradscope_probe')) {
-    if (f.endsWith('.py')) cpSync(join('src/probe/torch/gradscope_probe', f), join(dest, f));
+  for (const pkg of ['gradscope_probe', 'gradscope_boot']) {
+    const dest = join('dist/probe/torch', pkg);
+    rmSync(dest, { recursive: true, force: true });
+    mkdirSync(dest, { recursive: true });
+    for (const f of readdirSync(join('src/probe/torch', pkg))) {
+      if (f.endsWith('.py')) cpSync(join('src/probe/torch', pkg, f), join(dest, f));
+    }
   }
 }
 

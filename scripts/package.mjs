@@ -39,6 +39,7 @@ const FILES = [
   'dist/webview/main.css',
   // The Python probe (plain sources, put on PYTHONPATH) and Tree-sitter for the Python fix engine.
   'dist/probe/torch/gradscope_probe',
+  'dist/probe/torch/gradscope_boot',
   'dist/tree-sitter/tree-sitter.js',
   'dist/tree-sitter/tree-sitter.wasm',
   'dist/tree-sitter/tree-sitter-python.wasm',

@@ -20,6 +20,10 @@ export interface RunArgs {
   locateNan: boolean;
   /** Node flags for a TF.js script (--node-arg, repeatable). */
   nodeArgs: string[];
+  /** --nproc-per-node N: run the script under torch.distributed.run with N ranks (0: a single process). */
+  nprocPerNode: number;
+  /** A launcher's command line given as is (`torchrun …`, `python -m torch.distributed.run …`); `script` is the training script it names. */
+  launcher: string[] | null;
 }
 
 export interface FixArgs {
@@ -60,7 +64,8 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
-                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]…
+                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]… [--nproc-per-node N]
+  gradscope run [options] -- torchrun [torchrun args…] <script.py> [script args…]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
@@ -89,6 +94,9 @@ Options:
                      not reproduce it (docs/locate-nan.md)
   --node-arg FLAG    a Node flag for a TF.js script (repeatable): --node-arg=--max-old-space-size=8192;
                      NODE_OPTIONS from your shell reaches the script too
+  --nproc-per-node N run a PyTorch script as N ranks under torch.distributed.run (your torch), every
+                     rank observed; a launcher after -- (torchrun …, python -m torch.distributed.run …)
+                     runs as given, its ranks and the processes a script spawns observed too
   --                 pass everything after it to the script
   Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
   (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
@@ -173,6 +181,8 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     optimizer: null,
     locateNan: false,
     nodeArgs: [],
+    nprocPerNode: 0,
+    launcher: null,
   };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
@@ -210,6 +220,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         out.nodeArgs.push(v);
         return true;
       }
+      case '--nproc-per-node':
+        out.nprocPerNode = positiveInt('--nproc-per-node', value());
+        return true;
       default:
         return false;
     }
@@ -217,9 +230,26 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (help) return { command: 'help', topic: 'run' };
   const [script, ...scriptArgs] = positional;
   if (!script) throw new UsageError('run needs a script: gradscope run <script> [args…]');
+  if (isLauncher(positional)) {
+    if (out.nprocPerNode) throw new UsageError('--nproc-per-node is for a script; a launcher takes its own: gradscope run -- torchrun --nproc-per-node N train.py');
+    // The training script is the first .py the launcher is given (its own options take values, none a .py file).
+    const at = positional.findIndex((a, i) => i > 0 && /\.py$/i.test(a));
+    if (at < 0) throw new UsageError(`the launcher's command line names no .py script: ${positional.join(' ')}`);
+    out.launcher = positional;
+    out.script = positional[at];
+    out.scriptArgs = positional.slice(at + 1);
+    return out;
+  }
   out.script = script;
   out.scriptArgs = scriptArgs;
   return out;
+}
+
+/** `torchrun …`, `python -m torch.distributed.run …` (or `.launch`): torch's launcher, run as given. */
+export function isLauncher(command: readonly string[]): boolean {
+  const name = (command[0] ?? '').split(/[\\/]/).pop() ?? '';
+  if (name === 'torchrun') return true;
+  return /^python[\d.]*$/.test(name) && command[1] === '-m' && (command[2] === 'torch.distributed.run' || command[2] === 'torch.distributed.launch');
 }
 
 function parseFixArgs(rest: readonly string[]): CliArgs {

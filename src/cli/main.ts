@@ -5,6 +5,9 @@ import { observedNothing, runWarnings } from '../core/report/warnings';
 import { RunFileError } from '../core/store/runFile';
 import { checkWritableFile, ensureDir, HostFileError, scriptProblem } from '../process/files';
 import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
+import { analyzerFor, shownStore, type RunRank } from '../process/runHandle';
+import type { Analyzer } from '../core/analysis/analyzer';
+import type { RunStore } from '../core/store/runStore';
 import { withCause } from '../core/analysis/nanCause';
 import type { Finding } from '../core/analysis/finding';
 import { locateNan, type LocateNanResult } from '../process/locateNan';
@@ -63,6 +66,10 @@ function preflight(a: RunArgs, script: string, runDir: string, report: string | 
     say(problem);
     return RUN_EXIT.usage;
   }
+  if ((a.launcher || a.nprocPerNode) && frameworkOf(script) !== 'torch') {
+    say(`${a.launcher ? 'a launcher' : '--nproc-per-node'} runs a PyTorch script (.py), not ${script}`);
+    return RUN_EXIT.usage;
+  }
   if (!frameworkOf(script)) {
     say(`don't know how to run ${script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts) or a PyTorch script (.py)`);
     return RUN_EXIT.usage;
@@ -95,7 +102,8 @@ async function run(a: RunArgs): Promise<number> {
   try {
     // NODE_OPTIONS is the user's own here (their shell's): a TF.js script gets it, as under plain node.
     const env = process.env.NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : undefined;
-    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir, nodeArgs: a.nodeArgs, env });
+    const launcher = a.launcher ? { command: a.launcher } : a.nprocPerNode ? { nprocPerNode: a.nprocPerNode } : undefined;
+    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir, nodeArgs: a.nodeArgs, env, launcher });
   } catch (e) {
     if (!(e instanceof HostFileError || e instanceof RunFileError)) throw e;
     say(`${e.message}; nothing was run`);
@@ -116,14 +124,17 @@ async function run(a: RunArgs): Promise<number> {
   const exit = await session.done;
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
-  const findings = [...session.findings];
+  // The store that shows the run (./runHandle shownStore): the script's own, or, when it only started
+  // ranks (mp.spawn), the first rank's; its findings then come from that rank's series.
+  const store = shownStore(session);
+  const findings = store === session.store ? [...session.findings] : [...finishedAnalyzer(store).findings];
   const located = a.locateNan ? await locateFirstNonFinite(a, session.script, findings) : null;
   let reportFailed = false;
   if (report) {
     const file = report;
     try {
-      const header = runHeader(session.store, { runId: session.id, script: session.script, status: exit.reason, statusMessage: exit.message });
-      const bytes = writeReport(file, session.store, header, findings);
+      const header = runHeader(store, { runId: session.id, script: session.script, status: exit.reason, statusMessage: exit.message });
+      const bytes = writeReport(file, store, header, findings);
       process.stderr.write(`gradscope: report written to ${relative(cwd, file) || file} (${(bytes / 1024).toFixed(0)} KiB)\n`);
     } catch (e) {
       say(`could not write the report: ${(e as Error).message}`);
@@ -132,16 +143,17 @@ async function run(a: RunArgs): Promise<number> {
   }
 
   if (a.json) {
-    const doc = buildRunJson(session.store, session.script, exit, session.runFile, findings);
+    const doc = buildRunJson(store, session.script, exit, session.runFile, findings);
     // (the located cause is on its finding already: buildRunJson carries `cause`)
     if (located) Object.assign(doc, { locateNan: locateJson(located) });
+    if (session.ranks.length || session.expectedRanks) Object.assign(doc, ranksJson(session.ranks, session.expectedRanks));
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
     process.stdout.write(
-      formatSummary(session.store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }),
+      formatSummary(store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }),
     );
   }
-  const code = exitCodeFor(exit, observedNothing(runWarnings(session.store, { reason: exit.reason })));
+  const code = exitCodeFor(exit, observedNothing(runWarnings(store, { reason: exit.reason })));
   return code === RUN_EXIT.observed && reportFailed ? RUN_EXIT.outputFailed : code;
 }
 
@@ -170,6 +182,43 @@ async function locateFirstNonFinite(a: RunArgs, script: string, findings: Findin
     say(`first non-finite operation: ${r.cause.op} at ${relative(process.cwd(), r.cause.file) || r.cause.file}:${r.cause.line}:${r.cause.column} (${r.cause.phase})`);
   } else say(`--locate-nan: ${r.message}`);
   return r;
+}
+
+function finishedAnalyzer(store: RunStore): Analyzer {
+  const a = analyzerFor(store);
+  a.finish();
+  return a;
+}
+
+/**
+ * The JSON's ranks (issue 17): every process that joined the run, with its steps and its run file, the
+ * ranks the job expected and those that never joined. The rest of the document shows one store (rank 0,
+ * or the script's own process).
+ */
+export function ranksJson(ranks: readonly RunRank[], expected: number): { ranks: Record<string, unknown>[]; expectedRanks: number; missingRanks: number[] } {
+  const seen = new Set(ranks.map((r) => r.rank));
+  const missing: number[] = [];
+  for (let r = 0; r < expected; r++) if (!seen.has(r)) missing.push(r);
+  return {
+    ranks: ranks.map((r) => {
+      const h = r.store.hello;
+      const end = r.store.end;
+      return {
+        rank: r.rank,
+        localRank: h?.localRank ?? null,
+        worldSize: h?.worldSize ?? null,
+        host: h?.host ?? null,
+        pid: h?.pid ?? null,
+        steps: r.store.stepCount,
+        lastStep: r.store.lastStep,
+        globalNorm: r.store.summary().globalNorm,
+        end: end ? { reason: end.reason, steps: end.steps, error: end.error ?? null } : null,
+        runFile: r.runFile,
+      };
+    }),
+    expectedRanks: Math.max(expected, seen.size),
+    missingRanks: missing,
+  };
 }
 
 function locateJson(r: LocateNanResult): Record<string, unknown> {

@@ -9,6 +9,7 @@ import { prepareFixes } from '../process/fixEngine';
 import { DisposableStore } from '../core/util/disposableStore';
 import { describeRunRead, listRuns, readRunFileAsync } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type SavedRunRef } from '../panel/inspectionPanel';
+import { readRankFiles } from '../process/rankRecorder';
 import { savedRunHandle, type RunHandle } from '../process/runHandle';
 import type { GradScopeContext, PanelInspection } from './context';
 import { GradScopeError } from './errors';
@@ -129,7 +130,8 @@ export class PanelFeature implements vscode.Disposable {
       this.ctx.log.warn(`open run ${runFile}: ${text}`);
       if (explicit) void vscode.window.showWarningMessage(`GradScope: ${text}`);
     }
-    const run = savedRunHandle(runFile, r);
+    // A distributed run's other ranks, from their own files (<runId>.ranks/); the panel shows the run's own.
+    const run = savedRunHandle(runFile, r, await readRankFiles(runFile));
     void prepareFixes(run.script).catch(() => undefined); // Python fixes need their parser loaded
     // A saved run's findings go into the editor too, on the lines they name (if still there).
     this.ctx.openRuns.open(run);

@@ -35,6 +35,17 @@ export interface LiveRun {
   stop(): Promise<RunExit>;
 }
 
+/**
+ * One process of a distributed run (a torchrun rank, an mp.spawn child) as recorded: its store (its
+ * HELLO says its rank, local rank, world size, host and pid) and its run file. Under a launcher, rank
+ * 0 is the run's own store and run file; the others have files of their own (./rankRecorder.ts).
+ */
+export interface RunRank {
+  readonly rank: number;
+  readonly store: RunStore;
+  readonly runFile: string;
+}
+
 export interface RunHandle {
   readonly id: string;
   /** Absolute path of the training script. */
@@ -49,6 +60,17 @@ export interface RunHandle {
   readonly live: LiveRun | null;
   /** How it ended: a live run's exit once it has ended, a saved run's exit record (null: none, or not yet). */
   readonly exit: RunExit | RunExitRecord | null;
+  /** The processes that joined the run over the socket, by rank (absent or empty: a single process). */
+  readonly ranks?: readonly RunRank[];
+}
+
+/**
+ * The store that shows the run: its own, unless it observed no step while a rank did (the script
+ * only started its ranks: mp.spawn), then the lowest rank's that has steps.
+ */
+export function shownStore(run: Pick<RunHandle, 'store' | 'ranks'>): RunStore {
+  if (run.store.stepCount > 0 || !run.ranks?.length) return run.store;
+  return run.ranks.find((r) => r.store.stepCount > 0)?.store ?? run.store;
 }
 
 /** The analyzer of a run's store, told each layer's activation by its source line: the one way a run's analyzer is made. */
@@ -57,14 +79,16 @@ export function analyzerFor(store: RunStore): Analyzer {
 }
 
 /** A saved run read back (readRunFileAsync) as a handle: its findings computed once, over what was read. */
-export function savedRunHandle(runFile: string, read: ReadRunResult): RunHandle {
+export function savedRunHandle(runFile: string, read: ReadRunResult, ranks?: readonly RunRank[]): RunHandle {
   const analyzer = analyzerFor(read.store);
   analyzer.finish();
   const { meta } = read;
-  return { id: meta.runId, script: meta.script, cwd: meta.cwd, args: meta.args, runFile, store: read.store, analyzer, live: null, exit: read.exit };
+  const handle: RunHandle = { id: meta.runId, script: meta.script, cwd: meta.cwd, args: meta.args, runFile, store: read.store, analyzer, live: null, exit: read.exit };
+  return ranks?.length ? { ...handle, ranks } : handle;
 }
 
 /** Another view of a run's data with other findings (a located cause added): read from its store, never live. */
 export function withFindings(run: RunHandle, id: string, analyzer: FindingsView): RunHandle {
-  return { id, script: run.script, cwd: run.cwd, args: run.args, runFile: run.runFile, store: run.store, analyzer, live: null, exit: run.exit };
+  const handle: RunHandle = { id, script: run.script, cwd: run.cwd, args: run.args, runFile: run.runFile, store: run.store, analyzer, live: null, exit: run.exit };
+  return run.ranks?.length ? { ...handle, ranks: run.ranks } : handle;
 }

@@ -6,7 +6,7 @@ import { delimiter, dirname, extname, join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Analyzer } from '../core/analysis/analyzer';
 import type { Finding } from '../core/analysis/finding';
-import { FrameDecoder, type ProtocolError } from '../core/protocol/codec';
+import { FrameDecoder, ProtocolError, type DecodedFrame } from '../core/protocol/codec';
 import type { EndMsg, ErrorInfo, Framework, Message } from '../core/protocol/messages';
 import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
@@ -14,9 +14,12 @@ import { Emitter, type Disposable } from '../core/util/emitter';
 import { childChannelFd } from './channelFd';
 import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
+import { killProcessGroup } from './killTree';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
-import { analyzerFor, type LiveRun, type RunExit, type RunHandle } from './runHandle';
+import { PROBE_SETTINGS_ENV, PROBE_SOCKET_ENV, RankListener, type RankConnection } from './rankListener';
+import { RankRecorder } from './rankRecorder';
+import { analyzerFor, type LiveRun, type RunExit, type RunHandle, type RunRank } from './runHandle';
 import { RUN_MARK_ENV, findMarkedProcesses } from './survivors';
 
 export type { ExitReason, RunExit } from './runHandle';
@@ -46,6 +49,19 @@ export interface RunOptions {
   graceMs?: number;
   /** Override where the probe bundles live (tests). */
   probeDir?: string;
+  /**
+   * A PyTorch script run as a distributed job, every rank instrumented (issue 17): `nprocPerNode` runs
+   * `<python> -m torch.distributed.run --standalone --nproc_per_node N <script> args…`; `command` runs a
+   * launcher's command line as given (`torchrun …`, `python -m torch.distributed.run …`), `script`
+   * being the training script it names. Rank 0 is the run's store and run file.
+   */
+  launcher?: { nprocPerNode: number } | { command: readonly string[] };
+}
+
+/** A rank that ended the run: the first END `crashed`, else a process that left without END. */
+interface RankFailure {
+  rank: number;
+  error: ErrorInfo | null;
 }
 
 export interface OutputChunk {
@@ -112,6 +128,15 @@ export class RunSession implements RunHandle, LiveRun {
   private finishing = false;
   private channelClosed: Promise<void> = Promise.resolve();
   private readonly opts: RunOptions;
+  /** Where the processes the run starts join it (null: not open, or a TF.js run). */
+  private listener: RankListener | null = null;
+  /** Processes that joined over the socket and have their own record, by connection id. */
+  private readonly recorders = new Map<number, RankRecorder>();
+  /** Under a launcher, the connection whose frames are the run's own (rank 0). */
+  private primary: RankConnection | null = null;
+  /** Ranks seen (HELLO) with their pid, and whether each sent END. */
+  private readonly joined = new Map<number, { rank: number; pid: number; worldSize: number | null; ended: boolean }>();
+  private rankFailure: RankFailure | null = null;
 
   /**
    * Starts a run. A script that cannot run (missing, a folder, no interpreter) arrives as the exit;
@@ -171,6 +196,20 @@ export class RunSession implements RunHandle, LiveRun {
     return this.settled;
   }
 
+  /** The processes that joined over the socket, by rank (under a launcher, rank 0 is the run's own store). */
+  get ranks(): readonly RunRank[] {
+    const out: RunRank[] = [...this.recorders.values()];
+    if (this.primary) out.push({ rank: this.primary.hello.rank, store: this.store, runFile: this.runFile });
+    return out.sort((a, b) => a.rank - b.rank);
+  }
+
+  /** Ranks the job said it has (the largest world size a HELLO gave, or --nproc-per-node); 0 when unknown. */
+  get expectedRanks(): number {
+    let n = this.opts.launcher && 'nprocPerNode' in this.opts.launcher ? this.opts.launcher.nprocPerNode : 0;
+    for (const j of this.joined.values()) n = Math.max(n, j.worldSize ?? 0);
+    return n;
+  }
+
   /** Stops the run (SIGTERM to its process group, SIGKILL after the grace period). Idempotent. */
   stop(): Promise<RunExit> {
     return this.halt('stopped');
@@ -178,8 +217,10 @@ export class RunSession implements RunHandle, LiveRun {
 
   private halt(reason: 'stopped' | 'time-limit' | 'protocol-error'): Promise<RunExit> {
     if (!this.settled && !this.stopReason) this.stopReason = reason;
+    // Close our ends of the channels first: each probe's watchdog exits on EOF even if a signal is
+    // blocked, and reaches ranks a launcher started in sessions of their own (torchrun does).
+    this.listener?.disconnectAll();
     if (this.program) {
-      // Close our end of the channel first: the probe's watchdog exits on EOF even if a signal is blocked.
       this.program.channel?.destroy();
       void this.program.stop(this.opts.graceMs);
     }
@@ -246,21 +287,99 @@ export class RunSession implements RunHandle, LiveRun {
       return void this.finish({ code: null, signal: null, stopRequested: true, stderrTail: '' });
     }
     if (!check.ok) return this.failEarly(check.message);
-    const env = this.probeEnv(baseEnv, {
-      PYTHONPATH: baseEnv.PYTHONPATH ? `${probeDir}${delimiter}${baseEnv.PYTHONPATH}` : probeDir,
+    // The socket the processes the script starts join (ranks, spawned children: ./rankListener.ts).
+    const launcher = this.opts.launcher;
+    try {
+      this.listener = await RankListener.open({
+        onJoin: (c) => this.onRankJoin(c),
+        onFrame: (c, f) => this.onRankFrame(c, f),
+        onProtocolError: (c, e) => this.onRankProtocolError(c, e),
+        onClose: (c) => this.onRankClose(c),
+        onRefused: (why) => this.output.fire({ stream: 'stderr', text: `[gradscope] warning: refused a connection to the run's socket: ${why}\n` }),
+      });
+    } catch (e) {
+      if (launcher) return this.failEarly(`cannot open the socket the ranks join: ${(e as Error).message}`);
+      this.output.fire({ stream: 'stderr', text: `[gradscope] warning: cannot open the socket child processes join (${(e as Error).message}): only the main process is observed\n` });
+    }
+    if (this.stopReason) return void this.finish({ code: null, signal: null, stopRequested: true, stderrTail: '' });
+    // gradscope_boot/ (a sitecustomize) on PYTHONPATH starts the probe in each rank and spawned child;
+    // the probe's own folder goes first for `-m gradscope_probe` (which takes it off again).
+    const boot = join(probeDir, 'gradscope_boot');
+    const paths = [...(launcher ? [] : [probeDir]), ...(this.listener ? [boot] : []), ...(baseEnv.PYTHONPATH ? [baseEnv.PYTHONPATH] : [])];
+    const extra: NodeJS.ProcessEnv = {
+      PYTHONPATH: paths.join(delimiter),
       // The script's output shows up as it prints, not when a pipe buffer fills.
       PYTHONUNBUFFERED: baseEnv.PYTHONUNBUFFERED ?? '1',
-    });
-    this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...this.args], env);
+    };
+    if (this.listener) {
+      extra[PROBE_SOCKET_ENV] = this.listener.address;
+      extra[PROBE_SETTINGS_ENV] = `steps=${this.opts.maxSteps ?? 0},detail=${this.opts.detailEvery ?? 0},sampled=0,script=${this.script}`;
+    }
+    const env = this.probeEnv(baseEnv, extra);
+    if (!launcher) return this.startProgram(check.python, ['-m', 'gradscope_probe', this.script, ...this.args], env);
+    // Under a launcher nothing is on the fd channel: the launcher is no rank, the ranks use the socket.
+    delete env.GRADSCOPE_CHANNEL_FD;
+    if ('nprocPerNode' in launcher) {
+      // --standalone: a rendezvous on a free port of this machine (two runs at once do not collide).
+      const args = ['-m', 'torch.distributed.run', '--standalone', `--nproc_per_node=${launcher.nprocPerNode}`, this.script, ...this.args];
+      return this.startProgram(check.python, args, env, false);
+    }
+    const [command, ...args] = launcher.command;
+    this.startProgram(command, args, env, false);
   }
 
-  private startProgram(command: string, args: string[], env: NodeJS.ProcessEnv): void {
+  /** A process joined over the socket: under a launcher, the first rank 0 is the run's own; any other gets a run file of its own. */
+  private onRankJoin(c: RankConnection): void {
+    const h = c.hello;
+    this.joined.set(c.id, { rank: h.rank, pid: h.pid, worldSize: h.worldSize ?? null, ended: false });
+    if (this.opts.launcher && !this.primary && h.rank === 0) {
+      this.primary = c;
+      return;
+    }
+    try {
+      const meta = { runId: this.id, script: this.script, args: [...this.args], cwd: this.cwd, startedAt: new Date().toISOString(), framework: 'torch' as const };
+      this.recorders.set(c.id, new RankRecorder(this.runFile, meta, h));
+    } catch (e) {
+      this.output.fire({ stream: 'stderr', text: `[gradscope] warning: rank ${h.rank} (pid ${h.pid}) cannot be recorded: ${(e as Error).message}\n` });
+    }
+  }
+
+  private onRankFrame(c: RankConnection, f: DecodedFrame): void {
+    const m = f.message;
+    if (m.type === 'end') {
+      const j = this.joined.get(c.id);
+      if (j) j.ended = true;
+      if (m.reason === 'crashed' && !this.rankFailure) this.rankFailure = { rank: c.hello.rank, error: m.error ?? null };
+    }
+    if (c === this.primary) return this.ingest(f);
+    try {
+      this.recorders.get(c.id)?.ingest(f);
+    } catch (e) {
+      this.output.fire({ stream: 'stderr', text: `[gradscope] internal error handling rank ${c.hello.rank}'s ${m.type} frame: ${(e as Error).message}\n` });
+    }
+  }
+
+  private onRankProtocolError(c: RankConnection, err: ProtocolError): void {
+    if (this.protocolError) return;
+    this.protocolError = new ProtocolError(err.code, `rank ${c.hello.rank}: ${err.message}`, err.offset);
+    void this.halt('protocol-error');
+  }
+
+  /** A rank's connection closed without END while the run was not being stopped: it died (or os._exit). */
+  private onRankClose(c: RankConnection): void {
+    const j = this.joined.get(c.id);
+    if (!j || j.ended || this.stopReason || this.rankFailure) return;
+    this.rankFailure = { rank: j.rank, error: null };
+  }
+
+  private startProgram(command: string, args: string[], env: NodeJS.ProcessEnv, channel = true): void {
     this.program = Program.start({
       command,
       args,
       cwd: this.cwd,
       env,
       graceMs: this.opts.graceMs,
+      channel,
       channelFd: this.channelFd,
     });
     const p = this.program;
@@ -314,20 +433,23 @@ export class RunSession implements RunHandle, LiveRun {
 
   private onData(chunk: Buffer): void {
     // Never throw out of a data handler: the decoder returns errors, the store and writer are guarded.
-    const err = this.decoder.push(chunk, (f) => {
-      try {
-        // The mark is the steps recorded once this frame is on disk (what a failed writer keeps).
-        this.writer.append(f.raw, this.store.stepCount + (f.message.type === 'step' ? 1 : 0));
-        this.store.ingest(f.message);
-        if (f.message.type === 'end') this.endMsg = f.message;
-        this.messages.fire(f.message);
-      } catch (e) {
-        this.output.fire({ stream: 'stderr', text: `[gradscope] internal error handling a ${f.message.type} frame: ${(e as Error).message}\n` });
-      }
-    });
+    const err = this.decoder.push(chunk, (f) => this.ingest(f));
     if (err && !this.protocolError) {
       this.protocolError = err;
       void this.halt('protocol-error');
+    }
+  }
+
+  /** A frame of the run's own stream (the fd channel, or rank 0's connection under a launcher). */
+  private ingest(f: DecodedFrame): void {
+    try {
+      // The mark is the steps recorded once this frame is on disk (what a failed writer keeps).
+      this.writer.append(f.raw, this.store.stepCount + (f.message.type === 'step' ? 1 : 0));
+      this.store.ingest(f.message);
+      if (f.message.type === 'end') this.endMsg = f.message;
+      this.messages.fire(f.message);
+    } catch (e) {
+      this.output.fire({ stream: 'stderr', text: `[gradscope] internal error handling a ${f.message.type} frame: ${(e as Error).message}\n` });
     }
   }
 
@@ -346,17 +468,18 @@ export class RunSession implements RunHandle, LiveRun {
     // Whatever still holds the child's end (a process outside the group that inherited it), nothing
     // more is read: let go of ours, so it does not keep this process alive.
     this.program?.channel?.destroy();
-    if (!this.protocolError && this.program) {
+    if (!this.protocolError && this.program && !this.opts.launcher) {
       const err = this.decoder.end();
       if (err) this.protocolError = err;
     }
+    await this.endRanks();
     if (this.program?.pid !== undefined) {
       // The group is stopped by now (Program SIGKILLs what is left of it when the child ends): a
       // process of the run still alive outside it left the group itself. Listed, not killed.
       const left = await findMarkedProcesses(this.id, this.program.pid);
       if (left.length > 0) this.store.noteSurvivors({ marker: `${RUN_MARK_ENV}=${this.id}`, processes: left });
     }
-    const exit = this.classify(x);
+    const exit = this.withRanks(this.classify(x));
     try {
       this.analyzer.finish();
     } catch (e) {
@@ -372,6 +495,7 @@ export class RunSession implements RunHandle, LiveRun {
       steps: exit.steps,
     };
     await this.writer.close(record);
+    await Promise.all([...this.recorders.values()].map((r) => r.close(record)));
     const failure = this.writer.failure;
     if (failure) {
       exit.recording = { reason: failure.reason, steps: failure.mark };
@@ -381,6 +505,66 @@ export class RunSession implements RunHandle, LiveRun {
     this.exitValue = exit;
     this.ended.fire(exit);
     this.settle(exit);
+  }
+
+  /**
+   * The ranks at the end: their connections drained (bounded), then closed (each probe's watchdog
+   * stops its process); a rank still alive after that is killed with what it started: torchrun starts
+   * its ranks in sessions of their own, out of reach of the run's process group.
+   */
+  private async endRanks(): Promise<void> {
+    const l = this.listener;
+    if (!l) return;
+    await l.drained(this.joined.size ? 2000 : 0);
+    l.close();
+    const pids = new Set([...this.joined.values()].map((j) => j.pid));
+    if (pids.size === 0) return;
+    const deadline = Date.now() + 3000;
+    let left: number[] = [];
+    do {
+      left = (await findMarkedProcesses(this.id)).map((p) => p.pid).filter((p) => pids.has(p));
+      if (left.length) await new Promise((r) => setTimeout(r, 100));
+    } while (left.length && Date.now() < deadline);
+    for (const pid of left) {
+      killProcessGroup(pid, 'SIGKILL'); // its group, when it leads one (a process alive with that pid leads any group of that id)
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  /**
+   * The run's exit with what its ranks say: a rank that crashed (or left without END) makes the run
+   * crashed, naming it; the ranks seen are counted, and a rank the job expected that never joined is
+   * said (never a silent "completed").
+   */
+  private withRanks(exit: RunExit): RunExit {
+    if (this.joined.size === 0 && !this.opts.launcher) return exit;
+    const seen = new Set([...this.joined.values()].map((j) => j.rank));
+    const f = this.rankFailure;
+    if (f && exit.reason !== 'stopped' && exit.reason !== 'time-limit' && exit.reason !== 'protocol-error') {
+      const where = f.error?.frame ? ` at ${f.error.frame.file}:${f.error.frame.line}:${f.error.frame.column}` : '';
+      const error: ErrorInfo = f.error ?? { message: exit.error?.message ?? 'it ended without saying why' };
+      const why = f.error ? error.message : `its process ended without END (${error.message})`;
+      exit = { ...exit, reason: 'crashed', error: { ...error, message: `rank ${f.rank}: ${error.message}` }, message: `crashed in rank ${f.rank}${where}: ${why}` };
+    }
+    const expected = this.expectedRanks;
+    const ranks = this.ranks;
+    const steps = ranks.slice(0, 8).map((r) => `rank ${r.rank}: ${r.store.stepCount} step${r.store.stepCount === 1 ? '' : 's'}`);
+    let note = `${seen.size} rank${seen.size === 1 ? '' : 's'} seen${steps.length ? ` (${steps.join(', ')}${ranks.length > steps.length ? ', …' : ''})` : ''}`;
+    // The script only started its ranks (mp.spawn): its own process took no step, they did.
+    if (!this.primary && this.store.stepCount === 0 && ranks.some((r) => r.store.stepCount > 0)) {
+      exit = { ...exit, message: exit.message.replace(/^(\w+), 0 steps/, "$1, 0 steps in the script's own process") };
+    }
+    if (expected > seen.size) {
+      const missing: number[] = [];
+      for (let r = 0; r < expected && missing.length < 8; r++) if (!seen.has(r)) missing.push(r);
+      note = `only ${seen.size} of ${expected} ranks seen: rank${missing.length === 1 ? '' : 's'} ${missing.join(', ')} never connected (not observed)`;
+      this.output.fire({ stream: 'stderr', text: `[gradscope] warning: ${note}\n` });
+    }
+    return { ...exit, message: `${exit.message}; ${note}` };
   }
 
   private classify(x: ProgramExit): RunExit {

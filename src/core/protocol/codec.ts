@@ -215,6 +215,13 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
         script: req(o, 'script', isStr, 'a string'),
         detailEvery: opt(o, 'detailEvery', isUint, 'a non-negative integer') ?? 0,
       };
+      // A process of a distributed job says where it is (absent or null: a single process).
+      const localRank = opt(o, 'localRank', isUint, 'a non-negative integer');
+      if (localRank !== undefined) m.localRank = localRank;
+      const worldSize = opt(o, 'worldSize', isUint, 'a non-negative integer');
+      if (worldSize !== undefined) m.worldSize = worldSize;
+      const host = opt(o, 'host', isStr, 'a string');
+      if (host !== undefined) m.host = host;
       return m;
     }
     case MsgType.Tensors: {

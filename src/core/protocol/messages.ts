@@ -89,10 +89,17 @@ export interface HelloMsg {
   /** Why this backend was chosen, in words a user can act on. */
   backendReason: string;
   pid: number;
+  /** The process's global rank (torch.distributed, else RANK; 0 for a single process). */
   rank: number;
   script: string;
   /** Steps between DETAIL tiers as the probe chose it. */
   detailEvery: number;
+  /** Rank on its machine (LOCAL_RANK), when the process is one of several. */
+  localRank?: number;
+  /** Ranks in the job (torch.distributed's world size, else WORLD_SIZE), when the process is one of several. */
+  worldSize?: number;
+  /** The machine's host name, when the process is one of several. */
+  host?: string;
 }
 
 export interface TensorInfo {

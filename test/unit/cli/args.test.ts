@@ -37,6 +37,31 @@ describe('gradscope argument parsing', () => {
     );
   });
 
+  it('--nproc-per-node N: the script as N ranks; a launcher after -- runs as given, its .py the script', () => {
+    const a = parseArgs(['run', '--nproc-per-node', '2', 'train.py', '--lr', '0.1']);
+    assert.ok(a.command === 'run');
+    assert.deepEqual([a.nprocPerNode, a.launcher, a.script, a.scriptArgs], [2, null, 'train.py', ['--lr', '0.1']]);
+    const t = parseArgs(['run', '--steps', '5', '--', 'torchrun', '--nproc-per-node', '2', '--standalone', 'train.py', '--lr', '0.1']);
+    assert.ok(t.command === 'run');
+    assert.deepEqual([t.steps, t.nprocPerNode, t.script, t.scriptArgs], [5, 0, 'train.py', ['--lr', '0.1']]);
+    assert.deepEqual(t.launcher, ['torchrun', '--nproc-per-node', '2', '--standalone', 'train.py', '--lr', '0.1']);
+    const p = parseArgs(['run', '--', '/usr/bin/python3', '-m', 'torch.distributed.run', '--nproc_per_node=4', 'ddp.py']);
+    assert.ok(p.command === 'run');
+    assert.deepEqual([p.script, p.launcher?.length], ['ddp.py', 5]);
+    // Not a launcher: python with a script is a script's command line, as before.
+    const q = parseArgs(['run', '--', 'python3', 'ddp.py']);
+    assert.ok(q.command === 'run');
+    assert.deepEqual([q.script, q.launcher], ['python3', null]);
+    assert.throws(
+      () => parseArgs(['run', '--', 'torchrun', '--nproc-per-node', '2']),
+      (e: Error) => e instanceof UsageError && /names no \.py script/.test(e.message),
+    );
+    assert.throws(
+      () => parseArgs(['run', '--nproc-per-node', '0', 'train.py']),
+      (e: Error) => e instanceof UsageError && /--nproc-per-node must be a positive integer/.test(e.message),
+    );
+  });
+
   it('rejects bad values with a message naming the flag', () => {
     assert.throws(
       () => parseArgs(['run', 'x.js', '--steps', '0']),

@@ -53,7 +53,8 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
       assert.deepEqual(plain(messages[0].message), want);
     });
     it(`encodes ${file} to the same bytes`, () => {
-      const seq = expected.stream.indexOf(file);
+      // A frame outside stream.bin (hello-rank.bin) was written with sequence number 0.
+      const seq = Math.max(0, expected.stream.indexOf(file));
       assert.deepEqual(Buffer.from(encodeMessage(toMessage(want), seq)), Buffer.from(golden(file)));
     });
   }

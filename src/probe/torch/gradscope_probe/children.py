@@ -1,7 +1,9 @@
 """Child-process warnings: training in processes the script starts is not observed; say so.
 
 ``multiprocessing`` ``Process.start`` and ``torch.multiprocessing.spawn``/``start_processes`` in the
-main process (not DataLoader workers): a ``warning`` EVENT, training there is not observed.
+main process (not DataLoader workers): a ``warning`` EVENT, training there is not observed. Not for
+children started with the spawn method when the host gave a socket (GS_PROBE_SOCKET): those join
+the run as ranks of their own (ranks.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class ChildProcessWarnings:
         def start(orig):
             @functools.wraps(orig)
             def wrapper(self, *args, **kwargs):
-                if os.getpid() == probe.pid and not getattr(probe._tls, "spawning", False):
+                if os.getpid() == probe.pid and not getattr(probe._tls, "spawning", False) and not _joins_run(self):
                     try:
                         target = getattr(self, "_target", None)
                         if getattr(target, "__module__", "") != "torch.utils.data._utils.worker":
@@ -45,7 +47,7 @@ class ChildProcessWarnings:
                 @functools.wraps(orig)
                 def wrapper(fn, *args, **kwargs):
                     outer = not getattr(probe._tls, "spawning", False)
-                    if outer and os.getpid() == probe.pid:
+                    if outer and os.getpid() == probe.pid and not _spawn_joins_run(kwargs):
                         try:
                             n = kwargs.get("nprocs", args[1] if len(args) > 1 else 1)
                             probe._child_warning("torch.multiprocessing.%s(%s, nprocs=%s)" % (name, _callable_name(fn), n))
@@ -74,6 +76,21 @@ class ChildProcessWarnings:
         self.send({"type": "event", "kind": "warning", "step": self.steps, "message":
                    "the script started child processes with %s%s: GradScope observes only the main process, "
                    "training in the children is not captured" % (call, where)})
+
+
+def _joins_run(proc) -> bool:
+    """A child started with the spawn method runs GradScope's start-up hook (gradscope_probe/ranks.py)
+    and joins the run itself, when the host gave a socket; a forked one does not (it is ignored)."""
+    if not os.environ.get("GS_PROBE_SOCKET"):
+        return False
+    import multiprocessing
+
+    method = getattr(proc, "_start_method", None) or multiprocessing.get_start_method(allow_none=True) or "fork"
+    return method == "spawn"
+
+
+def _spawn_joins_run(kwargs) -> bool:
+    return bool(os.environ.get("GS_PROBE_SOCKET")) and kwargs.get("start_method", "spawn") == "spawn"
 
 
 def _callable_name(fn) -> str:

@@ -128,9 +128,12 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         if not params:
             params = self._some_parameters()
         backend, device, reason = self._backend(params)
-        self.send({"type": "hello", "probeVersion": probe_version(), "framework": "torch", "backend": backend,
-                   "device": device, "backendReason": reason, "pid": self.pid, "rank": _rank(), "script": self.script,
-                   "detailEvery": self.detail_every})
+        hello = {"type": "hello", "probeVersion": probe_version(), "framework": "torch", "backend": backend,
+                 "device": device, "backendReason": reason, "pid": self.pid, "rank": _rank(), "script": self.script,
+                 "detailEvery": self.detail_every}
+        if getattr(self, "distributed", False):
+            hello.update(_distributed_place())
+        self.send(hello)
         self.send({"type": "event", "kind": "backend", "message": "%s: %s (torch %s)" % (device, reason, torch.__version__)})
 
     def _some_parameters(self) -> list:
@@ -670,6 +673,33 @@ def _rank() -> int:
         return max(0, int(os.environ.get("RANK", "0")))
     except ValueError:
         return 0
+
+
+def _distributed_place() -> dict:
+    """HELLO's rank, localRank, worldSize and host for a process of a distributed job: from
+    torch.distributed once the script has initialised it (mp.spawn children learn their rank there),
+    else from torchrun's RANK, LOCAL_RANK and WORLD_SIZE."""
+    import socket
+
+    def env_int(name, default):
+        try:
+            return max(0, int(os.environ.get(name, default)))
+        except ValueError:
+            return default
+
+    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        host = socket.gethostname()
+    except OSError:
+        host = ""
+    return {"rank": rank, "localRank": env_int("LOCAL_RANK", rank), "worldSize": world, "host": host}
 
 
 def _flush_stdio() -> None:

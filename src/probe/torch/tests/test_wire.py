@@ -68,6 +68,12 @@ class GoldenTest(unittest.TestCase):
                     msg["columns"] = [[float("nan") if v is None else v for v in c] for c in msg["columns"]]
                 self.assertEqual(wire.encode(msg, seq), load(name))
 
+    def test_encodes_a_rank_hello_to_the_same_bytes(self):
+        # the optional fields of one rank of a distributed job (localRank, worldSize, host)
+        msg = dict(self.expected["valid"]["hello-rank.bin"])
+        self.assertEqual((msg["rank"], msg["localRank"], msg["worldSize"], msg["host"]), (3, 1, 4, "gpu-node-2"))
+        self.assertEqual(wire.encode(msg, 0), load("hello-rank.bin"))
+
     def test_malformed_files_fail_with_their_code(self):
         for name, code in self.expected["malformed"].items():
             with self.subTest(name):

@@ -1,0 +1,112 @@
+"""The processes of a distributed run (gradscope_probe/ranks.py): which processes the start-up hook
+instruments, and a rank that joins the host's Unix socket with a HELLO that says where it is (a
+real child process started the way torchrun starts one: RANK, LOCAL_RANK, WORLD_SIZE set)."""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import unittest
+
+from gradscope_probe import ranks
+from gradscope_probe.wire import decode_all
+
+from .helpers import PROBE_PARENT
+
+BOOT = os.path.join(PROBE_PARENT, "gradscope_boot")
+
+
+class WhichProcessesTest(unittest.TestCase):
+    def test_ranks_and_spawn_children_only(self):
+        sock = {ranks.SOCKET_ENV: "unix:/tmp/x"}
+        self.assertTrue(ranks.is_rank_process(dict(sock, RANK="1"), ["train.py"]))
+        self.assertTrue(ranks.is_rank_process(dict(sock, LOCAL_RANK="0"), ["train.py"]))
+        self.assertTrue(ranks.is_rank_process(sock, ["-c", "--multiprocessing-fork"]))
+        # the launcher (torchrun: no RANK), a plain child, no socket, the main probe's own process
+        self.assertFalse(ranks.is_rank_process(sock, ["/usr/bin/torchrun", "train.py"]))
+        self.assertFalse(ranks.is_rank_process({"RANK": "1"}, ["train.py"]))
+        self.assertFalse(ranks.is_rank_process(dict(sock, RANK="0", GRADSCOPE_CHANNEL_FD="15"), ["train.py"]))
+
+    def test_settings(self):
+        self.assertEqual(ranks.settings("steps=5,detail=0,sampled=0,script=/a/b.py"),
+                         {"steps": "5", "detail": "0", "sampled": "0", "script": "/a/b.py"})
+
+
+class ChainsTest(unittest.TestCase):
+    def test_the_sitecustomize_it_hides_still_runs(self):
+        # A user's own sitecustomize after GradScope's on PYTHONPATH: it still runs, once, in a process
+        # that is no rank (nothing of the probe is imported there, and the path is left as it was).
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "sitecustomize.py"), "w") as f:
+            f.write("import builtins\nbuiltins.USER_SITE_RAN = getattr(builtins, 'USER_SITE_RAN', 0) + 1\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRADSCOPE_")}
+        env.update({ranks.SOCKET_ENV: "unix:/nonexistent", "PYTHONPATH": os.pathsep.join([BOOT, d])})
+        code = "import builtins, sys; print(builtins.USER_SITE_RAN, 'gradscope_probe' in sys.modules, %r in sys.path)" % PROBE_PARENT
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["1", "False", "False"])
+        self.assertEqual(r.stderr, "")
+
+
+class RankJoinsTest(unittest.TestCase):
+    def test_a_rank_joins_the_socket_with_its_place_and_ends_with_end(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "s")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        self._join(server, "unix:" + path, d)
+
+    def test_tcp_on_loopback(self):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.bind(("127.0.0.1", 0))
+        self._join(server, "tcp:127.0.0.1:%d" % server.getsockname()[1], tempfile.mkdtemp())
+
+    def _join(self, server, address, d):
+        server.listen(4)
+        got = []
+
+        def accept():
+            c, _ = server.accept()
+            buf = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                buf += b
+            got.append(buf)
+            c.close()
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        script = os.path.join(d, "train.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent("""
+                import torch
+                m = torch.nn.Linear(3, 2)
+                opt = torch.optim.SGD(m.parameters(), lr=0.1)
+                for _ in range(2):
+                    opt.zero_grad(); m(torch.ones(4, 3)).sum().backward(); opt.step()
+            """))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRADSCOPE_")}
+        env.update({ranks.SOCKET_ENV: address, ranks.SETTINGS_ENV: "steps=0,detail=0,sampled=0,script=" + script,
+                    "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "PYTHONPATH": BOOT})
+        r = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(30)
+        server.close()
+        frames, err = decode_all(got[0])
+        self.assertIsNone(err)
+        msgs = [m for _, m in frames]
+        hello = msgs[0]
+        self.assertEqual(hello["type"], "hello")
+        self.assertEqual((hello["rank"], hello["localRank"], hello["worldSize"], hello["host"]), (3, 1, 4, socket.gethostname()))
+        self.assertEqual(hello["script"], script)
+        self.assertEqual(len([m for m in msgs if m["type"] == "step"]), 2)
+        self.assertEqual(msgs[-1]["type"], "end")
+        self.assertEqual(msgs[-1]["reason"], "completed")
+
+
+if __name__ == "__main__":
+    unittest.main()
