@@ -18,6 +18,18 @@ export class OpenRuns implements Disposable {
     this.opened.fire(run);
   }
 
+  /**
+   * Opens a run the views read back on their own (the panel following the editor), unless a run of
+   * its script started since: reading a file takes a while, and a run started meanwhile stays the
+   * newest (ids sort by start time: makeRunId). Returns whether it was opened.
+   */
+  openUnlessSuperseded(run: RunHandle): boolean {
+    const newest = this.newest.get(run.script);
+    if (newest && newest.id > run.id) return false;
+    this.open(run);
+    return true;
+  }
+
   /** The newest run opened of this script. */
   latest(script: string): RunHandle | undefined {
     return this.newest.get(script);

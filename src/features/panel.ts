@@ -133,8 +133,10 @@ export class PanelFeature implements vscode.Disposable {
     // A distributed run's other ranks, from their own files (<runId>.ranks/); the panel shows the run's own.
     const run = savedRunHandle(runFile, r, await readRankFiles(runFile));
     void prepareFixes(run.script).catch(() => undefined); // Python fixes need their parser loaded
-    // A saved run's findings go into the editor too, on the lines they name (if still there).
-    this.ctx.openRuns.open(run);
+    // A saved run's findings go into the editor too, on the lines they name (if still there); one the
+    // panel read on its own does not displace a run of the script started while it was read.
+    if (explicit) this.ctx.openRuns.open(run);
+    else if (!this.ctx.openRuns.openUnlessSuperseded(run)) return this.ctx.openRuns.latest(run.script) ?? run;
     return run;
   }
 

@@ -35,6 +35,23 @@ describe('OpenRuns', () => {
     assert.equal(runs.latest('/w/c.py'), undefined);
   });
 
+  it('a run read back on its own does not displace a run of its script started while it was read', () => {
+    const runs = new OpenRuns();
+    const heard: string[] = [];
+    runs.onDidOpen((r) => heard.push(r.id));
+    // Ids sort by start time (makeRunId): the saved run is the older one.
+    const saved = handle('2026-12-03T12-18-42-994Z-076b', '/w/a.js');
+    const started = handle('2026-12-03T12-18-48-297Z-968b', '/w/a.js');
+    runs.open(started);
+    assert.equal(runs.openUnlessSuperseded(saved), false);
+    assert.equal(runs.latest('/w/a.js'), started);
+    assert.deepEqual(heard, [started.id], 'the editor is not told of the stale run');
+    // With nothing newer it is opened like any run.
+    const other = handle('2026-12-03T12-00-00-000Z-0001', '/w/b.js');
+    assert.equal(runs.openUnlessSuperseded(other), true);
+    assert.equal(runs.latest('/w/b.js'), other);
+  });
+
   it('holds the run the panel shows; dispose() lets go of everything', () => {
     const runs = new OpenRuns();
     const a = handle('a', '/w/a.py');
