@@ -76,6 +76,11 @@ export interface SourceLocation {
   line: number;
   /** 1-based. */
   column: number;
+  /**
+   * When `file` is a Jupyter notebook (.ipynb): the 0-based index of the cell among the notebook's
+   * cells; `line` and `column` are then within that cell. Absent for plain source files.
+   */
+  cell?: number;
 }
 
 export interface HelloMsg {
