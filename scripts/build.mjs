@@ -99,6 +99,8 @@ if (watch) {
   for (const f of readdirSync('src/probe/torch/gradscope_probe')) {
     if (f.endsWith('.py')) cpSync(join('src/probe/torch/gradscope_probe', f), join(dest, f));
   }
+  // With its pyproject.toml, the folder is a pip-installable package (`pip install dist/probe/torch`).
+  for (const f of ['pyproject.toml', 'README.md']) cpSync(join('src/probe/torch', f), join('dist/probe/torch', f));
 }
 
 // The Python fix engine's parser (src/process/pythonParser.ts): Tree-sitter's runtime wasm and

@@ -39,6 +39,9 @@ const FILES = [
   'dist/webview/main.css',
   // The Python probe (plain sources, put on PYTHONPATH) and Tree-sitter for the Python fix engine.
   'dist/probe/torch/gradscope_probe',
+  // ... and what makes its folder pip-installable (`pip install <extension>/dist/probe/torch`, for notebooks).
+  'dist/probe/torch/pyproject.toml',
+  'dist/probe/torch/README.md',
   'dist/tree-sitter/tree-sitter.js',
   'dist/tree-sitter/tree-sitter.wasm',
   'dist/tree-sitter/tree-sitter-python.wasm',
