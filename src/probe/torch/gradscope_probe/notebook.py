@@ -38,6 +38,7 @@ import struct
 import sys
 
 from . import sources
+from .channel import Channel
 
 RUNS_SUBDIR = os.path.join(".gradscope", "runs")
 RUN_FILE_EXT = ".gsrun"
@@ -210,6 +211,22 @@ class CellLocator:
 # A run
 
 
+class _RunChannel(Channel):
+    """The probe's channel over the run file. The run's own EVENTs wait for the first STEP: HELLO goes
+    out with the probe's first frame and names the device of the parameters known by then, which
+    before any step may be none (it would say "CPU" of a run that trains on a GPU)."""
+
+    def __init__(self, fd, run, **kwargs):
+        super().__init__(fd, **kwargs)
+        self._run = run
+
+    def send(self, msg: dict) -> bool:
+        ok = super().send(msg)
+        if msg.get("type") == "step" and self._run.pending:
+            self._run.flush_events()
+        return ok
+
+
 class NotebookRun:
     """One ``%gradscope on`` … ``off``: the probe, its run file, the hooks to remove."""
 
@@ -228,9 +245,9 @@ class NotebookRun:
         self.locator = None
         self.ended = False
         self._missed = False
+        self.pending = []  # EVENTs held until the first STEP (_RunChannel)
 
     def start(self) -> None:
-        from .channel import Channel
         from .probe import Probe
 
         run_dir = os.path.join(self.folder, RUNS_SUBDIR)
@@ -244,7 +261,7 @@ class NotebookRun:
         try:
             os.write(fd, b"GSRUN 1 " + json.dumps(meta, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n")
             # The probe's own channel, over the file: no watchdog (nobody reads a file's other end).
-            self.channel = Channel(fd, on_host_gone=self._write_failed, watch=False)
+            self.channel = _RunChannel(fd, self, on_host_gone=self._write_failed, watch=False)
         except BaseException:
             os.close(fd)
             raise
@@ -253,10 +270,17 @@ class NotebookRun:
             self.locator = CellLocator(self.notebook, self.shell, self._cell_missed)
             sources.set_cell_locator(self.locator)
         self.probe.install()
-        self.probe.send({"type": "event", "kind": "info", "message": "notebook run: %s (notebook: %s)" % (
-            script, self.how)})
+        self.event("info", "notebook run: %s (notebook: %s)" % (script, self.how))
         self._adopt()
         atexit.register(self._at_exit)
+
+    def event(self, kind: str, message: str) -> None:
+        self.pending.append({"type": "event", "kind": kind, "message": message})
+
+    def flush_events(self) -> None:
+        pending, self.pending = self.pending, []
+        for msg in pending:
+            self.probe.send(msg)
 
     def _write_failed(self, why: str) -> None:
         _warn("writing the run file %s failed (%s): the notebook goes on without inspection" % (self.path, why))
@@ -265,12 +289,8 @@ class NotebookRun:
         if self._missed:
             return
         self._missed = True
-        try:
-            self.probe.send({"type": "event", "kind": "info", "message": (
-                "a cell (%s) is not in %s as saved: its locations name the kernel's file, not the cell "
-                "(save the notebook before running the cells to have them on their cell lines)" % (filename, self.notebook))})
-        except Exception:  # noqa: BLE001
-            pass
+        self.event("info", "a cell (%s) is not in %s as saved: its locations name the kernel's file, not the cell "
+                   "(save the notebook before running the cells to have them on their cell lines)" % (filename, self.notebook))
 
     def _adopt(self) -> None:
         """Optimizers and models that existed before ``on``: their classes' step wrapped as the
@@ -297,11 +317,10 @@ class NotebookRun:
         opts = []
         Optimizer = torch.optim.Optimizer
         for o in gc.get_objects():
-            try:
-                if isinstance(o, Optimizer):
-                    opts.append(o)
-            except Exception:  # noqa: BLE001 - proxies whose __class__ raises
-                pass
+            # type(), not isinstance(): isinstance reads __class__, which some objects compute (a
+            # deprecated torch.distributed.reduce_op warns when touched).
+            if issubclass(type(o), Optimizer):
+                opts.append(o)
         names = []
         for opt in opts:
             probe._wrap_step_of(type(opt))
@@ -314,11 +333,10 @@ class NotebookRun:
                 if isinstance(v, torch.Tensor) and id(v) in params and not k.startswith("_"):
                     probe._raw_names.setdefault(id(v), k)
         if opts or models:
-            probe.send({"type": "event", "kind": "info", "message": (
-                "built before %%gradscope on: %s%s%s. Their steps are seen, but not where their layers were built: "
-                "re-run the cells that build them after %%gradscope on to have findings on their lines" % (
-                    "optimizer(s) " + ", ".join(names) if names else "",
-                    "; " if names and models else "", "model(s) " + ", ".join(models) if models else ""))})
+            self.event("info", "built before %%gradscope on: %s%s%s. Their steps are seen, but not where their layers were built: "
+                       "re-run the cells that build them after %%gradscope on to have findings on their lines" % (
+                           "optimizer(s) " + ", ".join(names) if names else "",
+                           "; " if names and models else "", "model(s) " + ", ".join(models) if models else ""))
 
     def stop(self, reason: str = "completed", error=None) -> int:
         """END, the trailer, and every hook removed. Returns the steps recorded."""
@@ -333,7 +351,7 @@ class NotebookRun:
         steps = 0
         if probe is not None:
             steps = probe.steps
-            for what, fn in (("ending the run", lambda: probe.finish(reason, error)), ("removing the hooks", probe.uninstall),
+            for what, fn in (("sending the run's events", self.flush_events), ("ending the run", lambda: probe.finish(reason, error)), ("removing the hooks", probe.uninstall),
                              ("removing the input hooks", probe._stop_inputs),
                              ("stopping the detail thread", lambda: probe._worker is not None and probe._worker.stop())):
                 try:

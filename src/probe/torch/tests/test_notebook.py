@@ -134,6 +134,9 @@ class NotebookRunTest(unittest.TestCase):
         self.assertEqual(meta["script"], self.path)
         self.assertEqual(meta["framework"], "torch")
         self.assertEqual(msgs[0]["type"], "hello")
+        # HELLO goes out with the first step's frames (the run's own EVENTs wait): the device trained on.
+        self.assertEqual(msgs[0]["script"], self.path)
+        self.assertNotIn("no optimizer step ran", msgs[0]["backendReason"])
         self.assertEqual(msgs[-1], {"type": "end", "reason": "completed", "steps": 9})
         self.assertEqual(exit_record["reason"], "completed")
         self.assertEqual(exit_record["steps"], 9)
@@ -187,6 +190,7 @@ class NotebookRunTest(unittest.TestCase):
                 self.assertNotEqual(o.get("output_type"), "error", (i, o))
                 if o.get("name") == "stderr":
                     self.assertNotIn("[gradscope] warning", o.get("text", ""), i)
+                    self.assertNotIn("gradscope_probe", o.get("text", ""), i)  # no Python warning raised in the probe
 
 
 class CellLocatorTest(unittest.TestCase):
