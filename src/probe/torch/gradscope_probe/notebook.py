@@ -351,7 +351,8 @@ class NotebookRun:
         steps = 0
         if probe is not None:
             steps = probe.steps
-            for what, fn in (("sending the run's events", self.flush_events), ("ending the run", lambda: probe.finish(reason, error)), ("removing the hooks", probe.uninstall),
+            for what, fn in (("sending the run's events", self.flush_events), ("ending the run", lambda: probe.finish(reason, error)),
+                             ("removing the hooks", probe.uninstall),
                              ("removing the input hooks", probe._stop_inputs),
                              ("stopping the detail thread", lambda: probe._worker is not None and probe._worker.stop())):
                 try:

@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import unittest
 
 from gradscope_probe import notebook
 from gradscope_probe.wire import decode_all
 
-from .helpers import PROBE_PARENT
+from .helpers import PROBE_PARENT, REPO
 
 try:
     import ipykernel  # noqa: F401
@@ -22,7 +23,11 @@ try:
     import nbformat
 
     _SKIP = None
-except ImportError as e:  # Debian's python3-torch (1.13) has no ipykernel: scripts/requirements-torch2.txt installs it
+except ImportError as e:
+    # Debian's python3-torch (1.13, the oldest row of the matrix) has no ipykernel. The repository's
+    # .venv-torch2 must have it (scripts/requirements-torch2.txt): there a missing kernel fails.
+    if os.path.realpath(sys.prefix) == os.path.realpath(os.path.join(REPO, ".venv-torch2")):
+        raise
     _SKIP = "ipykernel, nbclient and nbformat are needed to run a notebook (%s)" % e
 
 
@@ -104,6 +109,7 @@ class NotebookRunTest(unittest.TestCase):
             nbformat.v4.new_code_cell("%gradscope on"),  # 6
             nbformat.v4.new_code_cell(BEFORE_STEPS),  # 7
             nbformat.v4.new_code_cell("%gradscope off\n" + CHECK_UNHOOKED),  # 8
+            nbformat.v4.new_code_cell("%gradscope on\n" + BEFORE_STEPS),  # 9: never turned off: the kernel's exit ends it
         ]
         nbformat.write(nb, cls.path)
         env = {"PYTHONPATH": PROBE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""), "JPY_SESSION_NAME": cls.path}
@@ -128,8 +134,8 @@ class NotebookRunTest(unittest.TestCase):
     def output(self, cell):
         return "".join(o.get("text", "") for o in self.nb.cells[cell].get("outputs", []) if o.get("output_type") == "stream")
 
-    def test_two_runs_each_with_a_trailer(self):
-        self.assertEqual(len(self.runs), 2, self.runs)
+    def test_three_runs_each_with_a_trailer(self):
+        self.assertEqual(len(self.runs), 3, self.runs)
         meta, msgs, exit_record = read_run_file(self.runs[0])
         self.assertEqual(meta["script"], self.path)
         self.assertEqual(meta["framework"], "torch")
@@ -161,6 +167,12 @@ class NotebookRunTest(unittest.TestCase):
         self.assertTrue(all(n > 0 for n in nans[1:]), nans)
         nonfinite = [m for m in msgs if m["type"] == "event" and m["kind"] == "non-finite"]
         self.assertEqual(len(nonfinite), 1)
+
+    def test_the_kernels_exit_ends_a_run_left_on(self):
+        _meta, msgs, exit_record = read_run_file(self.runs[2])
+        self.assertEqual(len([m for m in msgs if m["type"] == "step"]), 3)
+        self.assertEqual(msgs[-1], {"type": "end", "reason": "completed", "steps": 3})
+        self.assertEqual(exit_record["reason"], "completed")
 
     def test_a_model_built_before_on_still_has_its_steps(self):
         _meta, msgs, _ = read_run_file(self.runs[0])
@@ -231,6 +243,23 @@ class CellLocatorTest(unittest.TestCase):
 
         self.assertTrue(sources.is_user_file("<ipython-input-3-5f1e2c>"))
         self.assertFalse(sources.is_user_file("<stdin>"))
+
+
+class FindNotebookTest(unittest.TestCase):
+    def test_where_the_notebook_is_found(self):
+        d = tempfile.mkdtemp(prefix="gs-find-")
+        self.addCleanup(shutil.rmtree, d, True)
+        a, b = os.path.join(d, "a.ipynb"), os.path.join(d, "b.ipynb")
+        open(a, "w").close()
+        self.assertEqual(notebook.find_notebook({"__vsc_ipynb_file__": a}, {}, d), (a, "__vsc_ipynb_file__ (VS Code)"))
+        # Jupyter's session name is relative to the server's root: the name in the kernel's folder.
+        self.assertEqual(notebook.find_notebook({"__session__": "work/a.ipynb"}, {}, d)[0], a)
+        self.assertEqual(notebook.find_notebook({}, {"JPY_SESSION_NAME": a}, d), (a, "JPY_SESSION_NAME"))
+        self.assertEqual(notebook.find_notebook({"__vsc_ipynb_file__": "/nowhere/Untitled-1.ipynb"}, {}, d)[0], a)  # the only one
+        open(b, "w").close()
+        nb, how = notebook.find_notebook({}, {}, d)
+        self.assertIsNone(nb)
+        self.assertIn("2 notebooks", how)
 
 
 class RunFilePieces(unittest.TestCase):
