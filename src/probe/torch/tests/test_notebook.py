@@ -205,6 +205,47 @@ class NotebookRunTest(unittest.TestCase):
                     self.assertNotIn("gradscope_probe", o.get("text", ""), i)  # no Python warning raised in the probe
 
 
+@unittest.skipIf(_SKIP is not None, _SKIP or "")
+class UnsavedNotebookTest(unittest.TestCase):
+    """Cells edited since the notebook was saved: their locations keep the kernel's file, said once."""
+
+    def test_cells_not_in_the_saved_notebook(self):
+        d = tempfile.mkdtemp(prefix="gs-nb-unsaved-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "draft.ipynb")
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("%load_ext gradscope_probe\n%gradscope on " + path),
+                    nbformat.v4.new_code_cell("import torch"), nbformat.v4.new_code_cell("%gradscope off")]
+        nbformat.write(nb, path)
+        # Edited in the editor, not saved: the kernel runs this text, the file has "import torch".
+        nb.cells[1].source = ("import torch\nm = torch.nn.Linear(2, 1)\nk = torch.nn.Linear(1, 1)\n"
+                              "o = torch.optim.SGD(list(m.parameters()) + list(k.parameters()), lr=0.1)\n"
+                              "o.zero_grad(); k(m(torch.randn(3, 2))).sum().backward(); o.step()")
+        env = {"PYTHONPATH": PROBE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        saved = os.environ.get("PYTHONPATH")
+        os.environ.update(env)
+        try:
+            nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": d}}).execute()
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+        runs = glob.glob(os.path.join(d, ".gradscope", "runs", "*.gsrun"))
+        self.assertEqual(len(runs), 1)
+        meta, msgs, _ = read_run_file(runs[0])
+        self.assertEqual(meta["script"], path)  # named on the magic's line
+        tensors = [t for m in msgs if m["type"] == "tensors" for t in m["tensors"]]
+        self.assertEqual(len(tensors), 4)
+        for t in tensors:
+            self.assertNotIn("cell", t["source"])
+            self.assertRegex(t["source"]["file"], r"ipykernel_\d+")
+        self.assertEqual([t["source"]["line"] for t in tensors], [2, 2, 3, 3])
+        missed = [m for m in msgs if m["type"] == "event" and "is not in" in m["message"]]
+        self.assertEqual(len(missed), 1, missed)
+        self.assertIn(path, missed[0]["message"])
+
+
 class CellLocatorTest(unittest.TestCase):
     """The cell of a compiled cell file, without a kernel: the text linecache keeps, and the notebook."""
 
