@@ -102,6 +102,8 @@ if (watch) {
       if (f.endsWith('.py')) cpSync(join('src/probe/torch', pkg, f), join(dest, f));
     }
   }
+  // With its pyproject.toml, the folder is a pip-installable package (`pip install dist/probe/torch`).
+  for (const f of ['pyproject.toml', 'README.md']) cpSync(join('src/probe/torch', f), join('dist/probe/torch', f));
 }
 
 // The Python fix engine's parser (src/process/pythonParser.ts): Tree-sitter's runtime wasm and

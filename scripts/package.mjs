@@ -40,6 +40,9 @@ const FILES = [
   // The Python probe (plain sources, put on PYTHONPATH) and Tree-sitter for the Python fix engine.
   'dist/probe/torch/gradscope_probe',
   'dist/probe/torch/gradscope_boot',
+  // ... and what makes its folder pip-installable (`pip install <extension>/dist/probe/torch`, for notebooks).
+  'dist/probe/torch/pyproject.toml',
+  'dist/probe/torch/README.md',
   'dist/tree-sitter/tree-sitter.js',
   'dist/tree-sitter/tree-sitter.wasm',
   'dist/tree-sitter/tree-sitter-python.wasm',

@@ -3,6 +3,7 @@
 // cut to a length that fits, with the whole text kept for the element's title (hover). Pure: no DOM,
 // so it is unit-tested; main.ts only writes these into elements.
 import type { Finding } from '../src/core/analysis/finding';
+import { locationText } from '../src/core/protocol/messages';
 import type { RunWarning } from '../src/core/report/warnings';
 import { SHOWN, shownText, type ShownText } from '../src/core/text';
 import type { PanelOptimizer, PanelRunHeader, PanelTensor } from '../src/core/view/messages';
@@ -70,7 +71,7 @@ export interface FindingDisplay {
 export function findingDisplay(f: Finding): FindingDisplay {
   const layer = f.layer ? shownName(f.layer) : null;
   const file = f.source ? shownName(basename(f.source.file)) : null;
-  const where = (part: 'text' | 'full'): string => (f.source && file ? ` · ${file[part]}:${f.source.line}` : '');
+  const where = (part: 'text' | 'full'): string => (f.source && file ? ` · ${locationText(file[part], f.source)}` : '');
   const meta = (part: 'text' | 'full'): string => `${f.kind}${layer ? ` · ${layer[part]}` : ''} · steps ${f.stepRange[0]}–${f.stepRange[1]}${where(part)}`;
   return {
     message: shownMessage(f.message),

@@ -50,7 +50,10 @@ const oneOf = <T extends string>(v: unknown, set: readonly T[], what: string): T
 function source(v: unknown): SourceLocation | null {
   if (v === null || v === undefined) return null;
   const o = obj(v, 'source');
-  return { file: str(own(o, 'file'), 'source.file'), line: int(own(o, 'line'), 'source.line'), column: int(own(o, 'column'), 'source.column') };
+  const loc: SourceLocation = { file: str(own(o, 'file'), 'source.file'), line: int(own(o, 'line'), 'source.line'), column: int(own(o, 'column'), 'source.column') };
+  const cell = own(o, 'cell');
+  if (cell !== undefined && cell !== null) loc.cell = int(cell, 'source.cell');
+  return loc;
 }
 
 /** A list of wire floats (protocol/float.ts): finite numbers, the names of NaN/±Inf/absent, or null. */

@@ -8,6 +8,7 @@ import { unifiedDiff } from '../core/fixes/diff';
 import { globalNormsOf, measureRun, type RunMeasure } from '../core/fixes/measure';
 import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { FixResult } from '../core/fixes/types';
+import { locationText } from '../core/protocol/messages';
 import { describeRunRead, readRunFileAsync, RunFileError } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
 import { ensureDir, HostFileError, readRegularText, realPath, scriptProblem, writeRegularFile } from '../process/files';
@@ -258,6 +259,16 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   }
   const finding = findings[0];
   const file = finding.source?.file ?? d.script;
+  if (finding.source?.cell !== undefined || file.toLowerCase().endsWith('.ipynb')) {
+    // A notebook run (%gradscope on): the finding is on a cell's line, and the fix engines edit
+    // source files, not a notebook's cells (JSON). Say where to look instead of guessing an edit.
+    const at = finding.source ? ` at ${locationText(relative(cwd, file) || file, finding.source)}` : '';
+    process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${at}: ${finding.message}\n`);
+    process.stdout.write(
+      `Cannot fix inside a notebook (.ipynb) yet: edit the cell by hand${finding.remedies.length ? ` (remedies: ${finding.remedies.map((r) => r.id).join(', ')})` : ''}\n`,
+    );
+    return FIX_EXIT.noRemedy;
+  }
   let text: string;
   try {
     text = readRegularText(file); // never a FIFO or a device, whatever the run file names
@@ -268,7 +279,7 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
   await prepareFixes(file); // loads the Python parser (wasm) for .py files
   const ctx = { file, globalNorms: globalNormsOf(d.store) };
   const rel = relative(cwd, file) || file;
-  process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${rel}:${finding.source.line}` : ''}: ${finding.message}\n`);
+  process.stdout.write(`Finding: ${finding.kind} (${finding.severity})${finding.source ? ` at ${locationText(rel, finding.source)}` : ''}: ${finding.message}\n`);
 
   let result: FixResult;
   /** The remedies that apply, in rank order: what --verify tries in turn when the first does not cure. */

@@ -72,6 +72,10 @@ function preflight(a: RunArgs, script: string, runDir: string, report: string | 
   }
   if (!frameworkOf(script)) {
     say(`don't know how to run ${script}: expected a TensorFlow.js script (.js, .mjs, .cjs, .ts) or a PyTorch script (.py)`);
+    if (script.toLowerCase().endsWith('.ipynb'))
+      say(
+        'a notebook trains in its own kernel: pip install the probe there, run %load_ext gradscope_probe and %gradscope on in the notebook, then read the run with gradscope fix --from-run .gradscope/runs/<run>.gsrun (README: "Jupyter notebooks")',
+      );
     return RUN_EXIT.usage;
   }
   try {

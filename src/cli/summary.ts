@@ -4,6 +4,7 @@ import type { Finding } from '../core/analysis/finding';
 import { runWarnings } from '../core/report/warnings';
 import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
 import { formatNumber } from '../core/protocol/float';
+import { locationText } from '../core/protocol/messages';
 import { neutralise } from '../core/text';
 import type { RunExit } from '../process/runSession';
 
@@ -126,7 +127,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
     for (const t of shown) {
       const norm = store.series(t.id, 'norm', sel);
       const bad = (seriesMax(store.series(t.id, 'nanCount', sel)) ?? 0) + (seriesMax(store.series(t.id, 'infCount', sel)) ?? 0) > 0;
-      const src = t.source ? `${relative(process.cwd(), t.source.file) || t.source.file}:${t.source.line}` : '?';
+      const src = t.source ? locationText(relative(process.cwd(), t.source.file) || t.source.file, t.source) : '?';
       // The norm column covers finite entries only: show NaN/Inf when the last step had them.
       const last = (seriesLast(store.series(t.id, 'nanCount', sel)) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount', sel)) ?? 0) > 0 ? Infinity : seriesLast(norm);
       rows.push([neutralise(t.name, true), `[${t.shape.join(',')}]`, neutralise(src, true), fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
@@ -138,12 +139,12 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
   if (findings.length) {
     out.push(`findings  ${findings.length}`);
     for (const f of findings) {
-      const at = f.source ? `${relative(process.cwd(), f.source.file) || f.source.file}:${f.source.line}` : f.layer ? '?' : '(global)';
+      const at = f.source ? locationText(relative(process.cwd(), f.source.file) || f.source.file, f.source) : f.layer ? '?' : '(global)';
       out.push(`  ${f.severity.padEnd(7)} ${f.kind} at step ${f.step} · ${at}${f.layer ? ` · ${f.layer}` : ''}`);
       out.push(`          ${f.message}`);
       // A finding about several layers: each affected layer's own line (the editor marks each one).
       if (f.locations?.length) {
-        const where = f.locations.map((l) => `${relative(process.cwd(), l.file) || l.file}:${l.line} ${l.layer}`).join(', ');
+        const where = f.locations.map((l) => `${locationText(relative(process.cwd(), l.file) || l.file, l)} ${l.layer}`).join(', ');
         out.push(neutralise(`          ${f.layer === null ? 'starts in' : `${plural(f.locations.length, 'affected layer')}:`} ${where}`));
       }
       if (f.remedies.length) out.push(`          remedies: ${f.remedies.map((r) => r.id).join(', ')}`);

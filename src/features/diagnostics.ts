@@ -136,6 +136,9 @@ export class RunDiagnostics {
   }
 
   track(file: string): FileTrack | null {
+    // A notebook run's locations are lines of a cell (SourceLocation.cell), not of the .ipynb's JSON
+    // text: not placed in the editor yet (issue 18's vscode-notebook-cell placement), never on a wrong line.
+    if (file.toLowerCase().endsWith('.ipynb')) return null;
     let t = this.files.get(file);
     if (t) return t;
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);

@@ -38,6 +38,8 @@ export interface FindingLocation {
   line: number;
   /** 1-based. */
   column: number;
+  /** The notebook cell's 0-based index when `file` is a notebook (SourceLocation.cell). */
+  cell?: number;
   layer: string;
   tensors: string[];
 }

@@ -103,7 +103,8 @@ export function isRecurrentLayerType(layerType: string): boolean {
 /** A layer as one entry of a finding's `locations` (null when the probe recorded no source for it). */
 export function locationOf(l: LayerInfo, ctx: AnalysisContext): FindingLocation | null {
   if (!l.source) return null;
-  return { file: l.source.file, line: l.source.line, column: l.source.column, layer: l.name, tensors: l.tensors.map((i) => ctx.tensors[i].name) };
+  const s = l.source;
+  return { file: s.file, line: s.line, column: s.column, ...(s.cell !== undefined ? { cell: s.cell } : {}), layer: l.name, tensors: l.tensors.map((i) => ctx.tensors[i].name) };
 }
 
 /**

@@ -167,11 +167,19 @@ const oneOf =
 function source(v: unknown): SourceLocation | null {
   if (v === null || v === undefined) return null;
   if (!isObj(v)) throw new FieldError('source must be an object or null');
-  return {
+  const loc: SourceLocation = {
     file: req(v, 'file', isStr, 'a string'),
     line: req(v, 'line', isUint, 'a non-negative integer'),
     column: req(v, 'column', isUint, 'a non-negative integer'),
   };
+  return withCell(loc, v);
+}
+
+/** A location's optional notebook cell index (absent or null: a plain file). */
+function withCell<T extends SourceLocation>(loc: T, v: Obj): T {
+  const cell = opt(v, 'cell', isUint, 'a non-negative integer');
+  if (cell !== undefined) loc.cell = cell;
+  return loc;
 }
 
 const isStrArr = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
@@ -183,12 +191,15 @@ function optionalTensorFields(t: Obj): Pick<TensorInfo, 'aliases' | 'builtIn'> {
   if (aliases !== undefined) out.aliases = [...aliases];
   const b = opt(t, 'builtIn', isObj, 'an object');
   if (b !== undefined) {
-    out.builtIn = {
-      file: req(b, 'file', isStr, 'a string'),
-      line: req(b, 'line', isUint, 'a non-negative integer'),
-      column: req(b, 'column', isUint, 'a non-negative integer'),
-      package: req(b, 'package', isStr, 'a string'),
-    };
+    out.builtIn = withCell(
+      {
+        file: req(b, 'file', isStr, 'a string'),
+        line: req(b, 'line', isUint, 'a non-negative integer'),
+        column: req(b, 'column', isUint, 'a non-negative integer'),
+        package: req(b, 'package', isStr, 'a string'),
+      },
+      b,
+    );
   }
   return out;
 }

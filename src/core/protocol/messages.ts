@@ -76,6 +76,20 @@ export interface SourceLocation {
   line: number;
   /** 1-based. */
   column: number;
+  /**
+   * When `file` is a Jupyter notebook (.ipynb): the 0-based index of the cell among the notebook's
+   * cells; `line` and `column` are then within that cell. Absent for plain source files.
+   */
+  cell?: number;
+}
+
+/**
+ * A location as a person reads it: `file:line`, or in a notebook `file cell N line L`, N counted from
+ * 1 as VS Code's "Cell N of M" counts (the protocol's and the JSON's `cell` is the 0-based index).
+ * `file` is given as the caller shows it (relative to the current folder, a base name).
+ */
+export function locationText(file: string, loc: { line: number; cell?: number }): string {
+  return loc.cell === undefined ? `${file}:${loc.line}` : `${file} cell ${loc.cell + 1} line ${loc.line}`;
 }
 
 export interface HelloMsg {

@@ -114,7 +114,11 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
       layer: f.layer,
       source: f.source ? { ...f.source } : null,
       // Every affected layer, when the finding concerns several (absent otherwise).
-      ...(f.locations?.length ? { locations: f.locations.map((l) => ({ file: l.file, line: l.line, column: l.column, layer: l.layer, tensors: [...l.tensors] })) } : {}),
+      ...(f.locations?.length
+        ? {
+            locations: f.locations.map((l) => ({ file: l.file, line: l.line, column: l.column, ...(l.cell !== undefined ? { cell: l.cell } : {}), layer: l.layer, tensors: [...l.tensors] })),
+          }
+        : {}),
       ...(f.cause ? { cause: { op: f.cause.op, file: f.cause.file, line: f.cause.line, column: f.cause.column } } : {}),
       message: f.message,
       evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),

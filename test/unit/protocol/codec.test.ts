@@ -64,11 +64,11 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
     assert.equal(error, null);
     assert.deepEqual(
       messages.map((m) => m.message.type),
-      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'event', 'end'],
+      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'event', 'end', 'tensors'],
     );
     assert.deepEqual(
       messages.map((m) => m.seq),
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
     let off = 0;
     for (const m of messages) {
@@ -94,6 +94,26 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
   it('keeps the raw bytes of each frame so a run file can store them verbatim', () => {
     const { messages } = decodeAll(golden('stream.bin'));
     assert.deepEqual(Buffer.concat(messages.map((m) => m.raw)), Buffer.from(golden('stream.bin')));
+  });
+});
+
+describe('notebook cells in source locations', () => {
+  it('keeps a cell index where the probe gave one, and none where it did not (older frames)', () => {
+    const [cellMsg] = decodeAll(golden('tensors-cell.bin')).messages.map((m) => m.message);
+    const [plainMsg] = decodeAll(golden('tensors.bin')).messages.map((m) => m.message);
+    assert.equal(cellMsg.type, 'tensors');
+    assert.equal(plainMsg.type, 'tensors');
+    if (cellMsg.type !== 'tensors' || plainMsg.type !== 'tensors') return;
+    assert.deepEqual(cellMsg.tensors[0].source, { file: '/work/notebooks/train.ipynb', line: 3, column: 9, cell: 2 });
+    assert.ok(plainMsg.tensors.every((t) => t.source === null || !('cell' in t.source)));
+  });
+
+  it('refuses a cell that is not a non-negative integer', () => {
+    const bad = encodeMessage(
+      { type: 'tensors', tensors: [{ id: 0, name: 'w', layer: 'w', layerType: 'Linear', shape: [1], source: { file: '/a.ipynb', line: 1, column: 1, cell: -1 } }] },
+      0,
+    );
+    assert.equal(decodeAll(bad).error?.code, 'bad-field');
   });
 });
 

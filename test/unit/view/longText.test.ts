@@ -16,7 +16,7 @@ import { buildReportHtml } from '../../../src/core/view/report';
 import { reportData } from '../../../src/core/view/snapshot';
 import type { RunExit } from '../../../src/process/runSession';
 import { findingDisplay, headerDisplay, shownNameEnd, tensorOption } from '../../../webview/display';
-import { parseHostMessage } from '../../../webview/hostMessages';
+import { parseFinding, parseHostMessage } from '../../../webview/hostMessages';
 
 const RLO = '\u202E';
 const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
@@ -182,6 +182,14 @@ describe('a long dead-units message and long or bidi names: the panel and the re
     assert.match(e.meta.text, /model\.evil\\u202Egnp\.exe · steps 0–\d+ · evil\\u202Egnp\.exe\.py:3$/);
     const h = headerDisplay(header(`/tmp/${EVIL}.py`));
     assert.equal(h.script.text, '/tmp/evil\\u202Egnp.exe.py');
+  });
+
+  it("a finding in a notebook cell names the cell (counted from 1) and the cell's line, through the webview's parser", () => {
+    const inCell: Finding = { ...dead!, source: { file: '/w/train.ipynb', line: 5, column: 3, cell: 3 } };
+    const parsed = parseFinding(JSON.parse(JSON.stringify(inCell)));
+    assert.deepEqual(parsed.source, { file: '/w/train.ipynb', line: 5, column: 3, cell: 3 });
+    assert.match(findingDisplay(parsed).meta.text, / · train\.ipynb cell 4 line 5$/);
+    assert.throws(() => parseFinding(JSON.parse(JSON.stringify({ ...inCell, source: { ...inCell.source, cell: -1 } }))));
   });
 
   it('the HTML report holds no bidi control anywhere in its source: title neutralised, JSON escaped', () => {

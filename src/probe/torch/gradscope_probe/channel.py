@@ -103,6 +103,7 @@ class Channel:
         self._held_bytes = 0
         self._last_write = 0.0
         self.hold_s = HOLD_STEP_FRAMES_S
+        self._released = False  # release(): the writer thread ends and the descriptor is not ours any more
         self._cv = threading.Condition()
         # Non-blocking descriptor: send() writes a frame itself when nothing is queued and it fits
         # (one system call; waking the writer thread for each frame cost the training thread about
@@ -208,6 +209,16 @@ class Channel:
         is about to exit, and closing it under the watchdog's read is not safe."""
         self.closed = True
 
+    def release(self, timeout: float = 5.0) -> None:
+        """Ends the channel in a process that goes on (a notebook run ends, the kernel stays): writes
+        what is queued, stops the writer thread, and gives the descriptor up: the caller may write
+        after the frames (a run file's trailer) and close it, and a later fork no longer closes it."""
+        self.flush(timeout)
+        with self._cv:
+            self.closed = True
+            self._released = True
+            self._cv.notify_all()
+
     # -- threads -----------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
@@ -222,6 +233,8 @@ class Channel:
                             self._queue_held()
                             break
                         self._cv.wait(left)
+                    elif self._released:
+                        return
                     else:
                         self._cv.wait()
                 data = self._queue.popleft()
@@ -315,6 +328,8 @@ class Channel:
         # Threads do not survive fork; the fd does. The child must never write to it and should not
         # keep the host's end open after the parent is gone.
         self.closed = True
+        if self._released:
+            return  # the descriptor was given up: its number may be another file's now
         try:
             os.close(self.fd)
         except OSError:

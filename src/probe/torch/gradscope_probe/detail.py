@@ -51,6 +51,7 @@ class _DetailWorker:
         self._job = None  # the job submitted or running; None when idle
         self.last_cpu_ms = 0.0  # CPU time of the last job, on this thread
         self.jobs_done = 0
+        self._stopped = False
         self.thread = threading.Thread(target=self._loop, name="gradscope-detail", daemon=True)
         self.thread.start()
 
@@ -76,10 +77,18 @@ class _DetailWorker:
                 self._cv.wait(left)
         return True
 
+    def stop(self) -> None:
+        """Ends the thread once idle (a notebook run ends while the kernel goes on)."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
     def _loop(self) -> None:
         while True:
             with self._cv:
                 while self._job is None:
+                    if self._stopped:
+                        return
                     self._cv.wait()
                 job = self._job
             t0 = time.thread_time()

@@ -48,6 +48,8 @@ from .snapshots import Snapshots
 
 
 def probe_version() -> str:
+    """The extension's version: package.json above this folder (the probe inside the extension or the
+    repository), else the installed distribution's (``pip install``: pyproject.toml keeps them equal)."""
     d = os.path.dirname(os.path.abspath(__file__))
     for _ in range(6):
         d = os.path.dirname(d)
@@ -58,6 +60,15 @@ def probe_version() -> str:
                 return str(pkg["version"])
         except (OSError, ValueError):
             pass
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("gradscope_probe")
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # Python < 3.8
+        pass
     return "0.0.0"
 
 

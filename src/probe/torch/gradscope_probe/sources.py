@@ -1,7 +1,12 @@
 """Where things happen in the user's own code: construction sites of modules, crash frames.
 
 A file is the user's when it is not part of torch, of this probe, of the standard library or of an
-installed package (site-/dist-packages), and is a real file (not "<stdin>", "<frozen ...>").
+installed package (site-/dist-packages), and is a real file (not "<stdin>", "<frozen ...>"), or a
+Jupyter cell: ipykernel compiles each cell as ``/tmp/ipykernel_<pid>/<hash>.py`` (a real-looking
+path, often never written to disk), older IPython as ``<ipython-input-N-<hash>>``.
+While a notebook run is on (notebook.py), ``set_cell_locator`` maps those cell files to the
+notebook and the cell's index: frame_location then gives ``{file: <notebook.ipynb>, line, column,
+cell}``, the line counted within the cell.
 Columns are 1-based, in characters, from the position table of the calling instruction where the
 interpreter has one (Python 3.11+: co_positions), else 1.
 """
@@ -36,6 +41,19 @@ def _library_dirs():
 
 _LIB_DIRS = None
 _user_cache = {}
+# filename -> {"file", "cell"} or None, set while a notebook run is on (notebook.py).
+_cell_locator = None
+
+
+def set_cell_locator(fn) -> None:
+    """fn(co_filename) -> {"file": notebook path, "cell": index} or None; None turns mapping off."""
+    global _cell_locator
+    _cell_locator = fn
+
+
+def is_ipython_input(filename: str) -> bool:
+    """A cell of an older IPython (``<ipython-input-3-5f1e2c...>``): code the user typed."""
+    return filename.startswith("<ipython-input-")
 
 
 def is_user_file(filename: str) -> bool:
@@ -45,7 +63,9 @@ def is_user_file(filename: str) -> bool:
     global _LIB_DIRS
     if _LIB_DIRS is None:
         _LIB_DIRS = _library_dirs()
-    if not filename or filename.startswith("<"):
+    if is_ipython_input(filename or ""):
+        r = True
+    elif not filename or filename.startswith("<"):
         r = False
     else:
         real = os.path.realpath(filename)
@@ -140,7 +160,18 @@ def frame_location(frame, lasti=None, lineno=None):
                     column = _char_column(code.co_filename, line, col) + 1
         except Exception:  # noqa: BLE001
             column = 1
-    return {"file": os.path.abspath(code.co_filename), "line": int(line or 1), "column": int(column)}
+    loc = {"file": code.co_filename if is_ipython_input(code.co_filename) else os.path.abspath(code.co_filename),
+           "line": int(line or 1), "column": int(column)}
+    cells = _cell_locator
+    if cells is not None:
+        try:
+            hit = cells(code.co_filename)
+        except Exception:  # noqa: BLE001 - a location without its cell, never an error in the user's code
+            hit = None
+        if hit is not None:
+            loc["file"] = hit["file"]
+            loc["cell"] = int(hit["cell"])
+    return loc
 
 
 def _char_column(filename: str, line: int, byte_col: int) -> int:

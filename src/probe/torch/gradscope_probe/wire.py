@@ -162,8 +162,11 @@ def _source(v):
         return None
     if not isinstance(v, dict):
         raise _FieldError("source must be an object or null")
-    return {"file": _req(v, "file", _is_str, "a string"), "line": _req(v, "line", _is_uint, "a non-negative integer"),
-            "column": _req(v, "column", _is_uint, "a non-negative integer")}
+    out = {"file": _req(v, "file", _is_str, "a string"), "line": _req(v, "line", _is_uint, "a non-negative integer"),
+           "column": _req(v, "column", _is_uint, "a non-negative integer")}
+    if v.get("cell") is not None:  # a notebook's cell index (file is the .ipynb; line and column in the cell)
+        out["cell"] = _req(v, "cell", _is_uint, "a non-negative integer")
+    return out
 
 
 def _decode_json(mtype: int, payload: bytes) -> dict:
