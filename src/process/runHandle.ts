@@ -62,6 +62,8 @@ export interface RunHandle {
   readonly exit: RunExit | RunExitRecord | null;
   /** The processes that joined the run over the socket, by rank (absent or empty: a single process). */
   readonly ranks?: readonly RunRank[];
+  /** Ranks the job said it has, for a live run (RunSession: --nproc-per-node or a HELLO's world size); absent: read from the ranks' HELLOs. */
+  readonly expectedRanks?: number;
 }
 
 /**
