@@ -157,6 +157,8 @@ class Panel {
   private hist: ChartHandle<readonly HistogramRow[], HistogramOptions> | null = null;
   private thumb: ChartHandle<Thumbnail, ThumbnailOptions> | null = null;
   private details = new Map<number, PanelTensorDetail>();
+  /** The run and the rank the details are of: another one's tensor ids name other tensors. */
+  private detailsOf: string | null = null;
   private renders = 0;
   /** The HTML report's embedded view of each optimizer (by id) and of all steps (the snapshot's). */
   private readonly views = new Map<number, PanelView>();
@@ -286,6 +288,9 @@ class Panel {
     // Another run: its optimizers are other ones.
     if (this.state.runId !== undefined && this.state.runId !== null && this.state.runId !== s.header.runId) this.state.optimizer = null;
     this.model = modelFromSnapshot(s);
+    const of = JSON.stringify([s.header.runId, s.ranks?.shown ?? null]);
+    if (this.detailsOf !== null && this.detailsOf !== of) this.details.clear();
+    this.detailsOf = of;
     if (!this.api) {
       const { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap } = s;
       this.allView = { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap };

@@ -10,19 +10,9 @@ import { SHOWN, shownText } from '../core/text';
 import { DisposableStore } from '../core/util/disposableStore';
 import type { FindingsView } from '../core/analysis/analyzer';
 import type { RunStore } from '../core/store/runStore';
-import { analyzerFor, shownStore, type RunHandle } from '../process/runHandle';
-import {
-  parseWebviewMessage,
-  type HeatmapMetric,
-  type HostToWebview,
-  type PanelRankKey,
-  type PanelRanks,
-  type PanelRunHeader,
-  type PanelSnapshot,
-  type RunStatus,
-  type WebviewToHost,
-} from '../core/view/messages';
-import { advanceRankCursors, buildRanks, expectedRankCount, findRank, rankKeyOf, runProcesses, type RankSource } from '../core/view/ranks';
+import { analyzerFor, type RunHandle } from '../process/runHandle';
+import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
+import { RankView } from '../core/view/ranks';
 import { buildReportHtml } from '../core/view/report';
 import { buildAppend, buildReplace, buildSnapshot, buildTensorDetail, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
@@ -84,12 +74,10 @@ export class InspectionPanel implements vscode.Disposable {
   private metric: HeatmapMetric = 'norm';
   /** The optimizer whose steps every chart shows (null: all steps). */
   private optimizer: number | null = null;
-  /** The process of a distributed run the person picked (null: the default, shownStore). */
-  private rankChoice: PanelRankKey | null = null;
+  /** A distributed run's processes: the one picked, the overlay's cursors (core/view/ranks.ts). */
+  private ranks: RankView | null = null;
   /** The store the webview's charts come from (what the last snapshot was built from). */
   private sentStore: RunStore | null = null;
-  /** Per rank, the last step of its global norm the webview holds (the overlay's live cursor). */
-  private readonly rankCursors = new Map<string, number>();
   /** Stores of the run's processes whose changes schedule a flush. */
   private readonly watched = new Set<RunStore>();
   /** The findings of a rank other than the run's own store, each computed on its store. */
@@ -157,7 +145,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.selected = null;
     this.compare = null;
     this.optimizer = null;
-    this.rankChoice = null;
+    this.ranks = new RankView(source);
     this.sentStore = null;
     this.watched.clear();
     this.rankAnalyzers.clear();
@@ -216,16 +204,9 @@ export class InspectionPanel implements vscode.Disposable {
     void this.panel.webview.postMessage(msg).then(undefined, (e: unknown) => this.host.log.warn(`panel: post failed: ${String(e)}`));
   }
 
-  /** The run's processes (a run of one process: none). */
-  private processes(): RankSource[] {
-    const s = this.source;
-    return s ? runProcesses(s.store, s.ranks) : [];
-  }
-
   /** The store the charts show: the rank picked, else rank 0 (or the lowest rank with steps: shownStore). */
   private shownStore(): RunStore {
-    const s = this.source!;
-    return findRank(this.processes(), this.rankChoice)?.store ?? shownStore(s);
+    return this.ranks!.store();
   }
 
   /** Subscribes to the stores of processes not watched yet; true when there were some. */
@@ -233,25 +214,13 @@ export class InspectionPanel implements vscode.Disposable {
     const s = this.source;
     if (!s) return false;
     let added = false;
-    for (const store of [s.store, ...this.processes().map((r) => r.store)]) {
+    for (const store of [s.store, ...(this.ranks?.processes() ?? []).map((r) => r.store)]) {
       if (this.watched.has(store)) continue;
       this.watched.add(store);
       this.sourceScope.add(store.onDidChange(() => this.schedule()));
       added = true;
     }
     return added;
-  }
-
-  /** The ranks part of a message: the picker's list and the overlay's curves (after the cursors, for an append). */
-  private ranksView(store: RunStore, append: boolean): PanelRanks | null {
-    const s = this.source!;
-    const procs = this.processes();
-    if (procs.length === 0) return null;
-    if (!append) this.rankCursors.clear();
-    const shown = procs.find((r) => r.store === store) ?? { rank: store.hello?.rank ?? 0, store };
-    const view = buildRanks(procs, { shown, expected: expectedRankCount(procs, s.expectedRanks ?? 0), since: append ? this.rankCursors : undefined });
-    advanceRankCursors(this.rankCursors, view);
-    return view;
   }
 
   /** The findings of the process shown: the run's analyzer for its own store, else one on that rank's store. */
@@ -318,7 +287,7 @@ export class InspectionPanel implements vscode.Disposable {
       compare: this.compare,
       savedRuns: this.savedRuns,
     });
-    const ranks = this.ranksView(store, false);
+    const ranks = this.ranks!.message(store, 'whole');
     if (ranks) snapshot.ranks = ranks;
     this.sentStep = store.lastStep;
     this.sentTensors = store.tensors.length;
@@ -346,7 +315,7 @@ export class InspectionPanel implements vscode.Disposable {
     if (!s || !this.ready || this.snapshotPending) return;
     const store = this.sentStore ?? this.shownStore();
     // No rank picked and the default moved (the script's own process took no step, its first rank now has): show that one.
-    if (this.rankChoice === null && shownStore(s) !== store) {
+    if (!this.ranks!.picked && this.shownStore() !== store) {
       this.sendFull();
       return;
     }
@@ -374,7 +343,7 @@ export class InspectionPanel implements vscode.Disposable {
     // The store folded what the webview got column by column: its view is the store's again.
     if (this.heldColumns > 2 * (recentSteps + envelopeBuckets) && append.tensors.length === 0) this.sendReplace(this.findings());
     else {
-      const ranks = this.ranksView(store, true);
+      const ranks = this.ranks!.message(store, 'append');
       this.post(ranks ? { type: 'append', ...append, ranks } : { type: 'append', ...append });
     }
   }
@@ -385,7 +354,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.sentStep = store.lastStep;
     this.sentShape = byOptimizerShape(replace);
     this.heldColumns = replace.heatmap.steps.length;
-    const ranks = this.ranksView(store, false);
+    const ranks = this.ranks!.message(store, 'whole');
     this.post(ranks ? { type: 'replace', ...replace, ranks } : { type: 'replace', ...replace });
   }
 
@@ -427,13 +396,10 @@ export class InspectionPanel implements vscode.Disposable {
       }
       case 'setRank': {
         // Only a process of this run that joined (the webview names it; a missing rank has nothing to show).
-        const want = { rank: msg.rank, pid: msg.pid };
-        const found = this.processes().find((r) => r.rank === want.rank && rankKeyOf(r).pid === want.pid);
-        if (!found) {
+        if (!this.ranks?.choose({ rank: msg.rank, pid: msg.pid })) {
           this.host.log.warn(`panel: setRank: rank ${msg.rank} (pid ${String(msg.pid)}) is not a process of this run`);
           return;
         }
-        this.rankChoice = want;
         // Another process: its tensors, steps and findings; the selection was of the previous one.
         this.selected = null;
         this.sendFull();

@@ -5,6 +5,7 @@ import { Analyzer, type FindingsView } from '../core/analysis/analyzer';
 import type { ErrorInfo } from '../core/protocol/messages';
 import type { ReadRunResult, RunExitReason, RunExitRecord } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
+import { defaultStore } from '../core/view/ranks';
 import type { Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
 
@@ -71,8 +72,7 @@ export interface RunHandle {
  * only started its ranks: mp.spawn), then the lowest rank's that has steps.
  */
 export function shownStore(run: Pick<RunHandle, 'store' | 'ranks'>): RunStore {
-  if (run.store.stepCount > 0 || !run.ranks?.length) return run.store;
-  return run.ranks.find((r) => r.store.stepCount > 0)?.store ?? run.store;
+  return defaultStore(run);
 }
 
 /** The analyzer of a run's store, told each layer's activation by its source line: the one way a run's analyzer is made. */

@@ -22,13 +22,15 @@ export const rankKeyText = (k: PanelRankKey): string => `${k.rank}:${k.pid ?? '-
  * Every process of a run: its ranks, and the run's own store when it is a rank they do not list.
  * Under a launcher a live session lists its rank 0 (the run's own store) itself, but a saved run's
  * rank files hold only the other ranks; a script that started its ranks (mp.spawn) is no rank of
- * its own (the ranks list its rank 0). A run without ranks has none: one process, no picker.
+ * its own. A run without ranks has none: one process, no picker.
  */
 export function runProcesses(own: RunStore, ranks: readonly RankSource[] | undefined): RankSource[] {
   const list = (ranks ?? []).filter((r) => r.rank >= 0);
   if (list.length === 0) return [];
-  const ownRank = own.hello?.rank;
-  if (!list.some((r) => r.store === own) && ownRank !== undefined && ownRank >= 0 && !list.some((r) => r.rank === ownRank)) list.push({ rank: ownRank, store: own });
+  // The run's own process is a rank when its HELLO says it is one of several (a world size); a script
+  // that only started its ranks says none.
+  const h = own.hello;
+  if (h && h.worldSize !== undefined && h.rank >= 0 && !list.some((r) => r.store === own || r.rank === h.rank)) list.push({ rank: h.rank, store: own });
   return list.sort((a, b) => a.rank - b.rank || (a.store.hello?.pid ?? 0) - (b.store.hello?.pid ?? 0));
 }
 
@@ -105,5 +107,71 @@ export function advanceRankCursors(cursors: Map<string, number>, view: PanelRank
   for (const c of view?.globalNorms ?? []) {
     const n = c.globalNorm.steps.length;
     if (n > 0) cursors.set(rankKeyText(c), c.globalNorm.steps[n - 1]);
+  }
+}
+
+/** A run as the rank view reads it: its own store, its ranks (they may grow while it runs), the ranks the job said it has. */
+export interface RankedRun {
+  readonly store: RunStore;
+  readonly ranks?: readonly RankSource[];
+  readonly expectedRanks?: number;
+}
+
+/**
+ * The store a run shows by default: its own, unless it observed no step while a rank did (the script
+ * only started its ranks: mp.spawn), then the lowest rank's that has steps.
+ */
+export function defaultStore(run: Pick<RankedRun, 'store' | 'ranks'>): RunStore {
+  if (run.store.stepCount > 0 || !run.ranks?.length) return run.store;
+  let best: RankSource | null = null;
+  for (const r of run.ranks) if (r.store.stepCount > 0 && r.rank >= 0 && (!best || r.rank < best.rank)) best = r;
+  return best?.store ?? run.store;
+}
+
+/**
+ * The panel's rank state for one run shown: which process the person picked (validated against the
+ * run's processes), the store the charts come from, and the overlay's live cursors. The host's panel
+ * holds one; pure, so its rules are unit-tested.
+ */
+export class RankView {
+  private choice: PanelRankKey | null = null;
+  private readonly cursors = new Map<string, number>();
+
+  constructor(private readonly run: RankedRun) {}
+
+  /** The run's processes now (ranks join while it runs); none for a single process. */
+  processes(): RankSource[] {
+    return runProcesses(this.run.store, this.run.ranks);
+  }
+
+  /** Whether the person picked a process (else the default is shown, and follows defaultStore). */
+  get picked(): boolean {
+    return this.choice !== null;
+  }
+
+  /** The store the charts show: the process picked, else the default (rank 0, or the first rank with steps). */
+  store(): RunStore {
+    return findRank(this.processes(), this.choice)?.store ?? defaultStore(this.run);
+  }
+
+  /** Picks a process the webview named: only one of this run's that joined (exact rank and pid). False: refused, nothing changes. */
+  choose(key: PanelRankKey): boolean {
+    if (!this.processes().some((r) => sameRankKey(rankKeyOf(r), key))) return false;
+    this.choice = { rank: key.rank, pid: key.pid };
+    return true;
+  }
+
+  /**
+   * The ranks part of a message about `store` (the store the charts show): whole for a snapshot or a
+   * replace, each rank's points after the last sent for an append. Null for a single process.
+   */
+  message(store: RunStore, kind: 'whole' | 'append'): PanelRanks | null {
+    const procs = this.processes();
+    if (procs.length === 0) return null;
+    if (kind === 'whole') this.cursors.clear();
+    const shown = procs.find((r) => r.store === store) ?? { rank: store.hello?.rank ?? 0, store };
+    const view = buildRanks(procs, { shown, expected: expectedRankCount(procs, this.run.expectedRanks ?? 0), since: kind === 'append' ? this.cursors : undefined });
+    advanceRankCursors(this.cursors, view);
+    return view;
   }
 }

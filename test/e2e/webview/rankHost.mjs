@@ -16,7 +16,7 @@ import { readRunFile } from './src/core/store/runFile';
 import { readRankFiles } from './src/process/rankRecorder';
 import { analyzerFor, savedRunHandle, shownStore } from './src/process/runHandle';
 import { buildRanks, expectedRankCount, findRank, runProcesses } from './src/core/view/ranks';
-import { buildSnapshot, runHeader } from './src/core/view/snapshot';
+import { buildSnapshot, buildTensorDetail, runHeader } from './src/core/view/snapshot';
 export { buildRanks };
 
 /** A saved distributed run as the panel's host shows it: a snapshot of the rank picked (null: the default). */
@@ -29,10 +29,12 @@ export async function rankHost(runFile, { expected = 0 } = {}) {
     if (!analyzers.has(store)) analyzers.set(store, analyzerFor(store).finish());
     return [...analyzers.get(store)];
   };
+  const storeOf = (key) => findRank(procs, key)?.store ?? shownStore(run);
   return {
     procs,
+    detail: (key, tensorId, step) => buildTensorDetail(storeOf(key), tensorId, step),
     snapshot(key = null, opts = {}) {
-      const store = findRank(procs, key)?.store ?? shownStore(run);
+      const store = storeOf(key);
       const shown = procs.find((r) => r.store === store);
       const header = runHeader(store, { runId: run.id, script: run.script, status: run.exit?.reason ?? 'saved', statusMessage: run.exit?.message ?? 'saved' });
       const snapshot = buildSnapshot(store, { header, findings: findings(store), metric: 'norm', compare: null, savedRuns: [], ...opts });

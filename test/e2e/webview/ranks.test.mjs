@@ -75,6 +75,12 @@ describe('rank picker', () => {
     const step = 20;
     const before = await heatTip(page, row, step);
     assert.ok(before.endsWith(`= ${log10At(s0.layerNorms['model.2'], step)}`), before);
+    // A tensor of rank 0 is selected and its detail shown.
+    await page.mouse.down();
+    await page.mouse.up();
+    const sel = (await posts(page)).at(-1);
+    assert.equal(sel.type, 'selectTensor');
+    await send(page, { type: 'tensorDetail', detail: host.detail(null, sel.tensorId, sel.step) });
     await page.click('#gs-rank');
     await page.click('#gs-rank-list [data-rank="1"]');
     const asked = (await posts(page)).at(-1);
@@ -88,6 +94,9 @@ describe('rank picker', () => {
     const afterTip = await heatTip(page, row, step);
     assert.ok(afterTip.endsWith(`= ${log10At(s1.layerNorms['model.2'], step)}`), afterTip);
     assert.notEqual(afterTip, before, 'rank 1’s gradients differ after step 12');
+    // The selected tensor's detail was rank 0's: the panel asks for rank 1's.
+    const asks = (await posts(page)).slice((await posts(page)).findLastIndex((m) => m.type === 'setRank'));
+    assert.deepEqual(asks.at(-1), { type: 'selectTensor', tensorId: sel.tensorId, step: sel.step });
     await page.click('#gs-rank');
     assert.equal(await page.getAttribute('#gs-rank-list [data-rank="1"]', 'aria-selected'), 'true');
     // The keyboard: arrows move, Enter chooses.

@@ -7,7 +7,7 @@ import { decodeFloat } from '../../../src/core/protocol/float';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { RunStore } from '../../../src/core/store/runStore';
 import { parseWebviewMessage, type PanelCurve } from '../../../src/core/view/messages';
-import { advanceRankCursors, buildRanks, expectedRankCount, findRank, rankKeyText, rankList, runProcesses, type RankSource } from '../../../src/core/view/ranks';
+import { advanceRankCursors, buildRanks, expectedRankCount, findRank, rankKeyText, rankList, RankView, runProcesses, type RankSource } from '../../../src/core/view/ranks';
 import { buildSnapshot, runHeader } from '../../../src/core/view/snapshot';
 import { readRankFiles } from '../../../src/process/rankRecorder';
 import { savedRunHandle, shownStore } from '../../../src/process/runHandle';
@@ -180,6 +180,87 @@ describe('runProcesses', () => {
     assert.deepEqual(runProcesses(own, undefined), []);
     assert.deepEqual(runProcesses(own, []), []);
     assert.equal(buildRanks([], { shown: { rank: 0, store: own }, expected: 0 }), null);
+  });
+});
+
+describe('RankView (the panel host’s rank state)', () => {
+  const hello = (rank: number, pid: number, worldSize: number) =>
+    ({ type: 'hello', probeVersion: '1', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid, rank, script: '/x.py', detailEvery: 10, worldSize }) as const;
+  const step = (s: RunStore, i: number, norm: number) =>
+    s.ingest({ type: 'step', step: i, optimizer: 0, loss: NaN, wallMs: i, stats: ['norm'], columns: [Float64Array.of(norm)], nTensors: 1 });
+  const started = (rank: number, pid: number, worldSize: number): RunStore => {
+    const s = new RunStore();
+    s.ingest(hello(rank, pid, worldSize));
+    s.ingest({ type: 'tensors', tensors: [{ id: 0, name: 'w', layer: 'l', layerType: 'Linear', shape: [2], source: null }] });
+    return s;
+  };
+
+  it('live mp.spawn: ranks join and step while it runs; the default follows the first rank with steps, a pick is kept, appends carry only new points', () => {
+    const own = new RunStore();
+    own.ingest({ ...hello(0, 100, 1), worldSize: undefined });
+    const ranks: RankSource[] = [];
+    const view = new RankView({ store: own, ranks, expectedRanks: 2 });
+    assert.equal(view.message(view.store(), 'whole'), null, 'no rank yet: a single process, no picker');
+    assert.equal(view.store(), own);
+    // Rank 1 joins first, then rank 0; neither stepped: the script's own process is still shown.
+    const r1 = started(1, 102, 2);
+    ranks.push({ rank: 1, store: r1 });
+    let m = view.message(view.store(), 'whole')!;
+    assert.equal(m.shown, null, "the script's own process is no rank");
+    assert.deepEqual(
+      m.list.map((r) => [r.rank, r.state]),
+      [
+        [0, 'missing'],
+        [1, 'joined'],
+      ],
+    );
+    const r0 = started(0, 101, 2);
+    ranks.push({ rank: 0, store: r0 });
+    step(r0, 0, 1);
+    step(r1, 0, 1);
+    assert.equal(view.store(), r0, 'rank 0 stepped: it is shown by default');
+    m = view.message(view.store(), 'whole')!;
+    assert.deepEqual(m.shown, { rank: 0, pid: 101 });
+    assert.deepEqual(
+      m.globalNorms.map((c) => [c.rank, c.globalNorm.steps]),
+      [
+        [0, [0]],
+        [1, [0]],
+      ],
+    );
+    // Only what is new since the last message; a rank that did not step carries nothing.
+    step(r0, 1, 2);
+    m = view.message(view.store(), 'append')!;
+    assert.deepEqual(
+      m.globalNorms.map((c) => [c.rank, c.globalNorm.steps, c.globalNorm.values]),
+      [
+        [0, [1], [2]],
+        [1, [], []],
+      ],
+    );
+    // The person picks rank 1: refused for a process that is not this run's, kept once taken.
+    assert.equal(view.choose({ rank: 1, pid: 999 }), false);
+    assert.equal(view.choose({ rank: 5, pid: 102 }), false);
+    assert.equal(view.store(), r0);
+    assert.equal(view.choose({ rank: 1, pid: 102 }), true);
+    assert.equal(view.picked, true);
+    assert.equal(view.store(), r1);
+    step(r1, 1, 8);
+    m = view.message(view.store(), 'append')!;
+    assert.deepEqual(m.shown, { rank: 1, pid: 102 });
+    assert.deepEqual(
+      m.globalNorms.map((c) => c.globalNorm.values),
+      [[], [8]],
+    );
+    // A replace (or a snapshot) sends every point again.
+    m = view.message(view.store(), 'whole')!;
+    assert.deepEqual(
+      m.globalNorms.map((c) => c.globalNorm.values),
+      [
+        [1, 2],
+        [1, 8],
+      ],
+    );
   });
 });
 
