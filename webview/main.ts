@@ -528,7 +528,12 @@ class Panel {
     const findings = $('gs-rank-findings');
     const cross = r.crossRank?.findings ?? [];
     findings.hidden = cross.length === 0;
-    findings.replaceChildren(...cross.map((f) => this.findingItem(f)));
+    const crossKey = JSON.stringify(cross);
+    // Left alone when a message brings the same (focus, scroll).
+    if (findings.dataset['key'] !== crossKey) {
+      findings.dataset['key'] = crossKey;
+      findings.replaceChildren(...cross.map((f) => this.findingItem(f)));
+    }
   }
 
   private rankItem(x: NonNullable<PanelModel['ranks']>['list'][number], shown: NonNullable<PanelModel['ranks']>['shown']): HTMLLIElement {

@@ -137,7 +137,15 @@ export class RankView {
   private choice: PanelRankKey | null = null;
   private readonly cursors = new Map<string, number>();
 
-  constructor(private readonly run: RankedRun) {}
+  /**
+   * @param crossRank the cross-rank analysis (DDP desync findings, FSDP norms combined from the
+   *   shards) over the run's processes, run for each message (its findings and combined series go
+   *   whole, replacing what the webview holds); absent: the view has none yet.
+   */
+  constructor(
+    private readonly run: RankedRun,
+    private readonly crossRank?: (ranks: readonly RankSource[]) => PanelCrossRank | null,
+  ) {}
 
   /** The run's processes now (ranks join while it runs); none for a single process. */
   processes(): RankSource[] {
@@ -170,7 +178,8 @@ export class RankView {
     if (procs.length === 0) return null;
     if (kind === 'whole') this.cursors.clear();
     const shown = procs.find((r) => r.store === store) ?? { rank: store.hello?.rank ?? 0, store };
-    const view = buildRanks(procs, { shown, expected: expectedRankCount(procs, this.run.expectedRanks ?? 0), since: kind === 'append' ? this.cursors : undefined });
+    const cross = this.crossRank?.(procs) ?? undefined;
+    const view = buildRanks(procs, { shown, expected: expectedRankCount(procs, this.run.expectedRanks ?? 0), since: kind === 'append' ? this.cursors : undefined, crossRank: cross });
     advanceRankCursors(this.cursors, view);
     return view;
   }

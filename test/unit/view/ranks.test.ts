@@ -264,6 +264,25 @@ describe('RankView (the panel host’s rank state)', () => {
   });
 });
 
+describe('the cross-rank seam', () => {
+  it('RankView passes the cross-rank analysis of the run’s processes into every message', async () => {
+    const run = await savedRun();
+    const seen: number[][] = [];
+    const combined = { label: 'combined', globalNorm: { steps: [0], values: [1] } };
+    const view = new RankView(run, (ranks) => {
+      seen.push(ranks.map((r) => r.rank));
+      return { findings: [], combined };
+    });
+    assert.deepEqual(view.message(view.store(), 'whole')?.crossRank, { findings: [], combined });
+    assert.deepEqual(view.message(view.store(), 'append')?.crossRank, { findings: [], combined });
+    assert.deepEqual(seen, [
+      [0, 1],
+      [0, 1],
+    ]);
+    assert.equal(new RankView(run).message(run.store, 'whole')?.crossRank, undefined, 'none until the analysis is plugged in');
+  });
+});
+
 describe('setRank from the webview', () => {
   it('is validated like every message', () => {
     assert.deepEqual(parseWebviewMessage({ type: 'setRank', rank: 1, pid: 4242 }), { type: 'setRank', rank: 1, pid: 4242 });
