@@ -247,7 +247,8 @@ class Panel {
         if (optimizersChanged) this.renderOptimizers();
         if (!msg.findings && statusBefore !== msg.header.status) this.renderFindings();
         if (layersChanged) this.renderLayerList();
-        if (msg.ranks) this.renderRanks();
+        // The overlay's lines are redrawn with the norm curves (at most 5 times a second).
+        if (msg.ranks) this.renderRanks(false);
         this.scheduleNorms();
         this.heat?.update(this.model.heatmap, heatmapReplaced ? this.heatOptions() : undefined);
         if (msg.findings) this.renderFindings();
@@ -359,14 +360,16 @@ class Panel {
    */
   private scheduleNorms(): void {
     const wait = this.normsAt + 200 - performance.now();
-    if (wait <= 0) {
+    const draw = (): void => {
       this.normsAt = performance.now();
       this.norms?.update(this.normData());
-    } else if (this.normsTimer === null) {
+      if (this.model?.ranks) this.rankNorms?.update(this.rankNormData());
+    };
+    if (wait <= 0) draw();
+    else if (this.normsTimer === null) {
       this.normsTimer = setTimeout(() => {
         this.normsTimer = null;
-        this.normsAt = performance.now();
-        if (this.model) this.norms?.update(this.normData());
+        if (this.model) draw();
       }, wait);
     }
   }
@@ -497,8 +500,8 @@ class Panel {
     });
   }
 
-  /** The picker (two or more processes, or a rank that never joined) and the cross-rank overlay. */
-  private renderRanks(): void {
+  /** The picker (two or more processes, or a rank that never joined) and the cross-rank overlay (drawn now, or by scheduleNorms for an append). */
+  private renderRanks(drawChart = true): void {
     const r = this.model!.ranks;
     const picker = $('gs-rank-picker');
     const section = $('gs-ranks-section');
@@ -523,8 +526,8 @@ class Panel {
     const missing = r.list.length - joined;
     setText($('gs-ranks-note'), `global norm of each rank · ${joined} joined${missing ? ` · ${missing} never joined (not observed)` : ''}`);
     $('gs-ranks-note').classList.toggle('gs-warn', missing > 0);
-    if (this.rankNorms) this.rankNorms.update(this.rankNormData(), { palette: this.palette });
-    else this.rankNorms = renderNormCurves($('gs-ranks-chart'), this.rankNormData(), { palette: this.palette });
+    if (!this.rankNorms) this.rankNorms = renderNormCurves($('gs-ranks-chart'), this.rankNormData(), { palette: this.palette });
+    else if (drawChart) this.rankNorms.update(this.rankNormData(), { palette: this.palette });
     const findings = $('gs-rank-findings');
     const cross = r.crossRank?.findings ?? [];
     findings.hidden = cross.length === 0;
