@@ -6,7 +6,7 @@ import type { Finding } from '../src/core/analysis/finding';
 import { locationText } from '../src/core/protocol/messages';
 import type { RunWarning } from '../src/core/report/warnings';
 import { SHOWN, shownText, type ShownText } from '../src/core/text';
-import type { PanelOptimizer, PanelRunHeader, PanelTensor } from '../src/core/view/messages';
+import type { PanelOptimizer, PanelRank, PanelRankKey, PanelRunHeader, PanelTensor } from '../src/core/view/messages';
 
 /** A tensor, layer, optimizer or file name: one line. */
 export const shownName = (s: string, max: number = SHOWN.name): ShownText => shownText(s, max, true);
@@ -83,3 +83,24 @@ export function findingDisplay(f: Finding): FindingDisplay {
     remedies: f.remedies.map((r) => ({ id: r.id, title: shownName(r.title) })),
   };
 }
+
+/** The rank picker's button: "Rank 1 ▾" (the script's own process when it shows no rank: it started its ranks and none has stepped). */
+export function rankButtonText(shown: PanelRankKey | null, list: readonly PanelRank[]): string {
+  if (!shown) return "Script's process ▾";
+  const twin = list.filter((r) => r.rank === shown.rank && r.state === 'joined').length > 1;
+  return `Rank ${shown.rank}${twin && shown.pid !== null ? ` (pid ${shown.pid})` : ''} ▾`;
+}
+
+/** A rank in the picker: "Rank 1" and what is known of it: "host vm · pid 4242 · 30 steps", or that it never joined. */
+export function rankOptionText(r: PanelRank): { name: string; meta: ShownText } {
+  if (r.state === 'missing') return { name: `Rank ${r.rank}`, meta: shownText('never joined: not observed', SHOWN.name, true) };
+  const parts: string[] = [];
+  if (r.host) parts.push(r.host);
+  if (r.pid !== null) parts.push(`pid ${r.pid}`);
+  parts.push(`${r.steps} step${r.steps === 1 ? '' : 's'}`);
+  if (r.end && r.end !== 'completed') parts.push(r.end);
+  return { name: `Rank ${r.rank}`, meta: shownText(parts.join(' · '), SHOWN.name, true) };
+}
+
+/** A rank's line in the cross-rank overlay: "rank 1" (with its pid when two processes said that rank). */
+export const rankSeriesLabel = (k: PanelRankKey, twin: boolean): string => `rank ${k.rank}${twin && k.pid !== null ? ` (pid ${k.pid})` : ''}`;

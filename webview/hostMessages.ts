@@ -11,7 +11,13 @@ import { RUN_WARNING_CODES, type RunWarning, type RunWarningLevel } from '../src
 import { MAX_TEXT, clip } from '../src/core/text';
 import {
   HEATMAP_METRICS,
+  RANK_STATES,
   RUN_STATUSES,
+  type PanelCrossRank,
+  type PanelRank,
+  type PanelRankCurve,
+  type PanelRankKey,
+  type PanelRanks,
   type HostToWebview,
   type PanelCurve,
   type PanelHeatmap,
@@ -200,6 +206,47 @@ function byOptimizer(v: unknown): PanelOptimizerCurves[] {
   });
 }
 
+const intOrNull = (v: unknown, what: string): number | null => (v === null || v === undefined ? null : int(v, what));
+
+function rankKey(o: Obj, what: string): PanelRankKey {
+  return { rank: int(own(o, 'rank'), `${what}.rank`), pid: intOrNull(own(o, 'pid'), `${what}.pid`) };
+}
+
+/** A distributed run's ranks (core/view/ranks.ts); null when absent (one process, or a snapshot from before ranks). */
+export function parseRanks(v: unknown): PanelRanks | null {
+  if (v === null || v === undefined) return null;
+  const o = obj(v, 'ranks');
+  const shown = own(o, 'shown');
+  const list: PanelRank[] = arr(own(o, 'list'), 'ranks.list', 100_000).map((x) => {
+    const r = obj(x, 'rank');
+    return {
+      ...rankKey(r, 'rank'),
+      state: oneOf(own(r, 'state'), RANK_STATES, 'rank.state'),
+      host: strOrNull(own(r, 'host') ?? null, 'rank.host'),
+      localRank: intOrNull(own(r, 'localRank'), 'rank.localRank'),
+      steps: int(own(r, 'steps'), 'rank.steps'),
+      end: strOrNull(own(r, 'end') ?? null, 'rank.end'),
+    };
+  });
+  const globalNorms: PanelRankCurve[] = arr(own(o, 'globalNorms'), 'ranks.globalNorms', 100_000).map((x, i) => {
+    const c = obj(x, 'rankCurve');
+    return { ...rankKey(c, 'rankCurve'), globalNorm: parseCurve(own(c, 'globalNorm'), `ranks.globalNorms[${i}]`) };
+  });
+  const out: PanelRanks = { shown: shown === null || shown === undefined ? null : rankKey(obj(shown, 'ranks.shown'), 'ranks.shown'), list, globalNorms };
+  const cr = own(o, 'crossRank');
+  if (cr !== null && cr !== undefined) {
+    const c = obj(cr, 'crossRank');
+    const comb = own(c, 'combined');
+    let combined: PanelCrossRank['combined'] = null;
+    if (comb !== null && comb !== undefined) {
+      const co = obj(comb, 'crossRank.combined');
+      combined = { label: str(own(co, 'label'), 'crossRank.combined.label'), globalNorm: parseCurve(own(co, 'globalNorm'), 'crossRank.combined.globalNorm') };
+    }
+    out.crossRank = { findings: arr(own(c, 'findings') ?? [], 'crossRank.findings', 1000).map(parseFinding), combined };
+  }
+  return out;
+}
+
 /** One optimizer's view (buildView): the charts of a snapshot, an append or a replace, and each view the HTML report embeds for its picker. */
 export function parseView(v: unknown): PanelView {
   const o = obj(v, 'view');
@@ -243,6 +290,7 @@ export function parseSnapshot(v: unknown): PanelSnapshot {
     ...parseView(o),
     findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
     compare,
+    ranks: parseRanks(own(o, 'ranks')),
     savedRuns: arr(own(o, 'savedRuns') ?? [], 'savedRuns', 1000).map((r) => {
       const ro = obj(r, 'savedRun');
       return { runFile: str(own(ro, 'runFile'), 'savedRun.runFile'), label: str(own(ro, 'label'), 'savedRun.label') };
@@ -295,7 +343,13 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
       case 'snapshot':
         return { type, snapshot: parseSnapshot(own(o, 'snapshot')) };
       case 'replace':
-        return { type, ...parseView(o), header: header(own(o, 'header')), findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding) };
+        return {
+          type,
+          ...parseView(o),
+          header: header(own(o, 'header')),
+          findings: arr(own(o, 'findings'), 'findings', 1000).map(parseFinding),
+          ranks: parseRanks(own(o, 'ranks')),
+        };
       case 'append': {
         const f = own(o, 'findings');
         return {
@@ -306,6 +360,7 @@ export function parseHostMessage(raw: unknown, onError?: (reason: string) => voi
           layers: arr(own(o, 'layers') ?? [], 'layers').map((l) => str(l, 'layers')),
           findings: f === null || f === undefined ? null : arr(f, 'findings', 1000).map(parseFinding),
           optimizers: optimizers(own(o, 'optimizers')),
+          ranks: parseRanks(own(o, 'ranks')),
         };
       }
       case 'tensorDetail':

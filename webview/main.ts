@@ -23,7 +23,7 @@ import { renderNormCurves, type NormCurvesData, type NormCurvesHandle, type Seri
 import { readPalette, type Palette } from './charts/theme';
 import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
 import { parseDetail, parseHostMessage, tryParseView } from './hostMessages';
-import { findingDisplay, headerDisplay, optimizerOption, shownName, tensorOption, warningDisplay } from './display';
+import { findingDisplay, headerDisplay, optimizerOption, rankButtonText, rankOptionText, rankSeriesLabel, shownName, tensorOption, warningDisplay } from './display';
 import { applyAppend, applyReplace, applyView, modelFromSnapshot, type Curve, type PanelModel } from './model';
 import type { ShownText } from '../src/core/text';
 
@@ -61,6 +61,10 @@ const TEMPLATE = `
   <div class="gs-header-main">
     <h1 class="gs-script" id="gs-script">GradScope</h1>
     <span class="gs-status" id="gs-status" role="status"></span>
+    <div class="gs-rank-picker" id="gs-rank-picker" hidden>
+      <button type="button" id="gs-rank" class="gs-secondary gs-rank-button" aria-haspopup="listbox" aria-expanded="false" aria-controls="gs-rank-list"></button>
+      <ul id="gs-rank-list" class="gs-rank-list" role="listbox" aria-label="The rank every chart shows" hidden></ul>
+    </div>
   </div>
   <dl class="gs-facts">
     <div><dt>Backend</dt><dd id="gs-backend">—</dd></div>
@@ -89,6 +93,14 @@ const TEMPLATE = `
       <div id="gs-norms" class="gs-chart"></div>
       <fieldset class="gs-layer-picker"><legend>Layer curves</legend><div id="gs-layer-list" class="gs-layer-list"></div></fieldset>
     </div>
+  </section>
+  <section class="gs-section" aria-labelledby="gs-h-ranks" id="gs-ranks-section" hidden>
+    <div class="gs-section-head">
+      <h2 id="gs-h-ranks">Across ranks</h2>
+      <span class="gs-muted" id="gs-ranks-note"></span>
+    </div>
+    <div id="gs-ranks-chart" class="gs-chart"></div>
+    <ul id="gs-rank-findings" class="gs-findings" hidden></ul>
   </section>
   <section class="gs-section" aria-labelledby="gs-h-heat">
     <div class="gs-section-head">
@@ -139,10 +151,14 @@ class Panel {
   private palette: Palette = readPalette();
   private state: ViewState;
   private norms: NormCurvesHandle | null = null;
+  /** The cross-rank overlay: each rank's global norm. */
+  private rankNorms: NormCurvesHandle | null = null;
   private heat: HeatmapHandle | null = null;
   private hist: ChartHandle<readonly HistogramRow[], HistogramOptions> | null = null;
   private thumb: ChartHandle<Thumbnail, ThumbnailOptions> | null = null;
   private details = new Map<number, PanelTensorDetail>();
+  /** The run and the rank the details are of: another one's tensor ids name other tensors. */
+  private detailsOf: string | null = null;
   private renders = 0;
   /** The HTML report's embedded view of each optimizer (by id) and of all steps (the snapshot's). */
   private readonly views = new Map<number, PanelView>();
@@ -197,6 +213,7 @@ class Panel {
       if (this.api) this.post({ type: 'setOptimizer', optimizer: this.state.optimizer });
       else this.showEmbeddedView(this.state.optimizer);
     });
+    this.wireRankPicker();
     const metric = $('gs-metric');
     for (const m of METRICS) {
       const label = document.createElement('label');
@@ -230,6 +247,8 @@ class Panel {
         if (optimizersChanged) this.renderOptimizers();
         if (!msg.findings && statusBefore !== msg.header.status) this.renderFindings();
         if (layersChanged) this.renderLayerList();
+        // The overlay's lines are redrawn with the norm curves (at most 5 times a second).
+        if (msg.ranks) this.renderRanks(false);
         this.scheduleNorms();
         this.heat?.update(this.model.heatmap, heatmapReplaced ? this.heatOptions() : undefined);
         if (msg.findings) this.renderFindings();
@@ -243,6 +262,7 @@ class Panel {
         this.norms?.update(this.normData());
         this.heat?.update(this.model.heatmap, this.heatOptions());
         this.renderFindings();
+        if (msg.ranks) this.renderRanks();
         this.syncMetricRadios();
         this.bump();
         break;
@@ -269,6 +289,9 @@ class Panel {
     // Another run: its optimizers are other ones.
     if (this.state.runId !== undefined && this.state.runId !== null && this.state.runId !== s.header.runId) this.state.optimizer = null;
     this.model = modelFromSnapshot(s);
+    const of = JSON.stringify([s.header.runId, s.ranks?.shown ?? null]);
+    if (this.detailsOf !== null && this.detailsOf !== of) this.details.clear();
+    this.detailsOf = of;
     if (!this.api) {
       const { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap } = s;
       this.allView = { optimizer, globalNorm, loss, byOptimizer, layerNorms, heatmap };
@@ -280,6 +303,7 @@ class Panel {
     this.renderHeader();
     this.renderRunPickers();
     this.renderOptimizers();
+    this.renderRanks();
     this.renderLayerList();
     this.syncMetricRadios();
     if (this.norms) this.norms.update(this.normData(), { palette: this.palette });
@@ -336,14 +360,16 @@ class Panel {
    */
   private scheduleNorms(): void {
     const wait = this.normsAt + 200 - performance.now();
-    if (wait <= 0) {
+    const draw = (): void => {
       this.normsAt = performance.now();
       this.norms?.update(this.normData());
-    } else if (this.normsTimer === null) {
+      if (this.model?.ranks) this.rankNorms?.update(this.rankNormData());
+    };
+    if (wait <= 0) draw();
+    else if (this.normsTimer === null) {
       this.normsTimer = setTimeout(() => {
         this.normsTimer = null;
-        this.normsAt = performance.now();
-        if (this.model) this.norms?.update(this.normData());
+        if (this.model) draw();
       }, wait);
     }
   }
@@ -360,6 +386,7 @@ class Panel {
     applyFont(p);
     if (!this.model) return;
     this.norms?.update(this.normData(), { palette: p });
+    this.rankNorms?.update(this.rankNormData(), { palette: p });
     this.heat?.update(this.model.heatmap, this.heatOptions());
     this.hist?.dispose();
     this.thumb?.dispose();
@@ -432,6 +459,133 @@ class Panel {
       const hit = m.savedRuns.find((r) => r.label === m.compare!.label || r.runFile.includes(m.compare!.runId));
       cmp.value = hit ? hit.runFile : '';
     }
+  }
+
+  // ---- ranks --------------------------------------------------------------------------------
+
+  /** The rank picker: a button ("Rank 0 ▾") that opens a list of the run's processes; choosing one asks the host for its view. */
+  private wireRankPicker(): void {
+    const button = $<HTMLButtonElement>('gs-rank');
+    const list = $<HTMLUListElement>('gs-rank-list');
+    const options = (): HTMLElement[] => [...list.querySelectorAll<HTMLElement>('[role="option"]:not([aria-disabled="true"])')];
+    const open = (on: boolean): void => {
+      list.hidden = !on;
+      button.setAttribute('aria-expanded', String(on));
+      if (on) (list.querySelector<HTMLElement>('[aria-selected="true"]') ?? options()[0])?.focus();
+    };
+    button.addEventListener('click', () => open(list.hidden));
+    button.addEventListener('keydown', (e) => {
+      if (e.key === 'ArrowDown') {
+        e.preventDefault();
+        open(true);
+      }
+    });
+    list.addEventListener('keydown', (e) => {
+      const all = options();
+      const at = all.indexOf(document.activeElement as HTMLElement);
+      if (e.key === 'Escape') {
+        open(false);
+        button.focus();
+      } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+        e.preventDefault();
+        all[Math.min(all.length - 1, Math.max(0, at + (e.key === 'ArrowDown' ? 1 : -1)))]?.focus();
+      } else if ((e.key === 'Enter' || e.key === ' ') && at >= 0) {
+        e.preventDefault();
+        all[at].click();
+      }
+    });
+    // A click anywhere else closes it.
+    document.addEventListener('click', (e) => {
+      if (!list.hidden && !$('gs-rank-picker').contains(e.target as Node)) open(false);
+    });
+  }
+
+  /** The picker (two or more processes, or a rank that never joined) and the cross-rank overlay (drawn now, or by scheduleNorms for an append). */
+  private renderRanks(drawChart = true): void {
+    const r = this.model!.ranks;
+    const picker = $('gs-rank-picker');
+    const section = $('gs-ranks-section');
+    picker.hidden = r === null;
+    section.hidden = r === null;
+    if (!r) {
+      this.rankNorms?.dispose();
+      this.rankNorms = null;
+      return;
+    }
+    const button = $<HTMLButtonElement>('gs-rank');
+    setText(button, rankButtonText(r.shown, r.list));
+    const list = $<HTMLUListElement>('gs-rank-list');
+    const key = JSON.stringify([r.shown, r.list]);
+    if (list.dataset['key'] !== key) {
+      list.dataset['key'] = key;
+      const wasOpen = !list.hidden;
+      list.replaceChildren(...r.list.map((x) => this.rankItem(x, r.shown)));
+      if (wasOpen) (list.querySelector<HTMLElement>('[aria-selected="true"]') ?? list.querySelector<HTMLElement>('[role="option"]'))?.focus();
+    }
+    const joined = r.list.filter((x) => x.state === 'joined').length;
+    const missing = r.list.length - joined;
+    setText($('gs-ranks-note'), `global norm of each rank · ${joined} joined${missing ? ` · ${missing} never joined (not observed)` : ''}`);
+    $('gs-ranks-note').classList.toggle('gs-warn', missing > 0);
+    if (!this.rankNorms) this.rankNorms = renderNormCurves($('gs-ranks-chart'), this.rankNormData(), { palette: this.palette });
+    else if (drawChart) this.rankNorms.update(this.rankNormData(), { palette: this.palette });
+    const findings = $('gs-rank-findings');
+    const cross = r.crossRank?.findings ?? [];
+    findings.hidden = cross.length === 0;
+    const crossKey = JSON.stringify(cross);
+    // Left alone when a message brings the same (focus, scroll).
+    if (findings.dataset['key'] !== crossKey) {
+      findings.dataset['key'] = crossKey;
+      findings.replaceChildren(...cross.map((f) => this.findingItem(f)));
+    }
+  }
+
+  private rankItem(x: NonNullable<PanelModel['ranks']>['list'][number], shown: NonNullable<PanelModel['ranks']>['shown']): HTMLLIElement {
+    const li = document.createElement('li');
+    li.setAttribute('role', 'option');
+    li.className = `gs-rank-option gs-rank-${x.state}`;
+    li.dataset['rank'] = String(x.rank);
+    const selected = shown !== null && shown.rank === x.rank && shown.pid === x.pid;
+    li.setAttribute('aria-selected', String(selected));
+    const t = rankOptionText(x);
+    const name = document.createElement('span');
+    name.className = 'gs-rank-name';
+    name.textContent = t.name;
+    const meta = document.createElement('span');
+    meta.className = 'gs-muted';
+    show(meta, t.meta);
+    li.append(name, meta);
+    if (x.state === 'missing' || this.api === null) {
+      li.setAttribute('aria-disabled', 'true');
+      return li;
+    }
+    li.tabIndex = -1;
+    if (x.pid !== null) li.dataset['pid'] = String(x.pid);
+    li.addEventListener('click', () => {
+      $('gs-rank-list').hidden = true;
+      $('gs-rank').setAttribute('aria-expanded', 'false');
+      $('gs-rank').focus();
+      if (!selected) this.post({ type: 'setRank', rank: x.rank, pid: x.pid });
+    });
+    return li;
+  }
+
+  private rankColor(i: number): string {
+    const p = this.palette.optimizers;
+    return p[i % p.length] ?? this.palette.foreground;
+  }
+
+  /** The overlay: one line per rank ("rank N"), the combined series (FSDP) dashed over them when the host sent one. */
+  private rankNormData(): NormCurvesData {
+    const r = this.model!.ranks!;
+    const dup = new Set(r.globalNorms.filter((c, i) => r.globalNorms.findIndex((d) => d.rank === c.rank) !== i).map((c) => c.rank));
+    const combined = r.crossRank?.combined;
+    return {
+      globalNorms: r.globalNorms.map((c, i) => ({ ...series(rankSeriesLabel(c, dup.has(c.rank)), c.globalNorm, this.rankColor(i)), key: `${c.rank}:${c.pid ?? '-'}` })),
+      losses: [],
+      layers: [],
+      compare: combined ? series(shownName(combined.label).text, combined.globalNorm, this.palette.compare, true) : null,
+      clipNorm: null,
+    };
   }
 
   // ---- norm curves --------------------------------------------------------------------------

@@ -10,6 +10,9 @@ import type {
   PanelHeatmap,
   PanelOptimizer,
   PanelOptimizerCurves,
+  PanelRank,
+  PanelRankKey,
+  PanelRanks,
   PanelRunHeader,
   PanelSnapshot,
   PanelTensor,
@@ -32,6 +35,43 @@ export interface OptimizerCurves {
   loss: Curve | null;
 }
 
+/** A distributed run's ranks (PanelRanks, curves decoded): the picker's list and the overlay. */
+export interface RanksModel {
+  shown: PanelRankKey | null;
+  list: PanelRank[];
+  globalNorms: (PanelRankKey & { globalNorm: Curve })[];
+  crossRank: { findings: Finding[]; combined: { label: string; globalNorm: Curve } | null } | null;
+}
+
+export function ranksModel(r: PanelRanks | null | undefined): RanksModel | null {
+  if (!r) return null;
+  return {
+    shown: r.shown,
+    list: r.list,
+    globalNorms: r.globalNorms.map((c) => ({ rank: c.rank, pid: c.pid, globalNorm: decodeCurve(c.globalNorm) })),
+    crossRank: r.crossRank
+      ? { findings: r.crossRank.findings, combined: r.crossRank.combined ? { label: r.crossRank.combined.label, globalNorm: decodeCurve(r.crossRank.combined.globalNorm) } : null }
+      : null,
+  };
+}
+
+/** Merges an append's ranks: the list, the shown key and the cross-rank part replaced; each rank's curve extended after its last step. */
+function appendRanks(model: PanelModel, r: PanelRanks): void {
+  const cur = model.ranks;
+  if (!cur) {
+    model.ranks = ranksModel(r);
+    return;
+  }
+  cur.shown = r.shown;
+  cur.list = r.list;
+  for (const c of r.globalNorms) {
+    const had = cur.globalNorms.find((x) => x.rank === c.rank && x.pid === c.pid);
+    if (had) decodeCurve(c.globalNorm, had.globalNorm, lastStep(had.globalNorm));
+    else cur.globalNorms.push({ rank: c.rank, pid: c.pid, globalNorm: decodeCurve(c.globalNorm) });
+  }
+  if (r.crossRank) cur.crossRank = ranksModel(r)!.crossRank;
+}
+
 export interface PanelModel {
   header: PanelRunHeader;
   tensors: PanelTensor[];
@@ -49,6 +89,8 @@ export interface PanelModel {
   optimizers: PanelOptimizer[];
   /** The optimizer whose steps every chart shows; null: all. */
   optimizer: number | null;
+  /** A distributed run's ranks; null: one process. */
+  ranks: RanksModel | null;
 }
 
 const decodeOptimizerCurves = (c: PanelOptimizerCurves): OptimizerCurves => ({
@@ -126,6 +168,7 @@ export function modelFromSnapshot(s: PanelSnapshot): PanelModel {
     savedRuns: s.savedRuns,
     optimizers: s.optimizers,
     optimizer: s.optimizer,
+    ranks: ranksModel(s.ranks),
   };
 }
 
@@ -190,6 +233,7 @@ export function applyAppend(model: PanelModel, a: Extract<HostToWebview, { type:
     appendHeatmap(model.heatmap, h, rowOf);
   }
   if (a.findings) model.findings = a.findings;
+  if (a.ranks) appendRanks(model, a.ranks);
   const optimizersChanged = JSON.stringify(a.optimizers.map((o) => [o.id, o.name])) !== JSON.stringify(model.optimizers.map((o) => [o.id, o.name]));
   model.optimizers = a.optimizers;
   return { heatmapReplaced, layersChanged: newLayers.length > 0, optimizersChanged };
@@ -200,6 +244,7 @@ export function applyReplace(model: PanelModel, d: Extract<HostToWebview, { type
   model.header = d.header;
   replaceCharts(model, d);
   model.findings = d.findings;
+  if (d.ranks) model.ranks = ranksModel(d.ranks);
 }
 
 /** Shows another optimizer's view (the HTML report's picker: every view is embedded). */

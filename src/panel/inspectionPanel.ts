@@ -8,14 +8,19 @@ import * as vscode from 'vscode';
 import type { Finding } from '../core/analysis/finding';
 import { SHOWN, shownText } from '../core/text';
 import { DisposableStore } from '../core/util/disposableStore';
-import type { RunHandle } from '../process/runHandle';
+import type { FindingsView } from '../core/analysis/analyzer';
+import type { RunStore } from '../core/store/runStore';
+import { analyzerFor, type RunHandle } from '../process/runHandle';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
+import { RankView } from '../core/view/ranks';
 import { buildReportHtml } from '../core/view/report';
 import { buildAppend, buildReplace, buildSnapshot, buildTensorDetail, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
 export const PANEL_VIEW_TYPE = 'gradscope.inspection';
 /** Deltas are batched: at most one message per this many ms (20 Hz). */
 const FLUSH_MS = 50;
+/** While a distributed run is live, how often the panel looks for ranks that joined (they announce themselves by no event). */
+const RANK_WATCH_MS = 500;
 
 export interface SavedRunRef {
   runFile: string;
@@ -69,6 +74,14 @@ export class InspectionPanel implements vscode.Disposable {
   private metric: HeatmapMetric = 'norm';
   /** The optimizer whose steps every chart shows (null: all steps). */
   private optimizer: number | null = null;
+  /** A distributed run's processes: the one picked, the overlay's cursors (core/view/ranks.ts). */
+  private ranks: RankView | null = null;
+  /** The store the webview's charts come from (what the last snapshot was built from). */
+  private sentStore: RunStore | null = null;
+  /** Stores of the run's processes whose changes schedule a flush. */
+  private readonly watched = new Set<RunStore>();
+  /** The findings of a rank other than the run's own store, each computed on its store. */
+  private readonly rankAnalyzers = new Map<RunStore, ReturnType<typeof analyzerFor>>();
   /** byOptimizerShape of what the webview holds: appends extend those curves only. */
   private sentShape = '';
   private selected: { tensorId: number; step: number | null } | null = null;
@@ -132,9 +145,18 @@ export class InspectionPanel implements vscode.Disposable {
     this.selected = null;
     this.compare = null;
     this.optimizer = null;
+    this.ranks = new RankView(source);
+    this.sentStore = null;
+    this.watched.clear();
+    this.rankAnalyzers.clear();
     this.panel.title = `GradScope: ${shownText(basename(source.script), SHOWN.name, true).text}`;
     if (source.live && !source.live.exited) {
-      this.sourceScope.add(source.store.onDidChange(() => this.schedule()));
+      this.watchRanks();
+      // Ranks join over the socket while the run goes on (each with a store of its own): watch for them.
+      const timer = setInterval(() => {
+        if (this.watchRanks()) this.schedule();
+      }, RANK_WATCH_MS);
+      this.sourceScope.add({ dispose: () => clearInterval(timer) });
       // (the handle's exit is set by then)
       this.sourceScope.add(source.live.onDidEnd(() => this.sendFull()));
     }
@@ -182,9 +204,44 @@ export class InspectionPanel implements vscode.Disposable {
     void this.panel.webview.postMessage(msg).then(undefined, (e: unknown) => this.host.log.warn(`panel: post failed: ${String(e)}`));
   }
 
+  /** The store the charts show: the rank picked, else rank 0 (or the lowest rank with steps: shownStore). */
+  private shownStore(): RunStore {
+    return this.ranks!.store();
+  }
+
+  /** Subscribes to the stores of processes not watched yet; true when there were some. */
+  private watchRanks(): boolean {
+    const s = this.source;
+    if (!s) return false;
+    let added = false;
+    for (const store of [s.store, ...(this.ranks?.processes() ?? []).map((r) => r.store)]) {
+      if (this.watched.has(store)) continue;
+      this.watched.add(store);
+      this.sourceScope.add(store.onDidChange(() => this.schedule()));
+      added = true;
+    }
+    return added;
+  }
+
+  /** The findings of the process shown: the run's analyzer for its own store, else one on that rank's store. */
+  private analyzer(): FindingsView {
+    const s = this.source!;
+    const store = this.sentStore ?? this.shownStore();
+    if (store === s.store) return s.analyzer;
+    let a = this.rankAnalyzers.get(store);
+    if (!a) {
+      a = analyzerFor(store);
+      this.rankAnalyzers.set(store, a);
+    }
+    // A live rank's analysis follows its steps; an ended one is final.
+    if (s.live && !s.live.exited) a.update();
+    else if (!a.isFinished) a.finish();
+    return a;
+  }
+
   private header(): PanelRunHeader {
     const s = this.source!;
-    const store = s.store;
+    const store = this.sentStore ?? this.shownStore();
     const now = Date.now();
     if (!this.rate) {
       if (store.stepCount > 0) this.rate = { step: store.stepCount, t: now, perSec: null };
@@ -209,7 +266,7 @@ export class InspectionPanel implements vscode.Disposable {
 
   private findings(): Finding[] {
     try {
-      return [...this.source!.analyzer.findings];
+      return [...this.analyzer().findings];
     } catch (e) {
       this.host.log.error(`panel: findings failed: ${String(e)}`);
       return [];
@@ -218,8 +275,11 @@ export class InspectionPanel implements vscode.Disposable {
 
   private sendFull(): void {
     if (!this.source || !this.ready) return;
+    const store = this.shownStore();
+    if (store !== this.sentStore) this.rate = null; // another process: its own rate
+    this.sentStore = store;
     const findings = this.findings();
-    const snapshot = buildSnapshot(this.source.store, {
+    const snapshot = buildSnapshot(store, {
       header: this.header(),
       findings,
       metric: this.metric,
@@ -227,14 +287,16 @@ export class InspectionPanel implements vscode.Disposable {
       compare: this.compare,
       savedRuns: this.savedRuns,
     });
-    this.sentStep = this.source.store.lastStep;
-    this.sentTensors = this.source.store.tensors.length;
-    this.sentFindings = this.source.analyzer.version;
+    const ranks = this.ranks!.message(store, 'whole');
+    if (ranks) snapshot.ranks = ranks;
+    this.sentStep = store.lastStep;
+    this.sentTensors = store.tensors.length;
+    this.sentFindings = this.analyzer().version;
     this.sentShape = byOptimizerShape(snapshot);
     this.heldColumns = snapshot.heatmap.steps.length;
     this.snapshotPending = false;
     this.post({ type: 'snapshot', snapshot });
-    if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(this.source.store, this.selected.tensorId, this.selected.step) });
+    if (this.selected) this.post({ type: 'tensorDetail', detail: buildTensorDetail(store, this.selected.tensorId, this.selected.step) });
     this.flushSelect();
   }
 
@@ -251,10 +313,16 @@ export class InspectionPanel implements vscode.Disposable {
   private flush(): void {
     const s = this.source;
     if (!s || !this.ready || this.snapshotPending) return;
-    const version = s.analyzer.version;
+    const store = this.sentStore ?? this.shownStore();
+    // No rank picked and the default moved (the script's own process took no step, its first rank now has): show that one.
+    if (!this.ranks!.picked && this.shownStore() !== store) {
+      this.sendFull();
+      return;
+    }
+    const version = this.analyzer().version;
     const changed = version !== this.sentFindings;
     this.sentFindings = version;
-    const append = buildAppend(s.store, {
+    const append = buildAppend(store, {
       since: this.sentStep,
       knownTensors: this.sentTensors,
       header: this.header(),
@@ -268,22 +336,26 @@ export class InspectionPanel implements vscode.Disposable {
       this.sendFull();
       return;
     }
-    this.sentStep = s.store.lastStep;
-    this.sentTensors = s.store.tensors.length;
+    this.sentStep = store.lastStep;
+    this.sentTensors = store.tensors.length;
     this.heldColumns += append.heatmap.steps.length;
-    const { recentSteps, envelopeBuckets } = s.store.options;
+    const { recentSteps, envelopeBuckets } = store.options;
     // The store folded what the webview got column by column: its view is the store's again.
     if (this.heldColumns > 2 * (recentSteps + envelopeBuckets) && append.tensors.length === 0) this.sendReplace(this.findings());
-    else this.post({ type: 'append', ...append });
+    else {
+      const ranks = this.ranks!.message(store, 'append');
+      this.post(ranks ? { type: 'append', ...append, ranks } : { type: 'append', ...append });
+    }
   }
 
   private sendReplace(findings: Finding[]): void {
-    const s = this.source!;
-    const replace = buildReplace(s.store, { header: this.header(), metric: this.metric, findings, optimizer: this.optimizer });
-    this.sentStep = s.store.lastStep;
+    const store = this.sentStore ?? this.shownStore();
+    const replace = buildReplace(store, { header: this.header(), metric: this.metric, findings, optimizer: this.optimizer });
+    this.sentStep = store.lastStep;
     this.sentShape = byOptimizerShape(replace);
     this.heldColumns = replace.heatmap.steps.length;
-    this.post({ type: 'replace', ...replace });
+    const ranks = this.ranks!.message(store, 'whole');
+    this.post(ranks ? { type: 'replace', ...replace, ranks } : { type: 'replace', ...replace });
   }
 
   private async refreshSavedRuns(): Promise<void> {
@@ -315,11 +387,24 @@ export class InspectionPanel implements vscode.Disposable {
         this.sent.ready = true;
         this.sendFull();
         return;
-      case 'selectTensor':
-        if (!s || msg.tensorId >= s.store.tensors.length) return;
+      case 'selectTensor': {
+        const store = s && (this.sentStore ?? this.shownStore());
+        if (!store || msg.tensorId >= store.tensors.length) return;
         this.selected = { tensorId: msg.tensorId, step: msg.step };
-        this.post({ type: 'tensorDetail', detail: buildTensorDetail(s.store, msg.tensorId, msg.step) });
+        this.post({ type: 'tensorDetail', detail: buildTensorDetail(store, msg.tensorId, msg.step) });
         return;
+      }
+      case 'setRank': {
+        // Only a process of this run that joined (the webview names it; a missing rank has nothing to show).
+        if (!this.ranks?.choose({ rank: msg.rank, pid: msg.pid })) {
+          this.host.log.warn(`panel: setRank: rank ${msg.rank} (pid ${String(msg.pid)}) is not a process of this run`);
+          return;
+        }
+        // Another process: its tensors, steps and findings; the selection was of the previous one.
+        this.selected = null;
+        this.sendFull();
+        return;
+      }
       case 'setOptimizer':
         this.optimizer = msg.optimizer;
         // Another set of steps: the webview's columns and curves are rebuilt from a new snapshot.
@@ -376,7 +461,7 @@ export class InspectionPanel implements vscode.Disposable {
     if (!s) return;
     const dist = vscode.Uri.joinPath(this.host.extensionUri, 'dist', 'webview').fsPath;
     const [js, css] = await Promise.all([readFile(join(dist, 'main.js'), 'utf8'), readFile(join(dist, 'main.css'), 'utf8').catch(() => '')]);
-    const { snapshot, details, views } = reportData(s.store, this.header(), this.findings());
+    const { snapshot, details, views } = reportData(this.sentStore ?? this.shownStore(), this.header(), this.findings());
     const html = buildReportHtml(snapshot, { js, css }, details, views);
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(dirname(s.script));
     const target = await vscode.window.showSaveDialog({

@@ -5,6 +5,7 @@ import { Analyzer, type FindingsView } from '../core/analysis/analyzer';
 import type { ErrorInfo } from '../core/protocol/messages';
 import type { ReadRunResult, RunExitReason, RunExitRecord } from '../core/store/runFile';
 import type { RunStore } from '../core/store/runStore';
+import { defaultStore } from '../core/view/ranks';
 import type { Disposable } from '../core/util/emitter';
 import { activationFromFiles } from './activationFromFiles';
 
@@ -62,6 +63,8 @@ export interface RunHandle {
   readonly exit: RunExit | RunExitRecord | null;
   /** The processes that joined the run over the socket, by rank (absent or empty: a single process). */
   readonly ranks?: readonly RunRank[];
+  /** Ranks the job said it has, for a live run (RunSession: --nproc-per-node or a HELLO's world size); absent: read from the ranks' HELLOs. */
+  readonly expectedRanks?: number;
 }
 
 /**
@@ -69,8 +72,7 @@ export interface RunHandle {
  * only started its ranks: mp.spawn), then the lowest rank's that has steps.
  */
 export function shownStore(run: Pick<RunHandle, 'store' | 'ranks'>): RunStore {
-  if (run.store.stepCount > 0 || !run.ranks?.length) return run.store;
-  return run.ranks.find((r) => r.store.stepCount > 0)?.store ?? run.store;
+  return defaultStore(run);
 }
 
 /** The analyzer of a run's store, told each layer's activation by its source line: the one way a run's analyzer is made. */

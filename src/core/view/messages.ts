@@ -121,8 +121,58 @@ export interface PanelView {
   heatmap: PanelHeatmap;
 }
 
+/** Whether a process of a distributed run joined (its HELLO came), or the job expected it and it never did. */
+export const RANK_STATES = ['joined', 'missing'] as const;
+export type RankState = (typeof RANK_STATES)[number];
+
+/** Which process of a run the charts show: its rank, and its pid to tell apart two processes that said the same rank. */
+export interface PanelRankKey {
+  rank: number;
+  /** null: a rank that never joined (it has no process). */
+  pid: number | null;
+}
+
+/** One process of a distributed run, for the rank picker (core/view/ranks.ts). */
+export interface PanelRank extends PanelRankKey {
+  state: RankState;
+  host: string | null;
+  localRank: number | null;
+  /** Optimizer steps it reported (0 for a missing rank). */
+  steps: number;
+  /** How it ended (its END), null while it runs or when it never said. */
+  end: string | null;
+}
+
+/** One rank's global norm, for the cross-rank overlay (an append carries the points after the last one sent). */
+export interface PanelRankCurve extends PanelRankKey {
+  globalNorm: PanelCurve;
+}
+
+/**
+ * What the cross-rank analysis says (issue 17: DDP desync findings, FSDP norms combined from the
+ * shards), drawn when present. The seam for that analysis: the panel renders it, never computes it.
+ */
+export interface PanelCrossRank {
+  findings: Finding[];
+  /** A series combined over the ranks (FSDP: the global norm from every shard's sum of squares), drawn over the per-rank lines. */
+  combined: { label: string; globalNorm: PanelCurve } | null;
+}
+
+/** A distributed run's ranks (null in a snapshot of a single process: no picker, no overlay). */
+export interface PanelRanks {
+  /** The process every other chart shows; null: the script's own process, no rank (it started its ranks, mp.spawn, and none has stepped yet). */
+  shown: PanelRankKey | null;
+  /** Every process that joined, by rank, and the ranks the job expected that never joined. */
+  list: PanelRank[];
+  /** Each joined rank's global norm, overlaid in the cross-rank view. */
+  globalNorms: PanelRankCurve[];
+  crossRank?: PanelCrossRank;
+}
+
 export interface PanelSnapshot extends PanelView {
   header: PanelRunHeader;
+  /** A distributed run's ranks (picker and overlay); null or absent: one process. */
+  ranks?: PanelRanks | null;
   /** The run's optimizers (the picker shows when there are two or more). */
   optimizers: PanelOptimizer[];
   tensors: PanelTensor[];
@@ -152,12 +202,16 @@ export interface PanelAppend extends PanelView {
   findings: Finding[] | null;
   /** The run's optimizers (an OPTIMIZER can arrive mid-run). */
   optimizers: PanelOptimizer[];
+  /** The ranks' list, and each rank's global norm after the points already sent; null or absent: unchanged (one process). */
+  ranks?: PanelRanks | null;
 }
 
 /** Curves, heatmap and findings replacing what the webview holds (after a metric switch, or when the host's store folded old steps). */
 export interface PanelReplace extends PanelView {
   header: PanelRunHeader;
   findings: Finding[];
+  /** The ranks whole (their curves replace the overlay's); null or absent: one process. */
+  ranks?: PanelRanks | null;
 }
 
 /** The host's messages, named for what they do to the webview's view. */
@@ -175,6 +229,8 @@ export type WebviewToHost =
   | { type: 'setHeatmapMetric'; metric: HeatmapMetric }
   /** Show one optimizer's steps in every chart (null: all). */
   | { type: 'setOptimizer'; optimizer: number | null }
+  /** Show this process of a distributed run in every chart (the rank picker). */
+  | { type: 'setRank'; rank: number; pid: number | null }
   | { type: 'goToLayer'; findingId: string }
   | { type: 'applyRemedy'; findingId: string; remedyId: string }
   | { type: 'stop' }
@@ -216,6 +272,11 @@ export function parseWebviewMessage(raw: unknown): WebviewToHost | null {
     case 'setOptimizer': {
       const optimizer = own(o, 'optimizer');
       return optimizer === null || idx(optimizer) ? { type, optimizer } : null;
+    }
+    case 'setRank': {
+      const rank = own(o, 'rank');
+      const pid = own(o, 'pid');
+      return idx(rank) && (pid === null || idx(pid)) ? { type, rank, pid } : null;
     }
     case 'goToLayer': {
       const findingId = own(o, 'findingId');
