@@ -27,6 +27,10 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
     ctx.subscriptions.add(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
+    // A notebook run's fixes edit Python cells: the same parser, loaded when such a run is opened.
+    ctx.subscriptions.add(
+      ctx.openRuns.onDidOpen((run) => run.script.toLowerCase().endsWith('.ipynb') && void prepareFixes().catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))),
+    );
     ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api(() => panel.inspect());
   } catch (e) {
