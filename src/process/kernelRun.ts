@@ -64,8 +64,8 @@ export function detachCode(): string {
 }
 
 /** What a person pastes into a cell when the extension cannot run code in the kernel itself (no Jupyter extension). */
-export function pasteLines(probeDir: string, address: string): string {
-  return [`import sys; sys.path.insert(0, ${py(probeDir)})`, '%load_ext gradscope_probe', `%gradscope on --connect ${shellQuote(address)}`, ''].join('\n');
+export function pasteLines(probeDir: string, address: string, notebook: string): string {
+  return [`import sys; sys.path.insert(0, ${py(probeDir)})`, '%load_ext gradscope_probe', `%gradscope on ${shellQuote(notebook)} --connect ${shellQuote(address)}`, ''].join('\n');
 }
 
 /** One `%gradscope on --connect` of the kernel, followed live until its END or its connection's close. */
@@ -144,20 +144,21 @@ export class KernelListener implements Disposable {
   }
 
   static async open(notebook: string, detach: () => Promise<void>): Promise<KernelListener> {
-    let self: KernelListener | undefined;
+    // The handlers run only once the listener exists (a connection comes after open()).
+    const ref: { self?: KernelListener } = {};
     const listener = await RankListener.open({
       onJoin: (c: RankConnection) => {
         const run = new KernelRun(notebook, detach);
-        self!.runs.set(c.id, run);
-        self!.started.fire(run);
+        ref.self!.runs.set(c.id, run);
+        ref.self!.started.fire(run);
       },
-      onFrame: (c, f) => self!.runs.get(c.id)?.store.ingest(f.message),
-      onProtocolError: (c, err) => self!.runs.get(c.id)?.end(err),
-      onClose: (c) => self!.runs.get(c.id)?.end(),
-      onRefused: (why) => self!.refusedEmitter.fire(why),
+      onFrame: (c, f) => ref.self!.runs.get(c.id)?.store.ingest(f.message),
+      onProtocolError: (c, err) => ref.self!.runs.get(c.id)?.end(err),
+      onClose: (c) => ref.self!.runs.get(c.id)?.end(),
+      onRefused: (why) => ref.self!.refusedEmitter.fire(why),
     });
-    self = new KernelListener(notebook, listener);
-    return self;
+    ref.self = new KernelListener(notebook, listener);
+    return ref.self;
   }
 
   /** The runs joined so far, oldest first. */

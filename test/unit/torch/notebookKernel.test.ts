@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { cellSourceOf, notebookCodeCells } from '../../../src/core/fixes/notebookCell';
-import { attachCode, detachCode, KernelListener, kernelRunFolder, type KernelRun } from '../../../src/process/kernelRun';
+import { attachCode, detachCode, KernelListener, kernelRunFolder, pasteLines, type KernelRun } from '../../../src/process/kernelRun';
 import { fixture, repoRoot } from '../support/paths';
 import { readFileSync } from 'node:fs';
 
@@ -136,9 +136,10 @@ describe('notebook kernel attach (real ipykernel, real socket)', { skip, timeout
     assert.deepEqual(Array.from(saved.store.globalNorm().values), Array.from(run.store.globalNorm().values));
   });
 
-  it('attaching again does not stack hooks: one STEP per step, and every hook gone after Detach', async () => {
+  it('attaching again (pasted lines, then the attach code) does not stack hooks: one STEP per step, and every hook gone after Detach', async () => {
     for (let i = 0; i < 2; i++) {
-      const a = await kernel.exec(attachCode(PROBE_DIR, listener.address, nb));
+      // The first time as a person pastes the lines (no Jupyter extension), then as the extension sends it.
+      const a = await kernel.exec(i === 0 ? pasteLines(PROBE_DIR, listener.address, nb) : attachCode(PROBE_DIR, listener.address, nb));
       assert.match(a.stdout, /streaming to GradScope/, a.stderr);
       const steps = await kernel.exec(cell(4));
       assert.ok(steps.ok, steps.error ?? '');
