@@ -47,44 +47,50 @@ export function cellFileName(notebook: string, cell: number): string {
 }
 
 /**
- * What the fix engine parses for a cell: the import lines of the cells above it (a cell uses the
- * names earlier cells imported: `torch` from cell 1 in cell 4), then the cell's text. `prelude` is
- * the length of what comes before the cell's text, `preludeLines` its line count: shift the
- * finding's lines by it (findingForCell) and the edits back (editsInCell).
+ * What the fix engine parses for a cell: the cell's text, then the import lines of the cells above it
+ * (a cell uses the names earlier cells imported: `torch` from cell 1 in cell 4). After the cell, not
+ * before: the cell's lines keep their numbers, in the finding and in the fix's title. `cellLength`
+ * is where the cell's text ends.
  */
-export function cellFixInput(cellsAbove: readonly string[], cellText: string): { text: string; prelude: number; preludeLines: number } {
+export function cellFixInput(cellsAbove: readonly string[], cellText: string): { text: string; cellLength: number } {
   const imports = cellsAbove.flatMap((c) => c.split('\n').filter((l) => /^(?:import\s|from\s+\S+\s+import\s)/.test(l) && !/[\\(]\s*$/.test(l)));
-  const head = imports.length ? `${imports.map((l) => l.replace(/\r$/, '')).join('\n')}\n` : '';
-  return { text: head + cellText, prelude: head.length, preludeLines: imports.length };
+  if (!imports.length) return { text: cellText, cellLength: cellText.length };
+  const sep = cellText.endsWith('\n') || cellText === '' ? '' : '\n';
+  return { text: `${cellText}${sep}${imports.map((l) => l.replace(/\r$/, '')).join('\n')}\n`, cellLength: cellText.length };
 }
 
 /**
  * A fix computed on cellFixInput's text, as edits of the cell's own text; null when an edit would
  * touch the lines taken from the cells above (it belongs to another cell: not applied here).
  */
-export function editsInCell<E extends { start: number; end: number; newText: string }>(edits: readonly E[], after: string, prelude: number): { edits: E[]; after: string } | null {
-  if (edits.some((e) => e.start < prelude)) return null;
-  return { edits: edits.map((e) => ({ ...e, start: e.start - prelude, end: e.end - prelude })), after: after.slice(prelude) };
+export function editsInCell<E extends { start: number; end: number; newText: string }>(
+  edits: readonly E[],
+  after: string,
+  input: { text: string; cellLength: number },
+): { edits: E[]; after: string } | null {
+  const tail = input.text.length - input.cellLength;
+  // At or past the end of the cell's text (when import lines follow) is another cell's import line.
+  if (edits.some((e) => e.end > input.cellLength || (tail > 0 && e.start >= input.cellLength))) return null;
+  return { edits: [...edits], after: after.slice(0, after.length - tail) };
 }
 
 /**
  * The finding as the fix engine sees it on one cell's text: its source and the further locations in
  * that cell renamed to the cell's file name (cellFileName), those in other cells or files dropped
- * (their lines are not lines of this text), every line moved down by `lineOffset` (cellFixInput's
- * preludeLines). Null when the finding's source is not in that cell.
+ * (their lines are not lines of this text). Null when the finding's source is not in that cell.
  */
-export function findingForCell(f: Finding, notebook: string, cell: number, lineOffset = 0): Finding | null {
+export function findingForCell(f: Finding, notebook: string, cell: number): Finding | null {
   if (!f.source || f.source.file !== notebook || f.source.cell !== cell) return null;
   const file = cellFileName(notebook, cell);
   const { cell: _c, ...source } = f.source;
-  const locations = f.locations?.filter((l) => l.file === notebook && l.cell === cell).map(({ cell: _lc, ...l }) => ({ ...l, file, line: l.line + lineOffset }));
-  return { ...f, source: { ...source, file, line: source.line + lineOffset }, ...(f.locations ? { locations } : {}) };
+  const locations = f.locations?.filter((l) => l.file === notebook && l.cell === cell).map(({ cell: _lc, ...l }) => ({ ...l, file }));
+  return { ...f, source: { ...source, file }, ...(f.locations ? { locations } : {}) };
 }
 
 /**
  * One remedy of a notebook finding on one cell's text, with the fix engine given: the cell parsed
  * after the imports of the cells above it (cellFixInput), the finding on the cell's lines moved by
- * them (findingForCell), and the edits brought back to offsets of the cell's own text (editsInCell).
+ * on the cell's own lines (findingForCell), and the edits checked to be the cell's (editsInCell).
  * Refused when the finding is not in that cell, or when the fix would edit another cell's line.
  */
 export function computeCellFix(
@@ -96,11 +102,11 @@ export function computeCellFix(
 ): FixResult {
   const { notebook, cell, cellText } = input;
   const fixInput = cellFixInput(input.cellsAbove, cellText);
-  const f = findingForCell(finding, notebook, cell, fixInput.preludeLines);
+  const f = findingForCell(finding, notebook, cell);
   if (!f) return { ok: false, remedy: remedyId, reason: `the finding is not in cell ${cell + 1} of ${notebook}` };
   const r = computeFix(fixInput.text, f, remedyId, { ...ctx, file: cellFileName(notebook, cell) });
   if (!r.ok) return r;
-  const inCell = editsInCell(r.edits, r.after, fixInput.prelude);
+  const inCell = editsInCell(r.edits, r.after, fixInput);
   if (!inCell) return { ok: false, remedy: r.remedy, reason: `this fix edits an import in a cell above cell ${cell + 1}; edit that cell by hand` };
   return { ...r, ...inCell };
 }

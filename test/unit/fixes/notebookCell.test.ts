@@ -45,17 +45,20 @@ test('the fixture run: its findings name cells of the notebook, and the line in 
   }
 });
 
-test('cellFixInput / editsInCell: the imports of the cells above, and edits brought back to the cell', () => {
-  const input = cellFixInput(['import torch\nx = 1\nfrom torch import nn\nfrom a import (\n  b)\n', 'import numpy as np'], 'opt = torch.optim.SGD(p, lr=1)\n');
-  assert.equal(input.text, 'import torch\nfrom torch import nn\nimport numpy as np\nopt = torch.optim.SGD(p, lr=1)\n');
-  assert.equal(input.preludeLines, 3);
-  assert.equal(input.text.slice(input.prelude), 'opt = torch.optim.SGD(p, lr=1)\n');
-  const at = input.text.indexOf('lr=1');
-  const r = editsInCell([{ start: at + 3, end: at + 4, newText: '0.1' }], input.text.replace('lr=1', 'lr=0.1'), input.prelude)!;
-  assert.deepEqual(r.edits, [{ start: 'opt = torch.optim.SGD(p, lr='.length, end: 'opt = torch.optim.SGD(p, lr=1'.length, newText: '0.1' }]);
-  assert.equal(r.after, 'opt = torch.optim.SGD(p, lr=0.1)\n');
-  assert.equal(editsInCell([{ start: 0, end: 0, newText: 'x' }], '', input.prelude), null, 'an edit of an import above is not this cell');
-  assert.deepEqual(cellFixInput([], 'a\n'), { text: 'a\n', prelude: 0, preludeLines: 0 });
+test('cellFixInput / editsInCell: the imports of the cells above after the cell (its lines keep their numbers), edits checked to be the cell’s', () => {
+  const cell = 'opt = torch.optim.SGD(p, lr=1)';
+  const input = cellFixInput(['import torch\nx = 1\nfrom torch import nn\nfrom a import (\n  b)\n', 'import numpy as np'], cell);
+  assert.equal(input.text, 'opt = torch.optim.SGD(p, lr=1)\nimport torch\nfrom torch import nn\nimport numpy as np\n');
+  assert.equal(input.text.slice(0, input.cellLength), cell);
+  const at = cell.indexOf('lr=1');
+  const r = editsInCell([{ start: at + 3, end: at + 4, newText: '0.1' }], input.text.replace('lr=1', 'lr=0.1'), input)!;
+  assert.deepEqual(r.edits, [{ start: at + 3, end: at + 4, newText: '0.1' }]);
+  assert.equal(r.after, 'opt = torch.optim.SGD(p, lr=0.1)');
+  const imp = input.text.indexOf('import torch');
+  assert.equal(editsInCell([{ start: imp, end: imp, newText: 'x' }], '', input), null, 'an edit of an import line from above is not this cell');
+  assert.equal(editsInCell([{ start: input.cellLength, end: input.cellLength, newText: 'x' }], '', input), null, 'nor one at the seam');
+  assert.deepEqual(cellFixInput([], 'a\n'), { text: 'a\n', cellLength: 2 });
+  assert.equal(cellFixInput(['import torch'], 'a\n').text, 'a\nimport torch\n');
 });
 
 test('findingForCell + computeCellFix: a fix of a notebook finding edits the cell text at the cell line', async () => {
@@ -68,9 +71,9 @@ test('findingForCell + computeCellFix: a fix of a notebook finding edits the cel
   const notebook = f.source!.file;
   const cell = f.source!.cell!;
   assert.equal(findingForCell(f, notebook, cell + 1), null, 'not that cell');
-  const cf = findingForCell(f, notebook, cell, 2)!;
+  const cf = findingForCell(f, notebook, cell)!;
   assert.equal(cf.source!.file, cellFileName(notebook, cell));
-  assert.equal(cf.source!.line, f.source!.line + 2, 'the cell line, moved by the prelude');
+  assert.equal(cf.source!.line, f.source!.line, 'the cell line');
   assert.equal('cell' in cf.source!, false);
   for (const l of cf.locations ?? []) assert.equal(l.file, cellFileName(notebook, cell));
   const cells = notebookCodeCells(nbText)!;
@@ -91,6 +94,10 @@ test('findingForCell + computeCellFix: a fix of a notebook finding edits the cel
     assert.equal(after, x.after);
     assert.notEqual(after, text);
     assert.doesNotMatch(after, /"cell_type"|^import torch/m);
+    // Line numbers in the title are the cell's own: the optimizer is on line 9 of cell 3.
+    const optLine = text.split('\n').findIndex((l) => /torch\.optim\.SGD\(/.test(l)) + 1;
+    const named = /on line (\d+)/.exec(x.title);
+    if (named) assert.equal(Number(named[1]), optLine, x.title);
   }
   // Without the cell's imports the engine cannot find torch's optimizer in the cell: the prelude is what makes it work.
   const bare = computeCellFix(computeFix, { ...input, cellsAbove: [] }, f, ok[0].r.id, { globalNorms, version: 1 });
