@@ -159,16 +159,17 @@ export class NotebookKernelFeature implements vscode.Disposable {
   }
 
   /** `%gradscope off` in the kernel (every hook removed); the listener stays for a later Inspect. */
-  async detach(arg?: unknown): Promise<string> {
+  async detach(arg?: unknown): Promise<{ ran: boolean; message: string }> {
     const nb = this.notebookOf(arg) ?? this.shown?.script;
     const a = nb ? this.attached.get(typeof nb === 'string' ? vscode.Uri.file(nb).toString() : nb.uri.toString()) : [...this.attached.values()].at(-1);
-    if (!a) return this.say('info', 'no notebook kernel is followed.');
+    if (!a) return { ran: false, message: this.say('info', 'no notebook kernel is followed.') };
     void vscode.commands.executeCommand('setContext', ATTACHED_CONTEXT_KEY, false);
-    if (!a.kernel) return this.say('info', `run %gradscope off in a cell of ${basename(a.notebook.uri.fsPath)} to detach (GradScope cannot run code in its kernel).`);
+    if (!a.kernel)
+      return { ran: false, message: this.say('info', `run %gradscope off in a cell of ${basename(a.notebook.uri.fsPath)} to detach (GradScope cannot run code in its kernel).`) };
     const r = await execute(a.kernel, detachCode());
     this.ctx.log.info(`detach ${a.notebook.uri.fsPath}: ${r.text.trim()}${r.error ? ` (error: ${r.error})` : ''}`);
-    if (r.error) return this.say('error', `%gradscope off failed in the kernel: ${r.error}`);
-    return this.say('info', r.text.trim() || 'detached');
+    if (r.error) return { ran: false, message: this.say('error', `%gradscope off failed in the kernel: ${r.error}`) };
+    return { ran: true, message: this.say('info', r.text.trim() || 'detached') };
   }
 
   private async listen(nb: vscode.NotebookDocument): Promise<Attached> {
@@ -176,7 +177,7 @@ export class NotebookKernelFeature implements vscode.Disposable {
     const existing = this.attached.get(key);
     if (existing) return existing;
     const file = nb.uri.fsPath;
-    const a: Attached = { notebook: nb, kernel: null, listener: await KernelListener.open(file, () => this.detach(nb.uri).then(() => undefined)) };
+    const a: Attached = { notebook: nb, kernel: null, listener: await KernelListener.open(file, () => this.detach(nb.uri).then((r) => r.ran)) };
     a.listener.onDidStartRun((run) => this.started(run));
     a.listener.onRefused((why) => this.ctx.log.warn(`notebook kernel listener for ${file}: a connection was refused: ${why}`));
     this.attached.set(key, a);

@@ -79,13 +79,17 @@ export class KernelRun implements RunHandle, LiveRun {
   readonly analyzer: Analyzer = analyzerFor(this.store);
   readonly live: LiveRun = this;
   private ended: RunExit | null = null;
+  private stopping = false;
   private readonly endedEmitter = new Emitter<RunExit>();
   readonly onDidEnd = this.endedEmitter.event;
 
   constructor(
     /** The notebook, as the run's script. */
     readonly script: string,
-    private readonly detach: () => Promise<void>,
+    /** Runs `%gradscope off` in the kernel; false when the host cannot run code there (the lines were pasted). */
+    private readonly detach: () => Promise<boolean>,
+    /** Closes this run's connection from the host's side. */
+    private readonly disconnect: () => void,
   ) {
     this.cwd = dirname(script);
     this.store.onDidChange(() => this.analyzer.update());
@@ -99,9 +103,17 @@ export class KernelRun implements RunHandle, LiveRun {
     return this.ended;
   }
 
-  /** Stop = Detach: the kernel runs `%gradscope off` (it keeps running; only the inspection ends). */
+  /**
+   * Stop = Detach: the kernel runs `%gradscope off` (it keeps running; only the inspection ends).
+   * When the host cannot run code in the kernel, it stops following: the connection is closed (the
+   * probe stops streaming at its next write) and the run ends `stopped`, saying that the kernel still
+   * records to its run file until `%gradscope off`.
+   */
   async stop(): Promise<RunExit> {
-    if (!this.ended) await this.detach();
+    if (!this.ended) {
+      this.stopping = true;
+      if (!(await this.detach().catch(() => false)) && !this.ended) this.disconnect();
+    }
     return this.ended ?? (await new Promise<RunExit>((r) => this.onDidEnd(r)));
   }
 
@@ -111,12 +123,14 @@ export class KernelRun implements RunHandle, LiveRun {
     this.analyzer.finish();
     const end = this.store.end;
     const steps = this.store.stepCount;
-    const reason = protocolError ? 'protocol-error' : end ? (end.reason === 'crashed' ? 'crashed' : 'completed') : 'probe-lost';
+    const reason = protocolError ? 'protocol-error' : end ? (end.reason === 'crashed' ? 'crashed' : 'completed') : this.stopping ? 'stopped' : 'probe-lost';
     const message = protocolError
       ? `the kernel's stream broke the protocol: ${protocolError.message}`
       : end
         ? `detached after ${steps} step(s)`
-        : `the kernel's connection closed without an END after ${steps} step(s) (the kernel stopped or was restarted): later steps, if any, were not observed`;
+        : this.stopping
+          ? `stopped following the kernel after ${steps} step(s); it still records to its run file until %gradscope off runs in a cell`
+          : `the kernel's connection closed without an END after ${steps} step(s) (the kernel stopped or was restarted): later steps, if any, were not observed`;
     this.ended = { reason, code: null, signal: null, error: end?.error ?? null, message, steps, lastStep: this.store.lastStep };
     this.endedEmitter.fire(this.ended);
   }
@@ -143,12 +157,12 @@ export class KernelListener implements Disposable {
     return this.listener.address;
   }
 
-  static async open(notebook: string, detach: () => Promise<void>): Promise<KernelListener> {
+  static async open(notebook: string, detach: () => Promise<boolean>): Promise<KernelListener> {
     // The handlers run only once the listener exists (a connection comes after open()).
     const ref: { self?: KernelListener } = {};
     const listener = await RankListener.open({
       onJoin: (c: RankConnection) => {
-        const run = new KernelRun(notebook, detach);
+        const run = new KernelRun(notebook, detach, () => c.socket.destroy());
         ref.self!.runs.set(c.id, run);
         ref.self!.started.fire(run);
       },

@@ -88,6 +88,7 @@ describe('notebook kernel attach (real ipykernel, real socket)', { skip, timeout
     kernel = new Kernel(dir);
     listener = await KernelListener.open(nb, async () => {
       await kernel.exec(detachCode());
+      return true;
     });
     listener.onDidStartRun((r) => runs.push(r));
     await kernel.ready();
@@ -163,5 +164,29 @@ describe('notebook kernel attach (real ipykernel, real socket)', { skip, timeout
     assert.match(a.stderr, /cannot connect to GradScope/);
     const off = await kernel.exec(detachCode());
     assert.match(off.stdout, /GradScope is off/);
+  });
+
+  it('Stop without a way to run code in the kernel (pasted lines): the run ends stopped, the kernel keeps its run file and stops streaming', async () => {
+    const other = await KernelListener.open(nb, () => Promise.resolve(false));
+    try {
+      const joined: KernelRun[] = [];
+      other.onDidStartRun((r) => joined.push(r));
+      const a = await kernel.exec(pasteLines(PROBE_DIR, other.address, nb));
+      assert.match(a.stdout, /streaming to GradScope/, a.stderr);
+      await kernel.exec(cell(4));
+      await until('the 3 steps', () => joined.length === 1 && joined[0].store.stepCount === 3);
+      const exit = await joined[0].stop();
+      assert.equal(exit.reason, 'stopped');
+      assert.match(exit.message, /still records to its run file until %gradscope off/);
+      const more = await kernel.exec(cell(4));
+      assert.ok(more.ok, more.error ?? '');
+      const status = await kernel.exec('%gradscope status');
+      assert.match(status.stdout, /GradScope is on: 6 step\(s\) so far.*not streaming \(the connection to .* is gone\)/, status.stdout + status.stderr);
+      assert.equal(joined[0].store.stepCount, 3, 'nothing after Stop');
+      const off = await kernel.exec(detachCode());
+      assert.match(off.stdout, /GradScope is off: 6 step\(s\)/);
+    } finally {
+      other.dispose();
+    }
   });
 });
