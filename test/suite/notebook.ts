@@ -8,13 +8,16 @@
 // its quick fix edits that cell and only it. Not covered: the Jupyter extension's own executeCode.
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as vscode from 'vscode';
 import type { GradScopeApi } from '../../src/features/context';
 import type { InspectResult } from '../../src/features/notebookKernel';
+import { cellSourceOf } from '../../src/core/fixes/notebookCell';
+import { readRunFile } from '../../src/core/store/runFile';
 import { detachCode, kernelRunFolder } from '../../src/process/kernelRun';
+import { analyzerFor } from '../../src/process/runHandle';
 import { activateExtension, EXTENSION_ID, screenshot, waitFor, workspaceRoot } from './helpers';
 
 interface Reply {
@@ -166,6 +169,49 @@ export function defineNotebookTests(): void {
       );
       console.log(`  fixed cell 3: ${fix.title}`);
       await screenshot('notebook-cell-fixed');
+    });
+
+    it('a saved run of a notebook that is not open places nothing (no cell to carry it, never the .ipynb text) and breaks nothing', async function () {
+      const root = vscode.extensions.getExtension(EXTENSION_ID)!.extensionPath;
+      const closedDir = join(workspaceRoot(), 'notebook-closed');
+      rmSync(closedDir, { recursive: true, force: true });
+      mkdirSync(closedDir, { recursive: true });
+      const closed = join(closedDir, 'train.ipynb');
+      copyFileSync(join(root, 'test', 'fixtures', 'notebook', 'train.ipynb'), closed);
+      // The same fixture, run in a kernel of its own with the plain magic (no GradScope listening).
+      const src = (i: number): string => cellSourceOf(readFileSync(closed, 'utf8'), i)!;
+      const k = new Kernel(python, driver, closedDir);
+      try {
+        await k.ready();
+        await k.exec(src(1));
+        await k.exec(`import sys; sys.path.insert(0, ${JSON.stringify(join(root, 'dist', 'probe', 'torch'))})\n%load_ext gradscope_probe\n%gradscope on`);
+        await k.exec(src(3));
+        await k.exec('%gradscope off');
+      } finally {
+        await k.close();
+      }
+      assert.ok(!vscode.workspace.notebookDocuments.some((n) => n.uri.fsPath === closed), 'that notebook is not open');
+      const files = readdirSync(kernelRunFolder(closed)).filter((n) => n.endsWith('.gsrun'));
+      assert.equal(files.length, 1);
+      // The run has findings on the notebook's cells: what would be placed, were the notebook open.
+      const saved = readRunFile(join(kernelRunFolder(closed), files[0]));
+      const analyzer = analyzerFor(saved.store);
+      analyzer.finish();
+      assert.ok(
+        analyzer.findings.some((f) => f.source?.file === closed && f.source.cell === 3),
+        analyzer.findings.map((f) => JSON.stringify(f.source)).join('; '),
+      );
+      await vscode.commands.executeCommand('gradscope.openRun', join(kernelRunFolder(closed), files[0]));
+      await waitFor('the panel to show the saved run', () => api.inspect().panel.ready);
+      await new Promise((r) => setTimeout(r, 1000));
+      const placed = vscode.languages.getDiagnostics().filter(([u, ds]) => u.fsPath === closed && ds.some((d) => d.source === 'GradScope'));
+      assert.deepEqual(
+        placed.map(([u]) => u.toString()),
+        [],
+        'nothing placed for a notebook that is not open',
+      );
+      // The open notebook's diagnostics are still there (another script's run).
+      assert.ok(ours(nb.cellAt(3).document.uri).length > 0);
     });
   });
 }
