@@ -7,6 +7,7 @@ import { registerGettingStarted } from './features/gettingStarted';
 import { registerCodeActions } from './features/codeActions';
 import { DiagnosticsFeature } from './features/diagnostics';
 import { registerHover } from './features/hover';
+import { NotebookKernelFeature } from './features/notebookKernel';
 import { PanelFeature } from './features/panel';
 import { registerRemedies } from './features/remedies';
 import { prepareFixes } from './process/fixEngine';
@@ -24,9 +25,14 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx.subscriptions.add(registerHover(ctx, diagnostics));
     ctx.subscriptions.add(registerCodeActions(ctx, diagnostics));
     ctx.subscriptions.add(registerRemedies(ctx, diagnostics));
+    ctx.subscriptions.add(new NotebookKernelFeature(ctx));
     // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
     ctx.subscriptions.add(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
+    // A notebook run's fixes edit Python cells: the same parser, loaded when such a run is opened.
+    ctx.subscriptions.add(
+      ctx.openRuns.onDidOpen((run) => run.script.toLowerCase().endsWith('.ipynb') && void prepareFixes().catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))),
+    );
     ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
     return ctx.api(() => panel.inspect());
   } catch (e) {

@@ -52,7 +52,8 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
         a.isPreferred = !out.some((x) => x.isPreferred && x.diagnostics?.includes(d));
         a.command = { command: APPLY_REMEDY_COMMAND, title: r.result.title, arguments: [{ ...args, prepared: r.prepared! }] };
         out.push(a);
-        if (!verify) {
+        // A notebook's cells run in its kernel: verification (re-running a script) does not apply.
+        if (!verify && placed.cell === undefined) {
           const steps = verifySteps(placed.finding);
           verify = new vscode.CodeAction(`Verify fix (re-run ${steps} steps): ${remedy.title}`, vscode.CodeActionKind.QuickFix);
           verify.diagnostics = [d];
@@ -63,7 +64,7 @@ export class GradScopeCodeActions implements vscode.CodeActionProvider {
       }
       if (verify) out.push(verify);
       // A non-finite finding not yet traced to its operation: offer the bounded checked re-run.
-      if (placed.finding.kind === 'non-finite-gradient' && !placed.finding.cause && (!run.run.live || run.run.live.exited)) {
+      if (placed.finding.kind === 'non-finite-gradient' && !placed.finding.cause && placed.cell === undefined && (!run.run.live || run.run.live.exited)) {
         const locate = new vscode.CodeAction(LOCATE_NAN_TITLE, vscode.CodeActionKind.QuickFix);
         locate.diagnostics = [d];
         const largs: LocateNanArgs = { runId: run.run.id, findingId: placed.finding.id };

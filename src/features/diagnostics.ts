@@ -16,6 +16,8 @@ import { DisposableStore } from '../core/util/disposableStore';
 import { diagnosticMessage, isFindingKind, levelOf, relatedMessage } from './diagnosisModel';
 import { relatedLinesFor } from './relatedLines';
 import { anchorHolds, assignedName, constructionText, findOptimizerLine, shiftLineThrough, spanOf, type LineAnchor, type LineEdit } from './lineAnchors';
+import { cellSourceOf, notebookCodeCells, placeKey } from '../core/fixes/notebookCell';
+import { openDocumentFor, placeOfDocument } from './notebookCells';
 
 export const DIAGNOSTIC_SOURCE = 'GradScope';
 export const CLEAR_DIAGNOSTICS_COMMAND = 'gradscope.clearDiagnostics';
@@ -37,6 +39,7 @@ interface Anchor extends LineAnchor {
   lineText: string | undefined;
 }
 
+/** The text of a file, or of one cell of a notebook (`cell`: its 0-based index among all the notebook's cells), as the run saw it. */
 class FileTrack {
   /** Anchors by base line (1-based). */
   readonly anchors = new Map<number, Anchor>();
@@ -47,6 +50,7 @@ class FileTrack {
   constructor(
     readonly file: string,
     baseText: string,
+    readonly cell?: number,
   ) {
     this.baseLines = baseText.split('\n').map((l) => l.replace(/\r$/, ''));
   }
@@ -66,7 +70,7 @@ class FileTrack {
       line: line ?? -1,
       text,
       alive: line !== null,
-      lineText: this.edits.length === 0 ? lineText : line !== null ? openLine(this.file, line) : undefined,
+      lineText: this.edits.length === 0 ? lineText : line !== null ? openLine(this.file, line, this.cell) : undefined,
       name: fallback ? null : assignedName(lineText, column),
       fallback,
     };
@@ -101,6 +105,8 @@ function shiftThrough(line: number, batch: readonly LineEdit[]): number | null {
 export interface PlacedFinding {
   finding: Finding;
   file: string;
+  /** In a notebook (`file` a .ipynb): the cell's 0-based index among all its cells; the anchor's line is the cell's. */
+  cell?: number;
   anchor: Anchor;
   /** `location`: a further affected layer of a finding about several (its `locations`), not the primary. */
   placement: 'layer' | 'optimizer' | 'fallback' | 'location';
@@ -109,13 +115,14 @@ export interface PlacedFinding {
   /** For a `location`: the finding's primary placement; shown only while that one is (an edit there makes the finding stale). */
   primary?: PlacedFinding;
   /** Lines that belong to it without being a layer (a custom layer's bias addWeight, a recurrent initialisation): relatedInformation. */
-  related?: { file: string; anchor: Anchor; why: string }[];
+  related?: { file: string; cell?: number; anchor: Anchor; why: string }[];
 }
 
 /** Where a layer of the run sits now. */
 export interface PlacedLayer {
   layer: string;
   file: string;
+  cell?: number;
   /** 0-based line now. */
   line: number;
   name: string | null;
@@ -124,7 +131,7 @@ export interface PlacedLayer {
 export class RunDiagnostics {
   readonly files = new Map<string, FileTrack>();
   placed: PlacedFinding[] = [];
-  layers = new Map<string, { file: string; anchor: Anchor }>();
+  layers = new Map<string, { file: string; cell?: number; anchor: Anchor }>();
   private layerCount = -1;
   /** The findings' version placed last, and whether a file they name could not be read then (retried). */
   private placedVersion = -1;
@@ -135,27 +142,40 @@ export class RunDiagnostics {
     this.track(run.script);
   }
 
-  track(file: string): FileTrack | null {
-    // A notebook run's locations are lines of a cell (SourceLocation.cell), not of the .ipynb's JSON
-    // text: not placed in the editor yet (issue 18's vscode-notebook-cell placement), never on a wrong line.
-    if (file.toLowerCase().endsWith('.ipynb')) return null;
-    let t = this.files.get(file);
+  /**
+   * The track of a file, or of a cell of a notebook. A notebook run's locations are lines of a cell
+   * (SourceLocation.cell), never of the .ipynb's JSON text: a notebook location without a cell is not placed.
+   */
+  track(file: string, cell?: number): FileTrack | null {
+    const notebook = isNotebook(file);
+    if (notebook !== (cell !== undefined)) return null;
+    const key = placeKey(file, cell);
+    let t = this.files.get(key);
     if (t) return t;
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
-    let text: string;
+    const doc = openDocumentFor(file, cell);
+    let text: string | null;
     if (doc) text = doc.getText();
     else {
       try {
         // A saved run names these paths: read only a regular file (a FIFO would hang the extension host).
-        text = readRegularText(file);
+        const raw = readRegularText(file);
+        text = cell === undefined ? raw : cellSourceOf(raw, cell);
       } catch {
+        text = null;
+      }
+      if (text === null) {
         this.unread = true;
         return null;
       }
     }
-    t = new FileTrack(file, text);
-    this.files.set(file, t);
+    t = new FileTrack(file, text, cell);
+    this.files.set(key, t);
     return t;
+  }
+
+  /** The track whose text is that document's, if this run tracks it. */
+  trackOf(place: { file: string; cell?: number }): FileTrack | undefined {
+    return this.files.get(placeKey(place.file, place.cell));
   }
 
   /** Re-reads the run: new layers get anchors, findings get placed (again only when they or the layers changed). */
@@ -167,9 +187,9 @@ export class RunDiagnostics {
       this.layerCount = ts.length;
       for (const t of ts) {
         if (!t.source || this.layers.has(t.layer)) continue;
-        const track = this.track(t.source.file);
+        const track = this.track(t.source.file, t.source.cell);
         if (!track) continue;
-        this.layers.set(t.layer, { file: t.source.file, anchor: track.anchor(t.source.line, t.source.column) });
+        this.layers.set(t.layer, { file: t.source.file, cell: t.source.cell, anchor: track.anchor(t.source.line, t.source.column) });
       }
     }
     const placed: PlacedFinding[] = [];
@@ -189,25 +209,43 @@ export class RunDiagnostics {
   private placeRelated(p: PlacedFinding): void {
     const layer = p.placement === 'location' ? p.layer : p.placement === 'layer' ? p.finding.layer : null;
     if (!layer) return;
-    const track = this.files.get(p.file);
+    const track = this.trackOf(p);
     const t = this.run.store.tensors.find((x) => x.layer === layer);
     if (!track || !t) return;
-    const found = relatedLinesFor(track.baseLines.join('\n'), p.file.endsWith('.py'), p.finding.kind, t.layerType, p.anchor.baseLine);
-    if (found.length) p.related = found.map((r) => ({ file: p.file, anchor: track.anchor(r.line, null), why: r.why }));
+    const found = relatedLinesFor(track.baseLines.join('\n'), p.cell !== undefined || p.file.endsWith('.py'), p.finding.kind, t.layerType, p.anchor.baseLine);
+    if (found.length) p.related = found.map((r) => ({ file: p.file, cell: p.cell, anchor: track.anchor(r.line, null), why: r.why }));
   }
 
   /** Where a finding goes: its layer's line, else the optimizer's line, else line 1. */
   private placePrimary(f: Finding): PlacedFinding | null {
     if (f.source) {
-      const track = this.track(f.source.file);
+      const track = this.track(f.source.file, f.source.cell);
       if (!track) return null;
-      return { finding: f, file: f.source.file, anchor: track.anchor(f.source.line, f.source.column), placement: f.layer ? 'layer' : 'optimizer' };
+      return { finding: f, file: f.source.file, cell: f.source.cell, anchor: track.anchor(f.source.line, f.source.column), placement: f.layer ? 'layer' : 'optimizer' };
     }
+    if (isNotebook(this.run.script)) return this.placeInNotebook(f);
     const track = this.track(this.run.script);
     if (!track) return null;
     const opt = findOptimizerLine(track.baseLines.join('\n'), this.run.script.endsWith('.py'));
     if (opt) return { finding: f, file: this.run.script, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' };
     return { finding: f, file: this.run.script, anchor: track.anchor(1, 1, true), placement: 'fallback' };
+  }
+
+  /** A global finding of a notebook run: on the first cell's line that builds an optimizer (none found: not placed). */
+  private placeInNotebook(f: Finding): PlacedFinding | null {
+    const nb = this.run.script;
+    let cells: { index: number; source: string }[] | null = null;
+    try {
+      cells = notebookCodeCells(readRegularText(nb));
+    } catch {
+      cells = null;
+    }
+    for (const c of cells ?? []) {
+      const track = this.track(nb, c.index);
+      const opt = track && findOptimizerLine(track.baseLines.join('\n'), true);
+      if (track && opt) return { finding: f, file: nb, cell: c.index, anchor: track.anchor(opt.line + 1, opt.column), placement: 'optimizer' };
+    }
+    return null;
   }
 
   /**
@@ -217,53 +255,60 @@ export class RunDiagnostics {
   private placeLocations(f: Finding, primary: PlacedFinding, placed: PlacedFinding[]): void {
     if (!f.locations?.length) return;
     const seen = new Set<string>();
-    if (f.source) seen.add(`${f.source.file}:${f.source.line}`);
+    if (f.source) seen.add(`${placeKey(f.source.file, f.source.cell)}:${f.source.line}`);
     for (const l of f.locations) {
-      const key = `${l.file}:${l.line}`;
+      const key = `${placeKey(l.file, l.cell)}:${l.line}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const track = this.track(l.file);
+      const track = this.track(l.file, l.cell);
       if (!track) continue;
-      placed.push({ finding: f, file: l.file, anchor: track.anchor(l.line, l.column), placement: 'location', layer: l.layer, primary });
+      placed.push({ finding: f, file: l.file, cell: l.cell, anchor: track.anchor(l.line, l.column), placement: 'location', layer: l.layer, primary });
     }
   }
 
   /** The finding with its source moved to where its line is now (null: the line is gone or changed). */
   current(p: PlacedFinding): Finding | null {
-    if (!anchorValid(p.anchor, p.file)) return null;
-    if (p.primary && !anchorValid(p.primary.anchor, p.primary.file)) return null;
+    if (!anchorValid(p.anchor, p.file, p.cell)) return null;
+    if (p.primary && !anchorValid(p.primary.anchor, p.primary.file, p.primary.cell)) return null;
     if (!p.finding.source || p.placement === 'fallback' || p.placement === 'location') return p.finding;
     return { ...p.finding, source: { ...p.finding.source, line: p.anchor.line + 1 } };
   }
 
-  layersAtLine(file: string, line: number): PlacedLayer[] {
+  layersAtLine(file: string, line: number, cell?: number): PlacedLayer[] {
     const out: PlacedLayer[] = [];
     for (const [layer, l] of this.layers) {
-      if (l.file === file && l.anchor.line === line && anchorValid(l.anchor, file)) out.push({ layer, file, line, name: l.anchor.name });
+      if (l.file === file && l.cell === cell && l.anchor.line === line && anchorValid(l.anchor, file, cell)) out.push({ layer, file, cell, line, name: l.anchor.name });
     }
     return out;
   }
 
-  layersNamed(file: string, word: string): PlacedLayer[] {
+  layersNamed(file: string, word: string, cell?: number): PlacedLayer[] {
     const out: PlacedLayer[] = [];
+    // In a notebook, a variable is the notebook's (the kernel's namespace is shared by its cells).
+    const notebook = cell !== undefined;
     for (const [layer, l] of this.layers) {
-      if (l.file === file && l.anchor.name === word && anchorValid(l.anchor, file)) out.push({ layer, file, line: l.anchor.line, name: word });
+      if (l.file === file && (notebook || l.cell === cell) && l.anchor.name === word && anchorValid(l.anchor, file, l.cell))
+        out.push({ layer, file, cell: l.cell, line: l.anchor.line, name: word });
     }
     return out;
   }
 }
 
-/** A line of the file's open document, if it is open. */
-function openLine(file: string, line: number): string | undefined {
-  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
+function isNotebook(file: string): boolean {
+  return file.toLowerCase().endsWith('.ipynb');
+}
+
+/** A line of the file's (or the cell's) open document, if it is open. */
+function openLine(file: string, line: number, cell?: number): string | undefined {
+  const doc = openDocumentFor(file, cell);
   return doc && line >= 0 && line < doc.lineCount ? doc.lineAt(line).text : undefined;
 }
 
 /** Whether the anchor's line still holds its construction text, in the open document or on disk. */
-function anchorValid(a: Anchor, file: string): boolean {
+function anchorValid(a: Anchor, file: string, cell?: number): boolean {
   if (!a.alive || a.line < 0) return false;
   if (a.fallback) return true;
-  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === file);
+  const doc = openDocumentFor(file, cell);
   if (doc) return a.line < doc.lineCount && anchorHolds(a, doc.lineAt(a.line).text);
   return true;
 }
@@ -304,6 +349,9 @@ export class DiagnosticsFeature implements vscode.Disposable {
     this.disposables.add(ctx.openRuns.onDidOpen((run) => this.show(run)));
     this.disposables.add(vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)));
     this.disposables.add(vscode.workspace.onDidOpenTextDocument(() => this.schedule()));
+    // A notebook run's findings sit in the cells of the open notebook: placed when it opens, removed when it closes.
+    this.disposables.add(vscode.workspace.onDidOpenNotebookDocument(() => this.schedule()));
+    this.disposables.add(vscode.workspace.onDidCloseNotebookDocument(() => this.schedule()));
     this.disposables.add(vscode.commands.registerCommand(CLEAR_DIAGNOSTICS_COMMAND, () => this.clear()));
   }
 
@@ -395,11 +443,12 @@ export class DiagnosticsFeature implements vscode.Disposable {
   }
 
   private onEdit(e: vscode.TextDocumentChangeEvent): void {
-    if (e.document.uri.scheme !== 'file' || e.contentChanges.length === 0) return;
-    const file = e.document.uri.fsPath;
+    if (e.contentChanges.length === 0) return;
+    const place = placeOfDocument(e.document);
+    if (!place) return;
     let touched = false;
     for (const r of this.byScript.values()) {
-      const track = r.diag.files.get(file);
+      const track = r.diag.trackOf(place);
       if (track && track.edit(toEdits(e), (n) => (n < e.document.lineCount ? e.document.lineAt(n).text : undefined))) touched = true;
     }
     // Republished at once, not throttled: a diagnostic must not sit on a line that changed.
@@ -410,9 +459,11 @@ export class DiagnosticsFeature implements vscode.Disposable {
     const byUri = new Map<string, { uri: vscode.Uri; items: { diagnostic: vscode.Diagnostic; placed: PlacedFinding; run: RunDiagnostics }[] }>();
     for (const r of this.byScript.values()) {
       for (const p of r.diag.placed) {
-        if (!anchorValid(p.anchor, p.file)) continue;
-        if (p.primary && !anchorValid(p.primary.anchor, p.primary.file)) continue;
-        const uri = vscode.Uri.file(p.file);
+        if (!anchorValid(p.anchor, p.file, p.cell)) continue;
+        if (p.primary && !anchorValid(p.primary.anchor, p.primary.file, p.primary.cell)) continue;
+        const uri = uriOf(p.file, p.cell);
+        // A cell of a notebook that is not open has no document to carry a diagnostic.
+        if (!uri) continue;
         const diagnostic = new vscode.Diagnostic(rangeOf(p), diagnosticMessage(p.finding, p.placement, p.layer), LEVEL[levelOf(p.finding)]);
         diagnostic.code = p.finding.kind;
         diagnostic.source = DIAGNOSTIC_SOURCE;
@@ -449,14 +500,14 @@ function linkRelated(items: readonly { diagnostic: vscode.Diagnostic; placed: Pl
   for (const group of byFinding.values()) {
     for (const i of group) {
       const own = (i.placed.related ?? [])
-        .filter((r) => anchorValid(r.anchor, r.file))
-        .map((r) => new vscode.DiagnosticRelatedInformation(new vscode.Location(vscode.Uri.file(r.file), new vscode.Range(r.anchor.line, 0, r.anchor.line, 1000)), neutralise(r.why)));
+        .filter((r) => anchorValid(r.anchor, r.file, r.cell) && uriOf(r.file, r.cell))
+        .map((r) => new vscode.DiagnosticRelatedInformation(new vscode.Location(uriOf(r.file, r.cell)!, new vscode.Range(r.anchor.line, 0, r.anchor.line, 1000)), neutralise(r.why)));
       const others = group
         .filter((o) => o !== i && i.placed.finding.locations?.length)
         .map(
           (o) =>
             new vscode.DiagnosticRelatedInformation(
-              new vscode.Location(vscode.Uri.file(o.placed.file), o.diagnostic.range),
+              new vscode.Location(uriOf(o.placed.file, o.placed.cell)!, o.diagnostic.range),
               relatedMessage(o.placed.finding, o.placed.placement === 'location' ? (o.placed.layer ?? null) : o.placed.finding.layer),
             ),
         );
@@ -474,7 +525,7 @@ function codeOf(d: vscode.Diagnostic): string | undefined {
 
 /** From the construction text to the end of the line (trimmed); the whole line for line 1 fallbacks. */
 function rangeOf(p: PlacedFinding): vscode.Range {
-  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && d.uri.fsPath === p.file);
+  const doc = openDocumentFor(p.file, p.cell);
   const a = p.anchor;
   const lineText = doc && a.line < doc.lineCount ? doc.lineAt(a.line).text : '';
   const at = a.text ? lineText.indexOf(a.text) : -1;
@@ -482,4 +533,9 @@ function rangeOf(p: PlacedFinding): vscode.Range {
   const end = Math.max(start + 1, lineText.trimEnd().length);
   if (!doc) return new vscode.Range(a.line, Math.max(0, a.column - 1), a.line, Math.max(a.column, 1000));
   return new vscode.Range(a.line, start, a.line, end);
+}
+
+/** The URI that carries a placement's diagnostic: the file's, or the open notebook's cell document's (undefined: the notebook is not open). */
+function uriOf(file: string, cell?: number): vscode.Uri | undefined {
+  return cell === undefined ? vscode.Uri.file(file) : openDocumentFor(file, cell)?.uri;
 }

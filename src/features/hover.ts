@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import type { GradScopeContext } from './context';
 import { concernsLayer, globalStats, hoverMarkdown, layerStats, type LayerStats } from './diagnosisModel';
 import type { DiagnosticsFeature, RunDiagnostics } from './diagnostics';
+import { NOTEBOOK_CELL_SCHEME, placeOfDocument } from './notebookCells';
 
 export const SCRIPT_SELECTOR: vscode.DocumentSelector = [
   { scheme: 'file', language: 'javascript' },
@@ -14,6 +15,8 @@ export const SCRIPT_SELECTOR: vscode.DocumentSelector = [
   { scheme: 'file', language: 'typescriptreact' },
   { scheme: 'file', language: 'python' },
   { scheme: 'file', pattern: '**/*.{js,mjs,cjs,ts,mts,cts,py}' },
+  // The Python cells of a notebook (a notebook run's findings sit on their lines).
+  { scheme: NOTEBOOK_CELL_SCHEME, language: 'python' },
 ];
 
 /** At most this many layers in one hover (layers built in a loop share a line). */
@@ -33,15 +36,16 @@ export function registerHover(ctx: GradScopeContext, diagnostics: DiagnosticsFea
 }
 
 function hoverAt(diagnostics: DiagnosticsFeature, doc: vscode.TextDocument, pos: vscode.Position): vscode.Hover | undefined {
-  if (doc.uri.scheme !== 'file') return undefined;
-  const file = doc.uri.fsPath;
+  const place = placeOfDocument(doc);
+  if (!place) return undefined;
+  const { file, cell } = place;
   for (const run of diagnostics.runs()) {
-    let layers = run.layersAtLine(file, pos.line);
+    let layers = run.layersAtLine(file, pos.line, cell);
     let range: vscode.Range | undefined;
     if (!layers.length) {
       const word = doc.getWordRangeAtPosition(pos, /[A-Za-z_$][\w$]*/);
       if (word) {
-        layers = run.layersNamed(file, doc.getText(word));
+        layers = run.layersNamed(file, doc.getText(word), cell);
         range = word;
       }
     }
@@ -52,7 +56,7 @@ function hoverAt(diagnostics: DiagnosticsFeature, doc: vscode.TextDocument, pos:
     }
     // Global findings sit on the optimizer's line (or line 1).
     if (!parts.length) {
-      const globals = run.placed.filter((p) => p.finding.layer === null && p.file === file && p.anchor.line === pos.line && run.current(p));
+      const globals = run.placed.filter((p) => p.finding.layer === null && p.file === file && p.cell === cell && p.anchor.line === pos.line && run.current(p));
       if (globals.length) parts.push(render(run, globalStats(run.run.store), null));
     }
     if (parts.length) {

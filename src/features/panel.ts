@@ -9,6 +9,7 @@ import { prepareFixes } from '../process/fixEngine';
 import { DisposableStore } from '../core/util/disposableStore';
 import { describeRunRead, listRuns, readRunFileAsync } from '../core/store/runFile';
 import { InspectionPanel, PANEL_VIEW_TYPE, type PanelHost, type SavedRunRef } from '../panel/inspectionPanel';
+import { kernelRunFolder } from '../process/kernelRun';
 import { readRankFiles } from '../process/rankRecorder';
 import { savedRunHandle, type RunHandle } from '../process/runHandle';
 import type { GradScopeContext, PanelInspection } from './context';
@@ -34,13 +35,15 @@ export class PanelFeature implements vscode.Disposable {
       didShow: (run) => (ctx.openRuns.shown = run),
     };
     this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
+    // A live run that is not a run of ours (a notebook kernel followed: features/notebookKernel.ts) is shown as it joins.
+    this.disposables.add(ctx.openRuns.onDidOpen((run) => run.live && !run.live.exited && run !== ctx.runs.current() && this.panel?.shown !== run && this.showLive(run)));
     this.disposables.add(
       vscode.window.onDidChangeActiveTextEditor((e) => {
         if (e) void this.followEditor(e.document.uri).catch((err) => ctx.log.warn(`panel follow: ${String(err)}`));
       }),
     );
     this.disposables.add(vscode.commands.registerCommand('gradscope.showPanel', (arg?: unknown) => this.showAt(arg)));
-    this.disposables.add(vscode.commands.registerCommand('gradscope.openRun', () => this.pickRun()));
+    this.disposables.add(vscode.commands.registerCommand('gradscope.openRun', (arg?: unknown) => this.pickRun(arg)));
     this.disposables.add(
       vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
         deserializeWebviewPanel: async (webviewPanel, state: unknown) => this.restore(webviewPanel, state),
@@ -108,8 +111,18 @@ export class PanelFeature implements vscode.Disposable {
     p.show(source, false);
   }
 
+  /**
+   * The saved runs: the extension's own, then the notebook runs a kernel wrote beside its notebook
+   * (`.gradscope/runs/` of each workspace folder and of each open notebook's folder), newest first.
+   */
   private savedRuns(): SavedRunRef[] {
-    return listRuns(this.runDir).map((r) => ({
+    const dirs = new Set<string>();
+    for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(join(f.uri.fsPath, '.gradscope', 'runs'));
+    for (const nb of vscode.workspace.notebookDocuments) if (nb.uri.scheme === 'file') dirs.add(kernelRunFolder(nb.uri.fsPath));
+    dirs.delete(this.runDir);
+    const notebookRuns = [...dirs].flatMap((d) => listRuns(d)).filter((r) => r.meta.script.toLowerCase().endsWith('.ipynb'));
+    notebookRuns.sort((a, b) => (a.meta.runId < b.meta.runId ? 1 : -1));
+    return [...listRuns(this.runDir), ...notebookRuns].map((r) => ({
       runFile: r.path,
       label: `${basename(r.meta.script)} · ${new Date(r.meta.startedAt).toLocaleString()} · ${r.exit ? r.exit.reason : 'no exit record'}`,
     }));
@@ -140,7 +153,17 @@ export class PanelFeature implements vscode.Disposable {
     return run;
   }
 
-  private async pickRun(): Promise<void> {
+  /** Open Run…: a run file given (a URI or a path: the explorer, tests), else one picked from the saved runs. */
+  private async pickRun(arg?: unknown): Promise<void> {
+    const given = arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : null;
+    if (given) {
+      try {
+        this.ensure().show(await this.loadRun(given));
+      } catch (e) {
+        void vscode.window.showErrorMessage(`GradScope: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      return;
+    }
     const runs = this.savedRuns();
     if (!runs.length) {
       void vscode.window.showInformationMessage('GradScope: no saved runs yet. Run GradScope: Train & Inspect first.');

@@ -12,6 +12,7 @@
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import type { Finding } from '../core/analysis/finding';
+import { computeCellFix } from '../core/fixes/notebookCell';
 import { fixScope, type FixScope } from '../core/fixes/scope';
 import type { TextEdit } from '../core/fixes/types';
 import { realPath } from '../process/files';
@@ -20,6 +21,7 @@ import { fmt } from './diagnosisModel';
 import type { DiagnosticsFeature, PlacedFinding, RunDiagnostics } from './diagnostics';
 import { asGradScopeError, describeError, GradScopeError } from './errors';
 import { computeFix, verifyFix, type FixResult, type RunMeasure, type VerifyResult } from './fixEngine';
+import { cellOfDocument, cellsAbove, openDocumentFor } from './notebookCells';
 import { pickInterpreter } from './pythonInterpreter';
 
 export const APPLY_REMEDY_COMMAND = 'gradscope.applyRemedy';
@@ -81,7 +83,11 @@ export function prepareFix(
   if (!finding) return { stale: true };
   const text = doc.getText();
   const globalNorms = Array.from(run.run.store.globalNorm().values);
-  const result = computeFix(text, finding, remedyId, { file: doc.uri.fsPath, globalNorms, version: doc.version });
+  // In a notebook the fix works on the cell's text, with the cell's own line numbers (after the imports of the cells above it).
+  const result =
+    p.cell !== undefined
+      ? computeCellFix(computeFix, { notebook: p.file, cell: p.cell, cellText: text, cellsAbove: cellsAbove(doc) }, finding, remedyId, { globalNorms, version: doc.version })
+      : computeFix(text, finding, remedyId, { file: doc.uri.fsPath, globalNorms, version: doc.version });
   const prepared: PreparedEdit | null = result.ok ? { uri: doc.uri.toString(), version: doc.version, edits: result.edits, title: result.title, after: result.after } : null;
   return { result, prepared, finding };
 }
@@ -195,12 +201,14 @@ async function resolveEdit(
     // A prepared edit is for the document of its diagnostic, never another file (the arguments of a
     // command can come from elsewhere than our own quick fix).
     const target = vscode.Uri.parse(args.prepared.uri);
-    if (target.scheme !== 'file' || realPath(target.fsPath) !== realPath(hit.placed.file)) {
+    const cell = hit.placed.cell !== undefined ? cellOfDocument(target) : undefined;
+    const sameCell = cell !== undefined && cell.cell === hit.placed.cell && realPath(cell.file) === realPath(hit.placed.file);
+    if (hit.placed.cell !== undefined ? !sameCell : target.scheme !== 'file' || realPath(target.fsPath) !== realPath(hit.placed.file)) {
       return { applied: false, reason: 'rejected', message: `that edit is for ${target.fsPath}, not ${basename(hit.placed.file)} where the finding is; nothing was edited.` };
     }
     return { prepared: args.prepared, finding: hit.placed.finding, run: hit.run };
   }
-  const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(hit.placed.file));
+  const doc = await documentOf(hit.placed);
   const r = prepareFix(hit.run, hit.placed, doc, args.remedyId);
   if ('stale' in r) {
     return {
@@ -215,6 +223,17 @@ async function resolveEdit(
       : { applied: false, reason: 'not-applicable', message: r.result.reason };
   }
   return { prepared: r.prepared!, finding: r.finding, run: hit.run };
+}
+
+/** The document a placement's fix edits: the file's, or the cell's of its notebook (opened when it is not). */
+async function documentOf(p: PlacedFinding): Promise<vscode.TextDocument> {
+  if (p.cell === undefined) return vscode.workspace.openTextDocument(vscode.Uri.file(p.file));
+  const open = openDocumentFor(p.file, p.cell);
+  if (open) return open;
+  const nb = await vscode.workspace.openNotebookDocument(vscode.Uri.file(p.file));
+  const c = p.cell < nb.cellCount ? nb.cellAt(p.cell) : undefined;
+  if (!c || c.kind !== vscode.NotebookCellKind.Code) throw new GradScopeError('user', `${basename(p.file)} has no code cell ${p.cell + 1} any more; run the notebook again to diagnose it.`);
+  return c.document;
 }
 
 /** Applies a prepared edit to exactly the document version it was computed for. */
@@ -242,7 +261,8 @@ async function applyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatur
   if ('prepared' in r) outcome = (await consentToEdit(r.run, vscode.Uri.parse(r.prepared.uri).fsPath, 'apply')) ?? (await applyPrepared(r.prepared));
   else outcome = r;
   report(ctx, outcome);
-  if (outcome.applied) {
+  // A cell's edit shows in its notebook's editor; a file is shown.
+  if (outcome.applied && !('prepared' in r && cellOfDocument(vscode.Uri.parse(r.prepared.uri)))) {
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(outcome.file));
     await vscode.window.showTextDocument(doc, { preserveFocus: false, preview: false });
   }
@@ -275,6 +295,9 @@ async function verifyRemedy(ctx: GradScopeContext, diagnostics: DiagnosticsFeatu
   }
   const { prepared, finding, run } = r;
   const script = run.run.script;
+  if (cellOfDocument(vscode.Uri.parse(prepared.uri))) {
+    throw new GradScopeError('user', `verification re-runs a script, and ${basename(script)}'s cells run in its kernel: apply the fix and run the cell again.`);
+  }
   if (vscode.Uri.parse(prepared.uri).fsPath !== script) {
     throw new GradScopeError(
       'user',

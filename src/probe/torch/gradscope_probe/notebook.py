@@ -19,6 +19,12 @@ locations then read ``{file: <notebook.ipynb>, cell, line, column}`` (protocol `
 is not found (a notebook not saved since the cell was edited) keeps the kernel's file name, and an
 EVENT says so once.
 
+Live: ``%gradscope on [NOTEBOOK] --connect unix:/path`` also streams every frame to a GradScope that
+listens there (VS Code's "GradScope: Inspect This Notebook's Kernel" sends it, with the per-run
+Unix socket of src/process/rankListener.ts: a folder only this user can reach, so no token), while
+still writing the run file. ``off`` ("Detach") ends both. ``on --connect`` while a run is on ends
+that run and starts a streaming one (hooks never stack).
+
 Which notebook: ``%gradscope on path/to/nb.ipynb`` when given; else ``__vsc_ipynb_file__`` (VS Code
 sets it in the user namespace), ``__session__`` (ipykernel sets it from Jupyter Server's
 ``JPY_SESSION_NAME``) or ``JPY_SESSION_NAME`` itself; else the only ``.ipynb`` in the kernel's
@@ -34,6 +40,7 @@ import linecache
 import os
 import random
 import re
+import shlex
 import struct
 import sys
 
@@ -214,24 +221,53 @@ class CellLocator:
 class _RunChannel(Channel):
     """The probe's channel over the run file. The run's own EVENTs wait for the first STEP: HELLO goes
     out with the probe's first frame and names the device of the parameters known by then, which
-    before any step may be none (it would say "CPU" of a run that trains on a GPU)."""
+    before any step may be none (it would say "CPU" of a run that trains on a GPU).
 
-    def __init__(self, fd, run, **kwargs):
+    With ``--connect ADDRESS`` (a GradScope that listens: VS Code's "Inspect This Notebook's
+    Kernel"), every frame also goes to that socket, the same frames as the file in the same order
+    (``live``, a Channel of its own: its own queue, its own drops). The socket's loss never touches
+    the kernel nor the run file: the stream stops, a warning says so, the file goes on."""
+
+    def __init__(self, fd, run, live=None, **kwargs):
         super().__init__(fd, **kwargs)
         self._run = run
+        self.live = live
 
     def send(self, msg: dict) -> bool:
         ok = super().send(msg)
+        live = self.live
+        if live is not None:
+            live.send(msg)
         if msg.get("type") == "step" and self._run.pending:
             self._run.flush_events()
         return ok
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        ok = super().flush(timeout)
+        if self.live is not None:
+            self.live.flush(timeout)
+        return ok
+
+    def release_live(self, timeout: float = 5.0) -> None:
+        """Writes what the socket has queued, then closes it (the listener sees the run's end)."""
+        live, self.live = self.live, None
+        if live is None:
+            return
+        try:
+            live.release(timeout)
+        finally:
+            try:
+                os.close(live.fd)
+            except OSError:
+                pass
 
 
 class NotebookRun:
     """One ``%gradscope on`` … ``off``: the probe, its run file, the hooks to remove."""
 
-    def __init__(self, shell, notebook=None):
+    def __init__(self, shell, notebook=None, connect=None):
         self.shell = shell
+        self.connect = connect  # a listening GradScope's address (ranks.connect), or None
         ns = getattr(shell, "user_ns", None) or {}
         if notebook:
             found = _existing_notebook(notebook, os.getcwd())
@@ -265,6 +301,8 @@ class NotebookRun:
         except BaseException:
             os.close(fd)
             raise
+        if self.connect:
+            self.channel.live = self._open_live(self.connect)
         self.probe = Probe(self.channel, script)
         if self.notebook:
             self.locator = CellLocator(self.notebook, self.shell, self._cell_missed)
@@ -273,6 +311,23 @@ class NotebookRun:
         self.event("info", "notebook run: %s (notebook: %s)" % (script, self.how))
         self._adopt()
         atexit.register(self._at_exit)
+
+    def _open_live(self, address: str):
+        """The socket to a listening GradScope, or None (said once) when it cannot be reached: the run
+        file is written either way. No watchdog reads it (a watchdog's hang-up would stop the kernel's
+        script); a listener that goes away is seen by the next write, and only the stream stops."""
+        from .ranks import connect
+
+        try:
+            return Channel(connect(address), watch=False)
+        except Exception as e:  # noqa: BLE001
+            _warn("cannot connect to GradScope at %s (%s): writing the run file only" % (address, e))
+            return None
+
+    @property
+    def live(self) -> bool:
+        ch = self.channel
+        return ch is not None and ch.live is not None and not ch.live.host_gone
 
     def event(self, kind: str, message: str) -> None:
         self.pending.append({"type": "event", "kind": kind, "message": message})
@@ -365,6 +420,10 @@ class NotebookRun:
         ch = self.channel
         if ch is not None:
             try:
+                ch.release_live()
+            except Exception as e:  # noqa: BLE001
+                _warn("closing the connection to GradScope: %s" % e)
+            try:
                 ch.release()
                 if not ch.host_gone:
                     record = {"reason": reason, "code": None, "signal": None, "error": error, "endedAt": _iso(_utcnow()), "steps": steps}
@@ -388,8 +447,9 @@ class NotebookRun:
 
     def status(self) -> str:
         steps = self.probe.steps if self.probe is not None else 0
-        return "GradScope is on: %d step(s) so far, run file %s, notebook %s (%s)" % (
-            steps, self.path, self.notebook or "unknown", self.how)
+        return "GradScope is on: %d step(s) so far, run file %s, notebook %s (%s)%s" % (
+            steps, self.path, self.notebook or "unknown", self.how,
+            (", streaming to %s" % self.connect if self.live else ", not streaming (the connection to %s is gone)" % self.connect) if self.connect else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,19 +457,50 @@ class NotebookRun:
 
 _active = None  # the NotebookRun that is on, if any
 
-USAGE = "usage: %gradscope on [NOTEBOOK.ipynb] | off | status"
+USAGE = "usage: %gradscope on [NOTEBOOK.ipynb] [--connect unix:/path] | off | status"
+
+
+def _parse_on(args):
+    """(notebook or None, address or None) of ``on``'s arguments; ValueError on anything else."""
+    notebook = connect = None
+    rest = list(args)
+    while rest:
+        a = rest.pop(0)
+        if a == "--connect" and rest:
+            connect = rest.pop(0)
+        elif a.startswith("--connect="):
+            connect = a[len("--connect="):]
+        elif not a.startswith("-") and notebook is None:
+            notebook = a
+        else:
+            raise ValueError(a)
+    return notebook, connect
 
 
 def gradscope_magic(shell, line: str) -> None:
     global _active
     try:
-        args = line.split()
+        try:
+            args = shlex.split(line)  # paths with spaces come quoted
+        except ValueError:
+            args = line.split()
         cmd = args[0] if args else "status"
         if cmd == "on":
-            if _active is not None:
-                print("GradScope is already on: run file %s" % _active.path)
+            try:
+                nb_arg, connect = _parse_on(args[1:])
+            except ValueError as e:
+                print("%gradscope on: unexpected %r; " % (str(e),) + USAGE)
                 return
-            run = NotebookRun(shell, args[1] if len(args) > 1 else None)
+            if _active is not None:
+                if not connect:
+                    print("GradScope is already on: run file %s" % _active.path)
+                    return
+                # A GradScope asks to follow the kernel: the run that is on ends (its file complete)
+                # and a new one starts that streams; hooks never stack (off removes them all).
+                old, _active = _active, None
+                steps = old.stop("completed")
+                print("GradScope: the run that was on ended (%d step(s) in %s); a new one streams to GradScope" % (steps, old.path))
+            run = NotebookRun(shell, nb_arg, connect)
             try:
                 run.start()
             except Exception as e:  # noqa: BLE001
@@ -420,7 +511,8 @@ def gradscope_magic(shell, line: str) -> None:
                     pass
                 return
             _active = run
-            print("GradScope is on: writing %s%s" % (run.path, "" if run.notebook else " (notebook not found: " + run.how + ")"))
+            print("GradScope is on: writing %s%s%s" % (run.path, "" if run.notebook else " (notebook not found: " + run.how + ")",
+                                                     "" if not connect else ", streaming to GradScope" if run.live else ", not streaming (GradScope not reachable)"))
         elif cmd == "off":
             if _active is None:
                 print("GradScope is off")

@@ -319,3 +319,40 @@ class RunFilePieces(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OnArguments(unittest.TestCase):
+    """``%gradscope on [NOTEBOOK] [--connect ADDRESS]``: what the extension and the pasted lines send."""
+
+    def test_parse(self):
+        self.assertEqual(notebook._parse_on([]), (None, None))
+        self.assertEqual(notebook._parse_on(["nb.ipynb"]), ("nb.ipynb", None))
+        self.assertEqual(notebook._parse_on(["--connect", "unix:/tmp/gs-x/s"]), (None, "unix:/tmp/gs-x/s"))
+        self.assertEqual(notebook._parse_on(["a b.ipynb", "--connect=unix:/s"]), ("a b.ipynb", "unix:/s"))
+        for bad in (["--connect"], ["--port", "1"], ["a.ipynb", "b.ipynb"]):
+            with self.assertRaises(ValueError, msg=bad):
+                notebook._parse_on(bad)
+
+    def test_quoted_paths_reach_the_magic_whole(self):
+        seen = []
+
+        class Shell:
+            user_ns = {}
+
+        orig = notebook.NotebookRun
+        try:
+            class Fake:
+                def __init__(self, shell, nb, connect):
+                    seen.append((nb, connect))
+                    raise RuntimeError("stop here")
+
+            notebook.NotebookRun = Fake
+            with open(os.devnull, "w") as devnull:
+                old, sys.stderr = sys.stderr, devnull
+                try:
+                    notebook.gradscope_magic(Shell(), "on '/tmp/my notebooks/it'\"'\"'s.ipynb' --connect 'unix:/tmp/gs-a/s'")
+                finally:
+                    sys.stderr = old
+        finally:
+            notebook.NotebookRun = orig
+        self.assertEqual(seen, [("/tmp/my notebooks/it's.ipynb", "unix:/tmp/gs-a/s")])
