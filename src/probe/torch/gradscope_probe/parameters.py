@@ -227,14 +227,16 @@ def shard_block(p):
         return None
     shape = [int(d) for d in p.shape]
     local = [int(d) for d in p.to_local().shape]
-    if not any(pl.is_shard() for pl in p.placements):
-        return None  # replicated on every rank: the tensor is whole here
+    ways = 1  # the blocks the tensor is cut into (replicas aside)
+    for dim, pl in enumerate(p.placements):
+        if pl.is_shard():
+            ways *= int(p.device_mesh.size(dim))
+    if ways <= 1:
+        return None  # replicated on every rank, or a mesh of one: the tensor is whole here
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
     _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
     offset = [min(int(o), d) for o, d in zip(offset, shape)]  # an empty block may start past the end
-    if local == shape:
-        return None  # one rank's mesh: the block is the whole tensor
     if len(offset) != len(shape) or len(local) != len(shape) or any(o + n > d for o, n, d in zip(offset, local, shape)):
         raise ValueError("block %s at %s does not fit shape %s" % (local, offset, shape))
     return {"offset": offset, "localShape": local}
