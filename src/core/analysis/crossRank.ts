@@ -11,9 +11,10 @@
 // Replicas must agree. Tensors are matched across ranks by name and by block (a tensor held whole,
 // or one shard's offset and shape): every group of two ranks or more holds replicas of the same
 // values. Under DDP every parameter is such a group (after the all-reduce every rank's gradient is the
-// same); under FSDP2 each block is held by one rank (nothing to compare); under HSDP each block by its
-// replicas. Each group's gradient norms are compared step by step over the steps every rank still
-// holds at full resolution (RunStore's ring). A relative difference above DESYNC_RELATIVE_TOLERANCE,
+// same, and so are the parameters); under FSDP2 each block is held by one rank (nothing to compare);
+// under HSDP each block by its replicas. Each group's gradient norms, and where those agree its
+// parameter norms, are compared step by step over the steps every rank still holds at full resolution
+// (RunStore's ring). A relative difference above DESYNC_RELATIVE_TOLERANCE,
 // a gradient present on one rank and absent on another, NaN on one and a number on another, or a step
 // one rank skipped while it went on to later ones (a rank that ended early, crashed, is said by the
 // run's exit, not here) is a desync.
@@ -136,6 +137,11 @@ export function relativeDifference(a: number, b: number): number {
   return Math.abs(a - b) / m;
 }
 
+/** What replicas must agree on, in this order: the gradient's norm, then the parameter's. */
+const COMPARED_STATS = ['norm', 'paramNorm'] as const;
+type ComparedStat = (typeof COMPARED_STATS)[number];
+const STAT_TEXT: Record<ComparedStat, string> = { norm: 'gradient norm', paramNorm: 'parameter norm' };
+
 /** One disagreement at one step. */
 interface Divergence {
   step: number;
@@ -145,8 +151,9 @@ interface Divergence {
   tensors: string[];
   /** Largest relative difference among the tensors (Infinity: absent vs present, NaN vs number). */
   relDiff: number;
-  /** The first tensor's values: the reference's and the first disagreeing rank's. */
+  /** The first tensor's values (of `stat`): the reference's and the first disagreeing rank's. */
   tensor: string;
+  stat: ComparedStat;
   value: number | 'absent';
   other: number | 'absent';
   /** Set for a skipped step: the ranks that went on without it. */
@@ -217,6 +224,7 @@ function compare(ranks: readonly RankStore[], held: readonly HeldSteps[], groups
         tensors: [],
         relDiff: Infinity,
         tensor: '',
+        stat: 'norm',
         value: 'absent',
         other: 'absent',
         skipped: true,
@@ -224,44 +232,53 @@ function compare(ranks: readonly RankStore[], held: readonly HeldSteps[], groups
     }
     if (s.holders.length < 2) continue;
     compared++;
-    const rows = new Map<number, { norm: Float64Array; absent: Uint8Array }>();
+    const rows = new Map<number, { norm: Float64Array; absent: Uint8Array; param: Float64Array | null }>();
     for (const r of s.holders) {
       const o = held[r].byKey.get(s.key) as number;
       const norm = new Float64Array(rowLen[r]);
       const absent = new Uint8Array(rowLen[r]);
+      const param = new Float64Array(rowLen[r]);
       ranks[r].store.readRecentRow(o, 'norm', norm, absent);
-      rows.set(r, { norm, absent });
+      rows.set(r, { norm, absent, param: ranks[r].store.readRecentRow(o, 'paramNorm', param) ? param : null });
     }
-    const bad = new Map<number, { tensors: string[]; relDiff: number; first: { tensor: string; value: number | 'absent'; other: number | 'absent' } }>();
+    const bad = new Map<number, { tensors: string[]; relDiff: number; first: { tensor: string; stat: ComparedStat; value: number | 'absent'; other: number | 'absent' } }>();
     let reference = -1;
+    const agree = (a: number | 'absent', b: number | 'absent'): boolean => (a === 'absent' || b === 'absent' ? a === b : relativeDifference(a, b) <= tol);
     for (const g of groups) {
-      const vals: { r: number; v: number | 'absent' }[] = [];
-      for (const m of g.members) {
-        const row = rows.get(m.r);
-        if (!row || m.id >= row.norm.length) continue;
-        vals.push({ r: m.r, v: row.absent[m.id] ? 'absent' : row.norm[m.id] });
-      }
-      if (vals.length < 2) continue;
-      // The reference value: the one most members agree with, the lowest rank's on a tie.
-      const agree = (a: number | 'absent', b: number | 'absent'): boolean => (a === 'absent' || b === 'absent' ? a === b : relativeDifference(a, b) <= tol);
-      let best = vals[0];
-      let bestCount = -1;
-      for (const c of vals) {
-        const n = vals.filter((x) => agree(c.v, x.v)).length;
-        if (n > bestCount) {
-          best = c;
-          bestCount = n;
+      // The gradient first; where the gradients agree, the parameter (replicas whose parameters
+      // drifted apart, after one rank applied another update, show it at every later step).
+      for (const stat of COMPARED_STATS) {
+        const vals: { r: number; v: number | 'absent' }[] = [];
+        for (const m of g.members) {
+          const row = rows.get(m.r);
+          if (!row || m.id >= row.norm.length) continue;
+          if (stat === 'norm') vals.push({ r: m.r, v: row.absent[m.id] ? 'absent' : row.norm[m.id] });
+          else if (row.param && !row.absent[m.id] && !Number.isNaN(row.param[m.id])) vals.push({ r: m.r, v: row.param[m.id] });
         }
-      }
-      for (const x of vals) {
-        if (agree(best.v, x.v)) continue;
-        const rel = best.v === 'absent' || x.v === 'absent' ? Infinity : relativeDifference(best.v, x.v);
-        const rank = ranks[x.r].rank;
-        let b = bad.get(rank);
-        if (!b) bad.set(rank, (b = { tensors: [], relDiff: 0, first: { tensor: g.name, value: best.v, other: x.v } }));
-        b.tensors.push(g.name);
-        b.relDiff = Math.max(b.relDiff, rel);
-        if (reference < 0) reference = ranks[best.r].rank;
+        if (vals.length < 2) continue;
+        // The reference value: the one most members agree with, the lowest rank's on a tie.
+        let best = vals[0];
+        let bestCount = -1;
+        for (const c of vals) {
+          const n = vals.filter((x) => agree(c.v, x.v)).length;
+          if (n > bestCount) {
+            best = c;
+            bestCount = n;
+          }
+        }
+        let differs = false;
+        for (const x of vals) {
+          if (agree(best.v, x.v)) continue;
+          differs = true;
+          const rel = best.v === 'absent' || x.v === 'absent' ? Infinity : relativeDifference(best.v, x.v);
+          const rank = ranks[x.r].rank;
+          let b = bad.get(rank);
+          if (!b) bad.set(rank, (b = { tensors: [], relDiff: 0, first: { tensor: g.name, stat, value: best.v, other: x.v } }));
+          if (!b.tensors.includes(g.name)) b.tensors.push(g.name);
+          b.relDiff = Math.max(b.relDiff, rel);
+          if (reference < 0) reference = ranks[best.r].rank;
+        }
+        if (differs) break;
       }
     }
     if (bad.size) {
@@ -275,6 +292,7 @@ function compare(ranks: readonly RankStore[], held: readonly HeldSteps[], groups
         tensors,
         relDiff: Math.max(...worst.map(([, b]) => b.relDiff)),
         tensor: first.first.tensor,
+        stat: first.first.stat,
         value: first.first.value,
         other: first.first.other,
       });
@@ -294,7 +312,7 @@ function desyncFinding(ds: readonly Divergence[], groups: readonly Group[], tol:
   const who = `rank${d.ranks.length === 1 ? '' : 's'} ${listText(d.ranks)}`;
   const what = d.skipped
     ? `${who} skipped step ${d.step}, which rank ${d.reference} took, and went on to later steps`
-    : `${who} disagree${d.ranks.length === 1 ? 's' : ''} with rank ${d.reference} at step ${d.step}: ${d.tensor}'s gradient norm is ${num(d.other)} there and ${num(d.value)} on rank ${d.reference}${
+    : `${who} disagree${d.ranks.length === 1 ? 's' : ''} with rank ${d.reference} at step ${d.step}: ${d.tensor}'s ${STAT_TEXT[d.stat]} is ${num(d.other)} there and ${num(d.value)} on rank ${d.reference}${
         Number.isFinite(d.relDiff) ? ` (relative difference ${d.relDiff.toPrecision(3)})` : ''
       }${d.tensors.length > 1 ? `; ${d.tensors.length} tensors differ` : ''}`;
   const later = ds.length > 1 ? `; ${ds.length} steps disagree in all (${listText(allRanks.map((r) => `rank ${r}`))})` : '';
@@ -308,12 +326,13 @@ function desyncFinding(ds: readonly Divergence[], groups: readonly Group[], tol:
     tensors: d.tensors,
     layer: null,
     source: info?.source ? { ...info.source } : null,
-    message: `ranks out of step: ${what}${later}. Replicas of a parameter (DDP after its all-reduce) must hold the same gradient on every rank`,
+    message: `ranks out of step: ${what}${later}. Replicas of a parameter (DDP after its all-reduce) must hold the same gradient and the same values on every rank`,
     evidence: {
       firstStep: d.step,
       ranks: d.ranks.join(', '),
       referenceRank: d.reference,
       tensor: d.skipped ? null : d.tensor,
+      statistic: d.skipped ? null : d.stat,
       relDiff: d.skipped ? null : d.relDiff,
       value: d.skipped || d.value === 'absent' ? null : d.value,
       rankValue: d.skipped || d.other === 'absent' ? null : d.other,

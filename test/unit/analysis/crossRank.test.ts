@@ -8,7 +8,7 @@ import type { ShardInfo, StatName, TensorInfo } from '../../../src/core/protocol
 import { RunStore } from '../../../src/core/store/runStore';
 import { wire } from '../store/helpers';
 
-const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'hasGrad'];
+const STATS: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'hasGrad', 'paramNorm'];
 
 interface RankSpec {
   rank: number;
@@ -19,6 +19,8 @@ interface RankSpec {
   /** Norm of tensor t at step s (NaN allowed; 'absent': no gradient). */
   norm: (step: number, t: number) => number | 'absent';
   nanAt?: (step: number, t: number) => boolean;
+  /** Parameter norm of tensor t at step s (default: 10 + t, the same on every rank). */
+  param?: (step: number, t: number) => number;
 }
 
 function rankStore(spec: RankSpec): RankStore {
@@ -58,6 +60,7 @@ function rankStore(spec: RankSpec): RankStore {
       cols[2][t] = v === 'absent' ? NaN : nan ? 1 : 0;
       cols[3][t] = v === 'absent' ? NaN : 0;
       cols[4][t] = v === 'absent' ? 0 : 1;
+      cols[5][t] = v === 'absent' ? NaN : (spec.param?.(s, t) ?? 10 + t);
     }
     store.ingest(wire({ type: 'step', step: s, optimizer: 0, loss: 0.5, wallMs: s, stats: STATS, columns: cols, nTensors: n }).msg);
   }
@@ -105,6 +108,21 @@ describe('analyzeRanks: DDP replicas', () => {
     assert.ok(Math.abs((f.evidence.relDiff as number) - 2 / 3) < 1e-6, String(f.evidence.relDiff));
     assert.match(f.message, /^ranks out of step: rank 1 disagrees with rank 0 at step 6: fc1\.weight's gradient norm is /);
     assert.deepEqual(f.remedies, []);
+  });
+
+  it('parameters that drifted apart while the gradients agree (one rank applied another update) are a desync at every step they differ', () => {
+    const ranks = [0, 1].map((rank) => rankStore({ rank, tensors: PARAMS, steps: range(8), norm: healthy, param: (s, t) => 10 + t + (rank === 1 && s >= 5 ? 0.01 : 0) }));
+    const [f] = analyzeRanks(ranks).findings;
+    assert.equal(f.step, 5);
+    assert.deepEqual(f.stepRange, [5, 7]);
+    assert.equal(f.evidence.statistic, 'paramNorm');
+    assert.equal(f.evidence.stepsDisagreeing, 3);
+    assert.match(f.message, /rank 1 disagrees with rank 0 at step 5: fc1\.weight's parameter norm is 10\.01/);
+    // The gradient is named first when both differ.
+    const both = [0, 1].map((rank) =>
+      rankStore({ rank, tensors: PARAMS, steps: range(4), norm: (s, t) => healthy(s, t) * (rank === 1 && s === 2 ? 2 : 1), param: (s, t) => 10 + t + (rank === 1 && s === 2 ? 1 : 0) }),
+    );
+    assert.equal(analyzeRanks(both).findings[0]?.evidence.statistic, 'norm');
   });
 
   it('with three ranks the odd one out is named, even when it is rank 0', () => {

@@ -145,30 +145,37 @@ describe('cross-rank analysis of real distributed runs (gloo, CPU)', { skip: tor
     assert.match(t.stdout, /^ranks {5}2 ranks in step: 4 replicated tensors compared over 4 steps, the same gradient norms on every rank$/m);
   });
 
-  it('DDP, 2 ranks, rank 1 scales its gradients after the all-reduce at step 2: rank-desync at step 2 naming rank 1, in the JSON and the table', { skip: noLauncher }, async () => {
-    const out = mkdtempSync(join(tmpdir(), 'gs-xrank-'));
-    const env = { DESYNC_RANK: '1', DESYNC_STEP: '2', STEPS: '5' };
-    const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], env);
-    const doc = json(r);
-    assert.equal(r.code, 0, r.stderr.slice(-3000));
-    const [f, ...more] = doc.crossRank.findings;
-    assert.equal(more.length, 0);
-    assert.equal(f.kind, 'rank-desync');
-    assert.equal(f.step, 2);
-    assert.deepEqual(f.stepRange, [2, 2], 'the all-reduce of the next step makes the gradients the same again');
-    assert.equal(f.evidence.ranks, '1');
-    assert.equal(f.evidence.referenceRank, 0);
-    assert.deepEqual(f.tensors, ['model.0.weight', 'model.0.bias', 'model.2.weight', 'model.2.bias']);
-    // ×3 on rank 1: (3x − x) / 3x, within float32.
-    assert.ok(Math.abs((f.evidence.relDiff as number) - 2 / 3) < 1e-5, String(f.evidence.relDiff));
-    assert.deepEqual(
-      doc.findings.filter((x) => x.kind === 'rank-desync').map((x) => x.step),
-      [2],
-    );
-    const t = await gradscope(['run', '--out', out, '--nproc-per-node', '2', ddp], env);
-    assert.match(t.stdout, /^ {2}error {3}rank-desync at step 2 · ranks 1$/m);
-    assert.match(t.stdout, /ranks out of step: rank 1 disagrees with rank 0 at step 2: model\.0\.weight's gradient norm is/);
-  });
+  it(
+    'DDP, 2 ranks, rank 1 scales its gradients after the all-reduce at step 2: rank-desync at step 2 naming rank 1 (its parameters apart from then on), in the JSON and the table',
+    { skip: noLauncher },
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), 'gs-xrank-'));
+      const env = { DESYNC_RANK: '1', DESYNC_STEP: '2', STEPS: '5' };
+      const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], env);
+      const doc = json(r);
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      const [f, ...more] = doc.crossRank.findings;
+      assert.equal(more.length, 0);
+      assert.equal(f.kind, 'rank-desync');
+      assert.equal(f.step, 2);
+      // The all-reduce of the next step makes the gradients the same again; the parameters stay apart.
+      assert.deepEqual(f.stepRange, [2, 4]);
+      assert.equal(f.evidence.statistic, 'norm');
+      assert.equal(f.evidence.stepsDisagreeing, 3);
+      assert.equal(f.evidence.ranks, '1');
+      assert.equal(f.evidence.referenceRank, 0);
+      assert.deepEqual(f.tensors, ['model.0.weight', 'model.0.bias', 'model.2.weight', 'model.2.bias']);
+      // ×3 on rank 1: (3x − x) / 3x, within float32.
+      assert.ok(Math.abs((f.evidence.relDiff as number) - 2 / 3) < 1e-5, String(f.evidence.relDiff));
+      assert.deepEqual(
+        doc.findings.filter((x) => x.kind === 'rank-desync').map((x) => x.step),
+        [2],
+      );
+      const t = await gradscope(['run', '--out', out, '--nproc-per-node', '2', ddp], env);
+      assert.match(t.stdout, /^ {2}error {3}rank-desync at step 2 · ranks 1$/m);
+      assert.match(t.stdout, /ranks out of step: rank 1 disagrees with rank 0 at step 2: model\.0\.weight's gradient norm is/);
+    },
+  );
 
   it(
     'FSDP2 fully_shard, 2 ranks: the combined global norm and per-parameter norms equal those the script computes with full_tensor(); each rank says it shows shards',
