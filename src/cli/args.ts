@@ -104,7 +104,8 @@ Options:
                      the model's global norm combined from every rank's shards are shown whatever R
   --                 pass everything after it to the script
   Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
-  (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
+  (also: the script is missing or is a folder; --rank names a rank the run did not have: the table
+  shows the lowest rank instead), 3 the probe's data stream was corrupt, 4 an output
   could not be written (the run folder: nothing ran; or the report), 6 the script ran but no
   optimizer step was observed (nothing was diagnosed; the summary says why it may be), 7 the probe
   was lost (its channel closed without END: steps after the last one seen were not observed),

@@ -180,7 +180,8 @@ async function run(a: RunArgs): Promise<number> {
     );
   }
   const code = exitCodeFor(exit, observedNothing(runWarnings(store, { reason: exit.reason })));
-  if (badRank) return RUN_EXIT.usage;
+  // A bad --rank is a usage error, unless the run itself says something graver (a crash, a lost probe).
+  if (badRank && code === RUN_EXIT.observed) return RUN_EXIT.usage;
   return code === RUN_EXIT.observed && reportFailed ? RUN_EXIT.outputFailed : code;
 }
 
