@@ -24,6 +24,8 @@ export interface RunArgs {
   nprocPerNode: number;
   /** A launcher's command line given as is (`torchrun …`, `python -m torch.distributed.run …`); `script` is the training script it names. */
   launcher: string[] | null;
+  /** --rank R: the table (and the JSON's top level) shows rank R of a distributed run (null: rank 0, or the script's own process). */
+  rank: number | null;
 }
 
 export interface FixArgs {
@@ -64,7 +66,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
-                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]… [--nproc-per-node N]
+                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]… [--nproc-per-node N] [--rank R]
   gradscope run [options] -- torchrun [torchrun args…] <script.py> [script args…]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
@@ -97,9 +99,13 @@ Options:
   --nproc-per-node N run a PyTorch script as N ranks under torch.distributed.run (your torch), every
                      rank observed; a launcher after -- (torchrun …, python -m torch.distributed.run …)
                      runs as given, its ranks and the processes a script spawns observed too
+  --rank R           with several ranks, the table shows rank R's tensors and findings (default: rank
+                     0); the cross-rank findings (ranks out of step) and, for sharded tensors (FSDP2),
+                     the model's global norm combined from every rank's shards are shown whatever R
   --                 pass everything after it to the script
   Exit codes: 0 observed (completed, step or time limit, stopped), 1 the script crashed, 2 usage
-  (also: the script is missing or is a folder), 3 the probe's data stream was corrupt, 4 an output
+  (also: the script is missing or is a folder; --rank names a rank the run did not have: the table
+  shows the lowest rank instead), 3 the probe's data stream was corrupt, 4 an output
   could not be written (the run folder: nothing ran; or the report), 6 the script ran but no
   optimizer step was observed (nothing was diagnosed; the summary says why it may be), 7 the probe
   was lost (its channel closed without END: steps after the last one seen were not observed),
@@ -183,6 +189,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     nodeArgs: [],
     nprocPerNode: 0,
     launcher: null,
+    rank: null,
   };
   const { positional, help } = scanArgs(rest, (flag, value) => {
     switch (flag) {
@@ -223,6 +230,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--nproc-per-node':
         out.nprocPerNode = positiveInt('--nproc-per-node', value());
         return true;
+      case '--rank':
+        out.rank = positiveInt('--rank', value(), true);
+        return true;
       default:
         return false;
     }
@@ -240,6 +250,8 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     out.scriptArgs = positional.slice(at + 1);
     return out;
   }
+  if (out.rank !== null && out.nprocPerNode && out.rank >= out.nprocPerNode)
+    throw new UsageError(`--rank ${out.rank} is not a rank of --nproc-per-node ${out.nprocPerNode} (ranks 0 to ${out.nprocPerNode - 1})`);
   out.script = script;
   out.scriptArgs = scriptArgs;
   return out;

@@ -5,7 +5,9 @@ import { observedNothing, runWarnings } from '../core/report/warnings';
 import { RunFileError } from '../core/store/runFile';
 import { checkWritableFile, ensureDir, HostFileError, scriptProblem } from '../process/files';
 import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
-import { analyzerFor, shownStore, type RunRank } from '../process/runHandle';
+import { analyzerFor, shownStore } from '../process/runHandle';
+import { analyzeRanks, DESYNC_RELATIVE_TOLERANCE } from '../core/analysis/crossRank';
+import { crossRankJson, ranksJson } from '../core/report/ranksJson';
 import type { Analyzer } from '../core/analysis/analyzer';
 import type { RunStore } from '../core/store/runStore';
 import { withCause } from '../core/analysis/nanCause';
@@ -129,9 +131,20 @@ async function run(a: RunArgs): Promise<number> {
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   // The store that shows the run (./runHandle shownStore): the script's own, or, when it only started
-  // ranks (mp.spawn), the first rank's; its findings then come from that rank's series.
-  const store = shownStore(session);
-  const findings = store === session.store ? [...session.findings] : [...finishedAnalyzer(store).findings];
+  // ranks (mp.spawn), the first rank's; with --rank R, rank R's. Its findings come from that store.
+  const ranks = session.ranks;
+  const picked = a.rank === null ? null : (ranks.find((r) => r.rank === a.rank) ?? null);
+  let badRank = false;
+  if (a.rank !== null && !picked) {
+    badRank = true;
+    say(
+      `--rank ${a.rank}: ${ranks.length ? `this run has rank${ranks.length === 1 ? '' : 's'} ${ranks.map((r) => r.rank).join(', ')}` : 'this run has no ranks (one process)'}; showing ${ranks.length ? `rank ${shownRankOf(session)}` : 'it'} instead (the run file keeps every rank: ${relative(cwd, session.runFile) || session.runFile})`,
+    );
+  }
+  const store = picked ? picked.store : shownStore(session);
+  const findingsOf = findingsCache(session);
+  const findings = [...findingsOf(store)];
+  const cross = ranks.length > 1 ? analyzeRanks(ranks) : null;
   const located = a.locateNan ? await locateFirstNonFinite(a, session.script, findings) : null;
   let reportFailed = false;
   if (report) {
@@ -146,18 +159,29 @@ async function run(a: RunArgs): Promise<number> {
     }
   }
 
+  const shownRank = ranks.find((r) => r.store === store)?.rank ?? null;
   if (a.json) {
-    const doc = buildRunJson(store, session.script, exit, session.runFile, findings);
+    // The run's findings: the shown store's, then the cross-rank ones (ranks out of step).
+    const doc = buildRunJson(store, session.script, exit, session.runFile, [...findings, ...(cross?.findings ?? [])]);
     // (the located cause is on its finding already: buildRunJson carries `cause`)
     if (located) Object.assign(doc, { locateNan: locateJson(located) });
-    if (session.ranks.length || session.expectedRanks) Object.assign(doc, ranksJson(session.ranks, session.expectedRanks));
+    if (ranks.length || session.expectedRanks) {
+      const each = ranks.map((r) => ({ rank: r.rank, store: r.store, runFile: r.runFile, findings: findingsOf(r.store) }));
+      Object.assign(doc, ranksJson(each, session.expectedRanks, shownRank, cross ? crossRankJson(cross, DESYNC_RELATIVE_TOLERANCE) : null));
+    }
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
+    const rankView = ranks.length > 1 || shownRank !== null ? { shown: shownRank, ranks: ranks.map((r) => r.rank), cross } : null;
     process.stdout.write(
-      formatSummary(store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, { optimizer: a.optimizer }),
+      formatSummary(store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, {
+        optimizer: a.optimizer,
+        ranks: rankView,
+      }),
     );
   }
   const code = exitCodeFor(exit, observedNothing(runWarnings(store, { reason: exit.reason })));
+  // A bad --rank is a usage error, unless the run itself says something graver (a crash, a lost probe).
+  if (badRank && code === RUN_EXIT.observed) return RUN_EXIT.usage;
   return code === RUN_EXIT.observed && reportFailed ? RUN_EXIT.outputFailed : code;
 }
 
@@ -194,34 +218,19 @@ function finishedAnalyzer(store: RunStore): Analyzer {
   return a;
 }
 
-/**
- * The JSON's ranks (issue 17): every process that joined the run, with its steps and its run file, the
- * ranks the job expected and those that never joined. The rest of the document shows one store (rank 0,
- * or the script's own process).
- */
-export function ranksJson(ranks: readonly RunRank[], expected: number): { ranks: Record<string, unknown>[]; expectedRanks: number; missingRanks: number[] } {
-  const seen = new Set(ranks.map((r) => r.rank));
-  const missing: number[] = [];
-  for (let r = 0; r < expected; r++) if (!seen.has(r)) missing.push(r);
-  return {
-    ranks: ranks.map((r) => {
-      const h = r.store.hello;
-      const end = r.store.end;
-      return {
-        rank: r.rank,
-        localRank: h?.localRank ?? null,
-        worldSize: h?.worldSize ?? null,
-        host: h?.host ?? null,
-        pid: h?.pid ?? null,
-        steps: r.store.stepCount,
-        lastStep: r.store.lastStep,
-        globalNorm: r.store.summary().globalNorm,
-        end: end ? { reason: end.reason, steps: end.steps, error: end.error ?? null } : null,
-        runFile: r.runFile,
-      };
-    }),
-    expectedRanks: Math.max(expected, seen.size),
-    missingRanks: missing,
+/** The rank the run shows without --rank: the rank whose store shownStore picks (null: the script's own process). */
+function shownRankOf(session: RunSession): number | null {
+  const store = shownStore(session);
+  return session.ranks.find((r) => r.store === store)?.rank ?? null;
+}
+
+/** Each store's findings, computed once: the session's own analyzer for its store, a finished one for a rank's. */
+function findingsCache(session: RunSession): (store: RunStore) => readonly Finding[] {
+  const done = new Map<RunStore, readonly Finding[]>([[session.store, session.findings]]);
+  return (store) => {
+    let f = done.get(store);
+    if (!f) done.set(store, (f = finishedAnalyzer(store).findings));
+    return f;
   };
 }
 

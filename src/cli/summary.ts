@@ -1,6 +1,8 @@
 // The readable summary `gradscope run` prints without --json.
 import { relative } from 'node:path';
+import type { CrossRankAnalysis } from '../core/analysis/crossRank';
 import type { Finding } from '../core/analysis/finding';
+import { isShardStore } from '../core/report/runJson';
 import { runWarnings } from '../core/report/warnings';
 import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
 import { formatNumber } from '../core/protocol/float';
@@ -73,6 +75,8 @@ function table(rows: string[][]): string {
 export interface SummaryOptions {
   /** Restrict the table to this optimizer's tensors and steps (`--optimizer`: its name or id). */
   optimizer?: string | null;
+  /** A run of several ranks: the rank the table shows (null: the script's own process), every rank, and the cross-rank analysis. */
+  ranks?: { shown: number | null; ranks: readonly number[]; cross: CrossRankAnalysis | null } | null;
 }
 
 export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = [], opts: SummaryOptions = {}): string {
@@ -91,7 +95,31 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
     const at = w.step !== undefined && w.code !== 'skipped-steps' ? ` (step ${w.step})` : '';
     out.push(`${w.level === 'warning' ? 'warning' : 'note   '}   ${w.message}${at}`);
   }
-  out.push(`‖g‖       first ${fmt(s.globalNorm.first)} · max ${fmt(s.globalNorm.max)} · last ${fmt(s.globalNorm.last)}`);
+  const rv = opts.ranks ?? null;
+  if (rv) {
+    const all = rv.ranks.join(', ');
+    out.push(
+      rv.shown === null
+        ? `ranks     the script's own process is shown; its ranks: ${all} (--rank R shows one)`
+        : `rank      ${rv.shown} is shown, of rank${rv.ranks.length === 1 ? '' : 's'} ${all}${rv.ranks.length > 1 ? ' (--rank R shows another)' : ''}`,
+    );
+  }
+  // A process that holds shards (FSDP2) has the global norm of its shards, not of the model: say so,
+  // and give the model's, combined from every rank's shards.
+  const sharded = isShardStore(store);
+  const whose = sharded ? ' shard ' : '       ';
+  out.push(
+    `‖g‖${whose}first ${fmt(s.globalNorm.first)} · max ${fmt(s.globalNorm.max)} · last ${fmt(s.globalNorm.last)}${sharded ? ` (${h ? `rank ${h.rank}'s` : "this process's"} shards only)` : ''}`,
+  );
+  const combined = rv?.cross?.combined;
+  if (combined) {
+    const g = combined.globalNorm;
+    let max = -Infinity;
+    for (const v of g) if (Number.isFinite(v) && v > max) max = v;
+    out.push(
+      `‖g‖ model first ${fmt(g.length ? g[0] : null)} · max ${fmt(max === -Infinity ? null : max)} · last ${fmt(g.length ? g[g.length - 1] : null)} (combined from the shards of ranks ${combined.ranks.join(', ')}, ${plural(g.length, 'step')})`,
+    );
+  }
   if (s.firstNonFinite) {
     const t = store.tensors[s.firstNonFinite.tensorId];
     out.push(`non-finite  first at step ${s.firstNonFinite.step} in ${t ? t.name : `tensor ${s.firstNonFinite.tensorId}`}`);
@@ -122,7 +150,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
   );
   if (absent) out.push(`no grad   ${absent}`);
   if (shown.length) {
-    const rows = [['tensor', 'shape', 'built at', 'last ‖g‖', 'max ‖g‖', 'NaN/Inf']];
+    const rows = [['tensor', 'shape', 'built at', sharded ? 'last ‖shard‖' : 'last ‖g‖', sharded ? 'max ‖shard‖' : 'max ‖g‖', 'NaN/Inf']];
     const sel = picked ? { optimizer: picked.id } : {};
     for (const t of shown) {
       const norm = store.series(t.id, 'norm', sel);
@@ -130,7 +158,9 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       const src = t.source ? locationText(relative(process.cwd(), t.source.file) || t.source.file, t.source) : '?';
       // The norm column covers finite entries only: show NaN/Inf when the last step had them.
       const last = (seriesLast(store.series(t.id, 'nanCount', sel)) ?? 0) > 0 ? NaN : (seriesLast(store.series(t.id, 'infCount', sel)) ?? 0) > 0 ? Infinity : seriesLast(norm);
-      rows.push([neutralise(t.name, true), `[${t.shape.join(',')}]`, neutralise(src, true), fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
+      // A shard: its own block's shape, of the tensor's.
+      const shape = t.shard ? `[${t.shard.localShape.join(',')}] of [${t.shape.join(',')}]` : `[${t.shape.join(',')}]`;
+      rows.push([neutralise(t.name, true), shape, neutralise(src, true), fmt(last), fmt(seriesMax(norm)), bad ? 'yes' : 'no']);
     }
     out.push('');
     out.push(table(rows));
@@ -154,10 +184,29 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       out.push(`fix       npx gradscope fix ${where.script} --verify   (shows the diff of the top remedy, re-runs to check it, then writes it)`);
     }
   } else if (store.stepCount) out.push('findings  none');
+  if (rv?.cross) out.push(...crossRankLines(rv.cross));
   out.push('');
   out.push(`run file  ${where.runFile}${exit.recording ? ` (incomplete: ${exit.recording.steps} of ${exit.steps} steps, ${exit.recording.reason})` : ''}`);
   out.push('');
   // Names, paths and messages come from the run: no bidirectional control may reorder the terminal's
   // text, no ESC sequence act on it (the table's cells are neutralised above, so columns line up).
   return neutralise(out.join('\n'));
+}
+
+/** The cross-rank part of the summary: what was compared, and each rank-desync finding. */
+function crossRankLines(c: CrossRankAnalysis): string[] {
+  const out: string[] = [''];
+  const n = c.ranks.length;
+  if (c.findings.length === 0) {
+    if (c.compared.groups === 0)
+      out.push(`ranks     ${n} ranks: every tensor is held as distinct shards, nothing is held twice to compare${c.sharded ? "; the model's norm is combined above" : ''}`);
+    else out.push(`ranks     ${n} ranks in step: ${plural(c.compared.groups, 'replicated tensor')} compared over ${plural(c.compared.steps, 'step')}, the same gradient norms on every rank`);
+    return out;
+  }
+  out.push(`ranks     ${n} ranks, ${plural(c.findings.length, 'cross-rank finding')}`);
+  for (const f of c.findings) {
+    out.push(`  ${f.severity.padEnd(7)} ${f.kind} at step ${f.step} · ranks ${String(f.evidence.ranksDisagreeing)}`);
+    out.push(`          ${f.message}`);
+  }
+  return out;
 }

@@ -14,9 +14,9 @@ export type DiagnosticLevel = 'error' | 'warning' | 'info';
 // Declared once, with the findings (src/core/analysis/finding.ts).
 export { FINDING_KINDS, isFindingKind } from '../core/analysis/finding';
 
-/** Error for exploding/non-finite, info for a too-low update ratio, warning otherwise. */
+/** Error for exploding/non-finite and a rank desync, info for a too-low update ratio, warning otherwise. */
 export function levelOf(f: Finding): DiagnosticLevel {
-  if (f.kind === 'exploding-gradient' || f.kind === 'non-finite-gradient') return 'error';
+  if (f.kind === 'exploding-gradient' || f.kind === 'non-finite-gradient' || f.kind === 'rank-desync') return 'error';
   if (f.kind === 'update-ratio' && (f.evidence.direction === 'low' || f.severity === 'info')) return 'info';
   return 'warning';
 }
@@ -28,6 +28,7 @@ const KEY_EVIDENCE: Record<FindingKind, string[]> = {
   'vanishing-gradient': ['ratio', 'firstLayerNorm', 'lastLayerNorm', 'sinceStep'],
   'dead-units': ['zeroFraction', 'sinceStep', 'signal'],
   'update-ratio': ['direction', 'medianRatio', 'sinceStep'],
+  'rank-desync': ['ranks', 'referenceRank', 'tensor', 'relDiff', 'skipped'],
 };
 
 /** A number as a person reads it in a hover: the one format (protocol/float.ts). */

@@ -3,7 +3,8 @@
 import type { SourceLocation } from '../protocol/messages';
 
 /** The kinds of finding, declared once (CLI --finding, diagnostics, webview validation). */
-export const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio'] as const;
+/** `rank-desync` comes from the cross-rank analysis of a distributed run (crossRank.ts), not from the Analyzer. */
+export const FINDING_KINDS = ['exploding-gradient', 'vanishing-gradient', 'non-finite-gradient', 'dead-units', 'update-ratio', 'rank-desync'] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
 /** Severities, most severe first: the one order findings are listed in (analyzer, panel). */

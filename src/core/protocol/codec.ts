@@ -23,6 +23,7 @@ import {
   type SourceLocation,
   type StatName,
   type StepMsg,
+  type ShardInfo,
   type TensorInfo,
   type TensorsMsg,
 } from './messages';
@@ -185,8 +186,8 @@ function withCell<T extends SourceLocation>(loc: T, v: Obj): T {
 const isStrArr = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
 
 /** TENSORS' optional fields: absent (or null) leaves them out; present with a wrong type is bad-field. */
-function optionalTensorFields(t: Obj): Pick<TensorInfo, 'aliases' | 'builtIn'> {
-  const out: Pick<TensorInfo, 'aliases' | 'builtIn'> = {};
+function optionalTensorFields(t: Obj, shape: readonly number[]): Pick<TensorInfo, 'aliases' | 'builtIn' | 'shard'> {
+  const out: Pick<TensorInfo, 'aliases' | 'builtIn' | 'shard'> = {};
   const aliases = opt(t, 'aliases', isStrArr, 'an array of strings');
   if (aliases !== undefined) out.aliases = [...aliases];
   const b = opt(t, 'builtIn', isObj, 'an object');
@@ -201,7 +202,19 @@ function optionalTensorFields(t: Obj): Pick<TensorInfo, 'aliases' | 'builtIn'> {
       b,
     );
   }
+  const sh = opt(t, 'shard', isObj, 'an object');
+  if (sh !== undefined) out.shard = shardInfo(sh, shape);
   return out;
+}
+
+/** A shard's block: one offset and one local extent per dimension of the tensor, inside it. */
+function shardInfo(sh: Obj, shape: readonly number[]): ShardInfo {
+  const isUintArr = (v: unknown): v is number[] => Array.isArray(v) && v.every(isUint);
+  const offset = req(sh, 'offset', isUintArr, 'an array of non-negative integers');
+  const localShape = req(sh, 'localShape', isUintArr, 'an array of non-negative integers');
+  if (offset.length !== shape.length || localShape.length !== shape.length) throw new FieldError('shard offset and localShape must have one entry per dimension of shape');
+  if (shape.some((n, d) => offset[d] + localShape[d] > n)) throw new FieldError('shard block must lie inside shape');
+  return { offset: [...offset], localShape: [...localShape] };
 }
 
 function decodeJson(type: number, bytes: Uint8Array): Message {
@@ -248,7 +261,7 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
           layerType: req(t, 'layerType', isStr, 'a string'),
           shape,
           source: source(t['source']),
-          ...optionalTensorFields(t),
+          ...optionalTensorFields(t, shape),
         };
       });
       const m: TensorsMsg = { type: 'tensors', tensors };

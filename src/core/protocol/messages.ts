@@ -129,6 +129,20 @@ export interface TensorInfo {
   aliases?: string[];
   /** Where a library constructed the layer inside the user's line (e.g. transformers' modeling_bert.py). */
   builtIn?: LibrarySite;
+  /**
+   * Present when this process holds only a shard of the tensor (an FSDP2 / DTensor parameter): its
+   * statistics are the shard's. `shape` stays the whole tensor's shape.
+   */
+  shard?: ShardInfo;
+}
+
+/**
+ * The block of a tensor one process holds: its offset in the whole tensor and its own shape, one entry
+ * per dimension. Two processes with the same offset and shape hold replicas of one shard (HSDP).
+ */
+export interface ShardInfo {
+  offset: number[];
+  localShape: number[];
 }
 
 export interface LibrarySite extends SourceLocation {

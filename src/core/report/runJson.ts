@@ -25,23 +25,30 @@ export interface RunJson {
   exit: RunJsonExit & { message?: string };
   steps: number;
   runFile: string | null;
-  tensors: (TensorInfo & {
-    /** Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite). 1.1. */
-    absentSteps: number;
-  })[];
+  tensors: RunJsonTensor[];
   /** The optimizers the probe announced, by id (1.1). `steps`: STEPs of that optimizer. */
   optimizers: RunJsonOptimizer[];
-  summary: {
-    globalNorm: { first: number | null; max: number | null; last: number | null };
-    firstNonFiniteStep: number | null;
-    droppedFrames: number;
-  };
+  summary: RunJsonSummary;
   findings: RunJsonFinding[];
   /** What GradScope could not see in this run (warnings first, then notes); see docs/findings.md. */
   warnings: RunWarning[];
 }
 
+export interface RunJsonSummary {
+  globalNorm: { first: number | null; max: number | null; last: number | null };
+  /** `shard`: the process held only blocks of its tensors (FSDP2): globalNorm is over its blocks, not the model's (the model's: `crossRank.combined`). */
+  globalNormScope?: 'shard';
+  firstNonFiniteStep: number | null;
+  droppedFrames: number;
+}
+
 export const RUN_JSON_SCHEMA = 'gradscope.run/1.1';
+
+/** A tensor as the JSON lists it; `shard` (TENSORS) when this process held only a block of it. */
+export type RunJsonTensor = TensorInfo & {
+  /** Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite). 1.1. */
+  absentSteps: number;
+};
 
 export interface RunJsonOptimizer {
   id: number;
@@ -65,9 +72,7 @@ export type RunJsonFinding = Pick<Finding, 'kind' | 'severity' | 'step' | 'tenso
 const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit & { message?: string }, runFile: string | null, findings: readonly Finding[] = []): RunJson {
-  const s = store.summary();
   const hello = store.hello;
-  const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
   return {
     schema: RUN_JSON_SCHEMA,
     script,
@@ -78,17 +83,7 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
     exit: { reason: exit.reason, code: exit.code, signal: exit.signal, error: exit.error, ...(exit.message ? { message: exit.message } : {}) },
     steps: store.stepCount,
     runFile,
-    tensors: store.tensors.map((t) => ({
-      id: t.id,
-      name: t.name,
-      layer: t.layer,
-      layerType: t.layerType,
-      shape: [...t.shape],
-      source: t.source ? { ...t.source } : null,
-      ...(t.aliases?.length ? { aliases: [...t.aliases] } : {}),
-      ...(t.builtIn ? { builtIn: { ...t.builtIn } } : {}),
-      absentSteps: store.absentSteps(t.id),
-    })),
+    tensors: tensorsJson(store),
     optimizers: store.optimizers.map((o) => ({
       id: o.id,
       name: o.name,
@@ -99,31 +94,60 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
       lastStep: o.lastStep,
       tensorIds: [...o.tensorIds],
     })),
-    summary: {
-      globalNorm: { first: num(s.globalNorm.first), max: num(s.globalNorm.max), last: num(s.globalNorm.last) },
-      firstNonFiniteStep: s.firstNonFiniteStep,
-      droppedFrames: dropped,
-    },
-    findings: findings.map((f) => ({
-      id: f.id,
-      kind: f.kind,
-      severity: f.severity,
-      step: f.step,
-      stepRange: [f.stepRange[0], f.stepRange[1]],
-      tensors: [...f.tensors],
-      layer: f.layer,
-      source: f.source ? { ...f.source } : null,
-      // Every affected layer, when the finding concerns several (absent otherwise).
-      ...(f.locations?.length
-        ? {
-            locations: f.locations.map((l) => ({ file: l.file, line: l.line, column: l.column, ...(l.cell !== undefined ? { cell: l.cell } : {}), layer: l.layer, tensors: [...l.tensors] })),
-          }
-        : {}),
-      ...(f.cause ? { cause: { op: f.cause.op, file: f.cause.file, line: f.cause.line, column: f.cause.column } } : {}),
-      message: f.message,
-      evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),
-      remedies: f.remedies.map((r) => ({ id: r.id, title: r.title })),
-    })),
+    summary: summaryJson(store),
+    findings: findings.map(findingJson),
     warnings: runWarnings(store, { reason: exit.reason }),
+  };
+}
+
+export function tensorsJson(store: RunStore): RunJsonTensor[] {
+  return store.tensors.map((t) => ({
+    id: t.id,
+    name: t.name,
+    layer: t.layer,
+    layerType: t.layerType,
+    shape: [...t.shape],
+    source: t.source ? { ...t.source } : null,
+    ...(t.aliases?.length ? { aliases: [...t.aliases] } : {}),
+    ...(t.builtIn ? { builtIn: { ...t.builtIn } } : {}),
+    ...(t.shard ? { shard: { offset: [...t.shard.offset], localShape: [...t.shard.localShape] } } : {}),
+    absentSteps: store.absentSteps(t.id),
+  }));
+}
+
+export function findingJson(f: Finding): RunJsonFinding {
+  return {
+    id: f.id,
+    kind: f.kind,
+    severity: f.severity,
+    step: f.step,
+    stepRange: [f.stepRange[0], f.stepRange[1]],
+    tensors: [...f.tensors],
+    layer: f.layer,
+    source: f.source ? { ...f.source } : null,
+    // Every affected layer, when the finding concerns several (absent otherwise).
+    ...(f.locations?.length
+      ? {
+          locations: f.locations.map((l) => ({ file: l.file, line: l.line, column: l.column, ...(l.cell !== undefined ? { cell: l.cell } : {}), layer: l.layer, tensors: [...l.tensors] })),
+        }
+      : {}),
+    ...(f.cause ? { cause: { op: f.cause.op, file: f.cause.file, line: f.cause.line, column: f.cause.column } } : {}),
+    message: f.message,
+    evidence: Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])),
+    remedies: f.remedies.map((r) => ({ id: r.id, title: r.title })),
+  };
+}
+
+/** Whether some tensor of the store is a shard (TENSORS `shard`): its norms, and its global norm, are then this process's blocks only. */
+export const isShardStore = (store: RunStore): boolean => store.tensors.some((t) => t?.shard);
+
+export function summaryJson(store: RunStore): RunJsonSummary {
+  const s = store.summary();
+  const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
+  return {
+    globalNorm: { first: num(s.globalNorm.first), max: num(s.globalNorm.max), last: num(s.globalNorm.last) },
+    ...(isShardStore(store) ? { globalNormScope: 'shard' as const } : {}),
+    firstNonFiniteStep: s.firstNonFiniteStep,
+    droppedFrames: dropped,
   };
 }

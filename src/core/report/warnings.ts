@@ -30,6 +30,8 @@ export const RUN_WARNING_CODES = [
   'recording-failed',
   /** Processes the script started outlived the run: they left its process group (setsid daemons), which a stop cannot reach. */
   'survivors',
+  /** Some tensors are held as shards (FSDP2, DTensor): this process's norms and global norm are of its shards, not of the model. */
+  'sharded',
 ] as const;
 export type RunWarningCode = (typeof RUN_WARNING_CODES)[number];
 
@@ -60,6 +62,8 @@ export interface RunWarningFacts {
   readonly recordingFailure?: { readonly reason: string; readonly steps: number; readonly file: string } | null;
   /** Processes of the run alive after it ended, outside its process group (RunStore.survivors). */
   readonly survivors?: { readonly marker: string; readonly processes: readonly { readonly pid: number; readonly command: string }[] } | null;
+  /** The tensors (TENSORS): a `shard` among them makes the `sharded` note. */
+  readonly tensors?: readonly ({ readonly shard?: unknown } | undefined)[];
 }
 
 /** Survivors named in the message; the rest are counted. */
@@ -202,6 +206,16 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
         (persistent ? ` — more steps were skipped than taken (${run.stepCount}): the gradients overflow in fp16 persistently.` : ' (a few are normal while it calibrates the scale).'),
       count: skipped.count,
       ...(skipped.step !== undefined ? { step: skipped.step } : {}),
+    });
+  }
+  const shards = run.tensors?.filter((t) => t?.shard).length ?? 0;
+  if (shards > 0) {
+    const rank = run.hello ? `rank ${run.hello.rank}` : 'this process';
+    out.push({
+      code: 'sharded',
+      level: 'info',
+      message: `${rank} holds ${shards === 1 ? 'a shard of 1 tensor' : `shards of ${shards} tensors`} (FSDP2 / DTensor): its norms, and its global norm, are of its shards only, not of the model; the model's global norm combines every rank's shards (the JSON's crossRank.combined)`,
+      count: shards,
     });
   }
   const survivors = run.survivors;

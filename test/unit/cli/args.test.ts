@@ -37,6 +37,27 @@ describe('gradscope argument parsing', () => {
     );
   });
 
+  it('--rank R: the rank the table shows; a rank the job cannot have, or not a rank at all, is a usage error before anything runs', () => {
+    const a = parseArgs(['run', '--nproc-per-node', '2', '--rank', '1', 'train.py']);
+    assert.ok(a.command === 'run');
+    assert.equal(a.rank, 1);
+    const d = parseArgs(['run', 'train.py']);
+    assert.ok(d.command === 'run');
+    assert.equal(d.rank, null);
+    const t = parseArgs(['run', '--rank=3', '--', 'torchrun', '--nproc-per-node', '4', 'train.py']);
+    assert.ok(t.command === 'run');
+    assert.equal(t.rank, 3);
+    assert.throws(
+      () => parseArgs(['run', '--nproc-per-node', '2', '--rank', '2', 'train.py']),
+      (e: Error) => e instanceof UsageError && e.message === '--rank 2 is not a rank of --nproc-per-node 2 (ranks 0 to 1)',
+    );
+    for (const bad of ['-1', 'one', '1.5'])
+      assert.throws(
+        () => parseArgs(['run', '--rank', bad, 'train.py']),
+        (e: Error) => e instanceof UsageError && e.message === `--rank must be a non-negative integer, got "${bad}"`,
+      );
+  });
+
   it('--nproc-per-node N: the script as N ranks; a launcher after -- runs as given, its .py the script', () => {
     const a = parseArgs(['run', '--nproc-per-node', '2', 'train.py', '--lr', '0.1']);
     assert.ok(a.command === 'run');

@@ -32,6 +32,33 @@ describe('runWarnings', () => {
     assert.deepEqual(runWarnings(store(hello, tensors, step(0), step(1), end(2)), completed), []);
   });
 
+  it("a rank holding shards (FSDP2): a note that its norms are its shards', the JSON summary says so, the panel accepts the note", () => {
+    const shardTensors: Message = {
+      type: 'tensors',
+      tensors: [{ id: 0, name: 'fc.weight', layer: 'fc', layerType: 'Linear', shape: [4, 2], source: null, shard: { offset: [2, 0], localShape: [2, 2] } }],
+    };
+    const s = store({ ...hello, rank: 1 }, shardTensors, step(0), end(1));
+    const ws = runWarnings(s, completed);
+    assert.deepEqual(codes(ws), ['sharded']);
+    assert.equal(ws[0].level, 'info');
+    assert.match(ws[0].message, /^rank 1 holds a shard of 1 tensor \(FSDP2 \/ DTensor\): its norms, and its global norm, are of its shards only, not of the model/);
+    const doc = buildRunJson(s, '/tmp/t.py', { reason: 'completed', code: 0, signal: null, error: null }, null);
+    assert.equal(doc.summary.globalNormScope, 'shard');
+    assert.deepEqual(doc.tensors[0].shard, { offset: [2, 0], localShape: [2, 2] });
+    assert.equal(buildRunJson(store(hello, tensors, step(0)), '/tmp/t.py', { reason: 'completed', code: 0, signal: null, error: null }, null).summary.globalNormScope, undefined);
+    const header = runHeader(s, { runId: 'r', script: 's', status: 'completed', statusMessage: '' });
+    const reasons: string[] = [];
+    const snapshot = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
+    const msg = parseHostMessage(JSON.parse(JSON.stringify({ type: 'snapshot', snapshot })), (r) => reasons.push(r));
+    assert.deepEqual(reasons, []);
+    assert.deepEqual(msg?.type === 'snapshot' ? codes(msg.snapshot.header.warnings) : null, ['sharded']);
+    // The CLI table says whose norm it shows, and each tensor's block of the whole.
+    const text = formatSummary(s, { reason: 'completed', code: 0, signal: null, error: null, message: 'completed, 1 steps', steps: 1 }, { script: 't.py', runFile: 'r.gsrun' });
+    assert.match(text, /\n‖g‖ shard first \S+ · max \S+ · last \S+ \(rank 1's shards only\)\n/);
+    assert.match(text, /\nfc\.weight {2}\[2,2\] of \[4,2\] /);
+    assert.match(text, /last ‖shard‖/);
+  });
+
   it('0 optimizer steps: a warning that says the script ran but no step was seen, and why it may be', () => {
     const ws = runWarnings(store(hello, tensors, end(0)), completed);
     assert.deepEqual(codes(ws), ['no-steps']);

@@ -175,6 +175,17 @@ class ParameterSites:
         return None, built
 
     def _describe(self, p, tid, index) -> dict:
+        info = self._describe_site(p, tid, index)
+        try:
+            block = shard_block(p)
+        except Exception as e:  # noqa: BLE001
+            block = None
+            self.warn("reading the shard of %s (its statistics are this rank's shard)" % info["name"], e)
+        if block is not None:
+            info["shard"] = block
+        return info
+
+    def _describe_site(self, p, tid, index) -> dict:
         shape = [int(d) for d in p.shape]
         owners = index.owners.get(id(p))
         psite = self._param_sites.get(id(p))
@@ -205,3 +216,27 @@ class ParameterSites:
         if built is not None:
             info["builtIn"] = built
         return info
+
+
+def shard_block(p):
+    """The block of a DTensor parameter this process holds (FSDP2 ``fully_shard``, tensor parallel):
+    ``{"offset": [...], "localShape": [...]}`` per dimension of the whole tensor (docs/protocol.md,
+    TENSORS ``shard``), or None for a tensor held whole. Reads the DTensor's placements and this
+    rank's mesh coordinate only: no collective, nothing a rank waits on."""
+    if type(p).__name__ != "DTensor":
+        return None
+    shape = [int(d) for d in p.shape]
+    local = [int(d) for d in p.to_local().shape]
+    ways = 1  # the blocks the tensor is cut into (replicas aside)
+    for dim, pl in enumerate(p.placements):
+        if pl.is_shard():
+            ways *= int(p.device_mesh.size(dim))
+    if ways <= 1:
+        return None  # replicated on every rank, or a mesh of one: the tensor is whole here
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    offset = [min(int(o), d) for o, d in zip(offset, shape)]  # an empty block may start past the end
+    if len(offset) != len(shape) or len(local) != len(shape) or any(o + n > d for o, n, d in zip(offset, local, shape)):
+        raise ValueError("block %s at %s does not fit shape %s" % (local, offset, shape))
+    return {"offset": offset, "localShape": local}

@@ -703,7 +703,11 @@ def detail_stats(g: torch.Tensor, shape) -> tuple:
         if R * C != n:
             tr = tc = 0
         if n == 0:
-            return torch.full((3 + HIST_BINS,), float("nan"), dtype=F64, device=x.device), 0, 0
+            # No values (an FSDP2 rank's empty block of a small parameter): mean, std and the zero
+            # fraction are undefined, the histogram counts nothing.
+            v = torch.zeros(3 + HIST_BINS, dtype=F64, device=x.device)
+            v[:3] = float("nan")
+            return v, 0, 0
         if x.device.type == "cpu":
             v = _detail_finite_cpu(x.contiguous(), R, C, tr, tc)
             if v is not None:

@@ -169,6 +169,23 @@ def _source(v):
     return out
 
 
+def _shard(v, shape):
+    """A shard's block (FSDP2 / DTensor): its offset in the tensor and its own shape, per dimension."""
+    if not isinstance(v, dict):
+        raise _FieldError('field "shard" must be an object')
+    out = {}
+    for k in ("offset", "localShape"):
+        a = v.get(k)
+        if not isinstance(a, list) or not all(_is_uint(d) for d in a):
+            raise _FieldError('field "shard.%s" must be an array of non-negative integers' % k)
+        if len(a) != len(shape):
+            raise _FieldError("shard offset and localShape must have one entry per dimension of shape")
+        out[k] = list(a)
+    if any(o + n > d for o, n, d in zip(out["offset"], out["localShape"], shape)):
+        raise _FieldError("shard block must lie inside shape")
+    return out
+
+
 def _decode_json(mtype: int, payload: bytes) -> dict:
     try:
         o = json.loads(payload.decode("utf-8"))
@@ -207,6 +224,8 @@ def _decode_json(mtype: int, payload: bytes) -> dict:
                 if not isinstance(b, dict):
                     raise _FieldError('field "builtIn" must be an object')
                 info["builtIn"] = dict(_source(b), package=_req(b, "package", _is_str, "a string"))
+            if t.get("shard") is not None:
+                info["shard"] = _shard(t["shard"], shape)
             out["tensors"].append(info)
     elif mtype == EVENT:
         if o.get("kind") not in EVENT_KINDS:

@@ -409,6 +409,8 @@ dist.destroy_process_group()
             for i in range(s["nTensors"]):
                 self.assertGreater(r.stat(s, "updateNorm", i), 0)
         self.assertEqual([t["shape"] for t in r.tensors], [[8, 4], [8], [1, 8], [1]])
+        # A mesh of one rank holds every tensor whole: no `shard` block in TENSORS.
+        self.assertEqual([t.get("shard") for t in r.tensors], [None] * 4)
 
 
 class BackwardPassesTest(TempDirMixin, unittest.TestCase):

@@ -52,6 +52,15 @@ class GradStatsTest(unittest.TestCase):
         self.assertAlmostEqual(stats.grad_stats(torch.tensor([3.0, 4.0], dtype=torch.float16)).tolist()[0], 5.0, places=3)
         self.assertEqual(stats.grad_stats(torch.zeros(0)).tolist(), [0.0, 0.0, 0.0, 0.0])
 
+    def test_detail_of_an_empty_gradient_counts_nothing(self):
+        # An FSDP2 rank's empty block of a [1] bias: the histogram counts nothing (integers, sendable),
+        # mean, std and the zero fraction are undefined.
+        for v, tr, tc in [stats.detail_stats(torch.zeros(0), [0]), *stats.detail_stats_many([(torch.zeros(0, 8), [0, 8])])]:
+            v = v.tolist() if hasattr(v, "tolist") else v
+            self.assertTrue(all(math.isnan(x) for x in v[:3]))
+            self.assertEqual(v[3:3 + stats.HIST_BINS], [0.0] * stats.HIST_BINS)
+            self.assertEqual((tr, tc), (0, 0))
+
     def test_param_norm_propagates_nan(self):
         self.assertAlmostEqual(float(stats.norm(torch.tensor([6.0, 8.0]))), 10.0, places=5)
         self.assertTrue(math.isnan(float(stats.norm(torch.tensor([1.0, float("nan")])))))

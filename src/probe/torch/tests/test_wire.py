@@ -74,6 +74,12 @@ class GoldenTest(unittest.TestCase):
         self.assertEqual((msg["rank"], msg["localRank"], msg["worldSize"], msg["host"]), (3, 1, 4, "gpu-node-2"))
         self.assertEqual(wire.encode(msg, 0), load("hello-rank.bin"))
 
+    def test_encodes_a_shard_tensors_frame_to_the_same_bytes(self):
+        # an FSDP2 rank's block of each parameter (shard: offset and localShape per dimension)
+        msg = dict(self.expected["valid"]["tensors-shard.bin"])
+        self.assertEqual(msg["tensors"][0]["shard"], {"offset": [4, 0], "localShape": [4, 4]})
+        self.assertEqual(wire.encode(msg, 0), load("tensors-shard.bin"))
+
     def test_malformed_files_fail_with_their_code(self):
         for name, code in self.expected["malformed"].items():
             with self.subTest(name):
