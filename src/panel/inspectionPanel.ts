@@ -12,7 +12,7 @@ import type { FindingsView } from '../core/analysis/analyzer';
 import type { RunStore } from '../core/store/runStore';
 import { analyzerFor, type RunHandle } from '../process/runHandle';
 import { parseWebviewMessage, type HeatmapMetric, type HostToWebview, type PanelRunHeader, type PanelSnapshot, type RunStatus, type WebviewToHost } from '../core/view/messages';
-import { RankView } from '../core/view/ranks';
+import { RankView, crossRankView } from '../core/view/ranks';
 import { buildReportHtml } from '../core/view/report';
 import { buildAppend, buildReplace, buildSnapshot, buildTensorDetail, byOptimizerShape, compareCurve, reportData, runHeader } from '../core/view/snapshot';
 
@@ -145,7 +145,7 @@ export class InspectionPanel implements vscode.Disposable {
     this.selected = null;
     this.compare = null;
     this.optimizer = null;
-    this.ranks = new RankView(source);
+    this.ranks = new RankView(source, crossRankView());
     this.sentStore = null;
     this.watched.clear();
     this.rankAnalyzers.clear();

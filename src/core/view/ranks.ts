@@ -3,6 +3,7 @@
 // and the cross-rank overlay (each rank's global norm). Pure: the host builds it from the ranks'
 // stores, the webview only draws it. The cross-rank analysis (desync findings, FSDP norms combined
 // from the shards) is computed elsewhere and passed through as `crossRank`.
+import { analyzeRanks } from '../analysis/crossRank';
 import type { RunStore } from '../store/runStore';
 import type { PanelCrossRank, PanelRank, PanelRankCurve, PanelRankKey, PanelRanks } from './messages';
 import { toPanelCurve } from './snapshot';
@@ -100,6 +101,28 @@ export function buildRanks(ranks: readonly RankSource[], opts: RanksViewOptions)
   const view: PanelRanks = { shown, list, globalNorms: rankCurves(ranks, opts.since) };
   if (opts.crossRank) view.crossRank = opts.crossRank;
   return view;
+}
+
+/**
+ * The cross-rank analysis (core/analysis/crossRank.ts) as the panel shows it: its `rank-desync`
+ * findings and, for a sharded run (FSDP2), the model's global norm combined from every rank's shards,
+ * drawn over the per-rank lines. The function it returns keeps its last answer until a rank takes a
+ * step or one joins, so a flush that brought no step does not re-run the analysis.
+ */
+export function crossRankView(): (ranks: readonly RankSource[]) => PanelCrossRank | null {
+  let key = '';
+  let last: PanelCrossRank | null = null;
+  return (ranks) => {
+    // The script's own process of an mp.spawn run is no rank (rank < 0 or no HELLO rank): left out.
+    const joined = ranks.filter((r) => r.rank >= 0);
+    const now = joined.map((r) => `${r.rank}:${r.store.stepCount}`).join(',');
+    if (now === key) return last;
+    key = now;
+    if (joined.length < 2) return (last = null);
+    const a = analyzeRanks(joined);
+    const combined = a.combined ? { label: `model (${a.combined.ranks.length} ranks' shards)`, globalNorm: toPanelCurve(a.combined.steps, a.combined.globalNorm) } : null;
+    return (last = { findings: a.findings, combined });
+  };
 }
 
 /** The cursors after sending `view`'s curves: each rank's last step sent. */

@@ -15,7 +15,7 @@ const ENTRY = `
 import { readRunFile } from './src/core/store/runFile';
 import { readRankFiles } from './src/process/rankRecorder';
 import { analyzerFor, savedRunHandle, shownStore } from './src/process/runHandle';
-import { buildRanks, expectedRankCount, findRank, runProcesses } from './src/core/view/ranks';
+import { buildRanks, crossRankView, expectedRankCount, findRank, runProcesses } from './src/core/view/ranks';
 import { buildSnapshot, buildTensorDetail, runHeader } from './src/core/view/snapshot';
 export { buildRanks };
 
@@ -29,6 +29,7 @@ export async function rankHost(runFile, { expected = 0 } = {}) {
     if (!analyzers.has(store)) analyzers.set(store, analyzerFor(store).finish());
     return [...analyzers.get(store)];
   };
+  const crossRank = crossRankView();
   const storeOf = (key) => findRank(procs, key)?.store ?? shownStore(run);
   return {
     procs,
@@ -38,7 +39,7 @@ export async function rankHost(runFile, { expected = 0 } = {}) {
       const shown = procs.find((r) => r.store === store);
       const header = runHeader(store, { runId: run.id, script: run.script, status: run.exit?.reason ?? 'saved', statusMessage: run.exit?.message ?? 'saved' });
       const snapshot = buildSnapshot(store, { header, findings: findings(store), metric: 'norm', compare: null, savedRuns: [], ...opts });
-      snapshot.ranks = buildRanks(procs, { shown, expected: expectedRankCount(procs, expected) });
+      snapshot.ranks = buildRanks(procs, { shown, expected: expectedRankCount(procs, expected), crossRank: crossRank(procs) ?? undefined });
       return snapshot;
     },
   };

@@ -7,7 +7,7 @@ import { decodeFloat } from '../../../src/core/protocol/float';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { RunStore } from '../../../src/core/store/runStore';
 import { parseWebviewMessage, type PanelCurve } from '../../../src/core/view/messages';
-import { advanceRankCursors, buildRanks, expectedRankCount, findRank, rankKeyText, rankList, RankView, runProcesses, type RankSource } from '../../../src/core/view/ranks';
+import { advanceRankCursors, buildRanks, crossRankView, expectedRankCount, findRank, rankKeyText, rankList, RankView, runProcesses, type RankSource } from '../../../src/core/view/ranks';
 import { buildSnapshot, runHeader } from '../../../src/core/view/snapshot';
 import { readRankFiles } from '../../../src/process/rankRecorder';
 import { savedRunHandle, shownStore } from '../../../src/process/runHandle';
@@ -296,5 +296,25 @@ describe('setRank from the webview', () => {
     ]) {
       assert.equal(parseWebviewMessage(bad), null, JSON.stringify(bad));
     }
+  });
+
+  it('the panel gets the cross-rank analysis: the desync of rank 1 at the step it diverged, recomputed only when a rank stepped', async () => {
+    const run = await savedRun();
+    const procs = runProcesses(run.store, run.ranks);
+    const view = crossRankView();
+    const cross = view(procs);
+    assert.ok(cross, 'two ranks: analysed');
+    assert.equal(cross.combined, null, 'DDP replicas: nothing combined from shards');
+    const desync = cross.findings.filter((f) => f.kind === 'rank-desync');
+    assert.equal(desync.length, 1);
+    assert.equal(desync[0].stepRange[0], DIVERGE_AT);
+    assert.match(desync[0].message, /rank 1/);
+    assert.equal(view(procs), cross, 'no step since: the same answer, not recomputed');
+    // Through RankView, as the panel builds its messages.
+    const rv = new RankView(run, crossRankView());
+    const msg = rv.message(rv.store(), 'whole');
+    assert.equal(msg?.crossRank?.findings[0]?.kind, 'rank-desync');
+    // One process: nothing to compare.
+    assert.equal(crossRankView()(procs.slice(0, 1)), null);
   });
 });
