@@ -51,10 +51,9 @@ export async function listen(a: ListenArgs, deps: ListenDeps): Promise<number> {
   l.onDidRefuse(({ why, peer }) => say(`refused a connection from ${peer}: ${why} (nothing recorded)`));
   l.onDidConnect(({ peer }) => say(`a probe connected from ${peer}; its run starts with its first step`));
   l.onDidStartRun((run) => {
-    const h = run.store.hello;
-    say(
-      `remote run ${run.id} from ${run.peer}${run.host ? ` (${run.host})` : ''}: ${run.script}${h ? ` (${h.framework}, ${h.device}, pid ${h.pid}${run.job !== undefined ? `, rank ${h.rank} of ${h.worldSize ?? '?'}` : ''})` : ''}`,
-    );
+    const h = run.hello;
+    const rank = run.job !== undefined ? `, rank ${h.rank} of ${h.worldSize ?? '?'}` : '';
+    say(`remote run ${run.id} from ${run.peer}${run.host ? ` (${run.host})` : ''}: ${run.script} (${h.framework}, ${h.device}, pid ${h.pid}${rank})`);
     run.onWarning((w) => say(`warning: ${run.id}: ${w}`));
     const timer = setInterval(() => {
       const s = shownStore(run);

@@ -10,7 +10,7 @@
 // without END is `probe-lost`, never `completed`: the script may still be training, unobserved.
 import type { Analyzer } from '../core/analysis/analyzer';
 import { ProtocolError, type DecodedFrame } from '../core/protocol/codec';
-import type { EndMsg, ErrorInfo, Message } from '../core/protocol/messages';
+import type { EndMsg, ErrorInfo, HelloMsg, Message } from '../core/protocol/messages';
 import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runFile';
 import { RunStore } from '../core/store/runStore';
 import { Emitter } from '../core/util/emitter';
@@ -42,6 +42,8 @@ export class RemoteRun implements RunHandle, LiveRun {
   readonly peer: string;
   /** The remote machine's name, when its HELLO said it. */
   readonly host: string | undefined;
+  /** The HELLO of the connection that opened the run (the store has it once its frame is ingested, right after). */
+  readonly hello: HelloMsg;
 
   private readonly ended = new Emitter<RunExit>();
   readonly onDidEnd = this.ended.event;
@@ -71,6 +73,7 @@ export class RemoteRun implements RunHandle, LiveRun {
     this.job = first.job;
     this.peer = first.peer;
     this.host = h.host;
+    this.hello = h;
     this.done = new Promise((r) => (this.settle = r));
     this.writer = RunFileWriter.create(runDir, { runId: this.id, script: this.script, args: [], cwd: this.cwd, startedAt: new Date().toISOString(), framework: h.framework });
     this.runFile = this.writer.path;

@@ -6,8 +6,9 @@
 // (./channel.ts) then writes to the connected socket's descriptor with synchronous writes, as it does
 // to the host's pipe, so END still goes out from `process.on('exit')`. Node exposes no public way to
 // get a socket's descriptor; `_handle.fd` is where libuv keeps it (Linux, macOS; -1 on Windows, where
-// the runner says remote mode is not available). The socket object stays referenced and paused (no
-// read watcher), so nothing else reads or closes the descriptor.
+// the runner says remote mode is not available). The socket object stays referenced with its handle's
+// reading stopped (`_handle.readStop()`), so nothing else reads the descriptor or closes it at the
+// peer's end-of-file.
 import { connect as netConnect, type Socket } from 'node:net';
 import { HANDSHAKE_TIMEOUT_MS, encodeAuth, readAuthReply } from '../../core/protocol/handshake';
 
@@ -60,13 +61,20 @@ export function connectRemote(address: string, token: string, timeoutMs = HANDSH
       if (r.kind === 'need-more') return;
       if (r.kind === 'bad') return fail(`${address} is not a GradScope listener (${r.why})`);
       if (!r.msg.ok) return fail(`GradScope at ${address} refused the connection: ${r.msg.message}`);
-      const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const handle = (s as unknown as { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } })._handle;
+      const fd = handle?.fd;
       if (typeof fd !== 'number' || fd < 0) return fail('remote mode needs a socket descriptor, which Node does not give on this platform');
       done = true;
       clearTimeout(timer);
-      // No read watcher from here on: the channel reads the descriptor itself (for the hang-up).
+      // No read watcher from here on: the channel reads the descriptor itself (for the hang-up). A
+      // paused stream still reads into its buffer (Readable's read-ahead calls _read, which restarts the
+      // handle's reading), and its end-of-file would shut the socket down and close the descriptor:
+      // no more _read, and the handle's reading stopped.
       s.pause();
       s.removeAllListeners('data');
+      (s as unknown as { _read: () => void })._read = () => undefined;
+      handle?.readStop?.();
+      if (handle) handle.reading = false;
       s.on('error', () => undefined);
       s.unref();
       held = s;
