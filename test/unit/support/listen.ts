@@ -26,11 +26,11 @@ export async function startListen(args: string[]): Promise<Listening> {
   let err = '';
   let out = '';
   const waiters: Array<() => void> = [];
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     err += d.toString();
     waiters.forEach((w) => w());
   });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   const waitFor = (re: RegExp, ms = 60_000): Promise<void> =>
     new Promise((resolve, reject) => {
