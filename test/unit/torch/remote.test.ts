@@ -5,7 +5,7 @@
 // its end), and the listener stopped mid-run leaves the script training. The TF.js runner's --connect
 // over loopback is in test/unit/probe/remote.test.ts.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { readRunFile } from '../../../src/core/store/runFile';
@@ -40,6 +40,17 @@ function train(port: number, token: string | null, args: string[] = [], onOutput
     child.once('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/**
+ * Debian's torch 1.13 on Python 3.11 cannot start torch.distributed.run at all (with or without
+ * GradScope: see launcherSkip in ./distributed.test.ts): the torchrun test skips there, saying why.
+ */
+function launcherSkip(): false | string {
+  if (torchSkip()) return false;
+  const r = spawnSync(PYTHON, ['-c', 'from torch.distributed.elastic.multiprocessing.api import Std, to_map; to_map(Std.from_str("0"), 2)'], { encoding: 'utf8', timeout: 60_000 });
+  return r.status === 0 ? false : `skipped: torch.distributed.run does not start with ${PYTHON} (${(r.stderr || '').trim().split('\n').pop()})`;
+}
+const noLauncher = launcherSkip();
 
 describe('remote runs: gradscope listen + python -m gradscope_probe --connect (real torch, real sockets)', { skip: torchSkip(), timeout: 300_000 }, () => {
   it('the right token: the run shows its steps, live and in its run file and JSON', async () => {
@@ -108,5 +119,44 @@ describe('remote runs: gradscope listen + python -m gradscope_probe --connect (r
     const read = readRunFile(join(l.runDir, files[0]));
     assert.equal(read.exit?.reason, 'stopped');
     assert.ok(read.store.stepCount >= 15 && read.store.stepCount < 60, `${read.store.stepCount} steps`);
+  });
+
+  it('a torchrun job (-m gradscope_probe --connect in every rank): one run, rank 0 its own file, rank 1 a rank file', { skip: noLauncher }, async () => {
+    const l = await startListen(['--once', '--json', '--token', TOKEN]);
+    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: probeParent, PYTHONDONTWRITEBYTECODE: '1', GRADSCOPE_TOKEN: TOKEN, STEPS: '5' };
+    delete env.GRADSCOPE_CHANNEL_FD;
+    const ddp = fixture('distributed', 'ddp.py');
+    let stderr = '';
+    // --nproc_per_node: the spelling torch 1.13's launcher knows too.
+    const code = await new Promise<number | null>((resolve) => {
+      const c = spawn(PYTHON, ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'gradscope_probe', '--connect', `localhost:${l.port}`, ddp], {
+        cwd: dirname(ddp),
+        env,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      c.once('exit', resolve);
+    });
+    if (code !== 0) l.child.kill('SIGKILL');
+    assert.equal(code, 0, stderr);
+    assert.equal(await l.exited, 0, l.stderr());
+    const doc = JSON.parse(l.stdout().trim()) as {
+      exit: { reason: string; message: string };
+      steps: number;
+      ranks: Array<{ rank: number; steps: number; runFile: string }>;
+      expectedRanks: number;
+    };
+    assert.equal(doc.exit.reason, 'completed');
+    assert.match(doc.exit.message, /2 ranks seen \(rank 0: 5 steps, rank 1: 5 steps\)/);
+    assert.deepEqual(
+      doc.ranks.map((r) => [r.rank, r.steps]),
+      [
+        [0, 5],
+        [1, 5],
+      ],
+    );
+    assert.equal(doc.expectedRanks, 2);
+    assert.equal(runFiles(l.runDir).length, 1);
+    assert.equal(readRunFile(doc.ranks[1].runFile).store.stepCount, 5);
   });
 });
