@@ -34,6 +34,7 @@ export class PanelFeature implements vscode.Disposable {
       didShow: (run) => (ctx.openRuns.shown = run),
     };
     this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
+    this.disposables.add(ctx.onDidStartRemoteRun((run) => this.showLive(run)));
     this.disposables.add(
       vscode.window.onDidChangeActiveTextEditor((e) => {
         if (e) void this.followEditor(e.document.uri).catch((err) => ctx.log.warn(`panel follow: ${String(err)}`));

@@ -31,6 +31,8 @@ export interface RemoteListenerOptions {
   token: string;
   /** Folder for the run files. */
   runDir: string;
+  /** The local file for a remote source path, or null (see RemoteRun); none: paths stay the remote machine's. */
+  mapPath?: (remote: string) => string | null;
 }
 
 /** A fresh token: 24 random bytes, base64url (32 characters, safe in a shell and an environment variable). */
@@ -76,6 +78,7 @@ export class RemoteListener implements Disposable {
     readonly host: string,
     readonly token: string,
     private readonly runDir: string,
+    private readonly mapPath: ((remote: string) => string | null) | null,
   ) {}
 
   /**
@@ -103,7 +106,7 @@ export class RemoteListener implements Disposable {
     ).catch((e: NodeJS.ErrnoException) => {
       throw new Error(e.code === 'EADDRINUSE' ? `port ${opts.port} on ${host} is already in use` : `cannot listen on ${host}:${opts.port}: ${e.message}`);
     });
-    self = new RemoteListener(l, host, opts.token, opts.runDir);
+    self = new RemoteListener(l, host, opts.token, opts.runDir, opts.mapPath ?? null);
     return self;
   }
 
@@ -131,7 +134,7 @@ export class RemoteListener implements Disposable {
     }
     let run: RemoteRun;
     try {
-      run = new RemoteRun(c, this.runDir);
+      run = new RemoteRun(c, this.runDir, this.mapPath);
     } catch (e) {
       this.refused.fire({ why: `its run cannot be recorded: ${(e as Error).message}`, peer: c.peer });
       c.socket.destroy();

@@ -65,10 +65,22 @@ export class RemoteRun implements RunHandle, LiveRun {
   private finishing = false;
   private settle!: (e: RunExit) => void;
 
-  /** Starts recording the run that `first` (its HELLO received) opens. Throws RunFileError when the run file cannot be created. */
-  constructor(first: RankConnection, runDir: string) {
+  /** Remote source files that `mapPath` found no local copy of (the views say "the file is not here"). */
+  readonly unmappedFiles = new Set<string>();
+
+  /**
+   * Starts recording the run that `first` (its HELLO received) opens. Throws RunFileError when the
+   * run file cannot be created. `mapPath` (the extension's): the local file for a remote path, or
+   * null when there is none; the store then holds local paths where found (the run file keeps the
+   * frames as they came).
+   */
+  constructor(
+    first: RankConnection,
+    runDir: string,
+    private readonly mapPath: ((remote: string) => string | null) | null = null,
+  ) {
     const h = first.hello;
-    this.script = h.script;
+    this.script = this.local(h.script);
     this.cwd = h.script.slice(0, Math.max(h.script.lastIndexOf('/'), h.script.lastIndexOf('\\'), 0)) || '/';
     this.job = first.job;
     this.peer = first.peer;
@@ -135,8 +147,9 @@ export class RemoteRun implements RunHandle, LiveRun {
     if (c === this.primary) {
       try {
         this.writer.append(f.raw, this.store.stepCount + (f.message.type === 'step' ? 1 : 0));
-        this.store.ingest(f.message);
-        this.messages.fire(f.message);
+        const m = this.mapPath ? this.localised(f.message) : f.message;
+        this.store.ingest(m);
+        this.messages.fire(m);
       } catch (e) {
         this.warnings.fire(`internal error handling a ${f.message.type} frame: ${(e as Error).message}`);
       }
@@ -147,6 +160,22 @@ export class RemoteRun implements RunHandle, LiveRun {
     } catch (e) {
       this.warnings.fire(`internal error handling rank ${c.hello.rank}'s ${f.message.type} frame: ${(e as Error).message}`);
     }
+  }
+
+  /** A remote path as the views show it: the local copy `mapPath` found, else the remote path (noted in unmappedFiles). */
+  private local(remote: string): string {
+    if (!this.mapPath) return remote;
+    const l = this.mapPath(remote);
+    if (l === null) this.unmappedFiles.add(remote);
+    return l ?? remote;
+  }
+
+  /** The message with its source files mapped (TENSORS' sources, END's error frame); other messages as they are. */
+  private localised(m: Message): Message {
+    const loc = <T extends { file: string }>(x: T): T => ({ ...x, file: this.local(x.file) });
+    if (m.type === 'tensors') return { ...m, tensors: m.tensors.map((t) => ({ ...t, source: t.source ? loc(t.source) : null })) };
+    if (m.type === 'end' && m.error?.frame) return { ...m, error: { ...m.error, frame: loc(m.error.frame) } };
+    return m;
   }
 
   protocolFailure(c: RankConnection, err: ProtocolError): void {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import type MochaType from 'mocha';
 import * as vscode from 'vscode';
 import { defineDiagnosisTests } from './diagnosis';
+import { defineRemoteTests } from './remote';
 import { defineRunTests } from './runs';
 import { defineTorchTests } from './torch';
 import { defineTrustTests } from './trust';
@@ -22,6 +23,7 @@ export function run(): Promise<void> {
     defineRunTests();
     defineDiagnosisTests();
     defineTorchTests();
+    defineRemoteTests();
   }
 
   return new Promise((resolve, reject) => {
