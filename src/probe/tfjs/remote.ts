@@ -26,6 +26,7 @@ export function parseAddress(text: string): { host: string; port: number } {
 }
 
 /** Kept alive for the life of the process: its descriptor is the channel's. */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- only holds the reference
 let held: Socket | null = null;
 
 /** Connects and authenticates; resolves to the connected socket's descriptor. Rejects with RemoteError, saying why in words. */
@@ -82,11 +83,6 @@ export function connectRemote(address: string, token: string, timeoutMs = HANDSH
     });
     s.once('close', () => fail(`${address} closed the connection without answering (not a GradScope listener, or it refused: see its output)`));
   });
-}
-
-/** The held socket (for tests and for a clean exit): null before a successful connect. */
-export function heldSocket(): Socket | null {
-  return held;
 }
 
 /** A warning nobody misses in a training log: framed, on stderr (synchronously: the process may be about to exit). */
