@@ -181,6 +181,33 @@ describe('remote listener (TCP, token)', () => {
     await l.close();
   });
 
+  it('maps source paths for the views (mapPath), keeps the run file as it came, and lists the files not found', async () => {
+    const runDir = join(tmp(), 'runs');
+    const l = await RemoteListener.open({ port: 0, token: 'right-token-0123456789', runDir, mapPath: (p) => (p === '/remote/home/u/train.py' ? '/ws/train.py' : null) });
+    const started = nextRun(l);
+    const { s } = await dial(l.port, 'right-token-0123456789');
+    const two: Message = {
+      type: 'tensors',
+      tensors: [{ id: 1, name: 'v', layer: 'lib', layerType: 'Linear', shape: [1], source: { file: '/remote/home/u/lib/net.py', line: 9, column: 1 } }],
+    };
+    send(s, [hello(), tensors, two, step(0), end]);
+    const run = await started;
+    s.end();
+    await run.done;
+    assert.equal(run.script, '/ws/train.py');
+    assert.deepEqual(
+      run.store.tensors.map((t) => t.source?.file),
+      ['/ws/train.py', '/remote/home/u/lib/net.py'],
+    );
+    assert.deepEqual([...run.unmappedFiles], ['/remote/home/u/lib/net.py']);
+    // The run file holds the frames byte for byte: the remote paths.
+    assert.deepEqual(
+      readRunFile(run.runFile).store.tensors.map((t) => t.source?.file),
+      ['/remote/home/u/train.py', '/remote/home/u/lib/net.py'],
+    );
+    await l.close();
+  });
+
   it('needs a long token off loopback; checks tokens whole', async () => {
     await assert.rejects(RemoteListener.open({ host: '0.0.0.0', port: 0, token: 'short', runDir: tmp() }), /at least 16 characters/);
     assert.ok(isLoopback('127.0.0.1') && isLoopback('localhost') && isLoopback('::1') && !isLoopback('0.0.0.0') && !isLoopback('10.0.0.1'));
