@@ -10,6 +10,7 @@ import { registerHover } from './features/hover';
 import { NotebookKernelFeature } from './features/notebookKernel';
 import { PanelFeature } from './features/panel';
 import { registerRemedies } from './features/remedies';
+import { RemoteListenFeature } from './features/remoteListen';
 import { prepareFixes } from './process/fixEngine';
 
 let ctx: GradScopeContext | undefined;
@@ -26,6 +27,7 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
     ctx.subscriptions.add(registerCodeActions(ctx, diagnostics));
     ctx.subscriptions.add(registerRemedies(ctx, diagnostics));
     ctx.subscriptions.add(new NotebookKernelFeature(ctx));
+    const remote = ctx.subscriptions.add(new RemoteListenFeature(ctx));
     // Python quick fixes parse with Tree-sitter (wasm, loaded asynchronously): load it when a
     // PyTorch run starts, so the fixes are ready when its diagnostics appear.
     ctx.subscriptions.add(ctx.runs.onDidStartRun((run) => void prepareFixes(run.script).catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))));
@@ -34,7 +36,10 @@ export function activate(context: vscode.ExtensionContext): GradScopeApi {
       ctx.openRuns.onDidOpen((run) => run.script.toLowerCase().endsWith('.ipynb') && void prepareFixes().catch((e: unknown) => ctx?.log.warn(`Python parser: ${String(e)}`))),
     );
     ctx.log.info(`GradScope ${(context.extension.packageJSON as { version: string }).version} activated (${vscode.env.appName} ${vscode.version})`);
-    return ctx.api(() => panel.inspect());
+    return ctx.api(
+      () => panel.inspect(),
+      () => remote.state(),
+    );
   } catch (e) {
     void vscode.window.showErrorMessage(`GradScope failed to start: ${e instanceof Error ? e.message : String(e)}`);
     ctx?.log.error(describeError(e));

@@ -46,7 +46,19 @@ export interface FixArgs {
   fromRun: string | null;
 }
 
-export type CliArgs = RunArgs | FixArgs | { command: 'help'; topic?: string } | { command: 'version' };
+export interface ListenArgs {
+  command: 'listen';
+  port: number;
+  host: string;
+  /** --token; null: GRADSCOPE_TOKEN from the environment, else one is generated and printed. */
+  token: string | null;
+  json: boolean;
+  outDir: string | null;
+  /** End after the first run has ended (scripts, tests). */
+  once: boolean;
+}
+
+export type CliArgs = RunArgs | FixArgs | ListenArgs | { command: 'help'; topic?: string } | { command: 'version' };
 
 /** `head` and the comma-separated `items`, wrapped before `width` columns; later lines indented by `indent`. */
 function wrappedList(head: string, items: readonly string[], indent: number, width = 100): string {
@@ -69,12 +81,20 @@ export const USAGE = `Usage:
                 [--optimizer NAME] [--locate-nan] [--node-arg FLAG]… [--nproc-per-node N] [--rank R]
   gradscope run [options] -- torchrun [torchrun args…] <script.py> [script args…]
 
+  gradscope listen [--port P] [--host 127.0.0.1] [--token T] [--json] [--out DIR] [--once]
+
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
                 [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
 
 run: runs a TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py) training script unchanged, watches
 every optimizer step's gradients, and prints what it saw. PyTorch scripts run with the python3 of
 GRADSCOPE_PYTHON if set, else python3 on PATH (it must import torch).
+
+listen: waits for remote runs: a probe on another machine started with GRADSCOPE_TOKEN=<token>
+python -m gradscope_probe --connect HOST:PORT train.py (or the TF.js runner's --connect) streams to
+it, usually through an SSH tunnel (README "Remote training"); each run is recorded like a local one
+and its summary (or, with --json, its JSON document on one line) printed when it ends. Ctrl-C stops
+listening; the remote scripts go on training.
 
 fix: diagnoses the script (a run of --steps steps, default 100, or the run file given with
 --from-run), takes the top finding (or the first of --finding KIND) and its best remedy that applies
@@ -110,6 +130,13 @@ Options:
   optimizer step was observed (nothing was diagnosed; the summary says why it may be), 7 the probe
   was lost (its channel closed without END: steps after the last one seen were not observed),
   8 the run file could not be written to the end (a full disk: it holds only the first steps).
+listen options:
+  --port P           TCP port to listen on (default 7865; 0: a free one, printed)
+  --host ADDR        address to bind (default 127.0.0.1: reach it through an SSH tunnel); another
+                     address needs a token of 16 characters or more: the stream is not encrypted
+  --token T          the token probes must give (default: GRADSCOPE_TOKEN if set, else a new one,
+                     printed); a connection without it is refused and nothing of it is recorded
+  --once             stop listening once the first run has ended (exit code: that run's, as run's)
 fix options:
   --finding KIND     the finding to fix: exploding-gradient, vanishing-gradient,
                      non-finite-gradient, dead-units, update-ratio
@@ -173,6 +200,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return { command: 'help', topic: rest[0] };
   if (command === '-v' || command === '--version') return { command: 'version' };
   if (command === 'fix') return parseFixArgs(rest);
+  if (command === 'listen') return parseListenArgs(rest);
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
   const out: RunArgs = {
     command: 'run',
@@ -262,6 +290,44 @@ export function isLauncher(command: readonly string[]): boolean {
   const name = (command[0] ?? '').split(/[\\/]/).pop() ?? '';
   if (name === 'torchrun') return true;
   return /^python[\d.]*$/.test(name) && command[1] === '-m' && (command[2] === 'torch.distributed.run' || command[2] === 'torch.distributed.launch');
+}
+
+function parseListenArgs(rest: readonly string[]): CliArgs {
+  const out: ListenArgs = { command: 'listen', port: 7865, host: '127.0.0.1', token: null, json: false, outDir: null, once: false };
+  const { positional, help } = scanArgs(rest, (flag, value) => {
+    switch (flag) {
+      case '--port': {
+        const v = value();
+        const n = positiveInt('--port', v, true);
+        if (n > 65535) throw new UsageError(`--port must be at most 65535, got "${v}"`);
+        out.port = n;
+        return true;
+      }
+      case '--host':
+        out.host = value() ?? '';
+        if (!out.host) throw new UsageError('--host needs an address');
+        return true;
+      case '--token':
+        out.token = value() ?? '';
+        if (!out.token) throw new UsageError('--token needs a value (or leave it out to have one generated)');
+        return true;
+      case '--json':
+        out.json = true;
+        return true;
+      case '--out':
+        out.outDir = value() ?? null;
+        if (!out.outDir) throw new UsageError('--out needs a folder');
+        return true;
+      case '--once':
+        out.once = true;
+        return true;
+      default:
+        return false;
+    }
+  });
+  if (help) return { command: 'help', topic: 'listen' };
+  if (positional.length) throw new UsageError(`listen takes no script (the remote machine runs it): ${positional.join(' ')}`);
+  return out;
 }
 
 function parseFixArgs(rest: readonly string[]): CliArgs {

@@ -15,6 +15,7 @@ import type { Finding } from '../core/analysis/finding';
 import { locateNan, type LocateNanResult } from '../process/locateNan';
 import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
 import { fix } from './fix';
+import { listen } from './listen';
 import { runHeader } from '../core/view/snapshot';
 import { writeReport } from './report';
 import { formatSummary } from './summary';
@@ -266,6 +267,8 @@ async function main(argv: string[]): Promise<number> {
       return run(args);
     case 'fix':
       return fix(args);
+    case 'listen':
+      return listen(args, { exitCodeFor, failed: RUN_EXIT.usage });
   }
 }
 

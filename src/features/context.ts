@@ -2,6 +2,7 @@
 // features get it and the run handles in it, not each other.
 import * as vscode from 'vscode';
 import { DisposableStore } from '../core/util/disposableStore';
+import type { RunHandle } from '../process/runHandle';
 import type { RunExit, RunSession } from '../process/runSession';
 import { OpenRuns } from './openRuns';
 import { RunController, type RunEnded } from './runController';
@@ -21,6 +22,8 @@ export interface GradScopeApi {
   readonly onDidStartRun: vscode.Event<RunSession>;
   readonly onDidEndRun: vscode.Event<RunEnded>;
   /** What the views show now: the status bar text and what the latest run's terminal was sent. */
+  /** The remote listener's state (GradScope: Listen for a Remote Run): port and token while listening, the runs received. */
+  remoteListen?(): { port: number | null; token: string | null; runs: readonly RunHandle[] };
   inspect(): {
     statusText: string;
     running: boolean;
@@ -37,6 +40,9 @@ export class GradScopeContext implements vscode.Disposable {
   readonly openRuns = new OpenRuns();
   /** The extension's scope: everything here lives until deactivation (disposed last added, first). */
   readonly subscriptions = new DisposableStore();
+  private readonly remoteStarted = new vscode.EventEmitter<RunHandle>();
+  /** A remote run began streaming to the listener (./remoteListen.ts): live, like a run Train & Inspect started. */
+  readonly onDidStartRemoteRun = this.remoteStarted.event;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('GradScope', { log: true });
@@ -46,12 +52,20 @@ export class GradScopeContext implements vscode.Disposable {
     this.subscriptions.add(this.log);
     this.subscriptions.add(this.openRuns);
     this.subscriptions.add(this.runs.onDidStartRun((run) => this.openRuns.open(run)));
+    this.subscriptions.add(this.remoteStarted);
+  }
+
+  /** Announces a remote run: opened for the views (diagnostics) and shown live in the panel. */
+  startedRemoteRun(run: RunHandle): void {
+    this.openRuns.open(run);
+    this.remoteStarted.fire(run);
   }
 
   /** `panel`: what the panel shows now (the panel feature's inspect()). */
-  api(panel: () => PanelInspection): GradScopeApi {
+  api(panel: () => PanelInspection, remoteListen?: GradScopeApi['remoteListen']): GradScopeApi {
     const runs = this.runs;
     return {
+      ...(remoteListen ? { remoteListen } : {}),
       currentRun: () => runs.current(),
       onDidStartRun: runs.onDidStartRun,
       onDidEndRun: runs.onDidEndRun,

@@ -35,7 +35,7 @@ export class PanelFeature implements vscode.Disposable {
       didShow: (run) => (ctx.openRuns.shown = run),
     };
     this.disposables.add(ctx.runs.onDidStartRun((run) => this.showLive(run)));
-    // A live run that is not a run of ours (a notebook kernel followed: features/notebookKernel.ts) is shown as it joins.
+    // A live run that is not a run of ours (a notebook kernel followed: features/notebookKernel.ts; a remote run: features/remoteListen.ts) is shown as it joins.
     this.disposables.add(ctx.openRuns.onDidOpen((run) => run.live && !run.live.exited && run !== ctx.runs.current() && this.panel?.shown !== run && this.showLive(run)));
     this.disposables.add(
       vscode.window.onDidChangeActiveTextEditor((e) => {

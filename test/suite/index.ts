@@ -6,6 +6,7 @@ import type MochaType from 'mocha';
 import * as vscode from 'vscode';
 import { defineDiagnosisTests } from './diagnosis';
 import { defineNotebookTests } from './notebook';
+import { defineRemoteTests } from './remote';
 import { defineRunTests } from './runs';
 import { defineTorchTests } from './torch';
 import { defineTrustTests } from './trust';
@@ -24,6 +25,7 @@ export function run(): Promise<void> {
     defineDiagnosisTests();
     defineTorchTests();
     defineNotebookTests();
+    defineRemoteTests();
   }
 
   return new Promise((resolve, reject) => {

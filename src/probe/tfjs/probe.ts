@@ -48,6 +48,8 @@ export interface ProbeOptions {
   statsMode?: 'host' | 'inline' | 'device' | '';
   /** Called when the host end of the channel goes away. */
   onHostGone: (why: string) => void;
+  /** The machine's name, said in HELLO (remote runs). */
+  host?: string;
 }
 
 interface Known {
@@ -206,6 +208,11 @@ export class Probe implements CaptureSink {
     this.send({ type: 'event', kind: 'warning', message: `probe ${key}` });
   }
 
+  /** Optimizer steps observed so far. */
+  get stepsSeen(): number {
+    return this.steps;
+  }
+
   /** HELLO and the backend event; no hooks yet. */
   hello(sel: BackendSelection | null, failure?: string): void {
     this.send({
@@ -219,6 +226,7 @@ export class Probe implements CaptureSink {
       rank: 0,
       script: this.opts.script,
       detailEvery: this.detailEvery,
+      ...(this.opts.host !== undefined ? { host: this.opts.host } : {}),
     });
     if (sel) {
       const version = (sel.tf.version as Record<string, string> | undefined)?.['tfjs-core'];

@@ -1,5 +1,7 @@
 // The tfjs runner: the child process's entry point, started by the host as
 //   node --enable-source-maps dist/probe/tfjs/runner.js <abs script> [args…]
+// or by hand on another machine, streaming to `gradscope listen` there (./remote.ts):
+//   GRADSCOPE_TOKEN=… node dist/probe/tfjs/runner.js --connect HOST:PORT <script> [args…]
 // with a socket to the host on the descriptor GRADSCOPE_CHANNEL_FD names (15: src/process/channelFd.ts
 // says why). Like a debugger's bootloader it prepares everything first — channel, backend (awaited:
 // wasm must be ready before any user op), module redirects, hooks, HELLO — and only then runs the
@@ -21,6 +23,8 @@ import { ESM_SHIM_SOURCE, installNodeFallback } from './nodeFallback';
 import { installResolution } from './resolve';
 import { findBabelProject, installBabel } from './babel';
 import { installLocate } from './locate';
+import { connectRemote, loud, parseAddress } from './remote';
+import { hostname } from 'node:os';
 
 function envInt(name: string): number {
   const v = Number(process.env[name] ?? '');
@@ -42,10 +46,27 @@ function isEsm(file: string): boolean {
 }
 
 async function main(): Promise<void> {
-  const [scriptArg, ...args] = process.argv.slice(2);
+  let argv = process.argv.slice(2);
+  let connectTo: string | null = null;
+  if (argv[0] === '--connect') {
+    connectTo = argv[1] ?? '';
+    argv = argv.slice(2);
+  } else if (argv[0]?.startsWith('--connect=')) {
+    connectTo = argv[0].slice('--connect='.length);
+    argv = argv.slice(1);
+  }
+  const [scriptArg, ...args] = argv;
   if (!scriptArg) {
-    process.stderr.write('usage: runner.js <script> [args…]\n');
+    process.stderr.write('usage: runner.js [--connect HOST:PORT] <script> [args…]   (--connect: stream to `gradscope listen`, token in GRADSCOPE_TOKEN)\n');
     process.exit(2);
+  }
+  if (connectTo !== null) {
+    try {
+      parseAddress(connectTo);
+    } catch (e) {
+      process.stderr.write(`runner.js: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
   }
   const script = resolvePath(scriptArg);
   // The script must see `node <script> args…`.
@@ -59,12 +80,24 @@ async function main(): Promise<void> {
   const force = process.env.GRADSCOPE_BACKEND;
   const statsMode = (process.env.GRADSCOPE_STATS ?? '') as 'host' | 'inline' | 'device' | '';
   const locateNan = envInt('GRADSCOPE_LOCATE_NAN') > 0;
+  const token = process.env.GRADSCOPE_TOKEN ?? '';
   // The script (and anything it spawns) should not inherit the probe's settings.
-  for (const k of ['GRADSCOPE_CHANNEL_FD', 'GRADSCOPE_MAX_STEPS', 'GRADSCOPE_DETAIL_EVERY', 'GRADSCOPE_SAMPLED_EVERY', 'GRADSCOPE_BACKEND', 'GRADSCOPE_STATS', 'GRADSCOPE_LOCATE_NAN'])
+  for (const k of [
+    'GRADSCOPE_TOKEN',
+    'GRADSCOPE_CHANNEL_FD',
+    'GRADSCOPE_MAX_STEPS',
+    'GRADSCOPE_DETAIL_EVERY',
+    'GRADSCOPE_SAMPLED_EVERY',
+    'GRADSCOPE_BACKEND',
+    'GRADSCOPE_STATS',
+    'GRADSCOPE_LOCATE_NAN',
+  ])
     delete process.env[k];
 
   let probe: Probe | null = null;
-  if (channelFd !== null) {
+  remoteMode = connectTo !== null;
+  if (connectTo !== null) probe = await startRemote(connectTo, token, { script, maxSteps, detailEvery, weightsEvery, statsMode });
+  else if (channelFd !== null) {
     try {
       probe = new Probe({
         channelFd,
@@ -166,6 +199,40 @@ async function main(): Promise<void> {
   runScript(script, esm);
 }
 
+/**
+ * --connect: the handshake before the script starts. Any failure (refused, nobody listening) and the
+ * script runs unobserved with a loud warning; a connection lost later, the same: a monitoring failure
+ * never stops the training (docs/protocol.md "Remote runs").
+ */
+async function startRemote(
+  address: string,
+  token: string,
+  o: Pick<ConstructorParameters<typeof Probe>[0], 'script' | 'maxSteps' | 'detailEvery' | 'weightsEvery' | 'statsMode'>,
+): Promise<Probe | null> {
+  let fd: number;
+  try {
+    fd = await connectRemote(address, token);
+  } catch (e) {
+    const hint = token ? '' : ' (GRADSCOPE_TOKEN is not set: set it to the token `gradscope listen` printed)';
+    loud(`${(e as Error).message}${hint}; the script runs without inspection`, say);
+    return null;
+  }
+  let probe: Probe | null = null;
+  try {
+    probe = new Probe({
+      ...o,
+      channelFd: fd,
+      host: hostname(),
+      onHostGone: (why) => loud(`the connection to GradScope at ${address} was lost after ${probe?.stepsSeen ?? 0} step(s) (${why}): the script goes on training, unobserved`, say),
+    });
+  } catch (e) {
+    loud(`cannot use the connection to ${address} (${(e as Error).message}); the script runs without inspection`, say);
+    return null;
+  }
+  say(`[gradscope] connected to GradScope at ${address}: this run is observed there\n`);
+  return probe;
+}
+
 /** Writes to stderr synchronously, never throwing (the host, and so stderr's reader, may be gone). */
 function say(text: string): void {
   try {
@@ -175,6 +242,8 @@ function say(text: string): void {
   }
 }
 
+/** Started with --connect: the host going away never stops anything here. */
+let remoteMode = false;
 let groupStopped = false;
 function stopGroupOnce(): void {
   if (groupStopped) return;
@@ -202,7 +271,8 @@ function installLifecycle(probe: Probe): void {
     else probe.finish('crashed', exitCall ?? new Error(`the script exited with code ${code}`));
     // The script ends after the host died but before the hang-up was seen (the watch timer had not
     // looked since, or the script never yielded to it): nobody else will stop what it started.
-    if (probe.channel.hostGoneNow()) stopGroupOnce();
+    // (Not in remote mode: the runner was started by hand there, its group is the user's shell job.)
+    if (!remoteMode && probe.channel.hostGoneNow()) stopGroupOnce();
   });
 }
 

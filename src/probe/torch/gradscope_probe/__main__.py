@@ -1,4 +1,8 @@
-"""Entry point: ``python -m gradscope_probe <script.py> [args...]``.
+"""Entry point: ``python -m gradscope_probe [--connect HOST:PORT] <script.py> [args...]``.
+
+``--connect HOST:PORT``: stream to a GradScope that listens there (``gradscope listen``), with the
+token in GRADSCOPE_TOKEN; see remote.py. A refused or failed connection leaves the script running,
+unobserved, with a loud warning.
 
 Like ``python script.py args...``: the script runs as ``__main__`` (runpy.run_path), ``sys.argv`` is
 ``[script, args...]``, the script's folder is first on ``sys.path`` (so its own modules import),
@@ -21,7 +25,7 @@ import os
 import sys
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ENV = ("GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY", "GRADSCOPE_SAMPLED_EVERY", "GRADSCOPE_LOCATE_NAN")
+_ENV = ("GRADSCOPE_TOKEN", "GRADSCOPE_CHANNEL_FD", "GRADSCOPE_MAX_STEPS", "GRADSCOPE_DETAIL_EVERY", "GRADSCOPE_SAMPLED_EVERY", "GRADSCOPE_LOCATE_NAN")
 
 
 def _env_int(name: str) -> int:
@@ -69,10 +73,28 @@ def _trim(tb):
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    connect_to = None
+    if argv and (argv[0] == "--connect" or argv[0].startswith("--connect=")):
+        if argv[0] == "--connect":
+            connect_to = argv[1] if len(argv) > 1 else ""
+            argv = argv[2:]
+        else:
+            connect_to = argv[0][len("--connect="):]
+            argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        sys.stderr.write("usage: python -m gradscope_probe <script.py> [args...]\n")
+        sys.stderr.write("usage: python -m gradscope_probe [--connect HOST:PORT] <script.py> [args...]\n"
+                         "  --connect HOST:PORT  stream to `gradscope listen` there; the token in GRADSCOPE_TOKEN\n")
         sys.exit(2)
+    if connect_to is not None:
+        from .remote import parse_address
+
+        try:
+            parse_address(connect_to)
+        except ValueError as e:
+            sys.stderr.write("gradscope_probe: %s\n" % e)
+            sys.exit(2)
     script = os.path.abspath(argv[0])
+    token = os.environ.get("GRADSCOPE_TOKEN", "")
     fd_raw = os.environ.get("GRADSCOPE_CHANNEL_FD", "")
     max_steps = _env_int("GRADSCOPE_MAX_STEPS")
     detail_every = _env_int("GRADSCOPE_DETAIL_EVERY")
@@ -86,7 +108,9 @@ def main(argv=None) -> None:
         sys.exit(2)
 
     probe = None
-    if fd_raw.strip().isdigit():
+    if connect_to is not None:
+        probe = _start_remote(connect_to, token, script, max_steps, detail_every, sampled_every)
+    elif fd_raw.strip().isdigit():
         probe = _start_probe(int(fd_raw), script, max_steps, detail_every, sampled_every)
     if locate_nan and probe is not None:
         _start_locate(probe)
@@ -142,6 +166,53 @@ def _start_probe(fd, script, max_steps, detail_every, sampled_every=0):
     probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every, sampled_every=sampled_every)
     probe.install()
     return probe
+
+
+def _start_remote(address, token, script, max_steps, detail_every, sampled_every):
+    """--connect: the handshake now, before the script starts, so a refusal is said at once. Any
+    failure: the script runs unobserved, with a loud warning (remote.py says why not exit)."""
+    from . import remote
+
+    try:
+        from .channel import Channel
+        from .probe import Probe
+    except Exception as e:  # noqa: BLE001 - e.g. torch does not import: run the script as is
+        remote.warn_loud("the probe could not start (%s); the script runs without inspection" % (e,))
+        return None
+    try:
+        fd = remote.connect(address, token, remote.job_id())
+    except remote.RemoteError as e:
+        # Without a token the listener refuses too (and says so on its side): the same warning, with the cause.
+        hint = "" if token else " (GRADSCOPE_TOKEN is not set: set it to the token `gradscope listen` printed)"
+        remote.warn_loud("%s%s; the script runs without inspection" % (e, hint))
+        return None
+    watcher = remote.LostWatcher(address)
+    try:
+        channel = Channel(fd, on_host_gone=watcher)
+    except Exception as e:  # noqa: BLE001
+        remote.warn_loud("cannot use the connection to %s (%s); the script runs without inspection" % (address, e))
+        return None
+    probe = Probe(channel, script, max_steps=max_steps, detail_every=detail_every, sampled_every=sampled_every)
+    # One process of a torchrun job says its place (rank, world size, host); a single one its host.
+    probe.distributed = remote.job_id() is not None
+    probe.hello_extra = {"host": _hostname()}
+    watcher.probe = probe
+    probe.install()
+    try:
+        sys.stderr.write("[gradscope] connected to GradScope at %s: this run is observed there\n" % address)
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    return probe
+
+
+def _hostname() -> str:
+    import socket
+
+    try:
+        return socket.gethostname()
+    except OSError:
+        return ""
 
 
 def _start_locate(probe) -> None:

@@ -142,6 +142,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         hello = {"type": "hello", "probeVersion": probe_version(), "framework": "torch", "backend": backend,
                  "device": device, "backendReason": reason, "pid": self.pid, "rank": _rank(), "script": self.script,
                  "detailEvery": self.detail_every}
+        hello.update(getattr(self, "hello_extra", None) or {})
         if getattr(self, "distributed", False):
             hello.update(_distributed_place())
         self.send(hello)
