@@ -495,19 +495,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         first_nonfinite = None
         jump = False
         r_norm, r_max, r_nan, r_inf = wire.ROW_NORM, wire.ROW_MAX_ABS, wire.ROW_NAN_COUNT, wire.ROW_INF_COUNT  # locals: a per-tensor loop
-        if ks is ks_all and len(ks) == n and self._dense(rec, ks, n):
-            # The usual step: every tensor known is this optimizer's, in id order, each with a gradient.
-            # The columns are the rows' columns, taken whole (a third of the per-tensor loop's cost).
-            norm_c[:] = [v[r_norm] for v in rows]
-            max_c[:] = [v[r_max] for v in rows]
-            nan_c[:] = [v[r_nan] for v in rows]
-            inf_c[:] = [v[r_inf] for v in rows]
-            has[:] = [1.0] * n
-            if not self._nonfinite_reported and (any(nan_c) or any(inf_c)):
-                first_nonfinite = next(k for k, a, b in zip(ks, nan_c, inf_c) if a or b)
-            jump = any(p_norm > 0 and g_norm > 10 * p_norm for p_norm, g_norm in zip(prev, norm_c))  # (NaN fails both)
-            prev[:n] = norm_c
-            rows = ()  # done
         for k, v in zip(ks, rows):
             i = k.id
             g_norm = v[r_norm]
@@ -555,18 +542,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._tune(ctx, t_after, end, detail)
         if sampled and rec.steps > 1:
             self._tune_sampled(ctx["sampled_ms"])
-
-    @staticmethod
-    def _dense(rec, ks, n: int) -> bool:
-        """Whether ks (rec's _Known list) holds the tensors of ids 0..n-1 in order, kept in rec while ks
-        and n stay the same."""
-        key = rec.dense_key
-        if key is not None and key[0] is ks and key[1] == n:
-            return True
-        if all(k.id == i for i, k in enumerate(ks)):
-            rec.dense_key = (ks, n)
-            return True
-        return False
 
     def _check_late(self, grads, rows, unchecked, late, hb) -> None:
         """Redoes, after the copy, what the fast paths could not check on their device (CUDA): a
