@@ -447,6 +447,11 @@ class NotebookRun:
 
     def status(self) -> str:
         steps = self.probe.steps if self.probe is not None else 0
+        ch = self.channel
+        if ch is not None and ch.live is not None:
+            # The channel holds STEP frames up to 20 ms before its writer writes them; a listener that
+            # went away is seen by that write: written first, so that the answer is current.
+            ch.live.flush(1.0)
         return "GradScope is on: %d step(s) so far, run file %s, notebook %s (%s)%s" % (
             steps, self.path, self.notebook or "unknown", self.how,
             (", streaming to %s" % self.connect if self.live else ", not streaming (the connection to %s is gone)" % self.connect) if self.connect else "")

@@ -99,6 +99,18 @@ def step_payload(step: int, loss: float, wall_ms: float, stats, columns, n_tenso
     return b"".join(parts)
 
 
+def step_payload_size(msg: dict) -> int:
+    """The size of a STEP message's payload (step_payload's length), its columns checked against
+    nTensors: what the channel checks before it hands the encoding to its writer thread."""
+    n, stats, columns = msg["nTensors"], msg["stats"], msg["columns"]
+    if len(columns) != len(stats):
+        raise ValueError("%d columns for %d statistics" % (len(columns), len(stats)))
+    for s, col in zip(stats, columns):
+        if len(col) != n:
+            raise ValueError("column %s has %d values for %d tensors" % (s, len(col), n))
+    return STEP_FIXED_BYTES + _pad8(len(stats)) + 8 * len(stats) * n
+
+
 def detail_payload(msg: dict) -> bytes:
     hist = msg["hist"]
     thumb = msg["thumb"]

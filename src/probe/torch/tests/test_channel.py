@@ -129,6 +129,45 @@ class ChannelTest(unittest.TestCase):
         host.close()
         child.close()
 
+    def test_step_frames_encoded_by_the_writer_are_the_bytes_of_wire_encode(self):
+        # STEP frames are encoded on the writer thread: the bytes on the wire are exactly those of
+        # wire.encode with the numbers the frames got when they were sent, in order, with the frames
+        # of other types (encoded by the sender) between them; flush delivers all; a STEP whose
+        # columns do not match nTensors is refused by send itself (the caller's warning), not lost.
+        host, child = socket.socketpair()
+        ch = Channel(os.dup(child.fileno()), watch=False)
+        msgs = []
+        for i in range(40):
+            m = step(i)
+            m["loss"] = 1.0 / (i + 1)
+            m["wallMs"] = 3.25 * i
+            m["optimizer"] = i % 3
+            m["columns"] = [[float(i * 1000 + j * 7 + c) if (i + j) % 11 else float("nan") for j in range(50)]
+                            for c in range(len(wire.STAT_NAMES))]
+            msgs.append(m)
+            if i % 9 == 4:
+                msgs.append({"type": "event", "kind": "info", "message": "between steps %d" % i})
+        for m in msgs:
+            self.assertTrue(ch.send(m))
+            if m["type"] == "event":
+                time.sleep(0.03)  # past the hold window: the next STEP starts a new one
+        bad = step(99)
+        bad["columns"][2] = [0.0] * 49
+        with self.assertRaises(ValueError):
+            ch.send(bad)
+        self.assertTrue(ch.flush(10))
+        child.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = host.recv(1 << 16)
+            if not d:
+                break
+            data += d
+        self.assertEqual(data, b"".join(wire.encode(m, i) for i, m in enumerate(msgs)))
+        self.assertEqual(ch.dropped_total, 0)
+        host.close()
+        child.close()
+
     def test_write_error_means_the_host_is_gone(self):
         host, child = socket.socketpair()
         gone = []
