@@ -55,7 +55,8 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-function frame(type: number, payload: Uint8Array, seq: number): Uint8Array {
+/** One frame: the protocol's header (magic, version, type, length, seq) and the payload. */
+export function frame(type: number, payload: Uint8Array, seq: number): Uint8Array {
   if (payload.byteLength > MAX_PAYLOAD_BYTES) {
     throw new RangeError(`payload of ${payload.byteLength} bytes exceeds the ${MAX_PAYLOAD_BYTES}-byte cap`);
   }

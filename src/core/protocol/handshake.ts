@@ -4,6 +4,7 @@
 // header (magic, version, type, length, seq); neither is a run's message: they are never decoded by
 // FrameDecoder (where their types are `unknown-type`), never stored, never written to a run file (the
 // token must not end up on disk).
+import { frame } from './codec';
 import { HEADER_BYTES, MAGIC, PROTOCOL_VERSION } from './messages';
 
 export const HandshakeType = {
@@ -37,25 +38,15 @@ export interface AuthReplyMsg {
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
 
-function frame(type: number, body: unknown): Uint8Array {
-  const payload = enc.encode(JSON.stringify(body));
-  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, MAGIC, true);
-  dv.setUint16(4, PROTOCOL_VERSION, true);
-  dv.setUint16(6, type, true);
-  dv.setUint32(8, payload.byteLength, true);
-  dv.setUint32(12, 0, true);
-  out.set(payload, HEADER_BYTES);
-  return out;
-}
+/** A handshake frame: the protocol's frame (codec.ts), sequence number 0, a JSON payload. */
+const handshakeFrame = (type: number, body: unknown): Uint8Array => frame(type, enc.encode(JSON.stringify(body)), 0);
 
 export function encodeAuth(m: AuthMsg): Uint8Array {
-  return frame(HandshakeType.Auth, m.job === undefined ? { token: m.token } : { token: m.token, job: m.job });
+  return handshakeFrame(HandshakeType.Auth, m.job === undefined ? { token: m.token } : { token: m.token, job: m.job });
 }
 
 export function encodeAuthReply(m: AuthReplyMsg): Uint8Array {
-  return frame(HandshakeType.AuthReply, { ok: m.ok, message: m.message });
+  return handshakeFrame(HandshakeType.AuthReply, { ok: m.ok, message: m.message });
 }
 
 /** What reading one handshake frame from the front of `buf` gave: more bytes needed, the frame and how many bytes it took, or why it is not one. */

@@ -2,17 +2,16 @@
 // the CPU: DDP replicas that agree, a desync injected in one rank, FSDP2 shards combined into the
 // model's global norm (checked against the norms the script computes itself), and --rank.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { readRunFile } from '../../../src/core/store/runFile';
-import type { RunStore } from '../../../src/core/store/runStore';
-import { fixture, repoRoot } from '../support/paths';
+import { fixture } from '../support/paths';
+import { cliJson, gradscope, norms } from './distributedCli';
 import { PYTHON, torchSkip } from './torchEnv';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const ddp = fixture('distributed', 'ddp.py');
 const fsdp2 = fixture('distributed', 'fsdp2.py');
 
@@ -55,44 +54,6 @@ interface Doc {
   };
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function gradscope(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dirname(ddp),
-      env: { ...process.env, GRADSCOPE_PYTHON: PYTHON, PATH: `${dirname(PYTHON)}:${process.env.PATH ?? ''}`, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 150_000);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const json = (r: Result): Doc => {
-  try {
-    return JSON.parse(r.stdout) as Doc;
-  } catch {
-    throw new Error(`no JSON on stdout (code ${r.code}):\n${r.stdout}\n--- stderr ---\n${r.stderr.slice(-4000)}`);
-  }
-};
-
-/** Every tensor's norm series of a store, step by step. */
-function norms(store: RunStore): number[][] {
-  return store.tensors.filter((t) => t).map((t) => [...store.series(t.id, 'norm').values]);
-}
-
 /** A reason to skip when the interpreter cannot run what the test needs (its launcher, FSDP2), said on stderr; false otherwise. */
 function needs(what: string, code: string): false | string {
   if (torchSkip()) return false; // the suite skips anyway
@@ -116,7 +77,7 @@ describe('cross-rank analysis of real distributed runs (gloo, CPU)', { skip: tor
   it('DDP, 2 ranks: identical norms on both, every replicated tensor compared, no desync; each rank in the JSON with its tensors, summary and findings', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-xrank-'));
     const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp]);
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.deepEqual(doc.crossRank.findings, []);
     assert.deepEqual(doc.crossRank.ranks, [0, 1]);
@@ -152,7 +113,7 @@ describe('cross-rank analysis of real distributed runs (gloo, CPU)', { skip: tor
       const out = mkdtempSync(join(tmpdir(), 'gs-xrank-'));
       const env = { DESYNC_RANK: '1', DESYNC_STEP: '2', STEPS: '5' };
       const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], env);
-      const doc = json(r);
+      const doc = cliJson<Doc>(r);
       assert.equal(r.code, 0, r.stderr.slice(-3000));
       const [f, ...more] = doc.crossRank.findings;
       assert.equal(more.length, 0);
@@ -184,7 +145,7 @@ describe('cross-rank analysis of real distributed runs (gloo, CPU)', { skip: tor
       const out = mkdtempSync(join(tmpdir(), 'gs-xrank-'));
       const normsOut = join(out, 'norms.jsonl');
       const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', fsdp2], { NORMS_OUT: normsOut, STEPS: '5' });
-      const doc = json(r);
+      const doc = cliJson<Doc>(r);
       assert.equal(r.code, 0, r.stderr.slice(-3000));
       const script = readFileSync(normsOut, 'utf8')
         .trim()

@@ -2,19 +2,18 @@
 // --nproc-per-node 2`, `gradscope run -- torchrun …`, a script that starts its ranks with mp.spawn, a
 // rank that crashes, and Stop (SIGINT to the CLI) with no rank left running.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { RUN_MARK_ENV } from '../../../src/process/survivors';
 import { readRunFile } from '../../../src/core/store/runFile';
-import type { RunStore } from '../../../src/core/store/runStore';
 import { readRankFiles } from '../../../src/process/rankRecorder';
-import { fixture, repoRoot } from '../support/paths';
+import { fixture } from '../support/paths';
+import { cliJson, gradscope, norms } from './distributedCli';
 import { PYTHON, torchSkip } from './torchEnv';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const ddp = fixture('distributed', 'ddp.py');
 const spawnScript = fixture('distributed', 'spawn.py');
 
@@ -34,45 +33,6 @@ interface Doc {
   expectedRanks: number;
   missingRanks: number[];
   summary?: unknown;
-}
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function gradscope(args: string[], env: Record<string, string> = {}, onStart?: (child: ReturnType<typeof spawn>, out: string) => void): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dirname(ddp),
-      env: { ...process.env, GRADSCOPE_PYTHON: PYTHON, PATH: `${dirname(PYTHON)}:${process.env.PATH ?? ''}`, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 150_000);
-    onStart?.(child, '');
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const json = (r: Result): Doc => {
-  try {
-    return JSON.parse(r.stdout) as Doc;
-  } catch {
-    throw new Error(`no JSON on stdout (code ${r.code}):\n${r.stdout}\n--- stderr ---\n${r.stderr.slice(-4000)}`);
-  }
-};
-
-/** Every tensor's norm series of a store, step by step. */
-function norms(store: RunStore): number[][] {
-  return store.tensors.filter((t) => t).map((t) => [...store.series(t.id, 'norm').values]);
 }
 
 /** Live processes whose environment holds the run's mark (what a stop must not leave). */
@@ -115,7 +75,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
   it('--nproc-per-node 2: one run folder, both ranks recorded, their norms identical after the all-reduce', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp]);
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'completed');
     assert.match(doc.exit.message, /2 ranks seen \(rank 0: 4 steps, rank 1: 4 steps\)/);
@@ -152,7 +112,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
     const launcher = existsSync(torchrun) ? [torchrun] : [PYTHON, '-m', 'torch.distributed.run'];
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, '--', ...launcher, '--standalone', '--nproc_per_node=2', basename(ddp)], { STEPS: '3' });
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'completed');
     assert.deepEqual(
@@ -167,7 +127,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
   it('a script that starts its ranks with mp.spawn: both children observed, the summary shows rank 0', async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, spawnScript]);
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'completed');
     assert.deepEqual(
@@ -187,7 +147,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
   it('a script that calls torch.distributed.run.main itself: its ranks are observed through the environment', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, fixture('distributed', 'launch.py')], { STEPS: '3' });
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'completed');
     assert.deepEqual(
@@ -206,7 +166,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
     assert.match(r.stdout, /^run {7}completed, 2 steps; only 1 of 2 ranks seen: rank 1 never connected \(not observed\)$/m);
     assert.match(r.stderr, /\[gradscope\] warning: only 1 of 2 ranks seen: rank 1 never connected/);
     const j = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', fixture('distributed', 'rank0only.py')]);
-    const doc = json(j);
+    const doc = cliJson<Doc>(j);
     assert.deepEqual(
       doc.ranks.map((k) => [k.rank, k.steps]),
       [[0, 2]],
@@ -218,7 +178,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
   it('a rank that crashes ends the run as crashed, naming the rank and its line; no rank left running', { skip: noLauncher }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], { CRASH_RANK: '1', STEPS: '50' });
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 1, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'crashed');
     const line =
@@ -233,7 +193,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
   it('a rank started by mp.spawn that crashes: the run is crashed, naming that rank and its line', async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, spawnScript], { CRASH_RANK: '1' });
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 1, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'crashed');
     const line =
@@ -262,7 +222,7 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
       child.on('close', () => clearInterval(poll));
     });
     assert.ok(sent, `the ranks never recorded steps: ${r.stderr.slice(-3000)}`);
-    const doc = json(r);
+    const doc = cliJson<Doc>(r);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     assert.equal(doc.exit.reason, 'stopped');
     assert.match(doc.exit.message, /^stopped by the user after \d+ steps; 2 ranks seen/);
