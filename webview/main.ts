@@ -633,8 +633,12 @@ class Panel {
     }
     const found = m.optimizer === null ? undefined : m.optimizers.find((o) => o.id === m.optimizer);
     const name = found ? shownName(found.name).text : null;
+    // A rank holding shards (FSDP2): its norm is of its own blocks, never the model's (the combined one
+    // is in the cross-rank view), and the legend must not call it the global norm.
+    const shards = m.header.warnings.some((w) => w.code === 'sharded');
+    const normLabel = name === null ? (shards ? 'norm of this rank’s shards' : 'global norm') : `‖g‖ ${name}${shards ? ' (this rank’s shards)' : ''}`;
     return {
-      globalNorms: [series(name === null ? 'global norm' : `‖g‖ ${name}`, m.globalNorm, p.norm)],
+      globalNorms: [series(normLabel, m.globalNorm, p.norm)],
       losses: m.loss.steps.length > 0 ? [series(name === null ? 'loss' : `loss ${name}`, m.loss, p.loss, true)] : [],
     };
   }

@@ -144,6 +144,20 @@ describe('several optimizers in the norm chart', () => {
     await page.close();
   });
 
+  test('a rank holding shards (FSDP2): its line is the norm of its shards, not called the global norm', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 1200 } });
+    await openPanel(page, { theme: 'dark' });
+    const s = explodingSnapshot({ steps: STEPS, layers: 4, explodeAt: 1000, infAt: 1000, nanAt: 1000, findings: false });
+    const sharded = { code: 'sharded', level: 'info', message: 'rank 1 holds shards of 4 tensors (FSDP2 / DTensor)', count: 4 };
+    const header = { ...s.header, warnings: [...(s.header.warnings ?? []), sharded] };
+    await send(page, { type: 'snapshot', snapshot: { ...s, header, optimizers: OPTIMIZERS.slice(0, 1), optimizer: null, byOptimizer: [] } });
+    assert.deepEqual(await legend(page), [
+      ['norm of this rank’s shards', STEPS],
+      ['loss', STEPS],
+    ]);
+    await page.close();
+  });
+
   test('the HTML report has the picker too: it switches to each optimizer’s embedded view offline', async () => {
     const html = buildReportHtml(
       { ...ganSnapshot(), header: { ...ganSnapshot().header, status: 'completed' } },
