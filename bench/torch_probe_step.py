@@ -7,15 +7,27 @@ probe's Python costs show against the step. The probe writes to a socket pair dr
 MODE: plain (no probe), plainpeer (hand-written `p.grad.norm().item()` per parameter each step),
 time (the probe: best of REPS repeats of N steps, us per step, wall and CPU; and the mean time per
 step in each of the probe's methods named in TIME), prof (cProfile of N steps with the probe;
-SORT, NSTAT). Env: PROBE_DIR (the probe's folder, default this repository's src/probe/torch),
-N (1000), REPS (5), NT (100), DE / SE (the probe's detail / sampled intervals; 0: automatic; the
-every-step tier alone: DE=1000000 SE=1000000 NOJUMP=1), NOJUMP=1 (no detail tier on a norm jump).
+SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repository's
+src/probe/torch), MODEL (res: the model above; mlp: 784-1536-512-10, batch 128, 2.0M parameters in 6
+tensors; cnn: two 3x3 convs and a linear head, batch 64; both as in bench/lib/torchModels.mjs), N (1000), REPS (5), NT (100), DE / SE (the probe's detail /
+sampled intervals; 0: automatic; the every-step tier alone: DE=1000000 SE=1000000 NOJUMP=1),
+NOJUMP=1 (no detail tier on a norm jump).
+
+ab: the low-noise comparison, in ONE process: blocks of K steps (20) of each of AB (default
+plain,peer,foreach,probe) in turn, R rounds (30) with the order rotated and reversed every other
+round; per round each mode's block time ÷ the plain block's; prints the median ratio and its
+quartiles. Separate processes of the same script differ by ±15 % here (memory layout, page faults),
+which hides a 1 % change; blocks in one process share them. foreach is the floor of the every-step
+tier: its one norm pass (`torch.stack(torch._foreach_norm(grads)).tolist()`) and nothing else. The
+probe is installed for its blocks and uninstalled for the others (the first layer's input-scale
+hook stays, and stops by itself after its 20 reports).
 Machines shared with other work: interleave plain / peer / probe runs and read the spread.
 """
 import cProfile
 import os
 import pstats
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -71,25 +83,71 @@ class Res(nn.Module):
         return h
 
 
-m = Res()
+if os.environ.get("MODEL", "res") == "mlp":
+    m = nn.Sequential(nn.Linear(784, 1536), nn.ReLU(), nn.Linear(1536, 512), nn.ReLU(), nn.Linear(512, 10))
+    x = torch.randn(128, 784)
+elif os.environ.get("MODEL") == "cnn":
+    m = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Flatten(), nn.Linear(32 * 5 * 5, 10))
+    x = torch.randn(64, 1, 28, 28)
+else:
+    m = Res()
+    x = torch.randn(8, 32)
 opt = torch.optim.Adam(m.parameters(), 1e-3)
-x = torch.randn(8, 32)
 PS = list(m.parameters())
 NORMS = []
 
 
-def step():
+def step(peer=MODE):
     opt.zero_grad()
     loss = m(x).square().mean()
     loss.backward()
-    if MODE == "plainpeer":
+    if peer in ("plainpeer", "peer"):
         NORMS.append([p.grad.norm().item() for p in PS])
+    elif peer == "foreach":
+        NORMS.append(torch.stack(torch._foreach_norm([p.grad for p in PS])).tolist())
     opt.step()
+    if len(NORMS) > 1000:
+        del NORMS[:]
+
+
+def ab():
+    modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
+    k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
+    if "plain" not in modes:
+        modes.insert(0, "plain")
+
+    def use(mode):
+        probe.uninstall()
+        if mode == "probe":
+            probe.install()
+            probe._wrap_step_of(type(opt))  # the optimizer was built while installed: hooked again
+
+    times = {md: [] for md in modes}
+    for r in range(rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for md in order[::-1] if r % 2 else order:
+            use(md)
+            step(md)
+            step(md)
+            t = time.perf_counter()
+            for _ in range(k):
+                step(md)
+            times[md].append((time.perf_counter() - t) / k * 1e6)
+    use("probe")
+    print("%s, %d rounds x %d steps per block, %d tensors" % (os.environ.get("MODEL", "res"), rounds, k, len(PS)))
+    for md in modes:
+        ratios = [v / p for v, p in zip(times[md], times["plain"])]
+        q1, _q2, q3 = statistics.quantiles(ratios, n=4)
+        print("  %-8s median %8.1f us/step   ratio to plain: median %.4f (quartiles %.4f-%.4f)" % (
+            md, statistics.median(times[md]), statistics.median(ratios), q1, q3))
 
 
 for _ in range(50):
     step()
-if MODE == "prof":
+if MODE == "ab":
+    ab()
+elif MODE == "prof":
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(N):

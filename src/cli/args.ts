@@ -174,10 +174,10 @@ function positiveNumber(flag: string, v: string | undefined): number {
 
 /**
  * Walks a sub-command's arguments: `--flag value` or `--flag=value`; everything after `--`, and every
- * argument `onFlag` does not claim (returns false), goes to the script in order. `onFlag` returns
- * 'help' for -h/--help.
+ * argument that is not one of `options`, goes to the script in order. Each option sets its field of
+ * `out` (a bad value throws a UsageError).
  */
-function scanArgs(rest: readonly string[], onFlag: (flag: string, value: () => string | undefined) => boolean | 'help'): { positional: string[]; help: boolean } {
+function scanArgs<T>(rest: readonly string[], out: T, options: OptionTable<T>): { positional: string[]; help: boolean } {
   const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
@@ -188,12 +188,72 @@ function scanArgs(rest: readonly string[], onFlag: (flag: string, value: () => s
     if (a === '-h' || a === '--help') return { positional, help: true };
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const [flag, inline] = eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    const claimed = onFlag(flag, () => inline ?? rest[++i]);
-    if (claimed === 'help') return { positional, help: true };
-    if (!claimed) positional.push(a);
+    const set = Object.hasOwn(options, flag) ? options[flag] : undefined;
+    if (set) set(out, () => inline ?? rest[++i]);
+    else positional.push(a);
   }
   return { positional, help: false };
 }
+
+/** How one option sets its field of a command's arguments; `value()` takes its value (`--x=v`, or the next argument). */
+type OptionSetter<T> = (out: T, value: () => string | undefined) => void;
+/** A command's options by flag, declared once: the parser and nothing else reads them. */
+type OptionTable<T> = Readonly<Record<string, OptionSetter<T>>>;
+
+function required(v: string | undefined, message: string): string {
+  if (!v) throw new UsageError(message);
+  return v;
+}
+
+/** Options more than one command takes, each setting the same field the same way. */
+const JSON_OPTION: OptionTable<{ json: boolean }> = {
+  '--json': (o) => {
+    o.json = true;
+  },
+};
+const OUT_OPTION: OptionTable<{ outDir: string | null }> = {
+  '--out': (o, v) => {
+    o.outDir = required(v(), '--out needs a folder');
+  },
+};
+/** How long a run may go: `run` and `fix` (which runs the script to verify). */
+const LENGTH_OPTIONS: OptionTable<{ steps: number; timeoutSec: number }> = {
+  '--steps': (o, v) => {
+    o.steps = positiveInt('--steps', v());
+  },
+  '--timeout': (o, v) => {
+    o.timeoutSec = positiveNumber('--timeout', v());
+  },
+};
+
+const RUN_OPTIONS: OptionTable<RunArgs> = {
+  ...LENGTH_OPTIONS,
+  ...JSON_OPTION,
+  ...OUT_OPTION,
+  '--report': (o, v) => {
+    o.report = required(v(), '--report needs a file name');
+  },
+  '--detail-every': (o, v) => {
+    o.detailEvery = positiveInt('--detail-every', v(), true);
+  },
+  '--optimizer': (o, v) => {
+    o.optimizer = required(v(), '--optimizer needs a name (the variable the script built it in) or an id');
+  },
+  '--locate-nan': (o) => {
+    o.locateNan = true;
+  },
+  '--node-arg': (o, value) => {
+    const v = value();
+    if (!v || !v.startsWith('-')) throw new UsageError(`--node-arg needs a Node flag (e.g. --node-arg=--max-old-space-size=8192), got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    o.nodeArgs.push(v);
+  },
+  '--nproc-per-node': (o, v) => {
+    o.nprocPerNode = positiveInt('--nproc-per-node', v());
+  },
+  '--rank': (o, v) => {
+    o.rank = positiveInt('--rank', v(), true);
+  },
+};
 
 export function parseArgs(argv: readonly string[]): CliArgs {
   const [command, ...rest] = argv;
@@ -219,52 +279,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     launcher: null,
     rank: null,
   };
-  const { positional, help } = scanArgs(rest, (flag, value) => {
-    switch (flag) {
-      case '--steps':
-        out.steps = positiveInt('--steps', value());
-        return true;
-      case '--timeout':
-        out.timeoutSec = positiveNumber('--timeout', value());
-        return true;
-      case '--json':
-        out.json = true;
-        return true;
-      case '--out':
-        out.outDir = value() ?? null;
-        if (!out.outDir) throw new UsageError('--out needs a folder');
-        return true;
-      case '--report':
-        out.report = value() ?? null;
-        if (!out.report) throw new UsageError('--report needs a file name');
-        return true;
-      case '--detail-every':
-        out.detailEvery = positiveInt('--detail-every', value(), true);
-        return true;
-      case '--optimizer':
-        out.optimizer = value() ?? null;
-        if (!out.optimizer) throw new UsageError('--optimizer needs a name (the variable the script built it in) or an id');
-        return true;
-      case '--locate-nan':
-        out.locateNan = true;
-        return true;
-      case '--node-arg': {
-        const v = value();
-        if (!v || !v.startsWith('-'))
-          throw new UsageError(`--node-arg needs a Node flag (e.g. --node-arg=--max-old-space-size=8192), got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
-        out.nodeArgs.push(v);
-        return true;
-      }
-      case '--nproc-per-node':
-        out.nprocPerNode = positiveInt('--nproc-per-node', value());
-        return true;
-      case '--rank':
-        out.rank = positiveInt('--rank', value(), true);
-        return true;
-      default:
-        return false;
-    }
-  });
+  const { positional, help } = scanArgs(rest, out, RUN_OPTIONS);
   if (help) return { command: 'help', topic: 'run' };
   const [script, ...scriptArgs] = positional;
   if (!script) throw new UsageError('run needs a script: gradscope run <script> [args…]');
@@ -292,43 +307,60 @@ export function isLauncher(command: readonly string[]): boolean {
   return /^python[\d.]*$/.test(name) && command[1] === '-m' && (command[2] === 'torch.distributed.run' || command[2] === 'torch.distributed.launch');
 }
 
+const LISTEN_OPTIONS: OptionTable<ListenArgs> = {
+  ...JSON_OPTION,
+  ...OUT_OPTION,
+  '--port': (o, value) => {
+    const v = value();
+    const n = positiveInt('--port', v, true);
+    if (n > 65535) throw new UsageError(`--port must be at most 65535, got "${v}"`);
+    o.port = n;
+  },
+  '--host': (o, v) => {
+    o.host = required(v(), '--host needs an address');
+  },
+  '--token': (o, v) => {
+    o.token = required(v(), '--token needs a value (or leave it out to have one generated)');
+  },
+  '--once': (o) => {
+    o.once = true;
+  },
+};
+
 function parseListenArgs(rest: readonly string[]): CliArgs {
   const out: ListenArgs = { command: 'listen', port: 7865, host: '127.0.0.1', token: null, json: false, outDir: null, once: false };
-  const { positional, help } = scanArgs(rest, (flag, value) => {
-    switch (flag) {
-      case '--port': {
-        const v = value();
-        const n = positiveInt('--port', v, true);
-        if (n > 65535) throw new UsageError(`--port must be at most 65535, got "${v}"`);
-        out.port = n;
-        return true;
-      }
-      case '--host':
-        out.host = value() ?? '';
-        if (!out.host) throw new UsageError('--host needs an address');
-        return true;
-      case '--token':
-        out.token = value() ?? '';
-        if (!out.token) throw new UsageError('--token needs a value (or leave it out to have one generated)');
-        return true;
-      case '--json':
-        out.json = true;
-        return true;
-      case '--out':
-        out.outDir = value() ?? null;
-        if (!out.outDir) throw new UsageError('--out needs a folder');
-        return true;
-      case '--once':
-        out.once = true;
-        return true;
-      default:
-        return false;
-    }
-  });
+  const { positional, help } = scanArgs(rest, out, LISTEN_OPTIONS);
   if (help) return { command: 'help', topic: 'listen' };
   if (positional.length) throw new UsageError(`listen takes no script (the remote machine runs it): ${positional.join(' ')}`);
   return out;
 }
+
+const FIX_OPTIONS: OptionTable<FixArgs> = {
+  ...LENGTH_OPTIONS,
+  '--finding': (o, value) => {
+    const v = required(value(), '--finding needs a kind');
+    if (!isFindingKind(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
+    o.finding = v;
+  },
+  '--remedy': (o, v) => {
+    o.remedy = required(v(), '--remedy needs an id');
+  },
+  '--verify': (o) => {
+    o.verify = true;
+  },
+  '--force': (o) => {
+    o.force = true;
+  },
+  '--allow-outside': (o) => {
+    o.allowOutside = true;
+  },
+  '--dry-run': (o) => {
+    o.dryRun = true;
+  },
+  '--from-run': (o, v) => {
+    o.fromRun = required(v(), '--from-run needs a run file');
+  },
+};
 
 function parseFixArgs(rest: readonly string[]): CliArgs {
   const out: FixArgs = {
@@ -345,45 +377,7 @@ function parseFixArgs(rest: readonly string[]): CliArgs {
     timeoutSec: 0,
     fromRun: null,
   };
-  const { positional, help } = scanArgs(rest, (flag, value) => {
-    switch (flag) {
-      case '--finding': {
-        const v = value();
-        if (!v) throw new UsageError('--finding needs a kind');
-        if (!isFindingKind(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
-        out.finding = v;
-        return true;
-      }
-      case '--remedy':
-        out.remedy = value() ?? null;
-        if (!out.remedy) throw new UsageError('--remedy needs an id');
-        return true;
-      case '--verify':
-        out.verify = true;
-        return true;
-      case '--force':
-        out.force = true;
-        return true;
-      case '--allow-outside':
-        out.allowOutside = true;
-        return true;
-      case '--dry-run':
-        out.dryRun = true;
-        return true;
-      case '--steps':
-        out.steps = positiveInt('--steps', value());
-        return true;
-      case '--timeout':
-        out.timeoutSec = positiveNumber('--timeout', value());
-        return true;
-      case '--from-run':
-        out.fromRun = value() ?? null;
-        if (!out.fromRun) throw new UsageError('--from-run needs a run file');
-        return true;
-      default:
-        return false;
-    }
-  });
+  const { positional, help } = scanArgs(rest, out, FIX_OPTIONS);
   if (help) return { command: 'help', topic: 'fix' };
   const [script, ...scriptArgs] = positional;
   if (!script && !out.fromRun) throw new UsageError('fix needs a script: gradscope fix <script> [args…] (or --from-run FILE)');

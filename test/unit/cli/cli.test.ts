@@ -1,20 +1,16 @@
 // The CLI end to end: real `gradscope` process, real probe, real TensorFlow.js, real examples.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RunJson } from '../../../src/core/report/runJson';
+import { gradscopeSync, type CliResult } from '../support/cli';
 import { repoRoot } from '../support/paths';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const outDir = mkdtempSync(join(tmpdir(), 'gs-cli-'));
 
-function gradscope(args: string[], cwd = repoRoot): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const gradscope = (args: string[], cwd = repoRoot): CliResult => gradscopeSync(args, { cwd });
 
 /** 1-based lines of a file on which `needle` occurs. */
 function linesOf(file: string, needle: string): number[] {

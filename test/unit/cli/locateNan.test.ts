@@ -2,23 +2,19 @@
 // first non-finite value and the user's line (forward: Log of 0; backward: the gradient of Sqrt at 0),
 // in the table and in the JSON (findings[].cause and locateNan), and the flag parses.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseArgs } from '../../../src/cli/args';
 import { locateNan } from '../../../src/process/locateNan';
+import { gradscopeSync, type CliResult } from '../support/cli';
 import { repoRoot } from '../support/paths';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const outDir = mkdtempSync(join(tmpdir(), 'gs-locate-cli-'));
 const fixtures = join(repoRoot, 'test', 'fixtures', 'locate-nan');
 
-function gradscope(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const gradscope = (args: string[]): CliResult => gradscopeSync(args);
 
 /** 1-based line and column of the first occurrence of `needle`. */
 function posOf(file: string, needle: string): { line: number; column: number } {

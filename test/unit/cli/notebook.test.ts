@@ -2,17 +2,10 @@
 // written by `%gradscope on` (test/fixtures/notebook, from the real probe in a Jupyter kernel) is
 // read back with its findings on the notebook's cell lines.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { repoRoot } from '../support/paths';
+import { gradscopeSync, type CliResult } from '../support/cli';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
-
-function gradscope(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const gradscope = (args: string[]): CliResult => gradscopeSync(args);
 
 describe('gradscope and Jupyter notebooks', () => {
   it('run refuses a notebook and says how a notebook run is recorded', () => {

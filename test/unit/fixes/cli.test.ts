@@ -5,17 +5,14 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { gradscopeSync, type CliResult } from '../support/cli';
 import { fixture, repoRoot } from '../support/paths';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 // Inside the repository so that require('@tensorflow/tfjs') resolves from its node_modules.
 const work = mkdtempSync(join(repoRoot, 'test', '.gs-fix-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function gradscope(args: string[], env: NodeJS.ProcessEnv = process.env): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: 180_000, env });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const gradscope = (args: string[], env: NodeJS.ProcessEnv = process.env): CliResult => gradscopeSync(args, { cwd: work, env, timeoutMs: 180_000 });
 
 function copy(name: string): string {
   const dst = join(work, name);

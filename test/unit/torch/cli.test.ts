@@ -2,43 +2,19 @@
 // Each example states what the analyzer must find: `# gs:expect KIND …` (nothing: healthy),
 // `# gs:layer KIND` on the line the finding must point at, `# gs:global KIND` for a global finding.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RunJson } from '../../../src/core/report/runJson';
+import { gradscope as runCli, type CliResult } from '../support/cli';
 import { repoRoot } from '../support/paths';
 import { PYTHON, torchSkip } from './torchEnv';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const outDir = mkdtempSync(join(tmpdir(), 'gs-torch-cli-'));
 const examplesDir = join(repoRoot, 'examples', 'torch');
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function gradscope(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, GRADSCOPE_PYTHON: PYTHON },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const gradscope = (args: string[]): Promise<CliResult> => runCli(args, { env: { ...process.env, GRADSCOPE_PYTHON: PYTHON } });
 
 interface Expectation {
   kinds: string[];

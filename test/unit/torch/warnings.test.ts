@@ -2,32 +2,17 @@
 // success (a warning in the summary and the JSON, exit code 6), and a healthy language model with
 // a large-vocabulary nn.Embedding gets no finding (its row-sparse gradient is not dead units).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RunJson } from '../../../src/core/report/runJson';
-import { repoRoot } from '../support/paths';
+import { gradscope as runCli, type CliResult } from '../support/cli';
 import { PYTHON, torchSkip } from './torchEnv';
 
-const bin = join(repoRoot, 'bin', 'gradscope.js');
 const dir = mkdtempSync(join(tmpdir(), 'gs-torch-warnings-'));
 
-function gradscope(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, GRADSCOPE_PYTHON: PYTHON }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const gradscope = (args: string[]): Promise<CliResult> => runCli(args, { env: { ...process.env, GRADSCOPE_PYTHON: PYTHON } });
 
 // Builds a model and an optimizer, evaluates once, and exits: no backward, no optimizer step.
 const neverSteps = join(dir, 'never_steps.py');
