@@ -35,7 +35,7 @@
 //
 // Env: GRADSCOPE_PYTHON (default .venv-torch2/bin/python), GRADSCOPE_BENCH_WORKLOADS (comma list,
 // default all), GRADSCOPE_BENCH_ROUNDS (default 5; 2 for big), GRADSCOPE_BENCH_STEPS (timed steps per
-// run after 5 warm-up steps; default per workload: mlp 60, cnn 80, transformer 40, big 10),
+// run after 12 warm-up steps; default per workload: mlp 60, cnn 80, transformer 40, big 10),
 // GRADSCOPE_BENCH_MODES (comma list of the modes above; plain always runs), GRADSCOPE_BENCH_THREADS
 // (torch threads, default 1), GRADSCOPE_BENCH_MALLOC=fixed (glibc's mmap and trim thresholds fixed
 // in every run, as in torchOverhead.mjs: a tool's temporaries otherwise shift glibc's dynamic mmap
@@ -55,7 +55,10 @@ export const MODES = ['plain', 'gradscope', 'step', 'norms', 'foreach', 'tensorb
 /** The CLI modes: GradScope with its defaults, and its every-step tier alone. */
 const CLI_MODES = ['gradscope', 'step'];
 const NEVER = '1000000000';
-const WARM = 5;
+// Steps before the timing starts: past GradScope's dense start (its sampled tier measures every step of
+// an optimizer's first 10, see sampled.py), so the figures are the steady state of every mode. With 5,
+// half of the 100M model's 10 timed steps were dense ones.
+const WARM = 12;
 
 // wandb 0.30 imports its OpenTelemetry telemetry on `import wandb`, and opentelemetry-sdk needs
 // opentelemetry-semantic-conventions, which the local mirror lacks. Its gradient hooks do not use the
