@@ -10,6 +10,16 @@ from gradscope_probe import wire
 from gradscope_probe.channel import Channel
 
 
+def read_to_end(sock) -> bytes:
+    """Everything the socket receives until the other end shuts down its writing."""
+    chunks = []
+    while True:
+        d = sock.recv(1 << 16)
+        if not d:
+            return b"".join(chunks)
+        chunks.append(d)
+
+
 def step(i):
     return {"type": "step", "step": i, "loss": 0.0, "wallMs": 0.0, "stats": list(wire.STAT_NAMES),
             "columns": [[0.0] * 50 for _ in wire.STAT_NAMES], "nTensors": 50}
@@ -29,11 +39,7 @@ class ChannelTest(unittest.TestCase):
         chunks = []
 
         def read():
-            while True:
-                d = host.recv(1 << 16)
-                if not d:
-                    return
-                chunks.append(d)
+            chunks.append(read_to_end(host))
 
         t = threading.Thread(target=read, daemon=True)
         t.start()
@@ -64,11 +70,7 @@ class ChannelTest(unittest.TestCase):
         chunks = []
 
         def read():
-            while True:
-                d = host.recv(1 << 16)
-                if not d:
-                    return
-                chunks.append(d)
+            chunks.append(read_to_end(host))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -157,12 +159,7 @@ class ChannelTest(unittest.TestCase):
             ch.send(bad)
         self.assertTrue(ch.flush(10))
         child.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = host.recv(1 << 16)
-            if not d:
-                break
-            data += d
+        data = read_to_end(host)
         self.assertEqual(data, b"".join(wire.encode(m, i) for i, m in enumerate(msgs)))
         self.assertEqual(ch.dropped_total, 0)
         host.close()
@@ -200,12 +197,7 @@ class PrivateDescriptorTest(unittest.TestCase):
         ch.send(step(0))
         self.assertTrue(ch.flush(5))
         child.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = host.recv(1 << 16)
-            if not d:
-                break
-            data += d
+        data = read_to_end(host)
         frames, err = wire.decode_all(data)
         self.assertIsNone(err)
         self.assertEqual([m["type"] for _, m in frames], ["step"])
