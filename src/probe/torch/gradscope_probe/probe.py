@@ -258,6 +258,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             rec.param_pick = None if len(pick) == len(flat) else pick
             rec.knowns = None
             rec.plain_cpu = bool(params) and all(stats.plain_cpu(p) for p in params)
+            rec.norm_plan = stats.NormPlan(params) if rec.plain_cpu else None
         return params
 
     def _knowns_of(self, rec, params) -> list:
@@ -295,7 +296,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if closure is None:
                 # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
                 t_g = time.perf_counter()
-                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plain=rec.plain_cpu)
+                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plain=rec.plain_cpu,
+                                                                  plan=rec.norm_plan)
                 ctx["sampled_ms"] = self._grads_time(sampled, (time.perf_counter() - t_g) * 1e3)
                 snap = [p for p, _, _ in ctx["grads"]]
             else:
@@ -309,14 +311,15 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
 
-    def _grads_of(self, params, defer: bool = False, with_max: bool = True, plain: bool = False):
+    def _grads_of(self, params, defer: bool = False, with_max: bool = True, plain: bool = False, plan=None):
         """([(param, its gradient statistics, its gradient)] for the params that have a gradient, the
         ids of the params whose statistics are to be checked after the host copy (stats.grad_stats_many,
         defer, with_max)); the statistics taken before clipping where the script clipped (and
-        unscaled, see _before_clip). plain: the params all passed stats.plain_cpu (their _Opt says)."""
+        unscaled, see _before_clip). plain: the params all passed stats.plain_cpu (their _Opt says);
+        plan: their stats.NormPlan."""
         gs = [p.grad for p in params]
         if plain and not self._preclip and all(g is not None for g in gs):
-            rows = stats.plain_rows(gs, with_max)
+            rows = stats.plain_rows(gs, with_max, plan)
             if rows is not None:
                 return list(zip(params, rows, gs)), ()
         pairs = [(p, g) for p, g in zip(params, gs) if g is not None] if any(g is None for g in gs) else list(zip(params, gs))
@@ -390,8 +393,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         t_after = time.perf_counter()
         with torch.no_grad():
             if ctx["closure"]:
+                rec = self._opt_rec(ctx["opt"])
                 grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"],
-                                                  plain=self._opt_rec(ctx["opt"]).plain_cpu)
+                                                  plain=rec.plain_cpu, plan=rec.norm_plan)
                 self._preclip.clear()
                 # The loss: backward passes before the step (accumulation) plus what step(closure)
                 # returns, or the closure's own backward passes when it returns nothing.

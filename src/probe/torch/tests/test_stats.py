@@ -165,6 +165,72 @@ class ManyAtOnceTest(unittest.TestCase):
         self.assertTrue(all(torch.allclose(x, -torch.ones_like(x)) for x in b))
 
 
+class StackedPlanTest(unittest.TestCase):
+    """plain_rows with a NormPlan (small tensors of one shape and dtype stacked, one reduction per
+    group) gives grad_stats' rows in the caller's order, the hard cases on the exact path, and builds
+    the plan again when a parameter's shape changes."""
+
+    @staticmethod
+    def grads():
+        g = torch.Generator().manual_seed(3)
+        return [
+            torch.randn(32, 32, generator=g),  # 0: weights of one shape (stacked)
+            torch.randn(32, generator=g),  # 1: biases (stacked)
+            torch.randn(32, 32, generator=g),  # 2
+            torch.randn(32, generator=g) * float("nan"),  # 3: NaN: the exact path
+            torch.randn(90, 90, generator=g),  # 4: over STACK_MAX_NUMEL: the multi-tensor norm
+            torch.randn(32, 32, dtype=torch.float64, generator=g),  # 5: float64: its own group key
+            torch.randn(7, generator=g),  # 6: alone in its shape: the multi-tensor norm
+            torch.full((32, 32), 1e30),  # 7: squares overflow float32: the exact path
+            torch.zeros(32),  # 8: a zero gradient: the exact path (its maxAbs too)
+            torch.randn(64, 32, generator=g)[:, :32:2].t(),  # 9: not contiguous, 16x64 ...
+            torch.randn(16, 64, generator=g),  # 10: ... and a contiguous one of its shape
+            torch.randn(32, 32, dtype=torch.float64, generator=g),  # 11
+        ]
+
+    def assertRowsEqual(self, rows, gs, with_max):
+        for i, (g, row) in enumerate(zip(gs, rows)):
+            want = stats.grad_stats(g).tolist()
+            self.assertIsInstance(row, list)
+            self.assertEqual(row[2:], want[2:], msg=i)
+            for k in (0, 1):
+                if k == 1 and not with_max and i not in (3, 7, 8):
+                    self.assertTrue(math.isnan(row[1]), msg=i)  # not measured on this step
+                elif math.isnan(want[k]):
+                    self.assertTrue(math.isnan(row[k]), msg=i)
+                else:
+                    self.assertAlmostEqual(row[k], want[k], delta=1e-6 * max(1.0, want[k]), msg=i)
+
+    def test_groups(self):
+        plan = stats.NormPlan(self.grads())
+        self.assertEqual(sorted(map(sorted, plan.stacked)), [[0, 2, 7], [1, 3, 8], [5, 11], [9, 10]])
+        self.assertEqual(plan.rest, [4, 6])
+        self.assertEqual(sorted(plan.order), list(range(12)))
+
+    def test_rows_equal_grad_stats(self):
+        gs = self.grads()
+        plan = stats.NormPlan(gs)
+        for with_max in (True, False):
+            self.assertRowsEqual(stats.plain_rows(gs, with_max, plan), gs, with_max)
+        # Bit for bit the multi-tensor norm's rows, but for the strided view (9), which the stack
+        # copies flat as grad_stats does: another order of summation.
+        stacked, each = stats.plain_rows(gs, True, plan), stats.plain_rows(gs, True, None)
+        self.assertEqual(stacked[:9] + stacked[10:], each[:9] + each[10:])
+
+    def test_a_new_shape_builds_the_plan_again(self):
+        gs = self.grads()
+        plan = stats.NormPlan(gs)
+        gs[2] = torch.randn(8, 8)  # a parameter given new data of another shape
+        rows = stats.plain_rows(gs, True, plan)
+        self.assertRowsEqual(rows, gs, True)
+        self.assertEqual(sorted(map(sorted, plan.stacked)), [[0, 7], [1, 3, 8], [5, 11], [9, 10]])
+        self.assertEqual(plan.rest, [2, 4, 6])
+
+    def test_a_sparse_gradient_is_refused(self):
+        gs = self.grads()[:3] + [torch.eye(3).to_sparse()]
+        self.assertIsNone(stats.plain_rows(gs, True, stats.NormPlan(self.grads()[:3] + [torch.eye(3)])))
+
+
 class DetailStatsTest(unittest.TestCase):
     def test_moments_zero_fraction_and_histogram(self):
         vals = [0.5, -0.25, 0.0, 2e-3, float("nan"), 7.0, -1e-25, 1e15, 0.0]
