@@ -524,7 +524,9 @@ class Panel {
     }
     const joined = r.list.filter((x) => x.state === 'joined').length;
     const missing = r.list.length - joined;
-    setText($('gs-ranks-note'), `global norm of each rank · ${joined} joined${missing ? ` · ${missing} never joined (not observed)` : ''}`);
+    // A report (no host) cannot switch ranks: it says which one its other charts are of.
+    const fixed = this.api === null && r.shown ? ` · this report's other charts are rank ${r.shown.rank}'s` : '';
+    setText($('gs-ranks-note'), `global norm of each rank · ${joined} joined${missing ? ` · ${missing} never joined (not observed)` : ''}${fixed}`);
     $('gs-ranks-note').classList.toggle('gs-warn', missing > 0);
     if (!this.rankNorms) this.rankNorms = renderNormCurves($('gs-ranks-chart'), this.rankNormData(), { palette: this.palette });
     else if (drawChart) this.rankNorms.update(this.rankNormData(), { palette: this.palette });

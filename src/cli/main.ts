@@ -8,6 +8,7 @@ import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
 import { analyzerFor, shownStore } from '../process/runHandle';
 import { analyzeRanks, DESYNC_RELATIVE_TOLERANCE } from '../core/analysis/crossRank';
 import { crossRankJson, ranksJson } from '../core/report/ranksJson';
+import { wholeRanks } from '../core/view/ranks';
 import type { Analyzer } from '../core/analysis/analyzer';
 import type { RunStore } from '../core/store/runStore';
 import { withCause } from '../core/analysis/nanCause';
@@ -152,7 +153,7 @@ async function run(a: RunArgs): Promise<number> {
     const file = report;
     try {
       const header = runHeader(store, { runId: session.id, script: session.script, status: exit.reason, statusMessage: exit.message });
-      const bytes = writeReport(file, store, header, findings);
+      const bytes = writeReport(file, store, header, findings, wholeRanks(session, store, cross));
       process.stderr.write(`gradscope: report written to ${relative(cwd, file) || file} (${(bytes / 1024).toFixed(0)} KiB)\n`);
     } catch (e) {
       say(`could not write the report: ${(e as Error).message}`);

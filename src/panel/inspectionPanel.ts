@@ -461,7 +461,8 @@ export class InspectionPanel implements vscode.Disposable {
     if (!s) return;
     const dist = vscode.Uri.joinPath(this.host.extensionUri, 'dist', 'webview').fsPath;
     const [js, css] = await Promise.all([readFile(join(dist, 'main.js'), 'utf8'), readFile(join(dist, 'main.css'), 'utf8').catch(() => '')]);
-    const { snapshot, details, views } = reportData(this.sentStore ?? this.shownStore(), this.header(), this.findings());
+    const store = this.sentStore ?? this.shownStore();
+    const { snapshot, details, views } = reportData(store, this.header(), this.findings(), this.ranks?.report(store) ?? null);
     const html = buildReportHtml(snapshot, { js, css }, details, views);
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(dirname(s.script));
     const target = await vscode.window.showSaveDialog({

@@ -3,7 +3,7 @@
 // and the cross-rank overlay (each rank's global norm). Pure: the host builds it from the ranks'
 // stores, the webview only draws it. The cross-rank analysis (desync findings, FSDP norms combined
 // from the shards) is computed elsewhere and passed through as `crossRank`.
-import { analyzeRanks } from '../analysis/crossRank';
+import { analyzeRanks, type CrossRankAnalysis } from '../analysis/crossRank';
 import type { RunStore } from '../store/runStore';
 import type { PanelCrossRank, PanelRank, PanelRankCurve, PanelRankKey, PanelRanks } from './messages';
 import { toPanelCurve } from './snapshot';
@@ -119,10 +119,14 @@ export function crossRankView(): (ranks: readonly RankSource[]) => PanelCrossRan
     if (now === key) return last;
     key = now;
     if (joined.length < 2) return (last = null);
-    const a = analyzeRanks(joined);
-    const combined = a.combined ? { label: `model (${a.combined.ranks.length} ranks' shards)`, globalNorm: toPanelCurve(a.combined.steps, a.combined.globalNorm) } : null;
-    return (last = { findings: a.findings, combined });
+    return (last = panelCrossRank(analyzeRanks(joined)));
   };
+}
+
+/** A cross-rank analysis as the panel shows it: its findings, and the series combined from the shards (FSDP), labelled. */
+export function panelCrossRank(a: CrossRankAnalysis): PanelCrossRank {
+  const combined = a.combined ? { label: `model (${a.combined.ranks.length} ranks' shards)`, globalNorm: toPanelCurve(a.combined.steps, a.combined.globalNorm) } : null;
+  return { findings: a.findings, combined };
 }
 
 /** The cursors after sending `view`'s curves: each rank's last step sent. */
@@ -197,13 +201,41 @@ export class RankView {
    * replace, each rank's points after the last sent for an append. Null for a single process.
    */
   message(store: RunStore, kind: 'whole' | 'append'): PanelRanks | null {
-    const procs = this.processes();
-    if (procs.length === 0) return null;
     if (kind === 'whole') this.cursors.clear();
-    const shown = procs.find((r) => r.store === store) ?? { rank: store.hello?.rank ?? 0, store };
-    const cross = this.crossRank?.(procs) ?? undefined;
-    const view = buildRanks(procs, { shown, expected: expectedRankCount(procs, this.run.expectedRanks ?? 0), since: kind === 'append' ? this.cursors : undefined, crossRank: cross });
+    const view = ranksAbout(this.run, store, this.crossRank, kind === 'append' ? this.cursors : undefined);
     advanceRankCursors(this.cursors, view);
     return view;
   }
+
+  /** The ranks part of a report about `store` (the panel's "Export report"): whole, the live cursors left as they are. */
+  report(store: RunStore): PanelRanks | null {
+    return ranksAbout(this.run, store, this.crossRank);
+  }
+}
+
+/**
+ * The ranks part of a message about `store` (the store the charts show) for a run: each rank's
+ * points after `since` (absent: all), and the cross-rank analysis where `crossRank` is given. Null
+ * for a single process. `gradscope run --report` writes its report's with it (wholeRanks).
+ */
+function ranksAbout(
+  run: RankedRun,
+  store: RunStore,
+  crossRank: ((ranks: readonly RankSource[]) => PanelCrossRank | null) | undefined,
+  since?: ReadonlyMap<string, number>,
+): PanelRanks | null {
+  const procs = runProcesses(run.store, run.ranks);
+  if (procs.length === 0) return null;
+  const shown = procs.find((r) => r.store === store) ?? { rank: store.hello?.rank ?? 0, store };
+  const cross = crossRank?.(procs) ?? undefined;
+  return buildRanks(procs, { shown, expected: expectedRankCount(procs, run.expectedRanks ?? 0), since, crossRank: cross });
+}
+
+/**
+ * The ranks part of a report about `store` (`gradscope run --report`): every process of the run in
+ * the list, each one's global norm whole, and `cross` (the analysis the CLI ran) for the findings
+ * across ranks and the combined norm. Null for a single process.
+ */
+export function wholeRanks(run: RankedRun, store: RunStore, cross: CrossRankAnalysis | null): PanelRanks | null {
+  return ranksAbout(run, store, cross ? () => panelCrossRank(cross) : undefined);
 }

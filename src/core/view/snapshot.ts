@@ -22,6 +22,7 @@ import type {
   PanelHeatmap,
   PanelOptimizer,
   PanelOptimizerCurves,
+  PanelRanks,
   PanelReplace,
   PanelRunHeader,
   PanelSnapshot,
@@ -349,8 +350,16 @@ function warningExit(status: PanelRunHeader['status']): RunWarningExit {
  * Everything the HTML report needs: the snapshot, every tensor's detail, and with two or more
  * optimizers the view of each one's steps (the report's picker switches between them offline).
  */
-export function reportData(store: RunStore, header: PanelRunHeader, findings: Finding[]): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
+export function reportData(
+  store: RunStore,
+  header: PanelRunHeader,
+  findings: Finding[],
+  ranks: PanelRanks | null = null,
+): { snapshot: PanelSnapshot; details: PanelTensorDetail[]; views: PanelView[] } {
   const snapshot = buildSnapshot(store, { header, findings, metric: 'norm', compare: null, savedRuns: [] });
+  // A distributed run: the ranks' list, every rank's global norm and the findings across ranks (the
+  // report's picker shows which rank the charts are of; it cannot switch offline).
+  if (ranks) snapshot.ranks = ranks;
   const views = snapshot.optimizers.length >= 2 ? snapshot.optimizers.map((o) => buildView(store, { metric: 'norm', optimizer: o.id })) : [];
   return { snapshot, details: store.tensors.map((t) => buildTensorDetail(store, t.id, null)), views };
 }

@@ -15,9 +15,11 @@ const ENTRY = `
 import { readRunFile } from './src/core/store/runFile';
 import { readRankFiles } from './src/process/rankRecorder';
 import { analyzerFor, savedRunHandle, shownStore } from './src/process/runHandle';
-import { buildRanks, crossRankView, expectedRankCount, findRank, runProcesses } from './src/core/view/ranks';
-import { buildSnapshot, buildTensorDetail, runHeader } from './src/core/view/snapshot';
-export { buildRanks };
+import { analyzeRanks } from './src/core/analysis/crossRank';
+import { buildRanks, crossRankView, expectedRankCount, findRank, runProcesses, wholeRanks } from './src/core/view/ranks';
+import { buildReportHtml } from './src/core/view/report';
+import { buildSnapshot, buildTensorDetail, reportData, runHeader } from './src/core/view/snapshot';
+export { buildRanks, buildReportHtml };
 
 /** A saved distributed run as the panel's host shows it: a snapshot of the rank picked (null: the default). */
 export async function rankHost(runFile, { expected = 0 } = {}) {
@@ -41,6 +43,12 @@ export async function rankHost(runFile, { expected = 0 } = {}) {
       const snapshot = buildSnapshot(store, { header, findings: findings(store), metric: 'norm', compare: null, savedRuns: [], ...opts });
       snapshot.ranks = buildRanks(procs, { shown, expected: expectedRankCount(procs, expected), crossRank: crossRank(procs) ?? undefined });
       return snapshot;
+    },
+    /** What \`gradscope run --report\` embeds for the rank picked (null: the default): reportData with the ranks part. */
+    report(key = null) {
+      const store = storeOf(key);
+      const header = runHeader(store, { runId: run.id, script: run.script, status: 'saved', statusMessage: 'saved' });
+      return reportData(store, header, findings(store), wholeRanks(run, store, analyzeRanks(procs)));
     },
   };
 }

@@ -3,8 +3,12 @@
 // overlays each rank's global norm. The data is a real 2-rank DDP run read back with the host's code
 // (./rankHost.mjs); rank 1 multiplies its gradients by 4 from step 12. Needs `npm run build` first.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { area, launch, openPanel, posts, send } from './browser.mjs';
+import { area, bundle, launch, openPanel, posts, send } from './browser.mjs';
 import { explodingSnapshot } from './fixtures.mjs';
 import { DIVERGE_RUN, loadRankHost } from './rankHost.mjs';
 
@@ -214,5 +218,37 @@ describe('cross-rank view', () => {
     assert.ok(labels.includes('combined over ranks'), labels.join(', '));
     assert.deepEqual(errors, []);
     await page.close();
+  });
+});
+
+describe('the HTML report of a distributed run', () => {
+  test('shows every rank offline: which one its charts are, the others not switchable, each rank’s norm, the desync found across ranks', async () => {
+    const { snapshot, details, views } = host.report({ rank: 1, pid: host.procs[1].store.hello.pid });
+    const dir = mkdtempSync(join(tmpdir(), 'gradscope-rankreport-'));
+    const file = join(dir, 'report.html');
+    writeFileSync(file, mod.buildReportHtml(snapshot, bundle(), details, views));
+    const context = await browser.newContext({ offline: true, viewport: { width: 1100, height: 1400 } });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    await page.goto(pathToFileURL(file).href);
+    await page.waitForFunction(() => Number(document.body.dataset.gsRenders ?? 0) > 0);
+    assert.equal(await page.textContent('#gs-rank'), 'Rank 1 ▾');
+    assert.match(await page.textContent('#gs-ranks-note'), /^global norm of each rank · 2 joined · this report's other charts are rank 1's$/);
+    await page.click('#gs-rank');
+    assert.deepEqual(await page.$$eval('#gs-rank-list [role="option"]', (l) => l.map((o) => [o.dataset.rank, o.getAttribute('aria-selected'), o.getAttribute('aria-disabled')])), [
+      ['0', 'false', 'true'],
+      ['1', 'true', 'true'],
+    ]);
+    assert.equal(await page.$eval('#gs-rank-findings', (e) => e.hidden), false);
+    assert.match(await page.textContent('#gs-rank-findings'), /rank 1/);
+    const lines = await series(page, '#gs-ranks-chart');
+    assert.deepEqual(
+      lines.map((x) => x.label),
+      ['rank 0', 'rank 1'],
+    );
+    assert.deepEqual(errors, []);
+    await context.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -132,9 +132,42 @@ describe('cross-rank analysis of real distributed runs (gloo, CPU)', { skip: tor
         doc.findings.filter((x) => x.kind === 'rank-desync').map((x) => x.step),
         [2],
       );
-      const t = await gradscope(['run', '--out', out, '--nproc-per-node', '2', ddp], env);
+      const report = join(out, 'report.html');
+      const t = await gradscope(['run', '--out', out, '--nproc-per-node', '2', '--report', report, ddp], env);
       assert.match(t.stdout, /^ {2}error {3}rank-desync at step 2 · ranks 1$/m);
       assert.match(t.stdout, /ranks out of step: rank 1 disagrees with rank 0 at step 2: model\.0\.weight's gradient norm is/);
+      // The HTML report carries every rank: the list, each one's global norm, the desync across ranks.
+      const html = readFileSync(report, 'utf8');
+      const data = JSON.parse(/<script type="application\/json" id="gradscope-data">([^<]*)<\/script>/.exec(html)![1]) as {
+        snapshot: {
+          ranks: {
+            shown: { rank: number };
+            list: { rank: number; state: string; steps: number }[];
+            globalNorms: { rank: number; globalNorm: { steps: number[] } }[];
+            crossRank: { findings: Finding[] };
+          };
+        };
+      };
+      const ranks = data.snapshot.ranks;
+      assert.equal(ranks.shown.rank, 0);
+      assert.deepEqual(
+        ranks.list.map((x) => [x.rank, x.state, x.steps]),
+        [
+          [0, 'joined', 5],
+          [1, 'joined', 5],
+        ],
+      );
+      assert.deepEqual(
+        ranks.globalNorms.map((c) => [c.rank, c.globalNorm.steps]),
+        [
+          [0, [0, 1, 2, 3, 4]],
+          [1, [0, 1, 2, 3, 4]],
+        ],
+      );
+      assert.deepEqual(
+        ranks.crossRank.findings.map((x) => [x.kind, x.step, x.evidence.ranks]),
+        [['rank-desync', 2, '1']],
+      );
     },
   );
 

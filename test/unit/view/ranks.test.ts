@@ -7,8 +7,21 @@ import { decodeFloat } from '../../../src/core/protocol/float';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { RunStore } from '../../../src/core/store/runStore';
 import { parseWebviewMessage, type PanelCurve } from '../../../src/core/view/messages';
-import { advanceRankCursors, buildRanks, crossRankView, expectedRankCount, findRank, rankKeyText, rankList, RankView, runProcesses, type RankSource } from '../../../src/core/view/ranks';
-import { buildSnapshot, runHeader } from '../../../src/core/view/snapshot';
+import {
+  advanceRankCursors,
+  buildRanks,
+  crossRankView,
+  expectedRankCount,
+  findRank,
+  rankKeyText,
+  rankList,
+  RankView,
+  runProcesses,
+  wholeRanks,
+  type RankSource,
+} from '../../../src/core/view/ranks';
+import { buildSnapshot, reportData, runHeader } from '../../../src/core/view/snapshot';
+import { analyzeRanks } from '../../../src/core/analysis/crossRank';
 import { readRankFiles } from '../../../src/process/rankRecorder';
 import { savedRunHandle, shownStore } from '../../../src/process/runHandle';
 import { parseHostMessage } from '../../../webview/hostMessages';
@@ -316,5 +329,50 @@ describe('setRank from the webview', () => {
     assert.equal(msg?.crossRank?.findings[0]?.kind, 'rank-desync');
     // One process: nothing to compare.
     assert.equal(crossRankView()(procs.slice(0, 1)), null);
+  });
+});
+
+describe('the report of a distributed run', () => {
+  it('carries every rank: the list, each rank’s whole global norm, the desync across ranks; a report taken mid-run leaves the live cursors alone', async () => {
+    const run = await savedRun();
+    const procs = runProcesses(run.store, run.ranks);
+    // gradscope run --report: the CLI's own analysis, rank 1 shown (--rank 1).
+    const r = wholeRanks(run, procs[1].store, analyzeRanks(procs))!;
+    assert.deepEqual(
+      r.list.map((x) => [x.rank, x.state]),
+      [
+        [0, 'joined'],
+        [1, 'joined'],
+      ],
+    );
+    assert.deepEqual(r.shown, { rank: 1, pid: procs[1].store.hello!.pid });
+    for (const [i, c] of r.globalNorms.entries()) assert.deepEqual(values(c.globalNorm), Array.from(procs[i].store.globalNorm().values), `rank ${i} whole`);
+    assert.deepEqual(
+      r.crossRank?.findings.map((f) => [f.kind, f.stepRange[0]]),
+      [['rank-desync', DIVERGE_AT]],
+    );
+    const { snapshot } = reportData(procs[1].store, header(procs[1].store), [], r);
+    assert.equal(snapshot.ranks, r);
+    assert.equal(reportData(run.store, header(run.store), []).snapshot.ranks, undefined, 'no ranks given: none in the report');
+    // Through the webview's validation, as the report's page reads its embedded snapshot.
+    const parsed = parseHostMessage(JSON.parse(JSON.stringify({ type: 'snapshot', snapshot })));
+    assert.ok(parsed?.type === 'snapshot');
+    assert.deepEqual(parsed.snapshot.ranks, r);
+    // A single process: no ranks part.
+    assert.equal(wholeRanks({ store: run.store }, run.store, null), null);
+
+    // The panel's "Export report" while the run is live: whole, and the next append still brings
+    // only the points after what the webview holds.
+    const view = new RankView(run, crossRankView());
+    const first = view.message(view.store(), 'whole')!;
+    assert.ok(first.globalNorms.every((c) => c.globalNorm.steps.length > 0));
+    const report = view.report(view.store())!;
+    assert.deepEqual(report.globalNorms, first.globalNorms);
+    assert.equal(report.crossRank?.findings[0]?.kind, 'rank-desync');
+    assert.deepEqual(
+      view.message(view.store(), 'append')!.globalNorms.map((c) => c.globalNorm.steps.length),
+      [0, 0],
+      'the report moved no cursor',
+    );
   });
 });
