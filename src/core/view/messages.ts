@@ -4,7 +4,7 @@
 // Every message from the webview is validated with `parseWebviewMessage`; anything else is dropped.
 import type { Finding } from '../analysis/finding';
 import type { WireFloat } from '../protocol/float';
-import type { OptimizerMode, SourceLocation } from '../protocol/messages';
+import type { OptimizerMode, TensorInfo } from '../protocol/messages';
 import type { RunWarning } from '../report/warnings';
 import { MAX_TEXT } from '../text';
 
@@ -12,14 +12,8 @@ import { MAX_TEXT } from '../text';
 export const RUN_STATUSES = ['starting', 'running', 'completed', 'crashed', 'stopped', 'step-limit', 'time-limit', 'protocol-error', 'probe-lost', 'saved'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-export interface PanelTensor {
-  id: number;
-  name: string;
-  layer: string;
-  layerType: string;
-  shape: number[];
-  source: SourceLocation | null;
-}
+/** A tensor as the panel lists it: its TENSORS description without aliases, library site or shard. */
+export type PanelTensor = Pick<TensorInfo, 'id' | 'name' | 'layer' | 'layerType' | 'shape' | 'source'>;
 
 /**
  * A curve: step index and value per point, each value through the float codec (protocol/float.ts):
