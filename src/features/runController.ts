@@ -7,6 +7,7 @@ import { DisposableStore } from '../core/util/disposableStore';
 import { RunFileError } from '../core/store/runFile';
 import { ensureDir, HostFileError } from '../process/files';
 import { RunSession, type RunExit, type RunOptions } from '../process/runSession';
+import { shownStore } from '../process/runHandle';
 import { GradScopeError } from './errors';
 import { RunStatusBar, SHOW_TERMINAL_COMMAND } from './runStatusBar';
 import { RunTerminal } from './runTerminal';
@@ -143,7 +144,9 @@ export class RunController implements vscode.Disposable {
     if (exit.reason === 'crashed' && exit.steps === 0 && /ENOENT/.test(exit.error?.message ?? '')) {
       line += ' (is Node.js installed? set gradscope.nodePath to its path)';
     }
-    const warnings = runWarnings(run.store, { reason: exit.reason });
+    // Of the process the run shows: a script that only started its ranks (mp.spawn) took no step
+    // itself, and "no optimizer step was seen" would be untrue of its ranks.
+    const warnings = runWarnings(shownStore(run), { reason: exit.reason });
     if (this.terminal && this.live?.run === run) this.terminal.end(line, failed, warnings);
     const ended = `run ${run.id}: ${exit.reason}: ${exit.message}`;
     if (failed) this.log.warn(ended);

@@ -1,6 +1,7 @@
 // The status bar item of the current (or last) run: live step, global gradient norm and backend,
 // then how the run ended. Clicking it stops a live run, or shows the terminal of an ended one.
 import * as vscode from 'vscode';
+import { shownStore } from '../process/runHandle';
 import type { RunExit, RunSession } from '../process/runSession';
 
 /** At most this many status bar updates per second, however fast steps arrive. */
@@ -26,10 +27,18 @@ const ENDED: Record<RunExit['reason'], { icon: string; label: string; alarm: boo
   'probe-lost': { icon: '$(debug-disconnect)', label: 'probe lost', alarm: true },
 };
 
+/** " · rank 0 of 2" for a run of several processes (the steps and norm are that rank's); "" for one. */
+function ranksText(run: RunSession): string {
+  const ranks = run.ranks;
+  if (ranks.length < 2) return '';
+  const shown = ranks.find((r) => r.store === shownStore(run));
+  return shown ? ` · rank ${shown.rank} of ${ranks.length}` : ` · ${ranks.length} ranks`;
+}
+
 export class RunStatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private run: RunSession | undefined;
-  private subscription: { dispose(): void } | undefined;
+  private subscriptions: { dispose(): void }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lastRender = 0;
 
@@ -49,7 +58,12 @@ export class RunStatusBar implements vscode.Disposable {
     this.run = run;
     this.item.backgroundColor = undefined;
     this.item.command = { title: 'Stop Run', command: 'gradscope.stopRun' };
-    this.subscription = run.store.onDidChange(() => this.schedule());
+    // The steps shown are the run's shown process's: its own, or (a script that starts its ranks,
+    // mp.spawn) the first rank's, so every rank's store is followed as it joins.
+    const follow = (store: RunSession['store']): void => void this.subscriptions.push(store.onDidChange(() => this.schedule()));
+    follow(run.store);
+    for (const r of run.ranks) if (r.store !== run.store) follow(r.store);
+    this.subscriptions.push(run.onDidJoinRank((r) => follow(r.store)));
     this.render();
     this.item.show();
   }
@@ -60,7 +74,10 @@ export class RunStatusBar implements vscode.Disposable {
     const e = ENDED[exit.reason];
     // A run file cut short by a disk error is said here too: the run is not what a restart will show.
     const rec = exit.recording ? ` · $(warning) run file holds ${exit.recording.steps}` : '';
-    this.item.text = `${e.icon} GradScope: ${e.label} · ${exit.steps} step${exit.steps === 1 ? '' : 's'}${rec}`;
+    // A script that only started its ranks took no step itself: the steps are its shown rank's.
+    const store = shownStore(run);
+    const steps = store === run.store ? exit.steps : store.stepCount;
+    this.item.text = `${e.icon} GradScope: ${e.label} · ${steps} step${steps === 1 ? '' : 's'}${ranksText(run)}${rec}`;
     this.item.tooltip = new vscode.MarkdownString(`**GradScope** — ${escapeMd(basename(run.script))}\n\n${escapeMd(exit.message)}\n\nClick to show the run's terminal.`);
     this.item.backgroundColor = e.alarm ? new vscode.ThemeColor('statusBarItem.errorBackground') : rec ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.item.command = { title: 'Show Run Terminal', command: SHOW_TERMINAL_COMMAND };
@@ -73,8 +90,8 @@ export class RunStatusBar implements vscode.Disposable {
   }
 
   private detach(): void {
-    this.subscription?.dispose();
-    this.subscription = undefined;
+    for (const d of this.subscriptions) d.dispose();
+    this.subscriptions = [];
     clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -95,7 +112,7 @@ export class RunStatusBar implements vscode.Disposable {
     const run = this.run;
     if (!run) return;
     this.lastRender = Date.now();
-    const store = run.store;
+    const store = shownStore(run);
     const hello = store.hello;
     const steps = store.stepCount;
     if (steps === 0) {
@@ -105,7 +122,7 @@ export class RunStatusBar implements vscode.Disposable {
       const norm = formatNorm(summary.globalNorm.last);
       // The norm is over finite entries; say so once NaN/Inf have appeared, or 0.0e+0 would mislead.
       const bad = summary.firstNonFiniteStep !== null ? ` · $(warning) NaN/Inf since step ${summary.firstNonFiniteStep}` : '';
-      this.item.text = `$(pulse) GradScope: step ${steps} · ‖g‖ ${norm}${bad}${hello ? ` · ${hello.backend}` : ''}`;
+      this.item.text = `$(pulse) GradScope: step ${steps} · ‖g‖ ${norm}${bad}${ranksText(run)}${hello ? ` · ${hello.backend}` : ''}`;
     }
     const lines = [`**GradScope** — ${escapeMd(basename(run.script))}`];
     if (hello) lines.push(`Backend: ${escapeMd(hello.backend)} (${escapeMd(hello.device)}) — ${escapeMd(hello.backendReason)}`);

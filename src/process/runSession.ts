@@ -102,6 +102,9 @@ export class RunSession implements RunHandle, LiveRun {
   private readonly ended = new Emitter<RunExit>();
   readonly onOutput = this.output.event;
   readonly onDidEnd = this.ended.event;
+  private readonly rankJoined = new Emitter<RunRank>();
+  /** A process joined the run with a store of its own (a rank other than a launcher's rank 0): views that follow the ranks' steps subscribe to it. */
+  readonly onDidJoinRank = this.rankJoined.event;
   /** Every decoded message, in order (for views that want more than the store's change signal). */
   private readonly messages = new Emitter<Message>();
   readonly onMessage = this.messages.event;
@@ -338,7 +341,9 @@ export class RunSession implements RunHandle, LiveRun {
     }
     try {
       const meta = { runId: this.id, script: this.script, args: [...this.args], cwd: this.cwd, startedAt: new Date().toISOString(), framework: 'torch' as const };
-      this.recorders.set(c.id, new RankRecorder(this.runFile, meta, h));
+      const rec = new RankRecorder(this.runFile, meta, h);
+      this.recorders.set(c.id, rec);
+      this.rankJoined.fire(rec);
     } catch (e) {
       this.output.fire({ stream: 'stderr', text: `[gradscope] warning: rank ${h.rank} (pid ${h.pid}) cannot be recorded: ${(e as Error).message}\n` });
     }

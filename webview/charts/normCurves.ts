@@ -48,8 +48,14 @@ export interface NormCurvesHandle {
 type Pt = { x: number; y: number | null };
 type Mark = { x: number; kind: 'nan' | 'inf' | 'low' };
 
-/** Points and non-finite markers of one series, extended in place when the series only grew. */
+/**
+ * Points and non-finite markers of one series, extended in place when the series only grew: the same
+ * values array (the model's curve, which an append extends in place) with more entries. A curve the
+ * model replaced (a snapshot, another rank or optimizer: new arrays, maybe of the same steps) is
+ * read again whole.
+ */
 interface Cache {
+  src: ArrayLike<number>;
   points: Pt[];
   marks: Mark[];
   /** Steps with no gradient (GAP), ascending. */
@@ -62,8 +68,8 @@ interface Cache {
 function extend(cache: Cache | undefined, s: Series, log: boolean): Cache {
   const n = s.steps.length;
   let c = cache;
-  if (!c || c.log !== log || n < c.len || (c.len > 0 && s.steps[c.len - 1] !== c.lastStep)) {
-    c = { points: [], marks: [], gaps: [], len: 0, lastStep: NaN, log };
+  if (!c || c.src !== s.values || c.log !== log || n < c.len || (c.len > 0 && s.steps[c.len - 1] !== c.lastStep)) {
+    c = { src: s.values, points: [], marks: [], gaps: [], len: 0, lastStep: NaN, log };
   }
   for (let i = c.len; i < n; i++) {
     const x = s.steps[i];
@@ -238,8 +244,13 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
         dsByKey.delete(k);
         assigned.delete(k);
       }
+    // What is drawn, for tests and tools: each line's label, colour, point count and last point's value.
     canvas.dataset['series'] = JSON.stringify(
-      out.map((s) => ({ label: s.label, color: s.borderColor, points: (assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data).length })),
+      out.map((s) => {
+        const pts = assigned.get([...dsByKey].find(([, v]) => v === s)?.[0] ?? '') ?? s.data;
+        const last = pts.at(-1);
+        return { label: s.label, color: s.borderColor, points: pts.length, last: last && typeof last === 'object' ? last.y : null };
+      }),
     );
     canvas.dataset['gaps'] = JSON.stringify(Object.fromEntries([...caches].filter(([, c]) => c.gaps.length > 0).map(([k, c]) => [k, c.gaps.length])));
     canvas.setAttribute('aria-label', `Gradient norm curves: ${out.map((s) => s.label).join(', ')}`);

@@ -152,6 +152,45 @@ function makeWorkspace(name) {
   return ws;
 }
 
+/**
+ * Scenario 9's script: two DDP ranks (gloo, CPU) started with torch.multiprocessing.spawn, as a user
+ * writes them; from step 10 rank 1 multiplies its gradients by 100 after the all-reduce and divides its
+ * learning rate by 100 (the same update: the model stays sane), so the ranks disagree on the gradients:
+ * a rank-desync finding, and rank 1's norms rise above its first steps'.
+ */
+const DDP_SPAWN = `import socket
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+def work(rank, world, port):
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % port, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = DDP(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(1 + rank)
+    for step in range(20):
+        opt.zero_grad()
+        model(torch.randn(32, 8, generator=g)).pow(2).mean().backward()
+        if rank == 1 and step >= 10:
+            for p in model.parameters():
+                p.grad.mul_(100.0)
+            opt.param_groups[0]["lr"] = 0.05 / 100
+        opt.step()
+        print("rank %d step %d" % (rank, step), flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    mp.spawn(work, args=(2, port), nprocs=2)
+`;
+
 /** Per example: the file as copied, the quick fix's text, the line the warning is on. */
 const state = { ws: '', page: null, context: null, extensionDir: '', tfjs: { original: '', fixed: '', line: '', top: 0 }, torch: { original: '', fixed: '', line: '', top: 0 } };
 
@@ -632,6 +671,52 @@ const scenarios = [
       } finally {
         writeFileSync(settings, saved);
       }
+    },
+  },
+  {
+    name: '9. A distributed run in the panel: Train & Inspect on a script that starts 2 DDP ranks (mp.spawn) lists both; picking rank 1 switches the charts to its numbers',
+    async run() {
+      const page = state.page;
+      writeFileSync(join(state.ws, 'ddp_spawn.py'), DDP_SPAWN);
+      await openFile(page, 'ddp_spawn.py');
+      await trainAndInspect(page);
+      const ended = await waitRunEnded(page, 120_000);
+      log(`status bar: ${ended}`);
+      // The script's own process took no step; its ranks did: the status bar and the terminal say theirs.
+      assert.match(ended, /GradScope: completed · 20 steps · rank 0 of 2/);
+      const term = await terminalText(page);
+      assert.match(term, /2 ranks seen \(rank 0: 20 steps, rank 1: 20 steps\)/);
+      assert.doesNotMatch(term, /no optimizer step was seen/);
+      const wv = webview(page);
+      const button = wv.locator('#gs-rank');
+      const label = async () => (await button.textContent({ timeout: 1000 }).catch(() => ''))?.trim();
+      await waitFor('the rank picker on rank 0', async () => ((await label()) === 'Rank 0 ▾' ? true : undefined), 20_000);
+      // The norm chart's last point (the canvas says what it draws, data-series).
+      const lastNorm = async () => JSON.parse((await wv.locator('#gs-norms canvas').first().getAttribute('data-series', { timeout: 1000 })) ?? '[]')[0]?.last ?? null;
+      const before = await waitFor('the norm chart of rank 0', async () => ((await lastNorm()) > 0 ? lastNorm() : undefined), 10_000);
+      await shot(page, 'ranks-panel-rank0');
+      await button.click();
+      const options = wv.locator('#gs-rank-list [role="option"]');
+      await waitFor('both ranks listed', async () => ((await options.count()) === 2 ? true : undefined), 10_000);
+      const texts = await options.allTextContents();
+      log(`rank picker: ${texts.join(' / ')}`);
+      assert.match(texts[0], /^Rank 0.*20 steps$/);
+      assert.match(texts[1], /^Rank 1.*20 steps$/);
+      await shot(page, 'ranks-panel-picker');
+      await options.nth(1).click();
+      await waitFor('the rank picker on rank 1', async () => ((await label()) === 'Rank 1 ▾' ? true : undefined), 15_000);
+      // Rank 1's gradients are 100x rank 0's from step 10: so is the last point of its norm chart.
+      const after = await waitFor(
+        'the norm chart of rank 1',
+        async () => {
+          const y = await lastNorm();
+          return y > 50 * before ? y : undefined;
+        },
+        15_000,
+      );
+      log(`norm chart, last point: rank 0 ${before}, rank 1 ${after}`);
+      assert.match(await wv.locator('#gs-rank-findings').innerText(), /rank 1/);
+      await shot(page, 'ranks-panel-rank1');
     },
   },
 ];

@@ -98,6 +98,13 @@ describe('rank picker', () => {
     const afterTip = await heatTip(page, row, step);
     assert.ok(afterTip.endsWith(`= ${log10At(s1.layerNorms['model.2'], step)}`), afterTip);
     assert.notEqual(afterTip, before, 'rank 1’s gradients differ after step 12');
+    // The norm curve is rank 1's too: a snapshot of the same steps replaces its points (it once kept
+    // rank 0's, taking them for the same series grown by nothing).
+    const drawnLast = async () => (await series(page, '#gs-norms'))[0].last;
+    const lastOf = (snap) => snap.globalNorm.values.at(-1);
+    assert.equal(s1.globalNorm.steps.at(-1), s0.globalNorm.steps.at(-1), 'the same steps on both ranks');
+    assert.notEqual(lastOf(s1), lastOf(s0));
+    assert.equal(await drawnLast(), lastOf(s1));
     // The selected tensor's detail was rank 0's: the panel asks for rank 1's.
     const asks = (await posts(page)).slice((await posts(page)).findLastIndex((m) => m.type === 'setRank'));
     assert.deepEqual(asks.at(-1), { type: 'selectTensor', tensorId: sel.tensorId, step: sel.step });
