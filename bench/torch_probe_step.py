@@ -5,8 +5,10 @@ probe's Python costs show against the step. The probe writes to a socket pair dr
     .venv-torch2/bin/python bench/torch_probe_step.py MODE
 
 MODE: plain (no probe), plainpeer (hand-written `p.grad.norm().item()` per parameter each step),
-time (the probe: best of REPS repeats of N steps, us per step, wall and CPU; and the mean time per
-step in each of the probe's methods named in TIME), prof (cProfile of N steps with the probe;
+cold (no probe: a Python loop and one multi-tensor norm timed right after backward() and again at
+once: what any Python between backward and step pays there), time (the probe: best of REPS repeats
+of N steps, us per step, wall and CPU; and the mean time per step in each of the probe's methods
+named in TIME), prof (cProfile of N steps with the probe;
 SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repository's
 src/probe/torch), MODEL (res: the model above; mlp: 784-1536-512-10, batch 128, 2.0M parameters in 6
 tensors; cnn: two 3x3 convs and a linear head, batch 64; both as in bench/lib/torchModels.mjs), N (1000), REPS (5), NT (100), DE / SE (the probe's detail /
@@ -45,7 +47,7 @@ N = int(os.environ.get("N", "1000"))
 REPS = int(os.environ.get("REPS", "5"))
 probe = None
 T = {}
-if not MODE.startswith("plain"):
+if not MODE.startswith("plain") and MODE != "cold":
     from gradscope_probe.channel import Channel
     from gradscope_probe.probe import Probe
 
@@ -112,6 +114,38 @@ def step(peer=MODE):
         del NORMS[:]
 
 
+def cold():
+    """What the probe's Python costs where it runs, between backward() and step(): the median time of
+    a 200-iteration Python loop and of one `_foreach_norm` over the gradients, right after the
+    backward pass and again at once (warm), over N steps of the plain script."""
+    def loop():
+        t = 0
+        for i in range(200):
+            t += i
+        return t
+
+    pc = time.perf_counter
+    got = {"loop after backward": [], "loop again": [], "norm after backward": [], "norm again": []}
+    for i in range(N):
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        gs = [p.grad for p in PS]
+        t0 = pc()
+        loop()
+        t1 = pc()
+        loop()
+        t2 = pc()
+        torch._foreach_norm(gs)
+        t3 = pc()
+        torch._foreach_norm(gs)
+        t4 = pc()
+        opt.step()
+        for k, v in zip(got, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            got[k].append(v)
+    print("%s, %d tensors, median of %d steps: %s" % (os.environ.get("MODEL", "res"), len(PS), N, ", ".join(
+        "%s %.1f us" % (k, statistics.median(v) * 1e6) for k, v in got.items())))
+
+
 def ab():
     modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
     k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
@@ -152,6 +186,8 @@ for _ in range(50):
     step()
 if MODE == "ab":
     ab()
+elif MODE == "cold":
+    cold()
 elif MODE == "prof":
     pr = cProfile.Profile()
     pr.enable()
