@@ -21,6 +21,11 @@ import { pythonErrorCount } from '../support/pythonParser';
 
 const UPDATE = process.env.GRADSCOPE_UPDATE_GOLDEN === '1';
 
+/** An exploding-gradient finding over the whole model (global, step 0, no remedies), with `over` changed. */
+function explodingFinding(over: Partial<Finding> = {}): Finding {
+  return { id: 'x', kind: 'exploding-gradient', severity: 'error', step: 0, stepRange: [0, 0], tensors: [], layer: null, source: null, message: '', evidence: {}, remedies: [], ...over };
+}
+
 function checkGolden(dir: string, name: string, before: string, r: FixResult): void {
   const afterPath = join(dir, `after.${name}.py`);
   const refusedPath = join(dir, `refused.${name}.txt`);
@@ -114,19 +119,7 @@ describe('python fix engine: dispatch and loading', () => {
   });
 
   it('refuses a finding located in another file', () => {
-    const f: Finding = {
-      id: 'x',
-      kind: 'exploding-gradient',
-      severity: 'error',
-      step: 0,
-      stepRange: [0, 0],
-      tensors: [],
-      layer: 'fc1',
-      source: { file: '/tmp/model.py', line: 3, column: 1 },
-      message: '',
-      evidence: {},
-      remedies: [],
-    };
+    const f = explodingFinding({ layer: 'fc1', source: { file: '/tmp/model.py', line: 3, column: 1 } });
     const r = computeFix('import torch\n', f, 'he-init', { file: '/tmp/train.py' });
     assert.equal(r.ok, false);
     if (!r.ok) assert.match(r.reason, /model\.py/);
@@ -135,19 +128,7 @@ describe('python fix engine: dispatch and loading', () => {
   it('keeps CRLF line endings', () => {
     const text =
       'import torch\r\nm = torch.nn.Linear(2, 2)\r\nopt = torch.optim.SGD(m.parameters(), lr=0.5)\r\nfor _ in range(2):\r\n    m(torch.ones(1, 2)).sum().backward()\r\n    opt.step()\r\n';
-    const f: Finding = {
-      id: 'x',
-      kind: 'exploding-gradient',
-      severity: 'error',
-      step: 0,
-      stepRange: [0, 0],
-      tensors: [],
-      layer: 'm',
-      source: { file: '/tmp/t.py', line: 2, column: 5 },
-      message: '',
-      evidence: {},
-      remedies: [],
-    };
+    const f = explodingFinding({ layer: 'm', source: { file: '/tmp/t.py', line: 2, column: 5 } });
     const clip = computeFix(text, f, 'clip-global-norm', { file: '/tmp/t.py', globalNorms: [1, 1, 1] });
     assert.ok(clip.ok);
     if (clip.ok) assert.equal(clip.after, text.replace('backward()\r\n', 'backward()\r\n    torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm=2)\r\n'));
@@ -182,19 +163,7 @@ describe('python fix engine: where the learning rate is written', () => {
     await prepareFixes('train.py');
   });
 
-  const global: Finding = {
-    id: 'x',
-    kind: 'exploding-gradient',
-    severity: 'error',
-    step: 0,
-    stepRange: [0, 0],
-    tensors: [],
-    layer: null,
-    source: null,
-    message: '',
-    evidence: {},
-    remedies: [],
-  };
+  const global = explodingFinding();
   const lower = (text: string): FixResult => computeFix(text, global, 'lower-lr', { file: '/tmp/train.py' });
   const head = 'import argparse\nimport torch\nm = torch.nn.Linear(2, 2)\np = argparse.ArgumentParser()\n';
 
@@ -272,19 +241,7 @@ describe('python fix engine: a keyword added to a framework call keeps its layou
     await prepareFixes('train.py');
   });
 
-  const global: Finding = {
-    id: 'x',
-    kind: 'exploding-gradient',
-    severity: 'error',
-    step: 0,
-    stepRange: [0, 0],
-    tensors: [],
-    layer: null,
-    source: null,
-    message: '',
-    evidence: {},
-    remedies: [],
-  };
+  const global = explodingFinding();
   const hfLower = (args: string): FixResult => computeFix(`from transformers import TrainingArguments\nargs = ${args}\n`, global, 'lower-lr', { file: '/tmp/train.py' });
 
   const layouts: [string, string, string][] = [
@@ -349,19 +306,8 @@ describe("python fix engine: lower-clip-threshold, from the analyzer's remedy to
     await prepareFixes('train.py');
   });
 
-  const exploding = (evidence: Finding['evidence'] = {}): Finding => ({
-    id: 'x',
-    kind: 'exploding-gradient',
-    severity: 'error',
-    step: 3,
-    stepRange: [0, 3],
-    tensors: [],
-    layer: null,
-    source: null,
-    message: '',
-    evidence,
-    remedies: [remedy('clip-global-norm', 'torch'), remedy('lower-lr', 'torch')],
-  });
+  const exploding = (evidence: Finding['evidence'] = {}): Finding =>
+    explodingFinding({ step: 3, stepRange: [0, 3], evidence, remedies: [remedy('clip-global-norm', 'torch'), remedy('lower-lr', 'torch')] });
 
   it('a script clipping above every norm seen: the analyzer ranks lower-clip-threshold first, and it applies', () => {
     const file = fixture('fixes', 'python', 'clip-threshold', 'before.py');
