@@ -631,6 +631,21 @@ if "gradscope_probe.detail" in sys.modules:  # small steps too: on the backgroun
     sys.modules["gradscope_probe.detail"].DETAIL_INLINE_MAX_ELEMENTS = 0
 """
 
+# The detail thread's jobs wait for `release` (the training thread's own calls go through); `where`
+# collects the threads that computed a detail tier.
+BLOCK_DETAIL = """
+st = sys.modules["gradscope_probe.stats"]
+orig = st.detail_stats_many
+release = threading.Event()
+where = set()
+def blocking(items):
+    where.add(threading.current_thread().name)
+    if threading.current_thread().name == "gradscope-detail":
+        release.wait(30)
+    return orig(items)
+st.detail_stats_many = blocking
+"""
+
 
 def naive_detail(values, rows, cols):
     """mean, std, zeroFrac, hist (exact decades), thumbnail means of |g| over the naive grid."""
@@ -765,17 +780,7 @@ print("final", repr(loss.item()), repr(float(model[0].weight.sum())))
         self.assertEqual(r.messages[-1]["type"], "end")
 
     def test_busy_thread_skips_and_counts(self):
-        path = self.script("train.py", MLP + FIND_PROBE + """
-st = sys.modules["gradscope_probe.stats"]
-orig = st.detail_stats_many
-release = threading.Event()
-where = set()
-def blocking(items):
-    where.add(threading.current_thread().name)
-    if threading.current_thread().name == "gradscope-detail":
-        release.wait(30)
-    return orig(items)
-st.detail_stats_many = blocking
+        path = self.script("train.py", MLP + FIND_PROBE + BLOCK_DETAIL + """
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 x = torch.randn(16, 4)
 for i in range(7):
@@ -823,15 +828,7 @@ opt.step()
         self.assertIn("detail tier of step 0 was still being computed", r.warnings()[0])
 
     def test_automatic_interval_spaces_detail_steps_and_puts_off_when_busy(self):
-        path = self.script("train.py", MLP + FIND_PROBE + """
-st = sys.modules["gradscope_probe.stats"]
-orig = st.detail_stats_many
-release = threading.Event()
-def blocking(items):
-    if threading.current_thread().name == "gradscope-detail":
-        release.wait(30)
-    return orig(items)
-st.detail_stats_many = blocking
+        path = self.script("train.py", MLP + FIND_PROBE + BLOCK_DETAIL + """
 opt = torch.optim.SGD(model.parameters(), lr=0.001)
 x = torch.randn(16, 4)
 for i in range(40):
