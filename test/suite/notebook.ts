@@ -7,10 +7,8 @@
 // `%gradscope off`, the run file the kernel wrote is opened with Open Run… and lands there too, and
 // its quick fix edits that cell and only it. Not covered: the Jupyter extension's own executeCode.
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as vscode from 'vscode';
 import type { GradScopeApi } from '../../src/features/context';
 import type { InspectResult } from '../../src/features/notebookKernel';
@@ -18,52 +16,8 @@ import { cellSourceOf } from '../../src/core/fixes/notebookCell';
 import { readRunFile } from '../../src/core/store/runFile';
 import { detachCode, kernelRunFolder } from '../../src/process/kernelRun';
 import { analyzerFor } from '../../src/process/runHandle';
+import { KernelDriver } from '../unit/support/kernel';
 import { activateExtension, EXTENSION_ID, screenshot, waitFor, workspaceRoot } from './helpers';
-
-interface Reply {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-  error: string | null;
-}
-
-/** A real Jupyter kernel, driven line by line (kernel_driver.py). */
-class Kernel {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: AsyncIterator<string>;
-  stderr = '';
-
-  constructor(python: string, driver: string, cwd: string) {
-    const env = { ...process.env };
-    delete env.PYTHONPATH; // the pasted lines make the probe importable
-    this.child = spawn(python, [driver], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-  }
-
-  private async next(): Promise<string> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`the kernel driver ended: ${this.stderr.slice(-2000)}`);
-    return r.value;
-  }
-
-  async ready(): Promise<void> {
-    assert.deepEqual(JSON.parse(await this.next()), { ready: true });
-  }
-
-  async exec(code: string): Promise<Reply> {
-    this.child.stdin.write(`${JSON.stringify({ code })}\n`);
-    const r = JSON.parse(await this.next()) as Reply;
-    if (!r.ok) throw new Error(`the kernel failed: ${r.error}\n${r.stderr}`);
-    return r;
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    this.child.stdin.end();
-    await new Promise((r) => this.child.once('exit', r));
-  }
-}
 
 function ours(uri: vscode.Uri): vscode.Diagnostic[] {
   return vscode.languages.getDiagnostics(uri).filter((d) => d.source === 'GradScope');
@@ -72,7 +26,7 @@ function ours(uri: vscode.Uri): vscode.Diagnostic[] {
 export function defineNotebookTests(): void {
   describe('notebooks: a kernel followed live, findings on cell lines (test/fixtures/notebook/train.ipynb)', function () {
     let api: GradScopeApi;
-    let kernel: Kernel | undefined;
+    let kernel: KernelDriver | undefined;
     let nb: vscode.NotebookDocument;
     let dir: string;
     let python: string;
@@ -112,12 +66,12 @@ export function defineNotebookTests(): void {
       assert.equal(r?.outcome, 'paste', JSON.stringify(r));
       assert.match(r.message, /Jupyter extension/);
       assert.match(r.lines ?? '', /%load_ext gradscope_probe\n%gradscope on .* --connect 'unix:/);
-      kernel = new Kernel(python, driver, dir);
+      kernel = new KernelDriver(python, driver, dir);
       await kernel.ready();
-      await kernel.exec(nb.cellAt(1).document.getText());
-      const on = await kernel.exec(r.lines!);
+      await kernel.run(nb.cellAt(1).document.getText());
+      const on = await kernel.run(r.lines!);
       assert.match(on.stdout, /streaming to GradScope/, on.stdout + on.stderr);
-      await kernel.exec(nb.cellAt(3).document.getText());
+      await kernel.run(nb.cellAt(3).document.getText());
       // Live: the kernel is still attached; the diagnostic and the panel come from the stream.
       const cell3 = nb.cellAt(3).document;
       const diag = await waitFor('a GradScope diagnostic on cell 3', () => ours(cell3.uri)[0], 20_000);
@@ -136,7 +90,7 @@ export function defineNotebookTests(): void {
       await vscode.window.showNotebookDocument(nb, { selections: [new vscode.NotebookRange(3, 4)] });
       await screenshot('notebook-cell-diagnostic');
 
-      const off = await kernel.exec(detachCode());
+      const off = await kernel.run(detachCode());
       assert.match(off.stdout, /GradScope is off: 6 step\(s\)/);
     });
 
@@ -180,13 +134,13 @@ export function defineNotebookTests(): void {
       copyFileSync(join(root, 'test', 'fixtures', 'notebook', 'train.ipynb'), closed);
       // The same fixture, run in a kernel of its own with the plain magic (no GradScope listening).
       const src = (i: number): string => cellSourceOf(readFileSync(closed, 'utf8'), i)!;
-      const k = new Kernel(python, driver, closedDir);
+      const k = new KernelDriver(python, driver, closedDir);
       try {
         await k.ready();
-        await k.exec(src(1));
-        await k.exec(`import sys; sys.path.insert(0, ${JSON.stringify(join(root, 'dist', 'probe', 'torch'))})\n%load_ext gradscope_probe\n%gradscope on`);
-        await k.exec(src(3));
-        await k.exec('%gradscope off');
+        await k.run(src(1));
+        await k.run(`import sys; sys.path.insert(0, ${JSON.stringify(join(root, 'dist', 'probe', 'torch'))})\n%load_ext gradscope_probe\n%gradscope on`);
+        await k.run(src(3));
+        await k.run('%gradscope off');
       } finally {
         await k.close();
       }

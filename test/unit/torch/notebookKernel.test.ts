@@ -7,15 +7,14 @@
 // stack hooks (one STEP per optimizer step, and every hooked function is the original after off).
 // Needs .venv-torch2 (torch 2, ipykernel, jupyter_client); GRADSCOPE_NB_PYTHON overrides.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { readRunFile } from '../../../src/core/store/runFile';
 import { cellSourceOf, notebookCodeCells } from '../../../src/core/fixes/notebookCell';
 import { attachCode, detachCode, KernelListener, kernelRunFolder, pasteLines, type KernelRun } from '../../../src/process/kernelRun';
+import { KernelDriver } from '../support/kernel';
 import { fixture, repoRoot } from '../support/paths';
 import { readFileSync } from 'node:fs';
 
@@ -25,49 +24,6 @@ const missing = existsSync(PY) ? null : `no ${PY} (scripts/setup-torch.sh makes 
 if (missing && (process.env.CI || process.env.GRADSCOPE_REQUIRE_TORCH)) throw new Error(`the notebook kernel tests cannot run: ${missing}`);
 const skip = missing ?? false;
 const PROBE_DIR = join(repoRoot, 'dist', 'probe', 'torch');
-
-interface Reply {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-  error: string | null;
-}
-
-class Kernel {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: AsyncIterator<string>;
-  stderr = '';
-
-  constructor(cwd: string) {
-    // The probe is NOT on PYTHONPATH: the attach code must make it importable itself.
-    const env = { ...process.env };
-    delete env.PYTHONPATH;
-    this.child = spawn(PY, [fixture('notebook', 'kernel_driver.py')], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-  }
-
-  private async next(): Promise<string> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`the kernel driver ended: ${this.stderr.slice(-2000)}`);
-    return r.value;
-  }
-
-  async ready(): Promise<void> {
-    assert.deepEqual(JSON.parse(await this.next()), { ready: true });
-  }
-
-  async exec(code: string): Promise<Reply> {
-    this.child.stdin.write(`${JSON.stringify({ code })}\n`);
-    const r = JSON.parse(await this.next()) as Reply;
-    return r;
-  }
-
-  async close(): Promise<void> {
-    this.child.stdin.end();
-    await new Promise((r) => this.child.once('exit', r));
-  }
-}
 
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -83,12 +39,12 @@ describe('notebook kernel attach (real ipykernel, real socket)', { skip, timeout
   copyFileSync(fixture('notebook', 'train.ipynb'), nb);
   const nbText = readFileSync(nb, 'utf8');
   const cell = (i: number): string => cellSourceOf(nbText, i)!;
-  let kernel: Kernel;
+  let kernel: KernelDriver;
   let listener: KernelListener;
   const runs: KernelRun[] = [];
 
   before(async () => {
-    kernel = new Kernel(dir);
+    kernel = new KernelDriver(PY, fixture('notebook', 'kernel_driver.py'), dir);
     listener = await KernelListener.open(nb, async () => {
       await kernel.exec(detachCode());
       return true;
