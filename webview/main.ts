@@ -558,6 +558,9 @@ class Panel {
     li.append(name, meta);
     if (x.state === 'missing' || this.api === null) {
       li.setAttribute('aria-disabled', 'true');
+      // A report holds the charts of one rank: say so where a person tries another.
+      if (this.api === null && x.state !== 'missing' && !selected)
+        li.title = "A report holds one rank's charts: pick the rank in the panel before Export report, or run gradscope run --rank R --report FILE";
       return li;
     }
     li.tabIndex = -1;

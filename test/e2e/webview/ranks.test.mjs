@@ -247,6 +247,8 @@ describe('the HTML report of a distributed run', () => {
       ['0', 'false', 'true'],
       ['1', 'true', 'true'],
     ]);
+    assert.match(await page.getAttribute('#gs-rank-list [data-rank="0"]', 'title'), /^A report holds one rank's charts: .*--rank R --report/);
+    assert.equal(await page.getAttribute('#gs-rank-list [data-rank="1"]', 'title'), null, 'the rank shown needs no word');
     assert.equal(await page.$eval('#gs-rank-findings', (e) => e.hidden), false);
     assert.match(await page.textContent('#gs-rank-findings'), /rank 1/);
     const lines = await series(page, '#gs-ranks-chart');
