@@ -131,6 +131,54 @@ class ChannelTest(unittest.TestCase):
         host.close()
         child.close()
 
+    def test_steady_steps_wake_the_writer_by_its_timer_and_a_pause_lets_it_sleep(self):
+        # While STEP frames keep coming, send() never wakes the writer (its timer does: waking it from
+        # the training thread cost ~1 % of a 19 ms step); after WRITER_TIMER_S without one it sleeps,
+        # and the next STEP wakes it. Every frame still reaches the host within about a window.
+        from gradscope_probe import channel as channel_mod
+
+        saved = channel_mod.WRITER_TIMER_S
+        channel_mod.WRITER_TIMER_S = 0.3
+        host, child = socket.socketpair()
+        ch = Channel(os.dup(child.fileno()), watch=False)
+        ch.hold_s = 0.04
+        woken = []
+        notify = ch._cv.notify
+        main = threading.current_thread()  # (the writer's notify_all after a write calls notify too)
+        ch._cv.notify = lambda n=1: (threading.current_thread() is main and woken.append(n), notify(n))
+        host.settimeout(2.0)
+        buf = [b""]
+
+        def arrive(i):
+            t0 = time.monotonic()
+            while True:
+                frames, err = wire.decode_all(buf[0])
+                self.assertIsNone(err)
+                if frames and frames[-1][1]["step"] == i:
+                    buf[0] = b""
+                    return time.monotonic() - t0
+                buf[0] += host.recv(1 << 16)
+
+        try:
+            late = []
+            for i in range(8):
+                ch.send(step(i))
+                late.append(arrive(i))
+                time.sleep(0.01)
+            self.assertEqual(len(woken), 1, "only the first STEP wakes the sleeping writer")
+            self.assertLess(max(late), 0.5)
+            deadline = time.monotonic() + 3
+            while not ch._sleeping and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(ch._sleeping, "no STEP for WRITER_TIMER_S: the writer sleeps")
+            ch.send(step(8))
+            self.assertLess(arrive(8), 0.5)
+            self.assertEqual(len(woken), 2)
+        finally:
+            channel_mod.WRITER_TIMER_S = saved
+            host.close()
+            child.close()
+
     def test_step_frames_encoded_by_the_writer_are_the_bytes_of_wire_encode(self):
         # STEP frames are encoded on the writer thread: the bytes on the wire are exactly those of
         # wire.encode with the numbers the frames got when they were sent, in order, with the frames
