@@ -249,12 +249,23 @@ def plain_rows(grads: list, with_max: bool = True, plan: "NormPlan | None" = Non
     that answer while its parameters stay the same), without checking each again: small tensors of one
     shape stacked (`plan`, see NormPlan), the others in one multi-tensor norm, read at once. None when
     the multi-tensor call refuses them (a sparse gradient): the caller then takes grad_stats_many."""
+    got = plain_values(grads, with_max, plan)
+    if got is None:
+        return None
+    return _rows_of(grads, *got)
+
+
+def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None):
+    """plain_rows' fast-path values, in the order of `grads`: (norms, maxima or None), as floats, not
+    checked (a norm out of fast_norm_ok's range needs grad_stats); None where the multi-tensor call
+    refuses them."""
     if _foreach_norm is None:
         return None
     with torch.no_grad():
         try:
             if plan is None or not plan.stacked:
-                return _rows_read(grads, torch.stack(_foreach_norm(grads)), _max_abs_many(grads) if with_max else None)
+                nv = torch.stack(_foreach_norm(grads)).tolist()
+                return nv, (_max_abs_many(grads).tolist() if with_max else None)
             try:
                 norms, maxs = plan.measure(grads, with_max)
             except RuntimeError:
@@ -262,12 +273,21 @@ def plain_rows(grads: list, with_max: bool = True, plan: "NormPlan | None" = Non
                 norms, maxs = plan.measure(grads, with_max)
         except (RuntimeError, TypeError, NotImplementedError):
             return None
-        nv = norms.tolist()
-        mv = maxs.tolist() if maxs is not None else [_NAN] * len(nv)
-        rows = [None] * len(grads)
-        for i, v, m in zip(plan.order, nv, mv):
-            rows[i] = [v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(grads[i]).tolist()
-        return rows
+        order = plan.order
+        nv = [0.0] * len(grads)
+        for i, v in zip(order, norms.tolist()):
+            nv[i] = v
+        if maxs is None:
+            return nv, None
+        mv = [0.0] * len(grads)
+        for i, v in zip(order, maxs.tolist()):
+            mv[i] = v
+        return nv, mv
+
+
+def fast_norm_ok(v: float) -> bool:
+    """Whether a fast-path norm stands as it is (the contrary of needs_exact, inline: NaN fails)."""
+    return _FAST_NORM_MIN < v < _INF
 
 
 def _max_abs_many(xs: list) -> torch.Tensor:
@@ -280,9 +300,14 @@ def _rows_read(xs: list, norms: torch.Tensor, maxs) -> list:
     """The rows of CPU tensors from their fast-path norms and maxima (None: not measured, NaN):
     [norm, maxAbs, 0, 0], or grad_stats' exact row where needs_exact (inline here: NaN fails both
     comparisons)."""
-    mvals = maxs.tolist() if maxs is not None else [_NAN] * len(xs)
-    return [[v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(x).tolist()
-            for v, m, x in zip(norms.tolist(), mvals, xs)]
+    return _rows_of(xs, norms.tolist(), maxs.tolist() if maxs is not None else None)
+
+
+def _rows_of(xs: list, nv: list, mv) -> list:
+    """_rows_read's rows from the values as floats (mv None: maxima not measured)."""
+    if mv is None:
+        mv = [_NAN] * len(xs)
+    return [[v, m, 0.0, 0.0] if _FAST_NORM_MIN < v < _INF else grad_stats(x).tolist() for v, m, x in zip(nv, mv, xs)]
 
 
 def scale_row(row, f: float):

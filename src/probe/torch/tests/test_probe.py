@@ -678,6 +678,110 @@ def naive_detail(values, rows, cols):
     return mean, std, sum(1 for v in values if v == 0) / len(values), hist, thumb
 
 
+class LeanStepTest(TempDirMixin, unittest.TestCase):
+    """The lean path (Probe._lean_before) sends what the general path sends: the same script run with
+    it and without it gives the same STEP, EVENT and DETAIL frames, through the cases it hands back to
+    the general path (a zero gradient, NaN, a tensor without a gradient, clipping, a closure) and the
+    ones it handles itself (a norm jump's detail tier, a second optimizer's tensors)."""
+
+    SCRIPT = FIND_PROBE + """
+import json, math, sys, torch
+from torch import nn
+lean = sys.argv[1] == "lean"
+two = sys.argv[3] == "two"  # a second optimizer: the first one's tensors are not all of them (not dense)
+sys.modules["gradscope_probe.probe"].LEAN_STEPS = lean
+pr = the_probe()
+took = []
+orig_after = pr._lean_after
+pr._lean_after = lambda ctx, t: (took.append(pr.steps), orig_after(ctx, t))
+torch.manual_seed(0)
+# Six blocks of one shape (stacked by NormPlan) and a wide head (the multi-tensor norm).
+body = nn.Sequential(*[nn.Linear(8, 8) for _ in range(6)])
+head = nn.Linear(8, 300)
+extra = nn.Parameter(torch.randn(5))  # trained by the second optimizer: not tensors 0..n-1
+opt = torch.optim.Adam(list(body.parameters()) + list(head.parameters()), lr=1e-3)
+opt2 = torch.optim.SGD([extra], lr=1e-2)
+x = torch.randn(16, 8)
+for i in range(40):
+    opt.zero_grad()
+    opt2.zero_grad()
+    scale = 1000.0 if i == 25 else 1.0  # a norm jump: the detail tier for that step
+    loss = head(body(x)).pow(2).mean() * scale + ((extra * extra).sum() if two else 0.0)
+    loss.backward()
+    if i == 12 and two:
+        extra.grad[0] = float("nan")  # NaN: the non-finite event (extra is reset after the step)
+    if i in (15, 16):
+        head.bias.grad.zero_()  # a zero gradient: its exact row
+    if i == 18:
+        head.bias.grad = None  # a tensor without a gradient this step
+    if i == 20:
+        torch.nn.utils.clip_grad_norm_(body.parameters(), 0.5)
+    if i == 22:
+        opt.step(lambda: loss)
+    else:
+        opt.step()
+    if two:
+        opt2.step()
+    if i == 12 and two:
+        with torch.no_grad():
+            extra.copy_(torch.ones(5))
+json.dump(took, open(sys.argv[2], "w"))
+"""
+
+    def test_the_same_frames_as_the_general_path(self):
+        for optimizers in ("one", "two"):
+            with self.subTest(optimizers=optimizers):
+                self.check_same_frames(optimizers)
+
+    def check_same_frames(self, optimizers):
+        two = optimizers == "two"
+        path = self.script("train.py", self.SCRIPT)
+        runs = {}
+        for mode in ("lean", "general"):
+            out = os.path.join(self.tmp, mode + ".json")
+            r = run_probe(path, args=[mode, out, optimizers], env={"GRADSCOPE_DETAIL_EVERY": "1000", "GRADSCOPE_SAMPLED_EVERY": "7"})
+            self.assertWellFormed(r)
+            with open(out) as f:
+                runs[mode] = (r, json.load(f))
+        (lean, took), (general, took_general) = runs["lean"], runs["general"]
+        self.assertEqual(took_general, [])
+        n_steps = 80 if two else 40
+        # Most steps went the lean way; the cases above did not.
+        self.assertGreater(len(took), n_steps // 2)
+        for step in ((0, 1) if two else (0,)):
+            self.assertNotIn(step, took, "the first step of each optimizer takes the general path")
+
+        def plain(v):  # NaN as None: equal to itself
+            if isinstance(v, float) and math.isnan(v):
+                return None
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items() if k != "wallMs"}
+            if isinstance(v, list):
+                return [plain(x) for x in v]
+            return v
+
+        def comparable(r):
+            # DETAIL frames come from the background thread, in their own order among the others.
+            rest = [plain(m) for m in r.messages if m["type"] not in ("hello", "end", "detail")
+                    and not (m["type"] == "event" and m["kind"] == "info")]
+            details = sorted((plain(m) for m in r.of("detail")), key=lambda d: (d["step"], d["tensorId"]))
+            return rest, details
+
+        self.maxDiff = None
+        (a, da), (b, db) = comparable(lean), comparable(general)
+        self.assertEqual(len(a), len(b))
+        for x, y in zip(a, b):
+            self.assertEqual(x, y)
+        self.assertEqual(da, db)
+        self.assertEqual(len(lean.of("step")), n_steps)
+        jump = 50 if two else 25  # opt at i=25, a lean step
+        self.assertLessEqual({0, jump}, {d["step"] for d in lean.of("detail")}, "step 0 and the jump")
+        self.assertIn(jump, took)
+        if two:
+            self.assertIn("non-finite", {e["kind"] for e in lean.of("event")})
+            self.assertIn(25, {d["step"] for d in lean.of("detail")}, "the NaN (opt2 at i=12)")
+
+
 class DetailTierTest(TempDirMixin, unittest.TestCase):
     """The detail tier of CPU gradients, computed on the probe's background thread."""
 
