@@ -47,7 +47,8 @@ class _Opt:
         self.plain_cpu = False  # whether they all pass stats.plain_cpu (their gradients take stats.plain_rows)
         self.norm_plan = None  # where plain_cpu: how stats.plain_rows groups them (stats.NormPlan)
         # Where its steps may take the lean path (probe.py, _lean_before): (the tensor id of each of
-        # those tensors, whether they are tensors 0..n-1 in order, n: the number of tensors known).
+        # its tensors with a gradient, whether they are tensors 0..n-1 in order, n: the number of
+        # tensors known, which of its tensors have a gradient: None for all).
         self.lean = None
 
 

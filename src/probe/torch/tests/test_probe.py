@@ -689,6 +689,7 @@ import json, math, sys, torch
 from torch import nn
 lean = sys.argv[1] == "lean"
 two = sys.argv[3] == "two"  # a second optimizer: the first one's tensors are not all of them (not dense)
+frozen = sys.argv[3] == "frozen"  # a frozen layer in the optimizer: tensors without a gradient at every step
 sys.modules["gradscope_probe.probe"].LEAN_STEPS = lean
 pr = the_probe()
 took = []
@@ -699,14 +700,15 @@ torch.manual_seed(0)
 body = nn.Sequential(*[nn.Linear(8, 8) for _ in range(6)])
 head = nn.Linear(8, 300)
 extra = nn.Parameter(torch.randn(5))  # trained by the second optimizer: not tensors 0..n-1
-opt = torch.optim.Adam(list(body.parameters()) + list(head.parameters()), lr=1e-3)
+still = nn.Linear(8, 8).requires_grad_(False)
+opt = torch.optim.Adam(list(body.parameters()) + list(still.parameters() if frozen else []) + list(head.parameters()), lr=1e-3)
 opt2 = torch.optim.SGD([extra], lr=1e-2)
 x = torch.randn(16, 8)
 for i in range(40):
     opt.zero_grad()
     opt2.zero_grad()
     scale = 1000.0 if i == 25 else 1.0  # a norm jump: the detail tier for that step
-    loss = head(body(x)).pow(2).mean() * scale + ((extra * extra).sum() if two else 0.0)
+    loss = head(still(body(x)) if frozen else body(x)).pow(2).mean() * scale + ((extra * extra).sum() if two else 0.0)
     loss.backward()
     if i == 12 and two:
         extra.grad[0] = float("nan")  # NaN: the non-finite event (extra is reset after the step)
@@ -729,7 +731,7 @@ json.dump(took, open(sys.argv[2], "w"))
 """
 
     def test_the_same_frames_as_the_general_path(self):
-        for optimizers in ("one", "two"):
+        for optimizers in ("one", "two", "frozen"):
             with self.subTest(optimizers=optimizers):
                 self.check_same_frames(optimizers)
 
