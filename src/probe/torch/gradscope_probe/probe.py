@@ -49,6 +49,9 @@ from .snapshots import Snapshots
 
 # Steps take the lean path where they can (Probe._lean_before); False: always the general one (tests).
 LEAN_STEPS = True
+# A tensor's gradient norm over this many times its norm at its previous step is a jump (an anomaly:
+# the detail tier, see DetailTier._jump_detail_due).
+NORM_JUMP = 10
 _NAN = float("nan")
 
 
@@ -299,9 +302,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             ctx = self._lean_before(rec, params, t_start)
             if ctx is not None:
                 return ctx
-        ctx = {"opt": opt, "closure": closure is not None, "params": params, "grads": None, "unchecked": (),
-               "loss": self._pending_loss, "t_start": t_start, "sampled": sampled, "sampled_ms": 0.0}
-        self._pending_loss = None
+        ctx = self._new_ctx(opt, closure is not None, params, t_start, sampled)
         with torch.no_grad():
             if closure is None:
                 # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
@@ -325,9 +326,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         """The lean step: the usual step of an optimizer whose last step went through the general path
         (rec.lean) with the same tensors, the same of them with a plain CPU gradient (all, or all but
         frozen ones), no closure, no clip, not a sampled or detail step, every norm in the fast path's
-        range. Its STEP is the one the general
-        path sends (test_probe's LeanStepTest compares them), without the general path's per-step
-        machinery (rows, a host batch, the layout of the detail tier): on a 19 ms step of a 2M-parameter
+        range. Its STEP is the one the general path sends (test_probe's LeanStepTest compares them),
+        without the general path's per-step machinery (rows, a host batch, the layout of the detail tier): on a 19 ms step of a 2M-parameter
         MLP that machinery cost about 0.8 % of the step, most of it Python run with cold caches right
         after backward(). None: this step takes the general path."""
         ks = rec.knowns
@@ -353,25 +353,28 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         if got is None:
             return None
         norms = got[0]
-        ok = stats.fast_norm_ok
-        if not all(map(ok, norms)):
+        if any(map(stats.needs_exact, norms)):
             # A norm the fast path cannot vouch for: the general path, with the rows already measured.
-            rows = [[v, _NAN, 0.0, 0.0] if ok(v) else stats.grad_stats(g).tolist() for v, g in zip(norms, gs)]
+            rows = stats.rows_of(gs, norms, None)
             self._grads_time(False, (time.perf_counter() - t_g) * 1e3)
-            return self._general_ctx(rec, params, list(zip(have, rows, gs)), t_start)
+            ctx = self._new_ctx(rec.ref(), False, params, t_start, False)
+            ctx["grads"] = list(zip(have, rows, gs))
+            ctx["snapshots"] = {}
+            self._preclip.clear()
+            ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
+            return ctx
         self._grads_time(False, (time.perf_counter() - t_g) * 1e3)
         loss = self._pending_loss
         self._pending_loss = None
         return {"lean": True, "rec": rec, "params": have, "gs": gs, "norms": norms, "loss": loss, "t_start": t_start,
                 "probe_ms": (time.perf_counter() - t_start) * 1e3}
 
-    def _general_ctx(self, rec, params, grads, t_start) -> dict:
-        """The general path's context of a step whose gradient rows the lean path measured."""
-        self._preclip.clear()
-        ctx = {"opt": rec.ref(), "closure": False, "params": params, "grads": grads, "unchecked": (),
-               "loss": self._pending_loss, "t_start": t_start, "sampled": False, "sampled_ms": 0.0, "snapshots": {}}
+    def _new_ctx(self, opt, closure: bool, params, t_start, sampled: bool) -> dict:
+        """The general path's context of a step, before its gradients are measured (the loss of its
+        backward passes taken)."""
+        ctx = {"opt": opt, "closure": closure, "params": params, "grads": None, "unchecked": (),
+               "loss": self._pending_loss, "t_start": t_start, "sampled": sampled, "sampled_ms": 0.0}
         self._pending_loss = None
-        ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
         return ctx
 
     def _lean_after(self, ctx, t_after) -> None:
@@ -398,7 +401,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         jump = False
         for i, v in zip(ids, norms):
             p_norm = prev[i]
-            if p_norm > 0 and v > 10 * p_norm:
+            if p_norm > 0 and v > NORM_JUMP * p_norm:
                 jump = True
             prev[i] = v
         by_name = {"norm": norm_c, "nanCount": zeros, "infCount": zeros, "hasGrad": has}
@@ -621,7 +624,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 if first_nonfinite is None and not self._nonfinite_reported:
                     first_nonfinite = k
             p_norm = prev[i]
-            if p_norm > 0 and g_norm > 10 * p_norm:  # (NaN fails both)
+            if p_norm > 0 and g_norm > NORM_JUMP * p_norm:  # (NaN fails both)
                 jump = True
             prev[i] = g_norm
         if sampled:

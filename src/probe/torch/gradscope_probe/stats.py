@@ -252,12 +252,12 @@ def plain_rows(grads: list, with_max: bool = True, plan: "NormPlan | None" = Non
     got = plain_values(grads, with_max, plan)
     if got is None:
         return None
-    return _rows_of(grads, *got)
+    return rows_of(grads, *got)
 
 
 def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None):
     """plain_rows' fast-path values, in the order of `grads`: (norms, maxima or None), as floats, not
-    checked (a norm out of fast_norm_ok's range needs grad_stats); None where the multi-tensor call
+    checked (a norm that needs_exact needs grad_stats: rows_of); None where the multi-tensor call
     refuses them."""
     if _foreach_norm is None:
         return None
@@ -273,21 +273,16 @@ def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = N
                 norms, maxs = plan.measure(grads, with_max)
         except (RuntimeError, TypeError, NotImplementedError):
             return None
-        order = plan.order
-        nv = [0.0] * len(grads)
-        for i, v in zip(order, norms.tolist()):
-            nv[i] = v
-        if maxs is None:
-            return nv, None
-        mv = [0.0] * len(grads)
-        for i, v in zip(order, maxs.tolist()):
-            mv[i] = v
-        return nv, mv
+        n = len(grads)
+        return _in_order(plan.order, norms, n), (_in_order(plan.order, maxs, n) if maxs is not None else None)
 
 
-def fast_norm_ok(v: float) -> bool:
-    """Whether a fast-path norm stands as it is (the contrary of needs_exact, inline: NaN fails)."""
-    return _FAST_NORM_MIN < v < _INF
+def _in_order(order: list, values: torch.Tensor, n: int) -> list:
+    """values (a NormPlan's results, in its order) as floats in the order of its tensors."""
+    out = [0.0] * n
+    for i, v in zip(order, values.tolist()):
+        out[i] = v
+    return out
 
 
 def _max_abs_many(xs: list) -> torch.Tensor:
@@ -300,10 +295,10 @@ def _rows_read(xs: list, norms: torch.Tensor, maxs) -> list:
     """The rows of CPU tensors from their fast-path norms and maxima (None: not measured, NaN):
     [norm, maxAbs, 0, 0], or grad_stats' exact row where needs_exact (inline here: NaN fails both
     comparisons)."""
-    return _rows_of(xs, norms.tolist(), maxs.tolist() if maxs is not None else None)
+    return rows_of(xs, norms.tolist(), maxs.tolist() if maxs is not None else None)
 
 
-def _rows_of(xs: list, nv: list, mv) -> list:
+def rows_of(xs: list, nv: list, mv) -> list:
     """_rows_read's rows from the values as floats (mv None: maxima not measured)."""
     if mv is None:
         mv = [_NAN] * len(xs)
