@@ -9,7 +9,14 @@
 //
 // scripts/setup-torch.sh installs both (`npm test` runs it first). An interpreter without torch is an
 // error: a green run never hides a skipped row of the matrix.
-import { spawnSync } from 'node:child_process';
+//
+// Two lanes run at once: the Python tests (oldest, then current) and the TypeScript tests on current
+// torch. Each lane keeps about one core busy (a run of `time` over each: user + sys ≈ wall), and
+// the two share nothing (their own temporary folders, ephemeral ports, the probe from src/ against the
+// one in dist/), so on two cores the matrix takes about as long as its longer lane instead of the
+// sum of both. Each lane's lines are prefixed with its name. GRADSCOPE_TORCH_SERIAL=1 runs the lanes
+// one after the other, with the output as it comes.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +27,7 @@ const matrix = [
   { label: 'current', python: process.env.GRADSCOPE_TEST_PYTHON2 || join(root, '.venv-torch2', 'bin', 'python'), nodeTests: true },
 ];
 const only = process.argv[2]; // `oldest` or `current`: one row of the matrix
+const serial = process.env.GRADSCOPE_TORCH_SERIAL === '1';
 
 function torchVersion(python) {
   if (python.includes('/') && !existsSync(python)) return { error: `${python} does not exist` };
@@ -32,31 +40,69 @@ function torchVersion(python) {
   return { version: r.stdout.trim() };
 }
 
-function run(cmd, args, env) {
-  console.log(`\n$ ${cmd} ${args.join(' ')}`);
+/** Runs one command to its end; its output streams line by line, each line prefixed in parallel mode. */
+function run(prefix, cmd, args, env) {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GRADSCOPE_')));
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...base, ...env } });
-  if (r.error) throw r.error;
-  return r.status ?? 1;
+  const say = (line) => process.stdout.write(serial ? `${line}\n` : `[${prefix}] ${line}\n`);
+  say(`$ ${cmd} ${args.join(' ')}`);
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: serial ? 'inherit' : ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
+    if (!serial) {
+      for (const stream of [child.stdout, child.stderr]) {
+        let rest = '';
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk) => {
+          const lines = (rest + chunk).split('\n');
+          rest = lines.pop();
+          for (const l of lines) say(l);
+        });
+        stream.on('end', () => rest && say(rest));
+      }
+    }
+    child.on('error', (e) => {
+      say(`cannot run ${cmd}: ${e.message}`);
+      resolve(1);
+    });
+    child.on('close', (code, signal) => {
+      say(`exit ${code ?? signal} after ${Math.round((Date.now() - t0) / 1000)} s`);
+      resolve(code ?? 1);
+    });
+  });
 }
 
 const results = [];
-let failed = false;
+const rows = [];
 for (const row of matrix) {
   if (only && row.label !== only) continue;
   const v = torchVersion(row.python);
   if (v.error) {
     console.error(`[torch matrix] torch ${row.label}: ${v.error} (run scripts/setup-torch.sh)`);
-    failed = true;
-    results.push(`${row.label}: NOT RUN (${v.error})`);
+    results.push({ label: `${row.label}: NOT RUN (${v.error})`, ok: false });
     continue;
   }
-  console.log(`\n== torch ${row.label}: ${v.version} (${row.python})`);
-  // (The Python tests check that no GRADSCOPE_* variable reaches the script: they get none.)
-  let status = run(row.python, ['-B', '-m', 'unittest', 'discover', '-s', 'src/probe/torch/tests', '-t', 'src/probe/torch'], {});
-  if (row.nodeTests && status === 0) status = run(process.execPath, ['--test', 'dist/test/unit/torch/'], { GRADSCOPE_TEST_PYTHON: row.python });
-  results.push(`${row.label}: torch ${v.version}: ${status === 0 ? 'passed' : 'FAILED'}`);
-  if (status !== 0) failed = true;
+  console.log(`== torch ${row.label}: ${v.version} (${row.python})`);
+  rows.push({ ...row, version: v.version });
 }
-console.log(`\n== torch matrix\n${results.map((r) => `  ${r}`).join('\n')}`);
-process.exit(failed ? 1 : 0);
+
+// (The Python tests check that no GRADSCOPE_* variable reaches the script: they get none.)
+const pythonLane = async () => {
+  for (const row of rows) {
+    const status = await run(`python ${row.label}`, row.python, ['-B', '-m', 'unittest', 'discover', '-s', 'src/probe/torch/tests', '-t', 'src/probe/torch'], {});
+    results.push({ label: `${row.label}: torch ${row.version}: Python tests ${status === 0 ? 'passed' : 'FAILED'}`, ok: status === 0 });
+  }
+};
+const nodeLane = async () => {
+  for (const row of rows.filter((r) => r.nodeTests)) {
+    const status = await run(`node ${row.label}`, process.execPath, ['--test', 'dist/test/unit/torch/'], { GRADSCOPE_TEST_PYTHON: row.python });
+    results.push({ label: `${row.label}: torch ${row.version}: TypeScript tests ${status === 0 ? 'passed' : 'FAILED'}`, ok: status === 0 });
+  }
+};
+if (serial) {
+  await pythonLane();
+  await nodeLane();
+} else {
+  await Promise.all([pythonLane(), nodeLane()]);
+}
+console.log(`\n== torch matrix\n${results.map((r) => `  ${r.label}`).join('\n')}`);
+process.exit(results.every((r) => r.ok) && results.length ? 0 : 1);
