@@ -27,11 +27,12 @@ const ENDED: Record<RunExit['reason'], { icon: string; label: string; alarm: boo
   'probe-lost': { icon: '$(debug-disconnect)', label: 'probe lost', alarm: true },
 };
 
-/** " · rank 0 of 2" for a run of several processes (the steps and norm are that rank's); "" for one. */
-function ranksText(run: RunSession): string {
+/** " · rank 0 of 2" for a run of several processes (the steps and norm are those of `store`, the one
+ * shownStore picked); "" for one. */
+function ranksText(run: RunSession, store: RunSession['store']): string {
   const ranks = run.ranks;
   if (ranks.length < 2) return '';
-  const shown = ranks.find((r) => r.store === shownStore(run));
+  const shown = ranks.find((r) => r.store === store);
   return shown ? ` · rank ${shown.rank} of ${ranks.length}` : ` · ${ranks.length} ranks`;
 }
 
@@ -77,7 +78,7 @@ export class RunStatusBar implements vscode.Disposable {
     // A script that only started its ranks took no step itself: the steps are its shown rank's.
     const store = shownStore(run);
     const steps = store === run.store ? exit.steps : store.stepCount;
-    this.item.text = `${e.icon} GradScope: ${e.label} · ${steps} step${steps === 1 ? '' : 's'}${ranksText(run)}${rec}`;
+    this.item.text = `${e.icon} GradScope: ${e.label} · ${steps} step${steps === 1 ? '' : 's'}${ranksText(run, store)}${rec}`;
     this.item.tooltip = new vscode.MarkdownString(`**GradScope** — ${escapeMd(basename(run.script))}\n\n${escapeMd(exit.message)}\n\nClick to show the run's terminal.`);
     this.item.backgroundColor = e.alarm ? new vscode.ThemeColor('statusBarItem.errorBackground') : rec ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.item.command = { title: 'Show Run Terminal', command: SHOW_TERMINAL_COMMAND };
@@ -122,7 +123,7 @@ export class RunStatusBar implements vscode.Disposable {
       const norm = formatNorm(summary.globalNorm.last);
       // The norm is over finite entries; say so once NaN/Inf have appeared, or 0.0e+0 would mislead.
       const bad = summary.firstNonFiniteStep !== null ? ` · $(warning) NaN/Inf since step ${summary.firstNonFiniteStep}` : '';
-      this.item.text = `$(pulse) GradScope: step ${steps} · ‖g‖ ${norm}${bad}${ranksText(run)}${hello ? ` · ${hello.backend}` : ''}`;
+      this.item.text = `$(pulse) GradScope: step ${steps} · ‖g‖ ${norm}${bad}${ranksText(run, store)}${hello ? ` · ${hello.backend}` : ''}`;
     }
     const lines = [`**GradScope** — ${escapeMd(basename(run.script))}`];
     if (hello) lines.push(`Backend: ${escapeMd(hello.backend)} (${escapeMd(hello.device)}) — ${escapeMd(hello.backendReason)}`);
