@@ -26,7 +26,7 @@ from . import sources
 class _Opt:
     """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
     __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled",
-                 "param_ids", "param_pick", "knowns", "plain_cpu", "norm_plan", "lean")
+                 "param_ids", "param_pick", "knowns", "norm_plan", "lean")
 
     def __init__(self, oid, ref, name, class_name, mode):
         self.id = oid
@@ -44,8 +44,9 @@ class _Opt:
         self.param_ids = None  # id() of every entry of the param groups, in order
         self.param_pick = None  # indices into that flat list of the distinct tensors (None: all of them)
         self.knowns = None  # the _Known of each of those tensors
-        self.plain_cpu = False  # whether they all pass stats.plain_cpu (their gradients take stats.plain_rows)
-        self.norm_plan = None  # where plain_cpu: how stats.plain_rows groups them (stats.NormPlan)
+        # Where they all pass stats.plain_cpu (their gradients take stats.plain_rows): how plain_rows
+        # groups them (stats.NormPlan); None where one does not.
+        self.norm_plan = None
         # Where its steps may take the lean path (probe.py, _lean_before): (the tensor id of each of
         # its tensors with a gradient, whether they are tensors 0..n-1 in order, n: the number of
         # tensors known, which of its tensors have a gradient: None for all).

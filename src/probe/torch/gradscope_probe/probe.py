@@ -266,8 +266,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             rec.param_pick = None if len(pick) == len(flat) else pick
             rec.knowns = None
             rec.lean = None
-            rec.plain_cpu = bool(params) and all(stats.plain_cpu(p) for p in params)
-            rec.norm_plan = stats.NormPlan(params) if rec.plain_cpu else None
+            plain = bool(params) and all(stats.plain_cpu(p) for p in params)
+            rec.norm_plan = stats.NormPlan(params) if plain else None
         return params
 
     def _knowns_of(self, rec, params) -> list:
@@ -307,8 +307,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             if closure is None:
                 # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
                 t_g = time.perf_counter()
-                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plain=rec.plain_cpu,
-                                                                  plan=rec.norm_plan)
+                ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plan=rec.norm_plan)
                 ctx["sampled_ms"] = self._grads_time(sampled, (time.perf_counter() - t_g) * 1e3)
                 snap = [p for p, _, _ in ctx["grads"]]
             else:
@@ -420,14 +419,14 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             self._anomaly_detail(step, list(zip(ctx["params"], ctx["gs"])))
         self._tune(ctx, t_after, time.perf_counter(), detail)
 
-    def _grads_of(self, params, defer: bool = False, with_max: bool = True, plain: bool = False, plan=None):
+    def _grads_of(self, params, defer: bool = False, with_max: bool = True, plan=None):
         """([(param, its gradient statistics, its gradient)] for the params that have a gradient, the
         ids of the params whose statistics are to be checked after the host copy (stats.grad_stats_many,
         defer, with_max)); the statistics taken before clipping where the script clipped (and
-        unscaled, see _before_clip). plain: the params all passed stats.plain_cpu (their _Opt says);
-        plan: their stats.NormPlan."""
+        unscaled, see _before_clip). plan: where the params all passed stats.plain_cpu, their
+        stats.NormPlan (their _Opt's); their gradients then take stats.plain_rows."""
         gs = [p.grad for p in params]
-        if plain and not self._preclip and all(g is not None for g in gs):
+        if plan is not None and not self._preclip and all(g is not None for g in gs):
             rows = stats.plain_rows(gs, with_max, plan)
             if rows is not None:
                 return list(zip(params, rows, gs)), ()
@@ -506,8 +505,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         with torch.no_grad():
             if ctx["closure"]:
                 rec = self._opt_rec(ctx["opt"])
-                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"],
-                                                  plain=rec.plain_cpu, plan=rec.norm_plan)
+                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"], plan=rec.norm_plan)
                 self._preclip.clear()
                 # The loss: backward passes before the step (accumulation) plus what step(closure)
                 # returns, or the closure's own backward passes when it returns nothing.
@@ -634,7 +632,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                     un_c[k.id] = hb.value(u_at)
         self.steps += 1
         rec.steps += 1
-        if rec.plain_cpu and not ctx["closure"]:
+        if rec.norm_plan is not None and not ctx["closure"]:
             # Its next steps may take the lean path: these tensors with a gradient, the others without.
             ids = [k.id for k in ks]
             have = {id(k) for k in ks}
