@@ -198,11 +198,33 @@ export async function startWorkbench({ scratch, name, workspace, trust = false, 
     await page.goto(url.toString());
     await page.locator('.monaco-workbench').waitFor({ timeout: 30_000 });
     await page.locator('.statusbar').waitFor({ timeout: 30_000 });
-    return { page, context, port, server, stop, serverLog, extensionDir };
+    return { page, context, port, server, stop, serverLog, extensionDir, userData };
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+/**
+ * The last `lines` lines of GradScope's own log (its LogOutputChannel, which code-server writes
+ * under the user-data folder's logs/): what the extension host did, for a failure's report.
+ */
+export function extensionLog(userData, lines = 40) {
+  const found = [];
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/GradScope\.log$/.test(e.name)) found.push(p);
+    }
+  };
+  try {
+    walk(join(userData, 'logs'));
+  } catch {
+    return '(no logs folder)';
+  }
+  if (found.length === 0) return '(no GradScope log)';
+  return found.map((f) => `${f}:\n${readFileSync(f, 'utf8').split('\n').slice(-lines).join('\n')}`).join('\n');
 }
 
 /** Saves a screenshot (notifications faded in first) as DIR/NN-name.png. */

@@ -19,6 +19,7 @@ import {
   ROOT,
   canvasStats,
   ensureCodeServer,
+  extensionLog,
   killGroup,
   log,
   notifications,
@@ -192,7 +193,15 @@ if __name__ == "__main__":
 `;
 
 /** Per example: the file as copied, the quick fix's text, the line the warning is on. */
-const state = { ws: '', page: null, context: null, extensionDir: '', tfjs: { original: '', fixed: '', line: '', top: 0 }, torch: { original: '', fixed: '', line: '', top: 0 } };
+const state = {
+  ws: '',
+  page: null,
+  context: null,
+  extensionDir: '',
+  userData: '',
+  tfjs: { original: '', fixed: '', line: '', top: 0 },
+  torch: { original: '', fixed: '', line: '', top: 0 },
+};
 
 /** Opens a file with Quick Open and waits for its editor tab. */
 async function openFile(page, name) {
@@ -230,7 +239,31 @@ async function waitRunEnded(page, ms = 60_000) {
 const findingsText = (page) => webview(page).locator('#gs-findings').innerText({ timeout: 5000 });
 
 /** The visible lines of the active editor (the DOM of the text model's view). */
-const editorText = (page) => page.locator('.editor-group-container.active .monaco-editor .view-lines').first().innerText();
+const editorText = (page) => page.locator('.editor-group-container.active .monaco-editor .view-lines').first().innerText({ timeout: 1000 });
+
+/**
+ * The findings list once it has kept the same text for `quietMs`. The end of a run brings a last
+ * analysis that can re-render the list after the status bar says "completed"; a click aimed at a
+ * button of the list before that could land on the list being rebuilt.
+ */
+async function settledFindings(page, quietMs = 800) {
+  let last = null;
+  let since = 0;
+  return waitFor(
+    'the findings list to settle',
+    async () => {
+      const t = await findingsText(page);
+      if (t !== last) {
+        last = t;
+        since = Date.now();
+        return null;
+      }
+      return Date.now() - since >= quietMs ? t : null;
+    },
+    15_000,
+    100,
+  );
+}
 
 async function focusEditor(page, name) {
   await page.locator(`.tabs-container .tab[data-resource-name="${name}"]`).first().click();
@@ -515,13 +548,21 @@ const scenarios = [
       await trainAndInspect(page);
       await waitRunEnded(page);
       const wv = webview(page);
+      await waitFor('the panel to say Completed', async () => /Completed/.test(await wv.locator('body').innerText({ timeout: 1000 })), 15_000);
+      await settledFindings(page);
       const btn = wv.locator('#gs-findings button', { hasText: /He initialisation/ }).first();
       await btn.waitFor({ timeout: 15_000 });
       await btn.scrollIntoViewIfNeeded();
       await shot(page, 'panel-remedy-button');
       log(`panel remedy: ${await btn.innerText()}`);
       await btn.click();
-      await waitFor('the edit in the editor', async () => /heNormal/.test(await editorText(page)), 10_000);
+      try {
+        await waitFor('the edit in the editor', async () => /heNormal/.test(await editorText(page)), 10_000);
+      } catch (e) {
+        // What the host did with the click ("applied: …", "fix not applied (…)", or nothing at all).
+        log(`GradScope log:\n${extensionLog(state.userData)}`);
+        throw e;
+      }
       await palette(page, 'File: Save All');
       const text = await waitFor(
         'the panel-fixed file on disk',
@@ -760,6 +801,7 @@ try {
   const wb = await startWorkbench({ scratch, name: 'trusted', workspace: state.ws, vsix: VSIX });
   workbenches.push(wb);
   state.extensionDir = wb.extensionDir;
+  state.userData = wb.userData;
   log(VSIX ? `GradScope installed from ${VSIX} into ${wb.extensionDir}` : `GradScope loaded as a development extension from ${ROOT}`);
   state.page = wb.page;
   state.context = wb.context;
@@ -782,6 +824,7 @@ try {
       );
       await shot(state.page, 'FAILED').catch(() => {});
       if (state.page) log(`notifications: ${JSON.stringify(await notifications(state.page))}`);
+      if (state.userData) log(`GradScope log (last lines):\n${extensionLog(state.userData, 15)}`);
     }
   }
   // 5. A separate code-server with Workspace Trust on and a fresh user-data-dir: the folder opens restricted.
