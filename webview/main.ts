@@ -770,64 +770,58 @@ class Panel {
 
   // ---- findings -----------------------------------------------------------------------------
 
-  /** What the findings list shows, to leave it alone (focus, scroll, no relayout) when a message brings the same. */
-  private findingsKey = '';
+  /**
+   * Each finding's list item and what it was built from, by finding id. A live run re-sends its
+   * findings as their evidence grows; an update rebuilds only the items whose finding changed, and
+   * keeps an item's buttons while its actions are the same. A button replaced under the pointer
+   * between mousedown and mouseup loses the click (and its focus and hover with it).
+   */
+  private findingItems = new Map<string, { key: string; actions: string; li: HTMLElement }>();
 
   private renderFindings(): void {
     const m = this.model!;
     const list = $('gs-findings');
-    const done = !(m.header.status === 'running' || m.header.status === 'starting');
-    const key = m.findings.length === 0 ? String(done) : JSON.stringify(m.findings);
-    if (key === this.findingsKey && list.childElementCount > 0) return;
-    this.findingsKey = key;
-    list.replaceChildren();
     if (m.findings.length === 0) {
+      this.findingItems.clear();
+      const done = !(m.header.status === 'running' || m.header.status === 'starting');
+      const text = done ? 'No problems found.' : 'No findings yet.';
+      const only = list.childElementCount === 1 ? list.firstElementChild : null;
+      if (only?.classList.contains('gs-empty') && only.textContent === text) return;
       const li = document.createElement('li');
       li.className = 'gs-empty';
-      li.textContent = done ? 'No problems found.' : 'No findings yet.';
-      list.append(li);
+      li.textContent = text;
+      list.replaceChildren(li);
       return;
     }
-    for (const f of [...m.findings].sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || a.step - b.step)) list.append(this.findingItem(f));
+    const items = new Map<string, { key: string; actions: string; li: HTMLElement }>();
+    const order: HTMLElement[] = [];
+    for (const f of [...m.findings].sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || a.step - b.step)) {
+      const key = JSON.stringify(f);
+      const actions = actionsKey(f);
+      const prev = items.has(f.id) ? undefined : this.findingItems.get(f.id);
+      let li: HTMLElement;
+      if (prev?.key === key) li = prev.li;
+      else if (prev?.actions === actions) {
+        li = prev.li;
+        this.fillFinding(li, f);
+      } else li = this.findingItem(f);
+      // A second finding with the same id (never sent by the host) still shows, without an entry.
+      if (!items.has(f.id)) items.set(f.id, { key, actions, li });
+      order.push(li);
+    }
+    this.findingItems = items;
+    // Move only what moved: an item that keeps its place is never detached.
+    order.forEach((li, i) => {
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+    });
+    while (list.childElementCount > order.length) list.lastElementChild!.remove();
   }
 
   private findingItem(f: Finding): HTMLElement {
-    const d = findingDisplay(f);
     const li = document.createElement('li');
-    li.className = `gs-finding gs-sev-${f.severity}`;
-    li.dataset['findingId'] = f.id;
-    const head = document.createElement('div');
-    head.className = 'gs-finding-head';
-    const sev = document.createElement('span');
-    sev.className = 'gs-sev';
-    sev.textContent = f.severity;
-    const msg = document.createElement('span');
-    msg.className = 'gs-finding-msg';
-    show(msg, d.message);
-    head.append(sev, msg);
-    li.append(head);
-    const meta = document.createElement('div');
-    meta.className = 'gs-muted';
-    show(meta, d.meta);
-    li.append(meta);
-    if (d.evidence.length > 0) {
-      const dl = document.createElement('dl');
-      dl.className = 'gs-evidence';
-      for (const { key, value: v } of d.evidence) {
-        const row = document.createElement('div');
-        const dt = document.createElement('dt');
-        show(dt, key);
-        const dd = document.createElement('dd');
-        if (v === null) dd.textContent = '—';
-        else if (typeof v === 'number') dd.textContent = formatNumber(v);
-        else show(dd, v);
-        row.append(dt, dd);
-        dl.append(row);
-      }
-      li.append(dl);
-    }
     const actions = document.createElement('div');
     actions.className = 'gs-finding-actions';
+    const d = findingDisplay(f);
     if (f.layer) {
       const show = button('Show in heatmap', 'gs-secondary', () => this.selectLayer(f.layer!, f.step));
       actions.append(show);
@@ -843,8 +837,54 @@ class Panel {
       actions.append(b);
     }
     li.append(actions);
+    this.fillFinding(li, f);
     return li;
   }
+
+  /** Sets what an item shows above its actions (the last child, left in place) from `f`. */
+  private fillFinding(li: HTMLElement, f: Finding): void {
+    const d = findingDisplay(f);
+    li.className = `gs-finding gs-sev-${f.severity}`;
+    li.dataset['findingId'] = f.id;
+    const actions = li.lastElementChild!;
+    for (const c of [...li.children]) if (c !== actions) c.remove();
+    const head = document.createElement('div');
+    head.className = 'gs-finding-head';
+    const sev = document.createElement('span');
+    sev.className = 'gs-sev';
+    sev.textContent = f.severity;
+    const msg = document.createElement('span');
+    msg.className = 'gs-finding-msg';
+    show(msg, d.message);
+    head.append(sev, msg);
+    const meta = document.createElement('div');
+    meta.className = 'gs-muted';
+    show(meta, d.meta);
+    li.insertBefore(head, actions);
+    li.insertBefore(meta, actions);
+    if (d.evidence.length > 0) {
+      const dl = document.createElement('dl');
+      dl.className = 'gs-evidence';
+      for (const { key, value: v } of d.evidence) {
+        const row = document.createElement('div');
+        const dt = document.createElement('dt');
+        show(dt, key);
+        const dd = document.createElement('dd');
+        if (v === null) dd.textContent = '—';
+        else if (typeof v === 'number') dd.textContent = formatNumber(v);
+        else show(dd, v);
+        row.append(dt, dd);
+        dl.append(row);
+      }
+      li.insertBefore(dl, actions);
+    }
+  }
+}
+
+/** What a finding's buttons depend on: the same key, the same buttons doing the same thing. */
+function actionsKey(f: Finding): string {
+  const remedies = findingDisplay(f).remedies.map((r) => [r.id, r.title.text, r.title.full]);
+  return JSON.stringify([f.id, f.layer, f.step, f.source !== null, remedies]);
 }
 
 function series(label: string, c: Curve, color: string, dashed = false): Series {

@@ -195,6 +195,45 @@ describe('webview panel', () => {
     await page.close();
   });
 
+  test('a findings update during a live run keeps the buttons of a finding whose actions stay the same', async () => {
+    const snapshot = explodingSnapshot({ ...SMALL, findings: true });
+    const { page, errors } = await panel({}, snapshot);
+    const sel = (id, remedy) => `[data-finding-id="${id}"] button[data-remedy="${remedy}"]`;
+    const he = await page.$(sel('exploding-gradient:dense_1', 'he-init'));
+    const clip = await page.$(sel('non-finite-gradient:output', 'clip-global-norm'));
+    // The exploding finding's evidence grows; the non-finite one gains a remedy; a third appears first.
+    const [exploding, nonFinite] = snapshot.findings;
+    const grown = { ...exploding, evidence: { ...exploding.evidence, normAtEnd: 7.7e9 } };
+    const more = { ...nonFinite, remedies: [...nonFinite.remedies, { id: 'lower-lr', title: 'Lower the learning rate' }] };
+    const dead = {
+      ...nonFinite,
+      id: 'dead-layer:dense_0',
+      kind: 'dead-layer',
+      step: 1,
+      layer: 'dense_0',
+      tensors: ['dense_0/kernel'],
+      message: 'dense_0 is dead',
+      evidence: {},
+      remedies: [],
+    };
+    await send(page, { ...appendMessage(snapshot, 39, 1), findings: [grown, more, dead] });
+    const state = (h) => h.evaluate((b) => ({ connected: b.isConnected, item: b.closest('li').dataset.findingId }));
+    assert.deepEqual(await state(he), { connected: true, item: 'exploding-gradient:dense_1' }, 'the same button, still in the list');
+    assert.equal((await state(clip)).connected, false, 'a finding whose remedies changed has new buttons');
+    const ids = await page.$$eval('#gs-findings > li', (l) => l.map((x) => x.dataset.findingId));
+    assert.deepEqual(ids, ['dead-layer:dense_0', 'exploding-gradient:dense_1', 'non-finite-gradient:output'], 'sorted by severity, then step');
+    const text = await page.$eval('[data-finding-id="exploding-gradient:dense_1"]', (e) => e.textContent);
+    assert.match(text, /normAtEnd\s*7\.70e\+9/, `the evidence shows the new value (${text})`);
+    assert.equal(await page.$$eval(sel('non-finite-gradient:output', 'lower-lr'), (b) => b.length), 1);
+    await he.click();
+    assert.deepEqual((await posts(page)).slice(1), [{ type: 'applyRemedy', findingId: 'exploding-gradient:dense_1', remedyId: 'he-init' }]);
+    // Back to none: the empty state, once.
+    await send(page, { ...appendMessage(snapshot, 40, 1), findings: [] });
+    assert.equal(await page.$eval('#gs-findings', (e) => e.textContent.trim()), 'No findings yet.');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   test('buttons post their messages; findings list, empty states, reload restores the view', async () => {
     const { page, errors } = await panel({}, explodingSnapshot({ ...SMALL, findings: true }));
     await page.click('#gs-stop');
