@@ -423,7 +423,15 @@ export class InspectionPanel implements vscode.Disposable {
       }
       case 'applyRemedy': {
         const f = s && this.findings().find((x) => x.id === msg.findingId);
-        if (!s || !f || !f.remedies.some((r) => r.id === msg.remedyId)) return;
+        if (!s || !f || !f.remedies.some((r) => r.id === msg.remedyId)) {
+          // The panel's list was older than the run's findings (re-analysed, another run shown): say
+          // so rather than leave a click without an answer.
+          const why = !s ? 'the panel shows no run' : !f ? `that finding is no longer among ${basename(s.script)}'s findings` : 'that finding no longer offers this fix';
+          this.host.log.warn(`panel fix not applied: ${why} (${msg.findingId}, ${msg.remedyId})`);
+          void vscode.window.showWarningMessage(`GradScope: nothing was edited: ${why}. The panel now shows the current findings.`);
+          if (s) this.sendReplace(this.findings());
+          return;
+        }
         await this.host.applyRemedy(s, f, msg.remedyId);
         return;
       }
