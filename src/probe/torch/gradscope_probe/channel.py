@@ -36,10 +36,15 @@ from . import wire
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 # STEP frames are held and written together by the writer thread at most this often (encoded then):
 # one write per step cost 40-50 us of a 4 ms step on a 100-tensor model (the system call and waking
-# the host), and waking the writer per step more; one per 20 ms costs that once per window. A STEP
-# reaches the host at most this late; the host flushes its views every 50 ms, so the panel sees no
-# difference.
-HOLD_STEP_FRAMES_S = 0.02
+# the host), and waking the writer per step more. Each window costs a wake-up of the writer, which
+# takes the GIL from the training thread: on that model (torch 2.13 CPU, every-step tier, in-process
+# ab, 60 rounds, two runs each) a 20 ms window read x1.084-1.096 of the plain step, 50 ms
+# x1.065-1.066, 100 ms x1.061-1.073, 1 s x1.072-1.075, and no STEP frames at all x1.056-1.060; on the
+# 2M-parameter MLP (19 ms steps) 20 ms read x1.030, 50 ms x1.026-1.028. A STEP reaches the host at
+# most this late: the host flushes its views every 50 ms, so the panel is at most one flush later.
+# What a window holds is lost only if the process dies without Python's exit (SIGKILL, a crash in C,
+# the default SIGTERM); a Python exception, exit or Ctrl-C writes it (Probe.finish).
+HOLD_STEP_FRAMES_S = 0.05
 # While STEP frames came within this long, the writer thread wakes by itself at the end of each window
 # (a timed wait), so send() never has to wake it. Waking it from the training thread (torch 2.13 CPU,
 # 2M-parameter MLP, 19 ms steps, every-step tier, in-process ab of 30 rounds) cost x1.039-1.043 of the

@@ -449,7 +449,7 @@ class NotebookRun:
         steps = self.probe.steps if self.probe is not None else 0
         ch = self.channel
         if ch is not None and ch.live is not None:
-            # The channel holds STEP frames up to 20 ms before its writer writes them; a listener that
+            # The channel holds STEP frames up to 50 ms before its writer writes them; a listener that
             # went away is seen by that write: written first, so that the answer is current.
             ch.live.flush(1.0)
         return "GradScope is on: %d step(s) so far, run file %s, notebook %s (%s)%s" % (
