@@ -6,7 +6,10 @@ probe's Python costs show against the step. The probe writes to a socket pair dr
 
 MODE: plain (no probe), plainpeer (hand-written `p.grad.norm().item()` per parameter each step),
 cold (no probe: a Python loop and one multi-tensor norm timed right after backward() and again at
-once: what any Python between backward and step pays there), time (the probe: best of REPS repeats
+once: what any Python between backward and step pays there), reduce (no probe: one norm per gradient
+right after backward(), written three ways, one of them at random each step: the hand-written
+`p.grad.norm().item()` per parameter, the `foreach` floor, and the probe's own pass, stats.plain_values
+with the NormPlan the probe makes for the optimizer; median and quartiles, us), time (the probe: best of REPS repeats
 of N steps, us per step, wall and CPU; and the mean time per step in each of the probe's methods
 named in TIME), prof (cProfile of N steps with the probe;
 SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repository's
@@ -47,7 +50,7 @@ N = int(os.environ.get("N", "1000"))
 REPS = int(os.environ.get("REPS", "5"))
 probe = None
 T = {}
-if not MODE.startswith("plain") and MODE != "cold":
+if not MODE.startswith("plain") and MODE not in ("cold", "reduce"):
     from gradscope_probe.channel import Channel
     from gradscope_probe.probe import Probe
 
@@ -146,6 +149,38 @@ def cold():
         "%s %.1f us" % (k, statistics.median(v) * 1e6) for k, v in got.items())))
 
 
+def reduce_():
+    """The every-step tier's one norm pass on its own, written three ways (see the docstring's MODE)."""
+    import random
+
+    from gradscope_probe import stats
+
+    plan = stats.NormPlan(PS)
+    plan = plan if plan.stacked else None
+    ways = {
+        "hand-written .norm().item()": lambda gs: [g.norm().item() for g in gs],
+        "foreach floor": lambda gs: torch.stack(torch._foreach_norm(gs)).tolist(),
+        "probe (plain_values)": lambda gs: stats.plain_values(gs, False, plan),
+    }
+    got = {k: [] for k in ways}
+    rng = random.Random(0)
+    pc = time.perf_counter
+    for _ in range(N):
+        k = rng.choice(list(ways))
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        gs = [p.grad for p in PS]
+        t0 = pc()
+        ways[k](gs)
+        got[k].append(pc() - t0)
+        opt.step()
+    print("%s, %d tensors%s, right after backward(), %d steps:" % (
+        os.environ.get("MODEL", "res"), len(PS), " (NormPlan: %d stacked groups)" % len(plan.stacked) if plan else "", N))
+    for k, v in got.items():
+        q1, q2, q3 = statistics.quantiles(v, n=4)
+        print("  %-28s median %7.1f us (quartiles %.1f-%.1f), %d steps" % (k, q2 * 1e6, q1 * 1e6, q3 * 1e6, len(v)))
+
+
 def ab():
     modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
     k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
@@ -188,6 +223,8 @@ if MODE == "ab":
     ab()
 elif MODE == "cold":
     cold()
+elif MODE == "reduce":
+    reduce_()
 elif MODE == "prof":
     pr = cProfile.Profile()
     pr.enable()
