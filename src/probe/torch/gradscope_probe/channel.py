@@ -34,16 +34,17 @@ import time
 from . import wire
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
-# STEP frames are held and written together by the writer thread at most this often (encoded then):
-# one write per step cost 40-50 us of a 4 ms step on a 100-tensor model (the system call and waking
-# the host), and waking the writer per step more. Each window costs a wake-up of the writer, which
-# takes the GIL from the training thread: on that model (torch 2.13 CPU, every-step tier, in-process
-# ab, 60 rounds, two runs each) a 20 ms window read x1.084-1.096 of the plain step, 50 ms
-# x1.065-1.066, 100 ms x1.061-1.073, 1 s x1.072-1.075, and no STEP frames at all x1.056-1.060; on the
-# 2M-parameter MLP (19 ms steps) 20 ms read x1.030, 50 ms x1.026-1.028. A STEP reaches the host at
-# most this late: the host flushes its views every 50 ms, so the panel is at most one flush later.
-# What a window holds is lost only if the process dies without Python's exit (SIGKILL, a crash in C,
-# the default SIGTERM); a Python exception, exit or Ctrl-C writes it (Probe.finish).
+# STEP frames (and DETAIL frames, see send) are held and written together by the writer thread at
+# most this often (STEPs encoded then): one write per step cost 40-50 us of a 4 ms step on a
+# 100-tensor model (the system call and waking the host), and waking the writer per step more. Each
+# window costs a wake-up of the writer, which takes the GIL from the training thread: on that model
+# (torch 2.13 CPU, every-step tier, in-process ab, 60 rounds, two runs each) a 20 ms window read
+# x1.084-1.096 of the plain step, 50 ms x1.065-1.066, 100 ms x1.061-1.073, 1 s x1.072-1.075, and no
+# STEP frames at all x1.056-1.060; on the 2M-parameter MLP (19 ms steps) 20 ms read x1.030, 50 ms
+# x1.026-1.028. A STEP reaches the host at most this late: the host flushes its views every 50 ms, so
+# the panel is at most one flush later. What a window holds is lost only if the process dies without
+# Python's exit (SIGKILL, a crash in C, the default SIGTERM); a Python exception, exit or Ctrl-C
+# writes it (Probe.finish).
 HOLD_STEP_FRAMES_S = 0.05
 # While STEP frames came within this long, the writer thread wakes by itself at the end of each window
 # (a timed wait), so send() never has to wake it. Waking it from the training thread (torch 2.13 CPU,
@@ -53,6 +54,8 @@ HOLD_STEP_FRAMES_S = 0.05
 # run costs no wake-ups). Writing a window's frames on the training thread instead, at its first STEP
 # after the window, cost more still: 96 against 35 us per step in send (encoding and the write, cold).
 WRITER_TIMER_S = 1.0
+# The writer joins what is queued into one write of up to this many bytes.
+WRITE_MAX_BYTES = 1 << 20
 # The channel's own descriptor is the lowest free one from here: far above what a script's files get.
 PRIVATE_FD_MIN = 500
 
@@ -114,8 +117,8 @@ class Channel:
         self._queue = collections.deque()
         self._queued_bytes = 0
         self._writing = False  # the writer holds a frame it has not finished writing
-        # STEP frames held back for one write (see HOLD_STEP_FRAMES_S); always ahead of the queue in
-        # sequence order, so whatever is sent next goes out after them.
+        # STEP and DETAIL frames held back for one write (see HOLD_STEP_FRAMES_S); always ahead of the
+        # queue in sequence order, so whatever is sent next goes out after them.
         self._held: list = []
         self._held_bytes = 0
         self._last_write = 0.0
@@ -163,18 +166,7 @@ class Channel:
                 part = (self._seq, msg)
                 self._seq += 1
                 if self._direct and not self._queue and not self._writing:
-                    self._held.append(part)
-                    self._held_bytes += size
-                    if len(self._held) == 1:
-                        # The window starts with the first frame held (at most hold_s late); the
-                        # writer encodes and writes them all when it ends, woken by its own timer
-                        # unless it sleeps (WRITER_TIMER_S).
-                        now = time.monotonic()
-                        if now - self._last_write >= self.hold_s:
-                            self._last_write = now
-                        self._last_held = now
-                        if self._sleeping:
-                            self._cv.notify()
+                    self._hold(part, size)
                     return True
                 self._queue_held()
                 self._enqueue([part], size)
@@ -184,6 +176,14 @@ class Channel:
         with self._cv:
             data = wire.frame(code, payload, self._seq)
             self._seq += 1
+            if droppable and self._direct and not self._queue and not self._writing:
+                # A DETAIL frame joins the window too: a detail step sends one per tensor, and
+                # writing each at once (or queueing each for the writer, woken each time) cost the
+                # training thread 4.2 ms per detail step of a 100-tensor model (4 ms steps; the
+                # GIL handed back and forth with the writer at every frame, most of it during the
+                # next step), held 0.9 ms.
+                self._hold(data, len(data))
+                return True
             if self._direct and not self._queue and not self._writing and not self._held:
                 # Nothing ahead of it: written here when the pipe takes it now. What it does not take
                 # (full, partly written, an error) goes to the writer thread, which handles errors.
@@ -202,6 +202,22 @@ class Channel:
             self._cv.notify()
         return True
 
+    def _hold(self, part, size: int) -> None:
+        """Holds a frame for the window's one write (under the lock): a STEP not encoded yet,
+        (seq, msg), or a DETAIL frame's bytes."""
+        self._held.append(part)
+        self._held_bytes += size
+        if len(self._held) == 1:
+            # The window starts with the first frame held (at most hold_s late); the writer encodes
+            # and writes them all when it ends, woken by its own timer unless it sleeps
+            # (WRITER_TIMER_S).
+            now = time.monotonic()
+            if now - self._last_write >= self.hold_s:
+                self._last_write = now
+            self._last_held = now
+            if self._sleeping:
+                self._cv.notify()
+
     def _enqueue(self, item, size: int) -> None:
         """Queues bytes, or a list of parts (bytes, or a STEP not encoded yet: (seq, msg)), with its
         size in bytes once encoded (under the lock)."""
@@ -213,7 +229,7 @@ class Channel:
         self._held_bytes = 0
 
     def _queue_held(self) -> None:
-        """Moves the held STEP frames onto the writer's queue, ahead of anything queued later (under
+        """Moves the held frames onto the writer's queue, ahead of anything queued later (under
         the lock)."""
         if self._held:
             self._enqueue(self._held, self._held_bytes)
@@ -304,10 +320,18 @@ class Channel:
                         self._sleeping = True
                         self._cv.wait()
                         self._sleeping = False
+                # Everything queued by now, up to WRITE_MAX_BYTES, in one write (frames queued one
+                # by one behind a full pipe would cost a wake-up and a GIL handoff each).
                 item, size = self._queue.popleft()
+                items = [item]
+                while self._queue and size < WRITE_MAX_BYTES:
+                    item, n = self._queue.popleft()
+                    items.append(item)
+                    size += n
                 self._writing = True
             try:
-                data = self._encode(item)  # outside the lock: STEP frames are encoded here
+                # outside the lock: STEP frames are encoded here
+                data = self._encode(items[0]) if len(items) == 1 else b"".join(self._encode(it) for it in items)
                 self._check_identity()
                 view = memoryview(data)
                 while view:

@@ -677,12 +677,12 @@ _BATCH_IDS: dict = {}
 
 
 def _batch_ids(layout):
-    """(seg, cell, ncell, per tensor (n, first cell, cell sizes)) for a batch layout, a tuple of
-    (n, R, C, tr, tc) per tensor."""
+    """(seg, cell, ncell, per tensor (n, first cell, number of cells), every cell's size as float64)
+    for a batch layout, a tuple of (n, R, C, tr, tc) per tensor."""
     hit = _BATCH_IDS.get(layout)
     if hit is not None:
         return hit
-    segs, cells, info = [], [], []
+    segs, cells, info, all_sizes = [], [], [], []
     ncell = 0
     pending_none = []
     for t, (n, R, C, tr, tc) in enumerate(layout):
@@ -692,17 +692,19 @@ def _batch_ids(layout):
             cc = torch.div(torch.arange(C) * tc, C, rounding_mode="floor")
             cells.append((ncell + rc[:, None] * tc + cc[None, :]).reshape(-1).to(torch.int32))
             sizes = (torch.bincount(rc, minlength=tr)[:, None] * torch.bincount(cc, minlength=tc)[None, :]).reshape(-1)
-            info.append((n, ncell, sizes.tolist()))
+            all_sizes.append(sizes)
+            info.append((n, ncell, tr * tc))
             ncell += tr * tc
         else:
             cells.append(None)
             pending_none.append(t)
-            info.append((n, ncell, []))
+            info.append((n, ncell, 0))
     for t in pending_none:
         cells[t] = torch.full((layout[t][0],), -1, dtype=torch.int32)
     cell = torch.cat(cells)
     cell[cell < 0] = ncell
-    hit = (torch.cat(segs), cell, ncell, info)
+    sizes = torch.cat(all_sizes).to(torch.float64) if all_sizes else torch.zeros(0, dtype=torch.float64)
+    hit = (torch.cat(segs), cell, ncell, info, sizes)
     if len(_BATCH_IDS) >= 8:
         _BATCH_IDS.pop(next(iter(_BATCH_IDS)))
     _BATCH_IDS[layout] = hit
@@ -714,22 +716,26 @@ def _detail_batch(batch):
     when one of them holds NaN/Inf (each then goes through detail_stats)."""
     dtype = batch[0][0].dtype
     layout = tuple((x.numel(), R, C, tr, tc) for x, R, C, tr, tc in batch)
-    seg, cell, ncell, info = _batch_ids(layout)
+    seg, cell, ncell, info, sizes = _batch_ids(layout)
     x = torch.cat([b[0] for b in batch]) if len(batch) > 1 else batch[0][0]
     itype, mant, base, thr = _decade_lut(dtype)
     A = _chunk_buffer(dtype, CHUNK)
     res = _run_kernel(_batch_kernel, x, seg, cell, A, A.view(itype), base, thr, mant, len(batch), ncell, CHUNK)
     if not res:
         return None
-    s, ss, counts, sums = (t.tolist() for t in res)
+    s, ss, counts, sums = res
+    # Every thumbnail's cell means in one division (a Python division per cell cost ~30 us per
+    # 32x32 tensor: 3 ms of a 100-tensor detail step); the same float64 quotients.
+    thumbs = (sums[:ncell] / sizes).tolist()
+    s, ss, counts = s.tolist(), ss.tolist(), counts.tolist()
     out = []
-    for t, ((n, c0, sizes), (_x, _R, _C, tr, tc)) in enumerate(zip(info, batch)):
+    for t, ((n, c0, nc), (_x, _R, _C, tr, tc)) in enumerate(zip(info, batch)):
         mean = s[t] / n
         std = math.sqrt(max(ss[t] / n - mean * mean, 0.0))
         c = counts[t * 35:(t + 1) * 35]
         hist = c[:HIST_BINS]
         hist[0] += c[_SUBNORMAL_BIN]
-        thumb = [sums[c0 + j] / sizes[j] for j in range(len(sizes))]
+        thumb = thumbs[c0:c0 + nc]
         out.append(([mean, std, c[_ZERO_BIN] / n] + [float(h) for h in hist] + thumb, tr, tc))
     return out
 
