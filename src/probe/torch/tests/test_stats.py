@@ -230,6 +230,37 @@ class StackedPlanTest(unittest.TestCase):
         gs = self.grads()[:3] + [torch.eye(3).to_sparse()]
         self.assertIsNone(stats.plain_rows(gs, True, stats.NormPlan(self.grads()[:3] + [torch.eye(3)])))
 
+    def test_grad_mode_is_off_while_measuring_and_restored_after(self):
+        # plain_values switches grad mode itself (not torch.no_grad(): see stats._set_grad_enabled):
+        # gradients that require grad (backward(create_graph=True)) record nothing, and the caller's
+        # mode comes back after a result, a refusal and with grad mode already off.
+        w = torch.randn(5, 4, requires_grad=True)
+        b = torch.randn(4, requires_grad=True)
+        ((torch.randn(3, 5) @ w + b) ** 3).sum().backward(create_graph=True)
+        gs = [w.grad, b.grad]
+        self.assertTrue(all(g.requires_grad for g in gs))
+        for plan in (None, stats.NormPlan([w, b, w.detach().clone()])):
+            args = gs + [w.grad * 2] if plan is not None else gs
+            norms, maxs = stats.plain_values(args, True, plan)
+            self.assertTrue(torch.is_grad_enabled())
+            self.assertTrue(all(type(v) is float for v in norms + maxs))
+            for v, g in zip(norms, args):
+                self.assertAlmostEqual(v, g.detach().norm().item(), delta=1e-5 * v)
+        self.assertIsNone(stats.plain_values(gs + [torch.eye(3).to_sparse()], False))
+        self.assertTrue(torch.is_grad_enabled(), "restored after a refusal")
+        seen = []
+        real = stats._foreach_norm
+        stats._foreach_norm = lambda xs: (seen.append(torch.is_grad_enabled()), real(xs))[1]
+        try:
+            stats.plain_values(gs, False)
+            with torch.no_grad():
+                stats.plain_values(gs, False)
+                self.assertFalse(torch.is_grad_enabled(), "left off")
+        finally:
+            stats._foreach_norm = real
+        self.assertEqual(seen, [False, False])
+        self.assertTrue(torch.is_grad_enabled())
+
 
 class DetailStatsTest(unittest.TestCase):
     def test_moments_zero_fraction_and_histogram(self):
