@@ -23,7 +23,7 @@ import { renderNormCurves, type NormCurvesData, type NormCurvesHandle, type Seri
 import { readPalette, type Palette } from './charts/theme';
 import { renderThumbnail, type Thumbnail, type ThumbnailOptions } from './charts/thumbnail';
 import { parseDetail, parseHostMessage, tryParseView } from './hostMessages';
-import { findingDisplay, headerDisplay, optimizerOption, rankButtonText, rankOptionText, rankSeriesLabel, shownName, tensorOption, warningDisplay } from './display';
+import { type FindingDisplay, findingDisplay, headerDisplay, optimizerOption, rankButtonText, rankOptionText, rankSeriesLabel, shownName, tensorOption, warningDisplay } from './display';
 import { applyAppend, applyReplace, applyView, modelFromSnapshot, type Curve, type PanelModel } from './model';
 import type { ShownText } from '../src/core/text';
 
@@ -537,7 +537,7 @@ class Panel {
     // Left alone when a message brings the same (focus, scroll).
     if (findings.dataset['key'] !== crossKey) {
       findings.dataset['key'] = crossKey;
-      findings.replaceChildren(...cross.map((f) => this.findingItem(f)));
+      findings.replaceChildren(...cross.map((f) => this.findingItem(f, findingDisplay(f))));
     }
   }
 
@@ -797,14 +797,19 @@ class Panel {
     const order: HTMLElement[] = [];
     for (const f of [...m.findings].sort((a, b) => severityRank(a.severity) - severityRank(b.severity) || a.step - b.step)) {
       const key = JSON.stringify(f);
-      const actions = actionsKey(f);
       const prev = items.has(f.id) ? undefined : this.findingItems.get(f.id);
       let li: HTMLElement;
-      if (prev?.key === key) li = prev.li;
-      else if (prev?.actions === actions) {
-        li = prev.li;
-        this.fillFinding(li, f);
-      } else li = this.findingItem(f);
+      let actions: string;
+      if (prev?.key === key) ({ li, actions } = prev);
+      else {
+        // (formatted once per changed finding, for its key, its buttons and its text)
+        const d = findingDisplay(f);
+        actions = actionsKey(f, d);
+        if (prev?.actions === actions) {
+          li = prev.li;
+          this.fillFinding(li, f, d);
+        } else li = this.findingItem(f, d);
+      }
       // A second finding with the same id (never sent by the host) still shows, without an entry.
       if (!items.has(f.id)) items.set(f.id, { key, actions, li });
       order.push(li);
@@ -817,11 +822,10 @@ class Panel {
     while (list.childElementCount > order.length) list.lastElementChild!.remove();
   }
 
-  private findingItem(f: Finding): HTMLElement {
+  private findingItem(f: Finding, d: FindingDisplay): HTMLElement {
     const li = document.createElement('li');
     const actions = document.createElement('div');
     actions.className = 'gs-finding-actions';
-    const d = findingDisplay(f);
     if (f.layer) {
       const show = button('Show in heatmap', 'gs-secondary', () => this.selectLayer(f.layer!, f.step));
       actions.append(show);
@@ -837,13 +841,12 @@ class Panel {
       actions.append(b);
     }
     li.append(actions);
-    this.fillFinding(li, f);
+    this.fillFinding(li, f, d);
     return li;
   }
 
   /** Sets what an item shows above its actions (the last child, left in place) from `f`. */
-  private fillFinding(li: HTMLElement, f: Finding): void {
-    const d = findingDisplay(f);
+  private fillFinding(li: HTMLElement, f: Finding, d: FindingDisplay): void {
     li.className = `gs-finding gs-sev-${f.severity}`;
     li.dataset['findingId'] = f.id;
     const actions = li.lastElementChild!;
@@ -882,8 +885,8 @@ class Panel {
 }
 
 /** What a finding's buttons depend on: the same key, the same buttons doing the same thing. */
-function actionsKey(f: Finding): string {
-  const remedies = findingDisplay(f).remedies.map((r) => [r.id, r.title.text, r.title.full]);
+function actionsKey(f: Finding, d: FindingDisplay): string {
+  const remedies = d.remedies.map((r) => [r.id, r.title.text, r.title.full]);
   return JSON.stringify([f.id, f.layer, f.step, f.source !== null, remedies]);
 }
 
