@@ -11,7 +11,10 @@ right after backward(), written three ways, one of them at random each step: the
 `p.grad.norm().item()` per parameter, the `foreach` floor, and the probe's own pass, stats.plain_values
 with the NormPlan the probe makes for the optimizer; median and quartiles, us), time (the probe: best of REPS repeats
 of N steps, us per step, wall and CPU; and the mean time per step in each of the probe's methods
-named in TIME), prof (cProfile of N steps with the probe;
+named in TIME), detail (the probe, N steps: the median step time by its distance from the last step
+that ran the detail tier, which shows what a detail step costs and where (on that step, or on the
+next ones: frames written, a background job), with the automatic interval's own estimate of that cost
+and the interval it picked; DE=0 NOJUMP=1 SE=1000000: the automatic interval alone), prof (cProfile of N steps with the probe;
 SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repository's
 src/probe/torch), MODEL (res: the model above; mlp: 784-1536-512-10, batch 128, 2.0M parameters in 6
 tensors; cnn: two 3x3 convs and a linear head, batch 64; both as in bench/lib/torchModels.mjs), N (1000), REPS (5), NT (100), DE / SE (the probe's detail /
@@ -181,6 +184,42 @@ def reduce_():
         print("  %-28s median %7.1f us (quartiles %.1f-%.1f), %d steps" % (k, q2 * 1e6, q1 * 1e6, q3 * 1e6, len(v)))
 
 
+def detail():
+    """Step times by distance from the last detail step (see the docstring's MODE)."""
+    due = [False]
+    real_due = probe._detail_due
+
+    def seen_due(rec):
+        d = real_due(rec)
+        due[0] = due[0] or d
+        return d
+
+    probe._detail_due = seen_due
+    pc = time.perf_counter
+    by = {}
+    since = None
+    details = 0
+    for _ in range(N):
+        due[0] = False
+        t = pc()
+        step()
+        dt = (pc() - t) * 1e6
+        since = 0 if due[0] else (None if since is None else since + 1)
+        details += due[0]
+        if since is not None:
+            by.setdefault(min(since, 5), []).append(dt)
+    rest = statistics.median(by.get(5, [0.0]))
+    print("%s, %d tensors, %d steps, %d of them with the detail tier; the probe's own estimate: %.2f ms on the "
+          "training thread + %.2f ms of background CPU per detail step, step interval %.2f ms, interval picked %d" % (
+              os.environ.get("MODEL", "res"), len(PS), N, details, probe._detail_fg_ms, probe._detail_bg_ms,
+              probe._interval_ms, probe.detail_every))
+    for k in sorted(by):
+        v = by[k]
+        print("  %-22s median %8.1f us (%+8.1f us), %d steps" % (
+            "detail step" if k == 0 else ("%d after" % k if k < 5 else "5 or more after"), statistics.median(v),
+            statistics.median(v) - rest, len(v)))
+
+
 def ab():
     modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
     k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
@@ -225,6 +264,8 @@ elif MODE == "cold":
     cold()
 elif MODE == "reduce":
     reduce_()
+elif MODE == "detail":
+    detail()
 elif MODE == "prof":
     pr = cProfile.Profile()
     pr.enable()
