@@ -7,9 +7,10 @@ probe's Python costs show against the step. The probe writes to a socket pair dr
 MODE: plain (no probe), plainpeer (hand-written `p.grad.norm().item()` per parameter each step),
 cold (no probe: a Python loop and one multi-tensor norm timed right after backward() and again at
 once: what any Python between backward and step pays there), reduce (no probe: one norm per gradient
-right after backward(), written three ways, one of them at random each step: the hand-written
-`p.grad.norm().item()` per parameter, the `foreach` floor, and the probe's own pass, stats.plain_values
-with the NormPlan the probe makes for the optimizer; median and quartiles, us), time (the probe: best of REPS repeats
+right after backward(), written four ways, one of them at random each step: the hand-written
+`p.grad.norm().item()` per parameter, the `foreach` floor, the probe's own pass, stats.plain_values
+with the NormPlan the probe makes for the optimizer, and the floor inside `torch.no_grad()`; median and
+quartiles, us), time (the probe: best of REPS repeats
 of N steps, us per step, wall and CPU; and the mean time per step in each of the probe's methods
 named in TIME), detail (the probe, N steps: the median step time by its distance from the last step
 that ran the detail tier, which shows what a detail step costs and where (on that step, or on the
@@ -152,8 +153,15 @@ def cold():
         "%s %.1f us" % (k, statistics.median(v) * 1e6) for k, v in got.items())))
 
 
+def floor_no_grad(gs):
+    """The floor inside `with torch.no_grad()`: what the context manager costs where the probe runs
+    (stats.plain_values switches grad mode with torch's C calls instead)."""
+    with torch.no_grad():
+        return torch.stack(torch._foreach_norm(gs)).tolist()
+
+
 def reduce_():
-    """The every-step tier's one norm pass on its own, written three ways (see the docstring's MODE)."""
+    """The every-step tier's one norm pass on its own, written four ways (see the docstring's MODE)."""
     import random
 
     from gradscope_probe import stats
@@ -164,6 +172,7 @@ def reduce_():
         "hand-written .norm().item()": lambda gs: [g.norm().item() for g in gs],
         "foreach floor": lambda gs: torch.stack(torch._foreach_norm(gs)).tolist(),
         "probe (plain_values)": lambda gs: stats.plain_values(gs, False, plan),
+        "foreach in torch.no_grad()": floor_no_grad,
     }
     got = {k: [] for k in ways}
     rng = random.Random(0)
