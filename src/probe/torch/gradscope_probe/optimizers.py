@@ -26,7 +26,7 @@ from . import sources
 class _Opt:
     """One optimizer as the OPTIMIZER message describes it (or the backward-pass pseudo-optimizer)."""
     __slots__ = ("id", "ref", "name", "class_name", "mode", "tensor_ids", "param_key", "steps", "last_detail", "last_sampled",
-                 "param_ids", "param_pick", "knowns", "norm_plan", "lean")
+                 "param_ids", "param_pick", "knowns", "norm_plan", "lean_ok", "lean")
 
     def __init__(self, oid, ref, name, class_name, mode):
         self.id = oid
@@ -47,6 +47,9 @@ class _Opt:
         # Where they all pass stats.plain_cpu (their gradients take stats.plain_rows): how plain_rows
         # groups them (stats.NormPlan); None where one does not.
         self.norm_plan = None
+        # Whether its steps may take the lean path at all: a norm plan (CPU), or its tensors all plain
+        # on one other device (stats.plain_on_device).
+        self.lean_ok = False
         # Where its steps may take the lean path (probe.py, _lean_before): (the tensor id of each of
         # its tensors with a gradient, whether they are tensors 0..n-1 in order, n: the number of
         # tensors known, which of its tensors have a gradient: None for all).

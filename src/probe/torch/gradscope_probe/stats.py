@@ -202,6 +202,20 @@ def plain_cpu(t: torch.Tensor) -> bool:
             and t.numel() > 0 and _cheap_to_read(t.device))
 
 
+def plain_on_device(params: list) -> bool:
+    """Whether an optimizer's gradients can take the lean path off the CPU (a CUDA GPU): its tensors
+    all dense float32/float64, not empty, on one device that is not cheap to read. Their norms are then
+    one multi-tensor norm and one copy to the host per step (plain_values without a plan): on an H200
+    the general path's per-tensor work cost 0.5 ms a step more than that (bench/torch_cuda.py ab)."""
+    if not params:
+        return False
+    dev = params[0].device
+    if _cheap_to_read(dev):
+        return False
+    return all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is _STRIDED and t.dtype in _FAST_DTYPES
+               and t.numel() > 0 and t.device == dev for t in params)
+
+
 # Small CPU tensors are measured stacked: one copy into a [k, n] block and one reduction per shape,
 # instead of the multi-tensor norm, which on the CPU dispatches one kernel per tensor (about 1.1 µs each,
 # most of a 32x32 tensor's cost). Measured on torch 2.13, 1 thread (bench/torch_probe_step.py): stacked
@@ -260,10 +274,12 @@ def plain_rows(grads: list, with_max: bool = True, plan: "NormPlan | None" = Non
     return rows_of(grads, *got)
 
 
-def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None):
+def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None, extra=None):
     """plain_rows' fast-path values, in the order of `grads`: (norms, maxima or None), as floats, not
     checked (a norm that needs_exact needs grad_stats: rows_of); None where the multi-tensor call
-    refuses them."""
+    refuses them. extra (without a plan): a one-value tensor on the gradients' device read in the
+    same copy, (norms, maxima or None, its value): the step's loss off the CPU, which read on its own
+    after the step would wait for the optimizer's kernels (one more sync a step)."""
     if _foreach_norm is None:
         return None
     on = _set_grad_enabled is not None and _grad_enabled()
@@ -271,6 +287,9 @@ def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = N
         _set_grad_enabled(False)  # (torch.no_grad(), cheaper: see _set_grad_enabled)
     try:
         if plan is None or not plan.stacked:
+            if extra is not None:
+                nv = torch.cat([torch.stack(_foreach_norm(grads)).to(F64), extra.detach().reshape(1).to(F64)]).tolist()
+                return nv[:-1], (_max_abs_many(grads).tolist() if with_max else None), nv[-1]
             nv = torch.stack(_foreach_norm(grads)).tolist()
             return nv, (_max_abs_many(grads).tolist() if with_max else None)
         try:

@@ -682,7 +682,8 @@ class LeanStepTest(TempDirMixin, unittest.TestCase):
     """The lean path (Probe._lean_before) sends what the general path sends: the same script run with
     it and without it gives the same STEP, EVENT and DETAIL frames, through the cases it hands back to
     the general path (a zero gradient, NaN, a tensor without a gradient, clipping, a closure) and the
-    ones it handles itself (a norm jump's detail tier, a second optimizer's tensors)."""
+    ones it handles itself (a norm jump's detail tier, a second optimizer's tensors), and off the CPU
+    ("device": the general path then copies its rows to the host in one batch)."""
 
     SCRIPT = FIND_PROBE + """
 import json, math, sys, torch
@@ -690,6 +691,8 @@ from torch import nn
 lean = sys.argv[1] == "lean"
 two = sys.argv[3] == "two"  # a second optimizer: the first one's tensors are not all of them (not dense)
 frozen = sys.argv[3] == "frozen"  # a frozen layer in the optimizer: tensors without a gradient at every step
+if sys.argv[3] == "device":  # the path of a GPU's tensors (stats.plain_on_device), taken on the CPU
+    sys.modules["gradscope_probe.stats"]._cheap_to_read = lambda device: False
 sys.modules["gradscope_probe.probe"].LEAN_STEPS = lean
 pr = the_probe()
 took = []
@@ -731,7 +734,7 @@ json.dump(took, open(sys.argv[2], "w"))
 """
 
     def test_the_same_frames_as_the_general_path(self):
-        for optimizers in ("one", "two", "frozen"):
+        for optimizers in ("one", "two", "frozen", "device"):
             with self.subTest(optimizers=optimizers):
                 self.check_same_frames(optimizers)
 
