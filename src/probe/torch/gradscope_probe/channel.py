@@ -331,7 +331,7 @@ class Channel:
                 self._writing = True
             try:
                 # outside the lock: STEP frames are encoded here
-                data = self._encode(items[0]) if len(items) == 1 else b"".join(self._encode(it) for it in items)
+                data = b"".join(map(self._encode, items))
                 self._check_identity()
                 view = memoryview(data)
                 while view:

@@ -198,8 +198,13 @@ def plain_cpu(t: torch.Tensor) -> bool:
     """Whether a parameter's gradients can take plain_rows: a dense float32/float64 CPU tensor that
     is not empty (autograd gives a gradient the parameter's dtype and device; a sparse one, which an
     embedding may get, makes plain_rows return None)."""
-    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is _STRIDED and t.dtype in _FAST_DTYPES
-            and t.numel() > 0 and _cheap_to_read(t.device))
+    return _plain(t) and _cheap_to_read(t.device)
+
+
+def _plain(t: torch.Tensor) -> bool:
+    """A dense float32/float64 tensor (not a subclass such as DTensor) that is not empty."""
+    return type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is _STRIDED and t.dtype in _FAST_DTYPES \
+        and t.numel() > 0
 
 
 def plain_on_device(params: list) -> bool:
@@ -212,8 +217,7 @@ def plain_on_device(params: list) -> bool:
     dev = params[0].device
     if _cheap_to_read(dev):
         return False
-    return all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is _STRIDED and t.dtype in _FAST_DTYPES
-               and t.numel() > 0 and t.device == dev for t in params)
+    return all(_plain(t) and t.device == dev for t in params)
 
 
 # Small CPU tensors are measured stacked: one copy into a [k, n] block and one reduction per shape,
