@@ -117,6 +117,35 @@ describe('fault 9: no orphans', () => {
     await hostKilled(dir, 'quits.js');
   });
 
+  it('the same when the PyTorch script exits on its own right after the host died, before the watchdog saw the hang-up', { skip: torchSkip() }, async () => {
+    const dir = caseDir('hostkill-torch-exit');
+    // Trains, then waits without sleeping (the watchdog thread gets the GIL only between the
+    // interpreter's switches) until it is orphaned, and exits 0 at once.
+    writeFileSync(
+      join(dir, 'quits.py'),
+      [
+        'import os, subprocess, sys, time',
+        'import torch',
+        'child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(\'child ready\', flush=True); time.sleep(300)"])',
+        'model = torch.nn.Linear(8, 1)',
+        'opt = torch.optim.SGD(model.parameters(), lr=0.01)',
+        'x = torch.randn(16, 8)',
+        'for i in range(5):',
+        '    opt.zero_grad()',
+        '    model(x).pow(2).mean().backward()',
+        '    opt.step()',
+        'time.sleep(0.3)',
+        'host = os.getppid()',
+        'print("training", flush=True)',
+        't0 = time.monotonic()',
+        'while os.getppid() == host and time.monotonic() - t0 < 30:',
+        '    pass',
+        '',
+      ].join('\n'),
+    );
+    await hostKilled(dir, 'quits.py', { env: { GRADSCOPE_PYTHON: PYTHON } });
+  });
+
   it('a setsid daemon started by the script is listed as a survivor (pid, command, how to find it) and left running', async (t) => {
     const dir = caseDir('daemon');
     const script = join(dir, 'daemon.js');

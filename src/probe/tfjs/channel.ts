@@ -286,14 +286,19 @@ export class Channel {
 
   /**
    * Whether the host is gone, asked now rather than at the watch timer's next look (at exit, which
-   * may come before the timer saw the hang-up): end-of-file on the channel means it is.
+   * may come before the timer saw the hang-up): end-of-file on the channel means it is. When it is,
+   * the channel is closed as by the watch (nothing more is queued or written), but the hang-up
+   * callback is left to the caller, which acts on the answer.
    */
   hostGoneNow(): boolean {
     if (this.hostGone) return true;
     // Never read a descriptor that is not the channel any more (it may be the script's file now).
     if (this.lost !== null || !this.readable || !this.stillOurs()) return false;
     const r = this.readNow();
-    return r !== 'alive' && r !== 'unreadable';
+    if (r === 'alive' || r === 'unreadable') return false;
+    this.hostGone = true;
+    this.drop();
+    return true;
   }
 
   /** Stops watching for the hang-up (before a deliberate exit), so the end of the run is not taken for one. */

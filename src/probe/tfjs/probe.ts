@@ -698,7 +698,8 @@ export class Probe implements CaptureSink {
     if (this.finished) return;
     this.finished = true;
     try {
-      this.drain(3000);
+      // Nobody reads what the worker still owes once the host is gone (or the channel was lost).
+      if (this.channel.open) this.drain(3000);
     } catch (e) {
       this.warn('draining statistics', e);
     }

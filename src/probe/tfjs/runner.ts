@@ -96,6 +96,7 @@ async function main(): Promise<void> {
 
   let probe: Probe | null = null;
   remoteMode = connectTo !== null;
+  parentAtStart = process.ppid;
   if (connectTo !== null) probe = await startRemote(connectTo, token, { script, maxSteps, detailEvery, weightsEvery, statsMode });
   else if (channelFd !== null) {
     try {
@@ -244,6 +245,8 @@ function say(text: string): void {
 
 /** Started with --connect: the host going away never stops anything here. */
 let remoteMode = false;
+/** The host that spawned the runner (its parent, unless a wrapper such as a version-manager shim stands between). */
+let parentAtStart = 0;
 let groupStopped = false;
 function stopGroupOnce(): void {
   if (groupStopped) return;
@@ -267,12 +270,17 @@ function installLifecycle(probe: Probe): void {
     probe.finish('crashed', err);
   });
   process.on('exit', (code) => {
+    // The script ends after the host died but before the hang-up was seen (the watch timer had not
+    // looked since, or the script never yielded to it): nobody else will stop what it started. That
+    // comes first: finish() may wait up to seconds for the stats worker (a loaded machine), for
+    // frames nobody will read, and the host would have stopped the group at once. The host is gone
+    // when this process was handed to another parent, or on end-of-file on the channel: the first
+    // can come a moment before the second (measured: the new parent already there, the channel not
+    // yet at end-of-file, 1 run in ~10 under load), so both are asked. (Not in remote mode: the
+    // runner was started by hand there, its group is the user's shell job.)
+    if (!remoteMode && (process.ppid !== parentAtStart || probe.channel.hostGoneNow())) stopGroupOnce();
     if (code === 0) probe.finish('completed');
     else probe.finish('crashed', exitCall ?? new Error(`the script exited with code ${code}`));
-    // The script ends after the host died but before the hang-up was seen (the watch timer had not
-    // looked since, or the script never yielded to it): nobody else will stop what it started.
-    // (Not in remote mode: the runner was started by hand there, its group is the user's shell job.)
-    if (!remoteMode && probe.channel.hostGoneNow()) stopGroupOnce();
   });
 }
 

@@ -160,6 +160,7 @@ function makeWorkspace(name) {
  * a rank-desync finding, and rank 1's norms rise above its first steps'.
  */
 const DDP_SPAWN = `import socket
+import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -182,6 +183,7 @@ def work(rank, world, port):
         opt.step()
         print("rank %d step %d" % (rank, step), flush=True)
     dist.destroy_process_group()
+    time.sleep(0.2)  # torch 2.13 + gloo can abort at exit without it (test/fixtures/distributed/ddp.py)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,25 @@ function child(): void {
   process.exit(0);
 }
 
-if (process.env.GS_CHANNEL_CHILD) {
+/**
+ * The host's end is closed before this child looks: hostGoneNow(), asked at once (before the watch
+ * timer could run), reports on stderr what it answered and what the channel does after.
+ */
+function hostGoneChild(): void {
+  let callback = '';
+  const ch = new Channel(3, (why) => (callback = why));
+  // The host closes its end as soon as it has spawned us; wait (blocking: the timer must not run) for the end-of-file.
+  const t0 = Date.now();
+  let gone = false;
+  while (!(gone = ch.hostGoneNow()) && Date.now() - t0 < 10_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  const sent = ch.send({ type: 'end', reason: 'completed', steps: 0 });
+  process.stderr.write(JSON.stringify({ gone, open: ch.open, hostGone: ch.hostGone, sent, pending: ch.pendingBytes, callback }) + '\n');
+  process.exit(0);
+}
+
+if (process.env.GS_CHANNEL_CHILD === 'host-gone') {
+  hostGoneChild();
+} else if (process.env.GS_CHANNEL_CHILD) {
   child();
 } else {
   describe('probe channel (bounded queue)', () => {
@@ -84,6 +102,16 @@ if (process.env.GS_CHANNEL_CHILD) {
       assert.equal(lastSeq + 1 - seqs.length, r.dropped, 'gaps in seq = frames dropped');
       console.log(`sent ${FRAMES}: accepted ${r.accepted}, dropped ${r.dropped}, worst send() ${r.worstSendMs.toFixed(2)} ms`);
       assert.ok(r.worstSendMs < 1000, 'send() never waited for the host');
+    });
+
+    it("hostGoneNow() at the host's hang-up: true, and the channel closed at once (nothing more queued or written), the hang-up callback left to the caller", async () => {
+      const p = spawn(process.execPath, [__filename], { env: { ...process.env, GS_CHANNEL_CHILD: 'host-gone' }, stdio: ['ignore', 'inherit', 'pipe', 'pipe'] });
+      let report = '';
+      p.stderr!.on('data', (b: Buffer) => (report += b.toString()));
+      (p.stdio[3] as import('node:net').Socket).destroy(); // the host is gone
+      const code = await new Promise((r2) => p.once('exit', r2));
+      assert.equal(code, 0, report);
+      assert.deepEqual(JSON.parse(report.split('\n')[0]), { gone: true, open: false, hostGone: true, sent: false, pending: 0, callback: '' });
     });
 
     it('cork() holds frames until uncork(), which writes them all at once, whole and in order', () => {
