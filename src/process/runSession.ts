@@ -15,6 +15,7 @@ import { childChannelFd } from './channelFd';
 import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
 import { killProcessGroup } from './killTree';
+import { describeRootCause, torchrunRootCause } from './launcherFailure';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
 import { PROBE_SETTINGS_ENV, PROBE_SOCKET_ENV, RankListener, type RankConnection } from './rankListener';
@@ -572,6 +573,24 @@ export class RunSession implements RunHandle, LiveRun {
     return { ...exit, message: `${exit.message}; ${note}` };
   }
 
+  /**
+   * Under a launcher, the rank torchrun names as the root cause of its failure and how it ended; a
+   * rank whose END came first (its steps all recorded) died on its way out. Null when torchrun said
+   * nothing of the kind.
+   */
+  private launcherCause(x: ProgramExit): string | null {
+    if (!this.opts.launcher) return null;
+    const c = torchrunRootCause(x.stderrTail);
+    if (!c) return null;
+    const joined = [...this.joined.values()].find((j) => j.rank === c.rank);
+    const rank = this.ranks.find((r) => r.rank === c.rank);
+    const afterEnd =
+      joined?.ended && this.rankFailure?.rank !== c.rank && rank
+        ? ` after its END, on its way out (${rank.store.stepCount === 1 ? 'its 1 step is recorded' : `its ${rank.store.stepCount} steps are all recorded`})`
+        : '';
+    return `${describeRootCause(c)}${afterEnd}; the launcher ${describeExit(x)}`;
+  }
+
   private classify(x: ProgramExit): RunExit {
     const steps = this.store.stepCount;
     const base = { code: x.code, signal: x.signal, steps, lastStep: this.store.lastStep, recording: null };
@@ -594,7 +613,7 @@ export class RunSession implements RunHandle, LiveRun {
       return { ...base, reason: 'stopped', error: null, message: `stopped by the user after ${steps} steps` };
     }
     if (this.endMsg?.reason === 'crashed' || x.code !== 0 || x.signal) {
-      const error: ErrorInfo = this.endMsg?.error ?? { message: lastErrorLine(x.stderrTail) ?? describeExit(x) };
+      const error: ErrorInfo = this.endMsg?.error ?? { message: this.launcherCause(x) ?? lastErrorLine(x.stderrTail) ?? describeExit(x) };
       return { ...base, reason: 'crashed', error, message: `crashed${where(error)}: ${error.message}` };
     }
     if (!this.endMsg && this.store.hello && this.program) {

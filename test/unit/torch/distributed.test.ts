@@ -190,6 +190,29 @@ describe('distributed runs: every rank observed (gloo, CPU)', { skip: torchSkip(
     assert.deepEqual(marked(runIdOf(doc.runFile)), []);
   });
 
+  it(
+    "a rank that dies on its way out, after its END: crashed, naming the rank, its signal and that its steps are all recorded (torchrun's root cause, not its banner)",
+    { skip: noLauncher },
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
+      const r = await gradscope(['run', '--json', '--out', out, '--nproc-per-node', '2', ddp], { ABORT_AT_EXIT_RANK: '1' });
+      const doc = cliJson<Doc>(r);
+      assert.equal(r.code, 1, r.stderr.slice(-3000));
+      assert.equal(doc.exit.reason, 'crashed');
+      assert.match(
+        doc.exit.message,
+        /^crashed: rank 1 \(pid \d+\) was killed by SIGABRT after its END, on its way out \(its 4 steps are all recorded\); the launcher exited with code 1; 2 ranks seen \(rank 0: 4 steps, rank 1: 4 steps\)$/,
+      );
+      assert.deepEqual(
+        doc.ranks.map((k) => [k.rank, k.steps, k.end?.reason]),
+        [
+          [0, 4, 'completed'],
+          [1, 4, 'completed'],
+        ],
+      );
+    },
+  );
+
   it('a rank started by mp.spawn that crashes: the run is crashed, naming that rank and its line', async () => {
     const out = mkdtempSync(join(tmpdir(), 'gs-dist-'));
     const r = await gradscope(['run', '--json', '--out', out, spawnScript], { CRASH_RANK: '1' });
