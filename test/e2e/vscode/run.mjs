@@ -727,7 +727,16 @@ const scenarios = [
       log(`status bar: ${ended}`);
       // The script's own process took no step; its ranks did: the status bar and the terminal say theirs.
       assert.match(ended, /GradScope: completed · 20 steps · rank 0 of 2/);
-      const term = await terminalText(page);
+      // The run's last line reaches the terminal's rows a moment after the status bar changes (xterm
+      // renders on its own frame): wait for it rather than read the rows once.
+      const term = await waitFor(
+        'the run summary in the terminal',
+        async () => {
+          const t = await terminalText(page);
+          return /ranks seen/.test(t) ? t : null;
+        },
+        10_000,
+      ).catch(async () => terminalText(page));
       assert.match(term, /2 ranks seen \(rank 0: 20 steps, rank 1: 20 steps\)/);
       assert.doesNotMatch(term, /no optimizer step was seen/);
       const wv = webview(page);
