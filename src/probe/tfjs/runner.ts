@@ -96,7 +96,6 @@ async function main(): Promise<void> {
 
   let probe: Probe | null = null;
   remoteMode = connectTo !== null;
-  parentAtStart = process.ppid;
   if (connectTo !== null) probe = await startRemote(connectTo, token, { script, maxSteps, detailEvery, weightsEvery, statsMode });
   else if (channelFd !== null) {
     try {
@@ -246,7 +245,7 @@ function say(text: string): void {
 /** Started with --connect: the host going away never stops anything here. */
 let remoteMode = false;
 /** The host that spawned the runner (its parent, unless a wrapper such as a version-manager shim stands between). */
-let parentAtStart = 0;
+const parentAtStart = process.ppid;
 let groupStopped = false;
 function stopGroupOnce(): void {
   if (groupStopped) return;

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
         sys.exit(2)
 
     probe = None
-    parent = os.getppid()  # the host (see _stop_if_orphaned)
+    parent = os.getppid()  # the host, whose going away stops the script's group (_stop_if_orphaned)
     if connect_to is not None:
         probe = _start_remote(connect_to, token, script, max_steps, detail_every, sampled_every)
     elif fd_raw.strip().isdigit():
@@ -120,13 +120,12 @@ def main(argv=None) -> None:
     sys.path.insert(0, os.path.dirname(script))
     import runpy
 
-    # Not with --connect: the probe was started by hand there, its group is the user's shell job.
-    orphan_check = probe is not None and connect_to is None
+    if probe is None or connect_to is not None:
+        parent = None  # not with --connect: started by hand there, its group is the user's shell job
     try:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
-        if orphan_check:
-            _stop_if_orphaned(parent)
+        _stop_if_orphaned(parent)
         if probe is not None and not probe.finished:
             code = e.code
             if code is None or code == 0:
@@ -139,8 +138,7 @@ def main(argv=None) -> None:
                 probe.finish("crashed", info)
         raise
     except BaseException as e:  # noqa: BLE001 - the user's error: report it, then behave like Python
-        if orphan_check:
-            _stop_if_orphaned(parent)
+        _stop_if_orphaned(parent)
         if probe is not None:
             try:
                 from .probe import error_info
@@ -154,19 +152,18 @@ def main(argv=None) -> None:
         sys.excepthook(type(e), e.with_traceback(tb), tb)
         sys.stdout.flush()
         sys.exit(1)
-    if orphan_check:
-        _stop_if_orphaned(parent)
+    _stop_if_orphaned(parent)
     if probe is not None:
         probe.finish("completed")
 
 
-def _stop_if_orphaned(parent: int) -> None:
+def _stop_if_orphaned(parent) -> None:
     """The script ended right after the host died, before the watchdog saw the hang-up: nobody else
     will stop what the script started, so stop it as the watchdog would have (before END, which may
     wait seconds on a channel nobody reads). This process handed to another parent is the sign: it
     can come a moment before the channel's end-of-file (measured on the TF.js runner: 1 run in ~10
-    under load)."""
-    if os.getppid() == parent:
+    under load). parent None: not asked (no probe, or --connect)."""
+    if parent is None or os.getppid() == parent:
         return
     try:
         _stop_group()

@@ -326,10 +326,11 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         """The lean step: the usual step of an optimizer whose last step went through the general path
         (rec.lean) with the same tensors, the same of them with a plain gradient (all, or all but
         frozen ones; on the CPU, or all on one GPU: stats.plain_on_device), no closure, no clip, not a
-        sampled or detail step, every norm in the fast path's range. Its STEP is the one the general path sends (test_probe's LeanStepTest compares them),
-        without the general path's per-step machinery (rows, a host batch, the layout of the detail tier): on a 19 ms step of a 2M-parameter
-        MLP that machinery cost about 0.8 % of the step, most of it Python run with cold caches right
-        after backward(). None: this step takes the general path."""
+        sampled or detail step, every norm in the fast path's range. Its STEP is the one the general
+        path sends (test_probe's LeanStepTest compares them), without the general path's per-step
+        machinery (rows, a host batch, the layout of the detail tier): on a 19 ms step of a
+        2M-parameter MLP that machinery cost about 0.8 % of the step, most of it Python run with cold
+        caches right after backward(). None: this step takes the general path."""
         ks = rec.knowns
         _ids, _dense, n, present = rec.lean
         if n != len(self._tensors) or not all(map(operator.is_, [k.ref() for k in ks], params)) \
