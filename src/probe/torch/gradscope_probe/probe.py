@@ -326,16 +326,19 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         """The lean step: the usual step of an optimizer whose last step went through the general path
         (rec.lean) with the same tensors, the same of them with a plain gradient (all, or all but
         frozen ones; on the CPU, or all on one GPU: stats.plain_on_device), no closure, no clip, not a
-        sampled or detail step, every norm in the fast path's range. Its STEP is the one the general
-        path sends (test_probe's LeanStepTest compares them), without the general path's per-step
-        machinery (rows, a host batch, the layout of the detail tier): on a 19 ms step of a
-        2M-parameter MLP that machinery cost about 0.8 % of the step, most of it Python run with cold
-        caches right after backward(). None: this step takes the general path."""
+        sampled step, every norm in the fast path's range; a detail step too when its gradients are on
+        the CPU (_lean_detail). Its STEP and DETAIL frames are the ones the general path sends
+        (test_probe's LeanStepTest compares them), without the general path's per-step machinery
+        (rows, a host batch, the layout of the detail tier): on a 19 ms step of a 2M-parameter MLP that
+        machinery cost about 0.8 % of the step, most of it Python run with cold caches right after
+        backward(). None: this step takes the general path."""
         ks = rec.knowns
         _ids, _dense, n, present = rec.lean
-        if n != len(self._tensors) or not all(map(operator.is_, [k.ref() for k in ks], params)) \
-                or self._detail_due(rec):
+        if n != len(self._tensors) or not all(map(operator.is_, [k.ref() for k in ks], params)):
             return None
+        detail = self._detail_due(rec)
+        if detail and rec.norm_plan is None:
+            return None  # (off the CPU: the general path gathers the detail values into its one copy)
         gs = [p.grad for p in params]
         plan = rec.norm_plan
         have = params  # the tensors with a gradient
@@ -372,7 +375,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._grads_time(False, (time.perf_counter() - t_g) * 1e3)
         self._pending_loss = None
         return {"lean": True, "rec": rec, "params": have, "gs": gs, "norms": norms, "loss": loss, "t_start": t_start,
-                "probe_ms": (time.perf_counter() - t_start) * 1e3}
+                "detail": detail, "probe_ms": (time.perf_counter() - t_start) * 1e3}
 
     def _new_ctx(self, opt, closure: bool, params, t_start, sampled: bool) -> dict:
         """The general path's context of a step, before its gradients are measured (the loss of its
@@ -418,12 +421,35 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         rec.steps += 1
         self.send({"type": "step", "step": step, "optimizer": rec.id, "loss": loss, "wallMs": (ctx["t_start"] - self.t0) * 1e3,
                    "stats": list(wire.STAT_NAMES), "columns": columns, "nTensors": n})
-        detail = False
-        if jump and self._jump_detail_due(rec):
+        detail = ctx["detail"] and self._lean_detail(rec, step, list(zip(ctx["params"], ctx["gs"])))
+        if not detail and jump and self._jump_detail_due(rec):
             detail = True  # an anomaly: the detail tier for this step too
             rec.last_detail = rec.steps - 1
             self._anomaly_detail(step, list(zip(ctx["params"], ctx["gs"])))
         self._tune(ctx, t_after, time.perf_counter(), detail)
+
+    def _lean_detail(self, rec, step, items) -> bool:
+        """The scheduled detail tier of a lean step (CPU gradients), as the general path does it: in
+        the background when _can_defer says so (put off, or skipped and counted with a fixed interval,
+        while the previous job runs), else here, small tensors together. items: (param, its
+        gradient). Whether it ran. (rec.steps counts this step already.)"""
+        if self._can_defer(items):
+            if self._worker.busy:
+                if not self.auto_detail:
+                    self._detail_skipped += 1
+                return False
+            rec.last_detail = rec.steps - 1
+            known = self._known
+            with torch.no_grad():
+                self._submit_detail(step, [(known[id(p)], self._detail_copy(known[id(p)], g), tuple(p.shape))
+                                           for p, g in items])
+            return True
+        rec.last_detail = rec.steps - 1
+        values = stats.detail_stats_many([(g, tuple(p.shape)) for p, g in items])
+        known = self._known
+        for (p, _g), (v, tr, tc) in zip(items, values):
+            self._send_detail(step, known[id(p)], v, 0, tr, tc)
+        return True
 
     def _grads_of(self, params, defer: bool = False, with_max: bool = True, plan=None):
         """([(param, its gradient statistics, its gradient)] for the params that have a gradient, the

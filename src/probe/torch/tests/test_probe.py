@@ -682,8 +682,9 @@ class LeanStepTest(TempDirMixin, unittest.TestCase):
     """The lean path (Probe._lean_before) sends what the general path sends: the same script run with
     it and without it gives the same STEP, EVENT and DETAIL frames, through the cases it hands back to
     the general path (a zero gradient, NaN, a tensor without a gradient, clipping, a closure) and the
-    ones it handles itself (a norm jump's detail tier, a second optimizer's tensors), and off the CPU
-    ("device": the general path then copies its rows to the host in one batch)."""
+    ones it handles itself (a norm jump's detail tier, a scheduled detail step, a second optimizer's
+    tensors), and off the CPU ("device": the general path then copies its rows to the host in one
+    batch, and takes the detail steps)."""
 
     SCRIPT = FIND_PROBE + """
 import json, math, sys, torch
@@ -694,6 +695,8 @@ frozen = sys.argv[3] == "frozen"  # a frozen layer in the optimizer: tensors wit
 if sys.argv[3] == "device":  # the path of a GPU's tensors (stats.plain_on_device), taken on the CPU
     sys.modules["gradscope_probe.stats"]._cheap_to_read = lambda device: False
 sys.modules["gradscope_probe.probe"].LEAN_STEPS = lean
+if not two:  # the detail tier every 15th step, on this thread: none skipped while a background job runs
+    sys.modules["gradscope_probe.detail"].DETAIL_INLINE_MAX_ELEMENTS = 1 << 40
 pr = the_probe()
 took = []
 orig_after = pr._lean_after
@@ -744,7 +747,8 @@ json.dump(took, open(sys.argv[2], "w"))
         runs = {}
         for mode in ("lean", "general"):
             out = os.path.join(self.tmp, mode + ".json")
-            r = run_probe(path, args=[mode, out, optimizers], env={"GRADSCOPE_DETAIL_EVERY": "1000", "GRADSCOPE_SAMPLED_EVERY": "7"})
+            r = run_probe(path, args=[mode, out, optimizers], env={"GRADSCOPE_DETAIL_EVERY": "1000" if optimizers == "two" else "15",
+                                                                   "GRADSCOPE_SAMPLED_EVERY": "7"})
             self.assertWellFormed(r)
             with open(out) as f:
                 runs[mode] = (r, json.load(f))
@@ -782,6 +786,11 @@ json.dump(took, open(sys.argv[2], "w"))
         jump = 50 if two else 25  # opt at i=25, a lean step
         self.assertLessEqual({0, jump}, {d["step"] for d in lean.of("detail")}, "step 0 and the jump")
         self.assertIn(jump, took)
+        if not two:
+            # The scheduled detail step that is not sampled (every 7th) nor one of the cases above (15: a
+            # zero gradient) went the lean way too; off the CPU ("device") the general way.
+            self.assertEqual({d["step"] for d in lean.of("detail")}, {0, 15, jump, 30})
+            self.assertEqual(30 in took, optimizers != "device")
         if two:
             self.assertIn("non-finite", {e["kind"] for e in lean.of("event")})
             self.assertIn(25, {d["step"] for d in lean.of("detail")}, "the NaN (opt2 at i=12)")
