@@ -59,3 +59,22 @@ export function describeRootCause(c: LauncherRootCause): string {
   const how = c.signal ? `was killed by ${c.signal}` : `exited with code ${c.exitCode}`;
   return `rank ${c.rank}${where ? ` (${where})` : ''} ${how}`;
 }
+
+// libstdc++'s words when std::terminate runs with no exception in flight. A rank that printed them and
+// died of SIGABRT after its END is the known teardown abort of torch's gloo backend: a worker thread
+// (pt_gloo_runloop) releases a finished collective's work, whose Python state needs the GIL, after
+// the interpreter began to finalize; the GIL acquire then ends the thread and std::terminate aborts
+// the process (measured on torch 2.13 by gdb on a core dump; pytorch/pytorch#179291 describes it).
+const TERMINATE_WITHOUT_EXCEPTION = /terminate called without an active exception/;
+
+/**
+ * The reason to add to "rank N … was killed by SIGABRT after its END" when `stderr` shows that abort,
+ * else ''. Only for a rank that sent its END (its training finished and is recorded).
+ */
+export function teardownAbortHint(c: LauncherRootCause, stderr: string): string {
+  if (c.signal !== 'SIGABRT' || !TERMINATE_WITHOUT_EXCEPTION.test(stderr)) return '';
+  return (
+    ": std::terminate while Python shut down, the way torch's gloo backend can abort when a collective's " +
+    'worker thread releases its work during interpreter finalization (pytorch/pytorch#179291), not a training error'
+  );
+}

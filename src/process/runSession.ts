@@ -15,7 +15,7 @@ import { childChannelFd } from './channelFd';
 import { findBuilt } from './distPaths';
 import { ensureDir, scriptProblem } from './files';
 import { killProcessGroup } from './killTree';
-import { describeRootCause, torchrunRootCause } from './launcherFailure';
+import { describeRootCause, teardownAbortHint, torchrunRootCause } from './launcherFailure';
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython } from './python';
 import { PROBE_SETTINGS_ENV, PROBE_SOCKET_ENV, RankListener, type RankConnection } from './rankListener';
@@ -575,8 +575,8 @@ export class RunSession implements RunHandle, LiveRun {
 
   /**
    * Under a launcher, the rank torchrun names as the root cause of its failure and how it ended; a
-   * rank whose END came first (its steps all recorded) died on its way out. Null when torchrun said
-   * nothing of the kind.
+   * rank whose END came first (its steps all recorded) died on its way out (with the reason when it is
+   * torch's teardown abort, see teardownAbortHint). Null when torchrun said nothing of the kind.
    */
   private launcherCause(x: ProgramExit): string | null {
     if (!this.opts.launcher) return null;
@@ -584,11 +584,10 @@ export class RunSession implements RunHandle, LiveRun {
     if (!c) return null;
     const joined = [...this.joined.values()].find((j) => j.rank === c.rank);
     const rank = this.ranks.find((r) => r.rank === c.rank);
-    const afterEnd =
-      joined?.ended && this.rankFailure?.rank !== c.rank && rank
-        ? ` after its END, on its way out (${rank.store.stepCount === 1 ? 'its 1 step is recorded' : `its ${rank.store.stepCount} steps are all recorded`})`
-        : '';
-    return `${describeRootCause(c)}${afterEnd}; the launcher ${describeExit(x)}`;
+    const ended = joined?.ended && this.rankFailure?.rank !== c.rank && rank;
+    const afterEnd = ended ? ` after its END, on its way out (${rank.store.stepCount === 1 ? 'its 1 step is recorded' : `its ${rank.store.stepCount} steps are all recorded`})` : '';
+    const teardown = ended ? teardownAbortHint(c, x.stderrTail) : '';
+    return `${describeRootCause(c)}${afterEnd}${teardown}; the launcher ${describeExit(x)}`;
   }
 
   private classify(x: ProgramExit): RunExit {

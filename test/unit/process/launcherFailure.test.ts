@@ -3,7 +3,7 @@
 // test/fixtures/distributed/ddp.py: a rank killed by SIGABRT, a rank that raised).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeRootCause, torchrunRootCause } from '../../../src/process/launcherFailure';
+import { describeRootCause, teardownAbortHint, torchrunRootCause } from '../../../src/process/launcherFailure';
 
 const ABORTED = `terminate called without an active exception
 W1204 13:48:49.773000 16839 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 16844 closing signal SIGTERM
@@ -69,6 +69,16 @@ describe('torchrun root cause', () => {
   it('the signal named from the exit code alone (older launchers print no name)', () => {
     const c = torchrunRootCause(ABORTED.replace('(pid: 16845)  (SIGABRT)', '(pid: 16845)'));
     assert.equal(c?.signal, 'SIGABRT');
+  });
+
+  it("torch's teardown abort named where libstdc++'s terminate line came with SIGABRT, and only there", () => {
+    const aborted = torchrunRootCause(ABORTED);
+    assert.ok(aborted);
+    assert.match(teardownAbortHint(aborted, ABORTED), /^: std::terminate while Python shut down, .*gloo.*pytorch\/pytorch#179291\), not a training error$/);
+    assert.equal(teardownAbortHint(aborted, ABORTED.replace('terminate called without an active exception\n', '')), '');
+    const raised = torchrunRootCause(RAISED);
+    assert.ok(raised);
+    assert.equal(teardownAbortHint(raised, `terminate called without an active exception\n${RAISED}`), '');
   });
 
   it('no report, or a report cut before its fields: null', () => {
