@@ -20,7 +20,7 @@ SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repos
 src/probe/torch), MODEL (res: the model above; mlp: 784-1536-512-10, batch 128, 2.0M parameters in 6
 tensors; cnn: two 3x3 convs and a linear head, batch 64; both as in bench/lib/torchModels.mjs), N (1000), REPS (5), NT (100), DE / SE (the probe's detail /
 sampled intervals; 0: automatic; the every-step tier alone: DE=1000000 SE=1000000 NOJUMP=1),
-NOJUMP=1 (no detail tier on a norm jump).
+NOJUMP=1 (no detail tier on a norm jump), chunks (the cost of Python 3.11's frame chunks by call depth: see chunks()).
 
 ab: the low-noise comparison, in ONE process: blocks of K steps (20) of each of AB (default
 plain,peer,foreach,probe) in turn, R rounds (30) with the order rotated and reversed every other
@@ -229,6 +229,80 @@ def detail():
             statistics.median(v) - rest, len(v)))
 
 
+def _mmap_counter():
+    """A reader of the number of mmap system calls this thread made (perf's syscalls:sys_enter_mmap
+    tracepoint through perf_event_open), or None where perf or the tracepoint is not available."""
+    import ctypes
+    import platform
+    import struct
+
+    nr = {"x86_64": 298, "aarch64": 241}.get(platform.machine())  # perf_event_open
+    try:
+        with open("/sys/kernel/tracing/events/syscalls/sys_enter_mmap/id") as f:
+            tracepoint = int(f.read())
+    except (OSError, ValueError):
+        return None
+    if nr is None:
+        return None
+    attr = ctypes.create_string_buffer(struct.pack("<IIQ", 2, 64, tracepoint), 64)  # PERF_TYPE_TRACEPOINT
+    fd = ctypes.CDLL(None, use_errno=True).syscall(nr, attr, 0, -1, -1, 0)  # this thread, any CPU
+    return None if fd < 0 else (lambda: struct.unpack("<Q", os.read(fd, 8))[0])
+
+
+def chunks():
+    """CPython 3.11+ keeps its frames in 16 KiB chunks that it maps and unmaps as the call stack
+    crosses their ends: a call made right below a chunk's end maps a chunk and unmaps it on return,
+    every time. Prints (1) what a small Python call costs at each extra call depth from here (DEPTHS,
+    default 0-199) where that costs over 10x the median; (2) with perf's mmap tracepoint where it can
+    be read, the mmap calls per step of the plain step and of the probe's, K steps each, at extra
+    depths D0..D (step DS): a training loop at a depth where its frames straddle a chunk's end pays
+    them on every step, with the probe or without it."""
+    def leaf(xs):
+        return [v for v in xs]
+
+    def at(d, f):
+        return at(d - 1, f) if d else f()
+
+    def calls():
+        pc = time.perf_counter
+        t = pc()
+        for _ in range(2000):
+            leaf((1, 2))
+        return (pc() - t) / 2000 * 1e9
+
+    lo, hi = (int(v) for v in os.environ.get("DEPTHS", "0-199").split("-"))
+    per = [(d, at(d, calls)) for d in range(lo, hi + 1)]
+    med = statistics.median(v for _, v in per)
+    print("a 2-frame Python call: median %.0f ns; extra depths where it costs over 10x that: %s" % (
+        med, ", ".join("%d (%.1f us)" % (d, v / 1e3) for d, v in per if v > 10 * med) or "none"))
+    count = _mmap_counter()
+    if count is None:
+        print("mmap calls per step: perf's syscalls:sys_enter_mmap tracepoint is not readable here")
+        return
+    k = int(os.environ.get("K", "20"))
+
+    def steps(md):
+        def run():
+            step(md)
+            c = count()
+            for _ in range(k):
+                step(md)
+            return (count() - c) / k
+        return run
+
+    rows = []
+    for d in range(int(os.environ.get("D0", "0")), int(os.environ.get("D", "200")), int(os.environ.get("DS", "2"))):
+        probe.uninstall()
+        plain = at(d, steps("plain"))
+        probe.install()
+        probe._wrap_step_of(type(opt))
+        rows.append((d, plain, at(d, steps("probe"))))
+    print("mmap calls per step by extra depth (plain / probe), where either is not 0:")
+    print("  " + ", ".join("%d: %.1f / %.1f" % r for r in rows if r[1] or r[2]))
+    print("  mean over the %d depths: plain %.2f, probe %.2f" % (
+        len(rows), statistics.mean(r[1] for r in rows), statistics.mean(r[2] for r in rows)))
+
+
 def ab():
     modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
     k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
@@ -275,6 +349,8 @@ elif MODE == "reduce":
     reduce_()
 elif MODE == "detail":
     detail()
+elif MODE == "chunks":
+    chunks()
 elif MODE == "prof":
     pr = cProfile.Profile()
     pr.enable()
