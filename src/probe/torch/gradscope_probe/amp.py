@@ -8,10 +8,11 @@ multiplied by is what clipping.py divides the gradient statistics by.
 from __future__ import annotations
 
 import functools
-import os
 import weakref
 
 import torch
+
+from . import forks
 
 
 class ScalerHooks:
@@ -45,7 +46,7 @@ class ScalerHooks:
                 def wrapper(self, *args, **kwargs):
                     before = probe.steps
                     out = orig(self, *args, **kwargs)
-                    if os.getpid() == probe.pid and (while_finished or not probe.finished):
+                    if forks.pid == probe.pid and (while_finished or not probe.finished):
                         try:
                             probe._run(hook, self, args, kwargs, out, before)
                         except Exception as e:  # noqa: BLE001

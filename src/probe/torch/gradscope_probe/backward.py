@@ -8,13 +8,12 @@ builds a torch.optim optimizer, each backward pass is a step (see ``_after_backw
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 
 import torch
 
-from . import sources, stats
+from . import forks, sources, stats
 
 
 class BackwardHook:
@@ -32,17 +31,17 @@ class BackwardHook:
             @functools.wraps(orig)
             def wrapper(tensors, *args, **kwargs):
                 loss = None
-                if os.getpid() == probe.pid and not probe.finished:
+                if forks.pid == probe.pid and not probe.finished:
                     try:
                         loss = probe._run(probe._on_backward, tensors)
                     except Exception as e:  # noqa: BLE001
                         probe.warn("reading the loss", e)
                     if loss is not None:
                         probe._run(probe._check_limit)
-                elif probe.end_reason == "step-limit" and os.getpid() == probe.pid and not probe._optimizer_seen:
+                elif probe.end_reason == "step-limit" and forks.pid == probe.pid and not probe._optimizer_seen:
                     probe._exit_after_limit()
                 out = orig(tensors, *args, **kwargs)
-                if loss is not None and not probe._optimizer_seen and not probe.finished and os.getpid() == probe.pid:
+                if loss is not None and not probe._optimizer_seen and not probe.finished and forks.pid == probe.pid:
                     try:
                         probe._run(probe._after_backward, loss)
                     except Exception as e:  # noqa: BLE001

@@ -31,7 +31,7 @@ import select
 import threading
 import time
 
-from . import wire
+from . import forks, wire
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 # STEP frames (and DETAIL frames, see send) are held and written together by the writer thread at
@@ -148,7 +148,7 @@ class Channel:
     def send(self, msg: dict) -> bool:
         """Queues one message (a STEP to be encoded by the writer thread, anything else encoded here).
         False when dropped, the host is gone, or in a fork."""
-        if self.host_gone or self.closed or os.getpid() != self.pid:
+        if self.host_gone or self.closed or forks.pid != self.pid:
             return False
         kind = msg["type"]
         droppable = kind in _DROPPABLE
@@ -264,7 +264,7 @@ class Channel:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until everything queued is written (or the host is gone, or the timeout passes)."""
-        if os.getpid() != self.pid:
+        if forks.pid != self.pid:
             return False
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -396,7 +396,7 @@ class Channel:
                 return
 
     def _lost(self, why: str) -> None:
-        if self.host_gone or os.getpid() != self.pid:
+        if self.host_gone or forks.pid != self.pid:
             return
         self.host_gone = True  # nothing more is sent
         try:
@@ -408,7 +408,7 @@ class Channel:
             pass
 
     def _gone(self, why: str) -> None:
-        if self.host_gone or os.getpid() != self.pid:
+        if self.host_gone or forks.pid != self.pid:
             return
         self.host_gone = True
         cb = self.on_host_gone

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 
-from . import sources
+from . import forks, sources
 
 
 class ChildProcessWarnings:
@@ -25,7 +25,7 @@ class ChildProcessWarnings:
         def start(orig):
             @functools.wraps(orig)
             def wrapper(self, *args, **kwargs):
-                if os.getpid() == probe.pid and not getattr(probe._tls, "spawning", False) and not _joins_run(self):
+                if forks.pid == probe.pid and not getattr(probe._tls, "spawning", False) and not _joins_run(self):
                     try:
                         target = getattr(self, "_target", None)
                         if getattr(target, "__module__", "") != "torch.utils.data._utils.worker":
@@ -47,7 +47,7 @@ class ChildProcessWarnings:
                 @functools.wraps(orig)
                 def wrapper(fn, *args, **kwargs):
                     outer = not getattr(probe._tls, "spawning", False)
-                    if outer and os.getpid() == probe.pid and not _spawn_joins_run(kwargs):
+                    if outer and forks.pid == probe.pid and not _spawn_joins_run(kwargs):
                         try:
                             n = kwargs.get("nprocs", args[1] if len(args) > 1 else 1)
                             probe._child_warning("torch.multiprocessing.%s(%s, nprocs=%s)" % (name, _callable_name(fn), n))

@@ -9,11 +9,10 @@ recognised: the statistics are divided by the scale and a ``warning`` EVENT says
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 
-from . import stats
+from . import forks, stats
 
 
 class ClipHooks:
@@ -33,7 +32,7 @@ class ClipHooks:
             def factory(orig):
                 @functools.wraps(orig)
                 def clip_fn(*args, **kwargs):
-                    if os.getpid() == probe.pid and not probe.finished:
+                    if forks.pid == probe.pid and not probe.finished:
                         try:
                             args, kwargs = probe._run(probe._before_clip, kind, args, kwargs)
                         except Exception as e:  # noqa: BLE001

@@ -19,11 +19,12 @@ torch.compile the hooks step aside (see _compiling).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import weakref
 
 import torch
+
+from . import forks
 
 INPUT_DENSE = 3
 INPUT_EVERY = 50
@@ -67,7 +68,7 @@ class InputScale:
 
         def find_first_layer(m, args):
             p = probe()
-            if p is None or p.finished or os.getpid() != p.pid or _compiling():
+            if p is None or p.finished or forks.pid != p.pid or _compiling():
                 return None
             if not torch.is_grad_enabled():
                 return None
@@ -105,7 +106,7 @@ class InputScale:
 
         def on_input(mod, a):
             p = probe()
-            if p is None or p.finished or os.getpid() != p.pid or _compiling():
+            if p is None or p.finished or forks.pid != p.pid or _compiling():
                 return None
             try:
                 p._read_input(mod, a)

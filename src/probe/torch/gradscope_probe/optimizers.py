@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dis
 import functools
-import os
 import sys
 import weakref
 
 import torch
 
-from . import sources
+from . import forks, sources
 
 
 class _Opt:
@@ -117,7 +116,7 @@ class OptimizerHooks:
             @functools.wraps(orig)
             def __init__(self, *args, **kwargs):
                 orig(self, *args, **kwargs)
-                if os.getpid() == probe.pid:
+                if forks.pid == probe.pid:
                     try:
                         probe._on_optimizer(self)
                     except Exception as e:  # noqa: BLE001
@@ -148,8 +147,8 @@ class OptimizerHooks:
         @functools.wraps(orig)
         def step(opt, *args, **kwargs):
             tls = probe._tls
-            if getattr(tls, "depth", 0) or probe.finished or os.getpid() != probe.pid:
-                if probe.end_reason == "step-limit" and os.getpid() == probe.pid and not getattr(tls, "depth", 0):
+            if getattr(tls, "depth", 0) or probe.finished or forks.pid != probe.pid:
+                if probe.end_reason == "step-limit" and forks.pid == probe.pid and not getattr(tls, "depth", 0):
                     probe._exit_after_limit()
                 return orig(opt, *args, **kwargs)
             tls.depth = 1

@@ -12,13 +12,12 @@ the choice between sites: see ``_describe`` and names.py.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import weakref
 
 import torch
 
-from . import names, sources
+from . import forks, names, sources
 
 
 class _Known:
@@ -52,7 +51,7 @@ class ParameterSites:
             @functools.wraps(orig)
             def __init__(self, *args, **kwargs):
                 orig(self, *args, **kwargs)
-                if os.getpid() == probe.pid:
+                if forks.pid == probe.pid:
                     try:
                         probe._on_module(self)
                     except Exception as e:  # noqa: BLE001
@@ -65,7 +64,7 @@ class ParameterSites:
 
             def __new__(cls, *args, **kwargs):
                 p = fn(cls, *args, **kwargs)
-                if os.getpid() == probe.pid:
+                if forks.pid == probe.pid:
                     try:
                         site = sources.user_call_site(1)
                         if site is not None:
@@ -79,7 +78,7 @@ class ParameterSites:
             @functools.wraps(orig)
             def __setstate__(self, state):
                 orig(self, state)
-                if os.getpid() == probe.pid:
+                if forks.pid == probe.pid:
                     try:
                         probe._on_module(self)
                     except Exception as e:  # noqa: BLE001

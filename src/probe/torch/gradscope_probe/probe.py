@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from . import sources, stats, wire
+from . import forks, sources, stats, wire
 from .amp import ScalerHooks
 from .backward import BackwardHook
 from .children import ChildProcessWarnings
@@ -124,7 +124,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
     # Frames
 
     def send(self, msg: dict) -> bool:
-        if os.getpid() != self.pid or self.channel is None:
+        if forks.pid != self.pid or self.channel is None:
             return False
         if not self._hello_sent and msg["type"] != "hello":
             self._send_hello()
@@ -724,7 +724,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
 
     def finish(self, reason: str, error=None) -> None:
         """END (idempotent), then waits (bounded) until everything queued has been written."""
-        if self.finished or os.getpid() != self.pid:
+        if self.finished or forks.pid != self.pid:
             return
         self.finished = True
         self.end_reason = reason
