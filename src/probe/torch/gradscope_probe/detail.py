@@ -216,14 +216,25 @@ class DetailTier:
         stay in step order), in the background when it can be. items: (param, its gradient)."""
         live = [(p, g) for p, g in items if g is not None]
         if self._can_defer(live) and self._worker.wait_idle(DETAIL_DRAIN_S):
-            with torch.no_grad():
-                self._submit_detail(step, [(self._known[id(p)], self._detail_copy(self._known[id(p)], stats.local(g)),
-                                            tuple(stats.local(p).shape)) for p, g in live])
+            self._detail_in_background(step, live)
         else:
-            with torch.no_grad():  # a second device→host copy, on anomalies only
-                values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in live])
-            for (p, _g), (v, tr, tc) in zip(live, values):
-                self._send_detail(step, self._known[id(p)], v, 0, tr, tc)
+            self._detail_here(step, live)  # off the CPU: a second device→host copy, on anomalies only
+
+    def _detail_in_background(self, step, items) -> None:
+        """Hands a step's detail tier to the idle background thread, from copies of its gradients
+        (_can_defer said it can). items: (param, its gradient)."""
+        known = self._known
+        with torch.no_grad():
+            self._submit_detail(step, [(known[id(p)], self._detail_copy(known[id(p)], stats.local(g)),
+                                        tuple(stats.local(p).shape)) for p, g in items])
+
+    def _detail_here(self, step, items) -> None:
+        """A step's detail tier on this thread (small CPU tensors together), its DETAIL frames sent.
+        items: (param, its gradient)."""
+        values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items])
+        known = self._known
+        for (p, _g), (v, tr, tc) in zip(items, values):
+            self._send_detail(step, known[id(p)], v, 0, tr, tc)
 
     def _drop_detail_buf(self, k) -> None:
         """Frees a tensor's detail buffer (a job in flight keeps its own reference)."""

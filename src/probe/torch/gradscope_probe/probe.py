@@ -433,22 +433,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         the background when _can_defer says so (put off, or skipped and counted with a fixed interval,
         while the previous job runs), else here, small tensors together. items: (param, its
         gradient). Whether it ran. (rec.steps counts this step already.)"""
-        if self._can_defer(items):
-            if self._worker.busy:
-                if not self.auto_detail:
-                    self._detail_skipped += 1
-                return False
-            rec.last_detail = rec.steps - 1
-            known = self._known
-            with torch.no_grad():
-                self._submit_detail(step, [(known[id(p)], self._detail_copy(known[id(p)], g), tuple(p.shape))
-                                           for p, g in items])
-            return True
+        background = self._can_defer(items)
+        if background and self._worker.busy:
+            if not self.auto_detail:
+                self._detail_skipped += 1
+            return False
         rec.last_detail = rec.steps - 1
-        values = stats.detail_stats_many([(g, tuple(p.shape)) for p, g in items])
-        known = self._known
-        for (p, _g), (v, tr, tc) in zip(items, values):
-            self._send_detail(step, known[id(p)], v, 0, tr, tc)
+        (self._detail_in_background if background else self._detail_here)(step, items)
         return True
 
     def _grads_of(self, params, defer: bool = False, with_max: bool = True, plan=None):
