@@ -39,6 +39,9 @@ DETAIL_COPY_MAX_BYTES = int(os.environ.get("GRADSCOPE_DETAIL_COPY_MAX_BYTES", st
 DETAIL_DRAIN_S = 10.0
 # A norm jump gets a detail tier only this many of its optimizer's steps after the previous one, or more.
 JUMP_DETAIL_GAP = 10
+# Where a scheduled detail step runs (_scheduled_detail_way).
+BACKGROUND = "background"
+HERE = "here"
 
 
 class _DetailWorker:
@@ -170,6 +173,19 @@ class DetailTier:
                 self.warn("starting the detail thread", e)
                 return False
         return True
+
+    def _scheduled_detail_way(self, items):
+        """How a scheduled detail step runs: BACKGROUND (from copies, where _can_defer says so), HERE
+        (on the training thread), or None while the previous job still runs: put off to the next step
+        (automatic interval) or skipped and counted (fixed interval). items: (param, the gradient to
+        describe). The general path and the lean one both ask here."""
+        if not self._can_defer(items):
+            return HERE
+        if self._worker.busy:
+            if not self.auto_detail:
+                self._detail_skipped += 1
+            return None
+        return BACKGROUND
 
     def _detail_copy(self, k, g):
         """Copies a CPU gradient into the tensor's own buffer (kept: no allocation per step)."""

@@ -38,7 +38,7 @@ from .amp import ScalerHooks
 from .backward import BackwardHook
 from .children import ChildProcessWarnings
 from .clipping import ClipHooks
-from .detail import DetailTier
+from .detail import BACKGROUND, HERE, DetailTier
 from .dynamo import DynamoExclusion
 from .inputs import InputScale
 from .optimizers import OptimizerHooks
@@ -429,17 +429,14 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._tune(ctx, t_after, time.perf_counter(), detail)
 
     def _lean_detail(self, rec, step, items) -> bool:
-        """The scheduled detail tier of a lean step (CPU gradients), as the general path does it: in
-        the background when _can_defer says so (put off, or skipped and counted with a fixed interval,
-        while the previous job runs), else here, small tensors together. items: (param, its
-        gradient). Whether it ran. (rec.steps counts this step already.)"""
-        background = self._can_defer(items)
-        if background and self._worker.busy:
-            if not self.auto_detail:
-                self._detail_skipped += 1
+        """The scheduled detail tier of a lean step (CPU gradients), where _scheduled_detail_way says,
+        as the general path does it. items: (param, its gradient). Whether it ran. (rec.steps counts
+        this step already.)"""
+        way = self._scheduled_detail_way(items)
+        if way is None:
             return False
         rec.last_detail = rec.steps - 1
-        (self._detail_in_background if background else self._detail_here)(step, items)
+        (self._detail_in_background if way == BACKGROUND else self._detail_here)(step, items)
         return True
 
     def _grads_of(self, params, defer: bool = False, with_max: bool = True, plan=None):
@@ -561,20 +558,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             detail = ctx["detail"] if "detail" in ctx else self._detail_due(rec)
             # The gradients the detail tier reads: a backward pass's copies, else p.grad as it is now.
             items = [(p, g if g is not None else p.grad) for p, _, g in grads] if detail else None
-            deferred = None  # (known, copy of the gradient, shape) for the background job
-            if detail and self._can_defer(items):
-                if self._worker.busy:
-                    # Skipped (a fixed interval: counted) or, automatic, put off to the next step.
-                    detail = False
-                    if not self.auto_detail:
-                        self._detail_skipped += 1
-                else:
-                    deferred = []
+            way = self._scheduled_detail_way(items) if detail else None
+            detail = way is not None
             if detail:
                 rec.last_detail = rec.steps
-            inline = detail and deferred is None
-            # CPU gradients on the training thread: all at once after the loop (small tensors together).
-            inline_cpu = inline and all(g is not None and g.device.type == "cpu" for _, g in items)
+            # On this thread with gradients off the CPU: their detail values join the step's one
+            # device→host copy (CPU gradients: all at once after the STEP, _detail_here).
+            batched = way == HERE and not all(g.device.type == "cpu" for _, g in items)
             # Everything this step reports that is still on a device, as float64 tensors gathered per
             # device: one copy per device. Rows already read (CPU gradients) stay as they are.
             hb = _HostBatch()
@@ -590,17 +580,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
             else:
                 pn_at = un_at = None
-            layout = None  # detail steps: (known, where its detail values start or None, tr, tc)
-            if detail:
+            layout = None  # batched: (known, where its detail values start, tr, tc) of those with a gradient
+            if batched:
                 layout = []
                 for (p, _gs, _g), (_p, g), k in zip(grads, items, ks):
-                    dat, tr, tc = None, 0, 0
-                    if inline and not inline_cpu and g is not None:
+                    if g is not None:
                         dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
-                        dat = hb.add(dv)
-                    elif deferred is not None:
-                        deferred.append((k, self._detail_copy(k, stats.local(g)), tuple(stats.local(p).shape)))
-                    layout.append((k, dat, tr, tc))
+                        layout.append((k, hb.add(dv), tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
             loss_at = None
@@ -614,8 +600,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 if at is not None:
                     rows[j] = hb.values(at, wire.GRAD_ROW_LENGTH)
             self._check_late(grads, rows, unchecked, late, hb)
-            inline_values = stats.detail_stats_many([(g, tuple(stats.local(p).shape)) for p, g in items]) \
-                if inline_cpu else None
             if loss_at is not None:
                 loss = hb.value(loss_at)
             elif isinstance(loss_t, torch.Tensor):
@@ -669,15 +653,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             self.send({"type": "event", "kind": "non-finite", "step": step, "tensorId": k.id,
                        "message": "first non-finite gradient at step %d: %s has %d NaN and %d Inf value(s)" % (
                            step, k.info["name"], nan_c[k.id], inf_c[k.id])})
-        if inline_values is not None:
-            for (k, *_rest), (v, tr, tc) in zip(layout, inline_values):
-                self._send_detail(step, k, v, 0, tr, tc)
-        elif inline:
+        if batched:
             for k, dat, tr, tc in layout:
-                if dat is not None:
-                    self._send_detail(step, k, hb.host[dat[0]], dat[1], tr, tc)
-        elif deferred is not None:
-            self._submit_detail(step, deferred)
+                self._send_detail(step, k, hb.host[dat[0]], dat[1], tr, tc)
+        elif way == HERE:
+            self._detail_here(step, items)
+        elif way == BACKGROUND:
+            self._detail_in_background(step, items)
         elif first_nonfinite is not None or (jump and self._jump_detail_due(rec)):
             detail = True  # an anomaly: the detail tier for this step too
             rec.last_detail = rec.steps - 1
