@@ -564,7 +564,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 rec.last_detail = rec.steps
             # On this thread with gradients off the CPU: their detail values join the step's one
             # device→host copy (CPU gradients: all at once after the STEP, _detail_here).
-            batched = way == HERE and not all(g.device.type == "cpu" for _, g in items)
+            batched = way == HERE and not all(stats._cheap_to_read(g.device) for _, g in items)
             # Everything this step reports that is still on a device, as float64 tensors gathered per
             # device: one copy per device. Rows already read (CPU gradients) stay as they are.
             hb = _HostBatch()

@@ -701,6 +701,12 @@ pr = the_probe()
 took = []
 orig_after = pr._lean_after
 pr._lean_after = lambda ctx, t: (took.append(pr.steps), orig_after(ctx, t))
+# The steps whose detail values were read tensor by tensor (stats.detail_stats_many), not in the
+# step's one copy: off the CPU only an anomaly's (its gradients are read again, see _anomaly_detail).
+many = []
+stats_mod = sys.modules["gradscope_probe.stats"]
+orig_many = stats_mod.detail_stats_many
+stats_mod.detail_stats_many = lambda items: (many.append(pr.steps - 1), orig_many(items))[1]
 torch.manual_seed(0)
 # Six blocks of one shape (stacked by NormPlan) and a wide head (the multi-tensor norm).
 body = nn.Sequential(*[nn.Linear(8, 8) for _ in range(6)])
@@ -733,7 +739,7 @@ for i in range(40):
     if i == 12 and two:
         with torch.no_grad():
             extra.copy_(torch.ones(5))
-json.dump(took, open(sys.argv[2], "w"))
+json.dump({"took": took, "many": many}, open(sys.argv[2], "w"))
 """
 
     def test_the_same_frames_as_the_general_path(self):
@@ -752,8 +758,9 @@ json.dump(took, open(sys.argv[2], "w"))
             self.assertWellFormed(r)
             with open(out) as f:
                 runs[mode] = (r, json.load(f))
-        (lean, took), (general, took_general) = runs["lean"], runs["general"]
-        self.assertEqual(took_general, [])
+        (lean, got), (general, got_general) = runs["lean"], runs["general"]
+        took = got["took"]
+        self.assertEqual(got_general["took"], [])
         n_steps = 80 if two else 40
         # Most steps went the lean way; the cases above did not.
         self.assertGreater(len(took), n_steps // 2)
@@ -791,6 +798,11 @@ json.dump(took, open(sys.argv[2], "w"))
             # zero gradient) went the lean way too; off the CPU ("device") the general way.
             self.assertEqual({d["step"] for d in lean.of("detail")}, {0, 15, jump, 30})
             self.assertEqual(30 in took, optimizers != "device")
+            if optimizers == "device":
+                # The scheduled detail steps (0, 15, 30) read their values in the step's one copy;
+                # only the jump's anomaly detail reads its gradients again.
+                for got_mode in (got, got_general):
+                    self.assertEqual(set(got_mode["many"]), {jump})
         if two:
             self.assertIn("non-finite", {e["kind"] for e in lean.of("event")})
             self.assertIn(25, {d["step"] for d in lean.of("detail")}, "the NaN (opt2 at i=12)")
