@@ -580,13 +580,12 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 ctx["sampled_ms"] += (time.perf_counter() - t_w) * 1e3
             else:
                 pn_at = un_at = None
-            layout = None  # batched: (known, where its detail values start, tr, tc) of those with a gradient
+            layout = None  # batched: (known, where its detail values start, tr, tc)
             if batched:
                 layout = []
-                for (p, _gs, _g), (_p, g), k in zip(grads, items, ks):
-                    if g is not None:
-                        dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
-                        layout.append((k, hb.add(dv), tr, tc))
+                for (p, g), k in zip(items, ks):
+                    dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
+                    layout.append((k, hb.add(dv), tr, tc))
             loss_t = ctx["loss"]
             loss = float("nan")
             loss_at = None
