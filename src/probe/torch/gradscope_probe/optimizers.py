@@ -158,6 +158,12 @@ class OptimizerHooks:
                     ctx = probe._run(probe._before_step, opt, args, kwargs)
                 except Exception as e:  # noqa: BLE001
                     probe.warn("before optimizer.step", e)
+                if ctx is not None and "closure_fn" in ctx:
+                    # step(closure): the closure that measures its first evaluation (probe.py)
+                    if args:
+                        args = (ctx["closure_fn"],) + args[1:]
+                    else:
+                        kwargs = dict(kwargs, closure=ctx["closure_fn"])
                 out = orig(opt, *args, **kwargs)
             finally:
                 tls.depth = 0

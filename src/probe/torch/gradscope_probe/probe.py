@@ -14,9 +14,11 @@ other columns. DTensor (FSDP2) gradients and parameters are measured on their lo
 
 A step without a closure: gradient statistics are taken just before the optimizer's own ``step``
 runs (what it is about to apply). A step with a closure (LBFGS, Lightning, or any optimizer called as
-``step(closure)``): gradients are computed inside ``step``, so they are read just after it (the
-gradient of the last closure evaluation, before a clip inside the closure), and the loss is the value
-``step`` returns. A step that is never called (``GradScaler`` skipping an overflow step) produces no
+``step(closure)``): gradients are computed inside ``step``, so ``step`` gets a wrapper of the closure
+that reads them when its first evaluation returns (before a clip inside the closure), and the loss is
+the value that evaluation returns: the gradient and the loss at the parameters the step starts from
+(LBFGS evaluates the closure again at each of its inner iterations; those are not the step's). A
+step that is never called (``GradScaler`` skipping an overflow step) produces no
 STEP frame.
 
 Everything here runs inside try/except: the probe's own failures become ``warning`` EVENTs and
@@ -313,6 +315,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 snap = [p for p, _, _ in ctx["grads"]]
             else:
                 snap = params
+                if callable(closure):  # (a custom step's first argument may be something else: left as it is)
+                    ctx["closure_fn"] = self._measuring_closure(ctx, closure)
             self._preclip.clear()
             ctx["snapshots"] = {}
             if sampled:
@@ -376,6 +380,54 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._pending_loss = None
         return {"lean": True, "rec": rec, "params": have, "gs": gs, "norms": norms, "loss": loss, "t_start": t_start,
                 "detail": detail, "probe_ms": (time.perf_counter() - t_start) * 1e3}
+
+    def _measuring_closure(self, ctx, closure):
+        """What step(closure) gets instead of the script's closure: the same closure, after whose first
+        evaluation the step's gradients and loss are taken (_closure_measured). That evaluation is at the
+        parameters the step starts from, whose loss the optimizer returns (LBFGS: its first of up to
+        max_iter evaluations); the later ones (LBFGS's inner iterations) are not the step's."""
+        probe = self
+        evals = [0]
+
+        def measured(*args, **kwargs):
+            if evals[0] == 1 and ctx["grads"]:
+                # A second evaluation may zero or overwrite the first one's gradients in place: keep a
+                # copy for what reads them after the step (the detail tier, a late check).
+                try:
+                    with torch.no_grad():
+                        ctx["grads"] = [(p, s, g.detach().clone()) for p, s, g in ctx["grads"]]
+                except Exception as e:  # noqa: BLE001
+                    probe.warn("keeping the gradients of a closure's first evaluation", e)
+            out = closure(*args, **kwargs)
+            evals[0] += 1
+            if evals[0] == 1 and forks.pid == probe.pid and not probe.finished:
+                try:
+                    probe._run(probe._closure_measured, ctx, out)
+                except Exception as e:  # noqa: BLE001
+                    probe.warn("reading the gradients of a closure", e)
+            return out
+
+        return measured
+
+    def _closure_measured(self, ctx, out) -> None:
+        """After the first evaluation of a step's closure: its gradients (before a clip inside the
+        closure) and the step's loss, the backward passes before the step (accumulation) plus what the
+        closure returned, or its own backward passes when it returns nothing."""
+        with torch.no_grad():
+            rec = self._opt_rec(ctx["opt"])
+            ctx["grads"], ctx["unchecked"] = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"],
+                                                            plan=rec.norm_plan)
+        self._preclip.clear()
+        inside, self._pending_loss = self._pending_loss, None
+        ret = None
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            ret = out.detach()
+        elif isinstance(out, (int, float)):
+            ret = float(out)
+        cur = ret if ret is not None else inside
+        before = ctx["loss"]
+        ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
+        ctx["measured"] = True
 
     def _new_ctx(self, opt, closure: bool, params, t_start, sampled: bool) -> dict:
         """The general path's context of a step, before its gradients are measured (the loss of its
@@ -524,20 +576,13 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             return
         with torch.no_grad():
             if ctx["closure"]:
-                rec = self._opt_rec(ctx["opt"])
-                grads, unchecked = self._grads_of(ctx["params"], defer=True, with_max=ctx["sampled"], plan=rec.norm_plan)
+                if "measured" not in ctx:
+                    # The optimizer never called the closure: the gradients as they are now, the loss
+                    # as step returned it.
+                    self._closure_measured(ctx, out)
+                self._pending_loss = None  # (the later evaluations' backward passes: not the step's)
                 self._preclip.clear()
-                # The loss: backward passes before the step (accumulation) plus what step(closure)
-                # returns, or the closure's own backward passes when it returns nothing.
-                inside, self._pending_loss = self._pending_loss, None
-                ret = None
-                if isinstance(out, torch.Tensor) and out.numel() == 1:
-                    ret = out.detach()
-                elif isinstance(out, (int, float)):
-                    ret = float(out)
-                cur = ret if ret is not None else inside
-                before = ctx["loss"]
-                ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
+                grads, unchecked = ctx["grads"], ctx["unchecked"]
             else:
                 grads, unchecked = ctx["grads"], ctx["unchecked"]
             if not grads:

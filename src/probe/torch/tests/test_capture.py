@@ -240,6 +240,46 @@ for i in range(3):
         self.assertIn("clip_grad_norm_(max_norm=0.5", clips[0][1])
         self.assertIn("clip_grad_value_(clip_value=10)", clips[1][1])
 
+    def test_lbfgs_step_reports_its_first_closure_evaluation(self):
+        """LBFGS evaluates the closure at each of its inner iterations (max_iter) inside one step; the
+        loss step() returns is the first evaluation's, at the parameters the step starts from. The
+        STEP pairs it with that evaluation's gradient (it used to carry the last evaluation's), and
+        the detail tier describes that gradient too, even when later evaluations zero it in place."""
+        path = self.script("lbfgs.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+x = torch.randn(32, 4)
+y = torch.randn(32, 1)
+for i in range(3):
+    def closure():
+        opt.zero_grad(set_to_none=False)
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        w = model[0].weight.grad
+        report(step=i, norm=total_norm(model.parameters()), loss=float(loss), mean=float(w.double().mean()))
+        return loss
+    print("RETURNED", float(opt.step(closure)))
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1"})
+        self.assertWellFormed(r)
+        seen = reports(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        returned = [float(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("RETURNED")]
+        w0 = next(t["id"] for t in r.tensors if t["name"] == "model.0.weight")
+        details = {d["step"]: d for d in r.of("detail") if d["tensorId"] == w0}
+        for s, want_loss in zip(steps, returned):
+            evals = [e for e in seen if e["step"] == s["step"]]
+            self.assertGreater(len(evals), 1)  # inner iterations: the test tells first from last
+            first, last = evals[0], evals[-1]
+            self.assertGreater(abs(last["norm"] / first["norm"] - 1), 0.01)
+            self.assertAlmostEqual(global_norm(r, s) / first["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], first["loss"], places=5)
+            self.assertAlmostEqual(s["loss"], want_loss, places=5)
+            self.assertAlmostEqual(details[s["step"]]["mean"], first["mean"], places=6)
+
     def test_clip_before_the_first_step_sends_a_true_hello(self):
         path = self.script("clipfirst.py", """
 import torch
