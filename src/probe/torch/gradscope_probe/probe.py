@@ -390,7 +390,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         evals = [0]
 
         def measured(*args, **kwargs):
-            if evals[0] == 1 and ctx["grads"]:
+            if evals[0] == 1 and ctx["grads"] and getattr(probe._tls, "depth", 0):
                 # A second evaluation may zero or overwrite the first one's gradients in place: keep a
                 # copy for what reads them after the step (the detail tier, a late check).
                 try:
@@ -400,7 +400,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                     probe.warn("keeping the gradients of a closure's first evaluation", e)
             out = closure(*args, **kwargs)
             evals[0] += 1
-            if evals[0] == 1 and forks.pid == probe.pid and not probe.finished:
+            # (only inside the step: an optimizer that keeps the closure and calls it after its step
+            # returned or raised measures nothing, nor takes the next step's loss)
+            if evals[0] == 1 and getattr(probe._tls, "depth", 0) and forks.pid == probe.pid and not probe.finished:
                 try:
                     probe._run(probe._closure_measured, ctx, out)
                 except Exception as e:  # noqa: BLE001
