@@ -584,9 +584,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                     self._closure_measured(ctx, out)
                 self._pending_loss = None  # (the later evaluations' backward passes: not the step's)
                 self._preclip.clear()
-                grads, unchecked = ctx["grads"], ctx["unchecked"]
-            else:
-                grads, unchecked = ctx["grads"], ctx["unchecked"]
+            grads, unchecked = ctx["grads"], ctx["unchecked"]
             if not grads:
                 return  # nothing had a gradient: not a training step we can describe
             params = ctx["params"]  # every tensor of the optimizer: those without a gradient are absent
