@@ -280,6 +280,38 @@ for i in range(3):
             self.assertAlmostEqual(s["loss"], want_loss, places=5)
             self.assertAlmostEqual(details[s["step"]]["mean"], first["mean"], places=6)
 
+    def test_a_step_whose_first_argument_is_no_closure_gets_it_unchanged(self):
+        """A custom step(scale) (first positional argument not callable) gets its own argument, not the
+        closure wrapper; its gradients are read after it, as those of a step(closure) whose optimizer
+        never calls the closure."""
+        path = self.script("custom.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+class Scaled(torch.optim.SGD):
+    def step(self, scale):
+        assert isinstance(scale, float), type(scale)
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.data.add_(p.grad, alpha=-g["lr"] * scale)
+opt = Scaled(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+for i in range(3):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    report(norm=total_norm(model.parameters()), loss=loss.item())
+    opt.step(0.5)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertNotIn("Traceback", r.stderr)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 3)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+
     def test_clip_before_the_first_step_sends_a_true_hello(self):
         path = self.script("clipfirst.py", """
 import torch
