@@ -21,6 +21,7 @@ class BackwardHook:
 
     def _init_backward(self) -> None:
         self._pending_loss = None  # the loss of the step in progress (its backward passes so far)
+        self._loss_mark = None  # _params_mark() at the step's first backward pass
         self._bw_opt = None  # _Opt of the backward passes, once counted
         self._bw_pending = None  # backward mode: ctx of the last backward pass, its STEP not yet sent
 
@@ -61,11 +62,43 @@ class BackwardHook:
         if not (isinstance(t, torch.Tensor) and t.numel() == 1):
             return None
         scalar = self._unscaled(t).detach()
-        self._pending_loss = scalar if self._pending_loss is None else self._pending_loss + scalar
+        if self._pending_loss is None:
+            self._loss_mark = self._params_mark()
+            self._pending_loss = scalar
+        else:
+            mark = self._params_mark()
+            if mark != self._loss_mark:
+                # The parameters moved in place since the step's first backward pass (SAM's first_step
+                # goes to w+e before its second one): not accumulation, a new evaluation, whose loss is
+                # the one of the gradient the step applies.
+                self._loss_mark = mark
+                self._pending_loss = scalar
+            else:
+                self._pending_loss = self._pending_loss + scalar
         if self._optimizer_seen:
             return None
         self._finish_backward_step()
         return t, self._leaves_of(t)
+
+    def _params_mark(self):
+        """The version counters of the first and the last parameter of the last step's optimizer (or of
+        the optimizer built last, before any step): they change when the parameters are changed in
+        place (an optimizer's update, SAM's perturbation), not when gradients accumulate. Two tensors,
+        not all: a per-step cost that does not grow with the model. None where there is none."""
+        try:
+            rec = self._last_rec
+            ks = rec.knowns if rec is not None else None
+            if ks:
+                a, b = ks[0].ref(), ks[-1].ref()
+            else:
+                opt = self._optimizers[-1]() if self._optimizers else None
+                groups = [g["params"] for g in opt.param_groups if g["params"]] if opt is not None else None
+                if not groups:
+                    return None
+                a, b = groups[0][0], groups[-1][-1]
+            return (a._version if a is not None else -1, b._version if b is not None else -1)
+        except Exception:  # noqa: BLE001 - a mark is an aid: without one, backward passes add up
+            return None
 
     def _leaves_of(self, t) -> list:
         """The leaf tensors a backward pass from `t` accumulates gradients into (AccumulateGrad

@@ -439,6 +439,44 @@ for step in range(3):
             self.assertAlmostEqual(s["loss"], want["loss"], places=5)
 
 
+    def test_a_backward_pass_after_the_parameters_moved_starts_the_loss_again(self):
+        """SAM: a backward pass at w, the parameters moved in place to w+e (first_step), a second
+        backward pass there, then the base optimizer's step. That is not accumulation: the step's loss
+        is the second pass's (the one whose gradient the step applies), not the sum of both; from the
+        first step on (before it, the optimizer built last gives the mark)."""
+        path = self.script("sam.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+base = torch.optim.SGD(model.parameters(), lr=0.1)
+x, y = torch.randn(32, 8), torch.randn(32, 1)
+for step in range(4):
+    l1 = (model(x) - y).pow(2).mean()
+    l1.backward()
+    with torch.no_grad():
+        g = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters()))
+        es = [p.grad * (0.05 / g) for p in model.parameters()]
+        for p, e in zip(model.parameters(), es):
+            p.add_(e)
+    base.zero_grad()
+    l2 = (model(x) - y).pow(2).mean()
+    l2.backward()
+    report(first=l1.item(), loss=l2.item(), norm=total_norm(model.parameters()))
+    with torch.no_grad():
+        for p, e in zip(model.parameters(), es):
+            p.sub_(e)
+    base.step()
+    base.zero_grad()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+
+
 @unittest.skipUnless(HAS_DTENSOR, "DTensor needs torch 2.x")
 class DTensorTest(TempDirMixin, unittest.TestCase):
     def test_fsdp2_or_dtensor_gradients_on_one_rank(self):
