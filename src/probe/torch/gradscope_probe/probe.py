@@ -428,6 +428,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             ret = float(out)
         cur = ret if ret is not None else inside
         before = ctx["loss"]
+        if before is not None and cur is not None and self._params_mark() != ctx["loss_mark"]:
+            before = None  # the parameters moved since those passes (SAM's step(closure)): not accumulation
         ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
         ctx["measured"] = True
 
@@ -435,7 +437,8 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         """The general path's context of a step, before its gradients are measured (the loss of its
         backward passes taken)."""
         ctx = {"opt": opt, "closure": closure, "params": params, "grads": None, "unchecked": (),
-               "loss": self._pending_loss, "t_start": t_start, "sampled": sampled, "sampled_ms": 0.0}
+               "loss": self._pending_loss, "loss_mark": self._loss_mark, "t_start": t_start, "sampled": sampled,
+               "sampled_ms": 0.0}
         self._pending_loss = None
         return ctx
 

@@ -477,6 +477,55 @@ for step in range(4):
             self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
 
 
+    def test_sam_as_a_step_with_a_closure_reports_the_closures_loss(self):
+        """SAM written as step(closure) (first_step, the closure at w+e, the base step): the backward
+        pass before step() is not added to the closure's loss, as accumulated passes would be."""
+        path = self.script("samclosure.py", NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+x, y = torch.randn(32, 8), torch.randn(32, 1)
+
+class SAM(torch.optim.Optimizer):
+    def __init__(self, params, rho=0.05, lr=0.1):
+        super().__init__(params, dict(rho=rho, lr=lr))
+        self.base = torch.optim.SGD(self.param_groups, lr=lr)
+
+    @torch.no_grad()
+    def step(self, closure):
+        ps = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        n = torch.norm(torch.stack([p.grad.norm() for p in ps]))
+        es = [p.grad * (self.param_groups[0]["rho"] / n) for p in ps]
+        for p, e in zip(ps, es):
+            p.add_(e)
+        self.zero_grad()
+        with torch.enable_grad():
+            loss = closure()
+        for p, e in zip(ps, es):
+            p.sub_(e)
+        self.base.step()
+        return loss
+
+opt = SAM(model.parameters())
+def closure():
+    l2 = (model(x) - y).pow(2).mean()
+    l2.backward()
+    report(loss=l2.item(), norm=total_norm(model.parameters()))
+    return l2
+for step in range(4):
+    opt.zero_grad()
+    (model(x) - y).pow(2).mean().backward()
+    opt.step(closure)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = [s for s in r.of("step")]
+        self.assertEqual(len(steps), 4)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+
+
 @unittest.skipUnless(HAS_DTENSOR, "DTensor needs torch 2.x")
 class DTensorTest(TempDirMixin, unittest.TestCase):
     def test_fsdp2_or_dtensor_gradients_on_one_rank(self):
