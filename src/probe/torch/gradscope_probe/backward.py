@@ -16,6 +16,13 @@ import torch
 from . import forks, sources, stats
 
 
+def params_moved(before, now) -> bool:
+    """Whether the parameters changed in place between two _params_mark()s: read from the same
+    tensors, with other versions. Unknown (no mark, or marks of two optimizers): False, so backward
+    passes add up as accumulation."""
+    return before is not None and now is not None and before[0] == now[0] and before != now
+
+
 class BackwardHook:
     """Probe mixin: the loss of each step, and backward mode (backward passes as steps)."""
 
@@ -67,7 +74,7 @@ class BackwardHook:
             self._pending_loss = scalar
         else:
             mark = self._params_mark()
-            if mark != self._loss_mark:
+            if params_moved(self._loss_mark, mark):
                 # The parameters moved in place since the step's first backward pass (SAM's first_step
                 # goes to w+e before its second one): not accumulation, a new evaluation, whose loss is
                 # the one of the gradient the step applies.
@@ -84,19 +91,22 @@ class BackwardHook:
         """The version counters of the first and the last parameter of the last step's optimizer (or of
         the optimizer built last, before any step): they change when the parameters are changed in
         place (an optimizer's update, SAM's perturbation), not when gradients accumulate. Two tensors,
-        not all: a per-step cost that does not grow with the model. None where there is none."""
+        not all: a per-step cost that does not grow with the model. (which, first, last): `which`
+        names where they were read, since marks read from two optimizers say nothing (params_moved).
+        None where there is none."""
         try:
             rec = self._last_rec
             ks = rec.knowns if rec is not None else None
             if ks:
+                which = rec
                 a, b = ks[0].ref(), ks[-1].ref()
             else:
-                opt = self._optimizers[-1]() if self._optimizers else None
-                groups = [g["params"] for g in opt.param_groups if g["params"]] if opt is not None else None
+                which = self._optimizers[-1]() if self._optimizers else None
+                groups = [g["params"] for g in which.param_groups if g["params"]] if which is not None else None
                 if not groups:
                     return None
                 a, b = groups[0][0], groups[-1][-1]
-            return (a._version if a is not None else -1, b._version if b is not None else -1)
+            return (id(which), a._version if a is not None else -1, b._version if b is not None else -1)
         except Exception:  # noqa: BLE001 - a mark is an aid: without one, backward passes add up
             return None
 

@@ -37,7 +37,7 @@ import torch
 
 from . import forks, sources, stats, wire
 from .amp import ScalerHooks
-from .backward import BackwardHook
+from .backward import BackwardHook, params_moved
 from .children import ChildProcessWarnings
 from .clipping import ClipHooks
 from .detail import BACKGROUND, HERE, DetailTier
@@ -428,7 +428,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             ret = float(out)
         cur = ret if ret is not None else inside
         before = ctx["loss"]
-        if before is not None and cur is not None and self._params_mark() != ctx["loss_mark"]:
+        if before is not None and cur is not None and params_moved(ctx["loss_mark"], self._params_mark()):
             before = None  # the parameters moved since those passes (SAM's step(closure)): not accumulation
         ctx["loss"] = cur if before is None else (before if cur is None else before + cur)
         ctx["measured"] = True
