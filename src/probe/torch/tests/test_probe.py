@@ -940,7 +940,7 @@ st = sys.modules["gradscope_probe.stats"]
 orig = st.detail_stats_many
 def stuck(items):
     if threading.current_thread().name == "gradscope-detail":
-        time.sleep(8)
+        time.sleep(60)
     return orig(items)
 st.detail_stats_many = stuck
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -950,7 +950,9 @@ opt.step()
 """)
         started = time.monotonic()
         r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "1"})
-        self.assertLess(time.monotonic() - started, 7)  # END did not wait for the job
+        # END did not wait for the job (60 s); the margin is for python and torch starting on a loaded
+        # machine (8.7 s seen under CI with a bound of 7 s and a job of 8 s).
+        self.assertLess(time.monotonic() - started, 30)
         self.assertWellFormed(r, warnings_ok=True)
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertEqual(r.of("detail"), [])
