@@ -69,19 +69,15 @@ class BackwardHook:
         if not (isinstance(t, torch.Tensor) and t.numel() == 1):
             return None
         scalar = self._unscaled(t).detach()
-        if self._pending_loss is None:
-            self._loss_mark = self._params_mark()
+        mark = self._params_mark()
+        # The step's first backward pass, or one after the parameters moved in place since then (SAM's
+        # first_step goes to w+e before its second one): not accumulation but a new evaluation, whose
+        # loss is the one of the gradient the step applies.
+        if self._pending_loss is None or params_moved(self._loss_mark, mark):
+            self._loss_mark = mark
             self._pending_loss = scalar
         else:
-            mark = self._params_mark()
-            if params_moved(self._loss_mark, mark):
-                # The parameters moved in place since the step's first backward pass (SAM's first_step
-                # goes to w+e before its second one): not accumulation, a new evaluation, whose loss is
-                # the one of the gradient the step applies.
-                self._loss_mark = mark
-                self._pending_loss = scalar
-            else:
-                self._pending_loss = self._pending_loss + scalar
+            self._pending_loss = self._pending_loss + scalar
         if self._optimizer_seen:
             return None
         self._finish_backward_step()

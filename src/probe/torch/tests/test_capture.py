@@ -415,6 +415,18 @@ for i in range(5):
 
 
 class AccumulationTest(TempDirMixin, unittest.TestCase):
+    def assertStepsAsReported(self, r, n):
+        """n STEPs, each with the loss (and, where reported, the global norm) the script reported."""
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), n)
+        seen = reports(r)
+        self.assertEqual(len(seen), n)
+        for s, want in zip(steps, seen):
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+            if "norm" in want:
+                self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+
     def test_loss_of_a_step_is_the_sum_over_its_micro_batches(self):
         path = self.script("accum.py", NORMS + """
 from torch import nn
@@ -431,13 +443,7 @@ for step in range(3):
     opt.step()
     opt.zero_grad()
 """)
-        r = run_probe(path)
-        self.assertWellFormed(r)
-        steps = r.of("step")
-        self.assertEqual(len(steps), 3)
-        for s, want in zip(steps, reports(r)):
-            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
-
+        self.assertStepsAsReported(run_probe(path), 3)
 
     def test_a_backward_pass_after_the_parameters_moved_starts_the_loss_again(self):
         """SAM: a backward pass at w, the parameters moved in place to w+e (first_step), a second
@@ -468,14 +474,7 @@ for step in range(4):
     base.step()
     base.zero_grad()
 """)
-        r = run_probe(path)
-        self.assertWellFormed(r)
-        steps = r.of("step")
-        self.assertEqual(len(steps), 4)
-        for s, want in zip(steps, reports(r)):
-            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
-            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
-
+        self.assertStepsAsReported(run_probe(path), 4)
 
     def test_sam_as_a_step_with_a_closure_reports_the_closures_loss(self):
         """SAM written as step(closure) (first_step, the closure at w+e, the base step): the backward
@@ -517,13 +516,7 @@ for step in range(4):
     (model(x) - y).pow(2).mean().backward()
     opt.step(closure)
 """)
-        r = run_probe(path)
-        self.assertWellFormed(r)
-        steps = [s for s in r.of("step")]
-        self.assertEqual(len(steps), 4)
-        for s, want in zip(steps, reports(r)):
-            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
-            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+        self.assertStepsAsReported(run_probe(path), 4)
 
 
 @unittest.skipUnless(HAS_DTENSOR, "DTensor needs torch 2.x")
