@@ -23,7 +23,9 @@ sampled intervals; 0: automatic; the every-step tier alone: DE=1000000 SE=100000
 NOJUMP=1 (no detail tier on a norm jump), chunks (the cost of Python 3.11's frame chunks by call depth: see chunks()).
 
 ab: the low-noise comparison, in ONE process: blocks of K steps (20) of each of AB (default
-plain,peer,foreach,probe) in turn, R rounds (30) with the order rotated and reversed every other
+plain,peer,foreach,probe; also hooked: see hooked(); probeB: the probe of PROBE_B, another checkout's
+src/probe/torch, in the same process, to tell two versions apart by less than the ±0.5 % that separate
+runs of ab differ by) in turn, R rounds (30) with the order rotated and reversed every other
 round; per round each mode's block time ÷ the plain block's; prints the median ratio and its
 quartiles, and the ratio of the mean block times (the figure for the automatic tiers, which run on
 some blocks only). Separate processes of the same script differ by ±15 % here (memory layout, page faults),
@@ -52,7 +54,7 @@ MODE = sys.argv[1] if len(sys.argv) > 1 else "time"
 NT = int(os.environ.get("NT", "100"))
 N = int(os.environ.get("N", "1000"))
 REPS = int(os.environ.get("REPS", "5"))
-probe = None
+probe = probe_b = None
 T = {}
 if not MODE.startswith("plain") and MODE not in ("cold", "reduce"):
     from gradscope_probe.channel import Channel
@@ -67,6 +69,24 @@ if not MODE.startswith("plain") and MODE not in ("cold", "reduce"):
 
     if os.environ.get("NOJUMP"):
         _d.JUMP_DETAIL_GAP = 10**9
+
+    if os.environ.get("PROBE_B"):
+        # ab's probeB: another version of the probe in the same process, to compare two versions to
+        # within the noise of one process (see the docstring).
+        import importlib
+        import tempfile
+
+        top = tempfile.mkdtemp(prefix="gs-probe-b-")
+        os.symlink(os.path.join(os.path.abspath(os.environ["PROBE_B"]), "gradscope_probe"), os.path.join(top, "gradscope_probe_b"))
+        sys.path.insert(0, top)
+        _pb = importlib.import_module("gradscope_probe_b.probe")
+        _cb = importlib.import_module("gradscope_probe_b.channel")
+        a2, b2 = socket.socketpair()
+        drainer_b = subprocess.Popen(["cat"], stdin=a2.fileno(), stdout=subprocess.DEVNULL)
+        probe_b = _pb.Probe(_cb.Channel(os.dup(b2.fileno()), watch=False), os.path.abspath(__file__),
+                            detail_every=int(os.environ.get("DE", "0")), sampled_every=int(os.environ.get("SE", "0")))
+        if os.environ.get("NOJUMP"):
+            importlib.import_module("gradscope_probe_b.detail").JUMP_DETAIL_GAP = 10**9
 
     def timed(name, f):
         def w(*a, **k):
@@ -104,6 +124,8 @@ else:
     m = Res()
     x = torch.randn(8, 32)
 opt = torch.optim.Adam(m.parameters(), 1e-3)
+if probe_b is not None:
+    probe_b._on_optimizer_built(opt, None)  # (built while the other probe was installed: steps are its steps)
 PS = list(m.parameters())
 NORMS = []
 
@@ -303,6 +325,43 @@ def chunks():
         len(rows), statistics.mean(r[1] for r in rows), statistics.mean(r[2] for r in rows)))
 
 
+_HOOKED = {}
+
+
+def hooked(on):
+    """The `hooked` mode of ab: the least a tool that hooks the script's steps can cost, with no change
+    to the script: a Python wrapper of `torch.autograd.backward` (which `loss.backward()` calls) that
+    keeps the loss, and one of the optimizer class's `step` that takes the floor's norm pass before
+    the step and keeps the numbers; no frame, no checks, no bookkeeping."""
+    import torch.autograd as ag
+
+    if not on:
+        if _HOOKED:
+            ag.backward = _HOOKED.pop("backward")
+            type(opt).step = _HOOKED.pop("step")
+        return
+    if _HOOKED:
+        return
+    orig_bw, orig_step = ag.backward, type(opt).step
+    _HOOKED.update(backward=orig_bw, step=orig_step)
+    kept = []
+
+    def backward(tensors, *a, **kw):
+        kept.append(tensors)
+        return orig_bw(tensors, *a, **kw)
+
+    def step(self, *a, **kw):
+        gs = [p.grad for g in self.param_groups for p in g["params"]]
+        torch._C._set_grad_enabled(False)
+        NORMS.append(torch.stack(torch._foreach_norm(gs)).tolist())
+        torch._C._set_grad_enabled(True)
+        out = orig_step(self, *a, **kw)
+        del kept[:]
+        return out
+
+    ag.backward, type(opt).step = backward, step
+
+
 def ab():
     modes = os.environ.get("AB", "plain,peer,foreach,probe").split(",")
     k, rounds = int(os.environ.get("K", "20")), int(os.environ.get("R", "30"))
@@ -311,9 +370,13 @@ def ab():
 
     def use(mode):
         probe.uninstall()
-        if mode == "probe":
-            probe.install()
-            probe._wrap_step_of(type(opt))  # the optimizer was built while installed: hooked again
+        if probe_b is not None:
+            probe_b.uninstall()
+        hooked(mode == "hooked")
+        if mode in ("probe", "probeB"):
+            p = probe if mode == "probe" else probe_b
+            p.install()
+            p._wrap_step_of(type(opt))  # the optimizer was built while installed: hooked again
 
     times = {md: [] for md in modes}
     for r in range(rounds):
@@ -372,3 +435,5 @@ else:
     print("%s: best %.1f us/step wall, %.1f us/step CPU (all threads)" % (MODE, best, bestc))
 if probe is not None:
     probe.finish("completed")
+    if probe_b is not None:
+        probe_b.finish("completed")

@@ -64,6 +64,8 @@ class InputScale:
         register = getattr(module_mod, "register_module_forward_pre_hook", None)
         if register is None:  # torch older than 1.9: no global hook, no input scale
             return
+        if self._input_global is not None or self._input_handle is not None:
+            return  # (installed already: a second global hook would add a layer hook at every forward)
         probe = weakref.ref(self)
 
         def find_first_layer(m, args):

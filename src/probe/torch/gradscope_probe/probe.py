@@ -235,13 +235,18 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._installed.append((owner, attr, orig))
 
     def uninstall(self) -> None:
-        """Restores what install() replaced (tests)."""
+        """Restores what install() replaced and removes the input-scale hooks (tests, the notebook's
+        ``off``). install() again counts on: the input scale is read on its schedule, not anew."""
         for owner, attr, orig in reversed(self._installed):
             try:
                 setattr(owner, attr, orig)
             except Exception:  # noqa: BLE001
                 pass
         self._installed = []
+        try:
+            self._stop_inputs()
+        except Exception:  # noqa: BLE001
+            pass
 
     # ------------------------------------------------------------------------------------------
     # Steps

@@ -81,3 +81,55 @@ for i in range(5):
         r = run_probe(path)
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertEqual([e for e in r.of("event") if e["kind"] == "input-scale"], [])
+
+
+class InstallAgainTest(unittest.TestCase):
+    """install(), uninstall(), install() in one process (the bench's in-process ab does it every block;
+    the notebook's ``on``/``off`` uninstalls): one input hook at a time, and none after uninstall()."""
+
+    def test_hooks_are_not_piled_up(self):
+        import os
+        import tempfile
+
+        import torch
+        from torch import nn
+        from torch.nn.modules import module as module_mod
+
+        from gradscope_probe.channel import Channel
+        from gradscope_probe.probe import Probe
+
+        fd, path = tempfile.mkstemp()
+        self.addCleanup(os.remove, path)
+        probe = Probe(Channel(fd, watch=False), path)
+        sent = []
+        probe.send = lambda msg: sent.append(msg) or True
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        x = torch.rand(16, 4) * 100
+        n_global = len(module_mod._global_forward_pre_hooks)
+
+        def forward():
+            model(x).sum().backward()
+
+        try:
+            probe.install()
+            probe.install()  # (twice: still one global hook)
+            self.assertEqual(len(module_mod._global_forward_pre_hooks), n_global + 1)
+            forward()  # the first layer found, read: forward 0
+            self.assertEqual(len(module_mod._global_forward_pre_hooks), n_global)
+            self.assertEqual(len(model[0]._forward_pre_hooks), 1)
+            probe.uninstall()
+            self.assertEqual(len(model[0]._forward_pre_hooks), 0)
+            self.assertEqual(len(module_mod._global_forward_pre_hooks), n_global)
+            forward()  # not installed: not counted
+            for _ in range(3):
+                probe.install()
+                forward()  # forwards 1, 2, 3: read, read, not read
+                self.assertEqual(len(model[0]._forward_pre_hooks), 1)
+                probe.uninstall()
+        finally:
+            probe.uninstall()
+            probe.finish("completed")
+        self.assertEqual(len(model[0]._forward_pre_hooks), 0)
+        self.assertEqual(len(module_mod._global_forward_pre_hooks), n_global)
+        reads = [e for e in sent if e.get("type") == "event" and e.get("kind") == "input-scale"]
+        self.assertEqual(len(reads), 3)
