@@ -31,8 +31,8 @@ quartiles, and the ratio of the mean block times (the figure for the automatic t
 some blocks only). Separate processes of the same script differ by ±15 % here (memory layout, page faults),
 which hides a 1 % change; blocks in one process share them. foreach is the floor of the every-step
 tier: its one norm pass (`torch.stack(torch._foreach_norm(grads)).tolist()`) and nothing else. The
-probe is installed for its blocks and uninstalled for the others (the first layer's input-scale
-hook stays, and stops by itself after its 20 reports).
+probe is installed for its blocks and uninstalled for the others (its input-scale hooks too: the
+first layer is found again at the first forward pass of its block).
 Machines shared with other work: interleave plain / peer / probe runs and read the spread.
 """
 import cProfile
