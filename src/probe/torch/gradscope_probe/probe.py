@@ -363,14 +363,23 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             plan = None  # (made for all of them)
         t_g = time.perf_counter()
         loss = self._pending_loss
-        on_device = plan is None and bool(gs) and isinstance(loss, torch.Tensor) and loss.numel() == 1 \
-            and loss.device == gs[0].device and not stats._cheap_to_read(loss.device)
-        got = stats.plain_values(gs, False, plan, extra=loss if on_device else None)
+        if plan is None and gs and not stats._cheap_to_read(gs[0].device):
+            # Off the CPU (a GPU): the norms, and the loss where it is on their device, go to the host
+            # in one copy that does not wait, read after the step (_lean_after), so that the host
+            # queues the optimizer's kernels meanwhile instead of waiting for the backward pass.
+            with_loss = isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.device == gs[0].device
+            later = stats.plain_values_later(gs, loss if with_loss else None)
+            if later is None:
+                return None
+            self._grads_time(False, (time.perf_counter() - t_g) * 1e3)
+            self._pending_loss = None
+            return {"lean": True, "rec": rec, "params": have, "all": params, "gs": gs, "norms": None, "later": later,
+                    "loss": None if with_loss else loss, "t_start": t_start, "detail": detail,
+                    "probe_ms": (time.perf_counter() - t_start) * 1e3}
+        got = stats.plain_values(gs, False, plan)
         if got is None:
             return None
         norms = got[0]
-        if on_device:
-            loss = got[2]  # read with the norms (a float now)
         if any(map(stats.needs_exact, norms)):
             # A norm the fast path cannot vouch for: the general path, with the rows already measured.
             rows = stats.rows_of(gs, norms, None)
@@ -449,6 +458,14 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
 
     def _lean_after(self, ctx, t_after) -> None:
         """_after_step of a lean step (see _lean_before)."""
+        later = ctx.get("later")
+        if later is not None:
+            ctx["norms"], loss = later.read()
+            if loss is not None:
+                ctx["loss"] = loss
+            if any(map(stats.needs_exact, ctx["norms"])):
+                self._lean_exact_after(ctx)
+                return
         rec = ctx["rec"]
         ids, dense, n, _present = rec.lean
         norms = ctx["norms"]
@@ -489,6 +506,16 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             rec.last_detail = rec.steps - 1
             self._anomaly_detail(step, list(zip(ctx["params"], ctx["gs"])))
         self._tune(ctx, t_after, time.perf_counter(), detail)
+
+    def _lean_exact_after(self, ctx) -> None:
+        """A lean step off the CPU whose norms, read after the step, need the exact path (a NaN, an Inf,
+        a zero): the general path's _after_step, its rows measured on the gradients as they are now,
+        which the step left as they were (torch's optimizers only read them)."""
+        rec = ctx["rec"]
+        rows = stats.rows_of(ctx["gs"], ctx["norms"], None)
+        self._after_step({"opt": rec.ref(), "closure": False, "params": ctx["all"], "grads": list(zip(ctx["params"], rows, ctx["gs"])),
+                          "unchecked": (), "loss": ctx["loss"], "loss_mark": None, "t_start": ctx["t_start"], "sampled": False,
+                          "sampled_ms": 0.0, "snapshots": {}, "probe_ms": ctx["probe_ms"]}, None)
 
     def _lean_detail(self, rec, step, items) -> bool:
         """The scheduled detail tier of a lean step (CPU gradients), where _scheduled_detail_way says,

@@ -210,7 +210,7 @@ def _plain(t: torch.Tensor) -> bool:
 def plain_on_device(params: list) -> bool:
     """Whether an optimizer's gradients can take the lean path off the CPU (a CUDA GPU): its tensors
     all dense float32/float64, not empty, on one device that is not cheap to read. Their norms are then
-    one multi-tensor norm and one copy to the host per step (plain_values without a plan): on an H200
+    one multi-tensor norm and one copy to the host per step (plain_values_later): on an H200
     the general path's per-tensor work cost 0.5 ms a step more than that (bench/torch_cuda.py ab)."""
     if not params:
         return False
@@ -278,12 +278,10 @@ def plain_rows(grads: list, with_max: bool = True, plan: "NormPlan | None" = Non
     return rows_of(grads, *got)
 
 
-def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None, extra=None):
+def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = None):
     """plain_rows' fast-path values, in the order of `grads`: (norms, maxima or None), as floats, not
     checked (a norm that needs_exact needs grad_stats: rows_of); None where the multi-tensor call
-    refuses them. extra (without a plan): a one-value tensor on the gradients' device read in the
-    same copy, (norms, maxima or None, its value): the step's loss off the CPU, which read on its own
-    after the step would wait for the optimizer's kernels (one more sync a step)."""
+    refuses them. (Off the CPU the lean step reads its norms after the step: plain_values_later.)"""
     if _foreach_norm is None:
         return None
     on = _set_grad_enabled is not None and _grad_enabled()
@@ -291,9 +289,6 @@ def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = N
         _set_grad_enabled(False)  # (torch.no_grad(), cheaper: see _set_grad_enabled)
     try:
         if plan is None or not plan.stacked:
-            if extra is not None:
-                nv = torch.cat([torch.stack(_foreach_norm(grads)).to(F64), extra.detach().reshape(1).to(F64)]).tolist()
-                return nv[:-1], (_max_abs_many(grads).tolist() if with_max else None), nv[-1]
             nv = torch.stack(_foreach_norm(grads)).tolist()
             return nv, (_max_abs_many(grads).tolist() if with_max else None)
         try:
@@ -308,6 +303,56 @@ def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = N
             _set_grad_enabled(True)
     n = len(grads)
     return _in_order(plan.order, norms, n), (_in_order(plan.order, maxs, n) if maxs is not None else None)
+
+
+class Later:
+    """Values on a device on their way to the host (plain_values_later): read() waits for their copy
+    alone, not for the kernels queued after it (the optimizer's step)."""
+    __slots__ = ("host", "event", "extra")
+
+    def __init__(self, host, event, extra: bool):
+        self.host, self.event, self.extra = host, event, extra
+
+    def read(self):
+        """(norms as floats, the extra value or None)."""
+        if self.event is not None:
+            self.event.synchronize()
+        v = self.host.tolist()
+        return (v[:-1], v[-1]) if self.extra else (v, None)
+
+
+def plain_values_later(grads: list, extra=None):
+    """plain_values off the CPU, without waiting: the norms of `grads` (and `extra`, a one-value tensor
+    on their device: the step's loss) as one float64 tensor, queued for one copy to the host; on CUDA
+    into pinned memory without a wait, with an event recorded after it on their device's stream. A
+    Later, whose read() gives the values (not checked: needs_exact); None where the multi-tensor call
+    refuses them. Read after the step, the copy no longer holds the host back while the optimizer's
+    kernels are queued: a read before the step waits for the whole backward pass to finish."""
+    if _foreach_norm is None:
+        return None
+    on = _set_grad_enabled is not None and _grad_enabled()
+    if on:
+        _set_grad_enabled(False)
+    try:
+        v = torch.stack(_foreach_norm(grads)).to(F64)
+        if extra is not None:
+            v = torch.cat([v, extra.detach().reshape(1).to(F64)])
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+    finally:
+        if on:
+            _set_grad_enabled(True)
+    host, event = v, None  # (another device, or no page-locked memory: read, and waited for, in read())
+    if v.device.type == "cuda":
+        try:
+            pinned = torch.empty(v.shape, dtype=F64, pin_memory=True)  # (torch's caching host allocator)
+            pinned.copy_(v, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(v.device))
+            host = pinned
+        except Exception:  # noqa: BLE001
+            host, event = v, None
+    return Later(host, event, extra is not None)
 
 
 def _in_order(order: list, values: torch.Tensor, n: int) -> list:

@@ -808,6 +808,51 @@ json.dump({"took": took, "many": many}, open(sys.argv[2], "w"))
             self.assertIn(25, {d["step"] for d in lean.of("detail")}, "the NaN (opt2 at i=12)")
 
 
+class DeviceLeanReadTest(TempDirMixin, unittest.TestCase):
+    """Off the CPU (a GPU; the path taken here on the CPU) the lean step queues its norms and the loss
+    for the host before the step and reads them after it: the host does not wait for the backward pass
+    before it queues the optimizer's kernels. The numbers are the gradients' before the step."""
+
+    def test_norms_are_read_after_the_step(self):
+        path = self.script("train.py", FIND_PROBE + """
+import json, sys, torch
+stats = sys.modules["gradscope_probe.stats"]
+stats._cheap_to_read = lambda device: False
+order = []
+read = stats.Later.read
+stats.Later.read = lambda self: (order.append("read"), read(self))[1]
+class Opt(torch.optim.SGD):
+    def step(self, closure=None):
+        order.append("step")
+        return super().step(closure)
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+opt = Opt(model.parameters(), lr=0.1)
+x = torch.randn(16, 4)
+want = []
+for i in range(6):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    want.append({"loss": loss.item(), "norms": [p.grad.norm().item() for p in model.parameters()]})
+    opt.step()
+json.dump({"order": order, "want": want}, open(sys.argv[1], "w"))
+""")
+        out = os.path.join(self.tmp, "out.json")
+        r = run_probe(path, args=[out], env={"GRADSCOPE_DETAIL_EVERY": "1000", "GRADSCOPE_SAMPLED_EVERY": "1000"})
+        self.assertWellFormed(r)
+        with open(out) as f:
+            got = json.load(f)
+        # Step 0 takes the general path; from step 1 on, each step's values are read after it.
+        self.assertEqual(got["order"], ["step"] + ["step", "read"] * 5)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 6)
+        for s, w in zip(steps, got["want"]):
+            self.assertAlmostEqual(s["loss"], w["loss"], places=6)
+            for tid, n in enumerate(w["norms"]):
+                self.assertAlmostEqual(r.stat(s, "norm", tid), n, delta=1e-6 * n)
+
+
 class DetailTierTest(TempDirMixin, unittest.TestCase):
     """The detail tier of CPU gradients, computed on the probe's background thread."""
 

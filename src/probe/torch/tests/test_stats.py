@@ -105,6 +105,23 @@ class ManyAtOnceTest(unittest.TestCase):
                 else:
                     self.assertAlmostEqual(a, b, delta=1e-6 * max(1.0, abs(b)), msg=str(g))
 
+    def test_values_later_are_the_values_now(self):
+        """plain_values_later (the lean step off the CPU: read after the step) gives plain_values'
+        norms, and the extra value (the loss) after them; None where the multi-tensor call refuses."""
+        gs = [torch.randn(3, 4), torch.randn(7), torch.randn(2, 2) * 1e3]
+        loss = torch.tensor(0.25)
+        later = stats.plain_values_later(gs, loss)
+        norms, extra = later.read()
+        want, _ = stats.plain_values(gs, False)
+        self.assertEqual(len(norms), 3)
+        for a, b in zip(norms, want):
+            self.assertAlmostEqual(a, b, delta=1e-6 * b)
+        self.assertEqual(extra, 0.25)
+        norms2, none = stats.plain_values_later(gs).read()
+        self.assertEqual(norms2, norms)
+        self.assertIsNone(none)
+        self.assertIsNone(stats.plain_values_later([torch.randn(2), None]))
+
     def test_other_devices_defer_the_check(self):
         """Off the CPU (taken here on the CPU) the fast rows come back unchecked with zero counts, and
         needs_exact picks exactly the gradients whose fast row may be wrong."""
