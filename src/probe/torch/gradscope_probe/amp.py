@@ -8,6 +8,7 @@ multiplied by is what clipping.py divides the gradient statistics by.
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 
 import torch
@@ -113,6 +114,23 @@ class ScalerHooks:
                 if stage == "READY":
                     return float(sc._scale)
         return None
+
+    def _step_scale(self, opt):
+        """For an optimizer that unscales inside its own step (fused SGD/Adam/AdamW:
+        ``_step_supports_amp_scaling``), GradScaler.step does not unscale the gradients: it gives the
+        optimizer ``grad_scale`` and ``found_inf``, and calls its step even on an overflow, which the
+        optimizer then skips. (the factor that unscales the gradients as they are now, or 1.0 where
+        ``grad_scale`` is unset: unscaled already; False where found_inf says the step is skipped: not
+        measured, GradScaler's own step reports it, as for any other optimizer: found_inf is set for
+        these optimizers whether or not the script called unscale_ first.)"""
+        found = getattr(opt, "found_inf", None)
+        if found is not None and float(found) > 0:
+            return False
+        scale = getattr(opt, "grad_scale", None)
+        if scale is None:
+            return 1.0
+        s = float(scale)
+        return 1.0 / s if s > 0 and math.isfinite(s) else 1.0
 
     def _unscaled(self, t):
         hit = self._scaled.get(id(t))

@@ -301,16 +301,25 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         t_start = time.perf_counter()
         if self._bw_pending is not None:
             self._finish_backward_step()
+        unscale = self._step_scale(opt) if self._scalers else 1.0
+        if unscale is False:
+            return None  # GradScaler found inf/NaN: the optimizer skips this step (amp.py reports it)
         closure = args[0] if args else kwargs.get("closure")
         rec = self._opt_rec(opt)
         params = self._params_of(opt, rec)
         sampled = self._sampled_due(rec)
         self._last_rec = rec
-        if rec.lean is not None and LEAN_STEPS and closure is None and not sampled and not self._preclip:
+        if rec.lean is not None and LEAN_STEPS and closure is None and not sampled and not self._preclip \
+                and unscale == 1.0:
             ctx = self._lean_before(rec, params, t_start)
             if ctx is not None:
                 return ctx
         ctx = self._new_ctx(opt, closure is not None, params, t_start, sampled)
+        if unscale != 1.0:
+            # Gradients still multiplied by GradScaler's scale (_after_step), but for the rows a clip
+            # measured before (clipping.py: unscaled there).
+            ctx["unscale"] = unscale
+            ctx["unscaled_ids"] = set(self._preclip)
         with torch.no_grad():
             if closure is None:
                 # defer: the optimizer only reads the gradients, so a CUDA row is checked after the step's copy.
@@ -638,6 +647,10 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             detail = ctx["detail"] if "detail" in ctx else self._detail_due(rec)
             # The gradients the detail tier reads: a backward pass's copies, else p.grad as it is now.
             items = [(p, g if g is not None else p.grad) for p, _, g in grads] if detail else None
+            # (an optimizer that unscales in its step wrote the unscaled gradients back: torch's fused
+            # ones do, so the detail tier reads them as they are now, like a clip's; only the rows
+            # measured before the step are scaled)
+            unscale = ctx.get("unscale")
             way = self._scheduled_detail_way(items) if detail else None
             detail = way is not None
             if detail:
@@ -678,6 +691,11 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             for j, at in enumerate(grad_at):
                 if at is not None:
                     rows[j] = hb.values(at, wire.GRAD_ROW_LENGTH)
+            if unscale is not None:
+                done = ctx["unscaled_ids"]
+                rows = [r if id(p) in done else stats.scale_row(r, unscale) for (p, _, _), r in zip(grads, rows)]
+            # (a row redone here is measured on the gradient as it is now: unscaled, where an optimizer
+            # unscaled it in its step)
             self._check_late(grads, rows, unchecked, late, hb)
             if loss_at is not None:
                 loss = hb.value(loss_at)

@@ -368,8 +368,11 @@ import sys
 from torch import nn
 torch.manual_seed(0)
 mode = sys.argv[1]
+fused = len(sys.argv) > 2 and sys.argv[2] == "fused"
 model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+# fused: an optimizer that unscales inside its own step (GradScaler hands it grad_scale and found_inf
+# instead of unscaling its gradients, and calls its step on an overflow too)
+opt = torch.optim.SGD(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
 scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
 x = torch.randn(16, 4) * 10
 for i in range(5):
@@ -390,10 +393,20 @@ for i in range(5):
 """
 
     def test_unscaled_loss_and_norms_skipped_steps_and_clip_on_scaled_gradients(self):
+        self.check_modes("plain")
+
+    def test_an_optimizer_that_unscales_in_its_step(self):
+        try:
+            torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1, fused=True)
+        except (TypeError, RuntimeError) as e:
+            self.skipTest("no fused SGD on the CPU here: %s" % e)
+        self.check_modes("fused")
+
+    def check_modes(self, kind):
         path = self.script("amp.py", self.SCRIPT)
         for mode in ("unscale", "clip-scaled", "no-clip"):
             with self.subTest(mode=mode):
-                r = run_probe(path, args=[mode])
+                r = run_probe(path, args=[mode, kind])
                 self.assertWellFormed(r, warnings_ok=True)
                 self.assertEqual(r.rc, 0, r.stderr)
                 seen = reports(r)
@@ -405,6 +418,15 @@ for i in range(5):
                     self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=4)
                 skipped = [e for e in r.of("event") if e["kind"] == "skipped-step"]
                 self.assertEqual([(e["step"], e["count"], e["value"]) for e in skipped], [(2, 1, 2.0 ** 15)])
+                # Without a clip (the detail tier reads what the optimizer applied: a clipped gradient)
+                # its values are the unscaled gradient's too: mean² + std² = ||g||² / n.
+                by_step = {s["step"]: s for s in steps}
+                details = [d for d in r.of("detail") if d["step"] in by_step] if mode == "no-clip" else []
+                self.assertTrue(details or mode != "no-clip")
+                for d in details:
+                    n = math.prod(r.tensors[d["tensorId"]]["shape"])
+                    ms = r.stat(by_step[d["step"]], "norm", d["tensorId"]) ** 2 / n
+                    self.assertAlmostEqual((d["mean"] ** 2 + d["std"] ** 2) / max(ms, 1e-30), 1.0 if ms > 0 else 0.0, places=3, msg=d)
                 warnings = r.warnings()
                 if mode == "clip-scaled":
                     self.assertEqual(len(warnings), 1)
