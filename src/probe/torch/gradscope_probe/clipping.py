@@ -1,7 +1,7 @@
 """Gradient clipping hooks: the statistics a step reports are those of the gradients before clipping.
 
 ``clip_grad_norm_`` / ``clip_grad_value_`` (the module's and ``torch.nn.utils``' re-export, which is
-what Lightning calls, inside its closure) are wrapped: the wrapper computes the gradient statistics
+what Lightning calls, inside its closure) and ``clip_grads_with_norm_`` (torch 2.6+) are wrapped: the wrapper computes the gradient statistics
 of the parameters given before clipping; the step reports those (the norm the script actually
 produced). A ``clip`` EVENT gives the threshold once. Clipping gradients a GradScaler still scales is
 recognised: the statistics are divided by the scale and a ``warning`` EVENT says so.
@@ -13,6 +13,11 @@ import functools
 import torch
 
 from . import forks, stats
+
+
+# The leading arguments of each clip function that _before_clip reads, in their order.
+_ARGS = {"clip_grad_norm_": ("parameters", "max_norm", "norm_type"), "clip_grad_value_": ("parameters", "clip_value"),
+         "clip_grads_with_norm_": ("parameters", "max_norm", "total_norm")}
 
 
 class ClipHooks:
@@ -43,7 +48,10 @@ class ClipHooks:
 
         # Both the module and its re-export (`torch.nn.utils.clip_grad_norm_`, what Lightning and
         # `from torch.nn.utils import clip_grad_norm_` reach): each wrapper calls the original.
-        for kind in ("clip_grad_norm_", "clip_grad_value_"):
+        # clip_grads_with_norm_ (torch 2.6+, public in torch.nn.utils only): the second half of
+        # clip_grad_norm_, which a script calls with a total norm of its own (get_total_norm, or one
+        # all-reduced over shards); clip_grad_norm_ calls the module's private name, not this wrapper.
+        for kind in ("clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_"):
             for owner in (clip_mod, nn_utils):
                 if getattr(owner, kind, None) is not None:
                     self._patch(owner, kind, clip(kind), dynamo=True)
@@ -51,7 +59,7 @@ class ClipHooks:
     def _before_clip(self, kind, args, kwargs):
         """Statistics of the gradients about to be clipped; returns the call's arguments, with the
         parameters made a list (they may be a generator, which this consumes)."""
-        names = ("parameters", "max_norm", "norm_type") if kind == "clip_grad_norm_" else ("parameters", "clip_value")
+        names = _ARGS[kind]
         call = dict(zip(names, args))
         call.update(kwargs)
         parameters = call.get("parameters")
@@ -81,6 +89,9 @@ class ClipHooks:
         if kind == "clip_grad_norm_":
             key = (kind, float(threshold), float(call.get("norm_type", 2.0)))
             what = "clip_grad_norm_(max_norm=%g, norm_type=%g)" % key[1:]
+        elif kind == "clip_grads_with_norm_":
+            key = (kind, float(threshold))
+            what = "clip_grads_with_norm_(max_norm=%g)" % key[1]
         else:
             key = (kind, float(threshold))
             what = "clip_grad_value_(clip_value=%g)" % key[1]

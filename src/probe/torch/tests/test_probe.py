@@ -216,6 +216,36 @@ for i in range(3):
         self.assertEqual(clips[0]["value"], 0.5)
         self.assertIn("max_norm=0.5", clips[0]["message"])
 
+    def test_clip_with_a_total_norm_of_its_own_is_seen_before_clipping(self):
+        """torch 2.6+'s two halves of clip_grad_norm_: get_total_norm, then clip_grads_with_norm_ with
+        that norm (or one all-reduced over shards): the STEP reports the gradients before the clip."""
+        import torch.nn.utils
+
+        if not hasattr(torch.nn.utils, "clip_grads_with_norm_"):
+            self.skipTest("clip_grads_with_norm_ is torch 2.6+")
+        path = self.script("clip2.py", MLP + """
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(16, 4) * 100
+for i in range(3):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    total = get_total_norm([p.grad for p in model.parameters()])
+    clip_grads_with_norm_(model.parameters(), 0.5, total)
+    print("total", float(total))
+    opt.step()
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        totals = [float(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("total")]
+        self.assertEqual(len(r.of("step")), 3)
+        for s, total in zip(r.of("step"), totals):
+            norms = [r.stat(s, "norm", t) for t in range(s["nTensors"])]
+            self.assertAlmostEqual(math.sqrt(sum(n * n for n in norms)) / total, 1.0, places=4)
+            self.assertGreater(total, 0.5 * 10)
+        clips = [e for e in r.of("event") if e["kind"] == "clip"]
+        self.assertEqual([(e["value"], "clip_grads_with_norm_(max_norm=0.5)" in e["message"]) for e in clips], [(0.5, True)])
+
     def test_two_optimizers_and_super_step_counted_once(self):
         path = self.script("gan.py", """
 import torch
