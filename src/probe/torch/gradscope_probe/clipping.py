@@ -89,12 +89,9 @@ class ClipHooks:
         if kind == "clip_grad_norm_":
             key = (kind, float(threshold), float(call.get("norm_type", 2.0)))
             what = "clip_grad_norm_(max_norm=%g, norm_type=%g)" % key[1:]
-        elif kind == "clip_grads_with_norm_":
+        else:  # clip_grad_value_(clip_value=…), clip_grads_with_norm_(max_norm=…)
             key = (kind, float(threshold))
-            what = "clip_grads_with_norm_(max_norm=%g)" % key[1]
-        else:
-            key = (kind, float(threshold))
-            what = "clip_grad_value_(clip_value=%g)" % key[1]
+            what = "%s(%s=%g)" % (kind, names[1], key[1])
         if key not in self._clip_reported and len(self._clip_reported) < 10:
             self._clip_reported.add(key)
             self.send({"type": "event", "kind": "clip", "step": self.steps, "value": float(threshold),

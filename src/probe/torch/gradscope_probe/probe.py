@@ -391,11 +391,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         norms = got[0]
         if any(map(stats.needs_exact, norms)):
             # A norm the fast path cannot vouch for: the general path, with the rows already measured.
-            rows = stats.rows_of(gs, norms, None)
             self._grads_time(False, (time.perf_counter() - t_g) * 1e3)
-            ctx = self._new_ctx(rec.ref(), False, params, t_start, False)
-            ctx["grads"] = list(zip(have, rows, gs))
-            ctx["snapshots"] = {}
+            ctx = self._exact_ctx(rec, params, have, gs, norms, self._pending_loss, t_start)
+            self._pending_loss = None
             self._preclip.clear()
             ctx["probe_ms"] = (time.perf_counter() - t_start) * 1e3
             return ctx
@@ -516,15 +514,20 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             self._anomaly_detail(step, list(zip(ctx["params"], ctx["gs"])))
         self._tune(ctx, t_after, time.perf_counter(), detail)
 
+    def _exact_ctx(self, rec, params, have, gs, norms, loss, t_start) -> dict:
+        """The general path's context of a lean step whose norms need the exact path (a NaN, an Inf, a
+        zero): rows_of measures those on `gs` (the gradients of `have`, of the optimizer's `params`)."""
+        return {"opt": rec.ref(), "closure": False, "params": params, "grads": list(zip(have, stats.rows_of(gs, norms, None), gs)),
+                "unchecked": (), "loss": loss, "loss_mark": None, "t_start": t_start, "sampled": False, "sampled_ms": 0.0,
+                "snapshots": {}}
+
     def _lean_exact_after(self, ctx) -> None:
-        """A lean step off the CPU whose norms, read after the step, need the exact path (a NaN, an Inf,
-        a zero): the general path's _after_step, its rows measured on the gradients as they are now,
-        which the step left as they were (torch's optimizers only read them)."""
-        rec = ctx["rec"]
-        rows = stats.rows_of(ctx["gs"], ctx["norms"], None)
-        self._after_step({"opt": rec.ref(), "closure": False, "params": ctx["all"], "grads": list(zip(ctx["params"], rows, ctx["gs"])),
-                          "unchecked": (), "loss": ctx["loss"], "loss_mark": None, "t_start": ctx["t_start"], "sampled": False,
-                          "sampled_ms": 0.0, "snapshots": {}, "probe_ms": ctx["probe_ms"]}, None)
+        """A lean step off the CPU whose norms, read after the step, need the exact path: the general
+        path's _after_step, its rows measured on the gradients as they are now, which the step left as
+        they were (torch's optimizers only read them)."""
+        exact = self._exact_ctx(ctx["rec"], ctx["all"], ctx["params"], ctx["gs"], ctx["norms"], ctx["loss"], ctx["t_start"])
+        exact["probe_ms"] = ctx["probe_ms"]
+        self._after_step(exact, None)
 
     def _lean_detail(self, rec, step, items) -> bool:
         """The scheduled detail tier of a lean step (CPU gradients), where _scheduled_detail_way says,
@@ -647,10 +650,6 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             detail = ctx["detail"] if "detail" in ctx else self._detail_due(rec)
             # The gradients the detail tier reads: a backward pass's copies, else p.grad as it is now.
             items = [(p, g if g is not None else p.grad) for p, _, g in grads] if detail else None
-            # (an optimizer that unscales in its step wrote the unscaled gradients back: torch's fused
-            # ones do, so the detail tier reads them as they are now, like a clip's; only the rows
-            # measured before the step are scaled)
-            unscale = ctx.get("unscale")
             way = self._scheduled_detail_way(items) if detail else None
             detail = way is not None
             if detail:
@@ -691,6 +690,10 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             for j, at in enumerate(grad_at):
                 if at is not None:
                     rows[j] = hb.values(at, wire.GRAD_ROW_LENGTH)
+            # Rows measured before the step of an optimizer that unscales in its step (ctx["unscale"]). Its
+            # detail tier reads the gradients as they are now, which torch's fused optimizers have
+            # written back unscaled (as after a clip: what the step applied).
+            unscale = ctx.get("unscale")
             if unscale is not None:
                 done = ctx["unscaled_ids"]
                 rows = [r if id(p) in done else stats.scale_row(r, unscale) for (p, _, _), r in zip(grads, rows)]

@@ -351,7 +351,7 @@ def plain_values_later(grads: list, extra=None):
             event.record(torch.cuda.current_stream(v.device))
             host = pinned
         except Exception:  # noqa: BLE001
-            host, event = v, None
+            event = None
     return Later(host, event, extra is not None)
 
 

@@ -193,6 +193,17 @@ print("final", repr(loss.item()), repr(float(model.fc1.weight.sum())), repr(torc
         self.assertEqual(with_probe.stdout, without.stdout)
         self.assertEqual(without.rc, 0)
 
+    def assertPreClipTotals(self, r, max_norm):
+        """Each STEP's global norm is the pre-clip total the script printed ("total X", one a step),
+        well over the clip's max_norm."""
+        self.assertWellFormed(r)
+        totals = [float(line.split()[1]) for line in r.stdout.splitlines() if line.startswith("total")]
+        self.assertEqual(len(r.of("step")), len(totals))
+        for s, total in zip(r.of("step"), totals):
+            norms = [r.stat(s, "norm", t) for t in range(s["nTensors"])]
+            self.assertAlmostEqual(math.sqrt(sum(n * n for n in norms)) / total, 1.0, places=4)
+            self.assertGreater(total, max_norm * 10)
+
     def test_clip_grad_norm_is_seen_before_clipping(self):
         path = self.script("clip.py", MLP + """
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -205,12 +216,7 @@ for i in range(3):
     opt.step()
 """)
         r = run_probe(path)
-        self.assertWellFormed(r)
-        totals = [float(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("total")]
-        for s, total in zip(r.of("step"), totals):
-            norms = [r.stat(s, "norm", t) for t in range(s["nTensors"])]
-            self.assertAlmostEqual(math.sqrt(sum(n * n for n in norms)) / total, 1.0, places=4)
-            self.assertGreater(total, 0.5 * 10)
+        self.assertPreClipTotals(r, 0.5)
         clips = [e for e in r.of("event") if e["kind"] == "clip"]
         self.assertEqual(len(clips), 1)
         self.assertEqual(clips[0]["value"], 0.5)
@@ -236,13 +242,7 @@ for i in range(3):
     opt.step()
 """)
         r = run_probe(path)
-        self.assertWellFormed(r)
-        totals = [float(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("total")]
-        self.assertEqual(len(r.of("step")), 3)
-        for s, total in zip(r.of("step"), totals):
-            norms = [r.stat(s, "norm", t) for t in range(s["nTensors"])]
-            self.assertAlmostEqual(math.sqrt(sum(n * n for n in norms)) / total, 1.0, places=4)
-            self.assertGreater(total, 0.5 * 10)
+        self.assertPreClipTotals(r, 0.5)
         clips = [e for e in r.of("event") if e["kind"] == "clip"]
         self.assertEqual([(e["value"], "clip_grads_with_norm_(max_norm=0.5)" in e["message"]) for e in clips], [(0.5, True)])
 
