@@ -328,11 +328,13 @@ def chunks():
 _HOOKED = {}
 
 
-def hooked(on):
+def hooked(on, after=False):
     """The `hooked` mode of ab: the least a tool that hooks the script's steps can cost, with no change
     to the script: a Python wrapper of `torch.autograd.backward` (which `loss.backward()` calls) that
     keeps the loss, and one of the optimizer class's `step` that takes the floor's norm pass before
-    the step and keeps the numbers; no frame, no checks, no bookkeeping."""
+    the step and keeps the numbers; no frame, no checks, no bookkeeping. after (`hookedAfter`): the
+    same norm pass after the step (torch's optimizers only read the gradients), where the step has
+    just read the gradients into the CPU's caches, instead of right after backward()."""
     import torch.autograd as ag
 
     if not on:
@@ -350,6 +352,15 @@ def hooked(on):
         kept.append(tensors)
         return orig_bw(tensors, *a, **kw)
 
+    def step_after(self, *a, **kw):
+        out = orig_step(self, *a, **kw)
+        gs = [p.grad for g in self.param_groups for p in g["params"]]
+        torch._C._set_grad_enabled(False)
+        NORMS.append(torch.stack(torch._foreach_norm(gs)).tolist())
+        torch._C._set_grad_enabled(True)
+        del kept[:]
+        return out
+
     def step(self, *a, **kw):
         gs = [p.grad for g in self.param_groups for p in g["params"]]
         torch._C._set_grad_enabled(False)
@@ -359,7 +370,7 @@ def hooked(on):
         del kept[:]
         return out
 
-    ag.backward, type(opt).step = backward, step
+    ag.backward, type(opt).step = backward, (step_after if after else step)
 
 
 def ab():
@@ -372,7 +383,9 @@ def ab():
         probe.uninstall()
         if probe_b is not None:
             probe_b.uninstall()
-        hooked(mode == "hooked")
+        hooked(False)
+        if mode in ("hooked", "hookedAfter"):
+            hooked(True, after=mode == "hookedAfter")
         if mode in ("probe", "probeB"):
             p = probe if mode == "probe" else probe_b
             p.install()

@@ -41,7 +41,7 @@ class BackwardHook:
                 loss = None
                 if forks.pid == probe.pid and not probe.finished:
                     try:
-                        loss = probe._run(probe._on_backward, tensors)
+                        loss = probe._run(probe._on_backward, tensors, args[0] if args else kwargs.get("grad_tensors"))
                     except Exception as e:  # noqa: BLE001
                         probe.warn("reading the loss", e)
                     if loss is not None:
@@ -59,16 +59,23 @@ class BackwardHook:
 
         self._patch(torch.autograd, "backward", backward, dynamo=True)
 
-    def _on_backward(self, tensors):
+    def _on_backward(self, tensors, grad_tensors=None):
         """Before a backward pass: adds its scalar (unscaled) to the loss of the step in progress.
         Backward mode: sends the previous backward pass's STEP; returns (scalar, leaves) for after."""
         self._preclip.clear()  # new gradients: what a clip saw before is stale
         t = tensors
         if isinstance(t, (list, tuple)) and len(t) == 1:
             t = t[0]
-        if not (isinstance(t, torch.Tensor) and t.numel() == 1):
-            return None
-        scalar = self._unscaled(t).detach()
+        if isinstance(t, torch.Tensor):
+            if t.numel() != 1:
+                return None  # (a non-scalar output and its gradient: no loss to read)
+            scalar = self._unscaled(t).detach()
+            roots = [t]
+        else:
+            got = self._losses_of(t, grad_tensors)
+            if got is None:
+                return None
+            scalar, roots = got
         mark = self._params_mark()
         # The step's first backward pass, or one after the parameters moved in place since then (SAM's
         # first_step goes to w+e before its second one): not accumulation but a new evaluation, whose
@@ -81,7 +88,28 @@ class BackwardHook:
         if self._optimizer_seen:
             return None
         self._finish_backward_step()
-        return t, self._leaves_of(t)
+        return scalar, self._leaves_of(roots)
+
+    def _losses_of(self, ts, weights):
+        """The loss of ``torch.autograd.backward([l1, l2, …], grad_tensors)``, several scalars at once
+        (multi-task losses): the sum of the (unscaled) scalars, each times its weight where
+        grad_tensors gives one, which is the objective whose gradient the pass computes; with its
+        roots. None where it is not that (a non-scalar, a weight that is not one number)."""
+        if not isinstance(ts, (list, tuple)) or not ts or not all(isinstance(x, torch.Tensor) and x.numel() == 1 for x in ts):
+            return None
+        if weights is None:
+            weights = [None] * len(ts)
+        elif isinstance(weights, torch.Tensor) or not isinstance(weights, (list, tuple)) or len(weights) != len(ts):
+            return None
+        total = None
+        for x, w in zip(ts, weights):
+            v = self._unscaled(x).detach().reshape(())
+            if w is not None:
+                if not (isinstance(w, torch.Tensor) and w.numel() == 1):
+                    return None
+                v = v * w.detach().reshape(()).to(v.dtype)
+            total = v if total is None else total + v.to(total.device)
+        return total, list(ts)
 
     def _params_mark(self):
         """The version counters of the first and the last parameter of the last step's optimizer (or of
@@ -106,15 +134,14 @@ class BackwardHook:
         except Exception:  # noqa: BLE001 - a mark is an aid: without one, backward passes add up
             return None
 
-    def _leaves_of(self, t) -> list:
-        """The leaf tensors a backward pass from `t` accumulates gradients into (AccumulateGrad
-        nodes of its graph), in the order the script built their modules where known."""
-        fn = t.grad_fn
-        if fn is None:
-            return []
+    def _leaves_of(self, roots) -> list:
+        """The leaf tensors a backward pass from the tensors `roots` accumulates gradients into
+        (AccumulateGrad nodes of their graphs), in the order the script built their modules where known."""
         out = []
         seen = {}  # id -> node: held, as the Python objects of graph nodes are made on access
-        stack = [fn]
+        stack = [t.grad_fn for t in reversed(roots) if t.grad_fn is not None]
+        if not stack:
+            return []
         while stack and len(seen) < 200000:
             node = stack.pop()
             if node is None or id(node) in seen:
@@ -158,7 +185,7 @@ class BackwardHook:
         """Backward mode (the script never built a torch.optim optimizer): the backward pass that just
         ended is a step; its gradient statistics are taken now, its STEP is sent (with the update the
         script applied by hand) at the start of the next backward pass or at the end of the run."""
-        t, leaves = loss
+        scalar, leaves = loss
         if self._bw_opt is None and not leaves:
             return
         t_start = time.perf_counter()
@@ -184,7 +211,7 @@ class BackwardHook:
                 sampled_ms = (time.perf_counter() - t_w) * 1e3
         self._pending_loss = None
         self._bw_pending = {"opt": None, "closure": False, "params": leaves, "grads": grads, "unchecked": (),
-                            "loss": self._unscaled(t).detach(), "t_start": t_start, "snapshots": snaps,
+                            "loss": scalar, "t_start": t_start, "snapshots": snaps,
                             "detail": detail, "sampled": sampled, "sampled_ms": sampled_ms,
                             "probe_ms": (time.perf_counter() - t_start) * 1e3}
 

@@ -327,11 +327,15 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                 ctx["grads"], ctx["unchecked"] = self._grads_of(params, defer=True, with_max=sampled, plan=rec.norm_plan)
                 ctx["sampled_ms"] = self._grads_time(sampled, (time.perf_counter() - t_g) * 1e3)
                 snap = [p for p, _, _ in ctx["grads"]]
+                self._preclip.clear()
             else:
+                # The pre-clip statistics of a clip before step(closure) stay: a closure that runs a
+                # backward pass makes them stale and drops them then (_on_backward), and one that runs
+                # none steps with the gradients that clip saw (Lightning's manual optimization:
+                # clip_gradients, then optimizer.step() with a closure that does nothing).
                 snap = params
                 if callable(closure):  # (a custom step's first argument may be something else: left as it is)
                     ctx["closure_fn"] = self._measuring_closure(ctx, closure)
-            self._preclip.clear()
             ctx["snapshots"] = {}
             if sampled:
                 t_w = time.perf_counter()

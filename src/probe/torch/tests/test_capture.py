@@ -312,6 +312,90 @@ for i in range(3):
             self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
             self.assertAlmostEqual(s["loss"], want["loss"], places=5)
 
+    def test_a_clip_before_a_step_whose_closure_runs_no_backward(self):
+        """Lightning's manual optimization: the script clips (clip_gradients) after its backward pass,
+        then optimizer.step() hands torch a closure that does nothing. The step applies the gradients
+        that clip saw, so it reports them before clipping (it used to report the clipped ones: exactly
+        max_norm). A closure that runs a backward pass after such a clip steps with new gradients."""
+        path = self.script("manualclip.py", NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+x = torch.randn(16, 4) * 30
+for i in range(4):
+    opt.zero_grad()
+    loss = model(x).pow(2).mean()
+    loss.backward()
+    report(norm=total_norm(model.parameters()), loss=float(loss))
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
+    if i < 2:
+        opt.step(lambda: None)
+    else:
+        def closure():
+            opt.zero_grad()
+            l = model(x * 0.5).pow(2).mean()
+            l.backward()
+            report(norm=total_norm(model.parameters()), loss=float(l), inside=True)
+            return l
+        opt.step(closure)
+""")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        seen = reports(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        # Steps 0 and 1: the gradients of the backward pass before the clip; 2 and 3: those of the
+        # closure's backward pass, unclipped (its loss is the closure's: the earlier pass's gradients
+        # were thrown away by its zero_grad).
+        want = [seen[0], seen[1], seen[3], seen[5]]
+        self.assertTrue(seen[3].get("inside") and seen[5].get("inside"))
+        for s, w in zip(steps, want):
+            self.assertGreater(w["norm"], 0.5 * 2)  # the probe must not show the clipped 0.5
+            self.assertAlmostEqual(global_norm(r, s) / w["norm"], 1.0, places=5)
+        for s, w in zip(steps[:2], want[:2]):
+            self.assertAlmostEqual(s["loss"], w["loss"], places=4)
+
+    @unittest.skipUnless(HAS_LIGHTNING, "lightning is not installed")
+    def test_lightning_manual_optimization_with_clip_gradients(self):
+        path = self.script("litmanual.py", NORMS + """
+import lightning as L
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+class Lit(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+    def training_step(self, batch, i):
+        x, y = batch
+        opt = self.optimizers()
+        opt.zero_grad()
+        loss = (self.net(x) - y).pow(2).mean()
+        self.manual_backward(loss)
+        report(norm=total_norm(self.parameters()), loss=float(loss))
+        self.clip_gradients(opt, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+        opt.step()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-3)
+data = TensorDataset(torch.randn(64, 4) * 20, torch.randn(64, 1) * 50)
+trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Lit(), DataLoader(data, batch_size=16))
+""")
+        r = run_probe(path, timeout=120)
+        self.assertWellFormed(r, warnings_ok=True)
+        seen = reports(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 4)
+        for s, want in zip(steps, seen):
+            self.assertGreater(want["norm"], 1.0)
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertAlmostEqual(s["loss"], want["loss"], places=4)
+        self.assertEqual([e["value"] for e in r.of("event") if e["kind"] == "clip"], [0.5])
+
     def test_clip_before_the_first_step_sends_a_true_hello(self):
         path = self.script("clipfirst.py", """
 import torch
@@ -654,6 +738,53 @@ if len(sys.argv) > 2:  # an optimizer after all
         self.assertEqual([s["optimizer"] for s in steps], [opts[0]["id"]] * 2 + [opts[1]["id"]] * 2)
         switch = [e for e in r.of("event") if e["kind"] == "info" and "from step 2 on" in e["message"]]
         self.assertEqual(len(switch), 1)
+
+
+class SeveralLossesTest(TempDirMixin, unittest.TestCase):
+    """torch.autograd.backward([l1, l2], grad_tensors): one backward pass of several scalars at once
+    (multi-task heads). Its loss is their sum, weighted where grad_tensors weighs them: the objective
+    whose gradient the pass computes (it used to be no loss at all)."""
+    SCRIPT = NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+body, h1, h2 = nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(8, 1)
+params = list(body.parameters()) + list(h1.parameters()) + list(h2.parameters())
+opt = torch.optim.SGD(params, lr=0.05) if sys.argv[1] == "optimizer" else None
+x = torch.randn(16, 4)
+for i in range(3):
+    for p in params:
+        p.grad = None
+    f = torch.tanh(body(x))
+    l1, l2 = h1(f).pow(2).mean(), h2(f).abs().mean()
+    if i == 1:
+        torch.autograd.backward([l1, l2], [torch.tensor(0.5), torch.tensor(2.0)])
+        want = 0.5 * float(l1) + 2.0 * float(l2)
+    else:
+        torch.autograd.backward((l1, l2))
+        want = float(l1) + float(l2)
+    report(norm=total_norm(params), loss=want)
+    if opt is not None:
+        opt.step()
+    else:
+        with torch.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-0.05)
+"""
+
+    def test_the_loss_is_the_sum_of_the_scalars(self):
+        for mode in ("optimizer", "backward"):
+            with self.subTest(mode=mode):
+                path = self.script("losses.py", self.SCRIPT)
+                r = run_probe(path, args=[mode])
+                self.assertWellFormed(r)
+                steps = r.of("step")
+                self.assertEqual(len(steps), 3)
+                for s, want in zip(steps, reports(r)):
+                    self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+                    self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+                if mode == "backward":  # every leaf of both heads, found from both roots
+                    self.assertEqual(len(r.tensors), 6)
 
 
 class ChildProcessTest(TempDirMixin, unittest.TestCase):
