@@ -39,19 +39,25 @@ class BackwardHook:
             @functools.wraps(orig)
             def wrapper(tensors, *args, **kwargs):
                 loss = None
+                mark = False
                 if forks.pid == probe.pid and not probe.finished:
                     try:
                         loss = probe._run(probe._on_backward, tensors, args[0] if args else kwargs.get("grad_tensors"))
                     except Exception as e:  # noqa: BLE001
                         probe.warn("reading the loss", e)
+                    # (taken here: a backward pass inside this one, a reentrant checkpoint's, marks nothing)
+                    mark, probe._mark_next = probe._mark_next, False
                     if loss is not None:
                         probe._run(probe._check_limit)
                 elif probe.end_reason == "step-limit" and forks.pid == probe.pid and not probe._optimizer_seen:
                     probe._exit_after_limit()
                 out = orig(tensors, *args, **kwargs)
-                if loss is not None and not probe._optimizer_seen and not probe.finished and forks.pid == probe.pid:
+                if (loss is not None or mark) and not probe.finished and forks.pid == probe.pid:
                     try:
-                        probe._run(probe._after_backward, loss)
+                        if mark:
+                            probe._run(probe._mark_after_backward)  # (inplace.py)
+                        elif not probe._optimizer_seen:
+                            probe._run(probe._after_backward, loss)
                     except Exception as e:  # noqa: BLE001
                         probe.warn("after a backward pass", e)
                 return out
@@ -86,6 +92,7 @@ class BackwardHook:
         else:
             self._pending_loss = self._pending_loss + scalar
         if self._optimizer_seen:
+            self._mark_next = self._mark_due()
             return None
         self._finish_backward_step()
         return scalar, self._leaves_of(roots)

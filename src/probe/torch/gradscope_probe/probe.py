@@ -42,6 +42,7 @@ from .children import ChildProcessWarnings
 from .clipping import ClipHooks
 from .detail import BACKGROUND, HERE, DetailTier
 from .dynamo import DynamoExclusion
+from .inplace import InPlaceCheck
 from .inputs import InputScale
 from .optimizers import OptimizerHooks
 from .parameters import ParameterSites
@@ -91,7 +92,7 @@ class StepLimitReached(SystemExit):
 
 
 class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks, ChildProcessWarnings,
-            DynamoExclusion, DetailTier, SampledTier, InputScale):
+            DynamoExclusion, DetailTier, SampledTier, InputScale, InPlaceCheck):
     """The probe of this process: one object, its state spread over the mixins' _init_* methods."""
 
     def __init__(self, channel, script: str, max_steps: int = 0, detail_every: int = 0, sampled_every: int = 0):
@@ -121,6 +122,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         self._init_detail(detail_every)
         self._init_sampled(sampled_every)
         self._init_inputs()
+        self._init_inplace()
 
     # ------------------------------------------------------------------------------------------
     # Frames
@@ -704,6 +706,11 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
             # (a row redone here is measured on the gradient as it is now: unscaled, where an optimizer
             # unscaled it in its step)
             self._check_late(grads, rows, unchecked, late, hb)
+            if self._bw_marks is not None:
+                if sampled and not ctx["closure"] and unscale is None:
+                    self._check_inplace(step, grads, rows, ks)
+                else:
+                    self._bw_marks = None
             if loss_at is not None:
                 loss = hb.value(loss_at)
             elif isinstance(loss_t, torch.Tensor):
@@ -771,7 +778,9 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         end = time.perf_counter()
         self._tune(ctx, t_after, end, detail)
         if sampled and rec.steps > 1:
-            self._tune_sampled(ctx["sampled_ms"])
+            self._tune_sampled(ctx["sampled_ms"] + self._mark_ms)  # (with inplace.py's marks for it)
+        if sampled:
+            self._mark_ms = 0.0
 
     def _check_late(self, grads, rows, unchecked, late, hb) -> None:
         """Redoes, after the copy, what the fast paths could not check on their device (CUDA): a

@@ -740,6 +740,62 @@ if len(sys.argv) > 2:  # an optimizer after all
         self.assertEqual(len(switch), 1)
 
 
+class InPlaceChangeTest(TempDirMixin, unittest.TestCase):
+    """Gradients changed in place between backward() and step() by the script's own code (inplace.py):
+    a clip written by hand, through the gradient or its .data, is said once, with the norm backward()
+    left; torch's clip, accumulation and a plain step say nothing."""
+    SCRIPT = NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+x = torch.randn(32, 4) * 30
+way = sys.argv[1]
+for i in range(6):
+    opt.zero_grad()
+    for k in range(2 if way == "accumulate" else 1):
+        loss = model(x + k).pow(2).mean()
+        loss.backward()
+    total = total_norm(model.parameters())
+    report(norm=total)
+    if way in ("by-hand", "by-hand-data") and total > 0.5:
+        for p in model.parameters():
+            (p.grad.data if way == "by-hand-data" else p.grad).mul_(0.5 / total)
+        report(clipped=total_norm(model.parameters()))
+    elif way == "torch-clip":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+    opt.step()
+"""
+
+    def test_a_clip_written_by_hand_is_said(self):
+        for way in ("by-hand", "by-hand-data"):
+            with self.subTest(way=way):
+                path = self.script("byhand.py", self.SCRIPT)
+                r = run_probe(path, args=[way])
+                self.assertWellFormed(r, warnings_ok=True)
+                seen = [x for x in reports(r) if "norm" in x]
+                self.assertGreater(seen[0]["norm"], 1.0)
+                warnings = [e for e in r.of("event") if e["kind"] == "warning"]
+                self.assertEqual(len(warnings), 1, warnings)
+                w = warnings[0]
+                self.assertIn("changed in place between backward() and optimizer.step()", w["message"])
+                self.assertEqual(w["step"], 0)
+                self.assertAlmostEqual(w["value"] / seen[0]["norm"], 1.0, places=5)
+                # The steps report what the step applied: the clipped gradients.
+                self.assertAlmostEqual(global_norm(r, r.of("step")[0]), 0.5, places=5)
+
+    def test_torch_clip_accumulation_and_a_plain_step_say_nothing(self):
+        for way in ("torch-clip", "accumulate", "plain"):
+            with self.subTest(way=way):
+                path = self.script("byhand.py", self.SCRIPT)
+                r = run_probe(path, args=[way])
+                self.assertWellFormed(r)
+                self.assertEqual([e for e in r.of("event") if e["kind"] == "warning"], [])
+                for s, want in zip(r.of("step"), reports(r)):
+                    self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+
+
 class SeveralLossesTest(TempDirMixin, unittest.TestCase):
     """torch.autograd.backward([l1, l2], grad_tensors): one backward pass of several scalars at once
     (multi-task heads). Its loss is their sum, weighted where grad_tensors weighs them: the objective
