@@ -145,6 +145,8 @@ export class Probe implements CaptureSink {
   private readonly varSites = new Map<string, { site: Site | null; layer: WeakRef<object> | null }>();
   private pendingLoss = NaN;
   private pendingLossTensor: Tensor | null = null;
+  /** Gradient computations (with a scalar value) since the last applyGradients: their losses add up. */
+  private pendingLosses = 0;
   private readonly warned = new Set<string>();
   private detailEvery: number;
   private readonly autoDetail: boolean;
@@ -296,13 +298,25 @@ export class Probe implements CaptureSink {
     this.varSites.set(name, { site, layer: layer ? new WeakRef(layer) : null });
   }
 
+  /**
+   * Every gradient computation since the last applyGradients feeds the step about to be applied
+   * (accumulation over micro-batches: variableGrads per batch, the gradients added, one
+   * applyGradients): the step's loss is the sum of their values, as the torch probe sums the
+   * scalars back-propagated since the last step. (It used to be the last batch's value alone.)
+   */
   onGradientsValue(value: Tensor): void {
+    const first = this.pendingLosses === 0;
+    this.pendingLosses++;
     if (this.deviceMode) {
-      this.pendingLossTensor?.dispose();
-      this.pendingLossTensor = this.tf.keep(this.tf.clone(value));
+      const prev = this.pendingLossTensor;
+      const v = value.reshape([]);
+      this.pendingLossTensor = this.tf.keep(first || !prev ? this.tf.clone(v) : this.tf.add(prev, v));
+      v.dispose();
+      prev?.dispose();
     } else {
       // cpu/wasm compute eagerly: the value is there already, reading a scalar costs nothing.
-      this.pendingLoss = Number(value.dataSync()[0]);
+      const v = Number(value.dataSync()[0]);
+      this.pendingLoss = first ? v : this.pendingLoss + v;
     }
   }
 
@@ -344,6 +358,7 @@ export class Probe implements CaptureSink {
     const ctx: StepCtx = { entries, loss: this.pendingLoss, lossTensor: this.pendingLossTensor, weightsDue, w0, weighMs: performance.now() - t0 };
     this.pendingLoss = NaN;
     this.pendingLossTensor = null;
+    this.pendingLosses = 0;
     const o = outer as StepCtx | null;
     if (o) {
       // A nested call (super.applyGradients): the loss seen before the outer call belongs to this step.

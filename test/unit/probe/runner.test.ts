@@ -247,6 +247,20 @@ describe('tfjs probe: script styles', () => {
     assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
   });
 
+  it('gradients accumulated over micro-batches: the loss of the step is the sum of what was differentiated', async () => {
+    // Both ways the loss is read: a number on this thread (host, inline), a tensor kept on the device.
+    for (const mode of ['inline', 'device']) {
+      const r = await runProbe(join(SCRIPTS, 'accumulate-grads.js'), { env: { GRADSCOPE_STATS: mode } });
+      assertWellFormed(r);
+      const want = [...r.stdout.matchAll(/^LOSS (\d+) (\S+)$/gm)].map((m) => Number(m[2]));
+      const steps = r.of('step');
+      assert.equal(want.length, 3);
+      assert.equal(steps.length, 3);
+      // (it was the second micro-batch's loss alone)
+      steps.forEach((s, i) => assert.ok(Math.abs(s.loss / want[i] - 1) < 1e-6, `${mode}, step ${i}: loss ${s.loss}, the script's ${want[i]}`));
+    }
+  });
+
   it('custom Layer subclass built with new: its class and the `new` line', async () => {
     const file = join(SCRIPTS, 'custom-layer.js');
     const r = await runProbe(file);
