@@ -28,6 +28,8 @@ export interface CaptureSink {
   onLayer(layer: object, site: Site): void;
   onVariable(name: string, site: Site | null, layer: object | null): void;
   onGradientsValue(value: Tensor): void;
+  /** The gradients a computation made, by variable name (variableGrads, minimize): see Probe.onGradients. */
+  onGradients?(computed: ReadonlyMap<string, Tensor>): void;
   /** Called before the optimizer's own applyGradients; returns a context for afterApply. */
   /** `outer` is the context of an enclosing applyGradients call (a subclass calling super), if any. */
   beforeApply(optimizer: object, grads: NamedGrad[], outer: unknown): unknown;
@@ -245,11 +247,27 @@ export class Capture {
     const gradients = eng.gradients as AnyFn;
     if (!gradients[WRAPPED]) {
       const wrapped: AnyFn = function (this: unknown, ...args: unknown[]) {
-        const r = gradients.apply(this, args) as { value: Tensor | null };
+        const r = gradients.apply(this, args) as { value: Tensor | null; grads?: (Tensor | null)[] };
         try {
           if (r?.value && r.value.size === 1) sink.onGradientsValue(r.value);
         } catch (e) {
           sink.warn('loss capture', e);
+        }
+        try {
+          // gradients(f, xs, …): the gradient of each of xs, in order. Variables (variableGrads,
+          // minimize) have names, as applyGradients receives them; tf.grads of plain tensors has none.
+          const xs = args[1];
+          if (sink.onGradients && Array.isArray(xs) && Array.isArray(r?.grads)) {
+            const computed = new Map<string, Tensor>();
+            xs.forEach((x: unknown, i) => {
+              const name = (x as { name?: unknown } | null)?.name;
+              const g = r.grads![i];
+              if (typeof name === 'string' && g) computed.set(name, g);
+            });
+            if (computed.size) sink.onGradients(computed);
+          }
+        } catch (e) {
+          sink.warn('gradient capture', e);
         }
         return r;
       };

@@ -147,6 +147,9 @@ export class Probe implements CaptureSink {
   private pendingLossTensor: Tensor | null = null;
   /** Gradient computations (with a scalar value) since the last applyGradients: their losses add up. */
   private pendingLosses = 0;
+  /** onGradients: the gradients computed since the last applyGradients, until transformSaid. */
+  private readonly computed = new Map<string, Tensor>();
+  private transformSaid = false;
   private readonly warned = new Set<string>();
   private detailEvery: number;
   private readonly autoDetail: boolean;
@@ -320,10 +323,51 @@ export class Probe implements CaptureSink {
     }
   }
 
+  /**
+   * The gradients computed since the last applyGradients, by variable name, until a difference with
+   * what applyGradients receives has been said (then no longer kept). TF.js tensors are immutable, so
+   * a script that clips, accumulates or rescales its gradients in between hands applyGradients other
+   * tensors than those computed: GradScope reports the ones applied, and says so once (a clip
+   * written by hand hides how large they were), as the torch probe says of gradients changed in
+   * place between backward() and step().
+   */
+  onGradients(computed: ReadonlyMap<string, Tensor>): void {
+    if (this.transformSaid) return;
+    for (const [name, t] of computed) this.computed.set(name, t);
+  }
+
+  /** Says once that the gradients applied are not the ones computed (see onGradients). */
+  private checkTransformed(step: number, grads: NamedGrad[]): void {
+    if (this.transformSaid || this.computed.size === 0) return;
+    // (Not cleared here: an outer call of nested ones, a subclass's applyGradients, gets the gradients
+    // computed, and the innermost, the step, what the subclass made of them. afterApply clears.)
+    const other = grads.filter(({ name, tensor }) => {
+      const c = this.computed.get(name);
+      return c !== undefined && c !== tensor;
+    });
+    if (!other.length) return;
+    this.transformSaid = true;
+    const names = other
+      .slice(0, 3)
+      .map((g) => g.name)
+      .join(', ');
+    this.send({
+      type: 'event',
+      kind: 'info',
+      step,
+      message:
+        `applyGradients received other tensors than the gradients computed (tf.variableGrads, minimize) for ${other.length} ` +
+        `tensor(s) (${names}${other.length > 3 ? ', …' : ''}): the script changes them in between (a clip, an accumulation ` +
+        `over micro-batches, a rescale, an optimizer subclass). GradScope shows the gradients as applied, so a clip hides how ` +
+        `large they were`,
+    });
+  }
+
   beforeApply(_optimizer: object, grads: NamedGrad[], outer: unknown): StepCtx {
     // Nothing can be delivered any more (the script closed the channel's descriptor): the script
     // goes on uninstrumented; afterApply only counts the step, for the step limit.
     if (!this.channel.open) return { entries: [], loss: NaN, lossTensor: null, weightsDue: false, w0: null, weighMs: 0 };
+    this.checkTransformed(this.steps, grads);
     const vars = this.capture.engine.registeredVariables;
     const fresh: TensorInfo[] = [];
     const entries: StepEntry[] = [];
@@ -372,6 +416,7 @@ export class Probe implements CaptureSink {
 
   afterApply(raw: unknown): void {
     const ctx = raw as StepCtx;
+    this.computed.clear();
     if (!this.channel.open) {
       this.steps++;
       this.checkStepLimit();

@@ -34,6 +34,14 @@ function stat(s: StepMsg, name: StepMsg['stats'][number], id: number): number {
   return s.columns[s.stats.indexOf(name)][id];
 }
 
+/** The info EVENT that gradients reached applyGradients changed since they were computed (probe.ts checkTransformed). */
+function transformNotes(r: ProbeRun): string[] {
+  return r
+    .of('event')
+    .filter((e) => e.kind === 'info' && /applyGradients received other tensors than the gradients computed/.test(e.message))
+    .map((e) => e.message);
+}
+
 /** Protocol invariants every run must satisfy. */
 function assertWellFormed(r: ProbeRun): void {
   assert.equal(r.decodeError, null, `decoder: ${r.decodeError?.message}`);
@@ -76,6 +84,7 @@ describe('tfjs probe: script styles', () => {
     assert.match(hello.backendReason, /tfjs-node-gpu is not installed.*running on wasm/);
     assert.match(r.stderr, /\[gradscope\] .*running on wasm/);
     assert.equal(r.of('event').filter((e) => e.kind === 'backend').length, 1);
+    assert.deepEqual(transformNotes(r), []); // model.fit applies what it computed
     const ts = tensorsOf(r);
     assert.deepEqual(
       ts.map((t) => t.name),
@@ -141,6 +150,7 @@ describe('tfjs probe: script styles', () => {
       if (mode === 'device') env.GRADSCOPE_BACKEND = 'cpu';
       const r = await runProbe(file, { env });
       assertWellFormed(r);
+      assert.deepEqual(transformNotes(r), []); // variableGrads' own tensors applied
       if (mode === 'device') {
         assert.equal(r.of('hello')[0].backend, 'cpu');
         assert.match(r.of('hello')[0].backendReason, /GRADSCOPE_BACKEND=cpu/);
@@ -242,8 +252,11 @@ describe('tfjs probe: script styles', () => {
     assertWellFormed(r);
     assert.equal(r.of('step').length, 8); // 2 epochs × 4 batches, not 16
     assert.equal(r.of('end')[0].steps, 8);
-    // The hook sees what the subclass passes on: clipped to ±0.1.
+    // The hook sees what the subclass passes on: clipped to ±0.1; and says so once.
     assert.ok(r.of('step').every((s) => stat(s, 'maxAbs', 0) <= 0.1 + 1e-7));
+    const notes = transformNotes(r);
+    assert.equal(notes.length, 1, notes.join('\n'));
+    assert.match(notes[0], /for 2 tensor\(s\) \(dense_Dense1\/kernel, dense_Dense1\/bias\)/);
     assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
   });
 
@@ -258,6 +271,8 @@ describe('tfjs probe: script styles', () => {
       assert.equal(steps.length, 3);
       // (it was the second micro-batch's loss alone)
       steps.forEach((s, i) => assert.ok(Math.abs(s.loss / want[i] - 1) < 1e-6, `${mode}, step ${i}: loss ${s.loss}, the script's ${want[i]}`));
+      // The sum applied is not what either computation gave: said once.
+      assert.equal(transformNotes(r).length, 1);
     }
   });
 
@@ -307,6 +322,7 @@ describe('tfjs probe: script styles', () => {
     assert.equal(steps.length, 5);
     assert.ok(steps[0].loss > steps[4].loss, 'loss falls');
     assert.equal(r.of('end')[0].reason, 'step-limit');
+    assert.deepEqual(transformNotes(r), []); // minimize applies what it computed
   });
 
   it('a fully synchronous loop still gets every step', async () => {
