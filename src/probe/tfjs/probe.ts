@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
+import { formatNumber } from '../../core/protocol/float';
 import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
@@ -351,16 +352,42 @@ export class Probe implements CaptureSink {
       .slice(0, 3)
       .map((g) => g.name)
       .join(', ');
+    const norms = this.globalNorms(
+      other.map((g) => this.computed.get(g.name)!),
+      other.map((g) => g.tensor),
+    );
     this.send({
       type: 'event',
       kind: 'info',
       step,
+      ...(norms ? { value: norms[0] } : {}),
       message:
         `applyGradients received other tensors than the gradients computed (tf.variableGrads, minimize) for ${other.length} ` +
-        `tensor(s) (${names}${other.length > 3 ? ', …' : ''}): the script changes them in between (a clip, an accumulation ` +
-        `over micro-batches, a rescale, an optimizer subclass). GradScope shows the gradients as applied, so a clip hides how ` +
-        `large they were`,
+        `tensor(s) (${names}${other.length > 3 ? ', …' : ''})${norms ? `: global norm ${formatNumber(norms[0])} computed, ${formatNumber(norms[1])} applied` : ''}` +
+        `. The script changes them in between (a clip, an accumulation over micro-batches, a rescale, an optimizer subclass); ` +
+        `GradScope shows the gradients as applied, so a clip hides how large they were`,
     });
+  }
+
+  /**
+   * [computed, applied] global L2 norms of two lists of tensors, read once (the first transformed
+   * step only); null where the script disposed a computed one already (an accumulation loop) or
+   * the read fails.
+   */
+  private globalNorms(computed: Tensor[], applied: Tensor[]): [number, number] | null {
+    if (computed.some((t) => t.isDisposed) || applied.some((t) => t.isDisposed)) return null;
+    const tf = this.tf;
+    try {
+      const both = tf.tidy(() => {
+        const norm = (ts: Tensor[]): Tensor => tf.sqrt(tf.addN(ts.map((t) => tf.sum(tf.square(tf.cast(t, 'float32'))))));
+        return tf.stack([norm(computed), norm(applied)]);
+      });
+      const v = both.dataSync();
+      both.dispose();
+      return [v[0], v[1]];
+    } catch {
+      return null;
+    }
   }
 
   beforeApply(_optimizer: object, grads: NamedGrad[], outer: unknown): StepCtx {

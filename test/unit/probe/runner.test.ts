@@ -256,7 +256,12 @@ describe('tfjs probe: script styles', () => {
     assert.ok(r.of('step').every((s) => stat(s, 'maxAbs', 0) <= 0.1 + 1e-7));
     const notes = transformNotes(r);
     assert.equal(notes.length, 1, notes.join('\n'));
-    assert.match(notes[0], /for 2 tensor\(s\) \(dense_Dense1\/kernel, dense_Dense1\/bias\)/);
+    assert.match(notes[0], /for 2 tensor\(s\) \(dense_Dense1\/kernel, dense_Dense1\/bias\): global norm (\S+) computed, (\S+) applied/);
+    // What each tensor's norm was before the subclass clipped it, and after (the step's own norms).
+    const [, before, applied] = /global norm (\S+) computed, (\S+) applied/.exec(notes[0])!;
+    const s0 = r.of('step')[0];
+    assert.ok(Math.abs(Number(applied) / Math.hypot(stat(s0, 'norm', 0), stat(s0, 'norm', 1)) - 1) < 1e-2, notes[0]); // (3 digits)
+    assert.ok(Number(before) > Number(applied), notes[0]);
     assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
   });
 
