@@ -29,7 +29,7 @@ export interface CaptureSink {
   onVariable(name: string, site: Site | null, layer: object | null): void;
   onGradientsValue(value: Tensor): void;
   /** The gradients a computation made, by variable name (variableGrads, minimize): see Probe.onGradients. */
-  onGradients?(computed: ReadonlyMap<string, Tensor>): void;
+  onGradients(computed: ReadonlyMap<string, Tensor>): void;
   /** Called before the optimizer's own applyGradients; returns a context for afterApply. */
   /** `outer` is the context of an enclosing applyGradients call (a subclass calling super), if any. */
   beforeApply(optimizer: object, grads: NamedGrad[], outer: unknown): unknown;
@@ -257,7 +257,7 @@ export class Capture {
           // gradients(f, xs, …): the gradient of each of xs, in order. Variables (variableGrads,
           // minimize) have names, as applyGradients receives them; tf.grads of plain tensors has none.
           const xs = args[1];
-          if (sink.onGradients && Array.isArray(xs) && Array.isArray(r?.grads)) {
+          if (Array.isArray(xs) && Array.isArray(r?.grads)) {
             const computed = new Map<string, Tensor>();
             xs.forEach((x: unknown, i) => {
               const name = (x as { name?: unknown } | null)?.name;

@@ -36,6 +36,21 @@ def report(**kw):
     print("REPORT " + json.dumps(kw))
 """
 
+LIGHTNING_HEAD = """
+import lightning as L
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+"""
+# Trains a LightningModule `Lit` 4 steps on inputs large enough that a clip at 0.5 acts. {clip}: more
+# Trainer arguments (gradient_clip_val).
+LIGHTNING_FIT = """
+data = TensorDataset(torch.randn(64, 4) * 20, torch.randn(64, 1) * 50)
+trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False,{clip}
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Lit(), DataLoader(data, batch_size=16))
+"""
+
 
 def reports(r):
     return [json.loads(l[len("REPORT "):]) for l in r.stdout.splitlines() if l.startswith("REPORT ")]
@@ -359,11 +374,7 @@ for i in range(4):
 
     @unittest.skipUnless(HAS_LIGHTNING, "lightning is not installed")
     def test_lightning_manual_optimization_with_clip_gradients(self):
-        path = self.script("litmanual.py", NORMS + """
-import lightning as L
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-torch.manual_seed(0)
+        path = self.script("litmanual.py", NORMS + LIGHTNING_HEAD + """
 class Lit(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -380,21 +391,8 @@ class Lit(L.LightningModule):
         opt.step()
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=1e-3)
-data = TensorDataset(torch.randn(64, 4) * 20, torch.randn(64, 1) * 50)
-trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False,
-                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-trainer.fit(Lit(), DataLoader(data, batch_size=16))
-""")
-        r = run_probe(path, timeout=120)
-        self.assertWellFormed(r, warnings_ok=True)
-        seen = reports(r)
-        steps = r.of("step")
-        self.assertEqual(len(steps), 4)
-        for s, want in zip(steps, seen):
-            self.assertGreater(want["norm"], 1.0)
-            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
-            self.assertAlmostEqual(s["loss"], want["loss"], places=4)
-        self.assertEqual([e["value"] for e in r.of("event") if e["kind"] == "clip"], [0.5])
+""" + LIGHTNING_FIT.format(clip=""))
+        self.assertLightningPreClip(run_probe(path, timeout=120), with_loss=True)
 
     def test_clip_before_the_first_step_sends_a_true_hello(self):
         path = self.script("clipfirst.py", """
@@ -411,11 +409,7 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
 
     @unittest.skipUnless(HAS_LIGHTNING, "lightning is not installed")
     def test_lightning_gradient_clip_val(self):
-        path = self.script("lit.py", NORMS + """
-import lightning as L
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-torch.manual_seed(0)
+        path = self.script("lit.py", NORMS + LIGHTNING_HEAD + """
 class Lit(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -427,22 +421,23 @@ class Lit(L.LightningModule):
         report(norm=total_norm(self.parameters()))
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=1e-3)
-data = TensorDataset(torch.randn(64, 4) * 20, torch.randn(64, 1) * 50)
-trainer = L.Trainer(max_epochs=1, gradient_clip_val=0.5, accelerator="cpu", logger=False,
-                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-trainer.fit(Lit(), DataLoader(data, batch_size=16))
-""")
+""" + LIGHTNING_FIT.format(clip=" gradient_clip_val=0.5,"))
         r = run_probe(path, timeout=120)
+        self.assertLightningPreClip(r, with_loss=False)
+        self.assertEqual(r.of("optimizer")[0]["name"], "SGD#0")
+
+    def assertLightningPreClip(self, r, with_loss: bool):
+        """A LightningModule's 4 steps (LIGHTNING_FIT) clipped at 0.5: each reports the norm its
+        script saw before clipping (and its loss, where the script reported one), and one clip event."""
         self.assertWellFormed(r, warnings_ok=True)
-        seen = reports(r)
         steps = r.of("step")
         self.assertEqual(len(steps), 4)
-        for s, want in zip(steps, seen):
+        for s, want in zip(steps, reports(r)):
             self.assertGreater(want["norm"], 1.0)
             self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
-        clips = [e for e in r.of("event") if e["kind"] == "clip"]
-        self.assertEqual([e["value"] for e in clips], [0.5])
-        self.assertEqual(r.of("optimizer")[0]["name"], "SGD#0")
+            if with_loss:
+                self.assertAlmostEqual(s["loss"], want["loss"], places=4)
+        self.assertEqual([e["value"] for e in r.of("event") if e["kind"] == "clip"], [0.5])
 
 
 @unittest.skipUnless(HAS_CPU_SCALER, "a CPU GradScaler needs torch.amp (2.x); torch.cuda.amp's needs CUDA")
