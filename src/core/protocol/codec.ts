@@ -10,6 +10,7 @@ import {
   EVENT_KINDS,
   MSG_TYPE_NAMES,
   MsgType,
+  NO_LOSS_WORDS,
   OPTIMIZER_MODES,
   PROTOCOL_VERSION,
   STAT_BY_ID,
@@ -86,7 +87,10 @@ export function encodeStep(msg: Omit<StepMsg, 'type'>, seq: number): Uint8Array 
   dv.setUint32(4, n, true);
   dv.setUint32(8, nStats, true);
   dv.setUint32(12, msg.optimizer, true);
-  dv.setFloat64(16, msg.loss, true);
+  if (msg.loss === null) {
+    dv.setUint32(16, NO_LOSS_WORDS[0], true);
+    dv.setUint32(20, NO_LOSS_WORDS[1], true);
+  } else dv.setFloat64(16, msg.loss, true);
   dv.setFloat64(24, msg.wallMs, true);
   for (let s = 0; s < nStats; s++) payload[STEP_FIXED_BYTES + s] = STAT_IDS[msg.stats[s]];
   const base = STEP_FIXED_BYTES + idsBytes;
@@ -157,6 +161,7 @@ function opt<T>(o: Obj, k: string, check: (v: unknown) => v is T, what: string):
   return o[k] === undefined || o[k] === null ? undefined : req(o, k, check, what);
 }
 const isStr = (v: unknown): v is string => typeof v === 'string';
+const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
 const isNum = (v: unknown): v is number => typeof v === 'number';
 const isUint = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -247,6 +252,8 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
       if (worldSize !== undefined) m.worldSize = worldSize;
       const host = opt(o, 'host', isStr, 'a string');
       if (host !== undefined) m.host = host;
+      const marks = opt(o, 'marksNoLoss', isBool, 'a boolean');
+      if (marks !== undefined) m.marksNoLoss = marks;
       return m;
     }
     case MsgType.Tensors: {
@@ -356,7 +363,7 @@ function decodeStep(p: Uint8Array): StepMsg {
     step,
     optimizer: dv.getUint32(12, true),
     nTensors,
-    loss: dv.getFloat64(16, true),
+    loss: dv.getUint32(16, true) === NO_LOSS_WORDS[0] && dv.getUint32(20, true) === NO_LOSS_WORDS[1] ? null : dv.getFloat64(16, true),
     wallMs: dv.getFloat64(24, true),
     stats,
     columns,

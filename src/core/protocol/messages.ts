@@ -8,6 +8,12 @@
 export const MAGIC = 0x50435347; // bytes "GSCP" read as a little-endian u32
 export const PROTOCOL_VERSION = 1;
 export const HEADER_BYTES = 16;
+/**
+ * The STEP loss of a step without one, as the two little-endian u32 words of its float64 (low, high):
+ * a quiet NaN with payload 1954 (as R marks NA), never produced by arithmetic on a loss, so that a NaN
+ * loss (any other NaN) and no loss stay apart on the wire.
+ */
+export const NO_LOSS_WORDS = [0x000007a2, 0x7ff80000] as const;
 /** No frame may declare a payload larger than this; a larger length is a protocol error. */
 export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
@@ -114,6 +120,11 @@ export interface HelloMsg {
   worldSize?: number;
   /** The machine's host name, when the process is one of several. */
   host?: string;
+  /**
+   * true: this probe writes a STEP without a loss as NO_LOSS (loss null), so a NaN loss is a NaN
+   * loss from the first step on. Absent (probes before it, their run files): NaN meant either.
+   */
+  marksNoLoss?: boolean;
 }
 
 export interface TensorInfo {
@@ -161,8 +172,12 @@ export interface StepMsg {
   step: number;
   /** The `id` of the OPTIMIZER whose step this is (0 when the probe announced none). */
   optimizer: number;
-  /** Loss of this step when the probe could see it, else NaN. */
-  loss: number;
+  /**
+   * Loss of this step (NaN: the loss was NaN); null when the probe saw none, written on the wire as
+   * the NO_LOSS value. From a probe without HELLO's `marksNoLoss` (older probes, older run files)
+   * a NaN may also mean "not seen": the store tells the two apart as it always did.
+   */
+  loss: number | null;
   /** Milliseconds since the probe started. */
   wallMs: number;
   /** Statistic names in the order of `columns`. */

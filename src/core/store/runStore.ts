@@ -377,7 +377,7 @@ export class RunStore {
 
   private readonly gnorm: DecimatedCurve;
   private readonly lossCurve: DecimatedCurve;
-  /** Optimizer ids whose steps have carried a finite loss (a NaN loss counts as one from then on). */
+  /** Optimizer ids whose steps have carried a finite loss (for probes that do not mark "no loss": a NaN loss counts as one from then on). */
   private readonly lossSeen = new Set<number>();
   /**
    * Each optimizer's own global-norm and loss curves. Made when a
@@ -648,16 +648,20 @@ export class RunStore {
       if (isFiniteNum(g) && (this.gMax === null || g > this.gMax)) this.gMax = g;
     }
 
-    // Loss: NaN means "not seen" until a finite loss has been seen in this optimizer's steps; after
-    // that it is a NaN loss. Per optimizer: with two optimizers stepping after one backward pass
-    // (SparseAdam beside Adam), only the first step carries the loss and the other's NaN is "not seen".
+    // Loss: null is "not seen" (a step of a second optimizer after one backward pass, SparseAdam
+    // beside Adam, carries none); NaN a NaN loss, from the first step on. A probe that does not
+    // mark "not seen" (no HELLO marksNoLoss: older probes, their run files) wrote NaN for both: there
+    // NaN means "not seen" until a finite loss has been seen in this optimizer's steps (per optimizer,
+    // for the reason above), a NaN loss after that.
     const loss = m.loss;
     const opt = m.optimizer;
-    if (isFiniteNum(loss)) {
+    if (loss === null) {
+      // no loss at this step
+    } else if (isFiniteNum(loss)) {
       this.lossSeen.add(opt);
       this.lossCurve.push(m.step, loss, 0);
       own?.loss.push(m.step, loss, 0);
-    } else if (this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
+    } else if (this._hello?.marksNoLoss === true || this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
       this.lossCurve.push(m.step, loss, 1);
       own?.loss.push(m.step, loss, 1);
     }

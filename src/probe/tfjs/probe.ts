@@ -69,7 +69,8 @@ interface StepEntry {
 
 interface StepCtx {
   entries: StepEntry[];
-  loss: number;
+  /** The loss read on the host (null: none seen, or it is in lossTensor). */
+  loss: number | null;
   lossTensor: Tensor | null;
   /** The schedule made this a weights step (tensors seen for the first time are weighed regardless). */
   weightsDue: boolean;
@@ -82,7 +83,8 @@ interface StepCtx {
 interface PendingStep {
   step: number;
   nTensors: number;
-  loss: number;
+  /** null: the step had no loss (NO_LOSS on the wire), never NaN for it. */
+  loss: number | null;
   wallMs: number;
   /** Training-thread time spent on the weights tier (0: the step did not measure it), ms. */
   weighMs: number;
@@ -144,7 +146,7 @@ export class Probe implements CaptureSink {
   private readonly layerSites = new WeakMap<object, Site>();
   private readonly layers: WeakRef<object>[] = [];
   private readonly varSites = new Map<string, { site: Site | null; layer: WeakRef<object> | null }>();
-  private pendingLoss = NaN;
+  private pendingLoss: number | null = null;
   private pendingLossTensor: Tensor | null = null;
   /** Gradient computations (with a scalar value) since the last applyGradients: their losses add up. */
   private pendingLosses = 0;
@@ -232,6 +234,7 @@ export class Probe implements CaptureSink {
       rank: 0,
       script: this.opts.script,
       detailEvery: this.detailEvery,
+      marksNoLoss: true,
       ...(this.opts.host !== undefined ? { host: this.opts.host } : {}),
     });
     if (sel) {
@@ -320,7 +323,7 @@ export class Probe implements CaptureSink {
     } else {
       // cpu/wasm compute eagerly: the value is there already, reading a scalar costs nothing.
       const v = Number(value.dataSync()[0]);
-      this.pendingLoss = first ? v : this.pendingLoss + v;
+      this.pendingLoss = first || this.pendingLoss === null ? v : this.pendingLoss + v;
     }
   }
 
@@ -393,7 +396,7 @@ export class Probe implements CaptureSink {
   beforeApply(_optimizer: object, grads: NamedGrad[], outer: unknown): StepCtx {
     // Nothing can be delivered any more (the script closed the channel's descriptor): the script
     // goes on uninstrumented; afterApply only counts the step, for the step limit.
-    if (!this.channel.open) return { entries: [], loss: NaN, lossTensor: null, weightsDue: false, w0: null, weighMs: 0 };
+    if (!this.channel.open) return { entries: [], loss: null, lossTensor: null, weightsDue: false, w0: null, weighMs: 0 };
     this.checkTransformed(this.steps, grads);
     const vars = this.capture.engine.registeredVariables;
     const fresh: TensorInfo[] = [];
@@ -427,7 +430,7 @@ export class Probe implements CaptureSink {
         ).data;
     }
     const ctx: StepCtx = { entries, loss: this.pendingLoss, lossTensor: this.pendingLossTensor, weightsDue, w0, weighMs: performance.now() - t0 };
-    this.pendingLoss = NaN;
+    this.pendingLoss = null;
     this.pendingLossTensor = null;
     this.pendingLosses = 0;
     const o = outer as StepCtx | null;
@@ -435,7 +438,7 @@ export class Probe implements CaptureSink {
       // A nested call (super.applyGradients): the loss seen before the outer call belongs to this step.
       ctx.loss = o.loss;
       ctx.lossTensor = o.lossTensor;
-      o.loss = NaN;
+      o.loss = null;
       o.lossTensor = null;
     }
     return ctx;

@@ -105,7 +105,7 @@ describe('tfjs probe: script styles', () => {
     const steps = r.of('step');
     assert.equal(steps.length, 6);
     assert.ok(
-      steps.every((s) => Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5),
+      steps.every((s) => s.loss !== null && Number.isFinite(s.loss) && s.loss > 0 && s.loss < 5),
       `losses ${steps.map((s) => s.loss).join(',')}`,
     );
     assert.ok(steps.every((s) => s.nTensors === 6 && s.columns[0].every((v) => v > 0)));
@@ -160,7 +160,7 @@ describe('tfjs probe: script styles', () => {
       assertSite(w, file, 'w');
       assertSite(v, file, 'v');
       assert.equal(w.layerType, 'Variable');
-      const [s0, s1] = r.of('step');
+      const [s0, s1, s2] = r.of('step');
       // Step 0: ∂/∂w Σ w⊙C = C = [[3,−4],[0,12]]; SGD(0.5) moves w by 0.5·C.
       assert.equal(s0.nTensors, 1);
       assert.equal(s0.loss, 43); // Σ [[1,2],[3,4]] ⊙ C
@@ -176,7 +176,10 @@ describe('tfjs probe: script styles', () => {
       assert.equal(stat(s1, 'maxAbs', v.id), 2);
       assert.equal(stat(s1, 'nanCount', v.id), 1);
       assert.equal(stat(s1, 'infCount', v.id), 1);
-      assert.ok(Number.isNaN(s1.loss));
+      assert.ok(s1.loss !== null && Number.isNaN(s1.loss), 'a NaN loss');
+      // Step 2 applied a gradient no computation made: no loss, which is not a NaN loss.
+      assert.equal(s2.loss, null);
+      assert.equal(r.of('hello')[0].marksNoLoss, true);
       const nf = r.of('event').filter((e) => e.kind === 'non-finite');
       assert.equal(nf.length, 1);
       assert.equal(nf[0].step, 1);
@@ -275,7 +278,7 @@ describe('tfjs probe: script styles', () => {
       assert.equal(want.length, 3);
       assert.equal(steps.length, 3);
       // (it was the second micro-batch's loss alone)
-      steps.forEach((s, i) => assert.ok(Math.abs(s.loss / want[i] - 1) < 1e-6, `${mode}, step ${i}: loss ${s.loss}, the script's ${want[i]}`));
+      steps.forEach((s, i) => assert.ok(s.loss !== null && Math.abs(s.loss / want[i] - 1) < 1e-6, `${mode}, step ${i}: loss ${s.loss}, the script's ${want[i]}`));
       // The sum applied is not what either computation gave: said once.
       assert.equal(transformNotes(r).length, 1);
     }
@@ -325,7 +328,8 @@ describe('tfjs probe: script styles', () => {
     );
     const steps = r.of('step');
     assert.equal(steps.length, 5);
-    assert.ok(steps[0].loss > steps[4].loss, 'loss falls');
+    const [first, last] = [steps[0].loss, steps[4].loss];
+    assert.ok(first !== null && last !== null && first > last, 'loss falls');
     assert.equal(r.of('end')[0].reason, 'step-limit');
     assert.deepEqual(transformNotes(r), []); // minimize applies what it computed
   });

@@ -12,12 +12,15 @@ const expected = JSON.parse(readFileSync(fixture('protocol', 'expected.json'), '
   malformed: Record<string, string>;
 };
 
-/** Message → plain JSON (typed arrays to arrays, NaN to null) for comparison with expected.json. */
+/**
+ * Message → plain JSON for comparison with expected.json: typed arrays to arrays, NaN to null, but a
+ * STEP's NaN loss to "NaN" (its null is "no loss").
+ */
 function plain(m: Message): unknown {
   return JSON.parse(
-    JSON.stringify(m, (_k, v: unknown) => {
+    JSON.stringify(m, (k, v: unknown) => {
       if (v instanceof Float64Array || v instanceof Float32Array || v instanceof Uint32Array) return Array.from(v);
-      if (typeof v === 'number' && Number.isNaN(v)) return null;
+      if (typeof v === 'number' && Number.isNaN(v)) return k === 'loss' ? 'NaN' : null;
       return v;
     }),
   );
@@ -26,7 +29,10 @@ function plain(m: Message): unknown {
 /** expected.json → Message, so the TypeScript encoder can be checked byte for byte. */
 function toMessage(o: Record<string, unknown>): Message {
   const m = structuredClone(o);
-  if (m.type === 'step') m.columns = (m.columns as (number | null)[][]).map((c) => Float64Array.from(c, (v) => (v === null ? NaN : v)));
+  if (m.type === 'step') {
+    m.columns = (m.columns as (number | null)[][]).map((c) => Float64Array.from(c, (v) => (v === null ? NaN : v)));
+    if (m.loss === 'NaN') m.loss = NaN;
+  }
   if (m.type === 'detail') {
     m.hist = Uint32Array.from(m.hist as number[]);
     m.thumb = Float32Array.from(m.thumb as number[]);
@@ -64,11 +70,11 @@ describe('protocol v1 golden frames (written by an independent Python encoder)',
     assert.equal(error, null);
     assert.deepEqual(
       messages.map((m) => m.message.type),
-      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'event', 'end', 'tensors'],
+      ['hello', 'tensors', 'step', 'detail', 'event', 'optimizer', 'step', 'event', 'event', 'end', 'tensors', 'step', 'step'],
     );
     assert.deepEqual(
       messages.map((m) => m.seq),
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
     );
     let off = 0;
     for (const m of messages) {
@@ -186,12 +192,35 @@ describe('encoder', () => {
     const m = messages[0].message;
     assert.equal(m.type, 'step');
     if (m.type !== 'step') return;
-    assert.ok(Number.isNaN(m.loss));
+    assert.ok(m.loss !== null && Number.isNaN(m.loss), 'a NaN loss stays a NaN loss');
     assert.deepEqual(
       m.columns.map((c) => Array.from(c)),
       columns.map((c) => Array.from(c)),
     );
     assert.throws(() => encodeMessage({ type: 'step', step: 1, optimizer: 0, loss: 0, wallMs: 0, nTensors: 3, stats: ['norm'], columns: [new Float64Array(2)] }, 0));
+  });
+
+  it('keeps "no loss" (null) and a NaN loss apart, whatever NaN the loss is', () => {
+    const step = (loss: number | null) => ({ type: 'step', step: 1, optimizer: 0, loss, wallMs: 0, nTensors: 1, stats: ['norm'], columns: [Float64Array.of(1)] }) as const;
+    const lossOf = (bytes: Uint8Array): number | null | undefined => {
+      const m = decodeAll(bytes).messages[0]?.message;
+      return m?.type === 'step' ? m.loss : undefined;
+    };
+    assert.equal(lossOf(encodeMessage(step(null), 0)), null);
+    assert.ok(Number.isNaN(lossOf(encodeMessage(step(NaN), 0))));
+    assert.equal(lossOf(encodeMessage(step(2.5), 0)), 2.5);
+    // The NaNs arithmetic makes on x86 (the sign bit set: 0/0, inf - inf) and other payloads are NaN losses.
+    const bytes = encodeMessage(step(0), 0);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset);
+    for (const [lo, hi] of [
+      [0, 0xfff80000],
+      [0x7a3, 0x7ff80000],
+      [0x7a2, 0xfff80000],
+    ]) {
+      dv.setUint32(16 + 16, lo, true);
+      dv.setUint32(16 + 20, hi, true);
+      assert.ok(Number.isNaN(lossOf(bytes)), `NaN loss ${hi.toString(16)}:${lo.toString(16)}`);
+    }
   });
 
   it('carries the optimizer id at offset 12 of STEP and the hasGrad column', () => {

@@ -20,7 +20,14 @@ export const defaultValue: ValueFn = (o, t, s) => {
   return base * (1 + t) * (1 + 0.5 * Math.sin(o * 0.37 + t));
 };
 
-export function stepMsg(step: number, nTensors: number, ordinal = step, value: ValueFn = defaultValue, stats: readonly StatName[] = STAT_NAMES, loss = 1 / (1 + ordinal)): StepMsg {
+export function stepMsg(
+  step: number,
+  nTensors: number,
+  ordinal = step,
+  value: ValueFn = defaultValue,
+  stats: readonly StatName[] = STAT_NAMES,
+  loss: number | null = 1 / (1 + ordinal),
+): StepMsg {
   return {
     type: 'step',
     optimizer: 0,

@@ -281,6 +281,27 @@ describe('RunStore', () => {
     assert.deepEqual(Array.from(l.nonFinite), [0, 0, 0, 0, 0, 0, 1], 'a NaN loss after finite ones of the same optimizer is kept');
   });
 
+  it('from a probe that marks "no loss" (HELLO marksNoLoss): null adds no point, a NaN loss is one from the first step', () => {
+    const hello = { type: 'hello', probeVersion: '0.1.0', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/x.py', detailEvery: 10 } as const;
+    const feed = (marks: boolean) => {
+      const store = new RunStore();
+      store.ingest(wire({ ...hello, ...(marks ? { marksNoLoss: true } : {}) }).msg);
+      // A loss that is NaN from the first step (log(0) in the loss), and a second optimizer's step of
+      // the same backward pass, which carries no loss.
+      for (let o = 0; o < 4; o++) {
+        store.ingest(wire({ ...stepMsg(2 * o, 2, o, defaultValue, ['norm'], o < 2 ? NaN : 0.5), optimizer: 0 }).msg);
+        store.ingest(wire({ ...stepMsg(2 * o + 1, 2, o, defaultValue, ['norm'], marks ? null : NaN), optimizer: 1 }).msg);
+      }
+      return store.loss();
+    };
+    const marked = feed(true);
+    assert.deepEqual(Array.from(marked.steps), [0, 2, 4, 6], 'the NaN losses of steps 0 and 2 are there; the second optimizer has none');
+    assert.deepEqual(Array.from(marked.nonFinite), [1, 1, 0, 0]);
+    // What an older probe's run file shows: the first NaN losses are taken for "not seen".
+    const old = feed(false);
+    assert.deepEqual(Array.from(old.steps), [4, 6]);
+  });
+
   it('keeps the latest DETAIL with its thumbnail and a bounded history', () => {
     const store = new RunStore({ detailHistory: 8 });
     for (let k = 0; k < 100; k++) store.ingest(wire(detailMsg(k * 10, 3)).msg);

@@ -392,8 +392,8 @@ interface GsStep {
   norm: number;
   /** sqrt(Σ norm²) over the STEP frame's tensors that had a gradient: what the probe sent. */
   sentNorm: number;
-  /** The loss the STEP carried (NaN: none). */
-  loss: number;
+  /** The loss the STEP carried (null: none). */
+  loss: number | null;
   /** Tensor ids the STEP says had a gradient. */
   present: Set<number>;
   /** Whether the STEP carried a hasGrad column at all. */
@@ -589,7 +589,10 @@ describe(title, { skip: torchSkip() }, () => {
         const relErr = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
         const n = Math.min(view.steps.length, run.truth.length);
         const worst = (f: (i: number) => number): string => (n ? Math.max(...Array.from({ length: n }, (_, i) => f(i))).toExponential(1) : '-');
-        const lossErr = (i: number): number => (run.truth[i].loss === null ? 0 : relErr(view.steps[i].loss, run.truth[i].loss));
+        const lossErr = (i: number): number => {
+          const [got, want] = [view.steps[i].loss, run.truth[i].loss];
+          return want === null ? 0 : got === null ? Infinity : relErr(got, want);
+        };
         t.diagnostic(`largest relative difference to the script: norm ${worst((i) => relErr(view.steps[i].norm, run.truth[i].norm))}, loss ${worst(lossErr)}`);
         view.steps.slice(0, run.truth.length).forEach((s, i) => {
           const t = run.truth[i];
@@ -613,8 +616,10 @@ describe(title, { skip: torchSkip() }, () => {
         const bad: string[] = [];
         view.steps.slice(0, run.truth.length).forEach((s, i) => {
           const t = run.truth[i];
-          if (t.loss === null ? !Number.isNaN(s.loss) : !close(s.loss, t.loss)) {
-            bad.push(`step ${i} (${t.optimizer}): script ${fmt(t.loss)}, GradScope ${fmt(s.loss)}${t.loss && s.loss ? ` (×${(s.loss / t.loss).toPrecision(4)})` : ''}`);
+          if (t.loss === null ? s.loss !== null : s.loss === null || !close(s.loss, t.loss)) {
+            bad.push(
+              `step ${i} (${t.optimizer}): script ${fmt(t.loss)}, GradScope ${s.loss === null ? 'none' : fmt(s.loss)}${t.loss && s.loss ? ` (×${(s.loss / t.loss).toPrecision(4)})` : ''}`,
+            );
           }
         });
         assert.deepEqual(bad, [], `relative tolerance ${REL}`);

@@ -153,7 +153,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         backend, device, reason = self._backend(params)
         hello = {"type": "hello", "probeVersion": probe_version(), "framework": "torch", "backend": backend,
                  "device": device, "backendReason": reason, "pid": self.pid, "rank": _rank(), "script": self.script,
-                 "detailEvery": self.detail_every}
+                 "detailEvery": self.detail_every, "marksNoLoss": True}
         hello.update(getattr(self, "hello_extra", None) or {})
         if getattr(self, "distributed", False):
             hello.update(_distributed_place())
@@ -507,7 +507,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
         by_name = {"norm": norm_c, "nanCount": zeros, "infCount": zeros, "hasGrad": has}
         columns = [by_name.get(s) or [nan] * n for s in wire.STAT_NAMES]
         loss_t = ctx["loss"]
-        loss = nan if loss_t is None else float(loss_t)
+        loss = None if loss_t is None else float(loss_t)  # (None: no loss seen, NO_LOSS on the wire)
         step = self.steps
         self.steps += 1
         rec.steps += 1
@@ -685,7 +685,7 @@ class Probe(ParameterSites, OptimizerHooks, BackwardHook, ScalerHooks, ClipHooks
                     dv, tr, tc = stats.detail_stats(g, tuple(stats.local(p).shape))
                     layout.append((k, hb.add(dv), tr, tc))
             loss_t = ctx["loss"]
-            loss = float("nan")
+            loss = None  # no loss seen (wire.NO_LOSS), not a NaN loss
             loss_at = None
             if isinstance(loss_t, torch.Tensor):
                 if hb.has(loss_t.device):

@@ -45,6 +45,12 @@ MAX_THUMB_SIDE = 64
 
 _HEADER = struct.Struct("<IHHII")
 _STEP_HEAD = struct.Struct("<IIIIdd")
+# A STEP's loss when the probe saw none: this quiet NaN (payload 1954, as R marks NA), never a NaN
+# loss, which is any other NaN (docs/protocol.md, *Loss*). Written and read as its bits: a float
+# NaN's payload is not something to rely on through arithmetic.
+NO_LOSS_BITS = 0x7FF80000000007A2
+_STEP_HEAD_NO_LOSS = struct.Struct("<IIIIQd")
+_U64 = struct.Struct("<Q")
 _DETAIL_HEAD = struct.Struct("<IIHHHHffddd")
 
 
@@ -83,13 +89,18 @@ def frame(mtype: int, payload: bytes, seq: int) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, mtype, len(payload), seq & 0xFFFFFFFF) + payload
 
 
-def step_payload(step: int, loss: float, wall_ms: float, stats, columns, n_tensors: int, optimizer: int = 0) -> bytes:
-    """`columns`: one sequence of n_tensors floats per statistic, in the order of `stats`; `optimizer`:
-    the id (OPTIMIZER message) of the optimizer whose step this is."""
+def step_payload(step: int, loss, wall_ms: float, stats, columns, n_tensors: int, optimizer: int = 0) -> bytes:
+    """`loss`: a float, or None when the probe saw no loss (written as NO_LOSS_BITS); `columns`: one
+    sequence of n_tensors floats per statistic, in the order of `stats`; `optimizer`: the id
+    (OPTIMIZER message) of the optimizer whose step this is."""
     n_stats = len(stats)
     ids = bytes(STAT_IDS[s] for s in stats)
     ids += b"\0" * (_pad8(n_stats) - n_stats)
-    parts = [_STEP_HEAD.pack(step, n_tensors, n_stats, optimizer, float(loss), float(wall_ms)), ids]
+    if loss is None:
+        head = _STEP_HEAD_NO_LOSS.pack(step, n_tensors, n_stats, optimizer, NO_LOSS_BITS, float(wall_ms))
+    else:
+        head = _STEP_HEAD.pack(step, n_tensors, n_stats, optimizer, float(loss), float(wall_ms))
+    parts = [head, ids]
     flat = []
     for s, col in zip(stats, columns):
         if len(col) != n_tensors:
@@ -286,6 +297,8 @@ def _decode_step(p: bytes) -> dict:
         stats.append(name)
     flat = struct.unpack_from("<%dd" % (n_stats * n), p, base)
     columns = [list(flat[s * n:(s + 1) * n]) for s in range(n_stats)]
+    if _U64.unpack_from(p, 16)[0] == NO_LOSS_BITS:
+        loss = None
     return {"type": "step", "step": step, "optimizer": optimizer, "loss": loss, "wallMs": wall, "nTensors": n,
             "stats": stats, "columns": columns}
 

@@ -375,6 +375,35 @@ for i in range(4):
         self.assertTrue(math.isnan(s2["loss"]))
         self.assertEqual({d["step"] for d in r.of("detail")}, {0, 2})  # detail on the anomaly too
 
+    def test_no_loss_is_not_a_nan_loss(self):
+        # A loss NaN from the first step is sent as NaN; a step that had no loss (a second optimizer
+        # after the same backward pass, the backward pass of a non-scalar) as NO_LOSS (None here),
+        # and HELLO says so (marksNoLoss). They used to be the same NaN on the wire.
+        path = self.script("noloss.py", MLP + """
+a = torch.optim.SGD([model.fc1.weight, model.fc1.bias], lr=0.01)
+b = torch.optim.SGD([model.fc2.weight, model.fc2.bias, model.scale], lr=0.01)
+x = torch.randn(16, 4)
+for i in range(5):
+    a.zero_grad()
+    b.zero_grad()
+    out = model(x)
+    if i == 4:
+        out.backward(torch.ones_like(out))  # no scalar: no loss
+    else:
+        # a NaN term that no parameter depends on (log(0) · 0): NaN loss, finite gradients
+        (out.mean() + (torch.zeros(()).log() * 0 if i < 2 else 0.0)).backward()
+    a.step()
+    b.step()
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "100"})
+        self.assertWellFormed(r)
+        self.assertIs(r.of("hello")[0].get("marksNoLoss"), True)
+        losses = [s["loss"] for s in r.of("step")]
+        self.assertEqual(len(losses), 10)
+        self.assertTrue(all(isinstance(v, float) and math.isnan(v) for v in losses[0:4:2]), losses)
+        self.assertTrue(all(isinstance(v, float) and math.isfinite(v) for v in losses[4:8:2]), losses)
+        self.assertEqual(losses[1:8:2] + losses[8:], [None] * 6, losses)
+
 
 class DataLoaderTest(TempDirMixin, unittest.TestCase):
     def test_forked_workers_write_nothing(self):
