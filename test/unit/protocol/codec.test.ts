@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { FrameDecoder, ProtocolError, decodeAll, encodeMessage, type DecodedFrame } from '../../../src/core/protocol/codec';
-import { MAX_PAYLOAD_BYTES, type Message } from '../../../src/core/protocol/messages';
+import { MAX_PAYLOAD_BYTES, type Message, type StepMsg } from '../../../src/core/protocol/messages';
 import { fixture } from '../support/paths';
 
 const golden = (name: string): Uint8Array => new Uint8Array(readFileSync(fixture('protocol', name)));
@@ -201,7 +201,7 @@ describe('encoder', () => {
   });
 
   it('keeps "no loss" (null) and a NaN loss apart, whatever NaN the loss is', () => {
-    const step = (loss: number | null) => ({ type: 'step', step: 1, optimizer: 0, loss, wallMs: 0, nTensors: 1, stats: ['norm'], columns: [Float64Array.of(1)] }) as const;
+    const step = (loss: number | null): StepMsg => ({ type: 'step', step: 1, optimizer: 0, loss, wallMs: 0, nTensors: 1, stats: ['norm'], columns: [Float64Array.of(1)] });
     const lossOf = (bytes: Uint8Array): number | null | undefined => {
       const m = decodeAll(bytes).messages[0]?.message;
       return m?.type === 'step' ? m.loss : undefined;
