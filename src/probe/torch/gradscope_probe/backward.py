@@ -1,4 +1,5 @@
-"""The ``torch.autograd.backward`` hook: the step's loss, and backward passes counted as steps.
+"""The ``torch.autograd.backward`` hook: the step's loss, and backward passes counted as steps (and the
+``torch.autograd.grad`` hook: the loss of a gradient the script computes with it and applies itself).
 
 ``torch.autograd.backward`` (what ``Tensor.backward`` calls) is wrapped: it adds the scalar being
 back-propagated to the step's loss (the loss of a step with accumulation is the sum over its
@@ -65,6 +66,28 @@ class BackwardHook:
 
         self._patch(torch.autograd, "backward", backward, dynamo=True)
 
+        def grad(orig):
+            @functools.wraps(orig)
+            def wrapper(outputs, inputs, *args, **kwargs):
+                if not isinstance(inputs, (torch.Tensor, list, tuple)) and hasattr(inputs, "__next__"):
+                    inputs = tuple(inputs)  # (model.parameters(): read here, and torch reads it again)
+                scalar = None
+                if forks.pid == probe.pid and not probe.finished and probe._optimizer_seen:
+                    try:
+                        scalar = probe._run(probe._grad_loss, outputs, inputs, args, kwargs)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading the loss of torch.autograd.grad", e)
+                out = orig(outputs, inputs, *args, **kwargs)
+                if scalar is not None:
+                    try:
+                        probe._run(probe._add_loss, scalar)  # (once it gave gradients: not on an error)
+                    except Exception as e:  # noqa: BLE001
+                        probe.warn("reading the loss of torch.autograd.grad", e)
+                return out
+            return wrapper
+
+        self._patch(torch.autograd, "grad", grad, dynamo=True)
+
     def _on_backward(self, tensors, grad_tensors=None):
         """Before a backward pass: adds its scalar (unscaled) to the loss of the step in progress.
         Backward mode: sends the previous backward pass's STEP; returns (scalar, leaves) for after."""
@@ -82,6 +105,16 @@ class BackwardHook:
             if got is None:
                 return None
             scalar, roots = got
+        self._add_loss(scalar)
+        if self._optimizer_seen:
+            self._mark_next = self._mark_due()
+            return None
+        self._finish_backward_step()
+        return scalar, self._leaves_of(roots)
+
+    def _add_loss(self, scalar) -> None:
+        """Adds the scalar of a backward pass (or of a torch.autograd.grad call) to the loss of the
+        step in progress."""
         mark = self._params_mark()
         # The step's first backward pass, or one after the parameters moved in place since then (SAM's
         # first_step goes to w+e before its second one): not accumulation but a new evaluation, whose
@@ -91,11 +124,33 @@ class BackwardHook:
             self._pending_loss = scalar
         else:
             self._pending_loss = self._pending_loss + scalar
-        if self._optimizer_seen:
-            self._mark_next = self._mark_due()
+
+    def _grad_loss(self, outputs, inputs, args, kwargs):
+        """The loss of ``torch.autograd.grad(loss, params)`` where the script then sets ``p.grad`` itself
+        and steps (a functional loop, meta-learning's outer step): the scalar(s) of `outputs`, unscaled
+        and weighted by grad_outputs as a backward pass's, when `inputs` hold a parameter some optimizer
+        trains and no graph is kept for a higher derivative. None for the other uses, which are not the
+        step's objective: a gradient penalty (WGAN-GP, R1: create_graph=True, with respect to the
+        inputs), an adversarial example's gradient (FGSM, PGD: with respect to the inputs), a MAML inner
+        step (create_graph=True)."""
+        create_graph = kwargs.get("create_graph", args[2] if len(args) > 2 else False)
+        if create_graph:
             return None
-        self._finish_backward_step()
-        return scalar, self._leaves_of(roots)
+        outs = [outputs] if isinstance(outputs, torch.Tensor) else outputs
+        if not isinstance(outs, (list, tuple)) or not outs or not all(isinstance(t, torch.Tensor) and t.numel() == 1 for t in outs):
+            return None
+        ins = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+        if not isinstance(ins, (list, tuple)):
+            return None  # (a GradientEdge)
+        trained = {id(p) for ref in self._optimizers if ref() is not None
+                   for g in ref().param_groups for p in g["params"]}
+        if not any(id(t) in trained for t in ins if isinstance(t, torch.Tensor)):
+            return None
+        w = kwargs.get("grad_outputs", args[0] if args else None)
+        if isinstance(w, torch.Tensor):
+            w = [w]
+        got = self._losses_of(list(outs), w)
+        return None if got is None else got[0]
 
     def _losses_of(self, ts, weights):
         """The loss of ``torch.autograd.backward([l1, l2, …], grad_tensors)``, several scalars at once

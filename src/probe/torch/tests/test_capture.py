@@ -838,6 +838,51 @@ for i in range(3):
                     self.assertEqual(len(r.tensors), 6)
 
 
+class AutogradGradLossTest(TempDirMixin, unittest.TestCase):
+    """torch.autograd.grad(loss, model.parameters()), the gradients set as p.grad by the script, then
+    opt.step() (a functional loop, a meta-learner's outer step): the step's loss is that scalar (it
+    used to be none). The other uses of autograd.grad add nothing: an adversarial example's gradient
+    (FGSM, with respect to the input) and a gradient penalty (create_graph=True), whose step's loss is
+    the one its backward pass back-propagates."""
+    SCRIPT = NORMS + """
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+for i in range(6):
+    opt.zero_grad()
+    xa = x.clone().requires_grad_(True)
+    gx, = torch.autograd.grad(((model(xa) - y) ** 2).mean(), xa)  # FGSM: not the step's loss
+    xa = (x + 0.01 * gx.sign()).detach()
+    loss = ((model(xa) - y) ** 2).mean()
+    if i < 4:
+        grads = torch.autograd.grad(loss, model.parameters())  # (a generator)
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g
+        want = float(loss)
+    else:
+        xp = x.clone().requires_grad_(True)
+        gp, = torch.autograd.grad(model(xp).sum(), xp, create_graph=True)  # a penalty: not the loss
+        total = loss + 0.1 * gp.pow(2).sum()
+        total.backward()
+        want = float(total)
+    report(norm=total_norm(list(model.parameters())), loss=want)
+    opt.step()
+"""
+
+    def test_the_loss_of_a_gradient_applied_by_hand(self):
+        path = self.script("grad_loss.py", self.SCRIPT)
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        steps = r.of("step")
+        self.assertEqual(len(steps), 6)
+        for s, want in zip(steps, reports(r)):
+            self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
+            self.assertIsNotNone(s["loss"], s["step"])
+            self.assertAlmostEqual(s["loss"], want["loss"], places=5)
+
+
 class ChildProcessTest(TempDirMixin, unittest.TestCase):
     def test_child_processes_are_said(self):
         path = self.script("children.py", """
