@@ -23,7 +23,7 @@ import { Channel } from './channel';
 import { DeviceStats } from './deviceStats';
 import { BufferPool, makeReader, pack, type Reader } from './packing';
 import { InputScale } from './inputs';
-import { firstUserFrame, firstUserFrameOfSite, type Site } from './sourceSite';
+import { compileErrorSite, firstUserFrame, firstUserFrameOfSite, type Site } from './sourceSite';
 import { AnomalyTracker } from './stats';
 import { StatsState, runJob, stepRows } from './statsJob';
 import { WeightsSchedule } from './weightsSchedule';
@@ -803,8 +803,13 @@ export class Probe implements CaptureSink {
 export function errorInfo(e: unknown): ErrorInfo {
   if (e instanceof Error || (e && typeof e === 'object' && 'stack' in e)) {
     const err = e as Error;
-    const info: ErrorInfo = { message: String(err.message ?? err), stack: String(err.stack ?? '') };
-    const frame = firstUserFrame(err.stack);
+    // A SyntaxError is said as such ("Unexpected end of input" alone reads like a data error); one of a
+    // script that did not compile, at its line (Node's stack has no frame of it: it never ran).
+    const ran = firstUserFrame(err.stack);
+    const site = ran ? null : compileErrorSite(err);
+    const message = String(err.message ?? err);
+    const info: ErrorInfo = { message: err.name === 'SyntaxError' ? `SyntaxError: ${message}` : message, stack: String(err.stack ?? '') };
+    const frame = ran ?? site;
     if (frame) info.frame = frame;
     return info;
   }

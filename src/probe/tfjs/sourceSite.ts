@@ -78,6 +78,29 @@ export function firstUserFrame(stack: string | undefined, skipCtors?: ReadonlySe
   return null;
 }
 
+/**
+ * Where a SyntaxError that Node raised compiling a file points, from the head of its stack: Node
+ * writes `<file>:<line>`, the source line and a caret under the error, then the message (the stack
+ * has no frame of that file: it never ran). Null for any other error, or a file not the user's.
+ */
+export function compileErrorSite(err: { name?: unknown; stack?: unknown }): SourceLocation | null {
+  if (err.name !== 'SyntaxError' || typeof err.stack !== 'string') return null;
+  const [head, , caret] = err.stack.split('\n');
+  const m = /^(.+):(\d+)$/.exec(head ?? '');
+  if (!m) return null;
+  let file = m[1];
+  if (file.startsWith('file://')) {
+    try {
+      file = fileURLToPath(file);
+    } catch {
+      return null;
+    }
+  }
+  if (!isUserFile(file)) return null;
+  const at = caret && /^\s*\^+\s*$/.test(caret) ? caret.indexOf('^') + 1 : 1;
+  return { file, line: Number(m[2]), column: at };
+}
+
 /** A captured construction site: raw (generated-code) frames, mapped to sources only when needed. */
 export type Site = StackFrame[];
 

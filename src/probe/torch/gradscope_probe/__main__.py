@@ -56,21 +56,6 @@ def _clean_paths() -> None:
             del os.environ["PYTHONPATH"]
 
 
-def _trim(tb):
-    """The traceback from the first frame outside the probe and runpy (what `python script.py` shows)."""
-    import runpy
-
-    skip = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(runpy.__file__)) + os.sep + "runpy.py")
-    t = tb
-    while t is not None:
-        raw = t.tb_frame.f_code.co_filename
-        f = os.path.abspath(raw)
-        if not (f.startswith(skip[0] + os.sep) or f == skip[1] or raw.startswith("<frozen runpy")):
-            return t
-        t = t.tb_next
-    return tb
-
-
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     connect_to = None
@@ -148,7 +133,9 @@ def main(argv=None) -> None:
                 pass
         if isinstance(e, KeyboardInterrupt):
             raise
-        tb = _trim(e.__traceback__)
+        from .probe import script_traceback
+
+        tb = script_traceback(e)
         sys.excepthook(type(e), e.with_traceback(tb), tb)
         sys.stdout.flush()
         sys.exit(1)

@@ -903,16 +903,45 @@ def _size(n: int) -> str:
     return "%d MiB" % (n // (1024 * 1024)) if n >= 1024 * 1024 else "%d KiB" % (n // 1024) if n >= 1024 else "%d bytes" % n
 
 
+def _in_script_source(exc: BaseException) -> bool:
+    """Whether exc is a SyntaxError (IndentationError too) in a file of the user's code."""
+    return isinstance(exc, SyntaxError) and isinstance(exc.filename, str) and sources.is_user_file(exc.filename) \
+        and isinstance(exc.lineno, int) and exc.lineno > 0
+
+
+def script_traceback(exc: BaseException):
+    """exc's traceback from the first frame outside the probe and runpy, which ran the script: what
+    `python script.py` shows. None for a SyntaxError in the script's own code, which never ran (the
+    error's text is the line and its caret, as Python prints it); all of it when no frame is outside
+    (an error of the probe's own)."""
+    import runpy
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    runpy_file = os.path.abspath(runpy.__file__)
+    t = exc.__traceback__
+    while t is not None:
+        raw = t.tb_frame.f_code.co_filename
+        f = os.path.abspath(raw)
+        if not (f.startswith(here) or f == runpy_file or raw.startswith("<frozen runpy")):
+            return t
+        t = t.tb_next
+    return None if _in_script_source(exc) else exc.__traceback__
+
+
 def error_info(exc: BaseException) -> dict:
     """END's error: the message, the traceback text, and the innermost frame in the user's code."""
     import traceback
 
     info = {"message": _err(exc)}
     try:
-        info["stack"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:]
+        info["stack"] = "".join(traceback.format_exception(type(exc), exc, script_traceback(exc)))[-8000:]
     except Exception:  # noqa: BLE001
         pass
     fr = sources.user_frame_of_traceback(exc.__traceback__)
+    if fr is None and _in_script_source(exc):
+        # A SyntaxError in the script's own code: the line it points at (no frame of the script ran).
+        fr = {"file": os.path.abspath(exc.filename), "line": exc.lineno,
+              "column": exc.offset if isinstance(exc.offset, int) and exc.offset > 0 else 1}
     if fr is not None:
         info["frame"] = fr
     return info

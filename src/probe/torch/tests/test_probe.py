@@ -504,6 +504,23 @@ lib.boom(7)  # @call
         self.assertNotIn("runpy", r.stderr)  # the traceback starts at the script, as with `python crash.py`
         self.assertNotIn("gradscope_probe", r.stderr)
 
+    def test_syntax_error(self):
+        # The script never ran: its error is the line Python points at, as `python bad.py` shows it,
+        # with no frame of GradScope's or runpy's (they were all there was).
+        path = self.script("bad.py", "import torch\nx = (1,\n     2\n")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 1)
+        end = r.of("end")[0]
+        self.assertEqual(end["reason"], "crashed")
+        self.assertTrue(end["error"]["message"].startswith("SyntaxError: "), end["error"])
+        self.assertEqual((end["error"]["frame"]["file"], end["error"]["frame"]["line"]), (path, 2))
+        for text in (end["error"]["stack"], r.stderr):
+            self.assertIn('bad.py", line 2', text)
+            self.assertIn("SyntaxError", text)
+            self.assertNotIn("runpy", text)
+            self.assertNotIn("gradscope_probe", text)
+
     def test_sys_exit(self):
         path = self.script("exit.py", "import sys\nsys.exit(3)\n")
         r = run_probe(path)
