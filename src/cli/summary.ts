@@ -79,6 +79,23 @@ export interface SummaryOptions {
   ranks?: { shown: number | null; ranks: readonly number[]; cross: CrossRankAnalysis | null } | null;
 }
 
+/**
+ * The loss, first and last, and the first non-finite one: the run's, or each optimizer's when two or
+ * more carry one (a GAN's discriminator and generator losses are two curves, not one).
+ */
+function lossLines(store: RunStore): string[] {
+  const describe = (c: { steps: ArrayLike<number>; values: ArrayLike<number>; nonFinite: ArrayLike<number> }): string => {
+    const n = c.steps.length;
+    let bad = -1;
+    for (let i = 0; i < n && bad < 0; i++) if (c.nonFinite[i]) bad = i;
+    return `first ${fmt(c.values[0])} · last ${fmt(c.values[n - 1])}${bad >= 0 ? ` · ${fmt(c.values[bad])} at step ${c.steps[bad]}` : ''}`;
+  };
+  const own = store.optimizers.map((o) => ({ o, c: store.loss({ optimizer: o.id }) })).filter(({ c }) => c.steps.length > 0);
+  if (own.length >= 2) return own.map(({ o, c }, i) => `${i === 0 ? 'loss' : '    '}      ${o.name}: ${describe(c)}`);
+  const run = store.loss();
+  return [`loss      ${run.steps.length ? describe(run) : 'none seen'}`];
+}
+
 export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = [], opts: SummaryOptions = {}): string {
   const out: string[] = [];
   const h = store.hello;
@@ -120,6 +137,7 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
       `‖g‖ model first ${fmt(g.length ? g[0] : null)} · max ${fmt(max === -Infinity ? null : max)} · last ${fmt(g.length ? g[g.length - 1] : null)} (combined from the shards of ranks ${combined.ranks.join(', ')}, ${plural(g.length, 'step')})`,
     );
   }
+  if (store.stepCount) out.push(...lossLines(store));
   if (s.firstNonFinite) {
     const t = store.tensors[s.firstNonFinite.tensorId];
     out.push(`non-finite  first at step ${s.firstNonFinite.step} in ${t ? t.name : `tensor ${s.firstNonFinite.tensorId}`}`);

@@ -4,7 +4,9 @@ import { describe, it } from 'node:test';
 import { formatSummary } from '../../../src/cli/summary';
 import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson';
 import type { RunExit } from '../../../src/process/runSession';
+import { RunStore } from '../../../src/core/store/runStore';
 import { absentRun } from '../support/absentRun';
+import { defaultValue, stepMsg, wire } from '../store/helpers';
 
 const exit: RunExit = { reason: 'completed', code: 0, signal: null, error: null, message: 'completed', steps: 40 };
 const where = { script: 'train.py', runFile: 'r.gsrun' };
@@ -28,6 +30,44 @@ describe('summary and JSON with absent gradients', () => {
   it('a real NaN is still reported beside absent cells', () => {
     const text = formatSummary(absentRun({ steps: 40, nanAt: [13, 3] }), exit, where);
     assert.match(text, /non-finite {2}first at step 13 in l2\.weight/);
+  });
+
+  it('gives the loss, first and last, per optimizer when two carry one', () => {
+    const one = formatSummary(absentRun({ steps: 40 }), exit, where);
+    assert.match(one, /\nloss {6}first 2 · last 1\.12\n/); // 2 / (1 + step / 50), steps 0 and 39
+    const two = formatSummary(absentRun({ steps: 40, twoOptimizers: true }), exit, where);
+    // opt steps on odd steps (1 … 39), opt_head on even ones (0 … 38): two curves, not one mixed
+    assert.match(two, /\nloss {6}opt: first 1\.96 · last 1\.12\n {10}opt_head: first 2 · last 1\.14\n/);
+  });
+
+  it('says a loss non-finite from the first step, and a run without a loss', () => {
+    const hello = {
+      type: 'hello',
+      probeVersion: '0.1.0',
+      framework: 'torch',
+      backend: 'cpu',
+      device: 'CPU',
+      backendReason: '',
+      pid: 1,
+      rank: 0,
+      script: '/t.py',
+      detailEvery: 10,
+      marksNoLoss: true,
+    } as const;
+    const run = (loss: (i: number) => number | null): string => {
+      const store = new RunStore();
+      store.ingest(wire(hello).msg);
+      for (let i = 0; i < 5; i++) store.ingest(wire(stepMsg(i, 2, i, defaultValue, ['norm'], loss(i))).msg);
+      return formatSummary(store, exit, where);
+    };
+    assert.match(
+      run((i) => (i === 0 ? Infinity : NaN)),
+      /\nloss {6}first Inf · last NaN · Inf at step 0\n/,
+    );
+    assert.match(
+      run(() => null),
+      /\nloss {6}none seen\n/,
+    );
   });
 
   it('lists the optimizers, and --optimizer restricts the table to one of them', () => {
