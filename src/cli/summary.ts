@@ -4,7 +4,7 @@ import type { CrossRankAnalysis } from '../core/analysis/crossRank';
 import type { Finding } from '../core/analysis/finding';
 import { isShardStore } from '../core/report/runJson';
 import { runWarnings } from '../core/report/warnings';
-import { BUCKET_ALL_ABSENT, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
+import { BUCKET_ALL_ABSENT, type LossSummary, type OptimizerInfo, type RunStore, type Series } from '../core/store/runStore';
 import { formatNumber } from '../core/protocol/float';
 import { locationText } from '../core/protocol/messages';
 import { neutralise } from '../core/text';
@@ -81,19 +81,17 @@ export interface SummaryOptions {
 
 /**
  * The loss, first and last, and the first non-finite one: the run's, or each optimizer's when two or
- * more carry one (a GAN's discriminator and generator losses are two curves, not one).
+ * more carry one (a GAN's discriminator and generator losses are two series, not one).
  */
 function lossLines(store: RunStore): string[] {
-  const describe = (c: { steps: ArrayLike<number>; values: ArrayLike<number>; nonFinite: ArrayLike<number> }): string => {
-    const n = c.steps.length;
-    let bad = -1;
-    for (let i = 0; i < n && bad < 0; i++) if (c.nonFinite[i]) bad = i;
-    return `first ${fmt(c.values[0])} · last ${fmt(c.values[n - 1])}${bad >= 0 ? ` · ${fmt(c.values[bad])} at step ${c.steps[bad]}` : ''}`;
-  };
-  const own = store.optimizers.map((o) => ({ o, c: store.loss({ optimizer: o.id }) })).filter(({ c }) => c.steps.length > 0);
-  if (own.length >= 2) return own.map(({ o, c }, i) => `${i === 0 ? 'loss' : '    '}      ${o.name}: ${describe(c)}`);
-  const run = store.loss();
-  return [`loss      ${run.steps.length ? describe(run) : 'none seen'}`];
+  const describe = (l: LossSummary): string => `first ${fmt(l.first)} · last ${fmt(l.last)}${l.firstNonFinite ? ` · ${fmt(l.firstNonFinite.value)} at step ${l.firstNonFinite.step}` : ''}`;
+  const own = store.optimizers.flatMap((o) => {
+    const l = store.lossSummary(o.id);
+    return l ? [{ o, l }] : [];
+  });
+  if (own.length >= 2) return own.map(({ o, l }, i) => `${i === 0 ? 'loss' : '    '}      ${o.name}: ${describe(l)}`);
+  const run = store.lossSummary();
+  return [`loss      ${run ? describe(run) : 'none seen'}`];
 }
 
 export function formatSummary(store: RunStore, exit: RunExit, where: { script: string; runFile: string }, findings: readonly Finding[] = [], opts: SummaryOptions = {}): string {

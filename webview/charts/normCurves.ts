@@ -110,8 +110,8 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
   const caches = new Map<string, Cache>();
   const dsByKey = new Map<string, ChartDataset<'line', Pt[]>>();
   const assigned = new Map<string, Pt[]>();
-  // The markers of each drawn series, with the axis it belongs to.
-  let markSets: { marks: Mark[]; color: string }[] = [];
+  // The markers of each drawn series; `loss`: the loss's (on y2), drawn apart from the gradients'.
+  let markSets: { marks: Mark[]; color: string; loss: boolean }[] = [];
 
   el.classList.add('gs-norms');
   const { wrap, canvas } = chartCanvas();
@@ -134,19 +134,29 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
           if (px === lastPx && m.kind === lastKind) continue;
           lastPx = px;
           lastKind = m.kind;
-          ctx.fillStyle = m.kind === 'nan' ? p.nan : m.kind === 'inf' ? p.inf : p.zero;
+          const color = m.kind === 'nan' ? p.nan : m.kind === 'inf' ? p.inf : p.zero;
+          // The loss's markers are hollow, one row in from the edge: a NaN loss and a NaN gradient at
+          // the same step are two things, both seen.
+          const inset = set.loss ? LOSS_MARK_INSET : 0;
           ctx.beginPath();
           if (m.kind === 'low') {
-            ctx.moveTo(px - 4, a.bottom);
-            ctx.lineTo(px + 4, a.bottom);
-            ctx.lineTo(px, a.bottom - 7);
+            ctx.moveTo(px - 4, a.bottom - inset);
+            ctx.lineTo(px + 4, a.bottom - inset);
+            ctx.lineTo(px, a.bottom - inset - 7);
           } else {
-            ctx.moveTo(px - 4, a.top);
-            ctx.lineTo(px + 4, a.top);
-            ctx.lineTo(px, a.top + 7);
+            ctx.moveTo(px - 4, a.top + inset);
+            ctx.lineTo(px + 4, a.top + inset);
+            ctx.lineTo(px, a.top + inset + 7);
           }
           ctx.closePath();
-          ctx.fill();
+          if (set.loss) {
+            ctx.strokeStyle = color;
+            ctx.lineWidth = 1.5;
+            ctx.stroke();
+          } else {
+            ctx.fillStyle = color;
+            ctx.fill();
+          }
         }
       }
       const sel = opts.selectedStep;
@@ -181,7 +191,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       used.add(key);
       const c = extend(caches.get(key), s, axis === 'y');
       caches.set(key, c);
-      markSets.push({ marks: c.marks, color: s.color });
+      markSets.push({ marks: c.marks, color: s.color, loss: axis === 'y2' });
       // Dataset objects are kept across updates (Chart.js keys its element caches by them), and
       // their point arrays only grow, so an append costs the new points only.
       let ds = dsByKey.get(key);
@@ -238,6 +248,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
     if (kinds.has('nan')) out.push(legendOnly('NaN', p.nan));
     if (kinds.has('inf')) out.push(legendOnly('Inf', p.inf));
     if (kinds.has('low')) out.push(legendOnly('0 / -Inf', p.zero));
+    if (markSets.some((m) => m.loss && m.marks.length > 0)) out.push(legendOnly('loss not finite (hollow)', p.muted));
     for (const k of [...caches.keys()]) if (!used.has(k)) caches.delete(k);
     for (const k of [...dsByKey.keys()])
       if (!used.has(k)) {
@@ -335,6 +346,9 @@ export function logTick(v: number): string {
   if (Math.abs(l - k) > 1e-6) return '';
   return k >= -2 && k <= 3 ? String(Number(v.toPrecision(1))) : `1e${k}`;
 }
+
+/** Pixels between the plot's edge and the loss's non-finite markers (the gradients' are at the edge). */
+const LOSS_MARK_INSET = 9;
 
 function legendOnly(label: string, color: string): ChartDataset<'line', Pt[]> {
   return { label, data: [], borderColor: color, backgroundColor: color, borderWidth: 6, pointRadius: 0 };

@@ -1,11 +1,11 @@
 // The `gradscope.run/1.x` JSON document: what `gradscope run --json` prints. Built from a run's store
 // and exit only, so a saved run file produces the same document as the live run did.
-// Versions: 1.1 adds fields (`warnings`, `optimizers`, `tensors[].absentSteps`, …) and changes none
+// Versions: 1.1 adds fields (`warnings`, `optimizers`, `tensors[].absentSteps`, `summary.loss`, …) and changes none
 // of 1's; a reader of 1 reads 1.1 by ignoring what it does not know (match the schema on the prefix
 // `gradscope.run/1`).
 import type { Finding } from '../analysis/finding';
 import type { ErrorInfo, OptimizerMode, TensorInfo } from '../protocol/messages';
-import type { RunStore } from '../store/runStore';
+import type { LossSummary, RunStore } from '../store/runStore';
 import { runWarnings, type RunWarning } from './warnings';
 
 export interface RunJsonExit {
@@ -34,8 +34,22 @@ export interface RunJson {
   warnings: RunWarning[];
 }
 
+/**
+ * The loss (1.1): first and last (null where not finite: `firstNonFinite` says the first such, with
+ * its step), and how many steps carried one. The summary's and each optimizer's `loss` is null when
+ * none of their steps carried one (not a NaN loss: docs/protocol.md, *Loss*).
+ */
+export interface RunJsonLoss {
+  first: number | null;
+  last: number | null;
+  steps: number;
+  firstNonFinite: { step: number; value: 'NaN' | 'Infinity' | '-Infinity' } | null;
+}
+
 export interface RunJsonSummary {
   globalNorm: { first: number | null; max: number | null; last: number | null };
+  /** 1.1: the loss over the run's steps (of every optimizer: each optimizer's own is `optimizers[].loss`). */
+  loss: RunJsonLoss | null;
   /** `shard`: the process held only blocks of its tensors (FSDP2): globalNorm is over its blocks, not the model's (the model's: `crossRank.combined`). */
   globalNormScope?: 'shard';
   firstNonFiniteStep: number | null;
@@ -60,6 +74,8 @@ export interface RunJsonOptimizer {
   firstStep: number | null;
   lastStep: number | null;
   tensorIds: number[];
+  /** 1.1: the loss over this optimizer's steps (null: none of them carried one). */
+  loss: RunJsonLoss | null;
 }
 
 /** A finding as the JSON carries it (docs/findings.md). */
@@ -93,6 +109,7 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
       firstStep: o.firstStep,
       lastStep: o.lastStep,
       tensorIds: [...o.tensorIds],
+      loss: lossJson(store.lossSummary(o.id)),
     })),
     summary: summaryJson(store),
     findings: findings.map(findingJson),
@@ -141,11 +158,23 @@ export function findingJson(f: Finding): RunJsonFinding {
 /** Whether some tensor of the store is a shard (TENSORS `shard`): its norms, and its global norm, are then this process's blocks only. */
 export const isShardStore = (store: RunStore): boolean => store.tensors.some((t) => t?.shard);
 
+function lossJson(l: LossSummary | null): RunJsonLoss | null {
+  if (!l) return null;
+  const bad = l.firstNonFinite;
+  return {
+    first: num(l.first),
+    last: num(l.last),
+    steps: l.steps,
+    firstNonFinite: bad ? { step: bad.step, value: Number.isNaN(bad.value) ? 'NaN' : bad.value > 0 ? 'Infinity' : '-Infinity' } : null,
+  };
+}
+
 export function summaryJson(store: RunStore): RunJsonSummary {
   const s = store.summary();
   const dropped = store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0);
   return {
     globalNorm: { first: num(s.globalNorm.first), max: num(s.globalNorm.max), last: num(s.globalNorm.last) },
+    loss: lossJson(store.lossSummary()),
     ...(isShardStore(store) ? { globalNormScope: 'shard' as const } : {}),
     firstNonFiniteStep: s.firstNonFiniteStep,
     droppedFrames: dropped,

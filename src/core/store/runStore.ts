@@ -155,6 +155,18 @@ export interface Curve {
   width: number;
 }
 
+/** RunStore.lossSummary(): the loss of the run, or of one optimizer's steps, exactly (not from the decimated curve). */
+export interface LossSummary {
+  first: number;
+  last: number;
+  /** Steps that carried a loss. */
+  steps: number;
+  firstNonFinite: { step: number; value: number } | null;
+}
+
+/** lossTally's key for the whole run (optimizer ids are u32). */
+const RUN_KEY = -1;
+
 export interface RunSummary {
   globalNorm: { first: number | null; max: number | null; last: number | null };
   firstNonFiniteStep: number | null;
@@ -377,6 +389,8 @@ export class RunStore {
 
   private readonly gnorm: DecimatedCurve;
   private readonly lossCurve: DecimatedCurve;
+  /** lossSummary()'s tallies: the run's (RUN_KEY), and each optimizer's by id. */
+  private readonly lossTally = new Map<number, LossSummary>();
   /** Optimizer ids whose steps have carried a finite loss (for probes that do not mark "no loss": a NaN loss counts as one from then on). */
   private readonly lossSeen = new Set<number>();
   /**
@@ -661,10 +675,33 @@ export class RunStore {
       this.lossSeen.add(opt);
       this.lossCurve.push(m.step, loss, 0);
       own?.loss.push(m.step, loss, 0);
+      this.noteLoss(opt, m.step, loss);
     } else if (this._hello?.marksNoLoss === true || this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
       this.lossCurve.push(m.step, loss, 1);
       own?.loss.push(m.step, loss, 1);
+      this.noteLoss(opt, m.step, loss);
     }
+  }
+
+  /** lossSummary()'s figures, exact (the curves are decimated), for the run and for optimizer `opt`. */
+  private noteLoss(opt: number, step: number, loss: number): void {
+    for (const key of [RUN_KEY, opt]) {
+      let t = this.lossTally.get(key);
+      if (!t) this.lossTally.set(key, (t = { first: loss, last: loss, steps: 0, firstNonFinite: null }));
+      t.last = loss;
+      t.steps++;
+      if (!isFiniteNum(loss) && !t.firstNonFinite) t.firstNonFinite = { step, value: loss };
+    }
+  }
+
+  /**
+   * The loss over the run (or over optimizer `optimizer`'s steps): its first and last value (either
+   * may be NaN or ±Inf), the steps that carried one, and the first non-finite one. Null when no step
+   * carried a loss.
+   */
+  lossSummary(optimizer?: number): LossSummary | null {
+    const t = this.lossTally.get(optimizer ?? RUN_KEY);
+    return t ? { ...t, firstNonFinite: t.firstNonFinite ? { ...t.firstNonFinite } : null } : null;
   }
 
   /** The curves of optimizer `id` to push this STEP into, besides the run's (null: none). Call before pushing. */

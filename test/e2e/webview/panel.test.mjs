@@ -103,6 +103,21 @@ describe('webview panel', () => {
       [a.left, a.top, a.right],
     );
     assert.ok(top > 5, 'NaN markers drawn at the top edge');
+    // The loss is NaN from the same step: its markers are hollow, one row below the gradients' (9 px
+    // in), and the legend says so.
+    const lossRow = await page.$eval(
+      '#gs-norms canvas',
+      (c, [l, t, r]) => {
+        const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + 10, Math.round(r - l), 2).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 60 && d[i + 2] > 200) n++;
+        return n;
+      },
+      [a.left, a.top, a.right],
+    );
+    assert.ok(lossRow > 5, `the loss's NaN markers below the gradients' (${lossRow} pixels)`);
+    const labels = JSON.parse(await page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.label);
+    assert.ok(labels.includes('loss not finite (hollow)'), labels.join(', '));
     assert.deepEqual(errors, []);
     await page.close();
   });

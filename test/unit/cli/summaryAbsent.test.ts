@@ -54,20 +54,17 @@ describe('summary and JSON with absent gradients', () => {
       detailEvery: 10,
       marksNoLoss: true,
     } as const;
-    const run = (loss: (i: number) => number | null): string => {
+    const run = (loss: (i: number) => number | null) => {
       const store = new RunStore();
       store.ingest(wire(hello).msg);
       for (let i = 0; i < 5; i++) store.ingest(wire(stepMsg(i, 2, i, defaultValue, ['norm'], loss(i))).msg);
-      return formatSummary(store, exit, where);
+      return { text: formatSummary(store, exit, where), json: buildRunJson(store, '/t.py', exit, null).summary.loss };
     };
-    assert.match(
-      run((i) => (i === 0 ? Infinity : NaN)),
-      /\nloss {6}first Inf · last NaN · Inf at step 0\n/,
-    );
-    assert.match(
-      run(() => null),
-      /\nloss {6}none seen\n/,
-    );
+    assert.match(run((i) => (i === 0 ? Infinity : NaN)).text, /\nloss {6}first Inf · last NaN · Inf at step 0\n/);
+    assert.deepEqual(run((i) => (i === 0 ? Infinity : NaN)).json, { first: null, last: null, steps: 5, firstNonFinite: { step: 0, value: 'Infinity' } });
+    assert.deepEqual(run((i) => (i < 2 ? 1 : NaN)).json, { first: 1, last: null, steps: 5, firstNonFinite: { step: 2, value: 'NaN' } });
+    assert.match(run(() => null).text, /\nloss {6}none seen\n/);
+    assert.equal(run(() => null).json, null);
   });
 
   it('lists the optimizers, and --optimizer restricts the table to one of them', () => {
@@ -103,10 +100,13 @@ describe('summary and JSON with absent gradients', () => {
         ['head.bias', 20],
       ],
     );
+    // Each optimizer's loss over its own steps: 2 / (1 + step / 50), odd steps for opt, even ones for opt_head.
+    const loss = (first: number, last: number) => ({ first, last, steps: 20, firstNonFinite: null });
     assert.deepEqual(doc.optimizers, [
-      { id: 0, name: 'opt', className: 'AdamW', mode: 'optimizer', steps: 20, firstStep: 1, lastStep: 39, tensorIds: [0, 1, 2, 3, 4] },
-      { id: 1, name: 'opt_head', className: 'SGD', mode: 'optimizer', steps: 20, firstStep: 0, lastStep: 38, tensorIds: [5, 6] },
+      { id: 0, name: 'opt', className: 'AdamW', mode: 'optimizer', steps: 20, firstStep: 1, lastStep: 39, tensorIds: [0, 1, 2, 3, 4], loss: loss(2 / 1.02, 2 / 1.78) },
+      { id: 1, name: 'opt_head', className: 'SGD', mode: 'optimizer', steps: 20, firstStep: 0, lastStep: 38, tensorIds: [5, 6], loss: loss(2, 2 / 1.76) },
     ]);
+    assert.deepEqual(doc.summary.loss, { first: 2, last: 2 / 1.78, steps: 40, firstNonFinite: null });
     assert.equal(doc.summary.firstNonFiniteStep, null);
     assert.ok(doc.summary.globalNorm.max !== null && doc.summary.globalNorm.last !== null);
   });
