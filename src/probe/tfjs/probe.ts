@@ -11,12 +11,13 @@
 // Results are also pulled synchronously at every step (receiveMessageOnPort), so a training loop
 // that never yields to the event loop still streams its steps; and at the end of the run (exit,
 // crash, step limit) everything pending is drained synchronously before END is written.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { formatNumber } from '../../core/protocol/float';
-import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type ProbeEndReason, type TensorInfo } from '../../core/protocol/messages';
+import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type ProbeEndReason, type SourceLocation, type TensorInfo } from '../../core/protocol/messages';
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
@@ -794,19 +795,23 @@ export class Probe implements CaptureSink {
       this.warn('draining statistics', e);
     }
     if (this.stepsDropped) this.send({ type: 'event', kind: 'warning', message: `statistics of ${this.stepsDropped} step(s) skipped: the stats worker fell behind` });
-    this.send({ type: 'end', reason, steps: this.steps, ...(error !== undefined ? { error: errorInfo(error) } : {}) });
+    this.send({ type: 'end', reason, steps: this.steps, ...(error !== undefined ? { error: errorInfo(error, this.opts.script) } : {}) });
     this.channel.flushSync();
     this.channel.detach();
   }
 }
 
-export function errorInfo(e: unknown): ErrorInfo {
+/**
+ * END's error. `script`: the entry script, checked with `node --check` for the site of a SyntaxError
+ * that Node's stack does not locate (an ES module's: its location is only in what Node prints).
+ */
+export function errorInfo(e: unknown, script?: string): ErrorInfo {
   if (e instanceof Error || (e && typeof e === 'object' && 'stack' in e)) {
     const err = e as Error;
     // A SyntaxError is said as such ("Unexpected end of input" alone reads like a data error); one of a
     // script that did not compile, at its line (Node's stack has no frame of it: it never ran).
     const ran = firstUserFrame(err.stack);
-    const site = ran ? null : compileErrorSite(err);
+    const site = ran ? null : (compileErrorSite(err) ?? (err.name === 'SyntaxError' && script ? checkedSyntaxSite(script) : null));
     const message = String(err.message ?? err);
     const info: ErrorInfo = { message: err.name === 'SyntaxError' ? `SyntaxError: ${message}` : message, stack: String(err.stack ?? '') };
     const frame = ran ?? site;
@@ -814,6 +819,17 @@ export function errorInfo(e: unknown): ErrorInfo {
     return info;
   }
   return { message: String(e) };
+}
+
+/** Where `node --check` finds a SyntaxError in a JavaScript file (null: none, or not a file it checks). */
+function checkedSyntaxSite(script: string): SourceLocation | null {
+  if (!/\.(js|mjs|cjs)$/.test(script)) return null; // (TypeScript: compiled by the runner, not by node)
+  try {
+    const r = spawnSync(process.execPath, ['--check', script], { encoding: 'utf8', timeout: 10_000 });
+    return r.status ? compileErrorSite({ name: 'SyntaxError', stack: r.stderr }) : null;
+  } catch {
+    return null;
+  }
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -357,18 +357,24 @@ describe('tfjs probe: run endings and backends', () => {
     assert.equal(r.of('step').length, 5);
   });
 
-  it('a script that does not compile: END crashed at the line Node points at, said a SyntaxError', async () => {
-    const file = join(tmp, 'bad-syntax.js');
-    writeFileSync(file, "const tf = require('@tensorflow/tfjs');\nconst x = ;\n");
-    const r = await runProbe(file);
-    assertWellFormed(r);
-    assert.equal(r.code, 1);
-    const end = r.of('end')[0];
-    assert.equal(end.reason, 'crashed');
-    assert.equal(end.error?.message, "SyntaxError: Unexpected token ';'");
-    // (Node's stack has no frame of the script: the site comes from its "file:line" head and caret)
-    assert.deepEqual(end.error?.frame, { file, line: 2, column: 11 });
-  });
+  for (const [name, head] of [
+    ['bad-syntax.js', "const tf = require('@tensorflow/tfjs');"],
+    ['bad-syntax.mjs', "import * as tf from '@tensorflow/tfjs';"],
+  ]) {
+    it(`a script that does not compile: END crashed at the line Node points at, said a SyntaxError (${name})`, async () => {
+      const file = join(tmp, name);
+      writeFileSync(file, `${head}\nconst x = ;\n`);
+      const r = await runProbe(file);
+      assertWellFormed(r);
+      assert.equal(r.code, 1);
+      const end = r.of('end')[0];
+      assert.equal(end.reason, 'crashed');
+      assert.equal(end.error?.message, "SyntaxError: Unexpected token ';'");
+      // Node's stack has no frame of the script: the site comes from its "file:line" head and caret
+      // (CommonJS), or from `node --check` (an ES module's stack has no location at all).
+      assert.deepEqual(end.error?.frame, { file, line: 2, column: 11 });
+    });
+  }
 
   it('the exploding example reports a non-finite gradient within its first steps', async () => {
     const r = await runProbe(join(EXAMPLES, 'exploding-mlp.js'), { env: { GRADSCOPE_MAX_STEPS: '30' } });
