@@ -336,7 +336,15 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
   };
 }
 
-const showsLoss = (d: NormCurvesData): boolean => d.losses.some((s) => s.steps.length > 0);
+/**
+ * Whether the loss axis is shown: some loss is a number. A loss that is NaN or ±Inf at every step has
+ * its markers (which need no axis) and no axis, whose 0–1 ticks would read as a scale of the loss.
+ */
+const showsLoss = (d: NormCurvesData): boolean =>
+  d.losses.some((s) => {
+    for (let i = 0; i < s.values.length; i++) if (Number.isFinite(s.values[i])) return true;
+    return false;
+  });
 
 /** Labels powers of ten only: 0.01, 0.1, 1, 10, 100, 1000, then 1e4, 1e5 … */
 export function logTick(v: number): string {

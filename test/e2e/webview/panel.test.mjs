@@ -122,6 +122,19 @@ describe('webview panel', () => {
     await page.close();
   });
 
+  test('a loss that is never a number has its markers but no loss axis (no 0–1 scale for it)', async () => {
+    const withAxis = await panel();
+    const noAxis = await panel({}, explodingSnapshot({ ...SMALL, nanAt: 0 }));
+    const [a, b] = [await area(withAxis.page, '#gs-norms canvas'), await area(noAxis.page, '#gs-norms canvas')];
+    // Without the right-hand axis the plot reaches further right.
+    assert.ok(b.right > a.right + 15, `plot right edge ${b.right} without the loss axis, ${a.right} with it`);
+    const labels = JSON.parse(await noAxis.page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.label);
+    assert.ok(labels.includes('loss not finite (hollow)'), labels.join(', '));
+    assert.deepEqual([...withAxis.errors, ...noAxis.errors], []);
+    await withAxis.page.close();
+    await noAxis.page.close();
+  });
+
   test('clicking a heatmap cell posts selectTensor for the layer kernel at that step, and Enter does too', async () => {
     const { page, errors } = await panel();
     const box = await page.$eval('#gs-heatmap canvas', (c) => c.getBoundingClientRect().toJSON());
