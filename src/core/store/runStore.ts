@@ -669,18 +669,13 @@ export class RunStore {
     // for the reason above), a NaN loss after that.
     const loss = m.loss;
     const opt = m.optimizer;
-    if (loss === null) {
-      // no loss at this step
-    } else if (isFiniteNum(loss)) {
-      this.lossSeen.add(opt);
-      this.lossCurve.push(m.step, loss, 0);
-      own?.loss.push(m.step, loss, 0);
-      this.noteLoss(opt, m.step, loss);
-    } else if (this._hello?.marksNoLoss === true || this.lossSeen.has(opt) || loss === Infinity || loss === -Infinity) {
-      this.lossCurve.push(m.step, loss, 1);
-      own?.loss.push(m.step, loss, 1);
-      this.noteLoss(opt, m.step, loss);
-    }
+    if (loss === null) return;
+    const finite = isFiniteNum(loss);
+    if (finite) this.lossSeen.add(opt);
+    else if (this._hello?.marksNoLoss !== true && !this.lossSeen.has(opt) && loss !== Infinity && loss !== -Infinity) return;
+    this.lossCurve.push(m.step, loss, finite ? 0 : 1);
+    own?.loss.push(m.step, loss, finite ? 0 : 1);
+    this.noteLoss(opt, m.step, loss);
   }
 
   /** lossSummary()'s figures, exact (the curves are decimated), for the run and for optimizer `opt`. */

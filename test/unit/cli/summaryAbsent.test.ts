@@ -6,7 +6,7 @@ import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson'
 import type { RunExit } from '../../../src/process/runSession';
 import { RunStore } from '../../../src/core/store/runStore';
 import { absentRun } from '../support/absentRun';
-import { defaultValue, stepMsg, wire } from '../store/helpers';
+import { defaultValue, helloMsg, stepMsg, wire } from '../store/helpers';
 
 const exit: RunExit = { reason: 'completed', code: 0, signal: null, error: null, message: 'completed', steps: 40 };
 const where = { script: 'train.py', runFile: 'r.gsrun' };
@@ -41,22 +41,9 @@ describe('summary and JSON with absent gradients', () => {
   });
 
   it('says a loss non-finite from the first step, and a run without a loss', () => {
-    const hello = {
-      type: 'hello',
-      probeVersion: '0.1.0',
-      framework: 'torch',
-      backend: 'cpu',
-      device: 'CPU',
-      backendReason: '',
-      pid: 1,
-      rank: 0,
-      script: '/t.py',
-      detailEvery: 10,
-      marksNoLoss: true,
-    } as const;
     const run = (loss: (i: number) => number | null) => {
       const store = new RunStore();
-      store.ingest(wire(hello).msg);
+      store.ingest(wire(helloMsg({ marksNoLoss: true })).msg);
       for (let i = 0; i < 5; i++) store.ingest(wire(stepMsg(i, 2, i, defaultValue, ['norm'], loss(i))).msg);
       return { text: formatSummary(store, exit, where), json: buildRunJson(store, '/t.py', exit, null).summary.loss };
     };

@@ -1,6 +1,6 @@
 // Synthetic runs for the store tests, built and decoded with the real codec.
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
-import { STAT_NAMES, type DetailMsg, type Message, type StatName, type StepMsg, type TensorInfo } from '../../../src/core/protocol/messages';
+import { STAT_NAMES, type DetailMsg, type HelloMsg, type Message, type StatName, type StepMsg, type TensorInfo } from '../../../src/core/protocol/messages';
 
 /** Encodes a message and decodes it again, as the host would receive it. */
 export function wire<M extends Message>(m: M, seq = 0): { raw: Uint8Array; msg: M } {
@@ -8,6 +8,11 @@ export function wire<M extends Message>(m: M, seq = 0): { raw: Uint8Array; msg: 
   const { messages, error } = decodeAll(raw);
   if (error || messages.length !== 1) throw new Error(`codec round trip failed: ${error?.message}`);
   return { raw, msg: messages[0].message as M };
+}
+
+/** A torch probe's HELLO (one process, on the CPU), with `extra` fields (marksNoLoss, …). */
+export function helloMsg(extra: Partial<HelloMsg> = {}): HelloMsg {
+  return { type: 'hello', probeVersion: '0.1.0', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/x.py', detailEvery: 10, ...extra };
 }
 
 export type ValueFn = (ordinal: number, tensor: number, stat: StatName) => number;

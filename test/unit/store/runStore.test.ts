@@ -13,7 +13,7 @@ import {
   STORE_DEFAULTS,
   seriesMemoryBound,
 } from '../../../src/core/store/runStore';
-import { defaultValue, detailMsg, f32, stepMsg, tensorInfos, wire, type ValueFn } from './helpers';
+import { defaultValue, detailMsg, f32, helloMsg, stepMsg, tensorInfos, wire, type ValueFn } from './helpers';
 
 /** Raw values the store saw, for independent expectations: ordinal → { step, values[t] }. */
 function feed(store: RunStore, count: number, nTensors: number, value: ValueFn = defaultValue, stepOf = (o: number) => o): StepMsg[] {
@@ -282,10 +282,9 @@ describe('RunStore', () => {
   });
 
   it('from a probe that marks "no loss" (HELLO marksNoLoss): null adds no point, a NaN loss is one from the first step', () => {
-    const hello = { type: 'hello', probeVersion: '0.1.0', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: '/x.py', detailEvery: 10 } as const;
     const feed = (marks: boolean) => {
       const store = new RunStore();
-      store.ingest(wire({ ...hello, ...(marks ? { marksNoLoss: true } : {}) }).msg);
+      store.ingest(wire(helloMsg(marks ? { marksNoLoss: true } : {})).msg);
       // A loss that is NaN from the first step (log(0) in the loss), and a second optimizer's step of
       // the same backward pass, which carries no loss.
       for (let o = 0; o < 4; o++) {
