@@ -34,11 +34,19 @@ function isControl(code: number, singleLine: boolean): boolean {
 export const unicodeEscape = (code: number): string => `\\u${code.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /**
- * `s` with every bidirectional control and every C0/C1 control replaced by its visible escape
- * (`\u202E`, `\u001B`). Tabs and line breaks are kept unless `singleLine` (a name: one line). The
- * same string when there is nothing to replace.
+ * SGR sequences (`ESC [ 1 m`, `ESC [ 0 m`): they only style text. torch's own error messages carry
+ * them (the `weights_only` load error bolds a warning), and shown escaped they read as noise.
+ */
+const SGR = /\u001B\[[0-9;]*m/g;
+
+/**
+ * `s` with its styling (SGR) sequences removed and every other bidirectional control and C0/C1
+ * control replaced by its visible escape (`\u202E`, `\u001B[2J`). Tabs and line breaks are kept
+ * unless `singleLine` (a name: one line). The same string when there is nothing to replace.
  */
 export function neutralise(s: string, singleLine = false): string {
+  // (Dropping a style cannot hide text: a terminal's concealed or same-colour text shows plainly.)
+  if (s.includes('\u001B[')) s = s.replace(SGR, '');
   let out: string | null = null;
   let from = 0;
   for (let i = 0; i < s.length; i++) {

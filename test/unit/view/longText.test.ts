@@ -81,6 +81,8 @@ describe('text helpers (core/text.ts)', () => {
       assert.equal(out, `a\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}b`);
     }
     assert.equal(neutralise('a\u001B[2Jb\u0085c\u007F'), 'a\\u001B[2Jb\\u0085c\\u007F');
+    // Styling only (SGR): dropped, not escaped; a cursor or erase sequence beside it stays visible.
+    assert.equal(neutralise('options, \u001B[1mdo those steps\u001B[0m. \u001B[38;5;9mx\u001B[m\u001B[2J'), 'options, do those steps. x\\u001B[2J');
     assert.equal(neutralise('line 1\n\tline 2'), 'line 1\n\tline 2');
     assert.equal(neutralise('a\nb\tc', true), 'a\\u000Ab\\u0009c');
     const plain = 'dense_1/kernel · ‖g‖ 日本語 ok';
