@@ -37,6 +37,7 @@ export const unicodeEscape = (code: number): string => `\\u${code.toString(16).t
  * SGR sequences (`ESC [ 1 m`, `ESC [ 0 m`): they only style text. torch's own error messages carry
  * them (the `weights_only` load error bolds a warning), and shown escaped they read as noise.
  */
+// eslint-disable-next-line no-control-regex -- ESC is what it matches
 const SGR = /\u001B\[[0-9;]*m/g;
 
 /**
