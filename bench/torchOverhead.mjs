@@ -15,8 +15,9 @@
 // not asserted): ≤ 1.02 per-step tier, ≤ 1.05 with the detail tier.
 //
 // Interpreter: GRADSCOPE_PYTHON, else /usr/bin/python3 (Debian's torch; the `python3` first on PATH
-// may lack it). Threads: GRADSCOPE_BENCH_THREADS torch threads (default 1: steadier figures on a
-// shared machine; the probe's writer thread is not counted in it). Device: GRADSCOPE_BENCH_DEVICE
+// may lack it). Threads: GRADSCOPE_BENCH_THREADS torch threads (default: torch's own, one per core,
+// what a plain `python script.py` gets; 1 gives steadier figures on a shared machine; the probe's
+// writer thread is not counted in it). Device: GRADSCOPE_BENCH_DEVICE
 // (default cpu; `cuda` where a GPU is available). GRADSCOPE_BENCH_ROUNDS (default 5) and
 // GRADSCOPE_BENCH_STEPS (default 100 timed steps per run, after 5 warm-up steps); GRADSCOPE_BENCH_MODELS
 // (default `mlp,cnn`); GRADSCOPE_BENCH_MODES (default `step,auto,detail`; `plain` always runs);
@@ -38,7 +39,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTs, median, repoRoot } from './lib/bundle.mjs';
-import { TORCH_WORKLOADS_PY } from './lib/torchModels.mjs';
+import { TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
 
 const PROBE_DIRS = [join(repoRoot, 'dist', 'probe', 'torch'), join(repoRoot, 'src', 'probe', 'torch')];
 
@@ -50,7 +51,8 @@ from torch import nn
 
 kind, steps = sys.argv[1], int(sys.argv[2])
 warm = 5
-torch.set_num_threads(int(os.environ.get("GRADSCOPE_BENCH_THREADS", "1")))
+if os.environ.get("GRADSCOPE_BENCH_THREADS"):  # (unset: torch's default, one per core, as a plain run has)
+    torch.set_num_threads(int(os.environ["GRADSCOPE_BENCH_THREADS"]))
 device = torch.device(os.environ.get("GRADSCOPE_BENCH_DEVICE", "cpu"))
 torch.manual_seed(0)
 
@@ -173,7 +175,7 @@ export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 5), steps 
     loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))),
     note: 'shared machine: other work runs alongside, so step times are noisy; the fastest-run ratios are the least disturbed',
   };
-  log(`machine: ${machine.cpus} CPUs, load average ${machine.loadAverageAtStart.join(' ')} at start (${machine.note})`);
+  log(`machine: ${machine.cpus} CPUs, ${threadsNote()}, load average ${machine.loadAverageAtStart.join(' ')} at start (${machine.note})`);
   const figures = {};
   try {
     for (const kind of kinds.length ? kinds : ['mlp', 'cnn']) {

@@ -37,7 +37,7 @@
 // default all), GRADSCOPE_BENCH_ROUNDS (default 5; 2 for big), GRADSCOPE_BENCH_STEPS (timed steps per
 // run after 12 warm-up steps; default per workload: mlp 60, cnn 80, transformer 40, big 10),
 // GRADSCOPE_BENCH_MODES (comma list of the modes above; plain always runs), GRADSCOPE_BENCH_THREADS
-// (torch threads, default 1), GRADSCOPE_BENCH_MALLOC=fixed (glibc's mmap and trim thresholds fixed
+// (torch threads; default: torch's own, one per core, what a plain `python script.py` gets), GRADSCOPE_BENCH_MALLOC=fixed (glibc's mmap and trim thresholds fixed
 // in every run, as in torchOverhead.mjs: a tool's temporaries otherwise shift glibc's dynamic mmap
 // threshold and with it the page faults the training itself takes, shown per step).
 //
@@ -49,7 +49,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { repoRoot } from './lib/bundle.mjs';
 import { figuresVsPlain } from './lib/vsPlain.mjs';
-import { TORCH_WORKLOADS, TORCH_WORKLOADS_PY } from './lib/torchModels.mjs';
+import { TORCH_WORKLOADS, TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
 
 export const MODES = ['plain', 'gradscope', 'step', 'norms', 'foreach', 'tensorboard', 'wandb', 'wandb-default'];
 /** The CLI modes: GradScope with its defaults, and its every-step tier alone. */
@@ -111,7 +111,8 @@ kind = os.environ["GRADSCOPE_BENCH_WORKLOAD"]
 steps = int(os.environ["GRADSCOPE_BENCH_STEPS"])
 warm = ${WARM}
 tmp = os.environ["GRADSCOPE_BENCH_TMP"]
-torch.set_num_threads(int(os.environ.get("GRADSCOPE_BENCH_THREADS", "1")))
+if os.environ.get("GRADSCOPE_BENCH_THREADS"):  # (unset: torch's default, one per core, as a plain run has)
+    torch.set_num_threads(int(os.environ["GRADSCOPE_BENCH_THREADS"]))
 torch.manual_seed(0)
 
 ${TORCH_WORKLOADS_PY}
@@ -287,7 +288,7 @@ export async function run({ rounds = envInt('GRADSCOPE_BENCH_ROUNDS', 0), steps 
   const modes = asked.filter((m) => !missing[m]);
   for (const [m, why] of Object.entries(missing)) log(`${m}: unavailable (${why})`);
   const machine = { cpus: cpus().length, loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))) };
-  log(`machine: ${machine.cpus} CPUs, load average ${machine.loadAverageAtStart.join(' ')} at start; workloads ${workloads.join(', ')}`);
+  log(`machine: ${machine.cpus} CPUs, ${threadsNote()}, load average ${machine.loadAverageAtStart.join(' ')} at start; workloads ${workloads.join(', ')}`);
   const dir = mkdtempSync(join(tmpdir(), 'gradscope-peers-bench-'));
   const script = join(dir, 'train.py');
   writeFileSync(script, SCRIPT);

@@ -20,11 +20,12 @@ SORT, NSTAT), ab (below). Env: PROBE_DIR (the probe's folder, default this repos
 src/probe/torch), MODEL (res: the model above; mlp: 784-1536-512-10, batch 128, 2.0M parameters in 6
 tensors; cnn: two 3x3 convs and a linear head, batch 64; both as in bench/lib/torchModels.mjs), N (1000), REPS (5), NT (100), DE / SE (the probe's detail /
 sampled intervals; 0: automatic; the every-step tier alone: DE=1000000 SE=1000000 NOJUMP=1),
-NOJUMP=1 (no detail tier on a norm jump), THREADS (torch's intra-op threads, default 1; a plain
-`python script.py` uses one per core), chunks (the cost of Python 3.11's frame chunks by call depth: see chunks()).
+NOJUMP=1 (no detail tier on a norm jump), THREADS (torch's intra-op threads; default torch's own, one
+per core, what a plain `python script.py` uses; 1 is steadier on a shared machine), chunks (the cost of Python 3.11's frame chunks by call depth: see chunks()).
 
 ab: the low-noise comparison, in ONE process: blocks of K steps (20) of each of AB (default
-plain,peer,foreach,probe; also hooked, hookedAfter, hookedBg: see hooked(); probeB: the probe of PROBE_B, another checkout's
+plain,peer,foreach,probe; also hooked, hookedAfter, hookedBg, hookedSpin (hooked + SPIN_US µs of Python, 200: what a gap of
+Python before the step costs at a thread count); see hooked(); probeB: the probe of PROBE_B, another checkout's
 src/probe/torch, in the same process, to tell two versions apart by less than the ±0.5 % that separate
 runs of ab differ by) in turn, R rounds (30) with the order rotated and reversed every other
 round; per round each mode's block time ÷ the plain block's; prints the median ratio and its
@@ -49,7 +50,8 @@ sys.path.insert(0, os.environ.get("PROBE_DIR", os.path.join(os.path.dirname(os.p
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+if os.environ.get("THREADS"):  # (unset: torch's default, one per core, what a plain run gets)
+    torch.set_num_threads(int(os.environ["THREADS"]))
 torch.manual_seed(0)
 MODE = sys.argv[1] if len(sys.argv) > 1 else "time"
 NT = int(os.environ.get("NT", "100"))
@@ -352,7 +354,7 @@ def _bg_worker():
     return _BG
 
 
-def hooked(on, after=False, bg=False):
+def hooked(on, after=False, bg=False, spin_us=0.0):
     """The `hooked` mode of ab: the least a tool that hooks the script's steps can cost, with no change
     to the script: a Python wrapper of `torch.autograd.backward` (which `loss.backward()` calls) that
     keeps the loss, and one of the optimizer class's `step` that takes the floor's norm pass before
@@ -396,6 +398,10 @@ def hooked(on, after=False, bg=False):
         torch._C._set_grad_enabled(False)
         NORMS.append(torch.stack(torch._foreach_norm(gs)).tolist())
         torch._C._set_grad_enabled(True)
+        if spin_us:
+            end = time.perf_counter() + spin_us * 1e-6
+            while time.perf_counter() < end:
+                pass
         out = orig_step(self, *a, **kw)
         del kept[:]
         return out
@@ -423,8 +429,9 @@ def ab():
         if probe_b is not None:
             probe_b.uninstall()
         hooked(False)
-        if mode in ("hooked", "hookedAfter", "hookedBg"):
-            hooked(True, after=mode == "hookedAfter", bg=mode == "hookedBg")
+        if mode in ("hooked", "hookedAfter", "hookedBg", "hookedSpin"):
+            hooked(True, after=mode == "hookedAfter", bg=mode == "hookedBg",
+                   spin_us=float(os.environ.get("SPIN_US", "200")) if mode == "hookedSpin" else 0.0)
         if mode in ("probe", "probeB"):
             p = probe if mode == "probe" else probe_b
             p.install()
@@ -442,7 +449,7 @@ def ab():
                 step(md)
             times[md].append((time.perf_counter() - t) / k * 1e6)
     use("probe")
-    print("%s, %d rounds x %d steps per block, %d tensors" % (os.environ.get("MODEL", "res"), rounds, k, len(PS)))
+    print("%s, %d rounds x %d steps per block, %d tensors, %d torch threads" % (os.environ.get("MODEL", "res"), rounds, k, len(PS), torch.get_num_threads()))
     for md in modes:
         ratios = [v / p for v, p in zip(times[md], times["plain"])]
         q1, _q2, q3 = statistics.quantiles(ratios, n=4)

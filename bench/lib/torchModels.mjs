@@ -96,3 +96,9 @@ def make_workload(kind, n, device="cpu"):
         batches = lambda i: (x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
     return model, batches, ce
 `;
+
+/** The torch thread count the bench's scripts run with, as its header prints it (GRADSCOPE_BENCH_THREADS, else torch's default). */
+export function threadsNote() {
+  const n = process.env.GRADSCOPE_BENCH_THREADS;
+  return n ? `${n} torch thread${n === '1' ? '' : 's'} (GRADSCOPE_BENCH_THREADS)` : "torch's default threads (one per core, as a plain run)";
+}
