@@ -11,9 +11,9 @@
 // Results are also pulled synchronously at every step (receiveMessageOnPort), so a training loop
 // that never yields to the event loop still streams its steps; and at the end of the run (exit,
 // crash, step limit) everything pending is drained synchronously before END is written.
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { formatNumber } from '../../core/protocol/float';
@@ -810,8 +810,11 @@ export function errorInfo(e: unknown, script?: string): ErrorInfo {
     const err = e as Error;
     // A SyntaxError is said as such ("Unexpected end of input" alone reads like a data error); one of a
     // script that did not compile, at its line (Node's stack has no frame of it: it never ran).
-    const ran = firstUserFrame(err.stack);
-    const site = ran ? null : (compileErrorSite(err) ?? (err.name === 'SyntaxError' && script ? checkedSyntaxSite(script) : null));
+    // A module that does not compile, required by one that ran: the site is the broken line that
+    // Node's "file:line" head names, not the require() call in the stack's first user frame.
+    const compiled = compileErrorSite(err);
+    const ran = compiled ? null : firstUserFrame(err.stack);
+    const site = compiled ?? (ran ? null : err.name === 'SyntaxError' && script ? checkedSyntaxSite(script) : null);
     const message = String(err.message ?? err);
     const info: ErrorInfo = { message: err.name === 'SyntaxError' ? `SyntaxError: ${message}` : message, stack: String(err.stack ?? '') };
     const frame = ran ?? site;
@@ -821,15 +824,65 @@ export function errorInfo(e: unknown, script?: string): ErrorInfo {
   return { message: String(e) };
 }
 
-/** Where `node --check` finds a SyntaxError in a JavaScript file (null: none, or not a file it checks). */
+/**
+ * Where `node --check` finds a SyntaxError: in the entry script, else in the first local module its
+ * static imports reach (an ES module graph is parsed whole before any of it runs, so the error may be
+ * in a file the entry imports; Node's rejection of the import names none). Relative specifiers only,
+ * breadth first, at most CHECKED_MODULES files; null when none fails the check.
+ */
 function checkedSyntaxSite(script: string): SourceLocation | null {
-  if (!/\.(js|mjs|cjs)$/.test(script)) return null; // (TypeScript: compiled by the runner, not by node)
-  try {
-    const r = spawnSync(process.execPath, ['--check', script], { encoding: 'utf8', timeout: 10_000 });
-    return r.status ? compileErrorSite({ name: 'SyntaxError', stack: r.stderr }) : null;
-  } catch {
-    return null;
+  const queue = [resolve(script)];
+  const seen = new Set(queue);
+  for (let i = 0; i < queue.length && i < CHECKED_MODULES; i++) {
+    const file = queue[i];
+    if (!/\.(js|mjs|cjs)$/.test(file)) continue; // (TypeScript: compiled by the runner, not by node)
+    let checked: SpawnSyncReturns<string>;
+    try {
+      checked = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 });
+    } catch {
+      return null;
+    }
+    if (checked.status) return compileErrorSite({ name: 'SyntaxError', stack: checked.stderr });
+    let source: string;
+    try {
+      source = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const spec of relativeImports(source)) {
+      const target = resolveLocal(dirname(file), spec);
+      if (target && !seen.has(target)) {
+        seen.add(target);
+        queue.push(target);
+      }
+    }
   }
+  return null;
+}
+
+/** How many files checkedSyntaxSite checks at most (a `node --check` is ~40 ms). */
+const CHECKED_MODULES = 64;
+
+/** The relative specifiers of a module's static imports and re-exports (`import … from './x.js'`, `import './x.js'`, `export … from '../y.mjs'`). */
+export function relativeImports(source: string): string[] {
+  const out: string[] = [];
+  // A statement (at the start of a line or after `;` / `}`), or a dynamic import() anywhere.
+  const re = /(?:(?:^|[;\n}])\s*(?:import|export)\b[^'"`;(]*?|\bimport\s*\(\s*)(['"])(\.{1,2}\/[^'"\n]+)\1/g;
+  for (let m = re.exec(source); m; m = re.exec(source)) out.push(m[2]);
+  return out;
+}
+
+/** A relative specifier's file as Node's ESM resolver finds it (the exact path; no extension search in ESM), or, for a Babel-style extension-less one, the first of `.js`, `.mjs`, `.cjs`, `/index.js` that exists. */
+function resolveLocal(from: string, spec: string): string | null {
+  const base = resolve(from, spec.split(/[?#]/)[0]);
+  for (const f of [base, `${base}.js`, `${base}.mjs`, `${base}.cjs`, join(base, 'index.js')]) {
+    try {
+      if (statSync(f).isFile()) return f;
+    } catch {
+      // (not this one)
+    }
+  }
+  return null;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

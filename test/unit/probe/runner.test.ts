@@ -376,6 +376,27 @@ describe('tfjs probe: run endings and backends', () => {
     });
   }
 
+  for (const [entry, mod, head, use] of [
+    ['imports-broken.mjs', 'broken-lib.mjs', "import * as tf from '@tensorflow/tfjs';", "import { helper } from './broken-lib.mjs';"],
+    ['imports-broken-deep.mjs', 'broken-deep.mjs', "import * as tf from '@tensorflow/tfjs';", "export { helper } from './ok-middle.mjs';"],
+    ['requires-broken.js', 'broken-lib.cjs', "const tf = require('@tensorflow/tfjs');", "const { helper } = require('./broken-lib.cjs');"],
+  ]) {
+    it(`a module that does not compile, imported by the script: END at the module's line, not the import (${entry})`, async () => {
+      const file = join(tmp, entry);
+      const broken = join(tmp, mod);
+      writeFileSync(file, `${head}\n${use}\nconsole.log(tf.version, helper);\n`);
+      if (entry.includes('deep')) writeFileSync(join(tmp, 'ok-middle.mjs'), `// fine itself\nexport { helper } from './${mod}';\n`);
+      writeFileSync(broken, `// a helper\n${mod.endsWith('.cjs') ? 'exports.helper = 1;' : 'export const helper = 1;'}\nconst y = );\n`);
+      const r = await runProbe(file);
+      assertWellFormed(r);
+      assert.equal(r.code, 1);
+      const end = r.of('end')[0];
+      assert.equal(end.reason, 'crashed');
+      assert.equal(end.error?.message, "SyntaxError: Unexpected token ')'");
+      assert.deepEqual(end.error?.frame, { file: broken, line: 3, column: 11 });
+    });
+  }
+
   it('the exploding example reports a non-finite gradient within its first steps', async () => {
     const r = await runProbe(join(EXAMPLES, 'exploding-mlp.js'), { env: { GRADSCOPE_MAX_STEPS: '30' } });
     assertWellFormed(r);
