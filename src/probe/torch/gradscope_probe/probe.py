@@ -937,11 +937,13 @@ def error_info(exc: BaseException) -> dict:
         info["stack"] = "".join(traceback.format_exception(type(exc), exc, script_traceback(exc)))[-8000:]
     except Exception:  # noqa: BLE001
         pass
-    fr = sources.user_frame_of_traceback(exc.__traceback__)
-    if fr is None and _in_script_source(exc):
-        # A SyntaxError in the script's own code: the line it points at (no frame of the script ran).
+    if _in_script_source(exc):
+        # A SyntaxError in the user's code: the line it points at, in the script (no frame of it ran)
+        # or in a module of theirs it imports (not the import statement's frame, which did run).
         fr = {"file": os.path.abspath(exc.filename), "line": exc.lineno,
               "column": exc.offset if isinstance(exc.offset, int) and exc.offset > 0 else 1}
+    else:
+        fr = sources.user_frame_of_traceback(exc.__traceback__)
     if fr is not None:
         info["frame"] = fr
     return info

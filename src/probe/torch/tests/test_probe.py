@@ -521,6 +521,21 @@ lib.boom(7)  # @call
             self.assertNotIn("runpy", text)
             self.assertNotIn("gradscope_probe", text)
 
+    def test_syntax_error_in_imported_module(self):
+        # The script ran up to its import of a module of the user's that does not compile: the site
+        # is that module's broken line (where the editor marks it), not the import statement.
+        helper = self.script("broken_helper.py", "# helper\nf = 1\ny = )\n")
+        path = self.script("imports_broken.py", "import torch\nfrom broken_helper import f\nprint(f)\n")
+        r = run_probe(path)
+        self.assertWellFormed(r)
+        self.assertEqual(r.rc, 1)
+        end = r.of("end")[0]
+        self.assertEqual(end["reason"], "crashed")
+        self.assertTrue(end["error"]["message"].startswith("SyntaxError: "), end["error"])
+        frame = end["error"]["frame"]
+        self.assertEqual((frame["file"], frame["line"], frame["column"]), (helper, 3, 5))
+        self.assertIn('imports_broken.py", line 2', end["error"]["stack"])  # (the traceback still shows the import)
+
     def test_sys_exit(self):
         path = self.script("exit.py", "import sys\nsys.exit(3)\n")
         r = run_probe(path)
