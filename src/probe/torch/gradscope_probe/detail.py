@@ -27,7 +27,7 @@ AUTO_DETAIL_START = 10
 # Fraction of the step interval the detail tier may cost on average in automatic mode: its time on
 # the training thread plus the background job's CPU time (a free CPU for that job is not assumed:
 # other work, or torch's own threads, may be using them all).
-DETAIL_BUDGET = 0.02
+DETAIL_BUDGET = 0.015
 # A step with at most this many gradient entries computes its detail tier on the training thread:
 # that costs less than handing it over (the background thread needs the GIL for its Python parts,
 # which a Python-bound training loop seldom leaves it), and its frames come out with the step.

@@ -28,7 +28,7 @@ import math
 
 SAMPLED_DENSE_STEPS = 10
 # Average share of the step interval the sampled tier may take in automatic mode.
-SAMPLED_BUDGET = 0.01
+SAMPLED_BUDGET = 0.005
 SAMPLED_EVERY_MAX = 100
 
 
