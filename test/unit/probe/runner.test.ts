@@ -364,15 +364,9 @@ describe('tfjs probe: run endings and backends', () => {
     it(`a script that does not compile: END crashed at the line Node points at, said a SyntaxError (${name})`, async () => {
       const file = join(tmp, name);
       writeFileSync(file, `${head}\nconst x = ;\n`);
-      const r = await runProbe(file);
-      assertWellFormed(r);
-      assert.equal(r.code, 1);
-      const end = r.of('end')[0];
-      assert.equal(end.reason, 'crashed');
-      assert.equal(end.error?.message, "SyntaxError: Unexpected token ';'");
       // Node's stack has no frame of the script: the site comes from its "file:line" head and caret
       // (CommonJS), or from `node --check` (an ES module's stack has no location at all).
-      assert.deepEqual(end.error?.frame, { file, line: 2, column: 11 });
+      await assertSyntaxErrorAt(file, "Unexpected token ';'", { file, line: 2, column: 11 });
     });
   }
 
@@ -387,14 +381,19 @@ describe('tfjs probe: run endings and backends', () => {
       writeFileSync(file, `${head}\n${use}\nconsole.log(tf.version, helper);\n`);
       if (entry.includes('deep')) writeFileSync(join(tmp, 'ok-middle.mjs'), `// fine itself\nexport { helper } from './${mod}';\n`);
       writeFileSync(broken, `// a helper\n${mod.endsWith('.cjs') ? 'exports.helper = 1;' : 'export const helper = 1;'}\nconst y = );\n`);
-      const r = await runProbe(file);
-      assertWellFormed(r);
-      assert.equal(r.code, 1);
-      const end = r.of('end')[0];
-      assert.equal(end.reason, 'crashed');
-      assert.equal(end.error?.message, "SyntaxError: Unexpected token ')'");
-      assert.deepEqual(end.error?.frame, { file: broken, line: 3, column: 11 });
+      await assertSyntaxErrorAt(file, "Unexpected token ')'", { file: broken, line: 3, column: 11 });
     });
+  }
+
+  /** Runs `file`, which does not compile: exit 1, END crashed with the SyntaxError `message` at `frame`. */
+  async function assertSyntaxErrorAt(file: string, message: string, frame: { file: string; line: number; column: number }): Promise<void> {
+    const r = await runProbe(file);
+    assertWellFormed(r);
+    assert.equal(r.code, 1);
+    const end = r.of('end')[0];
+    assert.equal(end.reason, 'crashed');
+    assert.equal(end.error?.message, `SyntaxError: ${message}`);
+    assert.deepEqual(end.error?.frame, frame);
   }
 
   it('the exploding example reports a non-finite gradient within its first steps', async () => {

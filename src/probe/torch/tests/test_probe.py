@@ -504,16 +504,21 @@ lib.boom(7)  # @call
         self.assertNotIn("runpy", r.stderr)  # the traceback starts at the script, as with `python crash.py`
         self.assertNotIn("gradscope_probe", r.stderr)
 
-    def test_syntax_error(self):
-        # The script never ran: its error is the line Python points at, as `python bad.py` shows it,
-        # with no frame of GradScope's or runpy's (they were all there was).
-        path = self.script("bad.py", "import torch\nx = (1,\n     2\n")
+    def crashed_with_syntax_error(self, path):
+        """The run of `path`: exit 1, END crashed with a SyntaxError. (run, END)"""
         r = run_probe(path)
         self.assertWellFormed(r)
         self.assertEqual(r.rc, 1)
         end = r.of("end")[0]
         self.assertEqual(end["reason"], "crashed")
         self.assertTrue(end["error"]["message"].startswith("SyntaxError: "), end["error"])
+        return r, end
+
+    def test_syntax_error(self):
+        # The script never ran: its error is the line Python points at, as `python bad.py` shows it,
+        # with no frame of GradScope's or runpy's (they were all there was).
+        path = self.script("bad.py", "import torch\nx = (1,\n     2\n")
+        r, end = self.crashed_with_syntax_error(path)
         self.assertEqual((end["error"]["frame"]["file"], end["error"]["frame"]["line"]), (path, 2))
         for text in (end["error"]["stack"], r.stderr):
             self.assertIn('bad.py", line 2', text)
@@ -526,12 +531,7 @@ lib.boom(7)  # @call
         # is that module's broken line (where the editor marks it), not the import statement.
         helper = self.script("broken_helper.py", "# helper\nf = 1\ny = )\n")
         path = self.script("imports_broken.py", "import torch\nfrom broken_helper import f\nprint(f)\n")
-        r = run_probe(path)
-        self.assertWellFormed(r)
-        self.assertEqual(r.rc, 1)
-        end = r.of("end")[0]
-        self.assertEqual(end["reason"], "crashed")
-        self.assertTrue(end["error"]["message"].startswith("SyntaxError: "), end["error"])
+        _r, end = self.crashed_with_syntax_error(path)
         frame = end["error"]["frame"]
         self.assertEqual((frame["file"], frame["line"], frame["column"]), (helper, 3, 5))
         self.assertIn('imports_broken.py", line 2', end["error"]["stack"])  # (the traceback still shows the import)
