@@ -39,7 +39,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTs, median, repoRoot } from './lib/bundle.mjs';
-import { TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
+import { TORCH_THREADS_PY, TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
 
 const PROBE_DIRS = [join(repoRoot, 'dist', 'probe', 'torch'), join(repoRoot, 'src', 'probe', 'torch')];
 
@@ -51,8 +51,7 @@ from torch import nn
 
 kind, steps = sys.argv[1], int(sys.argv[2])
 warm = 5
-if os.environ.get("GRADSCOPE_BENCH_THREADS"):  # (unset: torch's default, one per core, as a plain run has)
-    torch.set_num_threads(int(os.environ["GRADSCOPE_BENCH_THREADS"]))
+${TORCH_THREADS_PY}
 device = torch.device(os.environ.get("GRADSCOPE_BENCH_DEVICE", "cpu"))
 torch.manual_seed(0)
 

@@ -49,7 +49,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { repoRoot } from './lib/bundle.mjs';
 import { figuresVsPlain } from './lib/vsPlain.mjs';
-import { TORCH_WORKLOADS, TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
+import { TORCH_THREADS_PY, TORCH_WORKLOADS, TORCH_WORKLOADS_PY, threadsNote } from './lib/torchModels.mjs';
 
 export const MODES = ['plain', 'gradscope', 'step', 'norms', 'foreach', 'tensorboard', 'wandb', 'wandb-default'];
 /** The CLI modes: GradScope with its defaults, and its every-step tier alone. */
@@ -111,8 +111,7 @@ kind = os.environ["GRADSCOPE_BENCH_WORKLOAD"]
 steps = int(os.environ["GRADSCOPE_BENCH_STEPS"])
 warm = ${WARM}
 tmp = os.environ["GRADSCOPE_BENCH_TMP"]
-if os.environ.get("GRADSCOPE_BENCH_THREADS"):  # (unset: torch's default, one per core, as a plain run has)
-    torch.set_num_threads(int(os.environ["GRADSCOPE_BENCH_THREADS"]))
+${TORCH_THREADS_PY}
 torch.manual_seed(0)
 
 ${TORCH_WORKLOADS_PY}

@@ -97,6 +97,10 @@ def make_workload(kind, n, device="cpu"):
     return model, batches, ce
 `;
 
+/** Sets the scripts' torch threads: GRADSCOPE_BENCH_THREADS, else torch's default (one per core, as a plain run has). Needs `os` and `torch` imported. */
+export const TORCH_THREADS_PY = `if os.environ.get("GRADSCOPE_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["GRADSCOPE_BENCH_THREADS"]))`;
+
 /** The torch thread count the bench's scripts run with, as its header prints it (GRADSCOPE_BENCH_THREADS, else torch's default). */
 export function threadsNote() {
   const n = process.env.GRADSCOPE_BENCH_THREADS;

@@ -808,16 +808,13 @@ export class Probe implements CaptureSink {
 export function errorInfo(e: unknown, script?: string): ErrorInfo {
   if (e instanceof Error || (e && typeof e === 'object' && 'stack' in e)) {
     const err = e as Error;
-    // A SyntaxError is said as such ("Unexpected end of input" alone reads like a data error); one of a
-    // script that did not compile, at its line (Node's stack has no frame of it: it never ran).
-    // A module that does not compile, required by one that ran: the site is the broken line that
-    // Node's "file:line" head names, not the require() call in the stack's first user frame.
-    const compiled = compileErrorSite(err);
-    const ran = compiled ? null : firstUserFrame(err.stack);
-    const site = compiled ?? (ran ? null : err.name === 'SyntaxError' && script ? checkedSyntaxSite(script) : null);
+    // A SyntaxError is said as such ("Unexpected end of input" alone reads like a data error). Its
+    // site: the broken line that Node's "file:line" head names (CommonJS; for a module required by
+    // one that ran, not the require() call in the first user frame), else the first user frame, else
+    // (an ES module graph that never linked: no location anywhere) what `node --check` finds.
+    const frame = compileErrorSite(err) ?? firstUserFrame(err.stack) ?? (err.name === 'SyntaxError' && script ? checkedSyntaxSite(script) : null);
     const message = String(err.message ?? err);
     const info: ErrorInfo = { message: err.name === 'SyntaxError' ? `SyntaxError: ${message}` : message, stack: String(err.stack ?? '') };
-    const frame = ran ?? site;
     if (frame) info.frame = frame;
     return info;
   }

@@ -31,6 +31,26 @@ async function panel(opts = {}, snapshot = explodingSnapshot(SMALL)) {
 }
 
 /** CSS pixel centre of heatmap cell (row, col) relative to the canvas. */
+/**
+ * How many pixels of the NaN colour (magenta: red and blue ≥ `full`, green ≤ `none`) the norm chart
+ * has in `rows` rows from `dy` below the top of its plot area `a`.
+ */
+function nanPixels(page, a, { dy, rows, full, none }) {
+  return page.$eval(
+    '#gs-norms canvas',
+    (c, [l, t, r, dy, rows, full, none]) => {
+      const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + dy, Math.round(r - l), rows).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] > full && d[i + 1] < none && d[i + 2] > full) n++;
+      return n;
+    },
+    [a.left, a.top, a.right, dy, rows, full, none],
+  );
+}
+
+/** The norm chart's series labels, legend entries included. */
+const normLabels = async (page) => JSON.parse(await page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.label);
+
 async function cellCenter(page, row, col) {
   const a = await area(page, '#gs-heatmap canvas');
   const cols = Number(await page.$eval('#gs-heatmap canvas', (c) => c.dataset.xmax));
@@ -92,31 +112,13 @@ describe('webview panel', () => {
     assert.ok(Math.log10(max / min) >= 2, 'several decades');
     // NaN markers at the top edge of the plot.
     const a = await area(page, '#gs-norms canvas');
-    const top = await page.$eval(
-      '#gs-norms canvas',
-      (c, [l, t, r]) => {
-        const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + 1, Math.round(r - l), 3).data;
-        let n = 0;
-        for (let i = 0; i < d.length; i += 4) if (d[i] > 245 && d[i + 1] < 10 && d[i + 2] > 245) n++;
-        return n;
-      },
-      [a.left, a.top, a.right],
-    );
+    const top = await nanPixels(page, a, { dy: 1, rows: 3, full: 245, none: 10 });
     assert.ok(top > 5, 'NaN markers drawn at the top edge');
-    // The loss is NaN from the same step: its markers are hollow, one row below the gradients' (9 px
-    // in), and the legend says so.
-    const lossRow = await page.$eval(
-      '#gs-norms canvas',
-      (c, [l, t, r]) => {
-        const d = c.getContext('2d').getImageData(Math.round(l), Math.round(t) + 10, Math.round(r - l), 2).data;
-        let n = 0;
-        for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 60 && d[i + 2] > 200) n++;
-        return n;
-      },
-      [a.left, a.top, a.right],
-    );
+    // The loss is NaN from the same step: its markers are hollow (stroked, so anti-aliased: a looser
+    // colour match), one row below the gradients' (9 px in), and the legend says so.
+    const lossRow = await nanPixels(page, a, { dy: 10, rows: 2, full: 200, none: 60 });
     assert.ok(lossRow > 5, `the loss's NaN markers below the gradients' (${lossRow} pixels)`);
-    const labels = JSON.parse(await page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.label);
+    const labels = await normLabels(page);
     assert.ok(labels.includes('loss not finite (hollow)'), labels.join(', '));
     assert.deepEqual(errors, []);
     await page.close();
@@ -128,7 +130,7 @@ describe('webview panel', () => {
     const [a, b] = [await area(withAxis.page, '#gs-norms canvas'), await area(noAxis.page, '#gs-norms canvas')];
     // Without the right-hand axis the plot reaches further right.
     assert.ok(b.right > a.right + 15, `plot right edge ${b.right} without the loss axis, ${a.right} with it`);
-    const labels = JSON.parse(await noAxis.page.$eval('#gs-norms canvas', (c) => c.dataset.series)).map((x) => x.label);
+    const labels = await normLabels(noAxis.page);
     assert.ok(labels.includes('loss not finite (hollow)'), labels.join(', '));
     assert.deepEqual([...withAxis.errors, ...noAxis.errors], []);
     await withAxis.page.close();
