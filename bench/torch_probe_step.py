@@ -24,7 +24,7 @@ NOJUMP=1 (no detail tier on a norm jump), THREADS (torch's intra-op threads; def
 per core, what a plain `python script.py` uses; 1 is steadier on a shared machine), chunks (the cost of Python 3.11's frame chunks by call depth: see chunks()).
 
 ab: the low-noise comparison, in ONE process: blocks of K steps (20) of each of AB (default
-plain,peer,foreach,probe; also hooked, hookedAfter, hookedBg, hookedSpin (hooked + SPIN_US µs of Python, 200: what a gap of
+plain,peer,foreach,probe; also hooked, hookedAfter, hookedBg, hookedFork (see _fork_norms()), hookedSpin (hooked + SPIN_US µs of Python, 200: what a gap of
 Python before the step costs at a thread count), hookedPost (each norm in a post-accumulate-grad hook,
 see hooked_post()); see hooked(); probeB: the probe of PROBE_B, another checkout's
 src/probe/torch, in the same process, to tell two versions apart by less than the ±0.5 % that separate
@@ -355,7 +355,7 @@ def _bg_worker():
     return _BG
 
 
-def hooked(on, after=False, bg=False, spin_us=0.0):
+def hooked(on, after=False, bg=False, spin_us=0.0, fork=False):
     """The `hooked` mode of ab: the least a tool that hooks the script's steps can cost, with no change
     to the script: a Python wrapper of `torch.autograd.backward` (which `loss.backward()` calls) that
     keeps the loss, and one of the optimizer class's `step` that takes the floor's norm pass before
@@ -367,7 +367,13 @@ def hooked(on, after=False, bg=False, spin_us=0.0):
     against hooked's x1.017 (its 0.4 ms norm pass overlaps the step on the idle core), but with the
     default 2 threads on 2 cores x1.027 against x1.021 (the thread takes a core from torch's own
     workers), and on the CNN (a 0.1 ms pass) x1.027 against x1.012 (the hand-off costs more than the
-    pass): not what a user's default run gains, so the probe keeps its pass on the training thread."""
+    pass): not what a user's default run gains, so the probe keeps its pass on the training thread.
+    fork (`hookedFork`): the pass forked onto torch's inter-op pool by a scripted function
+    (_fork_norms), waited for after the step: no Python thread, no GIL hand-off. Measured (torch
+    2.13, 2 threads, 100 rounds): MLP x1.013 against hooked's x1.021, CNN x1.044-1.055 against
+    x1.006-1.010 (60 rounds: the fork's thread waits for a core the OpenMP workers hold); with 1
+    thread, CNN x1.005 against x1.003. Not adopted: it loses on the CNN at the default thread count,
+    and torch 2.13 deprecates torch.jit.script."""
     import torch.autograd as ag
 
     if not on:
@@ -415,8 +421,42 @@ def hooked(on, after=False, bg=False, spin_us=0.0):
         del kept[:]
         return out
 
+    def step_fork(self, *a, **kw):
+        gs = [p.grad for g in self.param_groups for p in g["params"]]
+        fut = _fork_norms()(gs)
+        out = orig_step(self, *a, **kw)
+        NORMS.append(fut.wait().tolist())
+        del kept[:]
+        return out
+
     w = _bg_worker() if bg else None
-    ag.backward, type(opt).step = backward, (step_bg if bg else step_after if after else step)
+    ag.backward, type(opt).step = backward, (step_fork if fork else step_bg if bg else step_after if after else step)
+
+
+_FORK = []
+
+
+def _fork_norms():
+    """A TorchScript function that forks the floor's norm pass onto torch's inter-op thread pool and
+    returns its Future at once: the pass runs in C++ beside the step, with no Python thread and no GIL
+    hand-off (eager torch.jit.fork runs synchronously; inside a scripted function it does not)."""
+    if not _FORK:
+        import warnings
+        from typing import List
+
+        def norms(gs: List[torch.Tensor]) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.stack(torch._foreach_norm(gs))
+
+        def launch(gs: List[torch.Tensor]) -> torch.jit.Future[torch.Tensor]:
+            return torch.jit.fork(norms_s, gs)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            norms_s = torch.jit.script(norms)
+            globals()["norms_s"] = norms_s
+            _FORK.append(torch.jit.script(launch))
+    return _FORK[0]
 
 
 _POST = {"handles": [], "norms": [], "orig": None}
@@ -467,8 +507,8 @@ def ab():
             probe_b.uninstall()
         hooked(False)
         hooked_post(mode == "hookedPost")
-        if mode in ("hooked", "hookedAfter", "hookedBg", "hookedSpin"):
-            hooked(True, after=mode == "hookedAfter", bg=mode == "hookedBg",
+        if mode in ("hooked", "hookedAfter", "hookedBg", "hookedSpin", "hookedFork"):
+            hooked(True, after=mode == "hookedAfter", bg=mode == "hookedBg", fork=mode == "hookedFork",
                    spin_us=float(os.environ.get("SPIN_US", "200")) if mode == "hookedSpin" else 0.0)
         if mode in ("probe", "probeB"):
             p = probe if mode == "probe" else probe_b
