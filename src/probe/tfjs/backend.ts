@@ -2,8 +2,10 @@
 //
 // Every package is resolved from the user's script folder first (their node_modules win), then from
 // the extension's own node_modules. "Installed but fails to load" counts as absent, with the reason:
-// npm 11 skips install scripts by default, so a present tfjs-node(-gpu) often lacks its native
-// binding. The wasm backend must have finished `setBackend('wasm')` before the user's script runs;
+// a present tfjs-node(-gpu) often lacks its native binding, which its install script downloads (a
+// script that could not reach Google's storage, `--ignore-scripts`, or npm >= 12, which runs a
+// dependency's install script only when allowed; npm 11 runs it, with a warning). The wasm backend
+// must have finished `setBackend('wasm')` before the user's script runs;
 // the runner awaits this function and only then loads the script.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,6 +62,11 @@ const firstLine = (e: unknown): string =>
     .split('\n')[0]
     .slice(0, 300);
 
+/** What fetches a missing native binding again (from Google's storage, or TFJS_NODE_BASE_URI's mirror). */
+function rebuildHint(spec: string): string {
+  return `\`npm rebuild ${spec}\` with internet access fetches it`;
+}
+
 interface NativeAttempt {
   ok: boolean;
   note: string;
@@ -80,8 +87,8 @@ async function tryNative(spec: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-n
     return {
       ok: false,
       note:
-        `${short} is installed without its native binding (lib/napi-v*/tfjs_binding.node); the binding is fetched by an install script, ` +
-        `which npm 11 skips by default: \`npm rebuild ${spec}\` may fix it`,
+        `${short} is installed without its native binding (lib/napi-v*/tfjs_binding.node), which its install script downloads ` +
+        `(it did not run, or could not download: offline, \`--ignore-scripts\`, npm 12's allowScripts): ${rebuildHint(spec)}`,
       loaded: false,
     };
   }
@@ -92,9 +99,7 @@ async function tryNative(spec: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-n
     return {
       ok: false,
       loaded: true,
-      note:
-        `${short} is installed but failed to load (${firstLine(e)}); its native binding is fetched by an install script, ` +
-        `which npm 11 skips by default: \`npm rebuild ${spec}\` may fix it`,
+      note: `${short} is installed but failed to load (${firstLine(e)}); its native binding is downloaded by its install script: ` + rebuildHint(spec),
     };
   }
   try {

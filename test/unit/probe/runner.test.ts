@@ -425,7 +425,7 @@ describe('tfjs probe: run endings and backends', () => {
 
   it('an installed tfjs-node-gpu whose native binding fails to load counts as absent, with the reason (ESM, no tfjs of its own)', async () => {
     // A project folder with no tfjs of its own (the extension's copy is used) and a tfjs-node-gpu
-    // whose binding is missing, as npm 11 leaves it without install scripts.
+    // whose binding is missing, as an install script that did not run (or could not download) leaves it.
     const proj = join(tmp, 'proj');
     const pkg = join(proj, 'node_modules', '@tensorflow', 'tfjs-node-gpu');
     mkdirSync(pkg, { recursive: true });
