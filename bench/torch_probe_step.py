@@ -33,7 +33,9 @@ round; per round each mode's block time ÷ the plain block's; prints the median 
 quartiles, and the ratio of the mean block times (the figure for the automatic tiers, which run on
 some blocks only). Separate processes of the same script differ by ±15 % here (memory layout, page faults),
 which hides a 1 % change; blocks in one process share them. foreach is the floor of the every-step
-tier: its one norm pass (`torch.stack(torch._foreach_norm(grads)).tolist()`) and nothing else. The
+tier as it was: one multi-tensor norm pass (`torch.stack(torch._foreach_norm(grads)).tolist()`) and
+nothing else; pass is the probe's own norm pass (stats.plain_values with the optimizer's NormPlan:
+small tensors stacked, large ones by BLAS dot products) and nothing else, the floor now. The
 probe is installed for its blocks and uninstalled for the others (its input-scale hooks too: the
 first layer is found again at the first forward pass of its block).
 Machines shared with other work: interleave plain / peer / probe runs and read the spread.
@@ -134,6 +136,14 @@ PS = list(m.parameters())
 NORMS = []
 
 
+_PASS = []
+if MODE == "ab" and "pass" in os.environ.get("AB", ""):
+    from gradscope_probe import stats as _stats
+
+    _plan = _stats.NormPlan(PS)
+    _PASS.append(lambda gs: _stats.plain_values(gs, False, _plan)[0])
+
+
 def step(peer=MODE):
     opt.zero_grad()
     loss = m(x).square().mean()
@@ -142,6 +152,8 @@ def step(peer=MODE):
         NORMS.append([p.grad.norm().item() for p in PS])
     elif peer == "foreach":
         NORMS.append(torch.stack(torch._foreach_norm([p.grad for p in PS])).tolist())
+    elif peer == "pass":
+        NORMS.append(_PASS[0]([p.grad for p in PS]))
     opt.step()
     if len(NORMS) > 1000:
         del NORMS[:]
@@ -192,8 +204,7 @@ def reduce_():
 
     from gradscope_probe import stats
 
-    plan = stats.NormPlan(PS)
-    plan = plan if plan.stacked else None
+    plan = stats.NormPlan(PS)  # (as the probe keeps one for the optimizer)
     ways = {
         "hand-written .norm().item()": lambda gs: [g.norm().item() for g in gs],
         "foreach floor": lambda gs: torch.stack(torch._foreach_norm(gs)).tolist(),
@@ -213,7 +224,7 @@ def reduce_():
         got[k].append(pc() - t0)
         opt.step()
     print("%s, %d tensors%s, right after backward(), %d steps:" % (
-        os.environ.get("MODEL", "res"), len(PS), " (NormPlan: %d stacked groups)" % len(plan.stacked) if plan else "", N))
+        os.environ.get("MODEL", "res"), len(PS), " (NormPlan: %d stacked groups, %d dotted)" % (len(plan.stacked), len(plan.dotted)), N))
     for k, v in got.items():
         q1, q2, q3 = statistics.quantiles(v, n=4)
         print("  %-28s median %7.1f us (quartiles %.1f-%.1f), %d steps" % (k, q2 * 1e6, q1 * 1e6, q3 * 1e6, len(v)))

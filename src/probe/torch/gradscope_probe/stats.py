@@ -115,6 +115,63 @@ def _norms(xs: list) -> list:
     return [torch.linalg.vector_norm(x) for x in xs]
 
 
+# On the CPU the sum of squares of a large tensor is one BLAS dot product (sdot/ddot), blocked and
+# threaded, where torch's norm kernel runs on one thread: a 1.2M-element float32 gradient took 51 µs
+# against the norm's 129 µs with 2 threads on torch 2.13 (MKL; 94 against 130 with 1 thread) and 61
+# against 173 µs on torch 1.13 (OpenBLAS). Its blocks also bring it closer to the float64 norm (rel.
+# 1.4e-6 against 1.6e-5 there; 1.9e-4 against 1.5e-3 at 28M elements). Below ~32K elements the Python
+# call per tensor costs more than the kernel saves (4 tensors: 20 against 22 µs at 32K, 18 against 14
+# at 16K). Same overflow and underflow as the norm (a sum of squares in the tensor's dtype): callers
+# check the result (needs_exact).
+DOT_MIN_NUMEL = 32768
+
+
+def _dotted(x: torch.Tensor) -> bool:
+    """Whether the CPU tensor x (strided float32/float64) is measured by a dot product: a large one."""
+    return x.numel() >= DOT_MIN_NUMEL
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """x as one dimension for a dot product: a view where its elements fill their memory without a
+    gap, in any order of dimensions (contiguous, channels_last, a transpose: a sum of squares does not
+    depend on the order), else a copy."""
+    if x.is_contiguous():
+        return x.view(-1)
+    expect = 1
+    for st, sz in sorted((st, sz) for st, sz in zip(x.stride(), x.shape) if sz != 1):
+        if st != expect:
+            return x.reshape(-1)  # (gaps, or overlaps: a slice with a step, an expanded tensor)
+        expect *= sz
+    return x.as_strided((x.numel(),), (1,))
+
+
+def _dot_norms(xs: list) -> torch.Tensor:
+    """The L2 norms of CPU tensors (_dotted) by BLAS dot products, stacked."""
+    sq = []
+    for x in xs:
+        v = _flat(x)
+        sq.append(torch.dot(v, v))
+    return torch.stack(sq).sqrt_()
+
+
+def _norm_stack(xs: list) -> torch.Tensor:
+    """The L2 norms of same-device float32/float64 tensors in one 1-d tensor, in their order: on the CPU
+    the large ones by dot products (DOT_MIN_NUMEL), the others by the multi-tensor norm. Not
+    overflow-safe: callers check the result."""
+    if xs and xs[0].device.type == "cpu":
+        big = [i for i, x in enumerate(xs) if _dotted(x)]
+        if big:
+            if len(big) == len(xs):
+                return _dot_norms(xs)
+            taken = set(big)
+            small = [i for i in range(len(xs)) if i not in taken]
+            vals = torch.cat([_dot_norms([xs[i] for i in big]), torch.stack(_norms([xs[i] for i in small]))])
+            out = torch.empty_like(vals)
+            out[torch.tensor(big + small)] = vals
+            return out
+    return torch.stack(_norms(xs))
+
+
 # A fast-path norm at or below this may have lost precision to squares that are subnormal floats
 # (|g| < 1.1e-19 in float32: the error of each is ≤ 1.4e-45, so ≤ 1.4e-15 of a sum of squares
 # ≥ 1e-30 for n ≤ 1e9 entries) or be an underflow to 0: the gradient goes through grad_stats.
@@ -174,7 +231,7 @@ def grad_stats_many(grads: list, defer: bool = False, with_max: bool = True):
         for dev, idx in groups.items():
             # (a strided view is copied flat, as grad_stats measures it: the same order of summation)
             flat = [x if x.is_contiguous() else x.reshape(-1) for x in (xs[i] for i in idx)]
-            norms = torch.stack(_norms(flat))
+            norms = _norm_stack(flat)
             maxs = _max_abs_many(flat) if with_max else None
             if read_here[dev]:
                 # Read here (no sync on the CPU): the rows are plain lists, no tensor per row to gather.
@@ -233,21 +290,29 @@ class NormPlan:
     measured by the multi-tensor norm. Built from the parameters (their gradients have their shape and
     dtype) and kept while they stay the same objects; a parameter given new data of another shape makes
     the stack refuse, and the plan is built again from the gradients (plan_for)."""
-    __slots__ = ("stacked", "rest", "order")
+    __slots__ = ("stacked", "dotted", "rest", "order")
 
     def __init__(self, tensors: list):
         groups = {}
         rest = []
+        dotted = []
         for i, t in enumerate(tensors):
             if t.numel() <= STACK_MAX_NUMEL:
                 groups.setdefault((tuple(t.shape), t.dtype), []).append(i)
+            elif _dotted(t):
+                dotted.append(i)
             else:
                 rest.append(i)
         self.stacked = [idx for idx in groups.values() if len(idx) > 1]
+        self.dotted = dotted
         rest.extend(i for idx in groups.values() if len(idx) == 1 for i in idx)
         self.rest = sorted(rest)
-        # Where each value of the concatenated results goes: the groups' entries, then rest's.
-        self.order = [i for idx in self.stacked for i in idx] + self.rest
+        # Where each value of the concatenated results goes: the groups' entries, the dotted, then rest's.
+        self.order = [i for idx in self.stacked for i in idx] + self.dotted + self.rest
+
+    def fused(self) -> bool:
+        """Whether measure() does more than one multi-tensor norm over all of them."""
+        return bool(self.stacked or self.dotted)
 
     def measure(self, grads: list, with_max: bool):
         """(norms, maxima or None) of `grads` in the plan's order (self.order), as two CPU tensors (of
@@ -259,6 +324,11 @@ class NormPlan:
             if with_max:
                 lo, hi = torch.aminmax(block, dim=1)
                 maxs.append(torch.maximum(-lo, hi))
+        if self.dotted:
+            xs = [grads[i] for i in self.dotted]
+            norms.append(_dot_norms(xs))
+            if with_max:
+                maxs.append(_max_abs_many(xs))
         if self.rest:
             xs = [grads[i] for i in self.rest]
             norms.append(torch.stack(_foreach_norm(xs)))
@@ -288,8 +358,8 @@ def plain_values(grads: list, with_max: bool = True, plan: "NormPlan | None" = N
     if on:
         _set_grad_enabled(False)  # (torch.no_grad(), cheaper: see _set_grad_enabled)
     try:
-        if plan is None or not plan.stacked:
-            nv = torch.stack(_foreach_norm(grads)).tolist()
+        if plan is None or not plan.fused():
+            nv = (torch.stack(_foreach_norm(grads)) if plan is not None else _norm_stack(grads)).tolist()
             return nv, (_max_abs_many(grads).tolist() if with_max else None)
         try:
             norms, maxs = plan.measure(grads, with_max)
@@ -408,7 +478,7 @@ def norms_many(tensors: list) -> list:
             else:
                 out[i] = float(norm(x)) if _cheap_to_read(x.device) else norm(x)
         for dev, idx in groups.items():
-            ns = torch.stack(_norms([xs[i].reshape(-1) for i in idx])).to(F64)
+            ns = _norm_stack([xs[i].reshape(-1) for i in idx]).to(F64)
             if _cheap_to_read(dev):
                 vals = ns.tolist()
                 for j, i in enumerate(idx):
