@@ -26,6 +26,8 @@ export interface RunArgs {
   launcher: string[] | null;
   /** --rank R: the table (and the JSON's top level) shows rank R of a distributed run (null: rank 0, or the script's own process). */
   rank: number | null;
+  /** --python PATH: the interpreter of a PyTorch script (null: GRADSCOPE_PYTHON, else python3 on PATH). */
+  python: string | null;
 }
 
 export interface FixArgs {
@@ -44,6 +46,8 @@ export interface FixArgs {
   steps: number;
   timeoutSec: number;
   fromRun: string | null;
+  /** --python PATH, as run's. */
+  python: string | null;
 }
 
 export interface ListenArgs {
@@ -78,17 +82,17 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   gradscope run <script> [script args…] [--steps N] [--timeout S] [--json] [--out DIR] [--report FILE] [--detail-every K]
-                [--optimizer NAME] [--locate-nan] [--node-arg FLAG]… [--nproc-per-node N] [--rank R]
+                [--optimizer NAME] [--locate-nan] [--python PATH] [--node-arg FLAG]… [--nproc-per-node N] [--rank R]
   gradscope run [options] -- torchrun [torchrun args…] <script.py> [script args…]
 
   gradscope listen [--port P] [--host 127.0.0.1] [--token T] [--json] [--out DIR] [--once]
 
   gradscope fix <script> [script args…] [--finding KIND] [--remedy ID] [--verify] [--force]
-                [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside]
+                [--dry-run] [--steps N] [--timeout S] [--from-run FILE] [--allow-outside] [--python PATH]
 
 run: runs a TensorFlow.js (.js, .mjs, .cjs, .ts) or PyTorch (.py) training script unchanged, watches
 every optimizer step's gradients, and prints what it saw. PyTorch scripts run with the python3 of
-GRADSCOPE_PYTHON if set, else python3 on PATH (it must import torch).
+--python PATH if given, else GRADSCOPE_PYTHON if set, else python3 on PATH (it must import torch).
 
 listen: waits for remote runs: a probe on another machine started with GRADSCOPE_TOKEN=<token>
 python -m gradscope_probe --connect HOST:PORT train.py (or the TF.js runner's --connect) streams to
@@ -114,6 +118,8 @@ Options:
                      the framework's checking on and name the operation and line that made the first
                      NaN/Inf (the finding then points at that line); says so when the re-run does
                      not reproduce it (docs/locate-nan.md)
+  --python PATH      the Python interpreter of a PyTorch script (a path, or a command on PATH); for
+                     fix, of its diagnosis and verification runs too
   --node-arg FLAG    a Node flag for a TF.js script (repeatable): --node-arg=--max-old-space-size=8192;
                      NODE_OPTIONS from your shell reaches the script too
   --nproc-per-node N run a PyTorch script as N ranks under torch.distributed.run (your torch), every
@@ -216,6 +222,15 @@ const OUT_OPTION: OptionTable<{ outDir: string | null }> = {
     o.outDir = required(v(), '--out needs a folder');
   },
 };
+const PYTHON_OPTION: OptionTable<{ python: string | null }> = {
+  '--python': (o, v) => {
+    o.python = required(v(), '--python needs the path of a Python interpreter (or a command on PATH)');
+  },
+};
+/** The run options that carry --python to a session (RunSession, locateNan, verifyFix): none without it. */
+export function pythonOf(a: { python: string | null }): { pythonPath?: string; pythonSource?: 'cli-option' } {
+  return a.python ? { pythonPath: a.python, pythonSource: 'cli-option' } : {};
+}
 /** How long a run may go: `run` and `fix` (which runs the script to verify). */
 const LENGTH_OPTIONS: OptionTable<{ steps: number; timeoutSec: number }> = {
   '--steps': (o, v) => {
@@ -228,6 +243,7 @@ const LENGTH_OPTIONS: OptionTable<{ steps: number; timeoutSec: number }> = {
 
 const RUN_OPTIONS: OptionTable<RunArgs> = {
   ...LENGTH_OPTIONS,
+  ...PYTHON_OPTION,
   ...JSON_OPTION,
   ...OUT_OPTION,
   '--report': (o, v) => {
@@ -278,6 +294,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     nprocPerNode: 0,
     launcher: null,
     rank: null,
+    python: null,
   };
   const { positional, help } = scanArgs(rest, out, RUN_OPTIONS);
   if (help) return { command: 'help', topic: 'run' };
@@ -285,6 +302,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
   if (!script) throw new UsageError('run needs a script: gradscope run <script> [args…]');
   if (isLauncher(positional)) {
     if (out.nprocPerNode) throw new UsageError('--nproc-per-node is for a script; a launcher takes its own: gradscope run -- torchrun --nproc-per-node N train.py');
+    if (out.python) throw new UsageError('--python is for a script; a launcher runs with its own interpreter: gradscope run -- /path/to/python -m torch.distributed.run … train.py');
     // The training script is the first .py the launcher is given (its own options take values, none a .py file).
     const at = positional.findIndex((a, i) => i > 0 && /\.py$/i.test(a));
     if (at < 0) throw new UsageError(`the launcher's command line names no .py script: ${positional.join(' ')}`);
@@ -293,6 +311,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
     out.scriptArgs = positional.slice(at + 1);
     return out;
   }
+  if (out.python && !/\.py$/i.test(script)) throw new UsageError(`--python is for a PyTorch script (.py), not ${script}`);
   if (out.rank !== null && out.nprocPerNode && out.rank >= out.nprocPerNode)
     throw new UsageError(`--rank ${out.rank} is not a rank of --nproc-per-node ${out.nprocPerNode} (ranks 0 to ${out.nprocPerNode - 1})`);
   out.script = script;
@@ -337,6 +356,7 @@ function parseListenArgs(rest: readonly string[]): CliArgs {
 
 const FIX_OPTIONS: OptionTable<FixArgs> = {
   ...LENGTH_OPTIONS,
+  ...PYTHON_OPTION,
   '--finding': (o, value) => {
     const v = required(value(), '--finding needs a kind');
     if (!isFindingKind(v)) throw new UsageError(`--finding must be one of ${FINDING_KINDS.join(', ')}, got "${v}"`);
@@ -376,6 +396,7 @@ function parseFixArgs(rest: readonly string[]): CliArgs {
     steps: 100,
     timeoutSec: 0,
     fromRun: null,
+    python: null,
   };
   const { positional, help } = scanArgs(rest, out, FIX_OPTIONS);
   if (help) return { command: 'help', topic: 'fix' };

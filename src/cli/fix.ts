@@ -16,7 +16,7 @@ import { savedRunHandle } from '../process/runHandle';
 import { availableRemedies, computeFix, prepareFixes } from '../process/fixEngine';
 import { RunSession } from '../process/runSession';
 import { verifyFix } from '../process/verifyFix';
-import type { FixArgs } from './args';
+import { pythonOf, type FixArgs } from './args';
 import { fmt } from './summary';
 
 /** `gradscope fix`'s exit codes (USAGE, docs/fixes.md). */
@@ -71,7 +71,7 @@ async function diagnose(a: FixArgs, cwd: string, signal: AbortSignal): Promise<D
   let session: RunSession;
   try {
     ensureDir(runDir);
-    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, runDir });
+    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, runDir, ...pythonOf(a) });
   } catch (e) {
     if (e instanceof HostFileError || e instanceof RunFileError) return `cannot record the diagnosis run: ${e.message}`;
     throw e;
@@ -195,6 +195,7 @@ async function verifyInTurn(
         kind: finding.kind,
         signal,
         onOutput: (_w, chunk) => err(chunk.text),
+        ...pythonOf(a),
       });
     } catch (e) {
       // verifyFix throws "verification cancelled" when Ctrl-C stopped it: the file is unchanged.

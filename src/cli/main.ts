@@ -14,7 +14,7 @@ import type { RunStore } from '../core/store/runStore';
 import { withCause } from '../core/analysis/nanCause';
 import type { Finding } from '../core/analysis/finding';
 import { locateNan, type LocateNanResult } from '../process/locateNan';
-import { USAGE, UsageError, parseArgs, type RunArgs } from './args';
+import { USAGE, UsageError, parseArgs, pythonOf, type RunArgs } from './args';
 import { fix } from './fix';
 import { listen } from './listen';
 import { runHeader } from '../core/view/snapshot';
@@ -111,7 +111,19 @@ async function run(a: RunArgs): Promise<number> {
     // NODE_OPTIONS is the user's own here (their shell's): a TF.js script gets it, as under plain node.
     const env = process.env.NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : undefined;
     const launcher = a.launcher ? { command: a.launcher } : a.nprocPerNode ? { nprocPerNode: a.nprocPerNode } : undefined;
-    session = RunSession.start({ script, args: a.scriptArgs, cwd, maxSteps: a.steps, timeoutSec: a.timeoutSec, detailEvery: a.detailEvery, runDir, nodeArgs: a.nodeArgs, env, launcher });
+    session = RunSession.start({
+      script,
+      args: a.scriptArgs,
+      cwd,
+      maxSteps: a.steps,
+      timeoutSec: a.timeoutSec,
+      detailEvery: a.detailEvery,
+      runDir,
+      nodeArgs: a.nodeArgs,
+      env,
+      launcher,
+      ...pythonOf(a),
+    });
   } catch (e) {
     if (!(e instanceof HostFileError || e instanceof RunFileError)) throw e;
     say(`${e.message}; nothing was run`);
@@ -202,7 +214,7 @@ async function locateFirstNonFinite(a: RunArgs, script: string, findings: Findin
   let r: LocateNanResult;
   try {
     // The re-run's own output is not shown (it repeats the first run's, plus the checks' traces).
-    r = await locateNan({ script, args: a.scriptArgs, cwd: process.cwd(), firstStep: nf.step, timeoutSec: a.timeoutSec || undefined });
+    r = await locateNan({ script, args: a.scriptArgs, cwd: process.cwd(), firstStep: nf.step, timeoutSec: a.timeoutSec || undefined, ...pythonOf(a) });
   } catch (e) {
     say(`--locate-nan: the re-run failed: ${(e as Error).message}`);
     return null;

@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { findNanCause, findNanOp, type NanCause } from '../core/analysis/nanCause';
 import { runToEnd, withRunDir } from './boundedRun';
 import type { OutputChunk, RunExit } from './runSession';
+import type { PythonSource } from './python';
 
 export const LOCATE_NAN_ENV = 'GRADSCOPE_LOCATE_NAN';
 
@@ -22,7 +23,7 @@ export interface LocateNanOptions {
   runDir?: string;
   nodePath?: string;
   pythonPath?: string;
-  pythonSource?: 'python-extension' | 'setting';
+  pythonSource?: PythonSource;
   signal?: AbortSignal;
   onOutput?: (chunk: OutputChunk) => void;
   /** Override where the probe bundles live (tests). */

@@ -2,19 +2,22 @@
 // before a run starts (a missing torch should be one clear line, not a traceback from the probe).
 //
 // Order: an explicit path (from VS Code: the interpreter the Python extension selected, else the
-// `gradscope.pythonPath` setting — src/features/pythonInterpreter.ts picks; passed as
-// RunOptions.pythonPath with its source), else GRADSCOPE_PYTHON in the environment (the CLI's way
-// to pick one), else `python3` on PATH.
+// `gradscope.pythonPath` setting — src/features/pythonInterpreter.ts picks; from the CLI: its
+// --python option; passed as RunOptions.pythonPath with its source), else GRADSCOPE_PYTHON in the
+// environment, else `python3` on PATH.
 import { execFile } from 'node:child_process';
 
 export const MIN_TORCH = [1, 13] as const;
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/** Where an explicit interpreter path came from: VS Code's Python extension, the gradscope.pythonPath setting, the CLI's --python. */
+export type PythonSource = 'python-extension' | 'setting' | 'cli-option';
+
 export interface PythonChoice {
   /** What will be executed: a path or a command name looked up on PATH. */
   python: string;
   /** Where the choice came from, for messages. */
-  from: 'python-extension' | 'setting' | 'env' | 'path';
+  from: PythonSource | 'env' | 'path';
 }
 
 /** Why torch is not usable, for the first-run message (what to install, or which interpreter to pick). */
@@ -24,7 +27,7 @@ export type TorchCheck =
   | { ok: true; python: string; torchVersion: string; pythonVersion: string }
   | { ok: false; python: string; message: string; problem: TorchProblem; from: PythonChoice['from']; torchVersion?: string };
 
-export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = process.env, source: 'python-extension' | 'setting' = 'setting'): PythonChoice {
+export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = process.env, source: PythonSource = 'setting'): PythonChoice {
   const set = pythonPath?.trim();
   if (set) return { python: set, from: source };
   const fromEnv = env.GRADSCOPE_PYTHON?.trim();
@@ -36,7 +39,7 @@ export function choosePython(pythonPath?: string, env: NodeJS.ProcessEnv = proce
 export const HOW_TO_CHOOSE =
   "Install PyTorch (≥ 1.13) for that interpreter, or choose another one: in VS Code, with the Python extension's " +
   'interpreter picker ("Python: Select Interpreter") or the gradscope.pythonPath setting (used when the Python ' +
-  'extension is not installed); for the gradscope CLI, with GRADSCOPE_PYTHON=/path/to/python.';
+  'extension is not installed); for the gradscope CLI, with --python /path/to/python (or GRADSCOPE_PYTHON=/path/to/python).';
 
 function describe(c: PythonChoice): string {
   switch (c.from) {
@@ -44,6 +47,8 @@ function describe(c: PythonChoice): string {
       return `${c.python} (the interpreter selected in the Python extension)`;
     case 'setting':
       return `${c.python} (the gradscope.pythonPath setting)`;
+    case 'cli-option':
+      return `${c.python} (the --python option)`;
     case 'env':
       return `${c.python} (GRADSCOPE_PYTHON)`;
     case 'path':

@@ -17,7 +17,7 @@ import { ensureDir, scriptProblem } from './files';
 import { killProcessGroup } from './killTree';
 import { describeRootCause, teardownAbortHint, torchrunRootCause } from './launcherFailure';
 import { Program, type ProgramExit } from './program';
-import { checkTorch, choosePython } from './python';
+import { checkTorch, choosePython, type PythonSource } from './python';
 import { PROBE_SETTINGS_ENV, PROBE_SOCKET_ENV, RankListener, type RankConnection } from './rankListener';
 import { RankRecorder } from './rankRecorder';
 import { analyzerFor, type LiveRun, type RunExit, type RunHandle, type RunRank } from './runHandle';
@@ -36,7 +36,7 @@ export interface RunOptions {
   /** Python interpreter for PyTorch scripts (default: GRADSCOPE_PYTHON, else `python3` on PATH). */
   pythonPath?: string;
   /** Where pythonPath came from, for messages (default 'setting'). */
-  pythonSource?: 'python-extension' | 'setting';
+  pythonSource?: PythonSource;
   /** Stop cleanly after this many optimizer steps (0 or undefined: no limit). */
   maxSteps?: number;
   /** Stop after this many seconds (0 or undefined: no limit). */

@@ -9,6 +9,7 @@ import type { FindingKind } from '../core/analysis/finding';
 import { measureRun, verdict, type RunMeasure } from '../core/fixes/measure';
 import { runToEnd, withRunDir } from './boundedRun';
 import type { OutputChunk } from './runSession';
+import type { PythonSource } from './python';
 
 export interface VerifyOptions {
   script: string;
@@ -29,7 +30,7 @@ export interface VerifyOptions {
   nodePath?: string;
   /** Python interpreter for PyTorch scripts, and where it came from (as RunOptions). */
   pythonPath?: string;
-  pythonSource?: 'python-extension' | 'setting';
+  pythonSource?: PythonSource;
   /** Aborting stops the run in progress; the copy is still removed. */
   signal?: AbortSignal;
   onOutput?: (which: 'before' | 'after', chunk: OutputChunk) => void;

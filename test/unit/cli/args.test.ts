@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { USAGE, UsageError, parseArgs } from '../../../src/cli/args';
+import { USAGE, UsageError, parseArgs, pythonOf } from '../../../src/cli/args';
 import { REMEDY_IDS } from '../../../src/core/analysis/finding';
 
 describe('gradscope argument parsing', () => {
@@ -81,6 +81,31 @@ describe('gradscope argument parsing', () => {
       () => parseArgs(['run', '--nproc-per-node', '0', 'train.py']),
       (e: Error) => e instanceof UsageError && /--nproc-per-node must be a positive integer/.test(e.message),
     );
+  });
+
+  it('--python PATH: the interpreter of a PyTorch script, for run and fix; not for a TF.js script or a launcher', () => {
+    const a = parseArgs(['run', 'train.py', '--lr', '3', '--python', '/opt/venv/bin/python', '--steps', '5']);
+    assert.equal(a.command, 'run');
+    if (a.command !== 'run') return;
+    assert.equal(a.python, '/opt/venv/bin/python');
+    assert.deepEqual(a.scriptArgs, ['--lr', '3']);
+    assert.deepEqual(pythonOf(a), { pythonPath: '/opt/venv/bin/python', pythonSource: 'cli-option' });
+    const none = parseArgs(['run', 'train.py']);
+    assert.ok(none.command === 'run' && none.python === null);
+    if (none.command === 'run') assert.deepEqual(pythonOf(none), {});
+    const f = parseArgs(['fix', 'train.py', '--python=python3.12', '--verify']);
+    assert.ok(f.command === 'fix' && f.python === 'python3.12' && f.verify);
+    const usage = (argv: string[], re: RegExp): void =>
+      assert.throws(
+        () => parseArgs(argv),
+        (e: Error) => e instanceof UsageError && re.test(e.message),
+      );
+    usage(['run', 'train.js', '--python', '/usr/bin/python3'], /--python is for a PyTorch script \(\.py\), not train\.js/);
+    usage(['run', '--python', '/usr/bin/python3', '--', 'torchrun', '--nproc-per-node', '2', 'train.py'], /--python is for a script; a launcher runs with its own interpreter/);
+    usage(['run', 'train.py', '--python'], /--python needs the path of a Python interpreter/);
+    // (after --, the script's own --python)
+    const own = parseArgs(['run', 'train.py', '--', '--python', 'x']);
+    assert.ok(own.command === 'run' && own.python === null && own.scriptArgs.join(' ') === '--python x');
   });
 
   it('rejects bad values with a message naming the flag', () => {

@@ -100,4 +100,16 @@ describe('gradscope run on the PyTorch examples', { skip: torchSkip() }, () => {
     assert.equal(doc.steps, 7);
     assert.doesNotMatch(r.stderr, /done/, 'the script stopped before its end');
   });
+
+  it('--python picks the interpreter (over GRADSCOPE_PYTHON), and one that is not there is named as the option', async () => {
+    const env = { ...process.env, GRADSCOPE_PYTHON: join(outDir, 'no-such-python') };
+    const ok = await runCli(['run', 'examples/torch/healthy.py', '--python', PYTHON, '--json', '--steps', '3', '--out', outDir], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as RunJson).steps, 3);
+    const missing = join(outDir, 'missing-python');
+    const bad = await runCli(['run', 'examples/torch/healthy.py', '--python', missing, '--steps', '3', '--out', outDir], { env: { ...process.env, GRADSCOPE_PYTHON: PYTHON } });
+    assert.equal(bad.code, 1);
+    assert.ok((bad.stdout + bad.stderr).includes(`${missing} (the --python option)`), bad.stdout + bad.stderr);
+    assert.match(bad.stdout + bad.stderr, /--python \/path\/to\/python/, 'says how to choose another');
+  });
 });
