@@ -32,6 +32,8 @@ export const RUN_WARNING_CODES = [
   'survivors',
   /** Some tensors are held as shards (FSDP2, DTensor): this process's norms and global norm are of its shards, not of the model. */
   'sharded',
+  /** The script clips its gradients to a global norm (a `clip` EVENT): the norms shown are those before clipping. */
+  'clipping',
 ] as const;
 export type RunWarningCode = (typeof RUN_WARNING_CODES)[number];
 
@@ -156,9 +158,16 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
         if (skipped.step === undefined) skipped.step = e.step;
         break;
       }
+      case 'clip': {
+        // (the probe says each threshold once; a script may clip at several)
+        const key = `clip\0${e.message}`;
+        if (seen.has(key)) break;
+        seen.add(key);
+        out.push({ code: 'clipping', level: 'info', message: e.message, ...(e.step !== undefined ? { step: e.step } : {}) });
+        break;
+      }
       case 'non-finite':
       case 'backend':
-      case 'clip':
         break;
     }
   }

@@ -222,6 +222,31 @@ describe('where the warnings are shown', () => {
     assert.equal(text.match(/dropped/g)?.length, 1, text);
   });
 
+  it('a script that clips: a note per threshold saying the norms are before clipping, in the summary, the JSON and the banner', () => {
+    const said = 'the script clips gradients with clip_grad_norm_(max_norm=0.25, norm_type=2); GradScope reports the gradients before clipping';
+    const clip = (value: number, message: string, at: number): Message => event('clip', message, { value, step: at });
+    const s = store(hello, tensors, step(0), clip(0.25, said, 0), step(1), clip(0.25, said, 1), clip(1, said.replace('0.25', '1'), 2), end(2));
+    const ws = runWarnings(s, completed);
+    assert.deepEqual(
+      ws.map((w) => [w.code, w.level, w.message, w.step]),
+      [
+        ['clipping', 'info', said, 0],
+        ['clipping', 'info', said.replace('0.25', '1'), 2],
+      ],
+    );
+    assert.match(
+      formatSummary(s, exit('completed', 2), where),
+      /\nnote {6}the script clips gradients with clip_grad_norm_\(max_norm=0\.25, norm_type=2\); GradScope reports the gradients before clipping \(step 0\)\n/,
+    );
+    assert.deepEqual(codes(buildRunJson(s, '/tmp/t.py', exit('completed', 2), null).warnings), ['clipping', 'clipping']);
+    const header = runHeader(s, { runId: 'r', script: 's', status: 'completed', statusMessage: '' });
+    const reasons: string[] = [];
+    const snapshot = buildSnapshot(s, { header, findings: [], metric: 'norm', compare: null, savedRuns: [] });
+    const msg = parseHostMessage(JSON.parse(JSON.stringify({ type: 'snapshot', snapshot })), (r) => reasons.push(r));
+    assert.deepEqual(reasons, []);
+    assert.deepEqual(msg?.type === 'snapshot' ? codes(msg.snapshot.header.warnings) : null, ['clipping', 'clipping']);
+  });
+
   it('the run JSON has `warnings` and the 1.1 schema; a clean run has an empty list', () => {
     const doc = buildRunJson(store(hello, tensors, end(0)), '/tmp/t.py', exit('completed', 0), null);
     assert.equal(doc.schema, RUN_JSON_SCHEMA);
