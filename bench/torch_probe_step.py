@@ -35,7 +35,7 @@ some blocks only). Separate processes of the same script differ by ±15 % here (
 which hides a 1 % change; blocks in one process share them. foreach is the floor of the every-step
 tier as it was: one multi-tensor norm pass (`torch.stack(torch._foreach_norm(grads)).tolist()`) and
 nothing else; pass is the probe's own norm pass (stats.plain_values with the optimizer's NormPlan:
-small tensors stacked, large ones by BLAS dot products) and nothing else, the floor now. The
+small tensors stacked, long ones by rows) and nothing else, the floor now. The
 probe is installed for its blocks and uninstalled for the others (its input-scale hooks too: the
 first layer is found again at the first forward pass of its block).
 Machines shared with other work: interleave plain / peer / probe runs and read the spread.
@@ -224,7 +224,7 @@ def reduce_():
         got[k].append(pc() - t0)
         opt.step()
     print("%s, %d tensors%s, right after backward(), %d steps:" % (
-        os.environ.get("MODEL", "res"), len(PS), " (NormPlan: %d stacked groups, %d dotted)" % (len(plan.stacked), len(plan.dotted)), N))
+        os.environ.get("MODEL", "res"), len(PS), " (NormPlan: %d stacked groups, %d long)" % (len(plan.stacked), len(plan.long)), N))
     for k, v in got.items():
         q1, q2, q3 = statistics.quantiles(v, n=4)
         print("  %-28s median %7.1f us (quartiles %.1f-%.1f), %d steps" % (k, q2 * 1e6, q1 * 1e6, q3 * 1e6, len(v)))

@@ -115,26 +115,29 @@ def _norms(xs: list) -> list:
     return [torch.linalg.vector_norm(x) for x in xs]
 
 
-# On the CPU the sum of squares of a large tensor is one BLAS dot product (sdot/ddot), blocked and
-# threaded, where torch's norm kernel runs on one thread: a 1.2M-element float32 gradient took 51 µs
-# against the norm's 129 µs with 2 threads on torch 2.13 (MKL; 94 against 130 with 1 thread) and 61
-# against 173 µs on torch 1.13 (OpenBLAS). Its blocks also bring it closer to the float64 norm (rel.
-# 1.4e-6 against 1.6e-5 there; 1.9e-4 against 1.5e-3 at 28M elements). Below ~32K elements the Python
-# call per tensor costs more than the kernel saves (4 tensors: 20 against 22 µs at 32K, 18 against 14
-# at 16K). Same overflow and underflow as the norm (a sum of squares in the tensor's dtype): callers
-# check the result (needs_exact).
-DOT_MIN_NUMEL = 32768
+# On the CPU a long tensor's norm is taken by rows: the norms of its rows of LONG_ROW elements (one
+# reduction, threaded over the rows), then the norm of those in float64. torch's norm kernel sums a
+# whole tensor on one thread into float32 accumulators, which stop taking small squares once their
+# sums are large: a 2.8M-element decoder gradient of Lightning's transformer example read rel.
+# -3.7e-4 below its float64 norm (a BLAS dot product -5.7e-5), a 25M-element one -1.4e-3; by rows
+# both read within 1e-8. By rows is also faster with 2 threads (that gradient 150 µs against 298,
+# 25M elements 2.7 ms against 4.6) and as fast with 1 (305 against 299, 3.6 ms against 3.8; torch
+# 2.13; on 1.13 with 2 threads 184 against 396 µs). Its three calls cost ~10 µs more than the norm's
+# one, so tensors below LONG_MIN_NUMEL keep the multi-tensor norm (its error there ≤ ~1e-6).
+LONG_MIN_NUMEL = 262144
+LONG_ROW = 1024
+_vector_norm = torch.linalg.vector_norm
 
 
-def _dotted(x: torch.Tensor) -> bool:
-    """Whether the CPU tensor x (strided float32/float64) is measured by a dot product: a large one."""
-    return x.numel() >= DOT_MIN_NUMEL
+def _long(x: torch.Tensor) -> bool:
+    """Whether the CPU tensor x (strided float32/float64) is measured by rows (_long_norms)."""
+    return x.numel() >= LONG_MIN_NUMEL
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    """x as one dimension for a dot product: a view where its elements fill their memory without a
-    gap, in any order of dimensions (contiguous, channels_last, a transpose: a sum of squares does not
-    depend on the order), else a copy."""
+    """x as one dimension: a view where its elements fill their memory without a gap, in any order of
+    dimensions (contiguous, channels_last, a transpose: a norm does not depend on the order), else a
+    copy."""
     if x.is_contiguous():
         return x.view(-1)
     expect = 1
@@ -145,27 +148,32 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.as_strided((x.numel(),), (1,))
 
 
-def _dot_norms(xs: list) -> torch.Tensor:
-    """The L2 norms of CPU tensors (_dotted) by BLAS dot products, stacked."""
-    sq = []
+def _long_norms(xs: list) -> torch.Tensor:
+    """The L2 norms of long CPU tensors (_long), by rows, as one float64 tensor."""
+    out = []
     for x in xs:
         v = _flat(x)
-        sq.append(torch.dot(v, v))
-    return torch.stack(sq).sqrt_()
+        n = v.numel()
+        k = n // LONG_ROW
+        rows = _vector_norm(v[:k * LONG_ROW].view(k, LONG_ROW), dim=1)
+        if n > k * LONG_ROW:
+            rows = torch.cat([rows, _vector_norm(v[k * LONG_ROW:]).reshape(1)])
+        out.append(_vector_norm(rows, dtype=F64))
+    return torch.stack(out)
 
 
 def _norm_stack(xs: list) -> torch.Tensor:
     """The L2 norms of same-device float32/float64 tensors in one 1-d tensor, in their order: on the CPU
-    the large ones by dot products (DOT_MIN_NUMEL), the others by the multi-tensor norm. Not
-    overflow-safe: callers check the result."""
+    the long ones by rows (LONG_MIN_NUMEL), the others by the multi-tensor norm. Not overflow-safe:
+    callers check the result."""
     if xs and xs[0].device.type == "cpu":
-        big = [i for i, x in enumerate(xs) if _dotted(x)]
+        big = [i for i, x in enumerate(xs) if _long(x)]
         if big:
             if len(big) == len(xs):
-                return _dot_norms(xs)
+                return _long_norms(xs)
             taken = set(big)
             small = [i for i in range(len(xs)) if i not in taken]
-            vals = torch.cat([_dot_norms([xs[i] for i in big]), torch.stack(_norms([xs[i] for i in small]))])
+            vals = torch.cat([_long_norms([xs[i] for i in big]), torch.stack(_norms([xs[i] for i in small]))])
             out = torch.empty_like(vals)
             out[torch.tensor(big + small)] = vals
             return out
@@ -290,29 +298,29 @@ class NormPlan:
     measured by the multi-tensor norm. Built from the parameters (their gradients have their shape and
     dtype) and kept while they stay the same objects; a parameter given new data of another shape makes
     the stack refuse, and the plan is built again from the gradients (plan_for)."""
-    __slots__ = ("stacked", "dotted", "rest", "order")
+    __slots__ = ("stacked", "long", "rest", "order")
 
     def __init__(self, tensors: list):
         groups = {}
         rest = []
-        dotted = []
+        long = []
         for i, t in enumerate(tensors):
             if t.numel() <= STACK_MAX_NUMEL:
                 groups.setdefault((tuple(t.shape), t.dtype), []).append(i)
-            elif _dotted(t):
-                dotted.append(i)
+            elif _long(t):
+                long.append(i)
             else:
                 rest.append(i)
         self.stacked = [idx for idx in groups.values() if len(idx) > 1]
-        self.dotted = dotted
+        self.long = long
         rest.extend(i for idx in groups.values() if len(idx) == 1 for i in idx)
         self.rest = sorted(rest)
-        # Where each value of the concatenated results goes: the groups' entries, the dotted, then rest's.
-        self.order = [i for idx in self.stacked for i in idx] + self.dotted + self.rest
+        # Where each value of the concatenated results goes: the groups' entries, the long, then rest's.
+        self.order = [i for idx in self.stacked for i in idx] + self.long + self.rest
 
     def fused(self) -> bool:
         """Whether measure() does more than one multi-tensor norm over all of them."""
-        return bool(self.stacked or self.dotted)
+        return bool(self.stacked or self.long)
 
     def measure(self, grads: list, with_max: bool):
         """(norms, maxima or None) of `grads` in the plan's order (self.order), as two CPU tensors (of
@@ -324,9 +332,9 @@ class NormPlan:
             if with_max:
                 lo, hi = torch.aminmax(block, dim=1)
                 maxs.append(torch.maximum(-lo, hi))
-        if self.dotted:
-            xs = [grads[i] for i in self.dotted]
-            norms.append(_dot_norms(xs))
+        if self.long:
+            xs = [grads[i] for i in self.long]
+            norms.append(_long_norms(xs))
             if with_max:
                 maxs.append(_max_abs_many(xs))
         if self.rest:
