@@ -242,6 +242,21 @@ const findingsText = (page) => webview(page).locator('#gs-findings').innerText({
 
 /** The visible lines of the active editor (the DOM of the text model's view). */
 const editorText = (page) => page.locator('.editor-group-container.active .monaco-editor .view-lines').first().innerText({ timeout: 1000 });
+/**
+ * The text of the editor showing the file `name` in whichever group shows it, focused or not: a click
+ * in the panel leaves focus to the webview's group until the host's showTextDocument takes it back.
+ */
+const fileEditorText = (page, name) => page.locator(`.editor-group-container:has(.tab.active[data-resource-name="${name}"]) .monaco-editor .view-lines`).first().innerText({ timeout: 1000 });
+/** Which tabs each editor group shows (the active one marked), for a failure's log. */
+const editorGroups = (page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll('.editor-group-container')].map(
+      (g) =>
+        `${g.classList.contains('active') ? '[active] ' : ''}${[...g.querySelectorAll('.tab')]
+          .map((t) => `${t.classList.contains('active') ? '*' : ''}${t.getAttribute('data-resource-name') ?? t.getAttribute('aria-label')}`)
+          .join(', ')}`,
+    ),
+  );
 
 /**
  * The findings list once it has kept the same text for `quietMs`. The end of a run brings a last
@@ -559,9 +574,11 @@ const scenarios = [
       log(`panel remedy: ${await btn.innerText()}`);
       await btn.click();
       try {
-        await waitFor('the edit in the editor', async () => /heNormal/.test(await editorText(page)), 10_000);
+        await waitFor('the edit in the editor', async () => /heNormal/.test(await fileEditorText(page, 'exploding-mlp.js')), 10_000);
       } catch (e) {
-        // What the host did with the click ("applied: …", "fix not applied (…)", or nothing at all).
+        // What the host did with the click ("applied: …", "fix not applied (…)", or nothing at all),
+        // and what the editor groups showed.
+        log(`editor groups: ${JSON.stringify(await editorGroups(page).catch((x) => String(x)))}`);
         log(`GradScope log:\n${extensionLog(state.userData)}`);
         throw e;
       }
