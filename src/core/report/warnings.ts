@@ -32,7 +32,7 @@ export const RUN_WARNING_CODES = [
   'survivors',
   /** Some tensors are held as shards (FSDP2, DTensor): this process's norms and global norm are of its shards, not of the model. */
   'sharded',
-  /** The script clips its gradients to a global norm (a `clip` EVENT): the norms shown are those before clipping. */
+  /** The script clips its gradients (a `clip` EVENT: clip_grad_norm_, clip_grad_value_, …, in the probe's words): the norms shown are those before clipping. */
   'clipping',
 ] as const;
 export type RunWarningCode = (typeof RUN_WARNING_CODES)[number];
@@ -129,14 +129,19 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
   let dropped = 0;
   let firstDropStep: number | undefined;
   const skipped: { events: number; count: number; scale?: number; step?: number } = { events: 0, count: 0 };
+  // An event said again with the same words (each step's, each rank's) is listed once.
   const seen = new Set<string>();
+  const firstTime = (e: EventMsg): boolean => {
+    const key = `${e.kind}\0${e.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  };
   for (const e of run.events) {
     switch (e.kind) {
       case 'warning':
       case 'info': {
-        const key = `${e.kind}\0${e.message}`;
-        if (seen.has(key) || e === backwardNote) break;
-        seen.add(key);
+        if (e === backwardNote || !firstTime(e)) break;
         out.push({
           code: e.kind === 'warning' ? 'probe-warning' : 'probe-note',
           level: e.kind,
@@ -158,14 +163,10 @@ export function runWarnings(run: RunWarningFacts, exit: RunWarningExit): RunWarn
         if (skipped.step === undefined) skipped.step = e.step;
         break;
       }
-      case 'clip': {
-        // (the probe says each threshold once; a script may clip at several)
-        const key = `clip\0${e.message}`;
-        if (seen.has(key)) break;
-        seen.add(key);
-        out.push({ code: 'clipping', level: 'info', message: e.message, ...(e.step !== undefined ? { step: e.step } : {}) });
+      case 'clip':
+        // (one per threshold: a script may clip at several, two networks of a GAN each its own)
+        if (firstTime(e)) out.push({ code: 'clipping', level: 'info', message: e.message, ...(e.step !== undefined ? { step: e.step } : {}) });
         break;
-      }
       case 'non-finite':
       case 'backend':
         break;
