@@ -16,11 +16,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type * as tfTypes from '@tensorflow/tfjs';
-import { formatNumber } from '../../core/protocol/float';
 import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type ProbeEndReason, type SourceLocation, type TensorInfo } from '../../core/protocol/messages';
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
+import { ChangedGrads } from './changedGrads';
 import { DeviceStats } from './deviceStats';
 import { BufferPool, makeReader, pack, type Reader } from './packing';
 import { InputScale } from './inputs';
@@ -151,9 +151,11 @@ export class Probe implements CaptureSink {
   private pendingLossTensor: Tensor | null = null;
   /** Gradient computations (with a scalar value) since the last applyGradients: their losses add up. */
   private pendingLosses = 0;
-  /** onGradients: the gradients computed since the last applyGradients, until transformSaid. */
-  private readonly computed = new Map<string, Tensor>();
-  private transformSaid = false;
+  /** Gradients changed between their computation and applyGradients (a clip by hand): changedGrads.ts. */
+  private readonly changed = new ChangedGrads(
+    (computed, applied) => this.globalNorms(computed, applied),
+    (m) => void this.send(m),
+  );
   private readonly warned = new Set<string>();
   private detailEvery: number;
   private readonly autoDetail: boolean;
@@ -328,67 +330,35 @@ export class Probe implements CaptureSink {
     }
   }
 
-  /**
-   * The gradients computed since the last applyGradients, by variable name, until a difference with
-   * what applyGradients receives has been said (then no longer kept). TF.js tensors are immutable, so
-   * a script that clips, accumulates or rescales its gradients in between hands applyGradients other
-   * tensors than those computed: GradScope reports the ones applied, and says so once (a clip
-   * written by hand hides how large they were), as the torch probe says of gradients changed in
-   * place between backward() and step().
-   */
+  /** The gradients a computation made (see changedGrads.ts: a script that changes them before applyGradients). */
   onGradients(computed: ReadonlyMap<string, Tensor>): void {
-    if (this.transformSaid) return;
-    for (const [name, t] of computed) this.computed.set(name, t);
-  }
-
-  /** Says once that the gradients applied are not the ones computed (see onGradients). */
-  private checkTransformed(step: number, grads: NamedGrad[]): void {
-    if (this.transformSaid || this.computed.size === 0) return;
-    // (Not cleared here: an outer call of nested ones, a subclass's applyGradients, gets the gradients
-    // computed, and the innermost, the step, what the subclass made of them. afterApply clears.)
-    const other = grads.filter(({ name, tensor }) => {
-      const c = this.computed.get(name);
-      return c !== undefined && c !== tensor;
-    });
-    if (!other.length) return;
-    this.transformSaid = true;
-    const names = other
-      .slice(0, 3)
-      .map((g) => g.name)
-      .join(', ');
-    const norms = this.globalNorms(
-      other.map((g) => this.computed.get(g.name)!),
-      other.map((g) => g.tensor),
-    );
-    this.send({
-      type: 'event',
-      kind: 'info',
-      step,
-      ...(norms ? { value: norms[0] } : {}),
-      message:
-        `applyGradients received other tensors than the gradients computed (tf.variableGrads, minimize) for ${other.length} ` +
-        `tensor(s) (${names}${other.length > 3 ? ', …' : ''})${norms ? `: global norm ${formatNumber(norms[0])} computed, ${formatNumber(norms[1])} applied` : ''}` +
-        `. The script changes them in between (a clip, an accumulation over micro-batches, a rescale, an optimizer subclass); ` +
-        `GradScope shows the gradients as applied, so a clip hides how large they were`,
-    });
+    this.changed.onComputed(computed);
   }
 
   /**
-   * [computed, applied] global L2 norms of two lists of tensors, read once (the first transformed
-   * step only); null where the script disposed a computed one already (an accumulation loop) or
-   * the read fails.
+   * [computed, applied] global L2 norms of two lists of tensors, and the cosine between them (for
+   * changedGrads.ts, on the first changed step and while it looks for a clip's threshold); null where
+   * the script disposed one already or the read fails. The cosine is 0 where a norm is 0, NaN where
+   * the sizes differ.
    */
-  private globalNorms(computed: Tensor[], applied: Tensor[]): [number, number] | null {
+  private globalNorms(computed: Tensor[], applied: Tensor[]): [number, number, number] | null {
     if (computed.some((t) => t.isDisposed) || applied.some((t) => t.isDisposed)) return null;
+    const aligned = computed.every((t, i) => t.size === applied[i].size);
     const tf = this.tf;
     try {
-      const both = tf.tidy(() => {
-        const norm = (ts: Tensor[]): Tensor => tf.sqrt(tf.addN(ts.map((t) => tf.sum(tf.square(tf.cast(t, 'float32'))))));
-        return tf.stack([norm(computed), norm(applied)]);
+      const three = tf.tidy(() => {
+        const f = (t: Tensor): Tensor => tf.cast(t, 'float32').reshape([-1]);
+        const sumOf = (xs: Tensor[]): Tensor => (xs.length === 1 ? xs[0] : tf.addN(xs));
+        const cc = sumOf(computed.map((t) => tf.sum(tf.square(f(t)))));
+        const aa = sumOf(applied.map((t) => tf.sum(tf.square(f(t)))));
+        const ca = aligned ? sumOf(computed.map((t, i) => tf.sum(tf.mul(f(t), f(applied[i]))))) : tf.scalar(Number.NaN);
+        return tf.stack([cc, aa, ca]);
       });
-      const v = both.dataSync();
-      both.dispose();
-      return [v[0], v[1]];
+      const [cc, aa, ca] = three.dataSync();
+      three.dispose();
+      const cn = Math.sqrt(cc);
+      const an = Math.sqrt(aa);
+      return [cn, an, cn > 0 && an > 0 ? ca / (cn * an) : 0];
     } catch {
       return null;
     }
@@ -398,7 +368,8 @@ export class Probe implements CaptureSink {
     // Nothing can be delivered any more (the script closed the channel's descriptor): the script
     // goes on uninstrumented; afterApply only counts the step, for the step limit.
     if (!this.channel.open) return { entries: [], loss: null, lossTensor: null, weightsDue: false, w0: null, weighMs: 0 };
-    this.checkTransformed(this.steps, grads);
+    // Where the script changed them since they were computed (a clip by hand): the computed ones.
+    grads = this.changed.toMeasure(this.steps, grads);
     const vars = this.capture.engine.registeredVariables;
     const fresh: TensorInfo[] = [];
     const entries: StepEntry[] = [];
@@ -447,7 +418,7 @@ export class Probe implements CaptureSink {
 
   afterApply(raw: unknown): void {
     const ctx = raw as StepCtx;
-    this.computed.clear();
+    this.changed.onApplied();
     if (!this.channel.open) {
       this.steps++;
       this.checkStepLimit();

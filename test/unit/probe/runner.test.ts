@@ -255,17 +255,64 @@ describe('tfjs probe: script styles', () => {
     assertWellFormed(r);
     assert.equal(r.of('step').length, 8); // 2 epochs × 4 batches, not 16
     assert.equal(r.of('end')[0].steps, 8);
-    // The hook sees what the subclass passes on: clipped to ±0.1; and says so once.
-    assert.ok(r.of('step').every((s) => stat(s, 'maxAbs', 0) <= 0.1 + 1e-7));
+    // The subclass clips each gradient to ±0.1 before super: the steps report the gradients as
+    // computed, before that clip (changedGrads.ts), and say so once.
+    const steps = r.of('step');
+    assert.ok(
+      steps.some((s) => stat(s, 'maxAbs', 0) > 0.1 + 1e-3),
+      steps.map((s) => stat(s, 'maxAbs', 0)).join(', '),
+    );
     const notes = transformNotes(r);
     assert.equal(notes.length, 1, notes.join('\n'));
     assert.match(notes[0], /for 2 tensor\(s\) \(dense_Dense1\/kernel, dense_Dense1\/bias\): global norm (\S+) computed, (\S+) applied/);
-    // What each tensor's norm was before the subclass clipped it, and after (the step's own norms).
+    assert.match(notes[0], /GradScope reports the gradients as computed, before that change/);
+    // Step 0's global norm is the one computed, not the one the subclass applied.
     const [, before, applied] = /global norm (\S+) computed, (\S+) applied/.exec(notes[0])!;
-    const s0 = r.of('step')[0];
-    assert.ok(Math.abs(Number(applied) / Math.hypot(stat(s0, 'norm', 0), stat(s0, 'norm', 1)) - 1) < 1e-2, notes[0]); // (3 digits)
+    const s0 = steps[0];
+    assert.ok(Math.abs(Number(before) / Math.hypot(stat(s0, 'norm', 0), stat(s0, 'norm', 1)) - 1) < 1e-2, notes[0]); // (3 digits)
     assert.ok(Number(before) > Number(applied), notes[0]);
+    // A clip by value is no clip to a global norm.
+    assert.deepEqual(
+      r.of('event').filter((e) => e.kind === 'clip'),
+      [],
+    );
     assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
+  });
+
+  it('a clip to a global norm written by hand: the norms before clipping, and the threshold found (every stats path)', async () => {
+    for (const mode of ['host', 'inline', 'device']) {
+      const r = await runProbe(join(SCRIPTS, 'clip-global-norm.js'), { env: { GRADSCOPE_STATS: mode } });
+      assertWellFormed(r);
+      const want = [...r.stdout.matchAll(/^NORM (\d+) (\S+)$/gm)].map((m) => Number(m[2]));
+      const steps = r.of('step');
+      assert.equal(want.length, 6);
+      assert.equal(steps.length, 6);
+      // Each step's global norm is the script's own, before clipping (well above the 1.0 applied).
+      steps.forEach((s, i) => {
+        const got = Math.hypot(stat(s, 'norm', 0), stat(s, 'norm', 1));
+        assert.ok(want[i] > 1.5 && Math.abs(got / want[i] - 1) < 1e-5, `${mode}, step ${i}: ${got}, the script's ${want[i]}`);
+      });
+      const notes = transformNotes(r);
+      assert.equal(notes.length, 1, notes.join('\n'));
+      assert.match(notes[0], /as computed, before that change/);
+      // The threshold, from two steps that applied 1.0 from different norms: the clip EVENT.
+      const clips = r.of('event').filter((e) => e.kind === 'clip');
+      assert.equal(clips.length, 1, JSON.stringify(clips));
+      assert.ok(clips[0].value !== undefined && Math.abs(clips[0].value - 1) < 1e-5, JSON.stringify(clips[0]));
+      assert.match(clips[0].message, /clips its gradients to a global norm of 1(\.0+)? by hand/);
+    }
+  });
+
+  it('gradients disposed before applyGradients: reported as applied, and said', async () => {
+    const r = await runProbe(join(SCRIPTS, 'clip-global-norm.js'), { env: { DISPOSE_FIRST: '1' } });
+    assertWellFormed(r);
+    const steps = r.of('step');
+    assert.equal(steps.length, 6);
+    steps.forEach((s) => assert.ok(Math.abs(Math.hypot(stat(s, 'norm', 0), stat(s, 'norm', 1)) - 1) < 1e-5));
+    const notes = transformNotes(r);
+    assert.equal(notes.length, 1, notes.join('\n'));
+    assert.match(notes[0], /disposed the computed ones before applyGradients/);
+    assert.equal(r.of('event').filter((e) => e.kind === 'clip').length, 0);
   });
 
   it('gradients accumulated over micro-batches: the loss of the step is the sum of what was differentiated', async () => {
@@ -279,8 +326,10 @@ describe('tfjs probe: script styles', () => {
       assert.equal(steps.length, 3);
       // (it was the second micro-batch's loss alone)
       steps.forEach((s, i) => assert.ok(s.loss !== null && Math.abs(s.loss / want[i] - 1) < 1e-6, `${mode}, step ${i}: loss ${s.loss}, the script's ${want[i]}`));
-      // The sum applied is not what either computation gave: said once.
-      assert.equal(transformNotes(r).length, 1);
+      // The sum applied is not what either computation gave: said once, and reported as applied.
+      const notes = transformNotes(r);
+      assert.equal(notes.length, 1);
+      assert.match(notes[0], /2 gradient computations fed this step \(an accumulation\): GradScope reports their result as applied/);
     }
   });
 
