@@ -15,7 +15,7 @@
 import type { DetailMsg, TensorInfo } from '../protocol/messages';
 import type { RunStore } from '../store/runStore';
 import type { Detector, DetectorEnv, SharedFacts } from './detector';
-import { adjustForClipping, clipInEffect } from './clipping';
+import { adjustForClipping, clipInEffect, type LargestNorms } from './clipping';
 import { adjustForInputScale, inputScaleOf } from './inputScale';
 import { DeadUnitsDetector } from './detectors/deadUnits';
 import { ExplodingDetector } from './detectors/exploding';
@@ -84,7 +84,8 @@ export class Analyzer implements FindingsView {
   private versionNo = 0;
   private finished = false;
   /** Largest finite global norm of the steps read so far (before clipping, as the probe reports). */
-  private largestNorm = NaN;
+  /** The largest finite global norm and tensor norm seen (clipping.ts judges a clip by them). */
+  private readonly largest: LargestNorms = { global: NaN, tensor: NaN };
   readonly stats: AnalyzerStats = { updates: 0, stepsSeen: 0, stepsMissed: 0, ms: 0, maxMs: 0 };
 
   constructor(
@@ -149,7 +150,12 @@ export class Analyzer implements FindingsView {
       const lane = this.lane(row.optimizer);
       if (!lane.shared.firstRow) lane.shared.firstRow = row;
       for (const d of lane.detectors) d.step(row, lane.env);
-      if (isFiniteNum(row.globalNorm) && !(row.globalNorm <= this.largestNorm)) this.largestNorm = row.globalNorm;
+      const largest = this.largest;
+      if (isFiniteNum(row.globalNorm) && !(row.globalNorm <= largest.global)) largest.global = row.globalNorm;
+      for (let t = 0; t < row.norm.length; t++) {
+        const v = row.norm[t];
+        if (!row.absent[t] && isFiniteNum(v) && !(v <= largest.tensor)) largest.tensor = v;
+      }
       this.stats.stepsSeen++;
     }
     const out: Finding[] = [];
@@ -160,7 +166,7 @@ export class Analyzer implements FindingsView {
     }
     // A script that already clips is not told to add clipping (see clipping.ts).
     const clip = clipInEffect(this.store.events);
-    if (clip) for (let i = 0; i < out.length; i++) out[i] = adjustForClipping(out[i], clip, this.largestNorm, this.ctx.framework);
+    if (clip) for (let i = 0; i < out.length; i++) out[i] = adjustForClipping(out[i], clip, this.largest, this.ctx.framework);
     // Un-normalised inputs put normalize-inputs first on an explosion (see inputScale.ts).
     for (let i = 0, seen = inputScaleOf(this.store.events); i < out.length; i++) out[i] = adjustForInputScale(out[i], seen, this.ctx.framework);
     this.current = sortFindings(out);

@@ -8,6 +8,7 @@ import {
   MAGIC,
   MAX_PAYLOAD_BYTES,
   EVENT_KINDS,
+  CLIP_BY,
   MSG_TYPE_NAMES,
   MsgType,
   NO_LOSS_WORDS,
@@ -291,6 +292,8 @@ function decodeJson(type: number, bytes: Uint8Array): Message {
       if (value !== undefined) m.value = value;
       const max = opt(o, 'max', isNum, 'a number');
       if (max !== undefined) m.max = max;
+      const clipBy = opt(o, 'clipBy', oneOf(...CLIP_BY), 'norm or value');
+      if (clipBy !== undefined) m.clipBy = clipBy;
       return m;
     }
     case MsgType.Optimizer: {

@@ -207,6 +207,9 @@ export interface DetailMsg {
 
 export const EVENT_KINDS = ['non-finite', 'warning', 'dropped', 'backend', 'info', 'clip', 'skipped-step', 'input-scale'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
+/** What a `clip` EVENT's threshold bounds: the global norm (clip_grad_norm_) or each element (clip_grad_value_). */
+export const CLIP_BY = ['norm', 'value'] as const;
+export type ClipBy = (typeof CLIP_BY)[number];
 
 export interface EventMsg {
   type: 'event';
@@ -224,6 +227,8 @@ export interface EventMsg {
   value?: number;
   /** For `input-scale`: the largest |x| of the input batch. */
   max?: number;
+  /** For `clip`: what `value` bounds; absent (run files before it): `norm`. */
+  clipBy?: ClipBy;
 }
 
 export const OPTIMIZER_MODES = ['optimizer', 'backward'] as const;

@@ -322,7 +322,8 @@ export function runHeader(store: RunStore, run: { runId: string; script: string;
     step: store.lastStep,
     stepsPerSec: run.stepsPerSec ?? null,
     droppedFrames: store.events.filter((e) => e.kind === 'dropped').reduce((a, e) => a + (e.count ?? 0), 0),
-    clipNorm: [...store.events].reverse().find((e) => e.kind === 'clip' && e.value !== undefined && Number.isFinite(e.value))?.value ?? null,
+    // (a global-norm clip's threshold, drawn on the norm chart; a clip by value bounds elements, not that norm)
+    clipNorm: [...store.events].reverse().find((e) => e.kind === 'clip' && (e.clipBy ?? 'norm') === 'norm' && e.value !== undefined && Number.isFinite(e.value))?.value ?? null,
     warnings: runWarnings(store, warningExit(run.status)),
   };
 }

@@ -138,6 +138,7 @@ export class ChangedGrads {
       kind: 'clip',
       step,
       value: applied,
+      clipBy: 'norm',
       message:
         `the script clips its gradients to a global norm of ${formatNumber(applied)} by hand (steps with computed global norms ` +
         `${formatNumber(same.computed)} and ${formatNumber(computed)} both applied ${formatNumber(applied)}); GradScope reports the gradients before clipping`,

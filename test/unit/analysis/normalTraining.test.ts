@@ -44,7 +44,14 @@ function detail(step: number, tensorId: number, zeroFrac: number): DetailMsg {
   return { type: 'detail', step, tensorId, mean: 0, std: 1e-3, zeroFrac, histLo: -12, histHi: 2, hist: new Uint32Array(32), thumbRows: 0, thumbCols: 0, thumb: new Float32Array(0) };
 }
 
-const clipEvent = (maxNorm: number): EventMsg => ({ type: 'event', kind: 'clip', step: 0, value: maxNorm, message: `the script clips gradients with clip_grad_norm_(max_norm=${maxNorm})` });
+const clipEvent = (maxNorm: number, clipBy?: 'norm' | 'value'): EventMsg => ({
+  type: 'event',
+  kind: 'clip',
+  step: 0,
+  value: maxNorm,
+  ...(clipBy ? { clipBy } : {}),
+  message: clipBy === 'value' ? `the script clips gradients with clip_grad_value_(clip_value=${maxNorm})` : `the script clips gradients with clip_grad_norm_(max_norm=${maxNorm})`,
+});
 const kinds = (fs: readonly Finding[]): string[] => fs.map((f) => f.kind).sort();
 const remedyIds = (f: Finding | undefined): string[] => (f ? f.remedies.map((r) => r.id) : []);
 
@@ -119,9 +126,9 @@ describe('a script that already clips is not told to add clipping', () => {
   ];
   // Every layer grows together (a global explosion: clipping ranked first), to a pre-clip norm of ~1000.
   const explode = (step: number, t: number): number => (0.5 + 0.1 * t) * (step < 15 ? 1 + 0.01 * Math.sin(step) : 1000);
-  const exploding = (clip: number | null): Finding | undefined => {
+  const exploding = (clip: number | null, by?: 'norm' | 'value'): Finding | undefined => {
     const store = torchStore(mlp, 16, explode, (s, step) => {
-      if (step === 0 && clip !== null) s.ingest(clipEvent(clip));
+      if (step === 0 && clip !== null) s.ingest(clipEvent(clip, by));
     });
     return analyzeStore(store).find((f) => f.kind === 'exploding-gradient');
   };
@@ -150,6 +157,27 @@ describe('a script that already clips is not told to add clipping', () => {
     assert.match(f.message, /never acted/);
   });
 
+  it('clip_grad_value_ is a bound on each element, not a global norm: said so, and judged by the tensor norms', () => {
+    // The pre-clip tensor norms reach 700 (global ~1100): a value of 1 may well have acted.
+    const f = exploding(1, 'value');
+    assert.ok(f);
+    assert.deepEqual(remedyIds(f), ['lower-lr']);
+    assert.equal(f.evidence.clipValue, 1);
+    assert.equal(f.evidence.clipMaxNorm, undefined);
+    assert.equal(f.evidence.clipActed, 'unknown');
+    assert.match(f.message, /already clips each gradient element to ±1 \(clip_grad_value_\): the norms here are measured before clipping/);
+    assert.doesNotMatch(f.message, /global norm of/);
+    // 800: above every tensor's norm (so above every element), below the global norm a norm clip
+    // would be judged by: a value clip that never acted, where a norm clip at 800 did.
+    const g = exploding(800, 'value');
+    assert.ok(g);
+    assert.deepEqual(remedyIds(g), ['lower-clip-threshold', 'lower-lr']);
+    assert.match(g.remedies[0].title, /^Lower the clip value \(clip_grad_value_ clip_value \/ gradient_clip_val\) from 800; the largest tensor's norm seen is 7\d\d/);
+    assert.equal(g.evidence.clipActed, 'no');
+    assert.match(g.message, /clips each gradient element to ±800 \(clip_grad_value_\), and no tensor's gradient norm reached it/);
+    assert.deepEqual(remedyIds(exploding(800, 'norm')), ['lower-lr']);
+  });
+
   it('clipInEffect takes the latest finite threshold; findings without clipping remedies are unchanged', () => {
     const e = (v: number | undefined, kind: EventMsg['kind'] = 'clip'): EventMsg => ({ type: 'event', kind, message: '', ...(v !== undefined ? { value: v } : {}) });
     assert.equal(clipInEffect([]), null);
@@ -168,7 +196,9 @@ describe('a script that already clips is not told to add clipping', () => {
       evidence: {},
       remedies: [{ id: 'he-init', title: 'He' }],
     };
-    assert.equal(adjustForClipping(f, { maxNorm: 1, step: 0 }, 10, 'torch'), f);
+    assert.equal(adjustForClipping(f, { maxNorm: 1, by: 'norm', step: 0 }, { global: 10, tensor: 8 }, 'torch'), f);
+    // (run files from before clipBy: a norm clip)
+    assert.equal(clipInEffect([e(2)])?.by, 'norm');
   });
 });
 

@@ -311,7 +311,7 @@ describe("python fix engine: lower-clip-threshold, from the analyzer's remedy to
 
   it('a script clipping above every norm seen: the analyzer ranks lower-clip-threshold first, and it applies', () => {
     const file = fixture('fixes', 'python', 'clip-threshold', 'before.py');
-    const f = adjustForClipping(exploding(), { maxNorm: 5, step: 0 }, 4.2, 'torch');
+    const f = adjustForClipping(exploding(), { maxNorm: 5, by: 'norm', step: 0 }, { global: 4.2, tensor: 3 }, 'torch');
     assert.equal(f.remedies[0].id, 'lower-clip-threshold');
     const [first] = availableRemedies(readFileSync(file, 'utf8'), f, { file, globalNorms: [0.6, 0.7, 0.65, 4.2] });
     assert.ok(first.result.ok, first.result.ok ? '' : first.result.reason);

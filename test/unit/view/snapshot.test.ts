@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_CURVE_OPTIMIZERS, RunStore, seriesMemoryBound, SERIES_STAT_NAMES } from '../../../src/core/store/runStore';
-import type { StatName } from '../../../src/core/protocol/messages';
+import type { EventMsg, StatName } from '../../../src/core/protocol/messages';
 import { decodeAll, encodeMessage } from '../../../src/core/protocol/codec';
 import { buildAppend, buildSnapshot, buildTensorDetail, buildView, byOptimizerShape, layersInOrder, reportData, runHeader } from '../../../src/core/view/snapshot';
 import type { HeatmapMetric, PanelCurve, PanelRunHeader } from '../../../src/core/view/messages';
@@ -426,5 +426,17 @@ describe('clip threshold', () => {
     assert.equal(error, null);
     s.ingest(messages[0].message);
     assert.equal(runHeader(s, { runId: 'r', script: 's', status: 'running', statusMessage: '' }).clipNorm, 5);
+  });
+
+  it("a clip by value (clipBy: 'value', through the wire) draws no global-norm line; a bad clipBy is a protocol error", () => {
+    const s = storeWith(2, () => 1);
+    const { messages, error } = decodeAll(encodeMessage({ type: 'event', kind: 'clip', message: 'clip_grad_value_', step: 1, value: 0.5, clipBy: 'value' }, 0));
+    assert.equal(error, null);
+    assert.equal((messages[0].message as EventMsg).clipBy, 'value');
+    s.ingest(messages[0].message);
+    assert.equal(runHeader(s, { runId: 'r', script: 's', status: 'running', statusMessage: '' }).clipNorm, null);
+    const bad = decodeAll(encodeMessage({ type: 'event', kind: 'clip', message: 'x', value: 1, clipBy: 'rows' as unknown as 'norm' }, 0));
+    assert.equal(bad.error?.code, 'bad-field');
+    assert.match(bad.error?.message ?? '', /field "clipBy" must be norm or value/);
   });
 });

@@ -162,8 +162,8 @@ export function computeLowerClipPy(root: SyntaxNode, layout: Layout, finding: Fi
   if (all.length === 0) return { ok: false, reason: noSiteReason(fw) };
   const target = lowerClipTarget(ctx.globalNorms, finding);
   const currentText = (s: Site): string => `the clip threshold of ${describe(s)} (${shown(s, valueOf(s)!)})`;
-  // The threshold the probe saw picks the site when the file has several.
-  const seen = finding.evidence.clipMaxNorm;
+  // The threshold the probe saw picks the site when the file has several (clipValue: a clip_grad_value_'s).
+  const seen = finding.evidence.clipMaxNorm ?? finding.evidence.clipValue;
   const picked = clipSitesOfRun(all, seen, target, valueOf, (s) => s.threshold.kind === 'unreadable', currentText);
   if (!picked.ok) return picked;
   let sites = picked.sites;

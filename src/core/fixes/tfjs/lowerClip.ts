@@ -62,7 +62,7 @@ export function computeLowerClip(sf: ts.SourceFile, finding: Finding, ctx: FixCo
   const valueOf = (s: Site): number | null => (s.threshold.kind === 'literal' ? s.threshold.value : null);
   const currentText = (s: Site): string => `the clip threshold of ${describe(s)} (${s.threshold.kind === 'literal' ? formatNumber(s.threshold.value, s.threshold.node.getText(sf)) : ''})`;
   // The threshold the run reported picks the wrapper when there are several.
-  const picked = clipSitesOfRun(all, finding.evidence.clipMaxNorm, target, valueOf, (s) => s.threshold.kind === 'unreadable', currentText);
+  const picked = clipSitesOfRun(all, finding.evidence.clipMaxNorm ?? finding.evidence.clipValue, target, valueOf, (s) => s.threshold.kind === 'unreadable', currentText);
   if (!picked.ok) return picked;
   let sites = picked.sites;
   // Wrappers sharing one constant are one edit.

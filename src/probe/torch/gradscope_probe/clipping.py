@@ -95,6 +95,7 @@ class ClipHooks:
         if key not in self._clip_reported and len(self._clip_reported) < 10:
             self._clip_reported.add(key)
             self.send({"type": "event", "kind": "clip", "step": self.steps, "value": float(threshold),
+                       "clipBy": "value" if kind == "clip_grad_value_" else "norm",
                        "message": "the script clips gradients with %s; GradScope reports the gradients before clipping" % what})
         if inv is not None and key not in self._scaled_clip_warned and len(self._scaled_clip_warned) < 10:
             self._scaled_clip_warned.add(key)

@@ -250,10 +250,12 @@ for i in range(3):
             self.assertGreater(want["norm"], 0.5 * 2)  # clipped: the probe must not show 0.5
             self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
             self.assertAlmostEqual(s["loss"], want["loss"], places=4)
-        clips = sorted((e["value"], e["message"]) for e in r.of("event") if e["kind"] == "clip")
-        self.assertEqual([v for v, _ in clips], [0.5, 10.0])
+        clips = sorted((e["value"], e["message"], e.get("clipBy")) for e in r.of("event") if e["kind"] == "clip")
+        self.assertEqual([v for v, _, _ in clips], [0.5, 10.0])
         self.assertIn("clip_grad_norm_(max_norm=0.5", clips[0][1])
         self.assertIn("clip_grad_value_(clip_value=10)", clips[1][1])
+        # What each threshold bounds: the global norm, each element (the analysis words them apart).
+        self.assertEqual([by for _, _, by in clips], ["norm", "value"])
 
     def test_lbfgs_step_reports_its_first_closure_evaluation(self):
         """LBFGS evaluates the closure at each of its inner iterations (max_iter) inside one step; the

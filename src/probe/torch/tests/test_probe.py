@@ -220,6 +220,7 @@ for i in range(3):
         clips = [e for e in r.of("event") if e["kind"] == "clip"]
         self.assertEqual(len(clips), 1)
         self.assertEqual(clips[0]["value"], 0.5)
+        self.assertEqual(clips[0]["clipBy"], "norm")
         self.assertIn("max_norm=0.5", clips[0]["message"])
 
     def test_clip_with_a_total_norm_of_its_own_is_seen_before_clipping(self):
