@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from . import stats
+from . import omp, stats
 
 AUTO_DETAIL_START = 10
 # Fraction of the step interval the detail tier may cost on average in automatic mode: its time on
@@ -87,6 +87,9 @@ class _DetailWorker:
             self._cv.notify_all()
 
     def _loop(self) -> None:
+        # Its torch ops on this thread alone: an OpenMP team of its own would slow the training
+        # thread's every parallel op for the rest of the run (omp.py).
+        omp.single_threaded_here()
         while True:
             with self._cv:
                 while self._job is None:

@@ -3,6 +3,8 @@ from the channel fd and decoded with the reference decoder."""
 import json
 import math
 import os
+import re
+import sys
 import time
 import unittest
 
@@ -978,6 +980,69 @@ torch.save({"seen": seen, "worker": the_probe()._worker is not None}, sys.argv[1
         for where in ("background", "training thread"):
             with self.subTest(where=where):
                 self.check_against_naive(path, where)
+
+    def test_the_background_thread_has_no_openmp_team_of_its_own(self):
+        """The detail job's torch ops run on its thread alone (omp.py): a team of OpenMP workers of its
+        own would make the training thread's parallel ops wake theirs from sleep for the rest of the run
+        (x1.12 on the MLP's step, bench/torch_omp_team.py). Threads the OS runs that Python does not
+        know of are OpenMP's workers: their number must not grow with the detail jobs."""
+        path = self.script("teams.py", FIND_PROBE + """
+import os, sys, threading, torch
+from torch import nn
+torch.set_num_threads(2)
+def unknown_threads():
+    return len(os.listdir("/proc/self/task")) - len(threading.enumerate())
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 3))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+x = torch.randn(64, 256)
+torch.randn(1 << 20).abs().sum()  # (the training thread's own team first)
+before = unknown_threads()
+jobs = 0
+for i in range(6):
+    opt.zero_grad()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    worker = the_probe()._worker
+    if worker is not None:
+        worker.wait_idle(60)
+        jobs = worker.jobs_done
+print("UNKNOWN", before, unknown_threads(), "JOBS", jobs, "MAIN", torch.get_num_threads())
+""")
+        r = run_probe(path, env={"GRADSCOPE_DETAIL_EVERY": "2"})
+        self.assertWellFormed(r)
+        got = re.search(r"UNKNOWN (\d+) (\d+) JOBS (\d+) MAIN (\d+)", r.stdout)
+        self.assertIsNotNone(got, r.stdout + r.stderr)
+        before, after, jobs, main = map(int, got.groups())
+        self.assertGreaterEqual(jobs, 2, "the detail tier ran in the background")
+        self.assertEqual(main, 2, "the training thread keeps its thread count")
+        self.assertEqual(after, before, "no OpenMP workers beyond the training thread's")
+
+    def test_single_threaded_here_is_the_calling_threads_alone(self):
+        import threading
+
+        import torch
+
+        from gradscope_probe import omp
+
+        n = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            seen = []
+
+            def job():
+                seen.append(omp.single_threaded_here())
+                seen.append(torch.get_num_threads())
+
+            t = threading.Thread(target=job)
+            t.start()
+            t.join()
+            if not sys.platform.startswith("linux"):
+                self.skipTest("the OpenMP runtime is found among /proc/self/maps")
+            self.assertEqual(seen, [True, 1])
+            self.assertEqual(torch.get_num_threads(), 2)
+        finally:
+            torch.set_num_threads(n)
 
     def check_against_naive(self, path, where):
         import torch
