@@ -8,14 +8,17 @@
 // has not disposed them before applyGradients): a clip must not hide how large they were. Otherwise
 // (an accumulation: several computations, whose sum is the true gradient; computed tensors disposed
 // already) the gradients as applied. Either way it is said once (an info EVENT with both global
-// norms), and a clip to a global norm is recognised by what it does: two steps that applied the
-// same global norm, smaller than and in the direction of (cosine 1) the different ones computed; the
-// norm applied is then the threshold, sent as the `clip` EVENT the analysis knows from torch
-// (analysis/clipping.ts: no "add clipping" remedy). (A clip by value that saturates every entry
-// also applies one norm at every step, in another direction.)
+// norms), and a clip is recognised by what it does, sent as the `clip` EVENT the analysis knows from
+// torch (analysis/clipping.ts: no "add clipping" remedy):
+//  - to a global norm: two steps that applied the same global norm, smaller than and in the direction
+//    of (cosine 1) the different ones computed; the norm applied is the threshold (clipBy 'norm');
+//  - by value (tf.clipByValue): two steps whose largest |g| applied is the same, below the largest
+//    computed, in another direction (cosine below 1: a rescale keeps it); that |g| is the bound
+//    (clipBy 'value'). (A clip by value that saturates every entry also applies one global norm at
+//    every step, in another direction: not taken for a norm clip.)
 import type * as tfTypes from '@tensorflow/tfjs';
 import { formatNumber } from '../../core/protocol/float';
-import type { Message } from '../../core/protocol/messages';
+import type { ClipBy, Message } from '../../core/protocol/messages';
 import type { NamedGrad } from './capture';
 
 type Tensor = tfTypes.Tensor;
@@ -29,12 +32,20 @@ const OTHER_NORM = 1e-3;
 /** How far below 1 the cosine of applied and computed may be for a rescale of them (float32 sums). */
 const SAME_DIRECTION = 1e-5;
 
-/**
- * The global L2 norms of two lists of tensors of the same shapes, and the cosine of the angle
- * between them (their dot product over both norms): [computed, applied, cosine], or null where they
- * cannot be read.
- */
-export type GlobalNorms = (computed: Tensor[], applied: Tensor[]) => [number, number, number] | null;
+/** What the global norms callback reads of the computed and the applied gradients of one step. */
+export interface Compared {
+  /** Global L2 norms. */
+  computed: number;
+  applied: number;
+  /** Cosine of the angle between them, as two vectors (NaN where their sizes differ, 0 where a norm is 0). */
+  cosine: number;
+  /** Largest |g| of each. */
+  computedMax: number;
+  appliedMax: number;
+}
+
+/** Compares two lists of tensors (computed, applied), or null where they cannot be read. */
+export type GlobalNorms = (computed: Tensor[], applied: Tensor[]) => Compared | null;
 
 export class ChangedGrads {
   /** The gradients computed since the last step, by variable name (the latest computation's). */
@@ -43,8 +54,10 @@ export class ChangedGrads {
   private said = false;
   private watched = 0;
   private clipSaid = false;
-  /** Steps where the applied global norm was below the computed one (a clip that acted). */
-  private readonly acted: { computed: number; applied: number }[] = [];
+  /** Steps where the applied global norm was below the computed one, rescaled (a norm clip that acted). */
+  private readonly rescaled: Compared[] = [];
+  /** Steps where the applied largest |g| was below the computed one, in another direction (a value clip). */
+  private readonly bounded: Compared[] = [];
 
   constructor(
     private readonly norms: GlobalNorms,
@@ -99,7 +112,7 @@ export class ChangedGrads {
     this.computations = 0;
   }
 
-  private sayChanged(step: number, changed: NamedGrad[], norms: readonly number[] | null, why: 'computed' | 'accumulated' | 'disposed' | 'reshaped'): void {
+  private sayChanged(step: number, changed: NamedGrad[], norms: Compared | null, why: 'computed' | 'accumulated' | 'disposed' | 'reshaped'): void {
     const names = changed
       .slice(0, 3)
       .map((g) => g.name)
@@ -116,32 +129,45 @@ export class ChangedGrads {
       type: 'event',
       kind: 'info',
       step,
-      ...(norms ? { value: norms[0] } : {}),
+      ...(norms ? { value: norms.computed } : {}),
       message:
         `applyGradients received other tensors than the gradients computed (tf.variableGrads, minimize) for ${changed.length} ` +
-        `tensor(s) (${names}${changed.length > 3 ? ', …' : ''})${norms ? `: global norm ${formatNumber(norms[0])} computed, ${formatNumber(norms[1])} applied` : ''}` +
+        `tensor(s) (${names}${changed.length > 3 ? ', …' : ''})${norms ? `: global norm ${formatNumber(norms.computed)} computed, ${formatNumber(norms.applied)} applied` : ''}` +
         `. The script changes them in between (a clip, an accumulation over micro-batches, a rescale, an optimizer subclass); ${reported}`,
     });
   }
 
-  /** A clip to a global norm: two steps that applied the same global norm from different ones, rescaled. */
-  private watchClip(step: number, [computed, applied, cosine]: [number, number, number]): void {
-    if (!(applied > 0 && applied < computed * (1 - SAME_NORM) && cosine >= 1 - SAME_DIRECTION)) return;
-    const same = this.acted.find((p) => Math.abs(p.applied - applied) <= SAME_NORM * applied && Math.abs(p.computed - computed) > OTHER_NORM * computed);
-    if (!same) {
-      if (this.acted.length < CLIP_WATCH_STEPS) this.acted.push({ computed, applied });
-      return;
+  /** A clip, once two steps show its threshold (see the top of the file). */
+  private watchClip(step: number, c: Compared): void {
+    const near = (a: number, b: number, tol: number): boolean => Math.abs(a - b) <= tol * Math.max(Math.abs(a), Math.abs(b));
+    if (c.applied > 0 && c.applied < c.computed * (1 - SAME_NORM) && c.cosine >= 1 - SAME_DIRECTION) {
+      const same = this.rescaled.find((p) => near(p.applied, c.applied, SAME_NORM) && !near(p.computed, c.computed, OTHER_NORM));
+      if (same) {
+        this.sayClip(step, 'norm', c.applied, `steps with computed global norms ${formatNumber(same.computed)} and ${formatNumber(c.computed)} both applied ${formatNumber(c.applied)}`);
+      } else if (this.rescaled.length < CLIP_WATCH_STEPS) this.rescaled.push(c);
+    } else if (c.appliedMax > 0 && c.appliedMax < c.computedMax * (1 - SAME_NORM) && c.cosine < 1 - SAME_DIRECTION) {
+      const same = this.bounded.find((p) => near(p.appliedMax, c.appliedMax, SAME_NORM) && !near(p.computedMax, c.computedMax, OTHER_NORM));
+      if (same) {
+        this.sayClip(
+          step,
+          'value',
+          c.appliedMax,
+          `steps with largest |g| ${formatNumber(same.computedMax)} and ${formatNumber(c.computedMax)} computed both applied ${formatNumber(c.appliedMax)}`,
+        );
+      } else if (this.bounded.length < CLIP_WATCH_STEPS) this.bounded.push(c);
     }
+  }
+
+  private sayClip(step: number, by: ClipBy, value: number, why: string): void {
     this.clipSaid = true;
+    const what = by === 'norm' ? `to a global norm of ${formatNumber(value)}` : `by value, each element to ±${formatNumber(value)}`;
     this.send({
       type: 'event',
       kind: 'clip',
       step,
-      value: applied,
-      clipBy: 'norm',
-      message:
-        `the script clips its gradients to a global norm of ${formatNumber(applied)} by hand (steps with computed global norms ` +
-        `${formatNumber(same.computed)} and ${formatNumber(computed)} both applied ${formatNumber(applied)}); GradScope reports the gradients before clipping`,
+      value,
+      clipBy: by,
+      message: `the script clips its gradients ${what} by hand (${why}); GradScope reports the gradients before clipping`,
     });
   }
 }

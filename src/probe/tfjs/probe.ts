@@ -20,7 +20,7 @@ import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type P
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
-import { ChangedGrads } from './changedGrads';
+import { ChangedGrads, type Compared } from './changedGrads';
 import { DeviceStats } from './deviceStats';
 import { BufferPool, makeReader, pack, type Reader } from './packing';
 import { InputScale } from './inputs';
@@ -336,29 +336,29 @@ export class Probe implements CaptureSink {
   }
 
   /**
-   * [computed, applied] global L2 norms of two lists of tensors, and the cosine between them (for
-   * changedGrads.ts, on the first changed step and while it looks for a clip's threshold); null where
-   * the script disposed one already or the read fails. The cosine is 0 where a norm is 0, NaN where
-   * the sizes differ.
+   * The global L2 norms of two lists of tensors (computed, applied), the cosine between them and
+   * their largest |g| (for changedGrads.ts, on the first changed step and while it looks for a
+   * clip's threshold: one read); null where the script disposed one already or the read fails.
    */
-  private globalNorms(computed: Tensor[], applied: Tensor[]): [number, number, number] | null {
+  private globalNorms(computed: Tensor[], applied: Tensor[]): Compared | null {
     if (computed.some((t) => t.isDisposed) || applied.some((t) => t.isDisposed)) return null;
     const aligned = computed.every((t, i) => t.size === applied[i].size);
     const tf = this.tf;
     try {
-      const three = tf.tidy(() => {
+      const five = tf.tidy(() => {
         const f = (t: Tensor): Tensor => tf.cast(t, 'float32').reshape([-1]);
         const sumOf = (xs: Tensor[]): Tensor => (xs.length === 1 ? xs[0] : tf.addN(xs));
+        const maxOf = (ts: Tensor[]): Tensor => tf.max(tf.stack(ts.map((t) => tf.max(tf.abs(f(t))))));
         const cc = sumOf(computed.map((t) => tf.sum(tf.square(f(t)))));
         const aa = sumOf(applied.map((t) => tf.sum(tf.square(f(t)))));
         const ca = aligned ? sumOf(computed.map((t, i) => tf.sum(tf.mul(f(t), f(applied[i]))))) : tf.scalar(Number.NaN);
-        return tf.stack([cc, aa, ca]);
+        return tf.stack([cc, aa, ca, maxOf(computed), maxOf(applied)]);
       });
-      const [cc, aa, ca] = three.dataSync();
-      three.dispose();
+      const [cc, aa, ca, cm, am] = five.dataSync();
+      five.dispose();
       const cn = Math.sqrt(cc);
       const an = Math.sqrt(aa);
-      return [cn, an, cn > 0 && an > 0 ? ca / (cn * an) : 0];
+      return { computed: cn, applied: an, cosine: cn > 0 && an > 0 ? ca / (cn * an) : 0, computedMax: cm, appliedMax: am };
     } catch {
       return null;
     }

@@ -271,11 +271,13 @@ describe('tfjs probe: script styles', () => {
     const s0 = steps[0];
     assert.ok(Math.abs(Number(before) / Math.hypot(stat(s0, 'norm', 0), stat(s0, 'norm', 1)) - 1) < 1e-2, notes[0]); // (3 digits)
     assert.ok(Number(before) > Number(applied), notes[0]);
-    // A clip by value is no clip to a global norm.
-    assert.deepEqual(
-      r.of('event').filter((e) => e.kind === 'clip'),
-      [],
-    );
+    // A clip by value (every entry saturated: one global norm applied at every step, 0.1·√9, but in
+    // another direction than computed) is recognised as one, not as a clip to a global norm of 0.3.
+    const clips = r.of('event').filter((e) => e.kind === 'clip');
+    assert.equal(clips.length, 1, JSON.stringify(clips));
+    assert.equal(clips[0].clipBy, 'value');
+    assert.ok(clips[0].value !== undefined && Math.abs(clips[0].value - 0.1) < 1e-6, JSON.stringify(clips[0]));
+    assert.match(clips[0].message, /clips its gradients by value, each element to ±0\.1 by hand/);
     assertSite(byName(r, 'dense_Dense1/kernel'), file, 'dense');
   });
 
@@ -299,6 +301,7 @@ describe('tfjs probe: script styles', () => {
       const clips = r.of('event').filter((e) => e.kind === 'clip');
       assert.equal(clips.length, 1, JSON.stringify(clips));
       assert.ok(clips[0].value !== undefined && Math.abs(clips[0].value - 1) < 1e-5, JSON.stringify(clips[0]));
+      assert.equal(clips[0].clipBy, 'norm');
       assert.match(clips[0].message, /clips its gradients to a global norm of 1(\.0+)? by hand/);
     }
   });
