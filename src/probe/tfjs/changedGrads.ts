@@ -23,11 +23,11 @@ import type { NamedGrad } from './capture';
 
 type Tensor = tfTypes.Tensor;
 
-/** Changed steps (gradients as computed) whose two global norms are read, looking for a clip's threshold. */
+/** Changed steps (gradients as computed) compared (Compared: one read each), looking for a clip's threshold. */
 export const CLIP_WATCH_STEPS = 20;
-/** Relative agreement of two applied global norms that makes them one threshold (float32 sums). */
+/** Relative agreement of two steps' applied global norms (or largest |g|) that makes them one threshold. */
 const SAME_NORM = 1e-4;
-/** Relative difference of the computed global norms of those steps (else the gradients did not change). */
+/** Relative difference of those steps' computed ones (else the gradients did not change). */
 const OTHER_NORM = 1e-3;
 /** How far below 1 the cosine of applied and computed may be for a rescale of them (float32 sums). */
 const SAME_DIRECTION = 1e-5;
