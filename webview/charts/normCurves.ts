@@ -6,6 +6,7 @@
 // A GAP (no gradient at that step: absent, not NaN) adds no point and no marker; the segment that
 // spans it is dotted, so a head used on every other step still reads as a curve.
 import type { ChartOptions, Chart, ChartDataset, Plugin } from 'chart.js';
+import { formatNumber } from '../../src/core/protocol/float';
 import { axisStyle, chartCanvas, ensureChartJs } from './chartSetup';
 import type { Palette } from './theme';
 
@@ -231,7 +232,7 @@ export function renderNormCurves(el: HTMLElement, data: NormCurvesData, options:
       const x0 = Math.min(...drawn.map((s) => s.steps[0]));
       const x1 = Math.max(...drawn.map((s) => s.steps[s.steps.length - 1]));
       out.push({
-        label: `clip ${d.clipNorm}`,
+        label: `clip ${formatNumber(d.clipNorm)}`,
         data: [
           { x: x0, y: d.clipNorm },
           { x: Math.max(x1, x0 + 1), y: d.clipNorm },

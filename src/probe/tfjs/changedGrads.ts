@@ -158,8 +158,10 @@ export class ChangedGrads {
     }
   }
 
-  private sayClip(step: number, by: ClipBy, value: number, why: string): void {
+  private sayClip(step: number, by: ClipBy, measured: number, why: string): void {
     this.clipSaid = true;
+    // (measured in float32: 37.500002 for the 37.5 the script wrote; 6 digits are what it can tell)
+    const value = Number(measured.toPrecision(6));
     const what = by === 'norm' ? `to a global norm of ${formatNumber(value)}` : `by value, each element to ±${formatNumber(value)}`;
     this.send({
       type: 'event',
