@@ -83,8 +83,7 @@ export class Analyzer implements FindingsView {
   private versioned: readonly Finding[] = this.current;
   private versionNo = 0;
   private finished = false;
-  /** Largest finite global norm of the steps read so far (before clipping, as the probe reports). */
-  /** The largest finite global norm and tensor norm seen (clipping.ts judges a clip by them). */
+  /** The largest finite global norm and tensor norm of the steps read so far (before clipping, as the probe reports; clipping.ts judges a clip by them). */
   private readonly largest: LargestNorms = { global: NaN, tensor: NaN };
   readonly stats: AnalyzerStats = { updates: 0, stepsSeen: 0, stepsMissed: 0, ms: 0, maxMs: 0 };
 

@@ -85,7 +85,7 @@ export class ChangedGrads {
     const before = changed.map(({ name }) => this.computed.get(name)!);
     const disposed = before.some((c) => c.isDisposed);
     const readable = !disposed && changed.every(({ tensor }, i) => sameShape(before[i].shape, tensor.shape) && before[i].dtype === tensor.dtype);
-    // (the norms need the same shapes: where they differ, none are read)
+    // (other shapes: reported as applied; their norms are still read for the note, without a cosine)
     const asComputed = this.computations === 1 && readable;
     if (!this.said || (asComputed && !this.clipSaid && this.watched < CLIP_WATCH_STEPS)) {
       const norms = this.norms(
@@ -174,6 +174,7 @@ export class ChangedGrads {
   }
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
+/** Whether two tensor shapes are the same. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }

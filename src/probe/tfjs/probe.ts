@@ -20,7 +20,7 @@ import { ROW, ROW_LENGTH, TENSOR_ROW_STATS, type ErrorInfo, type Message, type P
 import type { BackendSelection } from './backend';
 import { Capture, type CaptureSink, type NamedGrad } from './capture';
 import { Channel } from './channel';
-import { ChangedGrads, type Compared } from './changedGrads';
+import { ChangedGrads, sameShape, type Compared } from './changedGrads';
 import { DeviceStats } from './deviceStats';
 import { BufferPool, makeReader, pack, type Reader } from './packing';
 import { InputScale } from './inputs';
@@ -851,10 +851,6 @@ function resolveLocal(from: string, spec: string): string | null {
     }
   }
   return null;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 function layerClass(layer: object): string {

@@ -37,7 +37,7 @@ def _openmp_runtime():
     _looked = True
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            paths = {line.split()[-1] for line in f if line.count(" ") >= 5}
+            paths = {fields[-1] for fields in map(str.split, f) if fields}  # (the path, where a line has one)
     except OSError:
         return None
     for path in sorted(paths):
@@ -46,7 +46,6 @@ def _openmp_runtime():
             try:
                 lib = ctypes.CDLL(path)
                 lib.omp_set_num_threads.argtypes = [ctypes.c_int]
-                lib.omp_get_max_threads.restype = ctypes.c_int
             except (OSError, AttributeError):
                 continue
             _lib = lib
