@@ -25,13 +25,22 @@ export interface ClipInEffect {
   step: number | null;
 }
 
-/** The clipping in effect: the latest `clip` event with a finite positive threshold, or null. */
+/**
+ * The clipping in effect: the latest `clip` event by global norm with a finite positive threshold,
+ * else the latest by value, else null. A script that calls both (clip_grad_value_ then
+ * clip_grad_norm_, in either order) is judged by its norm clip, the one the clip-global-norm remedy
+ * and the panel's clip line are about, whichever of the two events came last.
+ */
 export function clipInEffect(events: readonly EventMsg[]): ClipInEffect | null {
+  let byValue: ClipInEffect | null = null;
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i];
-    if (e.kind === 'clip' && typeof e.value === 'number' && isFiniteNum(e.value) && e.value > 0) return { maxNorm: e.value, by: e.clipBy ?? 'norm', step: e.step ?? null };
+    if (e.kind !== 'clip' || typeof e.value !== 'number' || !isFiniteNum(e.value) || !(e.value > 0)) continue;
+    const by = e.clipBy ?? 'norm';
+    if (by === 'norm') return { maxNorm: e.value, by, step: e.step ?? null };
+    byValue ??= { maxNorm: e.value, by, step: e.step ?? null };
   }
-  return null;
+  return byValue;
 }
 
 /** The largest norms seen so far, before clipping: global, and of any one tensor (NaN when none). */

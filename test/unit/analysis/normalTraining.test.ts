@@ -178,11 +178,16 @@ describe('a script that already clips is not told to add clipping', () => {
     assert.deepEqual(remedyIds(exploding(800, 'norm')), ['lower-lr']);
   });
 
-  it('clipInEffect takes the latest finite threshold; findings without clipping remedies are unchanged', () => {
+  it('clipInEffect takes the latest finite threshold, a norm clip before a value clip; findings without clipping remedies are unchanged', () => {
     const e = (v: number | undefined, kind: EventMsg['kind'] = 'clip'): EventMsg => ({ type: 'event', kind, message: '', ...(v !== undefined ? { value: v } : {}) });
     assert.equal(clipInEffect([]), null);
     assert.equal(clipInEffect([e(5, 'info'), e(undefined), e(NaN)]), null);
     assert.equal(clipInEffect([e(5), e(0.5), e(NaN)])?.maxNorm, 0.5);
+    // Both kinds in one script: the norm clip, whichever came last; a value clip alone is taken.
+    const v = (x: number): EventMsg => ({ ...e(x), clipBy: 'value' });
+    assert.deepEqual(clipInEffect([e(2), v(0.1)]), { maxNorm: 2, by: 'norm', step: null });
+    assert.deepEqual(clipInEffect([v(0.1), e(2), v(0.3)]), { maxNorm: 2, by: 'norm', step: null });
+    assert.deepEqual(clipInEffect([v(0.1), v(0.3)]), { maxNorm: 0.3, by: 'value', step: null });
     const f: Finding = {
       id: 'vanishing-gradient:a',
       kind: 'vanishing-gradient',
