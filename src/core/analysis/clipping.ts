@@ -71,7 +71,9 @@ export function adjustForClipping(f: Finding, clip: ClipInEffect, largest: Large
       ? ` The script clips each gradient element to ±${x} (${what}), and no tensor's gradient norm reached it (at most ${formatNumber(seen)}): the clipping never acted.`
       : ` The script already clips each gradient element to ±${x} (${what}): the norms here are measured before clipping; a clip by value bounds each element of an update but does not remove the cause.`
     : acted === 'yes'
-      ? ` The script already clips gradients to a global norm of ${x}: the norms here are measured before clipping, which bounds each update but does not remove the cause.`
+      ? f.evidence.settled === 1
+        ? ` The script clips gradients to a global norm of ${x}: the norms here are measured before clipping, which bounded the updates through the spike.`
+        : ` The script already clips gradients to a global norm of ${x}: the norms here are measured before clipping, which bounds each update but does not remove the cause.`
       : ` The script clips gradients to a global norm of ${x}, above every norm seen so far${isFiniteNum(seen) ? ` (at most ${formatNumber(seen)})` : ''}: the clipping never acted.`;
   const evidence = byValue
     ? { ...f.evidence, clipValue: ev(clip.maxNorm), largestTensorNormSeen: ev(seen), clipActed: acted }

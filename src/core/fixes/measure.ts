@@ -14,7 +14,9 @@ export interface RunMeasure {
   maxNorm: number | null;
   firstNonFiniteStep: number | null;
   loss: { first: number | null; last: number | null; trend: 'falling' | 'rising' | 'flat' | 'unknown' };
-  findings: { id: string; kind: FindingKind; layer: string | null; source: SourceLocation | null; step: number }[];
+  /** `settled`: a gradient spike the run came back from (an exploding-gradient finding of severity info). */
+  findings: { id: string; kind: FindingKind; layer: string | null; source: SourceLocation | null; step: number; settled?: true }[];
+  /** The kinds found, but for settled spikes: a fix after which the run only spikes and settles cured it. */
   kinds: FindingKind[];
 }
 
@@ -54,6 +56,7 @@ export function measureRun(store: RunStore, findings: readonly Finding[], exit: 
     layer: f.layer,
     source: f.source ? { ...f.source, file: mapFile(f.source.file) } : null,
     step: f.step,
+    ...(f.evidence.settled === 1 ? { settled: true as const } : {}),
   }));
   return {
     exit: { reason: exit.reason, message: exit.message },
@@ -62,7 +65,7 @@ export function measureRun(store: RunStore, findings: readonly Finding[], exit: 
     firstNonFiniteStep: s.firstNonFiniteStep,
     loss: { first, last, trend: lossTrend(first, last) },
     findings: fs,
-    kinds: [...new Set(fs.map((f) => f.kind))].sort(),
+    kinds: [...new Set(fs.filter((f) => !f.settled).map((f) => f.kind))].sort(),
   };
 }
 
@@ -85,7 +88,14 @@ export function verdict(kind: FindingKind | null, before: RunMeasure, after: Run
   if (!still && !nonFinite) {
     // Cured by the rule; a person still wants to know when the loss went up or other findings appeared.
     const added = after.kinds.filter((k) => !before.kinds.includes(k));
-    const caveats = [after.loss.trend === 'rising' ? 'but the loss rose' : '', added.length ? `new: ${added.join(', ')}` : ''].filter(Boolean).join('; ');
+    const spikes = after.findings.filter((f) => f.settled).map((f) => f.step);
+    const caveats = [
+      after.loss.trend === 'rising' ? 'but the loss rose' : '',
+      added.length ? `new: ${added.join(', ')}` : '',
+      spikes.length ? `a gradient spike at step ${spikes.join(', ')} that settled` : '',
+    ]
+      .filter(Boolean)
+      .join('; ');
     return { cured: true, summary: `cured: ${kind ?? 'the finding'} gone, no non-finite step in ${after.steps} steps (${norms})${caveats ? ` — ${caveats}` : ''}` };
   }
   const why = [still ? `${kind} still found` : '', nonFinite ? `non-finite at step ${after.firstNonFiniteStep}` : ''].filter(Boolean).join(', ');

@@ -24,8 +24,14 @@ interface Spec {
 const tensorsOf = (specs: Spec[]): TensorInfo[] =>
   specs.map((s, id) => ({ id, name: s.name, layer: s.layer, layerType: s.layerType, shape: s.shape, source: { file: SCRIPT, line: 10 + id, column: 5 } }));
 
-/** A torch run: `norm(step, tensor)` per step, loss 1 throughout, update ratio 1e-3. */
-function torchStore(specs: Spec[], steps: number, norm: (step: number, t: number) => number, extra: (store: RunStore, step: number) => void = () => {}): RunStore {
+/** A torch run: `norm(step, tensor)` per step, `loss(step)` (1 throughout by default), update ratio 1e-3. */
+function torchStore(
+  specs: Spec[],
+  steps: number,
+  norm: (step: number, t: number) => number,
+  extra: (store: RunStore, step: number) => void = () => {},
+  loss: (step: number) => number = () => 1,
+): RunStore {
   const store = new RunStore();
   store.ingest({ type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: SCRIPT, detailEvery: 2 });
   store.ingest({ type: 'tensors', tensors: tensorsOf(specs) });
@@ -34,7 +40,7 @@ function torchStore(specs: Spec[], steps: number, norm: (step: number, t: number
       Float64Array.from(specs, (s, t) =>
         stat === 'norm' ? norm(step, t) : stat === 'maxAbs' ? norm(step, t) / 10 : stat === 'paramNorm' ? s.paramNorm : stat === 'updateNorm' ? s.paramNorm * 1e-3 : 0,
       );
-    store.ingest({ type: 'step', step, optimizer: 0, loss: 1, wallMs: step, stats: STATS, columns: STATS.map(col), nTensors: specs.length });
+    store.ingest({ type: 'step', step, optimizer: 0, loss: loss(step), wallMs: step, stats: STATS, columns: STATS.map(col), nTensors: specs.length });
     extra(store, step);
   }
   return store;
@@ -248,5 +254,71 @@ describe("several optimizers: each one's steps are judged on their own", () => {
     assert.match(f.id, /@dense_opt$/);
     assert.match(f.message, /^\[dense_opt\] Exploding gradients/);
     assert.equal(f.evidence.optimizer, 'dense_opt');
+  });
+});
+
+describe('a gradient spike the run comes back from is a transient, not an explosion', () => {
+  const mlp: Spec[] = [
+    { name: 'rnn.weight_hh', layer: 'rnn', layerType: 'LSTM', shape: [64, 16], paramNorm: heNorm(64, 16) },
+    { name: 'rnn.bias', layer: 'rnn', layerType: 'LSTM', shape: [64], paramNorm: 0.1 },
+    { name: 'head.weight', layer: 'head', layerType: 'Linear', shape: [10, 64], paramNorm: heNorm(10, 64) },
+  ];
+  // An LSTM at a high learning rate: ×14 at steps 2, 4, … 12 (every other step), then calm.
+  const spiky = (step: number, t: number): number => (0.1 + 0.05 * t) * (step >= 2 && step <= 12 && step % 2 === 0 ? 14 - step / 2 : 1 + 0.05 * Math.sin(step));
+  const falling = (step: number): number => 9.8 - 3 * (1 - Math.exp(-step / 20));
+  const exploding = (steps: number, norm = spiky, loss = falling, extra?: (s: RunStore, step: number) => void): Finding | undefined =>
+    analyzeStore(torchStore(mlp, steps, norm, extra, loss)).find((f) => f.kind === 'exploding-gradient');
+
+  it('settled (norm back, loss below where it was): info, with where and how it settled', () => {
+    const f = exploding(60)!;
+    assert.equal(f.severity, 'info');
+    assert.equal(f.step, 2);
+    assert.equal(f.evidence.settled, 1);
+    assert.equal(f.evidence.settledSteps, '3–22');
+    assert.ok((f.evidence.settledNorm as number) < 3 * (f.evidence.normAtStart as number));
+    assert.match(f.message, /^A gradient spike across all layers: .* It settled: over steps 3–22 the median norm was .* a transient the run came back from\.$/);
+    // The same run seen only up to step 20: not settled yet, an explosion.
+    assert.equal(exploding(20)?.severity, 'error');
+  });
+
+  it('the norm back but the loss not below where it was (a model the spike broke): still an error', () => {
+    assert.equal(exploding(60, spiky, () => 9.8)?.severity, 'error');
+    const rising = (step: number): number => 9.8 + step / 10;
+    assert.equal(exploding(60, spiky, rising)?.severity, 'error');
+  });
+
+  it('a non-finite step before it settled: still an error; one after it settled is not put down to it', () => {
+    const nanAt =
+      (at: number) =>
+      (step: number, t: number): number =>
+        step === at ? Infinity : spiky(step, t);
+    assert.equal(exploding(60, nanAt(15))?.severity, 'error');
+    const fs = analyzeStore(torchStore(mlp, 60, nanAt(30), undefined, falling));
+    assert.deepEqual(fs.map((f) => [f.kind, f.severity]).sort(), [
+      ['exploding-gradient', 'info'],
+      ['non-finite-gradient', 'error'],
+    ]);
+    const nf = fs.find((f) => f.kind === 'non-finite-gradient')!;
+    assert.equal(nf.evidence.explodingFlaggedAt, null, nf.message);
+  });
+
+  it('a second, larger explosion after it settled is an error again, from its own baseline', () => {
+    const twice = (step: number, t: number): number => (step >= 40 ? spiky(step, t) * 10 ** (step - 39) : spiky(step, t));
+    const f = exploding(45, twice, (step) => (step >= 40 ? 9 : falling(step)))!;
+    assert.equal(f.severity, 'error');
+    assert.ok(f.step >= 40, `detected at ${f.step}`);
+    assert.equal(f.evidence.settled, undefined);
+    // The same spike again at the same height is the same behaviour: still the transient.
+    const again = (step: number, t: number): number => (step === 40 ? spiky(2, t) : spiky(step, t));
+    assert.equal(exploding(60, again)?.severity, 'info');
+  });
+
+  it('under a clip that acted, the note says the clip bounded the updates through the spike', () => {
+    const f = exploding(60, spiky, falling, (s, step) => {
+      if (step === 0) s.ingest(clipEvent(0.25));
+    })!;
+    assert.equal(f.severity, 'info');
+    assert.match(f.message, /clips gradients to a global norm of 0\.25: the norms here are measured before clipping, which bounded the updates through the spike\.$/);
+    assert.deepEqual(remedyIds(f), ['lower-lr']);
   });
 });

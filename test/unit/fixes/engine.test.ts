@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { UsageError, parseArgs } from '../../../src/cli/args';
 import type { Finding } from '../../../src/core/analysis/finding';
 import { unifiedDiff } from '../../../src/core/fixes/diff';
-import { lossTrend, verdict, type RunMeasure } from '../../../src/core/fixes/measure';
+import { lossTrend, measureRun, verdict, type RunMeasure } from '../../../src/core/fixes/measure';
+import { RunStore } from '../../../src/core/store/runStore';
 import { lowerFactor, maxNormFromRun, raiseFactor } from '../../../src/core/fixes/policy';
 import { applyEdits, formatNumber } from '../../../src/core/fixes/text';
 import { availableRemedies, computeFix } from '../../../src/process/fixEngine';
@@ -175,6 +176,16 @@ describe('fix engine parts', () => {
     assert.equal(verdict('exploding-gradient', before, m({ kinds: ['exploding-gradient'] })).cured, false);
     assert.equal(verdict('exploding-gradient', before, m({ firstNonFiniteStep: 9 })).cured, false);
     assert.equal(verdict('exploding-gradient', before, m({ steps: 0 })).cured, false);
+    // A spike the fixed run came back from (measureRun leaves it out of kinds) cures it, with a caveat.
+    const spike = { id: 'exploding-gradient:global', kind: 'exploding-gradient' as const, layer: null, source: null, step: 2, settled: true as const };
+    const v = verdict('exploding-gradient', before, m({ findings: [spike] }));
+    assert.equal(v.cured, true);
+    assert.match(v.summary, /— a gradient spike at step 2 that settled$/);
+    const exploding = (settled: boolean): Finding =>
+      finding({ kind: 'exploding-gradient', id: 'exploding-gradient:global', severity: settled ? 'info' : 'error', evidence: settled ? { settled: 1 } : {} });
+    const measured = measureRun(new RunStore(), [exploding(true)], { reason: 'step-limit', message: '' });
+    assert.deepEqual([measured.kinds, measured.findings[0].settled], [[], true]);
+    assert.deepEqual(measureRun(new RunStore(), [exploding(false)], { reason: 'step-limit', message: '' }).kinds, ['exploding-gradient']);
     assert.equal(verdict('exploding-gradient', before, m({ exit: { reason: 'crashed', message: 'crashed at x.js:3' } })).cured, false);
     assert.equal(lossTrend(10, 5), 'falling');
     assert.equal(lossTrend(10, 10.5), 'flat');

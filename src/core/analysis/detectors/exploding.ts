@@ -46,6 +46,16 @@ export const EXPLODING = {
   decade: 10,
   /** Median first-step update ratio above which the learning rate is ranked first. */
   highRatio: 0.1,
+  /**
+   * A transient: after a detection, the last `settleWindow` finite steps (all after it, at least that
+   * many) have a median norm ≤ `settleFactor` × the baseline it was measured against, the last
+   * `settleQuiet` of them stay under `decade` × that baseline, none reached the detected norm, no step
+   * went non-finite, and their median loss is below the baseline's by at least `settleLoss` of it.
+   */
+  settleWindow: 20,
+  settleQuiet: 10,
+  settleFactor: 3,
+  settleLoss: 0.05,
 };
 
 interface Detection {
@@ -59,6 +69,15 @@ interface Detection {
   loss: number;
   baseRow: StepRow;
   row: StepRow;
+}
+
+/** A detection that settled (EXPLODING.settle*): the run went on training with its norm back down. */
+interface Settled {
+  /** The last steps it was judged on, and their median norm and loss. */
+  from: number;
+  to: number;
+  norm: number;
+  loss: number;
 }
 
 export interface InitGain {
@@ -111,6 +130,13 @@ function layerMedians(rows: readonly StepRow[], env: DetectorEnv): Float64Array 
   return out;
 }
 
+/**
+ * Watches the global norm for an explosion. After one is detected it keeps watching: a spike the run
+ * comes back from (the norm settles near where it was and the loss falls below where it was: an
+ * LSTM language model at a high learning rate under clipping, whose first steps swing ×10) is
+ * reported as a transient (info), and the detector looks for a new explosion from there on; a
+ * non-finite step after it, or a run that ends before it settles, leaves it an error.
+ */
 export class ExplodingDetector implements Detector {
   private readonly rows: StepRow[] = [];
   private runBaseRow: StepRow | null = null;
@@ -119,9 +145,13 @@ export class ExplodingDetector implements Detector {
   private maxBefore = 0;
   private stopped = false;
   private det: Detection | null = null;
+  /** Steps after `det` (the last settleWindow of them), watched for it to settle. */
+  private after: StepRow[] = [];
+  /** The first explosion that settled, and how; reported while no later one is detected. */
+  private transient: { d: Detection; settled: Settled } | null = null;
 
   step(row: StepRow, env: DetectorEnv): void {
-    if (this.det || this.stopped) return;
+    if (this.stopped) return;
     if (row.nonFinite.length > 0) {
       // Past the first non-finite step the norm means little; the non-finite finding takes over.
       this.stopped = true;
@@ -129,6 +159,10 @@ export class ExplodingDetector implements Detector {
     }
     const g = row.globalNorm;
     if (!(g > 0) || !isFiniteNum(g)) return;
+    if (this.det) {
+      this.watchSettling(row, env);
+      return;
+    }
     if (this.rows.length > 0) {
       const norms = this.rows.map((r) => r.globalNorm);
       const base = median(norms);
@@ -176,13 +210,49 @@ export class ExplodingDetector implements Detector {
   }
 
   findings(env: DetectorEnv, _final: boolean): Finding[] {
-    const d = this.det;
-    if (!d) return [];
-    return [explodingFinding(d, env)];
+    if (this.det) return [explodingFinding(this.det, env, null)];
+    if (this.transient) return [explodingFinding(this.transient.d, env, this.transient.settled)];
+    return [];
+  }
+
+  /** A finite step after the detection: whether the explosion has settled (EXPLODING.settle*). */
+  private watchSettling(row: StepRow, env: DetectorEnv): void {
+    const d = this.det!;
+    const after = this.after;
+    after.push(row);
+    if (after.length > EXPLODING.settleWindow) after.shift();
+    if (after.length < EXPLODING.settleWindow) return;
+    const norms = after.map((r) => r.globalNorm);
+    const losses = after.map((r) => r.loss).filter(isFiniteNum);
+    const norm = median(norms);
+    const loss = losses.length * 2 >= after.length ? median(losses) : NaN;
+    const quiet = norms.slice(-EXPLODING.settleQuiet).every((v) => v < EXPLODING.decade * d.base);
+    const settled =
+      norm <= EXPLODING.settleFactor * d.base &&
+      quiet &&
+      norms.every((v) => v < d.norm) &&
+      isFiniteNum(d.lossBase) &&
+      isFiniteNum(loss) &&
+      loss <= d.lossBase - EXPLODING.settleLoss * Math.abs(d.lossBase);
+    if (!settled) return;
+    if (!this.transient) this.transient = { d, settled: { from: after[0].step, to: row.step, norm, loss } };
+    // Look for a new explosion from here: the settled steps are the baseline, and the spike the high
+    // a new one must pass (a spike like it again is the same behaviour, still the transient).
+    this.det = null;
+    this.rows.length = 0;
+    this.rows.push(...after.slice(-EXPLODING.window));
+    this.maxBefore = Math.max(d.norm, ...norms);
+    this.prev = row.globalNorm;
+    this.runBaseRow = row;
+    this.runLen = 0;
+    this.after = [];
+    // What other detectors read as "the explosion" (a NaN after it, units dead since): none now.
+    env.shared.explodingAt = null;
+    env.shared.explodingFrom = null;
   }
 }
 
-function explodingFinding(d: Detection, env: DetectorEnv): Finding {
+function explodingFinding(d: Detection, env: DetectorEnv, settled: Settled | null): Finding {
   const { ctx, shared } = env;
   const first = shared.firstRow;
   const tooLarge = initialGains(first, ctx).filter((g) => g.gain >= EXPLODING.gainTooLarge);
@@ -271,18 +341,26 @@ function explodingFinding(d: Detection, env: DetectorEnv): Finding {
     ev0.startLayer = start.name;
     ev0.byLayer = byLayer([[start, `growth ×${formatNumber(growth[start.index])}`]]);
   }
-  if (shared.firstNonFiniteAt !== null) ev0.firstNonFiniteStep = shared.firstNonFiniteAt;
+  if (shared.firstNonFiniteAt !== null && !settled) ev0.firstNonFiniteStep = shared.firstNonFiniteAt;
+  let after = '';
+  if (settled) {
+    ev0.settled = 1;
+    ev0.settledSteps = `${settled.from}–${settled.to}`;
+    ev0.settledNorm = ev(settled.norm);
+    ev0.settledLoss = ev(settled.loss);
+    after = ` It settled: over steps ${settled.from}–${settled.to} the median norm was ${formatNumber(settled.norm)} (×${formatNumber(settled.norm / d.base)} of where it started) and the median loss ${formatNumber(settled.loss)}, below the ${formatNumber(d.lossBase)} before the spike: a transient the run came back from.`;
+  }
   return {
     id: `exploding-gradient:${layer ? layer.name : 'global'}`,
     kind: 'exploding-gradient',
-    severity: 'error',
+    severity: settled ? 'info' : 'error',
     step: d.step,
     stepRange: [d.baseStep, d.step],
     tensors: layer ? layer.tensors.map((i) => ctx.tensors[i].name) : [],
     layer: layer ? layer.name : null,
     source: layer ? layer.source : ctx.optimizerSource,
     ...(locations ? { locations } : {}),
-    message: `Exploding gradients ${where}: the gradient norm grew ×${formatNumber(factor)} in ${over} step(s) (${formatNumber(d.base)} → ${formatNumber(d.norm)}) by step ${d.step}.${why}${starts}`,
+    message: `${settled ? 'A gradient spike' : 'Exploding gradients'} ${where}: the gradient norm grew ×${formatNumber(factor)} in ${over} step(s) (${formatNumber(d.base)} → ${formatNumber(d.norm)}) by step ${d.step}.${why}${starts}${after}`,
     evidence: ev0,
     remedies: remedies(ids, ctx.framework),
   };
