@@ -48,6 +48,11 @@ class BackwardHook:
                         probe.warn("reading the loss", e)
                     # (taken here: a backward pass inside this one, a reentrant checkpoint's, marks nothing)
                     mark, probe._mark_next = probe._mark_next, False
+                    if not mark:
+                        # The gradients this pass makes are the script's, not a change the step must be
+                        # told of: marks of an earlier pass are stale (a GAN's D pass marked for G's
+                        # step, then G's gradients zeroed in place and made again, inplace.py).
+                        probe._bw_marks = None
                     if loss is not None:
                         probe._run(probe._check_limit)
                 elif probe.end_reason == "step-limit" and forks.pid == probe.pid and not probe._optimizer_seen:

@@ -793,6 +793,51 @@ for i in range(6):
                     self.assertAlmostEqual(global_norm(r, s) / want["norm"], 1.0, places=5)
 
 
+class InPlaceTwoOptimizersTest(TempDirMixin, unittest.TestCase):
+    """pytorch/examples' DCGAN loop with its gradients zeroed in place (torch 1.13's default): the
+    discriminator's passes come after the generator's last step, and the generator's gradients are
+    then zeroed and made again by its own pass. Neither is a change the step did not see: a backward
+    pass that is not marked drops the marks of the one before (they said "changed in place" at a
+    sampled step of G, from norms taken after D's pass)."""
+    SCRIPT = NORMS + """
+import sys
+from torch import nn
+torch.manual_seed(0)
+G = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16))
+D = nn.Sequential(nn.Linear(16, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid())
+optD = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+optG = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+bce = nn.BCELoss()
+for i in range(int(sys.argv[1])):
+    real = torch.randn(16, 16)
+    D.zero_grad(set_to_none=False)
+    bce(D(real), torch.ones(16, 1)).backward()
+    fake = G(torch.randn(16, 8))
+    bce(D(fake.detach()), torch.zeros(16, 1)).backward()
+    optD.step()
+    G.zero_grad(set_to_none=False)
+    bce(D(fake), torch.ones(16, 1)).backward()
+    if i == int(sys.argv[2]):
+        for p in G.parameters():
+            p.grad.mul_(0.5)  # a change the step does not see: still said
+    optG.step()
+"""
+
+    def test_a_gan_with_gradients_zeroed_in_place_says_nothing_but_a_real_change(self):
+        path = self.script("gan.py", self.SCRIPT)
+        # (the automatic schedules: D's and G's sampled steps drift apart, as in the real example)
+        r = run_probe(path, args=["200", "-1"])
+        self.assertWellFormed(r)
+        self.assertEqual(len(r.of("step")), 400)
+        self.assertEqual([e["message"] for e in r.of("event") if e["kind"] == "warning"], [])
+        r = run_probe(path, args=["80", "60"], env={"GRADSCOPE_SAMPLED_EVERY": "1"})
+        self.assertWellFormed(r, warnings_ok=True)
+        warnings = [e for e in r.of("event") if e["kind"] == "warning"]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("changed in place", warnings[0]["message"])
+        self.assertEqual(warnings[0]["step"], 121)  # (G's step of iteration 60: D's and G's alternate)
+
+
 class SeveralLossesTest(TempDirMixin, unittest.TestCase):
     """torch.autograd.backward([l1, l2], grad_tensors): one backward pass of several scalars at once
     (multi-task heads). Its loss is their sum, weighted where grad_tensors weighs them: the objective
