@@ -52,7 +52,7 @@ function absentLine(store: RunStore, ids: readonly number[], optimizer: number |
     n++;
     if (parts.length < 4) {
       const t = store.tensors[id];
-      const seen = optimizer === null ? store.stepsSince(id) : ofOptimizer;
+      const seen = optimizer === null ? store.ownedSteps(id) : ofOptimizer;
       parts.push(`${t ? t.name : `tensor ${id}`} (${a >= seen ? 'every step' : `${a} of ${seen} steps`})`);
     }
   }
@@ -126,6 +126,14 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
   out.push(
     `‖g‖${whose}first ${fmt(s.globalNorm.first)} · max ${fmt(s.globalNorm.max)} · last ${fmt(s.globalNorm.last)}${sharded ? ` (${h ? `rank ${h.rank}'s` : "this process's"} shards only)` : ''}`,
   );
+  // Several optimizers (a GAN's D and G): each one's own norm as well, since the run's alternates between them.
+  const ownNorms = sharded
+    ? []
+    : store.optimizers.flatMap((o) => {
+        const g = store.optimizerGlobalNorm(o.id);
+        return g ? [{ o, g }] : [];
+      });
+  if (ownNorms.length >= 2) for (const { o, g } of ownNorms) out.push(`          ${o.name}: first ${fmt(g.first)} · max ${fmt(g.max)} · last ${fmt(g.last)}`);
   const combined = rv?.cross?.combined;
   if (combined) {
     const g = combined.globalNorm;

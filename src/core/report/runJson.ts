@@ -1,6 +1,6 @@
 // The `gradscope.run/1.x` JSON document: what `gradscope run --json` prints. Built from a run's store
 // and exit only, so a saved run file produces the same document as the live run did.
-// Versions: 1.1 adds fields (`warnings`, `optimizers`, `tensors[].absentSteps`, `summary.loss`, …) and changes none
+// Versions: 1.1 adds fields (`warnings`, `optimizers` with their `loss` and `globalNorm`, `tensors[].absentSteps`, `summary.loss`, …) and changes none
 // of 1's; a reader of 1 reads 1.1 by ignoring what it does not know (match the schema on the prefix
 // `gradscope.run/1`).
 import type { Finding } from '../analysis/finding';
@@ -60,7 +60,10 @@ export const RUN_JSON_SCHEMA = 'gradscope.run/1.1';
 
 /** A tensor as the JSON lists it; `shard` (TENSORS) when this process held only a block of it. */
 export type RunJsonTensor = TensorInfo & {
-  /** Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite). 1.1. */
+  /**
+   * Steps at which the tensor had no gradient (absent: not NaN, not counted as non-finite), among the
+   * steps of the optimizer(s) that train it (all steps where no OPTIMIZER names its tensors). 1.1.
+   */
   absentSteps: number;
 };
 
@@ -76,6 +79,8 @@ export interface RunJsonOptimizer {
   tensorIds: number[];
   /** 1.1: the loss over this optimizer's steps (null: none of them carried one). */
   loss: RunJsonLoss | null;
+  /** 1.1: the global norm over this optimizer's steps (null: none of them carried a norm). */
+  globalNorm: { first: number | null; max: number | null; last: number | null } | null;
 }
 
 /** A finding as the JSON carries it (docs/findings.md). */
@@ -110,6 +115,7 @@ export function buildRunJson(store: RunStore, script: string, exit: RunJsonExit 
       lastStep: o.lastStep,
       tensorIds: [...o.tensorIds],
       loss: lossJson(store.lossSummary(o.id)),
+      globalNorm: normJson(store.optimizerGlobalNorm(o.id)),
     })),
     summary: summaryJson(store),
     findings: findings.map(findingJson),
@@ -167,6 +173,10 @@ function lossJson(l: LossSummary | null): RunJsonLoss | null {
     steps: l.steps,
     firstNonFinite: bad ? { step: bad.step, value: Number.isNaN(bad.value) ? 'NaN' : bad.value > 0 ? 'Infinity' : '-Infinity' } : null,
   };
+}
+
+function normJson(g: { first: number; max: number | null; last: number } | null): RunJsonOptimizer['globalNorm'] {
+  return g ? { first: num(g.first), max: num(g.max), last: num(g.last) } : null;
 }
 
 export function summaryJson(store: RunStore): RunJsonSummary {

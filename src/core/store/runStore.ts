@@ -361,8 +361,14 @@ export class RunStore {
   // Per tensor: ordinal and step index of the first STEP that carried it.
   private firstOrd = new Float64Array(0);
   private firstStep = new Float64Array(0);
-  // Per tensor: STEPs since its first in which it was absent.
+  // Per tensor: STEPs since its first, of an optimizer that trains it, in which it was absent; and
+  // how many such STEPs there were. An optimizer trains the tensors of its OPTIMIZER message; one not
+  // announced (older run files, a probe without OPTIMIZER messages) is taken to train every tensor. A
+  // GAN's discriminator is not "without a gradient" at the generator's steps.
   private absentCount = new Float64Array(0);
+  private ownedCount = new Float64Array(0);
+  // Per announced optimizer: 1 at each tensor id it trains.
+  private readonly trains = new Map<number, Uint8Array>();
   private readonly cols: (StatColumns | undefined)[] = new Array<StatColumns | undefined>(NSTATS).fill(undefined);
   // Presence: 1 where a ring cell is absent (R × cap); ENV_PRESENT | ENV_ABSENT per envelope cell (E × cap).
   private ringAbsent = new Uint8Array(0);
@@ -375,7 +381,8 @@ export class RunStore {
   private readonly ringOpt: Uint32Array;
   private readonly _optimizers = new Map<number, Omit<OptimizerMsg, 'type'>>();
   // Steps per optimizer id, announced or not (a tfjs run has only id 0, never announced).
-  private readonly optCounts = new Map<number, { steps: number; first: number; last: number }>();
+  // Per optimizer: its STEPs, first and last step index, and its global norm (first, largest finite, last).
+  private readonly optCounts = new Map<number, { steps: number; first: number; last: number; gFirst: number | null; gMax: number | null; gLast: number | null }>();
   private optimizerBytes = 0;
 
   // Envelope: buckets in use (the last one is open), steps folded into the open one, width.
@@ -613,15 +620,27 @@ export class RunStore {
     // Presence: hasGrad 0 is absent; a STEP without the column has every tensor present. Known
     // tensors beyond this STEP's nTensors are absent from it.
     const ra = this.ringAbsent;
+    const trains = this.trains.get(m.optimizer);
+    const ac = this.absentCount;
+    const oc = this.ownedCount;
     const nh = hasCol ? Math.min(hasCol.length, n) : 0;
     for (let i = 0; i < nh; i++) {
       const a = hasCol![i] === 0 ? 1 : 0;
       ra[base + i] = a;
-      this.absentCount[i] += a;
+      if (trains === undefined || trains[i] === 1) {
+        ac[i] += a;
+        oc[i]++;
+      }
     }
     if (nh < n) ra.fill(0, base + nh, base + n);
+    for (let i = nh; i < n; i++) if (trains === undefined || trains[i] === 1) oc[i]++;
     const known = Math.min(this.tensorsInSteps, this.maxStored);
-    for (let i = n; i < known; i++) this.absentCount[i]++;
+    for (let i = n; i < known; i++) {
+      if (trains === undefined || trains[i] === 1) {
+        ac[i]++;
+        oc[i]++;
+      }
+    }
     const absentAt = (i: number): boolean => i >= all || (hasCol !== null && i < hasCol.length && hasCol[i] === 0);
 
     // Non-finite in this step: any present tensor's norm non-finite or NaN/Inf count > 0. First tensor wins.
@@ -660,6 +679,12 @@ export class RunStore {
       if (this.gFirst === null) this.gFirst = g;
       this.gLast = g;
       if (isFiniteNum(g) && (this.gMax === null || g > this.gMax)) this.gMax = g;
+      const tally = this.optCounts.get(m.optimizer);
+      if (tally) {
+        if (tally.gFirst === null) tally.gFirst = g;
+        tally.gLast = g;
+        if (isFiniteNum(g) && (tally.gMax === null || g > tally.gMax)) tally.gMax = g;
+      }
     }
 
     // Loss: null is "not seen" (a step of a second optimizer after one backward pass, SparseAdam
@@ -718,8 +743,13 @@ export class RunStore {
     if (m.id >= MAX_TENSOR_ID || (this._optimizers.size >= MAX_OPTIMIZERS && !this._optimizers.has(m.id))) return;
     const prev = this._optimizers.get(m.id);
     const { type: _t, ...info } = m;
-    if (prev) this.optimizerBytes -= 200 + 2 * prev.name.length + 8 * prev.tensorIds.length;
-    this.optimizerBytes += 200 + 2 * m.name.length + 8 * m.tensorIds.length;
+    if (prev) this.optimizerBytes -= 200 + 2 * prev.name.length + 8 * prev.tensorIds.length + (this.trains.get(m.id)?.byteLength ?? 0);
+    let top = -1;
+    for (const t of m.tensorIds) if (Number.isInteger(t) && t > top && t < MAX_TENSOR_ID) top = t;
+    const mask = new Uint8Array(top + 1);
+    for (const t of m.tensorIds) if (Number.isInteger(t) && t >= 0 && t <= top) mask[t] = 1;
+    this.trains.set(m.id, mask);
+    this.optimizerBytes += 200 + 2 * m.name.length + 8 * m.tensorIds.length + mask.byteLength;
     this._optimizers.set(m.id, info);
   }
 
@@ -728,7 +758,13 @@ export class RunStore {
     if (c) {
       c.steps++;
       c.last = m.step;
-    } else if (this.optCounts.size < MAX_OPTIMIZERS) this.optCounts.set(m.optimizer, { steps: 1, first: m.step, last: m.step });
+    } else if (this.optCounts.size < MAX_OPTIMIZERS) this.optCounts.set(m.optimizer, { steps: 1, first: m.step, last: m.step, gFirst: null, gMax: null, gLast: null });
+  }
+
+  /** The global norm over optimizer `id`'s steps, exactly (first, largest finite, last); null when it had none. */
+  optimizerGlobalNorm(id: number): { first: number; max: number | null; last: number } | null {
+    const c = this.optCounts.get(id);
+    return c && c.gFirst !== null && c.gLast !== null ? { first: c.gFirst, max: c.gMax, last: c.gLast } : null;
   }
 
   /** STEPs of optimizer `id` over the whole run (announced or not). */
@@ -777,6 +813,9 @@ export class RunStore {
     const ac = new Float64Array(cap);
     ac.set(this.absentCount);
     this.absentCount = ac;
+    const oc = new Float64Array(cap);
+    oc.set(this.ownedCount);
+    this.ownedCount = oc;
     this.cap = cap;
   }
 
@@ -1036,9 +1075,17 @@ export class RunStore {
     return tensorId >= 0 && tensorId < Math.min(this.tensorsInSteps, this.maxStored) ? this._stepCount - this.firstOrd[tensorId] : 0;
   }
 
-  /** STEPs since its first in which the tensor had no gradient (over the whole run, not only the ring). */
+  /**
+   * STEPs since its first, of an optimizer that trains the tensor, in which it had no gradient (over
+   * the whole run, not only the ring). Another optimizer's STEPs do not count (see absentCount).
+   */
   absentSteps(tensorId: number): number {
     return tensorId >= 0 && tensorId < this.absentCount.length ? this.absentCount[tensorId] : 0;
+  }
+
+  /** STEPs since its first of an optimizer that trains the tensor (every STEP where none is announced). */
+  ownedSteps(tensorId: number): number {
+    return tensorId >= 0 && tensorId < this.ownedCount.length ? this.ownedCount[tensorId] : 0;
   }
 
   /** Ordinal (ingest order) of the oldest STEP still held at full resolution; stepCount is one past the newest. */
@@ -1113,7 +1160,7 @@ export class RunStore {
   /** Bytes held: typed arrays exactly, details, events and tensor metadata estimated. */
   memoryBytes(): number {
     let b = this.stepRing.byteLength + this.ringN.byteLength + this.ringMask.byteLength + this.ringOpt.byteLength;
-    b += this.firstOrd.byteLength + this.firstStep.byteLength + this.absentCount.byteLength;
+    b += this.firstOrd.byteLength + this.firstStep.byteLength + this.absentCount.byteLength + this.ownedCount.byteLength;
     b += this.bucketFirst.byteLength + this.bucketLast.byteLength + this.bucketOpt.byteLength;
     b += this.ringAbsent.byteLength + this.envPresence.byteLength;
     b += this.gnorm.byteLength + this.lossCurve.byteLength;
@@ -1136,7 +1183,7 @@ export function seriesMemoryBound(tensors: number, stats: number, opts: RunStore
   const E = evenAtLeast2(Math.floor(opts.envelopeBuckets ?? STORE_DEFAULTS.envelopeBuckets));
   const G = evenAtLeast2(Math.floor(opts.curvePoints ?? STORE_DEFAULTS.curvePoints));
   const K = optimizers >= 2 ? Math.min(optimizers, MAX_CURVE_OPTIMIZERS) : 0;
-  return tensors * stats * (4 * R + 13 * E) + tensors * (R + E) + 17 * R + 20 * E + 24 * tensors + 2 * 17 * G * (1 + K);
+  return tensors * stats * (4 * R + 13 * E) + tensors * (R + E) + 17 * R + 20 * E + 32 * tensors + 2 * 17 * G * (1 + K);
 }
 
 function countPresent(has: Float64Array, n: number): number {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatSummary } from '../../../src/cli/summary';
+import { formatNumber } from '../../../src/core/protocol/float';
 import { RUN_JSON_SCHEMA, buildRunJson } from '../../../src/core/report/runJson';
 import type { RunExit } from '../../../src/process/runSession';
 import { RunStore } from '../../../src/core/store/runStore';
@@ -38,6 +39,24 @@ describe('summary and JSON with absent gradients', () => {
     const two = formatSummary(absentRun({ steps: 40, twoOptimizers: true }), exit, where);
     // opt steps on odd steps (1 … 39), opt_head on even ones (0 … 38): two curves, not one mixed
     assert.match(two, /\nloss {6}opt: first 1\.96 · last 1\.12\n {10}opt_head: first 2 · last 1\.14\n/);
+  });
+
+  it('gives each optimizer its own global norm when two stepped (the run line alternates between them)', () => {
+    const store = absentRun({ steps: 40, twoOptimizers: true });
+    const text = formatSummary(store, exit, where);
+    for (const [id, name] of [
+      [0, 'opt'],
+      [1, 'opt_head'],
+    ] as const) {
+      const c = store.globalNorm({ optimizer: id });
+      const want = `${name}: first ${formatNumber(c.values[0])} · max ${formatNumber(Math.max(...c.values))} · last ${formatNumber(c.values[c.values.length - 1])}`;
+      assert.ok(text.includes(`\n          ${want}\n`), `${want} in:\n${text}`);
+    }
+    assert.notEqual(store.globalNorm({ optimizer: 0 }).values[0], store.globalNorm({ optimizer: 1 }).values[0]);
+    assert.doesNotMatch(formatSummary(absentRun({ steps: 40 }), exit, where), /\n {10}opt: first/);
+    const doc = buildRunJson(store, '/t/train.py', exit, null);
+    const c = store.globalNorm({ optimizer: 1 });
+    assert.deepEqual(doc.optimizers[1].globalNorm, { first: c.values[0], max: Math.max(...c.values), last: c.values[c.values.length - 1] });
   });
 
   it('says a loss non-finite from the first step, and a run without a loss', () => {
@@ -78,21 +97,29 @@ describe('summary and JSON with absent gradients', () => {
     assert.deepEqual(
       doc.tensors.map((t) => [t.name, t.absentSteps]),
       [
-        ['frozen.weight', 40],
+        // (counted at the steps of the optimizer that trains each: opt's 20, opt_head's 20)
+        ['frozen.weight', 20],
         ['l1.weight', 0],
         ['l1.bias', 0],
         ['l2.weight', 0],
         ['l2.bias', 0],
-        ['head.weight', 20],
-        ['head.bias', 20],
+        ['head.weight', 0],
+        ['head.bias', 0],
       ],
     );
     // Each optimizer's loss over its own steps: 2 / (1 + step / 50), odd steps for opt, even ones for opt_head.
     const loss = (first: number, last: number) => ({ first, last, steps: 20, firstNonFinite: null });
-    assert.deepEqual(doc.optimizers, [
-      { id: 0, name: 'opt', className: 'AdamW', mode: 'optimizer', steps: 20, firstStep: 1, lastStep: 39, tensorIds: [0, 1, 2, 3, 4], loss: loss(2 / 1.02, 2 / 1.78) },
-      { id: 1, name: 'opt_head', className: 'SGD', mode: 'optimizer', steps: 20, firstStep: 0, lastStep: 38, tensorIds: [5, 6], loss: loss(2, 2 / 1.76) },
-    ]);
+    assert.deepEqual(
+      doc.optimizers.map(({ globalNorm: _g, ...o }) => o),
+      [
+        { id: 0, name: 'opt', className: 'AdamW', mode: 'optimizer', steps: 20, firstStep: 1, lastStep: 39, tensorIds: [0, 1, 2, 3, 4], loss: loss(2 / 1.02, 2 / 1.78) },
+        { id: 1, name: 'opt_head', className: 'SGD', mode: 'optimizer', steps: 20, firstStep: 0, lastStep: 38, tensorIds: [5, 6], loss: loss(2, 2 / 1.76) },
+      ],
+    );
+    assert.ok(
+      doc.optimizers.every((o) => o.globalNorm !== null && o.globalNorm.first !== null),
+      '(each one its own: checked above)',
+    );
     assert.deepEqual(doc.summary.loss, { first: 2, last: 2 / 1.78, steps: 40, firstNonFinite: null });
     assert.equal(doc.summary.firstNonFiniteStep, null);
     assert.ok(doc.summary.globalNorm.max !== null && doc.summary.globalNorm.last !== null);

@@ -102,7 +102,9 @@ describe('run file', () => {
         [1, 'opt_d', 'SGD', [2], 15],
       ],
     );
-    assert.equal(r.store.absentSteps(1), 15);
+    // Tensor 1 has no gradient at opt_d's steps only, which do not train it: not absent at its own.
+    assert.equal(r.store.absentSteps(1), 0);
+    assert.equal(r.store.ownedSteps(1), 15);
     assert.equal(r.store.absentSteps(0), 0);
     assert.equal(r.store.summary().firstNonFinite, null);
     // Frames are stored byte for byte: the file is the line, the frames, the trailer.

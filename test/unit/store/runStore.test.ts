@@ -141,7 +141,7 @@ describe('RunStore', () => {
     assert.ok(bytes <= bound, `${bytes} ≤ ${bound}`);
     assert.equal(bytes, at50k, 'memory does not grow with the run');
     const { recentSteps: R, envelopeBuckets: E } = STORE_DEFAULTS;
-    assert.equal(bound, n * 6 * (4 * R + 13 * E) + n * (R + E) + 17 * R + 20 * E + 24 * n + 34 * 16384);
+    assert.equal(bound, n * 6 * (4 * R + 13 * E) + n * (R + E) + 17 * R + 20 * E + 32 * n + 34 * 16384);
     const s = store.series(3, 'norm');
     assert.equal(s.steps.length, STORE_DEFAULTS.recentSteps);
     assert.equal(s.envelope.stepFirst[0], 0);
@@ -439,6 +439,23 @@ describe('RunStore', () => {
     assert.equal(store.series(1, 'norm', { optimizer: 0 }).steps.length, 0);
     assert.equal(store.series(1, 'norm').absentSteps.length, 4);
     assert.deepEqual(store.recentStep(store.stepCount - 1), { step: 99, optimizer: 1 });
+    // Over the whole run, a tensor is not "without a gradient" at the other optimizer's steps.
+    assert.deepEqual([store.absentSteps(0), store.ownedSteps(0), store.absentSteps(1), store.ownedSteps(1)], [0, 50, 0, 50]);
+  });
+
+  it('counts a tensor absent at its own optimizer’s steps, and at every step where none was announced', () => {
+    const store = new RunStore({ recentSteps: 8, envelopeBuckets: 4 });
+    store.ingest(wire({ type: 'optimizer', id: 0, name: 'opt_g', className: 'Adam', mode: 'optimizer', tensorIds: [0] }).msg);
+    for (let o = 0; o < 30; o++) {
+      // opt_g's tensor 0 has no gradient at one of its steps in three; optimizer 1 is never announced.
+      const m = stepMsg(o, 2, o, (ord, t, s) => (s === 'hasGrad' ? (t === ord % 2 && !(t === 0 && ord % 3 === 0) ? 1 : 0) : defaultValue(ord, t, s)));
+      m.optimizer = o % 2;
+      store.ingest(wire(m).msg);
+    }
+    // Tensor 0: 5 of opt_g's 15 steps, and every one of the unannounced optimizer's 15 (it may train it).
+    assert.deepEqual([store.absentSteps(0), store.ownedSteps(0)], [20, 30]);
+    // Tensor 1 (not opt_g's): present at each of the unannounced optimizer's steps; opt_g's do not count.
+    assert.deepEqual([store.absentSteps(1), store.ownedSteps(1)], [0, 15]);
   });
 
   it('notifies once per batch of messages', async () => {
