@@ -2,7 +2,7 @@
 // `gradscope run` prints its run: a line when it starts, a progress line while it trains, and its
 // summary (or its JSON document, one line per run) when it ends.
 import { relative, resolve } from 'node:path';
-import { DESYNC_RELATIVE_TOLERANCE, analyzeRanks } from '../core/analysis/crossRank';
+import { DESYNC_RELATIVE_TOLERANCE, crossRankOf } from '../core/analysis/crossRank';
 import { crossRankJson, ranksJson } from '../core/report/ranksJson';
 import { buildRunJson } from '../core/report/runJson';
 import { observedNothing, runWarnings } from '../core/report/warnings';
@@ -98,7 +98,7 @@ function report(run: RemoteRun, exit: RunExit, a: ListenArgs, deps: ListenDeps):
   const findings = store === run.store ? [...run.analyzer.findings] : [...finished(store)];
   if (a.json) {
     // As `gradscope run` writes a distributed run: the shown rank's findings then the cross-rank ones, every rank's own.
-    const cross = run.ranks.length > 1 ? analyzeRanks(run.ranks) : null;
+    const cross = crossRankOf(run.ranks);
     const doc = buildRunJson(store, run.script, exit, run.runFile, [...findings, ...(cross?.findings ?? [])]);
     Object.assign(doc, { remote: { peer: run.peer, host: run.host ?? null, runId: run.id } });
     if (run.ranks.length || run.expectedRanks) {

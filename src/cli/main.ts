@@ -6,7 +6,7 @@ import { RunFileError } from '../core/store/runFile';
 import { checkWritableFile, ensureDir, HostFileError, scriptProblem } from '../process/files';
 import { RunSession, frameworkOf, type RunExit } from '../process/runSession';
 import { analyzerFor, shownStore } from '../process/runHandle';
-import { analyzeRanks, DESYNC_RELATIVE_TOLERANCE } from '../core/analysis/crossRank';
+import { crossRankOf, DESYNC_RELATIVE_TOLERANCE, distributedRanks } from '../core/analysis/crossRank';
 import { crossRankJson, ranksJson } from '../core/report/ranksJson';
 import { wholeRanks } from '../core/view/ranks';
 import type { Analyzer } from '../core/analysis/analyzer';
@@ -158,7 +158,7 @@ async function run(a: RunArgs): Promise<number> {
   const store = picked ? picked.store : shownStore(session);
   const findingsOf = findingsCache(session);
   const findings = [...findingsOf(store)];
-  const cross = ranks.length > 1 ? analyzeRanks(ranks) : null;
+  const cross = crossRankOf(ranks);
   const located = a.locateNan ? await locateFirstNonFinite(a, session.script, findings) : null;
   let reportFailed = false;
   if (report) {
@@ -185,7 +185,9 @@ async function run(a: RunArgs): Promise<number> {
     }
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   } else {
-    const rankView = ranks.length > 1 || shownRank !== null ? { shown: shownRank, ranks: ranks.map((r) => r.rank), cross } : null;
+    // Workers that train on their own (no distributed job among them) are told apart by pid, not rank.
+    const alone = ranks.length > 1 && distributedRanks(ranks).length === 0 ? { pids: ranks.map((r) => r.store.hello?.pid ?? null), shown: store.hello?.pid ?? null } : null;
+    const rankView = ranks.length > 1 || shownRank !== null ? { shown: shownRank, ranks: ranks.map((r) => r.rank), cross, alone } : null;
     process.stdout.write(
       formatSummary(store, exit, { script: relative(cwd, session.script) || session.script, runFile: relative(cwd, session.runFile) }, findings, {
         optimizer: a.optimizer,

@@ -76,7 +76,13 @@ export interface SummaryOptions {
   /** Restrict the table to this optimizer's tensors and steps (`--optimizer`: its name or id). */
   optimizer?: string | null;
   /** A run of several ranks: the rank the table shows (null: the script's own process), every rank, and the cross-rank analysis. */
-  ranks?: { shown: number | null; ranks: readonly number[]; cross: CrossRankAnalysis | null } | null;
+  ranks?: {
+    shown: number | null;
+    ranks: readonly number[];
+    cross: CrossRankAnalysis | null;
+    /** Where the processes are workers that train on their own (world size 1: Hogwild, all "rank 0"): their pids, and the shown one's. */
+    alone?: { pids: readonly (number | null)[]; shown: number | null } | null;
+  } | null;
 }
 
 /**
@@ -111,7 +117,10 @@ export function formatSummary(store: RunStore, exit: RunExit, where: { script: s
     out.push(`${w.level === 'warning' ? 'warning' : 'note   '}   ${w.message}${at}`);
   }
   const rv = opts.ranks ?? null;
-  if (rv) {
+  if (rv?.alone) {
+    const { pids, shown } = rv.alone;
+    out.push(`process   pid ${shown ?? '?'} is shown, of ${plural(pids.length, 'process', 'processes')} that train on their own (pids ${pids.map((p) => p ?? '?').join(', ')})`);
+  } else if (rv) {
     const all = rv.ranks.join(', ');
     out.push(
       rv.shown === null

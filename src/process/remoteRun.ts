@@ -15,6 +15,7 @@ import { RunFileWriter, makeRunId, type RunExitRecord } from '../core/store/runF
 import { RunStore } from '../core/store/runStore';
 import { Emitter } from '../core/util/emitter';
 import type { RankConnection } from './rankListener';
+import { ranksSeenNote } from '../core/view/ranks';
 import { RankRecorder } from './rankRecorder';
 import { analyzerFor, type LiveRun, type RunExit, type RunHandle, type RunRank } from './runHandle';
 
@@ -227,7 +228,7 @@ export class RemoteRun implements RunHandle, LiveRun {
     const base = { code: null, signal: null, steps, lastStep: this.store.lastStep, recording: null };
     const where = (e: ErrorInfo | null | undefined): string => (e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '');
     const all = [...this.joined.values()];
-    const note = this.rankNote(all);
+    const note = this.rankNote();
     if (this.protocolError) {
       const error = { message: this.protocolError.message };
       return { ...base, reason: 'protocol-error', error, message: `stopped watching: the probe's data stream is corrupt: ${this.protocolError.message}${note}` };
@@ -254,17 +255,8 @@ export class RemoteRun implements RunHandle, LiveRun {
   }
 
   /** "; 2 ranks seen (rank 0: 20 steps, rank 1: 20 steps)", and the ranks the job expected that never joined; "" for one process. */
-  private rankNote(all: Joined[]): string {
+  private rankNote(): string {
     if (this.job === undefined) return '';
-    const seen = new Set(all.map((j) => j.rank));
-    const ranks = this.ranks;
-    const steps = ranks.slice(0, 8).map((r) => `rank ${r.rank}: ${r.store.stepCount} step${r.store.stepCount === 1 ? '' : 's'}`);
-    const expected = this.expectedRanks;
-    if (expected > seen.size) {
-      const missing: number[] = [];
-      for (let r = 0; r < expected && missing.length < 8; r++) if (!seen.has(r)) missing.push(r);
-      return `; only ${seen.size} of ${expected} ranks seen: rank${missing.length === 1 ? '' : 's'} ${missing.join(', ')} never connected (not observed)`;
-    }
-    return `; ${seen.size} rank${seen.size === 1 ? '' : 's'} seen (${steps.join(', ')}${ranks.length > steps.length ? ', …' : ''})`;
+    return `; ${ranksSeenNote(this.ranks, this.expectedRanks).text}`;
   }
 }

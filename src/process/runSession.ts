@@ -19,6 +19,7 @@ import { describeRootCause, teardownAbortHint, torchrunRootCause } from './launc
 import { Program, type ProgramExit } from './program';
 import { checkTorch, choosePython, type PythonSource } from './python';
 import { PROBE_SETTINGS_ENV, PROBE_SOCKET_ENV, RankListener, type RankConnection } from './rankListener';
+import { ranksSeenNote } from '../core/view/ranks';
 import { RankRecorder } from './rankRecorder';
 import { analyzerFor, type LiveRun, type RunExit, type RunHandle, type RunRank } from './runHandle';
 import { RUN_MARK_ENV, findMarkedProcesses } from './survivors';
@@ -548,7 +549,6 @@ export class RunSession implements RunHandle, LiveRun {
    */
   private withRanks(exit: RunExit): RunExit {
     if (this.joined.size === 0 && !this.opts.launcher) return exit;
-    const seen = new Set([...this.joined.values()].map((j) => j.rank));
     const f = this.rankFailure;
     if (f && exit.reason !== 'stopped' && exit.reason !== 'time-limit' && exit.reason !== 'protocol-error') {
       const where = f.error?.frame ? ` at ${f.error.frame.file}:${f.error.frame.line}:${f.error.frame.column}` : '';
@@ -556,21 +556,14 @@ export class RunSession implements RunHandle, LiveRun {
       const why = f.error ? error.message : `its process ended without END (${error.message})`;
       exit = { ...exit, reason: 'crashed', error: { ...error, message: `rank ${f.rank}: ${error.message}` }, message: `crashed in rank ${f.rank}${where}: ${why}` };
     }
-    const expected = this.expectedRanks;
     const ranks = this.ranks;
-    const steps = ranks.slice(0, 8).map((r) => `rank ${r.rank}: ${r.store.stepCount} step${r.store.stepCount === 1 ? '' : 's'}`);
-    let note = `${seen.size} rank${seen.size === 1 ? '' : 's'} seen${steps.length ? ` (${steps.join(', ')}${ranks.length > steps.length ? ', …' : ''})` : ''}`;
     // The script only started its ranks (mp.spawn): its own process took no step, they did.
     if (!this.primary && this.store.stepCount === 0 && ranks.some((r) => r.store.stepCount > 0)) {
       exit = { ...exit, message: exit.message.replace(/^(\w+), 0 steps/, "$1, 0 steps in the script's own process") };
     }
-    if (expected > seen.size) {
-      const missing: number[] = [];
-      for (let r = 0; r < expected && missing.length < 8; r++) if (!seen.has(r)) missing.push(r);
-      note = `only ${seen.size} of ${expected} ranks seen: rank${missing.length === 1 ? '' : 's'} ${missing.join(', ')} never connected (not observed)`;
-      this.output.fire({ stream: 'stderr', text: `[gradscope] warning: ${note}\n` });
-    }
-    return { ...exit, message: `${exit.message}; ${note}` };
+    const note = ranksSeenNote(ranks, this.expectedRanks);
+    if (note.missing) this.output.fire({ stream: 'stderr', text: `[gradscope] warning: ${note.missing}\n` });
+    return { ...exit, message: `${exit.message}; ${note.text}` };
   }
 
   /**

@@ -160,6 +160,26 @@ interface Divergence {
   skipped?: boolean;
 }
 
+/**
+ * The processes that are ranks of one distributed job: those whose HELLO gives a world of two or more
+ * (or none: run files from before worldSize). A script's own workers that train on their own
+ * (pytorch/examples' mnist_hogwild: `mp.Process` children, spawn-started, each stepping a shared
+ * model with no process group) join the run as processes of world size 1: they are not replicas, and
+ * their gradients differ by design.
+ */
+export function distributedRanks<T extends RankStore>(ranks: readonly T[]): T[] {
+  return ranks.filter((r) => {
+    const w = r.store.hello?.worldSize;
+    return w === undefined || w >= 2;
+  });
+}
+
+/** analyzeRanks over the ranks of a distributed job (distributedRanks), or null where fewer than two joined. */
+export function crossRankOf(ranks: readonly RankStore[], opts: AnalyzeRanksOptions = {}): CrossRankAnalysis | null {
+  const job = distributedRanks(ranks);
+  return job.length > 1 ? analyzeRanks(job, opts) : null;
+}
+
 export function analyzeRanks(ranks: readonly RankStore[], opts: AnalyzeRanksOptions = {}): CrossRankAnalysis {
   const tol = opts.tolerance ?? DESYNC_RELATIVE_TOLERANCE;
   const sorted = [...ranks].sort((a, b) => a.rank - b.rank);

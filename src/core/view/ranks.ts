@@ -3,7 +3,7 @@
 // and the cross-rank overlay (each rank's global norm). Pure: the host builds it from the ranks'
 // stores, the webview only draws it. The cross-rank analysis (desync findings, FSDP norms combined
 // from the shards) is computed elsewhere and passed through as `crossRank`.
-import { analyzeRanks, type CrossRankAnalysis } from '../analysis/crossRank';
+import { analyzeRanks, distributedRanks, type CrossRankAnalysis } from '../analysis/crossRank';
 import type { RunStore } from '../store/runStore';
 import type { PanelCrossRank, PanelRank, PanelRankCurve, PanelRankKey, PanelRanks } from './messages';
 import { toPanelCurve } from './snapshot';
@@ -33,6 +33,41 @@ export function runProcesses(own: RunStore, ranks: readonly RankSource[] | undef
   const h = own.hello;
   if (h && h.worldSize !== undefined && h.rank >= 0 && !list.some((r) => r.store === own || r.rank === h.rank)) list.push({ rank: h.rank, store: own });
   return list.sort((a, b) => a.rank - b.rank || (a.store.hello?.pid ?? 0) - (b.store.hello?.pid ?? 0));
+}
+
+/**
+ * What a run's end says of its processes: "2 ranks seen (rank 0: 20 steps, rank 1: 20 steps)", or,
+ * where the job expected more ranks than joined, `missing` ("only 1 of 2 ranks seen: rank 1 never
+ * connected (not observed)"); and processes that train on their own (world size 1: Hogwild workers,
+ * which all say rank 0) by pid: "2 processes that train on their own (pid 11: 94 steps, pid 12: 94
+ * steps; no process group: not ranks of one job, not compared)".
+ */
+export function ranksSeenNote(ranks: readonly RankSource[], expected: number): { text: string; missing: string | null } {
+  const job = distributedRanks(ranks);
+  const alone = ranks.filter((r) => !job.includes(r));
+  const stepsOf = (r: RankSource): string => `${r.store.stepCount} step${r.store.stepCount === 1 ? '' : 's'}`;
+  const more = (n: number): string => (n > 8 ? ', …' : '');
+  const parts: string[] = [];
+  let missing: string | null = null;
+  if (job.length || !alone.length) {
+    const seen = new Set(job.map((r) => r.rank));
+    if (expected > seen.size) {
+      const absent: number[] = [];
+      for (let r = 0; r < expected && absent.length < 8; r++) if (!seen.has(r)) absent.push(r);
+      missing = `only ${seen.size} of ${expected} ranks seen: rank${absent.length === 1 ? '' : 's'} ${absent.join(', ')} never connected (not observed)`;
+      parts.push(missing);
+    } else {
+      const each = job.slice(0, 8).map((r) => `rank ${r.rank}: ${stepsOf(r)}`);
+      parts.push(`${seen.size} rank${seen.size === 1 ? '' : 's'} seen${each.length ? ` (${each.join(', ')}${more(job.length)})` : ''}`);
+    }
+  }
+  if (alone.length) {
+    const each = alone.slice(0, 8).map((r) => `pid ${r.store.hello?.pid ?? '?'}: ${stepsOf(r)}`);
+    parts.push(
+      `${alone.length} process${alone.length === 1 ? '' : 'es'} that train${alone.length === 1 ? 's' : ''} on ${alone.length === 1 ? 'its' : 'their'} own (${each.join(', ')}${more(alone.length)}; no process group: not ranks of one job, not compared)`,
+    );
+  }
+  return { text: parts.join('; '), missing };
 }
 
 /** Ranks the job has: what the launcher said (0: unknown) or the largest world size a HELLO gave, at least the ranks seen. */
@@ -113,8 +148,9 @@ export function crossRankView(): (ranks: readonly RankSource[]) => PanelCrossRan
   let key = '';
   let last: PanelCrossRank | null = null;
   return (ranks) => {
-    // The script's own process of an mp.spawn run is no rank (rank < 0 or no HELLO rank): left out.
-    const joined = ranks.filter((r) => r.rank >= 0);
+    // The script's own process of an mp.spawn run is no rank (rank < 0 or no HELLO rank): left out;
+    // so are workers that train on their own (world size 1: Hogwild), which are no replicas.
+    const joined = distributedRanks(ranks.filter((r) => r.rank >= 0));
     const now = joined.map((r) => `${r.rank}:${r.store.stepCount}`).join(',');
     if (now === key) return last;
     key = now;

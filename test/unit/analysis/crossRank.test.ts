@@ -2,7 +2,8 @@
 // the real codec: DDP replicas that agree or not, a skipped step, FSDP2 shards combined.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { analyzeRanks, DESYNC_RELATIVE_TOLERANCE, relativeDifference, type RankStore } from '../../../src/core/analysis/crossRank';
+import { analyzeRanks, crossRankOf, DESYNC_RELATIVE_TOLERANCE, distributedRanks, relativeDifference, type RankStore } from '../../../src/core/analysis/crossRank';
+import { crossRankView, ranksSeenNote } from '../../../src/core/view/ranks';
 import { isFindingKind } from '../../../src/core/analysis/finding';
 import type { ShardInfo, StatName, TensorInfo } from '../../../src/core/protocol/messages';
 import { RunStore } from '../../../src/core/store/runStore';
@@ -21,6 +22,9 @@ interface RankSpec {
   nanAt?: (step: number, t: number) => boolean;
   /** Parameter norm of tensor t at step s (default: 10 + t, the same on every rank). */
   param?: (step: number, t: number) => number;
+  /** HELLO's worldSize (absent: not given, as run files from before it); pid (default 100 + rank). */
+  worldSize?: number;
+  pid?: number;
 }
 
 function rankStore(spec: RankSpec): RankStore {
@@ -33,8 +37,9 @@ function rankStore(spec: RankSpec): RankStore {
       backend: 'cpu',
       device: 'cpu',
       backendReason: '',
-      pid: 100 + spec.rank,
+      pid: spec.pid ?? 100 + spec.rank,
       rank: spec.rank,
+      ...(spec.worldSize !== undefined ? { worldSize: spec.worldSize } : {}),
       script: '/t/train.py',
       detailEvery: 0,
     }).msg,
@@ -237,5 +242,37 @@ describe('analyzeRanks: FSDP2 shards', () => {
     assert.ok(c);
     assert.deepEqual([...c.steps], [0, 1, 2, 3, 4]);
     assert.deepEqual([...c.nonFinite], [0, 0, 0, 1, 0]);
+  });
+});
+
+describe('processes that train on their own (Hogwild) are not ranks of one job', () => {
+  // pytorch/examples' mnist_hogwild: mp.Process children (spawn) each step a shared model, no process
+  // group: every one says rank 0, world size 1, and their gradients differ by design.
+  const workers = [11, 12].map((pid, i) => ({ ...rankStore({ rank: 0, pid, worldSize: 1, tensors: PARAMS, steps: range(10), norm: (s, t) => healthy(s + 3 * i, t) }) }));
+
+  it('are not compared (no rank-desync), and are named by pid', () => {
+    assert.equal(analyzeRanks(workers).findings.length, 1, 'control: compared as replicas they disagree');
+    assert.deepEqual(distributedRanks(workers), []);
+    assert.equal(crossRankOf(workers), null);
+    assert.equal(crossRankView()(workers), null);
+    assert.deepEqual(ranksSeenNote(workers, 1), {
+      text: '2 processes that train on their own (pid 11: 10 steps, pid 12: 10 steps; no process group: not ranks of one job, not compared)',
+      missing: null,
+    });
+  });
+
+  it('ranks of a job (world size 2, or none given) still are, and a missing rank is still said', () => {
+    const ddp = [0, 1].map((rank) => rankStore({ rank, worldSize: 2, tensors: PARAMS, steps: range(10), norm: (s, t) => healthy(s, t) * (rank === 1 && s === 4 ? 2 : 1) }));
+    assert.equal(crossRankOf(ddp)?.findings[0].step, 4);
+    const old = [0, 1].map((rank) => rankStore({ rank, tensors: PARAMS, steps: range(10), norm: (s, t) => healthy(s, t) * (rank === 1 && s === 4 ? 2 : 1) }));
+    assert.equal(crossRankOf(old)?.findings[0].step, 4, 'run files without worldSize: compared as before');
+    assert.deepEqual(ranksSeenNote(ddp, 2), { text: '2 ranks seen (rank 0: 10 steps, rank 1: 10 steps)', missing: null });
+    const note = ranksSeenNote(ddp.slice(0, 1), 2);
+    assert.equal(note.missing, 'only 1 of 2 ranks seen: rank 1 never connected (not observed)');
+    assert.equal(note.text, note.missing);
+    assert.equal(
+      ranksSeenNote([...ddp, workers[0]], 2).text,
+      '2 ranks seen (rank 0: 10 steps, rank 1: 10 steps); 1 process that trains on its own (pid 11: 10 steps; no process group: not ranks of one job, not compared)',
+    );
   });
 });

@@ -59,6 +59,12 @@ describe('summary and JSON with absent gradients', () => {
     assert.deepEqual(doc.optimizers[1].globalNorm, { first: c.values[0], max: Math.max(...c.values), last: c.values[c.values.length - 1] });
   });
 
+  it('workers that train on their own are told apart by pid, not by their common rank 0', () => {
+    const text = formatSummary(absentRun({ steps: 40 }), exit, where, [], { ranks: { shown: 0, ranks: [0, 0], cross: null, alone: { pids: [11, 12], shown: 11 } } });
+    assert.match(text, /\nprocess {3}pid 11 is shown, of 2 processes that train on their own \(pids 11, 12\)\n/);
+    assert.doesNotMatch(text, /rank {6}0 is shown/);
+  });
+
   it('says a loss non-finite from the first step, and a run without a loss', () => {
     const run = (loss: (i: number) => number | null) => {
       const store = new RunStore();
