@@ -42,13 +42,22 @@ export const EXPLODING = {
   leadFactor: 3,
   /** The norm must also reach this × the largest norm seen before (a new high). */
   newHigh: 5,
-  /** A decade jump: ≥ this × the median AND ≥ this × every earlier norm, the loss not clearly falling. */
+  /** A decade jump: ≥ this × the median AND ≥ this × every earlier norm, the loss not clearly falling… */
   decade: 10,
+  /**
+   * …over a baseline of at least this many finite steps; over a shorter one (one or two steps, a weak
+   * median) the jump must be `shortDecade` ×. pytorch/examples' Forward-Forward: its first step's norm
+   * was ×12.7 below the next one's, and the norm then swung between 0.001 and 0.05 while the loss
+   * fell; a learning rate that kills the ReLUs at once jumps ×87 (dead-relu-hugestep).
+   */
+  decadeBaseline: 3,
+  shortDecade: 30,
   /** Median first-step update ratio above which the learning rate is ranked first. */
   highRatio: 0.1,
   /**
    * A transient: after a detection, the last `settleWindow` finite steps (all after it, at least that
-   * many) have a median norm ≤ `settleFactor` × the baseline it was measured against, the last
+   * many) have a median norm within `settleFactor` × of the baseline it was measured against (far
+   * below it is a model the spike broke: dead-relu-hugestep's ReLUs, killed at once), the last
    * `settleQuiet` of them stay under `decade` × that baseline, none reached the detected norm, no step
    * went non-finite, and their median loss is below the baseline's by at least `settleLoss` of it.
    */
@@ -171,7 +180,8 @@ export class ExplodingDetector implements Detector {
       const lossKnown = isFiniteNum(row.loss) && isFiniteNum(lossBase);
       const lossOk = (!lossKnown || row.loss >= lossBase) && g >= EXPLODING.newHigh * this.maxBefore;
       // The loss of a step is computed before its update: at the first big jump it may not have risen yet.
-      const decadeOk = (!lossKnown || row.loss >= 0.5 * lossBase) && g >= EXPLODING.decade * base && g >= EXPLODING.decade * this.maxBefore;
+      const decade = this.rows.length >= EXPLODING.decadeBaseline ? EXPLODING.decade : EXPLODING.shortDecade;
+      const decadeOk = (!lossKnown || row.loss >= 0.5 * lossBase) && g >= decade * base && g >= decade * this.maxBefore;
       if (g >= this.prev) this.runLen++;
       else {
         this.runLen = 0;
@@ -229,6 +239,7 @@ export class ExplodingDetector implements Detector {
     const quiet = norms.slice(-EXPLODING.settleQuiet).every((v) => v < EXPLODING.decade * d.base);
     const settled =
       norm <= EXPLODING.settleFactor * d.base &&
+      norm >= d.base / EXPLODING.settleFactor &&
       quiet &&
       norms.every((v) => v < d.norm) &&
       isFiniteNum(d.lossBase) &&
