@@ -102,3 +102,89 @@ def index_parameters(roots, variable_of) -> ParameterIndex:
                 seg = _segment(m, attr)
                 stack.append((c, segs + (seg,) if seg is not None else segs, named, below))
     return index
+
+
+def path_from_frames(target, frame, is_user_file, max_items: int = 10_000):
+    """A name for the module ``target`` as the script reaches it, from the variables of the user's
+    frames on the stack above ``frame``, outermost first: ``net.layers.0`` where ``net`` holds a plain
+    list ``layers`` of modules (not an ``nn.ModuleList``: the modules in it are roots of their own,
+    pytorch/examples' Forward-Forward), or a variable's submodule path. ``self`` variables are skipped
+    (the outer frame names the same object). None where none reaches it within ``max_items`` looks."""
+    import torch
+
+    Module = torch.nn.Module
+
+    def _of_user_class(v) -> bool:
+        code = getattr(getattr(type(v), "__init__", None), "__code__", None)
+        return not isinstance(v, type) and code is not None and is_user_file(code.co_filename)
+
+    frames = []
+    f = frame
+    while f is not None:
+        if is_user_file(f.f_code.co_filename):
+            frames.append(f)
+        f = f.f_back
+    budget = [max_items]
+
+    def within(var, v, depth=0):
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        if v is target:
+            return var
+        if isinstance(v, Module):
+            for sub, m in v.named_modules():
+                budget[0] -= 1
+                if m is target:
+                    return var + "." + sub if sub else var
+                if budget[0] < 0:
+                    return None
+        if isinstance(v, (list, tuple, dict)):
+            return _in_container(var, v)
+        # An instance of the script's own class (a Net that is no nn.Module, a trainer): its
+        # attributes, one level down.
+        if depth == 0 and _of_user_class(v):
+            try:
+                attrs = list(vars(v).items())
+            except TypeError:
+                return None
+            for attr, c in attrs:
+                if attr.startswith("_"):
+                    continue
+                if isinstance(c, (list, tuple, dict)):
+                    got = _in_container(var + "." + attr, c)
+                elif isinstance(c, Module) or c is target:
+                    got = within(var + "." + attr, c, 1)
+                else:
+                    got = None
+                if got:
+                    return got
+        elif isinstance(v, Module):
+            for attr, c in list(vars(v).items()):
+                if attr.startswith("_") or not isinstance(c, (list, tuple, dict)):
+                    continue
+                got = _in_container(var + "." + attr, c)
+                if got:
+                    return got
+        return None
+
+    def _in_container(var, c):
+        items = c.items() if isinstance(c, dict) else enumerate(c)
+        for k, x in items:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return None
+            if isinstance(x, Module) or x is target:
+                got = within("%s.%s" % (var, k), x, 1)
+                if got:
+                    return got
+        return None
+
+    for f in reversed(frames):
+        for var, v in list(f.f_locals.items()):
+            if var == "self" or var.startswith("_"):
+                continue
+            got = within(var, v)
+            if got:
+                return got
+    return None

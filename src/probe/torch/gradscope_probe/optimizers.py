@@ -105,6 +105,7 @@ class OptimizerHooks:
         self._opts = {}  # id(optimizer) -> _Opt, in the order of their first step
         self._opt_count = 0
         self._opt_names = {}  # id(optimizer) -> (weakref, name found where it was built, or None)
+        self._opt_owners = {}  # id(optimizer) -> weakref to the module whose `self.x = Optimizer(…)` built it
         self._optimizers = []  # weakrefs to every optimizer built (GradScaler state, clip ownership)
         self._optimizer_seen = False  # an Optimizer was constructed: steps are optimizer steps
 
@@ -221,9 +222,15 @@ class OptimizerHooks:
                     and g.f_locals.get(g.f_code.co_varnames[0]) is opt)):
                 g = g.f_back
             name = _assigned_name(g, opt) if g is not None else None
+            # `self.opt = Adam(self.parameters())` in a module's own __init__: the module, so that the
+            # name can follow it (_optimizer_name: `net.layers.0.opt` where modules are renamed).
+            owner = g.f_locals.get("self") if name is not None and name.startswith("self.") else None
+            owner = weakref.ref(owner) if isinstance(owner, torch.nn.Module) else None
         except Exception:  # noqa: BLE001
-            name = None
+            name, owner = None, None
         self._opt_names[id(opt)] = (weakref.ref(opt), name)
+        if owner is not None:
+            self._opt_owners[id(opt)] = owner
         self._optimizers = [r for r in self._optimizers if r() is not None] + [weakref.ref(opt)]
         if not self._optimizer_seen:
             self._optimizer_seen = True
@@ -237,6 +244,11 @@ class OptimizerHooks:
     def _optimizer_name(self, opt) -> str:
         hit = self._opt_names.get(id(opt))
         name = hit[1] if hit is not None and hit[0]() is opt else None
+        owner = self._opt_owners.get(id(opt))
+        m = owner() if owner is not None else None
+        root = self._root_names.get(id(m)) if m is not None else None
+        if name and root is not None and root[0]() is m and root[1]:
+            name = root[1] + name[len("self"):]  # its module was given a name (_name_self_roots)
         if not name:
             main = sys.modules.get("__main__")
             for k, v in list(getattr(main, "__dict__", {}).items()):
@@ -255,6 +267,7 @@ class OptimizerHooks:
         else:
             rec = self._opts.get(id(opt))
             if rec is None or rec.ref() is not opt:
+                self._name_self_roots()  # (its name may follow its module's: _optimizer_name)
                 rec = _Opt(self._opt_count, weakref.ref(opt), self._optimizer_name(opt), type(opt).__name__, "optimizer")
                 self._opt_count += 1
                 self._opts[id(opt)] = rec

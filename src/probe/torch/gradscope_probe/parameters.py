@@ -124,6 +124,7 @@ class ParameterSites:
 
     def _describe_new(self, params) -> list:
         """TENSORS entries for parameters seen for the first time."""
+        self._name_self_roots()
         index = self._module_index()
         fresh = []
         for p in params:
@@ -134,6 +135,24 @@ class ParameterSites:
             self._tensors.append(k)
             fresh.append(info)
         return fresh
+
+    def _name_self_roots(self) -> None:
+        """Several root modules named by ``self`` (each built its own optimizer in its ``__init__``,
+        and the script keeps them in a plain list: pytorch/examples' Forward-Forward) would all name
+        their parameters ``weight`` and ``bias``: each takes the name the script reaches it by from the
+        stack (``net.layers.0``), where one is found."""
+        selfish = [(k, r) for k, (r, name) in self._root_names.items() if name == "" and r() is not None]
+        if len(selfish) < 2:
+            return
+        frame = sys._getframe(1)
+        for k, r in selfish:
+            m = r()
+            try:
+                path = names.path_from_frames(m, frame, sources.is_user_file)
+            except Exception:  # noqa: BLE001 - a better name is an aid
+                path = None
+            if path:
+                self._root_names[k] = (r, path)
 
     def _module_index(self):
         """names.ParameterIndex over the live modules whose construction was seen."""

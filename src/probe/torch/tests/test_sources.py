@@ -189,6 +189,44 @@ loop.run(lit.configure_optimizers(), lit)
         self.assertEqual([t["name"] for t in r.tensors],
                          ["model.fc1.weight", "model.fc1.bias", "bias", "fc1.weight", "fc1.bias"])
 
+    def test_modules_with_their_own_optimizers_in_a_plain_list_are_named_by_the_scripts_path(self):
+        # pytorch/examples' Forward-Forward: each layer builds `self.opt` in its __init__, and the net
+        # keeps its layers in a plain list (no ModuleList): both layers' parameters were `weight` and
+        # `bias`, both optimizers `self.opt`.
+        path = self.script("train.py", """
+import torch
+from torch import nn
+
+class Layer(nn.Linear):
+    def __init__(self, a, b):
+        super().__init__(a, b)
+        self.opt = torch.optim.Adam(self.parameters(), lr=0.03)
+
+    def train_on(self, x):
+        for _ in range(2):
+            self.opt.zero_grad()
+            self.forward(x).pow(2).mean().backward()
+            self.opt.step()
+        return self.forward(x).detach()
+
+class Net:
+    def __init__(self, dims):
+        self.layers = []
+        for d in range(len(dims) - 1):
+            self.layers += [Layer(dims[d], dims[d + 1])]
+
+    def train(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer.train_on(x)
+
+net = Net([4, 3, 2])
+net.train(torch.randn(5, 4))
+""")
+        r = self.run_ok(path)
+        self.assertEqual([t["name"] for t in r.tensors],
+                         ["net.layers.0.weight", "net.layers.0.bias", "net.layers.1.weight", "net.layers.1.bias"])
+        self.assertEqual([o["name"] for o in r.of("optimizer")], ["net.layers.0.opt", "net.layers.1.opt"])
+
     def test_wrappers_add_nothing_to_names(self):
         path = self.script("train.py", """
 import torch
