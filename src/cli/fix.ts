@@ -258,7 +258,8 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
     process.stdout.write(a.finding ? `No ${a.finding} finding in this run: nothing to fix.\n` : 'No findings: nothing to fix.\n');
     return a.finding ? FIX_EXIT.noRemedy : FIX_EXIT.ok;
   }
-  const finding = findings[0];
+  // The top finding that proposes a change (one that settled, or a desync across ranks, proposes none).
+  const finding = findings.find((f) => f.remedies.length > 0) ?? findings[0];
   const file = finding.source?.file ?? d.script;
   if (finding.source?.cell !== undefined || file.toLowerCase().endsWith('.ipynb')) {
     // A notebook run (%gradscope on): the finding is on a cell's line, and the fix engines edit
@@ -297,6 +298,10 @@ async function fixInner(a: FixArgs, cwd: string, signal: AbortSignal): Promise<n
       if (!o.result.ok) process.stdout.write(`  skipped ${o.remedy.id}: ${o.result.reason}\n`);
     }
     result = usable?.result ?? options[0]?.result ?? { ok: false, remedy: 'none', reason: 'the finding has no remedies' };
+  }
+  if (!result.ok && finding.remedies.length === 0) {
+    process.stdout.write('Nothing to fix: no finding proposes a change to the code.\n');
+    return finding.severity === 'info' ? FIX_EXIT.ok : FIX_EXIT.noRemedy;
   }
   if (!result.ok) {
     process.stdout.write(`${result.alreadyApplied ? 'Already applied' : 'Cannot apply'} ${result.remedy}: ${result.reason}\n`);

@@ -14,9 +14,9 @@ export interface RunMeasure {
   maxNorm: number | null;
   firstNonFiniteStep: number | null;
   loss: { first: number | null; last: number | null; trend: 'falling' | 'rising' | 'flat' | 'unknown' };
-  /** `settled`: a gradient spike the run came back from (an exploding-gradient finding of severity info). */
+  /** `settled`: something the run came back from (a gradient spike, large first updates: evidence `settled`, severity info). */
   findings: { id: string; kind: FindingKind; layer: string | null; source: SourceLocation | null; step: number; settled?: true }[];
-  /** The kinds found, but for settled spikes: a fix after which the run only spikes and settles cured it. */
+  /** The kinds found, but for settled ones: a fix after which the run only spikes and settles cured it. */
   kinds: FindingKind[];
 }
 
@@ -88,11 +88,11 @@ export function verdict(kind: FindingKind | null, before: RunMeasure, after: Run
   if (!still && !nonFinite) {
     // Cured by the rule; a person still wants to know when the loss went up or other findings appeared.
     const added = after.kinds.filter((k) => !before.kinds.includes(k));
-    const spikes = after.findings.filter((f) => f.settled).map((f) => f.step);
+    const spikes = after.findings.filter((f) => f.settled).map((f) => `${f.kind === 'exploding-gradient' ? 'a gradient spike' : f.kind} at step ${f.step}`);
     const caveats = [
       after.loss.trend === 'rising' ? 'but the loss rose' : '',
       added.length ? `new: ${added.join(', ')}` : '',
-      spikes.length ? `a gradient spike at step ${spikes.join(', ')} that settled` : '',
+      spikes.length ? `${spikes.join(', ')} that settled` : '',
     ]
       .filter(Boolean)
       .join('; ');

@@ -344,3 +344,39 @@ describe('a jump over a baseline of one or two steps must be larger', () => {
     assert.equal(found((step, t) => (step === 3 ? 12 : 1) * (1 + t))?.step, 3);
   });
 });
+
+describe('large first updates that settle are no learning rate too high', () => {
+  // A one-weight linear regression from a random start (pytorch-tutorial's): the weight moves 40 % a
+  // step at first, then less and less, while the loss falls.
+  const lin: Spec[] = [{ name: 'linear.weight', layer: 'linear', layerType: 'Linear', shape: [1, 1], paramNorm: 1 }];
+  // torchStore's update norm is paramNorm × 1e-3: a store whose update ratio follows `ratio(step)`.
+  function run(steps: number, ratio: (step: number) => number, loss: (step: number) => number): Finding | undefined {
+    const store = new RunStore();
+    store.ingest({ type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script: SCRIPT, detailEvery: 2 });
+    store.ingest({ type: 'tensors', tensors: tensorsOf(lin) });
+    for (let step = 0; step < steps; step++) {
+      const cols = STATS.map((stat) => Float64Array.of(stat === 'norm' ? 1 : stat === 'maxAbs' ? 0.1 : stat === 'paramNorm' ? 1 : stat === 'updateNorm' ? ratio(step) : 0));
+      store.ingest({ type: 'step', step, optimizer: 0, loss: loss(step), wallMs: step, stats: STATS, columns: cols, nTensors: 1 });
+    }
+    return analyzeStore(store).find((f) => f.kind === 'update-ratio');
+  }
+  const fast = (step: number): number => 0.4 * Math.exp(-step / 10);
+  const falling = (step: number): number => 28.6 * Math.exp(-step / 5) + 0.34;
+
+  it('settled (a later window all under 10 %, the loss lower): info, no remedy', () => {
+    const f = run(60, fast, falling)!;
+    assert.equal(f.severity, 'info');
+    assert.equal(f.evidence.settled, 1);
+    assert.deepEqual(f.remedies, []);
+    assert.match(f.message, /^Large first updates, then settled: .* as a fresh model does\.$/);
+    // Seen only up to step 25: not settled yet, a warning.
+    assert.equal(run(25, fast, falling)?.severity, 'warning');
+  });
+
+  it('updates that stay large, or a loss that does not fall, are still a learning rate too high', () => {
+    assert.equal(run(60, () => 0.3, falling)?.severity, 'warning');
+    assert.equal(run(60, fast, () => 5)?.severity, 'warning');
+    // Settled, then too high again later: a warning again.
+    assert.equal(run(90, (step) => (step >= 60 ? 0.3 : fast(step)), falling)?.severity, 'warning');
+  });
+});
