@@ -89,11 +89,7 @@ export function verdict(kind: FindingKind | null, before: RunMeasure, after: Run
     // Cured by the rule; a person still wants to know when the loss went up or other findings appeared.
     const added = after.kinds.filter((k) => !before.kinds.includes(k));
     const spikes = after.findings.filter((f) => f.settled).map((f) => `${f.kind === 'exploding-gradient' ? 'a gradient spike' : f.kind} at step ${f.step}`);
-    const caveats = [
-      after.loss.trend === 'rising' ? 'but the loss rose' : '',
-      added.length ? `new: ${added.join(', ')}` : '',
-      spikes.length ? `${spikes.join(', ')} that settled` : '',
-    ]
+    const caveats = [after.loss.trend === 'rising' ? 'but the loss rose' : '', added.length ? `new: ${added.join(', ')}` : '', spikes.length ? `${spikes.join(', ')} that settled` : '']
       .filter(Boolean)
       .join('; ');
     return { cured: true, summary: `cured: ${kind ?? 'the finding'} gone, no non-finite step in ${after.steps} steps (${norms})${caveats ? ` — ${caveats}` : ''}` };
