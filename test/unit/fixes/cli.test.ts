@@ -2,9 +2,12 @@
 // diagnosis fixtures in a temporary folder next to the repository's node_modules (small step counts).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { encodeMessage } from '../../../src/core/protocol/codec';
+import type { Message, StatName } from '../../../src/core/protocol/messages';
+import { RunFileWriter } from '../../../src/core/store/runFile';
 import { gradscopeSync, type CliResult } from '../support/cli';
 import { fixture, repoRoot } from '../support/paths';
 
@@ -76,6 +79,38 @@ describe('gradscope fix', () => {
     assert.match(text, /torch\.optim\.SGD\(model\.parameters\(\), lr=0\.1, momentum=0\.99\)/, 'the cured remedy is written');
     assert.doesNotMatch(text, /clip_grad_norm_/, 'the remedy that did not cure is not');
     assert.deepEqual(leftovers(), [], 'the verification copies are removed');
+  });
+
+  it('a run whose only finding proposes no change (large first updates that settled): nothing to fix, exit 0', async () => {
+    // pytorch-tutorial's linear regression, as a run file: the update ratio 40 % at first, then small,
+    // the loss falling (it was told "learning rate too high" and offered lr ÷ 100).
+    const script = join(work, 'linreg.py');
+    writeFileSync(script, 'import torch\n');
+    const stats: StatName[] = ['norm', 'maxAbs', 'nanCount', 'infCount', 'paramNorm', 'updateNorm'];
+    const w = RunFileWriter.create(work, { runId: 'linreg', script, args: [], cwd: work, startedAt: '2026-01-01T00:00:00.000Z', framework: 'torch' });
+    let seq = 0;
+    const put = (m: Message): void => w.append(encodeMessage(m, seq++));
+    put({ type: 'hello', probeVersion: 't', framework: 'torch', backend: 'cpu', device: 'CPU', backendReason: '', pid: 1, rank: 0, script, detailEvery: 10 });
+    put({ type: 'tensors', tensors: [{ id: 0, name: 'model.weight', layer: 'model', layerType: 'Linear', shape: [1, 1], source: { file: script, line: 1, column: 1 } }] });
+    for (let step = 0; step < 60; step++) {
+      const ratio = 0.4 * Math.exp(-step / 10);
+      const v = { norm: 1, maxAbs: 0.1, nanCount: 0, infCount: 0, paramNorm: 1, updateNorm: ratio };
+      put({
+        type: 'step',
+        step,
+        optimizer: 0,
+        loss: 28.6 * Math.exp(-step / 5) + 0.34,
+        wallMs: step,
+        stats,
+        columns: stats.map((k) => Float64Array.of(v[k as keyof typeof v])),
+        nTensors: 1,
+      });
+    }
+    await w.close({ reason: 'completed', code: 0, signal: null, error: null, endedAt: '2026-01-01T00:01:00.000Z', steps: 60 });
+    const r = gradscope(['fix', 'linreg.py', '--from-run', w.path, '--dry-run']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^Finding: update-ratio \(info\): Large first updates, then settled/m);
+    assert.match(r.stdout, /^Nothing to fix: no finding proposes a change to the code\.$/m);
   });
 
   it('lr-tiny: --from-run with --dry-run prints the raise-lr diff and changes nothing; usage errors exit 2', () => {
