@@ -214,6 +214,11 @@ class ParameterSites:
         owner = owners[0]
         m = owner.module
         site, built = self._module_site(owner)
+        if site is None and getattr(self, "distributed", False):
+            # A process of the run that received its model built elsewhere (a spawn child unpickles
+            # the module the parent built: pytorch/examples' mnist_hogwild): no construction was seen
+            # here, so the line is read from the source of the parent module's class.
+            site = sources.attribute_site(owner.ancestors[-1] if owner.ancestors else None, m)
         # A parameter created in the user's own module class: its own line is the precise one when the
         # class is the model itself (the root: its construction line would cover every parameter).
         # A user-written layer inside the model (a custom nn.Module built in the model's __init__) is

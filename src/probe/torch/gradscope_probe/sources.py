@@ -205,3 +205,28 @@ def user_frame_of_traceback(tb):
     if found is None:
         return None
     return frame_location(found.tb_frame, lasti=found.tb_lasti, lineno=found.tb_lineno)
+
+
+def attribute_site(parent, child):
+    """{file, line, column} of ``self.<attr> = …`` in the ``__init__`` of ``parent``'s class, where
+    ``child`` is ``parent.<attr>`` and that class is the user's; None otherwise. For modules whose
+    construction this process did not see (unpickled: a spawn child's copy of the parent's model)."""
+    if parent is None:
+        return None
+    attr = next((a for a, c in getattr(parent, "_modules", {}).items() if c is child), None)
+    fn = getattr(type(parent), "__init__", None)
+    code = getattr(fn, "__code__", None)
+    if attr is None or code is None or not is_user_file(code.co_filename):
+        return None
+    import inspect
+    import re
+
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return None
+    pat = re.compile(r"\s*self\.%s\s*(:[^=]*)?=(?!=)" % re.escape(attr))
+    for i, text in enumerate(lines):
+        if pat.match(text):
+            return {"file": code.co_filename, "line": start + i, "column": len(text) - len(text.lstrip()) + 1}
+    return None

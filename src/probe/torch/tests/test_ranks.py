@@ -108,5 +108,86 @@ class RankJoinsTest(unittest.TestCase):
         self.assertEqual(msgs[-1]["reason"], "completed")
 
 
+class SpawnedWorkersTest(unittest.TestCase):
+    """pytorch/examples' mnist_hogwild: the parent builds the model, spawn-started children train it
+    (no process group). Each child joins the run with world size 1, and its tensors are placed on the
+    lines of the model's __init__ (read from the class's source: the child only unpickled them; they
+    were "built at ?")."""
+
+    def test_each_worker_joins_and_places_the_parents_layers(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "s")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(4)
+        got = []
+
+        def accept():
+            for _ in range(2):
+                c, _ = server.accept()
+                buf = b""
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    buf += b
+                got.append(buf)
+                c.close()
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        script = os.path.join(d, "hogwild.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent("""
+                import torch
+                import torch.multiprocessing as mp
+                from torch import nn
+
+                class Net(nn.Module):
+                    def __init__(self):
+                        super().__init__()
+                        self.fc1 = nn.Linear(3, 4)  # @fc1
+                        self.fc2: nn.Module = nn.Linear(4, 2)  # @fc2
+
+                    def forward(self, x):
+                        return self.fc2(self.fc1(x).relu())
+
+                def train(model):
+                    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+                    for _ in range(3):
+                        opt.zero_grad(); model(torch.randn(8, 3)).pow(2).mean().backward(); opt.step()
+
+                if __name__ == "__main__":
+                    mp.set_start_method("spawn", force=True)
+                    model = Net()
+                    model.share_memory()
+                    ps = [mp.Process(target=train, args=(model,)) for _ in range(2)]
+                    for p in ps: p.start()
+                    for p in ps: p.join()
+            """))
+        lines = open(script).read().splitlines()
+        want = {tag: next(i + 1 for i, x in enumerate(lines) if x.endswith("# @" + tag)) for tag in ("fc1", "fc2")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRADSCOPE_")}
+        env.update({ranks.SOCKET_ENV: "unix:" + path, ranks.SETTINGS_ENV: "steps=0,detail=0,sampled=0,script=" + script,
+                    "PYTHONPATH": BOOT})
+        for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+            env.pop(k, None)
+        r = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.join(60)
+        server.close()
+        self.assertEqual(len(got), 2)
+        for buf in got:
+            frames, err = decode_all(buf)
+            self.assertIsNone(err)
+            msgs = [m for _, m in frames]
+            self.assertEqual((msgs[0]["rank"], msgs[0]["worldSize"]), (0, 1))
+            tensors = [x for m in msgs if m["type"] == "tensors" for x in m["tensors"]]
+            self.assertEqual({x["name"]: (x["source"] or {}).get("line") for x in tensors},
+                             {"model.fc1.weight": want["fc1"], "model.fc1.bias": want["fc1"],
+                              "model.fc2.weight": want["fc2"], "model.fc2.bias": want["fc2"]})
+            self.assertEqual(len([m for m in msgs if m["type"] == "step"]), 3)
+
+
 if __name__ == "__main__":
     unittest.main()
