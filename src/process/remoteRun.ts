@@ -228,7 +228,7 @@ export class RemoteRun implements RunHandle, LiveRun {
     const base = { code: null, signal: null, steps, lastStep: this.store.lastStep, recording: null };
     const where = (e: ErrorInfo | null | undefined): string => (e?.frame ? ` at ${e.frame.file}:${e.frame.line}:${e.frame.column}` : '');
     const all = [...this.joined.values()];
-    const note = this.rankNote();
+    const note = this.rankNote(all);
     if (this.protocolError) {
       const error = { message: this.protocolError.message };
       return { ...base, reason: 'protocol-error', error, message: `stopped watching: the probe's data stream is corrupt: ${this.protocolError.message}${note}` };
@@ -255,8 +255,8 @@ export class RemoteRun implements RunHandle, LiveRun {
   }
 
   /** "; 2 ranks seen (rank 0: 20 steps, rank 1: 20 steps)", and the ranks the job expected that never joined; "" for one process. */
-  private rankNote(): string {
+  private rankNote(all: readonly Joined[]): string {
     if (this.job === undefined) return '';
-    return `; ${ranksSeenNote(this.ranks, this.expectedRanks).text}`;
+    return `; ${ranksSeenNote(this.ranks, this.expectedRanks, all).text}`;
   }
 }

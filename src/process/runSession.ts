@@ -561,7 +561,7 @@ export class RunSession implements RunHandle, LiveRun {
     if (!this.primary && this.store.stepCount === 0 && ranks.some((r) => r.store.stepCount > 0)) {
       exit = { ...exit, message: exit.message.replace(/^(\w+), 0 steps/, "$1, 0 steps in the script's own process") };
     }
-    const note = ranksSeenNote(ranks, this.expectedRanks);
+    const note = ranksSeenNote(ranks, this.expectedRanks, [...this.joined.values()]);
     if (note.missing) this.output.fire({ stream: 'stderr', text: `[gradscope] warning: ${note.missing}\n` });
     return { ...exit, message: `${exit.message}; ${note.text}` };
   }

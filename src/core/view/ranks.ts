@@ -36,13 +36,14 @@ export function runProcesses(own: RunStore, ranks: readonly RankSource[] | undef
 }
 
 /**
- * What a run's end says of its processes: "2 ranks seen (rank 0: 20 steps, rank 1: 20 steps)", or,
+ * What a run's end says of its processes (`joined`: the HELLOs of the connections, some of which may
+ * have no store): "2 ranks seen (rank 0: 20 steps, rank 1: 20 steps)", or,
  * where the job expected more ranks than joined, `missing` ("only 1 of 2 ranks seen: rank 1 never
  * connected (not observed)"); and processes that train on their own (world size 1: Hogwild workers,
  * which all say rank 0) by pid: "2 processes that train on their own (pid 11: 94 steps, pid 12: 94
  * steps; no process group: not ranks of one job, not compared)".
  */
-export function ranksSeenNote(ranks: readonly RankSource[], expected: number): { text: string; missing: string | null } {
+export function ranksSeenNote(ranks: readonly RankSource[], expected: number, joined: readonly { rank: number; worldSize: number | null }[] = []): { text: string; missing: string | null } {
   const job = distributedRanks(ranks);
   const alone = ranks.filter((r) => !job.includes(r));
   const stepsOf = (r: RankSource): string => `${r.store.stepCount} step${r.store.stepCount === 1 ? '' : 's'}`;
@@ -50,7 +51,9 @@ export function ranksSeenNote(ranks: readonly RankSource[], expected: number): {
   const parts: string[] = [];
   let missing: string | null = null;
   if (job.length || !alone.length) {
-    const seen = new Set(job.map((r) => r.rank));
+    // Seen: every rank of the job that joined (`joined`: those whose connection said HELLO, recorded
+    // or not, a rank whose run file could not be made included), else those with a store.
+    const seen = new Set([...job.map((r) => r.rank), ...joined.filter((j) => j.worldSize === null || j.worldSize >= 2).map((j) => j.rank)]);
     if (expected > seen.size) {
       const absent: number[] = [];
       for (let r = 0; r < expected && absent.length < 8; r++) if (!seen.has(r)) absent.push(r);

@@ -270,6 +270,9 @@ describe('processes that train on their own (Hogwild) are not ranks of one job',
     const note = ranksSeenNote(ddp.slice(0, 1), 2);
     assert.equal(note.missing, 'only 1 of 2 ranks seen: rank 1 never connected (not observed)');
     assert.equal(note.text, note.missing);
+    // A rank that joined (said HELLO) but has no store (its run file could not be made) was seen.
+    const joined = [0, 1].map((rank) => ({ rank, worldSize: 2 }));
+    assert.deepEqual(ranksSeenNote(ddp.slice(0, 1), 2, joined), { text: '2 ranks seen (rank 0: 10 steps)', missing: null });
     assert.equal(
       ranksSeenNote([...ddp, workers[0]], 2).text,
       '2 ranks seen (rank 0: 10 steps, rank 1: 10 steps); 1 process that trains on its own (pid 11: 10 steps; no process group: not ranks of one job, not compared)',

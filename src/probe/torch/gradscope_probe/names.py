@@ -141,31 +141,26 @@ def path_from_frames(target, frame, is_user_file, max_items: int = 10_000):
                     return None
         if isinstance(v, (list, tuple, dict)):
             return _in_container(var, v)
-        # An instance of the script's own class (a Net that is no nn.Module, a trainer): its
-        # attributes, one level down.
-        if depth == 0 and _of_user_class(v):
-            try:
-                attrs = list(vars(v).items())
-            except TypeError:
-                return None
-            for attr, c in attrs:
-                if attr.startswith("_"):
-                    continue
-                if isinstance(c, (list, tuple, dict)):
-                    got = _in_container(var + "." + attr, c)
-                elif isinstance(c, Module) or c is target:
-                    got = within(var + "." + attr, c, 1)
-                else:
-                    got = None
-                if got:
-                    return got
-        elif isinstance(v, Module):
-            for attr, c in list(vars(v).items()):
-                if attr.startswith("_") or not isinstance(c, (list, tuple, dict)):
-                    continue
+        # Plain lists of modules held by a module, and, one level down from a variable holding an
+        # instance of the script's own class (a Net that is no nn.Module, a trainer), its modules too.
+        user = depth == 0 and _of_user_class(v)
+        if not (user or isinstance(v, Module)):
+            return None
+        try:
+            attrs = list(vars(v).items())
+        except TypeError:
+            return None
+        for attr, c in attrs:
+            if attr.startswith("_"):
+                continue
+            if isinstance(c, (list, tuple, dict)):
                 got = _in_container(var + "." + attr, c)
-                if got:
-                    return got
+            elif user and (isinstance(c, Module) or c is target):
+                got = within(var + "." + attr, c, 1)
+            else:
+                continue
+            if got:
+                return got
         return None
 
     def _in_container(var, c):

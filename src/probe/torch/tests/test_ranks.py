@@ -50,6 +50,29 @@ class ChainsTest(unittest.TestCase):
         self.assertEqual(r.stderr, "")
 
 
+def _serve(server, n):
+    """Listens on `server` and reads `n` connections whole, one after the other, on a thread: (the list
+    their bytes are appended to, the thread)."""
+    server.listen(4)
+    got = []
+
+    def accept():
+        for _ in range(n):
+            c, _ = server.accept()
+            buf = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                buf += b
+            got.append(buf)
+            c.close()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    return got, t
+
+
 class RankJoinsTest(unittest.TestCase):
     def test_a_rank_joins_the_socket_with_its_place_and_ends_with_end(self):
         d = tempfile.mkdtemp()
@@ -64,22 +87,7 @@ class RankJoinsTest(unittest.TestCase):
         self._join(server, "tcp:127.0.0.1:%d" % server.getsockname()[1], tempfile.mkdtemp())
 
     def _join(self, server, address, d):
-        server.listen(4)
-        got = []
-
-        def accept():
-            c, _ = server.accept()
-            buf = b""
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                buf += b
-            got.append(buf)
-            c.close()
-
-        t = threading.Thread(target=accept, daemon=True)
-        t.start()
+        got, t = _serve(server, 1)
         script = os.path.join(d, "train.py")
         with open(script, "w") as f:
             f.write(textwrap.dedent("""
@@ -119,23 +127,7 @@ class SpawnedWorkersTest(unittest.TestCase):
         path = os.path.join(d, "s")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)
-        server.listen(4)
-        got = []
-
-        def accept():
-            for _ in range(2):
-                c, _ = server.accept()
-                buf = b""
-                while True:
-                    b = c.recv(65536)
-                    if not b:
-                        break
-                    buf += b
-                got.append(buf)
-                c.close()
-
-        t = threading.Thread(target=accept, daemon=True)
-        t.start()
+        got, t = _serve(server, 2)
         script = os.path.join(d, "hogwild.py")
         with open(script, "w") as f:
             f.write(textwrap.dedent("""
